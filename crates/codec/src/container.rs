@@ -1,0 +1,237 @@
+//! Avro object container files, read block by block so one bad record costs its block, not the file.
+//!
+//! apache-avro's own reader stops at the first error. This reader parses the framing itself
+//! (header, then `count, size, data, sync` blocks), decodes records with the file's writer
+//! schema, and on a bad record reports it with the rest of its block and moves to the next block.
+
+use std::io::{self, Read, Write};
+use std::str::FromStr;
+
+use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::{Codec, Schema, Writer};
+use omnistitch_model::wire::WireEvent;
+use omnistitch_model::Channel;
+
+use crate::contract::{channel_of, intern, Contract};
+use crate::datum::{read_wire, reader_for};
+use crate::error::DecodeError;
+
+/// Largest block accepted, compressed or not.
+const MAX_BLOCK_BYTES: i64 = 256 * 1024 * 1024;
+
+/// A record that could not be read, with what is known of its bytes.
+#[derive(Debug)]
+pub struct BadRecord {
+    /// Index of the first unreadable record in the file.
+    pub index: u64,
+    /// Why.
+    pub error: DecodeError,
+    /// The unreadable bytes (the rest of the block).
+    pub payload: Vec<u8>,
+}
+
+/// One item of a container: a record with its index, or a bad record.
+pub type ContainerItem = Result<(u64, WireEvent), BadRecord>;
+
+/// Reads the input records of one container file.
+pub struct ContainerReader<R> {
+    source: R,
+    channel: Channel,
+    reader: GenericDatumReader<'static>,
+    codec: Codec,
+    sync: [u8; 16],
+    block: Vec<u8>,
+    pos: usize,
+    left_in_block: i64,
+    index: u64,
+    done: bool,
+}
+
+fn read_long<R: Read>(r: &mut R) -> io::Result<Option<i64>> {
+    let mut value: u64 = 0;
+    let mut shift = 0;
+    let mut byte = [0u8; 1];
+    loop {
+        if r.read(&mut byte)? == 0 {
+            return if shift == 0 { Ok(None) } else { Err(io::ErrorKind::UnexpectedEof.into()) };
+        }
+        value |= u64::from(byte[0] & 0x7f) << shift;
+        if byte[0] & 0x80 == 0 {
+            return Ok(Some(((value >> 1) as i64) ^ -((value & 1) as i64)));
+        }
+        shift += 7;
+        if shift > 63 {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "varint too long"));
+        }
+    }
+}
+
+fn need_long<R: Read>(r: &mut R) -> Result<i64, DecodeError> {
+    read_long(r)?.ok_or_else(|| DecodeError::Container("unexpected end of file".into()))
+}
+
+fn read_bytes<R: Read>(r: &mut R, len: i64) -> Result<Vec<u8>, DecodeError> {
+    if !(0..=MAX_BLOCK_BYTES).contains(&len) {
+        return Err(DecodeError::Container(format!("implausible length {len}")));
+    }
+    let mut buf = vec![0u8; len as usize];
+    r.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+impl<R: Read> ContainerReader<R> {
+    /// Reads the header; fails if it is not a container of one of the input schemas.
+    pub fn new(mut source: R) -> Result<Self, DecodeError> {
+        let mut magic = [0u8; 4];
+        source.read_exact(&mut magic)?;
+        if &magic != b"Obj\x01" {
+            return Err(DecodeError::Container("not an Avro object container file".into()));
+        }
+        let (mut schema_json, mut codec_name) = (None, None);
+        loop {
+            let mut count = need_long(&mut source)?;
+            if count == 0 {
+                break;
+            }
+            if count < 0 {
+                count = -count;
+                need_long(&mut source)?; // block size in bytes, unused
+            }
+            for _ in 0..count {
+                let key_len = need_long(&mut source)?;
+                let key = String::from_utf8(read_bytes(&mut source, key_len)?)
+                    .map_err(|_| DecodeError::Container("metadata key is not UTF-8".into()))?;
+                let value_len = need_long(&mut source)?;
+                let value = read_bytes(&mut source, value_len)?;
+                match key.as_str() {
+                    "avro.schema" => schema_json = Some(value),
+                    "avro.codec" => codec_name = Some(value),
+                    _ => {}
+                }
+            }
+        }
+        let mut sync = [0u8; 16];
+        source.read_exact(&mut sync)?;
+        let schema_json = schema_json.ok_or_else(|| DecodeError::Container("header has no avro.schema".into()))?;
+        let schema_text = std::str::from_utf8(&schema_json)
+            .map_err(|_| DecodeError::Container("avro.schema is not UTF-8".into()))?;
+        let schema = Schema::parse_str(schema_text).map_err(|e| DecodeError::UnknownSchema(e.to_string()))?;
+        let channel = channel_of(&schema).ok_or_else(|| {
+            DecodeError::UnknownSchema(schema.name().map(|n| n.fullname(None)).unwrap_or_default())
+        })?;
+        let codec_name = codec_name.map(|c| String::from_utf8_lossy(&c).into_owned());
+        let codec = match codec_name.as_deref() {
+            None | Some("null") => Codec::Null,
+            Some(name) => Codec::from_str(name)
+                .map_err(|_| DecodeError::Container(format!("unsupported codec `{name}`")))?,
+        };
+        let reader = reader_for(intern(schema))?;
+        Ok(ContainerReader {
+            source,
+            channel,
+            reader,
+            codec,
+            sync,
+            block: Vec::new(),
+            pos: 0,
+            left_in_block: 0,
+            index: 0,
+            done: false,
+        })
+    }
+
+    /// The channel of the file's records.
+    pub fn channel(&self) -> Channel {
+        self.channel
+    }
+
+    /// Loads the next block; `Ok(false)` at a clean end of file.
+    fn next_block(&mut self) -> Result<bool, DecodeError> {
+        let Some(count) = read_long(&mut self.source)? else { return Ok(false) };
+        let size = need_long(&mut self.source)?;
+        if count < 0 {
+            return Err(DecodeError::Container(format!("negative record count {count}")));
+        }
+        let mut data = read_bytes(&mut self.source, size)?;
+        let mut sync = [0u8; 16];
+        self.source.read_exact(&mut sync)?;
+        if sync != self.sync {
+            return Err(DecodeError::Container("sync marker mismatch".into()));
+        }
+        self.codec.decompress(&mut data).map_err(|e| DecodeError::Container(e.to_string()))?;
+        self.block = data;
+        self.pos = 0;
+        self.left_in_block = count;
+        Ok(true)
+    }
+}
+
+impl<R: Read> Iterator for ContainerReader<R> {
+    type Item = ContainerItem;
+
+    fn next(&mut self) -> Option<ContainerItem> {
+        while !self.done && self.left_in_block == 0 {
+            match self.next_block() {
+                Ok(true) => {}
+                Ok(false) => self.done = true,
+                Err(error) => {
+                    // Framing is lost: nothing after this point can be trusted.
+                    self.done = true;
+                    return Some(Err(BadRecord { index: self.index, error, payload: Vec::new() }));
+                }
+            }
+        }
+        if self.done {
+            return None;
+        }
+        let index = self.index;
+        let mut rest = &self.block[self.pos..];
+        let before = rest.len();
+        match read_wire(&self.reader, self.channel, &mut rest) {
+            Ok(ev) => {
+                self.pos += before - rest.len();
+                self.left_in_block -= 1;
+                self.index += 1;
+                Some(Ok((index, ev)))
+            }
+            Err(error) => {
+                let payload = self.block[self.pos..].to_vec();
+                self.index += self.left_in_block as u64;
+                self.left_in_block = 0;
+                Some(Err(BadRecord { index, error, payload }))
+            }
+        }
+    }
+}
+
+/// Writes input records of one channel to a container file.
+pub struct ContainerWriter<W: Write> {
+    writer: Writer<'static, W>,
+    channel: Channel,
+}
+
+impl<W: Write> ContainerWriter<W> {
+    /// A writer of `channel` records; `deflate` compresses blocks.
+    pub fn new(channel: Channel, sink: W, deflate: bool) -> Result<Self, apache_avro::Error> {
+        let codec = if deflate { Codec::Deflate(Default::default()) } else { Codec::Null };
+        let writer = Writer::with_codec(Contract::get().input(channel), sink, codec)?;
+        Ok(ContainerWriter { writer, channel })
+    }
+
+    /// Appends one record; it must be of this writer's channel.
+    pub fn append(&mut self, event: &WireEvent) -> Result<(), apache_avro::Error> {
+        assert_eq!(event.channel(), self.channel, "record of the wrong channel");
+        match event {
+            WireEvent::Email(e) => self.writer.append_ser(e)?,
+            WireEvent::Chat(e) => self.writer.append_ser(e)?,
+            WireEvent::Phone(e) => self.writer.append_ser(e)?,
+            WireEvent::Social(e) => self.writer.append_ser(e)?,
+        };
+        Ok(())
+    }
+
+    /// Flushes the last block and returns the sink.
+    pub fn finish(self) -> Result<W, apache_avro::Error> {
+        self.writer.into_inner()
+    }
+}

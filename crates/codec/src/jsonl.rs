@@ -1,0 +1,69 @@
+//! JSON Lines input: one object per line, following the channel's Avro schema field for field.
+
+use std::io::{self, BufRead};
+
+use omnistitch_model::wire::{ChatEvent, EmailEvent, PhoneEvent, SocialEvent};
+use omnistitch_model::{Channel, WireEvent};
+
+use crate::error::DecodeError;
+
+/// Decodes one JSON object of `channel`.
+pub fn decode_line(channel: Channel, line: &[u8]) -> Result<WireEvent, DecodeError> {
+    let text = std::str::from_utf8(line).map_err(|e| DecodeError::Json(format!("invalid UTF-8: {e}")))?;
+    let err = |e: serde_json::Error| DecodeError::Json(e.to_string());
+    Ok(match channel {
+        Channel::Email => WireEvent::Email(serde_json::from_str::<EmailEvent>(text).map_err(err)?),
+        Channel::Chat => WireEvent::Chat(serde_json::from_str::<ChatEvent>(text).map_err(err)?),
+        Channel::Phone => WireEvent::Phone(serde_json::from_str::<PhoneEvent>(text).map_err(err)?),
+        Channel::Social => WireEvent::Social(serde_json::from_str::<SocialEvent>(text).map_err(err)?),
+    })
+}
+
+/// Item of a JSON Lines reader: `(line number from 1, raw line, decoded event or error)`.
+pub type LineItem = (u64, Vec<u8>, Result<WireEvent, DecodeError>);
+
+/// Reads the non-blank lines of a JSON Lines file of one channel.
+pub struct JsonLinesReader<R> {
+    source: R,
+    channel: Channel,
+    line_no: u64,
+}
+
+impl<R: BufRead> JsonLinesReader<R> {
+    /// A reader of `channel` objects.
+    pub fn new(source: R, channel: Channel) -> Self {
+        JsonLinesReader { source, channel, line_no: 0 }
+    }
+
+    fn next_line(&mut self) -> io::Result<Option<Vec<u8>>> {
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            if self.source.read_until(b'\n', &mut buf)? == 0 {
+                return Ok(None);
+            }
+            self.line_no += 1;
+            while matches!(buf.last(), Some(b'\n' | b'\r')) {
+                buf.pop();
+            }
+            if !buf.iter().all(u8::is_ascii_whitespace) {
+                return Ok(Some(buf));
+            }
+        }
+    }
+}
+
+impl<R: BufRead> Iterator for JsonLinesReader<R> {
+    type Item = LineItem;
+
+    fn next(&mut self) -> Option<LineItem> {
+        match self.next_line() {
+            Ok(Some(line)) => {
+                let decoded = decode_line(self.channel, &line);
+                Some((self.line_no, line, decoded))
+            }
+            Ok(None) => None,
+            Err(e) => Some((self.line_no, Vec::new(), Err(DecodeError::Io(e)))),
+        }
+    }
+}

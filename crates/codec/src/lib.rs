@@ -1,0 +1,16 @@
+//! Bytes in, bytes out: the Avro contract (`schemas/`) and JSON Lines.
+//!
+//! Decoders turn input records into [`omnistitch_model::WireEvent`]s, never panicking on bad
+//! bytes: every failure is a [`DecodeError`] with a stable code for the dead-letter output.
+//! Encoders write the output records. The engine never sees bytes; the service and `replay` do.
+
+pub mod container;
+pub mod contract;
+pub mod datum;
+pub mod error;
+pub mod jsonl;
+
+pub use container::{ContainerReader, ContainerWriter, ContainerItem};
+pub use contract::Contract;
+pub use datum::{InputDecoder, OutputEncoder};
+pub use error::DecodeError;
