@@ -1,0 +1,392 @@
+//! One tenant's identity graph: which profile each identifier belongs to, and the rules applied
+//! when an event's identifiers link profiles together.
+//!
+//! Identifiers are stored once, in `entries`; a hash table of entry indices finds them by value
+//! and each profile lists its entries. A merge moves the smaller profile's entries into the
+//! larger one, so every identifier moves O(log n) times at most.
+
+use std::hash::BuildHasher;
+
+use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
+use omnistitch_model::output::MatchOutcome;
+use omnistitch_model::{EventTime, Identifier, IdentifierKind, ProfileId};
+
+use crate::rules::IdentityRules;
+
+const KINDS: usize = IdentifierKind::ALL.len();
+
+/// An identifier known to the graph.
+#[derive(Debug)]
+struct Entry {
+    value: Box<str>,
+    kind: IdentifierKind,
+    /// Seen linking people who must stay apart: it no longer links anything.
+    shared: bool,
+    profile: u32,
+}
+
+/// A profile's state.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    /// Its id.
+    pub id: ProfileId,
+    entries: Vec<u32>,
+    counts: [u32; KINDS],
+    /// Profiles merged into this one, in merge order.
+    pub merged_from: Vec<ProfileId>,
+    /// Earliest event time.
+    pub first_seen: EventTime,
+    /// Latest event time.
+    pub last_seen: EventTime,
+    /// Events resolved to it.
+    pub event_count: u64,
+}
+
+/// Two profiles found to be one person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Merge {
+    /// The profile that remains.
+    pub survivor: ProfileId,
+    /// The profile merged away.
+    pub absorbed: ProfileId,
+    /// The event's identifier that was on the survivor's side.
+    pub survivor_identifier: Identifier,
+    /// The event's identifier that was on the absorbed side.
+    pub absorbed_identifier: Identifier,
+}
+
+/// A link refused because it would break a limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    /// The identifier that would have linked.
+    pub identifier: Identifier,
+    /// The kind whose limit would have been exceeded.
+    pub limit_kind: IdentifierKind,
+    /// The profile the identifier already belonged to, if any.
+    pub other_profile: Option<ProfileId>,
+}
+
+/// The outcome of applying one event's identifiers to the graph.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Linked {
+    /// The profile the event belongs to.
+    pub profile: ProfileId,
+    /// Whether that profile was created by this event.
+    pub created: bool,
+    /// Each identifier (in the order given) and what happened to it.
+    pub outcomes: Vec<MatchOutcome>,
+    /// Merges this event caused, in order.
+    pub merges: Vec<Merge>,
+    /// Links refused.
+    pub conflicts: Vec<Conflict>,
+}
+
+/// Where the event is going while its identifiers are applied.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Target {
+    None,
+    New,
+    Existing(u32),
+}
+
+/// The identity graph of one tenant.
+#[derive(Debug, Default)]
+pub struct TenantGraph {
+    entries: Vec<Entry>,
+    index: HashTable<u32>,
+    hasher: DefaultHashBuilder,
+    profiles: Vec<Option<Profile>>,
+    free: Vec<u32>,
+    by_id: HashMap<ProfileId, u32>,
+    /// Profiles merged away, pointing at the profile that absorbed them.
+    redirects: HashMap<ProfileId, ProfileId>,
+}
+
+fn add(a: &[u32; KINDS], b: &[u32; KINDS]) -> [u32; KINDS] {
+    std::array::from_fn(|k| a[k] + b[k])
+}
+
+fn hash_of(hasher: &DefaultHashBuilder, kind: IdentifierKind, value: &str) -> u64 {
+    hasher.hash_one((kind as u8, value))
+}
+
+impl TenantGraph {
+    /// An empty graph.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Identifiers known.
+    pub fn identifier_count(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Live profiles.
+    pub fn profile_count(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// Identifiers marked shared.
+    pub fn shared_count(&self) -> usize {
+        self.entries.iter().filter(|e| e.shared).count()
+    }
+
+    fn find(&self, id: &Identifier) -> Option<u32> {
+        let h = hash_of(&self.hasher, id.kind, &id.value);
+        self.index
+            .find(h, |&i| {
+                let e = &self.entries[i as usize];
+                e.kind == id.kind && *e.value == *id.value
+            })
+            .copied()
+    }
+
+    fn insert_entry(&mut self, id: &Identifier, profile: u32) -> u32 {
+        let idx = self.entries.len() as u32;
+        self.entries.push(Entry { value: id.value.clone(), kind: id.kind, shared: false, profile });
+        let h = hash_of(&self.hasher, id.kind, &id.value);
+        let (entries, hasher) = (&self.entries, &self.hasher);
+        self.index.insert_unique(h, idx, |&i| {
+            let e = &entries[i as usize];
+            hash_of(hasher, e.kind, &e.value)
+        });
+        let p = self.profiles[profile as usize].as_mut().expect("live profile");
+        p.entries.push(idx);
+        p.counts[id.kind.index()] += 1;
+        idx
+    }
+
+    fn profile(&self, slot: u32) -> &Profile {
+        self.profiles[slot as usize].as_ref().expect("live profile")
+    }
+
+    fn profile_mut(&mut self, slot: u32) -> &mut Profile {
+        self.profiles[slot as usize].as_mut().expect("live profile")
+    }
+
+    /// The live profile with this id, following merges.
+    pub fn get(&self, id: ProfileId) -> Option<&Profile> {
+        self.by_id.get(&self.current(id)).map(|&s| self.profile(s))
+    }
+
+    /// Where a profile id lives now: itself, or the survivor of the merges that absorbed it.
+    pub fn current(&self, mut id: ProfileId) -> ProfileId {
+        while let Some(&next) = self.redirects.get(&id) {
+            id = next;
+        }
+        id
+    }
+
+    /// The identifiers of a profile, sorted.
+    pub fn identifiers(&self, profile: &Profile) -> Vec<Identifier> {
+        let mut ids: Vec<Identifier> = profile
+            .entries
+            .iter()
+            .map(|&i| {
+                let e = &self.entries[i as usize];
+                Identifier { kind: e.kind, value: e.value.clone() }
+            })
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// Every live profile, in no particular order.
+    pub fn profiles(&self) -> impl Iterator<Item = &Profile> {
+        self.profiles.iter().flatten()
+    }
+
+    /// The profile an identifier belongs to, unless it is unknown or shared.
+    pub fn profile_of(&self, id: &Identifier) -> Option<ProfileId> {
+        let e = &self.entries[self.find(id)? as usize];
+        (!e.shared).then(|| self.profile(e.profile).id)
+    }
+
+    fn new_profile(&mut self, id: ProfileId, time: EventTime) -> u32 {
+        let p = Profile {
+            id,
+            entries: Vec::new(),
+            counts: [0; KINDS],
+            merged_from: Vec::new(),
+            first_seen: time,
+            last_seen: time,
+            event_count: 0,
+        };
+        let slot = match self.free.pop() {
+            Some(s) => {
+                self.profiles[s as usize] = Some(p);
+                s
+            }
+            None => {
+                self.profiles.push(Some(p));
+                (self.profiles.len() - 1) as u32
+            }
+        };
+        self.by_id.insert(id, slot);
+        slot
+    }
+
+    /// The first kind whose limit `a` and `b` together would exceed.
+    fn over_limit(rules: &IdentityRules, a: &[u32; KINDS], b: &[u32; KINDS]) -> Option<IdentifierKind> {
+        IdentifierKind::ALL
+            .into_iter()
+            .find(|k| rules.limit(*k).is_some_and(|l| a[k.index()] + b[k.index()] > l))
+    }
+
+    /// Merges two live profiles and returns the slot holding the result.
+    ///
+    /// The survivor is the profile seen first (then the smaller id), so the choice does not
+    /// depend on which side the event happened to name first.
+    fn merge(&mut self, a: u32, b: u32) -> (u32, ProfileId, ProfileId) {
+        let (pa, pb) = (self.profile(a), self.profile(b));
+        let a_survives = (pa.first_seen, pa.id) <= (pb.first_seen, pb.id);
+        let (survivor_id, absorbed_id) = if a_survives { (pa.id, pb.id) } else { (pb.id, pa.id) };
+        // Physically move the smaller entry list into the larger.
+        let (big, small) = if pa.entries.len() >= pb.entries.len() { (a, b) } else { (b, a) };
+        let small_p = self.profiles[small as usize].take().expect("live profile");
+        self.free.push(small);
+        for &e in &small_p.entries {
+            self.entries[e as usize].profile = big;
+        }
+        let bp = self.profile_mut(big);
+        // History: the survivor's own, then the absorbed profile and everything it had absorbed.
+        let big_history = std::mem::take(&mut bp.merged_from);
+        let (mut history, absorbed_history) =
+            if bp.id == survivor_id { (big_history, small_p.merged_from) } else { (small_p.merged_from, big_history) };
+        history.push(absorbed_id);
+        history.extend(absorbed_history);
+        bp.merged_from = history;
+        bp.id = survivor_id;
+        bp.entries.extend_from_slice(&small_p.entries);
+        bp.counts = add(&bp.counts, &small_p.counts);
+        bp.first_seen = bp.first_seen.min(small_p.first_seen);
+        bp.last_seen = bp.last_seen.max(small_p.last_seen);
+        bp.event_count += small_p.event_count;
+        self.by_id.remove(&absorbed_id);
+        self.by_id.insert(survivor_id, big);
+        self.redirects.insert(absorbed_id, survivor_id);
+        (big, survivor_id, absorbed_id)
+    }
+
+    /// Records a refused link; the identifier becomes shared when the rules say so.
+    fn refuse(
+        &mut self,
+        entry: u32,
+        id: &Identifier,
+        limit_kind: IdentifierKind,
+        other: u32,
+        rules: &IdentityRules,
+        conflicts: &mut Vec<Conflict>,
+    ) -> MatchOutcome {
+        conflicts.push(Conflict { identifier: id.clone(), limit_kind, other_profile: Some(self.profile(other).id) });
+        if rules.marks_shared() {
+            self.entries[entry as usize].shared = true;
+            MatchOutcome::Shared
+        } else {
+            MatchOutcome::Conflict
+        }
+    }
+
+    /// Applies one event's normalized, unblocked identifiers.
+    ///
+    /// `ids` must be sorted strongest first (by [`IdentityRules::rank`]); `new_id` is the id a
+    /// profile created by this event gets.
+    pub fn link(&mut self, ids: &[Identifier], rules: &IdentityRules, new_id: ProfileId, time: EventTime) -> Linked {
+        let mut outcomes = vec![MatchOutcome::Added; ids.len()];
+        let mut merges = Vec::new();
+        let mut conflicts = Vec::new();
+        let mut target = Target::None;
+        // The identifier that put the event on its target, for merge explanations.
+        let mut anchor: Option<usize> = None;
+        // New identifiers to attach once the target is known, with their counts per kind.
+        let mut pending: Vec<usize> = Vec::new();
+        let mut pending_counts = [0u32; KINDS];
+
+        for (i, id) in ids.iter().enumerate() {
+            let entry = self.find(id);
+            match entry.map(|e| (&self.entries[e as usize], e)) {
+                Some((e, _)) if e.shared => outcomes[i] = MatchOutcome::Shared,
+                Some((e, eidx)) => {
+                    let p = e.profile;
+                    match target {
+                        Target::None => {
+                            target = Target::Existing(p);
+                            anchor = Some(i);
+                            outcomes[i] = MatchOutcome::Linked;
+                        }
+                        Target::Existing(t) if t == p => outcomes[i] = MatchOutcome::Linked,
+                        Target::Existing(t) => {
+                            let both = add(&self.profile(t).counts, &self.profile(p).counts);
+                            if let Some(limit_kind) = Self::over_limit(rules, &both, &pending_counts) {
+                                outcomes[i] = self.refuse(eidx, id, limit_kind, p, rules, &mut conflicts);
+                            } else {
+                                let target_id = self.profile(t).id;
+                                let (slot, survivor, absorbed) = self.merge(t, p);
+                                let anchor_id = ids[anchor.expect("a target always has an anchor")].clone();
+                                let (survivor_identifier, absorbed_identifier) = if survivor == target_id {
+                                    (anchor_id, id.clone())
+                                } else {
+                                    (id.clone(), anchor_id)
+                                };
+                                merges.push(Merge { survivor, absorbed, survivor_identifier, absorbed_identifier });
+                                target = Target::Existing(slot);
+                                outcomes[i] = MatchOutcome::Linked;
+                            }
+                        }
+                        Target::New => {
+                            if let Some(limit_kind) =
+                                Self::over_limit(rules, &self.profile(p).counts, &pending_counts)
+                            {
+                                outcomes[i] = self.refuse(eidx, id, limit_kind, p, rules, &mut conflicts);
+                            } else {
+                                target = Target::Existing(p);
+                                anchor = Some(i);
+                                outcomes[i] = MatchOutcome::Linked;
+                            }
+                        }
+                    }
+                }
+                None => {
+                    let current = match target {
+                        Target::Existing(t) => self.profile(t).counts,
+                        _ => [0; KINDS],
+                    };
+                    let mut one = [0u32; KINDS];
+                    one[id.kind.index()] = 1;
+                    if let Some(limit_kind) = Self::over_limit(rules, &add(&current, &pending_counts), &one) {
+                        conflicts.push(Conflict { identifier: id.clone(), limit_kind, other_profile: None });
+                        outcomes[i] = MatchOutcome::Conflict;
+                    } else {
+                        if target == Target::None {
+                            target = Target::New;
+                        }
+                        pending.push(i);
+                        pending_counts[id.kind.index()] += 1;
+                    }
+                }
+            }
+        }
+
+        let (slot, created) = match target {
+            Target::Existing(t) => (t, false),
+            Target::New | Target::None => match self.by_id.get(&new_id) {
+                // The same event applied again (a redelivery): it lands where it landed before.
+                Some(&s) => (s, false),
+                None => (self.new_profile(new_id, time), true),
+            },
+        };
+        for &i in &pending {
+            // An identifier can repeat within one event; the first occurrence attached it.
+            if self.find(&ids[i]).is_none() {
+                self.insert_entry(&ids[i], slot);
+            } else {
+                outcomes[i] = MatchOutcome::Linked;
+            }
+        }
+        let p = self.profile_mut(slot);
+        p.first_seen = p.first_seen.min(time);
+        p.last_seen = p.last_seen.max(time);
+        p.event_count += 1;
+        Linked { profile: p.id, created, outcomes, merges, conflicts }
+    }
+}

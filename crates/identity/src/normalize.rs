@@ -1,0 +1,241 @@
+//! Identifier normalization: one canonical value per identifier, or a reason why not.
+
+use dashmap::DashMap;
+use omnistitch_model::{Identifier, IdentifierKind, RawIdentifier};
+use phonenumber::country::Id as Region;
+use thiserror::Error;
+
+/// Why a raw identifier has no canonical form. Values are never included: they are PII.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum NormalizeError {
+    /// Empty after trimming.
+    #[error("empty value")]
+    Empty,
+    /// Not a plausible email address.
+    #[error("not a valid email address")]
+    InvalidEmail,
+    /// Not a valid phone number for its country (or the default region).
+    #[error("not a valid phone number")]
+    InvalidPhone,
+    /// Not a `platform:handle` pair with a usable handle.
+    #[error("not a valid social handle")]
+    InvalidHandle,
+    /// Contains whitespace or control characters where none may be.
+    #[error("contains whitespace or control characters")]
+    BadCharacters,
+}
+
+impl NormalizeError {
+    /// Stable code for metrics.
+    pub fn code(self) -> &'static str {
+        match self {
+            NormalizeError::Empty => "empty",
+            NormalizeError::InvalidEmail => "invalid_email",
+            NormalizeError::InvalidPhone => "invalid_phone",
+            NormalizeError::InvalidHandle => "invalid_handle",
+            NormalizeError::BadCharacters => "bad_characters",
+        }
+    }
+}
+
+/// Most phone parses remembered; real traffic repeats numbers, and a parse costs about 2 µs.
+const PHONE_CACHE_CAPACITY: usize = 200_000;
+
+/// Turns raw identifiers into canonical ones. Shared by all partitions of a process (`Sync`).
+pub struct Normalizer {
+    region: Region,
+    phone_cache: DashMap<Box<str>, Result<Box<str>, NormalizeError>>,
+}
+
+impl std::fmt::Debug for Normalizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Normalizer").field("region", &self.region).finish_non_exhaustive()
+    }
+}
+
+/// Social platforms known under several names.
+fn canonical_platform(p: &str) -> String {
+    let p = p.trim().to_ascii_lowercase();
+    match p.as_str() {
+        "twitter" | "x.com" | "twitter.com" => "x".to_string(),
+        "fb" | "facebook.com" => "facebook".to_string(),
+        "ig" | "instagram.com" => "instagram".to_string(),
+        _ => p,
+    }
+}
+
+fn has_bad_chars(s: &str) -> bool {
+    s.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+impl Normalizer {
+    /// A normalizer reading national phone numbers as numbers of `default_region` (ISO 3166 alpha-2).
+    pub fn new(default_region: &str) -> Result<Self, UnknownRegion> {
+        let region: Region =
+            default_region.to_ascii_uppercase().parse().map_err(|_| UnknownRegion(default_region.to_string()))?;
+        Ok(Normalizer { region, phone_cache: DashMap::new() })
+    }
+
+    /// The canonical form of `raw`.
+    pub fn normalize(&self, raw: &RawIdentifier) -> Result<Identifier, NormalizeError> {
+        let value = raw.value.trim();
+        if value.is_empty() {
+            return Err(NormalizeError::Empty);
+        }
+        let canonical: Box<str> = match raw.kind {
+            IdentifierKind::Email => normalize_email(value)?.into(),
+            IdentifierKind::Phone => self.normalize_phone(value)?,
+            IdentifierKind::SocialHandle => normalize_handle(value)?.into(),
+            IdentifierKind::AccountId
+            | IdentifierKind::ChatVisitor
+            | IdentifierKind::Case
+            | IdentifierKind::ChatSession
+            | IdentifierKind::Call => {
+                if value.chars().any(char::is_control) {
+                    return Err(NormalizeError::BadCharacters);
+                }
+                value.into()
+            }
+        };
+        Ok(Identifier { kind: raw.kind, value: canonical })
+    }
+
+    fn normalize_phone(&self, value: &str) -> Result<Box<str>, NormalizeError> {
+        if let Some(hit) = self.phone_cache.get(value) {
+            return hit.clone();
+        }
+        let result = parse_phone(value, self.region);
+        if self.phone_cache.len() >= PHONE_CACHE_CAPACITY {
+            self.phone_cache.clear();
+        }
+        self.phone_cache.insert(value.into(), result.clone());
+        result
+    }
+}
+
+/// The configured default region is not an ISO 3166 alpha-2 code.
+#[derive(Debug, Clone, Error)]
+#[error("unknown phone region `{0}` (expected an ISO 3166 alpha-2 code such as US or GB)")]
+pub struct UnknownRegion(pub String);
+
+fn normalize_email(value: &str) -> Result<String, NormalizeError> {
+    // `Display Name <addr>`: the address is inside the last angle brackets.
+    let addr = match (value.rfind('<'), value.rfind('>')) {
+        (Some(l), Some(r)) if l < r => &value[l + 1..r],
+        (None, None) => value,
+        _ => return Err(NormalizeError::InvalidEmail),
+    };
+    let addr = addr.trim();
+    let addr = addr.strip_prefix("mailto:").unwrap_or(addr);
+    if has_bad_chars(addr) {
+        return Err(NormalizeError::InvalidEmail);
+    }
+    let (local, domain) = addr.rsplit_once('@').ok_or(NormalizeError::InvalidEmail)?;
+    let domain = domain.trim_end_matches('.');
+    if local.is_empty()
+        || local.contains('@')
+        || !domain.contains('.')
+        || domain.split('.').any(str::is_empty)
+        || local.len() > 64
+        || domain.len() > 253
+    {
+        return Err(NormalizeError::InvalidEmail);
+    }
+    let mut out = String::with_capacity(addr.len());
+    out.push_str(&local.to_lowercase());
+    out.push('@');
+    out.push_str(&domain.to_ascii_lowercase());
+    Ok(out)
+}
+
+fn parse_phone(value: &str, region: Region) -> Result<Box<str>, NormalizeError> {
+    let v = value.strip_prefix("tel:").unwrap_or(value).trim();
+    // International call prefixes written out instead of `+`.
+    let v = if let Some(rest) = v.strip_prefix("00") {
+        format!("+{rest}")
+    } else if let (Some(rest), Region::US | Region::CA) = (v.strip_prefix("011"), region) {
+        format!("+{rest}")
+    } else {
+        v.to_string()
+    };
+    let n = phonenumber::parse(Some(region), &v).map_err(|_| NormalizeError::InvalidPhone)?;
+    if !phonenumber::is_valid(&n) {
+        return Err(NormalizeError::InvalidPhone);
+    }
+    Ok(n.format().mode(phonenumber::Mode::E164).to_string().into())
+}
+
+fn normalize_handle(value: &str) -> Result<String, NormalizeError> {
+    let (platform, handle) = value.split_once(':').ok_or(NormalizeError::InvalidHandle)?;
+    let platform = canonical_platform(platform);
+    let handle = handle.trim();
+    let handle = handle.strip_prefix('@').unwrap_or(handle);
+    if platform.is_empty() || handle.is_empty() || has_bad_chars(&platform) || has_bad_chars(handle) {
+        return Err(NormalizeError::InvalidHandle);
+    }
+    Ok(format!("{platform}:{}", handle.to_lowercase()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(kind: IdentifierKind, v: &str) -> Result<String, NormalizeError> {
+        Normalizer::new("US").unwrap().normalize(&RawIdentifier::new(kind, v)).map(|i| i.value.to_string())
+    }
+
+    #[test]
+    fn emails_lose_case_whitespace_and_display_names() {
+        for v in ["jo.smith@x.com", "  Jo.Smith@X.COM ", "Jo Smith <Jo.Smith@x.com>", "\"Smith, Jo\" <jo.smith@X.com>", "mailto:jo.smith@x.com"] {
+            assert_eq!(norm(IdentifierKind::Email, v).unwrap(), "jo.smith@x.com", "{v}");
+        }
+    }
+
+    #[test]
+    fn malformed_emails_are_reported_not_guessed() {
+        for v in ["jo", "jo@", "@x.com", "jo@localhost", "jo smith@x.com", "a@b@c.com", "Jo <jo@x.com", "jo@x..com"] {
+            assert_eq!(norm(IdentifierKind::Email, v), Err(NormalizeError::InvalidEmail), "{v}");
+        }
+        assert_eq!(norm(IdentifierKind::Email, "   "), Err(NormalizeError::Empty));
+    }
+
+    #[test]
+    fn phones_become_e164() {
+        for v in ["(415) 555-0134", "415.555.0134", "+1 415 555 0134", "1-415-555-0134", "tel:+14155550134", "011 1 415 555 0134"] {
+            assert_eq!(norm(IdentifierKind::Phone, v).unwrap(), "+14155550134", "{v}");
+        }
+        assert_eq!(norm(IdentifierKind::Phone, "0044 20 7946 0958").unwrap(), "+442079460958");
+        assert_eq!(norm(IdentifierKind::Phone, "+44 20 7946 0958").unwrap(), "+442079460958");
+    }
+
+    #[test]
+    fn impossible_phones_are_reported() {
+        for v in ["12", "unknown", "0000000000", "1234567890"] {
+            assert_eq!(norm(IdentifierKind::Phone, v), Err(NormalizeError::InvalidPhone), "{v}");
+        }
+        // Cached results agree with fresh ones.
+        let n = Normalizer::new("US").unwrap();
+        let raw = RawIdentifier::new(IdentifierKind::Phone, "12");
+        assert_eq!(n.normalize(&raw), n.normalize(&raw));
+    }
+
+    #[test]
+    fn handles_are_per_platform_without_at_and_case() {
+        assert_eq!(norm(IdentifierKind::SocialHandle, "X:@JoSmith").unwrap(), "x:josmith");
+        assert_eq!(norm(IdentifierKind::SocialHandle, "twitter: josmith").unwrap(), "x:josmith");
+        assert_ne!(norm(IdentifierKind::SocialHandle, "instagram:josmith").unwrap(), "x:josmith");
+        assert_eq!(norm(IdentifierKind::SocialHandle, "x:@"), Err(NormalizeError::InvalidHandle));
+    }
+
+    #[test]
+    fn opaque_ids_are_trimmed_and_keep_case() {
+        assert_eq!(norm(IdentifierKind::AccountId, " AC-001 ").unwrap(), "AC-001");
+        assert_eq!(norm(IdentifierKind::AccountId, "A\u{7}"), Err(NormalizeError::BadCharacters));
+    }
+
+    #[test]
+    fn unknown_region_is_a_clear_error() {
+        assert!(Normalizer::new("ZZ").unwrap_err().to_string().contains("ZZ"));
+        assert!(Normalizer::new("gb").is_ok());
+    }
+}

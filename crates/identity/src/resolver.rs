@@ -1,0 +1,116 @@
+//! The identity stage: normalize an event's identifiers, apply the rules, link it into its
+//! tenant's graph.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use omnistitch_model::output::MatchOutcome;
+use omnistitch_model::{Event, Identifier, IdentifierKind, ProfileId, Tenant};
+
+use crate::graph::{Conflict, Merge, Profile, TenantGraph};
+use crate::normalize::{NormalizeError, Normalizer};
+use crate::rules::IdentityRules;
+
+/// One of an event's identifiers after resolution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedIdentifier {
+    /// Its kind.
+    pub kind: IdentifierKind,
+    /// Its canonical value; `None` when it could not be normalized.
+    pub value: Option<Identifier>,
+    /// What happened to it.
+    pub outcome: MatchOutcome,
+    /// Why it could not be normalized.
+    pub error: Option<NormalizeError>,
+}
+
+/// Where an event belongs and what it changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolution {
+    /// The profile the event belongs to.
+    pub profile: ProfileId,
+    /// Whether the event created that profile.
+    pub created: bool,
+    /// The event's identifiers, strongest first.
+    pub identifiers: Vec<ResolvedIdentifier>,
+    /// Merges the event caused.
+    pub merges: Vec<Merge>,
+    /// Links refused by the rules.
+    pub conflicts: Vec<Conflict>,
+}
+
+/// Per-tenant identity graphs under one set of rules. Tenants never share a graph.
+#[derive(Debug)]
+pub struct IdentityResolver {
+    normalizer: Arc<Normalizer>,
+    rules: IdentityRules,
+    tenants: HashMap<Tenant, TenantGraph>,
+}
+
+impl IdentityResolver {
+    /// A resolver with no state.
+    pub fn new(normalizer: Arc<Normalizer>, rules: IdentityRules) -> Self {
+        IdentityResolver { normalizer, rules, tenants: HashMap::new() }
+    }
+
+    /// Resolves `event` to a profile, creating or merging profiles as its identifiers require.
+    pub fn resolve(&mut self, event: &Event) -> Resolution {
+        let mut resolved: Vec<ResolvedIdentifier> = Vec::with_capacity(event.identifiers.len());
+        let mut usable: Vec<(u8, Identifier)> = Vec::with_capacity(event.identifiers.len());
+        for raw in &event.identifiers {
+            let (value, outcome, error) = if self.rules.is_placeholder_raw(&raw.value) {
+                (None, MatchOutcome::Blocked, None)
+            } else {
+                match self.normalizer.normalize(raw) {
+                    Err(e) => (None, MatchOutcome::Invalid, Some(e)),
+                    Ok(id) if self.rules.is_blocked(&id) => (Some(id), MatchOutcome::Blocked, None),
+                    Ok(id) => {
+                        usable.push((self.rules.rank(id.kind), id));
+                        continue;
+                    }
+                }
+            };
+            resolved.push(ResolvedIdentifier { kind: raw.kind, value, outcome, error });
+        }
+        // Strongest first; ties by value so the order of fields in the input never matters.
+        usable.sort();
+        usable.dedup_by(|a, b| a.1 == b.1);
+        let ids: Vec<Identifier> = usable.into_iter().map(|(_, id)| id).collect();
+        let graph = self.tenants.entry(event.tenant.clone()).or_default();
+        let new_id = ProfileId::derive(event.tenant.as_str(), &event.event_id);
+        let linked = graph.link(&ids, &self.rules, new_id, event.time);
+        let mut identifiers: Vec<ResolvedIdentifier> = ids
+            .into_iter()
+            .zip(linked.outcomes)
+            .map(|(id, outcome)| ResolvedIdentifier { kind: id.kind, value: Some(id), outcome, error: None })
+            .collect();
+        identifiers.extend(resolved);
+        Resolution {
+            profile: linked.profile,
+            created: linked.created,
+            identifiers,
+            merges: linked.merges,
+            conflicts: linked.conflicts,
+        }
+    }
+
+    /// The graph of `tenant`, if it has seen events.
+    pub fn graph(&self, tenant: &Tenant) -> Option<&TenantGraph> {
+        self.tenants.get(tenant)
+    }
+
+    /// Every tenant's graph.
+    pub fn graphs(&self) -> impl Iterator<Item = (&Tenant, &TenantGraph)> {
+        self.tenants.iter()
+    }
+
+    /// The live profile `id` of `tenant` (following merges).
+    pub fn profile(&self, tenant: &Tenant, id: ProfileId) -> Option<&Profile> {
+        self.tenants.get(tenant)?.get(id)
+    }
+
+    /// The rules in force.
+    pub fn rules(&self) -> &IdentityRules {
+        &self.rules
+    }
+}

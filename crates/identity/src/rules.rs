@@ -1,0 +1,254 @@
+//! Identity rules: what may link, how much one profile may hold, and which identifier wins.
+
+use std::collections::{BTreeMap, HashSet};
+
+use omnistitch_model::{Identifier, IdentifierKind, RawIdentifier};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::normalize::Normalizer;
+
+/// Identity settings as written in configuration (`[identity]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityConfig {
+    /// Region for phone numbers written without a country code (ISO 3166 alpha-2).
+    pub default_region: String,
+    /// Identifier kinds from strongest to weakest; kinds left out rank after those listed.
+    pub priority: Vec<String>,
+    /// Most identifiers of a kind one profile may hold; kinds left out are unlimited.
+    pub limits: BTreeMap<String, u32>,
+    /// Operator-supplied values that never link, per kind (written in any format).
+    pub blocked: BTreeMap<String, Vec<String>>,
+    /// Block the built-in placeholders (`unknown`, `n/a`, `noreply@...`, `0000000000` ...).
+    pub builtin_placeholders: bool,
+    /// When a link breaks a limit, mark the linking identifier as shared so it never links again.
+    pub mark_shared_on_conflict: bool,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        let kinds = |ks: &[IdentifierKind]| ks.iter().map(|k| k.as_str().to_string()).collect();
+        use IdentifierKind::*;
+        IdentityConfig {
+            default_region: "US".into(),
+            priority: kinds(&[AccountId, Email, SocialHandle, Case, ChatSession, Call, Phone, ChatVisitor]),
+            limits: [(AccountId, 1), (Email, 5), (Phone, 4), (SocialHandle, 6), (ChatVisitor, 20)]
+                .into_iter()
+                .map(|(k, n)| (k.as_str().to_string(), n))
+                .collect(),
+            blocked: BTreeMap::new(),
+            builtin_placeholders: true,
+            mark_shared_on_conflict: true,
+        }
+    }
+}
+
+/// A configuration value that does not make sense; the message names the key.
+#[derive(Debug, Clone, Error, PartialEq)]
+pub enum RulesError {
+    /// An identifier kind name that does not exist.
+    #[error("identity.{key}: unknown identifier kind `{name}` (expected one of: account_id, email, phone, social_handle, chat_visitor, case, chat_session, call)")]
+    UnknownKind {
+        /// The configuration key.
+        key: &'static str,
+        /// The bad name.
+        name: String,
+    },
+    /// A kind listed twice in the priority order.
+    #[error("identity.priority: `{0}` is listed twice")]
+    DuplicatePriority(String),
+    /// A limit of zero would keep every identifier of that kind off every profile.
+    #[error("identity.limits.{0}: must be at least 1")]
+    ZeroLimit(String),
+    /// The default region is not a known region.
+    #[error("identity.default_region: {0}")]
+    Region(String),
+}
+
+/// Validated identity rules.
+#[derive(Debug, Clone)]
+pub struct IdentityRules {
+    rank: [u8; IdentifierKind::ALL.len()],
+    limits: [Option<u32>; IdentifierKind::ALL.len()],
+    blocked: HashSet<Identifier>,
+    builtin_placeholders: bool,
+    mark_shared_on_conflict: bool,
+}
+
+fn kind(key: &'static str, name: &str) -> Result<IdentifierKind, RulesError> {
+    IdentifierKind::from_name(name).ok_or_else(|| RulesError::UnknownKind { key, name: name.to_string() })
+}
+
+/// Placeholders people and systems type when they have no real value.
+const PLACEHOLDERS: &[&str] = &[
+    "unknown", "n/a", "na", "none", "null", "nil", "undefined", "test", "-", "--", "?", "0", "anonymous",
+    "guest", "not provided", "no email", "noemail", "no phone", "x", "xxx", "tbd", "000000", "-1",
+];
+
+/// Placeholder email addresses.
+const PLACEHOLDER_EMAILS: &[&str] = &[
+    "test@test.com", "customer@example.com", "email@email.com", "none@none.com", "unknown@unknown.com",
+    "noemail@noemail.com", "na@na.com", "a@a.com", "no@email.com", "test@example.com",
+];
+
+/// Local parts of automated senders.
+const AUTOMATED_LOCAL_PARTS: &[&str] = &[
+    "noreply", "no-reply", "no_reply", "donotreply", "do-not-reply", "do_not_reply", "mailer-daemon",
+    "postmaster", "bounce", "bounces",
+];
+
+impl IdentityRules {
+    /// Validates `config`; `normalizer` canonicalizes the operator's blocked values.
+    pub fn from_config(config: &IdentityConfig, normalizer: &Normalizer) -> Result<Self, RulesError> {
+        let mut rank = [u8::MAX; IdentifierKind::ALL.len()];
+        for (i, name) in config.priority.iter().enumerate() {
+            let k = kind("priority", name)?;
+            if rank[k.index()] != u8::MAX {
+                return Err(RulesError::DuplicatePriority(name.clone()));
+            }
+            rank[k.index()] = i as u8;
+        }
+        let mut limits = [None; IdentifierKind::ALL.len()];
+        for (name, &n) in &config.limits {
+            let k = kind("limits", name)?;
+            if n == 0 {
+                return Err(RulesError::ZeroLimit(name.clone()));
+            }
+            limits[k.index()] = Some(n);
+        }
+        let mut blocked = HashSet::new();
+        for (name, values) in &config.blocked {
+            let k = kind("blocked", name)?;
+            for v in values {
+                // A value that does not normalize can never match a normalized identifier.
+                if let Ok(id) = normalizer.normalize(&RawIdentifier::new(k, v.clone())) {
+                    blocked.insert(id);
+                }
+            }
+        }
+        Ok(IdentityRules {
+            rank,
+            limits,
+            blocked,
+            builtin_placeholders: config.builtin_placeholders,
+            mark_shared_on_conflict: config.mark_shared_on_conflict,
+        })
+    }
+
+    /// Plain union-find: no placeholders, no limits, no shared detection (the baseline to beat).
+    pub fn naive() -> Self {
+        IdentityRules {
+            rank: [0; IdentifierKind::ALL.len()],
+            limits: [None; IdentifierKind::ALL.len()],
+            blocked: HashSet::new(),
+            builtin_placeholders: false,
+            mark_shared_on_conflict: false,
+        }
+    }
+
+    /// Sort key: lower is stronger.
+    pub fn rank(&self, kind: IdentifierKind) -> u8 {
+        self.rank[kind.index()]
+    }
+
+    /// Most identifiers of `kind` per profile.
+    pub fn limit(&self, kind: IdentifierKind) -> Option<u32> {
+        self.limits[kind.index()]
+    }
+
+    /// Whether conflicts mark the linking identifier as shared.
+    pub fn marks_shared(&self) -> bool {
+        self.mark_shared_on_conflict
+    }
+
+    /// Whether a raw value is a placeholder, before any normalization.
+    pub fn is_placeholder_raw(&self, raw: &str) -> bool {
+        self.builtin_placeholders && {
+            let v = raw.trim().to_ascii_lowercase();
+            PLACEHOLDERS.contains(&v.as_str())
+        }
+    }
+
+    /// Whether a normalized identifier is blocked.
+    pub fn is_blocked(&self, id: &Identifier) -> bool {
+        if self.blocked.contains(id) {
+            return true;
+        }
+        if !self.builtin_placeholders {
+            return false;
+        }
+        let v: &str = &id.value;
+        match id.kind {
+            IdentifierKind::Email => {
+                let local = v.split('@').next().unwrap_or("");
+                PLACEHOLDER_EMAILS.contains(&v)
+                    || AUTOMATED_LOCAL_PARTS.contains(&local)
+                    || PLACEHOLDERS.contains(&local) && v.ends_with("@example.com")
+            }
+            IdentifierKind::Phone => {
+                // E.164 national digits that are one repeated digit or a counting run.
+                let digits = v.trim_start_matches('+');
+                let national = digits.get(digits.len().saturating_sub(9)..).unwrap_or(digits);
+                let first = national.as_bytes().first().copied();
+                national.bytes().all(|b| Some(b) == first)
+                    || "01234567890123456789".contains(national)
+                    || "98765432109876543210".contains(national)
+            }
+            _ => PLACEHOLDERS.contains(&v.to_ascii_lowercase().as_str()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules() -> IdentityRules {
+        let mut c = IdentityConfig::default();
+        c.blocked.insert("email".into(), vec!["Front Desk <FRONTDESK@hotel.com>".into()]);
+        IdentityRules::from_config(&c, &Normalizer::new("US").unwrap()).unwrap()
+    }
+
+    fn id(kind: IdentifierKind, v: &str) -> Identifier {
+        Identifier::new(kind, v)
+    }
+
+    #[test]
+    fn placeholders_and_operator_values_are_blocked() {
+        let r = rules();
+        assert!(r.is_placeholder_raw(" N/A "));
+        assert!(r.is_blocked(&id(IdentifierKind::Email, "noreply@shop.com")));
+        assert!(r.is_blocked(&id(IdentifierKind::Email, "test@test.com")));
+        assert!(r.is_blocked(&id(IdentifierKind::Email, "frontdesk@hotel.com")), "operator list is normalized");
+        assert!(r.is_blocked(&id(IdentifierKind::Phone, "+15555555555")));
+        assert!(r.is_blocked(&id(IdentifierKind::Phone, "+11234567890")));
+        assert!(r.is_blocked(&id(IdentifierKind::AccountId, "UNKNOWN")));
+        assert!(!r.is_blocked(&id(IdentifierKind::Email, "jo@x.com")));
+        assert!(!r.is_blocked(&id(IdentifierKind::Phone, "+14155550134")));
+        assert!(!IdentityRules::naive().is_blocked(&id(IdentifierKind::Email, "noreply@shop.com")));
+    }
+
+    #[test]
+    fn bad_configuration_names_the_key() {
+        let n = Normalizer::new("US").unwrap();
+        let mut c = IdentityConfig::default();
+        c.priority.push("email".into());
+        assert_eq!(IdentityRules::from_config(&c, &n).unwrap_err(), RulesError::DuplicatePriority("email".into()));
+        let mut c = IdentityConfig::default();
+        c.limits.insert("fax".into(), 1);
+        assert!(IdentityRules::from_config(&c, &n).unwrap_err().to_string().starts_with("identity.limits: unknown"));
+        let mut c = IdentityConfig::default();
+        c.limits.insert("email".into(), 0);
+        assert_eq!(IdentityRules::from_config(&c, &n).unwrap_err(), RulesError::ZeroLimit("email".into()));
+    }
+
+    #[test]
+    fn default_priority_puts_accounts_first_and_cookies_last() {
+        let r = rules();
+        assert!(r.rank(IdentifierKind::AccountId) < r.rank(IdentifierKind::Email));
+        assert!(r.rank(IdentifierKind::Phone) < r.rank(IdentifierKind::ChatVisitor));
+        assert_eq!(r.limit(IdentifierKind::AccountId), Some(1));
+        assert_eq!(r.limit(IdentifierKind::Case), None);
+    }
+}

@@ -1,0 +1,233 @@
+//! Behaviour of the identity stage on hand-written scenarios, and its invariants under proptest.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use omnistitch_identity::{IdentityConfig, IdentityResolver, IdentityRules, Normalizer};
+use omnistitch_model::output::MatchOutcome;
+use omnistitch_model::{
+    Channel, Details, Direction, Event, EventKind, EventTime, IdentifierKind, ProfileId, RawIdentifier, Tenant,
+    ThreadRef,
+};
+use proptest::prelude::*;
+
+use IdentifierKind::*;
+
+fn event(tenant: &str, id: &str, t: i64, ids: &[(IdentifierKind, &str)]) -> Event {
+    Event {
+        tenant: Tenant::new(tenant),
+        event_id: id.into(),
+        time: EventTime(1_700_000_000_000 + t),
+        channel: Channel::Chat,
+        direction: Direction::Inbound,
+        kind: EventKind::Message,
+        case_id: None,
+        agent_id: None,
+        text: None,
+        sentiment: None,
+        survey: None,
+        identifiers: ids.iter().map(|(k, v)| RawIdentifier::new(*k, *v)).collect(),
+        thread: ThreadRef::default(),
+        details: Details::default(),
+    }
+}
+
+fn resolver() -> IdentityResolver {
+    let n = Arc::new(Normalizer::new("US").unwrap());
+    let rules = IdentityRules::from_config(&IdentityConfig::default(), &n).unwrap();
+    IdentityResolver::new(n, rules)
+}
+
+fn naive() -> IdentityResolver {
+    IdentityResolver::new(Arc::new(Normalizer::new("US").unwrap()), IdentityRules::naive())
+}
+
+#[test]
+fn formatting_variants_resolve_to_one_profile() {
+    let mut r = resolver();
+    let a = r.resolve(&event("acme", "e1", 0, &[(Email, "Jo Smith <Jo.Smith@X.com>")])).profile;
+    let b = r.resolve(&event("acme", "e2", 1, &[(Email, " jo.smith@x.com"), (Phone, "(415) 555-0134")])).profile;
+    let c = r.resolve(&event("acme", "e3", 2, &[(Phone, "+1 415 555 0134")])).profile;
+    assert_eq!(a, b);
+    assert_eq!(b, c);
+}
+
+#[test]
+fn tenants_never_share_a_profile() {
+    let mut r = resolver();
+    let a = r.resolve(&event("acme", "e1", 0, &[(Email, "jo@x.com")])).profile;
+    let b = r.resolve(&event("globex", "e1", 0, &[(Email, "jo@x.com")])).profile;
+    assert_ne!(a, b);
+    assert_eq!(r.graphs().count(), 2);
+}
+
+#[test]
+fn placeholders_and_invalid_values_do_not_link() {
+    let mut r = resolver();
+    let a = r.resolve(&event("acme", "e1", 0, &[(Email, "a@x.com"), (Phone, "n/a")]));
+    let b = r.resolve(&event("acme", "e2", 1, &[(Email, "b@x.com"), (Phone, "N/A")]));
+    let c = r.resolve(&event("acme", "e3", 2, &[(Email, "c@x.com"), (Email, "noreply@shop.com")]));
+    let d = r.resolve(&event("acme", "e4", 3, &[(Email, "d@x.com"), (Email, "noreply@shop.com")]));
+    let e = r.resolve(&event("acme", "e5", 4, &[(Email, "e@x.com"), (Phone, "12")]));
+    assert_eq!([&a, &b, &c, &d, &e].iter().map(|r| r.profile).collect::<BTreeSet<_>>().len(), 5);
+    assert!(a.identifiers.iter().any(|i| i.kind == Phone && i.outcome == MatchOutcome::Blocked));
+    assert!(d.identifiers.iter().any(|i| i.kind == Email && i.outcome == MatchOutcome::Blocked));
+    assert!(e.identifiers.iter().any(|i| i.outcome == MatchOutcome::Invalid && i.error.is_some()));
+}
+
+#[test]
+fn a_household_landline_does_not_chain_two_account_holders() {
+    let mut r = resolver();
+    let alice = r.resolve(&event("acme", "e1", 0, &[(AccountId, "A-1"), (Phone, "(415) 555-0134")])).profile;
+    let bob = r.resolve(&event("acme", "e2", 1, &[(AccountId, "B-2"), (Phone, "415-555-0134")]));
+    assert_ne!(alice, bob.profile);
+    assert_eq!(bob.conflicts.len(), 1);
+    assert_eq!(bob.conflicts[0].limit_kind, AccountId);
+    assert_eq!(bob.conflicts[0].other_profile, Some(alice));
+    assert!(bob.identifiers.iter().any(|i| i.kind == Phone && i.outcome == MatchOutcome::Shared));
+    // Once shared, the landline alone identifies nobody.
+    let call = r.resolve(&event("acme", "e3", 2, &[(Phone, "4155550134")]));
+    assert_ne!(call.profile, alice);
+    assert_ne!(call.profile, bob.profile);
+    assert!(call.created);
+}
+
+#[test]
+fn a_second_account_on_a_team_mailbox_is_a_conflict_not_a_merge() {
+    let mut r = resolver();
+    let p1 = r.resolve(&event("acme", "e1", 0, &[(AccountId, "A-1"), (Email, "ops@corp.com")])).profile;
+    let p2 = r.resolve(&event("acme", "e2", 1, &[(AccountId, "A-2"), (Email, "ops@corp.com")]));
+    assert_ne!(p1, p2.profile);
+    assert!(p2.merges.is_empty());
+}
+
+#[test]
+fn merges_are_explained_and_the_older_profile_survives() {
+    let mut r = resolver();
+    let old = r.resolve(&event("acme", "e1", 0, &[(Email, "jo@x.com")])).profile;
+    let young = r.resolve(&event("acme", "e2", 5, &[(Phone, "415 555 0134")])).profile;
+    let link = r.resolve(&event("acme", "e3", 9, &[(Phone, "4155550134"), (Email, "JO@x.com")]));
+    assert_eq!(link.profile, old);
+    assert_eq!(link.merges.len(), 1);
+    let m = &link.merges[0];
+    assert_eq!((m.survivor, m.absorbed), (old, young));
+    assert_eq!(&*m.survivor_identifier.value, "jo@x.com");
+    assert_eq!(&*m.absorbed_identifier.value, "+14155550134");
+    let graph = r.graph(&Tenant::new("acme")).unwrap();
+    assert_eq!(graph.current(young), old);
+    let p = graph.get(young).unwrap();
+    assert_eq!(p.merged_from, vec![young]);
+    assert_eq!(p.event_count, 3);
+    assert_eq!(graph.identifiers(p).len(), 2);
+}
+
+#[test]
+fn a_redelivered_event_lands_on_the_same_profile() {
+    let mut r = resolver();
+    let e = event("acme", "e1", 0, &[(Phone, "unknown")]);
+    let a = r.resolve(&e);
+    let b = r.resolve(&e);
+    assert!(a.created && !b.created);
+    assert_eq!(a.profile, b.profile);
+    assert_eq!(a.profile, ProfileId::derive("acme", "e1"));
+}
+
+/// A random event over a small universe of identifiers, so that links collide often.
+fn arb_ids() -> impl Strategy<Value = Vec<(IdentifierKind, String)>> {
+    let id = prop_oneof![
+        (0..12u32).prop_map(|i| (Email, format!("u{i}@x.com"))),
+        (0..12u32).prop_map(|i| (Phone, format!("+1415555{:04}", 100 + i))),
+        (0..12u32).prop_map(|i| (SocialHandle, format!("x:h{i}"))),
+        (0..12u32).prop_map(|i| (Case, format!("C{i}"))),
+    ];
+    prop::collection::vec(id, 1..4)
+}
+
+/// The partition of identifiers into profiles, as sets of values.
+fn partition(r: &IdentityResolver) -> BTreeSet<BTreeSet<String>> {
+    r.graphs()
+        .flat_map(|(_, g)| g.profiles().map(|p| g.identifiers(p).iter().map(|i| i.value.to_string()).collect()))
+        .filter(|s: &BTreeSet<String>| !s.is_empty())
+        .collect()
+}
+
+/// Naive model: union-find over a `BTreeMap`, identifiers as nodes.
+fn model_partition(events: &[Vec<(IdentifierKind, String)>]) -> BTreeSet<BTreeSet<String>> {
+    let mut parent: BTreeMap<String, String> = BTreeMap::new();
+    fn root(p: &BTreeMap<String, String>, mut x: String) -> String {
+        while p[&x] != x {
+            x = p[&x].clone();
+        }
+        x
+    }
+    for ev in events {
+        for (_, v) in ev {
+            parent.entry(v.clone()).or_insert_with(|| v.clone());
+        }
+        for w in ev.windows(2) {
+            let (a, b) = (root(&parent, w[0].1.clone()), root(&parent, w[1].1.clone()));
+            parent.insert(a, b);
+        }
+    }
+    let mut groups: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for k in parent.keys() {
+        groups.entry(root(&parent, k.clone())).or_default().insert(k.clone());
+    }
+    groups.into_values().collect()
+}
+
+fn apply(r: &mut IdentityResolver, events: &[Vec<(IdentifierKind, String)>], order: &[usize]) {
+    for &i in order {
+        let ids: Vec<(IdentifierKind, &str)> = events[i].iter().map(|(k, v)| (*k, v.as_str())).collect();
+        r.resolve(&event("acme", &format!("e{i}"), i as i64, &ids));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Without limits, the same links in any order give the same partition, equal to a naive model's.
+    #[test]
+    fn merges_are_order_independent(
+        events in prop::collection::vec(arb_ids(), 1..40),
+        seed in any::<u64>(),
+    ) {
+        let forward: Vec<usize> = (0..events.len()).collect();
+        let mut shuffled = forward.clone();
+        // A seeded Fisher-Yates shuffle.
+        let mut s = seed | 1;
+        for i in (1..shuffled.len()).rev() {
+            s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+            shuffled.swap(i, (s % (i as u64 + 1)) as usize);
+        }
+        let (mut a, mut b) = (naive(), naive());
+        apply(&mut a, &events, &forward);
+        apply(&mut b, &events, &shuffled);
+        prop_assert_eq!(partition(&a), partition(&b));
+        prop_assert_eq!(partition(&a), model_partition(&events));
+        // The default rules agree too when no limit can be hit (no accounts, few values per kind).
+        let mut d = resolver();
+        apply(&mut d, &events, &shuffled);
+        let limits_hit = partition(&a).iter().any(|s| {
+            let emails = s.iter().filter(|v| v.contains('@')).count();
+            let phones = s.iter().filter(|v| v.starts_with('+')).count();
+            let handles = s.iter().filter(|v| v.starts_with("x:")).count();
+            emails > 5 || phones > 4 || handles > 6
+        });
+        if !limits_hit {
+            prop_assert_eq!(partition(&d), partition(&a));
+        }
+    }
+
+    /// Every event lands on exactly one live profile, and the graph's counts add up.
+    #[test]
+    fn every_event_is_counted_once(events in prop::collection::vec(arb_ids(), 1..40)) {
+        let mut r = resolver();
+        apply(&mut r, &events, &(0..events.len()).collect::<Vec<_>>());
+        let g = r.graph(&Tenant::new("acme")).unwrap();
+        let total: u64 = g.profiles().map(|p| p.event_count).sum();
+        prop_assert_eq!(total, events.len() as u64);
+        let ids: usize = g.profiles().map(|p| g.identifiers(p).len()).sum();
+        prop_assert_eq!(ids, g.identifier_count());
+    }
+}
