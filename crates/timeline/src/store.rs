@@ -1,0 +1,217 @@
+//! The timeline store: one ordered, deduplicated timeline per profile.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use omnistitch_model::output::MatchedIdentifier;
+use omnistitch_model::{Event, EventTime, ProfileId};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::threads::ThreadIndex;
+
+/// Retention settings as written in configuration (`[timeline]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Most events kept per profile; the oldest go first.
+    pub max_events_per_profile: usize,
+    /// Events older than this many days behind the newest event time seen are evicted.
+    pub max_age_days: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig { max_events_per_profile: 2_000, max_age_days: 180 }
+    }
+}
+
+/// A retention setting that cannot work.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[error("timeline.{0}: must be at least 1")]
+pub struct RetentionError(pub &'static str);
+
+impl RetentionConfig {
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<(), RetentionError> {
+        if self.max_events_per_profile == 0 {
+            return Err(RetentionError("max_events_per_profile"));
+        }
+        if self.max_age_days == 0 {
+            return Err(RetentionError("max_age_days"));
+        }
+        Ok(())
+    }
+
+    fn max_age_ms(&self) -> i64 {
+        i64::from(self.max_age_days) * 86_400_000
+    }
+}
+
+/// An event on a timeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimelineEntry {
+    /// The event (its raw identifiers dropped: `identifiers` has the resolved ones).
+    pub event: Arc<Event>,
+    /// Conversation thread.
+    pub thread_id: Arc<str>,
+    /// Identifiers and how each matched.
+    pub identifiers: Vec<MatchedIdentifier>,
+}
+
+impl TimelineEntry {
+    fn key(&self) -> (EventTime, &str) {
+        (self.event.time, &self.event.event_id)
+    }
+}
+
+/// One profile's events, ordered by (event time, event id).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Timeline {
+    entries: Vec<TimelineEntry>,
+}
+
+impl Timeline {
+    /// The entries, oldest first.
+    pub fn entries(&self) -> &[TimelineEntry] {
+        &self.entries
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Inserts in order; `None` if an entry with the same event id is already at that time.
+    fn insert(&mut self, entry: TimelineEntry) -> Option<usize> {
+        let pos = self.entries.partition_point(|e| e.key() < entry.key());
+        if self.entries.get(pos).is_some_and(|e| e.event.event_id == entry.event.event_id) {
+            return None;
+        }
+        self.entries.insert(pos, entry);
+        Some(pos)
+    }
+
+    /// Drops entries before `cutoff` and beyond `max` (oldest first); returns how many.
+    fn evict(&mut self, cutoff: EventTime, max: usize) -> usize {
+        let old = self.entries.partition_point(|e| e.event.time < cutoff);
+        let over = self.entries.len().saturating_sub(old).saturating_sub(max);
+        let n = old + over;
+        self.entries.drain(..n);
+        n
+    }
+}
+
+/// What an append did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// Index of the event in its timeline, `None` if it was already there.
+    pub position: Option<usize>,
+    /// Entries evicted by retention.
+    pub evicted: usize,
+    /// The event's thread.
+    pub thread_id: Arc<str>,
+}
+
+/// Every profile's timeline, with the thread index and retention.
+#[derive(Debug, Default)]
+pub struct TimelineStore {
+    retention: RetentionConfig,
+    timelines: HashMap<ProfileId, Timeline>,
+    threads: HashMap<Arc<str>, ThreadIndex>,
+    watermark: EventTime,
+    evicted_total: u64,
+}
+
+impl TimelineStore {
+    /// An empty store with `retention` (validated by the caller).
+    pub fn new(retention: RetentionConfig) -> Self {
+        TimelineStore { retention, ..Default::default() }
+    }
+
+    /// Appends `event` (resolved to `profile`) in event-time order.
+    pub fn append(&mut self, profile: ProfileId, mut event: Event, identifiers: Vec<MatchedIdentifier>) -> Appended {
+        self.watermark = self.watermark.max(event.time);
+        let threaded = self.threads.entry(event.tenant.0.clone()).or_default().assign(&event);
+        event.identifiers = Vec::new();
+        let entry = TimelineEntry { event: Arc::new(event), thread_id: threaded.thread.clone(), identifiers };
+        let cutoff = EventTime(self.watermark.0 - self.retention.max_age_ms());
+        let timeline = self.timelines.entry(profile).or_default();
+        if let Some(old) = &threaded.replaced {
+            for e in &mut timeline.entries {
+                if e.thread_id == *old {
+                    e.thread_id = threaded.thread.clone();
+                }
+            }
+        }
+        let position = if entry.event.time < cutoff { None } else { timeline.insert(entry) };
+        let evicted = timeline.evict(cutoff, self.retention.max_events_per_profile);
+        self.evicted_total += evicted as u64;
+        let position = position.and_then(|p| p.checked_sub(evicted));
+        Appended { position, evicted, thread_id: threaded.thread }
+    }
+
+    /// Moves `absorbed`'s timeline into `survivor`'s, keeping order and dropping duplicates.
+    pub fn merge(&mut self, survivor: ProfileId, absorbed: ProfileId) {
+        let Some(from) = self.timelines.remove(&absorbed) else { return };
+        let into = self.timelines.entry(survivor).or_default();
+        let mut merged = Vec::with_capacity(into.entries.len() + from.entries.len());
+        let (mut a, mut b) = (std::mem::take(&mut into.entries).into_iter().peekable(), from.entries.into_iter().peekable());
+        loop {
+            let next = match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) if x.key() <= y.key() => a.next(),
+                (Some(_), Some(_)) | (None, Some(_)) => b.next(),
+                (Some(_), None) => a.next(),
+                (None, None) => break,
+            };
+            let next = next.expect("peeked");
+            if merged.last().is_none_or(|l: &TimelineEntry| l.key() != next.key()) {
+                merged.push(next);
+            }
+        }
+        into.entries = merged;
+        let cutoff = EventTime(self.watermark.0 - self.retention.max_age_ms());
+        self.evicted_total += into.evict(cutoff, self.retention.max_events_per_profile) as u64;
+    }
+
+    /// Evicts, across all profiles and thread indexes, what retention no longer allows.
+    pub fn evict_expired(&mut self) -> usize {
+        let cutoff = EventTime(self.watermark.0 - self.retention.max_age_ms());
+        let max = self.retention.max_events_per_profile;
+        let mut n = 0;
+        self.timelines.retain(|_, t| {
+            n += t.evict(cutoff, max);
+            !t.is_empty()
+        });
+        for idx in self.threads.values_mut() {
+            idx.evict_before(cutoff);
+        }
+        self.evicted_total += n as u64;
+        n
+    }
+
+    /// The timeline of `profile`.
+    pub fn timeline(&self, profile: ProfileId) -> Option<&Timeline> {
+        self.timelines.get(&profile)
+    }
+
+    /// Every timeline.
+    pub fn timelines(&self) -> impl Iterator<Item = (&ProfileId, &Timeline)> {
+        self.timelines.iter()
+    }
+
+    /// Entries evicted by retention since the store was created.
+    pub fn evicted_total(&self) -> u64 {
+        self.evicted_total
+    }
+
+    /// Newest event time seen.
+    pub fn watermark(&self) -> EventTime {
+        self.watermark
+    }
+}
