@@ -23,6 +23,9 @@ pub const PROFILE_MERGE_AVSC: &str = include_str!("../../../schemas/profile_merg
 /// Source of `schemas/dead_letter.avsc`.
 pub const DEAD_LETTER_AVSC: &str = include_str!("../../../schemas/dead_letter.avsc");
 
+/// Largest single allocation (string, bytes, array, decompressed block) a decoder may make.
+pub const MAX_ALLOCATION_BYTES: usize = 64 * 1024 * 1024;
+
 /// Every bundled schema, parsed.
 #[derive(Debug)]
 pub struct Contract {
@@ -47,7 +50,10 @@ impl Contract {
     /// The bundled contract, parsed on first use.
     pub fn get() -> &'static Contract {
         static CONTRACT: OnceLock<Contract> = OnceLock::new();
-        CONTRACT.get_or_init(|| Contract {
+        CONTRACT.get_or_init(|| {
+            // Bound what a length prefix in hostile bytes can make the decoder allocate.
+            apache_avro::util::max_allocation_bytes(MAX_ALLOCATION_BYTES);
+            Contract {
             inputs: [
                 parse(EMAIL_EVENT_AVSC),
                 parse(CHAT_EVENT_AVSC),
@@ -58,7 +64,7 @@ impl Contract {
             profile: parse(PROFILE_AVSC),
             profile_merge: parse(PROFILE_MERGE_AVSC),
             dead_letter: parse(DEAD_LETTER_AVSC),
-        })
+        }})
     }
 
     /// The input schema of `channel`.

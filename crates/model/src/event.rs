@@ -213,24 +213,38 @@ impl EventKind {
     }
 }
 
+/// Reads a symbol as an identifier (what Avro enum and serde variant deserializers offer).
+struct KindSymbol(EventKind);
+
+impl<'de> Deserialize<'de> for KindSymbol {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_identifier(KindVisitor).map(KindSymbol)
+    }
+}
+
+struct KindVisitor;
+
+impl<'de> serde::de::Visitor<'de> for KindVisitor {
+    type Value = EventKind;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an EventKind symbol")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<EventKind, E> {
+        Ok(EventKind::from_symbol(s))
+    }
+
+    fn visit_enum<A: serde::de::EnumAccess<'de>>(self, a: A) -> Result<EventKind, A::Error> {
+        use serde::de::VariantAccess;
+        let (KindSymbol(kind), variant) = a.variant()?;
+        variant.unit_variant()?;
+        Ok(kind)
+    }
+}
+
 impl<'de> Deserialize<'de> for EventKind {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct KindVisitor;
-        impl<'de> serde::de::Visitor<'de> for KindVisitor {
-            type Value = EventKind;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an EventKind symbol")
-            }
-            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<EventKind, E> {
-                Ok(EventKind::from_symbol(s))
-            }
-            fn visit_enum<A: serde::de::EnumAccess<'de>>(self, a: A) -> Result<EventKind, A::Error> {
-                use serde::de::VariantAccess;
-                let (symbol, variant): (String, _) = a.variant()?;
-                variant.unit_variant()?;
-                Ok(EventKind::from_symbol(&symbol))
-            }
-        }
         const SYMBOLS: &[&str] = &[
             "UNKNOWN", "MESSAGE", "CHAT_STARTED", "CHAT_ENDED", "CHAT_ABANDONED", "CALL_STARTED",
             "CALL_ANSWERED", "CALL_ENDED", "CALL_ABANDONED", "CALLBACK_REQUESTED", "SOCIAL_POST",
@@ -242,6 +256,7 @@ impl<'de> Deserialize<'de> for EventKind {
 
 /// Survey answers; each score is validated to its scale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename = "SurveyResponse")]
 pub struct Survey {
     /// Customer satisfaction, 1 to 5.
     pub csat: Option<i32>,

@@ -39,6 +39,7 @@ impl MatchOutcome {
 
 /// An identifier in an output record.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename = "Identifier")]
 pub struct IdentifierRecord {
     /// Kind.
     pub kind: IdentifierKind,
@@ -98,6 +99,7 @@ pub struct NormalizedEvent {
 
 /// `TimelineEntry`: an event placed on a profile's timeline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename = "TimelineEntry")]
 pub struct TimelineRecord {
     /// Tenant.
     pub tenant: String,
@@ -113,6 +115,7 @@ pub struct TimelineRecord {
 
 /// `Profile`: current state of a profile.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename = "Profile")]
 pub struct ProfileRecord {
     /// Tenant.
     pub tenant: String,
@@ -132,6 +135,7 @@ pub struct ProfileRecord {
 
 /// `ProfileMerge`: two profiles joined, with the evidence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename = "ProfileMerge")]
 pub struct MergeRecord {
     /// Tenant.
     pub tenant: String,
@@ -151,6 +155,7 @@ pub struct MergeRecord {
 
 /// `DeadLetter`: an input record that could not be processed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename = "DeadLetter")]
 pub struct DeadLetterRecord {
     /// Topic or file.
     pub source: String,

@@ -1,0 +1,314 @@
+//! The Avro contract: schemas parse, every kind round-trips, old and new writers stay readable,
+//! and bad bytes become errors, never panics.
+
+use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::types::Value;
+use apache_avro::{Schema, Writer};
+use omnistitch_codec::container::ContainerWriter;
+use omnistitch_codec::datum::{encode_input, OutputKind};
+use omnistitch_codec::{Contract, ContainerReader, InputDecoder, OutputEncoder};
+use omnistitch_model::output::*;
+use omnistitch_model::wire::*;
+use omnistitch_model::{Channel, Direction, EventKind, EventTime, IdentifierKind, Survey};
+use proptest::prelude::*;
+
+fn sample(channel: Channel, kind: EventKind, n: usize) -> WireEvent {
+    let survey = (kind == EventKind::SurveyResponse).then_some(WireSurvey { csat: Some(2), nps: Some(6), ces: Some(5) });
+    match channel {
+        Channel::Email => WireEvent::Email(EmailEvent {
+            tenant: "acme".into(),
+            event_id: format!("EVT-{n}"),
+            event_time: 1_767_571_200_000 + n as i64,
+            direction: Direction::Inbound,
+            kind,
+            case_id: Some("C-1".into()),
+            agent_id: None,
+            account_id: Some("AC-9".into()),
+            text: Some("Zoë's router is still down 😞".into()),
+            sentiment: Some(-0.6),
+            survey,
+            from: "Zoë <zoe@example.net>".into(),
+            to: vec!["support@acme.example".into()],
+            cc: vec![],
+            subject: Some("Router".into()),
+            message_id: Some(format!("<m{n}@example.net>")),
+            in_reply_to: None,
+        }),
+        Channel::Chat => WireEvent::Chat(ChatEvent {
+            tenant: "acme".into(),
+            event_id: format!("EVT-{n}"),
+            event_time: 1_767_571_200_000 + n as i64,
+            direction: Direction::Inbound,
+            kind,
+            case_id: None,
+            agent_id: Some("agent-7".into()),
+            account_id: None,
+            text: None,
+            sentiment: None,
+            survey,
+            session_id: "S-1".into(),
+            visitor_id: Some("v-1".into()),
+            customer_email: Some("zoe@example.net".into()),
+            customer_phone: None,
+        }),
+        Channel::Phone => WireEvent::Phone(PhoneEvent {
+            tenant: "acme".into(),
+            event_id: format!("EVT-{n}"),
+            event_time: 1_767_571_200_000 + n as i64,
+            direction: Direction::Outbound,
+            kind,
+            case_id: Some("C-1".into()),
+            agent_id: Some("agent-7".into()),
+            account_id: Some("AC-9".into()),
+            text: None,
+            sentiment: None,
+            survey,
+            call_id: "K-1".into(),
+            caller: "+18005550100".into(),
+            callee: "(415) 555-0134".into(),
+            queue_wait_ms: Some(95_000),
+            duration_ms: Some(300_000),
+            transfers: Some(2),
+        }),
+        Channel::Social => WireEvent::Social(SocialEvent {
+            tenant: "acme".into(),
+            event_id: format!("EVT-{n}"),
+            event_time: 1_767_571_200_000 + n as i64,
+            direction: Direction::Inbound,
+            kind,
+            case_id: None,
+            agent_id: None,
+            account_id: None,
+            text: Some("worst service ever".into()),
+            sentiment: None,
+            survey,
+            platform: "x".into(),
+            handle: "@ZoeQ".into(),
+            post_id: Some("P-1".into()),
+            in_reply_to_post: None,
+        }),
+    }
+}
+
+/// Every (channel, kind) pair the contract allows.
+fn all_samples() -> Vec<WireEvent> {
+    let mut out = Vec::new();
+    for channel in Channel::ALL {
+        for kind in EventKind::ALL {
+            if kind.fits(channel) {
+                out.push(sample(channel, kind, out.len()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_schema_parses() {
+    let c = Contract::get();
+    for (channel, schema) in Channel::ALL.iter().zip(&c.inputs) {
+        assert_eq!(omnistitch_codec::contract::channel_of(schema), Some(*channel));
+    }
+    for s in [&c.timeline_entry, &c.profile, &c.profile_merge, &c.dead_letter] {
+        assert!(matches!(s, Schema::Record(_)));
+    }
+}
+
+#[test]
+fn every_kind_round_trips_as_a_datum_and_in_containers() {
+    let decoder = InputDecoder::new();
+    let samples = all_samples();
+    assert!(samples.len() >= 20, "every kind of every channel: {}", samples.len());
+    for ev in &samples {
+        let bytes = encode_input(ev).unwrap();
+        assert_eq!(&decoder.decode(ev.channel(), &bytes).unwrap(), ev);
+        ev.clone().into_event(omnistitch_model::Tenant::new).expect("samples are valid events");
+    }
+    for deflate in [false, true] {
+        for channel in Channel::ALL {
+            let mut w = ContainerWriter::new(channel, Vec::new(), deflate).unwrap();
+            let mine: Vec<_> = samples.iter().filter(|e| e.channel() == channel).collect();
+            for ev in &mine {
+                w.append(ev).unwrap();
+            }
+            let bytes = w.finish().unwrap();
+            let r = ContainerReader::new(&bytes[..]).unwrap();
+            assert_eq!(r.channel(), channel);
+            let back: Vec<WireEvent> = r.map(|i| i.unwrap().1).collect();
+            assert_eq!(back.iter().collect::<Vec<_>>(), mine);
+        }
+    }
+}
+
+fn read_back<T: serde::de::DeserializeOwned>(schema: &Schema, bytes: &[u8]) -> T {
+    let r = GenericDatumReader::builder(schema).build().unwrap();
+    r.read_deser(&mut &bytes[..]).unwrap()
+}
+
+#[test]
+fn output_records_round_trip() {
+    let c = Contract::get();
+    let enc = OutputEncoder::new();
+    let id = IdentifierRecord { kind: IdentifierKind::Phone, value: "+14155550134".into() };
+    let timeline = TimelineRecord {
+        tenant: "acme".into(),
+        profile_id: "p".into(),
+        thread_id: "case:C-1".into(),
+        event: NormalizedEvent {
+            event_id: "e".into(),
+            event_time: EventTime(1_767_571_200_000),
+            channel: omnistitch_model::Channel::Phone,
+            direction: Direction::Inbound,
+            kind: EventKind::SurveyResponse,
+            case_id: Some("C-1".into()),
+            agent_id: None,
+            text: None,
+            sentiment: Some(0.5),
+            survey: Some(Survey { csat: Some(1), nps: None, ces: Some(6) }),
+            queue_wait_ms: Some(1),
+            duration_ms: None,
+            transfers: Some(0),
+            platform: None,
+            subject: None,
+        },
+        identifiers: vec![MatchedIdentifier { identifier: id.clone(), outcome: MatchOutcome::Shared }],
+    };
+    let bytes = enc.encode(OutputKind::TimelineEntry, &timeline).unwrap();
+    assert_eq!(read_back::<TimelineRecord>(&c.timeline_entry, &bytes), timeline);
+    let profile = ProfileRecord {
+        tenant: "acme".into(),
+        profile_id: "p".into(),
+        identifiers: vec![id.clone()],
+        merged_from: vec!["q".into()],
+        first_seen: EventTime(1),
+        last_seen: EventTime(2),
+        event_count: 3,
+    };
+    let bytes = enc.encode(OutputKind::Profile, &profile).unwrap();
+    assert_eq!(read_back::<ProfileRecord>(&c.profile, &bytes), profile);
+    let merge = MergeRecord {
+        tenant: "acme".into(),
+        survivor_id: "p".into(),
+        absorbed_id: "q".into(),
+        event_id: "e".into(),
+        event_time: EventTime(5),
+        survivor_identifier: id.clone(),
+        absorbed_identifier: IdentifierRecord { kind: IdentifierKind::Email, value: "a@b.co".into() },
+    };
+    let bytes = enc.encode(OutputKind::ProfileMerge, &merge).unwrap();
+    assert_eq!(read_back::<MergeRecord>(&c.profile_merge, &bytes), merge);
+    let dead = DeadLetterRecord {
+        source: "email.avro".into(),
+        partition: -1,
+        offset: 7,
+        reason_code: "avro_decode".into(),
+        reason: "truncated".into(),
+        payload: vec![0, 255, 3],
+    };
+    let bytes = enc.encode(OutputKind::DeadLetter, &dead).unwrap();
+    assert_eq!(read_back::<DeadLetterRecord>(&c.dead_letter, &bytes), dead);
+}
+
+/// A container written by another producer with `schema_json` and JSON records.
+fn foreign_container(schema_json: &str, records: &[serde_json::Value]) -> Vec<u8> {
+    let schema = Schema::parse_str(schema_json).unwrap();
+    let mut w = Writer::new(&schema, Vec::new()).unwrap();
+    for r in records {
+        let v = Value::try_from(r.clone()).unwrap().resolve(&schema).unwrap();
+        w.append_value(v).unwrap();
+    }
+    w.into_inner().unwrap()
+}
+
+#[test]
+fn a_newer_producer_with_new_fields_and_kinds_stays_readable() {
+    let mut schema: serde_json::Value = serde_json::from_str(omnistitch_codec::contract::CHAT_EVENT_AVSC).unwrap();
+    let fields = schema["fields"].as_array_mut().unwrap();
+    fields.push(serde_json::json!({"name": "language", "type": ["null", "string"], "default": null}));
+    let kind = fields.iter_mut().find(|f| f["name"] == "kind").unwrap();
+    kind["type"]["symbols"].as_array_mut().unwrap().push("CO_BROWSE_STARTED".into());
+    let record = serde_json::json!({
+        "tenant": "acme", "event_id": "n1", "event_time": 1_767_571_200_000i64, "direction": "INBOUND",
+        "kind": "CO_BROWSE_STARTED", "case_id": null, "agent_id": null, "account_id": null, "text": null,
+        "sentiment": null, "survey": null, "session_id": "S", "visitor_id": "v", "customer_email": null,
+        "customer_phone": null, "language": "fr"
+    });
+    let bytes = foreign_container(&schema.to_string(), &[record]);
+    let mut r = ContainerReader::new(&bytes[..]).unwrap();
+    let (_, ev) = r.next().unwrap().unwrap();
+    let WireEvent::Chat(chat) = ev else { panic!("chat") };
+    assert_eq!(chat.kind, EventKind::Unknown);
+    assert_eq!(chat.session_id, "S");
+}
+
+#[test]
+fn an_older_producer_without_optional_fields_stays_readable() {
+    let mut schema: serde_json::Value = serde_json::from_str(omnistitch_codec::contract::PHONE_EVENT_AVSC).unwrap();
+    let keep = ["tenant", "event_id", "event_time", "direction", "kind", "call_id", "caller", "callee"];
+    schema["fields"].as_array_mut().unwrap().retain(|f| keep.contains(&f["name"].as_str().unwrap()));
+    let record = serde_json::json!({
+        "tenant": "acme", "event_id": "o1", "event_time": 1_767_571_200_000i64, "direction": "INBOUND",
+        "kind": "CALL_STARTED", "call_id": "K", "caller": "4155550134", "callee": "8005550100"
+    });
+    let bytes = foreign_container(&schema.to_string(), &[record]);
+    let (_, ev) = ContainerReader::new(&bytes[..]).unwrap().next().unwrap().unwrap();
+    let WireEvent::Phone(p) = ev else { panic!("phone") };
+    assert_eq!((p.queue_wait_ms, p.case_id), (None, None));
+}
+
+#[test]
+fn a_corrupt_record_costs_its_block_and_reading_goes_on() {
+    let schema = Contract::get().input(Channel::Email);
+    let mut w = Writer::new(schema, Vec::new()).unwrap();
+    for n in 0..3 {
+        if let WireEvent::Email(e) = sample(Channel::Email, EventKind::Message, n) {
+            w.append_ser(e).unwrap();
+        }
+        w.flush().unwrap(); // one block per record
+    }
+    let mut bytes = w.into_inner().unwrap();
+    // Make the length prefix of the second record's tenant negative.
+    let at = bytes.windows(5).enumerate().filter(|(_, w)| w == b"EVT-1").map(|(i, _)| i).next().unwrap();
+    let tenant_len = at - 1 - 5; // "acme" (4 bytes + its length byte) precedes event_id's length byte
+    bytes[tenant_len] = 0x01;
+    let items: Vec<_> = ContainerReader::new(&bytes[..]).unwrap().collect();
+    assert_eq!(items.len(), 3);
+    assert!(items[0].is_ok() && items[2].is_ok());
+    let bad = items[1].as_ref().unwrap_err();
+    assert_eq!((bad.index, bad.error.code()), (1, "avro_decode"));
+    assert!(!bad.payload.is_empty());
+}
+
+#[test]
+fn truncated_and_mistyped_datums_are_errors() {
+    let decoder = InputDecoder::new();
+    let bytes = encode_input(&sample(Channel::Social, EventKind::Review, 0)).unwrap();
+    for cut in [0, 1, 5, bytes.len() / 2, bytes.len() - 1] {
+        assert_eq!(decoder.decode(Channel::Social, &bytes[..cut]).unwrap_err().code(), "avro_decode", "cut {cut}");
+    }
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert!(decoder.decode(Channel::Social, &longer).is_err(), "trailing bytes");
+    // Social bytes read as a phone record: wrong types somewhere.
+    assert!(decoder.decode(Channel::Phone, &bytes).is_err());
+    // Invalid UTF-8 inside a string.
+    let mut bad_utf8 = bytes.clone();
+    let pos = bad_utf8.windows(4).position(|w| w == b"acme").unwrap();
+    bad_utf8[pos] = 0xff;
+    assert_eq!(decoder.decode(Channel::Social, &bad_utf8).unwrap_err().code(), "avro_decode");
+}
+
+proptest! {
+    /// No byte string panics the decoders.
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+        let decoder = InputDecoder::new();
+        for channel in Channel::ALL {
+            let _ = decoder.decode(channel, &bytes);
+            let _ = omnistitch_codec::jsonl::decode_line(channel, &bytes);
+        }
+        if let Ok(r) = ContainerReader::new(&bytes[..]) {
+            for _ in r {}
+        }
+    }
+}

@@ -1,0 +1,42 @@
+//! Event-id deduplication ahead of every stage, bounded by the retention window.
+
+use std::collections::HashMap;
+
+use omnistitch_model::EventTime;
+use xxhash_rust::xxh3::Xxh3;
+
+/// Remembers which (tenant, event id) pairs were applied, by 128-bit digest.
+#[derive(Debug, Default)]
+pub struct SeenEvents {
+    seen: HashMap<u128, EventTime>,
+}
+
+fn digest(tenant: &str, event_id: &str) -> u128 {
+    let mut h = Xxh3::new();
+    h.update(tenant.as_bytes());
+    h.update(&[0x1f]);
+    h.update(event_id.as_bytes());
+    h.digest128()
+}
+
+impl SeenEvents {
+    /// Records the event; `false` if it was already seen.
+    pub fn first_time(&mut self, tenant: &str, event_id: &str, time: EventTime) -> bool {
+        self.seen.insert(digest(tenant, event_id), time).is_none()
+    }
+
+    /// Forgets events older than `cutoff`.
+    pub fn forget_before(&mut self, cutoff: EventTime) {
+        self.seen.retain(|_, t| *t >= cutoff);
+    }
+
+    /// Events remembered.
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// Whether nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+}

@@ -1,0 +1,152 @@
+//! The engine step.
+
+use std::sync::Arc;
+
+use omnistitch_identity::{Conflict, IdentityResolver, IdentityRules, Merge, Normalizer, ResolvedIdentifier};
+use omnistitch_model::output::{IdentifierRecord, MatchOutcome, MatchedIdentifier};
+use omnistitch_model::{Event, EventTime, ProfileId, Tenant};
+use omnistitch_timeline::{RetentionConfig, TimelineStore};
+
+use crate::dedup::SeenEvents;
+use crate::stats::EngineStats;
+
+/// How far event time must advance between full retention sweeps.
+const SWEEP_EVERY_MS: i64 = 3_600_000;
+
+/// What one event changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    /// Tenant of the event.
+    pub tenant: Tenant,
+    /// Event id.
+    pub event_id: String,
+    /// Event time.
+    pub time: EventTime,
+    /// The profile the event belongs to; `None` for a redelivery (nothing changed).
+    pub profile: Option<ProfileId>,
+    /// Whether the event created its profile.
+    pub created: bool,
+    /// Position in the profile's timeline (`None`: duplicate or older than retention).
+    pub position: Option<usize>,
+    /// Merges caused, in order (each absorbed profile is gone).
+    pub merges: Vec<Merge>,
+    /// Links refused.
+    pub conflicts: Vec<Conflict>,
+}
+
+/// Identity resolution and timelines over a stream of events.
+#[derive(Debug)]
+pub struct Engine {
+    identity: IdentityResolver,
+    timelines: TimelineStore,
+    seen: SeenEvents,
+    retention: RetentionConfig,
+    last_sweep: EventTime,
+    stats: EngineStats,
+}
+
+fn outcome_index(o: MatchOutcome) -> usize {
+    match o {
+        MatchOutcome::Linked => 0,
+        MatchOutcome::Added => 1,
+        MatchOutcome::Shared => 2,
+        MatchOutcome::Conflict => 3,
+        MatchOutcome::Blocked => 4,
+        MatchOutcome::Invalid => 5,
+    }
+}
+
+fn matched(ids: &[ResolvedIdentifier]) -> Vec<MatchedIdentifier> {
+    ids.iter()
+        .map(|r| MatchedIdentifier {
+            identifier: match &r.value {
+                Some(v) => IdentifierRecord::from(v),
+                None => IdentifierRecord { kind: r.kind, value: String::new() },
+            },
+            outcome: r.outcome,
+        })
+        .collect()
+}
+
+impl Engine {
+    /// An engine with no state.
+    pub fn new(normalizer: Arc<Normalizer>, rules: IdentityRules, retention: RetentionConfig) -> Self {
+        Engine {
+            identity: IdentityResolver::new(normalizer, rules),
+            timelines: TimelineStore::new(retention.clone()),
+            seen: SeenEvents::default(),
+            retention,
+            last_sweep: EventTime(i64::MIN),
+            stats: EngineStats::default(),
+        }
+    }
+
+    /// Applies one validated event.
+    pub fn apply(&mut self, event: Event) -> Applied {
+        let (tenant, event_id) = (event.tenant.clone(), event.event_id.clone());
+        if !self.seen.first_time(tenant.as_str(), &event_id, event.time) {
+            self.stats.duplicates += 1;
+            return Applied {
+                tenant,
+                event_id,
+                time: event.time,
+                profile: None,
+                created: false,
+                position: None,
+                merges: vec![],
+                conflicts: vec![],
+            };
+        }
+        self.stats.events += 1;
+        let resolution = self.identity.resolve(&event);
+        for r in &resolution.identifiers {
+            self.stats.identifiers[outcome_index(r.outcome)] += 1;
+        }
+        self.stats.profiles_created += u64::from(resolution.created);
+        self.stats.merges += resolution.merges.len() as u64;
+        self.stats.conflicts += resolution.conflicts.len() as u64;
+        for m in &resolution.merges {
+            self.timelines.merge(m.survivor, m.absorbed);
+        }
+        let time = event.time;
+        let appended = self.timelines.append(resolution.profile, event, matched(&resolution.identifiers));
+        self.stats.evicted += appended.evicted as u64;
+        if time.0 - self.last_sweep.0.max(i64::MIN / 2) >= SWEEP_EVERY_MS {
+            self.sweep();
+        }
+        Applied {
+            tenant,
+            event_id,
+            time,
+            profile: Some(resolution.profile),
+            created: resolution.created,
+            position: appended.position,
+            merges: resolution.merges,
+            conflicts: resolution.conflicts,
+        }
+    }
+
+    /// Evicts what retention no longer allows from timelines and the deduplication index.
+    pub fn sweep(&mut self) {
+        let watermark = self.timelines.watermark();
+        self.last_sweep = watermark;
+        self.stats.evicted += self.timelines.evict_expired() as u64;
+        let max_age = i64::from(self.retention.max_age_days) * 86_400_000;
+        self.seen.forget_before(EventTime(watermark.0.saturating_sub(max_age)));
+    }
+
+    /// Identity state.
+    pub fn identity(&self) -> &IdentityResolver {
+        &self.identity
+    }
+
+    /// Timeline state.
+    pub fn timelines(&self) -> &TimelineStore {
+        &self.timelines
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+}
