@@ -126,6 +126,29 @@ impl TenantGraph {
         self.by_id.len()
     }
 
+    /// Heap bytes held by the graph, from capacities (strings counted with 16 bytes of allocator
+    /// overhead each): what "bytes per identifier" budgets are checked against.
+    pub fn memory_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let strings: usize = self.entries.iter().map(|e| e.value.len().div_ceil(8) * 8 + 16).sum();
+        let profiles: usize = self
+            .profiles
+            .iter()
+            .flatten()
+            .map(|p| p.entries.capacity() * 4 + p.merged_from.capacity() * size_of::<ProfileId>())
+            .sum();
+        // hashbrown: one control byte per bucket beside the slot.
+        let map = |buckets: usize, slot: usize| buckets * (slot + 1);
+        self.entries.capacity() * size_of::<Entry>()
+            + strings
+            + map(self.index.capacity(), size_of::<u32>())
+            + self.profiles.capacity() * size_of::<Option<Profile>>()
+            + profiles
+            + self.free.capacity() * 4
+            + map(self.by_id.capacity(), size_of::<(ProfileId, u32)>())
+            + map(self.redirects.capacity(), size_of::<(ProfileId, ProfileId)>())
+    }
+
     /// Identifiers marked shared.
     pub fn shared_count(&self) -> usize {
         self.entries.iter().filter(|e| e.shared).count()

@@ -7,5 +7,5 @@
 pub mod store;
 pub mod threads;
 
-pub use store::{Appended, RetentionConfig, Timeline, TimelineEntry, TimelineStore};
+pub use store::{Appended, RetentionConfig, RetentionError, Timeline, TimelineEntry, TimelineStore};
 pub use threads::ThreadIndex;
