@@ -1,1 +1,121 @@
-fn main(){}
+//! Criterion benches of the engine stages: normalization, identity resolution, timeline append.
+
+// `criterion_group!` generates an undocumented public function.
+#![allow(missing_docs)]
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use omnistitch_identity::{IdentityConfig, IdentityResolver, IdentityRules, Normalizer};
+use omnistitch_model::{
+    Channel, Details, Direction, Event, EventKind, EventTime, IdentifierKind, ProfileId, RawIdentifier, Tenant,
+    ThreadRef,
+};
+use omnistitch_timeline::{RetentionConfig, TimelineStore};
+
+/// `n` chat events of `people` customers: email in three formats, a phone, a session, a cookie.
+fn events(n: usize, people: usize) -> Vec<Event> {
+    let tenant = Tenant::new("acme");
+    (0..n)
+        .map(|i| {
+            let p = (i * 7919) % people;
+            let email = match i % 3 {
+                0 => format!("user{p}@mail.example"),
+                1 => format!("User {p} <USER{p}@Mail.Example>"),
+                _ => format!("  user{p}@mail.example "),
+            };
+            Event {
+                tenant: tenant.clone(),
+                event_id: format!("e{i}"),
+                time: EventTime(1_767_571_200_000 + i as i64 * 1000),
+                channel: Channel::Chat,
+                direction: Direction::Inbound,
+                kind: EventKind::Message,
+                case_id: None,
+                agent_id: None,
+                text: None,
+                sentiment: None,
+                survey: None,
+                identifiers: vec![
+                    RawIdentifier::new(IdentifierKind::Email, email),
+                    RawIdentifier::new(IdentifierKind::Phone, format!("(415) 55{}-{:04}", p / 10_000 % 10, p % 10_000)),
+                    RawIdentifier::new(IdentifierKind::ChatSession, format!("S{}", i / 4)),
+                    RawIdentifier::new(IdentifierKind::ChatVisitor, format!("v{p}")),
+                ],
+                thread: ThreadRef { key: Some(format!("chat:S{}", i / 4)), parent: None },
+                details: Details::default(),
+            }
+        })
+        .collect()
+}
+
+fn normalization(c: &mut Criterion) {
+    let n = Normalizer::new("US").unwrap();
+    let mut g = c.benchmark_group("normalize");
+    g.throughput(Throughput::Elements(1));
+    let email = RawIdentifier::new(IdentifierKind::Email, "Jo Smith <Jo.Smith@Example.COM>");
+    g.bench_function("email", |b| b.iter(|| n.normalize(black_box(&email))));
+    let phone = RawIdentifier::new(IdentifierKind::Phone, "(415) 555-0134");
+    g.bench_function("phone_cached", |b| b.iter(|| n.normalize(black_box(&phone))));
+    let mut i = 0u64;
+    g.bench_function("phone_first_sight", |b| {
+        b.iter_batched(
+            || {
+                i += 1;
+                RawIdentifier::new(IdentifierKind::Phone, format!("+1 (212) 5{:02}-{:04}", i / 10_000 % 100, i % 10_000))
+            },
+            |raw| Normalizer::new("US").unwrap().normalize(&raw),
+            BatchSize::SmallInput,
+        )
+    });
+    let handle = RawIdentifier::new(IdentifierKind::SocialHandle, "Twitter:@JoSmith");
+    g.bench_function("social_handle", |b| b.iter(|| n.normalize(black_box(&handle))));
+    g.finish();
+}
+
+fn identity(c: &mut Criterion) {
+    let evs = events(20_000, 5_000);
+    let normalizer = Arc::new(Normalizer::new("US").unwrap());
+    let rules = IdentityRules::from_config(&IdentityConfig::default(), &normalizer).unwrap();
+    let mut g = c.benchmark_group("identity");
+    g.throughput(Throughput::Elements(evs.len() as u64));
+    g.sample_size(20);
+    g.bench_function("resolve_20k_events", |b| {
+        b.iter_batched(
+            || IdentityResolver::new(normalizer.clone(), rules.clone()),
+            |mut r| {
+                for e in &evs {
+                    black_box(r.resolve(e));
+                }
+                r
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+fn timeline(c: &mut Criterion) {
+    let evs = events(20_000, 5_000);
+    let profiles: Vec<ProfileId> = (0..5_000).map(|i| ProfileId::derive("acme", &i.to_string())).collect();
+    let mut g = c.benchmark_group("timeline");
+    g.throughput(Throughput::Elements(evs.len() as u64));
+    g.sample_size(20);
+    g.bench_function("append_20k_events", |b| {
+        b.iter_batched(
+            || TimelineStore::new(RetentionConfig::default()),
+            |mut store| {
+                for (i, e) in evs.iter().enumerate() {
+                    black_box(store.append(profiles[(i * 7919) % profiles.len()], e));
+                }
+                store
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, normalization, identity, timeline);
+criterion_main!(benches);

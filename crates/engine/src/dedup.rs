@@ -1,6 +1,6 @@
 //! Event-id deduplication ahead of every stage, bounded by the retention window.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
 use omnistitch_model::EventTime;
 use xxhash_rust::xxh3::Xxh3;
@@ -8,15 +8,17 @@ use xxhash_rust::xxh3::Xxh3;
 /// Remembers which (tenant, event id) pairs were applied, by 128-bit digest.
 #[derive(Debug, Default)]
 pub struct SeenEvents {
-    seen: HashMap<u128, EventTime>,
+    /// Digest (as two words, to keep entries 24 bytes) -> event time.
+    seen: HashMap<[u64; 2], EventTime>,
 }
 
-fn digest(tenant: &str, event_id: &str) -> u128 {
+fn digest(tenant: &str, event_id: &str) -> [u64; 2] {
     let mut h = Xxh3::new();
     h.update(tenant.as_bytes());
     h.update(&[0x1f]);
     h.update(event_id.as_bytes());
-    h.digest128()
+    let d = h.digest128();
+    [d as u64, (d >> 64) as u64]
 }
 
 impl SeenEvents {

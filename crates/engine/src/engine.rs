@@ -10,8 +10,9 @@ use omnistitch_timeline::{RetentionConfig, TimelineStore};
 use crate::dedup::SeenEvents;
 use crate::stats::EngineStats;
 
-/// How far event time must advance between full retention sweeps.
-const SWEEP_EVERY_MS: i64 = 3_600_000;
+/// Full retention sweeps happen each time event time advances by this share of the max age:
+/// often enough to bound memory, rarely enough to cost nothing per event.
+const SWEEPS_PER_MAX_AGE: i64 = 16;
 
 /// What one event changed.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,6 +29,10 @@ pub struct Applied {
     pub created: bool,
     /// Position in the profile's timeline (`None`: duplicate or older than retention).
     pub position: Option<usize>,
+    /// Conversation thread (empty for a redelivery).
+    pub thread_id: Arc<str>,
+    /// The event's identifiers and how each matched, strongest first.
+    pub identifiers: Vec<MatchedIdentifier>,
     /// Merges caused, in order (each absorbed profile is gone).
     pub merges: Vec<Merge>,
     /// Links refused.
@@ -82,7 +87,7 @@ impl Engine {
     }
 
     /// Applies one validated event.
-    pub fn apply(&mut self, event: Event) -> Applied {
+    pub fn apply(&mut self, event: &Event) -> Applied {
         let (tenant, event_id) = (event.tenant.clone(), event.event_id.clone());
         if !self.seen.first_time(tenant.as_str(), &event_id, event.time) {
             self.stats.duplicates += 1;
@@ -93,12 +98,14 @@ impl Engine {
                 profile: None,
                 created: false,
                 position: None,
+                thread_id: Arc::from(""),
+                identifiers: vec![],
                 merges: vec![],
                 conflicts: vec![],
             };
         }
         self.stats.events += 1;
-        let resolution = self.identity.resolve(&event);
+        let resolution = self.identity.resolve(event);
         for r in &resolution.identifiers {
             self.stats.identifiers[outcome_index(r.outcome)] += 1;
         }
@@ -109,9 +116,10 @@ impl Engine {
             self.timelines.merge(m.survivor, m.absorbed);
         }
         let time = event.time;
-        let appended = self.timelines.append(resolution.profile, event, matched(&resolution.identifiers));
+        let appended = self.timelines.append(resolution.profile, event);
         self.stats.evicted += appended.evicted as u64;
-        if time.0 - self.last_sweep.0.max(i64::MIN / 2) >= SWEEP_EVERY_MS {
+        let sweep_every = i64::from(self.retention.max_age_days) * 86_400_000 / SWEEPS_PER_MAX_AGE;
+        if time.0 - self.last_sweep.0.max(i64::MIN / 2) >= sweep_every {
             self.sweep();
         }
         Applied {
@@ -121,6 +129,8 @@ impl Engine {
             profile: Some(resolution.profile),
             created: resolution.created,
             position: appended.position,
+            thread_id: appended.thread_id,
+            identifiers: matched(&resolution.identifiers),
             merges: resolution.merges,
             conflicts: resolution.conflicts,
         }

@@ -3,7 +3,6 @@
 use omnistitch_identity::{Profile, TenantGraph};
 use omnistitch_model::output::{IdentifierRecord, MergeRecord, NormalizedEvent, ProfileRecord, TimelineRecord};
 use omnistitch_model::{Event, ProfileId, Tenant};
-use omnistitch_timeline::TimelineEntry;
 
 use crate::engine::Applied;
 
@@ -28,14 +27,14 @@ pub fn normalized_event(e: &Event) -> NormalizedEvent {
     }
 }
 
-/// A timeline entry of `profile`.
-pub fn timeline_record(profile: ProfileId, entry: &TimelineEntry) -> TimelineRecord {
+/// The timeline record of an applied event.
+pub fn timeline_record(profile: ProfileId, event: &Event, applied: &Applied) -> TimelineRecord {
     TimelineRecord {
-        tenant: entry.event.tenant.to_string(),
+        tenant: event.tenant.to_string(),
         profile_id: profile.to_string(),
-        thread_id: entry.thread_id.to_string(),
-        event: normalized_event(&entry.event),
-        identifiers: entry.identifiers.clone(),
+        thread_id: applied.thread_id.to_string(),
+        event: normalized_event(event),
+        identifiers: applied.identifiers.clone(),
     }
 }
 

@@ -55,13 +55,26 @@ pub struct Merge {
     pub absorbed_identifier: Identifier,
 }
 
-/// A link refused because it would break a limit.
+/// Which rule refused a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "rule")]
+pub enum ConflictRule {
+    /// The profile would hold more identifiers of `kind` than allowed.
+    Limit {
+        /// The kind whose limit would be exceeded.
+        kind: IdentifierKind,
+    },
+    /// A weak identifier (a landline, a shared browser) would join two people's identifiers.
+    WeakBridge,
+}
+
+/// A link refused by the rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conflict {
     /// The identifier that would have linked.
     pub identifier: Identifier,
-    /// The kind whose limit would have been exceeded.
-    pub limit_kind: IdentifierKind,
+    /// The rule that refused it.
+    pub rule: ConflictRule,
     /// The profile the identifier already belonged to, if any.
     pub other_profile: Option<ProfileId>,
 }
@@ -249,6 +262,20 @@ impl TenantGraph {
         slot
     }
 
+    /// Whether `counts` include an identifier of a personal kind.
+    fn holds_personal(rules: &IdentityRules, counts: &[u32; KINDS]) -> bool {
+        IdentifierKind::ALL.into_iter().any(|k| rules.is_personal(k) && counts[k.index()] > 0)
+    }
+
+    /// The rule that forbids joining identifiers counted `a` and `b` through `via`, if any.
+    fn forbids(rules: &IdentityRules, a: &[u32; KINDS], b: &[u32; KINDS], via: IdentifierKind) -> Option<ConflictRule> {
+        if let Some(kind) = Self::over_limit(rules, a, b) {
+            return Some(ConflictRule::Limit { kind });
+        }
+        (rules.is_weak(via) && Self::holds_personal(rules, a) && Self::holds_personal(rules, b))
+            .then_some(ConflictRule::WeakBridge)
+    }
+
     /// The first kind whose limit `a` and `b` together would exceed.
     fn over_limit(rules: &IdentityRules, a: &[u32; KINDS], b: &[u32; KINDS]) -> Option<IdentifierKind> {
         IdentifierKind::ALL
@@ -296,13 +323,13 @@ impl TenantGraph {
         &mut self,
         entry: u32,
         id: &Identifier,
-        limit_kind: IdentifierKind,
+        rule: ConflictRule,
         other: u32,
         rules: &IdentityRules,
         conflicts: &mut Vec<Conflict>,
     ) -> MatchOutcome {
-        conflicts.push(Conflict { identifier: id.clone(), limit_kind, other_profile: Some(self.profile(other).id) });
-        if rules.marks_shared() {
+        conflicts.push(Conflict { identifier: id.clone(), rule, other_profile: Some(self.profile(other).id) });
+        if rules.marks_shared() && matches!(rule, ConflictRule::Limit { .. }) {
             self.entries[entry as usize].shared = true;
             MatchOutcome::Shared
         } else {
@@ -312,9 +339,15 @@ impl TenantGraph {
 
     /// Applies one event's normalized, unblocked identifiers.
     ///
-    /// `ids` must be sorted strongest first (by [`IdentityRules::rank`]); `new_id` is the id a
-    /// profile created by this event gets.
-    pub fn link(&mut self, ids: &[Identifier], rules: &IdentityRules, new_id: ProfileId, time: EventTime) -> Linked {
+    /// `ids` must be sorted strongest first (by [`IdentityRules::rank`]); `new_id` gives the id
+    /// of a profile this event creates (computed only then: it hashes).
+    pub fn link(
+        &mut self,
+        ids: &[Identifier],
+        rules: &IdentityRules,
+        new_id: impl FnOnce() -> ProfileId,
+        time: EventTime,
+    ) -> Linked {
         let mut outcomes = vec![MatchOutcome::Added; ids.len()];
         let mut merges = Vec::new();
         let mut conflicts = Vec::new();
@@ -339,9 +372,9 @@ impl TenantGraph {
                         }
                         Target::Existing(t) if t == p => outcomes[i] = MatchOutcome::Linked,
                         Target::Existing(t) => {
-                            let both = add(&self.profile(t).counts, &self.profile(p).counts);
-                            if let Some(limit_kind) = Self::over_limit(rules, &both, &pending_counts) {
-                                outcomes[i] = self.refuse(eidx, id, limit_kind, p, rules, &mut conflicts);
+                            let with_pending = add(&self.profile(t).counts, &pending_counts);
+                            if let Some(rule) = Self::forbids(rules, &with_pending, &self.profile(p).counts, id.kind) {
+                                outcomes[i] = self.refuse(eidx, id, rule, p, rules, &mut conflicts);
                             } else {
                                 let target_id = self.profile(t).id;
                                 let (slot, survivor, absorbed) = self.merge(t, p);
@@ -357,10 +390,8 @@ impl TenantGraph {
                             }
                         }
                         Target::New => {
-                            if let Some(limit_kind) =
-                                Self::over_limit(rules, &self.profile(p).counts, &pending_counts)
-                            {
-                                outcomes[i] = self.refuse(eidx, id, limit_kind, p, rules, &mut conflicts);
+                            if let Some(rule) = Self::forbids(rules, &pending_counts, &self.profile(p).counts, id.kind) {
+                                outcomes[i] = self.refuse(eidx, id, rule, p, rules, &mut conflicts);
                             } else {
                                 target = Target::Existing(p);
                                 anchor = Some(i);
@@ -376,8 +407,9 @@ impl TenantGraph {
                     };
                     let mut one = [0u32; KINDS];
                     one[id.kind.index()] = 1;
-                    if let Some(limit_kind) = Self::over_limit(rules, &add(&current, &pending_counts), &one) {
-                        conflicts.push(Conflict { identifier: id.clone(), limit_kind, other_profile: None });
+                    if let Some(kind) = Self::over_limit(rules, &add(&current, &pending_counts), &one) {
+                        let rule = ConflictRule::Limit { kind };
+                        conflicts.push(Conflict { identifier: id.clone(), rule, other_profile: None });
                         outcomes[i] = MatchOutcome::Conflict;
                     } else {
                         if target == Target::None {
@@ -392,11 +424,14 @@ impl TenantGraph {
 
         let (slot, created) = match target {
             Target::Existing(t) => (t, false),
-            Target::New | Target::None => match self.by_id.get(&new_id) {
-                // The same event applied again (a redelivery): it lands where it landed before.
-                Some(&s) => (s, false),
-                None => (self.new_profile(new_id, time), true),
-            },
+            Target::New | Target::None => {
+                let new_id = new_id();
+                match self.by_id.get(&new_id) {
+                    // The same event applied again (a redelivery): it lands where it landed before.
+                    Some(&s) => (s, false),
+                    None => (self.new_profile(new_id, time), true),
+                }
+            }
         };
         for &i in &pending {
             // An identifier can repeat within one event; the first occurrence attached it.

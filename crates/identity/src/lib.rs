@@ -9,7 +9,7 @@ pub mod normalize;
 pub mod resolver;
 pub mod rules;
 
-pub use graph::{Conflict, Merge, Profile, TenantGraph};
+pub use graph::{Conflict, ConflictRule, Merge, Profile, TenantGraph};
 pub use normalize::{NormalizeError, Normalizer, UnknownRegion};
 pub use resolver::{IdentityResolver, Resolution, ResolvedIdentifier};
 pub use rules::{IdentityConfig, IdentityRules, RulesError};

@@ -44,7 +44,7 @@ const PHONE_CACHE_CAPACITY: usize = 200_000;
 /// Turns raw identifiers into canonical ones. Shared by all partitions of a process (`Sync`).
 pub struct Normalizer {
     region: Region,
-    phone_cache: DashMap<Box<str>, Result<Box<str>, NormalizeError>>,
+    phone_cache: DashMap<Box<str>, Result<Box<str>, NormalizeError>, hashbrown::DefaultHashBuilder>,
 }
 
 impl std::fmt::Debug for Normalizer {
@@ -73,7 +73,7 @@ impl Normalizer {
     pub fn new(default_region: &str) -> Result<Self, UnknownRegion> {
         let region: Region =
             default_region.to_ascii_uppercase().parse().map_err(|_| UnknownRegion(default_region.to_string()))?;
-        Ok(Normalizer { region, phone_cache: DashMap::new() })
+        Ok(Normalizer { region, phone_cache: DashMap::with_hasher(Default::default()) })
     }
 
     /// The canonical form of `raw`.

@@ -1,7 +1,7 @@
 //! The identity stage: normalize an event's identifiers, apply the rules, link it into its
 //! tenant's graph.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::sync::Arc;
 
 use omnistitch_model::output::MatchOutcome;
@@ -77,7 +77,7 @@ impl IdentityResolver {
         usable.dedup_by(|a, b| a.1 == b.1);
         let ids: Vec<Identifier> = usable.into_iter().map(|(_, id)| id).collect();
         let graph = self.tenants.entry(event.tenant.clone()).or_default();
-        let new_id = ProfileId::derive(event.tenant.as_str(), &event.event_id);
+        let new_id = || ProfileId::derive(event.tenant.as_str(), &event.event_id);
         let linked = graph.link(&ids, &self.rules, new_id, event.time);
         let mut identifiers: Vec<ResolvedIdentifier> = ids
             .into_iter()

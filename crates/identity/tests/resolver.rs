@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use omnistitch_identity::{IdentityConfig, IdentityResolver, IdentityRules, Normalizer};
+use omnistitch_identity::{ConflictRule, IdentityConfig, IdentityResolver, IdentityRules, Normalizer};
 use omnistitch_model::output::MatchOutcome;
 use omnistitch_model::{
     Channel, Details, Direction, Event, EventKind, EventTime, IdentifierKind, ProfileId, RawIdentifier, Tenant,
@@ -82,7 +82,7 @@ fn a_household_landline_does_not_chain_two_account_holders() {
     let bob = r.resolve(&event("acme", "e2", 1, &[(AccountId, "B-2"), (Phone, "415-555-0134")]));
     assert_ne!(alice, bob.profile);
     assert_eq!(bob.conflicts.len(), 1);
-    assert_eq!(bob.conflicts[0].limit_kind, AccountId);
+    assert_eq!(bob.conflicts[0].rule, ConflictRule::Limit { kind: AccountId });
     assert_eq!(bob.conflicts[0].other_profile, Some(alice));
     assert!(bob.identifiers.iter().any(|i| i.kind == Phone && i.outcome == MatchOutcome::Shared));
     // Once shared, the landline alone identifies nobody.
@@ -230,4 +230,24 @@ proptest! {
         let ids: usize = g.profiles().map(|p| g.identifiers(p).len()).sum();
         prop_assert_eq!(ids, g.identifier_count());
     }
+}
+
+#[test]
+fn weak_identifiers_attach_but_do_not_bridge_two_people_when_configured() {
+    let n = Arc::new(Normalizer::new("US").unwrap());
+    let config = IdentityConfig { weak_kinds: vec!["phone".into()], ..IdentityConfig::default() };
+    let mut r = IdentityResolver::new(n.clone(), IdentityRules::from_config(&config, &n).unwrap());
+    let alice = r.resolve(&event("acme", "e1", 0, &[(Email, "alice@x.com"), (Phone, "4155550134")])).profile;
+    let bob = r.resolve(&event("acme", "e2", 1, &[(Email, "bob@x.com")])).profile;
+    let chat = r.resolve(&event("acme", "e3", 2, &[(Email, "bob@x.com"), (Phone, "(415) 555-0134")]));
+    assert_eq!(chat.profile, bob);
+    assert_ne!(alice, bob);
+    assert_eq!(chat.conflicts[0].rule, ConflictRule::WeakBridge);
+    // Attaching still works: a call from the number alone lands on the profile holding it.
+    assert_eq!(r.resolve(&event("acme", "e4", 3, &[(Phone, "+14155550134")])).profile, alice);
+    // Without the rule (the default), the same events merge.
+    let mut d = resolver();
+    let a = d.resolve(&event("acme", "e1", 0, &[(Email, "alice@x.com"), (Phone, "4155550134")])).profile;
+    d.resolve(&event("acme", "e2", 1, &[(Email, "bob@x.com")]));
+    assert_eq!(d.resolve(&event("acme", "e3", 2, &[(Email, "bob@x.com"), (Phone, "4155550134")])).profile, a);
 }

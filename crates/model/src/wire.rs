@@ -116,6 +116,39 @@ pub struct Common {
     pub survey: Option<WireSurvey>,
 }
 
+/// The common fields of a record, borrowed for validation.
+#[derive(Clone, Copy)]
+struct CommonRef<'a> {
+    tenant: &'a str,
+    event_id: &'a str,
+    event_time: i64,
+    kind: EventKind,
+    case_id: &'a Option<String>,
+    agent_id: &'a Option<String>,
+    account_id: &'a Option<String>,
+    text: &'a Option<String>,
+    sentiment: Option<f64>,
+    survey: &'a Option<WireSurvey>,
+}
+
+/// Borrows the common fields of any wire record.
+macro_rules! common_of {
+    ($e:expr) => {
+        CommonRef {
+            tenant: &$e.tenant,
+            event_id: &$e.event_id,
+            event_time: $e.event_time,
+            kind: $e.kind,
+            case_id: &$e.case_id,
+            agent_id: &$e.agent_id,
+            account_id: &$e.account_id,
+            text: &$e.text,
+            sentiment: $e.sentiment,
+            survey: &$e.survey,
+        }
+    };
+}
+
 /// Declares a wire record: the common fields inline (serde `flatten` would buffer every field),
 /// then the channel's own.
 macro_rules! wire_record {
@@ -302,13 +335,22 @@ impl WireEvent {
     ///
     /// `tenant` lets callers share one `Tenant` allocation per tenant name.
     pub fn into_event(self, tenant: impl FnOnce(&str) -> Tenant) -> Result<Event, ValidationError> {
-        let channel = self.channel();
-        let mut ids: Vec<RawIdentifier> = Vec::with_capacity(4);
-        let mut thread = ThreadRef::default();
-        let mut details = Details::default();
+        self.validate()?;
+        Ok(self.into_valid_event(tenant))
+    }
+
+    /// Validates the record; on error the record is handed back (to dead-letter its bytes).
+    pub fn try_into_event(self, tenant: impl FnOnce(&str) -> Tenant) -> Result<Event, (ValidationError, Self)> {
+        match self.validate() {
+            Ok(()) => Ok(self.into_valid_event(tenant)),
+            Err(e) => Err((e, self)),
+        }
+    }
+
+    /// Checks every field without consuming the record.
+    pub fn validate(&self) -> Result<(), ValidationError> {
         let common = match self {
-            WireEvent::Email(mut e) => {
-                let common = e.take_common();
+            WireEvent::Email(e) => {
                 for (field, list) in [("to", &e.to), ("cc", &e.cc)] {
                     if list.len() > MAX_RECIPIENTS {
                         return Err(ValidationError::Oversized { field, len: list.len(), max: MAX_RECIPIENTS });
@@ -321,6 +363,54 @@ impl WireEvent {
                 check_opt_len("subject", &e.subject, MAX_TEXT_LEN)?;
                 check_opt_len("message_id", &e.message_id, MAX_ID_LEN)?;
                 check_opt_len("in_reply_to", &e.in_reply_to, MAX_ID_LEN)?;
+                common_of!(e)
+            }
+            WireEvent::Chat(e) => {
+                check_len("session_id", &e.session_id, MAX_ID_LEN)?;
+                check_opt_len("visitor_id", &e.visitor_id, MAX_ID_LEN)?;
+                check_opt_len("customer_email", &e.customer_email, MAX_ID_LEN)?;
+                check_opt_len("customer_phone", &e.customer_phone, MAX_ID_LEN)?;
+                if e.session_id.trim().is_empty() {
+                    return Err(ValidationError::MissingField("session_id"));
+                }
+                common_of!(e)
+            }
+            WireEvent::Phone(e) => {
+                check_len("call_id", &e.call_id, MAX_ID_LEN)?;
+                check_len("caller", &e.caller, MAX_ID_LEN)?;
+                check_len("callee", &e.callee, MAX_ID_LEN)?;
+                if e.call_id.trim().is_empty() {
+                    return Err(ValidationError::MissingField("call_id"));
+                }
+                for (field, v) in [("queue_wait_ms", e.queue_wait_ms), ("duration_ms", e.duration_ms)] {
+                    check_range(field, v.map(|x| x as f64), 0.0, 7.0 * 86_400_000.0)?;
+                }
+                check_range("transfers", e.transfers.map(f64::from), 0.0, 1000.0)?;
+                common_of!(e)
+            }
+            WireEvent::Social(e) => {
+                check_len("platform", &e.platform, 64)?;
+                check_len("handle", &e.handle, MAX_ID_LEN)?;
+                check_opt_len("post_id", &e.post_id, MAX_ID_LEN)?;
+                check_opt_len("in_reply_to_post", &e.in_reply_to_post, MAX_ID_LEN)?;
+                if e.platform.trim().is_empty() {
+                    return Err(ValidationError::MissingField("platform"));
+                }
+                common_of!(e)
+            }
+        };
+        Self::validate_common(common, self.channel())
+    }
+
+    /// Converts a record that [`validate`](Self::validate) accepted.
+    fn into_valid_event(self, tenant: impl FnOnce(&str) -> Tenant) -> Event {
+        let channel = self.channel();
+        let mut ids: Vec<RawIdentifier> = Vec::with_capacity(4);
+        let mut thread = ThreadRef::default();
+        let mut details = Details::default();
+        let common = match self {
+            WireEvent::Email(mut e) => {
+                let common = e.take_common();
                 // Only the customer's side identifies the customer: the sender of inbound mail,
                 // the primary recipient of outbound mail. Copied addresses are other people.
                 let customer = match common.direction {
@@ -338,10 +428,6 @@ impl WireEvent {
             }
             WireEvent::Chat(mut e) => {
                 let common = e.take_common();
-                check_len("session_id", &e.session_id, MAX_ID_LEN)?;
-                check_opt_len("visitor_id", &e.visitor_id, MAX_ID_LEN)?;
-                check_opt_len("customer_email", &e.customer_email, MAX_ID_LEN)?;
-                check_opt_len("customer_phone", &e.customer_phone, MAX_ID_LEN)?;
                 if let Some(v) = non_empty(e.visitor_id) {
                     ids.push(RawIdentifier::new(IdentifierKind::ChatVisitor, v));
                 }
@@ -351,25 +437,12 @@ impl WireEvent {
                 if let Some(v) = non_empty(e.customer_phone) {
                     ids.push(RawIdentifier::new(IdentifierKind::Phone, v));
                 }
-                if e.session_id.trim().is_empty() {
-                    return Err(ValidationError::MissingField("session_id"));
-                }
                 thread.key = Some(format!("chat:{}", e.session_id));
                 ids.push(RawIdentifier::new(IdentifierKind::ChatSession, e.session_id));
                 common
             }
             WireEvent::Phone(mut e) => {
                 let common = e.take_common();
-                check_len("call_id", &e.call_id, MAX_ID_LEN)?;
-                check_len("caller", &e.caller, MAX_ID_LEN)?;
-                check_len("callee", &e.callee, MAX_ID_LEN)?;
-                if e.call_id.trim().is_empty() {
-                    return Err(ValidationError::MissingField("call_id"));
-                }
-                for (field, v) in [("queue_wait_ms", e.queue_wait_ms), ("duration_ms", e.duration_ms)] {
-                    check_range(field, v.map(|x| x as f64), 0.0, 7.0 * 86_400_000.0)?;
-                }
-                check_range("transfers", e.transfers.map(f64::from), 0.0, 1000.0)?;
                 let customer = match common.direction {
                     Direction::Inbound => Some(e.caller),
                     Direction::Outbound => Some(e.callee),
@@ -387,13 +460,6 @@ impl WireEvent {
             }
             WireEvent::Social(mut e) => {
                 let common = e.take_common();
-                check_len("platform", &e.platform, 64)?;
-                check_len("handle", &e.handle, MAX_ID_LEN)?;
-                check_opt_len("post_id", &e.post_id, MAX_ID_LEN)?;
-                check_opt_len("in_reply_to_post", &e.in_reply_to_post, MAX_ID_LEN)?;
-                if e.platform.trim().is_empty() {
-                    return Err(ValidationError::MissingField("platform"));
-                }
                 if !e.handle.trim().is_empty() {
                     ids.push(RawIdentifier::new(
                         IdentifierKind::SocialHandle,
@@ -407,7 +473,6 @@ impl WireEvent {
                 common
             }
         };
-        Self::validate_common(&common, channel)?;
         if let Some(a) = non_empty(common.account_id) {
             ids.push(RawIdentifier::new(IdentifierKind::AccountId, a));
         }
@@ -415,7 +480,7 @@ impl WireEvent {
         if let Some(c) = &case_id {
             ids.push(RawIdentifier::new(IdentifierKind::Case, c.clone()));
         }
-        Ok(Event {
+        Event {
             tenant: tenant(&common.tenant),
             event_id: common.event_id,
             time: EventTime(common.event_time),
@@ -430,22 +495,22 @@ impl WireEvent {
             identifiers: ids,
             thread,
             details,
-        })
+        }
     }
 
-    fn validate_common(c: &Common, channel: Channel) -> Result<(), ValidationError> {
+    fn validate_common(c: CommonRef<'_>, channel: Channel) -> Result<(), ValidationError> {
         if c.tenant.trim().is_empty() {
             return Err(ValidationError::MissingField("tenant"));
         }
         if c.event_id.trim().is_empty() {
             return Err(ValidationError::MissingField("event_id"));
         }
-        check_len("tenant", &c.tenant, 128)?;
-        check_len("event_id", &c.event_id, MAX_ID_LEN)?;
-        check_opt_len("case_id", &c.case_id, MAX_ID_LEN)?;
-        check_opt_len("agent_id", &c.agent_id, MAX_ID_LEN)?;
-        check_opt_len("account_id", &c.account_id, MAX_ID_LEN)?;
-        check_opt_len("text", &c.text, MAX_TEXT_LEN)?;
+        check_len("tenant", c.tenant, 128)?;
+        check_len("event_id", c.event_id, MAX_ID_LEN)?;
+        check_opt_len("case_id", c.case_id, MAX_ID_LEN)?;
+        check_opt_len("agent_id", c.agent_id, MAX_ID_LEN)?;
+        check_opt_len("account_id", c.account_id, MAX_ID_LEN)?;
+        check_opt_len("text", c.text, MAX_TEXT_LEN)?;
         if !(MIN_EVENT_TIME_MS..MAX_EVENT_TIME_MS).contains(&c.event_time) {
             return Err(ValidationError::InvalidTime(c.event_time));
         }
@@ -453,7 +518,7 @@ impl WireEvent {
             return Err(ValidationError::KindMismatch { kind: c.kind, channel });
         }
         check_range("sentiment", c.sentiment, -1.0, 1.0)?;
-        if let Some(s) = &c.survey {
+        if let Some(s) = c.survey {
             check_range("survey.csat", s.csat.map(f64::from), 1.0, 5.0)?;
             check_range("survey.nps", s.nps.map(f64::from), 0.0, 10.0)?;
             check_range("survey.ces", s.ces.map(f64::from), 1.0, 7.0)?;

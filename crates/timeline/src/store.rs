@@ -1,10 +1,9 @@
 //! The timeline store: one ordered, deduplicated timeline per profile.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::sync::Arc;
 
-use omnistitch_model::output::MatchedIdentifier;
-use omnistitch_model::{Event, EventTime, ProfileId};
+use omnistitch_model::{Channel, Direction, Event, EventKind, EventTime, ProfileId, Survey};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -48,20 +47,33 @@ impl RetentionConfig {
     }
 }
 
-/// An event on a timeline.
+/// An event on a timeline: what later stages need of it, not the whole record (the full record
+/// goes out as a timeline output when the event is applied).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TimelineEntry {
-    /// The event (its raw identifiers dropped: `identifiers` has the resolved ones).
-    pub event: Arc<Event>,
+    /// Event time.
+    pub time: EventTime,
+    /// Event id.
+    pub event_id: Box<str>,
+    /// Channel.
+    pub channel: Channel,
+    /// Direction.
+    pub direction: Direction,
+    /// Kind.
+    pub kind: EventKind,
+    /// Case id.
+    pub case_id: Option<Box<str>>,
     /// Conversation thread.
     pub thread_id: Arc<str>,
-    /// Identifiers and how each matched.
-    pub identifiers: Vec<MatchedIdentifier>,
+    /// Producer sentiment.
+    pub sentiment: Option<f32>,
+    /// Survey answers.
+    pub survey: Option<Survey>,
 }
 
 impl TimelineEntry {
     fn key(&self) -> (EventTime, &str) {
-        (self.event.time, &self.event.event_id)
+        (self.time, &self.event_id)
     }
 }
 
@@ -89,8 +101,8 @@ impl Timeline {
 
     /// Inserts in order; `None` if an entry with the same event id is already at that time.
     fn insert(&mut self, entry: TimelineEntry) -> Option<usize> {
-        let pos = self.entries.partition_point(|e| e.key() < entry.key());
-        if self.entries.get(pos).is_some_and(|e| e.event.event_id == entry.event.event_id) {
+        let pos = self.entries.partition_point(|e| e.time < entry.time || (e.time == entry.time && e.key() < entry.key()));
+        if self.entries.get(pos).is_some_and(|e| e.event_id == entry.event_id) {
             return None;
         }
         self.entries.insert(pos, entry);
@@ -99,7 +111,7 @@ impl Timeline {
 
     /// Drops entries before `cutoff` and beyond `max` (oldest first); returns how many.
     fn evict(&mut self, cutoff: EventTime, max: usize) -> usize {
-        let old = self.entries.partition_point(|e| e.event.time < cutoff);
+        let old = self.entries.partition_point(|e| e.time < cutoff);
         let over = self.entries.len().saturating_sub(old).saturating_sub(max);
         let n = old + over;
         self.entries.drain(..n);
@@ -135,11 +147,24 @@ impl TimelineStore {
     }
 
     /// Appends `event` (resolved to `profile`) in event-time order.
-    pub fn append(&mut self, profile: ProfileId, mut event: Event, identifiers: Vec<MatchedIdentifier>) -> Appended {
+    pub fn append(&mut self, profile: ProfileId, event: &Event) -> Appended {
         self.watermark = self.watermark.max(event.time);
-        let threaded = self.threads.entry(event.tenant.0.clone()).or_default().assign(&event);
-        event.identifiers = Vec::new();
-        let entry = TimelineEntry { event: Arc::new(event), thread_id: threaded.thread.clone(), identifiers };
+        let threads = match self.threads.get_mut(event.tenant.as_str()) {
+            Some(t) => t,
+            None => self.threads.entry(event.tenant.0.clone()).or_default(),
+        };
+        let threaded = threads.assign(event);
+        let entry = TimelineEntry {
+            time: event.time,
+            event_id: event.event_id.as_str().into(),
+            channel: event.channel,
+            direction: event.direction,
+            kind: event.kind,
+            case_id: event.case_id.as_deref().map(Into::into),
+            thread_id: threaded.thread.clone(),
+            sentiment: event.sentiment.map(|s| s as f32),
+            survey: event.survey,
+        };
         let cutoff = EventTime(self.watermark.0 - self.retention.max_age_ms());
         let timeline = self.timelines.entry(profile).or_default();
         if let Some(old) = &threaded.replaced {
@@ -149,7 +174,7 @@ impl TimelineStore {
                 }
             }
         }
-        let position = if entry.event.time < cutoff { None } else { timeline.insert(entry) };
+        let position = if entry.time < cutoff { None } else { timeline.insert(entry) };
         let evicted = timeline.evict(cutoff, self.retention.max_events_per_profile);
         self.evicted_total += evicted as u64;
         let position = position.and_then(|p| p.checked_sub(evicted));

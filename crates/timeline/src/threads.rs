@@ -1,6 +1,6 @@
 //! Conversation threading across channels: by case id first, then by reply chains.
 
-use std::collections::HashMap;
+use hashbrown::{HashMap, HashSet};
 use std::sync::Arc;
 
 use omnistitch_model::{Event, EventTime};
@@ -49,30 +49,16 @@ impl ThreadIndex {
         let own = event.thread.key.as_deref();
         let parent = event.thread.parent.as_deref();
         let before = own.and_then(|k| self.lookup(k)).or_else(|| parent.and_then(|k| self.lookup(k)));
-        let thread: Arc<str> = match &event.case_id {
-            Some(case) => match self.lookup(&format!("case:{case}")) {
-                Some(t) => t,
-                None => Arc::from(format!("case:{case}")),
-            },
+        let case_key = event.case_id.as_ref().map(|c| format!("case:{c}"));
+        let thread: Arc<str> = match &case_key {
+            Some(key) => self.lookup(key).unwrap_or_else(|| Arc::from(key.as_str())),
             None => match &before {
                 Some(t) => t.clone(),
                 None => Arc::from(own.map(str::to_string).unwrap_or_else(|| format!("event:{}", event.event_id))),
             },
         };
-        let t = event.time;
-        let mut remember = |key: &str| {
-            let slot = self.threads.entry(key.into()).or_insert_with(|| (thread.clone(), t));
-            slot.0 = thread.clone();
-            slot.1 = slot.1.max(t);
-        };
-        if let Some(case) = &event.case_id {
-            remember(&format!("case:{case}"));
-        }
-        if let Some(k) = own {
-            remember(k);
-        }
-        if let Some(k) = parent {
-            remember(k);
+        for key in [case_key.as_deref(), own, parent].into_iter().flatten() {
+            self.remember(key, &thread, event.time);
         }
         let replaced = before.filter(|b| *b != thread);
         if let Some(old) = &replaced {
@@ -82,11 +68,25 @@ impl ThreadIndex {
         Threaded { thread, replaced }
     }
 
+    fn remember(&mut self, key: &str, thread: &Arc<str>, t: EventTime) {
+        match self.threads.get_mut(key) {
+            Some(slot) => {
+                if slot.0 != *thread {
+                    slot.0 = thread.clone();
+                }
+                slot.1 = slot.1.max(t);
+            }
+            None => {
+                self.threads.insert(key.into(), (thread.clone(), t));
+            }
+        }
+    }
+
     /// Forgets keys last used before `cutoff`; returns how many.
     pub fn evict_before(&mut self, cutoff: EventTime) -> usize {
         let before = self.threads.len();
         self.threads.retain(|_, (_, last)| *last >= cutoff);
-        let live: std::collections::HashSet<&Arc<str>> = self.threads.values().map(|(t, _)| t).collect();
+        let live: HashSet<&Arc<str>> = self.threads.values().map(|(t, _)| t).collect();
         self.aliases.retain(|old, new| live.contains(old) || live.contains(new));
         before - self.threads.len()
     }

@@ -28,7 +28,7 @@ fn ev(id: &str, t: i64) -> Event {
 }
 
 fn ids(store: &TimelineStore, p: ProfileId) -> Vec<String> {
-    store.timeline(p).unwrap().entries().iter().map(|e| e.event.event_id.clone()).collect()
+    store.timeline(p).unwrap().entries().iter().map(|e| e.event_id.to_string()).collect()
 }
 
 fn p(n: u8) -> ProfileId {
@@ -38,10 +38,10 @@ fn p(n: u8) -> ProfileId {
 #[test]
 fn late_events_go_in_place_and_duplicates_once() {
     let mut s = TimelineStore::new(RetentionConfig::default());
-    assert_eq!(s.append(p(1), ev("b", 20), vec![]).position, Some(0));
-    assert_eq!(s.append(p(1), ev("c", 30), vec![]).position, Some(1));
-    assert_eq!(s.append(p(1), ev("a", 10), vec![]).position, Some(0), "late event first");
-    assert_eq!(s.append(p(1), ev("b", 20), vec![]).position, None, "redelivery");
+    assert_eq!(s.append(p(1), &ev("b", 20)).position, Some(0));
+    assert_eq!(s.append(p(1), &ev("c", 30)).position, Some(1));
+    assert_eq!(s.append(p(1), &ev("a", 10)).position, Some(0), "late event first");
+    assert_eq!(s.append(p(1), &ev("b", 20)).position, None, "redelivery");
     assert_eq!(ids(&s, p(1)), ["a", "b", "c"]);
 }
 
@@ -49,10 +49,10 @@ fn late_events_go_in_place_and_duplicates_once() {
 fn merging_interleaves_both_timelines() {
     let mut s = TimelineStore::new(RetentionConfig::default());
     for (id, t) in [("a", 1), ("c", 3), ("e", 5)] {
-        s.append(p(1), ev(id, t), vec![]);
+        s.append(p(1), &ev(id, t));
     }
     for (id, t) in [("b", 2), ("c", 3), ("d", 4)] {
-        s.append(p(2), ev(id, t), vec![]);
+        s.append(p(2), &ev(id, t));
     }
     s.merge(p(1), p(2));
     assert_eq!(ids(&s, p(1)), ["a", "b", "c", "d", "e"]);
@@ -63,16 +63,16 @@ fn merging_interleaves_both_timelines() {
 fn retention_evicts_by_count_and_age_and_counts_it() {
     let mut s = TimelineStore::new(RetentionConfig { max_events_per_profile: 3, max_age_days: 10 });
     for i in 0..5 {
-        s.append(p(1), ev(&format!("e{i}"), i), vec![]);
+        s.append(p(1), &ev(&format!("e{i}"), i));
     }
     assert_eq!(ids(&s, p(1)), ["e2", "e3", "e4"]);
     assert_eq!(s.evicted_total(), 2);
-    s.append(p(2), ev("new", 11 * DAY), vec![]);
+    s.append(p(2), &ev("new", 11 * DAY));
     assert_eq!(s.evict_expired(), 3);
     assert!(s.timeline(p(1)).is_none());
     assert_eq!(s.evicted_total(), 5);
     // An event already older than retention allows is not kept.
-    assert_eq!(s.append(p(2), ev("ancient", 0), vec![]).position, None);
+    assert_eq!(s.append(p(2), &ev("ancient", 0)).position, None);
 }
 
 #[test]
@@ -81,29 +81,29 @@ fn conversations_thread_across_channels_by_case_and_replies() {
     let mut chat = ev("chat1", 0);
     chat.channel = Channel::Chat;
     chat.thread.key = Some("chat:S1".into());
-    let t_chat = s.append(p(1), chat, vec![]).thread_id;
+    let t_chat = s.append(p(1), &chat).thread_id;
     assert_eq!(&*t_chat, "chat:S1");
     // The case id arrives later in the same chat: the conversation becomes the case's thread.
     let mut chat2 = ev("chat2", 1);
     chat2.thread.key = Some("chat:S1".into());
     chat2.case_id = Some("C9".into());
-    assert_eq!(&*s.append(p(1), chat2, vec![]).thread_id, "case:C9");
+    assert_eq!(&*s.append(p(1), &chat2).thread_id, "case:C9");
     // The call about the same case joins it; so does an email replying to the case's email.
     let mut call = ev("call", 2);
     call.channel = Channel::Phone;
     call.thread.key = Some("call:K".into());
     call.case_id = Some("C9".into());
-    assert_eq!(&*s.append(p(1), call, vec![]).thread_id, "case:C9");
+    assert_eq!(&*s.append(p(1), &call).thread_id, "case:C9");
     let mut mail = ev("mail", 3);
     mail.thread.key = Some("email:<m2>".into());
     mail.thread.parent = Some("chat:S1".into());
-    assert_eq!(&*s.append(p(1), mail, vec![]).thread_id, "case:C9");
+    assert_eq!(&*s.append(p(1), &mail).thread_id, "case:C9");
     let threads: BTreeSet<_> = s.timeline(p(1)).unwrap().entries().iter().map(|e| e.thread_id.to_string()).collect();
     assert_eq!(threads, BTreeSet::from(["case:C9".to_string()]), "earlier entries re-threaded");
     // An unrelated email starts its own thread.
     let mut other = ev("other", 4);
     other.thread.key = Some("email:<m3>".into());
-    assert_eq!(&*s.append(p(1), other, vec![]).thread_id, "email:<m3>");
+    assert_eq!(&*s.append(p(1), &other).thread_id, "email:<m3>");
 }
 
 proptest! {
@@ -125,12 +125,12 @@ proptest! {
         }
         let mut store = TimelineStore::new(RetentionConfig::default());
         for e in arrival {
-            store.append(p(1), e.clone(), vec![]);
+            store.append(p(1), e);
         }
         let mut expected: Vec<(i64, String)> = events.iter().map(|e| (e.time.0, e.event_id.clone())).collect();
         expected.sort();
         let got: Vec<(i64, String)> =
-            store.timeline(p(1)).unwrap().entries().iter().map(|e| (e.event.time.0, e.event.event_id.clone())).collect();
+            store.timeline(p(1)).unwrap().entries().iter().map(|e| (e.time.0, e.event_id.to_string())).collect();
         prop_assert_eq!(got, expected);
     }
 }

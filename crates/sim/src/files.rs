@@ -1,0 +1,118 @@
+//! A world on disk: one Avro container per channel, in arrival order, and `truth.jsonl`.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use omnistitch_codec::ContainerWriter;
+use omnistitch_model::Channel;
+
+use crate::error::SimError;
+use crate::truth::TruthRecord;
+use crate::world::World;
+
+/// File name of the ground truth, one [`TruthRecord`] per line.
+pub const TRUTH_FILE: &str = "truth.jsonl";
+
+/// File name of a channel's container, e.g. `email.avro`.
+pub fn channel_file(channel: Channel) -> String {
+    format!("{}.avro", channel.as_str())
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> SimError + '_ {
+    move |source| SimError::Io { path: path.to_path_buf(), source }
+}
+
+fn avro_error<E: std::fmt::Display>(path: &Path) -> impl FnOnce(E) -> SimError + '_ {
+    move |e| SimError::Avro { path: path.to_path_buf(), message: e.to_string() }
+}
+
+/// Writes `world` into `dir` (created if missing): `email.avro`, `chat.avro`, `phone.avro`,
+/// `social.avro` (uncompressed, arrival order; a channel without events gets an empty file) and
+/// `truth.jsonl`.
+pub fn write_world(dir: impl AsRef<Path>, world: &World) -> Result<(), SimError> {
+    let dir = dir.as_ref();
+    std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+    for channel in Channel::ALL {
+        let path = dir.join(channel_file(channel));
+        let file = File::create(&path).map_err(io_error(&path))?;
+        let mut writer = ContainerWriter::new(channel, BufWriter::new(file), false).map_err(avro_error(&path))?;
+        for e in world.events.iter().filter(|e| e.channel() == channel) {
+            writer.append(e).map_err(avro_error(&path))?;
+        }
+        let sink = writer.finish().map_err(avro_error(&path))?;
+        sink.into_inner().map_err(|e| e.into_error()).map_err(io_error(&path))?;
+    }
+    let path = dir.join(TRUTH_FILE);
+    let file = File::create(&path).map_err(io_error(&path))?;
+    let mut out = BufWriter::new(file);
+    for t in &world.truth {
+        serde_json::to_writer(&mut out, t).map_err(|e| SimError::Io { path: path.clone(), source: e.into() })?;
+        out.write_all(b"\n").map_err(io_error(&path))?;
+    }
+    out.flush().map_err(io_error(&path))?;
+    Ok(())
+}
+
+/// Reads `truth.jsonl` from `dir`; blank lines are skipped.
+pub fn read_truth(dir: impl AsRef<Path>) -> Result<Vec<TruthRecord>, SimError> {
+    let path: PathBuf = dir.as_ref().join(TRUTH_FILE);
+    let file = File::open(&path).map_err(io_error(&path))?;
+    let mut out = Vec::new();
+    for (n, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(io_error(&path))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let record = serde_json::from_str(&line).map_err(|source| SimError::Truth {
+            path: path.clone(),
+            line: n + 1,
+            source,
+        })?;
+        out.push(record);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use omnistitch_codec::ContainerReader;
+
+    use super::*;
+    use crate::config::SimConfig;
+    use crate::world::generate;
+
+    #[test]
+    fn a_world_survives_a_round_trip_through_its_files() {
+        let world = generate(&SimConfig { customers: 40, seed: 9, ..SimConfig::default() }).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        write_world(dir.path(), &world).unwrap();
+        let mut read = Vec::new();
+        for channel in Channel::ALL {
+            let file = File::open(dir.path().join(channel_file(channel))).unwrap();
+            let reader = ContainerReader::new(BufReader::new(file)).unwrap();
+            assert_eq!(reader.channel(), channel);
+            let events: Vec<_> = reader.map(|item| item.unwrap().1).collect();
+            let expected: Vec<_> = world.events.iter().filter(|e| e.channel() == channel).cloned().collect();
+            assert_eq!(events, expected, "{channel}");
+            read.extend(events);
+        }
+        assert_eq!(read.len(), world.events.len());
+        assert_eq!(read_truth(dir.path()).unwrap(), world.truth);
+    }
+
+    #[test]
+    fn a_bad_truth_line_is_reported_with_its_number() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(TRUTH_FILE),
+            "{\"event_id\":\"e\",\"tenant\":\"t\",\"person\":\"p\",\"linkable\":\"e\"}\n\nnot json\n",
+        )
+        .unwrap();
+        match read_truth(dir.path()) {
+            Err(SimError::Truth { line, .. }) => assert_eq!(line, 3),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(read_truth(dir.path().join("missing")), Err(SimError::Io { .. })));
+    }
+}

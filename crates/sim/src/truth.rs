@@ -1,0 +1,326 @@
+//! Ground truth: who each event really belongs to, and which of a person's events could be
+//! linked at all from the identifiers they carry.
+//!
+//! The truth is derived from the rendered records, through the same identifier extraction the
+//! service uses ([`WireEvent::into_event`]) and a normalization that mirrors the resolver's for
+//! every spelling the simulator produces.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use omnistitch_model::{Direction, IdentifierKind, WireEvent};
+use serde::{Deserialize, Serialize};
+
+use crate::fields;
+
+/// The truth about one distinct event (duplicate deliveries share it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TruthRecord {
+    /// The event's id.
+    pub event_id: String,
+    /// Its tenant.
+    pub tenant: String,
+    /// Who really sent or received it, unique across tenants (`acme/p0042`).
+    pub person: String,
+    /// Its linkable cluster: the smallest event id among the events of this person it connects
+    /// to through identifiers the person alone uses in the tenant.
+    pub linkable: String,
+}
+
+/// Placeholders that identify nobody, in any identifier field (compared trimmed, lower case).
+const PLACEHOLDERS: &[&str] = &["unknown", "n/a", "none", "null", "test", "0000000000", "1234567890"];
+/// Placeholder addresses.
+const PLACEHOLDER_EMAILS: &[&str] = &["test@test.com", "customer@example.com"];
+/// Local parts of addresses that never belong to a person.
+const ROBOT_PREFIXES: &[&str] = &["noreply@", "no-reply@", "donotreply@"];
+
+/// What a raw identifier value amounts to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Canon {
+    /// A usable identifier with this canonical value.
+    Id(String),
+    /// A placeholder or an unparseable value: identifies nobody.
+    Junk,
+    /// Empty.
+    Empty,
+}
+
+fn canonical_email(v: &str) -> Option<String> {
+    let addr = match (v.rfind('<'), v.rfind('>')) {
+        (Some(l), Some(r)) if l < r => &v[l + 1..r],
+        (None, None) => v,
+        _ => return None,
+    };
+    let addr = addr.trim().to_lowercase();
+    let (local, domain) = addr.rsplit_once('@')?;
+    if local.is_empty() || !domain.contains('.') || addr.chars().any(char::is_whitespace) {
+        return None;
+    }
+    if PLACEHOLDER_EMAILS.contains(&addr.as_str()) || ROBOT_PREFIXES.iter().any(|p| addr.starts_with(p)) {
+        return None;
+    }
+    Some(addr)
+}
+
+/// A North American number in any of the spellings the simulator uses, as E.164.
+fn canonical_phone(v: &str) -> Option<String> {
+    if !v.chars().all(|c| c.is_ascii_digit() || " ()-.+".contains(c)) {
+        return None;
+    }
+    let digits: String = v.chars().filter(char::is_ascii_digit).collect();
+    let national = match digits.len() {
+        11 if digits.starts_with('1') => &digits[1..],
+        10 => &digits[..],
+        _ => return None,
+    };
+    // Area codes and exchanges never start with 0 or 1.
+    let ok = |d: u8| (b'2'..=b'9').contains(&d);
+    if !ok(national.as_bytes()[0]) || !ok(national.as_bytes()[3]) {
+        return None;
+    }
+    Some(format!("+1{national}"))
+}
+
+fn canonical_handle(v: &str) -> Option<String> {
+    let (platform, handle) = v.split_once(':')?;
+    let platform = platform.trim().to_lowercase();
+    let handle = handle.trim();
+    let handle = handle.strip_prefix('@').unwrap_or(handle).to_lowercase();
+    (!platform.is_empty() && !handle.is_empty()).then(|| format!("{platform}:{handle}"))
+}
+
+/// The canonical value of a raw identifier, or why there is none.
+pub(crate) fn canonical(kind: IdentifierKind, raw: &str) -> Canon {
+    let v = raw.trim();
+    if v.is_empty() {
+        return Canon::Empty;
+    }
+    if PLACEHOLDERS.contains(&v.to_lowercase().as_str()) {
+        return Canon::Junk;
+    }
+    let value = match kind {
+        IdentifierKind::Email => canonical_email(v),
+        IdentifierKind::Phone => canonical_phone(v),
+        IdentifierKind::SocialHandle => canonical_handle(v),
+        IdentifierKind::AccountId
+        | IdentifierKind::ChatVisitor
+        | IdentifierKind::Case
+        | IdentifierKind::ChatSession
+        | IdentifierKind::Call => Some(v.to_string()),
+    };
+    value.map_or(Canon::Junk, Canon::Id)
+}
+
+/// The customer identifiers of `event`, raw, exactly as [`WireEvent::into_event`] picks them
+/// (a test holds the two together); reading them in place spares cloning every record.
+pub(crate) fn raw_identifiers(event: &WireEvent) -> Vec<(IdentifierKind, Cow<'_, str>)> {
+    fn push<'a>(out: &mut Vec<(IdentifierKind, Cow<'a, str>)>, kind: IdentifierKind, v: Option<&'a str>) {
+        if let Some(v) = v.filter(|v| !v.trim().is_empty()) {
+            out.push((kind, Cow::Borrowed(v)));
+        }
+    }
+    let mut out = Vec::with_capacity(6);
+    let (account, case) = match event {
+        WireEvent::Email(e) => {
+            let customer = match e.direction {
+                Direction::Inbound => Some(e.from.as_str()),
+                Direction::Outbound => e.to.first().map(String::as_str),
+                Direction::Internal => None,
+            };
+            push(&mut out, IdentifierKind::Email, customer);
+            (&e.account_id, &e.case_id)
+        }
+        WireEvent::Chat(e) => {
+            push(&mut out, IdentifierKind::ChatVisitor, e.visitor_id.as_deref());
+            push(&mut out, IdentifierKind::Email, e.customer_email.as_deref());
+            push(&mut out, IdentifierKind::Phone, e.customer_phone.as_deref());
+            push(&mut out, IdentifierKind::ChatSession, Some(&e.session_id));
+            (&e.account_id, &e.case_id)
+        }
+        WireEvent::Phone(e) => {
+            let customer = match e.direction {
+                Direction::Inbound => Some(e.caller.as_str()),
+                Direction::Outbound => Some(e.callee.as_str()),
+                Direction::Internal => None,
+            };
+            push(&mut out, IdentifierKind::Phone, customer);
+            push(&mut out, IdentifierKind::Call, Some(&e.call_id));
+            (&e.account_id, &e.case_id)
+        }
+        WireEvent::Social(e) => {
+            if !e.handle.trim().is_empty() {
+                out.push((IdentifierKind::SocialHandle, Cow::Owned(format!("{}:{}", e.platform, e.handle))));
+            }
+            (&e.account_id, &e.case_id)
+        }
+    };
+    push(&mut out, IdentifierKind::AccountId, account.as_deref());
+    push(&mut out, IdentifierKind::Case, case.as_deref());
+    out
+}
+
+/// The usable canonical identifiers of `event`.
+pub(crate) fn keys(event: &WireEvent) -> Vec<(IdentifierKind, String)> {
+    raw_identifiers(event)
+        .into_iter()
+        .filter_map(|(kind, raw)| match canonical(kind, &raw) {
+            Canon::Id(v) => Some((kind, v)),
+            Canon::Junk | Canon::Empty => None,
+        })
+        .collect()
+}
+
+/// Union-find over event indexes.
+struct Components {
+    parent: Vec<usize>,
+}
+
+impl Components {
+    fn new(n: usize) -> Self {
+        Components { parent: (0..n).collect() }
+    }
+
+    fn find(&mut self, mut x: usize) -> usize {
+        while self.parent[x] != x {
+            self.parent[x] = self.parent[self.parent[x]];
+            x = self.parent[x];
+        }
+        x
+    }
+
+    fn union(&mut self, a: usize, b: usize) {
+        let (ra, rb) = (self.find(a), self.find(b));
+        if ra != rb {
+            self.parent[ra.max(rb)] = ra.min(rb);
+        }
+    }
+}
+
+/// Who uses an identifier within a tenant.
+enum Users<'a> {
+    One { person: &'a str, first_event: usize },
+    Several,
+}
+
+/// The truth of distinct `events`, `persons[i]` being who `events[i]` belongs to.
+pub(crate) fn build(events: &[WireEvent], persons: &[&str]) -> Vec<TruthRecord> {
+    // Each (tenant, kind, value) gets a dense id; `users[id]` says who uses it.
+    let mut ids: HashMap<(&str, IdentifierKind, String), usize> = HashMap::new();
+    let mut users: Vec<Users<'_>> = Vec::new();
+    let mut carried: Vec<(usize, usize)> = Vec::with_capacity(events.len() * 3);
+    for (i, e) in events.iter().enumerate() {
+        let tenant = fields::tenant(e);
+        for (kind, value) in keys(e) {
+            let id = *ids.entry((tenant, kind, value)).or_insert_with(|| {
+                users.push(Users::One { person: persons[i], first_event: i });
+                users.len() - 1
+            });
+            if matches!(users[id], Users::One { person, .. } if person != persons[i]) {
+                users[id] = Users::Several;
+            }
+            carried.push((i, id));
+        }
+    }
+    let mut comps = Components::new(events.len());
+    for (i, id) in carried {
+        if let Users::One { first_event, .. } = users[id] {
+            comps.union(i, first_event);
+        }
+    }
+    let mut smallest: HashMap<usize, &str> = HashMap::new();
+    for (i, e) in events.iter().enumerate() {
+        let id = fields::event_id(e);
+        let root = comps.find(i);
+        smallest.entry(root).and_modify(|s| *s = (*s).min(id)).or_insert(id);
+    }
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| TruthRecord {
+            event_id: fields::event_id(e).to_string(),
+            tenant: fields::tenant(e).to_string(),
+            person: persons[i].to_string(),
+            linkable: smallest[&comps.find(i)].to_string(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spellings_of_one_identifier_agree() {
+        for v in ["Jo Smith <Jo.Smith@X.example>", " JO.SMITH@x.example ", "jo.smith@x.example"] {
+            assert_eq!(canonical(IdentifierKind::Email, v), Canon::Id("jo.smith@x.example".into()), "{v}");
+        }
+        for v in ["(415) 555-0134", "415.555.0134", "+1 415 555 0134", "1-415-555-0134", "+14155550134", "4155550134"] {
+            assert_eq!(canonical(IdentifierKind::Phone, v), Canon::Id("+14155550134".into()), "{v}");
+        }
+        for v in ["X:@JoSmith", "x:josmith", "x: @josmith "] {
+            assert_eq!(canonical(IdentifierKind::SocialHandle, v), Canon::Id("x:josmith".into()), "{v}");
+        }
+        assert_eq!(canonical(IdentifierKind::AccountId, " A0042 "), Canon::Id("A0042".into()));
+    }
+
+    #[test]
+    fn placeholders_identify_nobody() {
+        for (k, v) in [
+            (IdentifierKind::Email, "n/a"),
+            (IdentifierKind::Email, "Test@Test.com"),
+            (IdentifierKind::Email, "noreply@mail.example"),
+            (IdentifierKind::Email, "customer@example.com"),
+            (IdentifierKind::Phone, "0000000000"),
+            (IdentifierKind::Phone, "1234567890"),
+            (IdentifierKind::Phone, "unknown"),
+            (IdentifierKind::AccountId, "NULL"),
+        ] {
+            assert_eq!(canonical(k, v), Canon::Junk, "{v}");
+        }
+        assert_eq!(canonical(IdentifierKind::Email, "  "), Canon::Empty);
+    }
+
+    /// The simulator's phone normalization must agree with libphonenumber's, which the resolver
+    /// uses: every number it spells is valid and maps to the same E.164, every placeholder fails.
+    #[test]
+    fn phone_spellings_agree_with_libphonenumber() {
+        use phonenumber::country::Id;
+        let world = crate::generate(&crate::SimConfig { customers: 200, ..crate::SimConfig::default() }).unwrap();
+        let mut checked = 0;
+        for e in &world.events {
+            for (_, raw) in raw_identifiers(e).into_iter().filter(|(kind, _)| *kind == IdentifierKind::Phone) {
+                let parsed = phonenumber::parse(Some(Id::US), raw.trim())
+                    .ok()
+                    .filter(phonenumber::is_valid)
+                    .map(|n| n.format().mode(phonenumber::Mode::E164).to_string());
+                match canonical(IdentifierKind::Phone, &raw) {
+                    Canon::Id(v) => assert_eq!(parsed.as_deref(), Some(v.as_str()), "{raw}"),
+                    _ => assert_eq!(parsed, None, "{raw}"),
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked > 100);
+    }
+
+    /// The truth must see exactly the identifiers the service extracts.
+    #[test]
+    fn identifiers_are_read_as_the_service_reads_them() {
+        let world = crate::generate(&crate::SimConfig { customers: 100, ..crate::SimConfig::default() }).unwrap();
+        for e in &world.events {
+            let mut ours: Vec<(IdentifierKind, String)> =
+                raw_identifiers(e).into_iter().map(|(k, v)| (k, v.into_owned())).collect();
+            let mut theirs: Vec<(IdentifierKind, String)> = e
+                .clone()
+                .into_event(omnistitch_model::Tenant::new)
+                .unwrap()
+                .identifiers
+                .into_iter()
+                .map(|r| (r.kind, r.value))
+                .collect();
+            ours.sort();
+            theirs.sort();
+            assert_eq!(ours, theirs, "{e:?}");
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! `omnistitch evaluate`: pairwise scores of the resolved profiles against ground truth, beside
+//! what naive union-find (no rules) scores on the same input.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+use anyhow::Context;
+use omnistitch_engine::Engine;
+use omnistitch_identity::{IdentityRules, Normalizer};
+use omnistitch_sim::score::{pairwise, Scores};
+use omnistitch_timeline::RetentionConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::input::InputStream;
+use crate::replay::replay;
+
+/// Key of an event across tenants.
+fn key(tenant: &str, event_id: &str) -> String {
+    format!("{tenant}\u{1f}{event_id}")
+}
+
+/// Scores of one resolver.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResolverScores {
+    /// Against the clusters a deterministic resolver can find (the target).
+    pub linkable: Scores,
+    /// Against the true persons.
+    pub person: Scores,
+    /// Profiles holding events of more than one tenant.
+    pub cross_tenant_profiles: usize,
+}
+
+/// The evaluation report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Evaluation {
+    /// Events scored (present in both truth and output).
+    pub events: usize,
+    /// The configured rules, from `replay`'s output.
+    pub rules: ResolverScores,
+    /// Naive union-find on the same input.
+    pub naive: ResolverScores,
+}
+
+#[derive(Deserialize)]
+struct TimelineLine {
+    tenant: String,
+    profile_id: String,
+    event: EventId,
+}
+
+#[derive(Deserialize)]
+struct EventId {
+    event_id: String,
+}
+
+fn read_assignments(out: &Path) -> anyhow::Result<HashMap<String, String>> {
+    let path = out.join("timeline.jsonl");
+    let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let mut map = HashMap::new();
+    for line in BufReader::new(file).lines() {
+        let l: TimelineLine = serde_json::from_str(&line?).with_context(|| format!("parsing {}", path.display()))?;
+        map.insert(key(&l.tenant, &l.event.event_id), format!("{}/{}", l.tenant, l.profile_id));
+    }
+    Ok(map)
+}
+
+/// Event -> profile of a finished engine.
+pub fn engine_assignments(engine: &Engine) -> HashMap<String, String> {
+    let mut map = HashMap::new();
+    for (tenant, graph) in engine.identity().graphs() {
+        for p in graph.profiles() {
+            for e in engine.timelines().timeline(p.id).map(|t| t.entries()).unwrap_or_default() {
+                map.insert(key(tenant.as_str(), &e.event_id), format!("{tenant}/{}", p.id));
+            }
+        }
+    }
+    map
+}
+
+fn score(
+    predicted: &HashMap<String, String>,
+    person: &HashMap<String, String>,
+    linkable: &HashMap<String, String>,
+    tenant_of: &HashMap<String, String>,
+) -> ResolverScores {
+    let mut tenants_per_profile: HashMap<&str, HashSet<&str>> = HashMap::new();
+    for (ev, profile) in predicted {
+        if let Some(t) = tenant_of.get(ev) {
+            tenants_per_profile.entry(profile.as_str()).or_default().insert(t.as_str());
+        }
+    }
+    ResolverScores {
+        linkable: pairwise(linkable, predicted),
+        person: pairwise(person, predicted),
+        cross_tenant_profiles: tenants_per_profile.values().filter(|t| t.len() > 1).count(),
+    }
+}
+
+/// Scores `out` (written by `replay`) against the world in `truth_dir` (written by `simulate`).
+pub fn evaluate(truth_dir: &Path, out: &Path) -> anyhow::Result<Evaluation> {
+    let truth = omnistitch_sim::read_truth(truth_dir).context("reading ground truth")?;
+    let (mut person, mut linkable, mut tenant_of) = (HashMap::new(), HashMap::new(), HashMap::new());
+    for t in &truth {
+        let k = key(&t.tenant, &t.event_id);
+        person.insert(k.clone(), t.person.clone());
+        linkable.insert(k.clone(), format!("{}/{}", t.tenant, t.linkable));
+        tenant_of.insert(k, t.tenant.clone());
+    }
+    let predicted = read_assignments(out)?;
+    let events = predicted.keys().filter(|k| person.contains_key(*k)).count();
+    let rules = score(&predicted, &person, &linkable, &tenant_of);
+    let normalizer = std::sync::Arc::new(Normalizer::new("US").expect("US is a region"));
+    let naive_run = replay(
+        InputStream::open(truth_dir)?,
+        Engine::new(normalizer, IdentityRules::naive(), RetentionConfig::default()),
+        false,
+    );
+    let naive = score(&engine_assignments(&naive_run.engine), &person, &linkable, &tenant_of);
+    let report = Evaluation { events, rules, naive };
+    let json = serde_json::to_string_pretty(&report)?;
+    std::fs::write(out.join("evaluation.json"), json).context("writing evaluation.json")?;
+    Ok(report)
+}
+
+impl fmt::Display for Evaluation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "identity resolution, pairwise over {} events:", self.events)?;
+        writeln!(f, "  {:<26} {:>9} {:>9} {:>9} {:>12}", "", "precision", "recall", "F1", "cross-tenant")?;
+        for (name, r) in [("rules", &self.rules), ("naive union-find", &self.naive)] {
+            for (truth, s) in [("linkable", &r.linkable), ("person", &r.person)] {
+                writeln!(
+                    f,
+                    "  {:<26} {:>9.4} {:>9.4} {:>9.4} {:>12}",
+                    format!("{name} vs {truth}"),
+                    s.precision,
+                    s.recall,
+                    s.f1,
+                    r.cross_tenant_profiles
+                )?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,8 @@
+//! The `omnistitch` command: drives the engine over files (`replay`), makes traffic
+//! (`simulate`) and scores results (`evaluate`). The binary in `main.rs` is only argument parsing.
+
+pub mod config;
+pub mod evaluate;
+pub mod input;
+pub mod replay;
+

@@ -1,0 +1,3 @@
+//! End-to-end tests of the `omnistitch` command's library: one binary, one module per area.
+
+mod replay;
