@@ -69,6 +69,7 @@ fn sample(channel: Channel, kind: EventKind, n: usize) -> WireEvent {
             queue_wait_ms: Some(95_000),
             duration_ms: Some(300_000),
             transfers: Some(2),
+            customer_line_type: Some("mobile".into()),
         }),
         Channel::Social => WireEvent::Social(SocialEvent {
             tenant: "acme".into(),

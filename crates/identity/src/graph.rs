@@ -15,6 +15,9 @@ use crate::rules::IdentityRules;
 
 const KINDS: usize = IdentifierKind::ALL.len();
 
+/// Profile slot of an identifier known only as shared, never attached to a profile.
+const NO_PROFILE: u32 = u32::MAX;
+
 /// An identifier known to the graph.
 #[derive(Debug)]
 struct Entry {
@@ -177,6 +180,16 @@ impl TenantGraph {
             .copied()
     }
 
+    /// Marks an identifier as used by several people: it stays on the profiles that hold it but
+    /// links nothing from now on. Unknown identifiers are remembered without a profile.
+    pub fn mark_shared(&mut self, id: &Identifier) {
+        let idx = match self.find(id) {
+            Some(i) => i,
+            None => self.insert_entry(id, NO_PROFILE),
+        };
+        self.entries[idx as usize].shared = true;
+    }
+
     fn insert_entry(&mut self, id: &Identifier, profile: u32) -> u32 {
         let idx = self.entries.len() as u32;
         self.entries.push(Entry { value: id.value.clone(), kind: id.kind, shared: false, profile });
@@ -186,9 +199,11 @@ impl TenantGraph {
             let e = &entries[i as usize];
             hash_of(hasher, e.kind, &e.value)
         });
-        let p = self.profiles[profile as usize].as_mut().expect("live profile");
-        p.entries.push(idx);
-        p.counts[id.kind.index()] += 1;
+        if profile != NO_PROFILE {
+            let p = self.profiles[profile as usize].as_mut().expect("live profile");
+            p.entries.push(idx);
+            p.counts[id.kind.index()] += 1;
+        }
         idx
     }
 

@@ -64,6 +64,10 @@ impl IdentityResolver {
                 match self.normalizer.normalize(raw) {
                     Err(e) => (None, MatchOutcome::Invalid, Some(e)),
                     Ok(id) if self.rules.is_blocked(&id) => (Some(id), MatchOutcome::Blocked, None),
+                    Ok(id) if self.rules.is_shared_by_nature(&id, raw.qualifier.as_deref()) => {
+                        self.tenants.entry(event.tenant.clone()).or_default().mark_shared(&id);
+                        (Some(id), MatchOutcome::Shared, None)
+                    }
                     Ok(id) => {
                         usable.push((self.rules.rank(id.kind), id));
                         continue;

@@ -30,6 +30,14 @@ pub struct IdentityConfig {
     /// Kinds often shared within a household or team (landlines, shared browsers): they attach
     /// events to a profile but never merge two profiles that both hold personal identifiers.
     pub weak_kinds: Vec<String>,
+    /// Phone line types (as the telephony platform reports them) that a household shares:
+    /// numbers of these types are kept on the timeline but never link.
+    pub shared_line_types: Vec<String>,
+    /// Role mailboxes (`info@`, `support@`, `ops@`, RFC 2142 and the like) are used by teams:
+    /// they never link. Operator additions go in `role_mailboxes`.
+    pub role_mailboxes_link: bool,
+    /// Extra role mailbox local parts, beside the built-in ones.
+    pub role_mailboxes: Vec<String>,
 }
 
 impl Default for IdentityConfig {
@@ -50,6 +58,9 @@ impl Default for IdentityConfig {
             // Off by default: on simulated traffic it costs more recall (one person's two emails
             // joined only by their own mobile) than it gains precision.
             weak_kinds: Vec::new(),
+            shared_line_types: vec!["landline".into()],
+            role_mailboxes_link: false,
+            role_mailboxes: Vec::new(),
         }
     }
 }
@@ -88,6 +99,9 @@ pub struct IdentityRules {
     mark_shared_on_conflict: bool,
     personal: [bool; IdentifierKind::ALL.len()],
     weak: [bool; IdentifierKind::ALL.len()],
+    shared_line_types: Vec<String>,
+    /// Role mailbox local parts that never link; empty when roles may link.
+    role_mailboxes: HashSet<String>,
 }
 
 fn kind(key: &'static str, name: &str) -> Result<IdentifierKind, RulesError> {
@@ -104,6 +118,15 @@ const PLACEHOLDERS: &[&str] = &[
 const PLACEHOLDER_EMAILS: &[&str] = &[
     "test@test.com", "customer@example.com", "email@email.com", "none@none.com", "unknown@unknown.com",
     "noemail@noemail.com", "na@na.com", "a@a.com", "no@email.com", "test@example.com",
+];
+
+/// Local parts of role mailboxes (RFC 2142 and common team addresses).
+const ROLE_LOCAL_PARTS: &[&str] = &[
+    "info", "marketing", "sales", "support", "abuse", "noc", "security", "hostmaster", "webmaster",
+    "admin", "administrator", "office", "team", "ops", "operations", "billing", "accounts",
+    "accounting", "purchasing", "procurement", "frontdesk", "reception", "hr", "contact", "hello",
+    "enquiries", "inquiries", "help", "service", "customerservice", "finance", "it", "helpdesk",
+    "orders", "invoices", "legal", "careers", "jobs", "press",
 ];
 
 /// Local parts of automated senders.
@@ -157,6 +180,16 @@ impl IdentityRules {
             mark_shared_on_conflict: config.mark_shared_on_conflict,
             personal,
             weak,
+            shared_line_types: config.shared_line_types.iter().map(|t| t.trim().to_ascii_lowercase()).collect(),
+            role_mailboxes: if config.role_mailboxes_link {
+                HashSet::new()
+            } else {
+                ROLE_LOCAL_PARTS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .chain(config.role_mailboxes.iter().map(|s| s.trim().to_lowercase()))
+                    .collect()
+            },
         })
     }
 
@@ -170,6 +203,21 @@ impl IdentityRules {
             mark_shared_on_conflict: false,
             personal: [false; IdentifierKind::ALL.len()],
             weak: [false; IdentifierKind::ALL.len()],
+            shared_line_types: Vec::new(),
+            role_mailboxes: HashSet::new(),
+        }
+    }
+
+    /// Whether an identifier is known to be used by several people: a landline (by the line type
+    /// its source reported) or a role mailbox. Such identifiers are recorded but never link.
+    pub fn is_shared_by_nature(&self, id: &Identifier, qualifier: Option<&str>) -> bool {
+        match id.kind {
+            IdentifierKind::Phone => qualifier.is_some_and(|q| self.shared_line_types.iter().any(|t| t == q)),
+            IdentifierKind::Email => {
+                !self.role_mailboxes.is_empty()
+                    && id.value.split('@').next().is_some_and(|local| self.role_mailboxes.contains(local))
+            }
+            _ => false,
         }
     }
 

@@ -251,3 +251,29 @@ fn weak_identifiers_attach_but_do_not_bridge_two_people_when_configured() {
     d.resolve(&event("acme", "e2", 1, &[(Email, "bob@x.com")]));
     assert_eq!(d.resolve(&event("acme", "e3", 2, &[(Email, "bob@x.com"), (Phone, "4155550134")])).profile, a);
 }
+
+#[test]
+fn landlines_and_role_mailboxes_are_recorded_but_never_link() {
+    let mut r = resolver();
+    let landline = |e: Event| {
+        let mut e = e;
+        e.identifiers[0] = e.identifiers[0].clone().qualified(Some("Landline".into()));
+        e
+    };
+    let alice = r.resolve(&landline(event("acme", "e1", 0, &[(Phone, "4155550134"), (Email, "alice@x.com")])));
+    assert!(alice.identifiers.iter().any(|i| i.kind == Phone && i.outcome == MatchOutcome::Shared));
+    // Bob calls from the same number, reported as a landline or not: nothing links him to Alice.
+    let bob = r.resolve(&event("acme", "e2", 1, &[(Phone, "(415) 555-0134"), (Email, "bob@x.com")]));
+    assert_ne!(alice.profile, bob.profile);
+    // Mobiles link as usual.
+    let m1 = r.resolve(&event("acme", "e3", 2, &[(Phone, "4155550199"), (Email, "carol@x.com")])).profile;
+    let mobile = event("acme", "e4", 3, &[(Phone, "415 555 0199")]);
+    let mut mobile = mobile;
+    mobile.identifiers[0] = mobile.identifiers[0].clone().qualified(Some("mobile".into()));
+    assert_eq!(r.resolve(&mobile).profile, m1);
+    // A team mailbox identifies no one; a personal address at the same company does.
+    let a = r.resolve(&event("acme", "e5", 4, &[(Email, "Ops@Corp.com"), (AccountId, "A-1")])).profile;
+    let b = r.resolve(&event("acme", "e6", 5, &[(Email, "ops@corp.com")])).profile;
+    assert_ne!(a, b);
+    assert_eq!(r.resolve(&event("acme", "e7", 6, &[(Email, "dana@corp.com"), (AccountId, "A-1")])).profile, a);
+}

@@ -77,12 +77,20 @@ pub struct RawIdentifier {
     pub kind: IdentifierKind,
     /// Its value, untouched (social handles as `platform:handle`).
     pub value: String,
+    /// What the source knows of the value, lower case: a phone's line type (`mobile`, `landline`).
+    pub qualifier: Option<String>,
 }
 
 impl RawIdentifier {
     /// A raw identifier.
     pub fn new(kind: IdentifierKind, value: impl Into<String>) -> Self {
-        RawIdentifier { kind, value: value.into() }
+        RawIdentifier { kind, value: value.into(), qualifier: None }
+    }
+
+    /// The same identifier with what the source knows of it.
+    pub fn qualified(mut self, qualifier: Option<String>) -> Self {
+        self.qualifier = qualifier.map(|q| q.trim().to_ascii_lowercase()).filter(|q| !q.is_empty());
+        self
     }
 }
 

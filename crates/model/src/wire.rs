@@ -266,6 +266,9 @@ wire_record! {
         /// Transfers.
         #[serde(default)]
         transfers: Option<i32>,
+        /// Line type of the customer's number (`mobile`, `landline`, `voip`, `toll_free`).
+        #[serde(default)]
+        customer_line_type: Option<String>,
     }
 }
 
@@ -379,6 +382,7 @@ impl WireEvent {
                 check_len("call_id", &e.call_id, MAX_ID_LEN)?;
                 check_len("caller", &e.caller, MAX_ID_LEN)?;
                 check_len("callee", &e.callee, MAX_ID_LEN)?;
+                check_opt_len("customer_line_type", &e.customer_line_type, 32)?;
                 if e.call_id.trim().is_empty() {
                     return Err(ValidationError::MissingField("call_id"));
                 }
@@ -449,7 +453,7 @@ impl WireEvent {
                     Direction::Internal => None,
                 };
                 if let Some(n) = non_empty(customer) {
-                    ids.push(RawIdentifier::new(IdentifierKind::Phone, n));
+                    ids.push(RawIdentifier::new(IdentifierKind::Phone, n).qualified(e.customer_line_type));
                 }
                 thread.key = Some(format!("call:{}", e.call_id));
                 ids.push(RawIdentifier::new(IdentifierKind::Call, e.call_id));

@@ -423,7 +423,16 @@ impl Renderer<'_> {
         let index = self.next_index();
         let call_id = format!("call-{}", self.ids.hex(IdSpace::Call, index));
         let withheld = !outbound && self.junk();
-        let number = match self.number() {
+        let number = self.number();
+        let landline = self.p.household.map(|h| self.pop.households[h].landline.clone());
+        // The telephony platform's line-type lookup answers for most numbers.
+        let line_type = match &number {
+            Some(n) if !withheld && self.rng.random_bool(0.95) => {
+                Some(if Some(n) == landline.as_ref() { "landline" } else { "mobile" }.to_string())
+            }
+            _ => None,
+        };
+        let number = match number {
             Some(n) if !withheld => self.spell_phone(&n),
             _ => WITHHELD.to_string(),
         };
@@ -442,6 +451,7 @@ impl Renderer<'_> {
                 queue_wait_ms: step.call.queue_wait_ms,
                 duration_ms: step.call.duration_ms,
                 transfers: step.call.transfers,
+                customer_line_type: line_type.clone(),
             });
             self.push(step.at_ms, wire);
         }
