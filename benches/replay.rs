@@ -29,7 +29,7 @@ fn child(dir: &Path) {
     let mut n = 0u64;
     for r in InputStream::open(dir).expect("input") {
         if let omnistitch::input::InputRecord::Event { event, .. } = r {
-            n += u64::from(event.into_event(omnistitch_model::Tenant::new).is_ok());
+            n += u64::from((*event).into_event(omnistitch_model::Tenant::new).is_ok());
         }
     }
     let decode_s = started.elapsed().as_secs_f64();

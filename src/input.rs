@@ -22,8 +22,8 @@ pub enum InputRecord {
         source: String,
         /// Record index (Avro) or line number (JSON Lines).
         position: u64,
-        /// The record.
-        event: WireEvent,
+        /// The record (boxed: records are large and pass through several queues).
+        event: Box<WireEvent>,
         /// Its original bytes when known (JSON Lines); Avro records are re-encoded if dead-lettered.
         raw: Option<Vec<u8>>,
     },
@@ -56,7 +56,7 @@ pub struct InputStream {
 
 fn event_time(r: &InputRecord) -> i64 {
     match r {
-        InputRecord::Event { event, .. } => match event {
+        InputRecord::Event { event, .. } => match &**event {
             WireEvent::Email(e) => e.event_time,
             WireEvent::Chat(e) => e.event_time,
             WireEvent::Phone(e) => e.event_time,
@@ -71,7 +71,9 @@ fn open_avro(path: &Path, name: String) -> anyhow::Result<Items> {
     let file = BufReader::with_capacity(1 << 20, File::open(path)?);
     match ContainerReader::new(file) {
         Ok(reader) => Ok(Box::new(reader.map(move |item| match item {
-            Ok((i, event)) => InputRecord::Event { source: name.clone(), position: i, event, raw: None },
+            Ok((i, event)) => {
+                InputRecord::Event { source: name.clone(), position: i, event: Box::new(event), raw: None }
+            }
             Err(BadRecord { index, error, payload }) => InputRecord::Bad {
                 source: name.clone(),
                 position: index,
@@ -93,7 +95,7 @@ fn open_avro(path: &Path, name: String) -> anyhow::Result<Items> {
 fn open_jsonl(path: &Path, name: String, channel: Channel) -> anyhow::Result<Items> {
     let file = BufReader::with_capacity(1 << 20, File::open(path)?);
     Ok(Box::new(JsonLinesReader::new(file, channel).map(move |(line, raw, decoded)| match decoded {
-        Ok(event) => InputRecord::Event { source: name.clone(), position: line, event, raw: Some(raw) },
+        Ok(event) => InputRecord::Event { source: name.clone(), position: line, event: Box::new(event), raw: Some(raw) },
         Err(error) => InputRecord::Bad {
             source: name.clone(),
             position: line,

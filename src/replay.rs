@@ -79,7 +79,7 @@ pub fn replay(input: impl Iterator<Item = InputRecord>, mut engine: Engine, keep
                     Some(t) => t.clone(),
                     None => tenants.entry(name.to_string()).or_insert_with(|| Tenant::new(name)).clone(),
                 };
-                match event.try_into_event(intern) {
+                match (*event).try_into_event(intern) {
                     Ok(e) => {
                         let applied = engine.apply(&e);
                         record_changes(&applied, &mut merges, &mut conflicts);

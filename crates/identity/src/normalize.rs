@@ -73,6 +73,9 @@ impl Normalizer {
     pub fn new(default_region: &str) -> Result<Self, UnknownRegion> {
         let region: Region =
             default_region.to_ascii_uppercase().parse().map_err(|_| UnknownRegion(default_region.to_string()))?;
+        // The phone metadata database loads on first use (tens of milliseconds): load it now,
+        // not while the first event waits.
+        let _ = phonenumber::parse(Some(region), "+14155550134");
         Ok(Normalizer { region, phone_cache: DashMap::with_hasher(Default::default()) })
     }
 
