@@ -277,7 +277,7 @@ impl IdentityRules {
                     || "01234567890123456789".contains(national)
                     || "98765432109876543210".contains(national)
             }
-            _ => PLACEHOLDERS.contains(&v.to_ascii_lowercase().as_str()),
+            _ => v.len() <= 16 && PLACEHOLDERS.iter().any(|p| p.eq_ignore_ascii_case(v)),
         }
     }
 }

@@ -301,6 +301,15 @@ pub enum WireEvent {
     Social(SocialEvent),
 }
 
+/// Concatenates `parts` with one allocation (`format!` grows its buffer as it goes).
+fn key(parts: &[&str]) -> String {
+    let mut s = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for p in parts {
+        s.push_str(p);
+    }
+    s
+}
+
 fn non_empty(v: Option<String>) -> Option<String> {
     v.filter(|s| !s.trim().is_empty())
 }
@@ -425,8 +434,8 @@ impl WireEvent {
                 if let Some(addr) = non_empty(customer) {
                     ids.push(RawIdentifier::new(IdentifierKind::Email, addr));
                 }
-                thread.key = non_empty(e.message_id).map(|m| format!("email:{m}"));
-                thread.parent = non_empty(e.in_reply_to).map(|m| format!("email:{m}"));
+                thread.key = non_empty(e.message_id).map(|m| key(&["email:", &m]));
+                thread.parent = non_empty(e.in_reply_to).map(|m| key(&["email:", &m]));
                 details.subject = non_empty(e.subject);
                 common
             }
@@ -441,7 +450,7 @@ impl WireEvent {
                 if let Some(v) = non_empty(e.customer_phone) {
                     ids.push(RawIdentifier::new(IdentifierKind::Phone, v));
                 }
-                thread.key = Some(format!("chat:{}", e.session_id));
+                thread.key = Some(key(&["chat:", &e.session_id]));
                 ids.push(RawIdentifier::new(IdentifierKind::ChatSession, e.session_id));
                 common
             }
@@ -455,7 +464,7 @@ impl WireEvent {
                 if let Some(n) = non_empty(customer) {
                     ids.push(RawIdentifier::new(IdentifierKind::Phone, n).qualified(e.customer_line_type));
                 }
-                thread.key = Some(format!("call:{}", e.call_id));
+                thread.key = Some(key(&["call:", &e.call_id]));
                 ids.push(RawIdentifier::new(IdentifierKind::Call, e.call_id));
                 details.queue_wait_ms = e.queue_wait_ms;
                 details.duration_ms = e.duration_ms;
@@ -467,12 +476,12 @@ impl WireEvent {
                 if !e.handle.trim().is_empty() {
                     ids.push(RawIdentifier::new(
                         IdentifierKind::SocialHandle,
-                        format!("{}:{}", e.platform, e.handle),
+                        key(&[&e.platform, ":", &e.handle]),
                     ));
                 }
                 let platform = e.platform.trim().to_ascii_lowercase();
-                thread.key = non_empty(e.post_id).map(|p| format!("social:{platform}:{p}"));
-                thread.parent = non_empty(e.in_reply_to_post).map(|p| format!("social:{platform}:{p}"));
+                thread.key = non_empty(e.post_id).map(|p| key(&["social:", &platform, ":", &p]));
+                thread.parent = non_empty(e.in_reply_to_post).map(|p| key(&["social:", &platform, ":", &p]));
                 details.platform = Some(platform);
                 common
             }
