@@ -104,16 +104,47 @@ impl Normalizer {
     }
 
     fn normalize_phone(&self, value: &str) -> Result<Box<str>, NormalizeError> {
-        if let Some(hit) = self.phone_cache.get(value) {
+        let key = phone_cache_key(value, self.region);
+        let key = key.as_deref().unwrap_or(value);
+        if let Some(hit) = self.phone_cache.get(key) {
             return hit.clone();
         }
         let result = parse_phone(value, self.region);
         if self.phone_cache.len() >= PHONE_CACHE_CAPACITY {
             self.phone_cache.clear();
         }
-        self.phone_cache.insert(value.into(), result.clone());
+        self.phone_cache.insert(key.into(), result.clone());
         result
     }
+}
+
+/// A cache key shared by spellings of one number, or `None` to key by the raw value.
+///
+/// Only values made of digits and formatting punctuation qualify: for those, libphonenumber's
+/// result depends on the digits and a leading `+` alone. Letters (`ext.`, `x12`, vanity numbers)
+/// keep their raw value as key. In North America, the 10-digit national form, the 11-digit form
+/// with the trunk prefix 1 and the `011` international prefix are rewritten to one key.
+fn phone_cache_key(value: &str, region: Region) -> Option<String> {
+    let v = value.strip_prefix("tel:").unwrap_or(value).trim();
+    if !v.bytes().all(|b| b.is_ascii_digit() || b" ()-.+/".contains(&b)) {
+        return None;
+    }
+    let plus = v.starts_with('+');
+    let digits: String = v.chars().filter(char::is_ascii_digit).collect();
+    let nanp = matches!(region, Region::US | Region::CA);
+    Some(if plus {
+        format!("+{digits}")
+    } else if let Some(rest) = digits.strip_prefix("00") {
+        format!("+{rest}")
+    } else if let (true, Some(rest)) = (nanp, digits.strip_prefix("011")) {
+        format!("+{rest}")
+    } else if nanp && digits.len() == 10 {
+        format!("+1{digits}")
+    } else if nanp && digits.len() == 11 && digits.starts_with('1') {
+        format!("+{digits}")
+    } else {
+        digits
+    })
 }
 
 /// The configured default region is not an ISO 3166 alpha-2 code.
@@ -209,6 +240,25 @@ mod tests {
         }
         assert_eq!(norm(IdentifierKind::Phone, "0044 20 7946 0958").unwrap(), "+442079460958");
         assert_eq!(norm(IdentifierKind::Phone, "+44 20 7946 0958").unwrap(), "+442079460958");
+    }
+
+    #[test]
+    fn spellings_of_one_number_share_a_cache_entry_and_results_match_fresh_parses() {
+        let n = Normalizer::new("US").unwrap();
+        let spellings = ["(415) 555-0134", "415.555.0134", "+1 415 555 0134", "1-415-555-0134", "011 1 415 555 0134"];
+        for v in spellings {
+            assert_eq!(phone_cache_key(v, Region::US).as_deref(), Some("+14155550134"), "{v}");
+            assert_eq!(n.normalize(&RawIdentifier::new(IdentifierKind::Phone, v)).unwrap().value.as_ref(), "+14155550134");
+        }
+        // Letters keep the raw value as key: an extension must not be read as more digits.
+        assert_eq!(phone_cache_key("+1 212 555 0199 ext. 12", Region::US), None);
+        assert_eq!(norm(IdentifierKind::Phone, "+1 212 555 0199 ext. 12").unwrap(), "+12125550199");
+        assert_eq!(norm(IdentifierKind::Phone, "+1212555019912"), Err(NormalizeError::InvalidPhone));
+        // Whatever the order values arrive in, cached results equal fresh ones.
+        for v in ["12", "0000000000", "+44 20 7946 0958", "0044 20 7946 0958", "20 7946 0958", "+1 415 555 0134"] {
+            let fresh = parse_phone(v.trim(), Region::US);
+            assert_eq!(n.normalize(&RawIdentifier::new(IdentifierKind::Phone, v)).map(|i| i.value), fresh, "{v}");
+        }
     }
 
     #[test]
