@@ -4,11 +4,15 @@ use hashbrown::{HashMap, HashSet};
 use std::sync::Arc;
 
 use omnistitch_model::{Event, EventTime};
+use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 
 /// Maps conversation keys (message ids, chat sessions, calls, posts, cases) to thread ids.
+///
+/// Keys are kept as 64-bit digests: threading needs no key back, and a collision (about one
+/// in 10^7 at a million live keys) would only put one event in a neighbouring thread.
 #[derive(Debug, Default)]
 pub struct ThreadIndex {
-    threads: HashMap<Box<str>, (Arc<str>, EventTime)>,
+    threads: HashMap<u64, (Arc<str>, EventTime)>,
     /// Threads that a case id absorbed, pointing at the case's thread.
     aliases: HashMap<Arc<str>, Arc<str>>,
 }
@@ -33,8 +37,8 @@ impl ThreadIndex {
         self.threads.is_empty()
     }
 
-    fn lookup(&self, key: &str) -> Option<Arc<str>> {
-        let mut thread = self.threads.get(key).map(|(t, _)| t.clone())?;
+    fn lookup(&self, key: u64) -> Option<Arc<str>> {
+        let mut thread = self.threads.get(&key).map(|(t, _)| t.clone())?;
         while let Some(next) = self.aliases.get(&thread) {
             thread = next.clone();
         }
@@ -46,18 +50,26 @@ impl ThreadIndex {
     /// A case id wins: the chat, call and emails of one case form one thread. Otherwise an event
     /// joins the thread of the message it replies to, or of its own conversation, or starts one.
     pub fn assign(&mut self, event: &Event) -> Threaded {
-        let own = event.thread.key.as_deref();
-        let parent = event.thread.parent.as_deref();
-        let before = own.and_then(|k| self.lookup(k)).or_else(|| parent.and_then(|k| self.lookup(k)));
-        let case_key = event.case_id.as_ref().map(|c| format!("case:{c}"));
-        let thread: Arc<str> = match &case_key {
-            Some(key) => self.lookup(key).unwrap_or_else(|| Arc::from(key.as_str())),
+        let own = event.thread.key.as_deref().map(|k| (k, xxh3_64(k.as_bytes())));
+        let parent = event.thread.parent.as_deref().map(xxh3_64_str);
+        let before = own.and_then(|(_, k)| self.lookup(k)).or_else(|| parent.and_then(|k| self.lookup(k)));
+        let case_key = event.case_id.as_deref().map(|c| {
+            let mut h = Xxh3::new();
+            h.update(b"case:");
+            h.update(c.as_bytes());
+            (c, h.digest())
+        });
+        let thread: Arc<str> = match case_key {
+            Some((case, key)) => self.lookup(key).unwrap_or_else(|| Arc::from(format!("case:{case}"))),
             None => match &before {
                 Some(t) => t.clone(),
-                None => Arc::from(own.map(str::to_string).unwrap_or_else(|| format!("event:{}", event.event_id))),
+                None => match own {
+                    Some((k, _)) => Arc::from(k),
+                    None => Arc::from(format!("event:{}", event.event_id)),
+                },
             },
         };
-        for key in [case_key.as_deref(), own, parent].into_iter().flatten() {
+        for key in [case_key.map(|c| c.1), own.map(|o| o.1), parent].into_iter().flatten() {
             self.remember(key, &thread, event.time);
         }
         let replaced = before.filter(|b| *b != thread);
@@ -68,8 +80,8 @@ impl ThreadIndex {
         Threaded { thread, replaced }
     }
 
-    fn remember(&mut self, key: &str, thread: &Arc<str>, t: EventTime) {
-        match self.threads.get_mut(key) {
+    fn remember(&mut self, key: u64, thread: &Arc<str>, t: EventTime) {
+        match self.threads.get_mut(&key) {
             Some(slot) => {
                 if slot.0 != *thread {
                     slot.0 = thread.clone();
@@ -77,7 +89,7 @@ impl ThreadIndex {
                 slot.1 = slot.1.max(t);
             }
             None => {
-                self.threads.insert(key.into(), (thread.clone(), t));
+                self.threads.insert(key, (thread.clone(), t));
             }
         }
     }
@@ -90,4 +102,8 @@ impl ThreadIndex {
         self.aliases.retain(|old, new| live.contains(old) || live.contains(new));
         before - self.threads.len()
     }
+}
+
+fn xxh3_64_str(s: &str) -> u64 {
+    xxh3_64(s.as_bytes())
 }
