@@ -44,7 +44,7 @@ const PHONE_CACHE_CAPACITY: usize = 200_000;
 /// Turns raw identifiers into canonical ones. Shared by all partitions of a process (`Sync`).
 pub struct Normalizer {
     region: Region,
-    phone_cache: DashMap<Box<str>, Result<Box<str>, NormalizeError>, hashbrown::DefaultHashBuilder>,
+    phone_cache: DashMap<u128, Result<Box<str>, NormalizeError>, hashbrown::DefaultHashBuilder>,
 }
 
 impl std::fmt::Debug for Normalizer {
@@ -104,16 +104,18 @@ impl Normalizer {
     }
 
     fn normalize_phone(&self, value: &str) -> Result<Box<str>, NormalizeError> {
-        let key = phone_cache_key(value, self.region);
-        let key = key.as_deref().unwrap_or(value);
-        if let Some(hit) = self.phone_cache.get(key) {
+        let Some(key) = phone_cache_key(value, self.region) else {
+            // Rare spellings with letters are not worth a second cache.
+            return parse_phone(value, self.region);
+        };
+        if let Some(hit) = self.phone_cache.get(&key) {
             return hit.clone();
         }
         let result = parse_phone(value, self.region);
         if self.phone_cache.len() >= PHONE_CACHE_CAPACITY {
             self.phone_cache.clear();
         }
-        self.phone_cache.insert(key.into(), result.clone());
+        self.phone_cache.insert(key, result.clone());
         result
     }
 }
@@ -123,28 +125,48 @@ impl Normalizer {
 /// Only values made of digits and formatting punctuation qualify: for those, libphonenumber's
 /// result depends on the digits and a leading `+` alone. Letters (`ext.`, `x12`, vanity numbers)
 /// keep their raw value as key. In North America, the 10-digit national form, the 11-digit form
-/// with the trunk prefix 1 and the `011` international prefix are rewritten to one key.
-fn phone_cache_key(value: &str, region: Region) -> Option<String> {
+/// with the trunk prefix 1 and the `011` international prefix are rewritten to one key. The key
+/// packs (international?, digit count, digits) into a `u128`, so a lookup allocates nothing.
+fn phone_cache_key(value: &str, region: Region) -> Option<u128> {
     let v = value.strip_prefix("tel:").unwrap_or(value).trim();
-    if !v.bytes().all(|b| b.is_ascii_digit() || b" ()-.+/".contains(&b)) {
-        return None;
+    let mut digits = [0u8; 36];
+    let mut n = 0;
+    for b in v.bytes() {
+        match b {
+            b'0'..=b'9' if n < digits.len() => {
+                digits[n] = b - b'0';
+                n += 1;
+            }
+            b' ' | b'(' | b')' | b'-' | b'.' | b'/' => {}
+            b'+' if n == 0 => {}
+            _ => return None,
+        }
     }
-    let plus = v.starts_with('+');
-    let digits: String = v.chars().filter(char::is_ascii_digit).collect();
+    let mut d = &digits[..n];
+    let mut international = v.starts_with('+');
     let nanp = matches!(region, Region::US | Region::CA);
-    Some(if plus {
-        format!("+{digits}")
-    } else if let Some(rest) = digits.strip_prefix("00") {
-        format!("+{rest}")
-    } else if let (true, Some(rest)) = (nanp, digits.strip_prefix("011")) {
-        format!("+{rest}")
-    } else if nanp && digits.len() == 10 {
-        format!("+1{digits}")
-    } else if nanp && digits.len() == 11 && digits.starts_with('1') {
-        format!("+{digits}")
-    } else {
-        digits
-    })
+    if !international {
+        if let Some(rest) = d.strip_prefix(&[0, 0]) {
+            (d, international) = (rest, true);
+        } else if let (true, Some(rest)) = (nanp, d.strip_prefix(&[0, 1, 1])) {
+            (d, international) = (rest, true);
+        } else if nanp && d.len() == 10 {
+            return Some(pack(true, &[&[1], d]));
+        } else if nanp && d.len() == 11 && d[0] == 1 {
+            international = true;
+        }
+    }
+    Some(pack(international, &[d]))
+}
+
+fn pack(international: bool, parts: &[&[u8]]) -> u128 {
+    let mut value: u128 = 0;
+    let mut count: u128 = 0;
+    for &digit in parts.iter().flat_map(|p| p.iter()) {
+        value = value * 10 + u128::from(digit);
+        count += 1;
+    }
+    (count << 121) | (u128::from(international) << 120) | value
 }
 
 /// The configured default region is not an ISO 3166 alpha-2 code.
@@ -246,10 +268,15 @@ mod tests {
     fn spellings_of_one_number_share_a_cache_entry_and_results_match_fresh_parses() {
         let n = Normalizer::new("US").unwrap();
         let spellings = ["(415) 555-0134", "415.555.0134", "+1 415 555 0134", "1-415-555-0134", "011 1 415 555 0134"];
+        let key = phone_cache_key("+14155550134", Region::US);
+        assert!(key.is_some());
         for v in spellings {
-            assert_eq!(phone_cache_key(v, Region::US).as_deref(), Some("+14155550134"), "{v}");
+            assert_eq!(phone_cache_key(v, Region::US), key, "{v}");
             assert_eq!(n.normalize(&RawIdentifier::new(IdentifierKind::Phone, v)).unwrap().value.as_ref(), "+14155550134");
         }
+        // Leading zeros and the international flag are part of the key.
+        assert_ne!(phone_cache_key("020 7946 0958", Region::GB), phone_cache_key("20 7946 0958", Region::GB));
+        assert_ne!(phone_cache_key("+44 20 7946 0958", Region::GB), phone_cache_key("44 20 7946 0958", Region::GB));
         // Letters keep the raw value as key: an extension must not be read as more digits.
         assert_eq!(phone_cache_key("+1 212 555 0199 ext. 12", Region::US), None);
         assert_eq!(norm(IdentifierKind::Phone, "+1 212 555 0199 ext. 12").unwrap(), "+12125550199");
