@@ -14,6 +14,8 @@ pub fn load(path: Option<&Path>) -> anyhow::Result<EngineConfig> {
             toml::from_str(&text).with_context(|| format!("invalid config {}", p.display()))?
         }
     };
-    config.validate().with_context(|| format!("invalid config {}", path.map_or("(defaults)".into(), |p| p.display().to_string())))?;
+    config
+        .validate()
+        .with_context(|| format!("invalid config {}", path.map_or("(defaults)".into(), |p| p.display().to_string())))?;
     Ok(config)
 }

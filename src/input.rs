@@ -86,7 +86,8 @@ fn open_avro(path: &Path, name: String) -> anyhow::Result<Items> {
         Err(error) => {
             let mut payload = Vec::new();
             File::open(path)?.take(64 * 1024).read_to_end(&mut payload)?;
-            let bad = InputRecord::Bad { source: name, position: 0, code: error.code(), reason: error.to_string(), payload };
+            let bad =
+                InputRecord::Bad { source: name, position: 0, code: error.code(), reason: error.to_string(), payload };
             Ok(Box::new(std::iter::once(bad)))
         }
     }
@@ -95,7 +96,9 @@ fn open_avro(path: &Path, name: String) -> anyhow::Result<Items> {
 fn open_jsonl(path: &Path, name: String, channel: Channel) -> anyhow::Result<Items> {
     let file = BufReader::with_capacity(1 << 20, File::open(path)?);
     Ok(Box::new(JsonLinesReader::new(file, channel).map(move |(line, raw, decoded)| match decoded {
-        Ok(event) => InputRecord::Event { source: name.clone(), position: line, event: Box::new(event), raw: Some(raw) },
+        Ok(event) => {
+            InputRecord::Event { source: name.clone(), position: line, event: Box::new(event), raw: Some(raw) }
+        }
         Err(error) => InputRecord::Bad {
             source: name.clone(),
             position: line,

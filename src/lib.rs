@@ -5,4 +5,3 @@ pub mod config;
 pub mod evaluate;
 pub mod input;
 pub mod replay;
-

@@ -6,11 +6,11 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use anyhow::Context;
+use omnistitch_codec::datum::encode_input;
 use omnistitch_engine::records::{merge_records, profile_record, timeline_record};
 use omnistitch_engine::{Applied, Engine};
-use omnistitch_model::output::{DeadLetterRecord, IdentifierRecord, MergeRecord, TimelineRecord};
-use omnistitch_codec::datum::encode_input;
 use omnistitch_identity::ConflictRule;
+use omnistitch_model::output::{DeadLetterRecord, IdentifierRecord, MergeRecord, TimelineRecord};
 use omnistitch_model::{ProfileId, Tenant};
 use serde::Serialize;
 
@@ -79,7 +79,7 @@ pub fn replay(input: impl Iterator<Item = InputRecord>, mut engine: Engine, keep
                     Some(t) => t.clone(),
                     None => tenants.entry(name.to_string()).or_insert_with(|| Tenant::new(name)).clone(),
                 };
-                match (*event).try_into_event(intern) {
+                match event.try_into_event(intern) {
                     Ok(e) => {
                         let applied = engine.apply(&e);
                         record_changes(&applied, &mut merges, &mut conflicts);
@@ -111,18 +111,19 @@ pub fn replay(input: impl Iterator<Item = InputRecord>, mut engine: Engine, keep
 }
 
 fn record_changes(applied: &Applied, merges: &mut Vec<MergeRecord>, conflicts: &mut Vec<ConflictRecord>) {
-        merges.extend(merge_records(&applied));
-        conflicts.extend(applied.conflicts.iter().map(|c| ConflictRecord {
-            tenant: applied.tenant.to_string(),
-            event_id: applied.event_id.clone(),
-            identifier: IdentifierRecord::from(&c.identifier),
-            rule: c.rule,
-            other_profile: c.other_profile.map(|p| p.to_string()),
-        }));
+    merges.extend(merge_records(applied));
+    conflicts.extend(applied.conflicts.iter().map(|c| ConflictRecord {
+        tenant: applied.tenant.to_string(),
+        event_id: applied.event_id.clone(),
+        identifier: IdentifierRecord::from(&c.identifier),
+        rule: c.rule,
+        other_profile: c.other_profile.map(|p| p.to_string()),
+    }));
 }
 
 fn write_jsonl<T: Serialize>(path: &Path, items: impl IntoIterator<Item = T>) -> anyhow::Result<usize> {
-    let mut w = BufWriter::with_capacity(1 << 20, File::create(path).with_context(|| format!("creating {}", path.display()))?);
+    let mut w =
+        BufWriter::with_capacity(1 << 20, File::create(path).with_context(|| format!("creating {}", path.display()))?);
     let mut n = 0;
     for item in items {
         serde_json::to_writer(&mut w, &item)?;

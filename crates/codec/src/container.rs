@@ -113,17 +113,17 @@ impl<R: Read> ContainerReader<R> {
         let mut sync = [0u8; 16];
         source.read_exact(&mut sync)?;
         let schema_json = schema_json.ok_or_else(|| DecodeError::Container("header has no avro.schema".into()))?;
-        let schema_text = std::str::from_utf8(&schema_json)
-            .map_err(|_| DecodeError::Container("avro.schema is not UTF-8".into()))?;
+        let schema_text =
+            std::str::from_utf8(&schema_json).map_err(|_| DecodeError::Container("avro.schema is not UTF-8".into()))?;
         let schema = Schema::parse_str(schema_text).map_err(|e| DecodeError::UnknownSchema(e.to_string()))?;
-        let channel = channel_of(&schema).ok_or_else(|| {
-            DecodeError::UnknownSchema(schema.name().map(|n| n.fullname(None)).unwrap_or_default())
-        })?;
+        let channel = channel_of(&schema)
+            .ok_or_else(|| DecodeError::UnknownSchema(schema.name().map(|n| n.fullname(None)).unwrap_or_default()))?;
         let codec_name = codec_name.map(|c| String::from_utf8_lossy(&c).into_owned());
         let codec = match codec_name.as_deref() {
             None | Some("null") => Codec::Null,
-            Some(name) => Codec::from_str(name)
-                .map_err(|_| DecodeError::Container(format!("unsupported codec `{name}`")))?,
+            Some(name) => {
+                Codec::from_str(name).map_err(|_| DecodeError::Container(format!("unsupported codec `{name}`")))?
+            }
         };
         let reader = reader_for(intern(schema))?;
         Ok(ContainerReader {

@@ -54,17 +54,18 @@ impl Contract {
             // Bound what a length prefix in hostile bytes can make the decoder allocate.
             apache_avro::util::max_allocation_bytes(MAX_ALLOCATION_BYTES);
             Contract {
-            inputs: [
-                parse(EMAIL_EVENT_AVSC),
-                parse(CHAT_EVENT_AVSC),
-                parse(PHONE_EVENT_AVSC),
-                parse(SOCIAL_EVENT_AVSC),
-            ],
-            timeline_entry: parse(TIMELINE_ENTRY_AVSC),
-            profile: parse(PROFILE_AVSC),
-            profile_merge: parse(PROFILE_MERGE_AVSC),
-            dead_letter: parse(DEAD_LETTER_AVSC),
-        }})
+                inputs: [
+                    parse(EMAIL_EVENT_AVSC),
+                    parse(CHAT_EVENT_AVSC),
+                    parse(PHONE_EVENT_AVSC),
+                    parse(SOCIAL_EVENT_AVSC),
+                ],
+                timeline_entry: parse(TIMELINE_ENTRY_AVSC),
+                profile: parse(PROFILE_AVSC),
+                profile_merge: parse(PROFILE_MERGE_AVSC),
+                dead_letter: parse(DEAD_LETTER_AVSC),
+            }
+        })
     }
 
     /// The input schema of `channel`.

@@ -89,9 +89,7 @@ impl OutputEncoder {
     pub fn new() -> Self {
         let c = Contract::get();
         let w = |s: &'static Schema| GenericDatumWriter::builder(s).build().expect("bundled schemas resolve");
-        OutputEncoder {
-            writers: [w(&c.timeline_entry), w(&c.profile), w(&c.profile_merge), w(&c.dead_letter)],
-        }
+        OutputEncoder { writers: [w(&c.timeline_entry), w(&c.profile), w(&c.profile_merge), w(&c.dead_letter)] }
     }
 
     /// Encodes `record` with the schema of `kind`.

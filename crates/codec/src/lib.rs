@@ -10,7 +10,7 @@ pub mod datum;
 pub mod error;
 pub mod jsonl;
 
-pub use container::{ContainerReader, ContainerWriter, ContainerItem};
+pub use container::{ContainerItem, ContainerReader, ContainerWriter};
 pub use contract::Contract;
 pub use datum::{InputDecoder, OutputEncoder};
 pub use error::DecodeError;

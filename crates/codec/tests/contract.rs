@@ -6,14 +6,15 @@ use apache_avro::types::Value;
 use apache_avro::{Schema, Writer};
 use omnistitch_codec::container::ContainerWriter;
 use omnistitch_codec::datum::{encode_input, OutputKind};
-use omnistitch_codec::{Contract, ContainerReader, InputDecoder, OutputEncoder};
+use omnistitch_codec::{ContainerReader, Contract, InputDecoder, OutputEncoder};
 use omnistitch_model::output::*;
 use omnistitch_model::wire::*;
 use omnistitch_model::{Channel, Direction, EventKind, EventTime, IdentifierKind, Survey};
 use proptest::prelude::*;
 
 fn sample(channel: Channel, kind: EventKind, n: usize) -> WireEvent {
-    let survey = (kind == EventKind::SurveyResponse).then_some(WireSurvey { csat: Some(2), nps: Some(6), ces: Some(5) });
+    let survey =
+        (kind == EventKind::SurveyResponse).then_some(WireSurvey { csat: Some(2), nps: Some(6), ces: Some(5) });
     match channel {
         Channel::Email => WireEvent::Email(EmailEvent {
             tenant: "acme".into(),

@@ -32,8 +32,8 @@ impl EngineConfig {
     /// Validates the settings into a normalizer and rules.
     pub fn validate(&self) -> Result<(Arc<Normalizer>, IdentityRules), ConfigError> {
         self.timeline.validate()?;
-        let normalizer = Normalizer::new(&self.identity.default_region)
-            .map_err(|e| RulesError::Region(e.to_string()))?;
+        let normalizer =
+            Normalizer::new(&self.identity.default_region).map_err(|e| RulesError::Region(e.to_string()))?;
         let rules = IdentityRules::from_config(&self.identity, &normalizer)?;
         Ok((Arc::new(normalizer), rules))
     }

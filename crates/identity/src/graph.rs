@@ -293,9 +293,7 @@ impl TenantGraph {
 
     /// The first kind whose limit `a` and `b` together would exceed.
     fn over_limit(rules: &IdentityRules, a: &[u32; KINDS], b: &[u32; KINDS]) -> Option<IdentifierKind> {
-        IdentifierKind::ALL
-            .into_iter()
-            .find(|k| rules.limit(*k).is_some_and(|l| a[k.index()] + b[k.index()] > l))
+        IdentifierKind::ALL.into_iter().find(|k| rules.limit(*k).is_some_and(|l| a[k.index()] + b[k.index()] > l))
     }
 
     /// Merges two live profiles and returns the slot holding the result.
@@ -405,7 +403,8 @@ impl TenantGraph {
                             }
                         }
                         Target::New => {
-                            if let Some(rule) = Self::forbids(rules, &pending_counts, &self.profile(p).counts, id.kind) {
+                            if let Some(rule) = Self::forbids(rules, &pending_counts, &self.profile(p).counts, id.kind)
+                            {
                                 outcomes[i] = self.refuse(eidx, id, rule, p, rules, &mut conflicts);
                             } else {
                                 target = Target::Existing(p);

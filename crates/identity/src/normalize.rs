@@ -242,7 +242,13 @@ mod tests {
 
     #[test]
     fn emails_lose_case_whitespace_and_display_names() {
-        for v in ["jo.smith@x.com", "  Jo.Smith@X.COM ", "Jo Smith <Jo.Smith@x.com>", "\"Smith, Jo\" <jo.smith@X.com>", "mailto:jo.smith@x.com"] {
+        for v in [
+            "jo.smith@x.com",
+            "  Jo.Smith@X.COM ",
+            "Jo Smith <Jo.Smith@x.com>",
+            "\"Smith, Jo\" <jo.smith@X.com>",
+            "mailto:jo.smith@x.com",
+        ] {
             assert_eq!(norm(IdentifierKind::Email, v).unwrap(), "jo.smith@x.com", "{v}");
         }
     }
@@ -257,7 +263,14 @@ mod tests {
 
     #[test]
     fn phones_become_e164() {
-        for v in ["(415) 555-0134", "415.555.0134", "+1 415 555 0134", "1-415-555-0134", "tel:+14155550134", "011 1 415 555 0134"] {
+        for v in [
+            "(415) 555-0134",
+            "415.555.0134",
+            "+1 415 555 0134",
+            "1-415-555-0134",
+            "tel:+14155550134",
+            "011 1 415 555 0134",
+        ] {
             assert_eq!(norm(IdentifierKind::Phone, v).unwrap(), "+14155550134", "{v}");
         }
         assert_eq!(norm(IdentifierKind::Phone, "0044 20 7946 0958").unwrap(), "+442079460958");
@@ -272,7 +285,10 @@ mod tests {
         assert!(key.is_some());
         for v in spellings {
             assert_eq!(phone_cache_key(v, Region::US), key, "{v}");
-            assert_eq!(n.normalize(&RawIdentifier::new(IdentifierKind::Phone, v)).unwrap().value.as_ref(), "+14155550134");
+            assert_eq!(
+                n.normalize(&RawIdentifier::new(IdentifierKind::Phone, v)).unwrap().value.as_ref(),
+                "+14155550134"
+            );
         }
         // Leading zeros and the international flag are part of the key.
         assert_ne!(phone_cache_key("020 7946 0958", Region::GB), phone_cache_key("20 7946 0958", Region::GB));

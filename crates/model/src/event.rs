@@ -197,9 +197,7 @@ impl EventKind {
             Unknown | CaseOpened | CaseResolved | SurveyResponse => true,
             Message => matches!(channel, Channel::Email | Channel::Chat | Channel::Social),
             ChatStarted | ChatEnded | ChatAbandoned => channel == Channel::Chat,
-            CallStarted | CallAnswered | CallEnded | CallAbandoned | CallbackRequested => {
-                channel == Channel::Phone
-            }
+            CallStarted | CallAnswered | CallEnded | CallAbandoned | CallbackRequested => channel == Channel::Phone,
             SocialPost | SocialReply | SocialDm | Review => channel == Channel::Social,
         }
     }
@@ -246,9 +244,23 @@ impl<'de> serde::de::Visitor<'de> for KindVisitor {
 impl<'de> Deserialize<'de> for EventKind {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         const SYMBOLS: &[&str] = &[
-            "UNKNOWN", "MESSAGE", "CHAT_STARTED", "CHAT_ENDED", "CHAT_ABANDONED", "CALL_STARTED",
-            "CALL_ANSWERED", "CALL_ENDED", "CALL_ABANDONED", "CALLBACK_REQUESTED", "SOCIAL_POST",
-            "SOCIAL_REPLY", "SOCIAL_DM", "REVIEW", "CASE_OPENED", "CASE_RESOLVED", "SURVEY_RESPONSE",
+            "UNKNOWN",
+            "MESSAGE",
+            "CHAT_STARTED",
+            "CHAT_ENDED",
+            "CHAT_ABANDONED",
+            "CALL_STARTED",
+            "CALL_ANSWERED",
+            "CALL_ENDED",
+            "CALL_ABANDONED",
+            "CALLBACK_REQUESTED",
+            "SOCIAL_POST",
+            "SOCIAL_REPLY",
+            "SOCIAL_DM",
+            "REVIEW",
+            "CASE_OPENED",
+            "CASE_RESOLVED",
+            "SURVEY_RESPONSE",
         ];
         d.deserialize_enum("EventKind", SYMBOLS, KindVisitor)
     }

@@ -352,7 +352,10 @@ impl WireEvent {
     }
 
     /// Validates the record; on error the record is handed back (to dead-letter its bytes).
-    pub fn try_into_event(self, tenant: impl FnOnce(&str) -> Tenant) -> Result<Event, (ValidationError, Self)> {
+    pub fn try_into_event(
+        self: Box<Self>,
+        tenant: impl FnOnce(&str) -> Tenant,
+    ) -> Result<Event, (ValidationError, Box<Self>)> {
         match self.validate() {
             Ok(()) => Ok(self.into_valid_event(tenant)),
             Err(e) => Err((e, self)),
@@ -474,10 +477,7 @@ impl WireEvent {
             WireEvent::Social(mut e) => {
                 let common = e.take_common();
                 if !e.handle.trim().is_empty() {
-                    ids.push(RawIdentifier::new(
-                        IdentifierKind::SocialHandle,
-                        key(&[&e.platform, ":", &e.handle]),
-                    ));
+                    ids.push(RawIdentifier::new(IdentifierKind::SocialHandle, key(&[&e.platform, ":", &e.handle])));
                 }
                 let platform = e.platform.trim().to_ascii_lowercase();
                 thread.key = non_empty(e.post_id).map(|p| key(&["social:", &platform, ":", &p]));

@@ -101,7 +101,8 @@ impl Timeline {
 
     /// Inserts in order; `None` if an entry with the same event id is already at that time.
     fn insert(&mut self, entry: TimelineEntry) -> Option<usize> {
-        let pos = self.entries.partition_point(|e| e.time < entry.time || (e.time == entry.time && e.key() < entry.key()));
+        let pos =
+            self.entries.partition_point(|e| e.time < entry.time || (e.time == entry.time && e.key() < entry.key()));
         if self.entries.get(pos).is_some_and(|e| e.event_id == entry.event_id) {
             return None;
         }
@@ -186,7 +187,8 @@ impl TimelineStore {
         let Some(from) = self.timelines.remove(&absorbed) else { return };
         let into = self.timelines.entry(survivor).or_default();
         let mut merged = Vec::with_capacity(into.entries.len() + from.entries.len());
-        let (mut a, mut b) = (std::mem::take(&mut into.entries).into_iter().peekable(), from.entries.into_iter().peekable());
+        let (mut a, mut b) =
+            (std::mem::take(&mut into.entries).into_iter().peekable(), from.entries.into_iter().peekable());
         loop {
             let next = match (a.peek(), b.peek()) {
                 (Some(x), Some(y)) if x.key() <= y.key() => a.next(),
