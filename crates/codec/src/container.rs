@@ -7,13 +7,12 @@
 use std::io::{self, Read, Write};
 use std::str::FromStr;
 
-use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::{Codec, Schema, Writer};
 use omnistitch_model::wire::WireEvent;
 use omnistitch_model::Channel;
 
 use crate::contract::{channel_of, intern, Contract};
-use crate::datum::{read_wire, reader_for};
+use crate::datum::WireReader;
 use crate::error::DecodeError;
 
 /// Largest block accepted, compressed or not.
@@ -37,7 +36,7 @@ pub type ContainerItem = Result<(u64, WireEvent), BadRecord>;
 pub struct ContainerReader<R> {
     source: R,
     channel: Channel,
-    reader: GenericDatumReader<'static>,
+    reader: WireReader,
     codec: Codec,
     sync: [u8; 16],
     block: Vec<u8>,
@@ -125,7 +124,7 @@ impl<R: Read> ContainerReader<R> {
                 Codec::from_str(name).map_err(|_| DecodeError::Container(format!("unsupported codec `{name}`")))?
             }
         };
-        let reader = reader_for(intern(schema))?;
+        let reader = WireReader::new(channel, intern(schema))?;
         Ok(ContainerReader {
             source,
             channel,
@@ -187,7 +186,7 @@ impl<R: Read> Iterator for ContainerReader<R> {
         let index = self.index;
         let mut rest = &self.block[self.pos..];
         let before = rest.len();
-        match read_wire(&self.reader, self.channel, &mut rest) {
+        match self.reader.read(&mut rest) {
             Ok(ev) => {
                 self.pos += before - rest.len();
                 self.left_in_block -= 1;

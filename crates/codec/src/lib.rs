@@ -8,6 +8,7 @@ pub mod container;
 pub mod contract;
 pub mod datum;
 pub mod error;
+mod fast;
 pub mod jsonl;
 
 pub use container::{ContainerItem, ContainerReader, ContainerWriter};

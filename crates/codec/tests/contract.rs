@@ -300,7 +300,46 @@ fn truncated_and_mistyped_datums_are_errors() {
     assert_eq!(decoder.decode(Channel::Social, &bad_utf8).unwrap_err().code(), "avro_decode");
 }
 
+#[test]
+fn the_specialised_decoder_agrees_with_apache_avro_on_every_kind() {
+    let decoder = InputDecoder::new();
+    for ev in all_samples() {
+        let bytes = encode_input(&ev).unwrap();
+        let fast = decoder.decode(ev.channel(), &bytes).unwrap();
+        let generic = omnistitch_codec::datum::decode_generic(ev.channel(), &bytes).unwrap();
+        assert_eq!(fast, generic);
+        assert_eq!(fast, ev);
+    }
+}
+
 proptest! {
+    /// On damaged records the specialised decoder and apache-avro accept and reject the same
+    /// bytes, and agree on what they accept.
+    #[test]
+    fn the_specialised_decoder_and_apache_avro_agree_on_damaged_records(
+        sample in 0usize..20,
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+        cut in any::<prop::sample::Index>(),
+        truncate in any::<bool>(),
+    ) {
+        let samples = all_samples();
+        let ev = &samples[sample % samples.len()];
+        let mut bytes = encode_input(ev).unwrap();
+        for (at, b) in edits {
+            let i = at.index(bytes.len());
+            bytes[i] = b;
+        }
+        if truncate {
+            bytes.truncate(cut.index(bytes.len() + 1));
+        }
+        let fast = InputDecoder::new().decode(ev.channel(), &bytes);
+        let generic = omnistitch_codec::datum::decode_generic(ev.channel(), &bytes);
+        prop_assert_eq!(fast.is_ok(), generic.is_ok(), "fast {:?} generic {:?}", fast, generic);
+        if let (Ok(a), Ok(b)) = (fast, generic) {
+            prop_assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        }
+    }
+
     /// No byte string panics the decoders.
     #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
