@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use omnistitch::input::InputStream;
 use omnistitch::replay::replay;
-use omnistitch_engine::{Engine, EngineConfig};
+use omnistitch_engine::{Engine, EngineConfig, Pipeline};
 
 const CHILD_ENV: &str = "OMNISTITCH_REPLAY_BENCH_DIR";
 
@@ -37,20 +37,31 @@ fn child(dir: &Path) {
     let cfg = EngineConfig::default();
     let (normalizer, rules) = cfg.validate().expect("default config");
     let started = Instant::now();
-    let run = replay(InputStream::open(dir).expect("input"), Engine::new(normalizer, rules, cfg.timeline), false);
+    let core = Pipeline::core_only(Engine::new(normalizer, rules, cfg.timeline.clone()));
+    let run = replay(InputStream::open(dir).expect("input"), core, false);
     let total_s = started.elapsed().as_secs_f64();
+    // The same with moments and CX metrics behind the reorder buffer.
+    let started = Instant::now();
+    let full = replay(InputStream::open(dir).expect("input"), Pipeline::new(&cfg).expect("pipeline"), false);
+    let full_s = started.elapsed().as_secs_f64();
     let (mut ids, mut bytes) = (0usize, 0usize);
-    for (_, g) in run.engine.identity().graphs() {
+    for (_, g) in run.pipeline.engine().identity().graphs() {
         ids += g.identifier_count();
         bytes += g.memory_bytes();
     }
     println!("records            {}", run.records);
-    println!("events applied     {}", run.engine.stats().events);
+    println!("events applied     {}", run.pipeline.engine().stats().events);
     println!("decode+validate    {:.0} events/s ({n} events in {decode_s:.2} s)", n as f64 / decode_s);
     println!(
         "full pipeline      {:.0} events/s ({} records in {total_s:.2} s: decode, validate, normalize, resolve, append)",
         run.records as f64 / total_s,
         run.records
+    );
+    println!(
+        "with moments + CX  {:.0} events/s ({} interventions; the detector and metrics add {:.0}% per event)",
+        full.records as f64 / full_s,
+        full.interventions.len(),
+        (full_s / total_s - 1.0) * 100.0
     );
     println!("identifiers        {ids}");
     println!("graph bytes/id     {:.1}", bytes as f64 / ids.max(1) as f64);

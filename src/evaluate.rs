@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use anyhow::Context;
-use omnistitch_engine::Engine;
+use omnistitch_engine::{Engine, Pipeline};
 use omnistitch_identity::{IdentityRules, Normalizer};
 use omnistitch_sim::score::{pairwise, Scores};
 use omnistitch_timeline::RetentionConfig;
@@ -115,10 +115,10 @@ pub fn evaluate(truth_dir: &Path, out: &Path) -> anyhow::Result<Evaluation> {
     let normalizer = std::sync::Arc::new(Normalizer::new("US").expect("US is a region"));
     let naive_run = replay(
         InputStream::open(truth_dir)?,
-        Engine::new(normalizer, IdentityRules::naive(), RetentionConfig::default()),
+        Pipeline::core_only(Engine::new(normalizer, IdentityRules::naive(), RetentionConfig::default())),
         false,
     );
-    let naive = score(&engine_assignments(&naive_run.engine), &person, &linkable, &tenant_of);
+    let naive = score(&engine_assignments(naive_run.pipeline.engine()), &person, &linkable, &tenant_of);
     let report = Evaluation { events, rules, naive };
     let json = serde_json::to_string_pretty(&report)?;
     std::fs::write(out.join("evaluation.json"), json).context("writing evaluation.json")?;

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use omnistitch::{config, evaluate, input::InputStream, replay};
-use omnistitch_engine::Engine;
+use omnistitch_engine::Pipeline;
 
 #[derive(Parser)]
 #[command(name = "omnistitch", version, about = "Omnichannel identity resolution and unified customer timelines")]
@@ -82,9 +82,9 @@ fn simulate(customers: usize, seed: u64, out: &std::path::Path) -> anyhow::Resul
 
 fn run_replay(input: &std::path::Path, out: &std::path::Path, config: Option<&std::path::Path>) -> anyhow::Result<()> {
     let cfg = config::load(config)?;
-    let (normalizer, rules) = cfg.validate()?;
+    let pipeline = Pipeline::new(&cfg)?;
     let started = Instant::now();
-    let run = replay::replay(InputStream::open(input)?, Engine::new(normalizer, rules, cfg.timeline.clone()), true);
+    let run = replay::replay(InputStream::open(input)?, pipeline, true);
     let elapsed = started.elapsed();
     replay::write_outputs(&run, out)?;
     print!("{}", replay::summary(&run));

@@ -8,10 +8,11 @@ use std::path::Path;
 use anyhow::Context;
 use omnistitch_codec::datum::encode_input;
 use omnistitch_engine::records::{merge_records, profile_record, timeline_record};
-use omnistitch_engine::{Applied, Engine};
+use omnistitch_engine::{Applied, Pipeline};
 use omnistitch_identity::ConflictRule;
 use omnistitch_model::output::{DeadLetterRecord, IdentifierRecord, MergeRecord, TimelineRecord};
 use omnistitch_model::{ProfileId, Tenant};
+use omnistitch_moments::Intervention;
 use serde::Serialize;
 
 use crate::input::InputRecord;
@@ -34,8 +35,10 @@ pub struct ConflictRecord {
 
 /// The result of running the engine over an input stream.
 pub struct ReplayRun {
-    /// The engine with its final state.
-    pub engine: Engine,
+    /// The pipeline with its final state.
+    pub pipeline: Pipeline,
+    /// Interventions, in the order they were detected.
+    pub interventions: Vec<Intervention>,
     /// Merges, in the order they happened.
     pub merges: Vec<MergeRecord>,
     /// Refused links, in order.
@@ -63,7 +66,8 @@ impl ReplayRun {
 ///
 /// With `keep_records`, every applied event's full timeline record is kept for
 /// [`write_outputs`]; without, only engine state remains (what the service keeps).
-pub fn replay(input: impl Iterator<Item = InputRecord>, mut engine: Engine, keep_records: bool) -> ReplayRun {
+pub fn replay(input: impl Iterator<Item = InputRecord>, mut pipeline: Pipeline, keep_records: bool) -> ReplayRun {
+    let mut interventions = Vec::new();
     let mut timeline_records = HashMap::new();
     let mut tenants: HashMap<String, Tenant> = HashMap::new();
     let (mut merges, mut conflicts, mut dead_letters) = (Vec::new(), Vec::new(), Vec::new());
@@ -81,11 +85,12 @@ pub fn replay(input: impl Iterator<Item = InputRecord>, mut engine: Engine, keep
                 };
                 match event.try_into_event(intern) {
                     Ok(e) => {
-                        let applied = engine.apply(&e);
-                        record_changes(&applied, &mut merges, &mut conflicts);
-                        if let (true, Some(profile)) = (keep_records, applied.profile) {
-                            let record = timeline_record(profile, &e, &applied);
-                            timeline_records.insert((e.tenant, e.event_id), record);
+                        let record = keep_records.then(|| (e.tenant.clone(), e.event_id.clone(), e.clone()));
+                        let step = pipeline.apply(e);
+                        record_changes(&step.applied, &mut merges, &mut conflicts);
+                        interventions.extend(step.interventions);
+                        if let (Some((tenant, event_id, e)), Some(profile)) = (record, step.applied.profile) {
+                            timeline_records.insert((tenant, event_id), timeline_record(profile, &e, &step.applied));
                         }
                         continue;
                     }
@@ -107,7 +112,8 @@ pub fn replay(input: impl Iterator<Item = InputRecord>, mut engine: Engine, keep
             payload,
         });
     }
-    ReplayRun { engine, merges, conflicts, dead_letters, records, timeline_records }
+    interventions.extend(pipeline.flush());
+    ReplayRun { pipeline, interventions, merges, conflicts, dead_letters, records, timeline_records }
 }
 
 fn record_changes(applied: &Applied, merges: &mut Vec<MergeRecord>, conflicts: &mut Vec<ConflictRecord>) {
@@ -135,16 +141,17 @@ fn write_jsonl<T: Serialize>(path: &Path, items: impl IntoIterator<Item = T>) ->
 }
 
 /// Writes `timeline.jsonl` (profile by profile, each in event-time order), `profiles.jsonl`,
-/// `merges.jsonl`, `conflicts.jsonl` and `deadletter.jsonl` into `out`.
+/// `merges.jsonl`, `conflicts.jsonl`, `deadletter.jsonl`, `interventions.jsonl` and
+/// `metrics.json` (CX metrics) into `out`.
 pub fn write_outputs(run: &ReplayRun, out: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     // Final timelines, profile by profile in event-time order, with the thread each entry has now.
     let mut profiles_by_tenant: Vec<(&Tenant, ProfileId)> = Vec::new();
-    for (tenant, graph) in run.engine.identity().graphs() {
+    for (tenant, graph) in run.pipeline.engine().identity().graphs() {
         profiles_by_tenant.extend(graph.profiles().map(|p| (tenant, p.id)));
     }
     profiles_by_tenant.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-    let timelines = run.engine.timelines();
+    let timelines = run.pipeline.engine().timelines();
     let entries = profiles_by_tenant.iter().flat_map(|&(tenant, id)| {
         timelines.timeline(id).into_iter().flat_map(move |t| {
             t.entries().iter().filter_map(move |e| {
@@ -157,7 +164,7 @@ pub fn write_outputs(run: &ReplayRun, out: &Path) -> anyhow::Result<()> {
     });
     write_jsonl(&out.join("timeline.jsonl"), entries)?;
     let mut profiles = Vec::new();
-    for (tenant, graph) in run.engine.identity().graphs() {
+    for (tenant, graph) in run.pipeline.engine().identity().graphs() {
         profiles.extend(graph.profiles().map(|p| profile_record(tenant, graph, p)));
     }
     profiles.sort_by(|a, b| (&a.tenant, &a.profile_id).cmp(&(&b.tenant, &b.profile_id)));
@@ -165,15 +172,20 @@ pub fn write_outputs(run: &ReplayRun, out: &Path) -> anyhow::Result<()> {
     write_jsonl(&out.join("merges.jsonl"), &run.merges)?;
     write_jsonl(&out.join("conflicts.jsonl"), &run.conflicts)?;
     write_jsonl(&out.join("deadletter.jsonl"), &run.dead_letters)?;
+    write_jsonl(&out.join("interventions.jsonl"), &run.interventions)?;
+    if let Some(report) = run.pipeline.cx_report() {
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(out.join("metrics.json"), json).context("writing metrics.json")?;
+    }
     Ok(())
 }
 
 /// A few lines saying what a run did.
 pub fn summary(run: &ReplayRun) -> String {
-    let s = run.engine.stats();
-    let profiles: usize = run.engine.identity().graphs().map(|(_, g)| g.profile_count()).sum();
-    let identifiers: usize = run.engine.identity().graphs().map(|(_, g)| g.identifier_count()).sum();
-    let shared: usize = run.engine.identity().graphs().map(|(_, g)| g.shared_count()).sum();
+    let s = run.pipeline.engine().stats();
+    let profiles: usize = run.pipeline.engine().identity().graphs().map(|(_, g)| g.profile_count()).sum();
+    let identifiers: usize = run.pipeline.engine().identity().graphs().map(|(_, g)| g.identifier_count()).sum();
+    let shared: usize = run.pipeline.engine().identity().graphs().map(|(_, g)| g.shared_count()).sum();
     let mut out = format!(
         "records {}  applied {}  duplicates {}  dead-lettered {}\n\
          profiles {}  identifiers {} ({} shared)  merges {}  conflicts {}  evicted {}\n",
@@ -194,6 +206,30 @@ pub fn summary(run: &ReplayRun) -> String {
     ));
     for (reason, n) in run.dead_letters_by_reason() {
         out.push_str(&format!("dead letters {reason}: {n}\n"));
+    }
+    if let Some(detector) = run.pipeline.detector() {
+        let mut by_type: BTreeMap<&str, usize> = BTreeMap::new();
+        for i in &run.interventions {
+            *by_type.entry(i.moment_type.as_str()).or_insert(0) += 1;
+        }
+        let list: Vec<String> = by_type.iter().map(|(t, n)| format!("{t} {n}")).collect();
+        out.push_str(&format!(
+            "interventions {} ({}); late events {}\n",
+            run.interventions.len(),
+            list.join(", "),
+            run.pipeline.late_events()
+        ));
+        let a = detector.effort_agreement();
+        let fmt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
+        out.push_str(&format!(
+            "effort predictor vs CES answers: n {}  MAE {}  r {}\n",
+            a.count,
+            fmt(a.mean_absolute_error),
+            fmt(a.pearson_r)
+        ));
+    }
+    if let Some(report) = run.pipeline.cx_report() {
+        out.push_str(&format!("{report}"));
     }
     out
 }

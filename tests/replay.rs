@@ -7,13 +7,11 @@ use std::path::Path;
 use omnistitch::evaluate::evaluate;
 use omnistitch::input::InputStream;
 use omnistitch::replay::{replay, write_outputs};
-use omnistitch_engine::{Engine, EngineConfig};
+use omnistitch_engine::{EngineConfig, Pipeline};
 use omnistitch_sim::{generate, write_world, SimConfig};
 
-fn engine() -> Engine {
-    let cfg = EngineConfig::default();
-    let (n, rules) = cfg.validate().unwrap();
-    Engine::new(n, rules, cfg.timeline)
+fn engine() -> Pipeline {
+    Pipeline::new(&EngineConfig::default()).unwrap()
 }
 
 fn small_world(dir: &Path, seed: u64) -> usize {
@@ -32,7 +30,7 @@ fn every_event_lands_on_exactly_one_timeline_once() {
     let distinct = small_world(dir.path(), 11);
     let run = replay(InputStream::open(dir.path()).unwrap(), engine(), true);
     assert!(run.dead_letters.is_empty());
-    assert!(run.engine.stats().duplicates > 0, "the world has redeliveries");
+    assert!(run.pipeline.engine().stats().duplicates > 0, "the world has redeliveries");
     let out = dir.path().join("out");
     write_outputs(&run, &out).unwrap();
     let timeline = lines(&out.join("timeline.jsonl"));
@@ -78,7 +76,7 @@ fn bad_records_are_dead_lettered_with_reasons_and_the_run_goes_on() {
     std::fs::write(dir.path().join("email.avro"), b"Obj\x01garbage").unwrap();
     let run = replay(InputStream::open(dir.path()).unwrap(), engine(), true);
     let reasons: Vec<&str> = run.dead_letters.iter().map(|d| d.reason_code.as_str()).collect();
-    assert_eq!(run.engine.stats().events, 2, "the two good records were applied");
+    assert_eq!(run.pipeline.engine().stats().events, 2, "the two good records were applied");
     assert_eq!(run.dead_letters.len(), 6, "{reasons:?}");
     for code in ["json_decode", "invalid_time", "kind_mismatch"] {
         assert!(reasons.contains(&code), "{code} in {reasons:?}");

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
+use omnistitch_cx::{CxConfig, CxConfigError};
 use omnistitch_identity::{IdentityConfig, IdentityRules, Normalizer, RulesError};
+use omnistitch_moments::{MomentsConfig, MomentsConfigError};
 use omnistitch_timeline::{RetentionConfig, RetentionError};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -15,6 +17,10 @@ pub struct EngineConfig {
     pub identity: IdentityConfig,
     /// `[timeline]`: retention.
     pub timeline: RetentionConfig,
+    /// `[moments]`: micro-moment detection.
+    pub moments: MomentsConfig,
+    /// `[cx]`: customer-experience metrics.
+    pub cx: CxConfig,
 }
 
 /// A configuration error; the message names the key.
@@ -26,12 +32,20 @@ pub enum ConfigError {
     /// In `[timeline]`.
     #[error(transparent)]
     Timeline(#[from] RetentionError),
+    /// In `[moments]`.
+    #[error(transparent)]
+    Moments(#[from] MomentsConfigError),
+    /// In `[cx]`.
+    #[error(transparent)]
+    Cx(#[from] CxConfigError),
 }
 
 impl EngineConfig {
     /// Validates the settings into a normalizer and rules.
     pub fn validate(&self) -> Result<(Arc<Normalizer>, IdentityRules), ConfigError> {
         self.timeline.validate()?;
+        self.moments.validate()?;
+        self.cx.validate()?;
         let normalizer =
             Normalizer::new(&self.identity.default_region).map_err(|e| RulesError::Region(e.to_string()))?;
         let rules = IdentityRules::from_config(&self.identity, &normalizer)?;

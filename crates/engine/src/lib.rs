@@ -1,15 +1,19 @@
-//! The stitching engine: identity resolution and timelines composed into one sans-IO step.
+//! The stitching engine: identity resolution and timelines composed into one sans-IO step,
+//! followed by micro-moment detection and CX metrics in event-time order.
 //!
-//! [`Engine::apply`] takes a validated event and returns what changed ([`Applied`]); the
+//! [`Engine::apply`] takes a validated event and returns what changed ([`Applied`]);
+//! [`Pipeline`] adds the reorder buffer, the moments detector and the CX metrics behind it; the
 //! [`records`] module turns engine state into the output records of the Avro contract. The
-//! Kafka service and the file-based `replay` drive the same engine, so they agree by design.
+//! Kafka service and the file-based `replay` drive the same pipeline, so they agree by design.
 
 pub mod config;
 pub mod dedup;
 pub mod engine;
+pub mod pipeline;
 pub mod records;
 pub mod stats;
 
 pub use config::{ConfigError, EngineConfig};
 pub use engine::{Applied, Engine};
+pub use pipeline::{Pipeline, Step};
 pub use stats::EngineStats;

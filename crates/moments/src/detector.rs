@@ -1,0 +1,794 @@
+//! The stage: timeline events in (event-time order), interventions out.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use omnistitch_model::{Channel, Direction, Event, EventKind, EventTime, ProfileId, Tenant};
+
+use crate::config::{MomentsConfig, MomentsConfigError, Settings, SettingsTable};
+use crate::effort::{AgreementSums, EffortAgreement};
+use crate::intervention::{Evidence, Intervention, MomentType, Priority};
+use crate::sentiment;
+use crate::state::{digest, Mark, Profile, PruneLimits, Timer, TimerKey, Timers, CASE_PREFIX};
+
+const MINUTE_MS: i64 = 60_000;
+const HOUR_MS: i64 = 60 * MINUTE_MS;
+/// Profile state is tidied at most once per this much event time (unless over a size limit).
+const PRUNE_EVERY_MS: i64 = HOUR_MS;
+/// Longest redirect chain followed (merges of merges); a longer one means a cycle.
+const MAX_REDIRECT_HOPS: usize = 64;
+
+/// What happened to one moment type.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MomentCount {
+    /// Interventions emitted.
+    pub detected: u64,
+    /// Detections dropped by the cool-down.
+    pub suppressed: u64,
+    /// Timers cancelled because their condition was met (absence moments only).
+    pub cancelled: u64,
+}
+
+/// Counters of the detector; names and labels for telemetry: moment type and tenant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MomentCounters {
+    /// Events observed.
+    pub events: u64,
+    /// Profiles forgotten after `state_retention_days` without events.
+    pub profiles_evicted: u64,
+    by_moment: [MomentCount; 7],
+}
+
+impl MomentCounters {
+    /// The counts of `moment`.
+    pub fn get(&self, moment: MomentType) -> MomentCount {
+        moment.index().map_or_else(MomentCount::default, |i| self.by_moment[i])
+    }
+
+    fn slot(&mut self, moment: MomentType) -> Option<&mut MomentCount> {
+        moment.index().map(|i| &mut self.by_moment[i])
+    }
+
+    fn add(&mut self, other: &MomentCounters) {
+        self.events += other.events;
+        self.profiles_evicted += other.profiles_evicted;
+        for (mine, theirs) in self.by_moment.iter_mut().zip(&other.by_moment) {
+            mine.detected += theirs.detected;
+            mine.suppressed += theirs.suppressed;
+            mine.cancelled += theirs.cancelled;
+        }
+    }
+}
+
+/// An intervention before the cool-down and the profile are applied.
+struct Draft {
+    moment: MomentType,
+    key: Mark,
+    case: Arc<str>,
+    detected_at: EventTime,
+    priority: Priority,
+    channel: Channel,
+    reason: String,
+    evidence: Vec<Mark>,
+}
+
+/// The case id a case key names (`case:<id>`); thread keys name none.
+fn case_id_of(case: &str) -> Option<String> {
+    case.strip_prefix(CASE_PREFIX).map(str::to_string)
+}
+
+/// Whether the event answers the customer: an outbound message, social reply or DM, or an
+/// answered call (either direction).
+fn is_response(event: &Event) -> bool {
+    event.kind == EventKind::CallAnswered
+        || (event.direction == Direction::Outbound
+            && matches!(event.kind, EventKind::Message | EventKind::SocialReply | EventKind::SocialDm))
+}
+
+/// "120 s", "30 min", "4 h", "7 d": the largest unit that divides the span evenly.
+fn span(ms: i64) -> String {
+    let ms = ms.max(0);
+    for (unit, name) in [(24 * HOUR_MS, "d"), (HOUR_MS, "h"), (MINUTE_MS, "min")] {
+        if ms >= unit && ms % unit == 0 {
+            return format!("{} {name}", ms / unit);
+        }
+    }
+    if ms % 1_000 == 0 {
+        format!("{} s", ms / 1_000)
+    } else {
+        format!("{ms} ms")
+    }
+}
+
+/// "1st", "2nd", "3rd", "11th"...
+fn ordinal(n: usize) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
+}
+
+/// Minutes, rounded down, for reasons.
+fn minutes(ms: i64) -> i64 {
+    ms.max(0) / MINUTE_MS
+}
+
+/// One tenant's detector state.
+#[derive(Debug)]
+struct TenantState {
+    settings: Settings,
+    /// Latest event time observed or watermark passed: the clock of eviction.
+    clock: Option<EventTime>,
+    profiles: HashMap<ProfileId, Profile>,
+    /// (last event time, profile): eviction order.
+    by_last_seen: BTreeSet<(EventTime, ProfileId)>,
+    timers: Timers,
+    /// Merged-away profile -> (survivor, clock at the merge).
+    redirects: HashMap<ProfileId, (ProfileId, EventTime)>,
+    redirects_pruned_at: Option<EventTime>,
+    counters: MomentCounters,
+    agreement: AgreementSums,
+}
+
+impl TenantState {
+    fn new(settings: Settings) -> Self {
+        TenantState {
+            settings,
+            clock: None,
+            profiles: HashMap::new(),
+            by_last_seen: BTreeSet::new(),
+            timers: Timers::new(),
+            redirects: HashMap::new(),
+            redirects_pruned_at: None,
+            counters: MomentCounters::default(),
+            agreement: AgreementSums::default(),
+        }
+    }
+
+    fn limits(&self) -> PruneLimits {
+        let s = &self.settings;
+        PruneLimits {
+            retention_ms: s.retention_ms,
+            cooldown_ms: s.cooldown_ms,
+            repeat_window_ms: s.repeat.map_or(0, |(_, w)| w),
+            sentiment_window_ms: s.sentiment.map_or(0, |(_, w)| w),
+            every_ms: PRUNE_EVERY_MS,
+        }
+    }
+
+    /// The profile `id` now stands for (following merges).
+    fn resolve(&self, mut id: ProfileId) -> ProfileId {
+        for _ in 0..MAX_REDIRECT_HOPS {
+            match self.redirects.get(&id) {
+                Some((next, _)) if *next != id => id = *next,
+                _ => break,
+            }
+        }
+        id
+    }
+
+    fn take_profile(&mut self, id: ProfileId) -> Option<Profile> {
+        let p = self.profiles.remove(&id)?;
+        self.by_last_seen.remove(&(p.last_seen, id));
+        Some(p)
+    }
+
+    fn put_profile(&mut self, id: ProfileId, p: Profile) {
+        self.by_last_seen.insert((p.last_seen, id));
+        self.profiles.insert(id, p);
+    }
+
+    fn advance_clock(&mut self, t: EventTime) {
+        self.clock = Some(self.clock.map_or(t, |c| c.max(t)));
+    }
+
+    /// Forgets profiles idle past the retention, and redirects as old.
+    fn evict(&mut self) {
+        let Some(now) = self.clock else { return };
+        let cutoff = EventTime(now.0.saturating_sub(self.settings.retention_ms));
+        while let Some(&(seen, id)) = self.by_last_seen.first() {
+            if seen >= cutoff {
+                break;
+            }
+            self.by_last_seen.pop_first();
+            self.profiles.remove(&id);
+            self.counters.profiles_evicted += 1;
+        }
+        if self.redirects_pruned_at.is_none_or(|p| now.0.saturating_sub(p.0) >= PRUNE_EVERY_MS) {
+            self.redirects_pruned_at = Some(now);
+            self.redirects.retain(|_, (_, at)| *at >= cutoff);
+        }
+    }
+
+    /// Applies the cool-down of `p` and builds the intervention.
+    fn emit(&mut self, tenant: &Tenant, profile: ProfileId, p: Option<&mut Profile>, d: Draft) -> Option<Intervention> {
+        let cooldown = self.settings.cooldown_ms;
+        if let Some(p) = p {
+            if cooldown > 0 {
+                let key = (d.moment, digest(b"case", &d.case));
+                if let Some(&last) = p.cooldowns.get(&key) {
+                    if d.detected_at.0.abs_diff(last.0) < cooldown.unsigned_abs() {
+                        if let Some(c) = self.counters.slot(d.moment) {
+                            c.suppressed += 1;
+                        }
+                        return None;
+                    }
+                }
+                let slot = p.cooldowns.entry(key).or_insert(d.detected_at);
+                *slot = (*slot).max(d.detected_at);
+            }
+        }
+        if let Some(c) = self.counters.slot(d.moment) {
+            c.detected += 1;
+        }
+        Some(Intervention {
+            intervention_id: Intervention::derive_id(tenant.as_str(), d.moment, &d.key.event_id),
+            tenant: tenant.to_string(),
+            profile_id: profile.to_string(),
+            moment_type: d.moment,
+            priority: d.priority,
+            detected_at: d.detected_at,
+            reason: d.reason,
+            case_id: case_id_of(&d.case),
+            evidence: d
+                .evidence
+                .into_iter()
+                .map(|m| Evidence { event_id: m.event_id.to_string(), channel: m.channel })
+                .collect(),
+            recommended_action: d.moment.action(),
+            recommended_channel: d.channel,
+            expires_at: d.detected_at.plus_millis(self.settings.ttl_ms),
+        })
+    }
+
+    /// Fires every timer due before `before`, in due order.
+    fn fire_due(&mut self, tenant: &Tenant, before: EventTime, out: &mut Vec<Intervention>) {
+        while self.timers.first_key_value().is_some_and(|(k, _)| k.due < before) {
+            let Some((key, timer)) = self.timers.pop_first() else { break };
+            let id = self.resolve(timer.profile);
+            let mut p = self.profiles.remove(&id);
+            if let Some(p) = p.as_mut() {
+                p.timers.remove(&key);
+                if let Some(case) = p.cases.get_mut(&timer.case) {
+                    if case.sla.as_ref() == Some(&key) {
+                        case.sla = None;
+                    }
+                }
+            }
+            let draft = Draft {
+                moment: key.moment,
+                evidence: vec![timer.key.clone()],
+                key: timer.key,
+                case: timer.case,
+                detected_at: key.due,
+                priority: timer.priority,
+                channel: timer.channel,
+                reason: timer.reason,
+            };
+            out.extend(self.emit(tenant, id, p.as_mut(), draft));
+            if let Some(p) = p {
+                self.profiles.insert(id, p);
+            }
+        }
+    }
+
+    fn schedule(&mut self, p: &mut Profile, key: TimerKey, timer: Timer) -> Option<TimerKey> {
+        if self.timers.contains_key(&key) {
+            // The same event again (a redelivery): its timer is already set.
+            return None;
+        }
+        p.timers.insert(key.clone());
+        self.timers.insert(key.clone(), timer);
+        Some(key)
+    }
+
+    fn cancel(&mut self, p: &mut Profile, key: &TimerKey) {
+        p.timers.remove(key);
+        if self.timers.remove(key).is_some() {
+            if let Some(c) = self.counters.slot(key.moment) {
+                c.cancelled += 1;
+            }
+        }
+    }
+
+    fn merge_profiles(&mut self, survivor: ProfileId, absorbed: ProfileId) {
+        let survivor = self.resolve(survivor);
+        let absorbed = self.resolve(absorbed);
+        if survivor == absorbed {
+            return;
+        }
+        let now = self.clock.unwrap_or_default();
+        self.redirects.insert(absorbed, (survivor, now));
+        let Some(other) = self.take_profile(absorbed) else { return };
+        for k in &other.timers {
+            if let Some(t) = self.timers.get_mut(k) {
+                t.profile = survivor;
+            }
+        }
+        let mut p = self.take_profile(survivor).unwrap_or_default();
+        p.absorb(other, &mut self.timers, self.settings.repeat_cap());
+        self.put_profile(survivor, p);
+    }
+
+    /// Applies one event of profile `id` (already resolved) and returns what it triggers.
+    fn apply(&mut self, id: ProfileId, event: &Event, thread_id: &str, out: &mut Vec<Intervention>) {
+        let s = self.settings;
+        let tenant = &event.tenant;
+        let t = event.time;
+        let limits = self.limits();
+        let mut p = self.take_profile(id).unwrap_or_default();
+        p.last_seen = p.last_seen.max(t);
+        p.prune(self.clock.unwrap_or(t).max(t), &limits);
+        let mark = Mark::of(event);
+
+        // Conversation and case.
+        let own = event.thread.key.as_deref().map(|k| digest(b"key", k));
+        let parent = event.thread.parent.as_deref().map(|k| digest(b"key", k));
+        let by_thread = (own.is_none() && parent.is_none()).then(|| digest(b"thread", thread_id));
+        let keys = [own, parent, by_thread];
+        let known = keys.iter().flatten().find_map(|k| p.keys.get(k).map(|(c, _)| *c));
+        let literal: Arc<str> = match &event.case_id {
+            Some(c) => Arc::from(format!("{CASE_PREFIX}{c}")),
+            None => Arc::from(thread_id),
+        };
+        let case_key = match (&event.case_id, known.and_then(|c| p.conversations.get(&c))) {
+            (None, Some(c)) => c.case.clone(),
+            _ => literal,
+        };
+        if let Some(c) = known {
+            let old = p.conversations.get(&c).map(|c| c.case.clone());
+            if let Some(old) = old.filter(|o| *o != case_key) {
+                if old.starts_with(CASE_PREFIX) {
+                    // From one case to another: only this conversation moves.
+                    if let Some(conv) = p.conversations.get_mut(&c) {
+                        conv.case = case_key.clone();
+                    }
+                } else {
+                    // The conversation was threaded on its own until the case id showed up.
+                    p.absorb_case(&old, &case_key, &mut self.timers);
+                }
+            }
+        }
+        let conversation = known.or_else(|| event.kind.is_contact().then(|| p.open_conversation(case_key.clone(), t)));
+        if let Some(c) = conversation {
+            for k in keys.into_iter().flatten() {
+                let slot = p.keys.entry(k).or_insert((c, t));
+                if slot.0 == c {
+                    slot.1 = slot.1.max(t);
+                }
+            }
+        }
+        p.case_mut(&case_key, t);
+
+        let inbound = event.direction == Direction::Inbound;
+        let inbound_contact = inbound && event.kind.is_contact();
+        let response = is_response(event);
+        let new_conversation =
+            inbound_contact && conversation.and_then(|c| p.conversations.get(&c)).is_some_and(|c| c.start.is_none());
+
+        // 1. Timers this event settles.
+        if response {
+            let sla = p.cases.get_mut(&case_key).and_then(|c| {
+                c.awaiting = false;
+                c.sla.take()
+            });
+            if let Some(k) = sla {
+                self.cancel(&mut p, &k);
+            }
+        }
+        if response || matches!(event.kind, EventKind::CallAnswered | EventKind::ChatEnded) {
+            let abandons: Vec<TimerKey> = p
+                .timers
+                .iter()
+                .filter(|k| k.moment == MomentType::AbandonedContact)
+                .filter(|k| self.timers.get(*k).is_some_and(|timer| timer.key.time <= t))
+                .cloned()
+                .collect();
+            for k in &abandons {
+                self.cancel(&mut p, k);
+            }
+        }
+
+        // 2. Moments of the event itself, against the state before it.
+        if new_conversation {
+            if let Some(window) = s.hop_window_ms {
+                out.extend(self.channel_hop(tenant, id, &mut p, event, &case_key, &mark, window));
+            }
+            if let Some((count, window)) = s.repeat {
+                p.push_start(mark.clone(), count + 1);
+                let floor = t.0.saturating_sub(window);
+                let in_window: Vec<Mark> = p.starts.iter().filter(|m| m.time.0 >= floor).cloned().collect();
+                if in_window.len() == count {
+                    let draft = Draft {
+                        moment: MomentType::RepeatContact,
+                        key: mark.clone(),
+                        case: case_key.clone(),
+                        detected_at: t,
+                        priority: Priority::High,
+                        channel: event.channel,
+                        reason: format!(
+                            "{} conversation within {} without a case resolution",
+                            ordinal(count),
+                            span(window)
+                        ),
+                        evidence: in_window,
+                    };
+                    out.extend(self.emit(tenant, id, Some(&mut p), draft));
+                }
+            }
+        }
+        if inbound {
+            if let Some((threshold, window)) = s.sentiment {
+                out.extend(self.negative_sentiment(tenant, id, &mut p, event, &case_key, &mark, threshold, window));
+            }
+        }
+
+        // 3. State.
+        if let Some(conv) = conversation.and_then(|c| p.conversations.get_mut(&c)) {
+            conv.last_seen = conv.last_seen.max(t);
+            if inbound_contact && conv.start.as_ref().is_none_or(|m| mark < *m) {
+                conv.start = Some(mark.clone());
+            }
+            conv.queue_wait_ms = conv.queue_wait_ms.max(event.details.queue_wait_ms.unwrap_or(0));
+            conv.transfers = conv.transfers.max(i64::from(event.details.transfers.unwrap_or(0)));
+        }
+        let abandon = matches!(event.kind, EventKind::CallAbandoned | EventKind::ChatAbandoned);
+        {
+            let case = p.case_mut(&case_key, t);
+            if inbound_contact {
+                case.contacted = true;
+                if case.last_contact.as_ref().is_none_or(|m| *m < mark) {
+                    case.last_contact = Some(mark.clone());
+                }
+            }
+            if event.kind == EventKind::CaseResolved {
+                case.resolved = true;
+            }
+            if abandon {
+                case.abandons = case.abandons.saturating_add(1);
+            }
+        }
+        if event.kind == EventKind::CaseResolved {
+            if p.resolved.as_ref().is_none_or(|m| *m < mark) {
+                p.resolved = Some(mark.clone());
+            }
+            p.starts.retain(|m| *m > mark);
+        }
+        if (response || event.kind == EventKind::CallEnded) && p.support.as_ref().is_none_or(|m| *m < mark) {
+            p.support = Some(mark.clone());
+        }
+
+        // 4. Timers this event sets.
+        let waits = inbound
+            && matches!(
+                event.kind,
+                EventKind::Message | EventKind::SocialPost | EventKind::SocialDm | EventKind::ChatStarted
+            );
+        if let (true, true, Some(sla)) = (s.sla_enabled, waits, s.sla_ms(event.channel)) {
+            if p.cases.get(&case_key).is_some_and(|c| !c.awaiting) {
+                let key = TimerKey {
+                    due: t.plus_millis(sla),
+                    moment: MomentType::FirstResponseSlaBreach,
+                    event_id: mark.event_id.clone(),
+                };
+                let timer = Timer {
+                    profile: id,
+                    case: case_key.clone(),
+                    key: mark.clone(),
+                    priority: if event.channel == Channel::Chat { Priority::Critical } else { Priority::High },
+                    channel: event.channel,
+                    reason: format!(
+                        "no response to an inbound {} {} within the {} first-response SLA",
+                        event.channel,
+                        event.kind.symbol(),
+                        span(sla)
+                    ),
+                };
+                let key = self.schedule(&mut p, key, timer);
+                if let Some(case) = p.cases.get_mut(&case_key) {
+                    case.sla = key;
+                    case.awaiting = true;
+                }
+            }
+        }
+        if let (true, Some(window)) = (abandon, s.abandon_window_ms) {
+            let what = if event.kind == EventKind::CallAbandoned { "call" } else { "chat" };
+            let key = TimerKey {
+                due: t.plus_millis(window),
+                moment: MomentType::AbandonedContact,
+                event_id: mark.event_id.clone(),
+            };
+            let timer = Timer {
+                profile: id,
+                case: case_key.clone(),
+                key: mark.clone(),
+                priority: Priority::High,
+                channel: Channel::Phone,
+                reason: format!(
+                    "abandoned {what} not followed by an answered call, a response or a completed chat within {}",
+                    span(window)
+                ),
+            };
+            self.schedule(&mut p, key, timer);
+        }
+
+        // 5. Surveys: detractors, effort agreement.
+        if let (EventKind::SurveyResponse, Some(survey)) = (event.kind, &event.survey) {
+            let csat = survey.csat.filter(|v| (1..=5).contains(v));
+            let nps = survey.nps.filter(|v| (0..=10).contains(v));
+            let ces = survey.ces.filter(|v| (1..=7).contains(v));
+            if let Some((csat_max, nps_max, ces_min)) = s.detractor {
+                let mut bad = Vec::new();
+                if let Some(v) = csat.filter(|v| *v <= csat_max) {
+                    bad.push(format!("CSAT {v}"));
+                }
+                if let Some(v) = nps.filter(|v| *v <= nps_max) {
+                    bad.push(format!("NPS {v}"));
+                }
+                if let Some(v) = ces.filter(|v| *v >= ces_min) {
+                    bad.push(format!("CES {v}"));
+                }
+                if !bad.is_empty() {
+                    let draft = Draft {
+                        moment: MomentType::DetractorSurvey,
+                        key: mark.clone(),
+                        case: case_key.clone(),
+                        detected_at: t,
+                        priority: Priority::High,
+                        channel: event.channel,
+                        reason: format!("detractor survey answer: {}", bad.join(", ")),
+                        evidence: vec![mark.clone()],
+                    };
+                    out.extend(self.emit(tenant, id, Some(&mut p), draft));
+                }
+            }
+            if let Some(v) = ces {
+                let predicted = p.effort_inputs(&case_key).predict(&s.effort);
+                self.agreement.record(predicted, f64::from(v));
+            }
+            if csat.is_some() || nps.is_some() || ces.is_some() {
+                p.case_mut(&case_key, t).surveyed = true;
+            }
+        }
+
+        // 6. Effort.
+        if s.effort_enabled {
+            out.extend(self.high_effort(tenant, id, &mut p, event, &case_key, &mark));
+        }
+
+        self.put_profile(id, p);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn channel_hop(
+        &mut self,
+        tenant: &Tenant,
+        id: ProfileId,
+        p: &mut Profile,
+        event: &Event,
+        case_key: &Arc<str>,
+        mark: &Mark,
+        window: i64,
+    ) -> Option<Intervention> {
+        // The event's own case when it names one; otherwise the open case contacted last.
+        let (case, previous) = if event.case_id.is_some() {
+            let case = p.cases.get(case_key).filter(|c| c.is_open())?;
+            (case_key.clone(), case.last_contact.clone()?)
+        } else {
+            p.cases
+                .iter()
+                .filter(|(_, c)| c.is_open())
+                .filter_map(|(k, c)| c.last_contact.clone().map(|m| (k.clone(), m)))
+                .max_by(|a, b| a.1.cmp(&b.1))?
+        };
+        let gap = mark.time.0.saturating_sub(previous.time.0);
+        if previous.channel == event.channel || !(0..=window).contains(&gap) {
+            return None;
+        }
+        let draft = Draft {
+            moment: MomentType::ChannelHop,
+            key: mark.clone(),
+            reason: format!(
+                "new {} conversation {} min after the open case's last contact on {}",
+                event.channel,
+                minutes(gap),
+                previous.channel
+            ),
+            evidence: vec![previous, mark.clone()],
+            case,
+            detected_at: mark.time,
+            priority: Priority::High,
+            channel: event.channel,
+        };
+        self.emit(tenant, id, Some(p), draft)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn negative_sentiment(
+        &mut self,
+        tenant: &Tenant,
+        id: ProfileId,
+        p: &mut Profile,
+        event: &Event,
+        case_key: &Arc<str>,
+        mark: &Mark,
+        threshold: f64,
+        window: i64,
+    ) -> Option<Intervention> {
+        let support = p.support.clone()?;
+        let gap = mark.time.0.saturating_sub(support.time.0);
+        if !(0..=window).contains(&gap) {
+            return None;
+        }
+        let (score, source) = match event.sentiment.filter(|v| v.is_finite()) {
+            Some(v) => (v.clamp(-1.0, 1.0), "producer score"),
+            None => (sentiment::score(event.text.as_deref()?), "lexicon score of the text"),
+        };
+        if score > threshold {
+            return None;
+        }
+        let draft = Draft {
+            moment: MomentType::NegativeSentimentAfterContact,
+            key: mark.clone(),
+            case: case_key.clone(),
+            detected_at: mark.time,
+            priority: if event.channel == Channel::Social { Priority::Critical } else { Priority::High },
+            channel: event.channel,
+            reason: format!(
+                "inbound sentiment {score:.2} ({source}) {} min after a support contact on {}",
+                minutes(gap),
+                support.channel
+            ),
+            evidence: vec![support, mark.clone()],
+        };
+        self.emit(tenant, id, Some(p), draft)
+    }
+
+    fn high_effort(
+        &mut self,
+        tenant: &Tenant,
+        id: ProfileId,
+        p: &mut Profile,
+        event: &Event,
+        case_key: &Arc<str>,
+        mark: &Mark,
+    ) -> Option<Intervention> {
+        let case = p.cases.get(case_key)?;
+        if case.surveyed || case.effort_fired {
+            return None;
+        }
+        let channel = case.last_contact.as_ref().map_or(event.channel, |m| m.channel);
+        let inputs = p.effort_inputs(case_key);
+        let effort = inputs.predict(&self.settings.effort);
+        if effort < self.settings.effort.threshold {
+            return None;
+        }
+        if let Some(case) = p.cases.get_mut(case_key) {
+            case.effort_fired = true;
+        }
+        let draft = Draft {
+            moment: MomentType::HighEffortJourney,
+            key: mark.clone(),
+            case: case_key.clone(),
+            detected_at: mark.time,
+            priority: Priority::Medium,
+            channel,
+            reason: format!(
+                "predicted effort {effort:.1} of 7 before any survey answer: {} conversations, {} channel switches, \
+                 {} min queue wait, {} transfers, {} abandoned contacts",
+                inputs.conversations,
+                inputs.channel_switches,
+                minutes(inputs.queue_wait_ms),
+                inputs.transfers,
+                inputs.abandons
+            ),
+            evidence: vec![mark.clone()],
+        };
+        self.emit(tenant, id, Some(p), draft)
+    }
+}
+
+/// Detects the micro-moments of `docs/moments.md` over timeline events; sans-IO, clocked by
+/// event time.
+///
+/// Feed each tenant's events in event-time order (as [`ReorderBuffer`](crate::ReorderBuffer)
+/// releases them) with [`observe`](Self::observe), and the tenant's watermark with
+/// [`advance_watermark`](Self::advance_watermark); both return the interventions that became
+/// true. Absence moments (SLA breach, abandoned contact) are timers on event time: a timer due
+/// at `t` fires once an event after `t` is observed or the watermark passes `t`, so an event
+/// at exactly `t` still cancels it.
+#[derive(Debug)]
+pub struct Detector {
+    settings: SettingsTable,
+    tenants: BTreeMap<Tenant, TenantState>,
+}
+
+impl Detector {
+    /// A detector with validated settings.
+    pub fn new(config: MomentsConfig) -> Result<Self, MomentsConfigError> {
+        Ok(Self::with_settings(config.resolve()?))
+    }
+
+    pub(crate) fn with_settings(settings: SettingsTable) -> Self {
+        Detector { settings, tenants: BTreeMap::new() }
+    }
+
+    fn tenant(&mut self, tenant: &Tenant) -> &mut TenantState {
+        let settings = &self.settings;
+        self.tenants.entry(tenant.clone()).or_insert_with(|| TenantState::new(settings.get(tenant.as_str())))
+    }
+
+    /// Takes one timeline event of `profile` in thread `thread_id` (`case:<id>` when the event
+    /// has a case id); returns the timers it let fire (due before it) and the moments it makes.
+    pub fn observe(&mut self, profile: ProfileId, event: &Event, thread_id: &str) -> Vec<Intervention> {
+        let mut out = Vec::new();
+        let state = self.tenant(&event.tenant);
+        state.counters.events += 1;
+        state.fire_due(&event.tenant, event.time, &mut out);
+        state.advance_clock(event.time);
+        // Before the event, so what it sees depends on its own time only, not on how far the
+        // watermark had moved: arrival order within the lateness cannot change the result.
+        state.evict();
+        let id = state.resolve(profile);
+        state.apply(id, event, thread_id, &mut out);
+        out
+    }
+
+    /// Fires `tenant`'s timers due before `watermark`, in due order.
+    pub fn advance_watermark(&mut self, tenant: &Tenant, watermark: EventTime) -> Vec<Intervention> {
+        let mut out = Vec::new();
+        let Some(state) = self.tenants.get_mut(tenant) else { return out };
+        state.fire_due(tenant, watermark, &mut out);
+        state.advance_clock(watermark);
+        state.evict();
+        out
+    }
+
+    /// `absorbed` was merged into `survivor`: its pending timers, cool-downs and state move to
+    /// the survivor, and later events naming `absorbed` count for the survivor.
+    pub fn merge_profiles(&mut self, tenant: &Tenant, survivor: ProfileId, absorbed: ProfileId) {
+        self.tenant(tenant).merge_profiles(survivor, absorbed);
+    }
+
+    /// Predicted effort against CES answers, over every tenant.
+    pub fn effort_agreement(&self) -> EffortAgreement {
+        let mut all = AgreementSums::default();
+        for state in self.tenants.values() {
+            all.absorb(&state.agreement);
+        }
+        all.agreement()
+    }
+
+    /// Predicted effort against CES answers of `tenant`.
+    pub fn tenant_effort_agreement(&self, tenant: &Tenant) -> EffortAgreement {
+        self.tenants.get(tenant).map(|s| s.agreement.agreement()).unwrap_or_default()
+    }
+
+    /// Counters over every tenant.
+    pub fn counters(&self) -> MomentCounters {
+        let mut all = MomentCounters::default();
+        for state in self.tenants.values() {
+            all.add(&state.counters);
+        }
+        all
+    }
+
+    /// Counters of `tenant`.
+    pub fn tenant_counters(&self, tenant: &Tenant) -> MomentCounters {
+        self.tenants.get(tenant).map(|s| s.counters).unwrap_or_default()
+    }
+
+    /// Profiles with state, over all tenants (memory is proportional to it).
+    pub fn held_profiles(&self) -> usize {
+        self.tenants.values().map(|s| s.profiles.len()).sum()
+    }
+
+    /// Timers waiting, over all tenants.
+    pub fn pending_timers(&self) -> usize {
+        self.tenants.values().map(|s| s.timers.len()).sum()
+    }
+}

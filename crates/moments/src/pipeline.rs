@@ -1,0 +1,83 @@
+//! The reorder buffer and the detector as one step, for drivers (replay, the Kafka service).
+
+use omnistitch_model::{Event, EventTime, ProfileId, Tenant};
+
+use crate::config::{MomentsConfig, MomentsConfigError};
+use crate::detector::Detector;
+use crate::intervention::Intervention;
+use crate::reorder::{Released, ReorderBuffer};
+
+/// Timeline events in arrival order, interventions out: a [`ReorderBuffer`] feeding a
+/// [`Detector`], with each tenant's watermark passed on after every event.
+#[derive(Debug)]
+pub struct MomentsPipeline {
+    buffer: ReorderBuffer,
+    detector: Detector,
+}
+
+impl MomentsPipeline {
+    /// A pipeline with validated settings.
+    pub fn new(config: MomentsConfig) -> Result<Self, MomentsConfigError> {
+        let settings = config.resolve()?;
+        Ok(MomentsPipeline {
+            buffer: ReorderBuffer::with_settings(settings.clone()),
+            detector: Detector::with_settings(settings),
+        })
+    }
+
+    fn observe_all(&mut self, released: Vec<Released>, out: &mut Vec<Intervention>) {
+        for r in released {
+            out.extend(self.detector.observe(r.profile, &r.event, &r.thread_id));
+        }
+    }
+
+    /// Takes one timeline event (arrival order) of `profile` in thread `thread_id`; returns the
+    /// interventions that became true as the tenant's watermark moved.
+    pub fn push(&mut self, profile: ProfileId, event: Event, thread_id: &str) -> Vec<Intervention> {
+        let tenant = event.tenant.clone();
+        let mut out = Vec::new();
+        let released = self.buffer.push(profile, event, thread_id);
+        self.observe_all(released, &mut out);
+        if let Some(w) = self.buffer.watermark(&tenant) {
+            out.extend(self.detector.advance_watermark(&tenant, w));
+        }
+        out
+    }
+
+    /// `absorbed` was merged into `survivor` (as the engine reports it, in arrival order).
+    pub fn merge_profiles(&mut self, tenant: &Tenant, survivor: ProfileId, absorbed: ProfileId) {
+        self.buffer.merge_profiles(tenant, survivor, absorbed);
+        self.detector.merge_profiles(tenant, survivor, absorbed);
+    }
+
+    /// End of input: releases every waiting event and fires the timers due up to the latest
+    /// event time seen. Timers due later stay pending (the input ended before they were due);
+    /// [`Detector::advance_watermark`] fires them if the caller wants them.
+    pub fn flush(&mut self) -> Vec<Intervention> {
+        let mut out = Vec::new();
+        let tenants: Vec<Tenant> = self.buffer.tenants().cloned().collect();
+        for tenant in tenants {
+            let released = self.buffer.flush(&tenant);
+            self.observe_all(released, &mut out);
+            if let Some(last) = self.buffer.max_seen(&tenant) {
+                out.extend(self.detector.advance_watermark(&tenant, EventTime(last.0.saturating_add(1))));
+            }
+        }
+        out
+    }
+
+    /// The detector (counters, effort agreement, state size).
+    pub fn detector(&self) -> &Detector {
+        &self.detector
+    }
+
+    /// The detector, to fire timers past the end of input.
+    pub fn detector_mut(&mut self) -> &mut Detector {
+        &mut self.detector
+    }
+
+    /// The buffer (late events, waiting events).
+    pub fn buffer(&self) -> &ReorderBuffer {
+        &self.buffer
+    }
+}

@@ -1,0 +1,238 @@
+//! Event-time order from arrival order: a per-tenant buffer released by a watermark.
+
+use std::collections::BTreeMap;
+
+use omnistitch_model::{Event, EventTime, ProfileId, Tenant};
+
+use crate::config::{MomentsConfig, MomentsConfigError, SettingsTable};
+
+/// An event the buffer let go, with the profile and thread the engine gave it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Released {
+    /// The event's profile (the survivor, if its profile was merged while the event waited).
+    pub profile: ProfileId,
+    /// The event.
+    pub event: Event,
+    /// Its thread.
+    pub thread_id: String,
+    /// It arrived behind the watermark and was released at once, out of order.
+    pub late: bool,
+}
+
+/// (event time, event id, arrival number): the release order, unique.
+type Slot = (EventTime, String, u64);
+
+#[derive(Debug, Default)]
+struct TenantBuffer {
+    max_seen: Option<EventTime>,
+    pending: BTreeMap<Slot, (ProfileId, Event, String)>,
+}
+
+impl TenantBuffer {
+    fn watermark(&self, lateness_ms: i64) -> Option<EventTime> {
+        self.max_seen.map(|t| EventTime(t.0.saturating_sub(lateness_ms)))
+    }
+
+    /// Takes every pending event before `until`, in order.
+    fn release_before(&mut self, until: EventTime, out: &mut Vec<Released>) {
+        while let Some(entry) = self.pending.first_entry() {
+            if entry.key().0 >= until {
+                break;
+            }
+            let (profile, event, thread_id) = entry.remove();
+            out.push(Released { profile, event, thread_id, late: false });
+        }
+    }
+}
+
+/// Releases events in (event time, event id) order, per tenant, once the tenant's watermark
+/// (latest event time seen − allowed lateness) has passed them.
+///
+/// An event at or after the watermark waits; an event before it on arrival ("late") is
+/// released at once and counted. Everything released is before the watermark, so every later
+/// arrival that is not late sorts after it: per tenant, the output is in order except for late
+/// events.
+#[derive(Debug)]
+pub struct ReorderBuffer {
+    settings: SettingsTable,
+    tenants: BTreeMap<Tenant, TenantBuffer>,
+    arrivals: u64,
+    late: u64,
+}
+
+impl ReorderBuffer {
+    /// A buffer with the (per-tenant) allowed lateness of `config`.
+    pub fn new(config: &MomentsConfig) -> Result<Self, MomentsConfigError> {
+        Ok(Self::with_settings(config.resolve()?))
+    }
+
+    pub(crate) fn with_settings(settings: SettingsTable) -> Self {
+        ReorderBuffer { settings, tenants: BTreeMap::new(), arrivals: 0, late: 0 }
+    }
+
+    fn lateness_ms(&self, tenant: &Tenant) -> i64 {
+        self.settings.get(tenant.as_str()).lateness_ms
+    }
+
+    /// Takes one event of `profile` in thread `thread_id`; returns what it releases, in order.
+    pub fn push(&mut self, profile: ProfileId, event: Event, thread_id: &str) -> Vec<Released> {
+        let lateness = self.lateness_ms(&event.tenant);
+        let buffer = self.tenants.entry(event.tenant.clone()).or_default();
+        let mut out = Vec::new();
+        if buffer.watermark(lateness).is_some_and(|w| event.time < w) {
+            self.late += 1;
+            out.push(Released { profile, event, thread_id: thread_id.to_string(), late: true });
+            return out;
+        }
+        buffer.max_seen = Some(buffer.max_seen.map_or(event.time, |t| t.max(event.time)));
+        self.arrivals += 1;
+        let slot = (event.time, event.event_id.clone(), self.arrivals);
+        buffer.pending.insert(slot, (profile, event, thread_id.to_string()));
+        if let Some(w) = buffer.watermark(lateness) {
+            buffer.release_before(w, &mut out);
+        }
+        out
+    }
+
+    /// The watermark of `tenant`: every event before it has been released.
+    pub fn watermark(&self, tenant: &Tenant) -> Option<EventTime> {
+        self.tenants.get(tenant).and_then(|b| b.watermark(self.lateness_ms(tenant)))
+    }
+
+    /// The latest event time seen for `tenant`.
+    pub fn max_seen(&self, tenant: &Tenant) -> Option<EventTime> {
+        self.tenants.get(tenant).and_then(|b| b.max_seen)
+    }
+
+    /// Tenants seen so far.
+    pub fn tenants(&self) -> impl Iterator<Item = &Tenant> {
+        self.tenants.keys()
+    }
+
+    /// Waiting events of `absorbed` now belong to `survivor`.
+    pub fn merge_profiles(&mut self, tenant: &Tenant, survivor: ProfileId, absorbed: ProfileId) {
+        if let Some(buffer) = self.tenants.get_mut(tenant) {
+            for (profile, _, _) in buffer.pending.values_mut() {
+                if *profile == absorbed {
+                    *profile = survivor;
+                }
+            }
+        }
+    }
+
+    /// Releases every waiting event of `tenant`, in order (end of input).
+    pub fn flush(&mut self, tenant: &Tenant) -> Vec<Released> {
+        let mut out = Vec::new();
+        if let Some(buffer) = self.tenants.get_mut(tenant) {
+            buffer.release_before(EventTime(i64::MAX), &mut out);
+            // An event at i64::MAX itself.
+            out.extend(std::mem::take(&mut buffer.pending).into_values().map(|(profile, event, thread_id)| Released {
+                profile,
+                event,
+                thread_id,
+                late: false,
+            }));
+        }
+        out
+    }
+
+    /// Events waiting, over all tenants.
+    pub fn pending(&self) -> usize {
+        self.tenants.values().map(|b| b.pending.len()).sum()
+    }
+
+    /// Events that arrived behind their tenant's watermark.
+    pub fn late_events(&self) -> u64 {
+        self.late
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use omnistitch_model::{Channel, Details, Direction, EventKind, ThreadRef};
+
+    fn ev(tenant: &str, id: &str, t: i64) -> Event {
+        Event {
+            tenant: Tenant::new(tenant),
+            event_id: id.into(),
+            time: EventTime(t),
+            channel: Channel::Chat,
+            direction: Direction::Inbound,
+            kind: EventKind::Message,
+            case_id: None,
+            agent_id: None,
+            text: None,
+            sentiment: None,
+            survey: None,
+            identifiers: Vec::new(),
+            thread: ThreadRef::default(),
+            details: Details::default(),
+        }
+    }
+
+    fn ids(r: &[Released]) -> Vec<&str> {
+        r.iter().map(|r| r.event.event_id.as_str()).collect()
+    }
+
+    fn p(n: u8) -> ProfileId {
+        ProfileId::derive("acme", &format!("p{n}"))
+    }
+
+    #[test]
+    fn releases_in_order_once_the_watermark_passes() {
+        let mut b = ReorderBuffer::new(&MomentsConfig::default()).unwrap();
+        assert!(b.push(p(1), ev("acme", "b", 10_000), "t").is_empty());
+        assert!(b.push(p(1), ev("acme", "a", 10_000), "t").is_empty());
+        assert!(b.push(p(1), ev("acme", "c", 5_000), "t").is_empty());
+        assert_eq!(b.watermark(&Tenant::new("acme")), Some(EventTime(-50_000)));
+        // 70 s: the watermark is 10 s; an event exactly at it still waits.
+        assert_eq!(ids(&b.push(p(1), ev("acme", "d", 70_000), "t")), ["c"]);
+        assert_eq!(ids(&b.push(p(1), ev("acme", "e", 70_001), "t")), ["a", "b"]);
+        assert_eq!(b.pending(), 2);
+        assert_eq!(b.late_events(), 0);
+    }
+
+    #[test]
+    fn late_events_go_through_at_once_and_are_counted() {
+        let mut b = ReorderBuffer::new(&MomentsConfig::default()).unwrap();
+        b.push(p(1), ev("acme", "x", 200_000), "t");
+        let out = b.push(p(1), ev("acme", "old", 100_000), "t");
+        assert_eq!(ids(&out), ["old"]);
+        assert!(out[0].late);
+        assert_eq!(b.late_events(), 1);
+        // On time: 140 s is the watermark itself.
+        assert!(b.push(p(1), ev("acme", "edge", 140_000), "t").is_empty());
+    }
+
+    #[test]
+    fn tenants_have_their_own_watermark_and_lateness() {
+        let config: MomentsConfig = toml::from_str("[tenants.fast]\nallowed_lateness_seconds = 0").unwrap();
+        let mut b = ReorderBuffer::new(&config).unwrap();
+        b.push(p(1), ev("acme", "a1", 1_000_000), "t");
+        // globex has seen nothing yet: acme's clock does not release it.
+        assert!(b.push(p(2), ev("globex", "g1", 0), "t").is_empty());
+        assert!(b.push(p(3), ev("fast", "f1", 5), "t").is_empty());
+        assert_eq!(ids(&b.push(p(3), ev("fast", "f2", 6), "t")), ["f1"]);
+        assert_eq!(ids(&b.flush(&Tenant::new("acme"))), ["a1"]);
+        assert_eq!(b.pending(), 2);
+    }
+
+    #[test]
+    fn waiting_events_follow_a_merge() {
+        let mut b = ReorderBuffer::new(&MomentsConfig::default()).unwrap();
+        b.push(p(2), ev("acme", "a", 0), "t");
+        b.merge_profiles(&Tenant::new("acme"), p(1), p(2));
+        let out = b.flush(&Tenant::new("acme"));
+        assert_eq!(out[0].profile, p(1));
+    }
+
+    #[test]
+    fn extreme_times_do_not_overflow() {
+        let mut b = ReorderBuffer::new(&MomentsConfig::default()).unwrap();
+        b.push(p(1), ev("acme", "min", i64::MIN), "t");
+        b.push(p(1), ev("acme", "max", i64::MAX), "t");
+        let rest = b.flush(&Tenant::new("acme"));
+        assert_eq!(ids(&rest), ["max"]);
+    }
+}

@@ -1,0 +1,475 @@
+//! Lexicon sentiment of free text, for events whose producer gave no score.
+//!
+//! A small rule-based scorer in the manner of VADER (Hutto & Gilbert, 2014), with its own
+//! lexicon tuned to customer-service text (words like "please" and "help", positive in general
+//! lexicons, are neutral here: "please help, nothing works" is not a happy message):
+//!
+//! - each word or emoji of the lexicon carries a valence from −4 to 4; a few two-word phrases
+//!   ("fed up", "no answer", "took ages") carry their own;
+//! - intensifiers ("very", "extremely") within the three words before a valenced word push it
+//!   away from zero by 0.293 (less for the farther ones), dampeners ("slightly") towards it;
+//! - a negation ("not", "never", "don't", "nothing") within those three words scales it by
+//!   −0.74, so "not great" is mildly negative rather than the opposite of great;
+//! - a word in capitals among lower-case text gets 0.733 more emphasis;
+//! - after "but", words weigh 1.5 times, before it half;
+//! - exclamation marks (up to 4) add 0.292 each and question marks (up to 3) 0.18 each to the
+//!   magnitude of the sum;
+//! - the sum `s` is normalized to `s / sqrt(s² + 15)`, from −1 to 1; text with no valenced word
+//!   scores 0.
+//!
+//! Deterministic, allocation-light (one lower-cased string per word), and total: any text,
+//! however long or strange, gives a finite score.
+
+/// Valence of words, sorted by word (binary search).
+const LEXICON: &[(&str, f64)] = &[
+    ("abandoned", -1.9),
+    ("abysmal", -3.1),
+    ("aggravated", -2.5),
+    ("aggravating", -2.5),
+    ("amazing", 2.8),
+    ("angrily", -2.2),
+    ("angry", -2.3),
+    ("annoyance", -1.6),
+    ("annoyed", -1.6),
+    ("annoying", -1.8),
+    ("appalled", -2.5),
+    ("appalling", -2.8),
+    ("appreciate", 2.0),
+    ("appreciated", 2.1),
+    ("atrocious", -3.1),
+    ("awesome", 3.1),
+    ("awful", -2.8),
+    ("bad", -2.5),
+    ("badly", -2.1),
+    ("best", 3.2),
+    ("better", 1.9),
+    ("brilliant", 2.8),
+    ("broke", -1.8),
+    ("broken", -2.1),
+    ("buggy", -1.8),
+    ("careless", -1.8),
+    ("chaos", -2.0),
+    ("clueless", -1.8),
+    ("complain", -1.5),
+    ("complained", -1.5),
+    ("complaint", -1.5),
+    ("confused", -1.3),
+    ("confusing", -1.3),
+    ("cool", 1.3),
+    ("crap", -2.5),
+    ("crappy", -2.6),
+    ("damaged", -1.8),
+    ("delay", -1.3),
+    ("delayed", -1.3),
+    ("delays", -1.3),
+    ("disappointed", -2.1),
+    ("disappointing", -2.2),
+    ("disappointment", -2.3),
+    ("disaster", -3.1),
+    ("disastrous", -3.0),
+    ("disgrace", -2.6),
+    ("disgraceful", -2.9),
+    ("disgusted", -2.7),
+    ("disgusting", -2.9),
+    ("dismal", -2.2),
+    ("dissatisfied", -2.0),
+    ("dreadful", -2.8),
+    ("easy", 1.9),
+    ("efficient", 1.8),
+    ("error", -1.2),
+    ("excellent", 2.7),
+    ("fail", -2.3),
+    ("failed", -2.3),
+    ("failing", -2.3),
+    ("fails", -2.3),
+    ("failure", -2.3),
+    ("fantastic", 2.6),
+    ("fast", 1.0),
+    ("fault", -1.6),
+    ("faulty", -1.9),
+    ("fine", 0.8),
+    ("fixed", 1.2),
+    ("friendly", 2.2),
+    ("frustrated", -2.2),
+    ("frustrating", -2.2),
+    ("frustration", -2.1),
+    ("fuming", -2.5),
+    ("furious", -2.9),
+    ("garbage", -2.3),
+    ("glad", 2.0),
+    ("good", 1.9),
+    ("grateful", 2.0),
+    ("great", 3.1),
+    ("happy", 2.7),
+    ("hassle", -1.7),
+    ("hate", -2.7),
+    ("hated", -2.6),
+    ("headache", -1.6),
+    ("helpful", 1.9),
+    ("hopeless", -2.4),
+    ("horrendous", -3.0),
+    ("horrible", -2.9),
+    ("horrid", -2.6),
+    ("ignored", -1.8),
+    ("ignoring", -1.6),
+    ("impossible", -1.5),
+    ("impressed", 2.2),
+    ("inadequate", -1.8),
+    ("incompetence", -2.5),
+    ("incompetent", -2.5),
+    ("inconvenience", -1.5),
+    ("infuriating", -2.9),
+    ("insulting", -2.3),
+    ("irritated", -1.9),
+    ("irritating", -2.0),
+    ("lied", -2.3),
+    ("lies", -2.0),
+    ("livid", -2.9),
+    ("lost", -1.3),
+    ("lousy", -2.4),
+    ("love", 3.2),
+    ("loved", 2.9),
+    ("lovely", 2.8),
+    ("mess", -2.0),
+    ("messed", -1.8),
+    ("miserable", -2.5),
+    ("mistake", -1.4),
+    ("nice", 1.8),
+    ("nightmare", -2.7),
+    ("ok", 1.2),
+    ("okay", 1.2),
+    ("outrage", -2.8),
+    ("outraged", -2.8),
+    ("outrageous", -2.6),
+    ("outstanding", 3.0),
+    ("overcharged", -2.0),
+    ("painful", -1.9),
+    ("pathetic", -2.7),
+    ("perfect", 2.7),
+    ("pleasant", 2.3),
+    ("pleased", 1.9),
+    ("poor", -2.1),
+    ("poorly", -2.0),
+    ("problem", -1.7),
+    ("problems", -1.7),
+    ("professional", 1.5),
+    ("quick", 1.0),
+    ("quickly", 0.9),
+    ("recommend", 1.5),
+    ("reliable", 1.6),
+    ("relieved", 1.5),
+    ("resolved", 1.0),
+    ("ridiculous", -2.1),
+    ("rubbish", -2.0),
+    ("rude", -2.2),
+    ("sad", -2.1),
+    ("satisfied", 1.8),
+    ("scam", -2.6),
+    ("shameful", -2.5),
+    ("shocking", -1.8),
+    ("shoddy", -2.2),
+    ("sloppy", -1.8),
+    ("slow", -1.2),
+    ("smooth", 1.2),
+    ("solved", 1.3),
+    ("sorry", -0.3),
+    ("sorted", 1.0),
+    ("stuck", -1.5),
+    ("stupid", -2.4),
+    ("suck", -1.8),
+    ("sucks", -1.8),
+    ("superb", 3.1),
+    ("terrible", -2.9),
+    ("thank", 1.5),
+    ("thankful", 2.0),
+    ("thanks", 1.9),
+    ("trouble", -1.7),
+    ("ugh", -1.8),
+    ("unacceptable", -2.8),
+    ("unhappy", -2.0),
+    ("unhelpful", -2.0),
+    ("unprofessional", -2.2),
+    ("unreliable", -1.9),
+    ("unresolved", -1.6),
+    ("upset", -1.6),
+    ("useless", -2.3),
+    ("waste", -1.8),
+    ("wasted", -1.9),
+    ("wonderful", 2.7),
+    ("work", 1.0),
+    ("working", 1.0),
+    ("works", 1.0),
+    ("worse", -2.1),
+    ("worst", -3.1),
+    ("wrong", -2.1),
+    ("yay", 2.4),
+];
+
+/// Two-word phrases with a valence of their own (checked before single words).
+const PHRASES: &[(&str, &str, f64)] = &[
+    ("fed", "up", -2.2),
+    ("let", "down", -1.8),
+    ("no", "answer", -1.8),
+    ("no", "reply", -1.8),
+    ("no", "response", -1.8),
+    ("rip", "off", -2.4),
+    ("still", "waiting", -1.6),
+    ("too", "long", -1.6),
+    ("took", "ages", -1.8),
+];
+
+/// Emoji and their valence.
+const EMOJI: &[(char, f64)] = &[
+    ('☹', -1.8),
+    ('❤', 2.6),
+    ('🎉', 2.2),
+    ('👍', 1.8),
+    ('👎', -2.0),
+    ('😀', 2.0),
+    ('😃', 2.2),
+    ('😊', 2.0),
+    ('😞', -2.0),
+    ('😠', -2.5),
+    ('😡', -2.8),
+    ('😢', -2.2),
+    ('😤', -2.0),
+    ('😭', -2.4),
+    ('🙁', -1.8),
+    ('🙂', 1.4),
+];
+
+/// Words that push the next valenced word away from zero.
+const BOOSTERS: &[&str] = &[
+    "absolutely",
+    "completely",
+    "deeply",
+    "especially",
+    "extremely",
+    "highly",
+    "incredibly",
+    "really",
+    "seriously",
+    "so",
+    "super",
+    "terribly",
+    "totally",
+    "truly",
+    "utterly",
+    "very",
+];
+
+/// Words that pull the next valenced word towards zero.
+const DAMPENERS: &[&str] = &["barely", "bit", "hardly", "kinda", "marginally", "partly", "slightly", "somewhat"];
+
+/// Negations (apostrophes are dropped before lookup: "don't" is "dont").
+const NEGATIONS: &[&str] = &[
+    "aint", "arent", "cannot", "cant", "couldnt", "didnt", "doesnt", "dont", "hadnt", "hasnt", "havent", "isnt",
+    "neither", "never", "no", "nobody", "none", "nor", "not", "nothing", "nowhere", "shouldnt", "wasnt", "werent",
+    "without", "wont", "wouldnt",
+];
+
+const BOOST: f64 = 0.293;
+const CAPS_BOOST: f64 = 0.733;
+const NEGATION_SCALAR: f64 = -0.74;
+const EXCLAMATION_BOOST: f64 = 0.292;
+const MAX_EXCLAMATIONS: usize = 4;
+const QUESTION_BOOST: f64 = 0.18;
+const MAX_QUESTIONS: usize = 3;
+const ALPHA: f64 = 15.0;
+/// Words looked at per text; a longer text is scored on its beginning.
+const MAX_WORDS: usize = 2_000;
+
+/// A word (lower case, no apostrophes) or an emoji.
+#[derive(Debug)]
+struct Token {
+    word: String,
+    /// Written in capitals (two letters or more).
+    caps: bool,
+    emoji: Option<f64>,
+}
+
+fn tokens(text: &str) -> Vec<Token> {
+    let mut out = Vec::new();
+    let mut word = String::new();
+    let mut letters = 0usize;
+    let mut upper = 0usize;
+    let flush = |word: &mut String, letters: &mut usize, upper: &mut usize, out: &mut Vec<Token>| {
+        if !word.is_empty() && out.len() < MAX_WORDS {
+            out.push(Token { word: std::mem::take(word), caps: *letters >= 2 && *upper == *letters, emoji: None });
+        }
+        word.clear();
+        *letters = 0;
+        *upper = 0;
+    };
+    for c in text.chars() {
+        if c.is_alphanumeric() {
+            if c.is_alphabetic() {
+                letters += 1;
+                upper += usize::from(c.is_uppercase());
+            }
+            word.extend(c.to_lowercase());
+        } else if c == '\'' || c == '’' {
+            // "don't" reads as "dont"
+        } else {
+            flush(&mut word, &mut letters, &mut upper, &mut out);
+            if let Some(v) = emoji(c) {
+                if out.len() < MAX_WORDS {
+                    out.push(Token { word: String::new(), caps: false, emoji: Some(v) });
+                }
+            }
+        }
+    }
+    flush(&mut word, &mut letters, &mut upper, &mut out);
+    out
+}
+
+fn emoji(c: char) -> Option<f64> {
+    EMOJI.binary_search_by(|(e, _)| e.cmp(&c)).ok().map(|i| EMOJI[i].1)
+}
+
+fn lexicon(word: &str) -> Option<f64> {
+    LEXICON.binary_search_by(|(w, _)| w.cmp(&word)).ok().map(|i| LEXICON[i].1)
+}
+
+fn phrase(first: &str, second: &str) -> Option<f64> {
+    PHRASES.iter().find(|(a, b, _)| *a == first && *b == second).map(|p| p.2)
+}
+
+/// Moves `v` away from zero by `by` (towards it when `by` is negative).
+fn emphasize(v: f64, by: f64) -> f64 {
+    if v > 0.0 {
+        v + by
+    } else {
+        v - by
+    }
+}
+
+/// The sentiment of `text`, from −1 (negative) to 1 (positive); 0 when no word carries one.
+pub fn score(text: &str) -> f64 {
+    let toks = tokens(text);
+    let mixed_case = toks.iter().any(|t| t.caps) && toks.iter().any(|t| t.emoji.is_none() && !t.caps);
+    let but = toks.iter().position(|t| t.word == "but");
+    let mut sum = 0.0;
+    let mut i = 0;
+    while i < toks.len() {
+        let t = &toks[i];
+        let (valence, width) = match (t.emoji, toks.get(i + 1).and_then(|n| phrase(&t.word, &n.word))) {
+            (Some(v), _) => (v, 1),
+            (None, Some(v)) => (v, 2),
+            (None, None) => match lexicon(&t.word) {
+                Some(v) => (v, 1),
+                None => {
+                    i += 1;
+                    continue;
+                }
+            },
+        };
+        let mut v = valence;
+        if t.caps && mixed_case {
+            v = emphasize(v, CAPS_BOOST);
+        }
+        let mut negated = false;
+        for (distance, decay) in [(1, 1.0), (2, 0.95), (3, 0.9)] {
+            let Some(before) = i.checked_sub(distance).and_then(|j| toks.get(j)) else { break };
+            let w = before.word.as_str();
+            if BOOSTERS.contains(&w) {
+                let caps = if before.caps && mixed_case { CAPS_BOOST } else { 0.0 };
+                v = emphasize(v, (BOOST + caps) * decay);
+            } else if DAMPENERS.contains(&w) {
+                v = emphasize(v, -BOOST * decay);
+            } else if NEGATIONS.contains(&w) {
+                negated = true;
+            }
+        }
+        if negated {
+            v *= NEGATION_SCALAR;
+        }
+        match but {
+            Some(b) if i < b => v *= 0.5,
+            Some(b) if i > b => v *= 1.5,
+            _ => {}
+        }
+        sum += v;
+        i += width;
+    }
+    if sum == 0.0 {
+        return 0.0;
+    }
+    let exclamations = text.chars().filter(|&c| c == '!').take(MAX_EXCLAMATIONS).count();
+    let questions = text.chars().filter(|&c| c == '?').take(MAX_QUESTIONS).count();
+    let punctuation = exclamations as f64 * EXCLAMATION_BOOST + questions as f64 * QUESTION_BOOST;
+    let sum = emphasize(sum, punctuation);
+    (sum / (sum * sum + ALPHA).sqrt()).clamp(-1.0, 1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_are_sorted_and_unique() {
+        assert!(LEXICON.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(EMOJI.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(LEXICON.iter().all(|(_, v)| (-4.0..=4.0).contains(v)));
+        assert!(EMOJI.iter().all(|(_, v)| (-4.0..=4.0).contains(v)));
+        for w in BOOSTERS.iter().chain(DAMPENERS).chain(NEGATIONS) {
+            assert_eq!(lexicon(w), None, "{w} is both a modifier and a lexicon word");
+        }
+    }
+
+    #[test]
+    fn neutral_text_scores_zero() {
+        assert_eq!(score(""), 0.0);
+        assert_eq!(score("Hi, I need help with my last invoice."), 0.0);
+        assert_eq!(score("This is the second time I am contacting you about my refund."), 0.0);
+        assert_eq!(score("   \n\t!!! ???"), 0.0);
+    }
+
+    #[test]
+    fn polarity_follows_the_words() {
+        assert!(score("This is terrible, the worst service ever!!!") <= -0.7);
+        assert!(score("Absolutely unacceptable. I am furious.") <= -0.7);
+        assert!(score("Thanks, that was quick and easy, great agent") >= 0.7);
+        assert!(score("I am fed up with this") < -0.4);
+        assert!(score("😡😡") < -0.5);
+    }
+
+    #[test]
+    fn negation_flips_and_damps() {
+        let good = score("the agent was good");
+        let not_good = score("the agent was not good");
+        assert!(good > 0.0 && not_good < 0.0);
+        assert!(not_good.abs() < good.abs());
+        assert!(score("no problem at all") > 0.0);
+        assert!(score("it still doesn't work") < 0.0);
+        assert!(score("Nothing works") < 0.0);
+        // The negation reaches three words back, not four.
+        assert!(score("not that I care, good") > 0.0);
+    }
+
+    #[test]
+    fn intensifiers_capitals_and_exclamations_add_weight() {
+        let bad = score("the service is bad");
+        assert!(score("the service is very bad") < bad);
+        assert!(score("the service is slightly bad") > bad);
+        assert!(score("the service is BAD") < bad);
+        assert!(score("the service is bad!!") < bad);
+        // All capitals is shouting everywhere, so no word stands out.
+        assert_eq!(score("THE SERVICE IS BAD"), bad);
+    }
+
+    #[test]
+    fn but_shifts_weight_to_what_follows() {
+        assert!(score("Thanks, but it is still broken") < 0.0);
+        assert!(score("It was broken, but the agent was great") > 0.0);
+    }
+
+    #[test]
+    fn any_text_gives_a_finite_score_in_range() {
+        let long = "terrible ".repeat(100_000);
+        for t in [long.as_str(), "\u{0}\u{ffff}", "n't n't n't", "'''", "but but but", "ÉNORME problème"] {
+            let s = score(t);
+            assert!(s.is_finite() && (-1.0..=1.0).contains(&s), "{t:.20}: {s}");
+        }
+    }
+}

@@ -1,0 +1,381 @@
+//! What the detector remembers per profile: conversations, cases, recent marks and timers.
+//!
+//! A conversation is a chat session, a call, or an email or social reply chain: an event joins
+//! the conversation of its own key (session, call, message, post) or of the key it replies to,
+//! or, without either key, that of its thread. It starts at its first inbound contact.
+//! A case is keyed `case:<id>`, or by the thread of an event without a case id; a thread whose
+//! conversation later shows up with a case id is absorbed into that case (as the engine
+//! re-threads it), so a chat answered with a case id is one case, not two.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+use omnistitch_model::{Channel, Event, EventTime, ProfileId};
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::effort::EffortInputs;
+use crate::intervention::{MomentType, Priority};
+
+/// Prefix of case keys that name a case id (the rest are threads).
+pub(crate) const CASE_PREFIX: &str = "case:";
+/// Most conversations, cases and conversation keys kept per profile; past it the least recently
+/// seen go first (a long-lived bot or shared line must not grow without bound).
+const MAX_CONVERSATIONS: usize = 512;
+const MAX_CASES: usize = 512;
+const MAX_KEYS: usize = 2_048;
+
+/// A 64-bit digest of `text` in namespace `tag` (a collision only joins two conversations).
+pub(crate) fn digest(tag: &[u8], text: &str) -> u64 {
+    let mut h = Xxh3::new();
+    h.update(tag);
+    h.update(&[0x1f]);
+    h.update(text.as_bytes());
+    h.digest()
+}
+
+/// An event remembered as evidence: ordered by (time, event id).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Mark {
+    pub(crate) time: EventTime,
+    pub(crate) event_id: Arc<str>,
+    pub(crate) channel: Channel,
+}
+
+impl Mark {
+    pub(crate) fn of(event: &Event) -> Self {
+        Mark { time: event.time, event_id: Arc::from(event.event_id.as_str()), channel: event.channel }
+    }
+}
+
+/// A pending timer's place in the tenant's timer queue: due time first.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct TimerKey {
+    pub(crate) due: EventTime,
+    pub(crate) moment: MomentType,
+    pub(crate) event_id: Arc<str>,
+}
+
+/// An absence moment waiting for its due time.
+#[derive(Debug, Clone)]
+pub(crate) struct Timer {
+    pub(crate) profile: ProfileId,
+    pub(crate) case: Arc<str>,
+    pub(crate) key: Mark,
+    pub(crate) priority: Priority,
+    pub(crate) channel: Channel,
+    pub(crate) reason: String,
+}
+
+/// The tenant's pending timers, by due time.
+pub(crate) type Timers = BTreeMap<TimerKey, Timer>;
+
+#[derive(Debug, Clone)]
+pub(crate) struct Conversation {
+    pub(crate) case: Arc<str>,
+    /// Its first inbound contact.
+    pub(crate) start: Option<Mark>,
+    /// Longest queue wait reported by its events (one call, one wait), ms.
+    pub(crate) queue_wait_ms: i64,
+    /// Most transfers reported by its events.
+    pub(crate) transfers: i64,
+    pub(crate) last_seen: EventTime,
+}
+
+impl Conversation {
+    fn merge(&mut self, other: Conversation) {
+        self.start = match (self.start.take(), other.start) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.queue_wait_ms = self.queue_wait_ms.max(other.queue_wait_ms);
+        self.transfers = self.transfers.max(other.transfers);
+        self.last_seen = self.last_seen.max(other.last_seen);
+        if !self.case.starts_with(CASE_PREFIX) && other.case.starts_with(CASE_PREFIX) {
+            self.case = other.case;
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Case {
+    /// Seen with an inbound contact.
+    pub(crate) contacted: bool,
+    /// Seen with CASE_RESOLVED.
+    pub(crate) resolved: bool,
+    /// Its latest inbound contact.
+    pub(crate) last_contact: Option<Mark>,
+    /// Seen with a survey answer: no more effort moments.
+    pub(crate) surveyed: bool,
+    /// Its effort already reached the threshold.
+    pub(crate) effort_fired: bool,
+    pub(crate) abandons: u32,
+    /// The pending first-response timer of its first unanswered inbound event.
+    pub(crate) sla: Option<TimerKey>,
+    /// An inbound event waits for a response (its timer may have fired already): later inbound
+    /// events do not start another wait.
+    pub(crate) awaiting: bool,
+    pub(crate) last_seen: EventTime,
+}
+
+impl Case {
+    pub(crate) fn new(t: EventTime) -> Self {
+        Case {
+            contacted: false,
+            resolved: false,
+            last_contact: None,
+            surveyed: false,
+            effort_fired: false,
+            abandons: 0,
+            sla: None,
+            awaiting: false,
+            last_seen: t,
+        }
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        self.contacted && !self.resolved
+    }
+
+    /// Takes in `other`; their first-response timers must have been settled by the caller.
+    fn merge(&mut self, other: Case) {
+        self.contacted |= other.contacted;
+        self.resolved |= other.resolved;
+        self.last_contact = self.last_contact.take().max(other.last_contact);
+        self.surveyed |= other.surveyed;
+        self.effort_fired |= other.effort_fired;
+        self.awaiting |= other.awaiting;
+        self.abandons = self.abandons.saturating_add(other.abandons);
+        self.last_seen = self.last_seen.max(other.last_seen);
+    }
+}
+
+/// Keeps the earlier-keyed of two first-response timers of one case, drops the other.
+fn settle_sla(
+    a: Option<TimerKey>,
+    b: Option<TimerKey>,
+    timers: &mut Timers,
+    owned: &mut BTreeSet<TimerKey>,
+) -> Option<TimerKey> {
+    match (a, b) {
+        (Some(a), Some(b)) => {
+            let mark = |k: &TimerKey| timers.get(k).map(|t| t.key.clone());
+            let (keep, drop) = if mark(&a) <= mark(&b) { (a, b) } else { (b, a) };
+            timers.remove(&drop);
+            owned.remove(&drop);
+            Some(keep)
+        }
+        (a, b) => a.or(b),
+    }
+}
+
+/// One profile's state.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Profile {
+    /// Conversation key digest -> (conversation, last used).
+    pub(crate) keys: HashMap<u64, (u32, EventTime)>,
+    pub(crate) conversations: BTreeMap<u32, Conversation>,
+    next_conversation: u32,
+    pub(crate) cases: BTreeMap<Arc<str>, Case>,
+    /// Conversation starts since the latest resolution, oldest first (at most the repeat count + 1).
+    pub(crate) starts: VecDeque<Mark>,
+    /// The latest CASE_RESOLVED.
+    pub(crate) resolved: Option<Mark>,
+    /// The latest support contact.
+    pub(crate) support: Option<Mark>,
+    /// (moment, case key digest) -> latest detection.
+    pub(crate) cooldowns: BTreeMap<(MomentType, u64), EventTime>,
+    /// Its pending timers.
+    pub(crate) timers: BTreeSet<TimerKey>,
+    pub(crate) last_seen: EventTime,
+    pruned_at: Option<EventTime>,
+}
+
+impl Profile {
+    /// A new conversation in `case`; returns its id.
+    pub(crate) fn open_conversation(&mut self, case: Arc<str>, t: EventTime) -> u32 {
+        let id = self.next_conversation;
+        self.next_conversation = self.next_conversation.wrapping_add(1);
+        self.conversations.insert(id, Conversation { case, start: None, queue_wait_ms: 0, transfers: 0, last_seen: t });
+        id
+    }
+
+    /// The case `key`, created if new.
+    pub(crate) fn case_mut(&mut self, key: &Arc<str>, t: EventTime) -> &mut Case {
+        let case = self.cases.entry(key.clone()).or_insert_with(|| Case::new(t));
+        case.last_seen = case.last_seen.max(t);
+        case
+    }
+
+    /// Records a conversation start for repeat contacts, keeping at most `cap`.
+    pub(crate) fn push_start(&mut self, mark: Mark, cap: usize) {
+        let at = self.starts.partition_point(|m| *m <= mark);
+        self.starts.insert(at, mark);
+        while self.starts.len() > cap {
+            self.starts.pop_front();
+        }
+    }
+
+    /// What the effort of case `key` is made of.
+    pub(crate) fn effort_inputs(&self, key: &str) -> EffortInputs {
+        let mut starts: Vec<&Mark> = Vec::new();
+        let mut inputs = EffortInputs::default();
+        for c in self.conversations.values().filter(|c| &*c.case == key) {
+            starts.extend(c.start.as_ref());
+            inputs.queue_wait_ms = inputs.queue_wait_ms.saturating_add(c.queue_wait_ms);
+            inputs.transfers = inputs.transfers.saturating_add(c.transfers);
+        }
+        starts.sort_unstable();
+        inputs.conversations = u32::try_from(starts.len()).unwrap_or(u32::MAX);
+        inputs.channel_switches =
+            u32::try_from(starts.windows(2).filter(|w| w[0].channel != w[1].channel).count()).unwrap_or(u32::MAX);
+        inputs.abandons = self.cases.get(key).map_or(0, |c| c.abandons);
+        inputs
+    }
+
+    /// Moves thread case `from` into case `into`: its conversations, state, timers, cool-downs.
+    pub(crate) fn absorb_case(&mut self, from: &Arc<str>, into: &Arc<str>, timers: &mut Timers) {
+        if from == into {
+            return;
+        }
+        for c in self.conversations.values_mut().filter(|c| c.case == *from) {
+            c.case = into.clone();
+        }
+        if let Some(mut old) = self.cases.remove(from) {
+            let t = old.last_seen;
+            let target_sla = self.case_mut(into, t).sla.take();
+            let sla = settle_sla(old.sla.take(), target_sla, timers, &mut self.timers);
+            let target = self.case_mut(into, t);
+            target.merge(old);
+            target.sla = sla;
+        }
+        for k in &self.timers {
+            if let Some(timer) = timers.get_mut(k) {
+                if timer.case == *from {
+                    timer.case = into.clone();
+                }
+            }
+        }
+        let (from_digest, into_digest) = (digest(b"case", from), digest(b"case", into));
+        let moved: Vec<(MomentType, EventTime)> =
+            self.cooldowns.iter().filter(|((_, d), _)| *d == from_digest).map(|((m, _), t)| (*m, *t)).collect();
+        for (m, t) in moved {
+            self.cooldowns.remove(&(m, from_digest));
+            let slot = self.cooldowns.entry((m, into_digest)).or_insert(t);
+            *slot = (*slot).max(t);
+        }
+    }
+
+    /// Takes in `other` (a profile merged into this one); timers must already name this profile.
+    pub(crate) fn absorb(&mut self, mut other: Profile, timers: &mut Timers, repeat_cap: usize) {
+        // Conversations that share a key are one conversation seen from both sides.
+        let mut other_keys: Vec<(u64, (u32, EventTime))> = other.keys.drain().collect();
+        other_keys.sort_unstable();
+        let mut mapped: BTreeMap<u32, u32> = BTreeMap::new();
+        for (k, (oc, _)) in &other_keys {
+            if let Some((sc, _)) = self.keys.get(k) {
+                mapped.entry(*oc).or_insert(*sc);
+            }
+        }
+        for (oc, conversation) in std::mem::take(&mut other.conversations) {
+            match mapped.get(&oc).and_then(|sc| self.conversations.get_mut(sc)) {
+                Some(mine) => mine.merge(conversation),
+                None => {
+                    let id = self.next_conversation;
+                    self.next_conversation = self.next_conversation.wrapping_add(1);
+                    self.conversations.insert(id, conversation);
+                    mapped.insert(oc, id);
+                }
+            }
+        }
+        for (k, (oc, t)) in other_keys {
+            if let Some(&sc) = mapped.get(&oc) {
+                let slot = self.keys.entry(k).or_insert((sc, t));
+                slot.1 = slot.1.max(t);
+            }
+        }
+        self.timers.append(&mut other.timers);
+        for (key, mut case) in std::mem::take(&mut other.cases) {
+            match self.cases.get_mut(&key) {
+                Some(mine) => {
+                    let sla = settle_sla(mine.sla.take(), case.sla.take(), timers, &mut self.timers);
+                    mine.merge(case);
+                    mine.sla = sla;
+                }
+                None => {
+                    self.cases.insert(key, case);
+                }
+            }
+        }
+        self.resolved = self.resolved.take().max(other.resolved);
+        self.support = self.support.take().max(other.support);
+        for (k, t) in other.cooldowns {
+            let slot = self.cooldowns.entry(k).or_insert(t);
+            *slot = (*slot).max(t);
+        }
+        let mut starts: Vec<Mark> = self.starts.drain(..).chain(other.starts).collect();
+        starts.sort_unstable();
+        starts.dedup_by(|a, b| a.event_id == b.event_id);
+        let resolved = self.resolved.clone();
+        self.starts = starts.into_iter().filter(|m| resolved.as_ref().is_none_or(|r| m > r)).collect();
+        while self.starts.len() > repeat_cap {
+            self.starts.pop_front();
+        }
+        self.last_seen = self.last_seen.max(other.last_seen);
+    }
+
+    /// Forgets what no window can use any more at `now`; runs at most once per `every_ms` of
+    /// event time unless a size limit is broken.
+    pub(crate) fn prune(&mut self, now: EventTime, limits: &PruneLimits) {
+        let over =
+            self.conversations.len() > MAX_CONVERSATIONS || self.cases.len() > MAX_CASES || self.keys.len() > MAX_KEYS;
+        if !over && self.pruned_at.is_some_and(|p| now.0.saturating_sub(p.0) < limits.every_ms) {
+            return;
+        }
+        self.pruned_at = Some(now);
+        let cutoff = EventTime(now.0.saturating_sub(limits.retention_ms));
+        self.conversations.retain(|_, c| c.last_seen >= cutoff);
+        keep_newest(&mut self.conversations, MAX_CONVERSATIONS, |c| c.last_seen);
+        let conversations = &self.conversations;
+        self.keys.retain(|_, (c, t)| *t >= cutoff && conversations.contains_key(c));
+        if self.keys.len() > MAX_KEYS {
+            let mut times: Vec<EventTime> = self.keys.values().map(|(_, t)| *t).collect();
+            times.sort_unstable();
+            let floor = times[times.len() - MAX_KEYS];
+            self.keys.retain(|_, (_, t)| *t >= floor);
+        }
+        self.cases.retain(|_, c| c.last_seen >= cutoff || c.sla.is_some());
+        keep_newest(&mut self.cases, MAX_CASES, |c| c.last_seen);
+        let cooldown = limits.cooldown_ms;
+        self.cooldowns.retain(|_, t| now.0.saturating_sub(t.0) < cooldown);
+        let starts_floor = now.0.saturating_sub(limits.repeat_window_ms);
+        while self.starts.front().is_some_and(|m| m.time.0 < starts_floor) {
+            self.starts.pop_front();
+        }
+        if self.support.as_ref().is_some_and(|m| m.time.0 < now.0.saturating_sub(limits.sentiment_window_ms)) {
+            self.support = None;
+        }
+    }
+}
+
+/// Keeps the `max` entries of `map` with the latest `seen`.
+fn keep_newest<K: Ord + Clone, V>(map: &mut BTreeMap<K, V>, max: usize, seen: impl Fn(&V) -> EventTime) {
+    if map.len() <= max {
+        return;
+    }
+    let mut by_age: Vec<(EventTime, K)> = map.iter().map(|(k, v)| (seen(v), k.clone())).collect();
+    by_age.sort();
+    let excess = map.len() - max;
+    for (_, k) in by_age.into_iter().take(excess) {
+        map.remove(&k);
+    }
+}
+
+/// How long each part of a profile's state is useful, ms.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PruneLimits {
+    pub(crate) retention_ms: i64,
+    pub(crate) cooldown_ms: i64,
+    pub(crate) repeat_window_ms: i64,
+    pub(crate) sentiment_window_ms: i64,
+    pub(crate) every_ms: i64,
+}

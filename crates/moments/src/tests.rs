@@ -1,0 +1,924 @@
+//! Hand-written scenarios for every moment, and properties over random traffic.
+
+use std::collections::BTreeSet;
+
+use omnistitch_model::{
+    Channel, Details, Direction, Event, EventKind, EventTime, ProfileId, Survey, Tenant, ThreadRef,
+};
+use proptest::prelude::*;
+
+use crate::{Detector, Intervention, MomentType, MomentsConfig, MomentsPipeline, Priority};
+
+use Channel::{Chat, Email, Phone, Social};
+use Direction::{Inbound, Internal, Outbound};
+use EventKind::*;
+use MomentType::*;
+
+const SEC: i64 = 1_000;
+const MIN: i64 = 60 * SEC;
+const HOUR: i64 = 60 * MIN;
+const DAY: i64 = 24 * HOUR;
+/// 2026-01-05T00:00:00Z.
+const T0: i64 = 1_767_571_200_000;
+
+/// An event under construction, with the thread id the engine would give it.
+#[derive(Clone, Debug)]
+struct E {
+    event: Event,
+    thread: Option<String>,
+}
+
+fn ev(id: &str, t: i64, channel: Channel, direction: Direction, kind: EventKind) -> E {
+    E {
+        event: Event {
+            tenant: Tenant::new("acme"),
+            event_id: id.into(),
+            time: EventTime(T0 + t),
+            channel,
+            direction,
+            kind,
+            case_id: None,
+            agent_id: None,
+            text: None,
+            sentiment: None,
+            survey: None,
+            identifiers: Vec::new(),
+            thread: ThreadRef::default(),
+            details: Details::default(),
+        },
+        thread: None,
+    }
+}
+
+impl E {
+    fn case(mut self, id: &str) -> Self {
+        self.event.case_id = Some(id.into());
+        self
+    }
+    fn key(mut self, k: &str) -> Self {
+        self.event.thread.key = Some(k.into());
+        self
+    }
+    fn parent(mut self, k: &str) -> Self {
+        self.event.thread.parent = Some(k.into());
+        self
+    }
+    /// The thread id the engine gave, when it is not the case's or the event's own key.
+    fn thread(mut self, t: &str) -> Self {
+        self.thread = Some(t.into());
+        self
+    }
+    fn tenant(mut self, name: &str) -> Self {
+        self.event.tenant = Tenant::new(name);
+        self
+    }
+    fn sentiment(mut self, s: f64) -> Self {
+        self.event.sentiment = Some(s);
+        self
+    }
+    fn text(mut self, s: &str) -> Self {
+        self.event.text = Some(s.into());
+        self
+    }
+    fn survey(mut self, csat: Option<i32>, nps: Option<i32>, ces: Option<i32>) -> Self {
+        self.event.survey = Some(Survey { csat, nps, ces });
+        self
+    }
+    fn wait(mut self, ms: i64) -> Self {
+        self.event.details.queue_wait_ms = Some(ms);
+        self
+    }
+    fn transfers(mut self, n: i32) -> Self {
+        self.event.details.transfers = Some(n);
+        self
+    }
+    fn thread_id(&self) -> String {
+        if let Some(t) = &self.thread {
+            return t.clone();
+        }
+        match (&self.event.case_id, &self.event.thread.key) {
+            (Some(c), _) => format!("case:{c}"),
+            (None, Some(k)) => k.clone(),
+            (None, None) => format!("event:{}", self.event.event_id),
+        }
+    }
+}
+
+fn pid(n: u8) -> ProfileId {
+    ProfileId::derive("acme", &format!("p{n}"))
+}
+
+/// A detector fed in order, collecting what it emits.
+struct Run {
+    d: Detector,
+    out: Vec<Intervention>,
+}
+
+impl Run {
+    fn new() -> Self {
+        Self::with(MomentsConfig::default())
+    }
+    fn with(config: MomentsConfig) -> Self {
+        Run { d: Detector::new(config).unwrap(), out: Vec::new() }
+    }
+    fn feed(&mut self, profile: ProfileId, e: E) -> &mut Self {
+        let thread = e.thread_id();
+        let got = self.d.observe(profile, &e.event, &thread);
+        self.out.extend(got);
+        self
+    }
+    fn all(&mut self, profile: ProfileId, events: Vec<E>) -> &mut Self {
+        for e in events {
+            self.feed(profile, e);
+        }
+        self
+    }
+    /// Passes the watermark of "acme" to `T0 + t`.
+    fn wm(&mut self, t: i64) -> &mut Self {
+        let got = self.d.advance_watermark(&Tenant::new("acme"), EventTime(T0 + t));
+        self.out.extend(got);
+        self
+    }
+    fn of(&self, m: MomentType) -> Vec<&Intervention> {
+        self.out.iter().filter(|i| i.moment_type == m).collect()
+    }
+    fn one(&self, m: MomentType) -> &Intervention {
+        let found = self.of(m);
+        assert_eq!(found.len(), 1, "{m}: {:#?}", self.out);
+        found[0]
+    }
+    fn none(&self, m: MomentType) {
+        assert!(self.of(m).is_empty(), "{m}: {:#?}", self.of(m));
+    }
+}
+
+fn evidence(i: &Intervention) -> Vec<&str> {
+    i.evidence.iter().map(|e| e.event_id.as_str()).collect()
+}
+
+/// A chat that an agent links to case C1, ending 10 min after T0 + `at`.
+fn linked_chat(at: i64) -> Vec<E> {
+    vec![
+        ev("chat-start", at, Chat, Inbound, ChatStarted).key("chat:S1"),
+        ev("chat-agent", at + 30 * SEC, Chat, Outbound, Message).key("chat:S1").case("C1"),
+        ev("chat-msg", at + MIN, Chat, Inbound, Message).key("chat:S1").thread("case:C1"),
+        ev("chat-agent2", at + 90 * SEC, Chat, Outbound, Message).key("chat:S1").case("C1"),
+        ev("chat-end", at + 10 * MIN, Chat, Internal, ChatEnded).key("chat:S1").case("C1"),
+    ]
+}
+
+// ---------------------------------------------------------------- channel_hop
+
+#[test]
+fn channel_hop_fires_on_a_new_conversation_on_another_channel() {
+    let mut r = Run::new();
+    r.all(pid(1), linked_chat(0));
+    r.feed(pid(1), ev("call", 40 * MIN, Phone, Inbound, CallStarted).key("call:K1"));
+    let i = r.one(ChannelHop);
+    assert_eq!(i.detected_at, EventTime(T0 + 40 * MIN));
+    assert_eq!(i.case_id.as_deref(), Some("C1"));
+    assert_eq!(i.recommended_channel, Phone);
+    assert_eq!(i.priority, Priority::High);
+    assert_eq!(evidence(i), ["chat-msg", "call"]);
+    assert_eq!(i.intervention_id, Intervention::derive_id("acme", ChannelHop, "call"));
+    assert_eq!(i.expires_at, EventTime(T0 + 40 * MIN + DAY));
+    assert_eq!(i.reason, "new phone conversation 39 min after the open case's last contact on chat");
+}
+
+#[test]
+fn channel_hop_window_is_inclusive_and_ends_there() {
+    // The last inbound contact is the chat message at +1 min.
+    let at = |gap: i64| {
+        let mut r = Run::new();
+        r.all(pid(1), linked_chat(0));
+        r.feed(pid(1), ev("call", MIN + gap, Phone, Inbound, CallStarted).key("call:K1"));
+        r.of(ChannelHop).len()
+    };
+    assert_eq!(at(60 * MIN), 1);
+    assert_eq!(at(60 * MIN + 1), 0);
+}
+
+#[test]
+fn channel_hop_needs_another_channel_an_open_case_and_a_new_conversation() {
+    // Same channel: a second chat session.
+    let mut r = Run::new();
+    r.all(pid(1), linked_chat(0));
+    r.feed(pid(1), ev("chat2", 20 * MIN, Chat, Inbound, ChatStarted).key("chat:S2"));
+    r.none(ChannelHop);
+
+    // The case was resolved first.
+    let mut r = Run::new();
+    r.all(pid(1), linked_chat(0));
+    r.feed(pid(1), ev("resolved", 15 * MIN, Email, Internal, CaseResolved).case("C1"));
+    r.feed(pid(1), ev("call", 20 * MIN, Phone, Inbound, CallStarted).key("call:K1"));
+    r.none(ChannelHop);
+
+    // An email in the same conversation (a reply in the chain) is no new conversation.
+    let mut r = Run::new();
+    r.feed(pid(1), ev("m1", 0, Email, Inbound, Message).key("email:<m1>"));
+    r.feed(pid(1), ev("m2", MIN, Email, Outbound, Message).key("email:<m2>").parent("email:<m1>").case("C1"));
+    r.feed(pid(1), ev("m3", 2 * MIN, Chat, Inbound, Message).key("email:<m3>").parent("email:<m2>").case("C1"));
+    r.none(ChannelHop);
+
+    // Another profile's open case does not count.
+    let mut r = Run::new();
+    r.all(pid(1), linked_chat(0));
+    r.feed(pid(2), ev("call", 20 * MIN, Phone, Inbound, CallStarted).key("call:K1"));
+    r.none(ChannelHop);
+}
+
+#[test]
+fn channel_hop_with_a_case_id_looks_at_that_case_only() {
+    let mut r = Run::new();
+    r.all(pid(1), linked_chat(0));
+    r.feed(pid(1), ev("other", 2 * MIN, Email, Inbound, Message).key("email:<o>").case("C9"));
+    // C9 is open and contacted last, by email; the call quotes C1, last contacted on chat.
+    r.feed(pid(1), ev("call", 5 * MIN, Phone, Inbound, CallStarted).key("call:K1").case("C1"));
+    let i = r.one(ChannelHop);
+    assert_eq!(i.case_id.as_deref(), Some("C1"));
+    assert_eq!(evidence(i), ["chat-msg", "call"]);
+}
+
+// ---------------------------------------------------------------- repeat_contact
+
+fn three_conversations(last_at: i64) -> Vec<E> {
+    vec![
+        ev("a", 0, Email, Inbound, Message).key("email:<a>"),
+        ev("b", 2 * DAY, Email, Inbound, Message).key("email:<b>"),
+        ev("c", last_at, Phone, Inbound, CallStarted).key("call:c"),
+    ]
+}
+
+#[test]
+fn repeat_contact_fires_on_the_third_conversation_within_seven_days() {
+    let mut r = Run::new();
+    r.all(pid(1), three_conversations(7 * DAY));
+    let i = r.one(RepeatContact);
+    assert_eq!(evidence(i), ["a", "b", "c"]);
+    assert_eq!(i.recommended_channel, Phone);
+    assert_eq!(i.detected_at, EventTime(T0 + 7 * DAY));
+    assert_eq!(i.reason, "3rd conversation within 7 d without a case resolution");
+
+    let mut r = Run::new();
+    r.all(pid(1), three_conversations(7 * DAY + 1));
+    r.none(RepeatContact);
+}
+
+#[test]
+fn repeat_contact_counts_conversations_not_messages_and_stops_at_a_resolution() {
+    // Three messages of one chat, then a reply in the first email chain: two conversations.
+    let mut r = Run::new();
+    r.feed(pid(1), ev("a", 0, Email, Inbound, Message).key("email:<a>"));
+    r.feed(pid(1), ev("s1", HOUR, Chat, Inbound, ChatStarted).key("chat:S"));
+    r.feed(pid(1), ev("s2", HOUR + MIN, Chat, Inbound, Message).key("chat:S"));
+    r.feed(pid(1), ev("a2", 2 * HOUR, Email, Inbound, Message).key("email:<a2>").parent("email:<a>"));
+    r.none(RepeatContact);
+
+    let mut r = Run::new();
+    let mut events = three_conversations(3 * DAY);
+    events.insert(2, ev("done", 2 * DAY + HOUR, Email, Internal, CaseResolved).case("C1"));
+    r.all(pid(1), events);
+    r.none(RepeatContact);
+
+    // The fourth within the window is not the third.
+    let mut r = Run::new();
+    r.all(pid(1), three_conversations(3 * DAY));
+    r.feed(pid(1), ev("d", 4 * DAY, Chat, Inbound, ChatStarted).key("chat:d"));
+    assert_eq!(r.of(RepeatContact).len(), 1);
+}
+
+#[test]
+fn a_conversation_threaded_into_a_case_stays_one_conversation() {
+    // The engine re-threads a chat once the agent links it: later messages carry case:C1 as their
+    // thread. That is still the first conversation.
+    let mut r = Run::new();
+    r.all(pid(1), linked_chat(0));
+    r.feed(pid(1), ev("chat-msg2", 5 * MIN, Chat, Inbound, Message).key("chat:S1").thread("case:C1"));
+    r.feed(pid(1), ev("b", DAY, Email, Inbound, Message).key("email:<b>"));
+    r.none(RepeatContact);
+    r.feed(pid(1), ev("c", 2 * DAY, Email, Inbound, Message).key("email:<c>").case("C1"));
+    assert_eq!(evidence(r.one(RepeatContact)), ["chat-start", "b", "c"]);
+}
+
+// ---------------------------------------------------------------- first_response_sla_breach
+
+#[test]
+fn chat_sla_breach_fires_at_the_due_time_from_the_watermark() {
+    let mut r = Run::new();
+    r.feed(pid(1), ev("s", 0, Chat, Inbound, ChatStarted).key("chat:S"));
+    r.feed(pid(1), ev("m", 30 * SEC, Chat, Inbound, Message).key("chat:S"));
+    r.wm(120 * SEC);
+    r.none(FirstResponseSlaBreach);
+    r.wm(120 * SEC + 1);
+    let i = r.one(FirstResponseSlaBreach);
+    assert_eq!(i.detected_at, EventTime(T0 + 120 * SEC));
+    assert_eq!(i.priority, Priority::Critical);
+    assert_eq!(i.recommended_channel, Chat);
+    // The first of the thread still waiting is the key event.
+    assert_eq!(evidence(i), ["s"]);
+    assert_eq!(i.reason, "no response to an inbound chat CHAT_STARTED within the 2 min first-response SLA");
+    assert_eq!(r.d.pending_timers(), 0);
+}
+
+#[test]
+fn a_response_cancels_the_sla_timer_even_at_the_due_time() {
+    let mut r = Run::new();
+    r.feed(pid(1), ev("s", 0, Chat, Inbound, ChatStarted).key("chat:S"));
+    r.feed(pid(1), ev("a", 120 * SEC, Chat, Outbound, Message).key("chat:S").case("C1"));
+    r.wm(DAY);
+    r.none(FirstResponseSlaBreach);
+    assert_eq!(r.d.counters().get(FirstResponseSlaBreach).cancelled, 1);
+
+    // One millisecond late: the timer fires before the response is applied.
+    let mut r = Run::new();
+    r.feed(pid(1), ev("s", 0, Chat, Inbound, ChatStarted).key("chat:S"));
+    r.feed(pid(1), ev("a", 120 * SEC + 1, Chat, Outbound, Message).key("chat:S"));
+    assert_eq!(r.one(FirstResponseSlaBreach).detected_at, EventTime(T0 + 120 * SEC));
+}
+
+#[test]
+fn chat_and_email_have_their_own_sla() {
+    // Three hours is within the email SLA.
+    let mut r = Run::new();
+    r.feed(pid(1), ev("m", 0, Email, Inbound, Message).key("email:<m>"));
+    r.feed(pid(1), ev("re", 3 * HOUR, Email, Outbound, Message).key("email:<re>").parent("email:<m>").case("C1"));
+    r.wm(DAY);
+    r.none(FirstResponseSlaBreach);
+
+    // Three minutes is not within the chat SLA.
+    let mut r = Run::new();
+    r.feed(pid(1), ev("s", 0, Chat, Inbound, ChatStarted).key("chat:S"));
+    r.feed(pid(1), ev("a", 3 * MIN, Chat, Outbound, Message).key("chat:S"));
+    assert_eq!(r.one(FirstResponseSlaBreach).detected_at, EventTime(T0 + 2 * MIN));
+
+    // An unanswered email breaches after 4 h, at high priority; so does a social post.
+    let mut r = Run::new();
+    r.feed(pid(1), ev("m", 0, Email, Inbound, Message).key("email:<m>"));
+    r.feed(pid(2), ev("p", 0, Social, Inbound, SocialPost).key("post:1"));
+    r.wm(4 * HOUR + 1);
+    let breaches = r.of(FirstResponseSlaBreach);
+    assert_eq!(breaches.len(), 2);
+    assert!(breaches.iter().all(|i| i.priority == Priority::High && i.detected_at == EventTime(T0 + 4 * HOUR)));
+
+    // Calls have no first-response SLA: they are answered or abandoned.
+    let mut r = Run::new();
+    r.feed(pid(1), ev("c", 0, Phone, Inbound, CallStarted).key("call:1"));
+    r.wm(DAY);
+    r.none(FirstResponseSlaBreach);
+}
+
+#[test]
+fn a_response_anywhere_in_the_case_counts() {
+    let mut r = Run::new();
+    r.feed(pid(1), ev("m", 0, Email, Inbound, Message).key("email:<m>").case("C1"));
+    r.feed(pid(1), ev("cb", HOUR, Phone, Outbound, CallAnswered).key("call:cb").case("C1"));
+    r.wm(DAY);
+    r.none(FirstResponseSlaBreach);
+
+    // A response in another case does not.
+    let mut r = Run::new();
+    r.feed(pid(1), ev("m", 0, Email, Inbound, Message).key("email:<m>").case("C1"));
+    r.feed(pid(1), ev("x", HOUR, Email, Outbound, Message).key("email:<x>").case("C2"));
+    r.wm(DAY);
+    assert_eq!(r.one(FirstResponseSlaBreach).case_id.as_deref(), Some("C1"));
+}
+
+#[test]
+fn a_customer_still_waiting_after_a_breach_does_not_breach_again() {
+    let mut config = MomentsConfig { cooldown_hours: 0, ..MomentsConfig::default() };
+    config.first_response_sla.chat_seconds = 60;
+    let mut r = Run::with(config);
+    r.feed(pid(1), ev("s", 0, Chat, Inbound, ChatStarted).key("chat:S"));
+    r.feed(pid(1), ev("m1", 2 * MIN, Chat, Inbound, Message).key("chat:S"));
+    r.feed(pid(1), ev("m2", 4 * MIN, Chat, Inbound, Message).key("chat:S"));
+    r.wm(HOUR);
+    assert_eq!(evidence(r.one(FirstResponseSlaBreach)), ["s"]);
+}
+
+#[test]
+fn after_a_response_the_next_inbound_waits_again() {
+    let mut r = Run::new();
+    r.feed(pid(1), ev("s", 0, Chat, Inbound, ChatStarted).key("chat:S"));
+    r.feed(pid(1), ev("a", MIN, Chat, Outbound, Message).key("chat:S"));
+    r.feed(pid(1), ev("m", 2 * MIN, Chat, Inbound, Message).key("chat:S"));
+    r.wm(HOUR);
+    let i = r.one(FirstResponseSlaBreach);
+    assert_eq!(evidence(i), ["m"]);
+    assert_eq!(i.detected_at, EventTime(T0 + 4 * MIN));
+}
+
+// ---------------------------------------------------------------- negative_sentiment_after_contact
+
+fn call_then(at: i64, e: E) -> Run {
+    let mut r = Run::new();
+    r.feed(pid(1), ev("ans", 0, Phone, Inbound, CallAnswered).key("call:1"));
+    r.feed(pid(1), ev("end", 10 * MIN, Phone, Inbound, CallEnded).key("call:1").case("C1"));
+    let mut e = e;
+    e.event.time = EventTime(T0 + 10 * MIN + at);
+    r.feed(pid(1), e);
+    r
+}
+
+#[test]
+fn negative_sentiment_within_48_hours_of_a_support_contact() {
+    let neg = || ev("angry", 0, Email, Inbound, Message).key("email:<x>").sentiment(-0.8);
+    let r = call_then(48 * HOUR, neg());
+    let i = r.one(NegativeSentimentAfterContact);
+    assert_eq!(i.priority, Priority::High);
+    assert_eq!(evidence(i), ["end", "angry"]);
+    assert_eq!(i.reason, "inbound sentiment -0.80 (producer score) 2880 min after a support contact on phone");
+    call_then(48 * HOUR + 1, neg()).none(NegativeSentimentAfterContact);
+    // Not negative enough.
+    call_then(HOUR, neg().sentiment(-0.49)).none(NegativeSentimentAfterContact);
+    // On the threshold.
+    call_then(HOUR, neg().sentiment(-0.5)).one(NegativeSentimentAfterContact);
+    // Outbound events are the brand's, not the customer's.
+    let mut out = neg();
+    out.event.direction = Outbound;
+    call_then(HOUR, out).none(NegativeSentimentAfterContact);
+}
+
+#[test]
+fn negative_sentiment_on_social_is_critical_and_text_is_scored_when_the_producer_did_not() {
+    let post =
+        ev("post", 0, Social, Inbound, SocialPost).key("post:1").text("This is UNACCEPTABLE, worst service ever!!!");
+    let r = call_then(HOUR, post);
+    let i = r.one(NegativeSentimentAfterContact);
+    assert_eq!(i.priority, Priority::Critical);
+    assert!(i.reason.contains("lexicon score of the text"));
+    // The reason never repeats the text.
+    assert!(!i.reason.to_lowercase().contains("unacceptable"));
+
+    // A producer score wins over the text.
+    let post = ev("post", 0, Social, Inbound, SocialPost).key("post:1").text("worst service ever").sentiment(0.2);
+    call_then(HOUR, post).none(NegativeSentimentAfterContact);
+}
+
+#[test]
+fn no_support_contact_no_negative_moment() {
+    let mut r = Run::new();
+    r.feed(pid(1), ev("c", 0, Phone, Inbound, CallStarted).key("call:1"));
+    r.feed(pid(1), ev("angry", HOUR, Email, Inbound, Message).key("email:<x>").sentiment(-0.9));
+    r.none(NegativeSentimentAfterContact);
+}
+
+// ---------------------------------------------------------------- abandoned_contact
+
+#[test]
+fn an_abandon_without_a_successful_contact_fires_after_30_minutes() {
+    let mut r = Run::new();
+    r.feed(pid(1), ev("ab", 0, Phone, Inbound, CallAbandoned).key("call:1").wait(4 * MIN));
+    r.wm(30 * MIN);
+    r.none(AbandonedContact);
+    r.wm(30 * MIN + 1);
+    let i = r.one(AbandonedContact);
+    assert_eq!(i.detected_at, EventTime(T0 + 30 * MIN));
+    assert_eq!(i.recommended_channel, Phone);
+    assert_eq!(i.recommended_action, crate::Action::OfferCallback);
+
+    // A chat abandon too; the callback channel is the phone.
+    let mut r = Run::new();
+    r.feed(pid(1), ev("ab", 0, Chat, Inbound, ChatAbandoned).key("chat:S"));
+    r.wm(HOUR);
+    assert_eq!(r.one(AbandonedContact).recommended_channel, Phone);
+}
+
+#[test]
+fn an_answered_call_a_response_or_a_completed_chat_cancels_the_abandon() {
+    for (kind, channel, direction) in
+        [(CallAnswered, Phone, Outbound), (Message, Email, Outbound), (ChatEnded, Chat, Internal)]
+    {
+        let mut r = Run::new();
+        r.feed(pid(1), ev("ab", 0, Phone, Inbound, CallAbandoned).key("call:1"));
+        r.feed(pid(1), ev("ok", 30 * MIN, channel, direction, kind).key("other"));
+        r.wm(DAY);
+        r.none(AbandonedContact);
+        assert_eq!(r.d.counters().get(AbandonedContact).cancelled, 1);
+    }
+    // Too late: the timer fires before the answer is applied.
+    let mut r = Run::new();
+    r.feed(pid(1), ev("ab", 0, Phone, Inbound, CallAbandoned).key("call:1"));
+    r.feed(pid(1), ev("ok", 31 * MIN, Phone, Outbound, CallAnswered).key("call:2"));
+    r.one(AbandonedContact);
+    // A callback request is not a successful contact.
+    let mut r = Run::new();
+    r.feed(pid(1), ev("ab", 0, Phone, Inbound, CallAbandoned).key("call:1"));
+    r.feed(pid(1), ev("cb", MIN, Phone, Inbound, CallbackRequested).key("call:2"));
+    r.wm(DAY);
+    r.one(AbandonedContact);
+}
+
+// ---------------------------------------------------------------- detractor_survey
+
+#[test]
+fn detractor_surveys() {
+    let survey = |csat, nps, ces| {
+        let mut r = Run::new();
+        r.feed(pid(1), ev("sv", 0, Email, Inbound, SurveyResponse).case("C1").survey(csat, nps, ces));
+        r.of(DetractorSurvey).len()
+    };
+    assert_eq!(survey(Some(2), None, None), 1);
+    assert_eq!(survey(Some(3), Some(7), Some(4)), 0);
+    assert_eq!(survey(None, Some(6), None), 1);
+    assert_eq!(survey(None, None, Some(5)), 1);
+    // Off-scale answers are ignored.
+    assert_eq!(survey(Some(0), Some(11), Some(9)), 0);
+    let mut r = Run::new();
+    r.feed(pid(1), ev("sv", 0, Chat, Inbound, SurveyResponse).case("C1").survey(Some(1), Some(3), None));
+    let i = r.one(DetractorSurvey);
+    assert_eq!(i.reason, "detractor survey answer: CSAT 1, NPS 3");
+    assert_eq!(i.recommended_channel, Chat);
+    assert_eq!(i.case_id.as_deref(), Some("C1"));
+}
+
+// ---------------------------------------------------------------- high_effort_journey
+
+/// Chat, then a call with a 10 min queue and 2 transfers, then an email, all in case C1.
+fn effortful() -> Vec<E> {
+    vec![
+        ev("chat", 0, Chat, Inbound, ChatStarted).key("chat:S").case("C1"),
+        ev("call", HOUR, Phone, Inbound, CallStarted).key("call:1").case("C1"),
+        ev("ans", HOUR + 10 * MIN, Phone, Inbound, CallAnswered).key("call:1").case("C1").wait(10 * MIN),
+        ev("end", HOUR + 20 * MIN, Phone, Inbound, CallEnded).key("call:1").case("C1").transfers(2),
+        ev("mail", DAY, Email, Inbound, Message).key("email:<m>").case("C1"),
+    ]
+}
+
+#[test]
+fn high_effort_fires_when_the_prediction_crosses_the_threshold() {
+    let mut r = Run::new();
+    r.all(pid(1), effortful());
+    // 1 + 2 switches + 0.75·2 + 0.05·10 + 0.5·2 = 6.0, crossing 5 at the email.
+    let i = r.one(HighEffortJourney);
+    assert_eq!(evidence(i), ["mail"]);
+    assert_eq!(i.priority, Priority::Medium);
+    assert_eq!(i.recommended_channel, Email);
+    assert_eq!(
+        i.reason,
+        "predicted effort 6.0 of 7 before any survey answer: 3 conversations, 2 channel switches, 10 min queue wait, \
+         2 transfers, 0 abandoned contacts"
+    );
+    // Later events keep it above the threshold: no second intervention.
+    r.feed(pid(1), ev("mail2", 3 * DAY, Chat, Inbound, ChatStarted).key("chat:T").case("C1"));
+    assert_eq!(r.of(HighEffortJourney).len(), 1);
+    // A CES answer is compared with the prediction (7.0 after the fourth conversation, clamped).
+    r.feed(pid(1), ev("sv", 4 * DAY, Email, Inbound, SurveyResponse).case("C1").survey(None, None, Some(6)));
+    let a = r.d.effort_agreement();
+    assert_eq!(a.count, 1);
+    assert!((a.mean_absolute_error.unwrap() - 1.0).abs() < 1e-9);
+    assert_eq!(a.pearson_r, None);
+}
+
+#[test]
+fn no_high_effort_after_a_survey_answer_or_below_the_threshold() {
+    let mut r = Run::new();
+    let mut events = effortful();
+    events.insert(4, ev("sv", 2 * HOUR, Email, Inbound, SurveyResponse).case("C1").survey(Some(4), None, None));
+    r.all(pid(1), events);
+    r.none(HighEffortJourney);
+
+    let mut r = Run::new();
+    let mut events = effortful();
+    events.pop();
+    r.all(pid(1), events);
+    r.none(HighEffortJourney);
+}
+
+#[test]
+fn abandons_add_effort() {
+    let mut r = Run::new();
+    r.feed(pid(1), ev("ab1", 0, Phone, Inbound, CallAbandoned).key("call:1").case("C1"));
+    r.feed(pid(1), ev("ab2", MIN, Phone, Inbound, CallAbandoned).key("call:2").case("C1"));
+    r.feed(pid(1), ev("ab3", 2 * MIN, Chat, Inbound, ChatAbandoned).key("chat:3").case("C1"));
+    // 1 + 1 switch + 0.75·2 + 3 abandons = 6.5
+    assert_eq!(evidence(r.one(HighEffortJourney)), ["ab3"]);
+}
+
+#[test]
+fn effort_agreement_correlates_predictions_and_answers() {
+    let mut r = Run::new();
+    // Case A: one chat (effort 1), answered CES 2. Case B: the effortful journey (6.0), CES 6.
+    r.feed(pid(1), ev("a", 0, Chat, Inbound, ChatStarted).key("chat:A").case("A"));
+    r.feed(pid(1), ev("sa", HOUR, Chat, Inbound, SurveyResponse).case("A").survey(None, None, Some(2)));
+    r.all(pid(2), effortful());
+    r.feed(pid(2), ev("sb", 2 * DAY, Email, Inbound, SurveyResponse).case("C1").survey(None, None, Some(6)));
+    let a = r.d.effort_agreement();
+    assert_eq!(a.count, 2);
+    assert!((a.mean_absolute_error.unwrap() - 0.5).abs() < 1e-9);
+    assert!((a.pearson_r.unwrap() - 1.0).abs() < 1e-9);
+}
+
+// ---------------------------------------------------------------- cool-down, ids, merges, config
+
+#[test]
+fn one_intervention_per_profile_moment_and_case_within_the_cooldown() {
+    let bad =
+        |id: &str, t: i64, case: &str| ev(id, t, Email, Inbound, SurveyResponse).case(case).survey(Some(1), None, None);
+    let mut r = Run::new();
+    r.feed(pid(1), bad("s1", 0, "C1"));
+    r.feed(pid(1), bad("s2", HOUR, "C1"));
+    r.feed(pid(1), bad("s3", HOUR, "C2"));
+    r.feed(pid(2), bad("s4", HOUR, "C1"));
+    r.feed(pid(1), bad("s5", DAY, "C1"));
+    let ids: Vec<&str> = r.of(DetractorSurvey).iter().map(|i| i.evidence[0].event_id.as_str()).collect();
+    assert_eq!(ids, ["s1", "s3", "s4", "s5"]);
+    assert_eq!(r.d.counters().get(DetractorSurvey).suppressed, 1);
+    assert_eq!(r.d.counters().get(DetractorSurvey).detected, 4);
+}
+
+#[test]
+fn a_merge_moves_a_pending_sla_timer_to_the_survivor() {
+    let mut r = Run::new();
+    r.feed(pid(2), ev("s", 0, Chat, Inbound, ChatStarted).key("chat:S"));
+    r.d.merge_profiles(&Tenant::new("acme"), pid(1), pid(2));
+    r.wm(HOUR);
+    let i = r.one(FirstResponseSlaBreach);
+    assert_eq!(i.profile_id, pid(1).to_string());
+    assert_eq!(r.d.held_profiles(), 1);
+}
+
+#[test]
+fn a_merge_moves_cooldowns_and_conversations_and_redirects_later_events() {
+    let mut r = Run::new();
+    r.feed(pid(2), ev("a", 0, Email, Inbound, Message).key("email:<a>"));
+    r.feed(pid(1), ev("b", DAY, Email, Inbound, Message).key("email:<b>"));
+    r.d.merge_profiles(&Tenant::new("acme"), pid(1), pid(2));
+    // An event still naming the absorbed profile (it was resolved before the merge).
+    r.feed(pid(2), ev("c", 2 * DAY, Phone, Inbound, CallStarted).key("call:c"));
+    let i = r.one(RepeatContact);
+    assert_eq!(i.profile_id, pid(1).to_string());
+    assert_eq!(evidence(i), ["a", "b", "c"]);
+
+    // A response on the survivor cancels the absorbed profile's timer in the same conversation.
+    let mut r = Run::new();
+    r.feed(pid(2), ev("s", 0, Chat, Inbound, ChatStarted).key("chat:S"));
+    r.d.merge_profiles(&Tenant::new("acme"), pid(1), pid(2));
+    r.feed(pid(1), ev("a", MIN, Chat, Outbound, Message).key("chat:S").case("C1"));
+    r.wm(HOUR);
+    r.none(FirstResponseSlaBreach);
+
+    // Cool-downs move too.
+    let bad = |id: &str, t: i64| ev(id, t, Email, Inbound, SurveyResponse).case("C1").survey(Some(1), None, None);
+    let mut r = Run::new();
+    r.feed(pid(2), bad("s1", 0));
+    r.d.merge_profiles(&Tenant::new("acme"), pid(1), pid(2));
+    r.feed(pid(1), bad("s2", HOUR));
+    assert_eq!(r.of(DetractorSurvey).len(), 1);
+}
+
+#[test]
+fn a_tenant_overrides_its_sla() {
+    let config: MomentsConfig = toml::from_str("[tenants.fast.first_response_sla]\nchat_seconds = 60").unwrap();
+    let mut r = Run::with(config);
+    for tenant in ["acme", "fast"] {
+        r.feed(pid(1), ev(&format!("s-{tenant}"), 0, Chat, Inbound, ChatStarted).key("chat:S").tenant(tenant));
+        r.feed(pid(1), ev(&format!("a-{tenant}"), 90 * SEC, Chat, Outbound, Message).key("chat:S").tenant(tenant));
+    }
+    let i = r.one(FirstResponseSlaBreach);
+    assert_eq!(i.tenant, "fast");
+    assert_eq!(i.detected_at, EventTime(T0 + 60 * SEC));
+    assert_eq!(r.d.tenant_counters(&Tenant::new("acme")).get(FirstResponseSlaBreach).detected, 0);
+}
+
+#[test]
+fn disabled_moments_are_not_detected() {
+    let config: MomentsConfig = toml::from_str("[detractor_survey]\nenabled = false").unwrap();
+    let mut r = Run::with(config);
+    r.feed(pid(1), ev("sv", 0, Email, Inbound, SurveyResponse).case("C1").survey(Some(1), None, None));
+    r.none(DetractorSurvey);
+}
+
+#[test]
+fn the_detector_refuses_a_bad_config_naming_the_key() {
+    let config: MomentsConfig = toml::from_str("[tenants.acme.first_response_sla]\nchat_seconds = 0").unwrap();
+    let err = Detector::new(config).unwrap_err();
+    assert_eq!(err.to_string(), "moments.tenants.acme.first_response_sla.chat_seconds: must be at least 1");
+}
+
+#[test]
+fn idle_profiles_are_evicted_by_event_time() {
+    let mut r = Run::new();
+    r.feed(pid(1), ev("a", 0, Email, Inbound, Message).key("email:<a>"));
+    r.feed(pid(2), ev("b", 14 * DAY, Email, Inbound, Message).key("email:<b>"));
+    assert_eq!(r.d.held_profiles(), 2);
+    r.feed(pid(2), ev("c", 14 * DAY + 1, Email, Outbound, Message).key("email:<c>").parent("email:<b>"));
+    assert_eq!(r.d.held_profiles(), 1);
+    assert_eq!(r.d.counters().profiles_evicted, 1);
+}
+
+// ---------------------------------------------------------------- order and lateness
+
+/// Sends `events` (with profiles) through a pipeline, in the given order; returns every
+/// intervention, sorted, after flushing and firing every timer.
+fn through_pipeline(events: &[(ProfileId, E)]) -> Vec<Intervention> {
+    let mut p = MomentsPipeline::new(MomentsConfig::default()).unwrap();
+    let mut out = Vec::new();
+    for (profile, e) in events {
+        let thread = e.thread_id();
+        out.extend(p.push(*profile, e.event.clone(), &thread));
+    }
+    out.extend(p.flush());
+    out.extend(p.detector_mut().advance_watermark(&Tenant::new("acme"), EventTime(i64::MAX)));
+    out.sort_by(|a, b| (&a.intervention_id, a.detected_at).cmp(&(&b.intervention_id, b.detected_at)));
+    out
+}
+
+#[test]
+fn a_late_event_within_the_lateness_gives_the_same_result() {
+    let mut events: Vec<(ProfileId, E)> = vec![
+        (pid(1), ev("s", 0, Chat, Inbound, ChatStarted).key("chat:S")),
+        (pid(1), ev("a", 100 * SEC, Chat, Outbound, Message).key("chat:S").case("C1")),
+        (pid(1), ev("x", 150 * SEC, Email, Inbound, Message).key("email:<x>")),
+        (pid(1), ev("y", 10 * MIN, Email, Outbound, Message).key("email:<y>").parent("email:<x>")),
+    ];
+    let in_order = through_pipeline(&events);
+    // The response arrives after an event 50 s younger: within the 60 s lateness.
+    events.swap(1, 2);
+    let shuffled = through_pipeline(&events);
+    assert_eq!(in_order, shuffled);
+    assert!(in_order.iter().all(|i| i.moment_type != FirstResponseSlaBreach));
+    assert_eq!(in_order.len(), 1, "{in_order:#?}");
+    assert_eq!(in_order[0].moment_type, ChannelHop);
+}
+
+#[test]
+fn a_response_arriving_beyond_the_lateness_is_too_late() {
+    let mut p = MomentsPipeline::new(MomentsConfig::default()).unwrap();
+    let s = ev("s", 0, Chat, Inbound, ChatStarted).key("chat:S");
+    let later = ev("x", 5 * MIN, Email, Inbound, Message).key("email:<x>");
+    let a = ev("a", 100 * SEC, Chat, Outbound, Message).key("chat:S");
+    let mut out = p.push(pid(1), s.event.clone(), &s.thread_id());
+    out.extend(p.push(pid(1), later.event.clone(), &later.thread_id()));
+    // The watermark (4 min) passed the due time (2 min): the breach is out already.
+    assert_eq!(out.iter().filter(|i| i.moment_type == FirstResponseSlaBreach).count(), 1);
+    p.push(pid(1), a.event.clone(), &a.thread_id());
+    assert_eq!(p.buffer().late_events(), 1);
+}
+
+/// Random traffic of three profiles over a few hours, in event-time order.
+fn traffic() -> impl Strategy<Value = Vec<(ProfileId, E)>> {
+    let kinds = prop_oneof![
+        Just((Chat, Inbound, ChatStarted)),
+        Just((Chat, Inbound, Message)),
+        Just((Chat, Outbound, Message)),
+        Just((Chat, Inbound, ChatAbandoned)),
+        Just((Chat, Internal, ChatEnded)),
+        Just((Email, Inbound, Message)),
+        Just((Email, Outbound, Message)),
+        Just((Phone, Inbound, CallStarted)),
+        Just((Phone, Inbound, CallAnswered)),
+        Just((Phone, Inbound, CallEnded)),
+        Just((Phone, Inbound, CallAbandoned)),
+        Just((Social, Inbound, SocialPost)),
+        Just((Social, Outbound, SocialReply)),
+        Just((Email, Internal, CaseResolved)),
+        Just((Email, Inbound, SurveyResponse)),
+    ];
+    let one = (
+        0u8..3,
+        // Bursts within a few minutes (reordered by the jitter) and spread over hours.
+        prop_oneof![0i64..300, 0i64..6 * 3600],
+        kinds,
+        prop::option::of(0u8..2),
+        0u8..4,
+        prop::option::of(-1.0f64..1.0),
+        1i32..8,
+        0i64..20,
+    );
+    prop::collection::vec(one, 1..60).prop_map(|raw| {
+        let mut events: Vec<(ProfileId, E)> = raw
+            .into_iter()
+            .enumerate()
+            .map(|(n, (p, secs, (channel, direction, kind), case, key, sentiment, score, wait))| {
+                let mut e = ev(&format!("e{n:03}"), secs * SEC, channel, direction, kind)
+                    .key(&format!("{channel}:{p}:{key}"))
+                    .wait(wait * MIN);
+                if let Some(c) = case {
+                    e = e.case(&format!("C{p}{c}"));
+                }
+                if let Some(s) = sentiment {
+                    e = e.sentiment(s);
+                }
+                if kind == SurveyResponse {
+                    e = e.survey(Some(score.min(5)), Some(score), Some(score));
+                }
+                (pid(p), e)
+            })
+            .collect();
+        events.sort_by(|a, b| (a.1.event.time, &a.1.event.event_id).cmp(&(b.1.event.time, &b.1.event.event_id)));
+        events
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// Arrival order within the allowed lateness changes nothing: every event arrives before
+    /// any event more than the lateness younger, so none is late and the buffer restores order.
+    #[test]
+    fn shuffling_within_the_lateness_changes_nothing(
+        events in traffic(),
+        jitter in prop::collection::vec(0i64..60_000, 60),
+    ) {
+        let in_order = through_pipeline(&events);
+        let mut arrival: Vec<(i64, usize)> = events
+            .iter()
+            .enumerate()
+            .map(|(i, (_, e))| (e.event.time.0 + jitter[i % jitter.len()], i))
+            .collect();
+        arrival.sort();
+        let shuffled: Vec<(ProfileId, E)> = arrival.iter().map(|&(_, i)| events[i].clone()).collect();
+        let got = through_pipeline(&shuffled);
+        let key = |v: &[Intervention]| -> BTreeSet<(String, MomentType)> {
+            v.iter().map(|i| (i.intervention_id.clone(), i.moment_type)).collect()
+        };
+        prop_assert_eq!(key(&in_order), key(&got));
+        prop_assert_eq!(in_order, got);
+    }
+
+    /// Any event, however odd, is taken without a panic.
+    #[test]
+    fn no_event_panics_the_detector(
+        events in traffic(),
+        times in prop::collection::vec(any::<i64>(), 60),
+        texts in prop::collection::vec(".{0,40}", 60),
+    ) {
+        let mut d = Detector::new(MomentsConfig::default()).unwrap();
+        for (i, (p, mut e)) in events.into_iter().enumerate() {
+            e.event.time = EventTime(times[i % times.len()]);
+            e.event.text = Some(texts[i % texts.len()].clone());
+            e.event.sentiment = e.event.sentiment.map(|s| if i % 7 == 0 { f64::NAN } else { s * 10.0 });
+            e.event.details.queue_wait_ms = Some(times[(i + 1) % times.len()]);
+            e.event.details.transfers = Some(i32::MAX);
+            let thread = e.thread_id();
+            d.observe(p, &e.event, &thread);
+            if i % 5 == 0 {
+                d.merge_profiles(&Tenant::new("acme"), pid(0), p);
+            }
+        }
+        d.advance_watermark(&Tenant::new("acme"), EventTime(i64::MAX));
+        // Only timers due at the end of time itself can still wait.
+        prop_assert!(d.pending_timers() <= 60);
+    }
+}
+
+// ---------------------------------------------------------------- the Avro contract
+
+const SCHEMA: &str = include_str!("../../../schemas/intervention.avsc");
+
+fn sample() -> Intervention {
+    let mut r = Run::new();
+    r.all(pid(1), linked_chat(0));
+    r.feed(pid(1), ev("call", 40 * MIN, Phone, Inbound, CallStarted).key("call:K1"));
+    r.one(ChannelHop).clone()
+}
+
+#[test]
+fn interventions_round_trip_through_the_avro_schema() {
+    use apache_avro::reader::datum::GenericDatumReader;
+    use apache_avro::writer::datum::GenericDatumWriter;
+    use apache_avro::Schema;
+
+    let schema = Schema::parse_str(SCHEMA).unwrap();
+    let writer = GenericDatumWriter::builder(&schema).build().unwrap();
+    let reader = GenericDatumReader::builder(&schema).build().unwrap();
+    let mut without_case = sample();
+    without_case.case_id = None;
+    without_case.evidence.clear();
+    without_case.priority = Priority::Unknown;
+    for record in [sample(), without_case] {
+        let bytes = writer.write_ser_to_vec(&record).unwrap();
+        let back: Intervention = reader.read_deser(&mut bytes.as_slice()).unwrap();
+        assert_eq!(back, record);
+    }
+}
+
+#[test]
+fn the_schema_names_every_rust_symbol_and_defaults_every_optional_field() {
+    let schema: serde_json::Value = serde_json::from_str(SCHEMA).unwrap();
+    assert_eq!(schema["namespace"], "io.omnistitch.cx.v1");
+    let fields = schema["fields"].as_array().unwrap();
+    let names: Vec<&str> = fields.iter().filter_map(|f| f["name"].as_str()).collect();
+    let json = serde_json::to_value(sample()).unwrap();
+    let mut rust: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
+    rust.sort_unstable();
+    let mut sorted = names.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, rust);
+    let symbols = |name: &str| -> Vec<String> {
+        let f = fields.iter().find(|f| f["name"] == name).unwrap();
+        f["type"]["symbols"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
+    };
+    let moments = symbols("moment_type");
+    assert_eq!(moments[0], "UNKNOWN");
+    for m in MomentType::ALL {
+        assert!(moments.contains(&m.as_str().to_string()));
+        let action = serde_json::to_value(m.action()).unwrap();
+        assert!(symbols("recommended_action").iter().any(|s| action == s.as_str()));
+    }
+    for f in fields {
+        if f["type"].as_array().is_some_and(|u| u[0] == "null") {
+            assert!(f.get("default").is_some_and(|d| d.is_null()), "{}", f["name"]);
+        }
+    }
+}
