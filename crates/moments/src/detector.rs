@@ -227,6 +227,7 @@ impl TenantState {
         }
         Some(Intervention {
             intervention_id: Intervention::derive_id(tenant.as_str(), d.moment, &d.key.event_id),
+            key_event_id: d.key.event_id.to_string(),
             tenant: tenant.to_string(),
             profile_id: profile.to_string(),
             moment_type: d.moment,

@@ -140,6 +140,9 @@ pub struct Evidence {
 pub struct Intervention {
     /// UUIDv5 of (tenant, moment type, key event id).
     pub intervention_id: String,
+    /// The event that made the moment true (see `docs/moments.md`, "key event").
+    #[serde(default)]
+    pub key_event_id: String,
     /// Tenant.
     pub tenant: String,
     /// Profile (UUID) the moment happened to, as known when it was detected.

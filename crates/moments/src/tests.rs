@@ -922,3 +922,10 @@ fn the_schema_names_every_rust_symbol_and_defaults_every_optional_field() {
         }
     }
 }
+
+#[test]
+fn interventions_name_their_key_event() {
+    let i = sample();
+    assert_eq!(i.key_event_id, "call");
+    assert_eq!(i.intervention_id, Intervention::derive_id("acme", ChannelHop, "call"));
+}
