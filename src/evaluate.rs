@@ -1,7 +1,7 @@
 //! `omnistitch evaluate`: pairwise scores of the resolved profiles against ground truth, beside
 //! what naive union-find (no rules) scores on the same input.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::Context;
 use omnistitch_engine::{Engine, Pipeline};
 use omnistitch_identity::{IdentityRules, Normalizer};
-use omnistitch_sim::score::{pairwise, Scores};
+use omnistitch_sim::score::{pairwise, score_moments, DetectedMoment, MomentScores, Scores};
 use omnistitch_timeline::RetentionConfig;
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +42,38 @@ pub struct Evaluation {
     pub rules: ResolverScores,
     /// Naive union-find on the same input.
     pub naive: ResolverScores,
+    /// Interventions against planted moments, per moment type (empty without moment truth).
+    pub moments: BTreeMap<String, MomentScores>,
+}
+
+#[derive(Deserialize)]
+struct InterventionLine {
+    intervention_id: String,
+    tenant: String,
+    moment_type: String,
+    key_event_id: String,
+    detected_at: i64,
+    #[serde(default)]
+    case_id: Option<String>,
+}
+
+fn read_detections(out: &Path) -> anyhow::Result<Vec<DetectedMoment>> {
+    let path = out.join("interventions.jsonl");
+    let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let mut detected = Vec::new();
+    for line in BufReader::new(file).lines() {
+        let i: InterventionLine =
+            serde_json::from_str(&line?).with_context(|| format!("parsing {}", path.display()))?;
+        detected.push(DetectedMoment {
+            tenant: i.tenant,
+            moment_type: i.moment_type,
+            key_event_id: i.key_event_id,
+            detected_at_ms: i.detected_at,
+            intervention_id: i.intervention_id,
+            case_id: i.case_id,
+        });
+    }
+    Ok(detected)
 }
 
 #[derive(Deserialize)]
@@ -119,7 +151,15 @@ pub fn evaluate(truth_dir: &Path, out: &Path) -> anyhow::Result<Evaluation> {
         false,
     );
     let naive = score(&engine_assignments(naive_run.pipeline.engine()), &person, &linkable, &tenant_of);
-    let report = Evaluation { events, rules, naive };
+    let moment_truth = omnistitch_sim::read_moment_truth(truth_dir).unwrap_or_default();
+    let moments = if moment_truth.is_empty() {
+        BTreeMap::new()
+    } else {
+        let person_of_event: HashMap<String, String> =
+            truth.iter().map(|t| (t.event_id.clone(), t.person.clone())).collect();
+        score_moments(&moment_truth, &read_detections(out)?, &person_of_event)
+    };
+    let report = Evaluation { events, rules, naive, moments };
     let json = serde_json::to_string_pretty(&report)?;
     std::fs::write(out.join("evaluation.json"), json).context("writing evaluation.json")?;
     Ok(report)
@@ -139,6 +179,22 @@ impl fmt::Display for Evaluation {
                     s.recall,
                     s.f1,
                     r.cross_tenant_profiles
+                )?;
+            }
+        }
+        if !self.moments.is_empty() {
+            writeln!(f, "micro-moments against planted truth:")?;
+            writeln!(
+                f,
+                "  {:<34} {:>6} {:>8} {:>9} {:>7} {:>5} {:>11}",
+                "", "truth", "detected", "precision", "recall", "dups", "delay p50"
+            )?;
+            for (moment, s) in &self.moments {
+                let delay = s.delay_ms_p50.map_or("-".to_string(), |d| format!("{:.1}s", d as f64 / 1000.0));
+                writeln!(
+                    f,
+                    "  {:<34} {:>6} {:>8} {:>9.4} {:>7.4} {:>5} {:>11}",
+                    moment, s.truth, s.detected, s.precision, s.recall, s.duplicates, delay
                 )?;
             }
         }

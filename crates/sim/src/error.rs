@@ -31,7 +31,7 @@ pub enum SimError {
         /// The encoder's message.
         message: String,
     },
-    /// A line of `truth.jsonl` is not a truth record.
+    /// A line of `truth.jsonl` or `moments_truth.jsonl` is not a record of its kind.
     #[error("{path}:{line}: {source}")]
     Truth {
         /// The file.

@@ -32,6 +32,17 @@ pub(crate) fn event_time(e: &WireEvent) -> i64 {
     }
 }
 
+#[cfg(test)]
+/// The record's case id, if it carries one.
+pub(crate) fn case_id(e: &WireEvent) -> Option<&str> {
+    match e {
+        WireEvent::Email(r) => r.case_id.as_deref(),
+        WireEvent::Chat(r) => r.case_id.as_deref(),
+        WireEvent::Phone(r) => r.case_id.as_deref(),
+        WireEvent::Social(r) => r.case_id.as_deref(),
+    }
+}
+
 /// Gives the record its event id.
 pub(crate) fn set_event_id(e: &mut WireEvent, id: String) {
     match e {

@@ -1,4 +1,5 @@
-//! A world on disk: one Avro container per channel, in arrival order, and `truth.jsonl`.
+//! A world on disk: one Avro container per channel, in arrival order, `truth.jsonl` and
+//! `moments_truth.jsonl`.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -7,12 +8,19 @@ use std::path::{Path, PathBuf};
 use omnistitch_codec::ContainerWriter;
 use omnistitch_model::Channel;
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
 use crate::error::SimError;
+use crate::moments::MomentTruth;
 use crate::truth::TruthRecord;
 use crate::world::World;
 
 /// File name of the ground truth, one [`TruthRecord`] per line.
 pub const TRUTH_FILE: &str = "truth.jsonl";
+
+/// File name of the micro-moments truth, one [`MomentTruth`] per line.
+pub const MOMENTS_TRUTH_FILE: &str = "moments_truth.jsonl";
 
 /// File name of a channel's container, e.g. `email.avro`.
 pub fn channel_file(channel: Channel) -> String {
@@ -28,8 +36,8 @@ fn avro_error<E: std::fmt::Display>(path: &Path) -> impl FnOnce(E) -> SimError +
 }
 
 /// Writes `world` into `dir` (created if missing): `email.avro`, `chat.avro`, `phone.avro`,
-/// `social.avro` (uncompressed, arrival order; a channel without events gets an empty file) and
-/// `truth.jsonl`.
+/// `social.avro` (uncompressed, arrival order; a channel without events gets an empty file),
+/// `truth.jsonl` and `moments_truth.jsonl`.
 pub fn write_world(dir: impl AsRef<Path>, world: &World) -> Result<(), SimError> {
     let dir = dir.as_ref();
     std::fs::create_dir_all(dir).map_err(io_error(dir))?;
@@ -43,20 +51,23 @@ pub fn write_world(dir: impl AsRef<Path>, world: &World) -> Result<(), SimError>
         let sink = writer.finish().map_err(avro_error(&path))?;
         sink.into_inner().map_err(|e| e.into_error()).map_err(io_error(&path))?;
     }
-    let path = dir.join(TRUTH_FILE);
-    let file = File::create(&path).map_err(io_error(&path))?;
-    let mut out = BufWriter::new(file);
-    for t in &world.truth {
-        serde_json::to_writer(&mut out, t).map_err(|e| SimError::Io { path: path.clone(), source: e.into() })?;
-        out.write_all(b"\n").map_err(io_error(&path))?;
-    }
-    out.flush().map_err(io_error(&path))?;
-    Ok(())
+    write_lines(&dir.join(TRUTH_FILE), &world.truth)?;
+    write_lines(&dir.join(MOMENTS_TRUTH_FILE), &world.moments)
 }
 
-/// Reads `truth.jsonl` from `dir`; blank lines are skipped.
-pub fn read_truth(dir: impl AsRef<Path>) -> Result<Vec<TruthRecord>, SimError> {
-    let path: PathBuf = dir.as_ref().join(TRUTH_FILE);
+/// Writes `records` to `path` as JSON Lines.
+fn write_lines<T: Serialize>(path: &Path, records: &[T]) -> Result<(), SimError> {
+    let file = File::create(path).map_err(io_error(path))?;
+    let mut out = BufWriter::new(file);
+    for r in records {
+        serde_json::to_writer(&mut out, r).map_err(|e| SimError::Io { path: path.to_path_buf(), source: e.into() })?;
+        out.write_all(b"\n").map_err(io_error(path))?;
+    }
+    out.flush().map_err(io_error(path))
+}
+
+/// Reads JSON Lines of `T` from `path`; blank lines are skipped.
+fn read_lines<T: DeserializeOwned>(path: PathBuf) -> Result<Vec<T>, SimError> {
     let file = File::open(&path).map_err(io_error(&path))?;
     let mut out = Vec::new();
     for (n, line) in BufReader::new(file).lines().enumerate() {
@@ -72,6 +83,16 @@ pub fn read_truth(dir: impl AsRef<Path>) -> Result<Vec<TruthRecord>, SimError> {
         out.push(record);
     }
     Ok(out)
+}
+
+/// Reads `truth.jsonl` from `dir`; blank lines are skipped.
+pub fn read_truth(dir: impl AsRef<Path>) -> Result<Vec<TruthRecord>, SimError> {
+    read_lines(dir.as_ref().join(TRUTH_FILE))
+}
+
+/// Reads `moments_truth.jsonl` from `dir`; blank lines are skipped.
+pub fn read_moment_truth(dir: impl AsRef<Path>) -> Result<Vec<MomentTruth>, SimError> {
+    read_lines(dir.as_ref().join(MOMENTS_TRUTH_FILE))
 }
 
 #[cfg(test)]
@@ -99,6 +120,8 @@ mod tests {
         }
         assert_eq!(read.len(), world.events.len());
         assert_eq!(read_truth(dir.path()).unwrap(), world.truth);
+        assert!(!world.moments.is_empty());
+        assert_eq!(read_moment_truth(dir.path()).unwrap(), world.moments);
     }
 
     #[test]

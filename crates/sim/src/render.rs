@@ -15,8 +15,8 @@ use crate::ids::{derive_seed, IdGen, IdSpace};
 use crate::journey::{plan_case, CaseJourney, Conversation, Segment, Step};
 use crate::population::{Brand, Handle, Person, Population};
 use crate::text::{
-    fill, Topic, AGENT_REPLIES, FOLLOW_UPS, JUNK_EMAILS, JUNK_PHONES, OPENINGS, POSTS, REPLIES, REVIEWS,
-    SURVEY_COMMENTS, WITHHELD,
+    fill, Topic, AGENT_REPLIES, FOLLOW_UPS, JUNK_EMAILS, JUNK_PHONES, NEGATIVE_MESSAGES, NEGATIVE_POSTS,
+    NEGATIVE_REVIEWS, NEGATIVE_SURVEY_COMMENTS, OPENINGS, POSTS, REPLIES, REVIEWS, SURVEY_COMMENTS, WITHHELD,
 };
 
 /// A rendered event, before it gets its event id and arrival slot.
@@ -214,13 +214,15 @@ impl Renderer<'_> {
         self.brand.agents.choose(&mut self.rng).cloned().unwrap_or_else(|| format!("{}.agent", self.brand.tenant))
     }
 
-    /// The body of a step, worded by who speaks and whether this is a follow-up.
+    /// The body of a step, worded by who speaks, whether this is a follow-up and whether the
+    /// customer is angry.
     fn text(&mut self, step: &Step, topic: Topic, first_of_segment: bool) -> Option<String> {
         let brand = self.brand.tenant.as_str();
         let pick = |rng: &mut ChaCha8Rng, list: &[&str]| fill(list.choose(rng).copied().unwrap_or("{x}"), topic, brand);
         let rng = &mut self.rng;
         let inbound = step.direction == Direction::Inbound;
         Some(match step.kind {
+            EventKind::Message | EventKind::SocialDm if inbound && step.negative => pick(rng, NEGATIVE_MESSAGES),
             EventKind::Message | EventKind::SocialDm if inbound => {
                 if !first_of_segment {
                     pick(rng, REPLIES)
@@ -232,27 +234,42 @@ impl Renderer<'_> {
             }
             EventKind::Message | EventKind::SocialDm => pick(rng, AGENT_REPLIES),
             EventKind::SocialReply => "Sorry to hear that! Please send us a DM so we can help.".to_string(),
+            EventKind::SocialPost if step.negative => pick(rng, NEGATIVE_POSTS),
             EventKind::SocialPost => pick(rng, POSTS),
+            EventKind::Review if step.negative => pick(rng, NEGATIVE_REVIEWS),
             EventKind::Review => pick(rng, REVIEWS),
             EventKind::CallEnded => format!("Call summary: {}", topic.name),
             EventKind::CaseOpened => format!("Case opened: {}", topic.name),
             EventKind::CaseResolved => format!("Case resolved: {}", topic.name),
+            EventKind::SurveyResponse if step.negative => pick(rng, NEGATIVE_SURVEY_COMMENTS),
             EventKind::SurveyResponse if rng.random_bool(0.4) => pick(rng, SURVEY_COMMENTS),
             _ => return None,
         })
     }
 
-    /// Producer-scored sentiment on part of the texts: the customer's mood, the agent's cheer.
+    /// Producer-scored sentiment on part of the texts: the customer's mood (never below −0.5
+    /// unless angry), the agent's cheer. Angry steps are scored on about half the records, and
+    /// then the producer sometimes reads them milder than a lexicon would.
     fn sentiment(&mut self, step: &Step, mood: f64, has_text: bool) -> Option<f64> {
         if !has_text || matches!(step.kind, EventKind::CaseOpened | EventKind::CaseResolved | EventKind::CallEnded) {
             return None;
         }
-        if step.direction == Direction::Inbound {
-            let s = mood - 0.1 * f64::from(step.contact) + self.rng.random_range(-0.25..0.25);
-            self.chance(0.6).then(|| round2(s.clamp(-1.0, 1.0)))
-        } else {
-            self.chance(0.25).then(|| round2(self.rng.random_range(0.2..0.8)))
+        if step.direction != Direction::Inbound {
+            return self.chance(0.25).then(|| round2(self.rng.random_range(0.2..0.8)));
         }
+        if step.negative {
+            if !self.chance(0.5) {
+                return None;
+            }
+            let s = if self.chance(0.85) {
+                self.rng.random_range(-0.95..-0.55)
+            } else {
+                self.rng.random_range(-0.45..-0.2)
+            };
+            return Some(round2(s));
+        }
+        let s = 0.3 * mood - 0.03 * f64::from(step.contact.min(3)) + self.rng.random_range(-0.1..0.25);
+        self.chance(0.6).then(|| round2(s.clamp(-0.45, 1.0)))
     }
 
     fn head(

@@ -1,16 +1,17 @@
-//! Scoring a stitching result against the truth: pairwise precision, recall and F1, and
-//! profiles that wrongly span tenants.
+//! Scoring against the truth: a stitching result by pairwise precision, recall and F1 (and
+//! profiles that wrongly span tenants), and a detector's interventions by moment type.
 //!
 //! A clustering maps event id -> cluster id. Two events form a *pair* when they share a
 //! cluster; precision is the share of predicted pairs that are true pairs, recall the share of
 //! true pairs that were predicted. Pairs are counted from a contingency table (sums of
 //! `n choose 2`), so scoring is linear in the number of events.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use crate::moments::{MomentTruth, MOMENT_TYPES};
 use crate::truth::TruthRecord;
 
 /// Pairwise agreement of a predicted clustering with a truth clustering.
@@ -134,6 +135,162 @@ pub fn tenants_of(truth: &[TruthRecord]) -> HashMap<String, String> {
     truth.iter().map(|t| (t.event_id.clone(), t.tenant.clone())).collect()
 }
 
+/// A detector's intervention, as moment scoring needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DetectedMoment {
+    /// Tenant.
+    pub tenant: String,
+    /// The contract's name of the moment, e.g. `channel_hop`.
+    pub moment_type: String,
+    /// The intervention's key event.
+    pub key_event_id: String,
+    /// Event time at which the detector saw the moment, ms.
+    pub detected_at_ms: i64,
+    /// The intervention's id.
+    pub intervention_id: String,
+    /// The intervention's case id, if it names one; needed to match by person and case.
+    #[serde(default)]
+    pub case_id: Option<String>,
+}
+
+/// How well a detector found one type of moment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MomentScores {
+    /// Moments in the truth.
+    pub truth: usize,
+    /// Interventions detected.
+    pub detected: usize,
+    /// Truth moments matched by at least one intervention.
+    pub matched: usize,
+    /// Share of interventions that match a truth moment (duplicates included); 1 when none.
+    pub precision: f64,
+    /// `matched / truth`; 1 when the truth has none.
+    pub recall: f64,
+    /// Interventions matching a truth moment another intervention matched already.
+    pub duplicates: usize,
+    /// Median (lower) of detected-at minus the truth's, over matched moments (first match), ms.
+    pub delay_ms_p50: Option<i64>,
+    /// Largest such delay, ms.
+    pub delay_ms_max: Option<i64>,
+    /// Truth moments whose evidence lies in one linkable cluster.
+    pub truth_linkable: usize,
+    /// Recall over those: what a resolver linking only what identifiers allow makes possible.
+    pub recall_linkable: f64,
+}
+
+/// A detection matches a truth moment by person and case only this close in time.
+pub const FALLBACK_WINDOW_MS: i64 = 24 * 3_600_000;
+
+/// Scores `detected` against `truth` per moment type (every contract type listed).
+///
+/// A detection matches the truth moment of its tenant and type with the same key event or,
+/// failing that, the nearest one (within [`FALLBACK_WINDOW_MS`]) of the same person (the
+/// person of its key event, by `person_of_event`) and the same case id, preferring moments no
+/// other detection matched. Each truth moment counts once; further detections of it are
+/// duplicates; detections matching nothing cost precision.
+pub fn score_moments<S: BuildHasher>(
+    truth: &[MomentTruth],
+    detected: &[DetectedMoment],
+    person_of_event: &HashMap<String, String, S>,
+) -> BTreeMap<String, MomentScores> {
+    let mut by_key: HashMap<(&str, &str, &str), usize> = HashMap::new();
+    let mut by_case: HashMap<(&str, &str, &str, &str), Vec<usize>> = HashMap::new();
+    for (i, t) in truth.iter().enumerate() {
+        by_key.entry((&t.tenant, &t.moment_type, &t.key_event_id)).or_insert(i);
+        if let Some(case) = &t.case_id {
+            by_case.entry((&t.tenant, &t.moment_type, &t.person, case)).or_default().push(i);
+        }
+    }
+    let mut order: Vec<usize> = (0..detected.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (a, b) = (&detected[a], &detected[b]);
+        (a.detected_at_ms, &a.intervention_id).cmp(&(b.detected_at_ms, &b.intervention_id))
+    });
+    // First match of each truth moment (its detected-at), and the outcome of each detection.
+    let mut first: Vec<Option<i64>> = vec![None; truth.len()];
+    let mut outcome: Vec<Option<bool>> = vec![None; detected.len()]; // Some(duplicate?)
+                                                                     // Records detection `d` as a match of truth `t`; whether it is a duplicate.
+    let claim = |t: usize, d: &DetectedMoment, first: &mut [Option<i64>]| -> bool {
+        let dup = first[t].is_some();
+        first[t].get_or_insert(d.detected_at_ms);
+        dup
+    };
+    for &i in &order {
+        let d = &detected[i];
+        if let Some(&t) = by_key.get(&(d.tenant.as_str(), d.moment_type.as_str(), d.key_event_id.as_str())) {
+            outcome[i] = Some(claim(t, d, &mut first));
+        }
+    }
+    for &i in &order {
+        let d = &detected[i];
+        if outcome[i].is_some() {
+            continue;
+        }
+        let (Some(person), Some(case)) = (person_of_event.get(&d.key_event_id), &d.case_id) else { continue };
+        let Some(candidates) =
+            by_case.get(&(d.tenant.as_str(), d.moment_type.as_str(), person.as_str(), case.as_str()))
+        else {
+            continue;
+        };
+        let distance = |t: usize| (d.detected_at_ms - truth[t].detected_at_ms).abs();
+        let near = candidates.iter().copied().filter(|&t| distance(t) <= FALLBACK_WINDOW_MS);
+        let best = near.min_by_key(|&t| (first[t].is_some(), distance(t), t));
+        if let Some(t) = best {
+            outcome[i] = Some(claim(t, d, &mut first));
+        }
+    }
+    let mut out: BTreeMap<String, MomentScores> = BTreeMap::new();
+    let mut delays: HashMap<&str, Vec<i64>> = HashMap::new();
+    let mut matched_linkable: HashMap<&str, usize> = HashMap::new();
+    let blank = || MomentScores {
+        truth: 0,
+        detected: 0,
+        matched: 0,
+        precision: 1.0,
+        recall: 1.0,
+        duplicates: 0,
+        delay_ms_p50: None,
+        delay_ms_max: None,
+        truth_linkable: 0,
+        recall_linkable: 1.0,
+    };
+    for m in MOMENT_TYPES {
+        out.insert(m.to_string(), blank());
+    }
+    // Precision's numerator rides in `precision` until the end.
+    for (t, f) in truth.iter().zip(&first) {
+        let s = out.entry(t.moment_type.clone()).or_insert_with(blank);
+        s.truth += 1;
+        s.truth_linkable += usize::from(t.linkable);
+        if let Some(at) = f {
+            s.matched += 1;
+            delays.entry(&t.moment_type).or_default().push(at - t.detected_at_ms);
+            *matched_linkable.entry(&t.moment_type).or_insert(0) += usize::from(t.linkable);
+        }
+    }
+    let mut hits: HashMap<&str, usize> = HashMap::new();
+    for (d, o) in detected.iter().zip(&outcome) {
+        let s = out.entry(d.moment_type.clone()).or_insert_with(blank);
+        s.detected += 1;
+        if let Some(dup) = o {
+            *hits.entry(&d.moment_type).or_insert(0) += 1;
+            s.duplicates += usize::from(*dup);
+        }
+    }
+    let ratio = |num: usize, den: usize| if den == 0 { 1.0 } else { num as f64 / den as f64 };
+    for (m, s) in out.iter_mut() {
+        s.precision = ratio(hits.get(m.as_str()).copied().unwrap_or(0), s.detected);
+        s.recall = ratio(s.matched, s.truth);
+        s.recall_linkable = ratio(matched_linkable.get(m.as_str()).copied().unwrap_or(0), s.truth_linkable);
+        if let Some(d) = delays.get_mut(m.as_str()) {
+            d.sort_unstable();
+            s.delay_ms_p50 = Some(d[(d.len() - 1) / 2]);
+            s.delay_ms_max = d.last().copied();
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,5 +373,97 @@ mod tests {
         assert_eq!(pairwise(&person, &person).truth_pairs, 1);
         assert_eq!(pairwise(&person, &linkable).recall, 0.0);
         assert_eq!(tenants_of(&t)["e2"], "acme");
+    }
+
+    fn truth_moment(moment: &str, person: &str, case: Option<&str>, key: &str, at: i64, linkable: bool) -> MomentTruth {
+        MomentTruth {
+            tenant: "acme".into(),
+            person: person.into(),
+            moment_type: moment.into(),
+            case_id: case.map(str::to_string),
+            key_event_id: key.into(),
+            detected_at_ms: at,
+            linkable,
+        }
+    }
+
+    fn detection(moment: &str, key: &str, at: i64, id: &str, case: Option<&str>) -> DetectedMoment {
+        DetectedMoment {
+            tenant: "acme".into(),
+            moment_type: moment.into(),
+            key_event_id: key.into(),
+            detected_at_ms: at,
+            intervention_id: id.into(),
+            case_id: case.map(str::to_string),
+        }
+    }
+
+    fn persons() -> HashMap<String, String> {
+        clustering(&[("e1", "p1"), ("e2", "p1"), ("e3", "p1"), ("e5", "p2"), ("e6", "p2"), ("e9", "p3")])
+    }
+
+    /// Hops: t1 (e1, p1, case C1) and t2 (e5, p2, C2, not linkable); abandons: t3 (e3, p1).
+    /// Detections: e1 twice (one duplicate), e6 of p2 in C2 (matches t2 by person and case,
+    /// 30 s late), e9 (nothing: a false positive), and an abandon on another tenant's e3.
+    #[test]
+    fn matches_by_key_event_then_person_and_case() {
+        let truth = vec![
+            truth_moment("channel_hop", "p1", Some("C1"), "e1", 1_000, true),
+            truth_moment("channel_hop", "p2", Some("C2"), "e5", 5_000, false),
+            truth_moment("abandoned_contact", "p1", None, "e3", 9_000, true),
+        ];
+        let mut other_tenant = detection("abandoned_contact", "e3", 9_000, "i5", None);
+        other_tenant.tenant = "globex".into();
+        let detected = vec![
+            detection("channel_hop", "e1", 1_200, "i1", Some("C1")),
+            detection("channel_hop", "e1", 1_500, "i2", Some("C1")),
+            detection("channel_hop", "e6", 35_000, "i3", Some("C2")),
+            detection("channel_hop", "e9", 7_000, "i4", Some("C9")),
+            other_tenant,
+        ];
+        let s = score_moments(&truth, &detected, &persons());
+        let hop = &s["channel_hop"];
+        assert_eq!((hop.truth, hop.detected, hop.matched, hop.duplicates), (2, 4, 2, 1));
+        assert_eq!((hop.precision, hop.recall), (0.75, 1.0));
+        // Delays 200 (t1, first detection) and 30 000 (t2): lower median 200, max 30 000.
+        assert_eq!((hop.delay_ms_p50, hop.delay_ms_max), (Some(200), Some(30_000)));
+        assert_eq!((hop.truth_linkable, hop.recall_linkable), (1, 1.0));
+        let abandon = &s["abandoned_contact"];
+        assert_eq!((abandon.truth, abandon.detected, abandon.matched), (1, 1, 0));
+        assert_eq!((abandon.precision, abandon.recall, abandon.delay_ms_p50), (0.0, 0.0, None));
+        // Every contract type is listed; one nobody saw scores perfectly.
+        assert_eq!(s.len(), MOMENT_TYPES.len());
+        let quiet = &s["detractor_survey"];
+        assert_eq!((quiet.truth, quiet.detected, quiet.precision, quiet.recall), (0, 0, 1.0, 1.0));
+    }
+
+    /// Two truth moments of one case: a key-event match claims its own first, the other
+    /// detection takes the free one rather than duplicating; far-off and caseless fallbacks fail.
+    #[test]
+    fn fallback_prefers_free_moments_and_stays_near() {
+        let truth = vec![
+            truth_moment("first_response_sla_breach", "p1", Some("C1"), "e1", 10_000, true),
+            truth_moment("first_response_sla_breach", "p1", Some("C1"), "e2", 20_000, true),
+        ];
+        let detected = vec![
+            // Sorted first (earlier), but the exact match of e1 below is settled before fallbacks.
+            detection("first_response_sla_breach", "e3", 9_000, "a", Some("C1")),
+            detection("first_response_sla_breach", "e1", 11_000, "b", Some("C1")),
+            detection("first_response_sla_breach", "e3", 10_000 + 2 * FALLBACK_WINDOW_MS, "c", Some("C1")),
+            detection("first_response_sla_breach", "e3", 9_500, "d", None),
+        ];
+        let s = &score_moments(&truth, &detected, &persons())["first_response_sla_breach"];
+        assert_eq!((s.matched, s.duplicates, s.detected), (2, 0, 4));
+        assert_eq!(s.precision, 0.5);
+        // e1: +1 000; e2 by fallback: 9 000 - 20 000 = -11 000.
+        assert_eq!((s.delay_ms_p50, s.delay_ms_max), (Some(-11_000), Some(1_000)));
+    }
+
+    #[test]
+    fn unknown_types_get_their_own_row() {
+        let detected = vec![detection("brand_new", "e1", 0, "x", None)];
+        let s = score_moments(&[], &detected, &persons());
+        assert_eq!((s["brand_new"].detected, s["brand_new"].precision), (1, 0.0));
+        assert_eq!(s["channel_hop"].recall, 1.0);
     }
 }

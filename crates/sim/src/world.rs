@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::config::SimConfig;
 use crate::error::SimError;
 use crate::ids::IdGen;
+use crate::moments::{self, MomentTruth, MOMENT_TYPES};
 use crate::population::populate;
 use crate::render::{render_person, Planned};
 use crate::truth::{self, Canon, TruthRecord};
@@ -20,6 +21,8 @@ pub struct World {
     pub events: Vec<WireEvent>,
     /// One record per distinct event id, in event-time order.
     pub truth: Vec<TruthRecord>,
+    /// Every micro-moment of `docs/moments.md` (defaults), in detection-time order.
+    pub moments: Vec<MomentTruth>,
 }
 
 /// Generates the world of `config`: the same config always gives the same world.
@@ -48,8 +51,9 @@ pub fn generate(config: &SimConfig) -> Result<World, SimError> {
         })
         .collect();
     let truth = truth::build(&events, &persons);
+    let moments = moments::derive(&events, &truth);
     let events = arrival::deliver(config, events);
-    Ok(World { events, truth })
+    Ok(World { events, truth, moments })
 }
 
 /// Reorders `items` so that `items[k]` becomes the old `items[source[k]]`, in place.
@@ -99,6 +103,10 @@ pub struct WorldSummary {
     pub respelled_identifiers: usize,
     /// Largest amount by which an event's time is behind an earlier delivery's, ms.
     pub max_disorder_ms: i64,
+    /// Micro-moments per type (every type of the contract listed, zero or not).
+    pub moments: BTreeMap<String, usize>,
+    /// Micro-moments whose evidence spans linkable clusters (a fair resolver splits them).
+    pub unlinkable_moments: usize,
 }
 
 impl World {
@@ -149,6 +157,10 @@ impl World {
         let tenants: HashSet<&str> = self.truth.iter().map(|t| t.tenant.as_str()).collect();
         let persons: HashSet<&str> = self.truth.iter().map(|t| t.person.as_str()).collect();
         let clusters: HashSet<&str> = self.truth.iter().map(|t| t.linkable.as_str()).collect();
+        let mut moments: BTreeMap<String, usize> = MOMENT_TYPES.iter().map(|m| (m.to_string(), 0)).collect();
+        for m in &self.moments {
+            *moments.entry(m.moment_type.clone()).or_insert(0) += 1;
+        }
         WorldSummary {
             deliveries: self.events.len(),
             distinct_events: seen.len(),
@@ -163,6 +175,8 @@ impl World {
             cross_tenant_emails: email_tenants.values().filter(|t| t.len() > 1).count(),
             respelled_identifiers: spellings.values().filter(|s| s.len() > 1).count(),
             max_disorder_ms,
+            moments,
+            unlinkable_moments: self.moments.iter().filter(|m| !m.linkable).count(),
         }
     }
 }
@@ -281,11 +295,56 @@ mod tests {
     }
 
     #[test]
-    fn the_default_world_has_the_intended_size() {
+    fn the_default_world_has_the_intended_size_and_every_moment() {
         let w = generate(&SimConfig::default()).unwrap();
         let s = w.summary();
         assert!((30_000..=60_000).contains(&s.deliveries), "{s:?}");
         assert_eq!(s.persons, 2000);
+        assert_eq!(s.moments.len(), MOMENT_TYPES.len());
+        for (moment, n) in &s.moments {
+            assert!(*n >= 50, "{moment}: {n}");
+        }
+        // Most journeys have no moment at all.
+        let cases: HashSet<&str> = w.events.iter().filter_map(fields::case_id).collect();
+        let eventful: HashSet<&str> = w.moments.iter().filter_map(|m| m.case_id.as_deref()).collect();
+        assert!(eventful.len() * 3 < cases.len(), "{} of {} cases", eventful.len(), cases.len());
+        assert!(s.unlinkable_moments * 10 < w.moments.len(), "{s:?}");
+    }
+
+    #[test]
+    fn moments_point_at_their_person_s_events_and_never_precede_them() {
+        let w = generate(&small(11)).unwrap();
+        let truth: HashMap<&str, &TruthRecord> = w.truth.iter().map(|t| (t.event_id.as_str(), t)).collect();
+        let time: HashMap<&str, i64> = w.events.iter().map(|e| (fields::event_id(e), fields::event_time(e))).collect();
+        assert!(!w.moments.is_empty());
+        for m in &w.moments {
+            let key = truth[m.key_event_id.as_str()];
+            assert_eq!((&key.person, &key.tenant), (&m.person, &m.tenant), "{m:?}");
+            assert!(m.detected_at_ms >= time[m.key_event_id.as_str()], "{m:?}");
+            assert!(MOMENT_TYPES.contains(&m.moment_type.as_str()), "{m:?}");
+        }
+        assert!(w.moments.windows(2).all(|p| p[0].detected_at_ms <= p[1].detected_at_ms));
+    }
+
+    /// CES answers follow the journey's effort with noise: a detector's effort predictor can be
+    /// calibrated on them, and cannot be perfect.
+    #[test]
+    fn ces_answers_correlate_with_predicted_effort() {
+        let w = generate(&SimConfig { customers: 1000, ..SimConfig::default() }).unwrap();
+        let mut seen = HashSet::new();
+        let mut distinct: Vec<WireEvent> =
+            w.events.iter().filter(|e| seen.insert(fields::event_id(e))).cloned().collect();
+        distinct.sort_by(|a, b| fields::event_id(a).cmp(fields::event_id(b)));
+        let pairs = moments::ces_answers(&distinct, &w.truth);
+        assert!(pairs.len() > 100, "{}", pairs.len());
+        let n = pairs.len() as f64;
+        let (mx, my) =
+            (pairs.iter().map(|p| p.0).sum::<f64>() / n, pairs.iter().map(|p| f64::from(p.1)).sum::<f64>() / n);
+        let cov: f64 = pairs.iter().map(|p| (p.0 - mx) * (f64::from(p.1) - my)).sum();
+        let vx: f64 = pairs.iter().map(|p| (p.0 - mx).powi(2)).sum();
+        let vy: f64 = pairs.iter().map(|p| (f64::from(p.1) - my).powi(2)).sum();
+        let r = cov / (vx * vy).sqrt();
+        assert!((0.5..0.95).contains(&r), "pearson {r}");
     }
 
     #[test]
