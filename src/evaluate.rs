@@ -186,15 +186,15 @@ impl fmt::Display for Evaluation {
             writeln!(f, "micro-moments against planted truth:")?;
             writeln!(
                 f,
-                "  {:<34} {:>6} {:>8} {:>9} {:>7} {:>5} {:>11}",
-                "", "truth", "detected", "precision", "recall", "dups", "delay p50"
+                "  {:<34} {:>6} {:>8} {:>9} {:>7} {:>15} {:>5} {:>11}",
+                "", "truth", "detected", "precision", "recall", "recall linkable", "dups", "delay p50"
             )?;
             for (moment, s) in &self.moments {
                 let delay = s.delay_ms_p50.map_or("-".to_string(), |d| format!("{:.1}s", d as f64 / 1000.0));
                 writeln!(
                     f,
-                    "  {:<34} {:>6} {:>8} {:>9.4} {:>7.4} {:>5} {:>11}",
-                    moment, s.truth, s.detected, s.precision, s.recall, s.duplicates, delay
+                    "  {:<34} {:>6} {:>8} {:>9.4} {:>7.4} {:>15.4} {:>5} {:>11}",
+                    moment, s.truth, s.detected, s.precision, s.recall, s.recall_linkable, s.duplicates, delay
                 )?;
             }
         }

@@ -27,6 +27,9 @@ mod text;
 mod truth;
 mod world;
 
+/// Bumped whenever generation changes what a seed produces (benches cache worlds by it).
+pub const WORLD_VERSION: u32 = 2;
+
 pub use config::{HardCaseShares, SimConfig};
 pub use error::SimError;
 pub use files::{channel_file, read_moment_truth, read_truth, write_world, MOMENTS_TRUTH_FILE, TRUTH_FILE};
