@@ -132,6 +132,10 @@ struct TenantState {
     redirects_pruned_at: Option<EventTime>,
     counters: MomentCounters,
     agreement: AgreementSums,
+    /// Pending first-response timers by the digest of their thread: a response in the same
+    /// thread settles the wait even when identity put it on another profile (a reply to a
+    /// team mailbox or a landline, which link no one).
+    sla_threads: HashMap<u64, TimerKey>,
 }
 
 impl TenantState {
@@ -145,6 +149,7 @@ impl TenantState {
             redirects: HashMap::new(),
             redirects_pruned_at: None,
             counters: MomentCounters::default(),
+            sla_threads: HashMap::new(),
             agreement: AgreementSums::default(),
         }
     }
@@ -287,6 +292,26 @@ impl TenantState {
         Some(key)
     }
 
+    /// A response in `thread_id` (on profile `responder`, whose state is out of the map) settles
+    /// a first-response wait of that thread on another profile.
+    fn settle_thread(&mut self, responder: ProfileId, thread_id: &str) {
+        let Some(key) = self.sla_threads.remove(&digest(b"thread", thread_id)) else { return };
+        let Some(owner) = self.timers.get(&key).map(|t| (self.resolve(t.profile), t.case.clone())) else { return };
+        let (owner, case) = owner;
+        if owner == responder {
+            return; // settled through the responder's own case, or waiting on another one of its cases
+        }
+        let Some(mut other) = self.profiles.remove(&owner) else { return };
+        if let Some(c) = other.cases.get_mut(&case) {
+            if c.sla.as_ref() == Some(&key) {
+                c.sla = None;
+                c.awaiting = false;
+            }
+        }
+        self.cancel(&mut other, &key);
+        self.profiles.insert(owner, other);
+    }
+
     fn cancel(&mut self, p: &mut Profile, key: &TimerKey) {
         p.timers.remove(key);
         if self.timers.remove(key).is_some() {
@@ -380,6 +405,7 @@ impl TenantState {
             if let Some(k) = sla {
                 self.cancel(&mut p, &k);
             }
+            self.settle_thread(id, thread_id);
         }
         if response || matches!(event.kind, EventKind::CallAnswered | EventKind::ChatEnded) {
             let abandons: Vec<TimerKey> = p
@@ -490,6 +516,13 @@ impl TenantState {
                     ),
                 };
                 let key = self.schedule(&mut p, key, timer);
+                if let Some(k) = &key {
+                    self.sla_threads.insert(digest(b"thread", thread_id), k.clone());
+                    if self.sla_threads.len() > 2 * self.timers.len() + 1024 {
+                        let timers = &self.timers;
+                        self.sla_threads.retain(|_, k| timers.contains_key(k));
+                    }
+                }
                 if let Some(case) = p.cases.get_mut(&case_key) {
                     case.sla = key;
                     case.awaiting = true;

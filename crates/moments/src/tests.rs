@@ -929,3 +929,23 @@ fn interventions_name_their_key_event() {
     assert_eq!(i.key_event_id, "call");
     assert_eq!(i.intervention_id, Intervention::derive_id("acme", ChannelHop, "call"));
 }
+
+#[test]
+fn a_reply_in_the_same_thread_settles_the_wait_even_on_another_profile() {
+    // A mail from a team mailbox links no one: the customer's mail and the agent's reply land on
+    // two profiles, but the engine threads the reply into the mail's thread.
+    let mut r = Run::new();
+    r.feed(pid(1), ev("in", 0, Email, Inbound, Message).key("email:<m1>"));
+    r.feed(
+        pid(2),
+        ev("re", HOUR, Email, Outbound, Message).key("email:<m2>").parent("email:<m1>").thread("email:<m1>"),
+    );
+    r.wm(DAY);
+    r.none(FirstResponseSlaBreach);
+    assert_eq!(r.d.pending_timers(), 0);
+    // A reply in another thread settles nothing.
+    r.feed(pid(1), ev("in2", DAY, Email, Inbound, Message).key("email:<m3>"));
+    r.feed(pid(2), ev("re2", DAY + HOUR, Email, Outbound, Message).key("email:<m4>"));
+    r.wm(2 * DAY);
+    assert_eq!(evidence(r.one(FirstResponseSlaBreach)), ["in2"]);
+}
