@@ -80,8 +80,8 @@ fn main() {
     let customers: usize =
         std::env::var("OMNISTITCH_BENCH_CUSTOMERS").ok().and_then(|v| v.parse().ok()).unwrap_or(50_000);
     // The simulator's version is part of the name: a world from an older simulator is not reused.
-    let dir = std::env::temp_dir()
-        .join(format!("omnistitch-replay-bench-{customers}-sim{}", omnistitch_sim::WORLD_VERSION));
+    let dir =
+        std::env::temp_dir().join(format!("omnistitch-replay-bench-{customers}-sim{}", omnistitch_sim::WORLD_VERSION));
     if !dir.join("truth.jsonl").exists() {
         let started = Instant::now();
         let cfg = omnistitch_sim::SimConfig { customers, seed: 42, ..Default::default() };

@@ -9,8 +9,7 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use omnistitch_identity::{IdentityConfig, IdentityResolver, IdentityRules, Normalizer};
 use omnistitch_model::{
-    Channel, Details, Direction, Event, EventKind, EventTime, IdentifierKind, ProfileId, RawIdentifier, Tenant,
-    ThreadRef,
+    Channel, Direction, Event, EventKind, EventTime, IdentifierKind, ProfileId, RawIdentifier, Tenant, ThreadRef,
 };
 use omnistitch_timeline::{RetentionConfig, TimelineStore};
 
@@ -26,17 +25,6 @@ fn events(n: usize, people: usize) -> Vec<Event> {
                 _ => format!("  user{p}@mail.example "),
             };
             Event {
-                tenant: tenant.clone(),
-                event_id: format!("e{i}"),
-                time: EventTime(1_767_571_200_000 + i as i64 * 1000),
-                channel: Channel::Chat,
-                direction: Direction::Inbound,
-                kind: EventKind::Message,
-                case_id: None,
-                agent_id: None,
-                text: None,
-                sentiment: None,
-                survey: None,
                 identifiers: vec![
                     RawIdentifier::new(IdentifierKind::Email, email),
                     RawIdentifier::new(IdentifierKind::Phone, format!("(415) 55{}-{:04}", p / 10_000 % 10, p % 10_000)),
@@ -44,7 +32,14 @@ fn events(n: usize, people: usize) -> Vec<Event> {
                     RawIdentifier::new(IdentifierKind::ChatVisitor, format!("v{p}")),
                 ],
                 thread: ThreadRef { key: Some(format!("chat:S{}", i / 4)), parent: None },
-                details: Details::default(),
+                ..Event::new(
+                    tenant.clone(),
+                    format!("e{i}"),
+                    EventTime(1_767_571_200_000 + i as i64 * 1000),
+                    Channel::Chat,
+                    Direction::Inbound,
+                    EventKind::Message,
+                )
             }
         })
         .collect()

@@ -1,8 +1,6 @@
 //! Hand-made sequences with hand-computed numbers, and properties over random ones.
 
-use omnistitch_model::{
-    Channel, Details, Direction, Event, EventKind, EventTime, ProfileId, Survey, Tenant, ThreadRef,
-};
+use omnistitch_model::{Channel, Direction, Event, EventKind, EventTime, ProfileId, Survey, Tenant};
 use proptest::prelude::*;
 
 use crate::histogram::RELATIVE_ERROR;
@@ -22,22 +20,7 @@ const DAY: i64 = 24 * HOUR;
 struct E(Event);
 
 fn ev(t: i64, channel: Channel, direction: Direction, kind: EventKind) -> E {
-    E(Event {
-        tenant: Tenant::new("acme"),
-        event_id: format!("e{t}-{kind:?}"),
-        time: EventTime(t),
-        channel,
-        direction,
-        kind,
-        case_id: None,
-        agent_id: None,
-        text: None,
-        sentiment: None,
-        survey: None,
-        identifiers: Vec::new(),
-        thread: ThreadRef::default(),
-        details: Details::default(),
-    })
+    E(Event::new(Tenant::new("acme"), format!("e{t}-{kind:?}"), EventTime(t), channel, direction, kind))
 }
 
 impl E {

@@ -6,8 +6,7 @@ use std::sync::Arc;
 use omnistitch_identity::{ConflictRule, IdentityConfig, IdentityResolver, IdentityRules, Normalizer};
 use omnistitch_model::output::MatchOutcome;
 use omnistitch_model::{
-    Channel, Details, Direction, Event, EventKind, EventTime, IdentifierKind, ProfileId, RawIdentifier, Tenant,
-    ThreadRef,
+    Channel, Direction, Event, EventKind, EventTime, IdentifierKind, ProfileId, RawIdentifier, Tenant,
 };
 use proptest::prelude::*;
 
@@ -15,20 +14,15 @@ use IdentifierKind::*;
 
 fn event(tenant: &str, id: &str, t: i64, ids: &[(IdentifierKind, &str)]) -> Event {
     Event {
-        tenant: Tenant::new(tenant),
-        event_id: id.into(),
-        time: EventTime(1_700_000_000_000 + t),
-        channel: Channel::Chat,
-        direction: Direction::Inbound,
-        kind: EventKind::Message,
-        case_id: None,
-        agent_id: None,
-        text: None,
-        sentiment: None,
-        survey: None,
         identifiers: ids.iter().map(|(k, v)| RawIdentifier::new(*k, *v)).collect(),
-        thread: ThreadRef::default(),
-        details: Details::default(),
+        ..Event::new(
+            Tenant::new(tenant),
+            id,
+            EventTime(1_700_000_000_000 + t),
+            Channel::Chat,
+            Direction::Inbound,
+            EventKind::Message,
+        )
     }
 }
 

@@ -334,3 +334,33 @@ pub struct Event {
     /// Channel-specific details.
     pub details: Details,
 }
+
+impl Event {
+    /// An event with its required fields only: no case, agent, text, scores, identifiers,
+    /// conversation keys or details (set them with struct update syntax).
+    pub fn new(
+        tenant: Tenant,
+        event_id: impl Into<String>,
+        time: EventTime,
+        channel: Channel,
+        direction: Direction,
+        kind: EventKind,
+    ) -> Self {
+        Event {
+            tenant,
+            event_id: event_id.into(),
+            time,
+            channel,
+            direction,
+            kind,
+            case_id: None,
+            agent_id: None,
+            text: None,
+            sentiment: None,
+            survey: None,
+            identifiers: Vec::new(),
+            thread: ThreadRef::default(),
+            details: Details::default(),
+        }
+    }
+}

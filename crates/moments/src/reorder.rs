@@ -150,25 +150,10 @@ impl ReorderBuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use omnistitch_model::{Channel, Details, Direction, EventKind, ThreadRef};
+    use omnistitch_model::{Channel, Direction, EventKind};
 
     fn ev(tenant: &str, id: &str, t: i64) -> Event {
-        Event {
-            tenant: Tenant::new(tenant),
-            event_id: id.into(),
-            time: EventTime(t),
-            channel: Channel::Chat,
-            direction: Direction::Inbound,
-            kind: EventKind::Message,
-            case_id: None,
-            agent_id: None,
-            text: None,
-            sentiment: None,
-            survey: None,
-            identifiers: Vec::new(),
-            thread: ThreadRef::default(),
-            details: Details::default(),
-        }
+        Event::new(Tenant::new(tenant), id, EventTime(t), Channel::Chat, Direction::Inbound, EventKind::Message)
     }
 
     fn ids(r: &[Released]) -> Vec<&str> {

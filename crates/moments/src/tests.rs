@@ -2,9 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use omnistitch_model::{
-    Channel, Details, Direction, Event, EventKind, EventTime, ProfileId, Survey, Tenant, ThreadRef,
-};
+use omnistitch_model::{Channel, Direction, Event, EventKind, EventTime, ProfileId, Survey, Tenant};
 use proptest::prelude::*;
 
 use crate::{Detector, Intervention, MomentType, MomentsConfig, MomentsPipeline, Priority};
@@ -29,25 +27,7 @@ struct E {
 }
 
 fn ev(id: &str, t: i64, channel: Channel, direction: Direction, kind: EventKind) -> E {
-    E {
-        event: Event {
-            tenant: Tenant::new("acme"),
-            event_id: id.into(),
-            time: EventTime(T0 + t),
-            channel,
-            direction,
-            kind,
-            case_id: None,
-            agent_id: None,
-            text: None,
-            sentiment: None,
-            survey: None,
-            identifiers: Vec::new(),
-            thread: ThreadRef::default(),
-            details: Details::default(),
-        },
-        thread: None,
-    }
+    E { event: Event::new(Tenant::new("acme"), id, EventTime(T0 + t), channel, direction, kind), thread: None }
 }
 
 impl E {

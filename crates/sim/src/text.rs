@@ -148,115 +148,11 @@ pub(crate) fn fill(template: &str, topic: Topic, brand: &str) -> String {
     template.replace("{x}", topic.phrase).replace("{brand}", brand)
 }
 
-/// Valence (−4..4) of the words that carry feeling in the simulated texts, sorted by word.
-const VALENCE: &[(&str, f64)] = &[
-    ("angry", -2.3),
-    ("annoyed", -1.6),
-    ("awful", -2.8),
-    ("bad", -2.5),
-    ("broken", -2.1),
-    ("damaged", -1.8),
-    ("disaster", -3.1),
-    ("easy", 1.9),
-    ("error", -1.2),
-    ("fixed", 1.2),
-    ("friendly", 2.2),
-    ("furious", -2.9),
-    ("good", 1.9),
-    ("great", 3.1),
-    ("happy", 2.7),
-    ("horrible", -2.9),
-    ("mess", -2.0),
-    ("nightmare", -2.7),
-    ("painful", -1.9),
-    ("problem", -1.7),
-    ("quick", 1.0),
-    ("quickly", 0.9),
-    ("slow", -1.2),
-    ("sorry", -0.3),
-    ("sorted", 1.0),
-    ("terrible", -2.9),
-    ("thank", 1.5),
-    ("thanks", 1.9),
-    ("unacceptable", -2.8),
-    ("upset", -1.6),
-    ("waste", -1.8),
-    ("working", 1.0),
-    ("works", 1.0),
-    ("worst", -3.1),
-];
-
-/// Two-word phrases with a valence of their own.
-const PHRASE_VALENCE: &[(&str, &str, f64)] = &[
-    ("fed", "up", -2.2),
-    ("no", "answer", -1.8),
-    ("still", "waiting", -1.6),
-    ("too", "long", -1.6),
-    ("took", "ages", -1.8),
-];
-
-const BOOSTERS: &[&str] = &["absolutely", "completely", "extremely", "really", "so", "totally", "very"];
-
-const NEGATIONS: &[&str] = &[
-    "cannot", "cant", "didnt", "doesnt", "dont", "isnt", "never", "no", "nobody", "none", "not", "nothing", "wasnt",
-    "without", "wont",
-];
-
-/// A VADER-like lexicon score of `text`, −1..1 (0 without a word of feeling): how the truth
-/// reads a text that came without a producer's sentiment.
-///
-/// Valences add up; a booster within the three words before pushes a valence away from zero, a
-/// negation there scales it by −0.74; words after "but" weigh 1.5 times, before it half;
-/// exclamation marks add emphasis; the sum `s` maps to `s / sqrt(s² + 15)`. The simulated texts
-/// stay far from the −0.5 threshold on either side, so any scorer of this family agrees.
+/// The lexicon score of `text`, −1..1: how the truth reads a text that came without a
+/// producer's sentiment. It is the detector's own scorer (the contract says "a lexicon score of
+/// the text"), so truth and detector read every text alike.
 pub(crate) fn lexicon_sentiment(text: &str) -> f64 {
-    let words: Vec<String> = text
-        .split(|c: char| !(c.is_alphanumeric() || c == '\''))
-        .map(|w| w.chars().filter(|c| *c != '\'').flat_map(char::to_lowercase).collect::<String>())
-        .filter(|w| !w.is_empty())
-        .collect();
-    let but = words.iter().position(|w| w == "but");
-    let mut sum = 0.0;
-    let mut i = 0;
-    while i < words.len() {
-        let next = words.get(i + 1).map(String::as_str);
-        let phrase = PHRASE_VALENCE.iter().find(|(a, b, _)| *a == words[i] && Some(*b) == next).map(|p| p.2);
-        let (mut v, width) = match phrase {
-            Some(v) => (v, 2),
-            None => match VALENCE.binary_search_by(|(w, _)| (*w).cmp(words[i].as_str())) {
-                Ok(k) => (VALENCE[k].1, 1),
-                Err(_) => {
-                    i += 1;
-                    continue;
-                }
-            },
-        };
-        let mut negated = false;
-        for (distance, decay) in [(1, 1.0), (2, 0.95), (3, 0.9)] {
-            let Some(before) = i.checked_sub(distance).map(|j| words[j].as_str()) else { break };
-            if BOOSTERS.contains(&before) {
-                v += v.signum() * 0.293 * decay;
-            } else if NEGATIONS.contains(&before) {
-                negated = true;
-            }
-        }
-        if negated {
-            v *= -0.74;
-        }
-        match but {
-            Some(b) if i < b => v *= 0.5,
-            Some(b) if i > b => v *= 1.5,
-            _ => {}
-        }
-        sum += v;
-        i += width;
-    }
-    if sum == 0.0 {
-        return 0.0;
-    }
-    let bangs = text.chars().filter(|&c| c == '!').take(4).count() as f64;
-    sum += sum.signum() * 0.292 * bangs;
-    (sum / (sum * sum + 15.0).sqrt()).clamp(-1.0, 1.0)
+    omnistitch_moments::sentiment::score(text)
 }
 
 #[cfg(test)]

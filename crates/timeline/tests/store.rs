@@ -2,29 +2,21 @@
 
 use std::collections::BTreeSet;
 
-use omnistitch_model::{Channel, Details, Direction, Event, EventKind, EventTime, ProfileId, Tenant, ThreadRef};
+use omnistitch_model::{Channel, Direction, Event, EventKind, EventTime, ProfileId, Tenant};
 use omnistitch_timeline::{RetentionConfig, TimelineStore};
 use proptest::prelude::*;
 
 const DAY: i64 = 86_400_000;
 
 fn ev(id: &str, t: i64) -> Event {
-    Event {
-        tenant: Tenant::new("acme"),
-        event_id: id.into(),
-        time: EventTime(1_700_000_000_000 + t),
-        channel: Channel::Email,
-        direction: Direction::Inbound,
-        kind: EventKind::Message,
-        case_id: None,
-        agent_id: None,
-        text: None,
-        sentiment: None,
-        survey: None,
-        identifiers: vec![],
-        thread: ThreadRef::default(),
-        details: Details::default(),
-    }
+    Event::new(
+        Tenant::new("acme"),
+        id,
+        EventTime(1_700_000_000_000 + t),
+        Channel::Email,
+        Direction::Inbound,
+        EventKind::Message,
+    )
 }
 
 fn ids(store: &TimelineStore, p: ProfileId) -> Vec<String> {
