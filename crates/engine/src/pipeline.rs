@@ -59,7 +59,7 @@ impl Pipeline {
         let tenant = event.tenant.clone();
         for m in &applied.merges {
             o.buffer.merge_profiles(&tenant, m.survivor, m.absorbed);
-            o.detector.merge_profiles(&tenant, m.survivor, m.absorbed);
+            interventions.extend(o.detector.merge_profiles(&tenant, m.survivor, m.absorbed));
             o.cx.merge_profiles(m.survivor, m.absorbed);
         }
         for r in o.buffer.push(profile, event, &applied.thread_id) {

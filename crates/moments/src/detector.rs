@@ -321,23 +321,69 @@ impl TenantState {
         }
     }
 
-    fn merge_profiles(&mut self, survivor: ProfileId, absorbed: ProfileId) {
+    fn merge_profiles(&mut self, tenant: &Tenant, survivor: ProfileId, absorbed: ProfileId) -> Vec<Intervention> {
         let survivor = self.resolve(survivor);
         let absorbed = self.resolve(absorbed);
         if survivor == absorbed {
-            return;
+            return Vec::new();
         }
         let now = self.clock.unwrap_or_default();
         self.redirects.insert(absorbed, (survivor, now));
-        let Some(other) = self.take_profile(absorbed) else { return };
+        let Some(other) = self.take_profile(absorbed) else { return Vec::new() };
         for k in &other.timers {
             if let Some(t) = self.timers.get_mut(k) {
                 t.profile = survivor;
             }
         }
+        let absorbed_starts: Vec<Arc<str>> = other.starts.iter().map(|m| m.event_id.clone()).collect();
         let mut p = self.take_profile(survivor).unwrap_or_default();
         p.absorb(other, &mut self.timers, self.settings.repeat_cap());
+        let out = self.repeats_joined_by_merge(tenant, survivor, &mut p, &absorbed_starts);
         self.put_profile(survivor, p);
+        out
+    }
+
+    /// Repeat contacts that only the merge reveals: windows holding conversation starts of both
+    /// profiles. Detected at the start that completes the count, as a single profile would have.
+    fn repeats_joined_by_merge(
+        &mut self,
+        tenant: &Tenant,
+        id: ProfileId,
+        p: &mut Profile,
+        absorbed_starts: &[Arc<str>],
+    ) -> Vec<Intervention> {
+        let mut out = Vec::new();
+        let Some((count, window)) = self.settings.repeat else { return out };
+        let starts: Vec<Mark> = p.starts.iter().cloned().collect();
+        for (k, start) in starts.iter().enumerate() {
+            let floor = start.time.0.saturating_sub(window);
+            let in_window: Vec<Mark> = starts[..=k].iter().filter(|m| m.time.0 >= floor).cloned().collect();
+            let from_absorbed = in_window.iter().filter(|m| absorbed_starts.contains(&m.event_id)).count();
+            if in_window.len() != count || from_absorbed == 0 || from_absorbed == in_window.len() {
+                continue;
+            }
+            let case = p
+                .conversations
+                .values()
+                .find(|c| c.start.as_ref() == Some(start))
+                .map_or_else(|| Arc::from(format!("event:{}", start.event_id)), |c| c.case.clone());
+            let draft = Draft {
+                moment: MomentType::RepeatContact,
+                key: start.clone(),
+                case,
+                detected_at: start.time,
+                priority: Priority::High,
+                channel: start.channel,
+                reason: format!(
+                    "{} conversation within {} without a case resolution (seen once two profiles were joined)",
+                    ordinal(count),
+                    span(window)
+                ),
+                evidence: in_window,
+            };
+            out.extend(self.emit(tenant, id, Some(p), draft));
+        }
+        out
     }
 
     /// Applies one event of profile `id` (already resolved) and returns what it triggers.
@@ -784,8 +830,11 @@ impl Detector {
 
     /// `absorbed` was merged into `survivor`: its pending timers, cool-downs and state move to
     /// the survivor, and later events naming `absorbed` count for the survivor.
-    pub fn merge_profiles(&mut self, tenant: &Tenant, survivor: ProfileId, absorbed: ProfileId) {
-        self.tenant(tenant).merge_profiles(survivor, absorbed);
+    ///
+    /// Returns the repeat contacts the merge reveals (conversations of both profiles within
+    /// one window), detected at the start that completes the count.
+    pub fn merge_profiles(&mut self, tenant: &Tenant, survivor: ProfileId, absorbed: ProfileId) -> Vec<Intervention> {
+        self.tenant(tenant).merge_profiles(tenant, survivor, absorbed)
     }
 
     /// Predicted effort against CES answers, over every tenant.

@@ -44,10 +44,11 @@ impl MomentsPipeline {
         out
     }
 
-    /// `absorbed` was merged into `survivor` (as the engine reports it, in arrival order).
-    pub fn merge_profiles(&mut self, tenant: &Tenant, survivor: ProfileId, absorbed: ProfileId) {
+    /// `absorbed` was merged into `survivor` (as the engine reports it, in arrival order);
+    /// returns the repeat contacts the merge reveals.
+    pub fn merge_profiles(&mut self, tenant: &Tenant, survivor: ProfileId, absorbed: ProfileId) -> Vec<Intervention> {
         self.buffer.merge_profiles(tenant, survivor, absorbed);
-        self.detector.merge_profiles(tenant, survivor, absorbed);
+        self.detector.merge_profiles(tenant, survivor, absorbed)
     }
 
     /// End of input: releases every waiting event and fires the timers due up to the latest

@@ -929,3 +929,28 @@ fn a_reply_in_the_same_thread_settles_the_wait_even_on_another_profile() {
     r.wm(2 * DAY);
     assert_eq!(evidence(r.one(FirstResponseSlaBreach)), ["in2"]);
 }
+
+#[test]
+fn a_merge_that_joins_a_burst_of_conversations_reveals_the_repeat_contact() {
+    // Three conversations of one customer, seen as two profiles until identity links them.
+    let mut r = Run::new();
+    r.feed(pid(2), ev("a", 0, Email, Inbound, Message).key("email:<a>"));
+    r.feed(pid(1), ev("b", DAY, Chat, Inbound, ChatStarted).key("chat:B"));
+    r.feed(pid(2), ev("c", 2 * DAY, Phone, Inbound, CallStarted).key("call:c"));
+    r.none(RepeatContact);
+    let found = r.d.merge_profiles(&Tenant::new("acme"), pid(1), pid(2));
+    assert_eq!(found.len(), 1);
+    let i = &found[0];
+    assert_eq!((i.moment_type, i.key_event_id.as_str()), (RepeatContact, "c"));
+    assert_eq!(i.detected_at, EventTime(T0 + 2 * DAY));
+    assert_eq!(i.profile_id, pid(1).to_string());
+    assert_eq!(i.intervention_id, Intervention::derive_id("acme", RepeatContact, "c"));
+    // A window made of one side's conversations only was that side's to detect: nothing new.
+    let mut r = Run::new();
+    for (id, t) in [("a", 0), ("b", DAY), ("c", 2 * DAY)] {
+        r.feed(pid(2), ev(id, t, Email, Inbound, Message).key(&format!("email:<{id}>")));
+    }
+    assert_eq!(r.one(RepeatContact).key_event_id, "c");
+    r.feed(pid(1), ev("z", 30 * DAY, Chat, Inbound, ChatStarted).key("chat:Z"));
+    assert!(r.d.merge_profiles(&Tenant::new("acme"), pid(1), pid(2)).is_empty());
+}
