@@ -72,6 +72,22 @@ struct Draft {
     evidence: Vec<Mark>,
 }
 
+/// A key for the customer's phone number on `event`, the same for every spelling of it: the
+/// last ten digits (a national number with or without its country or trunk prefix).
+fn phone_number_key(event: &Event) -> Option<u64> {
+    let raw = event.identifiers.iter().find(|i| i.kind == omnistitch_model::IdentifierKind::Phone)?;
+    let digits: Vec<u8> = raw.value.bytes().filter(u8::is_ascii_digit).collect();
+    if digits.len() < 7 {
+        return None; // withheld, placeholder or too short to be a number
+    }
+    let tail = &digits[digits.len().saturating_sub(10)..];
+    // Placeholders (one repeated digit, a counting run) are shared by everyone who types them.
+    if tail.iter().all(|d| *d == tail[0]) || b"01234567890123456789".windows(tail.len()).any(|w| w == tail) {
+        return None;
+    }
+    Some(digest(b"phone", std::str::from_utf8(tail).ok()?))
+}
+
 /// The case id a case key names (`case:<id>`); thread keys name none.
 fn case_id_of(case: &str) -> Option<String> {
     case.strip_prefix(CASE_PREFIX).map(str::to_string)
@@ -136,6 +152,10 @@ struct TenantState {
     /// thread settles the wait even when identity put it on another profile (a reply to a
     /// team mailbox or a landline, which link no one).
     sla_threads: HashMap<u64, TimerKey>,
+    /// Pending abandoned-contact timers by the customer's phone number: a successful contact
+    /// with the same number rescues the abandon even on another profile (a landline links no
+    /// one, yet the callback goes to it).
+    abandon_numbers: HashMap<u64, Vec<TimerKey>>,
 }
 
 impl TenantState {
@@ -150,6 +170,7 @@ impl TenantState {
             redirects_pruned_at: None,
             counters: MomentCounters::default(),
             sla_threads: HashMap::new(),
+            abandon_numbers: HashMap::new(),
             agreement: AgreementSums::default(),
         }
     }
@@ -312,6 +333,32 @@ impl TenantState {
         self.profiles.insert(owner, other);
     }
 
+    /// A successful contact (on profile `responder`, whose state is out of the map) with the
+    /// same phone number rescues abandons of other profiles that came before it.
+    fn rescue_by_number(&mut self, responder: ProfileId, event: &Event) {
+        let Some(number) = phone_number_key(event) else { return };
+        let Some(keys) = self.abandon_numbers.remove(&number) else { return };
+        let mut waiting = Vec::new();
+        for key in keys {
+            let Some(timer) = self.timers.get(&key) else { continue };
+            if timer.key.time > event.time {
+                waiting.push(key);
+                continue;
+            }
+            let owner = self.resolve(timer.profile);
+            if owner == responder {
+                continue; // the responder's own abandons were settled with its profile
+            }
+            if let Some(mut other) = self.profiles.remove(&owner) {
+                self.cancel(&mut other, &key);
+                self.profiles.insert(owner, other);
+            }
+        }
+        if !waiting.is_empty() {
+            self.abandon_numbers.insert(number, waiting);
+        }
+    }
+
     fn cancel(&mut self, p: &mut Profile, key: &TimerKey) {
         p.timers.remove(key);
         if self.timers.remove(key).is_some() {
@@ -464,6 +511,7 @@ impl TenantState {
             for k in &abandons {
                 self.cancel(&mut p, k);
             }
+            self.rescue_by_number(id, event);
         }
 
         // 2. Moments of the event itself, against the state before it.
@@ -593,7 +641,16 @@ impl TenantState {
                     span(window)
                 ),
             };
-            self.schedule(&mut p, key, timer);
+            if let (Some(key), Some(number)) = (self.schedule(&mut p, key, timer), phone_number_key(event)) {
+                self.abandon_numbers.entry(number).or_default().push(key);
+                if self.abandon_numbers.len() > 2 * self.timers.len() + 1024 {
+                    let timers = &self.timers;
+                    self.abandon_numbers.retain(|_, keys| {
+                        keys.retain(|k| timers.contains_key(k));
+                        !keys.is_empty()
+                    });
+                }
+            }
         }
 
         // 5. Surveys: detractors, effort agreement.

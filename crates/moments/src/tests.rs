@@ -954,3 +954,28 @@ fn a_merge_that_joins_a_burst_of_conversations_reveals_the_repeat_contact() {
     r.feed(pid(1), ev("z", 30 * DAY, Chat, Inbound, ChatStarted).key("chat:Z"));
     assert!(r.d.merge_profiles(&Tenant::new("acme"), pid(1), pid(2)).is_empty());
 }
+
+#[test]
+fn a_callback_to_the_same_number_rescues_an_abandon_on_another_profile() {
+    // A landline links no one: the abandoned call and the answered callback are two profiles.
+    let with_phone = |e: E, n: &str| {
+        let mut e = e;
+        e.event.identifiers.push(omnistitch_model::RawIdentifier::new(omnistitch_model::IdentifierKind::Phone, n));
+        e
+    };
+    let mut r = Run::new();
+    r.feed(pid(1), with_phone(ev("ab", 0, Phone, Inbound, CallAbandoned).key("call:K1"), "(415) 555-0134"));
+    r.feed(pid(2), with_phone(ev("cb", 10 * MIN, Phone, Outbound, CallAnswered).key("call:K2"), "+1 415 555 0134"));
+    r.wm(DAY);
+    r.none(AbandonedContact);
+    // Another number rescues nothing; nor does a placeholder shared by many callers.
+    let mut r = Run::new();
+    r.feed(pid(1), with_phone(ev("ab", 0, Phone, Inbound, CallAbandoned).key("call:K1"), "0000000000"));
+    r.feed(pid(2), with_phone(ev("cb", 10 * MIN, Phone, Outbound, CallAnswered).key("call:K2"), "000-000-0000"));
+    r.feed(pid(3), with_phone(ev("ab2", 0, Phone, Inbound, CallAbandoned).key("call:K3"), "4155550199"));
+    r.feed(pid(4), with_phone(ev("cb2", 10 * MIN, Phone, Outbound, CallAnswered).key("call:K4"), "4155550134"));
+    r.wm(DAY);
+    let keys: Vec<String> =
+        r.out.iter().filter(|i| i.moment_type == AbandonedContact).map(|i| i.key_event_id.clone()).collect();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+}
