@@ -78,7 +78,7 @@ fn main() {
         return;
     }
     let customers: usize =
-        std::env::var("OMNISTITCH_BENCH_CUSTOMERS").ok().and_then(|v| v.parse().ok()).unwrap_or(50_000);
+        std::env::var("OMNISTITCH_BENCH_CUSTOMERS").ok().and_then(|v| v.parse().ok()).unwrap_or(58_500);
     // The simulator's version is part of the name: a world from an older simulator is not reused.
     let dir =
         std::env::temp_dir().join(format!("omnistitch-replay-bench-{customers}-sim{}", omnistitch_sim::WORLD_VERSION));
