@@ -148,14 +148,11 @@ struct TenantState {
     redirects_pruned_at: Option<EventTime>,
     counters: MomentCounters,
     agreement: AgreementSums,
-    /// Pending first-response timers by the digest of their thread: a response in the same
-    /// thread settles the wait even when identity put it on another profile (a reply to a
-    /// team mailbox or a landline, which link no one).
-    sla_threads: HashMap<u64, TimerKey>,
-    /// Pending abandoned-contact timers by the customer's phone number: a successful contact
-    /// with the same number rescues the abandon even on another profile (a landline links no
-    /// one, yet the callback goes to it).
-    abandon_numbers: HashMap<u64, Vec<TimerKey>>,
+    /// Pending timers by something another profile's event can name: first-response waits by
+    /// the digest of their thread, abandons by the customer's phone number. A reply in the thread,
+    /// or a successful contact with the number, settles them even when identity put it on another
+    /// profile (replies to team mailboxes, callbacks to landlines: they link no one).
+    settled_elsewhere: HashMap<u64, Vec<TimerKey>>,
 }
 
 impl TenantState {
@@ -169,8 +166,7 @@ impl TenantState {
             redirects: HashMap::new(),
             redirects_pruned_at: None,
             counters: MomentCounters::default(),
-            sla_threads: HashMap::new(),
-            abandon_numbers: HashMap::new(),
+            settled_elsewhere: HashMap::new(),
             agreement: AgreementSums::default(),
         }
     }
@@ -313,49 +309,47 @@ impl TenantState {
         Some(key)
     }
 
-    /// A response in `thread_id` (on profile `responder`, whose state is out of the map) settles
-    /// a first-response wait of that thread on another profile.
-    fn settle_thread(&mut self, responder: ProfileId, thread_id: &str) {
-        let Some(key) = self.sla_threads.remove(&digest(b"thread", thread_id)) else { return };
-        let Some(owner) = self.timers.get(&key).map(|t| (self.resolve(t.profile), t.case.clone())) else { return };
-        let (owner, case) = owner;
-        if owner == responder {
-            return; // settled through the responder's own case, or waiting on another one of its cases
+    /// Lets events of other profiles naming `at` settle the pending timer `key`; entries of
+    /// timers gone are dropped once the index outgrows the timers.
+    fn index_elsewhere(&mut self, at: u64, key: TimerKey) {
+        self.settled_elsewhere.entry(at).or_default().push(key);
+        if self.settled_elsewhere.len() > 2 * self.timers.len() + 1024 {
+            let timers = &self.timers;
+            self.settled_elsewhere.retain(|_, keys| {
+                keys.retain(|k| timers.contains_key(k));
+                !keys.is_empty()
+            });
         }
-        let Some(mut other) = self.profiles.remove(&owner) else { return };
-        if let Some(c) = other.cases.get_mut(&case) {
-            if c.sla.as_ref() == Some(&key) {
-                c.sla = None;
-                c.awaiting = false;
-            }
-        }
-        self.cancel(&mut other, &key);
-        self.profiles.insert(owner, other);
     }
 
-    /// A successful contact (on profile `responder`, whose state is out of the map) with the
-    /// same phone number rescues abandons of other profiles that came before it.
-    fn rescue_by_number(&mut self, responder: ProfileId, event: &Event) {
-        let Some(number) = phone_number_key(event) else { return };
-        let Some(keys) = self.abandon_numbers.remove(&number) else { return };
+    /// An event of profile `responder` (whose state is out of the map) names `at`: it settles
+    /// the timers indexed there on other profiles (only those whose key event is not after
+    /// `not_after`, when given); the responder's own were settled with its profile.
+    fn settle_elsewhere(&mut self, responder: ProfileId, at: u64, not_after: Option<EventTime>) {
+        let Some(keys) = self.settled_elsewhere.remove(&at) else { return };
         let mut waiting = Vec::new();
         for key in keys {
             let Some(timer) = self.timers.get(&key) else { continue };
-            if timer.key.time > event.time {
+            if not_after.is_some_and(|t| timer.key.time > t) {
                 waiting.push(key);
                 continue;
             }
-            let owner = self.resolve(timer.profile);
+            let (owner, case) = (self.resolve(timer.profile), timer.case.clone());
             if owner == responder {
-                continue; // the responder's own abandons were settled with its profile
+                continue;
             }
-            if let Some(mut other) = self.profiles.remove(&owner) {
-                self.cancel(&mut other, &key);
-                self.profiles.insert(owner, other);
+            let Some(mut other) = self.profiles.remove(&owner) else { continue };
+            if let Some(c) = other.cases.get_mut(&case) {
+                if c.sla.as_ref() == Some(&key) {
+                    c.sla = None;
+                    c.awaiting = false;
+                }
             }
+            self.cancel(&mut other, &key);
+            self.profiles.insert(owner, other);
         }
         if !waiting.is_empty() {
-            self.abandon_numbers.insert(number, waiting);
+            self.settled_elsewhere.insert(at, waiting);
         }
     }
 
@@ -498,7 +492,7 @@ impl TenantState {
             if let Some(k) = sla {
                 self.cancel(&mut p, &k);
             }
-            self.settle_thread(id, thread_id);
+            self.settle_elsewhere(id, digest(b"thread", thread_id), None);
         }
         if response || matches!(event.kind, EventKind::CallAnswered | EventKind::ChatEnded) {
             let abandons: Vec<TimerKey> = p
@@ -511,7 +505,9 @@ impl TenantState {
             for k in &abandons {
                 self.cancel(&mut p, k);
             }
-            self.rescue_by_number(id, event);
+            if let Some(number) = phone_number_key(event) {
+                self.settle_elsewhere(id, number, Some(event.time));
+            }
         }
 
         // 2. Moments of the event itself, against the state before it.
@@ -611,11 +607,7 @@ impl TenantState {
                 };
                 let key = self.schedule(&mut p, key, timer);
                 if let Some(k) = &key {
-                    self.sla_threads.insert(digest(b"thread", thread_id), k.clone());
-                    if self.sla_threads.len() > 2 * self.timers.len() + 1024 {
-                        let timers = &self.timers;
-                        self.sla_threads.retain(|_, k| timers.contains_key(k));
-                    }
+                    self.index_elsewhere(digest(b"thread", thread_id), k.clone());
                 }
                 if let Some(case) = p.cases.get_mut(&case_key) {
                     case.sla = key;
@@ -642,14 +634,7 @@ impl TenantState {
                 ),
             };
             if let (Some(key), Some(number)) = (self.schedule(&mut p, key, timer), phone_number_key(event)) {
-                self.abandon_numbers.entry(number).or_default().push(key);
-                if self.abandon_numbers.len() > 2 * self.timers.len() + 1024 {
-                    let timers = &self.timers;
-                    self.abandon_numbers.retain(|_, keys| {
-                        keys.retain(|k| timers.contains_key(k));
-                        !keys.is_empty()
-                    });
-                }
+                self.index_elsewhere(number, key);
             }
         }
 
