@@ -3,7 +3,7 @@
 //! matches no field names, about twice as fast as the generic serde path; any other writer
 //! schema goes through apache-avro. A property test holds the two to the same results.
 
-use omnistitch_model::wire::{ChatEvent, EmailEvent, PhoneEvent, SocialEvent, WireSurvey};
+use omnistitch_model::wire::{ChatEvent, Common, EmailEvent, PhoneEvent, SocialEvent, WireSurvey};
 use omnistitch_model::{Channel, Direction, EventKind, WireEvent};
 
 use crate::contract::MAX_ALLOCATION_BYTES;
@@ -104,25 +104,11 @@ impl Cursor<'_, '_> {
     }
 }
 
-/// The fields every input schema starts with, in schema order.
-struct Head {
-    tenant: String,
-    event_id: String,
-    event_time: i64,
-    direction: Direction,
-    kind: EventKind,
-    case_id: Option<String>,
-    agent_id: Option<String>,
-    account_id: Option<String>,
-    text: Option<String>,
-    sentiment: Option<f64>,
-    survey: Option<WireSurvey>,
-}
-
 const DIRECTIONS: [Direction; 3] = [Direction::Inbound, Direction::Outbound, Direction::Internal];
 
-fn head(c: &mut Cursor<'_, '_>) -> Result<Head, DecodeError> {
-    Ok(Head {
+/// The fields every input schema starts with, in schema order.
+fn head(c: &mut Cursor<'_, '_>) -> Result<Common, DecodeError> {
+    Ok(Common {
         tenant: c.string()?,
         event_id: c.string()?,
         event_time: c.long()?,
