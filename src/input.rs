@@ -50,18 +50,19 @@ struct Head {
 }
 
 /// The merged stream of a directory's input files.
+///
+/// With partitions, records are first split by the input partition of their tenant (as the
+/// service's inputs are) and each partition's records are merged on their own, partition after
+/// partition: per tenant, the same order the service applies them in.
 pub struct InputStream {
     heads: Vec<Head>,
+    /// Partitions still to merge after the current one.
+    later: std::collections::VecDeque<Vec<Head>>,
 }
 
 fn event_time(r: &InputRecord) -> i64 {
     match r {
-        InputRecord::Event { event, .. } => match &**event {
-            WireEvent::Email(e) => e.event_time,
-            WireEvent::Chat(e) => e.event_time,
-            WireEvent::Phone(e) => e.event_time,
-            WireEvent::Social(e) => e.event_time,
-        },
+        InputRecord::Event { event, .. } => event.event_time(),
         // Bad records carry no trustworthy time: let them out at once.
         InputRecord::Bad { .. } => i64::MIN,
     }
@@ -149,7 +150,44 @@ impl InputStream {
         for h in &mut heads {
             h.next = h.items.next();
         }
-        Ok(InputStream { heads })
+        Ok(InputStream { heads, later: Default::default() })
+    }
+
+    /// Opens `dir` split into `partitions` input partitions by `partition_of(tenant)` (records
+    /// that did not decode go to partition 0). Reads every record into memory first.
+    pub fn open_partitioned(
+        dir: &Path,
+        partitions: usize,
+        partition_of: impl Fn(&str) -> usize,
+    ) -> anyhow::Result<Self> {
+        let mut whole = InputStream::open(dir)?;
+        let mut split: Vec<Vec<Vec<InputRecord>>> = Vec::new();
+        for head in &mut whole.heads {
+            let mut lanes: Vec<Vec<InputRecord>> = (0..partitions.max(1)).map(|_| Vec::new()).collect();
+            let first = head.next.take();
+            for r in first.into_iter().chain(&mut head.items) {
+                let p = match &r {
+                    InputRecord::Event { event, .. } => partition_of(event.tenant()) % lanes.len(),
+                    InputRecord::Bad { .. } => 0,
+                };
+                lanes[p].push(r);
+            }
+            split.push(lanes);
+        }
+        let mut groups: std::collections::VecDeque<Vec<Head>> = (0..partitions.max(1))
+            .map(|p| {
+                split
+                    .iter_mut()
+                    .map(|lanes| {
+                        let mut items: Items = Box::new(std::mem::take(&mut lanes[p]).into_iter());
+                        let next = items.next();
+                        Head { items, next }
+                    })
+                    .collect()
+            })
+            .collect();
+        let heads = groups.pop_front().unwrap_or_default();
+        Ok(InputStream { heads, later: groups })
     }
 }
 
@@ -157,12 +195,18 @@ impl Iterator for InputStream {
     type Item = InputRecord;
 
     fn next(&mut self) -> Option<InputRecord> {
-        let (i, _) = self
-            .heads
-            .iter()
-            .enumerate()
-            .filter_map(|(i, h)| h.next.as_ref().map(|r| (i, event_time(r))))
-            .min_by_key(|&(i, t)| (t, i))?;
+        let (i, _) = loop {
+            let head = self
+                .heads
+                .iter()
+                .enumerate()
+                .filter_map(|(i, h)| h.next.as_ref().map(|r| (i, event_time(r))))
+                .min_by_key(|&(i, t)| (t, i));
+            match head {
+                Some(h) => break h,
+                None => self.heads = self.later.pop_front()?,
+            }
+        };
         let head = &mut self.heads[i];
         let out = head.next.take();
         head.next = head.items.next();

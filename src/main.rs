@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use omnistitch::{config, evaluate, input::InputStream, replay};
+use omnistitch::{config, evaluate, input::InputStream, replay, run};
 use omnistitch_engine::Pipeline;
 
 #[derive(Parser)]
@@ -17,6 +17,25 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the Kafka service: consume the input topics, stitch, emit timelines, profiles,
+    /// merges and interventions; serve /metrics, /healthz and /readyz.
+    Run {
+        /// Start an in-process mock Kafka cluster and feed it simulated traffic (the quick start).
+        #[arg(long)]
+        embedded: bool,
+        /// TOML configuration (`[kafka]`, `[schemas]`, `[http]`, `[embedded]`, engine sections).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// HTTP port of /metrics, /healthz, /readyz [env: OMNISTITCH_HTTP_PORT; default 9898].
+        #[arg(long)]
+        http_port: Option<u16>,
+        /// Simulated records per second in embedded mode.
+        #[arg(long)]
+        rate: Option<u64>,
+        /// Stop after this many seconds (otherwise SIGTERM or Ctrl-C stops it).
+        #[arg(long)]
+        seconds: Option<u64>,
+    },
     /// Write simulated omnichannel traffic (Avro containers, one per channel) and its ground truth.
     Simulate {
         /// Customers across all tenants.
@@ -40,6 +59,10 @@ enum Command {
         /// TOML configuration (`[identity]`, `[timeline]`); defaults when omitted.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Split inputs by tenant into this many partitions, as the service's input topics are
+        /// (to reproduce a service run exactly).
+        #[arg(long, default_value_t = 1)]
+        partitions: usize,
     },
     /// Score replay outputs against a simulated world's ground truth.
     Evaluate {
@@ -80,11 +103,22 @@ fn simulate(customers: usize, seed: u64, out: &std::path::Path) -> anyhow::Resul
     Ok(())
 }
 
-fn run_replay(input: &std::path::Path, out: &std::path::Path, config: Option<&std::path::Path>) -> anyhow::Result<()> {
+fn run_replay(
+    input: &std::path::Path,
+    out: &std::path::Path,
+    config: Option<&std::path::Path>,
+    partitions: usize,
+) -> anyhow::Result<()> {
     let cfg = config::load(config)?;
     let pipeline = Pipeline::new(&cfg)?;
     let started = Instant::now();
-    let run = replay::replay(InputStream::open(input)?, pipeline, true);
+    let stream = if partitions > 1 {
+        let n = partitions as i32;
+        InputStream::open_partitioned(input, partitions, |t| omnistitch_kafka::topics::partition_for(t, n) as usize)?
+    } else {
+        InputStream::open(input)?
+    };
+    let run = replay::replay(stream, pipeline, true);
     let elapsed = started.elapsed();
     replay::write_outputs(&run, out)?;
     print!("{}", replay::summary(&run));
@@ -99,13 +133,18 @@ fn run_replay(input: &std::path::Path, out: &std::path::Path, config: Option<&st
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
-    match Cli::parse().command {
+    let command = Cli::parse().command;
+    if !matches!(command, Command::Run { .. }) {
+        omnistitch::logging::init(false);
+    }
+    match command {
+        // `run` starts logging once its configuration (`[log] json`) is read.
+        Command::Run { embedded, config, http_port, rate, seconds } => {
+            let args = run::RunArgs { embedded, http_port, duration: seconds.map(std::time::Duration::from_secs), rate };
+            run::run(config.as_deref(), &args)
+        }
         Command::Simulate { customers, seed, out } => simulate(customers, seed, &out),
-        Command::Replay { input, out, config } => run_replay(&input, &out, config.as_deref()),
+        Command::Replay { input, out, config, partitions } => run_replay(&input, &out, config.as_deref(), partitions),
         Command::Evaluate { truth, out } => {
             let report = evaluate::evaluate(&truth, &out)?;
             print!("{report}");
@@ -114,7 +153,7 @@ fn main() -> anyhow::Result<()> {
         Command::Demo { dir, customers, seed } => {
             let (world, out) = (dir.join("world"), dir.join("out"));
             simulate(customers, seed, &world)?;
-            run_replay(&world, &out, None)?;
+            run_replay(&world, &out, None, 1)?;
             print!("{}", evaluate::evaluate(&world, &out)?);
             Ok(())
         }

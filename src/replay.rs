@@ -39,6 +39,10 @@ pub struct ReplayRun {
     pub pipeline: Pipeline,
     /// Interventions, in the order they were detected.
     pub interventions: Vec<Intervention>,
+    /// How many of the last `interventions` only fired because the input ended (timers due by
+    /// the last event time, events still in the reorder buffer): a service that has not seen
+    /// the end of its input still holds these.
+    pub flushed: usize,
     /// Merges, in the order they happened.
     pub merges: Vec<MergeRecord>,
     /// Refused links, in order.
@@ -112,8 +116,10 @@ pub fn replay(input: impl Iterator<Item = InputRecord>, mut pipeline: Pipeline, 
             payload,
         });
     }
-    interventions.extend(pipeline.flush());
-    ReplayRun { pipeline, interventions, merges, conflicts, dead_letters, records, timeline_records }
+    let flushed = pipeline.flush();
+    let flushed_count = flushed.len();
+    interventions.extend(flushed);
+    ReplayRun { pipeline, interventions, flushed: flushed_count, merges, conflicts, dead_letters, records, timeline_records }
 }
 
 fn record_changes(applied: &Applied, merges: &mut Vec<MergeRecord>, conflicts: &mut Vec<ConflictRecord>) {

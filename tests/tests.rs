@@ -1,3 +1,4 @@
 //! End-to-end tests of the `omnistitch` command's library: one binary, one module per area.
 
 mod replay;
+mod service;

@@ -6,6 +6,8 @@ use std::sync::{Mutex, OnceLock};
 use apache_avro::Schema;
 use omnistitch_model::Channel;
 
+use crate::datum::OutputKind;
+
 /// Source of `schemas/email_event.avsc`.
 pub const EMAIL_EVENT_AVSC: &str = include_str!("../../../schemas/email_event.avsc");
 /// Source of `schemas/chat_event.avsc`.
@@ -22,6 +24,8 @@ pub const PROFILE_AVSC: &str = include_str!("../../../schemas/profile.avsc");
 pub const PROFILE_MERGE_AVSC: &str = include_str!("../../../schemas/profile_merge.avsc");
 /// Source of `schemas/dead_letter.avsc`.
 pub const DEAD_LETTER_AVSC: &str = include_str!("../../../schemas/dead_letter.avsc");
+/// Source of `schemas/intervention.avsc`.
+pub const INTERVENTION_AVSC: &str = include_str!("../../../schemas/intervention.avsc");
 
 /// Largest single allocation (string, bytes, array, decompressed block) a decoder may make.
 pub const MAX_ALLOCATION_BYTES: usize = 64 * 1024 * 1024;
@@ -39,6 +43,8 @@ pub struct Contract {
     pub profile_merge: Schema,
     /// `DeadLetter`.
     pub dead_letter: Schema,
+    /// `Intervention`.
+    pub intervention: Schema,
 }
 
 fn parse(src: &str) -> Schema {
@@ -64,6 +70,7 @@ impl Contract {
                 profile: parse(PROFILE_AVSC),
                 profile_merge: parse(PROFILE_MERGE_AVSC),
                 dead_letter: parse(DEAD_LETTER_AVSC),
+                intervention: parse(INTERVENTION_AVSC),
             }
         })
     }
@@ -71,6 +78,17 @@ impl Contract {
     /// The input schema of `channel`.
     pub fn input(&self, channel: Channel) -> &Schema {
         &self.inputs[channel as usize]
+    }
+
+    /// The schema of the output record `kind`.
+    pub fn output(&self, kind: OutputKind) -> &Schema {
+        match kind {
+            OutputKind::TimelineEntry => &self.timeline_entry,
+            OutputKind::Profile => &self.profile,
+            OutputKind::ProfileMerge => &self.profile_merge,
+            OutputKind::DeadLetter => &self.dead_letter,
+            OutputKind::Intervention => &self.intervention,
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use omnistitch_model::wire::{ChatEvent, EmailEvent, PhoneEvent, SocialEvent};
 use omnistitch_model::{Channel, WireEvent};
 use serde::Serialize;
 
-use crate::contract::Contract;
+use crate::contract::{self, channel_of, Contract};
 use crate::error::DecodeError;
 
 /// How to read datums of one writer schema.
@@ -32,6 +32,23 @@ impl WireReader {
         } else {
             read_generic(&self.generic, self.channel, bytes)
         }
+    }
+
+    /// Reads one complete datum; trailing bytes are an error.
+    pub(crate) fn read_all(&self, bytes: &[u8]) -> Result<WireEvent, DecodeError> {
+        let mut rest = bytes;
+        let ev = self.read(&mut rest)?;
+        no_trailing_bytes(rest)?;
+        Ok(ev)
+    }
+}
+
+/// A datum is the whole record value: bytes left after it mean it was not written as that record.
+fn no_trailing_bytes(rest: &[u8]) -> Result<(), DecodeError> {
+    if rest.is_empty() {
+        Ok(())
+    } else {
+        Err(DecodeError::Avro(format!("{} trailing bytes after the record", rest.len())))
     }
 }
 
@@ -76,12 +93,56 @@ impl InputDecoder {
 
     /// Decodes one complete datum of `channel`; trailing bytes are an error.
     pub fn decode(&self, channel: Channel, bytes: &[u8]) -> Result<WireEvent, DecodeError> {
-        let mut rest = bytes;
-        let ev = self.readers[channel as usize].read(&mut rest)?;
-        if !rest.is_empty() {
-            return Err(DecodeError::Avro(format!("{} trailing bytes after the record", rest.len())));
+        self.readers[channel as usize].read_all(bytes)
+    }
+}
+
+/// Decodes input datums of one channel written with one writer schema: the bundled one (the
+/// specialised decoder) or any compatible version, e.g. from a schema registry (apache-avro,
+/// resolved by field name to the bundled record type).
+pub struct SchemaDecoder {
+    reader: WireReader,
+}
+
+impl std::fmt::Debug for SchemaDecoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchemaDecoder")
+            .field("channel", &self.reader.channel)
+            .field("bundled", &self.reader.bundled)
+            .finish()
+    }
+}
+
+impl SchemaDecoder {
+    /// A decoder of `channel` records written with `writer` (see [`crate::contract::intern`]);
+    /// fails if `writer` is not a version of the channel's input record.
+    pub fn new(channel: Channel, writer: &'static Schema) -> Result<Self, DecodeError> {
+        if channel_of(writer) != Some(channel) {
+            let name = writer.name().map(|n| n.fullname(None)).unwrap_or_else(|| "(unnamed)".into());
+            return Err(DecodeError::UnknownSchema(format!("{name} is not the {channel} input record")));
         }
-        Ok(ev)
+        Ok(SchemaDecoder { reader: WireReader::new(channel, writer)? })
+    }
+
+    /// A decoder of `channel` records written with the bundled schema.
+    pub fn bundled(channel: Channel) -> Self {
+        SchemaDecoder::new(channel, Contract::get().input(channel)).expect("bundled schemas resolve")
+    }
+
+    /// Decodes one complete datum; trailing bytes are an error.
+    pub fn decode(&self, bytes: &[u8]) -> Result<WireEvent, DecodeError> {
+        self.reader.read_all(bytes)
+    }
+
+    /// Whether the writer schema is the bundled one (same parsing canonical form): its datums
+    /// are bundled-schema datums byte for byte.
+    pub fn is_bundled(&self) -> bool {
+        self.reader.bundled
+    }
+
+    /// The channel whose records this decoder reads.
+    pub fn channel(&self) -> Channel {
+        self.reader.channel
     }
 }
 
@@ -96,11 +157,35 @@ pub enum OutputKind {
     ProfileMerge,
     /// `DeadLetter`.
     DeadLetter,
+    /// `Intervention` (the moments crate's record).
+    Intervention,
+}
+
+impl OutputKind {
+    /// Every output kind, in declaration order (`kind as usize` indexes this array).
+    pub const ALL: [OutputKind; 5] = [
+        OutputKind::TimelineEntry,
+        OutputKind::Profile,
+        OutputKind::ProfileMerge,
+        OutputKind::DeadLetter,
+        OutputKind::Intervention,
+    ];
+
+    /// The bundled schema source (`.avsc` text) of this kind, e.g. to register it.
+    pub fn avsc(self) -> &'static str {
+        match self {
+            OutputKind::TimelineEntry => contract::TIMELINE_ENTRY_AVSC,
+            OutputKind::Profile => contract::PROFILE_AVSC,
+            OutputKind::ProfileMerge => contract::PROFILE_MERGE_AVSC,
+            OutputKind::DeadLetter => contract::DEAD_LETTER_AVSC,
+            OutputKind::Intervention => contract::INTERVENTION_AVSC,
+        }
+    }
 }
 
 /// Encodes output records as Avro datums.
 pub struct OutputEncoder {
-    writers: [GenericDatumWriter<'static>; 4],
+    writers: [GenericDatumWriter<'static>; 5],
 }
 
 impl Default for OutputEncoder {
@@ -113,8 +198,8 @@ impl OutputEncoder {
     /// An encoder for the bundled output schemas.
     pub fn new() -> Self {
         let c = Contract::get();
-        let w = |s: &'static Schema| GenericDatumWriter::builder(s).build().expect("bundled schemas resolve");
-        OutputEncoder { writers: [w(&c.timeline_entry), w(&c.profile), w(&c.profile_merge), w(&c.dead_letter)] }
+        let w = |k: OutputKind| GenericDatumWriter::builder(c.output(k)).build().expect("bundled schemas resolve");
+        OutputEncoder { writers: OutputKind::ALL.map(w) }
     }
 
     /// Encodes `record` with the schema of `kind`.
@@ -130,9 +215,7 @@ pub fn decode_generic(channel: Channel, bytes: &[u8]) -> Result<WireEvent, Decod
     let reader = reader_for(Contract::get().input(channel))?;
     let mut rest = bytes;
     let ev = read_generic(&reader, channel, &mut rest)?;
-    if !rest.is_empty() {
-        return Err(DecodeError::Avro(format!("{} trailing bytes after the record", rest.len())));
-    }
+    no_trailing_bytes(rest)?;
     Ok(ev)
 }
 

@@ -13,5 +13,5 @@ pub mod jsonl;
 
 pub use container::{ContainerItem, ContainerReader, ContainerWriter};
 pub use contract::Contract;
-pub use datum::{InputDecoder, OutputEncoder};
+pub use datum::{InputDecoder, OutputEncoder, SchemaDecoder};
 pub use error::DecodeError;

@@ -3,6 +3,7 @@
 
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::types::Value;
+use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::{Schema, Writer};
 use omnistitch_codec::container::ContainerWriter;
 use omnistitch_codec::datum::{encode_input, OutputKind};
@@ -111,8 +112,46 @@ fn every_schema_parses() {
     for (channel, schema) in Channel::ALL.iter().zip(&c.inputs) {
         assert_eq!(omnistitch_codec::contract::channel_of(schema), Some(*channel));
     }
-    for s in [&c.timeline_entry, &c.profile, &c.profile_merge, &c.dead_letter] {
+    for s in [&c.timeline_entry, &c.profile, &c.profile_merge, &c.dead_letter, &c.intervention] {
         assert!(matches!(s, Schema::Record(_)));
+    }
+    for (i, kind) in OutputKind::ALL.into_iter().enumerate() {
+        assert_eq!(kind as usize, i, "OutputKind::ALL is in declaration order");
+        let parsed = Schema::parse_str(kind.avsc()).unwrap();
+        assert_eq!(parsed.canonical_form(), c.output(kind).canonical_form(), "{kind:?}");
+        assert_eq!(omnistitch_codec::contract::channel_of(c.output(kind)), None);
+    }
+}
+
+#[test]
+fn a_moments_intervention_encodes_as_an_intervention() {
+    use omnistitch_moments::{Action, Evidence, Intervention, MomentType, Priority};
+    let c = Contract::get();
+    let enc = OutputEncoder::new();
+    let full = Intervention {
+        intervention_id: Intervention::derive_id("acme", MomentType::ChannelHop, "e2"),
+        key_event_id: "e2".into(),
+        tenant: "acme".into(),
+        profile_id: "6f1c0bb4-66f5-5b1e-9a57-1b1bd2b8f1c3".into(),
+        moment_type: MomentType::ChannelHop,
+        priority: Priority::High,
+        detected_at: EventTime(1_767_571_200_000),
+        reason: "chat, then a call within 40 minutes on an open case".into(),
+        case_id: Some("C-1".into()),
+        evidence: vec![
+            Evidence { event_id: "e1".into(), channel: Channel::Chat },
+            Evidence { event_id: "e2".into(), channel: Channel::Phone },
+        ],
+        recommended_action: Action::WarmHandoff,
+        recommended_channel: Channel::Phone,
+        expires_at: EventTime(1_767_657_600_000),
+    };
+    let bare = Intervention { case_id: None, evidence: vec![], priority: Priority::Unknown, ..full.clone() };
+    for record in [full, bare] {
+        let bytes = enc.encode(OutputKind::Intervention, &record).unwrap();
+        assert_eq!(read_back::<Intervention>(&c.intervention, &bytes), record);
+        // Not readable as any other output record: the writer really is the intervention's.
+        assert!(enc.encode(OutputKind::ProfileMerge, &record).is_err());
     }
 }
 
@@ -256,6 +295,48 @@ fn an_older_producer_without_optional_fields_stays_readable() {
     let (_, ev) = ContainerReader::new(&bytes[..]).unwrap().next().unwrap().unwrap();
     let WireEvent::Phone(p) = ev else { panic!("phone") };
     assert_eq!((p.queue_wait_ms, p.case_id), (None, None));
+}
+
+#[test]
+fn a_schema_decoder_reads_bundled_and_other_writer_schemas() {
+    use omnistitch_codec::contract::intern;
+    use omnistitch_codec::SchemaDecoder;
+    for ev in all_samples() {
+        let d = SchemaDecoder::bundled(ev.channel());
+        assert!(d.is_bundled());
+        assert_eq!(d.channel(), ev.channel());
+        let bytes = encode_input(&ev).unwrap();
+        assert_eq!(d.decode(&bytes).unwrap(), ev);
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(d.decode(&longer).unwrap_err().code(), "avro_decode", "trailing bytes");
+    }
+    // The bundled schema without its docs is the bundled schema (same canonical form).
+    let mut bare: serde_json::Value = serde_json::from_str(omnistitch_codec::contract::EMAIL_EVENT_AVSC).unwrap();
+    bare.as_object_mut().unwrap().remove("doc");
+    let bare = intern(Schema::parse_str(&bare.to_string()).unwrap());
+    assert!(SchemaDecoder::new(Channel::Email, bare).unwrap().is_bundled());
+    // An older phone schema without the optional fields: resolved to the bundled record.
+    let mut old: serde_json::Value = serde_json::from_str(omnistitch_codec::contract::PHONE_EVENT_AVSC).unwrap();
+    let keep = ["tenant", "event_id", "event_time", "direction", "kind", "call_id", "caller", "callee"];
+    old["fields"].as_array_mut().unwrap().retain(|f| keep.contains(&f["name"].as_str().unwrap()));
+    let old = intern(Schema::parse_str(&old.to_string()).unwrap());
+    let d = SchemaDecoder::new(Channel::Phone, old).unwrap();
+    assert!(!d.is_bundled());
+    let record = serde_json::json!({
+        "tenant": "acme", "event_id": "o1", "event_time": 1_767_571_200_000i64, "direction": "INBOUND",
+        "kind": "CALL_STARTED", "call_id": "K", "caller": "4155550134", "callee": "8005550100"
+    });
+    let value = Value::try_from(record).unwrap().resolve(old).unwrap();
+    let bytes = GenericDatumWriter::builder(old).build().unwrap().write_value_to_vec(value).unwrap();
+    let WireEvent::Phone(p) = d.decode(&bytes).unwrap() else { panic!("phone") };
+    assert_eq!((p.call_id.as_str(), p.queue_wait_ms, p.case_id), ("K", None, None));
+    assert!(d.decode(&bytes[..bytes.len() - 1]).is_err());
+    // A schema of another channel or an output record is refused up front.
+    for (channel, schema) in [(Channel::Chat, old), (Channel::Email, &Contract::get().profile)] {
+        let e = SchemaDecoder::new(channel, schema).unwrap_err();
+        assert_eq!(e.code(), "unknown_schema", "{e}");
+    }
 }
 
 #[test]

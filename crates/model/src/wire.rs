@@ -343,6 +343,26 @@ impl WireEvent {
         }
     }
 
+    /// The event time as written by the producer (milliseconds since the epoch, unvalidated).
+    pub fn event_time(&self) -> i64 {
+        match self {
+            WireEvent::Email(e) => e.event_time,
+            WireEvent::Chat(e) => e.event_time,
+            WireEvent::Phone(e) => e.event_time,
+            WireEvent::Social(e) => e.event_time,
+        }
+    }
+
+    /// The tenant as written by the producer (unvalidated).
+    pub fn tenant(&self) -> &str {
+        match self {
+            WireEvent::Email(e) => &e.tenant,
+            WireEvent::Chat(e) => &e.tenant,
+            WireEvent::Phone(e) => &e.tenant,
+            WireEvent::Social(e) => &e.tenant,
+        }
+    }
+
     /// Validates the record and turns it into an [`Event`], picking out the customer's identifiers.
     ///
     /// `tenant` lets callers share one `Tenant` allocation per tenant name.

@@ -30,7 +30,7 @@ mod world;
 /// Bumped whenever generation changes what a seed produces (benches cache worlds by it).
 pub const WORLD_VERSION: u32 = 2;
 
-pub use config::{HardCaseShares, SimConfig};
+pub use config::{HardCaseShares, SimConfig, DEFAULT_START_MS};
 pub use error::SimError;
 pub use files::{channel_file, read_moment_truth, read_truth, write_world, MOMENTS_TRUTH_FILE, TRUTH_FILE};
 pub use moments::{MomentTruth, MOMENT_TYPES};

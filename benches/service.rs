@@ -1,0 +1,171 @@
+//! The service over librdkafka's mock cluster: sustained events/s with exactly-once on, beside a
+//! passthrough baseline (the same consumer and transactional producer settings, copying bytes),
+//! and ingest-to-output latency at a steady 10k events/s.
+//!
+//! `cargo bench --bench service` (`-- --customers N` to change the world size).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use omnistitch::run::traffic::{produce, Traffic};
+use omnistitch_engine::EngineConfig;
+use omnistitch_kafka::registry::{BundledIds, InputSchemas, OutputSchemas};
+use omnistitch_kafka::{EmbeddedCluster, Health, KafkaConfig, Mode, Service, ServiceMetrics};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer, DefaultProducerContext};
+use rdkafka::{Offset, TopicPartitionList};
+
+const PARTITIONS: i32 = 4;
+
+fn caught_up(config: &KafkaConfig, group: &str) -> bool {
+    let c: BaseConsumer = config.client().set("group.id", group).create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for (_, t) in config.topics.inputs() {
+        for p in 0..config.partitions {
+            tpl.add_partition(t, p);
+        }
+    }
+    let Ok(committed) = c.committed_offsets(tpl, Duration::from_secs(5)) else { return false };
+    let mut done = true;
+    for e in committed.elements() {
+        let (_, high) = c.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(5)).unwrap();
+        let at = if let Offset::Offset(o) = e.offset() { o } else { 0 };
+        done &= high == 0 || at >= high;
+    }
+    drop(committed);
+    done
+}
+
+fn wait(config: &KafkaConfig, group: &str) {
+    while !caught_up(config, group) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Copies every input record to one output topic in transactions, offsets included.
+fn passthrough(config: &KafkaConfig, records: u64) -> f64 {
+    let group = "passthrough";
+    let consumer: BaseConsumer = KafkaConfig { group_id: group.into(), ..config.clone() }.consumer().create().unwrap();
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        KafkaConfig { transactional_id: Some("passthrough".into()), ..config.clone() }.producer().create().unwrap();
+    producer.init_transactions(Duration::from_secs(10)).unwrap();
+    let topics: Vec<&str> = config.topics.inputs().iter().map(|(_, t)| *t).collect();
+    consumer.subscribe(&topics).unwrap();
+    let started = Instant::now();
+    let mut seen = 0u64;
+    let interval = Duration::from_millis(config.commit_interval_ms);
+    while seen < records {
+        producer.begin_transaction().unwrap();
+        let deadline = Instant::now() + interval;
+        let mut offsets = std::collections::HashMap::new();
+        while Instant::now() < deadline {
+            match consumer.poll(Duration::from_millis(5)) {
+                Some(Ok(m)) => {
+                    let mut r = BaseRecord::<[u8], [u8]>::to(&config.topics.timeline);
+                    if let Some(p) = m.payload() {
+                        r = r.payload(p);
+                    }
+                    if let Some(k) = m.key() {
+                        r = r.key(k);
+                    }
+                    let mut r = r;
+                    loop {
+                        match producer.send(r) {
+                            Ok(()) => break,
+                            Err((_, back)) => {
+                                r = back;
+                                std::thread::sleep(Duration::from_millis(1));
+                            }
+                        }
+                    }
+                    offsets.insert((m.topic().to_string(), m.partition()), m.offset() + 1);
+                    seen += 1;
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) | None => {}
+                Some(Err(e)) => panic!("{e}"),
+            }
+        }
+        let mut tpl = TopicPartitionList::new();
+        for ((t, p), o) in &offsets {
+            tpl.add_partition_offset(t, *p, Offset::Offset(*o)).unwrap();
+        }
+        if tpl.count() > 0 {
+            let meta = consumer.group_metadata().unwrap();
+            producer.send_offsets_to_transaction(&tpl, &meta, Duration::from_secs(10)).unwrap();
+        }
+        producer.commit_transaction(Duration::from_secs(10)).unwrap();
+        if tpl.count() > 0 {
+            consumer.commit(&tpl, CommitMode::Sync).unwrap();
+        }
+    }
+    let rate = seen as f64 / started.elapsed().as_secs_f64();
+    consumer.unsubscribe();
+    rate
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let customers: usize = args
+        .iter()
+        .position(|a| a == "--customers")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4_000);
+    let base = KafkaConfig { partitions: PARTITIONS, mode: Mode::ExactlyOnce, ..Default::default() };
+    let cluster = EmbeddedCluster::start(3, &base).unwrap();
+    let config = cluster.service_config(base);
+    let ids = BundledIds::default();
+    let t0 = Instant::now();
+    let records =
+        produce(&config, &ids, &Traffic { rate: 0, customers, seed: 1, worlds: Some(1) }, &AtomicBool::new(false)).unwrap();
+    println!("produced {records} records ({customers} customers) in {:.1?}", t0.elapsed());
+
+    let base_rate = passthrough(&config, records);
+    println!("passthrough (exactly-once copy): {base_rate:.0} records/s");
+
+    let group = "omnistitch-bench";
+    let svc_config = KafkaConfig { group_id: group.into(), ..config.clone() };
+    let metrics = Arc::new(ServiceMetrics::new());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (m, s, c) = (metrics.clone(), stop.clone(), svc_config.clone());
+    let started = Instant::now();
+    let handle = std::thread::spawn(move || {
+        let service = Service::new(
+            c,
+            EngineConfig::default(),
+            InputSchemas::new(None, ids.clone()),
+            OutputSchemas::bundled(&ids),
+            m,
+            Arc::new(Health::default()),
+        )
+        .unwrap();
+        service.run(&s).unwrap()
+    });
+    wait(&svc_config, group);
+    let secs = started.elapsed().as_secs_f64();
+    let rate = records as f64 / secs;
+    println!(
+        "service (exactly-once, moments and CX on): {rate:.0} records/s = {:.0}% of passthrough",
+        100.0 * rate / base_rate
+    );
+
+    // Latency at a steady 10k records/s.
+    metrics.latency_exact.reset();
+    let live = Traffic { rate: 10_000, customers: 1_000, seed: 2, worlds: Some(6) };
+    let sent = produce(&config, &BundledIds::default(), &live, &AtomicBool::new(false)).unwrap();
+    wait(&svc_config, group);
+    let q = |p| metrics.latency_exact.quantile_ms(p).unwrap_or(0);
+    println!(
+        "latency at 10k records/s ({sent} records, commit interval {} ms): p50 {} ms, p99 {} ms, max {} ms",
+        svc_config.commit_interval_ms,
+        q(0.5),
+        q(0.99),
+        q(1.0)
+    );
+    stop.store(true, Ordering::Release);
+    let report = handle.join().unwrap();
+    println!("commits {} aborts {}", report.commits, report.aborts);
+}

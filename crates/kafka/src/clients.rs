@@ -1,0 +1,153 @@
+//! librdkafka client contexts: rebalance events handed to the loop, consumer lag into metrics,
+//! delivery failures counted, client logs into tracing.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::base_consumer::PartitionQueue;
+use rdkafka::error::KafkaError;
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::ProducerContext;
+use rdkafka::statistics::Statistics;
+use rdkafka::config::RDKafkaLogLevel;
+
+use crate::metrics::ServiceMetrics;
+
+/// A rebalance, as the loop sees it after `poll` returns.
+pub enum RebalanceEvent {
+    /// Partitions taken away.
+    Revoked(Vec<(String, i32)>),
+    /// Partitions given, each with its own queue (split off inside the callback, before any
+    /// record of it can reach the main queue).
+    Assigned(Vec<(String, i32, Option<PartitionQueue<GroupContext>>)>),
+    /// The group reported an error.
+    Failed(String),
+}
+
+/// Context of the input consumer.
+pub struct GroupContext {
+    metrics: Arc<ServiceMetrics>,
+    consumer: OnceLock<Weak<BaseConsumer<GroupContext>>>,
+    events: Mutex<Vec<RebalanceEvent>>,
+}
+
+impl GroupContext {
+    /// A context reporting into `metrics`.
+    pub fn new(metrics: Arc<ServiceMetrics>) -> Self {
+        GroupContext { metrics, consumer: OnceLock::new(), events: Mutex::new(Vec::new()) }
+    }
+
+    /// Lets the context split partition queues of `consumer` when partitions are assigned.
+    pub fn attach(&self, consumer: &Arc<BaseConsumer<GroupContext>>) {
+        let _ = self.consumer.set(Arc::downgrade(consumer));
+    }
+
+    /// Rebalances since the last call, in order.
+    pub fn take_events(&self) -> Vec<RebalanceEvent> {
+        std::mem::take(&mut *self.events.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+fn log_to_tracing(level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+            tracing::error!(target: "librdkafka", facility = fac, "{log_message}")
+        }
+        RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", facility = fac, "{log_message}"),
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+            tracing::info!(target: "librdkafka", facility = fac, "{log_message}")
+        }
+        RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", facility = fac, "{log_message}"),
+    }
+}
+
+impl ClientContext for GroupContext {
+    fn stats(&self, statistics: Statistics) {
+        for (name, topic) in &statistics.topics {
+            for (&partition, p) in &topic.partitions {
+                if partition >= 0 && p.consumer_lag >= 0 {
+                    self.metrics.lag(name, partition, p.consumer_lag);
+                }
+            }
+        }
+    }
+
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        log_to_tracing(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(%error, reason, "kafka client error");
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let event = match rebalance {
+            Rebalance::Revoke(tpl) => {
+                self.metrics.rebalance(false);
+                RebalanceEvent::Revoked(tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect())
+            }
+            Rebalance::Assign(_) => return,
+            Rebalance::Error(e) => RebalanceEvent::Failed(e.to_string()),
+        };
+        self.events.lock().unwrap_or_else(|p| p.into_inner()).push(event);
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Assign(tpl) = rebalance else { return };
+        self.metrics.rebalance(true);
+        let consumer = self.consumer.get().and_then(Weak::upgrade);
+        let parts = tpl
+            .elements()
+            .iter()
+            .map(|e| {
+                let queue = consumer.as_ref().and_then(|c| c.split_partition_queue(e.topic(), e.partition()));
+                (e.topic().to_string(), e.partition(), queue)
+            })
+            .collect();
+        self.events.lock().unwrap_or_else(|p| p.into_inner()).push(RebalanceEvent::Assigned(parts));
+    }
+}
+
+/// Context of the output producer: counts failed deliveries.
+#[derive(Default)]
+pub struct DeliveryContext {
+    failures: AtomicU64,
+    last_failure: Mutex<Option<String>>,
+}
+
+impl DeliveryContext {
+    /// Deliveries that failed since the start.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Acquire)
+    }
+
+    /// The last failure, if any.
+    pub fn last_failure(&self) -> Option<String> {
+        self.last_failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl ClientContext for DeliveryContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        log_to_tracing(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(%error, reason, "kafka producer error");
+    }
+}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+            self.failures.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+}

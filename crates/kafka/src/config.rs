@@ -1,0 +1,353 @@
+//! Service settings: brokers, topics, delivery mode, batching, pass-through librdkafka properties.
+
+use std::collections::BTreeMap;
+
+use omnistitch_model::Channel;
+use rdkafka::ClientConfig;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// How outputs and input offsets are committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Kafka transactions: outputs, changelog and input offsets commit atomically.
+    #[default]
+    ExactlyOnce,
+    /// Idempotent producer; input offsets are committed once every output is acknowledged.
+    AtLeastOnce,
+}
+
+impl Mode {
+    /// The configuration spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::ExactlyOnce => "exactly_once",
+            Mode::AtLeastOnce => "at_least_once",
+        }
+    }
+}
+
+/// Topic names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Topics {
+    /// Email events in.
+    pub email: String,
+    /// Chat events in.
+    pub chat: String,
+    /// Phone events in.
+    pub phone: String,
+    /// Social events in.
+    pub social: String,
+    /// Timeline entries out (key = profile id).
+    pub timeline: String,
+    /// Profiles out, compacted (key = profile id; tombstone when merged away).
+    pub profiles: String,
+    /// Profile merges out (key = absorbed profile id).
+    pub merges: String,
+    /// Interventions out (key = profile id).
+    pub interventions: String,
+    /// Records that could not be processed: original bytes, reason in headers.
+    pub deadletter: String,
+    /// Changelog of the state (compacted; one partition per input partition).
+    pub changelog: String,
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Topics {
+            email: "cx.email.v1".into(),
+            chat: "cx.chat.v1".into(),
+            phone: "cx.phone.v1".into(),
+            social: "cx.social.v1".into(),
+            timeline: "cx.timeline.v1".into(),
+            profiles: "cx.profiles.v1".into(),
+            merges: "cx.merges.v1".into(),
+            interventions: "cx.interventions.v1".into(),
+            deadletter: "cx.deadletter.v1".into(),
+            changelog: "omnistitch.changelog.v1".into(),
+        }
+    }
+}
+
+impl Topics {
+    /// The input topic of `channel`.
+    pub fn input(&self, channel: Channel) -> &str {
+        match channel {
+            Channel::Email => &self.email,
+            Channel::Chat => &self.chat,
+            Channel::Phone => &self.phone,
+            Channel::Social => &self.social,
+        }
+    }
+
+    /// Input topics in merge order: ties in event time go to the channel listed first
+    /// (alphabetical, as `replay` orders its files).
+    pub fn inputs(&self) -> [(Channel, &str); 4] {
+        MERGE_ORDER.map(|c| (c, self.input(c)))
+    }
+
+    /// Output topics: timeline, profiles, merges, interventions, dead letters.
+    pub fn outputs(&self) -> [&str; 5] {
+        [&self.timeline, &self.profiles, &self.merges, &self.interventions, &self.deadletter]
+    }
+
+    /// Whether `name` is one of the compacted topics (profiles, changelog).
+    pub fn is_compacted(&self, name: &str) -> bool {
+        name == self.profiles || name == self.changelog
+    }
+
+    fn all(&self) -> Vec<&str> {
+        let mut all: Vec<&str> = self.inputs().iter().map(|(_, t)| *t).collect();
+        all.extend(self.outputs());
+        all.push(&self.changelog);
+        all
+    }
+}
+
+/// Channels in the order the merge breaks event-time ties (file-name order of `replay`).
+pub const MERGE_ORDER: [Channel; 4] = [Channel::Chat, Channel::Email, Channel::Phone, Channel::Social];
+
+/// `[kafka]`: how the service talks to the cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// `bootstrap.servers`.
+    pub bootstrap_servers: String,
+    /// Consumer group; instances of one deployment share it.
+    pub group_id: String,
+    /// Delivery guarantee.
+    pub mode: Mode,
+    /// Transactional id of this instance (exactly_once); default `<group_id>-<HOSTNAME>`.
+    pub transactional_id: Option<String>,
+    /// Longest time input waits before its outputs are committed (the transaction interval).
+    pub commit_interval_ms: u64,
+    /// Most input records per transaction.
+    pub max_batch: usize,
+    /// How long the event-time merge waits for an input partition that has neither data nor
+    /// reached its end before going on without it (order is then no longer reproducible).
+    pub merge_max_wait_ms: u64,
+    /// Also commit input offsets through the consumer after each transaction. Needed on brokers
+    /// that accept but do not store transactional offsets (librdkafka's mock cluster); leave off
+    /// on real Kafka, where the transaction stores them.
+    pub mirror_offsets: bool,
+    /// Longest time to wait for the cluster in blocking calls (transactions, restore).
+    pub request_timeout_ms: u64,
+    /// Create missing topics at start (through the admin API) instead of refusing to start.
+    pub create_topics: bool,
+    /// Partitions of topics the service creates (inputs, outputs, changelog).
+    pub partitions: i32,
+    /// Replication factor of topics the service creates.
+    pub replication: i32,
+    /// Any librdkafka property for every client (security.protocol, sasl.*, ssl.* ...).
+    pub properties: BTreeMap<String, String>,
+    /// Topic names.
+    pub topics: Topics,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            bootstrap_servers: "localhost:9092".into(),
+            group_id: "omnistitch".into(),
+            mode: Mode::ExactlyOnce,
+            transactional_id: None,
+            commit_interval_ms: 100,
+            max_batch: 20_000,
+            merge_max_wait_ms: 10_000,
+            mirror_offsets: false,
+            request_timeout_ms: 30_000,
+            create_topics: false,
+            partitions: 6,
+            replication: 3,
+            properties: BTreeMap::new(),
+            topics: Topics::default(),
+        }
+    }
+}
+
+/// A setting that cannot work; the message names the key.
+#[derive(Debug, Error, PartialEq)]
+pub enum KafkaConfigError {
+    /// A required value is empty.
+    #[error("kafka.{0} must not be empty")]
+    Empty(&'static str),
+    /// A number out of range.
+    #[error("kafka.{key} must be {expected}, got {got}")]
+    Range {
+        /// Key.
+        key: &'static str,
+        /// What is allowed.
+        expected: &'static str,
+        /// What was given.
+        got: i64,
+    },
+    /// Two roles share a topic.
+    #[error("kafka.topics: topic {0:?} is used twice")]
+    DuplicateTopic(String),
+    /// A pass-through property the service must own.
+    #[error("kafka.properties.{0} is set by the service ({1}); remove it")]
+    Reserved(String, &'static str),
+}
+
+/// Properties the service sets itself: overriding them would break its guarantees.
+const RESERVED: [(&str, &str); 9] = [
+    ("enable.auto.commit", "offsets are committed with the outputs"),
+    ("enable.auto.offset.store", "offsets are committed with the outputs"),
+    ("isolation.level", "inputs and changelog are read committed"),
+    ("transactional.id", "set kafka.transactional_id"),
+    ("enable.idempotence", "always on"),
+    ("group.id", "set kafka.group_id"),
+    ("bootstrap.servers", "set kafka.bootstrap_servers"),
+    ("partition.assignment.strategy", "co-partitioned inputs need the range assignor"),
+    ("enable.partition.eof", "the event-time merge needs end-of-partition events"),
+];
+
+impl KafkaConfig {
+    /// Checks every setting.
+    pub fn validate(&self) -> Result<(), KafkaConfigError> {
+        if self.bootstrap_servers.trim().is_empty() {
+            return Err(KafkaConfigError::Empty("bootstrap_servers"));
+        }
+        if self.group_id.trim().is_empty() {
+            return Err(KafkaConfigError::Empty("group_id"));
+        }
+        let range = |key, expected, ok: bool, got: i64| {
+            if ok {
+                Ok(())
+            } else {
+                Err(KafkaConfigError::Range { key, expected, got })
+            }
+        };
+        range("commit_interval_ms", "1..=60000", (1..=60_000).contains(&self.commit_interval_ms), self.commit_interval_ms as i64)?;
+        range("max_batch", "1..=1000000", (1..=1_000_000).contains(&self.max_batch), self.max_batch as i64)?;
+        range("request_timeout_ms", ">= 1000", self.request_timeout_ms >= 1000, self.request_timeout_ms as i64)?;
+        range("partitions", ">= 1", self.partitions >= 1, self.partitions as i64)?;
+        range("replication", ">= 1", self.replication >= 1, self.replication as i64)?;
+        let mut seen = std::collections::HashSet::new();
+        for t in self.topics.all() {
+            if t.trim().is_empty() {
+                return Err(KafkaConfigError::Empty("topics.*"));
+            }
+            if !seen.insert(t) {
+                return Err(KafkaConfigError::DuplicateTopic(t.to_string()));
+            }
+        }
+        for (key, why) in RESERVED {
+            if self.properties.contains_key(key) {
+                return Err(KafkaConfigError::Reserved(key.to_string(), why));
+            }
+        }
+        Ok(())
+    }
+
+    /// The transactional id of this instance.
+    pub fn transactional_id(&self) -> String {
+        self.transactional_id.clone().unwrap_or_else(|| {
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "0".into());
+            format!("{}-{}", self.group_id, host)
+        })
+    }
+
+    /// Settings every client shares: brokers and the pass-through properties.
+    pub fn client(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.bootstrap_servers);
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
+        c
+    }
+
+    /// The input consumer: group member, manual offsets, read committed, end-of-partition events.
+    pub fn consumer(&self) -> ClientConfig {
+        let mut c = self.client();
+        c.set("group.id", &self.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("isolation.level", "read_committed")
+            .set("partition.assignment.strategy", "range")
+            .set("enable.partition.eof", "true")
+            .set("statistics.interval.ms", "5000");
+        set_default(&mut c, &self.properties, "auto.offset.reset", "earliest");
+        set_default(&mut c, &self.properties, "fetch.queue.backoff.ms", "10");
+        c
+    }
+
+    /// The output producer: idempotent, transactional in exactly_once mode, lz4.
+    pub fn producer(&self) -> ClientConfig {
+        let mut c = self.client();
+        c.set("enable.idempotence", "true");
+        if self.mode == Mode::ExactlyOnce {
+            c.set("transactional.id", self.transactional_id());
+            c.set("transaction.timeout.ms", (self.request_timeout_ms * 2).max(60_000).to_string());
+        }
+        set_default(&mut c, &self.properties, "compression.type", "lz4");
+        set_default(&mut c, &self.properties, "linger.ms", "2");
+        set_default(&mut c, &self.properties, "queue.buffering.max.messages", "1000000");
+        set_default(&mut c, &self.properties, "queue.buffering.max.kbytes", "1048576");
+        c
+    }
+
+    /// A reader of the changelog outside the group (restore).
+    pub fn changelog_reader(&self) -> ClientConfig {
+        let mut c = self.client();
+        c.set("group.id", format!("{}-restore", self.group_id))
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed")
+            .set("enable.partition.eof", "true");
+        set_default(&mut c, &self.properties, "fetch.queue.backoff.ms", "10");
+        c
+    }
+}
+
+fn set_default(c: &mut ClientConfig, props: &BTreeMap<String, String>, key: &str, value: &str) {
+    if !props.contains_key(key) {
+        c.set(key, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_name_the_documented_topics() {
+        let c = KafkaConfig::default();
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(c.topics.input(Channel::Phone), "cx.phone.v1");
+        assert!(c.topics.is_compacted("cx.profiles.v1"));
+        assert!(!c.topics.is_compacted("cx.timeline.v1"));
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let mut c = KafkaConfig { commit_interval_ms: 0, ..Default::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("commit_interval_ms"));
+        c.commit_interval_ms = 100;
+        c.topics.merges = c.topics.timeline.clone();
+        assert_eq!(c.validate(), Err(KafkaConfigError::DuplicateTopic("cx.timeline.v1".into())));
+        let mut c = KafkaConfig::default();
+        c.properties.insert("enable.auto.commit".into(), "true".into());
+        assert!(c.validate().unwrap_err().to_string().contains("enable.auto.commit"));
+        let c = KafkaConfig { bootstrap_servers: " ".into(), ..Default::default() };
+        assert_eq!(c.validate(), Err(KafkaConfigError::Empty("bootstrap_servers")));
+    }
+
+    #[test]
+    fn pass_through_properties_reach_clients_and_service_keys_win() {
+        let mut c = KafkaConfig::default();
+        c.properties.insert("security.protocol".into(), "SASL_SSL".into());
+        c.properties.insert("compression.type".into(), "zstd".into());
+        let p = c.producer();
+        assert_eq!(p.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(p.get("compression.type"), Some("zstd"));
+        assert_eq!(p.get("enable.idempotence"), Some("true"));
+        assert!(p.get("transactional.id").is_some());
+        let c = KafkaConfig { mode: Mode::AtLeastOnce, ..c };
+        assert_eq!(c.producer().get("transactional.id"), None);
+        assert_eq!(c.consumer().get("isolation.level"), Some("read_committed"));
+        assert_eq!(c.consumer().get("auto.offset.reset"), Some("earliest"));
+    }
+}

@@ -1,0 +1,411 @@
+//! Prometheus metrics of the service. Labels carry channels, reasons, moment types, topics,
+//! partitions and tenants (brands): never an identifier of a person.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use omnistitch_cx::CxReport;
+use omnistitch_model::Channel;
+use omnistitch_moments::MomentType;
+use prometheus::{
+    Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// Outcome of an input record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied to the state.
+    Applied,
+    /// A redelivery of an event already applied.
+    Duplicate,
+    /// Sent to the dead-letter topic.
+    DeadLettered,
+}
+
+impl Outcome {
+    const ALL: [Outcome; 3] = [Outcome::Applied, Outcome::Duplicate, Outcome::DeadLettered];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::Duplicate => "duplicate",
+            Outcome::DeadLettered => "dead_lettered",
+        }
+    }
+}
+
+/// Ingest-to-output latencies at millisecond resolution, for exact quantiles in benchmarks.
+#[derive(Debug)]
+pub struct LatencyRecorder {
+    counts: Mutex<Vec<u64>>,
+}
+
+/// Longest latency told apart; longer ones count as this.
+const LATENCY_MAX_MS: usize = 120_000;
+
+impl Default for LatencyRecorder {
+    fn default() -> Self {
+        LatencyRecorder { counts: Mutex::new(vec![0; LATENCY_MAX_MS + 1]) }
+    }
+}
+
+impl LatencyRecorder {
+    /// Records latencies in milliseconds (negative ones, from skewed clocks, count as 0).
+    pub fn record(&self, latencies_ms: impl Iterator<Item = i64>) {
+        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        for l in latencies_ms {
+            c[(l.max(0) as usize).min(LATENCY_MAX_MS)] += 1;
+        }
+    }
+
+    /// The `q` quantile in milliseconds, if anything was recorded.
+    pub fn quantile_ms(&self, q: f64) -> Option<u64> {
+        let c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let total: u64 = c.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        c.iter().position(|&n| {
+            seen += n;
+            seen >= rank
+        })
+        .map(|ms| ms as u64)
+    }
+
+    /// Forgets everything recorded.
+    pub fn reset(&self) {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner()).iter_mut().for_each(|c| *c = 0);
+    }
+}
+
+/// Every metric the service exports, registered in one registry.
+pub struct ServiceMetrics {
+    registry: Registry,
+    input: [[IntCounter; 3]; 4],
+    dead_letters: IntCounterVec,
+    /// Ingest (input record timestamp) to outputs committed.
+    pub latency: Histogram,
+    /// The same latencies, for exact quantiles.
+    pub latency_exact: LatencyRecorder,
+    consumer_lag: IntGaugeVec,
+    transactions: IntCounterVec,
+    rebalances: IntCounterVec,
+    /// Profiles held.
+    pub profiles: IntGauge,
+    /// Identifiers held in identity graphs.
+    pub identifiers: IntGauge,
+    /// Approximate bytes of the identity graphs.
+    pub graph_bytes: IntGauge,
+    /// Profile merges.
+    pub merges: IntCounter,
+    /// Links refused by identity rules.
+    pub conflicts: IntCounter,
+    /// Timeline entries held.
+    pub timeline_entries: IntGauge,
+    /// Timeline entries evicted by retention.
+    pub timeline_evicted: IntCounter,
+    interventions: IntCounterVec,
+    /// Event-time timers waiting (SLA, abandons).
+    pub pending_timers: IntGauge,
+    /// Input partitions whose shard this instance holds.
+    pub shards: IntGauge,
+    /// Events re-applied from the changelog during restores.
+    pub restored_events: IntCounter,
+    /// Duration of shard restores.
+    pub restore_seconds: Histogram,
+    /// 1 once every assigned shard is restored.
+    pub ready: IntGauge,
+    /// Output records produced.
+    pub produced: IntCounterVec,
+    cx: CxGauges,
+    last_evicted: AtomicU64,
+}
+
+struct CxGauges {
+    contacts: IntGaugeVec,
+    cases: IntGaugeVec,
+    first_response_p50: GaugeVec,
+    resolution_p50: GaugeVec,
+    csat: GaugeVec,
+    nps: GaugeVec,
+    ces: GaugeVec,
+    repeat_contact: GaugeVec,
+    channel_switch: GaugeVec,
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("registered once");
+    c
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("registered once");
+    c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("registered once");
+    g
+}
+
+fn int_gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("registered once");
+    g
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    let g = GaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("registered once");
+    g
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)).expect("valid metric");
+    r.register(Box::new(h.clone())).expect("registered once");
+    h
+}
+
+impl Default for ServiceMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ServiceMetrics {
+    /// All metrics, zeroed, in a fresh registry.
+    pub fn new() -> Self {
+        let r = Registry::new();
+        let input_vec = counter_vec(
+            &r,
+            "omnistitch_input_records_total",
+            "Input records by channel and outcome (applied, duplicate, dead_lettered).",
+            &["channel", "outcome"],
+        );
+        let input = Channel::ALL
+            .map(|c| Outcome::ALL.map(|o| input_vec.with_label_values(&[c.as_str(), o.as_str()])));
+        let cx = CxGauges {
+            contacts: int_gauge_vec(&r, "omnistitch_cx_contacts", "Inbound contacts seen.", &["tenant", "channel"]),
+            cases: int_gauge_vec(&r, "omnistitch_cx_cases", "Cases seen.", &["tenant", "channel"]),
+            first_response_p50: gauge_vec(
+                &r,
+                "omnistitch_cx_first_response_p50_seconds",
+                "Median first response time.",
+                &["tenant", "channel"],
+            ),
+            resolution_p50: gauge_vec(
+                &r,
+                "omnistitch_cx_resolution_p50_seconds",
+                "Median resolution time.",
+                &["tenant", "channel"],
+            ),
+            csat: gauge_vec(&r, "omnistitch_cx_csat_ratio", "Share of CSAT answers of 4 or 5.", &["tenant", "channel"]),
+            nps: gauge_vec(&r, "omnistitch_cx_nps", "Net promoter score (-100..100).", &["tenant", "channel"]),
+            ces: gauge_vec(&r, "omnistitch_cx_ces_mean", "Mean customer effort score (1..7).", &["tenant", "channel"]),
+            repeat_contact: gauge_vec(
+                &r,
+                "omnistitch_cx_repeat_contact_ratio",
+                "Share of cases with a repeat contact.",
+                &["tenant", "channel"],
+            ),
+            channel_switch: gauge_vec(
+                &r,
+                "omnistitch_cx_channel_switch_ratio",
+                "Share of cases that switched channel.",
+                &["tenant", "channel"],
+            ),
+        };
+        let m = ServiceMetrics {
+            input,
+            dead_letters: counter_vec(
+                &r,
+                "omnistitch_dead_letters_total",
+                "Records sent to the dead-letter topic, by reason.",
+                &["reason"],
+            ),
+            latency: histogram(
+                &r,
+                "omnistitch_processing_latency_seconds",
+                "Input record timestamp to its outputs committed.",
+                vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
+            ),
+            latency_exact: LatencyRecorder::default(),
+            consumer_lag: int_gauge_vec(
+                &r,
+                "omnistitch_consumer_lag_records",
+                "Records behind the end of each input partition.",
+                &["topic", "partition"],
+            ),
+            transactions: counter_vec(
+                &r,
+                "omnistitch_transactions_total",
+                "Output batches (transactions in exactly_once mode) by outcome (committed, aborted).",
+                &["outcome"],
+            ),
+            rebalances: counter_vec(
+                &r,
+                "omnistitch_rebalances_total",
+                "Consumer group rebalance callbacks by kind (assign, revoke).",
+                &["kind"],
+            ),
+            profiles: gauge(&r, "omnistitch_identity_profiles", "Profiles held."),
+            identifiers: gauge(&r, "omnistitch_identity_identifiers", "Identifiers held in identity graphs."),
+            graph_bytes: gauge(&r, "omnistitch_identity_graph_bytes", "Approximate bytes of the identity graphs."),
+            merges: counter(&r, "omnistitch_identity_merges_total", "Profile merges."),
+            conflicts: counter(&r, "omnistitch_identity_conflicts_total", "Links refused by identity rules."),
+            timeline_entries: gauge(&r, "omnistitch_timeline_entries", "Timeline entries held."),
+            timeline_evicted: counter(
+                &r,
+                "omnistitch_timeline_evicted_total",
+                "Timeline entries evicted by retention.",
+            ),
+            interventions: counter_vec(
+                &r,
+                "omnistitch_interventions_total",
+                "Interventions emitted, by moment type.",
+                &["moment_type"],
+            ),
+            pending_timers: gauge(&r, "omnistitch_moment_pending_timers", "Event-time timers waiting."),
+            shards: gauge(&r, "omnistitch_shards", "Input partition indexes (shards) held by this instance."),
+            restored_events: counter(
+                &r,
+                "omnistitch_restored_events_total",
+                "Events re-applied from the changelog while restoring shards.",
+            ),
+            restore_seconds: histogram(
+                &r,
+                "omnistitch_restore_seconds",
+                "Duration of shard restores from the changelog.",
+                vec![0.01, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0],
+            ),
+            ready: gauge(&r, "omnistitch_ready", "1 when every assigned shard is restored and processing."),
+            produced: counter_vec(&r, "omnistitch_output_records_total", "Output records produced, by topic.", &["topic"]),
+            cx,
+            last_evicted: AtomicU64::new(0),
+            registry: r,
+        };
+        for t in MomentType::ALL {
+            m.interventions.with_label_values(&[t.as_str()]);
+        }
+        for o in ["committed", "aborted"] {
+            m.transactions.with_label_values(&[o]);
+        }
+        for k in ["assign", "revoke"] {
+            m.rebalances.with_label_values(&[k]);
+        }
+        m
+    }
+
+    /// Counts an input record.
+    pub fn input(&self, channel: Channel, outcome: Outcome) {
+        self.input[channel as usize][outcome as usize].inc();
+    }
+
+    /// Counts a dead letter.
+    pub fn dead_letter(&self, reason: &str) {
+        self.dead_letters.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts an intervention.
+    pub fn intervention(&self, moment: MomentType) {
+        self.interventions.with_label_values(&[moment.as_str()]).inc();
+    }
+
+    /// Counts a batch outcome.
+    pub fn transaction(&self, committed: bool) {
+        self.transactions.with_label_values(&[if committed { "committed" } else { "aborted" }]).inc();
+    }
+
+    /// Counts a rebalance callback.
+    pub fn rebalance(&self, assign: bool) {
+        self.rebalances.with_label_values(&[if assign { "assign" } else { "revoke" }]).inc();
+    }
+
+    /// Sets the lag of one input partition.
+    pub fn lag(&self, topic: &str, partition: i32, lag: i64) {
+        self.consumer_lag.with_label_values(&[topic, &partition.to_string()]).set(lag.max(0));
+    }
+
+    /// Adds evictions, given the running total of the shards held (which restarts on restores).
+    pub fn evicted_total(&self, total: u64) {
+        let last = self.last_evicted.swap(total, Ordering::Relaxed);
+        if total > last {
+            self.timeline_evicted.inc_by(total - last);
+        }
+    }
+
+    /// Publishes a CX report (per tenant and channel; the all-channel row as channel="all").
+    pub fn cx(&self, report: &CxReport) {
+        for row in &report.rows {
+            let channel = row.channel.map_or("all", |c| c.as_str());
+            let l = [row.tenant.as_str(), channel];
+            let set = |g: &GaugeVec, v: Option<f64>| {
+                if let Some(v) = v {
+                    g.with_label_values(&l).set(v);
+                }
+            };
+            self.cx.contacts.with_label_values(&l).set(row.contacts as i64);
+            self.cx.cases.with_label_values(&l).set(row.cases as i64);
+            set(&self.cx.first_response_p50, row.first_response.p50_seconds);
+            set(&self.cx.resolution_p50, row.resolution.timing.p50_seconds);
+            set(&self.cx.csat, row.csat.share);
+            set(&self.cx.nps, row.nps.score);
+            set(&self.cx.ces, row.ces.mean);
+            set(&self.cx.repeat_contact, row.repeat_contact.share);
+            set(&self.cx.channel_switch, row.channel_switch.share);
+        }
+    }
+
+    /// The registry (to add process metrics or serve it).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Every metric in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let families = self.registry.gather();
+        TextEncoder::new().encode(&families, &mut buf).expect("text encoding to memory cannot fail");
+        String::from_utf8(buf).expect("the text format is UTF-8")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_quantiles() {
+        let r = LatencyRecorder::default();
+        assert_eq!(r.quantile_ms(0.5), None);
+        r.record((1..=100).map(|i| i as i64));
+        assert_eq!(r.quantile_ms(0.5), Some(50));
+        assert_eq!(r.quantile_ms(0.99), Some(99));
+        assert_eq!(r.quantile_ms(1.0), Some(100));
+        r.record([-5, 10_000_000].into_iter());
+        assert_eq!(r.quantile_ms(0.0), Some(0));
+        assert_eq!(r.quantile_ms(1.0), Some(LATENCY_MAX_MS as u64));
+    }
+
+    #[test]
+    fn render_names_every_family_once_and_counts() {
+        let m = ServiceMetrics::new();
+        m.input(Channel::Chat, Outcome::Applied);
+        m.input(Channel::Chat, Outcome::Applied);
+        m.dead_letter("truncated_frame");
+        m.evicted_total(5);
+        m.evicted_total(3);
+        m.evicted_total(7);
+        let text = m.render();
+        assert!(text.contains("omnistitch_input_records_total{channel=\"chat\",outcome=\"applied\"} 2"), "{text}");
+        assert!(text.contains("omnistitch_dead_letters_total{reason=\"truncated_frame\"} 1"));
+        assert!(text.contains("omnistitch_timeline_evicted_total 9"));
+        assert!(text.contains("# TYPE omnistitch_processing_latency_seconds histogram"));
+    }
+}

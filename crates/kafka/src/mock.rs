@@ -1,0 +1,61 @@
+//! librdkafka's in-process mock cluster, for the embedded mode, tests and benchmarks.
+
+use rdkafka::error::KafkaError;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, DefaultProducerContext, Producer};
+use rdkafka::ClientConfig;
+
+use crate::config::KafkaConfig;
+
+/// A mock cluster with the service's topics; it lives as long as this value.
+pub struct EmbeddedCluster {
+    /// The client whose handle owns the cluster (`test.mock.num.brokers`).
+    owner: BaseProducer,
+}
+
+impl EmbeddedCluster {
+    /// Starts `brokers` mock brokers on loopback ports and creates every topic of `config`
+    /// (with `config.partitions` partitions). Consumer groups form at once (no initial
+    /// rebalance delay).
+    pub fn start(brokers: i32, config: &KafkaConfig) -> Result<Self, KafkaError> {
+        let owner: BaseProducer =
+            ClientConfig::new().set("test.mock.num.brokers", brokers.to_string()).create()?;
+        let this = EmbeddedCluster { owner };
+        this.no_initial_rebalance_delay();
+        crate::topics::create_on_mock(&this.cluster(), config)?;
+        Ok(this)
+    }
+
+    /// The cluster, for fault injection.
+    pub fn cluster(&self) -> MockCluster<'_, DefaultProducerContext> {
+        self.owner.client().mock_cluster().expect("the owner was created with test.mock.num.brokers")
+    }
+
+    /// `bootstrap.servers` of the cluster.
+    pub fn bootstrap_servers(&self) -> String {
+        self.cluster().bootstrap_servers()
+    }
+
+    /// A service configuration for this cluster: its brokers, and offsets mirrored through the
+    /// consumer (the mock accepts but does not store transactional offsets).
+    pub fn service_config(&self, mut config: KafkaConfig) -> KafkaConfig {
+        config.bootstrap_servers = self.bootstrap_servers();
+        config.mirror_offsets = true;
+        config.replication = 1;
+        config
+    }
+
+    /// Sets the group coordinator's initial rebalance delay to 0 (3 s by default on the mock).
+    #[allow(unsafe_code)]
+    fn no_initial_rebalance_delay(&self) {
+        // rdkafka has no safe wrapper for this knob. SAFETY: the handle belongs to `self.owner`,
+        // alive for the whole call; the returned cluster pointer is owned by that handle, and the
+        // call only stores an integer in it.
+        unsafe {
+            let cluster = rdkafka::bindings::rd_kafka_handle_mock_cluster(self.owner.client().native_ptr());
+            if !cluster.is_null() {
+                rdkafka::bindings::rd_kafka_mock_group_initial_rebalance_delay_ms(cluster, 0);
+            }
+        }
+    }
+}

@@ -1,0 +1,1128 @@
+//! Schema ids: which writer schema an input record names and how to decode it, and which id each
+//! output record is framed with.
+//!
+//! Without a registry, ids are the fixed [`BundledIds`] of the bundled contract. With one, the
+//! [`RegistryClient`] (Confluent Schema Registry REST API) fetches unknown input ids once and
+//! registers the output schemas at start. [`InputSchemas`] turns a framed record value of a
+//! channel's topic into a [`WireEvent`], [`OutputSchemas`] gives the id of each output kind.
+//! A schema id never changes meaning, so everything fetched is cached for the life of the
+//! process; a registry that cannot answer is reported as retriable, never as bad input.
+
+use std::collections::HashMap;
+use std::fmt::{self, Write as _};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use apache_avro::Schema;
+use omnistitch_codec::contract::{channel_of, intern, Contract};
+use omnistitch_codec::datum::OutputKind;
+use omnistitch_codec::SchemaDecoder;
+use omnistitch_model::{Channel, WireEvent};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::config::Topics;
+use crate::wire::{fingerprint, split_frame, Frame, WireError};
+
+/// Schema ids of the bundled schemas, used when no registry is configured (`[schemas.bundled_ids]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BundledIds {
+    /// `EmailEvent`.
+    pub email: u32,
+    /// `ChatEvent`.
+    pub chat: u32,
+    /// `PhoneEvent`.
+    pub phone: u32,
+    /// `SocialEvent`.
+    pub social: u32,
+    /// `TimelineEntry`.
+    pub timeline_entry: u32,
+    /// `Profile`.
+    pub profile: u32,
+    /// `ProfileMerge`.
+    pub profile_merge: u32,
+    /// `DeadLetter`.
+    pub dead_letter: u32,
+    /// `Intervention`.
+    pub intervention: u32,
+}
+
+impl Default for BundledIds {
+    fn default() -> Self {
+        BundledIds {
+            email: 1,
+            chat: 2,
+            phone: 3,
+            social: 4,
+            timeline_entry: 5,
+            profile: 6,
+            profile_merge: 7,
+            dead_letter: 8,
+            intervention: 9,
+        }
+    }
+}
+
+/// What a bundled id stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bundled {
+    Input(Channel),
+    Output(OutputKind),
+}
+
+/// Two bundled schemas configured with the same id.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("bundled schema id {id} is given to both `{first}` and `{second}`")]
+pub struct DuplicateSchemaId {
+    /// The id.
+    pub id: u32,
+    /// The first field holding it.
+    pub first: &'static str,
+    /// The second field holding it.
+    pub second: &'static str,
+}
+
+impl BundledIds {
+    /// The id of `channel`'s input schema.
+    pub fn input(&self, channel: Channel) -> u32 {
+        match channel {
+            Channel::Email => self.email,
+            Channel::Chat => self.chat,
+            Channel::Phone => self.phone,
+            Channel::Social => self.social,
+        }
+    }
+
+    /// The id of the output schema of `kind`.
+    pub fn output(&self, kind: OutputKind) -> u32 {
+        match kind {
+            OutputKind::TimelineEntry => self.timeline_entry,
+            OutputKind::Profile => self.profile,
+            OutputKind::ProfileMerge => self.profile_merge,
+            OutputKind::DeadLetter => self.dead_letter,
+            OutputKind::Intervention => self.intervention,
+        }
+    }
+
+    /// Every (field name, id, schema), inputs first.
+    fn entries(&self) -> [(&'static str, u32, Bundled); 9] {
+        [
+            ("email", self.email, Bundled::Input(Channel::Email)),
+            ("chat", self.chat, Bundled::Input(Channel::Chat)),
+            ("phone", self.phone, Bundled::Input(Channel::Phone)),
+            ("social", self.social, Bundled::Input(Channel::Social)),
+            ("timeline_entry", self.timeline_entry, Bundled::Output(OutputKind::TimelineEntry)),
+            ("profile", self.profile, Bundled::Output(OutputKind::Profile)),
+            ("profile_merge", self.profile_merge, Bundled::Output(OutputKind::ProfileMerge)),
+            ("dead_letter", self.dead_letter, Bundled::Output(OutputKind::DeadLetter)),
+            ("intervention", self.intervention, Bundled::Output(OutputKind::Intervention)),
+        ]
+    }
+
+    /// Rejects two schemas sharing an id (a record could not say which it was written with).
+    pub fn validate(&self) -> Result<(), DuplicateSchemaId> {
+        let entries = self.entries();
+        for (i, &(first, id, _)) in entries.iter().enumerate() {
+            if let Some(&(second, _, _)) = entries[i + 1..].iter().find(|e| e.1 == id) {
+                return Err(DuplicateSchemaId { id, first, second });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The media type of Schema Registry requests.
+const REGISTRY_CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
+/// What registry replies are accepted as.
+const REGISTRY_ACCEPT: &str =
+    "application/vnd.schemaregistry.v1+json, application/vnd.schemaregistry+json, application/json";
+/// Largest registry reply read (schemas are a few kilobytes).
+const MAX_REPLY_BYTES: u64 = 8 * 1024 * 1024;
+/// The registry's error code for "schema not found" (with HTTP 404).
+const SCHEMA_NOT_FOUND: i64 = 40403;
+
+/// A Confluent Schema Registry client (`GET /schemas/ids/{id}`, `POST /subjects/{subject}/versions`)
+/// caching every schema it has seen.
+pub struct RegistryClient {
+    base: String,
+    agent: ureq::Agent,
+    authorization: Option<String>,
+    schemas: RwLock<HashMap<u32, Arc<str>>>,
+}
+
+impl fmt::Debug for RegistryClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistryClient")
+            .field("url", &self.base)
+            .field("basic_auth", &self.authorization.is_some())
+            .field("cached_schemas", &read(&self.schemas).len())
+            .finish()
+    }
+}
+
+/// `GET /schemas/ids/{id}` reply.
+#[derive(Deserialize)]
+struct SchemaReply {
+    schema: String,
+    #[serde(rename = "schemaType")]
+    schema_type: Option<String>,
+}
+
+/// `POST /subjects/{subject}/versions` reply.
+#[derive(Deserialize)]
+struct IdReply {
+    id: u32,
+}
+
+/// An error reply.
+#[derive(Deserialize)]
+struct ErrorReply {
+    error_code: Option<i64>,
+    message: Option<String>,
+}
+
+/// The message of an error reply, or the start of its body.
+fn reply_message(body: &str) -> String {
+    match serde_json::from_str::<ErrorReply>(body) {
+        Ok(ErrorReply { message: Some(m), .. }) => m,
+        _ => body.chars().take(200).collect(),
+    }
+}
+
+impl RegistryClient {
+    /// Timeout of one registry request (connect, send, reply), unless given.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// A client of the registry at `url` (`http(s)://host[:port][/path]`) with optional basic auth
+    /// `(user, password)` and [`RegistryClient::DEFAULT_TIMEOUT`].
+    pub fn new(url: &str, auth: Option<(String, String)>) -> Result<Self, WireError> {
+        Self::with_timeout(url, auth, Self::DEFAULT_TIMEOUT)
+    }
+
+    /// A client like [`RegistryClient::new`] whose requests give up after `timeout`.
+    pub fn with_timeout(url: &str, auth: Option<(String, String)>, timeout: Duration) -> Result<Self, WireError> {
+        let base = url.trim().trim_end_matches('/');
+        let host = base.strip_prefix("http://").or_else(|| base.strip_prefix("https://"));
+        if host.is_none_or(|h| h.is_empty() || h.starts_with('/') || h.contains(char::is_whitespace)) {
+            return Err(WireError::RegistryConfig(format!("registry url `{url}` is not http(s)://host[:port][/path]")));
+        }
+        let config = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(timeout)).build();
+        Ok(RegistryClient {
+            base: base.to_string(),
+            agent: ureq::Agent::new_with_config(config),
+            authorization: auth
+                .map(|(user, password)| format!("Basic {}", base64(format!("{user}:{password}").as_bytes()))),
+            schemas: RwLock::default(),
+        })
+    }
+
+    /// The registry's base URL.
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    /// Adds the common headers.
+    fn prepare<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        let request = request.header("Accept", REGISTRY_ACCEPT);
+        match &self.authorization {
+            Some(auth) => request.header("Authorization", auth.as_str()),
+            None => request,
+        }
+    }
+
+    /// Status and body of a reply; failing to get one means the registry is unavailable.
+    fn reply(
+        what: &str,
+        sent: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<(u16, String), WireError> {
+        let unavailable = |e: ureq::Error| WireError::RegistryUnavailable(format!("{what}: {e}"));
+        let mut response = sent.map_err(unavailable)?;
+        let status = response.status().as_u16();
+        let body = response.body_mut().with_config().limit(MAX_REPLY_BYTES).read_to_string().map_err(unavailable)?;
+        Ok((status, body))
+    }
+
+    /// The schema (JSON text) with id `id`: [`WireError::UnknownSchemaId`] when the registry
+    /// says it has none, [`WireError::InvalidSchema`] when it is not an Avro schema,
+    /// [`WireError::RegistryUnavailable`] when it cannot say.
+    pub fn schema(&self, id: u32) -> Result<Arc<str>, WireError> {
+        if let Some(schema) = read(&self.schemas).get(&id) {
+            return Ok(schema.clone());
+        }
+        let url = format!("{}/schemas/ids/{id}", self.base);
+        let what = format!("GET {url}");
+        let (status, body) = Self::reply(&what, self.prepare(self.agent.get(url)).call())?;
+        match status {
+            200 => {
+                let reply: SchemaReply = serde_json::from_str(&body)
+                    .map_err(|e| WireError::RegistryUnavailable(format!("{what}: unexpected reply: {e}")))?;
+                if let Some(t) = reply.schema_type.filter(|t| t != "AVRO") {
+                    return Err(WireError::InvalidSchema { id, reason: format!("a {t} schema, not Avro") });
+                }
+                let schema: Arc<str> = reply.schema.into();
+                write(&self.schemas).insert(id, schema.clone());
+                Ok(schema)
+            }
+            // Only the registry's own "not found" is an answer about the id: any other 404 (a
+            // wrong URL, a proxy) says nothing about the record, which must not be refused.
+            404 if serde_json::from_str::<ErrorReply>(&body).is_ok_and(|r| r.error_code == Some(SCHEMA_NOT_FOUND)) => {
+                Err(WireError::UnknownSchemaId(id))
+            }
+            _ => Err(WireError::RegistryUnavailable(format!("{what}: HTTP {status}: {}", reply_message(&body)))),
+        }
+    }
+
+    /// Registers `schema` (JSON text) under `subject` and returns its id (the existing id when
+    /// the subject already has it).
+    pub fn register(&self, subject: &str, schema: &str) -> Result<u32, WireError> {
+        let url = format!("{}/subjects/{}/versions", self.base, path_segment(subject));
+        let what = format!("POST {url}");
+        let body = serde_json::json!({ "schema": schema }).to_string();
+        let request = self.prepare(self.agent.post(url)).header("Content-Type", REGISTRY_CONTENT_TYPE);
+        let (status, reply) = Self::reply(&what, request.send(body))?;
+        match status {
+            200..=299 => {
+                let IdReply { id } = serde_json::from_str(&reply)
+                    .map_err(|e| WireError::RegistryUnavailable(format!("{what}: unexpected reply: {e}")))?;
+                write(&self.schemas).insert(id, schema.into());
+                Ok(id)
+            }
+            408 | 429 | 500..=599 => {
+                Err(WireError::RegistryUnavailable(format!("{what}: HTTP {status}: {}", reply_message(&reply))))
+            }
+            _ => Err(WireError::RegistryRejected { status, message: format!("{what}: {}", reply_message(&reply)) }),
+        }
+    }
+}
+
+/// Standard base64 with padding (basic auth).
+fn base64(input: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let byte = |i: usize| u32::from(chunk.get(i).copied().unwrap_or(0));
+        let n = (byte(0) << 16) | (byte(1) << 8) | byte(2);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// `s` percent-encoded as one URL path segment.
+fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// Reads a lock, whether or not a panicking holder poisoned it (the maps stay consistent).
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Writes a lock, whether or not a panicking holder poisoned it.
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|p| p.into_inner())
+}
+
+/// An input record decoded, with whether its datum is a bundled-schema datum.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodedInput {
+    /// The record.
+    pub event: WireEvent,
+    /// The writer schema is the bundled one: the raw datum can be stored as is.
+    pub bundled: bool,
+}
+
+/// What a schema id or fingerprint stands for.
+#[derive(Debug, Clone)]
+enum Resolved {
+    /// An input record of the decoder's channel.
+    Input(Arc<SchemaDecoder>),
+    /// Another schema, by name.
+    Other(Arc<str>),
+    /// A registry schema that cannot be used.
+    Invalid { id: u32, reason: Arc<str> },
+}
+
+/// Full name of a named schema, or its canonical form.
+fn schema_name(schema: &Schema) -> String {
+    match schema.name() {
+        Some(n) => n.fullname(None),
+        None => schema.canonical_form().chars().take(80).collect(),
+    }
+}
+
+/// How input records name and are decoded with their writer schemas.
+#[derive(Debug)]
+pub struct InputSchemas {
+    registry: Option<RegistryClient>,
+    by_id: RwLock<HashMap<u32, Resolved>>,
+    by_fingerprint: RwLock<HashMap<u64, Resolved>>,
+}
+
+impl InputSchemas {
+    /// Ids resolved through `registry` when there is one, else through `bundled`; fingerprints of
+    /// the bundled schemas and of every registry schema seen.
+    pub fn new(registry: Option<RegistryClient>, bundled: BundledIds) -> Self {
+        let c = Contract::get();
+        let inputs = Channel::ALL.map(|ch| Resolved::Input(Arc::new(SchemaDecoder::bundled(ch))));
+        let output = |kind: OutputKind| Resolved::Other(schema_name(c.output(kind)).into());
+        let mut by_fingerprint = HashMap::new();
+        for ch in Channel::ALL {
+            by_fingerprint.insert(fingerprint(c.input(ch)), inputs[ch as usize].clone());
+        }
+        for kind in OutputKind::ALL {
+            by_fingerprint.insert(fingerprint(c.output(kind)), output(kind));
+        }
+        let mut by_id = HashMap::new();
+        if registry.is_none() {
+            for (_, id, schema) in bundled.entries() {
+                let resolved = match schema {
+                    Bundled::Input(ch) => inputs[ch as usize].clone(),
+                    Bundled::Output(kind) => output(kind),
+                };
+                by_id.entry(id).or_insert(resolved);
+            }
+        }
+        InputSchemas { registry, by_id: RwLock::new(by_id), by_fingerprint: RwLock::new(by_fingerprint) }
+    }
+
+    /// Decodes a framed record value read from `channel`'s topic.
+    pub fn decode(&self, channel: Channel, value: &[u8]) -> Result<DecodedInput, WireError> {
+        let (frame, datum) = split_frame(value)?;
+        let resolved = match frame {
+            Frame::Confluent { schema_id } => self.by_id(schema_id)?,
+            Frame::SingleObject { fingerprint } => read(&self.by_fingerprint)
+                .get(&fingerprint)
+                .cloned()
+                .ok_or(WireError::UnknownFingerprint(fingerprint))?,
+        };
+        let decoder = match resolved {
+            Resolved::Input(d) if d.channel() == channel => d,
+            Resolved::Input(d) => {
+                let schema = schema_name(Contract::get().input(d.channel()));
+                return Err(WireError::SchemaMismatch { channel, schema });
+            }
+            Resolved::Other(name) => return Err(WireError::SchemaMismatch { channel, schema: name.to_string() }),
+            Resolved::Invalid { id, reason } => {
+                return Err(WireError::InvalidSchema { id, reason: reason.to_string() })
+            }
+        };
+        let event = decoder.decode(datum)?;
+        Ok(DecodedInput { event, bundled: decoder.is_bundled() })
+    }
+
+    /// What schema id `id` stands for, fetching it from the registry the first time.
+    fn by_id(&self, id: u32) -> Result<Resolved, WireError> {
+        if let Some(r) = read(&self.by_id).get(&id) {
+            return Ok(r.clone());
+        }
+        let Some(registry) = &self.registry else { return Err(WireError::UnknownSchemaId(id)) };
+        // Fetched without holding the lock: a slow registry does not block cached ids.
+        let resolved = match registry.schema(id) {
+            Ok(text) => self.resolve(id, &text),
+            Err(WireError::InvalidSchema { id, reason }) => Resolved::Invalid { id, reason: reason.into() },
+            // Unknown ids are not cached: the id may be registered later. Outages are retried.
+            Err(e) => return Err(e),
+        };
+        Ok(write(&self.by_id).entry(id).or_insert(resolved).clone())
+    }
+
+    /// Parses a registry schema and records its fingerprint.
+    fn resolve(&self, id: u32, text: &str) -> Resolved {
+        let schema = match Schema::parse_str(text) {
+            Ok(s) => s,
+            Err(e) => return Resolved::Invalid { id, reason: format!("does not parse: {e}").into() },
+        };
+        let fp = fingerprint(&schema);
+        let resolved = match channel_of(&schema) {
+            None => Resolved::Other(schema_name(&schema).into()),
+            Some(ch) => match SchemaDecoder::new(ch, intern(schema)) {
+                Ok(d) => Resolved::Input(Arc::new(d)),
+                Err(e) => return Resolved::Invalid { id, reason: e.to_string().into() },
+            },
+        };
+        write(&self.by_fingerprint).entry(fp).or_insert_with(|| resolved.clone());
+        resolved
+    }
+}
+
+/// Output subjects by the topic name strategy: `<topic>-value`, in [`OutputKind::ALL`] order.
+pub fn output_subjects(topics: &Topics) -> [(OutputKind, String); 5] {
+    OutputKind::ALL.map(|kind| {
+        let topic = match kind {
+            OutputKind::TimelineEntry => &topics.timeline,
+            OutputKind::Profile => &topics.profiles,
+            OutputKind::ProfileMerge => &topics.merges,
+            OutputKind::DeadLetter => &topics.deadletter,
+            OutputKind::Intervention => &topics.interventions,
+        };
+        (kind, format!("{topic}-value"))
+    })
+}
+
+/// The schema id each output record is framed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputSchemas {
+    ids: [u32; 5],
+}
+
+impl OutputSchemas {
+    /// The bundled ids.
+    pub fn bundled(ids: &BundledIds) -> Self {
+        OutputSchemas { ids: OutputKind::ALL.map(|kind| ids.output(kind)) }
+    }
+
+    /// Registers the bundled output schemas under `subjects` (one per kind, e.g. from
+    /// [`output_subjects`]) and keeps the ids the registry gives them.
+    pub fn register(client: &RegistryClient, subjects: &[(OutputKind, String)]) -> Result<Self, WireError> {
+        let mut ids = [0; 5];
+        for kind in OutputKind::ALL {
+            let mut named = subjects.iter().filter(|(k, _)| *k == kind);
+            let (Some((_, subject)), None) = (named.next(), named.next()) else {
+                return Err(WireError::RegistryConfig(format!("need exactly one subject for {kind:?} outputs")));
+            };
+            ids[kind as usize] = client.register(subject, kind.avsc())?;
+        }
+        Ok(OutputSchemas { ids })
+    }
+
+    /// The id of `kind`'s schema.
+    pub fn id(&self, kind: OutputKind) -> u32 {
+        self.ids[kind as usize]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    use apache_avro::types::Value;
+    use apache_avro::writer::datum::GenericDatumWriter;
+    use omnistitch_codec::contract::{
+        CHAT_EVENT_AVSC, EMAIL_EVENT_AVSC, PHONE_EVENT_AVSC, PROFILE_AVSC, SOCIAL_EVENT_AVSC,
+    };
+    use omnistitch_codec::datum::encode_input;
+    use omnistitch_model::wire::{ChatEvent, EmailEvent, PhoneEvent, SocialEvent, WireSurvey};
+    use omnistitch_model::{Direction, EventKind};
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::wire::{write_confluent, write_single_object};
+
+    /// A valid record of `channel`.
+    fn sample(channel: Channel) -> WireEvent {
+        let (tenant, event_id, event_time) = ("acme".to_string(), format!("{channel}-1"), 1_767_571_200_000);
+        match channel {
+            Channel::Email => WireEvent::Email(EmailEvent {
+                tenant,
+                event_id,
+                event_time,
+                direction: Direction::Inbound,
+                kind: EventKind::Message,
+                case_id: Some("C-1".into()),
+                agent_id: None,
+                account_id: Some("AC-9".into()),
+                text: Some("Zoë's router is down".into()),
+                sentiment: Some(-0.6),
+                survey: None,
+                from: "zoe@example.net".into(),
+                to: vec!["support@acme.example".into()],
+                cc: vec![],
+                subject: Some("Router".into()),
+                message_id: Some("<m1@example.net>".into()),
+                in_reply_to: None,
+            }),
+            Channel::Chat => WireEvent::Chat(ChatEvent {
+                tenant,
+                event_id,
+                event_time,
+                direction: Direction::Inbound,
+                kind: EventKind::SurveyResponse,
+                case_id: None,
+                agent_id: Some("agent-7".into()),
+                account_id: None,
+                text: None,
+                sentiment: None,
+                survey: Some(WireSurvey { csat: Some(2), nps: Some(6), ces: None }),
+                session_id: "S-1".into(),
+                visitor_id: Some("v-1".into()),
+                customer_email: Some("zoe@example.net".into()),
+                customer_phone: None,
+            }),
+            Channel::Phone => WireEvent::Phone(PhoneEvent {
+                tenant,
+                event_id,
+                event_time,
+                direction: Direction::Outbound,
+                kind: EventKind::CallStarted,
+                case_id: Some("C-1".into()),
+                agent_id: Some("agent-7".into()),
+                account_id: None,
+                text: None,
+                sentiment: None,
+                survey: None,
+                call_id: "K-1".into(),
+                caller: "+18005550100".into(),
+                callee: "(415) 555-0134".into(),
+                queue_wait_ms: Some(95_000),
+                duration_ms: None,
+                transfers: Some(2),
+                customer_line_type: Some("mobile".into()),
+            }),
+            Channel::Social => WireEvent::Social(SocialEvent {
+                tenant,
+                event_id,
+                event_time,
+                direction: Direction::Inbound,
+                kind: EventKind::SocialPost,
+                case_id: None,
+                agent_id: None,
+                account_id: None,
+                text: Some("worst service ever".into()),
+                sentiment: None,
+                survey: None,
+                platform: "x".into(),
+                handle: "@ZoeQ".into(),
+                post_id: Some("P-1".into()),
+                in_reply_to_post: None,
+            }),
+        }
+    }
+
+    fn confluent(id: u32, datum: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_confluent(id, datum, &mut out);
+        out
+    }
+
+    fn single_object(schema: &Schema, datum: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_single_object(fingerprint(schema), datum, &mut out);
+        out
+    }
+
+    fn code<T: fmt::Debug>(r: Result<T, WireError>) -> &'static str {
+        r.unwrap_err().code()
+    }
+
+    /// The phone schema of an older producer: no optional fields.
+    const OLD_PHONE_FIELDS: [&str; 8] =
+        ["tenant", "event_id", "event_time", "direction", "kind", "call_id", "caller", "callee"];
+
+    fn old_phone_schema() -> String {
+        let mut schema: serde_json::Value = serde_json::from_str(PHONE_EVENT_AVSC).unwrap();
+        schema["fields"].as_array_mut().unwrap().retain(|f| OLD_PHONE_FIELDS.contains(&f["name"].as_str().unwrap()));
+        schema.to_string()
+    }
+
+    /// The chat schema of a newer producer: one more field and one more kind.
+    fn new_chat_schema() -> String {
+        let mut schema: serde_json::Value = serde_json::from_str(CHAT_EVENT_AVSC).unwrap();
+        let fields = schema["fields"].as_array_mut().unwrap();
+        fields.push(serde_json::json!({"name": "language", "type": ["null", "string"], "default": null}));
+        let kind = fields.iter_mut().find(|f| f["name"] == "kind").unwrap();
+        kind["type"]["symbols"].as_array_mut().unwrap().push("CO_BROWSE_STARTED".into());
+        schema.to_string()
+    }
+
+    /// `record` (JSON) as a datum of `schema` (JSON text).
+    fn datum(schema: &str, record: serde_json::Value) -> Vec<u8> {
+        let schema = Schema::parse_str(schema).unwrap();
+        let value = Value::try_from(record).unwrap().resolve(&schema).unwrap();
+        GenericDatumWriter::builder(&schema).build().unwrap().write_value_to_vec(value).unwrap()
+    }
+
+    fn old_phone_datum() -> Vec<u8> {
+        datum(
+            &old_phone_schema(),
+            serde_json::json!({
+                "tenant": "acme", "event_id": "o1", "event_time": 1_767_571_200_000i64, "direction": "INBOUND",
+                "kind": "CALL_STARTED", "call_id": "K", "caller": "4155550134", "callee": "8005550100"
+            }),
+        )
+    }
+
+    fn new_chat_datum() -> Vec<u8> {
+        datum(
+            &new_chat_schema(),
+            serde_json::json!({
+                "tenant": "acme", "event_id": "n1", "event_time": 1_767_571_200_000i64, "direction": "INBOUND",
+                "kind": "CO_BROWSE_STARTED", "case_id": null, "agent_id": null, "account_id": null, "text": null,
+                "sentiment": null, "survey": null, "session_id": "S", "visitor_id": "v", "customer_email": null,
+                "customer_phone": null, "language": "fr"
+            }),
+        )
+    }
+
+    // ------------------------------------------------------------------ bundled ids
+
+    #[test]
+    fn bundled_ids_default_deserialize_per_field_and_reject_duplicates() {
+        let d = BundledIds::default();
+        assert_eq!(Channel::ALL.map(|c| d.input(c)), [1, 2, 3, 4]);
+        assert_eq!(OutputKind::ALL.map(|k| d.output(k)), [5, 6, 7, 8, 9]);
+        assert_eq!(d.validate(), Ok(()));
+        let partial: BundledIds = serde_json::from_str(r#"{"chat": 20, "intervention": 90}"#).unwrap();
+        assert_eq!(partial, BundledIds { chat: 20, intervention: 90, ..d });
+        assert!(serde_json::from_str::<BundledIds>(r#"{"chats": 20}"#).is_err(), "unknown fields are refused");
+        let dup = BundledIds { intervention: 3, ..d };
+        let e = dup.validate().unwrap_err();
+        assert_eq!(e, DuplicateSchemaId { id: 3, first: "phone", second: "intervention" });
+        assert_eq!(e.to_string(), "bundled schema id 3 is given to both `phone` and `intervention`");
+        assert!(BundledIds { email: 2, ..d }.validate().is_err());
+    }
+
+    #[test]
+    fn output_ids_come_from_the_bundled_ids() {
+        let ids = BundledIds { profile: 60, ..BundledIds::default() };
+        let out = OutputSchemas::bundled(&ids);
+        assert_eq!(OutputKind::ALL.map(|k| out.id(k)), [5, 60, 7, 8, 9]);
+    }
+
+    // ------------------------------------------------------------------ input, no registry
+
+    #[test]
+    fn bundled_ids_decode_every_channel() {
+        let schemas = InputSchemas::new(None, BundledIds::default());
+        for channel in Channel::ALL {
+            let ev = sample(channel);
+            let value = confluent(BundledIds::default().input(channel), &encode_input(&ev).unwrap());
+            let decoded = schemas.decode(channel, &value).unwrap();
+            assert_eq!(decoded, DecodedInput { event: ev, bundled: true }, "{channel}");
+        }
+        // Configured ids replace the defaults.
+        let ids = BundledIds { email: 100, timeline_entry: 1, ..BundledIds::default() };
+        let schemas = InputSchemas::new(None, ids);
+        let datum = encode_input(&sample(Channel::Email)).unwrap();
+        assert!(schemas.decode(Channel::Email, &confluent(100, &datum)).unwrap().bundled);
+        assert_eq!(code(schemas.decode(Channel::Email, &confluent(1, &datum))), "schema_mismatch");
+    }
+
+    #[test]
+    fn ids_of_other_schemas_are_mismatches_and_unknown_ids_unknown() {
+        let schemas = InputSchemas::new(None, BundledIds::default());
+        let datum = encode_input(&sample(Channel::Email)).unwrap();
+        let e = schemas.decode(Channel::Email, &confluent(2, &datum)).unwrap_err();
+        assert_eq!(e.code(), "schema_mismatch");
+        assert!(e.to_string().contains("ChatEvent"), "{e}");
+        for output_id in 5..=9 {
+            assert_eq!(code(schemas.decode(Channel::Email, &confluent(output_id, &datum))), "schema_mismatch");
+        }
+        for unknown in [0, 10, u32::MAX] {
+            assert_eq!(code(schemas.decode(Channel::Email, &confluent(unknown, &datum))), "unknown_schema_id");
+        }
+    }
+
+    #[test]
+    fn bad_datums_and_frames_keep_their_codes() {
+        let schemas = InputSchemas::new(None, BundledIds::default());
+        let datum = encode_input(&sample(Channel::Social)).unwrap();
+        let value = confluent(4, &datum);
+        assert_eq!(code(schemas.decode(Channel::Social, &value[..value.len() - 1])), "avro_decode");
+        let mut longer = value.clone();
+        longer.push(0);
+        assert_eq!(code(schemas.decode(Channel::Social, &longer)), "avro_decode", "trailing bytes");
+        assert_eq!(code(schemas.decode(Channel::Social, &[])), "empty_record");
+        assert_eq!(code(schemas.decode(Channel::Social, &value[..3])), "truncated_frame");
+        assert_eq!(code(schemas.decode(Channel::Social, &datum)), "bad_magic", "a datum without framing");
+    }
+
+    #[test]
+    fn single_object_records_decode_by_fingerprint() {
+        let c = Contract::get();
+        let schemas = InputSchemas::new(None, BundledIds::default());
+        for channel in Channel::ALL {
+            let ev = sample(channel);
+            let value = single_object(c.input(channel), &encode_input(&ev).unwrap());
+            assert_eq!(schemas.decode(channel, &value).unwrap(), DecodedInput { event: ev, bundled: true });
+            let other = Channel::ALL[(channel as usize + 1) % 4];
+            assert_eq!(code(schemas.decode(other, &value)), "schema_mismatch");
+        }
+        let datum = encode_input(&sample(Channel::Phone)).unwrap();
+        assert_eq!(code(schemas.decode(Channel::Phone, &single_object(&c.profile, &datum))), "schema_mismatch");
+        let old = Schema::parse_str(&old_phone_schema()).unwrap();
+        assert_eq!(code(schemas.decode(Channel::Phone, &single_object(&old, &datum))), "unknown_fingerprint");
+    }
+
+    // ------------------------------------------------------------------ a tiny registry
+
+    #[derive(Debug, Clone)]
+    struct Request {
+        method: String,
+        path: String,
+        headers: Vec<(String, String)>,
+        body: String,
+    }
+
+    impl Request {
+        fn header(&self, name: &str) -> Option<&str> {
+            self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        }
+    }
+
+    struct Server {
+        url: String,
+        requests: Arc<Mutex<Vec<Request>>>,
+    }
+
+    impl Server {
+        fn count(&self, method: &str, path: &str) -> usize {
+            self.requests.lock().unwrap().iter().filter(|r| r.method == method && r.path == path).count()
+        }
+    }
+
+    fn read_request(stream: &TcpStream) -> Option<Request> {
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        reader.read_line(&mut line).ok()?;
+        let mut parts = line.split_whitespace();
+        let (method, path) = (parts.next()?.to_string(), parts.next()?.to_string());
+        let mut headers = Vec::new();
+        loop {
+            line.clear();
+            reader.read_line(&mut line).ok()?;
+            let Some((k, v)) = line.trim_end().split_once(':') else { break };
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+        let len = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .map_or(0, |(_, v)| v.parse::<usize>().unwrap());
+        let mut body = vec![0; len];
+        reader.read_exact(&mut body).ok()?;
+        Some(Request { method, path, headers, body: String::from_utf8(body).ok()? })
+    }
+
+    /// An HTTP server on 127.0.0.1 answering every request with `handler`'s status and JSON.
+    fn serve(handler: impl Fn(&Request) -> (u16, String) + Send + 'static) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let log = requests.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let Some(request) = read_request(&stream) else { continue };
+                let (status, body) = handler(&request);
+                log.lock().unwrap().push(request);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} Canned\r\nContent-Type: {REGISTRY_CONTENT_TYPE}\r\nContent-Length: {}\r\n\
+                     Connection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        Server { url, requests }
+    }
+
+    fn not_found() -> (u16, String) {
+        (404, r#"{"error_code":40403,"message":"Schema not found"}"#.into())
+    }
+
+    fn schema_reply(schema: &str) -> (u16, String) {
+        (200, serde_json::json!({ "schema": schema }).to_string())
+    }
+
+    /// A registry knowing a few schemas, failing once on id 50 and always on 51 to 53.
+    fn registry() -> Server {
+        let flaky = AtomicUsize::new(0);
+        serve(move |r| match (r.method.as_str(), r.path.as_str()) {
+            ("GET", "/schemas/ids/42") => schema_reply(&old_phone_schema()),
+            ("GET", "/schemas/ids/43") => schema_reply(EMAIL_EVENT_AVSC),
+            ("GET", "/schemas/ids/44") => schema_reply(PROFILE_AVSC),
+            ("GET", "/schemas/ids/45") => schema_reply(r#"{"type": "record", "name": "#),
+            ("GET", "/schemas/ids/46") => {
+                (200, r#"{"schema": "syntax = \"proto3\"; message A {}", "schemaType": "PROTOBUF"}"#.into())
+            }
+            ("GET", "/schemas/ids/47") => schema_reply(&new_chat_schema()),
+            ("GET", "/schemas/ids/50") if flaky.fetch_add(1, Ordering::SeqCst) == 0 => {
+                (503, r#"{"error_code":50003,"message":"Error while forwarding the request"}"#.into())
+            }
+            ("GET", "/schemas/ids/50") => schema_reply(SOCIAL_EVENT_AVSC),
+            ("GET", "/schemas/ids/51") => (404, "<html>no such page</html>".into()),
+            ("GET", "/schemas/ids/52") => (401, r#"{"error_code":401,"message":"Unauthorized"}"#.into()),
+            ("GET", "/schemas/ids/53") => (200, "<html>a proxy's login page</html>".into()),
+            ("POST", p) if p.starts_with("/subjects/rejected") => {
+                (409, r#"{"error_code":409,"message":"Schema being registered is incompatible"}"#.into())
+            }
+            ("POST", p) => {
+                let subjects = output_subjects(&Topics::default()).map(|(_, s)| format!("/subjects/{s}/versions"));
+                match subjects.iter().position(|s| s == p) {
+                    Some(i) => (200, format!(r#"{{"id":{}}}"#, 101 + i)),
+                    None => (404, r#"{"error_code":40401,"message":"Subject not found"}"#.into()),
+                }
+            }
+            _ => not_found(),
+        })
+    }
+
+    fn client(server: &Server) -> RegistryClient {
+        RegistryClient::with_timeout(&format!("{}/", server.url), None, Duration::from_secs(5)).unwrap()
+    }
+
+    /// A URL nothing listens on.
+    fn closed_port() -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        drop(listener);
+        url
+    }
+
+    #[test]
+    fn the_client_fetches_and_caches_schemas() {
+        let server = registry();
+        let client = client(&server);
+        assert_eq!(client.url(), server.url, "trailing slash dropped");
+        assert_eq!(&*client.schema(43).unwrap(), EMAIL_EVENT_AVSC);
+        assert_eq!(&*client.schema(43).unwrap(), EMAIL_EVENT_AVSC);
+        assert_eq!(server.count("GET", "/schemas/ids/43"), 1, "an id is fetched once");
+        let get = server.requests.lock().unwrap()[0].clone();
+        assert!(get.header("accept").unwrap().contains(REGISTRY_CONTENT_TYPE));
+        assert_eq!(get.header("authorization"), None);
+        assert_eq!(code(client.schema(7)), "unknown_schema_id");
+        assert_eq!(code(client.schema(46)), "invalid_schema");
+        for unavailable in [50, 51, 52, 53] {
+            let e = client.schema(unavailable).unwrap_err();
+            assert!(e.is_retriable(), "{unavailable}: {e}");
+        }
+        assert_eq!(&*client.schema(50).unwrap(), SOCIAL_EVENT_AVSC, "an outage is not cached");
+    }
+
+    #[test]
+    fn an_unreachable_or_silent_registry_is_unavailable() {
+        let client = RegistryClient::with_timeout(&closed_port(), None, Duration::from_secs(5)).unwrap();
+        let e = client.schema(1).unwrap_err();
+        assert_eq!(e.code(), "registry_unavailable", "{e}");
+        assert!(e.is_retriable());
+        assert!(client.register("cx.timeline.v1-value", "\"string\"").unwrap_err().is_retriable());
+        let schemas = InputSchemas::new(Some(client), BundledIds::default());
+        let value = confluent(1, &encode_input(&sample(Channel::Email)).unwrap());
+        assert!(schemas.decode(Channel::Email, &value).unwrap_err().is_retriable(), "never a dead letter");
+        // A registry that accepts the connection and never answers.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let held: Vec<_> = listener.incoming().take(1).collect();
+            std::thread::sleep(Duration::from_secs(10));
+            drop(held);
+        });
+        let client = RegistryClient::with_timeout(&url, None, Duration::from_millis(300)).unwrap();
+        let started = std::time::Instant::now();
+        assert!(client.schema(1).unwrap_err().is_retriable());
+        assert!(started.elapsed() < Duration::from_secs(5), "the timeout applies");
+    }
+
+    #[test]
+    fn registry_urls_are_checked() {
+        for bad in ["", "localhost:8081", "ftp://registry", "http://", "http:///path", "http://a b"] {
+            assert_eq!(code(RegistryClient::new(bad, None)), "registry_config", "{bad:?}");
+        }
+        for good in ["http://registry:8081", " https://registry.example/api/ccompat/ "] {
+            assert!(RegistryClient::new(good, None).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn output_schemas_are_registered_under_their_subjects_with_basic_auth() {
+        let server = registry();
+        let auth = Some(("user".to_string(), "pass".to_string()));
+        let client = RegistryClient::with_timeout(&server.url, auth, Duration::from_secs(5)).unwrap();
+        let subjects = output_subjects(&Topics::default());
+        assert_eq!(subjects[0], (OutputKind::TimelineEntry, "cx.timeline.v1-value".to_string()));
+        assert_eq!(subjects[4], (OutputKind::Intervention, "cx.interventions.v1-value".to_string()));
+        let out = OutputSchemas::register(&client, &subjects).unwrap();
+        assert_eq!(OutputKind::ALL.map(|k| out.id(k)), [101, 102, 103, 104, 105]);
+        let requests = server.requests.lock().unwrap().clone();
+        assert_eq!(requests.len(), 5);
+        for (r, (kind, subject)) in requests.iter().zip(&subjects) {
+            assert_eq!((r.method.as_str(), r.path.clone()), ("POST", format!("/subjects/{subject}/versions")));
+            assert_eq!(r.header("content-type"), Some(REGISTRY_CONTENT_TYPE));
+            assert_eq!(r.header("authorization"), Some("Basic dXNlcjpwYXNz"));
+            let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+            assert_eq!(body, serde_json::json!({ "schema": kind.avsc() }));
+        }
+        // A registered id is known without asking again.
+        assert_eq!(&*client.schema(105).unwrap(), OutputKind::Intervention.avsc());
+        assert_eq!(server.count("GET", "/schemas/ids/105"), 0);
+        // Refusals, and a missing or repeated subject.
+        let e = client.register("rejected-value", PROFILE_AVSC).unwrap_err();
+        assert_eq!((e.code(), e.is_retriable()), ("registry_rejected", false), "{e}");
+        assert!(e.to_string().contains("incompatible"), "{e}");
+        assert_eq!(code(OutputSchemas::register(&client, &subjects[..4])), "registry_config");
+        let mut twice = subjects.to_vec();
+        twice.push(subjects[0].clone());
+        assert_eq!(code(OutputSchemas::register(&client, &twice)), "registry_config");
+    }
+
+    #[test]
+    fn subjects_are_escaped_in_paths_and_credentials_encoded() {
+        assert_eq!(path_segment("cx.timeline.v1-value"), "cx.timeline.v1-value");
+        assert_eq!(path_segment("a/b c%"), "a%2Fb%20c%25");
+        for (plain, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("user:pass", "dXNlcjpwYXNz"),
+        ] {
+            assert_eq!(base64(plain.as_bytes()), encoded);
+        }
+    }
+
+    // ------------------------------------------------------------------ input through a registry
+
+    #[test]
+    fn records_of_older_newer_and_bundled_writers_resolve_through_the_registry() {
+        let server = registry();
+        let schemas = InputSchemas::new(Some(client(&server)), BundledIds::default());
+        // An older producer's phone schema: resolved to the bundled record, not storable as is.
+        let value = confluent(42, &old_phone_datum());
+        for _ in 0..3 {
+            let d = schemas.decode(Channel::Phone, &value).unwrap();
+            assert!(!d.bundled);
+            let WireEvent::Phone(p) = d.event else { panic!("phone") };
+            assert_eq!((p.event_id.as_str(), p.call_id.as_str(), p.queue_wait_ms, p.case_id), ("o1", "K", None, None));
+        }
+        assert_eq!(server.count("GET", "/schemas/ids/42"), 1, "fetched once, then cached");
+        // A newer producer's chat schema: new field ignored, new kind read as Unknown.
+        let d = schemas.decode(Channel::Chat, &confluent(47, &new_chat_datum())).unwrap();
+        let WireEvent::Chat(chat) = d.event else { panic!("chat") };
+        assert_eq!((chat.kind, chat.session_id.as_str(), d.bundled), (EventKind::Unknown, "S", false));
+        // The bundled email schema under a registry id: storable as is.
+        let ev = sample(Channel::Email);
+        let d = schemas.decode(Channel::Email, &confluent(43, &encode_input(&ev).unwrap())).unwrap();
+        assert_eq!(d, DecodedInput { event: ev, bundled: true });
+        // Without the registry, bundled ids are not consulted: the registry decides.
+        assert_eq!(code(schemas.decode(Channel::Email, &confluent(1, &[0]))), "unknown_schema_id");
+        // A mangled datum of a good schema.
+        assert_eq!(code(schemas.decode(Channel::Phone, &confluent(42, &[0x02, 0xff]))), "avro_decode");
+    }
+
+    #[test]
+    fn registry_schemas_of_other_records_or_unusable_are_refused() {
+        let server = registry();
+        let schemas = InputSchemas::new(Some(client(&server)), BundledIds::default());
+        let datum = encode_input(&sample(Channel::Email)).unwrap();
+        let e = schemas.decode(Channel::Email, &confluent(44, &datum)).unwrap_err();
+        assert_eq!(e.code(), "schema_mismatch");
+        assert!(e.to_string().contains("Profile"), "{e}");
+        assert_eq!(code(schemas.decode(Channel::Chat, &confluent(42, &old_phone_datum()))), "schema_mismatch");
+        assert_eq!(code(schemas.decode(Channel::Email, &confluent(45, &datum))), "invalid_schema");
+        assert_eq!(code(schemas.decode(Channel::Email, &confluent(46, &datum))), "invalid_schema");
+        assert_eq!(code(schemas.decode(Channel::Email, &confluent(7, &datum))), "unknown_schema_id");
+        for _ in 0..2 {
+            assert_eq!(code(schemas.decode(Channel::Email, &confluent(44, &datum))), "schema_mismatch");
+            assert_eq!(code(schemas.decode(Channel::Email, &confluent(45, &datum))), "invalid_schema");
+        }
+        for id in [44, 45, 46] {
+            assert_eq!(server.count("GET", &format!("/schemas/ids/{id}")), 1, "id {id}: refusals are cached too");
+        }
+        assert_eq!(code(schemas.decode(Channel::Email, &confluent(7, &datum))), "unknown_schema_id");
+        assert_eq!(server.count("GET", "/schemas/ids/7"), 2, "unknown ids may be registered later");
+    }
+
+    #[test]
+    fn a_registry_outage_is_retried_not_refused() {
+        let server = registry();
+        let schemas = InputSchemas::new(Some(client(&server)), BundledIds::default());
+        let ev = sample(Channel::Social);
+        let value = confluent(50, &encode_input(&ev).unwrap());
+        let e = schemas.decode(Channel::Social, &value).unwrap_err();
+        assert!(e.is_retriable(), "{e}");
+        assert_eq!(schemas.decode(Channel::Social, &value).unwrap(), DecodedInput { event: ev, bundled: true });
+        for id in [51, 52, 53] {
+            let e = schemas.decode(Channel::Social, &confluent(id, &[0])).unwrap_err();
+            assert!(e.is_retriable(), "{id}: {e}");
+        }
+    }
+
+    #[test]
+    fn single_object_records_of_registry_schemas_decode_once_the_schema_is_seen() {
+        let server = registry();
+        let schemas = InputSchemas::new(Some(client(&server)), BundledIds::default());
+        let old = Schema::parse_str(&old_phone_schema()).unwrap();
+        let value = single_object(&old, &old_phone_datum());
+        assert_eq!(code(schemas.decode(Channel::Phone, &value)), "unknown_fingerprint");
+        schemas.decode(Channel::Phone, &confluent(42, &old_phone_datum())).unwrap();
+        let d = schemas.decode(Channel::Phone, &value).unwrap();
+        assert_eq!((d.event.event_time(), d.bundled), (1_767_571_200_000, false));
+        assert_eq!(code(schemas.decode(Channel::Email, &value)), "schema_mismatch");
+        // Bundled fingerprints work with a registry too, without asking it.
+        let ev = sample(Channel::Chat);
+        let value = single_object(Contract::get().input(Channel::Chat), &encode_input(&ev).unwrap());
+        assert_eq!(schemas.decode(Channel::Chat, &value).unwrap(), DecodedInput { event: ev, bundled: true });
+        assert_eq!(server.requests.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn schemas_are_shareable_between_threads() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<InputSchemas>();
+        shareable::<OutputSchemas>();
+        shareable::<RegistryClient>();
+        shareable::<WireError>();
+    }
+
+    proptest! {
+        /// No value panics the decoder, and without a registry no refusal is retriable.
+        #[test]
+        fn arbitrary_values_never_panic(
+            id in 0u32..12,
+            single in any::<bool>(),
+            tail in prop::collection::vec(any::<u8>(), 0..96),
+            raw in prop::collection::vec(any::<u8>(), 0..48),
+        ) {
+            let schemas = InputSchemas::new(None, BundledIds::default());
+            let c = Contract::get();
+            let framed = if single {
+                single_object(c.input(Channel::ALL[id as usize % 4]), &tail)
+            } else {
+                confluent(id, &tail)
+            };
+            for channel in Channel::ALL {
+                for value in [&framed, &raw] {
+                    if let Err(e) = schemas.decode(channel, value) {
+                        prop_assert!(!e.is_retriable());
+                    }
+                }
+            }
+        }
+
+        /// Damaged records of every channel are refused or decoded, never a panic.
+        #[test]
+        fn damaged_records_never_panic(
+            ch in 0usize..4,
+            edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let schemas = InputSchemas::new(None, BundledIds::default());
+            let channel = Channel::ALL[ch];
+            let mut value = confluent(BundledIds::default().input(channel), &encode_input(&sample(channel)).unwrap());
+            for (at, b) in edits {
+                let i = 5 + at.index(value.len() - 5);
+                value[i] = b;
+            }
+            value.truncate(cut.index(value.len() + 1));
+            let _ = schemas.decode(channel, &value);
+        }
+    }
+}

@@ -1,0 +1,737 @@
+//! The consume-stitch-produce loop.
+//!
+//! One thread owns the consumer, the producer and every shard. A round: poll the group (no
+//! transaction is ever open while rebalance callbacks can run), restore newly assigned shards,
+//! then for one commit interval poll the partition queues and apply records as soon as the
+//! event-time merge releases them, and finally commit outputs, changelog and input offsets
+//! together (a transaction in exactly_once mode; acknowledged outputs, then offsets, in
+//! at_least_once mode). A failed commit rewinds: every shard is restored from the changelog
+//! and the consumer goes back to the committed offsets.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use omnistitch_codec::datum::encode_input;
+use omnistitch_engine::{EngineConfig, Pipeline};
+use omnistitch_model::Tenant;
+use rdkafka::consumer::base_consumer::PartitionQueue;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+use thiserror::Error;
+
+use crate::changelog::ChangelogEntry;
+use crate::clients::{DeliveryContext, GroupContext, RebalanceEvent};
+use crate::config::{KafkaConfig, Mode, MERGE_ORDER};
+use crate::merge::{ShardMerge, Timed};
+use crate::metrics::{Outcome, ServiceMetrics};
+use crate::outputs::{Dest, EncodeError, OutRecord, OutputWriter, Refusal};
+use crate::registry::{DecodedInput, InputSchemas, OutputSchemas};
+use crate::restore::{committed_offsets, restore_shard};
+use crate::wire::{split_frame, WireError};
+
+/// Liveness and readiness, read by the HTTP endpoints.
+#[derive(Debug, Default)]
+pub struct Health {
+    ready: AtomicBool,
+    stopping: AtomicBool,
+}
+
+impl Health {
+    /// Ready: joined the group and every assigned shard restored.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire) && !self.stopping.load(Ordering::Acquire)
+    }
+
+    fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+}
+
+/// Why the service stopped.
+#[derive(Debug, Error)]
+pub enum ServiceError {
+    /// The cluster refused or failed in a way retrying will not fix.
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    /// An output could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// The engine configuration is invalid.
+    #[error("engine configuration: {0}")]
+    Engine(#[from] omnistitch_engine::ConfigError),
+    /// The topics do not fit the service (missing, or inputs not co-partitioned).
+    #[error("topics: {0}")]
+    Topics(String),
+    /// A schema registry failure at start.
+    #[error("schemas: {0}")]
+    Schemas(#[from] WireError),
+}
+
+/// Totals of a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunReport {
+    /// Input records processed (applied, duplicate or dead-lettered).
+    pub records: u64,
+    /// Batches committed.
+    pub commits: u64,
+    /// Batches aborted and rewound.
+    pub aborts: u64,
+    /// Shard restores.
+    pub restores: u64,
+}
+
+/// An input record waiting for the merge.
+struct Pending {
+    offset: i64,
+    timestamp_ms: Option<i64>,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    decoded: Result<Box<DecodedInput>, WireError>,
+    time: i64,
+}
+
+impl Timed for Pending {
+    fn merge_time(&self) -> i64 {
+        self.time
+    }
+}
+
+/// The state of one partition index.
+struct Shard {
+    pipeline: Pipeline,
+    merge: ShardMerge<Pending>,
+    /// Next offset to commit per lane, when records were applied since the last commit.
+    next: [Option<i64>; 4],
+}
+
+/// The running service.
+pub struct Service {
+    config: KafkaConfig,
+    engine: EngineConfig,
+    metrics: Arc<ServiceMetrics>,
+    health: Arc<Health>,
+    consumer: Arc<BaseConsumer<GroupContext>>,
+    producer: ThreadedProducer<DeliveryContext>,
+    inputs: InputSchemas,
+    writer: OutputWriter,
+    queues: BTreeMap<(usize, i32), PartitionQueue<GroupContext>>,
+    assigned: BTreeSet<(usize, i32)>,
+    shards: BTreeMap<i32, Shard>,
+    tenants: HashMap<String, Tenant>,
+    lanes: HashMap<String, usize>,
+    out: Vec<OutRecord>,
+    latencies: Vec<i64>,
+    in_transaction: bool,
+    report: RunReport,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Service {
+    /// Connects (without joining the group yet): checks the topics, resolves output schema ids.
+    pub fn new(
+        config: KafkaConfig,
+        engine: EngineConfig,
+        inputs: InputSchemas,
+        outputs: OutputSchemas,
+        metrics: Arc<ServiceMetrics>,
+        health: Arc<Health>,
+    ) -> Result<Self, ServiceError> {
+        engine.validate()?;
+        let consumer: Arc<BaseConsumer<GroupContext>> =
+            Arc::new(config.consumer().create_with_context(GroupContext::new(metrics.clone()))?);
+        consumer.context().attach(&consumer);
+        let producer: ThreadedProducer<DeliveryContext> =
+            config.producer().create_with_context(DeliveryContext::default())?;
+        let lanes = config.topics.inputs().iter().enumerate().map(|(i, (_, t))| (t.to_string(), i)).collect();
+        let service = Service {
+            writer: OutputWriter::new(outputs),
+            config,
+            engine,
+            metrics,
+            health,
+            consumer,
+            producer,
+            inputs,
+            queues: BTreeMap::new(),
+            assigned: BTreeSet::new(),
+            shards: BTreeMap::new(),
+            tenants: HashMap::new(),
+            lanes,
+            out: Vec::new(),
+            latencies: Vec::new(),
+            in_transaction: false,
+            report: RunReport::default(),
+        };
+        service.check_topics()?;
+        Ok(service)
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_millis(self.config.request_timeout_ms)
+    }
+
+    /// Every topic exists; the inputs and the changelog have the same partition count.
+    fn check_topics(&self) -> Result<(), ServiceError> {
+        let md = self.consumer.fetch_metadata(None, self.timeout())?;
+        let count = |name: &str| {
+            md.topics().iter().find(|t| t.name() == name && t.error().is_none()).map(|t| t.partitions().len())
+        };
+        let t = &self.config.topics;
+        let mut missing = Vec::new();
+        let mut inputs = BTreeMap::new();
+        for (_, name) in t.inputs() {
+            match count(name) {
+                Some(n) if n > 0 => {
+                    inputs.insert(name, n);
+                }
+                _ => missing.push(name.to_string()),
+            }
+        }
+        for name in t.outputs() {
+            if count(name).is_none_or(|n| n == 0) {
+                missing.push(name.to_string());
+            }
+        }
+        let changelog = count(&t.changelog).unwrap_or(0);
+        if changelog == 0 {
+            missing.push(t.changelog.clone());
+        }
+        if !missing.is_empty() {
+            return Err(ServiceError::Topics(format!(
+                "missing topics {missing:?}: create them (see README, topic contract) or set kafka.create_topics = true"
+            )));
+        }
+        let counts: BTreeSet<usize> = inputs.values().copied().collect();
+        if counts.len() != 1 {
+            return Err(ServiceError::Topics(format!(
+                "input topics must have the same partition count (inputs are co-partitioned by tenant): {inputs:?}"
+            )));
+        }
+        let n = *counts.iter().next().expect("one count");
+        if changelog != n {
+            return Err(ServiceError::Topics(format!(
+                "changelog {} has {changelog} partitions, inputs have {n}: they must match",
+                t.changelog
+            )));
+        }
+        Ok(())
+    }
+
+    /// Runs until `stop` is set, then finishes the round, commits and leaves the group.
+    pub fn run(mut self, stop: &AtomicBool) -> Result<RunReport, ServiceError> {
+        if self.config.mode == Mode::ExactlyOnce {
+            self.producer.init_transactions(self.timeout())?;
+        }
+        let topics: Vec<&str> = self.config.topics.inputs().iter().map(|(_, t)| *t).collect();
+        self.consumer.subscribe(&topics)?;
+        tracing::info!(mode = self.config.mode.as_str(), group = %self.config.group_id, "consuming");
+        let mut last_gauges = Instant::now();
+        let result = loop {
+            if stop.load(Ordering::Acquire) {
+                break Ok(());
+            }
+            if let Err(e) = self.round(stop) {
+                break Err(e);
+            }
+            if last_gauges.elapsed() >= Duration::from_secs(2) {
+                self.update_gauges();
+                last_gauges = Instant::now();
+            }
+        };
+        self.health.stopping.store(true, Ordering::Release);
+        self.update_gauges();
+        self.shutdown();
+        result.map(|()| self.report.clone())
+    }
+
+    fn shutdown(&mut self) {
+        self.queues.clear();
+        for e in self.consumer.context().take_events() {
+            drop(e);
+        }
+        self.consumer.unsubscribe();
+        if let Err(e) = self.producer.flush(self.timeout()) {
+            tracing::warn!(error = %e, "flushing the producer at shutdown");
+        }
+    }
+
+    /// One round: group events, restores, one commit interval of records, the commit.
+    fn round(&mut self, stop: &AtomicBool) -> Result<(), ServiceError> {
+        self.poll_group()?;
+        let deadline = Instant::now() + Duration::from_millis(self.config.commit_interval_ms);
+        let max_wait = Duration::from_millis(self.config.merge_max_wait_ms);
+        let mut processed = 0usize;
+        loop {
+            let received = self.poll_partitions()?;
+            processed += self.apply_ready(max_wait, self.config.max_batch - processed)?;
+            if processed >= self.config.max_batch || Instant::now() >= deadline || stop.load(Ordering::Acquire) {
+                break;
+            }
+            if received == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        self.pause_full_lanes()?;
+        if self.in_transaction || self.shards.values().any(|s| s.next.iter().any(Option::is_some)) {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Serves the main queue: rebalances, errors; then restores shards that became complete.
+    fn poll_group(&mut self) -> Result<(), ServiceError> {
+        while let Some(r) = self.consumer.poll(Duration::ZERO) {
+            match r {
+                Ok(m) => {
+                    let m = m.detach();
+                    if let Some(&lane) = self.lanes.get(m.topic()) {
+                        self.enqueue(lane, m);
+                    }
+                }
+                Err(KafkaError::PartitionEOF(_)) => {}
+                Err(e) => tracing::warn!(error = %e, "consumer error"),
+            }
+        }
+        let events = self.consumer.context().take_events();
+        if events.is_empty() {
+            return Ok(());
+        }
+        let before: BTreeSet<i32> = self.shards.keys().copied().collect();
+        let mut touched = BTreeSet::new();
+        for e in events {
+            match e {
+                RebalanceEvent::Revoked(parts) => {
+                    for (topic, p) in parts {
+                        if let Some(&lane) = self.lanes.get(&topic) {
+                            self.assigned.remove(&(lane, p));
+                            self.queues.remove(&(lane, p));
+                            touched.insert(p);
+                        }
+                    }
+                }
+                RebalanceEvent::Assigned(parts) => {
+                    for (topic, p, queue) in parts {
+                        let Some(&lane) = self.lanes.get(&topic) else { continue };
+                        self.assigned.insert((lane, p));
+                        touched.insert(p);
+                        match queue {
+                            Some(q) => {
+                                self.queues.insert((lane, p), q);
+                            }
+                            None => tracing::error!(topic, partition = p, "could not split the partition queue"),
+                        }
+                    }
+                }
+                RebalanceEvent::Failed(reason) => tracing::warn!(reason, "rebalance error"),
+            }
+        }
+        // Records fetched before a revocation will be fetched again from the committed offsets.
+        for p in &touched {
+            if let Some(s) = self.shards.get_mut(p) {
+                s.merge.clear();
+            }
+        }
+        let complete: BTreeSet<i32> =
+            touched.iter().copied().filter(|&p| (0..4).all(|lane| self.assigned.contains(&(lane, p)))).collect();
+        for p in &before {
+            if touched.contains(p) && !complete.contains(p) {
+                self.shards.remove(p);
+                tracing::info!(shard = p, "shard revoked");
+            }
+        }
+        for p in &touched {
+            let partial = !complete.contains(p) && (0..4).any(|lane| self.assigned.contains(&(lane, *p)));
+            if partial {
+                tracing::error!(shard = p, "only some input partitions of this index are assigned: check that inputs are co-partitioned and the range assignor is in use");
+            }
+        }
+        self.health.set_ready(false);
+        for p in complete {
+            if !before.contains(&p) {
+                self.restore(p)?;
+            }
+        }
+        self.metrics.shards.set(self.shards.len() as i64);
+        self.health.set_ready(true);
+        self.metrics.ready.set(1);
+        Ok(())
+    }
+
+    /// Builds shard `p` from the changelog up to the committed offsets.
+    fn restore(&mut self, p: i32) -> Result<(), ServiceError> {
+        let started = Instant::now();
+        let committed = committed_offsets(&self.consumer, &self.config, p, self.timeout())?;
+        let mut pipeline = Pipeline::new(&self.engine)?;
+        let r = restore_shard(&self.config, p, committed, &mut pipeline, &mut self.tenants)?;
+        self.metrics.restored_events.inc_by(r.applied);
+        self.metrics.restore_seconds.observe(started.elapsed().as_secs_f64());
+        self.report.restores += 1;
+        tracing::info!(
+            shard = p,
+            applied = r.applied,
+            uncommitted = r.uncommitted,
+            unreadable = r.unreadable,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "shard restored"
+        );
+        self.shards.insert(p, Shard { pipeline, merge: ShardMerge::default(), next: [None; 4] });
+        Ok(())
+    }
+
+    /// Drains the partition queues; returns how many records arrived.
+    fn poll_partitions(&mut self) -> Result<usize, ServiceError> {
+        let mut received = 0;
+        let keys: Vec<(usize, i32)> = self.queues.keys().copied().collect();
+        for key in keys {
+            for _ in 0..2_000 {
+                let Some(queue) = self.queues.get(&key) else { break };
+                let polled = queue.poll(Duration::ZERO).map(|r| r.map(|m| m.detach()));
+                match polled {
+                    None => break,
+                    Some(Ok(m)) => {
+                        received += 1;
+                        self.enqueue(key.0, m);
+                    }
+                    Some(Err(KafkaError::PartitionEOF(_))) => {
+                        if let Some(s) = self.shards.get_mut(&key.1) {
+                            s.merge.end_of_partition(key.0);
+                        }
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, lane = key.0, partition = key.1, "fetch error");
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(received)
+    }
+
+    /// Decodes a fetched record into its shard's merge.
+    fn enqueue(&mut self, lane: usize, m: OwnedMessage) {
+        let p = m.partition();
+        let Some(shard) = self.shards.get_mut(&p) else { return };
+        let channel = MERGE_ORDER[lane];
+        let value = m.payload();
+        let decoded = match value {
+            None => Err(WireError::EmptyRecord),
+            Some(v) => loop {
+                match self.inputs.decode(channel, v) {
+                    Err(e) if e.is_retriable() => {
+                        tracing::warn!(error = %e, "schema registry unavailable; retrying");
+                        std::thread::sleep(Duration::from_millis(500));
+                    }
+                    other => break other.map(Box::new),
+                }
+            },
+        };
+        let time = match &decoded {
+            Ok(d) => d.event.event_time(),
+            Err(_) => i64::MIN,
+        };
+        let timestamp_ms = m.timestamp().to_millis();
+        let offset = m.offset();
+        let key = m.key().map(<[u8]>::to_vec);
+        let value = m.payload().map(<[u8]>::to_vec);
+        shard.merge.push(lane, Pending { offset, timestamp_ms, key, value, decoded, time });
+    }
+
+    /// Applies every record the merges release, up to `budget`.
+    fn apply_ready(&mut self, max_wait: Duration, budget: usize) -> Result<usize, ServiceError> {
+        let now = Instant::now();
+        let mut done = 0;
+        let shards: Vec<i32> = self.shards.keys().copied().collect();
+        for p in shards {
+            while done < budget {
+                let Some(shard) = self.shards.get_mut(&p) else { break };
+                let Some((lane, item)) = shard.merge.pop(now, max_wait) else { break };
+                if !self.in_transaction && self.config.mode == Mode::ExactlyOnce {
+                    self.producer.begin_transaction()?;
+                }
+                self.in_transaction = true;
+                self.apply(p, lane, item)?;
+                done += 1;
+            }
+        }
+        self.report.records += done as u64;
+        Ok(done)
+    }
+
+    /// Applies one record and produces its outputs.
+    fn apply(&mut self, p: i32, lane: usize, item: Pending) -> Result<(), ServiceError> {
+        let channel = MERGE_ORDER[lane];
+        let topic = self.config.topics.input(channel).to_string();
+        let shard = self.shards.get_mut(&p).expect("applying to a held shard");
+        shard.next[lane] = Some(item.offset + 1);
+        if let Some(ts) = item.timestamp_ms {
+            self.latencies.push(ts);
+        }
+        let refuse = |code: &'static str, reason: String, out: &mut Vec<OutRecord>, w: &OutputWriter| {
+            let why = Refusal { topic: &topic, partition: p, offset: item.offset, code, reason: &reason };
+            out.push(w.dead_letter(item.key.as_deref(), item.value.as_deref(), &why));
+            code
+        };
+        let mut out = std::mem::take(&mut self.out);
+        let decoded = match item.decoded {
+            Ok(d) => d,
+            Err(e) => {
+                let code = refuse(e.code(), e.to_string(), &mut out, &self.writer);
+                self.metrics.input(channel, Outcome::DeadLettered);
+                self.metrics.dead_letter(code);
+                self.out = out;
+                return self.send_all();
+            }
+        };
+        let DecodedInput { event: wire, bundled } = *decoded;
+        // The changelog stores the bundled-schema datum: restores need no registry.
+        let datum = match (bundled, item.value.as_deref().map(split_frame)) {
+            (true, Some(Ok((_, body)))) => body.to_vec(),
+            _ => encode_input(&wire).map_err(|e| EncodeError::new("changelog entry", e))?,
+        };
+        let tenants = &mut self.tenants;
+        let intern = |name: &str| match tenants.get(name) {
+            Some(t) => t.clone(),
+            None => tenants.entry(name.to_string()).or_insert_with(|| Tenant::new(name)).clone(),
+        };
+        let event = match Box::new(wire).try_into_event(intern) {
+            Ok(e) => e,
+            Err((e, _)) => {
+                let code = refuse(e.code(), e.to_string(), &mut out, &self.writer);
+                self.metrics.input(channel, Outcome::DeadLettered);
+                self.metrics.dead_letter(code);
+                self.out = out;
+                return self.send_all();
+            }
+        };
+        let step = shard.pipeline.apply(event.clone());
+        if step.applied.profile.is_none() {
+            self.metrics.input(channel, Outcome::Duplicate);
+        } else {
+            self.metrics.input(channel, Outcome::Applied);
+            self.metrics.merges.inc_by(step.applied.merges.len() as u64);
+            self.metrics.conflicts.inc_by(step.applied.conflicts.len() as u64);
+        }
+        for i in &step.interventions {
+            self.metrics.intervention(i.moment_type);
+        }
+        let source = ChangelogEntry { channel, source_offset: item.offset, datum: &datum };
+        let written = self.writer.applied(p, source, &event, &step, &shard.pipeline, &mut out);
+        if step.applied.profile.is_none() {
+            self.writer.interventions(&step, &mut out)?;
+        }
+        self.out = out;
+        written?;
+        self.send_all()
+    }
+
+    fn topic_of(&self, dest: Dest) -> &str {
+        let t = &self.config.topics;
+        match dest {
+            Dest::Timeline => &t.timeline,
+            Dest::Profiles => &t.profiles,
+            Dest::Merges => &t.merges,
+            Dest::Interventions => &t.interventions,
+            Dest::DeadLetter => &t.deadletter,
+            Dest::Changelog => &t.changelog,
+        }
+    }
+
+    /// Hands the pending output records to the producer (waiting while its queue is full).
+    fn send_all(&mut self) -> Result<(), ServiceError> {
+        let out = std::mem::take(&mut self.out);
+        for r in &out {
+            let topic = self.topic_of(r.dest).to_string();
+            let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&topic).key(&r.key[..]);
+            if let Some(v) = &r.value {
+                record = record.payload(&v[..]);
+            }
+            if let Some(p) = r.partition {
+                record = record.partition(p);
+            }
+            if let Some(h) = &r.headers {
+                record = record.headers(h.clone());
+            }
+            loop {
+                match self.producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        record = back;
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err((e, _)) => return Err(e.into()),
+                }
+            }
+            self.metrics.produced.with_label_values(&[&topic]).inc();
+        }
+        let mut out = out;
+        out.clear();
+        self.out = out;
+        Ok(())
+    }
+
+    /// Offsets to commit: the next offset of every lane that moved since the last commit.
+    fn offsets(&self) -> Result<TopicPartitionList, KafkaError> {
+        let mut tpl = TopicPartitionList::new();
+        for (&p, s) in &self.shards {
+            for (lane, next) in s.next.iter().enumerate() {
+                if let Some(o) = next {
+                    tpl.add_partition_offset(self.config.topics.input(MERGE_ORDER[lane]), p, Offset::Offset(*o))?;
+                }
+            }
+        }
+        Ok(tpl)
+    }
+
+    /// Commits the batch; on failure rewinds to the last commit.
+    fn commit(&mut self) -> Result<(), ServiceError> {
+        let result = match self.config.mode {
+            Mode::ExactlyOnce => self.commit_transaction(),
+            Mode::AtLeastOnce => self.commit_acknowledged(),
+        };
+        self.in_transaction = false;
+        match result {
+            Ok(()) => {
+                for s in self.shards.values_mut() {
+                    s.next = [None; 4];
+                }
+                let now = now_ms();
+                for &ts in &self.latencies {
+                    self.metrics.latency.observe((now - ts).max(0) as f64 / 1000.0);
+                }
+                self.metrics.latency_exact.record(self.latencies.iter().map(|&ts| now - ts));
+                self.latencies.clear();
+                self.metrics.transaction(true);
+                self.report.commits += 1;
+                Ok(())
+            }
+            Err(e) if is_fatal(&e) => Err(e.into()),
+            Err(e) => {
+                tracing::warn!(error = %e, "commit failed; rewinding to the last commit");
+                self.metrics.transaction(false);
+                self.report.aborts += 1;
+                self.rewind()
+            }
+        }
+    }
+
+    fn commit_transaction(&mut self) -> Result<(), KafkaError> {
+        let tpl = self.offsets()?;
+        let result = (|| {
+            if tpl.count() > 0 {
+                let meta =
+                    self.consumer.group_metadata().ok_or(KafkaError::ConsumerCommit(RDKafkaErrorCode::State))?;
+                self.producer.send_offsets_to_transaction(&tpl, &meta, self.timeout())?;
+            }
+            self.producer.commit_transaction(self.timeout())
+        })();
+        if result.is_ok() && self.config.mirror_offsets && tpl.count() > 0 {
+            self.consumer.commit(&tpl, CommitMode::Sync)?;
+        }
+        if result.is_err() {
+            if let Err(e) = self.producer.abort_transaction(self.timeout()) {
+                tracing::warn!(error = %e, "aborting the transaction");
+            }
+        }
+        drop(tpl);
+        result
+    }
+
+    fn commit_acknowledged(&mut self) -> Result<(), KafkaError> {
+        let failures = self.producer.context().failures();
+        self.producer.flush(self.timeout())?;
+        if self.producer.context().failures() != failures {
+            let why = self.producer.context().last_failure().unwrap_or_default();
+            tracing::warn!(reason = why, "output delivery failed");
+            return Err(KafkaError::MessageProduction(RDKafkaErrorCode::Fail));
+        }
+        let tpl = self.offsets()?;
+        if tpl.count() > 0 {
+            self.consumer.commit(&tpl, CommitMode::Sync)?;
+        }
+        drop(tpl);
+        Ok(())
+    }
+
+    /// Back to the last commit: every shard restored, the consumer sought to committed offsets.
+    fn rewind(&mut self) -> Result<(), ServiceError> {
+        self.latencies.clear();
+        let held: Vec<i32> = self.shards.keys().copied().collect();
+        for p in held {
+            self.shards.remove(&p);
+            self.restore(p)?;
+            let committed = committed_offsets(&self.consumer, &self.config, p, self.timeout())?;
+            for (lane, c) in committed.iter().enumerate() {
+                let offset = c.map_or(Offset::Beginning, Offset::Offset);
+                let topic = self.config.topics.input(MERGE_ORDER[lane]);
+                if let Err(e) = self.consumer.seek(topic, p, offset, self.timeout()) {
+                    tracing::warn!(error = %e, topic, partition = p, "seek after rewind");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Pauses lanes with too much waiting (a lagging sibling lane holds the merge back) and
+    /// resumes them once drained.
+    fn pause_full_lanes(&mut self) -> Result<(), ServiceError> {
+        const HIGH: usize = 50_000;
+        let (mut pause, mut resume) = (TopicPartitionList::new(), TopicPartitionList::new());
+        for (&p, s) in &self.shards {
+            for lane in 0..4 {
+                let topic = self.config.topics.input(MERGE_ORDER[lane]);
+                if s.merge.queued(lane) > HIGH {
+                    pause.add_partition(topic, p);
+                } else if s.merge.queued(lane) < HIGH / 10 {
+                    resume.add_partition(topic, p);
+                }
+            }
+        }
+        if pause.count() > 0 {
+            self.consumer.pause(&pause)?;
+        }
+        if resume.count() > 0 {
+            self.consumer.resume(&resume)?;
+        }
+        Ok(())
+    }
+
+    fn update_gauges(&self) {
+        let (mut profiles, mut identifiers, mut bytes, mut entries, mut timers, mut evicted) = (0, 0, 0, 0, 0, 0);
+        for s in self.shards.values() {
+            let engine = s.pipeline.engine();
+            for (_, g) in engine.identity().graphs() {
+                profiles += g.profile_count();
+                identifiers += g.identifier_count();
+                bytes += g.memory_bytes();
+            }
+            entries += engine.timelines().timelines().map(|(_, t)| t.len()).sum::<usize>();
+            evicted += engine.stats().evicted;
+            timers += s.pipeline.detector().map_or(0, |d| d.pending_timers());
+            if let Some(report) = s.pipeline.cx_report() {
+                self.metrics.cx(&report);
+            }
+        }
+        self.metrics.profiles.set(profiles as i64);
+        self.metrics.identifiers.set(identifiers as i64);
+        self.metrics.graph_bytes.set(bytes as i64);
+        self.metrics.timeline_entries.set(entries as i64);
+        self.metrics.pending_timers.set(timers as i64);
+        self.metrics.evicted_total(evicted);
+    }
+}
+
+fn is_fatal(e: &KafkaError) -> bool {
+    match e {
+        KafkaError::Transaction(t) => t.is_fatal(),
+        _ => false,
+    }
+}

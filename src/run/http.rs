@@ -1,0 +1,89 @@
+//! `/metrics`, `/healthz` and `/readyz` over HTTP, and the signals that stop the service.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use omnistitch_kafka::{Health, ServiceMetrics};
+
+#[derive(Clone)]
+struct AppState {
+    metrics: Arc<ServiceMetrics>,
+    health: Arc<Health>,
+}
+
+async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], s.metrics.render())
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(s): State<AppState>) -> (StatusCode, &'static str) {
+    if s.health.is_ready() {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: joining the group or restoring state\n")
+    }
+}
+
+/// The routes.
+fn router(metrics: Arc<ServiceMetrics>, health: Arc<Health>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(AppState { metrics, health })
+}
+
+
+/// Binds `addr` now (so a taken port fails the start), then serves on a thread of its own, which
+/// also turns SIGTERM and SIGINT into `stop`. Returns the bound address.
+pub fn serve(
+    addr: SocketAddr,
+    metrics: Arc<ServiceMetrics>,
+    health: Arc<Health>,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind(addr).with_context(|| format!("binding the HTTP port {addr}"))?;
+    listener.set_nonblocking(true)?;
+    let bound = listener.local_addr()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    std::thread::Builder::new().name("http".into()).spawn(move || {
+        runtime.block_on(async move {
+            let stop_on_signal = stop.clone();
+            tokio::spawn(async move {
+                let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot listen for SIGTERM");
+                        return;
+                    }
+                };
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM: finishing in-flight work"),
+                    _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: finishing in-flight work"),
+                }
+                stop_on_signal.store(true, Ordering::Release);
+            });
+            let listener = match tokio::net::TcpListener::from_std(listener) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!(error = %e, "HTTP listener");
+                    return;
+                }
+            };
+            if let Err(e) = axum::serve(listener, router(metrics, health)).await {
+                tracing::error!(error = %e, "HTTP server stopped");
+            }
+        });
+    })?;
+    Ok(bound)
+}

@@ -1,0 +1,122 @@
+//! `omnistitch run`: the Kafka service, against a real cluster or an embedded mock cluster fed
+//! with simulated traffic.
+
+pub mod http;
+pub mod settings;
+pub mod traffic;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use omnistitch_kafka::registry::{InputSchemas, OutputSchemas, RegistryClient};
+use omnistitch_kafka::{topics, EmbeddedCluster, Health, Service, ServiceMetrics};
+
+use settings::Settings;
+
+/// Command-line choices of `run`.
+#[derive(Debug, Clone, Default)]
+pub struct RunArgs {
+    /// Start an in-process mock cluster and feed it simulated traffic.
+    pub embedded: bool,
+    /// HTTP port (beats the file and the environment).
+    pub http_port: Option<u16>,
+    /// Stop by itself after this long (demos, tests).
+    pub duration: Option<Duration>,
+    /// Embedded traffic rate (records/s), beating `[embedded] rate`.
+    pub rate: Option<u64>,
+}
+
+fn schemas(settings: &Settings, kafka: &omnistitch_kafka::KafkaConfig) -> anyhow::Result<(InputSchemas, OutputSchemas)> {
+    let s = &settings.schemas;
+    match &s.registry_url {
+        None => Ok((InputSchemas::new(None, s.bundled_ids.clone()), OutputSchemas::bundled(&s.bundled_ids))),
+        Some(url) => {
+            let auth = s.registry_username.clone().zip(s.registry_password.clone());
+            let client = RegistryClient::new(url, auth).context("schema registry")?;
+            let t = &kafka.topics;
+            let subjects = omnistitch_kafka::registry::output_subjects(t);
+            let outputs = OutputSchemas::register(&client, &subjects).context("registering output schemas")?;
+            Ok((InputSchemas::new(Some(client), s.bundled_ids.clone()), outputs))
+        }
+    }
+}
+
+/// Runs the service until SIGTERM/SIGINT (or `args.duration`), then commits and exits.
+pub fn run(config: Option<&Path>, args: &RunArgs) -> anyhow::Result<()> {
+    let mut settings = Settings::load(config, std::env::vars())?;
+    crate::logging::init(settings.log.json);
+    if let Some(port) = args.http_port {
+        settings.http.port = port;
+    }
+    if let Some(rate) = args.rate {
+        settings.embedded.rate = rate;
+    }
+    let metrics = Arc::new(ServiceMetrics::new());
+    let health = Arc::new(Health::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let addr: SocketAddr = format!("{}:{}", settings.http.bind, settings.http.port)
+        .parse()
+        .with_context(|| format!("http.bind {:?} is not an address", settings.http.bind))?;
+    let bound = http::serve(addr, metrics.clone(), health.clone(), stop.clone())?;
+    tracing::info!(%bound, "serving /metrics /healthz /readyz");
+
+    let mut kafka = settings.kafka.clone();
+    let mut embedded = None;
+    let mut traffic = None;
+    if args.embedded {
+        let cluster = EmbeddedCluster::start(settings.embedded.brokers, &kafka).context("starting the mock cluster")?;
+        kafka = cluster.service_config(kafka);
+        tracing::info!(bootstrap = %kafka.bootstrap_servers, "embedded mock cluster up");
+        let t = traffic::Traffic {
+            rate: settings.embedded.rate,
+            customers: settings.embedded.customers,
+            seed: settings.embedded.seed,
+            worlds: None,
+        };
+        traffic = Some(traffic::spawn(kafka.clone(), settings.schemas.bundled_ids.clone(), t, stop.clone()));
+        embedded = Some(cluster);
+    } else if kafka.create_topics {
+        let created = topics::create_missing(&kafka).context("creating topics")?;
+        if !created.is_empty() {
+            tracing::info!(?created, "topics created");
+        }
+    }
+    if let Some(d) = args.duration {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(d);
+            stop.store(true, Ordering::Release);
+        });
+    }
+    let (inputs, outputs) = schemas(&settings, &kafka)?;
+    let started = Instant::now();
+    let service = Service::new(kafka, settings.engine(), inputs, outputs, metrics.clone(), health)?;
+    let report = service.run(&stop)?;
+    stop.store(true, Ordering::Release);
+    if let Some(t) = traffic {
+        match t.join() {
+            Ok(Ok(sent)) => tracing::info!(sent, "simulated traffic stopped"),
+            Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "simulated traffic failed"),
+            Err(_) => tracing::error!("simulated traffic panicked"),
+        }
+    }
+    drop(embedded);
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "processed {} records in {:.1}s ({:.0}/s): {} commits, {} aborts, {} shard restores",
+        report.records,
+        secs,
+        report.records as f64 / secs.max(1e-9),
+        report.commits,
+        report.aborts,
+        report.restores
+    );
+    if let (Some(p50), Some(p99)) = (metrics.latency_exact.quantile_ms(0.5), metrics.latency_exact.quantile_ms(0.99)) {
+        println!("ingest-to-output latency: p50 {p50} ms, p99 {p99} ms");
+    }
+    Ok(())
+}

@@ -1,0 +1,215 @@
+//! The service configuration file: TOML sections, environment overrides, validation.
+//!
+//! Every key is optional. Environment variables override the file: `OMNISTITCH_HTTP_PORT`, and
+//! generally `OMNISTITCH__<SECTION>__<KEY>[__<KEY>...]` (e.g. `OMNISTITCH__KAFKA__MODE=at_least_once`,
+//! `OMNISTITCH__KAFKA__PROPERTIES__SASL.PASSWORD=...`); values parse as TOML scalars, else strings.
+
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use omnistitch_cx::CxConfig;
+use omnistitch_engine::EngineConfig;
+use omnistitch_identity::IdentityConfig;
+use omnistitch_kafka::registry::BundledIds;
+use omnistitch_kafka::KafkaConfig;
+use omnistitch_moments::MomentsConfig;
+use omnistitch_timeline::RetentionConfig;
+use serde::Deserialize;
+
+/// `[schemas]`: where schema ids come from.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchemasSection {
+    /// Schema registry URL; without it, ids map to the bundled schemas through `bundled_ids`.
+    pub registry_url: Option<String>,
+    /// Registry basic-auth user.
+    pub registry_username: Option<String>,
+    /// Registry basic-auth password.
+    pub registry_password: Option<String>,
+    /// Ids of the bundled schemas when no registry is configured.
+    pub bundled_ids: BundledIds,
+}
+
+/// `[http]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    /// Port of `/metrics`, `/healthz`, `/readyz`.
+    pub port: u16,
+    /// Address to bind.
+    pub bind: String,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection { port: 9898, bind: "0.0.0.0".into() }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// One JSON object per line instead of text.
+    pub json: bool,
+}
+
+/// `[embedded]`: the in-process cluster and simulated traffic of `run --embedded`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbeddedSection {
+    /// Mock brokers.
+    pub brokers: i32,
+    /// Simulated input records per second (0: as fast as possible).
+    pub rate: u64,
+    /// Customers per simulated world (a new world follows when one is sent).
+    pub customers: usize,
+    /// Seed of the first world.
+    pub seed: u64,
+}
+
+impl Default for EmbeddedSection {
+    fn default() -> Self {
+        EmbeddedSection { brokers: 3, rate: 2_000, customers: 2_000, seed: 7 }
+    }
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// `[kafka]`.
+    pub kafka: KafkaConfig,
+    /// `[schemas]`.
+    pub schemas: SchemasSection,
+    /// `[http]`.
+    pub http: HttpSection,
+    /// `[log]`.
+    pub log: LogSection,
+    /// `[embedded]`.
+    pub embedded: EmbeddedSection,
+    /// `[identity]`.
+    pub identity: IdentityConfig,
+    /// `[timeline]`.
+    pub timeline: RetentionConfig,
+    /// `[moments]`.
+    pub moments: MomentsConfig,
+    /// `[cx]`.
+    pub cx: CxConfig,
+}
+
+impl Settings {
+    /// The engine sections.
+    pub fn engine(&self) -> EngineConfig {
+        EngineConfig {
+            identity: self.identity.clone(),
+            timeline: self.timeline.clone(),
+            moments: self.moments.clone(),
+            cx: self.cx.clone(),
+        }
+    }
+
+    /// Reads `path` (defaults when `None`), applies `env` overrides and validates everything.
+    pub fn load(path: Option<&Path>, env: impl Iterator<Item = (String, String)>) -> anyhow::Result<Settings> {
+        let mut table: toml::Table = match path {
+            None => toml::Table::new(),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).with_context(|| format!("reading config {}", p.display()))?;
+                text.parse().with_context(|| format!("invalid TOML in {}", p.display()))?
+            }
+        };
+        apply_env(&mut table, env)?;
+        let where_ = path.map_or("(defaults)".to_string(), |p| p.display().to_string());
+        let settings: Settings =
+            table.try_into().with_context(|| format!("invalid config {where_} (with environment overrides)"))?;
+        settings.kafka.validate().with_context(|| format!("invalid config {where_}"))?;
+        settings.engine().validate().with_context(|| format!("invalid config {where_}"))?;
+        settings.schemas.bundled_ids.validate().with_context(|| format!("invalid config {where_}"))?;
+        if settings.embedded.brokers < 1 {
+            bail!("invalid config {where_}: embedded.brokers must be >= 1");
+        }
+        Ok(settings)
+    }
+}
+
+fn scalar(raw: &str) -> toml::Value {
+    match format!("v = {raw}").parse::<toml::Table>() {
+        Ok(mut t) => match t.remove("v") {
+            Some(v @ (toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_))) => v,
+            _ => toml::Value::String(raw.to_string()),
+        },
+        Err(_) => toml::Value::String(raw.to_string()),
+    }
+}
+
+/// Applies `OMNISTITCH_HTTP_PORT` and `OMNISTITCH__A__B=v` overrides.
+fn apply_env(table: &mut toml::Table, env: impl Iterator<Item = (String, String)>) -> anyhow::Result<()> {
+    let mut vars: Vec<(String, String)> = env.collect();
+    vars.sort();
+    for (name, value) in vars {
+        let path: Vec<String> = if name == "OMNISTITCH_HTTP_PORT" {
+            vec!["http".into(), "port".into()]
+        } else if let Some(rest) = name.strip_prefix("OMNISTITCH__") {
+            rest.split("__").map(|s| s.to_ascii_lowercase()).collect()
+        } else {
+            continue;
+        };
+        if path.iter().any(String::is_empty) {
+            bail!("environment variable {name}: empty key segment");
+        }
+        let (last, parents) = path.split_last().expect("at least one segment");
+        let mut t = &mut *table;
+        for key in parents {
+            let entry = t.entry(key.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            t = entry.as_table_mut().with_context(|| format!("environment variable {name}: {key} is not a table"))?;
+        }
+        // Pass-through client properties are strings whatever they look like.
+        let v = if parents.last().is_some_and(|p| p == "properties") { toml::Value::String(value) } else { scalar(&value) };
+        t.insert(last.clone(), v);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use omnistitch_kafka::Mode;
+
+    fn env(vars: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
+        vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>().into_iter()
+    }
+
+    #[test]
+    fn defaults_load_and_environment_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[kafka]\nmode = \"exactly_once\"\ngroup_id = \"g\"\n[http]\nport = 1\n").unwrap();
+        let s = Settings::load(
+            Some(&path),
+            env(&[
+                ("OMNISTITCH_HTTP_PORT", "9999"),
+                ("OMNISTITCH__KAFKA__MODE", "at_least_once"),
+                ("OMNISTITCH__KAFKA__COMMIT_INTERVAL_MS", "250"),
+                ("OMNISTITCH__KAFKA__PROPERTIES__SASL.PASSWORD", "123"),
+                ("UNRELATED", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.http.port, 9999);
+        assert_eq!(s.kafka.mode, Mode::AtLeastOnce);
+        assert_eq!(s.kafka.group_id, "g");
+        assert_eq!(s.kafka.commit_interval_ms, 250);
+        assert_eq!(s.kafka.properties.get("sasl.password").map(String::as_str), Some("123"));
+        assert_eq!(Settings::load(None, env(&[])).unwrap(), Settings::default());
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let err = |vars: &[(&str, &str)]| format!("{:#}", Settings::load(None, env(vars)).unwrap_err());
+        assert!(err(&[("OMNISTITCH__KAFKA__MODE", "sometimes")]).contains("mode"));
+        assert!(err(&[("OMNISTITCH__KAFKA__BOOTSTRAP_SERVRES", "x")]).contains("bootstrap_servres"));
+        assert!(err(&[("OMNISTITCH__KAFKA__MAX_BATCH", "0")]).contains("max_batch"));
+        assert!(err(&[("OMNISTITCH__KAFKA__PROPERTIES__ENABLE.AUTO.COMMIT", "true")]).contains("enable.auto.commit"));
+        assert!(err(&[("OMNISTITCH_HTTP_PORT", "http")]).contains("port"));
+    }
+}

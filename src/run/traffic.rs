@@ -1,0 +1,102 @@
+//! Simulated traffic for the embedded mode: worlds of the simulator, produced to the input
+//! topics at a steady rate, one world after another (each with its own seed and time span).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use omnistitch_codec::datum::encode_input;
+use omnistitch_kafka::registry::BundledIds;
+use omnistitch_kafka::topics::partition_for;
+use omnistitch_kafka::wire::write_confluent;
+use omnistitch_kafka::KafkaConfig;
+use omnistitch_sim::SimConfig;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::error::KafkaError;
+
+/// Days between the starts of successive worlds (a world's span plus its longest case tail).
+const WORLD_STRIDE_DAYS: i64 = 70;
+
+/// What to send.
+#[derive(Debug, Clone)]
+pub struct Traffic {
+    /// Records per second; 0 sends as fast as the producer takes them.
+    pub rate: u64,
+    /// Customers per world.
+    pub customers: usize,
+    /// Seed of the first world.
+    pub seed: u64,
+    /// Stop after this many worlds (`None`: until stopped).
+    pub worlds: Option<u64>,
+}
+
+/// Produces `traffic` to the input topics of `config` until `stop` (or the last world).
+/// Returns the records sent.
+pub fn produce(config: &KafkaConfig, ids: &BundledIds, traffic: &Traffic, stop: &AtomicBool) -> anyhow::Result<u64> {
+    let producer: ThreadedProducer<DefaultProducerContext> = config
+        .client()
+        .set("compression.type", "lz4")
+        .set("linger.ms", "5")
+        .set("enable.idempotence", "true")
+        .create()
+        .context("creating the traffic producer")?;
+    let started = Instant::now();
+    let mut sent = 0u64;
+    let mut frame = Vec::new();
+    for k in 0.. {
+        if traffic.worlds.is_some_and(|n| k >= n) || stop.load(Ordering::Acquire) {
+            break;
+        }
+        let sim = SimConfig {
+            customers: traffic.customers,
+            seed: traffic.seed.wrapping_add(k),
+            start_ms: omnistitch_sim::DEFAULT_START_MS + k as i64 * WORLD_STRIDE_DAYS * 86_400_000,
+            ..SimConfig::default()
+        };
+        let world = omnistitch_sim::generate(&sim).context("generating simulated traffic")?;
+        for event in &world.events {
+            if stop.load(Ordering::Acquire) {
+                break;
+            }
+            let channel = event.channel();
+            let datum = encode_input(event).context("encoding a simulated record")?;
+            frame.clear();
+            write_confluent(ids.input(channel), &datum, &mut frame);
+            let topic = config.topics.input(channel);
+            let partition = partition_for(event.tenant(), config.partitions);
+            let key = event.tenant().as_bytes();
+            let mut record = BaseRecord::<[u8], [u8]>::to(topic).key(key).payload(&frame).partition(partition);
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        record = back;
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                    Err((e, _)) => return Err(e).context("producing simulated traffic"),
+                }
+            }
+            sent += 1;
+            if traffic.rate > 0 && sent % 100 == 0 {
+                let due = Duration::from_secs_f64(sent as f64 / traffic.rate as f64);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(30)).context("flushing simulated traffic")?;
+    Ok(sent)
+}
+
+/// Starts [`produce`] on a thread of its own.
+pub fn spawn(
+    config: KafkaConfig,
+    ids: BundledIds,
+    traffic: Traffic,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<anyhow::Result<u64>> {
+    std::thread::spawn(move || produce(&config, &ids, &traffic, &stop))
+}

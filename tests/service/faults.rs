@@ -1,0 +1,126 @@
+//! Faults: broker request errors, a broker down and up, slow brokers, and the service process
+//! killed (SIGKILL) and restarted mid-stream. Nothing lost; duplicates only as exact copies;
+//! final profiles equal the replay's.
+
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use omnistitch_kafka::Mode;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+use super::harness::{assert_outputs_match, caught_up, setup, spawn_service, wait_caught_up, Setup};
+
+fn run_with(s: &Setup, fault: impl FnOnce(&Setup)) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (handle, _metrics) = spawn_service(s.config.clone(), stop.clone());
+    fault(s);
+    wait_caught_up(&s.config, Duration::from_secs(180));
+    stop.store(true, Ordering::Release);
+    handle.join().unwrap().expect("the service survives the fault");
+    assert_outputs_match(s);
+}
+
+#[test]
+fn request_errors_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup(200, 31, Mode::ExactlyOnce, dir.path());
+    run_with(&s, |s| {
+        let c = s.cluster.cluster();
+        use RDKafkaRespErr::*;
+        c.request_errors(RDKafkaApiKey::Produce, &[RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION; 3]);
+        c.request_errors(RDKafkaApiKey::Fetch, &[RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION; 2]);
+        c.request_errors(RDKafkaApiKey::OffsetCommit, &[RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS; 2]);
+        c.request_errors(RDKafkaApiKey::EndTxn, &[RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS; 2]);
+        c.request_errors(RDKafkaApiKey::AddPartitionsToTxn, &[RD_KAFKA_RESP_ERR_CONCURRENT_TRANSACTIONS; 2]);
+    });
+}
+
+#[test]
+fn a_broker_down_and_up_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup(200, 32, Mode::ExactlyOnce, dir.path());
+    run_with(&s, |s| {
+        std::thread::sleep(Duration::from_millis(300));
+        s.cluster.cluster().broker_down(2).unwrap();
+        std::thread::sleep(Duration::from_secs(2));
+        s.cluster.cluster().broker_up(2).unwrap();
+    });
+}
+
+#[test]
+fn slow_brokers_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup(150, 33, Mode::AtLeastOnce, dir.path());
+    run_with(&s, |s| {
+        for b in 1..=3 {
+            s.cluster.cluster().broker_round_trip_time(b, Duration::from_millis(40)).unwrap();
+        }
+    });
+}
+
+fn start_child(s: &Setup, dir: &std::path::Path) -> Child {
+    let config = dir.join("service.toml");
+    let mut f = std::fs::File::create(&config).unwrap();
+    let c = &s.config;
+    writeln!(
+        f,
+        "[kafka]\nbootstrap_servers = {:?}\ngroup_id = {:?}\nmode = {:?}\ncommit_interval_ms = {}\nmax_batch = 200\nmirror_offsets = true\nrequest_timeout_ms = 10000\npartitions = {}\nreplication = 1\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n[http]\nport = 0\nbind = \"127.0.0.1\"",
+        c.bootstrap_servers,
+        c.group_id,
+        c.mode.as_str(),
+        c.commit_interval_ms,
+        c.partitions
+    )
+    .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_omnistitch"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn killed_and_restarted(mode: Mode, seed: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup(600, seed, mode, dir.path());
+    let mut kills = 0;
+    // Each run gets a little further before it is killed; the last one finishes.
+    for run in 0.. {
+        let mut child = start_child(&s, dir.path());
+        let started = Instant::now();
+        let budget = Duration::from_millis(1_500 + 700 * run);
+        while started.elapsed() < budget && !caught_up(&s.config).unwrap_or(false) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if kills < 3 && !caught_up(&s.config).unwrap_or(false) {
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+            kills += 1;
+            continue;
+        }
+        wait_caught_up(&s.config, Duration::from_secs(180));
+        // A polite stop at the end: SIGTERM, exit 0.
+        let pid = child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let status = child.wait().unwrap();
+        assert!(status.success(), "SIGTERM: clean exit, got {status}");
+        break;
+    }
+    assert!(kills >= 1, "the world must be big enough to kill the service mid-stream");
+    let duplicates = assert_outputs_match(&s);
+    eprintln!("{kills} kills, {duplicates} duplicate timeline records (exact copies)");
+}
+
+#[test]
+fn killed_and_restarted_exactly_once() {
+    killed_and_restarted(Mode::ExactlyOnce, 34);
+}
+
+#[test]
+fn killed_and_restarted_at_least_once() {
+    killed_and_restarted(Mode::AtLeastOnce, 35);
+}

@@ -1,0 +1,117 @@
+//! Clean runs: the service's outputs equal a replay of the same records, in both modes; bad
+//! input goes to the dead-letter topic with its reason.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use omnistitch_kafka::metrics::Outcome;
+use omnistitch_kafka::Mode;
+use omnistitch_model::Channel;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::ClientConfig;
+
+use super::harness::{assert_outputs_match, read_topic, setup, spawn_service, wait_caught_up};
+
+fn clean_run(mode: Mode, seed: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup(250, seed, mode, dir.path());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (handle, metrics) = spawn_service(s.config.clone(), stop.clone());
+    wait_caught_up(&s.config, Duration::from_secs(120));
+    stop.store(true, Ordering::Release);
+    let report = handle.join().unwrap().unwrap();
+    assert_eq!(report.records, s.records, "every input record processed once in a clean run");
+    assert_eq!(report.aborts, 0);
+    let duplicates = assert_outputs_match(&s);
+    assert_eq!(duplicates, 0, "a clean run writes no duplicate");
+    let text = metrics.render();
+    assert!(text.contains("omnistitch_transactions_total{outcome=\"committed\"}"));
+    let _ = Outcome::Applied;
+}
+
+#[test]
+fn exactly_once_outputs_equal_replay() {
+    clean_run(Mode::ExactlyOnce, 21);
+}
+
+#[test]
+fn at_least_once_outputs_equal_replay() {
+    clean_run(Mode::AtLeastOnce, 22);
+}
+
+#[test]
+fn bad_input_is_dead_lettered_with_its_reason_and_never_stops_the_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup(40, 23, Mode::ExactlyOnce, dir.path());
+    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &s.config.bootstrap_servers).create().unwrap();
+    let topic = s.config.topics.input(Channel::Chat).to_string();
+    let good = {
+        let world = omnistitch_sim::generate(&omnistitch_sim::SimConfig { customers: 5, seed: 99, ..Default::default() }).unwrap();
+        let e = world.events.iter().find(|e| e.channel() == Channel::Chat).unwrap().clone();
+        e
+    };
+    let datum = omnistitch_codec::datum::encode_input(&good).unwrap();
+    let framed = |id: u32, body: &[u8]| {
+        let mut v = Vec::new();
+        omnistitch_kafka::wire::write_confluent(id, body, &mut v);
+        v
+    };
+    let with = |f: &dyn Fn(&mut omnistitch_model::WireEvent)| {
+        let mut e = good.clone();
+        f(&mut e);
+        framed(2, &omnistitch_codec::datum::encode_input(&e).unwrap())
+    };
+    let bad: Vec<(&str, Vec<u8>)> = vec![
+        ("truncated", framed(2, &datum[..datum.len() / 2])),
+        ("unknown schema id", framed(777, &datum)),
+        ("wrong types (an email record on the chat topic)", framed(1, &datum)),
+        ("no framing", b"hello".to_vec()),
+        ("empty", Vec::new()),
+        ("absurd timestamp", with(&|e| if let omnistitch_model::WireEvent::Chat(c) = e { c.event_time = 9_999_999_999_999_999 })),
+        ("oversized field", with(&|e| if let omnistitch_model::WireEvent::Chat(c) = e { c.event_id = "x".repeat(100_000) })),
+        ("invalid UTF-8", {
+            let mut d = datum.clone();
+            // The tenant is the first field: a length byte, then its bytes.
+            d[1] = 0xff;
+            framed(2, &d)
+        }),
+    ];
+    for (i, (_, value)) in bad.iter().enumerate() {
+        let key = format!("bad-{i}");
+        producer.send(BaseRecord::<_, _>::to(&topic).key(&key).payload(value).partition(0)).unwrap();
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (handle, metrics) = spawn_service(s.config.clone(), stop.clone());
+    wait_caught_up(&s.config, Duration::from_secs(120));
+    stop.store(true, Ordering::Release);
+    handle.join().unwrap().unwrap();
+    let dead = read_topic(&s.config, &s.config.topics.deadletter);
+    assert_eq!(dead.len(), bad.len(), "every bad record dead-lettered once: {:?}", dead.iter().map(|d| &d.key).collect::<Vec<_>>());
+    for d in &dead {
+        let i: usize = String::from_utf8_lossy(&d.key).trim_start_matches("bad-").parse().unwrap();
+        assert_eq!(d.value.clone().unwrap_or_default(), bad[i].1, "{}: original bytes kept", bad[i].0);
+        let h = |k: &str| d.headers.iter().find(|(n, _)| n == k).map(|(_, v)| String::from_utf8_lossy(v).to_string());
+        assert_eq!(h("omnistitch.source.topic").as_deref(), Some(topic.as_str()));
+        assert_eq!(h("omnistitch.source.partition").as_deref(), Some("0"));
+        assert!(h("omnistitch.source.offset").is_some());
+        assert!(!h("omnistitch.reason.code").unwrap_or_default().is_empty(), "{}: a reason code", bad[i].0);
+        assert!(!h("omnistitch.reason").unwrap_or_default().is_empty(), "{}: a reason", bad[i].0);
+    }
+    let text = metrics.render();
+    let dead_counted: u64 = text
+        .lines()
+        .filter(|l| l.starts_with("omnistitch_dead_letters_total{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(dead_counted, bad.len() as u64, "{text}");
+    // The good records around them were all processed.
+    assert_outputs_match_ignoring_dead_letters(&s);
+}
+
+fn assert_outputs_match_ignoring_dead_letters(s: &super::harness::Setup) {
+    let t = &s.config.topics;
+    let got = super::harness::pairs(&read_topic(&s.config, &t.timeline));
+    assert!(got == s.expected.timeline, "timeline entries differ from replay");
+}
