@@ -21,6 +21,20 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+const FAMILIES: [&str; 11] = [
+    "omnistitch_input_records_total",
+    "omnistitch_processing_latency_seconds_bucket",
+    "omnistitch_consumer_lag_records",
+    "omnistitch_transactions_total",
+    "omnistitch_rebalances_total",
+    "omnistitch_identity_profiles",
+    "omnistitch_identity_merges_total",
+    "omnistitch_identity_conflicts_total",
+    "omnistitch_timeline_entries",
+    "omnistitch_interventions_total",
+    "omnistitch_cx_contacts",
+];
+
 fn metric(text: &str, prefix: &str) -> f64 {
     text.lines().filter(|l| l.starts_with(prefix)).map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap()).sum()
 }
@@ -45,7 +59,8 @@ fn embedded_run_serves_valid_metrics_and_stops_on_sigterm() {
             ready = true;
         }
         if let Some((200, body)) = get(port, "/metrics") {
-            if ready && metric(&body, "omnistitch_input_records_total{") > 2000.0 {
+            // Consumer lag arrives with librdkafka's statistics (every 5 s).
+            if ready && metric(&body, "omnistitch_input_records_total{") > 2000.0 && FAMILIES.iter().all(|f| body.contains(f)) {
                 text = body;
                 break;
             }
@@ -54,22 +69,7 @@ fn embedded_run_serves_valid_metrics_and_stops_on_sigterm() {
     }
     assert!(ready, "/readyz never answered 200");
     assert_eq!(get(port, "/healthz").map(|r| r.0), Some(200));
-    assert!(!text.is_empty(), "no traffic processed within a minute");
-    for family in [
-        "omnistitch_input_records_total",
-        "omnistitch_processing_latency_seconds_bucket",
-        "omnistitch_consumer_lag_records",
-        "omnistitch_transactions_total",
-        "omnistitch_rebalances_total",
-        "omnistitch_identity_profiles",
-        "omnistitch_identity_merges_total",
-        "omnistitch_identity_conflicts_total",
-        "omnistitch_timeline_entries",
-        "omnistitch_interventions_total",
-        "omnistitch_cx_contacts",
-    ] {
-        assert!(text.contains(family), "{family} missing from /metrics");
-    }
+    assert!(!text.is_empty(), "traffic not processed, or a metric family missing, after a minute");
     assert!(!text.contains('@'), "no identifier in metric labels");
     let promtool = std::env::var("PROMTOOL").unwrap_or_else(|_| "promtool".into());
     match Command::new(&promtool).args(["check", "metrics"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn() {
