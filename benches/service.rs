@@ -15,13 +15,12 @@ use omnistitch_kafka::{EmbeddedCluster, Health, KafkaConfig, Mode, Service, Serv
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer, DefaultProducerContext};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 
 const PARTITIONS: i32 = 4;
 
-fn caught_up(config: &KafkaConfig, group: &str) -> bool {
-    let c: BaseConsumer = config.client().set("group.id", group).create().unwrap();
+fn caught_up(c: &BaseConsumer, config: &KafkaConfig) -> bool {
     let mut tpl = TopicPartitionList::new();
     for (_, t) in config.topics.inputs() {
         for p in 0..config.partitions {
@@ -40,8 +39,9 @@ fn caught_up(config: &KafkaConfig, group: &str) -> bool {
 }
 
 fn wait(config: &KafkaConfig, group: &str) {
-    while !caught_up(config, group) {
-        std::thread::sleep(Duration::from_millis(50));
+    let c: BaseConsumer = config.client().set("group.id", group).create().unwrap();
+    while !caught_up(&c, config) {
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -120,7 +120,8 @@ fn main() {
     let ids = BundledIds::default();
     let t0 = Instant::now();
     let records =
-        produce(&config, &ids, &Traffic { rate: 0, customers, seed: 1, worlds: Some(1) }, &AtomicBool::new(false)).unwrap();
+        produce(&config, &ids, &Traffic { rate: 0, customers, seed: 1, worlds: Some(1) }, &AtomicBool::new(false))
+            .unwrap();
     println!("produced {records} records ({customers} customers) in {:.1?}", t0.elapsed());
 
     let base_rate = passthrough(&config, records);
@@ -132,18 +133,21 @@ fn main() {
     let stop = Arc::new(AtomicBool::new(false));
     let (m, s, c) = (metrics.clone(), stop.clone(), svc_config.clone());
     let started = Instant::now();
-    let handle = std::thread::spawn(move || {
-        let service = Service::new(
-            c,
-            EngineConfig::default(),
-            InputSchemas::new(None, ids.clone()),
-            OutputSchemas::bundled(&ids),
-            m,
-            Arc::new(Health::default()),
-        )
+    let handle = std::thread::Builder::new()
+        .name("stitch".into())
+        .spawn(move || {
+            let service = Service::new(
+                c,
+                EngineConfig::default(),
+                InputSchemas::new(None, ids.clone()),
+                OutputSchemas::bundled(&ids),
+                m,
+                Arc::new(Health::default()),
+            )
+            .unwrap();
+            service.run(&s).unwrap()
+        })
         .unwrap();
-        service.run(&s).unwrap()
-    });
     wait(&svc_config, group);
     let secs = started.elapsed().as_secs_f64();
     let rate = records as f64 / secs;

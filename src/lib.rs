@@ -5,6 +5,6 @@
 pub mod config;
 pub mod evaluate;
 pub mod input;
-pub mod replay;
 pub mod logging;
+pub mod replay;
 pub mod run;

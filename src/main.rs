@@ -140,7 +140,8 @@ fn main() -> anyhow::Result<()> {
     match command {
         // `run` starts logging once its configuration (`[log] json`) is read.
         Command::Run { embedded, config, http_port, rate, seconds } => {
-            let args = run::RunArgs { embedded, http_port, duration: seconds.map(std::time::Duration::from_secs), rate };
+            let args =
+                run::RunArgs { embedded, http_port, duration: seconds.map(std::time::Duration::from_secs), rate };
             run::run(config.as_deref(), &args)
         }
         Command::Simulate { customers, seed, out } => simulate(customers, seed, &out),

@@ -119,7 +119,16 @@ pub fn replay(input: impl Iterator<Item = InputRecord>, mut pipeline: Pipeline, 
     let flushed = pipeline.flush();
     let flushed_count = flushed.len();
     interventions.extend(flushed);
-    ReplayRun { pipeline, interventions, flushed: flushed_count, merges, conflicts, dead_letters, records, timeline_records }
+    ReplayRun {
+        pipeline,
+        interventions,
+        flushed: flushed_count,
+        merges,
+        conflicts,
+        dead_letters,
+        records,
+        timeline_records,
+    }
 }
 
 fn record_changes(applied: &Applied, merges: &mut Vec<MergeRecord>, conflicts: &mut Vec<ConflictRecord>) {

@@ -43,7 +43,6 @@ fn router(metrics: Arc<ServiceMetrics>, health: Arc<Health>) -> Router {
         .with_state(AppState { metrics, health })
 }
 
-
 /// Binds `addr` now (so a taken port fails the start), then serves on a thread of its own, which
 /// also turns SIGTERM and SIGINT into `stop`. Returns the bound address.
 pub fn serve(

@@ -30,7 +30,10 @@ pub struct RunArgs {
     pub rate: Option<u64>,
 }
 
-fn schemas(settings: &Settings, kafka: &omnistitch_kafka::KafkaConfig) -> anyhow::Result<(InputSchemas, OutputSchemas)> {
+fn schemas(
+    settings: &Settings,
+    kafka: &omnistitch_kafka::KafkaConfig,
+) -> anyhow::Result<(InputSchemas, OutputSchemas)> {
     let s = &settings.schemas;
     match &s.registry_url {
         None => Ok((InputSchemas::new(None, s.bundled_ids.clone()), OutputSchemas::bundled(&s.bundled_ids))),

@@ -164,7 +164,8 @@ fn apply_env(table: &mut toml::Table, env: impl Iterator<Item = (String, String)
             t = entry.as_table_mut().with_context(|| format!("environment variable {name}: {key} is not a table"))?;
         }
         // Pass-through client properties are strings whatever they look like.
-        let v = if parents.last().is_some_and(|p| p == "properties") { toml::Value::String(value) } else { scalar(&value) };
+        let v =
+            if parents.last().is_some_and(|p| p == "properties") { toml::Value::String(value) } else { scalar(&value) };
         t.insert(last.clone(), v);
     }
     Ok(())

@@ -12,9 +12,9 @@ use omnistitch_kafka::topics::partition_for;
 use omnistitch_kafka::wire::write_confluent;
 use omnistitch_kafka::KafkaConfig;
 use omnistitch_sim::SimConfig;
+use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::error::KafkaError;
 
 /// Days between the starts of successive worlds (a world's span plus its longest case tail).
 const WORLD_STRIDE_DAYS: i64 = 70;

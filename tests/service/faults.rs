@@ -124,3 +124,35 @@ fn killed_and_restarted_exactly_once() {
 fn killed_and_restarted_at_least_once() {
     killed_and_restarted(Mode::AtLeastOnce, 35);
 }
+
+#[test]
+fn rebalances_move_shards_between_instances_without_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup(400, 36, Mode::ExactlyOnce, dir.path());
+    let config = |id: &str| omnistitch_kafka::KafkaConfig { transactional_id: Some(id.into()), ..s.config.clone() };
+    let stop_a = Arc::new(AtomicBool::new(false));
+    let (a, metrics_a) = spawn_service(config("instance-a"), stop_a.clone());
+    std::thread::sleep(Duration::from_millis(400));
+    // A second instance joins: shards move to it and are restored from the changelog there.
+    let stop_b = Arc::new(AtomicBool::new(false));
+    let (b, metrics_b) = spawn_service(config("instance-b"), stop_b.clone());
+    std::thread::sleep(Duration::from_millis(1_500));
+    // The first leaves (a polite stop): the second takes every shard.
+    stop_a.store(true, Ordering::Release);
+    let report_a = a.join().unwrap().expect("instance a");
+    wait_caught_up(&s.config, Duration::from_secs(180));
+    stop_b.store(true, Ordering::Release);
+    let report_b = b.join().unwrap().expect("instance b");
+    assert!(report_b.restores >= 1, "instance b restored shards it was given");
+    let rebalances = |m: &omnistitch_kafka::ServiceMetrics| {
+        m.render()
+            .lines()
+            .filter(|l| l.starts_with("omnistitch_rebalances_total{kind=\"assign\"}"))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum::<f64>()
+    };
+    let (ra, rb) = (rebalances(&metrics_a), rebalances(&metrics_b));
+    eprintln!("a: {report_a:?} assigns {ra}\nb: {report_b:?} assigns {rb}");
+    assert!(ra >= 1.0 && rb >= 1.0, "both were assigned shards");
+    assert_outputs_match(&s);
+}

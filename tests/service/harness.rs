@@ -70,11 +70,16 @@ fn expected(run: &ReplayRun) -> Expected {
         .values()
         .map(|r| (r.profile_id.clone().into_bytes(), frame(&enc, &ids, OutputKind::TimelineEntry, r)))
         .collect();
-    let merges =
-        run.merges.iter().map(|m| (m.absorbed_id.clone().into_bytes(), frame(&enc, &ids, OutputKind::ProfileMerge, m))).collect();
+    let merges = run
+        .merges
+        .iter()
+        .map(|m| (m.absorbed_id.clone().into_bytes(), frame(&enc, &ids, OutputKind::ProfileMerge, m)))
+        .collect();
     let live = &run.interventions[..run.interventions.len() - run.flushed];
-    let interventions =
-        live.iter().map(|i| (i.profile_id.clone().into_bytes(), frame(&enc, &ids, OutputKind::Intervention, i))).collect();
+    let interventions = live
+        .iter()
+        .map(|i| (i.profile_id.clone().into_bytes(), frame(&enc, &ids, OutputKind::Intervention, i)))
+        .collect();
     let mut profiles = HashMap::new();
     for (tenant, graph) in run.pipeline.engine().identity().graphs() {
         for p in graph.profiles() {
@@ -94,7 +99,8 @@ pub fn setup(customers: usize, seed: u64, mode: Mode, dir: &Path) -> Setup {
         InputStream::open_partitioned(dir, PARTITIONS as usize, |t| partition_for(t, PARTITIONS) as usize).unwrap();
     let run = replay(stream, Pipeline::new(&EngineConfig::default()).unwrap(), true);
     assert!(run.interventions.len() > run.flushed, "the world must exercise the detector");
-    let base = KafkaConfig { partitions: PARTITIONS, mode, commit_interval_ms: 50, max_batch: 500, ..Default::default() };
+    let base =
+        KafkaConfig { partitions: PARTITIONS, mode, commit_interval_ms: 50, max_batch: 500, ..Default::default() };
     let cluster = EmbeddedCluster::start(3, &base).unwrap();
     let mut config = cluster.service_config(base);
     config.group_id = format!("omnistitch-test-{seed}");
@@ -112,6 +118,9 @@ pub fn spawn_service(
     config: KafkaConfig,
     stop: Arc<AtomicBool>,
 ) -> (std::thread::JoinHandle<Result<RunReport, String>>, Arc<ServiceMetrics>) {
+    if std::env::var_os("RUST_LOG").is_some() {
+        omnistitch::logging::init(false);
+    }
     let metrics = Arc::new(ServiceMetrics::new());
     let m = metrics.clone();
     let handle = std::thread::spawn(move || {
@@ -212,7 +221,11 @@ pub fn read_topic(config: &KafkaConfig, topic: &str) -> Vec<Record> {
                     .headers()
                     .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec())).collect())
                     .unwrap_or_default();
-                out.push(Record { key: m.key().unwrap_or_default().to_vec(), value: m.payload().map(<[u8]>::to_vec), headers });
+                out.push(Record {
+                    key: m.key().unwrap_or_default().to_vec(),
+                    value: m.payload().map(<[u8]>::to_vec),
+                    headers,
+                });
             }
         }
     }

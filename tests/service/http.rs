@@ -60,7 +60,10 @@ fn embedded_run_serves_valid_metrics_and_stops_on_sigterm() {
         }
         if let Some((200, body)) = get(port, "/metrics") {
             // Consumer lag arrives with librdkafka's statistics (every 5 s).
-            if ready && metric(&body, "omnistitch_input_records_total{") > 2000.0 && FAMILIES.iter().all(|f| body.contains(f)) {
+            if ready
+                && metric(&body, "omnistitch_input_records_total{") > 2000.0
+                && FAMILIES.iter().all(|f| body.contains(f))
+            {
                 text = body;
                 break;
             }

@@ -44,10 +44,13 @@ fn at_least_once_outputs_equal_replay() {
 fn bad_input_is_dead_lettered_with_its_reason_and_never_stops_the_service() {
     let dir = tempfile::tempdir().unwrap();
     let s = setup(40, 23, Mode::ExactlyOnce, dir.path());
-    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &s.config.bootstrap_servers).create().unwrap();
+    let producer: BaseProducer =
+        ClientConfig::new().set("bootstrap.servers", &s.config.bootstrap_servers).create().unwrap();
     let topic = s.config.topics.input(Channel::Chat).to_string();
     let good = {
-        let world = omnistitch_sim::generate(&omnistitch_sim::SimConfig { customers: 5, seed: 99, ..Default::default() }).unwrap();
+        let world =
+            omnistitch_sim::generate(&omnistitch_sim::SimConfig { customers: 5, seed: 99, ..Default::default() })
+                .unwrap();
         let e = world.events.iter().find(|e| e.channel() == Channel::Chat).unwrap().clone();
         e
     };
@@ -68,8 +71,22 @@ fn bad_input_is_dead_lettered_with_its_reason_and_never_stops_the_service() {
         ("wrong types (an email record on the chat topic)", framed(1, &datum)),
         ("no framing", b"hello".to_vec()),
         ("empty", Vec::new()),
-        ("absurd timestamp", with(&|e| if let omnistitch_model::WireEvent::Chat(c) = e { c.event_time = 9_999_999_999_999_999 })),
-        ("oversized field", with(&|e| if let omnistitch_model::WireEvent::Chat(c) = e { c.event_id = "x".repeat(100_000) })),
+        (
+            "absurd timestamp",
+            with(&|e| {
+                if let omnistitch_model::WireEvent::Chat(c) = e {
+                    c.event_time = 9_999_999_999_999_999
+                }
+            }),
+        ),
+        (
+            "oversized field",
+            with(&|e| {
+                if let omnistitch_model::WireEvent::Chat(c) = e {
+                    c.event_id = "x".repeat(100_000)
+                }
+            }),
+        ),
         ("invalid UTF-8", {
             let mut d = datum.clone();
             // The tenant is the first field: a length byte, then its bytes.
@@ -88,7 +105,12 @@ fn bad_input_is_dead_lettered_with_its_reason_and_never_stops_the_service() {
     stop.store(true, Ordering::Release);
     handle.join().unwrap().unwrap();
     let dead = read_topic(&s.config, &s.config.topics.deadletter);
-    assert_eq!(dead.len(), bad.len(), "every bad record dead-lettered once: {:?}", dead.iter().map(|d| &d.key).collect::<Vec<_>>());
+    assert_eq!(
+        dead.len(),
+        bad.len(),
+        "every bad record dead-lettered once: {:?}",
+        dead.iter().map(|d| &d.key).collect::<Vec<_>>()
+    );
     for d in &dead {
         let i: usize = String::from_utf8_lossy(&d.key).trim_start_matches("bad-").parse().unwrap();
         assert_eq!(d.value.clone().unwrap_or_default(), bad[i].1, "{}: original bytes kept", bad[i].0);

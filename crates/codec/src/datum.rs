@@ -221,8 +221,12 @@ pub fn decode_generic(channel: Channel, bytes: &[u8]) -> Result<WireEvent, Decod
 
 /// Encodes an input record with its bundled schema (producers, the simulator, tests).
 pub fn encode_input(event: &WireEvent) -> Result<Vec<u8>, apache_avro::Error> {
-    let c = Contract::get();
-    let w = GenericDatumWriter::builder(c.input(event.channel())).build()?;
+    static WRITERS: std::sync::OnceLock<[GenericDatumWriter<'static>; 4]> = std::sync::OnceLock::new();
+    let writers = WRITERS.get_or_init(|| {
+        let c = Contract::get();
+        Channel::ALL.map(|ch| GenericDatumWriter::builder(c.input(ch)).build().expect("bundled schemas resolve"))
+    });
+    let w = &writers[event.channel() as usize];
     match event {
         WireEvent::Email(e) => w.write_ser_to_vec(e),
         WireEvent::Chat(e) => w.write_ser_to_vec(e),

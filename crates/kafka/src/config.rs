@@ -220,7 +220,12 @@ impl KafkaConfig {
                 Err(KafkaConfigError::Range { key, expected, got })
             }
         };
-        range("commit_interval_ms", "1..=60000", (1..=60_000).contains(&self.commit_interval_ms), self.commit_interval_ms as i64)?;
+        range(
+            "commit_interval_ms",
+            "1..=60000",
+            (1..=60_000).contains(&self.commit_interval_ms),
+            self.commit_interval_ms as i64,
+        )?;
         range("max_batch", "1..=1000000", (1..=1_000_000).contains(&self.max_batch), self.max_batch as i64)?;
         range("request_timeout_ms", ">= 1000", self.request_timeout_ms >= 1000, self.request_timeout_ms as i64)?;
         range("partitions", ">= 1", self.partitions >= 1, self.partitions as i64)?;

@@ -8,8 +8,8 @@ use omnistitch_cx::CxReport;
 use omnistitch_model::Channel;
 use omnistitch_moments::MomentType;
 use prometheus::{
-    Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Outcome of an input record.
@@ -68,11 +68,12 @@ impl LatencyRecorder {
         }
         let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
         let mut seen = 0;
-        c.iter().position(|&n| {
-            seen += n;
-            seen >= rank
-        })
-        .map(|ms| ms as u64)
+        c.iter()
+            .position(|&n| {
+                seen += n;
+                seen >= rank
+            })
+            .map(|ms| ms as u64)
     }
 
     /// Forgets everything recorded.
@@ -188,8 +189,7 @@ impl ServiceMetrics {
             "Input records by channel and outcome (applied, duplicate, dead_lettered).",
             &["channel", "outcome"],
         );
-        let input = Channel::ALL
-            .map(|c| Outcome::ALL.map(|o| input_vec.with_label_values(&[c.as_str(), o.as_str()])));
+        let input = Channel::ALL.map(|c| Outcome::ALL.map(|o| input_vec.with_label_values(&[c.as_str(), o.as_str()])));
         let cx = CxGauges {
             contacts: int_gauge_vec(&r, "omnistitch_cx_contacts", "Inbound contacts seen.", &["tenant", "channel"]),
             cases: int_gauge_vec(&r, "omnistitch_cx_cases", "Cases seen.", &["tenant", "channel"]),
@@ -285,7 +285,12 @@ impl ServiceMetrics {
                 vec![0.01, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0],
             ),
             ready: gauge(&r, "omnistitch_ready", "1 when every assigned shard is restored and processing."),
-            produced: counter_vec(&r, "omnistitch_output_records_total", "Output records produced, by topic.", &["topic"]),
+            produced: counter_vec(
+                &r,
+                "omnistitch_output_records_total",
+                "Output records produced, by topic.",
+                &["topic"],
+            ),
             cx,
             last_evicted: AtomicU64::new(0),
             registry: r,

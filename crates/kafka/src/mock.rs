@@ -18,8 +18,7 @@ impl EmbeddedCluster {
     /// (with `config.partitions` partitions). Consumer groups form at once (no initial
     /// rebalance delay).
     pub fn start(brokers: i32, config: &KafkaConfig) -> Result<Self, KafkaError> {
-        let owner: BaseProducer =
-            ClientConfig::new().set("test.mock.num.brokers", brokers.to_string()).create()?;
+        let owner: BaseProducer = ClientConfig::new().set("test.mock.num.brokers", brokers.to_string()).create()?;
         let this = EmbeddedCluster { owner };
         this.no_initial_rebalance_delay();
         crate::topics::create_on_mock(&this.cluster(), config)?;

@@ -13,7 +13,7 @@ use crate::changelog::{self, ChangelogEntry};
 use crate::registry::OutputSchemas;
 use crate::wire::write_confluent;
 
-/// Where an output record goes.
+/// Where an output record goes (in this order, an index into per-destination tables).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dest {
     /// Timeline entries.
@@ -98,8 +98,7 @@ impl OutputWriter {
     }
 
     fn frame<T: serde::Serialize>(&self, kind: OutputKind, record: &T) -> Result<Vec<u8>, EncodeError> {
-        let datum =
-            self.encoder.encode(kind, record).map_err(|e| EncodeError::new(kind_name(kind), e))?;
+        let datum = self.encoder.encode(kind, record).map_err(|e| EncodeError::new(kind_name(kind), e))?;
         let mut out = Vec::with_capacity(datum.len() + 5);
         write_confluent(self.ids.id(kind), &datum, &mut out);
         Ok(out)
@@ -134,7 +133,13 @@ impl OutputWriter {
         for m in merge_records(applied) {
             let absorbed = m.absorbed_id.clone().into_bytes();
             let value = self.frame(OutputKind::ProfileMerge, &m)?;
-            out.push(OutRecord { dest: Dest::Merges, key: absorbed.clone(), value: Some(value), partition: None, headers: None });
+            out.push(OutRecord {
+                dest: Dest::Merges,
+                key: absorbed.clone(),
+                value: Some(value),
+                partition: None,
+                headers: None,
+            });
             out.push(OutRecord { dest: Dest::Profiles, key: absorbed, value: None, partition: None, headers: None });
         }
         let identity = pipeline.engine().identity();

@@ -30,10 +30,11 @@ use crate::clients::{DeliveryContext, GroupContext, RebalanceEvent};
 use crate::config::{KafkaConfig, Mode, MERGE_ORDER};
 use crate::merge::{ShardMerge, Timed};
 use crate::metrics::{Outcome, ServiceMetrics};
-use crate::outputs::{Dest, EncodeError, OutRecord, OutputWriter, Refusal};
+use crate::outputs::{EncodeError, OutRecord, OutputWriter, Refusal};
 use crate::registry::{DecodedInput, InputSchemas, OutputSchemas};
 use crate::restore::{committed_offsets, restore_shard};
 use crate::wire::{split_frame, WireError};
+use prometheus::IntCounter;
 
 /// Liveness and readiness, read by the HTTP endpoints.
 #[derive(Debug, Default)]
@@ -88,10 +89,7 @@ pub struct RunReport {
 
 /// An input record waiting for the merge.
 struct Pending {
-    offset: i64,
-    timestamp_ms: Option<i64>,
-    key: Option<Vec<u8>>,
-    value: Option<Vec<u8>>,
+    msg: OwnedMessage,
     decoded: Result<Box<DecodedInput>, WireError>,
     time: i64,
 }
@@ -125,6 +123,8 @@ pub struct Service {
     shards: BTreeMap<i32, Shard>,
     tenants: HashMap<String, Tenant>,
     lanes: HashMap<String, usize>,
+    /// Topic and produced-records counter per [`Dest`].
+    destinations: Vec<(String, IntCounter)>,
     out: Vec<OutRecord>,
     latencies: Vec<i64>,
     in_transaction: bool,
@@ -152,6 +152,10 @@ impl Service {
         let producer: ThreadedProducer<DeliveryContext> =
             config.producer().create_with_context(DeliveryContext::default())?;
         let lanes = config.topics.inputs().iter().enumerate().map(|(i, (_, t))| (t.to_string(), i)).collect();
+        let t = &config.topics;
+        let destinations = [&t.timeline, &t.profiles, &t.merges, &t.interventions, &t.deadletter, &t.changelog]
+            .map(|name| (name.clone(), metrics.produced.with_label_values(&[name.as_str()])))
+            .to_vec();
         let service = Service {
             writer: OutputWriter::new(outputs),
             config,
@@ -166,6 +170,7 @@ impl Service {
             shards: BTreeMap::new(),
             tenants: HashMap::new(),
             lanes,
+            destinations,
             out: Vec::new(),
             latencies: Vec::new(),
             in_transaction: false,
@@ -272,7 +277,7 @@ impl Service {
         let mut processed = 0usize;
         loop {
             let received = self.poll_partitions()?;
-            processed += self.apply_ready(max_wait, self.config.max_batch - processed)?;
+            processed += self.apply_ready(max_wait, self.config.max_batch - processed, deadline)?;
             if processed >= self.config.max_batch || Instant::now() >= deadline || stop.load(Ordering::Acquire) {
                 break;
             }
@@ -438,20 +443,19 @@ impl Service {
             Ok(d) => d.event.event_time(),
             Err(_) => i64::MIN,
         };
-        let timestamp_ms = m.timestamp().to_millis();
-        let offset = m.offset();
-        let key = m.key().map(<[u8]>::to_vec);
-        let value = m.payload().map(<[u8]>::to_vec);
-        shard.merge.push(lane, Pending { offset, timestamp_ms, key, value, decoded, time });
+        shard.merge.push(lane, Pending { msg: m, decoded, time });
     }
 
-    /// Applies every record the merges release, up to `budget`.
-    fn apply_ready(&mut self, max_wait: Duration, budget: usize) -> Result<usize, ServiceError> {
+    /// Applies the records the merges release, up to `budget` or the round's `deadline`.
+    fn apply_ready(&mut self, max_wait: Duration, budget: usize, deadline: Instant) -> Result<usize, ServiceError> {
         let now = Instant::now();
         let mut done = 0;
         let shards: Vec<i32> = self.shards.keys().copied().collect();
         for p in shards {
             while done < budget {
+                if done % 64 == 63 && Instant::now() >= deadline {
+                    break;
+                }
                 let Some(shard) = self.shards.get_mut(&p) else { break };
                 let Some((lane, item)) = shard.merge.pop(now, max_wait) else { break };
                 if !self.in_transaction && self.config.mode == Mode::ExactlyOnce {
@@ -471,13 +475,15 @@ impl Service {
         let channel = MERGE_ORDER[lane];
         let topic = self.config.topics.input(channel).to_string();
         let shard = self.shards.get_mut(&p).expect("applying to a held shard");
-        shard.next[lane] = Some(item.offset + 1);
-        if let Some(ts) = item.timestamp_ms {
+        let offset = item.msg.offset();
+        shard.next[lane] = Some(offset + 1);
+        if let Some(ts) = item.msg.timestamp().to_millis() {
             self.latencies.push(ts);
         }
+        let msg = &item.msg;
         let refuse = |code: &'static str, reason: String, out: &mut Vec<OutRecord>, w: &OutputWriter| {
-            let why = Refusal { topic: &topic, partition: p, offset: item.offset, code, reason: &reason };
-            out.push(w.dead_letter(item.key.as_deref(), item.value.as_deref(), &why));
+            let why = Refusal { topic: &topic, partition: p, offset, code, reason: &reason };
+            out.push(w.dead_letter(msg.key(), msg.payload(), &why));
             code
         };
         let mut out = std::mem::take(&mut self.out);
@@ -493,7 +499,7 @@ impl Service {
         };
         let DecodedInput { event: wire, bundled } = *decoded;
         // The changelog stores the bundled-schema datum: restores need no registry.
-        let datum = match (bundled, item.value.as_deref().map(split_frame)) {
+        let datum = match (bundled, msg.payload().map(split_frame)) {
             (true, Some(Ok((_, body)))) => body.to_vec(),
             _ => encode_input(&wire).map_err(|e| EncodeError::new("changelog entry", e))?,
         };
@@ -523,7 +529,7 @@ impl Service {
         for i in &step.interventions {
             self.metrics.intervention(i.moment_type);
         }
-        let source = ChangelogEntry { channel, source_offset: item.offset, datum: &datum };
+        let source = ChangelogEntry { channel, source_offset: offset, datum: &datum };
         let written = self.writer.applied(p, source, &event, &step, &shard.pipeline, &mut out);
         if step.applied.profile.is_none() {
             self.writer.interventions(&step, &mut out)?;
@@ -533,24 +539,12 @@ impl Service {
         self.send_all()
     }
 
-    fn topic_of(&self, dest: Dest) -> &str {
-        let t = &self.config.topics;
-        match dest {
-            Dest::Timeline => &t.timeline,
-            Dest::Profiles => &t.profiles,
-            Dest::Merges => &t.merges,
-            Dest::Interventions => &t.interventions,
-            Dest::DeadLetter => &t.deadletter,
-            Dest::Changelog => &t.changelog,
-        }
-    }
-
     /// Hands the pending output records to the producer (waiting while its queue is full).
     fn send_all(&mut self) -> Result<(), ServiceError> {
         let out = std::mem::take(&mut self.out);
         for r in &out {
-            let topic = self.topic_of(r.dest).to_string();
-            let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&topic).key(&r.key[..]);
+            let (topic, produced) = &self.destinations[r.dest as usize];
+            let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).key(&r.key[..]);
             if let Some(v) = &r.value {
                 record = record.payload(&v[..]);
             }
@@ -570,7 +564,7 @@ impl Service {
                     Err((e, _)) => return Err(e.into()),
                 }
             }
-            self.metrics.produced.with_label_values(&[&topic]).inc();
+            produced.inc();
         }
         let mut out = out;
         out.clear();
@@ -627,14 +621,17 @@ impl Service {
         let tpl = self.offsets()?;
         let result = (|| {
             if tpl.count() > 0 {
-                let meta =
-                    self.consumer.group_metadata().ok_or(KafkaError::ConsumerCommit(RDKafkaErrorCode::State))?;
+                let meta = self.consumer.group_metadata().ok_or(KafkaError::ConsumerCommit(RDKafkaErrorCode::State))?;
                 self.producer.send_offsets_to_transaction(&tpl, &meta, self.timeout())?;
             }
             self.producer.commit_transaction(self.timeout())
         })();
         if result.is_ok() && self.config.mirror_offsets && tpl.count() > 0 {
-            self.consumer.commit(&tpl, CommitMode::Sync)?;
+            // The transaction is committed; a mirror that fails (e.g. a rebalance began) only
+            // means the next owner re-emits this batch as exact copies.
+            if let Err(e) = self.consumer.commit(&tpl, CommitMode::Sync) {
+                tracing::warn!(error = %e, "mirroring committed offsets through the consumer");
+            }
         }
         if result.is_err() {
             if let Err(e) = self.producer.abort_transaction(self.timeout()) {

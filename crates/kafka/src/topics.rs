@@ -29,7 +29,10 @@ fn wanted(config: &KafkaConfig) -> Vec<(String, i32)> {
 }
 
 /// Creates every topic on a mock cluster (which has no CreateTopics API).
-pub fn create_on_mock(cluster: &MockCluster<'_, DefaultProducerContext>, config: &KafkaConfig) -> Result<(), KafkaError> {
+pub fn create_on_mock(
+    cluster: &MockCluster<'_, DefaultProducerContext>,
+    config: &KafkaConfig,
+) -> Result<(), KafkaError> {
     for (name, partitions) in wanted(config) {
         cluster.create_topic(&name, partitions, 1)?;
     }
@@ -68,7 +71,8 @@ pub fn create_missing(config: &KafkaConfig) -> Result<Vec<String>, KafkaError> {
         match r {
             Ok(name) => created.push(name),
             Err((name, code)) => {
-                return Err(KafkaError::AdminOp(code)).inspect_err(|_| tracing::error!(topic = name, "topic creation failed"))
+                return Err(KafkaError::AdminOp(code))
+                    .inspect_err(|_| tracing::error!(topic = name, "topic creation failed"))
             }
         }
     }
