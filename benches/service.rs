@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use omnistitch::run::traffic::{produce, Traffic};
 use omnistitch_engine::EngineConfig;
 use omnistitch_kafka::registry::{BundledIds, InputSchemas, OutputSchemas};
+use omnistitch_kafka::topics::caught_up;
 use omnistitch_kafka::{EmbeddedCluster, Health, KafkaConfig, Mode, Service, ServiceMetrics};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
@@ -20,27 +21,9 @@ use rdkafka::{Offset, TopicPartitionList};
 
 const PARTITIONS: i32 = 4;
 
-fn caught_up(c: &BaseConsumer, config: &KafkaConfig) -> bool {
-    let mut tpl = TopicPartitionList::new();
-    for (_, t) in config.topics.inputs() {
-        for p in 0..config.partitions {
-            tpl.add_partition(t, p);
-        }
-    }
-    let Ok(committed) = c.committed_offsets(tpl, Duration::from_secs(5)) else { return false };
-    let mut done = true;
-    for e in committed.elements() {
-        let (_, high) = c.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(5)).unwrap();
-        let at = if let Offset::Offset(o) = e.offset() { o } else { 0 };
-        done &= high == 0 || at >= high;
-    }
-    drop(committed);
-    done
-}
-
 fn wait(config: &KafkaConfig, group: &str) {
     let c: BaseConsumer = config.client().set("group.id", group).create().unwrap();
-    while !caught_up(&c, config) {
+    while !caught_up(&c, config, Duration::from_secs(5)).unwrap_or(false) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }

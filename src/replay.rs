@@ -11,7 +11,7 @@ use omnistitch_engine::records::{merge_records, profile_record, timeline_record}
 use omnistitch_engine::{Applied, Pipeline};
 use omnistitch_identity::ConflictRule;
 use omnistitch_model::output::{DeadLetterRecord, IdentifierRecord, MergeRecord, TimelineRecord};
-use omnistitch_model::{ProfileId, Tenant};
+use omnistitch_model::{ProfileId, Tenant, Tenants};
 use omnistitch_moments::Intervention;
 use serde::Serialize;
 
@@ -73,7 +73,7 @@ impl ReplayRun {
 pub fn replay(input: impl Iterator<Item = InputRecord>, mut pipeline: Pipeline, keep_records: bool) -> ReplayRun {
     let mut interventions = Vec::new();
     let mut timeline_records = HashMap::new();
-    let mut tenants: HashMap<String, Tenant> = HashMap::new();
+    let mut tenants = Tenants::default();
     let (mut merges, mut conflicts, mut dead_letters) = (Vec::new(), Vec::new(), Vec::new());
     let mut records = 0u64;
     for record in input {
@@ -83,11 +83,7 @@ pub fn replay(input: impl Iterator<Item = InputRecord>, mut pipeline: Pipeline, 
                 (source, position, code, reason, payload, None)
             }
             InputRecord::Event { source, position, event, raw } => {
-                let intern = |name: &str| match tenants.get(name) {
-                    Some(t) => t.clone(),
-                    None => tenants.entry(name.to_string()).or_insert_with(|| Tenant::new(name)).clone(),
-                };
-                match event.try_into_event(intern) {
+                match event.try_into_event(|name| tenants.get(name)) {
                     Ok(e) => {
                         let record = keep_records.then(|| (e.tenant.clone(), e.event_id.clone(), e.clone()));
                         let step = pipeline.apply(e);

@@ -153,25 +153,7 @@ fn reader(config: &KafkaConfig, group: &str) -> BaseConsumer {
 
 /// Whether the group has committed every input record.
 pub fn caught_up(config: &KafkaConfig) -> Result<bool, KafkaError> {
-    let c = reader(config, &config.group_id);
-    let mut tpl = TopicPartitionList::new();
-    for (_, t) in config.topics.inputs() {
-        for p in 0..config.partitions {
-            tpl.add_partition(t, p);
-        }
-    }
-    let committed = c.committed_offsets(tpl, Duration::from_secs(5))?;
-    let mut done = true;
-    for e in committed.elements() {
-        let (_, high) = c.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(5))?;
-        let at = match e.offset() {
-            Offset::Offset(o) => o,
-            _ => 0,
-        };
-        done &= high == 0 || at >= high;
-    }
-    drop(committed);
-    Ok(done)
+    omnistitch_kafka::topics::caught_up(&reader(config, &config.group_id), config, Duration::from_secs(5))
 }
 
 /// Waits until the group has committed every input record.

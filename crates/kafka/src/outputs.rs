@@ -105,7 +105,7 @@ impl OutputWriter {
     }
 
     /// Records of an applied event: changelog entry, timeline entry, merges (with a tombstone
-    /// per absorbed profile), the profile's new state, and the interventions that fired.
+    /// per absorbed profile) and the profile's new state (nothing for a redelivery).
     pub fn applied(
         &self,
         shard: i32,
@@ -148,7 +148,7 @@ impl OutputWriter {
             let value = self.frame(OutputKind::Profile, &record)?;
             out.push(OutRecord { dest: Dest::Profiles, key: pid, value: Some(value), partition: None, headers: None });
         }
-        self.interventions(step, out)
+        Ok(())
     }
 
     /// Records of the interventions of a step.

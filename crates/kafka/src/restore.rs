@@ -1,11 +1,10 @@
 //! Restoring a shard: re-applying its changelog up to the group's committed input offsets.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use omnistitch_codec::InputDecoder;
 use omnistitch_engine::Pipeline;
-use omnistitch_model::Tenant;
+use omnistitch_model::Tenants;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -59,7 +58,7 @@ pub fn restore_shard(
     shard: i32,
     committed: [Option<i64>; 4],
     pipeline: &mut Pipeline,
-    tenants: &mut HashMap<String, Tenant>,
+    tenants: &mut Tenants,
 ) -> Result<Restored, KafkaError> {
     let timeout = Duration::from_millis(config.request_timeout_ms);
     let reader: BaseConsumer = config.changelog_reader().create()?;
@@ -115,11 +114,7 @@ pub fn restore_shard(
                 continue;
             }
         };
-        let intern = |name: &str| match tenants.get(name) {
-            Some(t) => t.clone(),
-            None => tenants.entry(name.to_string()).or_insert_with(|| Tenant::new(name)).clone(),
-        };
-        match wire.into_event(intern) {
+        match wire.into_event(|name| tenants.get(name)) {
             Ok(event) => {
                 pipeline.apply(event);
                 done.applied += 1;

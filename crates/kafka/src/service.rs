@@ -8,6 +8,7 @@
 //! at_least_once mode). A failed commit rewinds: every shard is restored from the changelog
 //! and the consumer goes back to the committed offsets.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use omnistitch_codec::datum::encode_input;
 use omnistitch_engine::{EngineConfig, Pipeline};
-use omnistitch_model::Tenant;
+use omnistitch_model::Tenants;
 use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
@@ -121,7 +122,7 @@ pub struct Service {
     queues: BTreeMap<(usize, i32), PartitionQueue<GroupContext>>,
     assigned: BTreeSet<(usize, i32)>,
     shards: BTreeMap<i32, Shard>,
-    tenants: HashMap<String, Tenant>,
+    tenants: Tenants,
     lanes: HashMap<String, usize>,
     /// Topic and produced-records counter per [`Dest`].
     destinations: Vec<(String, IntCounter)>,
@@ -168,7 +169,7 @@ impl Service {
             queues: BTreeMap::new(),
             assigned: BTreeSet::new(),
             shards: BTreeMap::new(),
-            tenants: HashMap::new(),
+            tenants: Tenants::default(),
             lanes,
             destinations,
             out: Vec::new(),
@@ -359,16 +360,21 @@ impl Service {
                 tracing::error!(shard = p, "only some input partitions of this index are assigned: check that inputs are co-partitioned and the range assignor is in use");
             }
         }
-        self.health.set_ready(false);
+        self.set_ready(false);
         for p in complete {
             if !before.contains(&p) {
                 self.restore(p)?;
             }
         }
         self.metrics.shards.set(self.shards.len() as i64);
-        self.health.set_ready(true);
-        self.metrics.ready.set(1);
+        self.set_ready(true);
         Ok(())
+    }
+
+    /// Readiness, for `/readyz` and the `omnistitch_ready` gauge alike.
+    fn set_ready(&self, ready: bool) {
+        self.health.set_ready(ready);
+        self.metrics.ready.set(i64::from(ready));
     }
 
     /// Builds shard `p` from the changelog up to the committed offsets.
@@ -470,72 +476,67 @@ impl Service {
         Ok(done)
     }
 
-    /// Applies one record and produces its outputs.
+    /// Applies one record and produces its outputs (or its dead letter).
     fn apply(&mut self, p: i32, lane: usize, item: Pending) -> Result<(), ServiceError> {
         let channel = MERGE_ORDER[lane];
-        let topic = self.config.topics.input(channel).to_string();
-        let shard = self.shards.get_mut(&p).expect("applying to a held shard");
-        let offset = item.msg.offset();
-        shard.next[lane] = Some(offset + 1);
-        if let Some(ts) = item.msg.timestamp().to_millis() {
+        let msg = &item.msg;
+        let offset = msg.offset();
+        if let Some(ts) = msg.timestamp().to_millis() {
             self.latencies.push(ts);
         }
-        let msg = &item.msg;
-        let refuse = |code: &'static str, reason: String, out: &mut Vec<OutRecord>, w: &OutputWriter| {
-            let why = Refusal { topic: &topic, partition: p, offset, code, reason: &reason };
-            out.push(w.dead_letter(msg.key(), msg.payload(), &why));
-            code
+        let shard = self.shards.get_mut(&p).expect("applying to a held shard");
+        shard.next[lane] = Some(offset + 1);
+        let decoded = item.decoded.map_err(|e| (e.code(), e.to_string()));
+        // The changelog stores the bundled-schema datum (restores need no registry): the
+        // record's own bytes when it was written with that schema, else re-encoded.
+        let decoded = match decoded {
+            Ok(d) => {
+                let DecodedInput { event: wire, bundled } = *d;
+                let datum: Cow<'_, [u8]> = match (bundled, msg.payload().map(split_frame)) {
+                    (true, Some(Ok((_, body)))) => Cow::Borrowed(body),
+                    _ => Cow::Owned(encode_input(&wire).map_err(|e| EncodeError::new("changelog entry", e))?),
+                };
+                let tenants = &mut self.tenants;
+                match Box::new(wire).try_into_event(|name| tenants.get(name)) {
+                    Ok(event) => Ok((event, datum)),
+                    Err((e, _)) => Err((e.code(), e.to_string())),
+                }
+            }
+            Err(refusal) => Err(refusal),
         };
         let mut out = std::mem::take(&mut self.out);
-        let decoded = match item.decoded {
-            Ok(d) => d,
-            Err(e) => {
-                let code = refuse(e.code(), e.to_string(), &mut out, &self.writer);
+        match decoded {
+            Err((code, reason)) => {
+                let topic = self.config.topics.input(channel);
+                let why = Refusal { topic, partition: p, offset, code, reason: &reason };
+                out.push(self.writer.dead_letter(msg.key(), msg.payload(), &why));
                 self.metrics.input(channel, Outcome::DeadLettered);
                 self.metrics.dead_letter(code);
-                self.out = out;
-                return self.send_all();
             }
-        };
-        let DecodedInput { event: wire, bundled } = *decoded;
-        // The changelog stores the bundled-schema datum: restores need no registry.
-        let datum = match (bundled, msg.payload().map(split_frame)) {
-            (true, Some(Ok((_, body)))) => body.to_vec(),
-            _ => encode_input(&wire).map_err(|e| EncodeError::new("changelog entry", e))?,
-        };
-        let tenants = &mut self.tenants;
-        let intern = |name: &str| match tenants.get(name) {
-            Some(t) => t.clone(),
-            None => tenants.entry(name.to_string()).or_insert_with(|| Tenant::new(name)).clone(),
-        };
-        let event = match Box::new(wire).try_into_event(intern) {
-            Ok(e) => e,
-            Err((e, _)) => {
-                let code = refuse(e.code(), e.to_string(), &mut out, &self.writer);
-                self.metrics.input(channel, Outcome::DeadLettered);
-                self.metrics.dead_letter(code);
-                self.out = out;
-                return self.send_all();
+            Ok((event, datum)) => {
+                let step = shard.pipeline.apply(event.clone());
+                if step.applied.profile.is_none() {
+                    self.metrics.input(channel, Outcome::Duplicate);
+                } else {
+                    self.metrics.input(channel, Outcome::Applied);
+                    self.metrics.merges.inc_by(step.applied.merges.len() as u64);
+                    self.metrics.conflicts.inc_by(step.applied.conflicts.len() as u64);
+                }
+                for i in &step.interventions {
+                    self.metrics.intervention(i.moment_type);
+                }
+                let source = ChangelogEntry { channel, source_offset: offset, datum: &datum };
+                let written = self
+                    .writer
+                    .applied(p, source, &event, &step, &shard.pipeline, &mut out)
+                    .and_then(|()| self.writer.interventions(&step, &mut out));
+                if let Err(e) = written {
+                    self.out = out;
+                    return Err(e.into());
+                }
             }
-        };
-        let step = shard.pipeline.apply(event.clone());
-        if step.applied.profile.is_none() {
-            self.metrics.input(channel, Outcome::Duplicate);
-        } else {
-            self.metrics.input(channel, Outcome::Applied);
-            self.metrics.merges.inc_by(step.applied.merges.len() as u64);
-            self.metrics.conflicts.inc_by(step.applied.conflicts.len() as u64);
-        }
-        for i in &step.interventions {
-            self.metrics.intervention(i.moment_type);
-        }
-        let source = ChangelogEntry { channel, source_offset: offset, datum: &datum };
-        let written = self.writer.applied(p, source, &event, &step, &shard.pipeline, &mut out);
-        if step.applied.profile.is_none() {
-            self.writer.interventions(&step, &mut out)?;
         }
         self.out = out;
-        written?;
         self.send_all()
     }
 

@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
+use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::KafkaConfig;
 
@@ -17,6 +18,30 @@ use crate::config::KafkaConfig;
 /// traffic, tests and benches partition with this function.
 pub fn partition_for(tenant: &str, partitions: i32) -> i32 {
     (xxhash_rust::xxh3::xxh3_64(tenant.as_bytes()) % partitions.max(1) as u64) as i32
+}
+
+/// Whether `consumer`'s group has committed the end of every input partition of `config`
+/// (nothing left to process): for operators' checks, tests and benchmarks.
+pub fn caught_up<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    config: &KafkaConfig,
+    timeout: Duration,
+) -> Result<bool, KafkaError> {
+    let mut tpl = TopicPartitionList::new();
+    for (_, topic) in config.topics.inputs() {
+        for p in 0..config.partitions {
+            tpl.add_partition(topic, p);
+        }
+    }
+    let committed = consumer.committed_offsets(tpl, timeout)?;
+    let mut done = true;
+    for e in committed.elements() {
+        let (_, high) = consumer.fetch_watermarks(e.topic(), e.partition(), timeout)?;
+        let at = if let Offset::Offset(o) = e.offset() { o } else { 0 };
+        done &= high == 0 || at >= high;
+    }
+    drop(committed);
+    Ok(done)
 }
 
 /// Every topic the service reads or writes, with its partition count.

@@ -41,6 +41,22 @@ impl Tenant {
     }
 }
 
+/// One shared [`Tenant`] per tenant name, for decoders that see the same few names again and again.
+#[derive(Debug, Default)]
+pub struct Tenants {
+    by_name: std::collections::HashMap<String, Tenant>,
+}
+
+impl Tenants {
+    /// The tenant named `name`, allocated on first sight only.
+    pub fn get(&mut self, name: &str) -> Tenant {
+        match self.by_name.get(name) {
+            Some(t) => t.clone(),
+            None => self.by_name.entry(name.to_string()).or_insert_with(|| Tenant::new(name)).clone(),
+        }
+    }
+}
+
 impl fmt::Display for Tenant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -10,7 +10,7 @@ pub mod output;
 pub mod profile;
 pub mod wire;
 
-pub use event::{Channel, Details, Direction, Event, EventKind, EventTime, Survey, Tenant, ThreadRef};
+pub use event::{Channel, Details, Direction, Event, EventKind, EventTime, Survey, Tenant, Tenants, ThreadRef};
 pub use identifier::{Identifier, IdentifierKind, RawIdentifier};
 pub use profile::ProfileId;
 pub use wire::{ValidationError, WireEvent};
