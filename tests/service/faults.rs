@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use omnistitch_kafka::Mode;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
-use super::harness::{assert_outputs_match, caught_up, setup, spawn_service, wait_caught_up, Setup};
+use super::harness::{assert_outputs_match, caught_up, caught_up_within, setup, spawn_service, wait_caught_up, Setup};
 
 fn run_with(s: &Setup, fault: impl FnOnce(&Setup)) {
     let stop = Arc::new(AtomicBool::new(false));
@@ -61,7 +61,8 @@ fn slow_brokers_lose_nothing() {
     });
 }
 
-fn start_child(s: &Setup, dir: &std::path::Path) -> Child {
+/// Starts the service binary; its log goes to `log`.
+fn start_child(s: &Setup, dir: &std::path::Path, log: &std::path::Path) -> Child {
     let config = dir.join("service.toml");
     let mut f = std::fs::File::create(&config).unwrap();
     let c = &s.config;
@@ -78,8 +79,9 @@ fn start_child(s: &Setup, dir: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_omnistitch"))
         .args(["run", "--config"])
         .arg(&config)
+        .env("RUST_LOG", "info")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .unwrap()
 }
@@ -90,7 +92,8 @@ fn killed_and_restarted(mode: Mode, seed: u64) {
     let mut kills = 0;
     // Each run gets a little further before it is killed; the last one finishes.
     for run in 0.. {
-        let mut child = start_child(&s, dir.path());
+        let log = dir.path().join(format!("run-{run}.log"));
+        let mut child = start_child(&s, dir.path(), &log);
         let started = Instant::now();
         let budget = Duration::from_millis(1_500 + 700 * run);
         while started.elapsed() < budget && !caught_up(&s.config).unwrap_or(false) {
@@ -102,7 +105,13 @@ fn killed_and_restarted(mode: Mode, seed: u64) {
             kills += 1;
             continue;
         }
-        wait_caught_up(&s.config, Duration::from_secs(180));
+        if !caught_up_within(&s.config, Duration::from_secs(180)) {
+            for r in 0..=run {
+                let text = std::fs::read_to_string(dir.path().join(format!("run-{r}.log"))).unwrap_or_default();
+                eprintln!("--- run {r} ---\n{text}");
+            }
+            panic!("the service did not catch up within 180 s");
+        }
         // A polite stop at the end: SIGTERM, exit 0.
         let pid = child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
@@ -136,7 +145,17 @@ fn rebalances_move_shards_between_instances_without_loss() {
     // A second instance joins: shards move to it and are restored from the changelog there.
     let stop_b = Arc::new(AtomicBool::new(false));
     let (b, metrics_b) = spawn_service(config("instance-b"), stop_b.clone());
-    std::thread::sleep(Duration::from_millis(1_500));
+    // The group settles with the shards split between both (the mock broker waits up to the
+    // session timeout for members to rejoin).
+    let started = Instant::now();
+    while !(metrics_a.shards.get() >= 1
+        && metrics_b.shards.get() >= 1
+        && metrics_a.shards.get() + metrics_b.shards.get() == 3)
+    {
+        assert!(started.elapsed() < Duration::from_secs(60), "the shards were not split between both instances");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
     // The first leaves (a polite stop): the second takes every shard.
     stop_a.store(true, Ordering::Release);
     let report_a = a.join().unwrap().expect("instance a");

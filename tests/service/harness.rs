@@ -107,6 +107,11 @@ pub fn setup(customers: usize, seed: u64, mode: Mode, dir: &Path) -> Setup {
     config.request_timeout_ms = 10_000;
     config.properties.insert("session.timeout.ms".into(), "6000".into());
     config.properties.insert("heartbeat.interval.ms".into(), "500".into());
+    // librdkafka debug contexts for a failing test, e.g. `OMNISTITCH_TEST_KAFKA_DEBUG=cgrp` (with
+    // `RUST_LOG=librdkafka=debug,info`).
+    if let Ok(contexts) = std::env::var("OMNISTITCH_TEST_KAFKA_DEBUG") {
+        config.properties.insert("debug".into(), contexts);
+    }
     let traffic = Traffic { rate: 0, customers, seed, worlds: Some(1) };
     let records = produce(&config, &BundledIds::default(), &traffic, &AtomicBool::new(false)).unwrap();
     assert_eq!(records as usize, world.events.len());
@@ -158,11 +163,19 @@ pub fn caught_up(config: &KafkaConfig) -> Result<bool, KafkaError> {
 
 /// Waits until the group has committed every input record.
 pub fn wait_caught_up(config: &KafkaConfig, limit: Duration) {
+    assert!(caught_up_within(config, limit), "the service did not catch up within {limit:?}");
+}
+
+/// Whether the group commits every input record within `limit`.
+pub fn caught_up_within(config: &KafkaConfig, limit: Duration) -> bool {
     let started = Instant::now();
     while !caught_up(config).unwrap_or(false) {
-        assert!(started.elapsed() < limit, "the service did not catch up within {limit:?}");
+        if started.elapsed() >= limit {
+            return false;
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
+    true
 }
 
 /// One output record.

@@ -31,17 +31,29 @@ pub struct GroupContext {
     metrics: Arc<ServiceMetrics>,
     consumer: OnceLock<Weak<BaseConsumer<GroupContext>>>,
     events: Mutex<Vec<RebalanceEvent>>,
+    served: AtomicU64,
 }
 
 impl GroupContext {
     /// A context reporting into `metrics`.
     pub fn new(metrics: Arc<ServiceMetrics>) -> Self {
-        GroupContext { metrics, consumer: OnceLock::new(), events: Mutex::new(Vec::new()) }
+        GroupContext { metrics, consumer: OnceLock::new(), events: Mutex::new(Vec::new()), served: AtomicU64::new(0) }
     }
 
     /// Lets the context split partition queues of `consumer` when partitions are assigned.
     pub fn attach(&self, consumer: &Arc<BaseConsumer<GroupContext>>) {
         let _ = self.consumer.set(Arc::downgrade(consumer));
+    }
+
+    /// How many main-queue events (logs, statistics, errors, rebalances, commits) the callbacks
+    /// have served: `poll` returns `None` both for an empty queue and for a served event, and
+    /// this count tells the two apart.
+    pub fn served(&self) -> u64 {
+        self.served.load(Ordering::Acquire)
+    }
+
+    fn serve(&self) {
+        self.served.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Rebalances since the last call, in order.
@@ -65,6 +77,7 @@ fn log_to_tracing(level: RDKafkaLogLevel, fac: &str, log_message: &str) {
 
 impl ClientContext for GroupContext {
     fn stats(&self, statistics: Statistics) {
+        self.serve();
         for (name, topic) in &statistics.topics {
             for (&partition, p) in &topic.partitions {
                 if partition >= 0 && p.consumer_lag >= 0 {
@@ -75,10 +88,12 @@ impl ClientContext for GroupContext {
     }
 
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.serve();
         log_to_tracing(level, fac, log_message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        self.serve();
         // End-of-partition events also reach the merge through the partition queues.
         if !matches!(error, KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)) {
             tracing::warn!(%error, reason, "kafka client error");
@@ -88,6 +103,7 @@ impl ClientContext for GroupContext {
 
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        self.serve();
         let event = match rebalance {
             Rebalance::Revoke(tpl) => {
                 self.metrics.rebalance(false);
@@ -112,6 +128,10 @@ impl ConsumerContext for GroupContext {
             })
             .collect();
         self.events.lock().unwrap_or_else(|p| p.into_inner()).push(RebalanceEvent::Assigned(parts));
+    }
+
+    fn commit_callback(&self, _: rdkafka::error::KafkaResult<()>, _: &rdkafka::TopicPartitionList) {
+        self.serve();
     }
 }
 

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use omnistitch_model::Channel;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::ClientConfig;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -262,6 +263,10 @@ impl KafkaConfig {
         for (k, v) in &self.properties {
             c.set(k, v);
         }
+        // Client logs go to tracing, which filters them; librdkafka's debug contexts (the
+        // `debug` property) need the debug level to be heard at all.
+        let debug = self.properties.contains_key("debug");
+        c.set_log_level(if debug { RDKafkaLogLevel::Debug } else { RDKafkaLogLevel::Info });
         c
     }
 

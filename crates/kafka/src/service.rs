@@ -132,6 +132,9 @@ pub struct Service {
     report: RunReport,
 }
 
+/// Main-queue events served per round at most.
+const MAIN_QUEUE_BUDGET: usize = 10_000;
+
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
@@ -295,16 +298,21 @@ impl Service {
 
     /// Serves the main queue: rebalances, errors; then restores shards that became complete.
     fn poll_group(&mut self) -> Result<(), ServiceError> {
-        while let Some(r) = self.consumer.poll(Duration::ZERO) {
-            match r {
-                Ok(m) => {
-                    let m = m.detach();
+        // Serve everything queued (a rebalance may wait behind logs and statistics), bounded so
+        // a flood of client logs cannot starve the records.
+        for _ in 0..MAIN_QUEUE_BUDGET {
+            let served = self.consumer.context().served();
+            let polled = self.consumer.poll(Duration::ZERO).map(|r| r.map(|m| m.detach()));
+            match polled {
+                Some(Ok(m)) => {
                     if let Some(&lane) = self.lanes.get(m.topic()) {
                         self.enqueue(lane, m);
                     }
                 }
-                Err(KafkaError::PartitionEOF(_)) => {}
-                Err(e) => tracing::warn!(error = %e, "consumer error"),
+                Some(Err(KafkaError::PartitionEOF(_))) => {}
+                Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+                None if self.consumer.context().served() == served => break,
+                None => {}
             }
         }
         let events = self.consumer.context().take_events();
