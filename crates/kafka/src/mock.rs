@@ -35,12 +35,16 @@ impl EmbeddedCluster {
         self.cluster().bootstrap_servers()
     }
 
-    /// A service configuration for this cluster: its brokers, and offsets mirrored through the
-    /// consumer (the mock accepts but does not store transactional offsets).
+    /// A service configuration for this cluster: its brokers, offsets mirrored through the
+    /// consumer (the mock accepts but does not store transactional offsets), and short fetch
+    /// waits (a mock broker holds a fetch of an empty partition for the whole
+    /// `fetch.wait.max.ms`, 500 ms by default, even when records arrive meanwhile; a real broker
+    /// answers as soon as they do).
     pub fn service_config(&self, mut config: KafkaConfig) -> KafkaConfig {
         config.bootstrap_servers = self.bootstrap_servers();
         config.mirror_offsets = true;
         config.replication = 1;
+        config.properties.entry("fetch.wait.max.ms".into()).or_insert_with(|| "5".into());
         config
     }
 
