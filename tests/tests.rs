@@ -1,4 +1,5 @@
 //! End-to-end tests of the `omnistitch` command's library: one binary, one module per area.
 
+mod encoding;
 mod replay;
 mod service;

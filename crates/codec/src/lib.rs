@@ -7,6 +7,7 @@
 pub mod container;
 pub mod contract;
 pub mod datum;
+pub mod encode;
 pub mod error;
 mod fast;
 pub mod jsonl;
@@ -14,4 +15,5 @@ pub mod jsonl;
 pub use container::{ContainerItem, ContainerReader, ContainerWriter};
 pub use contract::Contract;
 pub use datum::{InputDecoder, OutputEncoder, SchemaDecoder};
+pub use encode::FastEncoder;
 pub use error::DecodeError;

@@ -51,10 +51,18 @@ impl Pipeline {
 
     /// Applies one validated event.
     pub fn apply(&mut self, event: Event) -> Step {
+        self.apply_inspect(event, |_, _| ()).0
+    }
+
+    /// [`Pipeline::apply`], showing `inspect` the event and what identity resolution and the
+    /// timeline did with it before the event moves on to the reorder buffer (so a caller that
+    /// writes outputs from the event needs no copy of it).
+    pub fn apply_inspect<R>(&mut self, event: Event, inspect: impl FnOnce(&Event, &Applied) -> R) -> (Step, R) {
         let applied = self.engine.apply(&event);
+        let seen = inspect(&event, &applied);
         let mut interventions = Vec::new();
         let (Some(o), Some(profile)) = (self.ordered.as_mut(), applied.profile) else {
-            return Step { applied, interventions };
+            return (Step { applied, interventions }, seen);
         };
         let tenant = event.tenant.clone();
         for m in &applied.merges {
@@ -69,7 +77,7 @@ impl Pipeline {
         if let Some(w) = o.buffer.watermark(&tenant) {
             interventions.extend(o.detector.advance_watermark(&tenant, w));
         }
-        Step { applied, interventions }
+        (Step { applied, interventions }, seen)
     }
 
     /// End of input: releases every waiting event and fires the timers due up to the latest

@@ -35,17 +35,15 @@ pub struct ChangelogEntry<'a> {
     pub datum: &'a [u8],
 }
 
-/// The record key: `tenant NUL event id`.
+/// Appends the record key: `tenant NUL event id`.
 pub fn key(tenant: &str, event_id: &str, out: &mut Vec<u8>) {
-    out.clear();
     out.extend_from_slice(tenant.as_bytes());
     out.push(0);
     out.extend_from_slice(event_id.as_bytes());
 }
 
-/// Encodes an entry as a record value.
+/// Appends an entry, encoded as a record value.
 pub fn encode(entry: &ChangelogEntry<'_>, out: &mut Vec<u8>) {
-    out.clear();
     out.reserve(HEADER + entry.datum.len());
     out.push(VERSION);
     out.push(entry.channel as u8);

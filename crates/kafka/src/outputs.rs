@@ -2,10 +2,11 @@
 //! input always gives byte-identical records, so a redelivery downstream is an exact copy.
 
 use omnistitch_codec::datum::OutputKind;
-use omnistitch_codec::OutputEncoder;
-use omnistitch_engine::records::{merge_records, profile_record, timeline_record};
-use omnistitch_engine::{Pipeline, Step};
-use omnistitch_model::Event;
+use omnistitch_codec::{FastEncoder, OutputEncoder};
+use omnistitch_engine::records::merge_records;
+use omnistitch_engine::{Applied, Step};
+use omnistitch_identity::{Profile, TenantGraph};
+use omnistitch_model::{Event, Tenant};
 use rdkafka::message::{Header, OwnedHeaders};
 use thiserror::Error;
 
@@ -30,19 +31,63 @@ pub enum Dest {
     Changelog,
 }
 
-/// One record to produce.
+/// One record to produce; its bytes live in the [`OutBatch`] that holds it.
 #[derive(Debug)]
 pub struct OutRecord {
     /// Topic role.
     pub dest: Dest,
-    /// Key.
-    pub key: Vec<u8>,
-    /// Value; `None` is a tombstone.
-    pub value: Option<Vec<u8>>,
+    key: (usize, usize),
+    value: Option<(usize, usize)>,
     /// Explicit partition (changelog), else the partitioner's choice by key.
     pub partition: Option<i32>,
     /// Headers (dead letters).
     pub headers: Option<OwnedHeaders>,
+}
+
+/// The output records of a round, their keys and values in one reused buffer.
+#[derive(Debug, Default)]
+pub struct OutBatch {
+    bytes: Vec<u8>,
+    records: Vec<OutRecord>,
+}
+
+impl OutBatch {
+    /// Appends a record whose key and value `write_key` and `write_value` append to the buffer
+    /// (`write_value` returning `false`: a tombstone).
+    fn push(
+        &mut self,
+        dest: Dest,
+        partition: Option<i32>,
+        write_key: impl FnOnce(&mut Vec<u8>),
+        write_value: impl FnOnce(&mut Vec<u8>) -> bool,
+    ) {
+        let k0 = self.bytes.len();
+        write_key(&mut self.bytes);
+        let v0 = self.bytes.len();
+        let value = write_value(&mut self.bytes).then_some((v0, self.bytes.len()));
+        self.records.push(OutRecord { dest, key: (k0, v0), value, partition, headers: None });
+    }
+
+    /// The records with their keys and values (`None`: tombstone), in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&OutRecord, &[u8], Option<&[u8]>)> {
+        self.records.iter().map(|r| (r, &self.bytes[r.key.0..r.key.1], r.value.map(|(a, b)| &self.bytes[a..b])))
+    }
+
+    /// Records held.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether no record is held.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Forgets every record, keeping the buffers.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.records.clear();
+    }
 }
 
 /// An output record that could not be encoded: a defect, not bad input.
@@ -88,98 +133,145 @@ fn kind_name(kind: OutputKind) -> &'static str {
 /// Builds output records.
 pub struct OutputWriter {
     encoder: OutputEncoder,
+    fast: FastEncoder,
     ids: OutputSchemas,
+    scratch: String,
 }
 
 impl OutputWriter {
     /// A writer framing records with `ids`.
     pub fn new(ids: OutputSchemas) -> Self {
-        OutputWriter { encoder: OutputEncoder::new(), ids }
+        OutputWriter { encoder: OutputEncoder::new(), fast: FastEncoder::new(), ids, scratch: String::new() }
     }
 
-    fn frame<T: serde::Serialize>(&self, kind: OutputKind, record: &T) -> Result<Vec<u8>, EncodeError> {
-        let datum = self.encoder.encode(kind, record).map_err(|e| EncodeError::new(kind_name(kind), e))?;
-        let mut out = Vec::with_capacity(datum.len() + 5);
-        write_confluent(self.ids.id(kind), &datum, &mut out);
-        Ok(out)
-    }
-
-    /// Records of an applied event: changelog entry, timeline entry, merges (with a tombstone
-    /// per absorbed profile) and the profile's new state (nothing for a redelivery).
-    pub fn applied(
+    /// Appends a record encoded through apache-avro (the records written rarely).
+    fn push_encoded<T: serde::Serialize>(
         &self,
+        dest: Dest,
+        kind: OutputKind,
+        key: &[u8],
+        record: &T,
+        out: &mut OutBatch,
+    ) -> Result<(), EncodeError> {
+        let datum = self.encoder.encode(kind, record).map_err(|e| EncodeError::new(kind_name(kind), e))?;
+        out.push(
+            dest,
+            None,
+            |b| b.extend_from_slice(key),
+            |b| {
+                write_confluent(self.ids.id(kind), &datum, b);
+                true
+            },
+        );
+        Ok(())
+    }
+
+    /// Records of an applied event: changelog entry, timeline entry, and merges (with a
+    /// tombstone per absorbed profile); nothing for a redelivery. The profile's new state is
+    /// written by [`OutputWriter::profile`] once per commit.
+    pub fn applied(
+        &mut self,
         shard: i32,
         source: ChangelogEntry<'_>,
         event: &Event,
-        step: &Step,
-        pipeline: &Pipeline,
-        out: &mut Vec<OutRecord>,
+        applied: &Applied,
+        out: &mut OutBatch,
     ) -> Result<(), EncodeError> {
-        let applied = &step.applied;
+        use std::fmt::Write;
         let Some(profile) = applied.profile else { return Ok(()) };
-        let (mut key, mut value) = (Vec::new(), Vec::new());
-        changelog::key(event.tenant.as_str(), &event.event_id, &mut key);
-        changelog::encode(&source, &mut value);
-        out.push(OutRecord { dest: Dest::Changelog, key, value: Some(value), partition: Some(shard), headers: None });
-        let pid = profile.to_string().into_bytes();
-        let timeline = timeline_record(profile, event, applied);
-        out.push(OutRecord {
-            dest: Dest::Timeline,
-            key: pid.clone(),
-            value: Some(self.frame(OutputKind::TimelineEntry, &timeline)?),
-            partition: None,
-            headers: None,
-        });
+        out.push(
+            Dest::Changelog,
+            Some(shard),
+            |b| changelog::key(event.tenant.as_str(), &event.event_id, b),
+            |b| {
+                changelog::encode(&source, b);
+                true
+            },
+        );
+        self.scratch.clear();
+        write!(self.scratch, "{profile}").expect("writing to a string");
+        let (pid, fast, id) = (self.scratch.as_str(), &self.fast, self.ids.id(OutputKind::TimelineEntry));
+        out.push(
+            Dest::Timeline,
+            None,
+            |b| b.extend_from_slice(pid.as_bytes()),
+            |b| {
+                write_confluent_header(id, b);
+                fast.timeline(pid, &applied.thread_id, event, &applied.identifiers, b);
+                true
+            },
+        );
         for m in merge_records(applied) {
-            let absorbed = m.absorbed_id.clone().into_bytes();
-            let value = self.frame(OutputKind::ProfileMerge, &m)?;
-            out.push(OutRecord {
-                dest: Dest::Merges,
-                key: absorbed.clone(),
-                value: Some(value),
-                partition: None,
-                headers: None,
-            });
-            out.push(OutRecord { dest: Dest::Profiles, key: absorbed, value: None, partition: None, headers: None });
-        }
-        let identity = pipeline.engine().identity();
-        if let (Some(graph), Some(p)) = (identity.graph(&event.tenant), identity.profile(&event.tenant, profile)) {
-            let record = profile_record(&event.tenant, graph, p);
-            let value = self.frame(OutputKind::Profile, &record)?;
-            out.push(OutRecord { dest: Dest::Profiles, key: pid, value: Some(value), partition: None, headers: None });
+            let absorbed = m.absorbed_id.as_bytes();
+            self.push_encoded(Dest::Merges, OutputKind::ProfileMerge, absorbed, &m, out)?;
+            out.push(Dest::Profiles, None, |b| b.extend_from_slice(absorbed), |_| false);
         }
         Ok(())
     }
 
+    /// The current state of profile `p` of `tenant` (compacted topic, key = profile id).
+    pub fn profile(&mut self, tenant: &Tenant, graph: &TenantGraph, p: &Profile, out: &mut OutBatch) {
+        use std::fmt::Write;
+        self.scratch.clear();
+        write!(self.scratch, "{}", p.id).expect("writing to a string");
+        let identifiers = graph.identifiers(p);
+        let (pid, fast, id) = (self.scratch.as_str(), &self.fast, self.ids.id(OutputKind::Profile));
+        out.push(
+            Dest::Profiles,
+            None,
+            |b| b.extend_from_slice(pid.as_bytes()),
+            |b| {
+                write_confluent_header(id, b);
+                fast.profile(
+                    tenant.as_str(),
+                    pid,
+                    identifiers.iter().map(|i| (i.kind, &*i.value)),
+                    p.merged_from.iter(),
+                    p.first_seen.0,
+                    p.last_seen.0,
+                    p.event_count as i64,
+                    b,
+                );
+                true
+            },
+        );
+    }
+
     /// Records of the interventions of a step.
-    pub fn interventions(&self, step: &Step, out: &mut Vec<OutRecord>) -> Result<(), EncodeError> {
+    pub fn interventions(&self, step: &Step, out: &mut OutBatch) -> Result<(), EncodeError> {
         for i in &step.interventions {
-            let value = self.frame(OutputKind::Intervention, i)?;
-            out.push(OutRecord {
-                dest: Dest::Interventions,
-                key: i.profile_id.clone().into_bytes(),
-                value: Some(value),
-                partition: None,
-                headers: None,
-            });
+            self.push_encoded(Dest::Interventions, OutputKind::Intervention, i.profile_id.as_bytes(), i, out)?;
         }
         Ok(())
     }
 
     /// A dead letter: the original key and bytes, the reason and origin in headers.
-    pub fn dead_letter(&self, key: Option<&[u8]>, value: Option<&[u8]>, why: &Refusal<'_>) -> OutRecord {
+    pub fn dead_letter(&self, key: Option<&[u8]>, value: Option<&[u8]>, why: &Refusal<'_>, out: &mut OutBatch) {
         let headers = OwnedHeaders::new_with_capacity(5)
             .insert(Header { key: "omnistitch.source.topic", value: Some(why.topic) })
             .insert(Header { key: "omnistitch.source.partition", value: Some(&why.partition.to_string()) })
             .insert(Header { key: "omnistitch.source.offset", value: Some(&why.offset.to_string()) })
             .insert(Header { key: "omnistitch.reason.code", value: Some(why.code) })
             .insert(Header { key: "omnistitch.reason", value: Some(why.reason) });
-        OutRecord {
-            dest: Dest::DeadLetter,
-            key: key.unwrap_or_default().to_vec(),
-            value: value.map(<[u8]>::to_vec),
-            partition: None,
-            headers: Some(headers),
+        out.push(
+            Dest::DeadLetter,
+            None,
+            |b| b.extend_from_slice(key.unwrap_or_default()),
+            |b| match value {
+                Some(v) => {
+                    b.extend_from_slice(v);
+                    true
+                }
+                None => false,
+            },
+        );
+        if let Some(r) = out.records.last_mut() {
+            r.headers = Some(headers);
         }
     }
+}
+
+/// Appends the Confluent framing header (magic byte, schema id).
+fn write_confluent_header(schema_id: u32, out: &mut Vec<u8>) {
+    write_confluent(schema_id, &[], out);
 }

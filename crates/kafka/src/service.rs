@@ -9,14 +9,14 @@
 //! and the consumer goes back to the committed offsets.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use omnistitch_codec::datum::encode_input;
 use omnistitch_engine::{EngineConfig, Pipeline};
-use omnistitch_model::Tenants;
+use omnistitch_model::{ProfileId, Tenant, Tenants};
 use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
@@ -31,7 +31,7 @@ use crate::clients::{DeliveryContext, GroupContext, RebalanceEvent};
 use crate::config::{KafkaConfig, Mode, MERGE_ORDER};
 use crate::merge::{ShardMerge, Timed};
 use crate::metrics::{Outcome, ServiceMetrics};
-use crate::outputs::{EncodeError, OutRecord, OutputWriter, Refusal};
+use crate::outputs::{EncodeError, OutBatch, OutputWriter, Refusal};
 use crate::registry::{DecodedInput, InputSchemas, OutputSchemas};
 use crate::restore::{committed_offsets, restore_shard};
 use crate::wire::{split_frame, WireError};
@@ -107,6 +107,8 @@ struct Shard {
     merge: ShardMerge<Pending>,
     /// Next offset to commit per lane, when records were applied since the last commit.
     next: [Option<i64>; 4],
+    /// Profiles changed since the last commit (their records are written once, at commit).
+    dirty: Vec<(Tenant, ProfileId)>,
 }
 
 /// The running service.
@@ -126,7 +128,7 @@ pub struct Service {
     lanes: HashMap<String, usize>,
     /// Topic and produced-records counter per [`Dest`].
     destinations: Vec<(String, IntCounter)>,
-    out: Vec<OutRecord>,
+    out: OutBatch,
     latencies: Vec<i64>,
     in_transaction: bool,
     report: RunReport,
@@ -175,7 +177,7 @@ impl Service {
             tenants: Tenants::default(),
             lanes,
             destinations,
-            out: Vec::new(),
+            out: OutBatch::default(),
             latencies: Vec::new(),
             in_transaction: false,
             report: RunReport::default(),
@@ -402,7 +404,7 @@ impl Service {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "shard restored"
         );
-        self.shards.insert(p, Shard { pipeline, merge: ShardMerge::default(), next: [None; 4] });
+        self.shards.insert(p, Shard { pipeline, merge: ShardMerge::default(), next: [None; 4], dirty: Vec::new() });
         Ok(())
     }
 
@@ -512,50 +514,69 @@ impl Service {
             }
             Err(refusal) => Err(refusal),
         };
-        let mut out = std::mem::take(&mut self.out);
         match decoded {
             Err((code, reason)) => {
                 let topic = self.config.topics.input(channel);
                 let why = Refusal { topic, partition: p, offset, code, reason: &reason };
-                out.push(self.writer.dead_letter(msg.key(), msg.payload(), &why));
+                self.writer.dead_letter(msg.key(), msg.payload(), &why, &mut self.out);
                 self.metrics.input(channel, Outcome::DeadLettered);
                 self.metrics.dead_letter(code);
             }
             Ok((event, datum)) => {
-                let step = shard.pipeline.apply(event.clone());
-                if step.applied.profile.is_none() {
-                    self.metrics.input(channel, Outcome::Duplicate);
-                } else {
-                    self.metrics.input(channel, Outcome::Applied);
-                    self.metrics.merges.inc_by(step.applied.merges.len() as u64);
-                    self.metrics.conflicts.inc_by(step.applied.conflicts.len() as u64);
+                let (writer, out) = (&mut self.writer, &mut self.out);
+                let source = ChangelogEntry { channel, source_offset: offset, datum: &datum };
+                let (step, written) = shard
+                    .pipeline
+                    .apply_inspect(event, |event, applied| writer.applied(p, source, event, applied, out));
+                written?;
+                match step.applied.profile {
+                    None => self.metrics.input(channel, Outcome::Duplicate),
+                    Some(profile) => {
+                        self.metrics.input(channel, Outcome::Applied);
+                        self.metrics.merges.inc_by(step.applied.merges.len() as u64);
+                        self.metrics.conflicts.inc_by(step.applied.conflicts.len() as u64);
+                        shard.dirty.push((step.applied.tenant.clone(), profile));
+                    }
                 }
                 for i in &step.interventions {
                     self.metrics.intervention(i.moment_type);
                 }
-                let source = ChangelogEntry { channel, source_offset: offset, datum: &datum };
-                let written = self
-                    .writer
-                    .applied(p, source, &event, &step, &shard.pipeline, &mut out)
-                    .and_then(|()| self.writer.interventions(&step, &mut out));
-                if let Err(e) = written {
-                    self.out = out;
-                    return Err(e.into());
+                self.writer.interventions(&step, &mut self.out)?;
+            }
+        }
+        self.send_all()
+    }
+
+    /// Writes the state of every profile changed since the last commit, once each (a
+    /// compacted topic needs only the latest), and hands the records to the producer.
+    fn write_profiles(&mut self) -> Result<(), ServiceError> {
+        let mut written = HashSet::new();
+        for shard in self.shards.values_mut() {
+            let identity = shard.pipeline.engine().identity();
+            for (tenant, id) in shard.dirty.drain(..) {
+                // A profile merged away since resolves to its survivor (its tombstone is out).
+                let (Some(graph), Some(p)) = (identity.graph(&tenant), identity.profile(&tenant, id)) else { continue };
+                if written.insert((tenant.clone(), p.id)) {
+                    self.writer.profile(&tenant, graph, p, &mut self.out);
                 }
             }
         }
-        self.out = out;
         self.send_all()
     }
 
     /// Hands the pending output records to the producer (waiting while its queue is full).
     fn send_all(&mut self) -> Result<(), ServiceError> {
-        let out = std::mem::take(&mut self.out);
-        for r in &out {
+        let sent = self.send_batch();
+        self.out.clear();
+        sent
+    }
+
+    fn send_batch(&self) -> Result<(), ServiceError> {
+        for (r, key, value) in self.out.iter() {
             let (topic, produced) = &self.destinations[r.dest as usize];
-            let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).key(&r.key[..]);
-            if let Some(v) = &r.value {
-                record = record.payload(&v[..]);
+            let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).key(key);
+            if let Some(v) = value {
+                record = record.payload(v);
             }
             if let Some(p) = r.partition {
                 record = record.partition(p);
@@ -575,9 +596,6 @@ impl Service {
             }
             produced.inc();
         }
-        let mut out = out;
-        out.clear();
-        self.out = out;
         Ok(())
     }
 
@@ -596,6 +614,7 @@ impl Service {
 
     /// Commits the batch; on failure rewinds to the last commit.
     fn commit(&mut self) -> Result<(), ServiceError> {
+        self.write_profiles()?;
         let result = match self.config.mode {
             Mode::ExactlyOnce => self.commit_transaction(),
             Mode::AtLeastOnce => self.commit_acknowledged(),

@@ -1,0 +1,51 @@
+//! The hand-written output encoders write exactly what apache-avro writes for the same records,
+//! over every timeline entry and profile state of a simulated world.
+
+use omnistitch_codec::datum::OutputKind;
+use omnistitch_codec::{FastEncoder, OutputEncoder};
+use omnistitch_engine::records::{profile_record, timeline_record};
+use omnistitch_engine::{EngineConfig, Pipeline};
+use omnistitch_model::Tenants;
+use omnistitch_sim::{generate, SimConfig};
+
+#[test]
+fn fast_encoders_match_apache_avro_byte_for_byte() {
+    let world = generate(&SimConfig { customers: 400, seed: 5, ..Default::default() }).unwrap();
+    let (fast, reference) = (FastEncoder::new(), OutputEncoder::new());
+    let mut pipeline = Pipeline::new(&EngineConfig::default()).unwrap();
+    let mut tenants = Tenants::default();
+    let (mut timelines, mut profiles, mut buf) = (0, 0, Vec::new());
+    for wire in world.events {
+        let Ok(event) = wire.into_event(|t| tenants.get(t)) else { continue };
+        let (step, ()) = pipeline.apply_inspect(event, |event, applied| {
+            let Some(profile) = applied.profile else { return };
+            buf.clear();
+            let pid = profile.to_string();
+            fast.timeline(&pid, &applied.thread_id, event, &applied.identifiers, &mut buf);
+            let expected =
+                reference.encode(OutputKind::TimelineEntry, &timeline_record(profile, event, applied)).unwrap();
+            assert_eq!(buf, expected, "timeline entry of {}", event.event_id);
+            timelines += 1;
+        });
+        let Some(profile) = step.applied.profile else { continue };
+        let identity = pipeline.engine().identity();
+        let graph = identity.graph(&step.applied.tenant).unwrap();
+        let p = identity.profile(&step.applied.tenant, profile).unwrap();
+        buf.clear();
+        let ids = graph.identifiers(p);
+        fast.profile(
+            step.applied.tenant.as_str(),
+            &p.id.to_string(),
+            ids.iter().map(|i| (i.kind, &*i.value)),
+            p.merged_from.iter(),
+            p.first_seen.0,
+            p.last_seen.0,
+            p.event_count as i64,
+            &mut buf,
+        );
+        let expected = reference.encode(OutputKind::Profile, &profile_record(&step.applied.tenant, graph, p)).unwrap();
+        assert_eq!(buf, expected, "profile {}", p.id);
+        profiles += 1;
+    }
+    assert!(timelines > 5_000 && profiles > 5_000, "the world exercised the encoders: {timelines} {profiles}");
+}
