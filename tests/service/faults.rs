@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use omnistitch_kafka::Mode;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
-use super::harness::{assert_outputs_match, caught_up, caught_up_within, setup, spawn_service, wait_caught_up, Setup};
+use super::harness::{
+    assert_outputs_match, caught_up, caught_up_within, committed_records, setup, spawn_service, wait_caught_up, Setup,
+};
 
 fn run_with(s: &Setup, fault: impl FnOnce(&Setup)) {
     let stop = Arc::new(AtomicBool::new(false));
@@ -88,16 +90,17 @@ fn start_child(s: &Setup, dir: &std::path::Path, log: &std::path::Path) -> Child
 
 fn killed_and_restarted(mode: Mode, seed: u64) {
     let dir = tempfile::tempdir().unwrap();
-    let s = setup(600, seed, mode, dir.path());
+    let s = setup(1_200, seed, mode, dir.path());
     let mut kills = 0;
-    // Each run gets a little further before it is killed; the last one finishes.
+    // Each run is killed a little further on (a fifth, two fifths, three fifths of the input
+    // committed); the last one finishes.
     for run in 0.. {
         let log = dir.path().join(format!("run-{run}.log"));
         let mut child = start_child(&s, dir.path(), &log);
         let started = Instant::now();
-        let budget = Duration::from_millis(1_500 + 700 * run);
-        while started.elapsed() < budget && !caught_up(&s.config).unwrap_or(false) {
-            std::thread::sleep(Duration::from_millis(100));
+        let target = s.records as i64 * (run as i64 + 1) / 5;
+        while kills < 3 && started.elapsed() < Duration::from_secs(60) && committed_records(&s.config) < target {
+            std::thread::sleep(Duration::from_millis(10));
         }
         if kills < 3 && !caught_up(&s.config).unwrap_or(false) {
             child.kill().unwrap(); // SIGKILL
@@ -119,7 +122,7 @@ fn killed_and_restarted(mode: Mode, seed: u64) {
         assert!(status.success(), "SIGTERM: clean exit, got {status}");
         break;
     }
-    assert!(kills >= 1, "the world must be big enough to kill the service mid-stream");
+    assert_eq!(kills, 3, "the world must be big enough to kill the service mid-stream");
     let duplicates = assert_outputs_match(&s);
     eprintln!("{kills} kills, {duplicates} duplicate timeline records (exact copies)");
 }

@@ -51,9 +51,39 @@ pub fn committed_offsets<C: rdkafka::consumer::ConsumerContext>(
     Ok(out)
 }
 
-/// Re-applies the changelog of `shard` to `pipeline`: every entry whose input offset is below
-/// `committed` for its channel, in changelog order (duplicates from reprocessing are no-ops).
-pub fn restore_shard(
+/// Reads shards' changelogs back; one long-lived client, so a restore costs no connection
+/// setup.
+pub struct ChangelogReader {
+    consumer: BaseConsumer,
+}
+
+impl ChangelogReader {
+    /// A reader of `config`'s changelog (outside the consumer group).
+    pub fn new(config: &KafkaConfig) -> Result<Self, KafkaError> {
+        Ok(ChangelogReader { consumer: config.changelog_reader().create()? })
+    }
+
+    /// Re-applies the changelog of `shard` to `pipeline`: every entry whose input offset is
+    /// below `committed` for its channel, in changelog order (duplicates from reprocessing are
+    /// no-ops).
+    pub fn restore_shard(
+        &self,
+        config: &KafkaConfig,
+        shard: i32,
+        committed: [Option<i64>; 4],
+        pipeline: &mut Pipeline,
+        tenants: &mut Tenants,
+    ) -> Result<Restored, KafkaError> {
+        let result = restore_with(&self.consumer, config, shard, committed, pipeline, tenants);
+        if let Err(e) = self.consumer.unassign() {
+            tracing::warn!(error = %e, "releasing the changelog partition");
+        }
+        result
+    }
+}
+
+fn restore_with(
+    reader: &BaseConsumer,
     config: &KafkaConfig,
     shard: i32,
     committed: [Option<i64>; 4],
@@ -61,7 +91,6 @@ pub fn restore_shard(
     tenants: &mut Tenants,
 ) -> Result<Restored, KafkaError> {
     let timeout = Duration::from_millis(config.request_timeout_ms);
-    let reader: BaseConsumer = config.changelog_reader().create()?;
     let topic = config.topics.changelog.as_str();
     let (low, high) = reader.fetch_watermarks(topic, shard, timeout)?;
     let mut done = Restored::default();

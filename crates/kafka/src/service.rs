@@ -33,7 +33,7 @@ use crate::merge::{ShardMerge, Timed};
 use crate::metrics::{Outcome, ServiceMetrics};
 use crate::outputs::{EncodeError, OutBatch, OutputWriter, Refusal};
 use crate::registry::{DecodedInput, InputSchemas, OutputSchemas};
-use crate::restore::{committed_offsets, restore_shard};
+use crate::restore::{committed_offsets, ChangelogReader};
 use crate::wire::{split_frame, WireError};
 use prometheus::IntCounter;
 
@@ -121,6 +121,7 @@ pub struct Service {
     producer: ThreadedProducer<DeliveryContext>,
     inputs: InputSchemas,
     writer: OutputWriter,
+    changelog: ChangelogReader,
     queues: BTreeMap<(usize, i32), PartitionQueue<GroupContext>>,
     assigned: BTreeSet<(usize, i32)>,
     shards: BTreeMap<i32, Shard>,
@@ -164,6 +165,7 @@ impl Service {
             .to_vec();
         let service = Service {
             writer: OutputWriter::new(outputs),
+            changelog: ChangelogReader::new(&config)?,
             config,
             engine,
             metrics,
@@ -392,7 +394,7 @@ impl Service {
         let started = Instant::now();
         let committed = committed_offsets(&self.consumer, &self.config, p, self.timeout())?;
         let mut pipeline = Pipeline::new(&self.engine)?;
-        let r = restore_shard(&self.config, p, committed, &mut pipeline, &mut self.tenants)?;
+        let r = self.changelog.restore_shard(&self.config, p, committed, &mut pipeline, &mut self.tenants)?;
         self.metrics.restored_events.inc_by(r.applied);
         self.metrics.restore_seconds.observe(started.elapsed().as_secs_f64());
         self.report.restores += 1;
