@@ -131,6 +131,8 @@ pub struct Service {
     destinations: Vec<(String, IntCounter)>,
     out: OutBatch,
     latencies: Vec<i64>,
+    /// When this round must commit for its freshest records to meet the commit interval.
+    commit_by: Option<Instant>,
     in_transaction: bool,
     report: RunReport,
 }
@@ -181,6 +183,7 @@ impl Service {
             destinations,
             out: OutBatch::default(),
             latencies: Vec::new(),
+            commit_by: None,
             in_transaction: false,
             report: RunReport::default(),
         };
@@ -280,10 +283,19 @@ impl Service {
     /// One round: group events, restores, one commit interval of records, the commit.
     fn round(&mut self, stop: &AtomicBool) -> Result<(), ServiceError> {
         self.poll_group()?;
-        let deadline = Instant::now() + Duration::from_millis(self.config.commit_interval_ms);
+        let started = Instant::now();
+        let interval = Duration::from_millis(self.config.commit_interval_ms);
         let max_wait = Duration::from_millis(self.config.merge_max_wait_ms);
         let mut processed = 0usize;
+        self.commit_by = None;
         loop {
+            // A round lasts one commit interval, or less when a record that arrived recently
+            // would otherwise wait longer than that for its commit (but at least a tenth of it,
+            // bounding the commit rate).
+            let deadline = match self.commit_by {
+                Some(by) => (started + interval).min(by).max(started + interval / 10),
+                None => started + interval,
+            };
             let received = self.poll_partitions()?;
             processed += self.apply_ready(max_wait, self.config.max_batch - processed, deadline)?;
             if processed >= self.config.max_batch || Instant::now() >= deadline || stop.load(Ordering::Acquire) {
@@ -495,6 +507,13 @@ impl Service {
         let offset = msg.offset();
         if let Some(ts) = msg.timestamp().to_millis() {
             self.latencies.push(ts);
+            // Due for commit one interval after it was produced, less a tenth for the commit.
+            let interval = self.config.commit_interval_ms as i64;
+            let left = interval - interval / 10 - (now_ms() - ts);
+            if left > 0 {
+                let by = Instant::now() + Duration::from_millis(left as u64);
+                self.commit_by = Some(self.commit_by.map_or(by, |b| b.min(by)));
+            }
         }
         let shard = self.shards.get_mut(&p).expect("applying to a held shard");
         shard.next[lane] = Some(offset + 1);
