@@ -367,6 +367,28 @@ impl ServiceMetrics {
         }
     }
 
+    /// The name of every metric family the service exports, whether or not it has samples yet
+    /// (labelled families appear in `/metrics` with their first sample): what dashboards and
+    /// alert rules may refer to.
+    pub fn family_names() -> Vec<String> {
+        let m = ServiceMetrics::new();
+        m.dead_letter("any");
+        m.lag("any", 0, 0);
+        m.transaction(true);
+        m.rebalance(true);
+        m.produced.with_label_values(&["any"]);
+        let c = &m.cx;
+        let tc = ["any", "any"];
+        c.contacts.with_label_values(&tc);
+        c.cases.with_label_values(&tc);
+        for g in
+            [&c.first_response_p50, &c.resolution_p50, &c.csat, &c.nps, &c.ces, &c.repeat_contact, &c.channel_switch]
+        {
+            g.with_label_values(&tc);
+        }
+        m.registry.gather().iter().map(|f| f.name().to_string()).collect()
+    }
+
     /// The registry (to add process metrics or serve it).
     pub fn registry(&self) -> &Registry {
         &self.registry

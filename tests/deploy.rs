@@ -1,0 +1,63 @@
+//! `deploy/`: the alert rules pass `promtool check rules`, and every metric the rules and the
+//! Grafana dashboard query is one the service exports.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+
+use omnistitch_kafka::ServiceMetrics;
+
+fn deploy(file: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy").join(file);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Metric names (`omnistitch_...`) in `text`, histogram series suffixes removed.
+fn referenced(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("omnistitch_") {
+        let tail = &rest[i..];
+        let end = tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(tail.len());
+        let name = &tail[..end];
+        let base = ["_bucket", "_sum", "_count"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(name);
+        names.insert(base.to_string());
+        rest = &tail[end..];
+    }
+    names
+}
+
+#[test]
+fn dashboards_and_alerts_query_exported_metrics() {
+    let exported: BTreeSet<String> = ServiceMetrics::family_names().into_iter().collect();
+    let dashboard = deploy("grafana/dashboards/omnistitch.json");
+    let parsed: serde_json::Value = serde_json::from_str(&dashboard).expect("the dashboard is JSON");
+    let panels = parsed["panels"].as_array().expect("panels");
+    assert!(panels.iter().filter(|p| p["type"] == "timeseries").count() >= 12);
+    for (file, text) in [("dashboard", dashboard.as_str()), ("alerts", &deploy("prometheus/alerts.yml"))] {
+        let used = referenced(text);
+        assert!(used.len() >= 6, "{file} queries the service's metrics");
+        let unknown: Vec<_> = used.difference(&exported).collect();
+        assert!(unknown.is_empty(), "{file} queries metrics the service does not export: {unknown:?}");
+    }
+    // The alerts also cover the process being down.
+    assert!(deploy("prometheus/alerts.yml").contains("up{job=\"omnistitch\"}"));
+}
+
+#[test]
+fn alert_rules_pass_promtool() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus/alerts.yml");
+    let promtool = std::env::var("PROMTOOL").unwrap_or_else(|_| "promtool".into());
+    match Command::new(&promtool).arg("check").arg("rules").arg(&path).output() {
+        Ok(out) => assert!(
+            out.status.success(),
+            "promtool check rules: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => assert!(
+            std::env::var_os("OMNISTITCH_SKIP_PROMTOOL").is_some(),
+            "promtool not found ({e}); install Debian's prometheus package (.ci/run does) or set OMNISTITCH_SKIP_PROMTOOL"
+        ),
+    }
+}
