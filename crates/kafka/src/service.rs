@@ -507,10 +507,13 @@ impl Service {
         let offset = msg.offset();
         if let Some(ts) = msg.timestamp().to_millis() {
             self.latencies.push(ts);
-            // Due for commit one interval after it was produced, less a tenth for the commit.
+            // Due for commit one interval after it was produced, less a tenth for the commit;
+            // a record already older than that (held up upstream) is due now. Records from a
+            // backlog (older than two intervals) cannot be on time and leave the round alone.
             let interval = self.config.commit_interval_ms as i64;
-            let left = interval - interval / 10 - (now_ms() - ts);
-            if left > 0 {
+            let age = now_ms() - ts;
+            if age < 2 * interval {
+                let left = (interval - interval / 10 - age).max(0);
                 let by = Instant::now() + Duration::from_millis(left as u64);
                 self.commit_by = Some(self.commit_by.map_or(by, |b| b.min(by)));
             }
