@@ -19,8 +19,8 @@ use crate::metrics::ServiceMetrics;
 pub enum RebalanceEvent {
     /// Partitions taken away.
     Revoked(Vec<(String, i32)>),
-    /// Partitions given, each with its own queue (split off inside the callback, before any
-    /// record of it can reach the main queue).
+    /// Partitions given, each with its own queue (split off inside the callback, before the
+    /// assignment starts fetching, so no record of it reaches the main queue).
     Assigned(Vec<(String, i32, Option<PartitionQueue<GroupContext>>)>),
     /// The group reported an error.
     Failed(String),
@@ -109,14 +109,22 @@ impl ConsumerContext for GroupContext {
                 self.metrics.rebalance(false);
                 RebalanceEvent::Revoked(tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect())
             }
-            Rebalance::Assign(_) => return,
+            // Split before the assignment starts the fetchers: records fetched earlier would
+            // land in the consumer's main queue.
+            Rebalance::Assign(tpl) => self.assigned(tpl),
             Rebalance::Error(e) => RebalanceEvent::Failed(e.to_string()),
         };
         self.events.lock().unwrap_or_else(|p| p.into_inner()).push(event);
     }
 
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let Rebalance::Assign(tpl) = rebalance else { return };
+    fn commit_callback(&self, _: rdkafka::error::KafkaResult<()>, _: &rdkafka::TopicPartitionList) {
+        self.serve();
+    }
+}
+
+impl GroupContext {
+    /// The queues of newly assigned partitions, split off the main queue.
+    fn assigned(&self, tpl: &rdkafka::TopicPartitionList) -> RebalanceEvent {
         self.metrics.rebalance(true);
         let consumer = self.consumer.get().and_then(Weak::upgrade);
         let parts = tpl
@@ -127,11 +135,7 @@ impl ConsumerContext for GroupContext {
                 (e.topic().to_string(), e.partition(), queue)
             })
             .collect();
-        self.events.lock().unwrap_or_else(|p| p.into_inner()).push(RebalanceEvent::Assigned(parts));
-    }
-
-    fn commit_callback(&self, _: rdkafka::error::KafkaResult<()>, _: &rdkafka::TopicPartitionList) {
-        self.serve();
+        RebalanceEvent::Assigned(parts)
     }
 }
 

@@ -16,6 +16,7 @@ pub mod outputs;
 pub mod registry;
 pub mod restore;
 pub mod service;
+pub mod shard;
 pub mod topics;
 pub mod wire;
 

@@ -8,33 +8,31 @@
 //! at_least_once mode). A failed commit rewinds: every shard is restored from the changelog
 //! and the consumer goes back to the committed offsets.
 
-use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use omnistitch_codec::datum::encode_input;
 use omnistitch_engine::{EngineConfig, Pipeline};
-use omnistitch_model::{ProfileId, Tenant, Tenants};
+use omnistitch_model::Tenants;
 use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::producer::{Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use thiserror::Error;
 
-use crate::changelog::ChangelogEntry;
 use crate::clients::{DeliveryContext, GroupContext, RebalanceEvent};
 use crate::config::{KafkaConfig, Mode, MERGE_ORDER};
-use crate::merge::{ShardMerge, Timed};
-use crate::metrics::{Outcome, ServiceMetrics};
-use crate::outputs::{EncodeError, OutBatch, OutputWriter, Refusal};
-use crate::registry::{DecodedInput, InputSchemas, OutputSchemas};
+use crate::metrics::ServiceMetrics;
+use crate::outputs::EncodeError;
+use crate::registry::{InputSchemas, OutputSchemas};
 use crate::restore::{committed_offsets, ChangelogReader};
-use crate::wire::{split_frame, WireError};
+use crate::shard::{drain_all, Pending, Shard, Shared};
+use crate::wire::WireError;
 use prometheus::IntCounter;
 
 /// Liveness and readiness, read by the HTTP endpoints.
@@ -88,29 +86,6 @@ pub struct RunReport {
     pub restores: u64,
 }
 
-/// An input record waiting for the merge.
-struct Pending {
-    msg: OwnedMessage,
-    decoded: Result<Box<DecodedInput>, WireError>,
-    time: i64,
-}
-
-impl Timed for Pending {
-    fn merge_time(&self) -> i64 {
-        self.time
-    }
-}
-
-/// The state of one partition index.
-struct Shard {
-    pipeline: Pipeline,
-    merge: ShardMerge<Pending>,
-    /// Next offset to commit per lane, when records were applied since the last commit.
-    next: [Option<i64>; 4],
-    /// Profiles changed since the last commit (their records are written once, at commit).
-    dirty: Vec<(Tenant, ProfileId)>,
-}
-
 /// The running service.
 pub struct Service {
     config: KafkaConfig,
@@ -120,19 +95,14 @@ pub struct Service {
     consumer: Arc<BaseConsumer<GroupContext>>,
     producer: ThreadedProducer<DeliveryContext>,
     inputs: InputSchemas,
-    writer: OutputWriter,
+    outputs: OutputSchemas,
     changelog: ChangelogReader,
     queues: BTreeMap<(usize, i32), PartitionQueue<GroupContext>>,
     assigned: BTreeSet<(usize, i32)>,
     shards: BTreeMap<i32, Shard>,
-    tenants: Tenants,
     lanes: HashMap<String, usize>,
     /// Topic and produced-records counter per [`Dest`].
     destinations: Vec<(String, IntCounter)>,
-    out: OutBatch,
-    latencies: Vec<i64>,
-    /// When this round must commit for its freshest records to meet the commit interval.
-    commit_by: Option<Instant>,
     in_transaction: bool,
     report: RunReport,
 }
@@ -140,7 +110,8 @@ pub struct Service {
 /// Main-queue events served per round at most.
 const MAIN_QUEUE_BUDGET: usize = 10_000;
 
-fn now_ms() -> i64 {
+/// Wall-clock time, ms since the epoch (record timestamps are on this clock).
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
@@ -166,7 +137,7 @@ impl Service {
             .map(|name| (name.clone(), metrics.produced.with_label_values(&[name.as_str()])))
             .to_vec();
         let service = Service {
-            writer: OutputWriter::new(outputs),
+            outputs,
             changelog: ChangelogReader::new(&config)?,
             config,
             engine,
@@ -178,12 +149,8 @@ impl Service {
             queues: BTreeMap::new(),
             assigned: BTreeSet::new(),
             shards: BTreeMap::new(),
-            tenants: Tenants::default(),
             lanes,
             destinations,
-            out: OutBatch::default(),
-            latencies: Vec::new(),
-            commit_by: None,
             in_transaction: false,
             report: RunReport::default(),
         };
@@ -287,12 +254,11 @@ impl Service {
         let interval = Duration::from_millis(self.config.commit_interval_ms);
         let max_wait = Duration::from_millis(self.config.merge_max_wait_ms);
         let mut processed = 0usize;
-        self.commit_by = None;
         loop {
             // A round lasts one commit interval, or less when a record that arrived recently
             // would otherwise wait longer than that for its commit (but at least a tenth of it,
             // bounding the commit rate).
-            let deadline = match self.commit_by {
+            let deadline = match self.shards.values().filter_map(|s| s.commit_by).min() {
                 Some(by) => (started + interval).min(by).max(started + interval / 10),
                 None => started + interval,
             };
@@ -406,7 +372,8 @@ impl Service {
         let started = Instant::now();
         let committed = committed_offsets(&self.consumer, &self.config, p, self.timeout())?;
         let mut pipeline = Pipeline::new(&self.engine)?;
-        let r = self.changelog.restore_shard(&self.config, p, committed, &mut pipeline, &mut self.tenants)?;
+        let mut tenants = Tenants::default();
+        let r = self.changelog.restore_shard(&self.config, p, committed, &mut pipeline, &mut tenants)?;
         self.metrics.restored_events.inc_by(r.applied);
         self.metrics.restore_seconds.observe(started.elapsed().as_secs_f64());
         self.report.restores += 1;
@@ -418,7 +385,7 @@ impl Service {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "shard restored"
         );
-        self.shards.insert(p, Shard { pipeline, merge: ShardMerge::default(), next: [None; 4], dirty: Vec::new() });
+        self.shards.insert(p, Shard::new(p, pipeline, tenants, self.outputs));
         Ok(())
     }
 
@@ -476,151 +443,32 @@ impl Service {
         shard.merge.push(lane, Pending { msg: m, decoded, time });
     }
 
+    /// Runs `f` over the shards with what they share (the open transaction included).
+    fn with_shards<R>(&mut self, f: impl FnOnce(&mut BTreeMap<i32, Shard>, &Shared<'_>) -> R) -> R {
+        let in_transaction = Cell::new(self.in_transaction);
+        let shared = Shared {
+            config: &self.config,
+            metrics: &self.metrics,
+            producer: &self.producer,
+            destinations: &self.destinations,
+            in_transaction: &in_transaction,
+        };
+        let r = f(&mut self.shards, &shared);
+        self.in_transaction = in_transaction.get();
+        r
+    }
+
     /// Applies the records the merges release, up to `budget` or the round's `deadline`.
     fn apply_ready(&mut self, max_wait: Duration, budget: usize, deadline: Instant) -> Result<usize, ServiceError> {
-        let now = Instant::now();
-        let mut done = 0;
-        let shards: Vec<i32> = self.shards.keys().copied().collect();
-        for p in shards {
-            while done < budget {
-                if done % 64 == 63 && Instant::now() >= deadline {
-                    break;
-                }
-                let Some(shard) = self.shards.get_mut(&p) else { break };
-                let Some((lane, item)) = shard.merge.pop(now, max_wait) else { break };
-                if !self.in_transaction && self.config.mode == Mode::ExactlyOnce {
-                    self.producer.begin_transaction()?;
-                }
-                self.in_transaction = true;
-                self.apply(p, lane, item)?;
-                done += 1;
-            }
-        }
+        let done =
+            self.with_shards(|shards, shared| drain_all(shards.values_mut(), shared, max_wait, budget, deadline))?;
         self.report.records += done as u64;
         Ok(done)
     }
 
-    /// Applies one record and produces its outputs (or its dead letter).
-    fn apply(&mut self, p: i32, lane: usize, item: Pending) -> Result<(), ServiceError> {
-        let channel = MERGE_ORDER[lane];
-        let msg = &item.msg;
-        let offset = msg.offset();
-        if let Some(ts) = msg.timestamp().to_millis() {
-            self.latencies.push(ts);
-            // Due for commit one interval after it was produced, less a tenth for the commit;
-            // a record already older than that (held up upstream) is due now. Records from a
-            // backlog (older than two intervals) cannot be on time and leave the round alone.
-            let interval = self.config.commit_interval_ms as i64;
-            let age = now_ms() - ts;
-            if age < 2 * interval {
-                let left = (interval - interval / 10 - age).max(0);
-                let by = Instant::now() + Duration::from_millis(left as u64);
-                self.commit_by = Some(self.commit_by.map_or(by, |b| b.min(by)));
-            }
-        }
-        let shard = self.shards.get_mut(&p).expect("applying to a held shard");
-        shard.next[lane] = Some(offset + 1);
-        let decoded = item.decoded.map_err(|e| (e.code(), e.to_string()));
-        // The changelog stores the bundled-schema datum (restores need no registry): the
-        // record's own bytes when it was written with that schema, else re-encoded.
-        let decoded = match decoded {
-            Ok(d) => {
-                let DecodedInput { event: wire, bundled } = *d;
-                let datum: Cow<'_, [u8]> = match (bundled, msg.payload().map(split_frame)) {
-                    (true, Some(Ok((_, body)))) => Cow::Borrowed(body),
-                    _ => Cow::Owned(encode_input(&wire).map_err(|e| EncodeError::new("changelog entry", e))?),
-                };
-                let tenants = &mut self.tenants;
-                match Box::new(wire).try_into_event(|name| tenants.get(name)) {
-                    Ok(event) => Ok((event, datum)),
-                    Err((e, _)) => Err((e.code(), e.to_string())),
-                }
-            }
-            Err(refusal) => Err(refusal),
-        };
-        match decoded {
-            Err((code, reason)) => {
-                let topic = self.config.topics.input(channel);
-                let why = Refusal { topic, partition: p, offset, code, reason: &reason };
-                self.writer.dead_letter(msg.key(), msg.payload(), &why, &mut self.out);
-                self.metrics.input(channel, Outcome::DeadLettered);
-                self.metrics.dead_letter(code);
-            }
-            Ok((event, datum)) => {
-                let (writer, out) = (&mut self.writer, &mut self.out);
-                let source = ChangelogEntry { channel, source_offset: offset, datum: &datum };
-                let (step, written) = shard
-                    .pipeline
-                    .apply_inspect(event, |event, applied| writer.applied(p, source, event, applied, out));
-                written?;
-                match step.applied.profile {
-                    None => self.metrics.input(channel, Outcome::Duplicate),
-                    Some(profile) => {
-                        self.metrics.input(channel, Outcome::Applied);
-                        self.metrics.merges.inc_by(step.applied.merges.len() as u64);
-                        self.metrics.conflicts.inc_by(step.applied.conflicts.len() as u64);
-                        shard.dirty.push((step.applied.tenant.clone(), profile));
-                    }
-                }
-                for i in &step.interventions {
-                    self.metrics.intervention(i.moment_type);
-                }
-                self.writer.interventions(&step, &mut self.out)?;
-            }
-        }
-        self.send_all()
-    }
-
-    /// Writes the state of every profile changed since the last commit, once each (a
-    /// compacted topic needs only the latest), and hands the records to the producer.
+    /// Writes every shard's changed profiles into the open transaction.
     fn write_profiles(&mut self) -> Result<(), ServiceError> {
-        let mut written = HashSet::new();
-        for shard in self.shards.values_mut() {
-            let identity = shard.pipeline.engine().identity();
-            for (tenant, id) in shard.dirty.drain(..) {
-                // A profile merged away since resolves to its survivor (its tombstone is out).
-                let (Some(graph), Some(p)) = (identity.graph(&tenant), identity.profile(&tenant, id)) else { continue };
-                if written.insert((tenant.clone(), p.id)) {
-                    self.writer.profile(&tenant, graph, p, &mut self.out);
-                }
-            }
-        }
-        self.send_all()
-    }
-
-    /// Hands the pending output records to the producer (waiting while its queue is full).
-    fn send_all(&mut self) -> Result<(), ServiceError> {
-        let sent = self.send_batch();
-        self.out.clear();
-        sent
-    }
-
-    fn send_batch(&self) -> Result<(), ServiceError> {
-        for (r, key, value) in self.out.iter() {
-            let (topic, produced) = &self.destinations[r.dest as usize];
-            let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).key(key);
-            if let Some(v) = value {
-                record = record.payload(v);
-            }
-            if let Some(p) = r.partition {
-                record = record.partition(p);
-            }
-            if let Some(h) = &r.headers {
-                record = record.headers(h.clone());
-            }
-            loop {
-                match self.producer.send(record) {
-                    Ok(()) => break,
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        record = back;
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                    Err((e, _)) => return Err(e.into()),
-                }
-            }
-            produced.inc();
-        }
-        Ok(())
+        self.with_shards(|shards, shared| shards.values_mut().try_for_each(|s| s.write_profiles(shared)))
     }
 
     /// Offsets to commit: the next offset of every lane that moved since the last commit.
@@ -646,15 +494,14 @@ impl Service {
         self.in_transaction = false;
         match result {
             Ok(()) => {
-                for s in self.shards.values_mut() {
-                    s.next = [None; 4];
-                }
                 let now = now_ms();
-                for &ts in &self.latencies {
-                    self.metrics.latency.observe((now - ts).max(0) as f64 / 1000.0);
+                for s in self.shards.values_mut() {
+                    for &ts in &s.latencies {
+                        self.metrics.latency.observe((now - ts).max(0) as f64 / 1000.0);
+                    }
+                    self.metrics.latency_exact.record(s.latencies.iter().map(|&ts| now - ts));
+                    s.committed();
                 }
-                self.metrics.latency_exact.record(self.latencies.iter().map(|&ts| now - ts));
-                self.latencies.clear();
                 self.metrics.transaction(true);
                 self.report.commits += 1;
                 Ok(())
@@ -728,7 +575,6 @@ impl Service {
 
     /// Back to the last commit: every shard restored, the consumer sought to committed offsets.
     fn rewind(&mut self) -> Result<(), ServiceError> {
-        self.latencies.clear();
         let held: Vec<i32> = self.shards.keys().copied().collect();
         for p in held {
             self.shards.remove(&p);

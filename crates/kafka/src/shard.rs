@@ -1,0 +1,278 @@
+//! One shard (a partition index across the four inputs): its engine pipeline, its event-time
+//! merge, and the application of its records into output records. Shards share nothing but
+//! the producer and the metrics.
+
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use omnistitch_codec::datum::encode_input;
+use omnistitch_engine::Pipeline;
+use omnistitch_model::{ProfileId, Tenant, Tenants};
+use prometheus::IntCounter;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::changelog::ChangelogEntry;
+use crate::clients::DeliveryContext;
+use crate::config::{KafkaConfig, Mode, MERGE_ORDER};
+use crate::merge::{ShardMerge, Timed};
+use crate::metrics::{Outcome, ServiceMetrics};
+use crate::outputs::{EncodeError, OutBatch, OutputWriter, Refusal};
+use crate::registry::{DecodedInput, OutputSchemas};
+use crate::service::ServiceError;
+use crate::wire::{split_frame, WireError};
+
+/// An input record waiting for the merge.
+pub struct Pending {
+    /// The record.
+    pub msg: OwnedMessage,
+    /// Its decoding.
+    pub decoded: Result<Box<DecodedInput>, WireError>,
+    /// Merge key (event time; undecodable records first).
+    pub time: i64,
+}
+
+impl Timed for Pending {
+    fn merge_time(&self) -> i64 {
+        self.time
+    }
+}
+
+/// What the shards of a round share.
+pub struct Shared<'a> {
+    /// Configuration.
+    pub config: &'a KafkaConfig,
+    /// Metrics.
+    pub metrics: &'a ServiceMetrics,
+    /// The output producer.
+    pub producer: &'a ThreadedProducer<DeliveryContext>,
+    /// Topic and produced-records counter per output destination.
+    pub destinations: &'a [(String, IntCounter)],
+    /// Whether the round's transaction is open (begun by the first record applied).
+    pub in_transaction: &'a Cell<bool>,
+}
+
+impl Shared<'_> {
+    fn begin(&self) -> Result<(), KafkaError> {
+        if !self.in_transaction.get() && self.config.mode == Mode::ExactlyOnce {
+            self.producer.begin_transaction()?;
+        }
+        self.in_transaction.set(true);
+        Ok(())
+    }
+}
+
+/// The state of one partition index.
+pub struct Shard {
+    /// Partition index.
+    pub index: i32,
+    /// Identity, timelines, moments, CX.
+    pub pipeline: Pipeline,
+    /// Records fetched, waiting for their turn.
+    pub merge: ShardMerge<Pending>,
+    /// Next offset to commit per lane, when records were applied since the last commit.
+    pub next: [Option<i64>; 4],
+    /// Producer timestamps of the records applied since the last commit.
+    pub latencies: Vec<i64>,
+    /// When the open batch must commit for its freshest records to meet the commit interval.
+    pub commit_by: Option<Instant>,
+    dirty: Vec<(Tenant, ProfileId)>,
+    tenants: Tenants,
+    writer: OutputWriter,
+    out: OutBatch,
+}
+
+impl Shard {
+    /// A shard over a restored `pipeline`, interning tenants in `tenants`.
+    pub fn new(index: i32, pipeline: Pipeline, tenants: Tenants, outputs: OutputSchemas) -> Self {
+        Shard {
+            index,
+            pipeline,
+            merge: ShardMerge::default(),
+            next: [None; 4],
+            latencies: Vec::new(),
+            commit_by: None,
+            dirty: Vec::new(),
+            tenants,
+            writer: OutputWriter::new(outputs),
+            out: OutBatch::default(),
+        }
+    }
+
+    /// Applies what the merge releases, up to `budget` records or `deadline`.
+    fn drain(
+        &mut self,
+        shared: &Shared<'_>,
+        now: Instant,
+        max_wait: Duration,
+        budget: usize,
+        deadline: Instant,
+    ) -> Result<usize, ServiceError> {
+        let mut done = 0;
+        while done < budget {
+            if done % 64 == 63 && Instant::now() >= deadline {
+                break;
+            }
+            let Some((lane, item)) = self.merge.pop(now, max_wait) else { break };
+            shared.begin()?;
+            self.apply(shared, lane, item)?;
+            done += 1;
+        }
+        Ok(done)
+    }
+
+    /// Applies one record and produces its outputs (or its dead letter).
+    fn apply(&mut self, shared: &Shared<'_>, lane: usize, item: Pending) -> Result<(), ServiceError> {
+        let (config, metrics, p) = (shared.config, shared.metrics, self.index);
+        let channel = MERGE_ORDER[lane];
+        let msg = &item.msg;
+        let offset = msg.offset();
+        if let Some(ts) = msg.timestamp().to_millis() {
+            self.note_latency(config, ts);
+        }
+        self.next[lane] = Some(offset + 1);
+        let decoded = item.decoded.map_err(|e| (e.code(), e.to_string()));
+        // The changelog stores the bundled-schema datum (restores need no registry): the
+        // record's own bytes when it was written with that schema, else re-encoded.
+        let decoded = match decoded {
+            Ok(d) => {
+                let DecodedInput { event: wire, bundled } = *d;
+                let datum: Cow<'_, [u8]> = match (bundled, msg.payload().map(split_frame)) {
+                    (true, Some(Ok((_, body)))) => Cow::Borrowed(body),
+                    _ => Cow::Owned(encode_input(&wire).map_err(|e| EncodeError::new("changelog entry", e))?),
+                };
+                let tenants = &mut self.tenants;
+                match Box::new(wire).try_into_event(|name| tenants.get(name)) {
+                    Ok(event) => Ok((event, datum)),
+                    Err((e, _)) => Err((e.code(), e.to_string())),
+                }
+            }
+            Err(refusal) => Err(refusal),
+        };
+        match decoded {
+            Err((code, reason)) => {
+                let topic = config.topics.input(channel);
+                let why = Refusal { topic, partition: p, offset, code, reason: &reason };
+                self.writer.dead_letter(msg.key(), msg.payload(), &why, &mut self.out);
+                metrics.input(channel, Outcome::DeadLettered);
+                metrics.dead_letter(code);
+            }
+            Ok((event, datum)) => {
+                let (writer, out) = (&mut self.writer, &mut self.out);
+                let source = ChangelogEntry { channel, source_offset: offset, datum: &datum };
+                let (step, written) =
+                    self.pipeline.apply_inspect(event, |event, applied| writer.applied(p, source, event, applied, out));
+                written?;
+                match step.applied.profile {
+                    None => metrics.input(channel, Outcome::Duplicate),
+                    Some(profile) => {
+                        metrics.input(channel, Outcome::Applied);
+                        metrics.merges.inc_by(step.applied.merges.len() as u64);
+                        metrics.conflicts.inc_by(step.applied.conflicts.len() as u64);
+                        self.dirty.push((step.applied.tenant.clone(), profile));
+                    }
+                }
+                for i in &step.interventions {
+                    metrics.intervention(i.moment_type);
+                }
+                self.writer.interventions(&step, &mut self.out)?;
+            }
+        }
+        self.send_all(shared)
+    }
+
+    /// Notes a record produced at `ts` (ms): its latency, and when its batch must commit.
+    fn note_latency(&mut self, config: &KafkaConfig, ts: i64) {
+        self.latencies.push(ts);
+        // Due for commit one interval after it was produced, less a tenth for the commit; a
+        // record already older than that (held up upstream) is due now. Records from a backlog
+        // (older than two intervals) cannot be on time and leave the round alone.
+        let interval = config.commit_interval_ms as i64;
+        let age = crate::service::now_ms() - ts;
+        if age < 2 * interval {
+            let left = (interval - interval / 10 - age).max(0);
+            let by = Instant::now() + Duration::from_millis(left as u64);
+            self.commit_by = Some(self.commit_by.map_or(by, |b| b.min(by)));
+        }
+    }
+
+    /// Writes the state of every profile changed since the last commit, once each (a
+    /// compacted topic needs only the latest), and hands the records to the producer.
+    pub fn write_profiles(&mut self, shared: &Shared<'_>) -> Result<(), ServiceError> {
+        let mut written = HashSet::new();
+        let identity = self.pipeline.engine().identity();
+        for (tenant, id) in self.dirty.drain(..) {
+            // A profile merged away since resolves to its survivor (its tombstone is out).
+            let (Some(graph), Some(p)) = (identity.graph(&tenant), identity.profile(&tenant, id)) else { continue };
+            if written.insert((tenant.clone(), p.id)) {
+                self.writer.profile(&tenant, graph, p, &mut self.out);
+            }
+        }
+        self.send_all(shared)
+    }
+
+    /// Forgets the batch since the last commit (after a commit, or before a rewind).
+    pub fn committed(&mut self) {
+        self.next = [None; 4];
+        self.latencies.clear();
+        self.commit_by = None;
+        self.dirty.clear();
+    }
+
+    /// Hands the pending output records to the producer (waiting while its queue is full).
+    fn send_all(&mut self, shared: &Shared<'_>) -> Result<(), ServiceError> {
+        let sent = send(&self.out, shared);
+        self.out.clear();
+        sent
+    }
+}
+
+fn send(out: &OutBatch, shared: &Shared<'_>) -> Result<(), ServiceError> {
+    for (r, key, value) in out.iter() {
+        let (topic, produced) = &shared.destinations[r.dest as usize];
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).key(key);
+        if let Some(v) = value {
+            record = record.payload(v);
+        }
+        if let Some(p) = r.partition {
+            record = record.partition(p);
+        }
+        if let Some(h) = &r.headers {
+            record = record.headers(h.clone());
+        }
+        loop {
+            match shared.producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+        produced.inc();
+    }
+    Ok(())
+}
+
+/// Applies what the shards' merges release, up to `budget` records in all or `deadline`, shard
+/// after shard. (Applying shards on two threads measured no faster on two cores shared with
+/// the client threads: the threads contended more than they gained.)
+pub fn drain_all<'s>(
+    shards: impl Iterator<Item = &'s mut Shard>,
+    shared: &Shared<'_>,
+    max_wait: Duration,
+    budget: usize,
+    deadline: Instant,
+) -> Result<usize, ServiceError> {
+    let now = Instant::now();
+    let mut done = 0;
+    for s in shards {
+        done += s.drain(shared, now, max_wait, budget - done, deadline)?;
+    }
+    Ok(done)
+}
