@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use omnistitch::run::traffic::{produce, Traffic};
 use omnistitch_engine::EngineConfig;
 use omnistitch_kafka::registry::{BundledIds, InputSchemas, OutputSchemas};
-use omnistitch_kafka::topics::caught_up;
+use omnistitch_kafka::topics::{caught_up, committed_records};
 use omnistitch_kafka::{EmbeddedCluster, Health, KafkaConfig, Mode, Service, ServiceMetrics};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
@@ -28,27 +28,13 @@ fn wait(config: &KafkaConfig, group: &str) {
     }
 }
 
-/// Input records `group` has committed.
-fn committed(c: &BaseConsumer, config: &KafkaConfig) -> i64 {
-    let mut tpl = TopicPartitionList::new();
-    for (_, topic) in config.topics.inputs() {
-        for p in 0..config.partitions {
-            tpl.add_partition(topic, p);
-        }
-    }
-    let Ok(list) = c.committed_offsets(tpl, Duration::from_secs(5)) else { return 0 };
-    let n = list.elements().iter().map(|e| if let Offset::Offset(o) = e.offset() { o } else { 0 }).sum();
-    drop(list);
-    n
-}
-
 /// Waits until `group` has committed all `records`; returns the sustained rate: records
 /// committed from the first commit seen to the last, over that time (start-up excluded).
 fn sustained(config: &KafkaConfig, group: &str, records: u64) -> f64 {
     let c: BaseConsumer = config.client().set("group.id", group).create().unwrap();
     let mut first: Option<(Instant, i64)> = None;
     loop {
-        let n = committed(&c, config);
+        let n = committed_records(&c, config, Duration::from_secs(5)).unwrap_or(0);
         let now = Instant::now();
         if n > 0 && first.is_none() {
             first = Some((now, n));

@@ -163,17 +163,8 @@ pub fn caught_up(config: &KafkaConfig) -> Result<bool, KafkaError> {
 
 /// Input records the group has committed (the sum of committed offsets; inputs start at 0).
 pub fn committed_records(config: &KafkaConfig) -> i64 {
-    let c = reader(config, &config.group_id);
-    let mut tpl = TopicPartitionList::new();
-    for (_, topic) in config.topics.inputs() {
-        for p in 0..config.partitions {
-            tpl.add_partition(topic, p);
-        }
-    }
-    let Ok(committed) = c.committed_offsets(tpl, Duration::from_secs(5)) else { return 0 };
-    let total = committed.elements().iter().map(|e| if let Offset::Offset(o) = e.offset() { o } else { 0 }).sum();
-    drop(committed);
-    total
+    omnistitch_kafka::topics::committed_records(&reader(config, &config.group_id), config, Duration::from_secs(5))
+        .unwrap_or(0)
 }
 
 /// Waits until the group has committed every input record.

@@ -57,6 +57,17 @@ pub struct ChangelogReader {
     consumer: BaseConsumer,
 }
 
+/// Unassigns the changelog partition however a restore ends.
+struct Release<'a>(&'a BaseConsumer);
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.unassign() {
+            tracing::warn!(error = %e, "releasing the changelog partition");
+        }
+    }
+}
+
 impl ChangelogReader {
     /// A reader of `config`'s changelog (outside the consumer group).
     pub fn new(config: &KafkaConfig) -> Result<Self, KafkaError> {
@@ -74,85 +85,74 @@ impl ChangelogReader {
         pipeline: &mut Pipeline,
         tenants: &mut Tenants,
     ) -> Result<Restored, KafkaError> {
-        let result = restore_with(&self.consumer, config, shard, committed, pipeline, tenants);
-        if let Err(e) = self.consumer.unassign() {
-            tracing::warn!(error = %e, "releasing the changelog partition");
+        let _release = Release(&self.consumer);
+        let reader = &self.consumer;
+        let timeout = Duration::from_millis(config.request_timeout_ms);
+        let topic = config.topics.changelog.as_str();
+        let (low, high) = reader.fetch_watermarks(topic, shard, timeout)?;
+        let mut done = Restored::default();
+        if high <= low {
+            return Ok(done);
         }
-        result
-    }
-}
-
-fn restore_with(
-    reader: &BaseConsumer,
-    config: &KafkaConfig,
-    shard: i32,
-    committed: [Option<i64>; 4],
-    pipeline: &mut Pipeline,
-    tenants: &mut Tenants,
-) -> Result<Restored, KafkaError> {
-    let timeout = Duration::from_millis(config.request_timeout_ms);
-    let topic = config.topics.changelog.as_str();
-    let (low, high) = reader.fetch_watermarks(topic, shard, timeout)?;
-    let mut done = Restored::default();
-    if high <= low {
-        return Ok(done);
-    }
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, shard, Offset::Offset(low))?;
-    reader.assign(&tpl)?;
-    drop(tpl);
-    let decoder = InputDecoder::new();
-    let limit = |channel| {
-        let lane = MERGE_ORDER.iter().position(|&c| c == channel).expect("every channel has a lane");
-        committed[lane].unwrap_or(i64::MIN)
-    };
-    let started = Instant::now();
-    let mut next = low;
-    while next < high {
-        let msg = match reader.poll(Duration::from_millis(200)) {
-            None => {
-                if started.elapsed() > timeout * 10 {
-                    return Err(KafkaError::MessageConsumption(rdkafka::types::RDKafkaErrorCode::OperationTimedOut));
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, shard, Offset::Offset(low))?;
+        reader.assign(&tpl)?;
+        drop(tpl);
+        let decoder = InputDecoder::new();
+        let limit = |channel| {
+            let lane = MERGE_ORDER.iter().position(|&c| c == channel).expect("every channel has a lane");
+            committed[lane].unwrap_or(i64::MIN)
+        };
+        let started = Instant::now();
+        let mut next = low;
+        while next < high {
+            let msg = match reader.poll(Duration::from_millis(200)) {
+                None => {
+                    if started.elapsed() > timeout * 10 {
+                        return Err(KafkaError::MessageConsumption(
+                            rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
+                        ));
+                    }
+                    continue;
                 }
+                Some(Err(KafkaError::PartitionEOF(_))) => break,
+                Some(Err(e)) => return Err(e),
+                Some(Ok(m)) => m,
+            };
+            next = msg.offset() + 1;
+            done.read += 1;
+            let Some(value) = msg.payload() else { continue };
+            let entry = match changelog::decode(value) {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::warn!(shard, offset = msg.offset(), error = %e, "changelog record skipped");
+                    done.unreadable += 1;
+                    continue;
+                }
+            };
+            if entry.source_offset >= limit(entry.channel) {
+                done.uncommitted += 1;
                 continue;
             }
-            Some(Err(KafkaError::PartitionEOF(_))) => break,
-            Some(Err(e)) => return Err(e),
-            Some(Ok(m)) => m,
-        };
-        next = msg.offset() + 1;
-        done.read += 1;
-        let Some(value) = msg.payload() else { continue };
-        let entry = match changelog::decode(value) {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::warn!(shard, offset = msg.offset(), error = %e, "changelog record skipped");
-                done.unreadable += 1;
-                continue;
+            let wire = match decoder.decode(entry.channel, entry.datum) {
+                Ok(w) => w,
+                Err(e) => {
+                    tracing::warn!(shard, offset = msg.offset(), error = %e, "changelog event undecodable");
+                    done.unreadable += 1;
+                    continue;
+                }
+            };
+            match wire.into_event(|name| tenants.get(name)) {
+                Ok(event) => {
+                    pipeline.apply(event);
+                    done.applied += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(shard, offset = msg.offset(), reason = e.code(), "changelog event invalid");
+                    done.unreadable += 1;
+                }
             }
-        };
-        if entry.source_offset >= limit(entry.channel) {
-            done.uncommitted += 1;
-            continue;
         }
-        let wire = match decoder.decode(entry.channel, entry.datum) {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::warn!(shard, offset = msg.offset(), error = %e, "changelog event undecodable");
-                done.unreadable += 1;
-                continue;
-            }
-        };
-        match wire.into_event(|name| tenants.get(name)) {
-            Ok(event) => {
-                pipeline.apply(event);
-                done.applied += 1;
-            }
-            Err(e) => {
-                tracing::warn!(shard, offset = msg.offset(), reason = e.code(), "changelog event invalid");
-                done.unreadable += 1;
-            }
-        }
+        Ok(done)
     }
-    Ok(done)
 }
