@@ -151,6 +151,9 @@ pub struct DetectedMoment {
     /// The intervention's case id, if it names one; needed to match by person and case.
     #[serde(default)]
     pub case_id: Option<String>,
+    /// The intervention's evidence event ids; needed to match by evidence.
+    #[serde(default)]
+    pub evidence: Vec<String>,
 }
 
 /// How well a detector found one type of moment.
@@ -176,6 +179,10 @@ pub struct MomentScores {
     pub truth_linkable: usize,
     /// Recall over those: what a resolver linking only what identifiers allow makes possible.
     pub recall_linkable: f64,
+    /// Truth moments whose evidence was already linked when they happened.
+    pub truth_in_time: usize,
+    /// Recall over those: what such a resolver makes possible as events arrive (the target).
+    pub recall_in_time: f64,
 }
 
 /// A detection matches a truth moment by person and case only this close in time.
@@ -185,18 +192,22 @@ pub const FALLBACK_WINDOW_MS: i64 = 24 * 3_600_000;
 ///
 /// A detection matches the truth moment of its tenant and type with the same key event or,
 /// failing that, the nearest one (within [`FALLBACK_WINDOW_MS`]) of the same person (the
-/// person of its key event, by `person_of_event`) and the same case id, preferring moments no
-/// other detection matched. Each truth moment counts once; further detections of it are
-/// duplicates; detections matching nothing cost precision.
+/// person of its key event, by `person_of_event`) and the same case id or, failing that, the
+/// nearest one of the same person whose key event is among the detection's evidence (the same
+/// moment, seen at a later event because an earlier one was not yet linked to the profile);
+/// fallbacks prefer moments no other detection matched. Each truth moment counts once; further
+/// detections of it are duplicates; detections matching nothing cost precision.
 pub fn score_moments<S: BuildHasher>(
     truth: &[MomentTruth],
     detected: &[DetectedMoment],
     person_of_event: &HashMap<String, String, S>,
 ) -> BTreeMap<String, MomentScores> {
     let mut by_key: HashMap<(&str, &str, &str), usize> = HashMap::new();
+    let mut by_event: HashMap<(&str, &str, &str), Vec<usize>> = HashMap::new();
     let mut by_case: HashMap<(&str, &str, &str, &str), Vec<usize>> = HashMap::new();
     for (i, t) in truth.iter().enumerate() {
         by_key.entry((&t.tenant, &t.moment_type, &t.key_event_id)).or_insert(i);
+        by_event.entry((&t.tenant, &t.moment_type, &t.key_event_id)).or_default().push(i);
         if let Some(case) = &t.case_id {
             by_case.entry((&t.tenant, &t.moment_type, &t.person, case)).or_default().push(i);
         }
@@ -239,9 +250,28 @@ pub fn score_moments<S: BuildHasher>(
             outcome[i] = Some(claim(t, d, &mut first));
         }
     }
+    for &i in &order {
+        let d = &detected[i];
+        if outcome[i].is_some() {
+            continue;
+        }
+        let Some(person) = person_of_event.get(&d.key_event_id) else { continue };
+        let candidates = d
+            .evidence
+            .iter()
+            .filter_map(|e| by_event.get(&(d.tenant.as_str(), d.moment_type.as_str(), e.as_str())))
+            .flatten()
+            .copied()
+            .filter(|&t| truth[t].person == *person);
+        let distance = |t: usize| (d.detected_at_ms - truth[t].detected_at_ms).abs();
+        if let Some(t) = candidates.min_by_key(|&t| (first[t].is_some(), distance(t), t)) {
+            outcome[i] = Some(claim(t, d, &mut first));
+        }
+    }
     let mut out: BTreeMap<String, MomentScores> = BTreeMap::new();
     let mut delays: HashMap<&str, Vec<i64>> = HashMap::new();
     let mut matched_linkable: HashMap<&str, usize> = HashMap::new();
+    let mut matched_in_time: HashMap<&str, usize> = HashMap::new();
     let blank = || MomentScores {
         truth: 0,
         detected: 0,
@@ -253,6 +283,8 @@ pub fn score_moments<S: BuildHasher>(
         delay_ms_max: None,
         truth_linkable: 0,
         recall_linkable: 1.0,
+        truth_in_time: 0,
+        recall_in_time: 1.0,
     };
     for m in MOMENT_TYPES {
         out.insert(m.to_string(), blank());
@@ -262,10 +294,12 @@ pub fn score_moments<S: BuildHasher>(
         let s = out.entry(t.moment_type.clone()).or_insert_with(blank);
         s.truth += 1;
         s.truth_linkable += usize::from(t.linkable);
+        s.truth_in_time += usize::from(t.linkable_in_time);
         if let Some(at) = f {
             s.matched += 1;
             delays.entry(&t.moment_type).or_default().push(at - t.detected_at_ms);
             *matched_linkable.entry(&t.moment_type).or_insert(0) += usize::from(t.linkable);
+            *matched_in_time.entry(&t.moment_type).or_insert(0) += usize::from(t.linkable_in_time);
         }
     }
     let mut hits: HashMap<&str, usize> = HashMap::new();
@@ -282,6 +316,7 @@ pub fn score_moments<S: BuildHasher>(
         s.precision = ratio(hits.get(m.as_str()).copied().unwrap_or(0), s.detected);
         s.recall = ratio(s.matched, s.truth);
         s.recall_linkable = ratio(matched_linkable.get(m.as_str()).copied().unwrap_or(0), s.truth_linkable);
+        s.recall_in_time = ratio(matched_in_time.get(m.as_str()).copied().unwrap_or(0), s.truth_in_time);
         if let Some(d) = delays.get_mut(m.as_str()) {
             d.sort_unstable();
             s.delay_ms_p50 = Some(d[(d.len() - 1) / 2]);
@@ -384,6 +419,7 @@ mod tests {
             key_event_id: key.into(),
             detected_at_ms: at,
             linkable,
+            linkable_in_time: linkable,
         }
     }
 
@@ -395,6 +431,7 @@ mod tests {
             detected_at_ms: at,
             intervention_id: id.into(),
             case_id: case.map(str::to_string),
+            evidence: vec![key.to_string()],
         }
     }
 
@@ -457,6 +494,27 @@ mod tests {
         assert_eq!(s.precision, 0.5);
         // e1: +1 000; e2 by fallback: 9 000 - 20 000 = -11 000.
         assert_eq!((s.delay_ms_p50, s.delay_ms_max), (Some(-11_000), Some(1_000)));
+    }
+
+    /// A repeat contact seen one conversation late (the third was not linked yet) names the
+    /// truth's key event among its evidence: a late match. Evidence of another person's moment,
+    /// or a second detection of a matched moment, does not make a match.
+    #[test]
+    fn evidence_naming_the_key_event_matches_late_detections() {
+        let truth = vec![
+            truth_moment("repeat_contact", "p1", Some("C1"), "e2", 10_000, true),
+            truth_moment("repeat_contact", "p2", None, "e5", 10_000, true),
+        ];
+        let mut late = detection("repeat_contact", "e3", 3 * FALLBACK_WINDOW_MS, "a", None);
+        late.evidence = vec!["e1".into(), "e2".into(), "e3".into()];
+        let mut again = detection("repeat_contact", "e3", 4 * FALLBACK_WINDOW_MS, "b", None);
+        again.evidence = vec!["e2".into(), "e3".into()];
+        let mut stranger = detection("repeat_contact", "e1", 5_000, "c", None);
+        stranger.evidence = vec!["e1".into(), "e5".into()];
+        let s = &score_moments(&truth, &[late, again, stranger], &persons())["repeat_contact"];
+        assert_eq!((s.matched, s.duplicates, s.detected), (1, 1, 3));
+        assert!((s.precision - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(s.delay_ms_p50, Some(3 * FALLBACK_WINDOW_MS - 10_000));
     }
 
     #[test]
