@@ -114,6 +114,9 @@ pub struct MomentTruth {
     /// late (a later event carries the link) to see the moment as it happens. Implies `linkable`.
     #[serde(default = "linkable_default")]
     pub linkable_in_time: bool,
+    /// The events the moment rests on, the key event included (event ids).
+    #[serde(default)]
+    pub evidence: Vec<String>,
 }
 
 fn linkable_default() -> bool {
@@ -667,6 +670,7 @@ pub(crate) fn derive(events: &[WireEvent], truth: &[TruthRecord], links: &Links)
                 detected_at_ms: f.detected_at,
                 linkable,
                 linkable_in_time: linkable && in_time,
+                evidence: f.evidence.iter().map(|&i| truth[evs[i].global].event_id.clone()).collect(),
             });
         }
     });

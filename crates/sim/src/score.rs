@@ -193,9 +193,10 @@ pub const FALLBACK_WINDOW_MS: i64 = 24 * 3_600_000;
 /// A detection matches the truth moment of its tenant and type with the same key event or,
 /// failing that, the nearest one (within [`FALLBACK_WINDOW_MS`]) of the same person (the
 /// person of its key event, by `person_of_event`) and the same case id or, failing that, the
-/// nearest one of the same person whose key event is among the detection's evidence (the same
-/// moment, seen at a later event because an earlier one was not yet linked to the profile);
-/// fallbacks prefer moments no other detection matched. Each truth moment counts once; further
+/// nearest one of the same person whose evidence shares an event with the detection's (the
+/// same moment, seen at another event because one it rests on was not yet linked to the
+/// profile: the same conversations counted, the same contact hopped from); fallbacks prefer
+/// moments no other detection matched. Each truth moment counts once; further
 /// detections of it are duplicates; detections matching nothing cost precision.
 pub fn score_moments<S: BuildHasher>(
     truth: &[MomentTruth],
@@ -207,7 +208,9 @@ pub fn score_moments<S: BuildHasher>(
     let mut by_case: HashMap<(&str, &str, &str, &str), Vec<usize>> = HashMap::new();
     for (i, t) in truth.iter().enumerate() {
         by_key.entry((&t.tenant, &t.moment_type, &t.key_event_id)).or_insert(i);
-        by_event.entry((&t.tenant, &t.moment_type, &t.key_event_id)).or_default().push(i);
+        for e in t.evidence.iter().chain([&t.key_event_id]) {
+            by_event.entry((&t.tenant, &t.moment_type, e)).or_default().push(i);
+        }
         if let Some(case) = &t.case_id {
             by_case.entry((&t.tenant, &t.moment_type, &t.person, case)).or_default().push(i);
         }
@@ -259,6 +262,7 @@ pub fn score_moments<S: BuildHasher>(
         let candidates = d
             .evidence
             .iter()
+            .chain([&d.key_event_id])
             .filter_map(|e| by_event.get(&(d.tenant.as_str(), d.moment_type.as_str(), e.as_str())))
             .flatten()
             .copied()
@@ -420,6 +424,7 @@ mod tests {
             detected_at_ms: at,
             linkable,
             linkable_in_time: linkable,
+            evidence: vec![key.to_string()],
         }
     }
 
@@ -496,24 +501,26 @@ mod tests {
         assert_eq!((s.delay_ms_p50, s.delay_ms_max), (Some(-11_000), Some(1_000)));
     }
 
-    /// A repeat contact seen one conversation late (the third was not linked yet) names the
-    /// truth's key event among its evidence: a late match. Evidence of another person's moment,
-    /// or a second detection of a matched moment, does not make a match.
+    /// A repeat contact seen one conversation late (the third was not linked yet) counts
+    /// conversations the truth moment counted: a late match. Evidence of another person's
+    /// moment, or a second detection of a matched moment, does not make a match.
     #[test]
-    fn evidence_naming_the_key_event_matches_late_detections() {
-        let truth = vec![
-            truth_moment("repeat_contact", "p1", Some("C1"), "e2", 10_000, true),
-            truth_moment("repeat_contact", "p2", None, "e5", 10_000, true),
-        ];
+    fn shared_evidence_matches_late_detections() {
+        let mut counted = truth_moment("repeat_contact", "p1", Some("C1"), "e2", 10_000, true);
+        counted.evidence = vec!["e1".into(), "e2".into()];
+        let mut other = truth_moment("repeat_contact", "p2", None, "e5", 10_000, true);
+        other.evidence = vec!["e5".into(), "e6".into()];
+        let truth = vec![counted, other];
         let mut late = detection("repeat_contact", "e3", 3 * FALLBACK_WINDOW_MS, "a", None);
-        late.evidence = vec!["e1".into(), "e2".into(), "e3".into()];
+        late.evidence = vec!["e1".into(), "e3".into()];
         let mut again = detection("repeat_contact", "e3", 4 * FALLBACK_WINDOW_MS, "b", None);
         again.evidence = vec!["e2".into(), "e3".into()];
-        let mut stranger = detection("repeat_contact", "e1", 5_000, "c", None);
-        stranger.evidence = vec!["e1".into(), "e5".into()];
-        let s = &score_moments(&truth, &[late, again, stranger], &persons())["repeat_contact"];
-        assert_eq!((s.matched, s.duplicates, s.detected), (1, 1, 3));
-        assert!((s.precision - 2.0 / 3.0).abs() < 1e-12);
+        let mut stranger = detection("repeat_contact", "e9", 5_000, "c", None);
+        stranger.evidence = vec!["e5".into(), "e9".into()];
+        let alone = detection("repeat_contact", "e3", 5 * FALLBACK_WINDOW_MS, "d", None);
+        let s = &score_moments(&truth, &[late, again, stranger, alone], &persons())["repeat_contact"];
+        assert_eq!((s.matched, s.duplicates, s.detected), (1, 1, 4));
+        assert_eq!(s.precision, 0.5);
         assert_eq!(s.delay_ms_p50, Some(3 * FALLBACK_WINDOW_MS - 10_000));
     }
 
