@@ -55,6 +55,13 @@ struct InterventionLine {
     detected_at: i64,
     #[serde(default)]
     case_id: Option<String>,
+    #[serde(default)]
+    evidence: Vec<EvidenceLine>,
+}
+
+#[derive(Deserialize)]
+struct EvidenceLine {
+    event_id: String,
 }
 
 fn read_detections(out: &Path) -> anyhow::Result<Vec<DetectedMoment>> {
@@ -71,6 +78,7 @@ fn read_detections(out: &Path) -> anyhow::Result<Vec<DetectedMoment>> {
             detected_at_ms: i.detected_at,
             intervention_id: i.intervention_id,
             case_id: i.case_id,
+            evidence: i.evidence.into_iter().map(|e| e.event_id).collect(),
         });
     }
     Ok(detected)
@@ -186,15 +194,31 @@ impl fmt::Display for Evaluation {
             writeln!(f, "micro-moments against planted truth:")?;
             writeln!(
                 f,
-                "  {:<34} {:>6} {:>8} {:>9} {:>7} {:>15} {:>5} {:>11}",
-                "", "truth", "detected", "precision", "recall", "recall linkable", "dups", "delay p50"
+                "  {:<34} {:>6} {:>8} {:>9} {:>7} {:>15} {:>14} {:>5} {:>11}",
+                "",
+                "truth",
+                "detected",
+                "precision",
+                "recall",
+                "recall linkable",
+                "recall in time",
+                "dups",
+                "delay p50"
             )?;
             for (moment, s) in &self.moments {
                 let delay = s.delay_ms_p50.map_or("-".to_string(), |d| format!("{:.1}s", d as f64 / 1000.0));
                 writeln!(
                     f,
-                    "  {:<34} {:>6} {:>8} {:>9.4} {:>7.4} {:>15.4} {:>5} {:>11}",
-                    moment, s.truth, s.detected, s.precision, s.recall, s.recall_linkable, s.duplicates, delay
+                    "  {:<34} {:>6} {:>8} {:>9.4} {:>7.4} {:>15.4} {:>14.4} {:>5} {:>11}",
+                    moment,
+                    s.truth,
+                    s.detected,
+                    s.precision,
+                    s.recall,
+                    s.recall_linkable,
+                    s.recall_in_time,
+                    s.duplicates,
+                    delay
                 )?;
             }
         }

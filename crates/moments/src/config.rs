@@ -298,11 +298,6 @@ impl Settings {
             Channel::Phone => None,
         }
     }
-
-    /// Most start marks kept for repeat contacts: one more than the count, to tell "exactly".
-    pub(crate) fn repeat_cap(&self) -> usize {
-        self.repeat.map_or(0, |(n, _)| n + 1)
-    }
 }
 
 /// Validated settings of every tenant.

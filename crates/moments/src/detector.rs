@@ -149,9 +149,10 @@ struct TenantState {
     counters: MomentCounters,
     agreement: AgreementSums,
     /// Pending timers by something another profile's event can name: first-response waits by
-    /// the digest of their thread, abandons by the customer's phone number. A reply in the thread,
-    /// or a successful contact with the number, settles them even when identity put it on another
-    /// profile (replies to team mailboxes, callbacks to landlines: they link no one).
+    /// the digest of their thread and of their own conversation key (message, post), abandons by
+    /// the customer's phone number. A reply in the thread or to the message, or a successful
+    /// contact with the number, settles them even when identity put it on another profile
+    /// (replies to shared or team mailboxes, callbacks to landlines: they link no one).
     settled_elsewhere: HashMap<u64, Vec<TimerKey>>,
 }
 
@@ -376,33 +377,39 @@ impl TenantState {
                 t.profile = survivor;
             }
         }
-        let absorbed_starts: Vec<Arc<str>> = other.starts.iter().map(|m| m.event_id.clone()).collect();
         let mut p = self.take_profile(survivor).unwrap_or_default();
-        p.absorb(other, &mut self.timers, self.settings.repeat_cap());
-        let out = self.repeats_joined_by_merge(tenant, survivor, &mut p, &absorbed_starts);
+        // Starts each profile saw complete a window on its own: those were detected already.
+        let seen: Vec<Arc<str>> = self.settings.repeat.map_or_else(Vec::new, |(count, window)| {
+            let mut seen = p.repeat.completing(count, window);
+            seen.extend(other.repeat.completing(count, window));
+            seen
+        });
+        p.absorb(other, &mut self.timers);
+        let out = self.repeats_joined_by_merge(tenant, survivor, &mut p, &seen);
         self.put_profile(survivor, p);
         out
     }
 
-    /// Repeat contacts that only the merge reveals: windows holding conversation starts of both
-    /// profiles. Detected at the start that completes the count, as a single profile would have.
+    /// Repeat contacts that only the merge reveals: starts that complete a window of the joined
+    /// history (both profiles' starts and resolutions) but did not complete one in their own
+    /// profile (`seen`). Detected at that start, as a single profile would have; skipped when an
+    /// emitted repeat contact already counted a start of the window (one intervention per run).
     fn repeats_joined_by_merge(
         &mut self,
         tenant: &Tenant,
         id: ProfileId,
         p: &mut Profile,
-        absorbed_starts: &[Arc<str>],
+        seen: &[Arc<str>],
     ) -> Vec<Intervention> {
         let mut out = Vec::new();
         let Some((count, window)) = self.settings.repeat else { return out };
-        let starts: Vec<Mark> = p.starts.iter().cloned().collect();
-        for (k, start) in starts.iter().enumerate() {
-            let floor = start.time.0.saturating_sub(window);
-            let in_window: Vec<Mark> = starts[..=k].iter().filter(|m| m.time.0 >= floor).cloned().collect();
-            let from_absorbed = in_window.iter().filter(|m| absorbed_starts.contains(&m.event_id)).count();
-            if in_window.len() != count || from_absorbed == 0 || from_absorbed == in_window.len() {
+        let starts: Vec<Mark> = p.repeat.starts().map(|s| s.mark.clone()).collect();
+        for start in &starts {
+            let range = p.repeat.window(start, window);
+            if range.len() != count || seen.contains(&start.event_id) || p.repeat.any_counted(range.clone()) {
                 continue;
             }
+            let in_window = p.repeat.marks(range.clone());
             let case = p
                 .conversations
                 .values()
@@ -422,7 +429,10 @@ impl TenantState {
                 ),
                 evidence: in_window,
             };
-            out.extend(self.emit(tenant, id, Some(p), draft));
+            if let Some(i) = self.emit(tenant, id, Some(p), draft) {
+                p.repeat.set_counted(range);
+                out.push(i);
+            }
         }
         out
     }
@@ -493,6 +503,11 @@ impl TenantState {
                 self.cancel(&mut p, &k);
             }
             self.settle_elsewhere(id, digest(b"thread", thread_id), None);
+            // A reply names the message or post it answers: the wait of that conversation ends
+            // even when the reply's thread is a case and its profile another (a shared mailbox).
+            for k in [own, parent].into_iter().flatten() {
+                self.settle_elsewhere(id, k, None);
+            }
         }
         if response || matches!(event.kind, EventKind::CallAnswered | EventKind::ChatEnded) {
             let abandons: Vec<TimerKey> = p
@@ -516,10 +531,10 @@ impl TenantState {
                 out.extend(self.channel_hop(tenant, id, &mut p, event, &case_key, &mark, window));
             }
             if let Some((count, window)) = s.repeat {
-                p.push_start(mark.clone(), count + 1);
-                let floor = t.0.saturating_sub(window);
-                let in_window: Vec<Mark> = p.starts.iter().filter(|m| m.time.0 >= floor).cloned().collect();
-                if in_window.len() == count {
+                p.repeat.push_start(mark.clone());
+                let range = p.repeat.window(&mark, window);
+                if range.len() == count {
+                    let in_window = p.repeat.marks(range.clone());
                     let draft = Draft {
                         moment: MomentType::RepeatContact,
                         key: mark.clone(),
@@ -534,7 +549,10 @@ impl TenantState {
                         ),
                         evidence: in_window,
                     };
-                    out.extend(self.emit(tenant, id, Some(&mut p), draft));
+                    if let Some(i) = self.emit(tenant, id, Some(&mut p), draft) {
+                        p.repeat.set_counted(range);
+                        out.push(i);
+                    }
                 }
             }
         }
@@ -570,10 +588,7 @@ impl TenantState {
             }
         }
         if event.kind == EventKind::CaseResolved {
-            if p.resolved.as_ref().is_none_or(|m| *m < mark) {
-                p.resolved = Some(mark.clone());
-            }
-            p.starts.retain(|m| *m > mark);
+            p.repeat.push_resolution(mark.clone());
         }
         if (response || event.kind == EventKind::CallEnded) && p.support.as_ref().is_none_or(|m| *m < mark) {
             p.support = Some(mark.clone());
@@ -608,6 +623,9 @@ impl TenantState {
                 let key = self.schedule(&mut p, key, timer);
                 if let Some(k) = &key {
                     self.index_elsewhere(digest(b"thread", thread_id), k.clone());
+                    if let Some(own) = own {
+                        self.index_elsewhere(own, k.clone());
+                    }
                 }
                 if let Some(case) = p.cases.get_mut(&case_key) {
                     case.sla = key;

@@ -14,6 +14,7 @@ mod effort;
 mod intervention;
 mod pipeline;
 mod reorder;
+mod repeat;
 pub mod sentiment;
 mod state;
 

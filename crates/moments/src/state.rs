@@ -7,7 +7,7 @@
 //! conversation later shows up with a case id is absorbed into that case (as the engine
 //! re-threads it), so a chat answered with a case id is one case, not two.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use omnistitch_model::{Channel, Event, EventTime, ProfileId};
@@ -15,6 +15,7 @@ use xxhash_rust::xxh3::Xxh3;
 
 use crate::effort::EffortInputs;
 use crate::intervention::{MomentType, Priority};
+use crate::repeat::RepeatHistory;
 
 /// Prefix of case keys that name a case id (the rest are threads).
 pub(crate) const CASE_PREFIX: &str = "case:";
@@ -176,10 +177,8 @@ pub(crate) struct Profile {
     pub(crate) conversations: BTreeMap<u32, Conversation>,
     next_conversation: u32,
     pub(crate) cases: BTreeMap<Arc<str>, Case>,
-    /// Conversation starts since the latest resolution, oldest first (at most the repeat count + 1).
-    pub(crate) starts: VecDeque<Mark>,
-    /// The latest CASE_RESOLVED.
-    pub(crate) resolved: Option<Mark>,
+    /// Recent conversation starts and case resolutions, for repeat contacts.
+    pub(crate) repeat: RepeatHistory,
     /// The latest support contact.
     pub(crate) support: Option<Mark>,
     /// (moment, case key digest) -> latest detection.
@@ -204,15 +203,6 @@ impl Profile {
         let case = self.cases.entry(key.clone()).or_insert_with(|| Case::new(t));
         case.last_seen = case.last_seen.max(t);
         case
-    }
-
-    /// Records a conversation start for repeat contacts, keeping at most `cap`.
-    pub(crate) fn push_start(&mut self, mark: Mark, cap: usize) {
-        let at = self.starts.partition_point(|m| *m <= mark);
-        self.starts.insert(at, mark);
-        while self.starts.len() > cap {
-            self.starts.pop_front();
-        }
     }
 
     /// What the effort of case `key` is made of.
@@ -266,7 +256,7 @@ impl Profile {
     }
 
     /// Takes in `other` (a profile merged into this one); timers must already name this profile.
-    pub(crate) fn absorb(&mut self, mut other: Profile, timers: &mut Timers, repeat_cap: usize) {
+    pub(crate) fn absorb(&mut self, mut other: Profile, timers: &mut Timers) {
         // Conversations that share a key are one conversation seen from both sides.
         let mut other_keys: Vec<(u64, (u32, EventTime))> = other.keys.drain().collect();
         other_keys.sort_unstable();
@@ -306,20 +296,12 @@ impl Profile {
                 }
             }
         }
-        self.resolved = self.resolved.take().max(other.resolved);
         self.support = self.support.take().max(other.support);
         for (k, t) in other.cooldowns {
             let slot = self.cooldowns.entry(k).or_insert(t);
             *slot = (*slot).max(t);
         }
-        let mut starts: Vec<Mark> = self.starts.drain(..).chain(other.starts).collect();
-        starts.sort_unstable();
-        starts.dedup_by(|a, b| a.event_id == b.event_id);
-        let resolved = self.resolved.clone();
-        self.starts = starts.into_iter().filter(|m| resolved.as_ref().is_none_or(|r| m > r)).collect();
-        while self.starts.len() > repeat_cap {
-            self.starts.pop_front();
-        }
+        self.repeat.absorb(std::mem::take(&mut other.repeat));
         self.last_seen = self.last_seen.max(other.last_seen);
     }
 
@@ -347,10 +329,8 @@ impl Profile {
         keep_newest(&mut self.cases, MAX_CASES, |c| c.last_seen);
         let cooldown = limits.cooldown_ms;
         self.cooldowns.retain(|_, t| now.0.saturating_sub(t.0) < cooldown);
-        let starts_floor = now.0.saturating_sub(limits.repeat_window_ms);
-        while self.starts.front().is_some_and(|m| m.time.0 < starts_floor) {
-            self.starts.pop_front();
-        }
+        // Two windows: a merge can reveal a window that closed a while ago.
+        self.repeat.prune(now.0.saturating_sub(limits.repeat_window_ms.saturating_mul(2)));
         if self.support.as_ref().is_some_and(|m| m.time.0 < now.0.saturating_sub(limits.sentiment_window_ms)) {
             self.support = None;
         }

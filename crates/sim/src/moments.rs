@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::fields;
 use crate::text::lexicon_sentiment;
-use crate::truth::TruthRecord;
+use crate::truth::{Links, TruthRecord};
 
 /// `channel_hop`: a new conversation on another channel for an open case, soon after its last contact.
 pub const CHANNEL_HOP: &str = "channel_hop";
@@ -81,6 +81,9 @@ const NEGATIVE_WINDOW_MS: i64 = 48 * HOUR;
 const ABANDON_WINDOW_MS: i64 = 30 * MINUTE;
 const EFFORT_THRESHOLD: f64 = 5.0;
 const COOLDOWN_MS: i64 = 24 * HOUR;
+/// The detector sees an event once the watermark, this far behind the latest event time, has
+/// passed it: by then identity has applied the events up to this much later.
+const ALLOWED_LATENESS_MS: i64 = 60_000;
 
 /// One micro-moment that happened: what a detector following `docs/moments.md` should report.
 ///
@@ -105,6 +108,15 @@ pub struct MomentTruth {
     /// that links only what identifiers allow cannot see the whole moment in one profile.
     #[serde(default = "linkable_default")]
     pub linkable: bool,
+    /// Whether that evidence was already linked when the moment happened, by the identifiers of
+    /// the events up to its detection time (plus the allowed lateness, which the detector waits
+    /// anyway): false means even a resolver linking everything the identifiers allow learns too
+    /// late (a later event carries the link) to see the moment as it happens. Implies `linkable`.
+    #[serde(default = "linkable_default")]
+    pub linkable_in_time: bool,
+    /// The events the moment rests on, the key event included (event ids).
+    #[serde(default)]
+    pub evidence: Vec<String>,
 }
 
 fn linkable_default() -> bool {
@@ -639,12 +651,16 @@ fn walks<'a>(events: &'a [WireEvent], truth: &[TruthRecord], mut each: impl FnMu
 }
 
 /// The moments of the world's distinct `events` (event-time order) whose truth is `truth`
-/// (the same order), sorted by detection time.
-pub(crate) fn derive(events: &[WireEvent], truth: &[TruthRecord]) -> Vec<MomentTruth> {
+/// (the same order) and whose identifiers link as `links` says, sorted by detection time.
+pub(crate) fn derive(events: &[WireEvent], truth: &[TruthRecord], links: &Links) -> Vec<MomentTruth> {
     let mut out = Vec::new();
     walks(events, truth, |evs, walk| {
         for f in walk.out {
             let key = &truth[evs[f.key].global];
+            let linkable = f.evidence.iter().all(|&i| truth[evs[i].global].linkable == key.linkable);
+            let global = evs[f.key].global;
+            let seen_by = f.detected_at.saturating_add(ALLOWED_LATENESS_MS);
+            let in_time = f.evidence.iter().all(|&i| links.linked_by(evs[i].global, global, seen_by));
             out.push(MomentTruth {
                 tenant: key.tenant.clone(),
                 person: key.person.clone(),
@@ -652,7 +668,9 @@ pub(crate) fn derive(events: &[WireEvent], truth: &[TruthRecord]) -> Vec<MomentT
                 case_id: case_id_of(&f.case_key).map(str::to_string),
                 key_event_id: key.event_id.clone(),
                 detected_at_ms: f.detected_at,
-                linkable: f.evidence.iter().all(|&i| truth[evs[i].global].linkable == key.linkable),
+                linkable,
+                linkable_in_time: linkable && in_time,
+                evidence: f.evidence.iter().map(|&i| truth[evs[i].global].event_id.clone()).collect(),
             });
         }
     });
@@ -803,7 +821,8 @@ mod tests {
                 linkable: "ev-0000".into(),
             })
             .collect();
-        derive(&events, &truth)
+        let links = crate::truth::links(&events, &vec!["acme/p1"; events.len()]);
+        derive(&events, &truth, &links)
             .into_iter()
             .map(|m| {
                 let key = m.key_event_id[3..].parse().unwrap();
@@ -1041,9 +1060,34 @@ mod tests {
                 linkable: if i < 5 { "ev-0000".into() } else { "ev-0005".into() },
             })
             .collect();
-        let m = derive(&events, &truth);
+        let links = crate::truth::links(&events, &vec!["acme/p1"; events.len()]);
+        let m = derive(&events, &truth, &links);
         let hop = m.iter().find(|m| m.moment_type == CHANNEL_HOP).unwrap();
-        assert!(!hop.linkable);
+        assert!(!hop.linkable && !hop.linkable_in_time);
         assert_eq!(hop.case_id.as_deref(), Some("C1"));
+    }
+
+    /// A call that names its case only when it ends, minutes after it started: the hop happened
+    /// at its start, but nothing linked the call to the chat until the case id came.
+    #[test]
+    fn evidence_linked_only_after_the_moment_is_not_linked_in_time() {
+        let hop_at = |ended: f64| {
+            let mut list = chat("s1", 0.0, "C1");
+            list.push(e(Phone, "c1", K::CallStarted, Inbound, 20.0));
+            list.push(e(Phone, "c1", K::CallAnswered, Inbound, 20.2));
+            list.push(e(Phone, "c1", K::CallEnded, Inbound, ended).case("C1"));
+            let events: Vec<WireEvent> = list.iter().enumerate().map(|(i, x)| x.wire(format!("ev-{i:04}"))).collect();
+            let persons = vec!["acme/p1"; events.len()];
+            let links = crate::truth::links(&events, &persons);
+            let truth = crate::truth::build(&events, &persons, &links);
+            let m = derive(&events, &truth, &links);
+            m.into_iter().find(|m| m.moment_type == CHANNEL_HOP).expect("a hop")
+        };
+        // Within the allowed lateness of the start: the detector sees the call linked.
+        let soon = hop_at(20.9);
+        assert!(soon.linkable && soon.linkable_in_time);
+        let late = hop_at(25.0);
+        assert_eq!(late.key_event_id, "ev-0005");
+        assert!(late.linkable && !late.linkable_in_time);
     }
 }

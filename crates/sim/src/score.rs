@@ -151,6 +151,9 @@ pub struct DetectedMoment {
     /// The intervention's case id, if it names one; needed to match by person and case.
     #[serde(default)]
     pub case_id: Option<String>,
+    /// The intervention's evidence event ids; needed to match by evidence.
+    #[serde(default)]
+    pub evidence: Vec<String>,
 }
 
 /// How well a detector found one type of moment.
@@ -176,6 +179,10 @@ pub struct MomentScores {
     pub truth_linkable: usize,
     /// Recall over those: what a resolver linking only what identifiers allow makes possible.
     pub recall_linkable: f64,
+    /// Truth moments whose evidence was already linked when they happened.
+    pub truth_in_time: usize,
+    /// Recall over those: what such a resolver makes possible as events arrive (the target).
+    pub recall_in_time: f64,
 }
 
 /// A detection matches a truth moment by person and case only this close in time.
@@ -185,18 +192,25 @@ pub const FALLBACK_WINDOW_MS: i64 = 24 * 3_600_000;
 ///
 /// A detection matches the truth moment of its tenant and type with the same key event or,
 /// failing that, the nearest one (within [`FALLBACK_WINDOW_MS`]) of the same person (the
-/// person of its key event, by `person_of_event`) and the same case id, preferring moments no
-/// other detection matched. Each truth moment counts once; further detections of it are
-/// duplicates; detections matching nothing cost precision.
+/// person of its key event, by `person_of_event`) and the same case id or, failing that, the
+/// nearest one of the same person whose evidence shares an event with the detection's (the
+/// same moment, seen at another event because one it rests on was not yet linked to the
+/// profile: the same conversations counted, the same contact hopped from); fallbacks prefer
+/// moments no other detection matched. Each truth moment counts once; further
+/// detections of it are duplicates; detections matching nothing cost precision.
 pub fn score_moments<S: BuildHasher>(
     truth: &[MomentTruth],
     detected: &[DetectedMoment],
     person_of_event: &HashMap<String, String, S>,
 ) -> BTreeMap<String, MomentScores> {
     let mut by_key: HashMap<(&str, &str, &str), usize> = HashMap::new();
+    let mut by_event: HashMap<(&str, &str, &str), Vec<usize>> = HashMap::new();
     let mut by_case: HashMap<(&str, &str, &str, &str), Vec<usize>> = HashMap::new();
     for (i, t) in truth.iter().enumerate() {
         by_key.entry((&t.tenant, &t.moment_type, &t.key_event_id)).or_insert(i);
+        for e in t.evidence.iter().chain([&t.key_event_id]) {
+            by_event.entry((&t.tenant, &t.moment_type, e)).or_default().push(i);
+        }
         if let Some(case) = &t.case_id {
             by_case.entry((&t.tenant, &t.moment_type, &t.person, case)).or_default().push(i);
         }
@@ -239,9 +253,29 @@ pub fn score_moments<S: BuildHasher>(
             outcome[i] = Some(claim(t, d, &mut first));
         }
     }
+    for &i in &order {
+        let d = &detected[i];
+        if outcome[i].is_some() {
+            continue;
+        }
+        let Some(person) = person_of_event.get(&d.key_event_id) else { continue };
+        let candidates = d
+            .evidence
+            .iter()
+            .chain([&d.key_event_id])
+            .filter_map(|e| by_event.get(&(d.tenant.as_str(), d.moment_type.as_str(), e.as_str())))
+            .flatten()
+            .copied()
+            .filter(|&t| truth[t].person == *person);
+        let distance = |t: usize| (d.detected_at_ms - truth[t].detected_at_ms).abs();
+        if let Some(t) = candidates.min_by_key(|&t| (first[t].is_some(), distance(t), t)) {
+            outcome[i] = Some(claim(t, d, &mut first));
+        }
+    }
     let mut out: BTreeMap<String, MomentScores> = BTreeMap::new();
     let mut delays: HashMap<&str, Vec<i64>> = HashMap::new();
     let mut matched_linkable: HashMap<&str, usize> = HashMap::new();
+    let mut matched_in_time: HashMap<&str, usize> = HashMap::new();
     let blank = || MomentScores {
         truth: 0,
         detected: 0,
@@ -253,6 +287,8 @@ pub fn score_moments<S: BuildHasher>(
         delay_ms_max: None,
         truth_linkable: 0,
         recall_linkable: 1.0,
+        truth_in_time: 0,
+        recall_in_time: 1.0,
     };
     for m in MOMENT_TYPES {
         out.insert(m.to_string(), blank());
@@ -262,10 +298,12 @@ pub fn score_moments<S: BuildHasher>(
         let s = out.entry(t.moment_type.clone()).or_insert_with(blank);
         s.truth += 1;
         s.truth_linkable += usize::from(t.linkable);
+        s.truth_in_time += usize::from(t.linkable_in_time);
         if let Some(at) = f {
             s.matched += 1;
             delays.entry(&t.moment_type).or_default().push(at - t.detected_at_ms);
             *matched_linkable.entry(&t.moment_type).or_insert(0) += usize::from(t.linkable);
+            *matched_in_time.entry(&t.moment_type).or_insert(0) += usize::from(t.linkable_in_time);
         }
     }
     let mut hits: HashMap<&str, usize> = HashMap::new();
@@ -282,6 +320,7 @@ pub fn score_moments<S: BuildHasher>(
         s.precision = ratio(hits.get(m.as_str()).copied().unwrap_or(0), s.detected);
         s.recall = ratio(s.matched, s.truth);
         s.recall_linkable = ratio(matched_linkable.get(m.as_str()).copied().unwrap_or(0), s.truth_linkable);
+        s.recall_in_time = ratio(matched_in_time.get(m.as_str()).copied().unwrap_or(0), s.truth_in_time);
         if let Some(d) = delays.get_mut(m.as_str()) {
             d.sort_unstable();
             s.delay_ms_p50 = Some(d[(d.len() - 1) / 2]);
@@ -384,6 +423,8 @@ mod tests {
             key_event_id: key.into(),
             detected_at_ms: at,
             linkable,
+            linkable_in_time: linkable,
+            evidence: vec![key.to_string()],
         }
     }
 
@@ -395,6 +436,7 @@ mod tests {
             detected_at_ms: at,
             intervention_id: id.into(),
             case_id: case.map(str::to_string),
+            evidence: vec![key.to_string()],
         }
     }
 
@@ -457,6 +499,29 @@ mod tests {
         assert_eq!(s.precision, 0.5);
         // e1: +1 000; e2 by fallback: 9 000 - 20 000 = -11 000.
         assert_eq!((s.delay_ms_p50, s.delay_ms_max), (Some(-11_000), Some(1_000)));
+    }
+
+    /// A repeat contact seen one conversation late (the third was not linked yet) counts
+    /// conversations the truth moment counted: a late match. Evidence of another person's
+    /// moment, or a second detection of a matched moment, does not make a match.
+    #[test]
+    fn shared_evidence_matches_late_detections() {
+        let mut counted = truth_moment("repeat_contact", "p1", Some("C1"), "e2", 10_000, true);
+        counted.evidence = vec!["e1".into(), "e2".into()];
+        let mut other = truth_moment("repeat_contact", "p2", None, "e5", 10_000, true);
+        other.evidence = vec!["e5".into(), "e6".into()];
+        let truth = vec![counted, other];
+        let mut late = detection("repeat_contact", "e3", 3 * FALLBACK_WINDOW_MS, "a", None);
+        late.evidence = vec!["e1".into(), "e3".into()];
+        let mut again = detection("repeat_contact", "e3", 4 * FALLBACK_WINDOW_MS, "b", None);
+        again.evidence = vec!["e2".into(), "e3".into()];
+        let mut stranger = detection("repeat_contact", "e9", 5_000, "c", None);
+        stranger.evidence = vec!["e5".into(), "e9".into()];
+        let alone = detection("repeat_contact", "e3", 5 * FALLBACK_WINDOW_MS, "d", None);
+        let s = &score_moments(&truth, &[late, again, stranger, alone], &persons())["repeat_contact"];
+        assert_eq!((s.matched, s.duplicates, s.detected), (1, 1, 4));
+        assert_eq!(s.precision, 0.5);
+        assert_eq!(s.delay_ms_p50, Some(3 * FALLBACK_WINDOW_MS - 10_000));
     }
 
     #[test]

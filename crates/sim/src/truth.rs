@@ -170,29 +170,51 @@ pub(crate) fn keys(event: &WireEvent) -> Vec<(IdentifierKind, String)> {
         .collect()
 }
 
-/// Union-find over event indexes.
-struct Components {
+/// Which events identifiers link, and from when: a union-find over event indexes, by rank and
+/// without path compression, each link stamped with the event time of the event that made it.
+///
+/// Links are made in event-time order, so the stamps grow along every path to a root; the root
+/// of an event as of time `t` is the last one reached by links stamped at or before `t`.
+pub(crate) struct Links {
     parent: Vec<usize>,
+    rank: Vec<u8>,
+    since: Vec<i64>,
 }
 
-impl Components {
+impl Links {
     fn new(n: usize) -> Self {
-        Components { parent: (0..n).collect() }
+        Links { parent: (0..n).collect(), rank: vec![0; n], since: vec![i64::MIN; n] }
     }
 
-    fn find(&mut self, mut x: usize) -> usize {
-        while self.parent[x] != x {
-            self.parent[x] = self.parent[self.parent[x]];
+    fn root(&self, mut x: usize, at: i64) -> usize {
+        while self.parent[x] != x && self.since[x] <= at {
             x = self.parent[x];
         }
         x
     }
 
-    fn union(&mut self, a: usize, b: usize) {
-        let (ra, rb) = (self.find(a), self.find(b));
-        if ra != rb {
-            self.parent[ra.max(rb)] = ra.min(rb);
+    /// Links `a` and `b` at time `at` (no earlier than any link made before).
+    fn union(&mut self, a: usize, b: usize, at: i64) {
+        let (ra, rb) = (self.root(a, i64::MAX), self.root(b, i64::MAX));
+        if ra == rb {
+            return;
         }
+        let (child, parent) = if self.rank[ra] < self.rank[rb] { (ra, rb) } else { (rb, ra) };
+        self.parent[child] = parent;
+        self.since[child] = at;
+        if self.rank[ra] == self.rank[rb] {
+            self.rank[parent] = self.rank[parent].saturating_add(1);
+        }
+    }
+
+    /// Whether events `a` and `b` are linked by what the events up to time `at` carry.
+    pub(crate) fn linked_by(&self, a: usize, b: usize, at: i64) -> bool {
+        self.root(a, at) == self.root(b, at)
+    }
+
+    /// The final cluster of event `x`.
+    fn find(&self, x: usize) -> usize {
+        self.root(x, i64::MAX)
     }
 }
 
@@ -202,8 +224,10 @@ enum Users<'a> {
     Several,
 }
 
-/// The truth of distinct `events`, `persons[i]` being who `events[i]` belongs to.
-pub(crate) fn build(events: &[WireEvent], persons: &[&str]) -> Vec<TruthRecord> {
+/// Which of the distinct `events` (event-time order) identifiers link and from when,
+/// `persons[i]` being who `events[i]` belongs to: an identifier links the events of its one
+/// user in the tenant.
+pub(crate) fn links(events: &[WireEvent], persons: &[&str]) -> Links {
     // Each (tenant, kind, value) gets a dense id; `users[id]` says who uses it.
     let mut ids: HashMap<(&str, IdentifierKind, String), usize> = HashMap::new();
     let mut users: Vec<Users<'_>> = Vec::new();
@@ -221,12 +245,17 @@ pub(crate) fn build(events: &[WireEvent], persons: &[&str]) -> Vec<TruthRecord> 
             carried.push((i, id));
         }
     }
-    let mut comps = Components::new(events.len());
+    let mut links = Links::new(events.len());
     for (i, id) in carried {
         if let Users::One { first_event, .. } = users[id] {
-            comps.union(i, first_event);
+            links.union(i, first_event, fields::event_time(&events[i]));
         }
     }
+    links
+}
+
+/// The truth of distinct `events` linked by `links`, `persons[i]` being who `events[i]` belongs to.
+pub(crate) fn build(events: &[WireEvent], persons: &[&str], comps: &Links) -> Vec<TruthRecord> {
     let mut smallest: HashMap<usize, &str> = HashMap::new();
     for (i, e) in events.iter().enumerate() {
         let id = fields::event_id(e);

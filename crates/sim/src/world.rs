@@ -50,8 +50,9 @@ pub fn generate(config: &SimConfig) -> Result<World, SimError> {
             p.wire
         })
         .collect();
-    let truth = truth::build(&events, &persons);
-    let moments = moments::derive(&events, &truth);
+    let links = truth::links(&events, &persons);
+    let truth = truth::build(&events, &persons, &links);
+    let moments = moments::derive(&events, &truth, &links);
     let events = arrival::deliver(config, events);
     Ok(World { events, truth, moments })
 }
