@@ -1,6 +1,11 @@
 //! Replay bench: a simulated world of about 1M events through decode + validate + normalize +
 //! resolve + append, on one thread. Prints events/s, peak memory and graph bytes per identifier.
 //!
+//! Then the ordered stages behind the core, each added on its own to the same run (the same
+//! events, profiles, threads and merges): the reorder buffer, the buffer with the moments
+//! detector, the buffer with CX metrics, and all three; what each adds per event is set
+//! against the core's cost.
+//!
 //! The world is generated in this process, then the replay runs in a child process of this
 //! same binary so its peak memory is the replay's alone.
 
@@ -8,9 +13,12 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use omnistitch::input::InputStream;
+use omnistitch::input::{InputRecord, InputStream};
 use omnistitch::replay::replay;
+use omnistitch_cx::CxMetrics;
 use omnistitch_engine::{Engine, EngineConfig, Pipeline};
+use omnistitch_model::Tenants;
+use omnistitch_moments::{Detector, ReorderBuffer};
 
 const CHILD_ENV: &str = "OMNISTITCH_REPLAY_BENCH_DIR";
 
@@ -21,6 +29,72 @@ fn peak_rss_bytes() -> u64 {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
+}
+
+/// Which ordered stages run behind the core.
+#[derive(Clone, Copy)]
+struct Stages {
+    buffer: bool,
+    moments: bool,
+    cx: bool,
+}
+
+/// Decode, validate and the core over the world in `dir`, each event then handed to the
+/// ordered stages asked for, as the pipeline hands it (the event still warm from the core);
+/// returns the seconds taken, the records read and the interventions.
+fn inline(dir: &Path, cfg: &EngineConfig, stages: Stages) -> (f64, u64, usize) {
+    let (normalizer, rules) = cfg.validate().expect("default config");
+    let mut engine = Engine::new(normalizer, rules, cfg.timeline.clone());
+    let mut buffer = ReorderBuffer::new(&cfg.moments).expect("config");
+    let mut detector = Detector::new(cfg.moments.clone()).expect("config");
+    let mut metrics = CxMetrics::new(cfg.cx.clone()).expect("config");
+    let mut tenants = Tenants::default();
+    let (mut records, mut interventions) = (0u64, 0usize);
+    let started = Instant::now();
+    for r in InputStream::open(dir).expect("input") {
+        records += 1;
+        let InputRecord::Event { event, .. } = r else { continue };
+        let Ok(event) = event.try_into_event(|name| tenants.get(name)) else { continue };
+        let applied = engine.apply(&event);
+        let (true, Some(profile)) = (stages.buffer, applied.profile) else { continue };
+        let tenant = event.tenant.clone();
+        for m in &applied.merges {
+            buffer.merge_profiles(&tenant, m.survivor, m.absorbed);
+            if stages.moments {
+                interventions += detector.merge_profiles(&tenant, m.survivor, m.absorbed).len();
+            }
+            if stages.cx {
+                metrics.merge_profiles(m.survivor, m.absorbed);
+            }
+        }
+        for r in buffer.push(profile, event, &applied.thread_id) {
+            if stages.cx {
+                metrics.observe(r.profile, &r.event, &r.thread_id);
+            }
+            if stages.moments {
+                interventions += detector.observe(r.profile, &r.event, &r.thread_id).len();
+            }
+        }
+        if let (true, Some(w)) = (stages.moments, buffer.watermark(&tenant)) {
+            interventions += detector.advance_watermark(&tenant, w).len();
+        }
+    }
+    let names: Vec<_> = buffer.tenants().cloned().collect();
+    for tenant in names {
+        for r in buffer.flush(&tenant) {
+            if stages.cx {
+                metrics.observe(r.profile, &r.event, &r.thread_id);
+            }
+            if stages.moments {
+                interventions += detector.observe(r.profile, &r.event, &r.thread_id).len();
+            }
+        }
+        if let (true, Some(last)) = (stages.moments, buffer.max_seen(&tenant)) {
+            interventions += detector.advance_watermark(&tenant, last.plus_millis(1)).len();
+        }
+    }
+    std::hint::black_box(metrics.report());
+    (started.elapsed().as_secs_f64(), records, interventions)
 }
 
 fn child(dir: &Path) {
@@ -40,6 +114,7 @@ fn child(dir: &Path) {
     let core = Pipeline::core_only(Engine::new(normalizer, rules, cfg.timeline.clone()));
     let run = replay(InputStream::open(dir).expect("input"), core, false);
     let total_s = started.elapsed().as_secs_f64();
+    let records = run.records;
     let core_rss = peak_rss_bytes();
     let (mut ids, mut bytes) = (0usize, 0usize);
     for (_, g) in run.pipeline.engine().identity().graphs() {
@@ -70,6 +145,39 @@ fn child(dir: &Path) {
         (full_s / total_s - 1.0) * 100.0
     );
     println!("peak RSS (both)    {:.1} MiB", peak_rss_bytes() as f64 / (1 << 20) as f64);
+    drop(full);
+
+    // Each ordered stage behind the core, the same events handed over as the pipeline does;
+    // what a stage adds is its run minus the run without it (best of three runs each, the
+    // variants interleaved so that a busy moment of the machine does not favour one).
+    let variants = [
+        Stages { buffer: false, moments: false, cx: false },
+        Stages { buffer: true, moments: false, cx: false },
+        Stages { buffer: true, moments: true, cx: false },
+        Stages { buffer: true, moments: false, cx: true },
+        Stages { buffer: true, moments: true, cx: true },
+    ];
+    let mut best = [f64::INFINITY; 5];
+    let mut interventions = 0;
+    for _ in 0..3 {
+        for (i, v) in variants.iter().enumerate() {
+            let (secs, _, n) = inline(dir, &cfg, *v);
+            best[i] = best[i].min(secs);
+            interventions = interventions.max(n);
+        }
+    }
+    let ns = |secs: f64| secs * 1e9 / records as f64;
+    let [core, buffer, moments, cx, all] = best.map(ns);
+    println!("core (inline)      {core:.0} ns/event");
+    println!("reorder buffer     +{:.0} ns/event", buffer - core);
+    println!(
+        "moments detector   +{:.0} ns/event ({interventions} interventions): buffer + detector +{:.0} ns/event, {:.0}% of the core",
+        moments - buffer,
+        moments - core,
+        (moments - core) / core * 100.0
+    );
+    println!("CX metrics         +{:.0} ns/event", cx - buffer);
+    println!("buffer + both      +{:.0} ns/event, {:.0}% of the core", all - core, (all - core) / core * 100.0);
 }
 
 fn main() {

@@ -68,8 +68,10 @@ pub(crate) struct Case {
     keys: Vec<KeyEntry>,
     next_conversation: u32,
     survey: SurveyTally,
-    /// Event time after which the case is closed; kept here to find it in the deadline index.
+    /// Event time after which the case is closed.
     pub(crate) deadline: i64,
+    /// The deadline its deadline-index entry is filed under (never later than `deadline`).
+    pub(crate) indexed: Option<i64>,
 }
 
 fn min_opt(a: Option<EventTime>, b: Option<EventTime>) -> Option<EventTime> {
@@ -95,6 +97,7 @@ impl Case {
             next_conversation: 0,
             survey: SurveyTally::default(),
             deadline: i64::MIN,
+            indexed: None,
         }
     }
 

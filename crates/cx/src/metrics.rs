@@ -22,7 +22,8 @@ struct TenantState {
     cases: HashMap<Arc<str>, Case>,
     /// Conversation key hash -> the case holding it.
     conversations: HashMap<u64, Arc<str>>,
-    /// (deadline, case key), earliest first.
+    /// (deadline when filed, case key), earliest first: one entry per case, filed again lazily
+    /// when its deadline moved later (it comes up for closing before its time, never after).
     deadlines: BTreeSet<(i64, Arc<str>)>,
     /// Contributions of closed cases, by channel slot.
     closed: [Aggregate; 4],
@@ -40,16 +41,29 @@ impl TenantState {
 
     /// Takes a case out of the map and the deadline index.
     fn take(&mut self, key: &str) -> Option<(Arc<str>, Case)> {
-        let (key, case) = self.cases.remove_entry(key)?;
-        self.deadlines.remove(&(case.deadline, key.clone()));
+        let (key, mut case) = self.cases.remove_entry(key)?;
+        if let Some(at) = case.indexed.take() {
+            self.deadlines.remove(&(at, key.clone()));
+        }
         Some((key, case))
+    }
+
+    /// Gives `case` its fresh deadline, filing it again only when the deadline moved earlier.
+    fn refresh(deadlines: &mut BTreeSet<(i64, Arc<str>)>, key: &Arc<str>, case: &mut Case, limits: &Limits) {
+        let wait = if case.is_resolved() { limits.survey_window_ms } else { limits.idle_ms };
+        case.deadline = case.last_activity().millis().saturating_add(wait);
+        if case.indexed.is_none_or(|at| at > case.deadline) {
+            if let Some(at) = case.indexed {
+                deadlines.remove(&(at, key.clone()));
+            }
+            deadlines.insert((case.deadline, key.clone()));
+            case.indexed = Some(case.deadline);
+        }
     }
 
     /// Puts a case back with a fresh deadline.
     fn put(&mut self, key: Arc<str>, mut case: Case, limits: &Limits) {
-        let wait = if case.is_resolved() { limits.survey_window_ms } else { limits.idle_ms };
-        case.deadline = case.last_activity().millis().saturating_add(wait);
-        self.deadlines.insert((case.deadline, key.clone()));
+        Self::refresh(&mut self.deadlines, &key, &mut case, limits);
         self.cases.insert(key, case);
     }
 
@@ -72,13 +86,23 @@ impl TenantState {
         self.put(survivor.clone(), merged, limits);
     }
 
-    /// Closes the case with the earliest deadline, adding it to the closed aggregates.
-    fn close_first(&mut self) {
-        let Some((_, key)) = self.deadlines.pop_first() else { return };
+    /// Closes the case with the earliest deadline, adding it to the closed aggregates; an entry
+    /// filed before its case's deadline moved later is filed again instead. Returns whether
+    /// the index had an entry.
+    fn close_first(&mut self) -> bool {
+        let Some((at, key)) = self.deadlines.pop_first() else { return false };
+        if let Some(case) = self.cases.get_mut(&key) {
+            if case.deadline > at {
+                case.indexed = Some(case.deadline);
+                self.deadlines.insert((case.deadline, key));
+                return true;
+            }
+        }
         if let Some(case) = self.cases.remove(&key) {
             self.unregister(&key, case.key_hashes().collect::<Vec<_>>());
             case.contribute(&mut self.closed, Standing::Closed);
         }
+        true
     }
 
     /// Closes cases past their deadline and beyond the cap.
@@ -87,9 +111,7 @@ impl TenantState {
         while self.deadlines.first().is_some_and(|(deadline, _)| *deadline < now) {
             self.close_first();
         }
-        while self.cases.len() > limits.max_cases {
-            self.close_first();
-        }
+        while self.cases.len() > limits.max_cases && self.close_first() {}
     }
 
     /// Closed aggregates plus what every held case contributes now.
@@ -131,15 +153,21 @@ impl CxMetrics {
     pub fn observe(&mut self, profile: ProfileId, event: &Event, thread_id: &str) {
         let _ = profile;
         let limits = self.limits;
-        let tenant = self.tenants.entry(event.tenant.clone()).or_default();
+        if !self.tenants.contains_key(&event.tenant) {
+            self.tenants.insert(event.tenant.clone(), TenantState::default());
+        }
+        let tenant = self.tenants.get_mut(&event.tenant).expect("just inserted");
         tenant.watermark = Some(tenant.watermark.map_or(event.time, |w| w.max(event.time)));
 
         let own = hash(&event.thread.key);
         let parent = hash(&event.thread.parent);
-        let key: Arc<str> = match &event.case_id {
-            Some(id) => Arc::from(format!("{CASE_PREFIX}{id}")),
-            None => Arc::from(thread_id),
+        let literal = match &event.case_id {
+            Some(id) if thread_id.strip_prefix(CASE_PREFIX) == Some(id.as_str()) => None,
+            Some(id) => Some(format!("{CASE_PREFIX}{id}")),
+            None => None,
         };
+        let literal = literal.as_deref().unwrap_or(thread_id);
+        let key: Arc<str> = tenant.cases.get_key_value(literal).map_or_else(|| Arc::from(literal), |(k, _)| k.clone());
         if key.starts_with(CASE_PREFIX) {
             // The conversation was threaded on its own until the case id showed up: its earlier
             // events (the first contact, often) belong to this case.
@@ -152,13 +180,19 @@ impl CxMetrics {
             }
         }
 
-        let (key, mut case) = tenant.take(&key).unwrap_or_else(|| (key, Case::new(event)));
-        let forgotten = case.apply(event, own, parent);
-        tenant.unregister(&key, forgotten);
-        for h in [own, parent].into_iter().flatten().filter(|&h| case.holds(h)) {
-            tenant.conversations.insert(h, key.clone());
+        if !tenant.cases.contains_key(&key) {
+            tenant.cases.insert(key.clone(), Case::new(event));
         }
-        tenant.put(key, case, &limits);
+        let case = tenant.cases.get_mut(&key).expect("just inserted");
+        let forgotten = case.apply(event, own, parent);
+        let held = [own, parent].map(|h| h.filter(|&h| case.holds(h)));
+        TenantState::refresh(&mut tenant.deadlines, &key, case, &limits);
+        tenant.unregister(&key, forgotten);
+        for h in held.into_iter().flatten() {
+            if tenant.conversations.get(&h) != Some(&key) {
+                tenant.conversations.insert(h, key.clone());
+            }
+        }
         tenant.evict(&limits);
     }
 

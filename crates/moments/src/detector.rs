@@ -1,6 +1,8 @@
 //! The stage: timeline events in (event-time order), interventions out.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use hashbrown::HashMap;
 use std::sync::Arc;
 
 use omnistitch_model::{Channel, Direction, Event, EventKind, EventTime, ProfileId, Tenant};
@@ -9,12 +11,12 @@ use crate::config::{MomentsConfig, MomentsConfigError, Settings, SettingsTable};
 use crate::effort::{AgreementSums, EffortAgreement};
 use crate::intervention::{Evidence, Intervention, MomentType, Priority};
 use crate::sentiment;
-use crate::state::{digest, Mark, Profile, PruneLimits, Timer, TimerKey, Timers, CASE_PREFIX};
+use crate::state::{digest, EventRef, Mark, Profile, PruneLimits, Timer, TimerKey, TimerReason, Timers, CASE_PREFIX};
 
 const MINUTE_MS: i64 = 60_000;
 const HOUR_MS: i64 = 60 * MINUTE_MS;
 /// Profile state is tidied at most once per this much event time (unless over a size limit).
-const PRUNE_EVERY_MS: i64 = HOUR_MS;
+const PRUNE_EVERY_MS: i64 = 24 * HOUR_MS;
 /// Longest redirect chain followed (merges of merges); a longer one means a cycle.
 const MAX_REDIRECT_HOPS: usize = 64;
 
@@ -76,11 +78,18 @@ struct Draft {
 /// last ten digits (a national number with or without its country or trunk prefix).
 fn phone_number_key(event: &Event) -> Option<u64> {
     let raw = event.identifiers.iter().find(|i| i.kind == omnistitch_model::IdentifierKind::Phone)?;
-    let digits: Vec<u8> = raw.value.bytes().filter(u8::is_ascii_digit).collect();
-    if digits.len() < 7 {
+    // The last ten digits, without collecting the rest.
+    let mut tail = [0u8; 10];
+    let mut n = 0usize;
+    for d in raw.value.bytes().filter(u8::is_ascii_digit) {
+        tail.copy_within(1.., 0);
+        tail[9] = d;
+        n += 1;
+    }
+    if n < 7 {
         return None; // withheld, placeholder or too short to be a number
     }
-    let tail = &digits[digits.len().saturating_sub(10)..];
+    let tail = &tail[10 - n.min(10)..];
     // Placeholders (one repeated digit, a counting run) are shared by everyone who types them.
     if tail.iter().all(|d| *d == tail[0]) || b"01234567890123456789".windows(tail.len()).any(|w| w == tail) {
         return None;
@@ -128,6 +137,24 @@ fn ordinal(n: usize) -> String {
     format!("{n}{suffix}")
 }
 
+impl TimerReason {
+    /// The intervention's reason, written when the timer fires (most are cancelled first).
+    fn text(self) -> String {
+        match self {
+            TimerReason::Unanswered { channel, kind, sla_ms } => format!(
+                "no response to an inbound {channel} {} within the {} first-response SLA",
+                kind.symbol(),
+                span(sla_ms)
+            ),
+            TimerReason::Abandoned { call, window_ms } => format!(
+                "abandoned {} not followed by an answered call, a response or a completed chat within {}",
+                if call { "call" } else { "chat" },
+                span(window_ms)
+            ),
+        }
+    }
+}
+
 /// Minutes, rounded down, for reasons.
 fn minutes(ms: i64) -> i64 {
     ms.max(0) / MINUTE_MS
@@ -139,8 +166,10 @@ struct TenantState {
     settings: Settings,
     /// Latest event time observed or watermark passed: the clock of eviction.
     clock: Option<EventTime>,
-    profiles: HashMap<ProfileId, Profile>,
-    /// (last event time, profile): eviction order.
+    /// Boxed: a profile moves out and back for every event.
+    profiles: HashMap<ProfileId, Box<Profile>>,
+    /// (last event time when indexed, profile): eviction order, refreshed lazily (an entry
+    /// older than its profile's last event is moved when it comes up for eviction).
     by_last_seen: BTreeSet<(EventTime, ProfileId)>,
     timers: Timers,
     /// Merged-away profile -> (survivor, clock at the merge).
@@ -194,15 +223,26 @@ impl TenantState {
         id
     }
 
-    fn take_profile(&mut self, id: ProfileId) -> Option<Profile> {
-        let p = self.profiles.remove(&id)?;
-        self.by_last_seen.remove(&(p.last_seen, id));
-        Some(p)
+    fn take_profile(&mut self, id: ProfileId) -> Option<Box<Profile>> {
+        self.profiles.remove(&id)
     }
 
-    fn put_profile(&mut self, id: ProfileId, p: Profile) {
-        self.by_last_seen.insert((p.last_seen, id));
+    /// Puts back a profile taken out (or a new one, which is indexed for eviction).
+    fn put_profile(&mut self, id: ProfileId, mut p: Box<Profile>) {
+        if p.indexed_at.is_none() {
+            p.indexed_at = Some(p.last_seen);
+            self.by_last_seen.insert((p.last_seen, id));
+        }
         self.profiles.insert(id, p);
+    }
+
+    /// Drops a profile for good (merged away).
+    fn drop_profile(&mut self, id: ProfileId) -> Option<Box<Profile>> {
+        let p = self.profiles.remove(&id)?;
+        if let Some(at) = p.indexed_at {
+            self.by_last_seen.remove(&(at, id));
+        }
+        Some(p)
     }
 
     fn advance_clock(&mut self, t: EventTime) {
@@ -218,6 +258,15 @@ impl TenantState {
                 break;
             }
             self.by_last_seen.pop_first();
+            let Some(p) = self.profiles.get_mut(&id) else { continue };
+            if p.indexed_at != Some(seen) {
+                continue; // a stale entry
+            }
+            if p.last_seen >= cutoff {
+                p.indexed_at = Some(p.last_seen);
+                self.by_last_seen.insert((p.last_seen, id));
+                continue;
+            }
             self.profiles.remove(&id);
             self.counters.profiles_evicted += 1;
         }
@@ -291,9 +340,9 @@ impl TenantState {
                 detected_at: key.due,
                 priority: timer.priority,
                 channel: timer.channel,
-                reason: timer.reason,
+                reason: timer.reason.text(),
             };
-            out.extend(self.emit(tenant, id, p.as_mut(), draft));
+            out.extend(self.emit(tenant, id, p.as_deref_mut(), draft));
             if let Some(p) = p {
                 self.profiles.insert(id, p);
             }
@@ -371,7 +420,7 @@ impl TenantState {
         }
         let now = self.clock.unwrap_or_default();
         self.redirects.insert(absorbed, (survivor, now));
-        let Some(other) = self.take_profile(absorbed) else { return Vec::new() };
+        let Some(other) = self.drop_profile(absorbed) else { return Vec::new() };
         for k in &other.timers {
             if let Some(t) = self.timers.get_mut(k) {
                 t.profile = survivor;
@@ -379,13 +428,18 @@ impl TenantState {
         }
         let mut p = self.take_profile(survivor).unwrap_or_default();
         // Starts each profile saw complete a window on its own: those were detected already.
-        let seen: Vec<Arc<str>> = self.settings.repeat.map_or_else(Vec::new, |(count, window)| {
-            let mut seen = p.repeat.completing(count, window);
-            seen.extend(other.repeat.completing(count, window));
-            seen
-        });
-        p.absorb(other, &mut self.timers);
-        let out = self.repeats_joined_by_merge(tenant, survivor, &mut p, &seen);
+        // When either history is empty, the joined one is the other's: nothing new to see.
+        let both = !p.repeat.is_empty() && !other.repeat.is_empty();
+        let seen: Vec<EventRef> = match self.settings.repeat {
+            Some((count, window)) if both => {
+                let mut seen = p.repeat.completing(count, window);
+                seen.extend(other.repeat.completing(count, window));
+                seen
+            }
+            _ => Vec::new(),
+        };
+        p.absorb(*other, &mut self.timers);
+        let out = if both { self.repeats_joined_by_merge(tenant, survivor, &mut p, &seen) } else { Vec::new() };
         self.put_profile(survivor, p);
         out
     }
@@ -399,7 +453,7 @@ impl TenantState {
         tenant: &Tenant,
         id: ProfileId,
         p: &mut Profile,
-        seen: &[Arc<str>],
+        seen: &[EventRef],
     ) -> Vec<Intervention> {
         let mut out = Vec::new();
         let Some((count, window)) = self.settings.repeat else { return out };
@@ -454,17 +508,18 @@ impl TenantState {
         let by_thread = (own.is_none() && parent.is_none()).then(|| digest(b"thread", thread_id));
         let keys = [own, parent, by_thread];
         let known = keys.iter().flatten().find_map(|k| p.keys.get(k).map(|(c, _)| *c));
-        let literal: Arc<str> = match &event.case_id {
-            Some(c) => Arc::from(format!("{CASE_PREFIX}{c}")),
-            None => Arc::from(thread_id),
-        };
         let case_key = match (&event.case_id, known.and_then(|c| p.conversations.get(&c))) {
             (None, Some(c)) => c.case.clone(),
-            _ => literal,
+            (Some(c), _) if thread_id.strip_prefix(CASE_PREFIX) == Some(c.as_str()) => p.case_key(thread_id),
+            (Some(c), _) => p.case_key(&format!("{CASE_PREFIX}{c}")),
+            (None, None) => p.case_key(thread_id),
         };
+        // Whether the effort inputs of the event's case change.
+        let mut effort_changed = false;
         if let Some(c) = known {
             let old = p.conversations.get(&c).map(|c| c.case.clone());
             if let Some(old) = old.filter(|o| *o != case_key) {
+                effort_changed = true;
                 if old.starts_with(CASE_PREFIX) {
                     // From one case to another: only this conversation moves.
                     if let Some(conv) = p.conversations.get_mut(&c) {
@@ -567,13 +622,18 @@ impl TenantState {
             conv.last_seen = conv.last_seen.max(t);
             if inbound_contact && conv.start.as_ref().is_none_or(|m| mark < *m) {
                 conv.start = Some(mark.clone());
+                effort_changed = true;
             }
-            conv.queue_wait_ms = conv.queue_wait_ms.max(event.details.queue_wait_ms.unwrap_or(0));
-            conv.transfers = conv.transfers.max(i64::from(event.details.transfers.unwrap_or(0)));
+            let (wait, transfers) =
+                (event.details.queue_wait_ms.unwrap_or(0), i64::from(event.details.transfers.unwrap_or(0)));
+            effort_changed |= wait > conv.queue_wait_ms || transfers > conv.transfers;
+            conv.queue_wait_ms = conv.queue_wait_ms.max(wait);
+            conv.transfers = conv.transfers.max(transfers);
         }
         let abandon = matches!(event.kind, EventKind::CallAbandoned | EventKind::ChatAbandoned);
         {
             let case = p.case_mut(&case_key, t);
+            case.effort_stale |= effort_changed || abandon;
             if inbound_contact {
                 case.contacted = true;
                 if case.last_contact.as_ref().is_none_or(|m| *m < mark) {
@@ -613,12 +673,7 @@ impl TenantState {
                     key: mark.clone(),
                     priority: if event.channel == Channel::Chat { Priority::Critical } else { Priority::High },
                     channel: event.channel,
-                    reason: format!(
-                        "no response to an inbound {} {} within the {} first-response SLA",
-                        event.channel,
-                        event.kind.symbol(),
-                        span(sla)
-                    ),
+                    reason: TimerReason::Unanswered { channel: event.channel, kind: event.kind, sla_ms: sla },
                 };
                 let key = self.schedule(&mut p, key, timer);
                 if let Some(k) = &key {
@@ -634,7 +689,6 @@ impl TenantState {
             }
         }
         if let (true, Some(window)) = (abandon, s.abandon_window_ms) {
-            let what = if event.kind == EventKind::CallAbandoned { "call" } else { "chat" };
             let key = TimerKey {
                 due: t.plus_millis(window),
                 moment: MomentType::AbandonedContact,
@@ -646,10 +700,7 @@ impl TenantState {
                 key: mark.clone(),
                 priority: Priority::High,
                 channel: Channel::Phone,
-                reason: format!(
-                    "abandoned {what} not followed by an answered call, a response or a completed chat within {}",
-                    span(window)
-                ),
+                reason: TimerReason::Abandoned { call: event.kind == EventKind::CallAbandoned, window_ms: window },
             };
             if let (Some(key), Some(number)) = (self.schedule(&mut p, key, timer), phone_number_key(event)) {
                 self.index_elsewhere(number, key);
@@ -797,8 +848,10 @@ impl TenantState {
         case_key: &Arc<str>,
         mark: &Mark,
     ) -> Option<Intervention> {
-        let case = p.cases.get(case_key)?;
-        if case.surveyed || case.effort_fired {
+        let case = p.cases.get_mut(case_key)?;
+        // The effort only changes with its inputs: a case whose inputs did not change since its
+        // last check cannot have crossed the threshold.
+        if case.surveyed || case.effort_fired || !std::mem::take(&mut case.effort_stale) {
             return None;
         }
         let channel = case.last_contact.as_ref().map_or(event.channel, |m| m.channel);
@@ -858,8 +911,11 @@ impl Detector {
     }
 
     fn tenant(&mut self, tenant: &Tenant) -> &mut TenantState {
-        let settings = &self.settings;
-        self.tenants.entry(tenant.clone()).or_insert_with(|| TenantState::new(settings.get(tenant.as_str())))
+        if !self.tenants.contains_key(tenant) {
+            let state = TenantState::new(self.settings.get(tenant.as_str()));
+            self.tenants.insert(tenant.clone(), state);
+        }
+        self.tenants.get_mut(tenant).expect("just inserted")
     }
 
     /// Takes one timeline event of `profile` in thread `thread_id` (`case:<id>` when the event

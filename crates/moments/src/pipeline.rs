@@ -1,5 +1,7 @@
 //! The reorder buffer and the detector as one step, for drivers (replay, the Kafka service).
 
+use std::sync::Arc;
+
 use omnistitch_model::{Event, EventTime, ProfileId, Tenant};
 
 use crate::config::{MomentsConfig, MomentsConfigError};
@@ -33,7 +35,7 @@ impl MomentsPipeline {
 
     /// Takes one timeline event (arrival order) of `profile` in thread `thread_id`; returns the
     /// interventions that became true as the tenant's watermark moved.
-    pub fn push(&mut self, profile: ProfileId, event: Event, thread_id: &str) -> Vec<Intervention> {
+    pub fn push(&mut self, profile: ProfileId, event: Event, thread_id: &Arc<str>) -> Vec<Intervention> {
         let tenant = event.tenant.clone();
         let mut out = Vec::new();
         let released = self.buffer.push(profile, event, thread_id);

@@ -1,6 +1,7 @@
 //! Event-time order from arrival order: a per-tenant buffer released by a watermark.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use omnistitch_model::{Event, EventTime, ProfileId, Tenant};
 
@@ -11,36 +12,78 @@ use crate::config::{MomentsConfig, MomentsConfigError, SettingsTable};
 pub struct Released {
     /// The event's profile (the survivor, if its profile was merged while the event waited).
     pub profile: ProfileId,
-    /// The event.
-    pub event: Event,
+    /// The event (boxed: it moves through the buffer in one piece).
+    pub event: Box<Event>,
     /// Its thread.
-    pub thread_id: String,
+    pub thread_id: Arc<str>,
     /// It arrived behind the watermark and was released at once, out of order.
     pub late: bool,
 }
 
-/// (event time, event id, arrival number): the release order, unique.
+/// (event time, event id, arrival number): the release order, unique. The event id is the
+/// waiting event's own, moved here while it waits (no copy).
 type Slot = (EventTime, String, u64);
+
+/// A waiting event, its id in its slot.
+#[derive(Debug)]
+struct Waiting {
+    profile: ProfileId,
+    event: Box<Event>,
+    thread_id: Arc<str>,
+}
 
 #[derive(Debug, Default)]
 struct TenantBuffer {
+    /// The tenant's allowed lateness.
+    lateness_ms: i64,
     max_seen: Option<EventTime>,
-    pending: BTreeMap<Slot, (ProfileId, Event, String)>,
+    /// Release order -> index into `entries` (large events stay put while the order shifts).
+    pending: BTreeMap<Slot, u32>,
+    entries: Vec<Option<Waiting>>,
+    free: Vec<u32>,
 }
 
 impl TenantBuffer {
-    fn watermark(&self, lateness_ms: i64) -> Option<EventTime> {
-        self.max_seen.map(|t| EventTime(t.0.saturating_sub(lateness_ms)))
+    fn watermark(&self) -> Option<EventTime> {
+        self.max_seen.map(|t| EventTime(t.0.saturating_sub(self.lateness_ms)))
+    }
+
+    fn insert(&mut self, arrival: u64, profile: ProfileId, mut event: Box<Event>, thread_id: Arc<str>) {
+        let id = std::mem::take(&mut event.event_id);
+        let waiting = Waiting { profile, event, thread_id };
+        let index = match self.free.pop() {
+            Some(i) => {
+                self.entries[i as usize] = Some(waiting);
+                i
+            }
+            None => {
+                self.entries.push(Some(waiting));
+                u32::try_from(self.entries.len() - 1).expect("fewer than 2^32 waiting events")
+            }
+        };
+        let time = self.entries[index as usize].as_ref().map_or(EventTime(0), |w| w.event.time);
+        self.pending.insert((time, id, arrival), index);
+    }
+
+    fn take(&mut self, (_, id, _): Slot, index: u32) -> Released {
+        let mut w = self.entries[index as usize].take().expect("a pending slot names a waiting event");
+        self.free.push(index);
+        w.event.event_id = id;
+        Released { profile: w.profile, event: w.event, thread_id: w.thread_id, late: false }
     }
 
     /// Takes every pending event before `until`, in order.
     fn release_before(&mut self, until: EventTime, out: &mut Vec<Released>) {
-        while let Some(entry) = self.pending.first_entry() {
-            if entry.key().0 >= until {
-                break;
-            }
-            let (profile, event, thread_id) = entry.remove();
-            out.push(Released { profile, event, thread_id, late: false });
+        while self.pending.first_key_value().is_some_and(|(k, _)| k.0 < until) {
+            let Some((slot, index)) = self.pending.pop_first() else { break };
+            out.push(self.take(slot, index));
+        }
+    }
+
+    /// Takes every pending event, in order.
+    fn release_all(&mut self, out: &mut Vec<Released>) {
+        while let Some((slot, index)) = self.pending.pop_first() {
+            out.push(self.take(slot, index));
         }
     }
 }
@@ -70,25 +113,23 @@ impl ReorderBuffer {
         ReorderBuffer { settings, tenants: BTreeMap::new(), arrivals: 0, late: 0 }
     }
 
-    fn lateness_ms(&self, tenant: &Tenant) -> i64 {
-        self.settings.get(tenant.as_str()).lateness_ms
-    }
-
     /// Takes one event of `profile` in thread `thread_id`; returns what it releases, in order.
-    pub fn push(&mut self, profile: ProfileId, event: Event, thread_id: &str) -> Vec<Released> {
-        let lateness = self.lateness_ms(&event.tenant);
-        let buffer = self.tenants.entry(event.tenant.clone()).or_default();
+    pub fn push(&mut self, profile: ProfileId, event: Event, thread_id: &Arc<str>) -> Vec<Released> {
+        if !self.tenants.contains_key(&event.tenant) {
+            let lateness_ms = self.settings.get(event.tenant.as_str()).lateness_ms;
+            self.tenants.insert(event.tenant.clone(), TenantBuffer { lateness_ms, ..TenantBuffer::default() });
+        }
+        let buffer = self.tenants.get_mut(&event.tenant).expect("just inserted");
         let mut out = Vec::new();
-        if buffer.watermark(lateness).is_some_and(|w| event.time < w) {
+        if buffer.watermark().is_some_and(|w| event.time < w) {
             self.late += 1;
-            out.push(Released { profile, event, thread_id: thread_id.to_string(), late: true });
+            out.push(Released { profile, event: Box::new(event), thread_id: thread_id.clone(), late: true });
             return out;
         }
         buffer.max_seen = Some(buffer.max_seen.map_or(event.time, |t| t.max(event.time)));
         self.arrivals += 1;
-        let slot = (event.time, event.event_id.clone(), self.arrivals);
-        buffer.pending.insert(slot, (profile, event, thread_id.to_string()));
-        if let Some(w) = buffer.watermark(lateness) {
+        buffer.insert(self.arrivals, profile, Box::new(event), thread_id.clone());
+        if let Some(w) = buffer.watermark() {
             buffer.release_before(w, &mut out);
         }
         out
@@ -96,7 +137,7 @@ impl ReorderBuffer {
 
     /// The watermark of `tenant`: every event before it has been released.
     pub fn watermark(&self, tenant: &Tenant) -> Option<EventTime> {
-        self.tenants.get(tenant).and_then(|b| b.watermark(self.lateness_ms(tenant)))
+        self.tenants.get(tenant).and_then(TenantBuffer::watermark)
     }
 
     /// The latest event time seen for `tenant`.
@@ -112,9 +153,9 @@ impl ReorderBuffer {
     /// Waiting events of `absorbed` now belong to `survivor`.
     pub fn merge_profiles(&mut self, tenant: &Tenant, survivor: ProfileId, absorbed: ProfileId) {
         if let Some(buffer) = self.tenants.get_mut(tenant) {
-            for (profile, _, _) in buffer.pending.values_mut() {
-                if *profile == absorbed {
-                    *profile = survivor;
+            for w in buffer.entries.iter_mut().flatten() {
+                if w.profile == absorbed {
+                    w.profile = survivor;
                 }
             }
         }
@@ -124,14 +165,7 @@ impl ReorderBuffer {
     pub fn flush(&mut self, tenant: &Tenant) -> Vec<Released> {
         let mut out = Vec::new();
         if let Some(buffer) = self.tenants.get_mut(tenant) {
-            buffer.release_before(EventTime(i64::MAX), &mut out);
-            // An event at i64::MAX itself.
-            out.extend(std::mem::take(&mut buffer.pending).into_values().map(|(profile, event, thread_id)| Released {
-                profile,
-                event,
-                thread_id,
-                late: false,
-            }));
+            buffer.release_all(&mut out);
         }
         out
     }
@@ -160,6 +194,10 @@ mod tests {
         r.iter().map(|r| r.event.event_id.as_str()).collect()
     }
 
+    fn t() -> Arc<str> {
+        Arc::from("t")
+    }
+
     fn p(n: u8) -> ProfileId {
         ProfileId::derive("acme", &format!("p{n}"))
     }
@@ -167,13 +205,13 @@ mod tests {
     #[test]
     fn releases_in_order_once_the_watermark_passes() {
         let mut b = ReorderBuffer::new(&MomentsConfig::default()).unwrap();
-        assert!(b.push(p(1), ev("acme", "b", 10_000), "t").is_empty());
-        assert!(b.push(p(1), ev("acme", "a", 10_000), "t").is_empty());
-        assert!(b.push(p(1), ev("acme", "c", 5_000), "t").is_empty());
+        assert!(b.push(p(1), ev("acme", "b", 10_000), &t()).is_empty());
+        assert!(b.push(p(1), ev("acme", "a", 10_000), &t()).is_empty());
+        assert!(b.push(p(1), ev("acme", "c", 5_000), &t()).is_empty());
         assert_eq!(b.watermark(&Tenant::new("acme")), Some(EventTime(-50_000)));
         // 70 s: the watermark is 10 s; an event exactly at it still waits.
-        assert_eq!(ids(&b.push(p(1), ev("acme", "d", 70_000), "t")), ["c"]);
-        assert_eq!(ids(&b.push(p(1), ev("acme", "e", 70_001), "t")), ["a", "b"]);
+        assert_eq!(ids(&b.push(p(1), ev("acme", "d", 70_000), &t())), ["c"]);
+        assert_eq!(ids(&b.push(p(1), ev("acme", "e", 70_001), &t())), ["a", "b"]);
         assert_eq!(b.pending(), 2);
         assert_eq!(b.late_events(), 0);
     }
@@ -181,24 +219,24 @@ mod tests {
     #[test]
     fn late_events_go_through_at_once_and_are_counted() {
         let mut b = ReorderBuffer::new(&MomentsConfig::default()).unwrap();
-        b.push(p(1), ev("acme", "x", 200_000), "t");
-        let out = b.push(p(1), ev("acme", "old", 100_000), "t");
+        b.push(p(1), ev("acme", "x", 200_000), &t());
+        let out = b.push(p(1), ev("acme", "old", 100_000), &t());
         assert_eq!(ids(&out), ["old"]);
         assert!(out[0].late);
         assert_eq!(b.late_events(), 1);
         // On time: 140 s is the watermark itself.
-        assert!(b.push(p(1), ev("acme", "edge", 140_000), "t").is_empty());
+        assert!(b.push(p(1), ev("acme", "edge", 140_000), &t()).is_empty());
     }
 
     #[test]
     fn tenants_have_their_own_watermark_and_lateness() {
         let config: MomentsConfig = toml::from_str("[tenants.fast]\nallowed_lateness_seconds = 0").unwrap();
         let mut b = ReorderBuffer::new(&config).unwrap();
-        b.push(p(1), ev("acme", "a1", 1_000_000), "t");
+        b.push(p(1), ev("acme", "a1", 1_000_000), &t());
         // globex has seen nothing yet: acme's clock does not release it.
-        assert!(b.push(p(2), ev("globex", "g1", 0), "t").is_empty());
-        assert!(b.push(p(3), ev("fast", "f1", 5), "t").is_empty());
-        assert_eq!(ids(&b.push(p(3), ev("fast", "f2", 6), "t")), ["f1"]);
+        assert!(b.push(p(2), ev("globex", "g1", 0), &t()).is_empty());
+        assert!(b.push(p(3), ev("fast", "f1", 5), &t()).is_empty());
+        assert_eq!(ids(&b.push(p(3), ev("fast", "f2", 6), &t())), ["f1"]);
         assert_eq!(ids(&b.flush(&Tenant::new("acme"))), ["a1"]);
         assert_eq!(b.pending(), 2);
     }
@@ -206,7 +244,7 @@ mod tests {
     #[test]
     fn waiting_events_follow_a_merge() {
         let mut b = ReorderBuffer::new(&MomentsConfig::default()).unwrap();
-        b.push(p(2), ev("acme", "a", 0), "t");
+        b.push(p(2), ev("acme", "a", 0), &t());
         b.merge_profiles(&Tenant::new("acme"), p(1), p(2));
         let out = b.flush(&Tenant::new("acme"));
         assert_eq!(out[0].profile, p(1));
@@ -215,8 +253,8 @@ mod tests {
     #[test]
     fn extreme_times_do_not_overflow() {
         let mut b = ReorderBuffer::new(&MomentsConfig::default()).unwrap();
-        b.push(p(1), ev("acme", "min", i64::MIN), "t");
-        b.push(p(1), ev("acme", "max", i64::MAX), "t");
+        b.push(p(1), ev("acme", "min", i64::MIN), &t());
+        b.push(p(1), ev("acme", "max", i64::MAX), &t());
         let rest = b.flush(&Tenant::new("acme"));
         assert_eq!(ids(&rest), ["max"]);
     }

@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 
-use crate::state::Mark;
+use crate::state::{EventRef, Mark};
 
 /// Most starts, and most resolutions, remembered per profile: more than the largest count
 /// the configuration allows.
@@ -59,6 +59,11 @@ impl RepeatHistory {
         insert_sorted(&mut self.resolutions, mark);
     }
 
+    /// Whether it holds neither starts nor resolutions.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.starts.is_empty() && self.resolutions.is_empty()
+    }
+
     /// The starts.
     pub(crate) fn starts(&self) -> impl Iterator<Item = &Start> {
         self.starts.iter()
@@ -92,7 +97,7 @@ impl RepeatHistory {
     }
 
     /// Event ids of the starts that were the `count`-th of their window.
-    pub(crate) fn completing(&self, count: usize, window: i64) -> Vec<std::sync::Arc<str>> {
+    pub(crate) fn completing(&self, count: usize, window: i64) -> Vec<EventRef> {
         self.starts
             .iter()
             .filter(|s| self.window(&s.mark, window).len() == count)
@@ -130,8 +135,6 @@ impl RepeatHistory {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use omnistitch_model::{Channel, EventTime};
     use proptest::prelude::*;
 
@@ -140,7 +143,7 @@ mod tests {
     const DAY: i64 = 86_400_000;
 
     fn mark(day: f64, id: &str) -> Mark {
-        Mark { time: EventTime((day * DAY as f64) as i64), event_id: Arc::from(id), channel: Channel::Chat }
+        Mark { time: EventTime((day * DAY as f64) as i64), event_id: EventRef::new(id), channel: Channel::Chat }
     }
 
     fn ids(h: &RepeatHistory, r: std::ops::Range<usize>) -> Vec<String> {
@@ -159,7 +162,7 @@ mod tests {
         assert_eq!(ids(&h, h.window(&mark(3.0, "c"), 7 * DAY)), ["c"]);
         // Day 9 sees day 3 (within seven days) but not day 1.
         assert_eq!(ids(&h, h.window(&mark(9.0, "e"), 7 * DAY)), ["c", "e"]);
-        assert_eq!(h.completing(2, 7 * DAY), vec![Arc::<str>::from("b"), Arc::from("e")]);
+        assert_eq!(h.completing(2, 7 * DAY), vec![EventRef::new("b"), EventRef::new("e")]);
     }
 
     #[test]

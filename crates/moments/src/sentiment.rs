@@ -279,47 +279,70 @@ const ALPHA: f64 = 15.0;
 /// Words looked at per text; a longer text is scored on its beginning.
 const MAX_WORDS: usize = 2_000;
 
-/// A word (lower case, no apostrophes) or an emoji.
+/// A word (lower case, no apostrophes: a range of the text's words) or an emoji.
 #[derive(Debug)]
 struct Token {
-    word: String,
+    word: std::ops::Range<usize>,
     /// Written in capitals (two letters or more).
     caps: bool,
     emoji: Option<f64>,
 }
 
-fn tokens(text: &str) -> Vec<Token> {
-    let mut out = Vec::new();
-    let mut word = String::new();
+/// The words of a text, lower case, one after another, and its tokens.
+struct Tokens {
+    words: String,
+    list: Vec<Token>,
+}
+
+impl Tokens {
+    fn word(&self, t: &Token) -> &str {
+        &self.words[t.word.clone()]
+    }
+}
+
+fn tokens(text: &str) -> Tokens {
+    let mut out = Tokens { words: String::with_capacity(text.len()), list: Vec::new() };
+    let mut start = 0usize;
     let mut letters = 0usize;
     let mut upper = 0usize;
-    let flush = |word: &mut String, letters: &mut usize, upper: &mut usize, out: &mut Vec<Token>| {
-        if !word.is_empty() && out.len() < MAX_WORDS {
-            out.push(Token { word: std::mem::take(word), caps: *letters >= 2 && *upper == *letters, emoji: None });
+    let flush = |out: &mut Tokens, start: &mut usize, letters: &mut usize, upper: &mut usize| {
+        if out.words.len() > *start {
+            if out.list.len() < MAX_WORDS {
+                let caps = *letters >= 2 && *upper == *letters;
+                out.list.push(Token { word: *start..out.words.len(), caps, emoji: None });
+            } else {
+                out.words.truncate(*start);
+            }
         }
-        word.clear();
+        *start = out.words.len();
         *letters = 0;
         *upper = 0;
     };
     for c in text.chars() {
-        if c.is_alphanumeric() {
+        if c.is_ascii_alphanumeric() {
+            if c.is_ascii_alphabetic() {
+                letters += 1;
+                upper += usize::from(c.is_ascii_uppercase());
+            }
+            out.words.push(c.to_ascii_lowercase());
+        } else if c.is_alphanumeric() {
             if c.is_alphabetic() {
                 letters += 1;
                 upper += usize::from(c.is_uppercase());
             }
-            word.extend(c.to_lowercase());
+            out.words.extend(c.to_lowercase());
         } else if c == '\'' || c == '’' {
             // "don't" reads as "dont"
         } else {
-            flush(&mut word, &mut letters, &mut upper, &mut out);
+            flush(&mut out, &mut start, &mut letters, &mut upper);
             if let Some(v) = emoji(c) {
-                if out.len() < MAX_WORDS {
-                    out.push(Token { word: String::new(), caps: false, emoji: Some(v) });
+                if out.list.len() < MAX_WORDS {
+                    out.list.push(Token { word: start..start, caps: false, emoji: Some(v) });
                 }
             }
         }
     }
-    flush(&mut word, &mut letters, &mut upper, &mut out);
+    flush(&mut out, &mut start, &mut letters, &mut upper);
     out
 }
 
@@ -346,17 +369,18 @@ fn emphasize(v: f64, by: f64) -> f64 {
 
 /// The sentiment of `text`, from −1 (negative) to 1 (positive); 0 when no word carries one.
 pub fn score(text: &str) -> f64 {
-    let toks = tokens(text);
+    let all = tokens(text);
+    let toks = &all.list;
     let mixed_case = toks.iter().any(|t| t.caps) && toks.iter().any(|t| t.emoji.is_none() && !t.caps);
-    let but = toks.iter().position(|t| t.word == "but");
+    let but = toks.iter().position(|t| all.word(t) == "but");
     let mut sum = 0.0;
     let mut i = 0;
     while i < toks.len() {
         let t = &toks[i];
-        let (valence, width) = match (t.emoji, toks.get(i + 1).and_then(|n| phrase(&t.word, &n.word))) {
+        let (valence, width) = match (t.emoji, toks.get(i + 1).and_then(|n| phrase(all.word(t), all.word(n)))) {
             (Some(v), _) => (v, 1),
             (None, Some(v)) => (v, 2),
-            (None, None) => match lexicon(&t.word) {
+            (None, None) => match lexicon(all.word(t)) {
                 Some(v) => (v, 1),
                 None => {
                     i += 1;
@@ -371,7 +395,7 @@ pub fn score(text: &str) -> f64 {
         let mut negated = false;
         for (distance, decay) in [(1, 1.0), (2, 0.95), (3, 0.9)] {
             let Some(before) = i.checked_sub(distance).and_then(|j| toks.get(j)) else { break };
-            let w = before.word.as_str();
+            let w = all.word(before);
             if BOOSTERS.contains(&w) {
                 let caps = if before.caps && mixed_case { CAPS_BOOST } else { 0.0 };
                 v = emphasize(v, (BOOST + caps) * decay);

@@ -7,11 +7,13 @@
 //! conversation later shows up with a case id is absorbed into that case (as the engine
 //! re-threads it), so a chat answered with a case id is one case, not two.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use hashbrown::HashMap;
 use std::sync::Arc;
 
 use omnistitch_model::{Channel, Event, EventTime, ProfileId};
-use xxhash_rust::xxh3::Xxh3;
+use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 use crate::effort::EffortInputs;
 use crate::intervention::{MomentType, Priority};
@@ -27,24 +29,90 @@ const MAX_KEYS: usize = 2_048;
 
 /// A 64-bit digest of `text` in namespace `tag` (a collision only joins two conversations).
 pub(crate) fn digest(tag: &[u8], text: &str) -> u64 {
-    let mut h = Xxh3::new();
-    h.update(tag);
-    h.update(&[0x1f]);
-    h.update(text.as_bytes());
-    h.digest()
+    xxh3_64_with_seed(text.as_bytes(), xxh3_64(tag))
+}
+
+/// Longest event id kept inline (a UUID's 36 characters fit).
+const INLINE_ID: usize = 39;
+
+/// An event id: inline when short, so that remembering an event allocates nothing; shared
+/// otherwise. Compares as the text.
+#[derive(Clone)]
+pub(crate) enum EventRef {
+    Inline { len: u8, bytes: [u8; INLINE_ID] },
+    Shared(Arc<str>),
+}
+
+impl EventRef {
+    pub(crate) fn new(id: &str) -> Self {
+        if id.len() <= INLINE_ID {
+            let mut bytes = [0u8; INLINE_ID];
+            bytes[..id.len()].copy_from_slice(id.as_bytes());
+            EventRef::Inline { len: id.len() as u8, bytes }
+        } else {
+            EventRef::Shared(Arc::from(id))
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            // Copied from a `str` whole: a char boundary, valid UTF-8.
+            EventRef::Inline { len, bytes } => std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default(),
+            EventRef::Shared(s) => s,
+        }
+    }
+}
+
+impl std::ops::Deref for EventRef {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Debug for EventRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl std::fmt::Display for EventRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq for EventRef {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for EventRef {}
+
+impl PartialOrd for EventRef {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for EventRef {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
 }
 
 /// An event remembered as evidence: ordered by (time, event id).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Mark {
     pub(crate) time: EventTime,
-    pub(crate) event_id: Arc<str>,
+    pub(crate) event_id: EventRef,
     pub(crate) channel: Channel,
 }
 
 impl Mark {
     pub(crate) fn of(event: &Event) -> Self {
-        Mark { time: event.time, event_id: Arc::from(event.event_id.as_str()), channel: event.channel }
+        Mark { time: event.time, event_id: EventRef::new(&event.event_id), channel: event.channel }
     }
 }
 
@@ -53,7 +121,7 @@ impl Mark {
 pub(crate) struct TimerKey {
     pub(crate) due: EventTime,
     pub(crate) moment: MomentType,
-    pub(crate) event_id: Arc<str>,
+    pub(crate) event_id: EventRef,
 }
 
 /// An absence moment waiting for its due time.
@@ -64,7 +132,16 @@ pub(crate) struct Timer {
     pub(crate) key: Mark,
     pub(crate) priority: Priority,
     pub(crate) channel: Channel,
-    pub(crate) reason: String,
+    pub(crate) reason: TimerReason,
+}
+
+/// Why a timer would fire, written out only if it does.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum TimerReason {
+    /// An inbound event waits for a first response.
+    Unanswered { channel: Channel, kind: omnistitch_model::EventKind, sla_ms: i64 },
+    /// An abandoned call (or chat) waits for a successful contact.
+    Abandoned { call: bool, window_ms: i64 },
 }
 
 /// The tenant's pending timers, by due time.
@@ -115,6 +192,8 @@ pub(crate) struct Case {
     /// An inbound event waits for a response (its timer may have fired already): later inbound
     /// events do not start another wait.
     pub(crate) awaiting: bool,
+    /// Its effort inputs changed since the effort was last compared with the threshold.
+    pub(crate) effort_stale: bool,
     pub(crate) last_seen: EventTime,
 }
 
@@ -129,6 +208,7 @@ impl Case {
             abandons: 0,
             sla: None,
             awaiting: false,
+            effort_stale: true,
             last_seen: t,
         }
     }
@@ -145,6 +225,7 @@ impl Case {
         self.surveyed |= other.surveyed;
         self.effort_fired |= other.effort_fired;
         self.awaiting |= other.awaiting;
+        self.effort_stale = true;
         self.abandons = self.abandons.saturating_add(other.abandons);
         self.last_seen = self.last_seen.max(other.last_seen);
     }
@@ -186,6 +267,8 @@ pub(crate) struct Profile {
     /// Its pending timers.
     pub(crate) timers: BTreeSet<TimerKey>,
     pub(crate) last_seen: EventTime,
+    /// The time its eviction entry is filed under, once filed.
+    pub(crate) indexed_at: Option<EventTime>,
     pruned_at: Option<EventTime>,
 }
 
@@ -196,6 +279,11 @@ impl Profile {
         self.next_conversation = self.next_conversation.wrapping_add(1);
         self.conversations.insert(id, Conversation { case, start: None, queue_wait_ms: 0, transfers: 0, last_seen: t });
         id
+    }
+
+    /// The shared key of case `key` when the profile has it, else a new one.
+    pub(crate) fn case_key(&self, key: &str) -> Arc<str> {
+        self.cases.get_key_value(key).map_or_else(|| Arc::from(key), |(k, _)| k.clone())
     }
 
     /// The case `key`, created if new.
@@ -302,6 +390,10 @@ impl Profile {
             *slot = (*slot).max(t);
         }
         self.repeat.absorb(std::mem::take(&mut other.repeat));
+        // Conversations seen from both sides merged: any case's effort may have changed.
+        for case in self.cases.values_mut() {
+            case.effort_stale = true;
+        }
         self.last_seen = self.last_seen.max(other.last_seen);
     }
 

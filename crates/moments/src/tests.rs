@@ -694,7 +694,7 @@ fn through_pipeline(events: &[(ProfileId, E)]) -> Vec<Intervention> {
     let mut p = MomentsPipeline::new(MomentsConfig::default()).unwrap();
     let mut out = Vec::new();
     for (profile, e) in events {
-        let thread = e.thread_id();
+        let thread = std::sync::Arc::from(e.thread_id());
         out.extend(p.push(*profile, e.event.clone(), &thread));
     }
     out.extend(p.flush());
@@ -727,11 +727,11 @@ fn a_response_arriving_beyond_the_lateness_is_too_late() {
     let s = ev("s", 0, Chat, Inbound, ChatStarted).key("chat:S");
     let later = ev("x", 5 * MIN, Email, Inbound, Message).key("email:<x>");
     let a = ev("a", 100 * SEC, Chat, Outbound, Message).key("chat:S");
-    let mut out = p.push(pid(1), s.event.clone(), &s.thread_id());
-    out.extend(p.push(pid(1), later.event.clone(), &later.thread_id()));
+    let mut out = p.push(pid(1), s.event.clone(), &s.thread_id().into());
+    out.extend(p.push(pid(1), later.event.clone(), &later.thread_id().into()));
     // The watermark (4 min) passed the due time (2 min): the breach is out already.
     assert_eq!(out.iter().filter(|i| i.moment_type == FirstResponseSlaBreach).count(), 1);
-    p.push(pid(1), a.event.clone(), &a.thread_id());
+    p.push(pid(1), a.event.clone(), &a.thread_id().into());
     assert_eq!(p.buffer().late_events(), 1);
 }
 
