@@ -21,6 +21,8 @@ use omnistitch_model::Tenants;
 use omnistitch_moments::{Detector, ReorderBuffer};
 
 const CHILD_ENV: &str = "OMNISTITCH_REPLAY_BENCH_DIR";
+/// Set to stop after the core figures (for profiling the core alone).
+const CORE_ONLY_ENV: &str = "OMNISTITCH_REPLAY_BENCH_CORE_ONLY";
 
 fn peak_rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -133,6 +135,9 @@ fn child(dir: &Path) {
     println!("graph bytes/id     {:.1}", bytes as f64 / ids.max(1) as f64);
     println!("peak RSS (core)    {:.1} MiB", core_rss as f64 / (1 << 20) as f64);
     drop(run);
+    if std::env::var_os(CORE_ONLY_ENV).is_some() {
+        return;
+    }
 
     // The same with the reorder buffer, moments and CX metrics behind the core.
     let started = Instant::now();

@@ -8,3 +8,9 @@ pub mod input;
 pub mod logging;
 pub mod replay;
 pub mod run;
+
+/// The process allocator. The engine allocates and frees small strings and vectors for every
+/// event (decoded fields, identifiers, outputs); mimalloc's thread-local free lists serve them
+/// far faster than the system allocator, and it returns memory to the system in smaller steps.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
