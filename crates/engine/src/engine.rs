@@ -61,11 +61,11 @@ fn outcome_index(o: MatchOutcome) -> usize {
     }
 }
 
-fn matched(ids: &[ResolvedIdentifier]) -> Vec<MatchedIdentifier> {
-    ids.iter()
+fn matched(ids: Vec<ResolvedIdentifier>) -> Vec<MatchedIdentifier> {
+    ids.into_iter()
         .map(|r| MatchedIdentifier {
-            identifier: match &r.value {
-                Some(v) => IdentifierRecord::from(v),
+            identifier: match r.value {
+                Some(v) => IdentifierRecord { kind: v.kind, value: v.value.into_string() },
                 None => IdentifierRecord { kind: r.kind, value: String::new() },
             },
             outcome: r.outcome,
@@ -130,7 +130,7 @@ impl Engine {
             created: resolution.created,
             position: appended.position,
             thread_id: appended.thread_id,
-            identifiers: matched(&resolution.identifiers),
+            identifiers: matched(resolution.identifiers),
             merges: resolution.merges,
             conflicts: resolution.conflicts,
         }

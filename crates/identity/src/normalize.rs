@@ -197,10 +197,17 @@ fn normalize_email(value: &str) -> Result<String, NormalizeError> {
     {
         return Err(NormalizeError::InvalidEmail);
     }
-    let mut out = String::with_capacity(addr.len());
-    out.push_str(&local.to_lowercase());
+    let mut out = String::with_capacity(local.len() + 1 + domain.len());
+    if local.is_ascii() {
+        out.push_str(local);
+        out.make_ascii_lowercase();
+    } else {
+        out.push_str(&local.to_lowercase());
+    }
     out.push('@');
-    out.push_str(&domain.to_ascii_lowercase());
+    let at = out.len();
+    out.push_str(domain);
+    out[at..].make_ascii_lowercase();
     Ok(out)
 }
 

@@ -55,7 +55,7 @@ impl IdentityResolver {
 
     /// Resolves `event` to a profile, creating or merging profiles as its identifiers require.
     pub fn resolve(&mut self, event: &Event) -> Resolution {
-        let mut resolved: Vec<ResolvedIdentifier> = Vec::with_capacity(event.identifiers.len());
+        let mut resolved: Vec<ResolvedIdentifier> = Vec::new();
         let mut usable: Vec<(u8, Identifier)> = Vec::with_capacity(event.identifiers.len());
         for raw in &event.identifiers {
             let (value, outcome, error) = if self.rules.is_placeholder_raw(&raw.value) {

@@ -325,7 +325,7 @@ impl IdentityRules {
 
     /// Whether a normalized identifier is blocked.
     pub fn is_blocked(&self, id: &Identifier) -> bool {
-        if self.blocked.contains(id) {
+        if !self.blocked.is_empty() && self.blocked.contains(id) {
             return true;
         }
         if !self.builtin_placeholders {
