@@ -3,7 +3,7 @@
 use hashbrown::HashMap;
 use std::sync::Arc;
 
-use omnistitch_model::{Channel, Direction, Event, EventKind, EventTime, ProfileId, Survey};
+use omnistitch_model::{Channel, Direction, Event, EventKind, EventTime, ProfileId};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -47,28 +47,23 @@ impl RetentionConfig {
     }
 }
 
-/// An event on a timeline: what later stages need of it, not the whole record (the full record
-/// goes out as a timeline output when the event is applied).
+/// An event on a timeline: its place (time, id), what it was and its thread; not the whole
+/// record (the full record goes out as a timeline output when the event is applied, and the
+/// ordered stages get the event itself). 48 bytes and one small string per event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TimelineEntry {
     /// Event time.
     pub time: EventTime,
     /// Event id.
     pub event_id: Box<str>,
+    /// Conversation thread.
+    pub thread_id: Arc<str>,
     /// Channel.
     pub channel: Channel,
     /// Direction.
     pub direction: Direction,
     /// Kind.
     pub kind: EventKind,
-    /// Case id.
-    pub case_id: Option<Box<str>>,
-    /// Conversation thread.
-    pub thread_id: Arc<str>,
-    /// Producer sentiment.
-    pub sentiment: Option<f32>,
-    /// Survey answers.
-    pub survey: Option<Survey>,
 }
 
 impl TimelineEntry {
@@ -161,10 +156,7 @@ impl TimelineStore {
             channel: event.channel,
             direction: event.direction,
             kind: event.kind,
-            case_id: event.case_id.as_deref().map(Into::into),
             thread_id: threaded.thread.clone(),
-            sentiment: event.sentiment.map(|s| s as f32),
-            survey: event.survey,
         };
         let cutoff = EventTime(self.watermark.0 - self.retention.max_age_ms());
         let timeline = self.timelines.entry(profile).or_default();
