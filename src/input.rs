@@ -6,6 +6,7 @@
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use omnistitch_codec::container::BadRecord;
@@ -19,7 +20,7 @@ pub enum InputRecord {
     /// A decoded record.
     Event {
         /// File it came from.
-        source: String,
+        source: Arc<str>,
         /// Record index (Avro) or line number (JSON Lines).
         position: u64,
         /// The record (boxed: records are large and pass through several queues).
@@ -30,7 +31,7 @@ pub enum InputRecord {
     /// Bytes that did not decode.
     Bad {
         /// File it came from.
-        source: String,
+        source: Arc<str>,
         /// Record index or line number.
         position: u64,
         /// Stable reason code.
@@ -68,7 +69,7 @@ fn event_time(r: &InputRecord) -> i64 {
     }
 }
 
-fn open_avro(path: &Path, name: String) -> anyhow::Result<Items> {
+fn open_avro(path: &Path, name: Arc<str>) -> anyhow::Result<Items> {
     let file = BufReader::with_capacity(1 << 20, File::open(path)?);
     match ContainerReader::new(file) {
         Ok(reader) => Ok(Box::new(reader.map(move |item| match item {
@@ -94,7 +95,7 @@ fn open_avro(path: &Path, name: String) -> anyhow::Result<Items> {
     }
 }
 
-fn open_jsonl(path: &Path, name: String, channel: Channel) -> anyhow::Result<Items> {
+fn open_jsonl(path: &Path, name: Arc<str>, channel: Channel) -> anyhow::Result<Items> {
     let file = BufReader::with_capacity(1 << 20, File::open(path)?);
     Ok(Box::new(JsonLinesReader::new(file, channel).map(move |(line, raw, decoded)| match decoded {
         Ok(event) => {
@@ -135,7 +136,7 @@ impl InputStream {
     pub fn open(dir: &Path) -> anyhow::Result<Self> {
         let mut heads = Vec::new();
         for path in input_files(dir)? {
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("?").to_string();
+            let name: Arc<str> = Arc::from(path.file_name().and_then(|n| n.to_str()).unwrap_or("?"));
             let items = if path.extension().is_some_and(|e| e == "avro") {
                 open_avro(&path, name)?
             } else {

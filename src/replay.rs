@@ -104,7 +104,7 @@ pub fn replay(input: impl Iterator<Item = InputRecord>, mut pipeline: Pipeline, 
             _ => payload,
         };
         dead_letters.push(DeadLetterRecord {
-            source,
+            source: source.to_string(),
             partition: -1,
             offset: position as i64,
             reason_code: code.to_string(),
