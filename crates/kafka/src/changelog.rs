@@ -5,16 +5,29 @@
 //! the input position it came from, in the same transaction as the outputs it caused and the
 //! input offsets. Restoring a shard applies, in changelog order, exactly the events whose input
 //! position is below the group's committed offset: the state as of that commit, whatever
-//! crashed after it. Keys are `tenant NUL event id`, so compaction keeps one copy of an event
-//! that was processed twice around a crash.
+//! crashed after it.
+//!
+//! Events are written in batches ([`ChangelogBatch`]): one record holds the events a shard
+//! applied in a row within one transaction, up to [`BATCH_BYTES`]. A record per event cost a
+//! produce, a broker append and a fetch per input record; a batch costs them once. A batch's key
+//! names its first and last entries (lane and offset), so a batch reprocessed after a crash with
+//! other bounds is another record: restore applies both, and the engine drops the events it
+//! has already seen. Records of the first format (one event each) are still read.
 
 use omnistitch_model::Channel;
 use thiserror::Error;
 
-/// Format version of changelog values.
-const VERSION: u8 = 1;
+/// Format version of single-event values.
+const VERSION_SINGLE: u8 = 1;
+/// Format version of batch values.
+const VERSION_BATCH: u8 = 2;
 /// version, channel, source offset.
-const HEADER: usize = 1 + 1 + 8;
+const SINGLE_HEADER: usize = 1 + 1 + 8;
+/// Per entry in a batch: channel, source offset, datum length.
+const ENTRY_HEADER: usize = 1 + 8 + 4;
+/// A batch is written out once its values reach this size (well under the brokers' default
+/// 1 MiB message limit).
+pub const BATCH_BYTES: usize = 256 * 1024;
 
 /// A changelog record that cannot be read.
 #[derive(Debug, Error, PartialEq)]
@@ -35,62 +48,196 @@ pub struct ChangelogEntry<'a> {
     pub datum: &'a [u8],
 }
 
-/// Appends the record key: `tenant NUL event id`.
-pub fn key(tenant: &str, event_id: &str, out: &mut Vec<u8>) {
-    out.extend_from_slice(tenant.as_bytes());
-    out.push(0);
-    out.extend_from_slice(event_id.as_bytes());
+/// The events a shard applied since its last batch was written, encoded as one record value.
+#[derive(Debug, Default)]
+pub struct ChangelogBatch {
+    value: Vec<u8>,
+    count: u32,
+    first: Option<(Channel, i64)>,
+    last: Option<(Channel, i64)>,
 }
 
-/// Appends an entry, encoded as a record value.
-pub fn encode(entry: &ChangelogEntry<'_>, out: &mut Vec<u8>) {
-    out.reserve(HEADER + entry.datum.len());
-    out.push(VERSION);
-    out.push(entry.channel as u8);
-    out.extend_from_slice(&entry.source_offset.to_be_bytes());
-    out.extend_from_slice(entry.datum);
+impl ChangelogBatch {
+    /// Appends an entry.
+    pub fn push(&mut self, entry: &ChangelogEntry<'_>) {
+        if self.count == 0 {
+            self.value.clear();
+            self.value.push(VERSION_BATCH);
+            self.value.extend_from_slice(&0u32.to_be_bytes());
+            self.first = Some((entry.channel, entry.source_offset));
+        }
+        self.value.reserve(ENTRY_HEADER + entry.datum.len());
+        self.value.push(entry.channel as u8);
+        self.value.extend_from_slice(&entry.source_offset.to_be_bytes());
+        self.value.extend_from_slice(&(entry.datum.len() as u32).to_be_bytes());
+        self.value.extend_from_slice(entry.datum);
+        self.count += 1;
+        self.value[1..5].copy_from_slice(&self.count.to_be_bytes());
+        self.last = Some((entry.channel, entry.source_offset));
+    }
+
+    /// Whether the batch is big enough to write out now.
+    pub fn is_full(&self) -> bool {
+        self.value.len() >= BATCH_BYTES
+    }
+
+    /// Whether it holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The record key: channel and offset of the first and of the last entry (`None` when empty).
+    pub fn key(&self) -> Option<[u8; 18]> {
+        let (first, last) = (self.first?, self.last?);
+        let mut key = [0u8; 18];
+        for (i, (channel, offset)) in [first, last].into_iter().enumerate() {
+            key[i * 9] = channel as u8;
+            key[i * 9 + 1..i * 9 + 9].copy_from_slice(&offset.to_be_bytes());
+        }
+        Some(key)
+    }
+
+    /// Appends the record value to `out` and empties the batch.
+    pub fn write_value(&mut self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.value);
+        self.clear();
+    }
+
+    /// Drops the entries (a rewind: they were never committed).
+    pub fn clear(&mut self) {
+        self.value.clear();
+        self.count = 0;
+        self.first = None;
+        self.last = None;
+    }
 }
 
-/// Decodes a record value.
-pub fn decode(value: &[u8]) -> Result<ChangelogEntry<'_>, ChangelogError> {
-    if value.len() < HEADER {
-        return Err(ChangelogError::Malformed("shorter than its header"));
+fn channel(b: u8) -> Result<Channel, ChangelogError> {
+    Channel::ALL.get(b as usize).copied().ok_or(ChangelogError::Malformed("unknown channel"))
+}
+
+fn take<'a>(value: &mut &'a [u8], n: usize) -> Result<&'a [u8], ChangelogError> {
+    if value.len() < n {
+        return Err(ChangelogError::Malformed("entry beyond the record"));
     }
-    if value[0] != VERSION {
-        return Err(ChangelogError::Malformed("unknown version"));
+    let (head, rest) = value.split_at(n);
+    *value = rest;
+    Ok(head)
+}
+
+/// Decodes a record value into its entries, in the order they were applied.
+pub fn decode(value: &[u8]) -> Result<Vec<ChangelogEntry<'_>>, ChangelogError> {
+    match value.first() {
+        None => Err(ChangelogError::Malformed("empty")),
+        Some(&VERSION_SINGLE) => {
+            if value.len() < SINGLE_HEADER {
+                return Err(ChangelogError::Malformed("shorter than its header"));
+            }
+            let source_offset = i64::from_be_bytes(value[2..10].try_into().expect("8 bytes"));
+            Ok(vec![ChangelogEntry { channel: channel(value[1])?, source_offset, datum: &value[SINGLE_HEADER..] }])
+        }
+        Some(&VERSION_BATCH) => {
+            let mut rest = &value[1..];
+            let count = u32::from_be_bytes(take(&mut rest, 4)?.try_into().expect("4 bytes"));
+            // Each entry takes at least its header: a count beyond that is damage.
+            if count as usize > rest.len() / ENTRY_HEADER {
+                return Err(ChangelogError::Malformed("entry count beyond the record"));
+            }
+            let mut entries = Vec::with_capacity(count as usize);
+            for _ in 0..count {
+                let head = take(&mut rest, ENTRY_HEADER)?;
+                let source_offset = i64::from_be_bytes(head[1..9].try_into().expect("8 bytes"));
+                let len = u32::from_be_bytes(head[9..13].try_into().expect("4 bytes")) as usize;
+                let datum = take(&mut rest, len)?;
+                entries.push(ChangelogEntry { channel: channel(head[0])?, source_offset, datum });
+            }
+            if !rest.is_empty() {
+                return Err(ChangelogError::Malformed("bytes after the last entry"));
+            }
+            Ok(entries)
+        }
+        Some(_) => Err(ChangelogError::Malformed("unknown version")),
     }
-    let channel = *Channel::ALL.get(value[1] as usize).ok_or(ChangelogError::Malformed("unknown channel"))?;
-    let source_offset = i64::from_be_bytes(value[2..10].try_into().expect("8 bytes"));
-    Ok(ChangelogEntry { channel, source_offset, datum: &value[HEADER..] })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn entries_round_trip() {
-        for channel in Channel::ALL {
-            let e = ChangelogEntry { channel, source_offset: 1 << 40, datum: b"\x02ab" };
-            let mut buf = Vec::new();
-            encode(&e, &mut buf);
-            assert_eq!(decode(&buf), Ok(e));
+    fn batch_of(entries: &[ChangelogEntry<'_>]) -> (Vec<u8>, Vec<u8>) {
+        let mut b = ChangelogBatch::default();
+        for e in entries {
+            b.push(e);
         }
+        let k = b.key().expect("a key").to_vec();
+        let mut v = Vec::new();
+        b.write_value(&mut v);
+        assert!(b.is_empty() && b.key().is_none());
+        (k, v)
+    }
+
+    #[test]
+    fn batches_round_trip_in_order() {
+        let entries: Vec<_> = Channel::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, &channel)| ChangelogEntry { channel, source_offset: (1 << 40) + i as i64, datum: b"\x02ab" })
+            .chain([ChangelogEntry { channel: Channel::Chat, source_offset: 0, datum: b"" }])
+            .collect();
+        let (_, value) = batch_of(&entries);
+        assert_eq!(decode(&value), Ok(entries));
+    }
+
+    #[test]
+    fn single_event_records_still_read() {
+        let mut v = vec![VERSION_SINGLE, Channel::Phone as u8];
+        v.extend_from_slice(&7i64.to_be_bytes());
+        v.extend_from_slice(b"xyz");
+        assert_eq!(
+            decode(&v),
+            Ok(vec![ChangelogEntry { channel: Channel::Phone, source_offset: 7, datum: b"xyz" }])
+        );
+    }
+
+    #[test]
+    fn keys_name_the_bounds_of_a_batch() {
+        let e = |o| ChangelogEntry { channel: Channel::Email, source_offset: o, datum: b"d" };
+        let (k1, _) = batch_of(&[e(1), e(2)]);
+        let (k2, _) = batch_of(&[e(1), e(3)]);
+        let (k3, _) = batch_of(&[e(1), e(2)]);
+        assert_ne!(k1, k2);
+        assert_eq!(k1, k3);
+    }
+
+    #[test]
+    fn a_cleared_batch_is_empty_and_starts_afresh() {
+        let mut b = ChangelogBatch::default();
+        b.push(&ChangelogEntry { channel: Channel::Email, source_offset: 1, datum: b"d" });
+        b.clear();
+        assert!(b.is_empty() && b.key().is_none());
+        let e = ChangelogEntry { channel: Channel::Social, source_offset: 9, datum: b"e" };
+        let (_, value) = batch_of(&[e.clone()]);
+        assert_eq!(decode(&value), Ok(vec![e]));
     }
 
     #[test]
     fn damaged_values_are_errors() {
         assert!(decode(b"").is_err());
-        assert!(decode(&[VERSION, 0, 0]).is_err());
+        assert!(decode(&[VERSION_SINGLE, 0, 0]).is_err());
         assert_eq!(decode(&[9; 12]), Err(ChangelogError::Malformed("unknown version")));
-        assert_eq!(decode(&[VERSION, 7, 0, 0, 0, 0, 0, 0, 0, 0]), Err(ChangelogError::Malformed("unknown channel")));
-    }
-
-    #[test]
-    fn keys_separate_tenant_and_event() {
-        let (mut a, mut b) = (Vec::new(), Vec::new());
-        key("ab", "c", &mut a);
-        key("a", "bc", &mut b);
-        assert_ne!(a, b);
+        assert_eq!(
+            decode(&[VERSION_SINGLE, 7, 0, 0, 0, 0, 0, 0, 0, 0]),
+            Err(ChangelogError::Malformed("unknown channel"))
+        );
+        let (_, value) = batch_of(&[ChangelogEntry { channel: Channel::Chat, source_offset: 3, datum: b"abc" }]);
+        for cut in 1..value.len() {
+            assert!(decode(&value[..cut]).is_err(), "truncated at {cut}");
+        }
+        let mut huge = value.clone();
+        huge[1..5].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(decode(&huge).is_err());
+        let mut trailing = value;
+        trailing.push(0);
+        assert!(decode(&trailing).is_err());
     }
 }

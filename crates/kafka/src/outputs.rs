@@ -10,7 +10,7 @@ use omnistitch_model::{Event, Tenant};
 use rdkafka::message::{Header, OwnedHeaders};
 use thiserror::Error;
 
-use crate::changelog::{self, ChangelogEntry};
+use crate::changelog::ChangelogBatch;
 use crate::registry::OutputSchemas;
 use crate::wire::write_confluent;
 
@@ -166,28 +166,13 @@ impl OutputWriter {
         Ok(())
     }
 
-    /// Records of an applied event: changelog entry, timeline entry, and merges (with a
-    /// tombstone per absorbed profile); nothing for a redelivery. The profile's new state is
-    /// written by [`OutputWriter::profile`] once per commit.
-    pub fn applied(
-        &mut self,
-        shard: i32,
-        source: ChangelogEntry<'_>,
-        event: &Event,
-        applied: &Applied,
-        out: &mut OutBatch,
-    ) -> Result<(), EncodeError> {
+    /// Records of an applied event: timeline entry, and merges (with a tombstone per absorbed
+    /// profile); nothing for a redelivery. The event goes to the changelog in a batch
+    /// ([`OutputWriter::changelog`]); the profile's new state is written by
+    /// [`OutputWriter::profile`] once per commit.
+    pub fn applied(&mut self, event: &Event, applied: &Applied, out: &mut OutBatch) -> Result<(), EncodeError> {
         use std::fmt::Write;
         let Some(profile) = applied.profile else { return Ok(()) };
-        out.push(
-            Dest::Changelog,
-            Some(shard),
-            |b| changelog::key(event.tenant.as_str(), &event.event_id, b),
-            |b| {
-                changelog::encode(&source, b);
-                true
-            },
-        );
         self.scratch.clear();
         write!(self.scratch, "{profile}").expect("writing to a string");
         let (pid, fast, id) = (self.scratch.as_str(), &self.fast, self.ids.id(OutputKind::TimelineEntry));
@@ -207,6 +192,20 @@ impl OutputWriter {
             out.push(Dest::Profiles, None, |b| b.extend_from_slice(absorbed), |_| false);
         }
         Ok(())
+    }
+
+    /// The changelog record of shard `shard`'s `batch` (nothing if empty); empties the batch.
+    pub fn changelog(&self, shard: i32, batch: &mut ChangelogBatch, out: &mut OutBatch) {
+        let Some(key) = batch.key() else { return };
+        out.push(
+            Dest::Changelog,
+            Some(shard),
+            |b| b.extend_from_slice(&key),
+            |b| {
+                batch.write_value(b);
+                true
+            },
+        );
     }
 
     /// The current state of profile `p` of `tenant` (compacted topic, key = profile id).

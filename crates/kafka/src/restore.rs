@@ -20,9 +20,9 @@ pub struct Restored {
     pub read: u64,
     /// Events re-applied.
     pub applied: u64,
-    /// Records past the committed offsets (from work that was not committed), left out.
+    /// Events past the committed offsets (from work that was not committed), left out.
     pub uncommitted: u64,
-    /// Records that could not be read (counted, skipped).
+    /// Records and events that could not be read (counted, skipped).
     pub unreadable: u64,
 }
 
@@ -122,7 +122,7 @@ impl ChangelogReader {
             next = msg.offset() + 1;
             done.read += 1;
             let Some(value) = msg.payload() else { continue };
-            let entry = match changelog::decode(value) {
+            let entries = match changelog::decode(value) {
                 Ok(e) => e,
                 Err(e) => {
                     tracing::warn!(shard, offset = msg.offset(), error = %e, "changelog record skipped");
@@ -130,26 +130,28 @@ impl ChangelogReader {
                     continue;
                 }
             };
-            if entry.source_offset >= limit(entry.channel) {
-                done.uncommitted += 1;
-                continue;
-            }
-            let wire = match decoder.decode(entry.channel, entry.datum) {
-                Ok(w) => w,
-                Err(e) => {
-                    tracing::warn!(shard, offset = msg.offset(), error = %e, "changelog event undecodable");
-                    done.unreadable += 1;
+            for entry in entries {
+                if entry.source_offset >= limit(entry.channel) {
+                    done.uncommitted += 1;
                     continue;
                 }
-            };
-            match wire.into_event(|name| tenants.get(name)) {
-                Ok(event) => {
-                    pipeline.apply(event);
-                    done.applied += 1;
-                }
-                Err(e) => {
-                    tracing::warn!(shard, offset = msg.offset(), reason = e.code(), "changelog event invalid");
-                    done.unreadable += 1;
+                let wire = match decoder.decode(entry.channel, entry.datum) {
+                    Ok(w) => w,
+                    Err(e) => {
+                        tracing::warn!(shard, offset = msg.offset(), error = %e, "changelog event undecodable");
+                        done.unreadable += 1;
+                        continue;
+                    }
+                };
+                match wire.into_event(|name| tenants.get(name)) {
+                    Ok(event) => {
+                        pipeline.apply(event);
+                        done.applied += 1;
+                    }
+                    Err(e) => {
+                        tracing::warn!(shard, offset = msg.offset(), reason = e.code(), "changelog event invalid");
+                        done.unreadable += 1;
+                    }
                 }
             }
         }

@@ -16,7 +16,7 @@ use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 
-use crate::changelog::ChangelogEntry;
+use crate::changelog::{ChangelogBatch, ChangelogEntry};
 use crate::clients::DeliveryContext;
 use crate::config::{KafkaConfig, Mode, MERGE_ORDER};
 use crate::merge::{ShardMerge, Timed};
@@ -81,6 +81,7 @@ pub struct Shard {
     /// When the open batch must commit for its freshest records to meet the commit interval.
     pub commit_by: Option<Instant>,
     dirty: Vec<(Tenant, ProfileId)>,
+    changelog: ChangelogBatch,
     tenants: Tenants,
     writer: OutputWriter,
     out: OutBatch,
@@ -97,6 +98,7 @@ impl Shard {
             latencies: Vec::new(),
             commit_by: None,
             dirty: Vec::new(),
+            changelog: ChangelogBatch::default(),
             tenants,
             writer: OutputWriter::new(outputs),
             out: OutBatch::default(),
@@ -163,13 +165,16 @@ impl Shard {
             }
             Ok((event, datum)) => {
                 let (writer, out) = (&mut self.writer, &mut self.out);
-                let source = ChangelogEntry { channel, source_offset: offset, datum: &datum };
                 let (step, written) =
-                    self.pipeline.apply_inspect(event, |event, applied| writer.applied(p, source, event, applied, out));
+                    self.pipeline.apply_inspect(event, |event, applied| writer.applied(event, applied, out));
                 written?;
                 match step.applied.profile {
                     None => metrics.input(channel, Outcome::Duplicate),
                     Some(profile) => {
+                        self.changelog.push(&ChangelogEntry { channel, source_offset: offset, datum: &datum });
+                        if self.changelog.is_full() {
+                            self.writer.changelog(p, &mut self.changelog, &mut self.out);
+                        }
                         metrics.input(channel, Outcome::Applied);
                         metrics.merges.inc_by(step.applied.merges.len() as u64);
                         metrics.conflicts.inc_by(step.applied.conflicts.len() as u64);
@@ -200,9 +205,11 @@ impl Shard {
         }
     }
 
-    /// Writes the state of every profile changed since the last commit, once each (a
-    /// compacted topic needs only the latest), and hands the records to the producer.
+    /// Writes the events applied since the last batch to the changelog and the state of every
+    /// profile changed since the last commit, once each (a compacted topic needs only the
+    /// latest), and hands the records to the producer: the last writes of a transaction.
     pub fn write_profiles(&mut self, shared: &Shared<'_>) -> Result<(), ServiceError> {
+        self.writer.changelog(self.index, &mut self.changelog, &mut self.out);
         let mut written = HashSet::new();
         let identity = self.pipeline.engine().identity();
         for (tenant, id) in self.dirty.drain(..) {
@@ -217,6 +224,7 @@ impl Shard {
 
     /// Forgets the batch since the last commit (after a commit, or before a rewind).
     pub fn committed(&mut self) {
+        self.changelog.clear();
         self.next = [None; 4];
         self.latencies.clear();
         self.commit_by = None;
