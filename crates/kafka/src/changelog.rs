@@ -216,7 +216,7 @@ mod tests {
         b.clear();
         assert!(b.is_empty() && b.key().is_none());
         let e = ChangelogEntry { channel: Channel::Social, source_offset: 9, datum: b"e" };
-        let (_, value) = batch_of(&[e.clone()]);
+        let (_, value) = batch_of(std::slice::from_ref(&e));
         assert_eq!(decode(&value), Ok(vec![e]));
     }
 
