@@ -285,7 +285,8 @@ impl KafkaConfig {
         c
     }
 
-    /// The output producer: idempotent, transactional in exactly_once mode, lz4.
+    /// The output producer: idempotent, transactional in exactly_once mode, lz4, delivery reports
+    /// for failures only.
     pub fn producer(&self) -> ClientConfig {
         let mut c = self.client();
         c.set("enable.idempotence", "true");
@@ -295,6 +296,9 @@ impl KafkaConfig {
         }
         set_default(&mut c, &self.properties, "compression.type", "lz4");
         set_default(&mut c, &self.properties, "linger.ms", "2");
+        // Only failures matter to the service (it waits for the queue to empty, then checks
+        // for failures): a report per delivered record is work for nothing.
+        set_default(&mut c, &self.properties, "delivery.report.only.error", "true");
         set_default(&mut c, &self.properties, "queue.buffering.max.messages", "1000000");
         set_default(&mut c, &self.properties, "queue.buffering.max.kbytes", "1048576");
         c
