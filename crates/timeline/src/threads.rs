@@ -4,7 +4,7 @@ use hashbrown::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use omnistitch_model::{Event, EventTime};
-use xxhash_rust::xxh3::{xxh3_64, Xxh3};
+use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 /// A conversation thread; once a case id absorbs it, it points at the case's thread.
 #[derive(Debug)]
@@ -49,11 +49,11 @@ pub struct Threaded {
     pub replaced: Option<Arc<str>>,
 }
 
+/// Seed of case-id digests, so that a case id never collides with a conversation key.
+const CASE_SEED: u64 = 0x6361_7365_3a00_0001;
+
 fn case_digest(case: &str) -> u64 {
-    let mut h = Xxh3::new();
-    h.update(b"case:");
-    h.update(case.as_bytes());
-    h.digest()
+    xxh3_64_with_seed(case.as_bytes(), CASE_SEED)
 }
 
 fn prefixed(prefix: &str, name: &str) -> Arc<str> {
