@@ -1,6 +1,9 @@
 //! Identity rules: what may link, how much one profile may hold, and which identifier wins.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+use hashbrown::HashSet;
 
 use omnistitch_model::{Identifier, IdentifierKind, RawIdentifier};
 use serde::{Deserialize, Serialize};
@@ -88,6 +91,19 @@ pub enum RulesError {
     #[error("identity.default_region: {0}")]
     Region(String),
 }
+
+/// The built-in email lists as hash sets: every email identifier is checked against them.
+struct EmailLists {
+    placeholder_emails: HashSet<&'static str>,
+    automated_local_parts: HashSet<&'static str>,
+    placeholders: HashSet<&'static str>,
+}
+
+static EMAIL_LISTS: LazyLock<EmailLists> = LazyLock::new(|| EmailLists {
+    placeholder_emails: PLACEHOLDER_EMAILS.iter().copied().collect(),
+    automated_local_parts: AUTOMATED_LOCAL_PARTS.iter().copied().collect(),
+    placeholders: PLACEHOLDERS.iter().copied().collect(),
+});
 
 /// Validated identity rules.
 #[derive(Debug, Clone)]
@@ -335,9 +351,9 @@ impl IdentityRules {
         match id.kind {
             IdentifierKind::Email => {
                 let local = v.split('@').next().unwrap_or("");
-                PLACEHOLDER_EMAILS.contains(&v)
-                    || AUTOMATED_LOCAL_PARTS.contains(&local)
-                    || PLACEHOLDERS.contains(&local) && v.ends_with("@example.com")
+                EMAIL_LISTS.placeholder_emails.contains(v)
+                    || EMAIL_LISTS.automated_local_parts.contains(local)
+                    || EMAIL_LISTS.placeholders.contains(local) && v.ends_with("@example.com")
             }
             IdentifierKind::Phone => {
                 // E.164 national digits that are one repeated digit or a counting run.
