@@ -19,7 +19,7 @@ use omnistitch_model::Tenants;
 use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::message::Message;
 use rdkafka::producer::{Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
@@ -31,7 +31,7 @@ use crate::metrics::ServiceMetrics;
 use crate::outputs::EncodeError;
 use crate::registry::{InputSchemas, OutputSchemas};
 use crate::restore::{committed_offsets, ChangelogReader};
-use crate::shard::{drain_all, Pending, Shard, Shared};
+use crate::shard::{drain_all, Input, Pending, Shard, Shared};
 use crate::wire::WireError;
 use prometheus::IntCounter;
 
@@ -284,13 +284,11 @@ impl Service {
         // a flood of client logs cannot starve the records.
         for _ in 0..MAIN_QUEUE_BUDGET {
             let served = self.consumer.context().served();
-            let polled = self.consumer.poll(Duration::ZERO).map(|r| r.map(|m| m.detach()));
+            let polled =
+                self.consumer.poll(Duration::ZERO).map(|r| r.map(|m| (self.lanes.get(m.topic()).copied(), Input::of(&m))));
             match polled {
-                Some(Ok(m)) => {
-                    if let Some(&lane) = self.lanes.get(m.topic()) {
-                        self.enqueue(lane, m);
-                    }
-                }
+                Some(Ok((Some(lane), m))) => self.enqueue(lane, m),
+                Some(Ok((None, _))) => {}
                 Some(Err(KafkaError::PartitionEOF(_))) => {}
                 Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
                 None if self.consumer.context().served() == served => break,
@@ -396,7 +394,7 @@ impl Service {
         for key in keys {
             for _ in 0..2_000 {
                 let Some(queue) = self.queues.get(&key) else { break };
-                let polled = queue.poll(Duration::ZERO).map(|r| r.map(|m| m.detach()));
+                let polled = queue.poll(Duration::ZERO).map(|r| r.map(|m| Input::of(&m)));
                 match polled {
                     None => break,
                     Some(Ok(m)) => {
@@ -419,11 +417,10 @@ impl Service {
     }
 
     /// Decodes a fetched record into its shard's merge.
-    fn enqueue(&mut self, lane: usize, m: OwnedMessage) {
-        let p = m.partition();
-        let Some(shard) = self.shards.get_mut(&p) else { return };
+    fn enqueue(&mut self, lane: usize, m: Input) {
+        let Some(shard) = self.shards.get_mut(&m.partition) else { return };
         let channel = MERGE_ORDER[lane];
-        let value = m.payload();
+        let value = m.payload.as_deref();
         let decoded = match value {
             None => Err(WireError::EmptyRecord),
             Some(v) => loop {

@@ -12,7 +12,7 @@ use omnistitch_engine::Pipeline;
 use omnistitch_model::{ProfileId, Tenant, Tenants};
 use prometheus::IntCounter;
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 
@@ -26,10 +26,39 @@ use crate::registry::{DecodedInput, OutputSchemas};
 use crate::service::ServiceError;
 use crate::wire::{split_frame, WireError};
 
+/// An input record copied out of the consumer's buffers: what applying it needs, and not
+/// what `OwnedMessage` would copy besides (the topic name, the headers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Input {
+    /// Partition (the shard).
+    pub partition: i32,
+    /// Offset in its partition.
+    pub offset: i64,
+    /// Producer timestamp, ms.
+    pub timestamp: Option<i64>,
+    /// Key bytes.
+    pub key: Option<Box<[u8]>>,
+    /// Value bytes.
+    pub payload: Option<Box<[u8]>>,
+}
+
+impl Input {
+    /// Copies what is needed of `m`.
+    pub fn of<M: Message>(m: &M) -> Self {
+        Input {
+            partition: m.partition(),
+            offset: m.offset(),
+            timestamp: m.timestamp().to_millis(),
+            key: m.key().map(Box::from),
+            payload: m.payload().map(Box::from),
+        }
+    }
+}
+
 /// An input record waiting for the merge.
 pub struct Pending {
     /// The record.
-    pub msg: OwnedMessage,
+    pub msg: Input,
     /// Its decoding.
     pub decoded: Result<Box<DecodedInput>, WireError>,
     /// Merge key (event time; undecodable records first).
@@ -132,8 +161,8 @@ impl Shard {
         let (config, metrics, p) = (shared.config, shared.metrics, self.index);
         let channel = MERGE_ORDER[lane];
         let msg = &item.msg;
-        let offset = msg.offset();
-        if let Some(ts) = msg.timestamp().to_millis() {
+        let offset = msg.offset;
+        if let Some(ts) = msg.timestamp {
             self.note_latency(config, ts);
         }
         self.next[lane] = Some(offset + 1);
@@ -143,7 +172,7 @@ impl Shard {
         let decoded = match decoded {
             Ok(d) => {
                 let DecodedInput { event: wire, bundled } = *d;
-                let datum: Cow<'_, [u8]> = match (bundled, msg.payload().map(split_frame)) {
+                let datum: Cow<'_, [u8]> = match (bundled, msg.payload.as_deref().map(split_frame)) {
                     (true, Some(Ok((_, body)))) => Cow::Borrowed(body),
                     _ => Cow::Owned(encode_input(&wire).map_err(|e| EncodeError::new("changelog entry", e))?),
                 };
@@ -159,7 +188,7 @@ impl Shard {
             Err((code, reason)) => {
                 let topic = config.topics.input(channel);
                 let why = Refusal { topic, partition: p, offset, code, reason: &reason };
-                self.writer.dead_letter(msg.key(), msg.payload(), &why, &mut self.out);
+                self.writer.dead_letter(msg.key.as_deref(), msg.payload.as_deref(), &why, &mut self.out);
                 metrics.input(channel, Outcome::DeadLettered);
                 metrics.dead_letter(code);
             }
