@@ -340,8 +340,8 @@ fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 /// An input record decoded, with whether its datum is a bundled-schema datum.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecodedInput {
-    /// The record.
-    pub event: WireEvent,
+    /// The record (boxed: it is large and moves through the event-time merge).
+    pub event: Box<WireEvent>,
     /// The writer schema is the bundled one: the raw datum can be stored as is.
     pub bundled: bool,
 }
@@ -422,7 +422,7 @@ impl InputSchemas {
             }
         };
         let event = decoder.decode(datum)?;
-        Ok(DecodedInput { event, bundled: decoder.is_bundled() })
+        Ok(DecodedInput { event: Box::new(event), bundled: decoder.is_bundled() })
     }
 
     /// What schema id `id` stands for, fetching it from the registry the first time.
@@ -705,7 +705,7 @@ mod tests {
             let ev = sample(channel);
             let value = confluent(BundledIds::default().input(channel), &encode_input(&ev).unwrap());
             let decoded = schemas.decode(channel, &value).unwrap();
-            assert_eq!(decoded, DecodedInput { event: ev, bundled: true }, "{channel}");
+            assert_eq!(decoded, DecodedInput { event: Box::new(ev), bundled: true }, "{channel}");
         }
         // Configured ids replace the defaults.
         let ids = BundledIds { email: 100, timeline_entry: 1, ..BundledIds::default() };
@@ -751,7 +751,7 @@ mod tests {
         for channel in Channel::ALL {
             let ev = sample(channel);
             let value = single_object(c.input(channel), &encode_input(&ev).unwrap());
-            assert_eq!(schemas.decode(channel, &value).unwrap(), DecodedInput { event: ev, bundled: true });
+            assert_eq!(schemas.decode(channel, &value).unwrap(), DecodedInput { event: Box::new(ev), bundled: true });
             let other = Channel::ALL[(channel as usize + 1) % 4];
             assert_eq!(code(schemas.decode(other, &value)), "schema_mismatch");
         }
@@ -999,18 +999,18 @@ mod tests {
         for _ in 0..3 {
             let d = schemas.decode(Channel::Phone, &value).unwrap();
             assert!(!d.bundled);
-            let WireEvent::Phone(p) = d.event else { panic!("phone") };
+            let WireEvent::Phone(p) = *d.event else { panic!("phone") };
             assert_eq!((p.event_id.as_str(), p.call_id.as_str(), p.queue_wait_ms, p.case_id), ("o1", "K", None, None));
         }
         assert_eq!(server.count("GET", "/schemas/ids/42"), 1, "fetched once, then cached");
         // A newer producer's chat schema: new field ignored, new kind read as Unknown.
         let d = schemas.decode(Channel::Chat, &confluent(47, &new_chat_datum())).unwrap();
-        let WireEvent::Chat(chat) = d.event else { panic!("chat") };
+        let WireEvent::Chat(chat) = *d.event else { panic!("chat") };
         assert_eq!((chat.kind, chat.session_id.as_str(), d.bundled), (EventKind::Unknown, "S", false));
         // The bundled email schema under a registry id: storable as is.
         let ev = sample(Channel::Email);
         let d = schemas.decode(Channel::Email, &confluent(43, &encode_input(&ev).unwrap())).unwrap();
-        assert_eq!(d, DecodedInput { event: ev, bundled: true });
+        assert_eq!(d, DecodedInput { event: Box::new(ev), bundled: true });
         // Without the registry, bundled ids are not consulted: the registry decides.
         assert_eq!(code(schemas.decode(Channel::Email, &confluent(1, &[0]))), "unknown_schema_id");
         // A mangled datum of a good schema.
@@ -1048,7 +1048,7 @@ mod tests {
         let value = confluent(50, &encode_input(&ev).unwrap());
         let e = schemas.decode(Channel::Social, &value).unwrap_err();
         assert!(e.is_retriable(), "{e}");
-        assert_eq!(schemas.decode(Channel::Social, &value).unwrap(), DecodedInput { event: ev, bundled: true });
+        assert_eq!(schemas.decode(Channel::Social, &value).unwrap(), DecodedInput { event: Box::new(ev), bundled: true });
         for id in [51, 52, 53] {
             let e = schemas.decode(Channel::Social, &confluent(id, &[0])).unwrap_err();
             assert!(e.is_retriable(), "{id}: {e}");
@@ -1069,7 +1069,7 @@ mod tests {
         // Bundled fingerprints work with a registry too, without asking it.
         let ev = sample(Channel::Chat);
         let value = single_object(Contract::get().input(Channel::Chat), &encode_input(&ev).unwrap());
-        assert_eq!(schemas.decode(Channel::Chat, &value).unwrap(), DecodedInput { event: ev, bundled: true });
+        assert_eq!(schemas.decode(Channel::Chat, &value).unwrap(), DecodedInput { event: Box::new(ev), bundled: true });
         assert_eq!(server.requests.lock().unwrap().len(), 1);
     }
 

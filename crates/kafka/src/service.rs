@@ -429,7 +429,7 @@ impl Service {
                         tracing::warn!(error = %e, "schema registry unavailable; retrying");
                         std::thread::sleep(Duration::from_millis(500));
                     }
-                    other => break other.map(Box::new),
+                    other => break other,
                 }
             },
         };

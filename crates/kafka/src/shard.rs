@@ -60,7 +60,7 @@ pub struct Pending {
     /// The record.
     pub msg: Input,
     /// Its decoding.
-    pub decoded: Result<Box<DecodedInput>, WireError>,
+    pub decoded: Result<DecodedInput, WireError>,
     /// Merge key (event time; undecodable records first).
     pub time: i64,
 }
@@ -171,13 +171,13 @@ impl Shard {
         // record's own bytes when it was written with that schema, else re-encoded.
         let decoded = match decoded {
             Ok(d) => {
-                let DecodedInput { event: wire, bundled } = *d;
+                let DecodedInput { event: wire, bundled } = d;
                 let datum: Cow<'_, [u8]> = match (bundled, msg.payload.as_deref().map(split_frame)) {
                     (true, Some(Ok((_, body)))) => Cow::Borrowed(body),
                     _ => Cow::Owned(encode_input(&wire).map_err(|e| EncodeError::new("changelog entry", e))?),
                 };
                 let tenants = &mut self.tenants;
-                match Box::new(wire).try_into_event(|name| tenants.get(name)) {
+                match wire.try_into_event(|name| tenants.get(name)) {
                     Ok(event) => Ok((event, datum)),
                     Err((e, _)) => Err((e.code(), e.to_string())),
                 }
