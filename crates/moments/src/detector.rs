@@ -290,7 +290,7 @@ impl TenantState {
                         return None;
                     }
                 }
-                let slot = p.cooldowns.entry(key).or_insert(d.detected_at);
+                let slot = p.cooldowns.get_or_insert_with(&key, || (key, d.detected_at));
                 *slot = (*slot).max(d.detected_at);
             }
         }

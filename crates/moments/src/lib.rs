@@ -17,6 +17,7 @@ mod reorder;
 mod repeat;
 pub mod sentiment;
 mod state;
+mod vecmap;
 
 pub use config::{
     AbandonedContactConfig, ChannelHopConfig, DetractorSurveyConfig, FirstResponseSlaConfig, HighEffortConfig,

@@ -17,7 +17,7 @@
 //! - the sum `s` is normalized to `s / sqrt(s² + 15)`, from −1 to 1; text with no valenced word
 //!   scores 0.
 //!
-//! Deterministic, allocation-light (one lower-cased string per word), and total: any text,
+//! Deterministic, allocation-free (words are lower-cased into a small buffer), and total: any text,
 //! however long or strange, gives a finite score.
 
 /// Valence of words, sorted by word (binary search).
@@ -279,71 +279,86 @@ const ALPHA: f64 = 15.0;
 /// Words looked at per text; a longer text is scored on its beginning.
 const MAX_WORDS: usize = 2_000;
 
-/// A word (lower case, no apostrophes: a range of the text's words) or an emoji.
-#[derive(Debug)]
+/// Bytes of a lower-cased word kept for lookups: more than the longest word of the tables (a
+/// longer word matches none of them).
+const WORD_BYTES: usize = 24;
+
+/// A word (lower case, no apostrophes) or an emoji.
+#[derive(Debug, Clone, Copy)]
 struct Token {
-    word: std::ops::Range<usize>,
+    /// The word's first `WORD_BYTES` bytes (whole characters).
+    bytes: [u8; WORD_BYTES],
+    /// Bytes of the word; more than `WORD_BYTES` for a word too long to look up.
+    len: usize,
     /// Written in capitals (two letters or more).
     caps: bool,
     emoji: Option<f64>,
 }
 
-/// The words of a text, lower case, one after another, and its tokens.
-struct Tokens {
-    words: String,
-    list: Vec<Token>,
-}
+impl Token {
+    const EMPTY: Token = Token { bytes: [0; WORD_BYTES], len: 0, caps: false, emoji: None };
 
-impl Tokens {
-    fn word(&self, t: &Token) -> &str {
-        &self.words[t.word.clone()]
+    /// The word ("" for an emoji); a word too long for the tables reads as "\0", which none holds.
+    fn word(&self) -> &str {
+        if self.len > WORD_BYTES {
+            return "\0";
+        }
+        // Whole characters were copied in: valid UTF-8.
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or("\0")
+    }
+
+    fn push(&mut self, c: char) {
+        let n = c.len_utf8();
+        if self.len + n <= WORD_BYTES {
+            c.encode_utf8(&mut self.bytes[self.len..]);
+        }
+        self.len += n;
     }
 }
 
-fn tokens(text: &str) -> Tokens {
-    let mut out = Tokens { words: String::with_capacity(text.len()), list: Vec::new() };
-    let mut start = 0usize;
-    let mut letters = 0usize;
-    let mut upper = 0usize;
-    let flush = |out: &mut Tokens, start: &mut usize, letters: &mut usize, upper: &mut usize| {
-        if out.words.len() > *start {
-            if out.list.len() < MAX_WORDS {
-                let caps = *letters >= 2 && *upper == *letters;
-                out.list.push(Token { word: *start..out.words.len(), caps, emoji: None });
-            } else {
-                out.words.truncate(*start);
-            }
+/// Calls `each` with the tokens of `text`, in order, the first `MAX_WORDS` of them.
+fn tokens(text: &str, mut each: impl FnMut(&Token)) {
+    let mut count = 0usize;
+    let mut emit = |t: &Token| {
+        if count < MAX_WORDS {
+            count += 1;
+            each(t);
         }
-        *start = out.words.len();
-        *letters = 0;
-        *upper = 0;
     };
+    let mut word = Token::EMPTY;
+    let (mut letters, mut upper) = (0usize, 0usize);
     for c in text.chars() {
         if c.is_ascii_alphanumeric() {
             if c.is_ascii_alphabetic() {
                 letters += 1;
                 upper += usize::from(c.is_ascii_uppercase());
             }
-            out.words.push(c.to_ascii_lowercase());
+            word.push(c.to_ascii_lowercase());
         } else if c.is_alphanumeric() {
             if c.is_alphabetic() {
                 letters += 1;
                 upper += usize::from(c.is_uppercase());
             }
-            out.words.extend(c.to_lowercase());
+            for l in c.to_lowercase() {
+                word.push(l);
+            }
         } else if c == '\'' || c == '’' {
             // "don't" reads as "dont"
         } else {
-            flush(&mut out, &mut start, &mut letters, &mut upper);
+            if word.len > 0 {
+                word.caps = letters >= 2 && upper == letters;
+                emit(&word);
+            }
+            (word, letters, upper) = (Token::EMPTY, 0, 0);
             if let Some(v) = emoji(c) {
-                if out.list.len() < MAX_WORDS {
-                    out.list.push(Token { word: start..start, caps: false, emoji: Some(v) });
-                }
+                emit(&Token { emoji: Some(v), ..Token::EMPTY });
             }
         }
     }
-    flush(&mut out, &mut start, &mut letters, &mut upper);
-    out
+    if word.len > 0 {
+        word.caps = letters >= 2 && upper == letters;
+        emit(&word);
+    }
 }
 
 fn emoji(c: char) -> Option<f64> {
@@ -367,55 +382,81 @@ fn emphasize(v: f64, by: f64) -> f64 {
     }
 }
 
+/// Whether the tokens of a text mix words in capitals with others, and where its first "but" is.
+fn survey(text: &str) -> (bool, Option<usize>) {
+    let (mut caps, mut plain, mut but, mut i) = (false, false, None, 0usize);
+    tokens(text, |t| {
+        caps |= t.caps;
+        plain |= t.emoji.is_none() && !t.caps;
+        if but.is_none() && t.word() == "but" {
+            but = Some(i);
+        }
+        i += 1;
+    });
+    (caps && plain, but)
+}
+
+/// The valence of token `t` (index `i`) with what its three predecessors (`before[0]` the
+/// nearest) do to it, or `None` when it carries none; and whether it took the next token
+/// with it (a phrase).
+fn valence(t: &Token, next: Option<&Token>, before: &[Option<Token>; 3], mixed_case: bool) -> Option<(f64, bool)> {
+    let (valence, phrase_of_two) = match (t.emoji, next.and_then(|n| phrase(t.word(), n.word()))) {
+        (Some(v), _) => (v, false),
+        (None, Some(v)) => (v, true),
+        (None, None) => (lexicon(t.word())?, false),
+    };
+    let mut v = valence;
+    if t.caps && mixed_case {
+        v = emphasize(v, CAPS_BOOST);
+    }
+    let mut negated = false;
+    for (before, decay) in before.iter().zip([1.0, 0.95, 0.9]) {
+        let Some(before) = before else { break };
+        let w = before.word();
+        if BOOSTERS.contains(&w) {
+            let caps = if before.caps && mixed_case { CAPS_BOOST } else { 0.0 };
+            v = emphasize(v, (BOOST + caps) * decay);
+        } else if DAMPENERS.contains(&w) {
+            v = emphasize(v, -BOOST * decay);
+        } else if NEGATIONS.contains(&w) {
+            negated = true;
+        }
+    }
+    if negated {
+        v *= NEGATION_SCALAR;
+    }
+    Some((v, phrase_of_two))
+}
+
 /// The sentiment of `text`, from −1 (negative) to 1 (positive); 0 when no word carries one.
 pub fn score(text: &str) -> f64 {
-    let all = tokens(text);
-    let toks = &all.list;
-    let mixed_case = toks.iter().any(|t| t.caps) && toks.iter().any(|t| t.emoji.is_none() && !t.caps);
-    let but = toks.iter().position(|t| all.word(t) == "but");
+    let (mixed_case, but) = survey(text);
     let mut sum = 0.0;
-    let mut i = 0;
-    while i < toks.len() {
-        let t = &toks[i];
-        let (valence, width) = match (t.emoji, toks.get(i + 1).and_then(|n| phrase(all.word(t), all.word(n)))) {
-            (Some(v), _) => (v, 1),
-            (None, Some(v)) => (v, 2),
-            (None, None) => match lexicon(all.word(t)) {
-                Some(v) => (v, 1),
-                None => {
-                    i += 1;
-                    continue;
+    // Token `i` is scored once token `i + 1` (a phrase's second word) is known.
+    let mut before: [Option<Token>; 3] = [None; 3];
+    let mut current: Option<(usize, Token)> = None;
+    let mut skip = false;
+    let mut step = |next: Option<&Token>, sum: &mut f64| {
+        if let Some((i, t)) = current.take() {
+            if std::mem::take(&mut skip) {
+                // The second word of a phrase: counted with the first.
+            } else if let Some((mut v, phrase_of_two)) = valence(&t, next, &before, mixed_case) {
+                match but {
+                    Some(b) if i < b => v *= 0.5,
+                    Some(b) if i > b => v *= 1.5,
+                    _ => {}
                 }
-            },
-        };
-        let mut v = valence;
-        if t.caps && mixed_case {
-            v = emphasize(v, CAPS_BOOST);
-        }
-        let mut negated = false;
-        for (distance, decay) in [(1, 1.0), (2, 0.95), (3, 0.9)] {
-            let Some(before) = i.checked_sub(distance).and_then(|j| toks.get(j)) else { break };
-            let w = all.word(before);
-            if BOOSTERS.contains(&w) {
-                let caps = if before.caps && mixed_case { CAPS_BOOST } else { 0.0 };
-                v = emphasize(v, (BOOST + caps) * decay);
-            } else if DAMPENERS.contains(&w) {
-                v = emphasize(v, -BOOST * decay);
-            } else if NEGATIONS.contains(&w) {
-                negated = true;
+                *sum += v;
+                skip = phrase_of_two;
             }
+            before = [Some(t), before[0], before[1]];
+            current = next.map(|n| (i + 1, *n));
+        } else {
+            current = next.map(|n| (0, *n));
         }
-        if negated {
-            v *= NEGATION_SCALAR;
-        }
-        match but {
-            Some(b) if i < b => v *= 0.5,
-            Some(b) if i > b => v *= 1.5,
-            _ => {}
-        }
-        sum += v;
-        i += width;
-    }
+    };
+    tokens(text, |t| step(Some(t), &mut sum));
+    step(None, &mut sum);
     if sum == 0.0 {
         return 0.0;
     }

@@ -7,7 +7,7 @@
 //! conversation later shows up with a case id is absorbed into that case (as the engine
 //! re-threads it), so a chat answered with a case id is one case, not two.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use hashbrown::HashMap;
 use std::sync::Arc;
@@ -18,6 +18,7 @@ use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 use crate::effort::EffortInputs;
 use crate::intervention::{MomentType, Priority};
 use crate::repeat::RepeatHistory;
+use crate::vecmap::{VecMap, VecSet};
 
 /// Prefix of case keys that name a case id (the rest are threads).
 pub(crate) const CASE_PREFIX: &str = "case:";
@@ -236,7 +237,7 @@ fn settle_sla(
     a: Option<TimerKey>,
     b: Option<TimerKey>,
     timers: &mut Timers,
-    owned: &mut BTreeSet<TimerKey>,
+    owned: &mut VecSet<TimerKey>,
 ) -> Option<TimerKey> {
     match (a, b) {
         (Some(a), Some(b)) => {
@@ -255,17 +256,17 @@ fn settle_sla(
 pub(crate) struct Profile {
     /// Conversation key digest -> (conversation, last used).
     pub(crate) keys: HashMap<u64, (u32, EventTime)>,
-    pub(crate) conversations: BTreeMap<u32, Conversation>,
+    pub(crate) conversations: VecMap<u32, Conversation>,
     next_conversation: u32,
-    pub(crate) cases: BTreeMap<Arc<str>, Case>,
+    pub(crate) cases: VecMap<Arc<str>, Case>,
     /// Recent conversation starts and case resolutions, for repeat contacts.
     pub(crate) repeat: RepeatHistory,
     /// The latest support contact.
     pub(crate) support: Option<Mark>,
     /// (moment, case key digest) -> latest detection.
-    pub(crate) cooldowns: BTreeMap<(MomentType, u64), EventTime>,
+    pub(crate) cooldowns: VecMap<(MomentType, u64), EventTime>,
     /// Its pending timers.
-    pub(crate) timers: BTreeSet<TimerKey>,
+    pub(crate) timers: VecSet<TimerKey>,
     pub(crate) last_seen: EventTime,
     /// The time its eviction entry is filed under, once filed.
     pub(crate) indexed_at: Option<EventTime>,
@@ -277,7 +278,7 @@ impl Profile {
     pub(crate) fn open_conversation(&mut self, case: Arc<str>, t: EventTime) -> u32 {
         let id = self.next_conversation;
         self.next_conversation = self.next_conversation.wrapping_add(1);
-        self.conversations.insert(id, Conversation { case, start: None, queue_wait_ms: 0, transfers: 0, last_seen: t });
+        self.conversations.push_last(id, Conversation { case, start: None, queue_wait_ms: 0, transfers: 0, last_seen: t });
         id
     }
 
@@ -288,7 +289,7 @@ impl Profile {
 
     /// The case `key`, created if new.
     pub(crate) fn case_mut(&mut self, key: &Arc<str>, t: EventTime) -> &mut Case {
-        let case = self.cases.entry(key.clone()).or_insert_with(|| Case::new(t));
+        let case = self.cases.get_or_insert_with(&**key, || (key.clone(), Case::new(t)));
         case.last_seen = case.last_seen.max(t);
         case
     }
@@ -338,7 +339,7 @@ impl Profile {
             self.cooldowns.iter().filter(|((_, d), _)| *d == from_digest).map(|((m, _), t)| (*m, *t)).collect();
         for (m, t) in moved {
             self.cooldowns.remove(&(m, from_digest));
-            let slot = self.cooldowns.entry((m, into_digest)).or_insert(t);
+            let slot = self.cooldowns.get_or_insert_with(&(m, into_digest), || ((m, into_digest), t));
             *slot = (*slot).max(t);
         }
     }
@@ -360,7 +361,7 @@ impl Profile {
                 None => {
                     let id = self.next_conversation;
                     self.next_conversation = self.next_conversation.wrapping_add(1);
-                    self.conversations.insert(id, conversation);
+                    self.conversations.push_last(id, conversation);
                     mapped.insert(oc, id);
                 }
             }
@@ -386,7 +387,7 @@ impl Profile {
         }
         self.support = self.support.take().max(other.support);
         for (k, t) in other.cooldowns {
-            let slot = self.cooldowns.entry(k).or_insert(t);
+            let slot = self.cooldowns.get_or_insert_with(&k, || (k, t));
             *slot = (*slot).max(t);
         }
         self.repeat.absorb(std::mem::take(&mut other.repeat));
@@ -430,7 +431,7 @@ impl Profile {
 }
 
 /// Keeps the `max` entries of `map` with the latest `seen`.
-fn keep_newest<K: Ord + Clone, V>(map: &mut BTreeMap<K, V>, max: usize, seen: impl Fn(&V) -> EventTime) {
+fn keep_newest<K: Ord + Clone, V>(map: &mut VecMap<K, V>, max: usize, seen: impl Fn(&V) -> EventTime) {
     if map.len() <= max {
         return;
     }
