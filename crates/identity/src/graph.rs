@@ -12,6 +12,7 @@ use omnistitch_model::output::MatchOutcome;
 use omnistitch_model::{EventTime, Identifier, IdentifierKind, ProfileId};
 
 use crate::rules::IdentityRules;
+use crate::value::Value;
 
 const KINDS: usize = IdentifierKind::ALL.len();
 
@@ -21,7 +22,7 @@ const NO_PROFILE: u32 = u32::MAX;
 /// An identifier known to the graph.
 #[derive(Debug)]
 struct Entry {
-    value: Box<str>,
+    value: Value,
     kind: IdentifierKind,
     /// Seen linking people who must stay apart: it no longer links anything.
     shared: bool,
@@ -122,7 +123,7 @@ fn add(a: &[u32; KINDS], b: &[u32; KINDS]) -> [u32; KINDS] {
     std::array::from_fn(|k| a[k] + b[k])
 }
 
-fn hash_of(hasher: &DefaultHashBuilder, kind: IdentifierKind, value: &str) -> u64 {
+fn hash_of(hasher: &DefaultHashBuilder, kind: IdentifierKind, value: &[u8]) -> u64 {
     hasher.hash_one((kind as u8, value))
 }
 
@@ -146,7 +147,7 @@ impl TenantGraph {
     /// overhead each): what "bytes per identifier" budgets are checked against.
     pub fn memory_bytes(&self) -> usize {
         use std::mem::size_of;
-        let strings: usize = self.entries.iter().map(|e| e.value.len().div_ceil(8) * 8 + 16).sum();
+        let strings: usize = self.entries.iter().map(|e| e.value.heap_bytes()).sum();
         let profiles: usize = self
             .profiles
             .iter()
@@ -171,11 +172,11 @@ impl TenantGraph {
     }
 
     fn find(&self, id: &Identifier) -> Option<u32> {
-        let h = hash_of(&self.hasher, id.kind, &id.value);
+        let h = hash_of(&self.hasher, id.kind, id.value.as_bytes());
         self.index
             .find(h, |&i| {
                 let e = &self.entries[i as usize];
-                e.kind == id.kind && *e.value == *id.value
+                e.kind == id.kind && e.value.as_bytes() == id.value.as_bytes()
             })
             .copied()
     }
@@ -192,12 +193,12 @@ impl TenantGraph {
 
     fn insert_entry(&mut self, id: &Identifier, profile: u32) -> u32 {
         let idx = self.entries.len() as u32;
-        self.entries.push(Entry { value: id.value.clone(), kind: id.kind, shared: false, profile });
-        let h = hash_of(&self.hasher, id.kind, &id.value);
+        self.entries.push(Entry { value: Value::new(&id.value), kind: id.kind, shared: false, profile });
+        let h = hash_of(&self.hasher, id.kind, id.value.as_bytes());
         let (entries, hasher) = (&self.entries, &self.hasher);
         self.index.insert_unique(h, idx, |&i| {
             let e = &entries[i as usize];
-            hash_of(hasher, e.kind, &e.value)
+            hash_of(hasher, e.kind, e.value.as_bytes())
         });
         if profile != NO_PROFILE {
             let p = self.profiles[profile as usize].as_mut().expect("live profile");
@@ -235,7 +236,7 @@ impl TenantGraph {
             .iter()
             .map(|&i| {
                 let e = &self.entries[i as usize];
-                Identifier { kind: e.kind, value: e.value.clone() }
+                Identifier { kind: e.kind, value: e.value.to_boxed_str() }
             })
             .collect();
         ids.sort();
