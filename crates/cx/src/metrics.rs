@@ -1,11 +1,10 @@
 //! The stage: events in (with profile and thread), metrics out on demand.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use hashbrown::HashMap;
 use omnistitch_model::{Channel, Event, EventTime, ProfileId, Tenant};
-use xxhash_rust::xxh3::xxh3_64;
+use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 use crate::case::{slot, Case, Standing};
 use crate::config::{CxConfig, CxConfigError, Limits};
@@ -13,77 +12,101 @@ use crate::report::{Aggregate, CxReport};
 
 /// Case keys of case ids; other keys are threads without one.
 const CASE_PREFIX: &str = "case:";
+/// Seed of the digests of case ids (threads use none).
+const CASE_SEED: u64 = 0x6361_7365;
+
+/// A case key (`case:<id>` or a thread) as a 64-bit digest whose lowest bit tells a case id
+/// (set) from a thread (clear): a collision only joins two cases.
+type CaseKey = u64;
+
+/// The key of case id `id`.
+fn case_id_key(id: &str) -> CaseKey {
+    xxh3_64_with_seed(id.as_bytes(), CASE_SEED) | 1
+}
+
+/// The key of case key `literal` (`case:<id>` or a thread).
+fn case_key(literal: &str) -> CaseKey {
+    match literal.strip_prefix(CASE_PREFIX) {
+        Some(id) => case_id_key(id),
+        None => xxh3_64(literal.as_bytes()) & !1,
+    }
+}
+
+/// Whether `key` names a case id (not a thread).
+fn is_case_id(key: CaseKey) -> bool {
+    key & 1 == 1
+}
 
 /// One tenant's cases and the aggregates of its closed ones.
 #[derive(Debug, Default)]
 struct TenantState {
     /// The latest event time seen for the tenant: the clock of eviction.
     watermark: Option<EventTime>,
-    cases: HashMap<Arc<str>, Case>,
+    cases: HashMap<CaseKey, Case>,
     /// Conversation key hash -> the case holding it.
-    conversations: HashMap<u64, Arc<str>>,
+    conversations: HashMap<u64, CaseKey>,
     /// (deadline when filed, case key), earliest first: one entry per case, filed again lazily
     /// when its deadline moved later (it comes up for closing before its time, never after).
-    deadlines: BTreeSet<(i64, Arc<str>)>,
+    deadlines: BTreeSet<(i64, CaseKey)>,
     /// Contributions of closed cases, by channel slot.
     closed: [Aggregate; 4],
 }
 
 impl TenantState {
     /// Forgets `hashes` where they still point at `key`.
-    fn unregister(&mut self, key: &Arc<str>, hashes: impl IntoIterator<Item = u64>) {
+    fn unregister(&mut self, key: CaseKey, hashes: impl IntoIterator<Item = u64>) {
         for h in hashes {
-            if self.conversations.get(&h) == Some(key) {
+            if self.conversations.get(&h) == Some(&key) {
                 self.conversations.remove(&h);
             }
         }
     }
 
     /// Takes a case out of the map and the deadline index.
-    fn take(&mut self, key: &str) -> Option<(Arc<str>, Case)> {
-        let (key, mut case) = self.cases.remove_entry(key)?;
+    fn take(&mut self, key: CaseKey) -> Option<Case> {
+        let mut case = self.cases.remove(&key)?;
         if let Some(at) = case.indexed.take() {
-            self.deadlines.remove(&(at, key.clone()));
+            self.deadlines.remove(&(at, key));
         }
-        Some((key, case))
+        Some(case)
     }
 
     /// Gives `case` its fresh deadline, filing it again only when the deadline moved earlier.
-    fn refresh(deadlines: &mut BTreeSet<(i64, Arc<str>)>, key: &Arc<str>, case: &mut Case, limits: &Limits) {
+    fn refresh(deadlines: &mut BTreeSet<(i64, CaseKey)>, key: CaseKey, case: &mut Case, limits: &Limits) {
         let wait = if case.is_resolved() { limits.survey_window_ms } else { limits.idle_ms };
         case.deadline = case.last_activity().millis().saturating_add(wait);
         if case.indexed.is_none_or(|at| at > case.deadline) {
             if let Some(at) = case.indexed {
-                deadlines.remove(&(at, key.clone()));
+                deadlines.remove(&(at, key));
             }
-            deadlines.insert((case.deadline, key.clone()));
+            deadlines.insert((case.deadline, key));
             case.indexed = Some(case.deadline);
         }
     }
 
     /// Puts a case back with a fresh deadline.
-    fn put(&mut self, key: Arc<str>, mut case: Case, limits: &Limits) {
-        Self::refresh(&mut self.deadlines, &key, &mut case, limits);
+    fn put(&mut self, key: CaseKey, mut case: Case, limits: &Limits) {
+        Self::refresh(&mut self.deadlines, key, &mut case, limits);
         self.cases.insert(key, case);
     }
 
     /// Moves thread case `absorbed` into case `survivor` (which may not exist yet).
-    fn absorb(&mut self, survivor: &Arc<str>, absorbed: &str, limits: &Limits) {
-        let Some((absorbed_key, absorbed)) = self.take(absorbed) else { return };
-        for h in absorbed.key_hashes() {
-            if self.conversations.get(&h) == Some(&absorbed_key) {
-                self.conversations.insert(h, survivor.clone());
+    fn absorb(&mut self, survivor: CaseKey, absorbed: CaseKey, limits: &Limits) {
+        let Some(absorbed_case) = self.take(absorbed) else { return };
+        for h in absorbed_case.key_hashes() {
+            if self.conversations.get(&h) == Some(&absorbed) {
+                self.conversations.insert(h, survivor);
             }
         }
         let merged = match self.take(survivor) {
-            Some((_, mut case)) => {
-                let forgotten = case.merge(absorbed);
+            Some(mut case) => {
+                let forgotten = case.merge(absorbed_case);
                 self.unregister(survivor, forgotten);
                 case
             }
-            None => absorbed,
+            None => absorbed_case,
         };
-        self.put(survivor.clone(), merged, limits);
+        self.put(survivor, merged, limits);
     }
 
     /// Closes the case with the earliest deadline, adding it to the closed aggregates; an entry
@@ -99,7 +122,7 @@ impl TenantState {
             }
         }
         if let Some(case) = self.cases.remove(&key) {
-            self.unregister(&key, case.key_hashes().collect::<Vec<_>>());
+            self.unregister(key, case.key_hashes());
             case.contribute(&mut self.closed, Standing::Closed);
         }
         true
@@ -156,41 +179,35 @@ impl CxMetrics {
         if !self.tenants.contains_key(&event.tenant) {
             self.tenants.insert(event.tenant.clone(), TenantState::default());
         }
-        let tenant = self.tenants.get_mut(&event.tenant).expect("just inserted");
+        let Some(tenant) = self.tenants.get_mut(&event.tenant) else { return };
         tenant.watermark = Some(tenant.watermark.map_or(event.time, |w| w.max(event.time)));
 
         let own = hash(&event.thread.key);
         let parent = hash(&event.thread.parent);
-        let literal = match &event.case_id {
-            Some(id) if thread_id.strip_prefix(CASE_PREFIX) == Some(id.as_str()) => None,
-            Some(id) => Some(format!("{CASE_PREFIX}{id}")),
-            None => None,
+        let key = match &event.case_id {
+            // `case:<id>`, whether or not the thread already is that case.
+            Some(id) => case_id_key(id),
+            None => case_key(thread_id),
         };
-        let literal = literal.as_deref().unwrap_or(thread_id);
-        let key: Arc<str> = tenant.cases.get_key_value(literal).map_or_else(|| Arc::from(literal), |(k, _)| k.clone());
-        if key.starts_with(CASE_PREFIX) {
+        if is_case_id(key) {
             // The conversation was threaded on its own until the case id showed up: its earlier
             // events (the first contact, often) belong to this case.
             for h in [own, parent].into_iter().flatten() {
-                let absorbed =
-                    tenant.conversations.get(&h).filter(|k| **k != key && !k.starts_with(CASE_PREFIX)).cloned();
+                let absorbed = tenant.conversations.get(&h).copied().filter(|k| *k != key && !is_case_id(*k));
                 if let Some(absorbed) = absorbed {
-                    tenant.absorb(&key, &absorbed, &limits);
+                    tenant.absorb(key, absorbed, &limits);
                 }
             }
         }
 
-        if !tenant.cases.contains_key(&key) {
-            tenant.cases.insert(key.clone(), Case::new(event));
-        }
-        let case = tenant.cases.get_mut(&key).expect("just inserted");
+        let case = tenant.cases.entry(key).or_insert_with(|| Case::new(event));
         let forgotten = case.apply(event, own, parent);
         let held = [own, parent].map(|h| h.filter(|&h| case.holds(h)));
-        TenantState::refresh(&mut tenant.deadlines, &key, case, &limits);
-        tenant.unregister(&key, forgotten);
+        TenantState::refresh(&mut tenant.deadlines, key, case, &limits);
+        tenant.unregister(key, forgotten);
         for h in held.into_iter().flatten() {
             if tenant.conversations.get(&h) != Some(&key) {
-                tenant.conversations.insert(h, key.clone());
+                tenant.conversations.insert(h, key);
             }
         }
         tenant.evict(&limits);

@@ -3,7 +3,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use hashbrown::HashMap;
-use std::sync::Arc;
 
 use omnistitch_model::{Channel, Direction, Event, EventKind, EventTime, ProfileId, Tenant};
 
@@ -11,7 +10,9 @@ use crate::config::{MomentsConfig, MomentsConfigError, Settings, SettingsTable};
 use crate::effort::{AgreementSums, EffortAgreement};
 use crate::intervention::{Evidence, Intervention, MomentType, Priority};
 use crate::sentiment;
-use crate::state::{digest, EventRef, Mark, Profile, PruneLimits, Timer, TimerKey, TimerReason, Timers, CASE_PREFIX};
+use crate::state::{
+    digest, CaseKey, EventRef, Mark, Profile, PruneLimits, Timer, TimerKey, TimerReason, Timers, CASE_PREFIX,
+};
 
 const MINUTE_MS: i64 = 60_000;
 const HOUR_MS: i64 = 60 * MINUTE_MS;
@@ -66,7 +67,7 @@ impl MomentCounters {
 struct Draft {
     moment: MomentType,
     key: Mark,
-    case: Arc<str>,
+    case: CaseKey,
     detected_at: EventTime,
     priority: Priority,
     channel: Channel,
@@ -98,8 +99,8 @@ fn phone_number_key(event: &Event) -> Option<u64> {
 }
 
 /// The case id a case key names (`case:<id>`); thread keys name none.
-fn case_id_of(case: &str) -> Option<String> {
-    case.strip_prefix(CASE_PREFIX).map(str::to_string)
+fn case_id_of(case: &CaseKey) -> Option<String> {
+    case.name.strip_prefix(CASE_PREFIX).map(str::to_string)
 }
 
 /// Whether the event answers the customer: an outbound message, social reply or DM, or an
@@ -281,7 +282,7 @@ impl TenantState {
         let cooldown = self.settings.cooldown_ms;
         if let Some(p) = p {
             if cooldown > 0 {
-                let key = (d.moment, digest(b"case", &d.case));
+                let key = (d.moment, d.case.digest);
                 if let Some(&last) = p.cooldowns.get(&key) {
                     if d.detected_at.0.abs_diff(last.0) < cooldown.unsigned_abs() {
                         if let Some(c) = self.counters.slot(d.moment) {
@@ -326,7 +327,7 @@ impl TenantState {
             let mut p = self.profiles.remove(&id);
             if let Some(p) = p.as_mut() {
                 p.timers.remove(&key);
-                if let Some(case) = p.cases.get_mut(&timer.case) {
+                if let Some(case) = p.cases.get_mut(&timer.case.digest) {
                     if case.sla.as_ref() == Some(&key) {
                         case.sla = None;
                     }
@@ -389,7 +390,7 @@ impl TenantState {
                 continue;
             }
             let Some(mut other) = self.profiles.remove(&owner) else { continue };
-            if let Some(c) = other.cases.get_mut(&case) {
+            if let Some(c) = other.cases.get_mut(&case.digest) {
                 if c.sla.as_ref() == Some(&key) {
                     c.sla = None;
                     c.awaiting = false;
@@ -468,7 +469,7 @@ impl TenantState {
                 .conversations
                 .values()
                 .find(|c| c.start.as_ref() == Some(start))
-                .map_or_else(|| Arc::from(format!("event:{}", start.event_id)), |c| c.case.clone());
+                .map_or_else(|| CaseKey::new(&format!("event:{}", start.event_id)), |c| c.case.clone());
             let draft = Draft {
                 moment: MomentType::RepeatContact,
                 key: start.clone(),
@@ -520,7 +521,7 @@ impl TenantState {
             let old = p.conversations.get(&c).map(|c| c.case.clone());
             if let Some(old) = old.filter(|o| *o != case_key) {
                 effort_changed = true;
-                if old.starts_with(CASE_PREFIX) {
+                if old.is_case_id() {
                     // From one case to another: only this conversation moves.
                     if let Some(conv) = p.conversations.get_mut(&c) {
                         conv.case = case_key.clone();
@@ -550,7 +551,7 @@ impl TenantState {
 
         // 1. Timers this event settles.
         if response {
-            let sla = p.cases.get_mut(&case_key).and_then(|c| {
+            let sla = p.cases.get_mut(&case_key.digest).and_then(|c| {
                 c.awaiting = false;
                 c.sla.take()
             });
@@ -661,7 +662,7 @@ impl TenantState {
                 EventKind::Message | EventKind::SocialPost | EventKind::SocialDm | EventKind::ChatStarted
             );
         if let (true, true, Some(sla)) = (s.sla_enabled, waits, s.sla_ms(event.channel)) {
-            if p.cases.get(&case_key).is_some_and(|c| !c.awaiting) {
+            if p.cases.get(&case_key.digest).is_some_and(|c| !c.awaiting) {
                 let key = TimerKey {
                     due: t.plus_millis(sla),
                     moment: MomentType::FirstResponseSlaBreach,
@@ -682,7 +683,7 @@ impl TenantState {
                         self.index_elsewhere(own, k.clone());
                     }
                 }
-                if let Some(case) = p.cases.get_mut(&case_key) {
+                if let Some(case) = p.cases.get_mut(&case_key.digest) {
                     case.sla = key;
                     case.awaiting = true;
                 }
@@ -761,20 +762,22 @@ impl TenantState {
         id: ProfileId,
         p: &mut Profile,
         event: &Event,
-        case_key: &Arc<str>,
+        case_key: &CaseKey,
         mark: &Mark,
         window: i64,
     ) -> Option<Intervention> {
         // The event's own case when it names one; otherwise the open case contacted last.
         let (case, previous) = if event.case_id.is_some() {
-            let case = p.cases.get(case_key).filter(|c| c.is_open())?;
+            let case = p.cases.get(&case_key.digest).filter(|c| c.is_open())?;
             (case_key.clone(), case.last_contact.clone()?)
         } else {
+            // Ties go to the largest case key, as in key order.
             p.cases
-                .iter()
-                .filter(|(_, c)| c.is_open())
-                .filter_map(|(k, c)| c.last_contact.clone().map(|m| (k.clone(), m)))
-                .max_by(|a, b| a.1.cmp(&b.1))?
+                .values()
+                .filter(|c| c.is_open())
+                .filter_map(|c| c.last_contact.as_ref().map(|m| (c, m)))
+                .max_by(|a, b| a.1.cmp(b.1).then_with(|| a.0.key.name.cmp(&b.0.key.name)))
+                .map(|(c, m)| (c.key.clone(), m.clone()))?
         };
         let gap = mark.time.0.saturating_sub(previous.time.0);
         if previous.channel == event.channel || !(0..=window).contains(&gap) {
@@ -805,7 +808,7 @@ impl TenantState {
         id: ProfileId,
         p: &mut Profile,
         event: &Event,
-        case_key: &Arc<str>,
+        case_key: &CaseKey,
         mark: &Mark,
         threshold: f64,
         window: i64,
@@ -845,10 +848,10 @@ impl TenantState {
         id: ProfileId,
         p: &mut Profile,
         event: &Event,
-        case_key: &Arc<str>,
+        case_key: &CaseKey,
         mark: &Mark,
     ) -> Option<Intervention> {
-        let case = p.cases.get_mut(case_key)?;
+        let case = p.cases.get_mut(&case_key.digest)?;
         // The effort only changes with its inputs: a case whose inputs did not change since its
         // last check cannot have crossed the threshold.
         if case.surveyed || case.effort_fired || !std::mem::take(&mut case.effort_stale) {
@@ -860,7 +863,7 @@ impl TenantState {
         if effort < self.settings.effort.threshold {
             return None;
         }
-        if let Some(case) = p.cases.get_mut(case_key) {
+        if let Some(case) = p.cases.get_mut(&case_key.digest) {
             case.effort_fired = true;
         }
         let draft = Draft {

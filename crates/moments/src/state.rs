@@ -33,6 +33,40 @@ pub(crate) fn digest(tag: &[u8], text: &str) -> u64 {
     xxh3_64_with_seed(text.as_bytes(), xxh3_64(tag))
 }
 
+/// A case key (`case:<id>`, or a thread without a case id) with its digest: maps and
+/// comparisons use the digest (a collision only joins two cases), output the text.
+#[derive(Clone)]
+pub(crate) struct CaseKey {
+    /// `digest(b"case", name)`: also the case part of cool-down keys.
+    pub(crate) digest: u64,
+    pub(crate) name: Arc<str>,
+}
+
+impl CaseKey {
+    pub(crate) fn new(name: &str) -> Self {
+        CaseKey { digest: digest(b"case", name), name: Arc::from(name) }
+    }
+
+    /// Whether it names a case id (not a thread).
+    pub(crate) fn is_case_id(&self) -> bool {
+        self.name.starts_with(CASE_PREFIX)
+    }
+}
+
+impl PartialEq for CaseKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.digest == other.digest
+    }
+}
+
+impl Eq for CaseKey {}
+
+impl std::fmt::Debug for CaseKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.name, f)
+    }
+}
+
 /// Longest event id kept inline (a UUID's 36 characters fit).
 const INLINE_ID: usize = 39;
 
@@ -129,7 +163,7 @@ pub(crate) struct TimerKey {
 #[derive(Debug, Clone)]
 pub(crate) struct Timer {
     pub(crate) profile: ProfileId,
-    pub(crate) case: Arc<str>,
+    pub(crate) case: CaseKey,
     pub(crate) key: Mark,
     pub(crate) priority: Priority,
     pub(crate) channel: Channel,
@@ -150,7 +184,7 @@ pub(crate) type Timers = BTreeMap<TimerKey, Timer>;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Conversation {
-    pub(crate) case: Arc<str>,
+    pub(crate) case: CaseKey,
     /// Its first inbound contact.
     pub(crate) start: Option<Mark>,
     /// Longest queue wait reported by its events (one call, one wait), ms.
@@ -169,7 +203,7 @@ impl Conversation {
         self.queue_wait_ms = self.queue_wait_ms.max(other.queue_wait_ms);
         self.transfers = self.transfers.max(other.transfers);
         self.last_seen = self.last_seen.max(other.last_seen);
-        if !self.case.starts_with(CASE_PREFIX) && other.case.starts_with(CASE_PREFIX) {
+        if !self.case.is_case_id() && other.case.is_case_id() {
             self.case = other.case;
         }
     }
@@ -177,6 +211,8 @@ impl Conversation {
 
 #[derive(Debug, Clone)]
 pub(crate) struct Case {
+    /// Its key.
+    pub(crate) key: CaseKey,
     /// Seen with an inbound contact.
     pub(crate) contacted: bool,
     /// Seen with CASE_RESOLVED.
@@ -199,8 +235,9 @@ pub(crate) struct Case {
 }
 
 impl Case {
-    pub(crate) fn new(t: EventTime) -> Self {
+    pub(crate) fn new(key: CaseKey, t: EventTime) -> Self {
         Case {
+            key,
             contacted: false,
             resolved: false,
             last_contact: None,
@@ -258,7 +295,7 @@ pub(crate) struct Profile {
     pub(crate) keys: HashMap<u64, (u32, EventTime)>,
     pub(crate) conversations: VecMap<u32, Conversation>,
     next_conversation: u32,
-    pub(crate) cases: VecMap<Arc<str>, Case>,
+    pub(crate) cases: VecMap<u64, Case>,
     /// Recent conversation starts and case resolutions, for repeat contacts.
     pub(crate) repeat: RepeatHistory,
     /// The latest support contact.
@@ -275,30 +312,32 @@ pub(crate) struct Profile {
 
 impl Profile {
     /// A new conversation in `case`; returns its id.
-    pub(crate) fn open_conversation(&mut self, case: Arc<str>, t: EventTime) -> u32 {
+    pub(crate) fn open_conversation(&mut self, case: CaseKey, t: EventTime) -> u32 {
         let id = self.next_conversation;
         self.next_conversation = self.next_conversation.wrapping_add(1);
-        self.conversations.push_last(id, Conversation { case, start: None, queue_wait_ms: 0, transfers: 0, last_seen: t });
+        self.conversations
+            .push_last(id, Conversation { case, start: None, queue_wait_ms: 0, transfers: 0, last_seen: t });
         id
     }
 
     /// The shared key of case `key` when the profile has it, else a new one.
-    pub(crate) fn case_key(&self, key: &str) -> Arc<str> {
-        self.cases.get_key_value(key).map_or_else(|| Arc::from(key), |(k, _)| k.clone())
+    pub(crate) fn case_key(&self, key: &str) -> CaseKey {
+        let d = digest(b"case", key);
+        self.cases.get(&d).map_or_else(|| CaseKey { digest: d, name: Arc::from(key) }, |c| c.key.clone())
     }
 
     /// The case `key`, created if new.
-    pub(crate) fn case_mut(&mut self, key: &Arc<str>, t: EventTime) -> &mut Case {
-        let case = self.cases.get_or_insert_with(&**key, || (key.clone(), Case::new(t)));
+    pub(crate) fn case_mut(&mut self, key: &CaseKey, t: EventTime) -> &mut Case {
+        let case = self.cases.get_or_insert_with(&key.digest, || (key.digest, Case::new(key.clone(), t)));
         case.last_seen = case.last_seen.max(t);
         case
     }
 
     /// What the effort of case `key` is made of.
-    pub(crate) fn effort_inputs(&self, key: &str) -> EffortInputs {
+    pub(crate) fn effort_inputs(&self, key: &CaseKey) -> EffortInputs {
         let mut starts: Vec<&Mark> = Vec::new();
         let mut inputs = EffortInputs::default();
-        for c in self.conversations.values().filter(|c| &*c.case == key) {
+        for c in self.conversations.values().filter(|c| c.case == *key) {
             starts.extend(c.start.as_ref());
             inputs.queue_wait_ms = inputs.queue_wait_ms.saturating_add(c.queue_wait_ms);
             inputs.transfers = inputs.transfers.saturating_add(c.transfers);
@@ -307,19 +346,19 @@ impl Profile {
         inputs.conversations = u32::try_from(starts.len()).unwrap_or(u32::MAX);
         inputs.channel_switches =
             u32::try_from(starts.windows(2).filter(|w| w[0].channel != w[1].channel).count()).unwrap_or(u32::MAX);
-        inputs.abandons = self.cases.get(key).map_or(0, |c| c.abandons);
+        inputs.abandons = self.cases.get(&key.digest).map_or(0, |c| c.abandons);
         inputs
     }
 
     /// Moves thread case `from` into case `into`: its conversations, state, timers, cool-downs.
-    pub(crate) fn absorb_case(&mut self, from: &Arc<str>, into: &Arc<str>, timers: &mut Timers) {
+    pub(crate) fn absorb_case(&mut self, from: &CaseKey, into: &CaseKey, timers: &mut Timers) {
         if from == into {
             return;
         }
         for c in self.conversations.values_mut().filter(|c| c.case == *from) {
             c.case = into.clone();
         }
-        if let Some(mut old) = self.cases.remove(from) {
+        if let Some(mut old) = self.cases.remove(&from.digest) {
             let t = old.last_seen;
             let target_sla = self.case_mut(into, t).sla.take();
             let sla = settle_sla(old.sla.take(), target_sla, timers, &mut self.timers);
@@ -334,7 +373,7 @@ impl Profile {
                 }
             }
         }
-        let (from_digest, into_digest) = (digest(b"case", from), digest(b"case", into));
+        let (from_digest, into_digest) = (from.digest, into.digest);
         let moved: Vec<(MomentType, EventTime)> =
             self.cooldowns.iter().filter(|((_, d), _)| *d == from_digest).map(|((m, _), t)| (*m, *t)).collect();
         for (m, t) in moved {
@@ -409,7 +448,7 @@ impl Profile {
         self.pruned_at = Some(now);
         let cutoff = EventTime(now.0.saturating_sub(limits.retention_ms));
         self.conversations.retain(|_, c| c.last_seen >= cutoff);
-        keep_newest(&mut self.conversations, MAX_CONVERSATIONS, |c| c.last_seen);
+        keep_newest(&mut self.conversations, MAX_CONVERSATIONS, |c| (c.last_seen, None));
         let conversations = &self.conversations;
         self.keys.retain(|_, (c, t)| *t >= cutoff && conversations.contains_key(c));
         if self.keys.len() > MAX_KEYS {
@@ -419,7 +458,7 @@ impl Profile {
             self.keys.retain(|_, (_, t)| *t >= floor);
         }
         self.cases.retain(|_, c| c.last_seen >= cutoff || c.sla.is_some());
-        keep_newest(&mut self.cases, MAX_CASES, |c| c.last_seen);
+        keep_newest(&mut self.cases, MAX_CASES, |c| (c.last_seen, Some(c.key.name.clone())));
         let cooldown = limits.cooldown_ms;
         self.cooldowns.retain(|_, t| now.0.saturating_sub(t.0) < cooldown);
         // Two windows: a merge can reveal a window that closed a while ago.
@@ -430,12 +469,16 @@ impl Profile {
     }
 }
 
-/// Keeps the `max` entries of `map` with the latest `seen`.
-fn keep_newest<K: Ord + Clone, V>(map: &mut VecMap<K, V>, max: usize, seen: impl Fn(&V) -> EventTime) {
+/// Keeps the `max` entries of `map` with the latest `seen` (ties: the largest name, else key).
+fn keep_newest<K: Ord + Clone, V>(
+    map: &mut VecMap<K, V>,
+    max: usize,
+    seen: impl Fn(&V) -> (EventTime, Option<Arc<str>>),
+) {
     if map.len() <= max {
         return;
     }
-    let mut by_age: Vec<(EventTime, K)> = map.iter().map(|(k, v)| (seen(v), k.clone())).collect();
+    let mut by_age: Vec<((EventTime, Option<Arc<str>>), K)> = map.iter().map(|(k, v)| (seen(v), k.clone())).collect();
     by_age.sort();
     let excess = map.len() - max;
     for (_, k) in by_age.into_iter().take(excess) {

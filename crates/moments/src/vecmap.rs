@@ -46,14 +46,6 @@ impl<K: Ord, V> VecMap<K, V> {
         self.find(key).ok().map(|i| &mut self.entries[i].1)
     }
 
-    /// The stored key and value of `key`.
-    pub(crate) fn get_key_value<Q: Ord + ?Sized>(&self, key: &Q) -> Option<(&K, &V)>
-    where
-        K: Borrow<Q>,
-    {
-        self.find(key).ok().map(|i| (&self.entries[i].0, &self.entries[i].1))
-    }
-
     /// Whether `key` has a value.
     pub(crate) fn contains_key<Q: Ord + ?Sized>(&self, key: &Q) -> bool
     where
@@ -74,11 +66,7 @@ impl<K: Ord, V> VecMap<K, V> {
     }
 
     /// The value of `key`, inserted from `make` (given the key) when missing.
-    pub(crate) fn get_or_insert_with<Q: Ord + ?Sized>(
-        &mut self,
-        key: &Q,
-        make: impl FnOnce() -> (K, V),
-    ) -> &mut V
+    pub(crate) fn get_or_insert_with<Q: Ord + ?Sized>(&mut self, key: &Q, make: impl FnOnce() -> (K, V)) -> &mut V
     where
         K: Borrow<Q>,
     {
