@@ -8,6 +8,7 @@ use omnistitch_model::{Channel, Direction, Event, EventKind, EventTime, ProfileI
 
 use crate::config::{MomentsConfig, MomentsConfigError, Settings, SettingsTable};
 use crate::effort::{AgreementSums, EffortAgreement};
+use crate::elsewhere::ElsewhereIndex;
 use crate::intervention::{Evidence, Intervention, MomentType, Priority};
 use crate::sentiment;
 use crate::state::{
@@ -183,7 +184,7 @@ struct TenantState {
     /// the customer's phone number. A reply in the thread or to the message, or a successful
     /// contact with the number, settles them even when identity put it on another profile
     /// (replies to shared or team mailboxes, callbacks to landlines: they link no one).
-    settled_elsewhere: HashMap<u64, Vec<TimerKey>>,
+    settled_elsewhere: ElsewhereIndex,
 }
 
 impl TenantState {
@@ -197,7 +198,7 @@ impl TenantState {
             redirects: HashMap::new(),
             redirects_pruned_at: None,
             counters: MomentCounters::default(),
-            settled_elsewhere: HashMap::new(),
+            settled_elsewhere: ElsewhereIndex::default(),
             agreement: AgreementSums::default(),
         }
     }
@@ -363,21 +364,14 @@ impl TenantState {
     /// Lets events of other profiles naming `at` settle the pending timer `key`; entries of
     /// timers gone are dropped once the index outgrows the timers.
     fn index_elsewhere(&mut self, at: u64, key: TimerKey) {
-        self.settled_elsewhere.entry(at).or_default().push(key);
-        if self.settled_elsewhere.len() > 2 * self.timers.len() + 1024 {
-            let timers = &self.timers;
-            self.settled_elsewhere.retain(|_, keys| {
-                keys.retain(|k| timers.contains_key(k));
-                !keys.is_empty()
-            });
-        }
+        self.settled_elsewhere.insert(at, key, &self.timers);
     }
 
     /// An event of profile `responder` (whose state is out of the map) names `at`: it settles
     /// the timers indexed there on other profiles (only those whose key event is not after
     /// `not_after`, when given); the responder's own were settled with its profile.
     fn settle_elsewhere(&mut self, responder: ProfileId, at: u64, not_after: Option<EventTime>) {
-        let Some(keys) = self.settled_elsewhere.remove(&at) else { return };
+        let Some(keys) = self.settled_elsewhere.take(at) else { return };
         let mut waiting = Vec::new();
         for key in keys {
             let Some(timer) = self.timers.get(&key) else { continue };
@@ -399,9 +393,7 @@ impl TenantState {
             self.cancel(&mut other, &key);
             self.profiles.insert(owner, other);
         }
-        if !waiting.is_empty() {
-            self.settled_elsewhere.insert(at, waiting);
-        }
+        self.settled_elsewhere.put_back(at, waiting);
     }
 
     fn cancel(&mut self, p: &mut Profile, key: &TimerKey) {

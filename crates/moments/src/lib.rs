@@ -11,6 +11,7 @@
 mod config;
 mod detector;
 mod effort;
+mod elsewhere;
 mod intervention;
 mod pipeline;
 mod reorder;

@@ -335,17 +335,33 @@ impl Profile {
 
     /// What the effort of case `key` is made of.
     pub(crate) fn effort_inputs(&self, key: &CaseKey) -> EffortInputs {
-        let mut starts: Vec<&Mark> = Vec::new();
+        // Starts of a few conversations stay on the stack; more go to the heap.
+        const FEW: usize = 16;
+        let mut few: [Option<&Mark>; FEW] = [None; FEW];
+        let mut many: Vec<Option<&Mark>> = Vec::new();
+        let mut n = 0usize;
         let mut inputs = EffortInputs::default();
         for c in self.conversations.values().filter(|c| c.case == *key) {
-            starts.extend(c.start.as_ref());
+            if let Some(start) = &c.start {
+                if n < FEW {
+                    few[n] = Some(start);
+                } else {
+                    if many.is_empty() {
+                        many.extend_from_slice(&few);
+                    }
+                    many.push(Some(start));
+                }
+                n += 1;
+            }
             inputs.queue_wait_ms = inputs.queue_wait_ms.saturating_add(c.queue_wait_ms);
             inputs.transfers = inputs.transfers.saturating_add(c.transfers);
         }
+        let starts = if n <= FEW { &mut few[..n] } else { &mut many[..] };
         starts.sort_unstable();
         inputs.conversations = u32::try_from(starts.len()).unwrap_or(u32::MAX);
         inputs.channel_switches =
-            u32::try_from(starts.windows(2).filter(|w| w[0].channel != w[1].channel).count()).unwrap_or(u32::MAX);
+            u32::try_from(starts.windows(2).filter(|w| w[0].map(|m| m.channel) != w[1].map(|m| m.channel)).count())
+                .unwrap_or(u32::MAX);
         inputs.abandons = self.cases.get(&key.digest).map_or(0, |c| c.abandons);
         inputs
     }
