@@ -1,6 +1,6 @@
 //! The stage: timeline events in (event-time order), interventions out.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use hashbrown::HashMap;
 
@@ -14,6 +14,7 @@ use crate::sentiment;
 use crate::state::{
     digest, CaseKey, EventRef, Mark, Profile, PruneLimits, Timer, TimerKey, TimerReason, Timers, CASE_PREFIX,
 };
+use crate::tenants::TenantMap;
 
 const MINUTE_MS: i64 = 60_000;
 const HOUR_MS: i64 = 60 * MINUTE_MS;
@@ -892,7 +893,7 @@ impl TenantState {
 #[derive(Debug)]
 pub struct Detector {
     settings: SettingsTable,
-    tenants: BTreeMap<Tenant, TenantState>,
+    tenants: TenantMap<TenantState>,
 }
 
 impl Detector {
@@ -902,15 +903,12 @@ impl Detector {
     }
 
     pub(crate) fn with_settings(settings: SettingsTable) -> Self {
-        Detector { settings, tenants: BTreeMap::new() }
+        Detector { settings, tenants: TenantMap::default() }
     }
 
     fn tenant(&mut self, tenant: &Tenant) -> &mut TenantState {
-        if !self.tenants.contains_key(tenant) {
-            let state = TenantState::new(self.settings.get(tenant.as_str()));
-            self.tenants.insert(tenant.clone(), state);
-        }
-        self.tenants.get_mut(tenant).expect("just inserted")
+        let settings = &self.settings;
+        self.tenants.get_or_insert_with(tenant, || TenantState::new(settings.get(tenant.as_str())))
     }
 
     /// Takes one timeline event of `profile` in thread `thread_id` (`case:<id>` when the event

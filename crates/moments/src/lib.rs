@@ -18,6 +18,7 @@ mod reorder;
 mod repeat;
 pub mod sentiment;
 mod state;
+mod tenants;
 mod vecmap;
 
 pub use config::{
