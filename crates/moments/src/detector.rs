@@ -511,8 +511,9 @@ impl TenantState {
         // Whether the effort inputs of the event's case change.
         let mut effort_changed = false;
         if let Some(c) = known {
-            let old = p.conversations.get(&c).map(|c| c.case.clone());
-            if let Some(old) = old.filter(|o| *o != case_key) {
+            // Compared by digest first: the key is cloned only when the conversation moves.
+            let moved = p.conversations.get(&c).filter(|c| c.case != case_key).map(|c| c.case.clone());
+            if let Some(old) = moved {
                 effort_changed = true;
                 if old.is_case_id() {
                     // From one case to another: only this conversation moves.
