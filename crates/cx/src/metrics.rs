@@ -176,10 +176,7 @@ impl CxMetrics {
     pub fn observe(&mut self, profile: ProfileId, event: &Event, thread_id: &str) {
         let _ = profile;
         let limits = self.limits;
-        if !self.tenants.contains_key(&event.tenant) {
-            self.tenants.insert(event.tenant.clone(), TenantState::default());
-        }
-        let Some(tenant) = self.tenants.get_mut(&event.tenant) else { return };
+        let tenant = self.tenants.entry(event.tenant.clone()).or_default();
         tenant.watermark = Some(tenant.watermark.map_or(event.time, |w| w.max(event.time)));
 
         let own = hash(&event.thread.key);

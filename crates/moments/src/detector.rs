@@ -1,6 +1,6 @@
 //! The stage: timeline events in (event-time order), interventions out.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use hashbrown::HashMap;
 
@@ -8,11 +8,13 @@ use omnistitch_model::{Channel, Direction, Event, EventKind, EventTime, ProfileI
 
 use crate::config::{MomentsConfig, MomentsConfigError, Settings, SettingsTable};
 use crate::effort::{AgreementSums, EffortAgreement};
+use crate::elsewhere::ElsewhereIndex;
 use crate::intervention::{Evidence, Intervention, MomentType, Priority};
 use crate::sentiment;
 use crate::state::{
     digest, CaseKey, EventRef, Mark, Profile, PruneLimits, Timer, TimerKey, TimerReason, Timers, CASE_PREFIX,
 };
+use crate::tenants::TenantMap;
 
 const MINUTE_MS: i64 = 60_000;
 const HOUR_MS: i64 = 60 * MINUTE_MS;
@@ -183,7 +185,7 @@ struct TenantState {
     /// the customer's phone number. A reply in the thread or to the message, or a successful
     /// contact with the number, settles them even when identity put it on another profile
     /// (replies to shared or team mailboxes, callbacks to landlines: they link no one).
-    settled_elsewhere: HashMap<u64, Vec<TimerKey>>,
+    settled_elsewhere: ElsewhereIndex,
 }
 
 impl TenantState {
@@ -197,7 +199,7 @@ impl TenantState {
             redirects: HashMap::new(),
             redirects_pruned_at: None,
             counters: MomentCounters::default(),
-            settled_elsewhere: HashMap::new(),
+            settled_elsewhere: ElsewhereIndex::default(),
             agreement: AgreementSums::default(),
         }
     }
@@ -363,21 +365,14 @@ impl TenantState {
     /// Lets events of other profiles naming `at` settle the pending timer `key`; entries of
     /// timers gone are dropped once the index outgrows the timers.
     fn index_elsewhere(&mut self, at: u64, key: TimerKey) {
-        self.settled_elsewhere.entry(at).or_default().push(key);
-        if self.settled_elsewhere.len() > 2 * self.timers.len() + 1024 {
-            let timers = &self.timers;
-            self.settled_elsewhere.retain(|_, keys| {
-                keys.retain(|k| timers.contains_key(k));
-                !keys.is_empty()
-            });
-        }
+        self.settled_elsewhere.insert(at, key, &self.timers);
     }
 
     /// An event of profile `responder` (whose state is out of the map) names `at`: it settles
     /// the timers indexed there on other profiles (only those whose key event is not after
     /// `not_after`, when given); the responder's own were settled with its profile.
     fn settle_elsewhere(&mut self, responder: ProfileId, at: u64, not_after: Option<EventTime>) {
-        let Some(keys) = self.settled_elsewhere.remove(&at) else { return };
+        let Some(keys) = self.settled_elsewhere.take(at) else { return };
         let mut waiting = Vec::new();
         for key in keys {
             let Some(timer) = self.timers.get(&key) else { continue };
@@ -399,9 +394,7 @@ impl TenantState {
             self.cancel(&mut other, &key);
             self.profiles.insert(owner, other);
         }
-        if !waiting.is_empty() {
-            self.settled_elsewhere.insert(at, waiting);
-        }
+        self.settled_elsewhere.put_back(at, waiting);
     }
 
     fn cancel(&mut self, p: &mut Profile, key: &TimerKey) {
@@ -518,8 +511,9 @@ impl TenantState {
         // Whether the effort inputs of the event's case change.
         let mut effort_changed = false;
         if let Some(c) = known {
-            let old = p.conversations.get(&c).map(|c| c.case.clone());
-            if let Some(old) = old.filter(|o| *o != case_key) {
+            // Compared by digest first: the key is cloned only when the conversation moves.
+            let moved = p.conversations.get(&c).filter(|c| c.case != case_key).map(|c| c.case.clone());
+            if let Some(old) = moved {
                 effort_changed = true;
                 if old.is_case_id() {
                     // From one case to another: only this conversation moves.
@@ -900,7 +894,7 @@ impl TenantState {
 #[derive(Debug)]
 pub struct Detector {
     settings: SettingsTable,
-    tenants: BTreeMap<Tenant, TenantState>,
+    tenants: TenantMap<TenantState>,
 }
 
 impl Detector {
@@ -910,15 +904,12 @@ impl Detector {
     }
 
     pub(crate) fn with_settings(settings: SettingsTable) -> Self {
-        Detector { settings, tenants: BTreeMap::new() }
+        Detector { settings, tenants: TenantMap::default() }
     }
 
     fn tenant(&mut self, tenant: &Tenant) -> &mut TenantState {
-        if !self.tenants.contains_key(tenant) {
-            let state = TenantState::new(self.settings.get(tenant.as_str()));
-            self.tenants.insert(tenant.clone(), state);
-        }
-        self.tenants.get_mut(tenant).expect("just inserted")
+        let settings = &self.settings;
+        self.tenants.get_or_insert_with(tenant, || TenantState::new(settings.get(tenant.as_str())))
     }
 
     /// Takes one timeline event of `profile` in thread `thread_id` (`case:<id>` when the event

@@ -11,12 +11,14 @@
 mod config;
 mod detector;
 mod effort;
+mod elsewhere;
 mod intervention;
 mod pipeline;
 mod reorder;
 mod repeat;
 pub mod sentiment;
 mod state;
+mod tenants;
 mod vecmap;
 
 pub use config::{

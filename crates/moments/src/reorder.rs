@@ -6,6 +6,7 @@ use std::sync::Arc;
 use omnistitch_model::{Event, EventTime, ProfileId, Tenant};
 
 use crate::config::{MomentsConfig, MomentsConfigError, SettingsTable};
+use crate::tenants::TenantMap;
 
 /// An event the buffer let go, with the profile and thread the engine gave it.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,7 +99,7 @@ impl TenantBuffer {
 #[derive(Debug)]
 pub struct ReorderBuffer {
     settings: SettingsTable,
-    tenants: BTreeMap<Tenant, TenantBuffer>,
+    tenants: TenantMap<TenantBuffer>,
     arrivals: u64,
     late: u64,
 }
@@ -110,16 +111,16 @@ impl ReorderBuffer {
     }
 
     pub(crate) fn with_settings(settings: SettingsTable) -> Self {
-        ReorderBuffer { settings, tenants: BTreeMap::new(), arrivals: 0, late: 0 }
+        ReorderBuffer { settings, tenants: TenantMap::default(), arrivals: 0, late: 0 }
     }
 
     /// Takes one event of `profile` in thread `thread_id`; returns what it releases, in order.
     pub fn push(&mut self, profile: ProfileId, event: Event, thread_id: &Arc<str>) -> Vec<Released> {
-        if !self.tenants.contains_key(&event.tenant) {
-            let lateness_ms = self.settings.get(event.tenant.as_str()).lateness_ms;
-            self.tenants.insert(event.tenant.clone(), TenantBuffer { lateness_ms, ..TenantBuffer::default() });
-        }
-        let buffer = self.tenants.get_mut(&event.tenant).expect("just inserted");
+        let settings = &self.settings;
+        let buffer = self.tenants.get_or_insert_with(&event.tenant, || TenantBuffer {
+            lateness_ms: settings.get(event.tenant.as_str()).lateness_ms,
+            ..TenantBuffer::default()
+        });
         let mut out = Vec::new();
         if buffer.watermark().is_some_and(|w| event.time < w) {
             self.late += 1;

@@ -34,6 +34,9 @@ fn insert_sorted<T: Ord>(list: &mut VecDeque<T>, item: T) -> bool {
     if list.get(at) == Some(&item) {
         return false;
     }
+    if list.capacity() == 0 {
+        list.reserve_exact(1); // most profiles resolve one case
+    }
     list.insert(at, item);
     while list.len() > MAX_MARKS {
         list.pop_front();
@@ -47,6 +50,9 @@ impl RepeatHistory {
         let at = self.starts.partition_point(|s| s.mark < mark);
         if self.starts.get(at).is_some_and(|s| s.mark == mark) {
             return;
+        }
+        if self.starts.capacity() == 0 {
+            self.starts.reserve_exact(1); // most profiles start one conversation
         }
         self.starts.insert(at, Start { mark, counted: false });
         while self.starts.len() > MAX_MARKS {

@@ -39,12 +39,13 @@ pub(crate) fn digest(tag: &[u8], text: &str) -> u64 {
 pub(crate) struct CaseKey {
     /// `digest(b"case", name)`: also the case part of cool-down keys.
     pub(crate) digest: u64,
-    pub(crate) name: Arc<str>,
+    /// Inline when short, as event ids: copying a key touches no shared count.
+    pub(crate) name: EventRef,
 }
 
 impl CaseKey {
     pub(crate) fn new(name: &str) -> Self {
-        CaseKey { digest: digest(b"case", name), name: Arc::from(name) }
+        CaseKey { digest: digest(b"case", name), name: EventRef::new(name) }
     }
 
     /// Whether it names a case id (not a thread).
@@ -70,8 +71,8 @@ impl std::fmt::Debug for CaseKey {
 /// Longest event id kept inline (a UUID's 36 characters fit).
 const INLINE_ID: usize = 39;
 
-/// An event id: inline when short, so that remembering an event allocates nothing; shared
-/// otherwise. Compares as the text.
+/// An event id (or another short key): inline when short, so that remembering an event
+/// allocates nothing; shared otherwise. Compares as the text.
 #[derive(Clone)]
 pub(crate) enum EventRef {
     Inline { len: u8, bytes: [u8; INLINE_ID] },
@@ -323,7 +324,7 @@ impl Profile {
     /// The shared key of case `key` when the profile has it, else a new one.
     pub(crate) fn case_key(&self, key: &str) -> CaseKey {
         let d = digest(b"case", key);
-        self.cases.get(&d).map_or_else(|| CaseKey { digest: d, name: Arc::from(key) }, |c| c.key.clone())
+        self.cases.get(&d).map_or_else(|| CaseKey { digest: d, name: EventRef::new(key) }, |c| c.key.clone())
     }
 
     /// The case `key`, created if new.
@@ -335,17 +336,33 @@ impl Profile {
 
     /// What the effort of case `key` is made of.
     pub(crate) fn effort_inputs(&self, key: &CaseKey) -> EffortInputs {
-        let mut starts: Vec<&Mark> = Vec::new();
+        // Starts of a few conversations stay on the stack; more go to the heap.
+        const FEW: usize = 16;
+        let mut few: [Option<&Mark>; FEW] = [None; FEW];
+        let mut many: Vec<Option<&Mark>> = Vec::new();
+        let mut n = 0usize;
         let mut inputs = EffortInputs::default();
         for c in self.conversations.values().filter(|c| c.case == *key) {
-            starts.extend(c.start.as_ref());
+            if let Some(start) = &c.start {
+                if n < FEW {
+                    few[n] = Some(start);
+                } else {
+                    if many.is_empty() {
+                        many.extend_from_slice(&few);
+                    }
+                    many.push(Some(start));
+                }
+                n += 1;
+            }
             inputs.queue_wait_ms = inputs.queue_wait_ms.saturating_add(c.queue_wait_ms);
             inputs.transfers = inputs.transfers.saturating_add(c.transfers);
         }
+        let starts = if n <= FEW { &mut few[..n] } else { &mut many[..] };
         starts.sort_unstable();
         inputs.conversations = u32::try_from(starts.len()).unwrap_or(u32::MAX);
         inputs.channel_switches =
-            u32::try_from(starts.windows(2).filter(|w| w[0].channel != w[1].channel).count()).unwrap_or(u32::MAX);
+            u32::try_from(starts.windows(2).filter(|w| w[0].map(|m| m.channel) != w[1].map(|m| m.channel)).count())
+                .unwrap_or(u32::MAX);
         inputs.abandons = self.cases.get(&key.digest).map_or(0, |c| c.abandons);
         inputs
     }
@@ -473,12 +490,12 @@ impl Profile {
 fn keep_newest<K: Ord + Clone, V>(
     map: &mut VecMap<K, V>,
     max: usize,
-    seen: impl Fn(&V) -> (EventTime, Option<Arc<str>>),
+    seen: impl Fn(&V) -> (EventTime, Option<EventRef>),
 ) {
     if map.len() <= max {
         return;
     }
-    let mut by_age: Vec<((EventTime, Option<Arc<str>>), K)> = map.iter().map(|(k, v)| (seen(v), k.clone())).collect();
+    let mut by_age: Vec<((EventTime, Option<EventRef>), K)> = map.iter().map(|(k, v)| (seen(v), k.clone())).collect();
     by_age.sort();
     let excess = map.len() - max;
     for (_, k) in by_age.into_iter().take(excess) {

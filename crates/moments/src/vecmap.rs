@@ -17,6 +17,14 @@ impl<K, V> Default for VecMap<K, V> {
     }
 }
 
+/// Room for one more item in `items`: most profiles hold one case, one conversation, one
+/// timer, so the first item gets room for itself alone (a `Vec` would make room for four).
+fn make_room<T>(items: &mut Vec<T>) {
+    if items.capacity() == 0 {
+        items.reserve_exact(1);
+    }
+}
+
 impl<K: Ord, V> VecMap<K, V> {
     fn find<Q: Ord + ?Sized>(&self, key: &Q) -> Result<usize, usize>
     where
@@ -59,6 +67,7 @@ impl<K: Ord, V> VecMap<K, V> {
         match self.find(&key) {
             Ok(i) => Some(std::mem::replace(&mut self.entries[i].1, value)),
             Err(i) => {
+                make_room(&mut self.entries);
                 self.entries.insert(i, (key, value));
                 None
             }
@@ -73,6 +82,7 @@ impl<K: Ord, V> VecMap<K, V> {
         let i = match self.find(key) {
             Ok(i) => i,
             Err(i) => {
+                make_room(&mut self.entries);
                 self.entries.insert(i, make());
                 i
             }
@@ -116,6 +126,7 @@ impl<K: Ord, V> VecMap<K, V> {
     /// Appends an entry whose key is larger than every key held (checked: else inserted).
     pub(crate) fn push_last(&mut self, key: K, value: V) {
         if self.last_key().is_none_or(|last| *last < key) {
+            make_room(&mut self.entries);
             self.entries.push((key, value));
         } else {
             self.insert(key, value);
@@ -149,6 +160,7 @@ impl<T: Ord> VecSet<T> {
         match self.items.binary_search(&item) {
             Ok(_) => false,
             Err(i) => {
+                make_room(&mut self.items);
                 self.items.insert(i, item);
                 true
             }
