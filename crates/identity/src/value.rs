@@ -57,7 +57,8 @@ mod tests {
 
     #[test]
     fn values_round_trip_inline_and_on_the_heap() {
-        for s in ["", "+14155550134", "jo.lee@example.com", "a-rather-long-address@example.com", "ünïcödé@例え.jp"] {
+        for s in ["", "+14155550134", "jo.lee@example.com", "a-rather-long-address@example.com", "ünïcödé@例え.jp"]
+        {
             let v = Value::new(s);
             assert_eq!(v.as_bytes(), s.as_bytes());
             assert_eq!(&*v.to_boxed_str(), s);

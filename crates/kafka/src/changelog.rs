@@ -193,10 +193,7 @@ mod tests {
         let mut v = vec![VERSION_SINGLE, Channel::Phone as u8];
         v.extend_from_slice(&7i64.to_be_bytes());
         v.extend_from_slice(b"xyz");
-        assert_eq!(
-            decode(&v),
-            Ok(vec![ChangelogEntry { channel: Channel::Phone, source_offset: 7, datum: b"xyz" }])
-        );
+        assert_eq!(decode(&v), Ok(vec![ChangelogEntry { channel: Channel::Phone, source_offset: 7, datum: b"xyz" }]));
     }
 
     #[test]

@@ -1048,7 +1048,10 @@ mod tests {
         let value = confluent(50, &encode_input(&ev).unwrap());
         let e = schemas.decode(Channel::Social, &value).unwrap_err();
         assert!(e.is_retriable(), "{e}");
-        assert_eq!(schemas.decode(Channel::Social, &value).unwrap(), DecodedInput { event: Box::new(ev), bundled: true });
+        assert_eq!(
+            schemas.decode(Channel::Social, &value).unwrap(),
+            DecodedInput { event: Box::new(ev), bundled: true }
+        );
         for id in [51, 52, 53] {
             let e = schemas.decode(Channel::Social, &confluent(id, &[0])).unwrap_err();
             assert!(e.is_retriable(), "{id}: {e}");

@@ -287,8 +287,10 @@ impl Service {
         // a flood of client logs cannot starve the records.
         for _ in 0..MAIN_QUEUE_BUDGET {
             let served = self.consumer.context().served();
-            let polled =
-                self.consumer.poll(Duration::ZERO).map(|r| r.map(|m| (self.lanes.get(m.topic()).copied(), Input::of(&m))));
+            let polled = self
+                .consumer
+                .poll(Duration::ZERO)
+                .map(|r| r.map(|m| (self.lanes.get(m.topic()).copied(), Input::of(&m))));
             match polled {
                 Some(Ok((Some(lane), m))) => self.enqueue(lane, m),
                 Some(Ok((None, _))) => {}
