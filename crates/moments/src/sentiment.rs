@@ -298,13 +298,13 @@ struct Token {
 impl Token {
     const EMPTY: Token = Token { bytes: [0; WORD_BYTES], len: 0, caps: false, emoji: None };
 
-    /// The word ("" for an emoji); a word too long for the tables reads as "\0", which none holds.
-    fn word(&self) -> &str {
+    /// The word's UTF-8 bytes (none for an emoji); a word too long for the tables reads as
+    /// "\0", which none holds. Bytes compare as the text does.
+    fn word(&self) -> &[u8] {
         if self.len > WORD_BYTES {
-            return "\0";
+            return b"\0";
         }
-        // Whole characters were copied in: valid UTF-8.
-        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or("\0")
+        &self.bytes[..self.len]
     }
 
     fn push(&mut self, c: char) {
@@ -365,12 +365,17 @@ fn emoji(c: char) -> Option<f64> {
     EMOJI.binary_search_by(|(e, _)| e.cmp(&c)).ok().map(|i| EMOJI[i].1)
 }
 
-fn lexicon(word: &str) -> Option<f64> {
-    LEXICON.binary_search_by(|(w, _)| w.cmp(&word)).ok().map(|i| LEXICON[i].1)
+fn lexicon(word: &[u8]) -> Option<f64> {
+    LEXICON.binary_search_by(|(w, _)| w.as_bytes().cmp(word)).ok().map(|i| LEXICON[i].1)
 }
 
-fn phrase(first: &str, second: &str) -> Option<f64> {
-    PHRASES.iter().find(|(a, b, _)| *a == first && *b == second).map(|p| p.2)
+fn phrase(first: &[u8], second: &[u8]) -> Option<f64> {
+    PHRASES.iter().find(|(a, b, _)| a.as_bytes() == first && b.as_bytes() == second).map(|p| p.2)
+}
+
+/// Whether `word` is one of `words`.
+fn is_one_of(words: &[&str], word: &[u8]) -> bool {
+    words.iter().any(|w| w.as_bytes() == word)
 }
 
 /// Moves `v` away from zero by `by` (towards it when `by` is negative).
@@ -388,7 +393,7 @@ fn survey(text: &str) -> (bool, Option<usize>) {
     tokens(text, |t| {
         caps |= t.caps;
         plain |= t.emoji.is_none() && !t.caps;
-        if but.is_none() && t.word() == "but" {
+        if but.is_none() && t.word() == b"but" {
             but = Some(i);
         }
         i += 1;
@@ -413,12 +418,12 @@ fn valence(t: &Token, next: Option<&Token>, before: &[Option<Token>; 3], mixed_c
     for (before, decay) in before.iter().zip([1.0, 0.95, 0.9]) {
         let Some(before) = before else { break };
         let w = before.word();
-        if BOOSTERS.contains(&w) {
+        if is_one_of(BOOSTERS, w) {
             let caps = if before.caps && mixed_case { CAPS_BOOST } else { 0.0 };
             v = emphasize(v, (BOOST + caps) * decay);
-        } else if DAMPENERS.contains(&w) {
+        } else if is_one_of(DAMPENERS, w) {
             v = emphasize(v, -BOOST * decay);
-        } else if NEGATIONS.contains(&w) {
+        } else if is_one_of(NEGATIONS, w) {
             negated = true;
         }
     }
@@ -478,7 +483,7 @@ mod tests {
         assert!(LEXICON.iter().all(|(_, v)| (-4.0..=4.0).contains(v)));
         assert!(EMOJI.iter().all(|(_, v)| (-4.0..=4.0).contains(v)));
         for w in BOOSTERS.iter().chain(DAMPENERS).chain(NEGATIONS) {
-            assert_eq!(lexicon(w), None, "{w} is both a modifier and a lexicon word");
+            assert_eq!(lexicon(w.as_bytes()), None, "{w} is both a modifier and a lexicon word");
         }
     }
 
