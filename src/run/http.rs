@@ -55,20 +55,23 @@ pub fn serve(
     listener.set_nonblocking(true)?;
     let bound = listener.local_addr()?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    // The handlers are installed here, before `serve` returns: a SIGTERM that arrives once the
+    // service has said it is serving is always a polite stop, never the default kill.
+    let (mut term, mut int) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        let _in_runtime = runtime.enter();
+        (
+            signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+            signal(SignalKind::interrupt()).context("listening for SIGINT")?,
+        )
+    };
     std::thread::Builder::new().name("http".into()).spawn(move || {
         runtime.block_on(async move {
             let stop_on_signal = stop.clone();
             tokio::spawn(async move {
-                let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot listen for SIGTERM");
-                        return;
-                    }
-                };
                 tokio::select! {
                     _ = term.recv() => tracing::info!("SIGTERM: finishing in-flight work"),
-                    _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: finishing in-flight work"),
+                    _ = int.recv() => tracing::info!("SIGINT: finishing in-flight work"),
                 }
                 stop_on_signal.store(true, Ordering::Release);
             });

@@ -115,7 +115,13 @@ fn killed_and_restarted(mode: Mode, seed: u64) {
             }
             panic!("the service did not catch up within 180 s");
         }
-        // A polite stop at the end: SIGTERM, exit 0.
+        // A polite stop at the end: SIGTERM, exit 0 (once the service says it serves: its
+        // signal handlers are in place by then; the input may be caught up before that).
+        let serving = Instant::now();
+        while !std::fs::read_to_string(&log).unwrap_or_default().contains("serving /metrics") {
+            assert!(serving.elapsed() < Duration::from_secs(60), "the service never started serving");
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let pid = child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         let status = child.wait().unwrap();
