@@ -9,20 +9,23 @@ use std::hash::BuildHasher;
 
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 use omnistitch_model::output::MatchOutcome;
-use omnistitch_model::{EventTime, Identifier, IdentifierKind, ProfileId};
+use omnistitch_model::{EventTime, Identifier, IdentifierKind, ProfileId, ShortStr};
 
 use crate::rules::IdentityRules;
-use crate::value::Value;
 
 const KINDS: usize = IdentifierKind::ALL.len();
 
 /// Profile slot of an identifier known only as shared, never attached to a profile.
 const NO_PROFILE: u32 = u32::MAX;
 
+/// Identifier values up to this many bytes (most phones, handles, ids, many emails) are kept
+/// in the entry itself: no allocation, and a lookup that hits follows no pointer.
+const INLINE_VALUE: usize = 22;
+
 /// An identifier known to the graph.
 #[derive(Debug)]
 struct Entry {
-    value: Value,
+    value: ShortStr<INLINE_VALUE>,
     kind: IdentifierKind,
     /// Seen linking people who must stay apart: it no longer links anything.
     shared: bool,
@@ -193,7 +196,7 @@ impl TenantGraph {
 
     fn insert_entry(&mut self, id: &Identifier, profile: u32) -> u32 {
         let idx = self.entries.len() as u32;
-        self.entries.push(Entry { value: Value::new(&id.value), kind: id.kind, shared: false, profile });
+        self.entries.push(Entry { value: ShortStr::new(&id.value), kind: id.kind, shared: false, profile });
         let h = hash_of(&self.hasher, id.kind, id.value.as_bytes());
         let (entries, hasher) = (&self.entries, &self.hasher);
         self.index.insert_unique(h, idx, |&i| {
@@ -236,7 +239,7 @@ impl TenantGraph {
             .iter()
             .map(|&i| {
                 let e = &self.entries[i as usize];
-                Identifier { kind: e.kind, value: e.value.to_boxed_str() }
+                Identifier { kind: e.kind, value: e.value.as_str().into() }
             })
             .collect();
         ids.sort();

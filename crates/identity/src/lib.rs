@@ -8,7 +8,6 @@ pub mod graph;
 pub mod normalize;
 pub mod resolver;
 pub mod rules;
-mod value;
 
 pub use graph::{Conflict, ConflictRule, Merge, Profile, TenantGraph};
 pub use normalize::{NormalizeError, Normalizer, UnknownRegion};

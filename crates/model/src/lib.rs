@@ -8,9 +8,11 @@ pub mod event;
 pub mod identifier;
 pub mod output;
 pub mod profile;
+pub mod short;
 pub mod wire;
 
 pub use event::{Channel, Details, Direction, Event, EventKind, EventTime, Survey, Tenant, Tenants, ThreadRef};
 pub use identifier::{Identifier, IdentifierKind, RawIdentifier};
 pub use profile::ProfileId;
+pub use short::ShortStr;
 pub use wire::{ValidationError, WireEvent};

@@ -10,9 +10,8 @@
 use std::collections::BTreeMap;
 
 use hashbrown::HashMap;
-use std::sync::Arc;
 
-use omnistitch_model::{Channel, Event, EventTime, ProfileId};
+use omnistitch_model::{Channel, Event, EventTime, ProfileId, ShortStr};
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 use crate::effort::EffortInputs;
@@ -68,75 +67,9 @@ impl std::fmt::Debug for CaseKey {
     }
 }
 
-/// Longest event id kept inline (a UUID's 36 characters fit).
-const INLINE_ID: usize = 39;
-
-/// An event id (or another short key): inline when short, so that remembering an event
-/// allocates nothing; shared otherwise. Compares as the text.
-#[derive(Clone)]
-pub(crate) enum EventRef {
-    Inline { len: u8, bytes: [u8; INLINE_ID] },
-    Shared(Arc<str>),
-}
-
-impl EventRef {
-    pub(crate) fn new(id: &str) -> Self {
-        if id.len() <= INLINE_ID {
-            let mut bytes = [0u8; INLINE_ID];
-            bytes[..id.len()].copy_from_slice(id.as_bytes());
-            EventRef::Inline { len: id.len() as u8, bytes }
-        } else {
-            EventRef::Shared(Arc::from(id))
-        }
-    }
-
-    pub(crate) fn as_str(&self) -> &str {
-        match self {
-            // Copied from a `str` whole: a char boundary, valid UTF-8.
-            EventRef::Inline { len, bytes } => std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default(),
-            EventRef::Shared(s) => s,
-        }
-    }
-}
-
-impl std::ops::Deref for EventRef {
-    type Target = str;
-    fn deref(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl std::fmt::Debug for EventRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(self.as_str(), f)
-    }
-}
-
-impl std::fmt::Display for EventRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl PartialEq for EventRef {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-
-impl Eq for EventRef {}
-
-impl PartialOrd for EventRef {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for EventRef {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.as_str().cmp(other.as_str())
-    }
-}
+/// An event id (or another short key): inline up to 39 bytes (a UUID's 36 characters fit), so
+/// that remembering an event allocates nothing; shared otherwise.
+pub(crate) type EventRef = ShortStr<39>;
 
 /// An event remembered as evidence: ordered by (time, event id).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
