@@ -468,9 +468,9 @@ impl Service {
         Ok(done)
     }
 
-    /// Writes every shard's changed profiles into the open transaction.
-    fn write_profiles(&mut self) -> Result<(), ServiceError> {
-        self.with_shards(|shards, shared| shards.values_mut().try_for_each(|s| s.write_profiles(shared)))
+    /// Writes every shard's changelog batch and changed profiles into the open transaction.
+    fn write_batched(&mut self) -> Result<(), ServiceError> {
+        self.with_shards(|shards, shared| shards.values_mut().try_for_each(|s| s.write_batched(shared)))
     }
 
     /// Offsets to commit: the next offset of every lane that moved since the last commit.
@@ -488,7 +488,7 @@ impl Service {
 
     /// Commits the batch; on failure rewinds to the last commit.
     fn commit(&mut self) -> Result<(), ServiceError> {
-        self.write_profiles()?;
+        self.write_batched()?;
         let result = match self.config.mode {
             Mode::ExactlyOnce => self.commit_transaction(),
             Mode::AtLeastOnce => self.commit_acknowledged(),

@@ -237,7 +237,7 @@ impl Shard {
     /// Writes the events applied since the last batch to the changelog and the state of every
     /// profile changed since the last commit, once each (a compacted topic needs only the
     /// latest), and hands the records to the producer: the last writes of a transaction.
-    pub fn write_profiles(&mut self, shared: &Shared<'_>) -> Result<(), ServiceError> {
+    pub fn write_batched(&mut self, shared: &Shared<'_>) -> Result<(), ServiceError> {
         self.writer.changelog(self.index, &mut self.changelog, &mut self.out);
         let mut written = HashSet::new();
         let identity = self.pipeline.engine().identity();
