@@ -15,5 +15,5 @@ pub mod stats;
 
 pub use config::{ConfigError, EngineConfig};
 pub use engine::{Applied, Engine};
-pub use pipeline::{Pipeline, Step};
+pub use pipeline::{Ordered, Pipeline, Placed, Step};
 pub use stats::EngineStats;

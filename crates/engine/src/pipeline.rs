@@ -1,8 +1,10 @@
 //! The whole flow for one event: identity and timeline at arrival, then, in event-time order
 //! behind a reorder buffer, micro-moment detection and CX metrics.
 
+use std::sync::Arc;
+
 use omnistitch_cx::{CxMetrics, CxReport};
-use omnistitch_model::Event;
+use omnistitch_model::{Event, ProfileId};
 use omnistitch_moments::{Detector, Intervention, ReorderBuffer};
 
 use crate::config::{ConfigError, EngineConfig};
@@ -17,12 +19,93 @@ pub struct Step {
     pub interventions: Vec<Intervention>,
 }
 
-/// The stages behind the reorder buffer.
+/// What the ordered stages take of one applied event: the event, its profile and thread, and
+/// the merges applying it caused (survivor, absorbed).
 #[derive(Debug)]
-struct Ordered {
+pub struct Placed {
+    /// The event.
+    pub event: Event,
+    /// Its profile.
+    pub profile: ProfileId,
+    /// Its thread.
+    pub thread_id: Arc<str>,
+    /// Merges its identifiers caused, in order: (survivor, absorbed).
+    pub merges: Vec<(ProfileId, ProfileId)>,
+}
+
+impl Placed {
+    /// The part of `applied` the ordered stages need, with the event; `None` for a redelivery.
+    pub fn of(event: Event, applied: &Applied) -> Option<Self> {
+        Some(Placed {
+            event,
+            profile: applied.profile?,
+            thread_id: applied.thread_id.clone(),
+            merges: applied.merges.iter().map(|m| (m.survivor, m.absorbed)).collect(),
+        })
+    }
+}
+
+/// The stages behind the engine, in event-time order: the reorder buffer, the moments detector
+/// and the CX metrics. Separable from the [`Engine`] so that they can run on their own thread.
+#[derive(Debug)]
+pub struct Ordered {
     buffer: ReorderBuffer,
     detector: Detector,
     cx: CxMetrics,
+}
+
+impl Ordered {
+    /// Takes one applied event; returns the interventions that became true.
+    pub fn take(&mut self, placed: Placed) -> Vec<Intervention> {
+        let mut interventions = Vec::new();
+        let Placed { event, profile, thread_id, merges } = placed;
+        let tenant = event.tenant.clone();
+        for &(survivor, absorbed) in &merges {
+            self.buffer.merge_profiles(&tenant, survivor, absorbed);
+            interventions.extend(self.detector.merge_profiles(&tenant, survivor, absorbed));
+            self.cx.merge_profiles(survivor, absorbed);
+        }
+        for r in self.buffer.push(profile, event, &thread_id) {
+            self.cx.observe(r.profile, &r.event, &r.thread_id);
+            interventions.extend(self.detector.observe(r.profile, &r.event, &r.thread_id));
+        }
+        if let Some(w) = self.buffer.watermark(&tenant) {
+            interventions.extend(self.detector.advance_watermark(&tenant, w));
+        }
+        interventions
+    }
+
+    /// End of input: releases every waiting event and fires the timers due up to the latest
+    /// event time seen (later ones stay pending: the input ended before they were due).
+    pub fn flush(&mut self) -> Vec<Intervention> {
+        let mut out = Vec::new();
+        let tenants: Vec<_> = self.buffer.tenants().cloned().collect();
+        for tenant in tenants {
+            for r in self.buffer.flush(&tenant) {
+                self.cx.observe(r.profile, &r.event, &r.thread_id);
+                out.extend(self.detector.observe(r.profile, &r.event, &r.thread_id));
+            }
+            if let Some(last) = self.buffer.max_seen(&tenant) {
+                out.extend(self.detector.advance_watermark(&tenant, last.plus_millis(1)));
+            }
+        }
+        out
+    }
+
+    /// The moments detector (counters, effort agreement).
+    pub fn detector(&self) -> &Detector {
+        &self.detector
+    }
+
+    /// CX metrics so far.
+    pub fn cx_report(&self) -> CxReport {
+        self.cx.report()
+    }
+
+    /// Events that arrived behind the watermark and were processed out of order.
+    pub fn late_events(&self) -> u64 {
+        self.buffer.late_events()
+    }
 }
 
 /// [`Engine`] followed by moments and CX metrics.
@@ -60,42 +143,23 @@ impl Pipeline {
     pub fn apply_inspect<R>(&mut self, event: Event, inspect: impl FnOnce(&Event, &Applied) -> R) -> (Step, R) {
         let applied = self.engine.apply(&event);
         let seen = inspect(&event, &applied);
-        let mut interventions = Vec::new();
-        let (Some(o), Some(profile)) = (self.ordered.as_mut(), applied.profile) else {
-            return (Step { applied, interventions }, seen);
+        let interventions = match self.ordered.as_mut() {
+            Some(o) => Placed::of(event, &applied).map(|p| o.take(p)).unwrap_or_default(),
+            None => Vec::new(),
         };
-        let tenant = event.tenant.clone();
-        for m in &applied.merges {
-            o.buffer.merge_profiles(&tenant, m.survivor, m.absorbed);
-            interventions.extend(o.detector.merge_profiles(&tenant, m.survivor, m.absorbed));
-            o.cx.merge_profiles(m.survivor, m.absorbed);
-        }
-        for r in o.buffer.push(profile, event, &applied.thread_id) {
-            o.cx.observe(r.profile, &r.event, &r.thread_id);
-            interventions.extend(o.detector.observe(r.profile, &r.event, &r.thread_id));
-        }
-        if let Some(w) = o.buffer.watermark(&tenant) {
-            interventions.extend(o.detector.advance_watermark(&tenant, w));
-        }
         (Step { applied, interventions }, seen)
     }
 
     /// End of input: releases every waiting event and fires the timers due up to the latest
     /// event time seen (later ones stay pending: the input ended before they were due).
     pub fn flush(&mut self) -> Vec<Intervention> {
-        let mut out = Vec::new();
-        let Some(o) = self.ordered.as_mut() else { return out };
-        let tenants: Vec<_> = o.buffer.tenants().cloned().collect();
-        for tenant in tenants {
-            for r in o.buffer.flush(&tenant) {
-                o.cx.observe(r.profile, &r.event, &r.thread_id);
-                out.extend(o.detector.observe(r.profile, &r.event, &r.thread_id));
-            }
-            if let Some(last) = o.buffer.max_seen(&tenant) {
-                out.extend(o.detector.advance_watermark(&tenant, last.plus_millis(1)));
-            }
-        }
-        out
+        self.ordered.as_mut().map(Ordered::flush).unwrap_or_default()
+    }
+
+    /// The engine and the ordered stages apart (none when core-only), e.g. to run the ordered
+    /// stages on another thread.
+    pub fn into_parts(self) -> (Engine, Option<Ordered>) {
+        (self.engine, self.ordered)
     }
 
     /// Identity and timeline state.
@@ -110,11 +174,11 @@ impl Pipeline {
 
     /// CX metrics so far, unless core-only.
     pub fn cx_report(&self) -> Option<CxReport> {
-        self.ordered.as_ref().map(|o| o.cx.report())
+        self.ordered.as_ref().map(Ordered::cx_report)
     }
 
     /// Events that arrived behind the watermark and were processed out of order.
     pub fn late_events(&self) -> u64 {
-        self.ordered.as_ref().map_or(0, |o| o.buffer.late_events())
+        self.ordered.as_ref().map_or(0, Ordered::late_events)
     }
 }

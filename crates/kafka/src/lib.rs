@@ -12,6 +12,7 @@ pub mod config;
 pub mod merge;
 pub mod metrics;
 pub mod mock;
+pub mod ordered;
 pub mod outputs;
 pub mod registry;
 pub mod restore;

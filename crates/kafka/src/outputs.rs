@@ -4,9 +4,10 @@
 use omnistitch_codec::datum::OutputKind;
 use omnistitch_codec::{FastEncoder, OutputEncoder};
 use omnistitch_engine::records::merge_records;
-use omnistitch_engine::{Applied, Step};
+use omnistitch_engine::Applied;
 use omnistitch_identity::{Profile, TenantGraph};
 use omnistitch_model::{Event, Tenant};
+use omnistitch_moments::Intervention;
 use rdkafka::message::{Header, OwnedHeaders};
 use thiserror::Error;
 
@@ -237,8 +238,8 @@ impl OutputWriter {
     }
 
     /// Records of the interventions of a step.
-    pub fn interventions(&self, step: &Step, out: &mut OutBatch) -> Result<(), EncodeError> {
-        for i in &step.interventions {
+    pub fn interventions(&self, interventions: &[Intervention], out: &mut OutBatch) -> Result<(), EncodeError> {
+        for i in interventions {
             self.push_encoded(Dest::Interventions, OutputKind::Intervention, i.profile_id.as_bytes(), i, out)?;
         }
         Ok(())

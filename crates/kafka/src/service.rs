@@ -1,16 +1,18 @@
 //! The consume-stitch-produce loop.
 //!
-//! One thread owns the consumer, the producer and every shard. A round: poll the group (no
+//! One thread owns the consumer, the producer and every shard's engine; the shards' ordered
+//! stages (moments, CX) run on a second thread fed by it ([`crate::ordered`]). A round: poll the group (no
 //! transaction is ever open while rebalance callbacks can run), restore newly assigned shards,
 //! then for one commit interval poll the partition queues and apply records as soon as the
-//! event-time merge releases them, and finally commit outputs, changelog and input offsets
-//! together (a transaction in exactly_once mode; acknowledged outputs, then offsets, in
+//! event-time merge releases them, and finally, once the ordered thread has caught up, commit
+//! outputs, changelog and input offsets together (a transaction in exactly_once mode; acknowledged outputs, then offsets, in
 //! at_least_once mode). A failed commit rewinds: every shard is restored from the changelog
 //! and the consumer goes back to the committed offsets.
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::TryRecvError;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -28,6 +30,7 @@ use thiserror::Error;
 use crate::clients::{DeliveryContext, GroupContext, RebalanceEvent};
 use crate::config::{KafkaConfig, Mode, MERGE_ORDER};
 use crate::metrics::ServiceMetrics;
+use crate::ordered::{OrderedOutputs, OrderedWorker};
 use crate::outputs::EncodeError;
 use crate::registry::{InputSchemas, OutputSchemas};
 use crate::restore::{committed_offsets, ChangelogReader};
@@ -71,6 +74,9 @@ pub enum ServiceError {
     /// A schema registry failure at start.
     #[error("schemas: {0}")]
     Schemas(#[from] WireError),
+    /// The ordered stages' thread could not start or stopped.
+    #[error("ordered stages: {0}")]
+    Worker(String),
 }
 
 /// Totals of a run.
@@ -93,7 +99,8 @@ pub struct Service {
     metrics: Arc<ServiceMetrics>,
     health: Arc<Health>,
     consumer: Arc<BaseConsumer<GroupContext>>,
-    producer: ThreadedProducer<DeliveryContext>,
+    producer: Arc<ThreadedProducer<DeliveryContext>>,
+    worker: OrderedWorker,
     inputs: InputSchemas,
     outputs: OutputSchemas,
     changelog: ChangelogReader,
@@ -132,14 +139,22 @@ impl Service {
         let consumer: Arc<BaseConsumer<GroupContext>> =
             Arc::new(config.consumer().create_with_context(GroupContext::new(metrics.clone()))?);
         consumer.context().attach(&consumer);
-        let producer: ThreadedProducer<DeliveryContext> =
-            config.producer().create_with_context(DeliveryContext::default())?;
+        let producer: Arc<ThreadedProducer<DeliveryContext>> =
+            Arc::new(config.producer().create_with_context(DeliveryContext::default())?);
         let lanes = config.topics.inputs().iter().enumerate().map(|(i, (_, t))| (t.to_string(), i)).collect();
         let t = &config.topics;
         let destinations = [&t.timeline, &t.profiles, &t.merges, &t.interventions, &t.deadletter, &t.changelog]
             .map(|name| (name.clone(), metrics.produced.with_label_values(&[name.as_str()])))
             .to_vec();
+        let worker = OrderedWorker::start(OrderedOutputs {
+            producer: producer.clone(),
+            destinations: destinations.clone(),
+            schemas: outputs,
+            metrics: metrics.clone(),
+        })
+        .map_err(|e| ServiceError::Worker(format!("starting its thread: {e}")))?;
         let service = Service {
+            worker,
             outputs,
             changelog: ChangelogReader::new(&config)?,
             config,
@@ -240,6 +255,7 @@ impl Service {
     }
 
     fn shutdown(&mut self) {
+        self.worker.stop();
         self.queues.clear();
         for e in self.consumer.context().take_events() {
             drop(e);
@@ -344,6 +360,7 @@ impl Service {
         for p in &before {
             if touched.contains(p) && !complete.contains(p) {
                 self.shards.remove(p);
+                self.worker.remove(*p);
                 tracing::info!(shard = p, "shard revoked");
             }
         }
@@ -388,7 +405,12 @@ impl Service {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "shard restored"
         );
-        self.shards.insert(p, Shard::new(p, pipeline, tenants, self.outputs));
+        let (engine, ordered) = pipeline.into_parts();
+        self.worker.remove(p);
+        if let Some(ordered) = ordered {
+            self.worker.install(p, ordered);
+        }
+        self.shards.insert(p, Shard::new(p, engine, tenants, self.outputs));
         Ok(())
     }
 
@@ -452,6 +474,7 @@ impl Service {
             config: &self.config,
             metrics: &self.metrics,
             producer: &self.producer,
+            worker: &self.worker,
             destinations: &self.destinations,
             in_transaction: &in_transaction,
         };
@@ -489,6 +512,9 @@ impl Service {
     /// Commits the batch; on failure rewinds to the last commit.
     fn commit(&mut self) -> Result<(), ServiceError> {
         self.write_batched()?;
+        // Every output of the batch is with the producer before it commits or drains.
+        let caught_up = self.worker.barrier();
+        self.wait_busy(|| caught_up.try_recv())??;
         let result = match self.config.mode {
             Mode::ExactlyOnce => self.commit_transaction(),
             Mode::AtLeastOnce => self.commit_acknowledged(),
@@ -520,16 +546,22 @@ impl Service {
 
     fn commit_transaction(&mut self) -> Result<(), KafkaError> {
         let tpl = self.offsets()?;
-        let result = (|| {
+        let result = 'commit: {
             if tpl.count() > 0 {
-                let meta = self.consumer.group_metadata().ok_or(KafkaError::ConsumerCommit(RDKafkaErrorCode::State))?;
-                self.producer.send_offsets_to_transaction(&tpl, &meta, self.timeout())?;
+                let Some(meta) = self.consumer.group_metadata() else {
+                    break 'commit Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::State));
+                };
+                if let Err(e) = self.producer.send_offsets_to_transaction(&tpl, &meta, self.timeout()) {
+                    break 'commit Err(e);
+                }
             }
             // The client's commit flushes first, sleeping in 100 ms steps while anything is in
             // flight; draining here first makes its flush a no-op.
-            self.drain_producer()?;
+            if let Err(e) = self.drain_producer() {
+                break 'commit Err(e);
+            }
             self.producer.commit_transaction(self.timeout())
-        })();
+        };
         if result.is_ok() && self.config.mirror_offsets && tpl.count() > 0 {
             // The transaction is committed; a mirror that fails (e.g. a rebalance began) only
             // means the next owner re-emits this batch as exact copies.
@@ -548,17 +580,39 @@ impl Service {
 
     /// Waits until every output is acknowledged (or failed), looking every [`DRAIN_STEP`] (the
     /// client's own `flush` waits in 100 ms steps, which would bound latency).
-    fn drain_producer(&self) -> Result<(), KafkaError> {
+    fn drain_producer(&mut self) -> Result<(), KafkaError> {
         let deadline = Instant::now() + self.timeout();
-        while self.producer.in_flight_count() > 0 {
-            if Instant::now() >= deadline {
-                return Err(KafkaError::Flush(RDKafkaErrorCode::RequestTimedOut));
+        let producer = self.producer.clone();
+        self.wait_busy(|| {
+            if producer.in_flight_count() == 0 {
+                Ok(Ok(()))
+            } else if Instant::now() >= deadline {
+                Ok(Err(KafkaError::Flush(RDKafkaErrorCode::RequestTimedOut)))
+            } else {
+                Err(TryRecvError::Empty)
             }
-            // The producer's own thread serves its events; polling here too spun on the queue
-            // lock and the clock, taking CPU from the client and broker threads.
-            std::thread::sleep(DRAIN_STEP);
+        })
+        .unwrap_or(Err(KafkaError::Flush(RDKafkaErrorCode::Fail)))
+    }
+
+    /// Waits for `done` to give a result (`Empty`: not yet; `Disconnected`: never), fetching
+    /// and decoding the next records meanwhile (that touches no state a commit holds), else
+    /// sleeping [`DRAIN_STEP`] (the producer's thread serves its own events: polling it here
+    /// spun on its queue lock and the clock, taking CPU from the client and broker threads).
+    fn wait_busy<T>(&mut self, mut done: impl FnMut() -> Result<T, TryRecvError>) -> Result<T, ServiceError> {
+        loop {
+            match done() {
+                Ok(r) => return Ok(r),
+                Err(TryRecvError::Disconnected) => {
+                    return Err(ServiceError::Worker("the ordered stages thread stopped".into()))
+                }
+                Err(TryRecvError::Empty) => {
+                    if self.poll_partitions()? == 0 {
+                        std::thread::sleep(DRAIN_STEP);
+                    }
+                }
+            }
         }
-        Ok(())
     }
 
     fn commit_acknowledged(&mut self) -> Result<(), KafkaError> {
@@ -620,9 +674,9 @@ impl Service {
     }
 
     fn update_gauges(&self) {
-        let (mut profiles, mut identifiers, mut bytes, mut entries, mut timers, mut evicted) = (0, 0, 0, 0, 0, 0);
+        let (mut profiles, mut identifiers, mut bytes, mut entries, mut evicted) = (0, 0, 0, 0, 0);
         for s in self.shards.values() {
-            let engine = s.pipeline.engine();
+            let engine = &s.engine;
             for (_, g) in engine.identity().graphs() {
                 profiles += g.profile_count();
                 identifiers += g.identifier_count();
@@ -630,16 +684,12 @@ impl Service {
             }
             entries += engine.timelines().timelines().map(|(_, t)| t.len()).sum::<usize>();
             evicted += engine.stats().evicted;
-            timers += s.pipeline.detector().map_or(0, |d| d.pending_timers());
-            if let Some(report) = s.pipeline.cx_report() {
-                self.metrics.cx(&report);
-            }
         }
+        self.worker.gauges();
         self.metrics.profiles.set(profiles as i64);
         self.metrics.identifiers.set(identifiers as i64);
         self.metrics.graph_bytes.set(bytes as i64);
         self.metrics.timeline_entries.set(entries as i64);
-        self.metrics.pending_timers.set(timers as i64);
         self.metrics.evicted_total(evicted);
     }
 }

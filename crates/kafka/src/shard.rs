@@ -1,6 +1,8 @@
-//! One shard (a partition index across the four inputs): its engine pipeline, its event-time
-//! merge, and the application of its records into output records. Shards share nothing but
-//! the producer and the metrics.
+//! One shard (a partition index across the four inputs): its engine, its event-time merge,
+//! and the application of its records: dead letters, changelog and profile records here; its
+//! applied events go on to the ordered thread ([`crate::ordered`]), which writes their timeline
+//! and merge records and runs its ordered stages. Shards share nothing but the producer, the
+//! ordered thread and the metrics.
 
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -8,7 +10,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use omnistitch_codec::datum::encode_input;
-use omnistitch_engine::Pipeline;
+use omnistitch_engine::Engine;
 use omnistitch_model::{ProfileId, Tenant, Tenants};
 use prometheus::IntCounter;
 use rdkafka::error::KafkaError;
@@ -21,6 +23,7 @@ use crate::clients::DeliveryContext;
 use crate::config::{KafkaConfig, Mode, MERGE_ORDER};
 use crate::merge::{ShardMerge, Timed};
 use crate::metrics::{Outcome, ServiceMetrics};
+use crate::ordered::{Handed, OrderedWorker, HANDOVER};
 use crate::outputs::{EncodeError, OutBatch, OutputWriter, Refusal};
 use crate::registry::{DecodedInput, OutputSchemas};
 use crate::service::ServiceError;
@@ -79,6 +82,8 @@ pub struct Shared<'a> {
     pub metrics: &'a ServiceMetrics,
     /// The output producer.
     pub producer: &'a ThreadedProducer<DeliveryContext>,
+    /// The ordered stages' thread.
+    pub worker: &'a OrderedWorker,
     /// Topic and produced-records counter per output destination.
     pub destinations: &'a [(String, IntCounter)],
     /// Whether the round's transaction is open (begun by the first record applied).
@@ -99,8 +104,8 @@ impl Shared<'_> {
 pub struct Shard {
     /// Partition index.
     pub index: i32,
-    /// Identity, timelines, moments, CX.
-    pub pipeline: Pipeline,
+    /// Identity and timelines (moments and CX run on the ordered thread).
+    pub engine: Engine,
     /// Records fetched, waiting for their turn.
     pub merge: ShardMerge<Pending>,
     /// Next offset to commit per lane, when records were applied since the last commit.
@@ -110,6 +115,8 @@ pub struct Shard {
     /// When the open batch must commit for its freshest records to meet the commit interval.
     pub commit_by: Option<Instant>,
     dirty: Vec<(Tenant, ProfileId)>,
+    /// Applied events not yet handed over to the ordered thread.
+    handed: Vec<Handed>,
     changelog: ChangelogBatch,
     tenants: Tenants,
     writer: OutputWriter,
@@ -117,11 +124,12 @@ pub struct Shard {
 }
 
 impl Shard {
-    /// A shard over a restored `pipeline`, interning tenants in `tenants`.
-    pub fn new(index: i32, pipeline: Pipeline, tenants: Tenants, outputs: OutputSchemas) -> Self {
+    /// A shard over a restored `engine`, interning tenants in `tenants`.
+    pub fn new(index: i32, engine: Engine, tenants: Tenants, outputs: OutputSchemas) -> Self {
         Shard {
             index,
-            pipeline,
+            engine,
+            handed: Vec::new(),
             merge: ShardMerge::default(),
             next: [None; 4],
             latencies: Vec::new(),
@@ -193,11 +201,8 @@ impl Shard {
                 metrics.dead_letter(code);
             }
             Ok((event, datum)) => {
-                let (writer, out) = (&mut self.writer, &mut self.out);
-                let (step, written) =
-                    self.pipeline.apply_inspect(event, |event, applied| writer.applied(event, applied, out));
-                written?;
-                match step.applied.profile {
+                let applied = self.engine.apply(&event);
+                match applied.profile {
                     None => metrics.input(channel, Outcome::Duplicate),
                     Some(profile) => {
                         self.changelog.push(&ChangelogEntry { channel, source_offset: offset, datum: &datum });
@@ -205,15 +210,15 @@ impl Shard {
                             self.writer.changelog(p, &mut self.changelog, &mut self.out);
                         }
                         metrics.input(channel, Outcome::Applied);
-                        metrics.merges.inc_by(step.applied.merges.len() as u64);
-                        metrics.conflicts.inc_by(step.applied.conflicts.len() as u64);
-                        self.dirty.push((step.applied.tenant.clone(), profile));
+                        metrics.merges.inc_by(applied.merges.len() as u64);
+                        metrics.conflicts.inc_by(applied.conflicts.len() as u64);
+                        self.dirty.push((applied.tenant.clone(), profile));
                     }
                 }
-                for i in &step.interventions {
-                    metrics.intervention(i.moment_type);
+                self.handed.push(Handed { event, applied });
+                if self.handed.len() >= HANDOVER {
+                    shared.worker.events(self.index, std::mem::take(&mut self.handed));
                 }
-                self.writer.interventions(&step, &mut self.out)?;
             }
         }
         self.send_all(shared)
@@ -234,13 +239,15 @@ impl Shard {
         }
     }
 
-    /// Writes the events applied since the last batch to the changelog and the state of every
-    /// profile changed since the last commit, once each (a compacted topic needs only the
-    /// latest), and hands the records to the producer: the last writes of a transaction.
+    /// Hands the applied events still held over to the ordered thread, writes the events
+    /// applied since the last batch to the changelog and the state of every profile changed
+    /// since the last commit, once each (a compacted topic needs only the latest), and hands the
+    /// records to the producer: the last writes of a transaction (with the ordered thread's).
     pub fn write_batched(&mut self, shared: &Shared<'_>) -> Result<(), ServiceError> {
+        shared.worker.events(self.index, std::mem::take(&mut self.handed));
         self.writer.changelog(self.index, &mut self.changelog, &mut self.out);
         let mut written = HashSet::new();
-        let identity = self.pipeline.engine().identity();
+        let identity = self.engine.identity();
         for (tenant, id) in self.dirty.drain(..) {
             // A profile merged away since resolves to its survivor (its tombstone is out).
             let (Some(graph), Some(p)) = (identity.graph(&tenant), identity.profile(&tenant, id)) else { continue };
@@ -258,19 +265,26 @@ impl Shard {
         self.latencies.clear();
         self.commit_by = None;
         self.dirty.clear();
+        self.handed.clear();
     }
 
     /// Hands the pending output records to the producer (waiting while its queue is full).
     fn send_all(&mut self, shared: &Shared<'_>) -> Result<(), ServiceError> {
-        let sent = send(&self.out, shared);
+        let sent = send(&self.out, shared.producer, shared.destinations);
         self.out.clear();
         sent
     }
 }
 
-fn send(out: &OutBatch, shared: &Shared<'_>) -> Result<(), ServiceError> {
+/// Hands the records of `out` to `producer` (waiting while its queue is full), counting each
+/// in its destination's counter.
+pub(crate) fn send(
+    out: &OutBatch,
+    producer: &ThreadedProducer<DeliveryContext>,
+    destinations: &[(String, IntCounter)],
+) -> Result<(), ServiceError> {
     for (r, key, value) in out.iter() {
-        let (topic, produced) = &shared.destinations[r.dest as usize];
+        let (topic, produced) = &destinations[r.dest as usize];
         let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).key(key);
         if let Some(v) = value {
             record = record.payload(v);
@@ -282,7 +296,7 @@ fn send(out: &OutBatch, shared: &Shared<'_>) -> Result<(), ServiceError> {
             record = record.headers(h.clone());
         }
         loop {
-            match shared.producer.send(record) {
+            match producer.send(record) {
                 Ok(()) => break,
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     record = back;

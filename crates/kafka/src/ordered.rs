@@ -1,0 +1,217 @@
+//! The second half of every shard's work on a thread of its own, behind the stitching thread:
+//! the timeline and merge records of applied events, and the ordered stages (reorder buffer,
+//! moments detector, CX metrics) with their intervention records.
+//!
+//! The stitching thread decodes, applies identity and timelines, and hands each shard's
+//! applied events over in batches; this thread encodes their records, runs them through the
+//! shard's ordered stages and hands everything to the producer. Before a commit the stitching
+//! thread waits at a barrier until everything handed over has been through and its records are
+//! with the producer, so a transaction (or an acknowledged batch) holds every output of its
+//! inputs, exactly as when one thread did all of it.
+
+use std::collections::BTreeMap;
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender, TryRecvError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use omnistitch_engine::{Applied, Ordered, Placed};
+use omnistitch_model::Event;
+use prometheus::IntCounter;
+use rdkafka::producer::ThreadedProducer;
+
+use crate::clients::DeliveryContext;
+use crate::metrics::ServiceMetrics;
+use crate::outputs::{OutBatch, OutputWriter};
+use crate::registry::OutputSchemas;
+use crate::service::ServiceError;
+use crate::shard::send;
+
+/// Applied events a shard hands over at once (fewer at a commit).
+pub const HANDOVER: usize = 64;
+
+/// An event the engine applied, with what it did.
+#[derive(Debug)]
+pub struct Handed {
+    /// The event.
+    pub event: Event,
+    /// What identity resolution and the timeline did with it.
+    pub applied: Applied,
+}
+
+/// Work for the ordered thread, done in the order sent.
+enum Job {
+    /// Shard `0`'s restored ordered stages.
+    Install(i32, Box<Ordered>),
+    /// Shard `0` was revoked or is being rebuilt.
+    Remove(i32),
+    /// Applied events of shard `0`, in the order applied.
+    Events(i32, Vec<Handed>),
+    /// Reply once everything before is done: the first failure since the last barrier, if any.
+    Barrier(SyncSender<Option<ServiceError>>),
+    /// Publish the gauges of the ordered stages.
+    Gauges,
+}
+
+/// What the ordered thread needs to write interventions.
+pub struct OrderedOutputs {
+    /// The output producer, shared with the stitching thread.
+    pub producer: Arc<ThreadedProducer<DeliveryContext>>,
+    /// Topic and produced-records counter per output destination.
+    pub destinations: Vec<(String, IntCounter)>,
+    /// Output schema ids.
+    pub schemas: OutputSchemas,
+    /// Metrics.
+    pub metrics: Arc<ServiceMetrics>,
+}
+
+/// The reply to [`OrderedWorker::barrier`].
+pub struct Barrier(Receiver<Option<ServiceError>>);
+
+impl Barrier {
+    /// The reply, if it came: `Ok(Ok(()))` caught up, `Ok(Err(_))` a failure.
+    pub fn try_recv(&self) -> Result<Result<(), ServiceError>, TryRecvError> {
+        self.0.try_recv().map(|failed| failed.map_or(Ok(()), Err))
+    }
+}
+
+/// The handle of the ordered thread; dropping it finishes the queued work and joins the thread.
+pub struct OrderedWorker {
+    jobs: Option<Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl OrderedWorker {
+    /// Starts the thread.
+    pub fn start(outputs: OrderedOutputs) -> std::io::Result<Self> {
+        let (jobs, rx) = channel();
+        let worker = Worker {
+            shards: BTreeMap::new(),
+            writer: OutputWriter::new(outputs.schemas),
+            out: OutBatch::default(),
+            outputs,
+            failed: None,
+        };
+        let thread = std::thread::Builder::new().name("ordered".into()).spawn(move || worker.run(rx))?;
+        Ok(OrderedWorker { jobs: Some(jobs), thread: Some(thread) })
+    }
+
+    fn send(&self, job: Job) {
+        // A send fails only once the thread is gone; the next barrier reports it.
+        if let Some(jobs) = &self.jobs {
+            let _ = jobs.send(job);
+        }
+    }
+
+    /// Shard `shard` runs on `ordered` from now on.
+    pub fn install(&self, shard: i32, ordered: Ordered) {
+        self.send(Job::Install(shard, Box::new(ordered)));
+    }
+
+    /// Forgets shard `shard`'s ordered stages.
+    pub fn remove(&self, shard: i32) {
+        self.send(Job::Remove(shard));
+    }
+
+    /// Hands over applied events of `shard`, in order.
+    pub fn events(&self, shard: i32, events: Vec<Handed>) {
+        if !events.is_empty() {
+            self.send(Job::Events(shard, events));
+        }
+    }
+
+    /// Publishes the ordered stages' gauges (pending timers, CX metrics).
+    pub fn gauges(&self) {
+        self.send(Job::Gauges);
+    }
+
+    /// Asks for a reply once everything handed over so far is through and its records are
+    /// with the producer: `Ok`, or the first failure since the last barrier. (A receiver that
+    /// disconnects without a reply: the thread stopped.)
+    pub fn barrier(&self) -> Barrier {
+        let (reply, done) = sync_channel(1);
+        self.send(Job::Barrier(reply));
+        Barrier(done)
+    }
+
+    /// Finishes the queued work and joins the thread.
+    pub fn stop(&mut self) {
+        self.jobs.take();
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                tracing::error!("the ordered stages thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for OrderedWorker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The ordered thread's state.
+struct Worker {
+    shards: BTreeMap<i32, Ordered>,
+    writer: OutputWriter,
+    out: OutBatch,
+    outputs: OrderedOutputs,
+    failed: Option<ServiceError>,
+}
+
+impl Worker {
+    fn run(mut self, jobs: Receiver<Job>) {
+        while let Ok(job) = jobs.recv() {
+            match job {
+                Job::Install(p, ordered) => {
+                    self.shards.insert(p, *ordered);
+                }
+                Job::Remove(p) => {
+                    self.shards.remove(&p);
+                }
+                Job::Events(p, events) => {
+                    if self.failed.is_none() {
+                        if let Err(e) = self.apply(p, events) {
+                            self.failed = Some(e);
+                        }
+                    }
+                }
+                Job::Barrier(reply) => {
+                    let _ = reply.send(self.failed.take());
+                }
+                Job::Gauges => self.gauges(),
+            }
+        }
+    }
+
+    /// Writes the records of `events` of shard `p`, runs them through its ordered stages, and
+    /// hands every record to the producer.
+    fn apply(&mut self, p: i32, events: Vec<Handed>) -> Result<(), ServiceError> {
+        let mut ordered = self.shards.get_mut(&p);
+        let metrics = &self.outputs.metrics;
+        for Handed { event, applied } in events {
+            self.writer.applied(&event, &applied, &mut self.out)?;
+            let (Some(ordered), Some(placed)) = (ordered.as_deref_mut(), Placed::of(event, &applied)) else {
+                continue;
+            };
+            let found = ordered.take(placed);
+            for i in &found {
+                metrics.intervention(i.moment_type);
+            }
+            self.writer.interventions(&found, &mut self.out)?;
+        }
+        let sent = send(&self.out, &self.outputs.producer, &self.outputs.destinations);
+        self.out.clear();
+        sent
+    }
+
+    fn gauges(&self) {
+        let metrics = &self.outputs.metrics;
+        let mut timers = 0;
+        for ordered in self.shards.values() {
+            timers += ordered.detector().pending_timers();
+            metrics.cx(&ordered.cx_report());
+        }
+        metrics.pending_timers.set(timers as i64);
+    }
+}
