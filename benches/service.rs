@@ -47,12 +47,12 @@ fn sustained(config: &KafkaConfig, group: &str, records: u64) -> f64 {
     }
 }
 
-/// Copies every input record to one output topic in transactions, offsets included.
-fn passthrough(config: &KafkaConfig, records: u64) -> f64 {
-    let group = "passthrough";
+/// Copies every input record to one output topic in transactions, offsets included, as
+/// consumer group `group`.
+fn passthrough(config: &KafkaConfig, group: &str, records: u64) -> f64 {
     let consumer: BaseConsumer = KafkaConfig { group_id: group.into(), ..config.clone() }.consumer().create().unwrap();
     let producer: ThreadedProducer<DefaultProducerContext> =
-        KafkaConfig { transactional_id: Some("passthrough".into()), ..config.clone() }.producer().create().unwrap();
+        KafkaConfig { transactional_id: Some(group.into()), ..config.clone() }.producer().create().unwrap();
     producer.init_transactions(Duration::from_secs(10)).unwrap();
     let topics: Vec<&str> = config.topics.inputs().iter().map(|(_, t)| *t).collect();
     consumer.subscribe(&topics).unwrap();
@@ -101,6 +101,11 @@ fn passthrough(config: &KafkaConfig, records: u64) -> f64 {
             let meta = consumer.group_metadata().unwrap();
             producer.send_offsets_to_transaction(&tpl, &meta, Duration::from_secs(10)).unwrap();
         }
+        // As the service does: the client's commit flushes in 100 ms sleeps while anything is
+        // in flight (a pass is only a few commits: that alone made passes take 280k-480k/s).
+        while producer.in_flight_count() > 0 {
+            std::thread::sleep(Duration::from_micros(250));
+        }
         producer.commit_transaction(Duration::from_secs(10)).unwrap();
         if tpl.count() > 0 {
             consumer.commit(&tpl, CommitMode::Sync).unwrap();
@@ -129,8 +134,14 @@ fn main() {
             .unwrap();
     println!("produced {records} records ({customers} customers) in {:.1?}", t0.elapsed());
 
-    let base_rate = passthrough(&config, records);
-    println!("passthrough (exactly-once copy): {base_rate:.0} records/s");
+    // The median of three passes (each a new group reading everything, for under a second).
+    let mut passes: Vec<f64> = (1..=3).map(|i| passthrough(&config, &format!("passthrough-{i}"), records)).collect();
+    passes.sort_by(f64::total_cmp);
+    let base_rate = passes[1];
+    println!(
+        "passthrough (exactly-once copy): {base_rate:.0} records/s (median of {:.0}, {:.0}, {:.0})",
+        passes[0], passes[1], passes[2]
+    );
 
     let group = "omnistitch-bench";
     let svc_config = KafkaConfig { group_id: group.into(), ..config.clone() };

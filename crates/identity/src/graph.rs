@@ -234,15 +234,23 @@ impl TenantGraph {
 
     /// The identifiers of a profile, sorted.
     pub fn identifiers(&self, profile: &Profile) -> Vec<Identifier> {
-        let mut ids: Vec<Identifier> = profile
+        self.identifier_refs(profile)
+            .into_iter()
+            .map(|(kind, value)| Identifier { kind, value: value.into() })
+            .collect()
+    }
+
+    /// [`TenantGraph::identifiers`] borrowed, as (type, value): nothing is copied.
+    pub fn identifier_refs(&self, profile: &Profile) -> Vec<(IdentifierKind, &str)> {
+        let mut ids: Vec<(IdentifierKind, &str)> = profile
             .entries
             .iter()
             .map(|&i| {
                 let e = &self.entries[i as usize];
-                Identifier { kind: e.kind, value: e.value.as_str().into() }
+                (e.kind, e.value.as_str())
             })
             .collect();
-        ids.sort();
+        ids.sort_unstable();
         ids
     }
 

@@ -214,7 +214,7 @@ impl OutputWriter {
         use std::fmt::Write;
         self.scratch.clear();
         write!(self.scratch, "{}", p.id).expect("writing to a string");
-        let identifiers = graph.identifiers(p);
+        let identifiers = graph.identifier_refs(p);
         let (pid, fast, id) = (self.scratch.as_str(), &self.fast, self.ids.id(OutputKind::Profile));
         out.push(
             Dest::Profiles,
@@ -225,7 +225,7 @@ impl OutputWriter {
                 fast.profile(
                     tenant.as_str(),
                     pid,
-                    identifiers.iter().map(|i| (i.kind, &*i.value)),
+                    identifiers.iter().copied(),
                     p.merged_from.iter(),
                     p.first_seen.0,
                     p.last_seen.0,

@@ -6,9 +6,9 @@
 
 use std::borrow::Cow;
 use std::cell::Cell;
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use hashbrown::HashSet;
 use omnistitch_codec::datum::encode_input;
 use omnistitch_engine::Engine;
 use omnistitch_model::{ProfileId, Tenant, Tenants};
@@ -246,7 +246,7 @@ impl Shard {
     pub fn write_batched(&mut self, shared: &Shared<'_>) -> Result<(), ServiceError> {
         shared.worker.events(self.index, std::mem::take(&mut self.handed));
         self.writer.changelog(self.index, &mut self.changelog, &mut self.out);
-        let mut written = HashSet::new();
+        let mut written = HashSet::with_capacity(self.dirty.len());
         let identity = self.engine.identity();
         for (tenant, id) in self.dirty.drain(..) {
             // A profile merged away since resolves to its survivor (its tombstone is out).
