@@ -41,6 +41,10 @@ impl NormalizeError {
 /// Most phone parses remembered; real traffic repeats numbers, and a parse costs about 2 µs.
 const PHONE_CACHE_CAPACITY: usize = 200_000;
 
+/// Compiled libphonenumber patterns kept (the library keeps 100); a pattern is compiled on
+/// first use only, so the bound matters only for traffic from many regions.
+const PHONE_REGEX_CACHE_CAPACITY: usize = 1_024;
+
 /// Turns raw identifiers into canonical ones. Shared by all partitions of a process (`Sync`).
 pub struct Normalizer {
     region: Region,
@@ -76,6 +80,11 @@ impl Normalizer {
         // The phone metadata database loads on first use (tens of milliseconds): load it now,
         // not while the first event waits.
         let _ = phonenumber::parse(Some(region), "+14155550134");
+        // Its patterns compile on first use into one process-wide LRU of 100 regexes; numbers
+        // from a few dozen regions use more than that, and every recompile costs tens of µs.
+        if let Ok(mut cache) = phonenumber::metadata::DATABASE.cache().lock() {
+            cache.set_capacity(PHONE_REGEX_CACHE_CAPACITY);
+        }
         Ok(Normalizer { region, phone_cache: DashMap::with_hasher(Default::default()) })
     }
 

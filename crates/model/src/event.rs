@@ -45,15 +45,22 @@ impl Tenant {
 #[derive(Debug, Default)]
 pub struct Tenants {
     by_name: std::collections::HashMap<String, Tenant>,
+    /// The tenant found last: events of one tenant come in runs.
+    last: Option<Tenant>,
 }
 
 impl Tenants {
     /// The tenant named `name`, allocated on first sight only.
     pub fn get(&mut self, name: &str) -> Tenant {
-        match self.by_name.get(name) {
+        if let Some(last) = self.last.as_ref().filter(|t| t.as_str() == name) {
+            return last.clone();
+        }
+        let tenant = match self.by_name.get(name) {
             Some(t) => t.clone(),
             None => self.by_name.entry(name.to_string()).or_insert_with(|| Tenant::new(name)).clone(),
-        }
+        };
+        self.last = Some(tenant.clone());
+        tenant
     }
 }
 
