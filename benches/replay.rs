@@ -52,6 +52,7 @@ fn inline(dir: &Path, cfg: &EngineConfig, stages: Stages) -> (f64, u64, usize) {
     let mut metrics = CxMetrics::new(cfg.cx.clone()).expect("config");
     let mut tenants = Tenants::default();
     let (mut records, mut interventions) = (0u64, 0usize);
+    let mut released = Vec::new();
     let started = Instant::now();
     for r in InputStream::open(dir).expect("input") {
         records += 1;
@@ -69,7 +70,8 @@ fn inline(dir: &Path, cfg: &EngineConfig, stages: Stages) -> (f64, u64, usize) {
                 metrics.merge_profiles(m.survivor, m.absorbed);
             }
         }
-        for r in buffer.push(profile, event, &applied.thread_id) {
+        buffer.push_into(profile, event, &applied.thread_id, &mut released);
+        for r in released.drain(..) {
             if stages.cx {
                 metrics.observe(r.profile, &r.event, &r.thread_id);
             }

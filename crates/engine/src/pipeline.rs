@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use omnistitch_cx::{CxMetrics, CxReport};
 use omnistitch_model::{Event, ProfileId};
-use omnistitch_moments::{Detector, Intervention, ReorderBuffer};
+use omnistitch_moments::{Detector, Intervention, Released, ReorderBuffer};
 
 use crate::config::{ConfigError, EngineConfig};
 use crate::engine::{Applied, Engine};
@@ -52,6 +52,8 @@ pub struct Ordered {
     buffer: ReorderBuffer,
     detector: Detector,
     cx: CxMetrics,
+    /// What the buffer released, reused from event to event.
+    released: Vec<Released>,
 }
 
 impl Ordered {
@@ -65,7 +67,8 @@ impl Ordered {
             interventions.extend(self.detector.merge_profiles(&tenant, survivor, absorbed));
             self.cx.merge_profiles(survivor, absorbed);
         }
-        for r in self.buffer.push(profile, event, &thread_id) {
+        self.buffer.push_into(profile, event, &thread_id, &mut self.released);
+        for r in self.released.drain(..) {
             self.cx.observe(r.profile, &r.event, &r.thread_id);
             interventions.extend(self.detector.observe(r.profile, &r.event, &r.thread_id));
         }
@@ -123,6 +126,7 @@ impl Pipeline {
             buffer: ReorderBuffer::new(&config.moments)?,
             detector: Detector::new(config.moments.clone())?,
             cx: CxMetrics::new(config.cx.clone())?,
+            released: Vec::new(),
         };
         Ok(Pipeline { engine: Engine::new(normalizer, rules, config.timeline.clone()), ordered: Some(ordered) })
     }

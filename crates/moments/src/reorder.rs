@@ -1,6 +1,6 @@
 //! Event-time order from arrival order: a per-tenant buffer released by a watermark.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use omnistitch_model::{Event, EventTime, ProfileId, Tenant};
@@ -21,16 +21,29 @@ pub struct Released {
     pub late: bool,
 }
 
-/// (event time, event id, arrival number): the release order, unique. The event id is the
-/// waiting event's own, moved here while it waits (no copy).
-type Slot = (EventTime, String, u64);
-
-/// A waiting event, its id in its slot.
+/// A waiting event, with its release order (event time, event id, arrival number) at hand.
 #[derive(Debug)]
 struct Waiting {
+    time: EventTime,
+    arrival: u64,
     profile: ProfileId,
     event: Box<Event>,
     thread_id: Arc<str>,
+}
+
+impl Waiting {
+    /// Release order: event time, then event id, then arrival (unique); the id is read only on
+    /// a tie of times.
+    fn order(&self, other: &Waiting) -> std::cmp::Ordering {
+        self.time
+            .cmp(&other.time)
+            .then_with(|| self.event.event_id.cmp(&other.event.event_id))
+            .then_with(|| self.arrival.cmp(&other.arrival))
+    }
+
+    fn release(self, late: bool) -> Released {
+        Released { profile: self.profile, event: self.event, thread_id: self.thread_id, late }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -38,10 +51,9 @@ struct TenantBuffer {
     /// The tenant's allowed lateness.
     lateness_ms: i64,
     max_seen: Option<EventTime>,
-    /// Release order -> index into `entries` (large events stay put while the order shifts).
-    pending: BTreeMap<Slot, u32>,
-    entries: Vec<Option<Waiting>>,
-    free: Vec<u32>,
+    /// Waiting events in release order. Arrivals are mostly in order, so an event mostly joins
+    /// at the back, and releases leave from the front.
+    pending: VecDeque<Waiting>,
 }
 
 impl TenantBuffer {
@@ -49,43 +61,26 @@ impl TenantBuffer {
         self.max_seen.map(|t| EventTime(t.0.saturating_sub(self.lateness_ms)))
     }
 
-    fn insert(&mut self, arrival: u64, profile: ProfileId, mut event: Box<Event>, thread_id: Arc<str>) {
-        let id = std::mem::take(&mut event.event_id);
-        let waiting = Waiting { profile, event, thread_id };
-        let index = match self.free.pop() {
-            Some(i) => {
-                self.entries[i as usize] = Some(waiting);
-                i
-            }
-            None => {
-                self.entries.push(Some(waiting));
-                u32::try_from(self.entries.len() - 1).expect("fewer than 2^32 waiting events")
-            }
+    fn insert(&mut self, waiting: Waiting) {
+        let at = match self.pending.back() {
+            Some(last) if last.order(&waiting).is_gt() => self.pending.partition_point(|w| w.order(&waiting).is_lt()),
+            _ => self.pending.len(),
         };
-        let time = self.entries[index as usize].as_ref().map_or(EventTime(0), |w| w.event.time);
-        self.pending.insert((time, id, arrival), index);
-    }
-
-    fn take(&mut self, (_, id, _): Slot, index: u32) -> Released {
-        let mut w = self.entries[index as usize].take().expect("a pending slot names a waiting event");
-        self.free.push(index);
-        w.event.event_id = id;
-        Released { profile: w.profile, event: w.event, thread_id: w.thread_id, late: false }
+        self.pending.insert(at, waiting);
     }
 
     /// Takes every pending event before `until`, in order.
     fn release_before(&mut self, until: EventTime, out: &mut Vec<Released>) {
-        while self.pending.first_key_value().is_some_and(|(k, _)| k.0 < until) {
-            let Some((slot, index)) = self.pending.pop_first() else { break };
-            out.push(self.take(slot, index));
+        while self.pending.front().is_some_and(|w| w.time < until) {
+            if let Some(w) = self.pending.pop_front() {
+                out.push(w.release(false));
+            }
         }
     }
 
     /// Takes every pending event, in order.
     fn release_all(&mut self, out: &mut Vec<Released>) {
-        while let Some((slot, index)) = self.pending.pop_first() {
-            out.push(self.take(slot, index));
-        }
+        out.extend(self.pending.drain(..).map(|w| w.release(false)));
     }
 }
 
@@ -116,24 +111,31 @@ impl ReorderBuffer {
 
     /// Takes one event of `profile` in thread `thread_id`; returns what it releases, in order.
     pub fn push(&mut self, profile: ProfileId, event: Event, thread_id: &Arc<str>) -> Vec<Released> {
+        let mut out = Vec::new();
+        self.push_into(profile, event, thread_id, &mut out);
+        out
+    }
+
+    /// [`ReorderBuffer::push`], appending what it releases to `out` (a buffer the caller reuses).
+    pub fn push_into(&mut self, profile: ProfileId, event: Event, thread_id: &Arc<str>, out: &mut Vec<Released>) {
         let settings = &self.settings;
         let buffer = self.tenants.get_or_insert_with(&event.tenant, || TenantBuffer {
             lateness_ms: settings.get(event.tenant.as_str()).lateness_ms,
             ..TenantBuffer::default()
         });
-        let mut out = Vec::new();
-        if buffer.watermark().is_some_and(|w| event.time < w) {
+        let time = event.time;
+        if buffer.watermark().is_some_and(|w| time < w) {
             self.late += 1;
             out.push(Released { profile, event: Box::new(event), thread_id: thread_id.clone(), late: true });
-            return out;
+            return;
         }
-        buffer.max_seen = Some(buffer.max_seen.map_or(event.time, |t| t.max(event.time)));
+        buffer.max_seen = Some(buffer.max_seen.map_or(time, |t| t.max(time)));
         self.arrivals += 1;
-        buffer.insert(self.arrivals, profile, Box::new(event), thread_id.clone());
+        let arrival = self.arrivals;
+        buffer.insert(Waiting { time, arrival, profile, event: Box::new(event), thread_id: thread_id.clone() });
         if let Some(w) = buffer.watermark() {
-            buffer.release_before(w, &mut out);
+            buffer.release_before(w, out);
         }
-        out
     }
 
     /// The watermark of `tenant`: every event before it has been released.
@@ -154,7 +156,7 @@ impl ReorderBuffer {
     /// Waiting events of `absorbed` now belong to `survivor`.
     pub fn merge_profiles(&mut self, tenant: &Tenant, survivor: ProfileId, absorbed: ProfileId) {
         if let Some(buffer) = self.tenants.get_mut(tenant) {
-            for w in buffer.entries.iter_mut().flatten() {
+            for w in &mut buffer.pending {
                 if w.profile == absorbed {
                     w.profile = survivor;
                 }
