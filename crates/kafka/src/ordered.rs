@@ -215,3 +215,75 @@ impl Worker {
         metrics.pending_timers.set(timers as i64);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use omnistitch_engine::{Engine, EngineConfig, Pipeline};
+    use omnistitch_model::{Channel, Direction, EventKind, EventTime, IdentifierKind, RawIdentifier, Tenant};
+    use rdkafka::config::ClientConfig;
+
+    use crate::registry::BundledIds;
+
+    /// A worker whose producer only queues (its broker never answers): records handed to it
+    /// are counted per destination as they are sent.
+    fn worker() -> (OrderedWorker, Arc<ServiceMetrics>, Vec<(String, IntCounter)>) {
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", "127.0.0.1:9")
+            .create_with_context(DeliveryContext::default())
+            .expect("producer");
+        let metrics = Arc::new(ServiceMetrics::new());
+        let destinations: Vec<(String, IntCounter)> = ["timeline", "profiles", "merges", "interventions", "dlq", "log"]
+            .iter()
+            .map(|t| (t.to_string(), metrics.produced.with_label_values(&[t])))
+            .collect();
+        let outputs = OrderedOutputs {
+            producer: Arc::new(producer),
+            destinations: destinations.clone(),
+            schemas: OutputSchemas::bundled(&BundledIds::default()),
+            metrics: metrics.clone(),
+        };
+        (OrderedWorker::start(outputs).expect("thread"), metrics, destinations)
+    }
+
+    fn handed(engine: &mut Engine, id: &str, t: i64) -> Handed {
+        let mut event = Event::new(
+            Tenant::new("acme"),
+            id,
+            EventTime(t),
+            Channel::Chat,
+            Direction::Inbound,
+            EventKind::ChatAbandoned,
+        );
+        event.identifiers.push(RawIdentifier::new(IdentifierKind::Email, "jo@example.com"));
+        let applied = engine.apply(&event);
+        Handed { event, applied }
+    }
+
+    #[test]
+    fn a_barrier_answers_once_the_work_before_it_is_with_the_producer() {
+        let (worker, _, destinations) = worker();
+        let (mut engine, ordered) = Pipeline::new(&EngineConfig::default()).expect("pipeline").into_parts();
+        worker.install(0, ordered.expect("ordered stages"));
+        let events: Vec<Handed> = (0..3).map(|i| handed(&mut engine, &format!("e{i}"), i * 60_000)).collect();
+        worker.events(0, events);
+        let barrier = worker.barrier();
+        let reply = loop {
+            match barrier.try_recv() {
+                Ok(reply) => break reply,
+                Err(TryRecvError::Empty) => std::thread::yield_now(),
+                Err(TryRecvError::Disconnected) => panic!("the thread stopped"),
+            }
+        };
+        assert!(reply.is_ok());
+        // Three timeline records, written by the ordered thread before it answered.
+        assert_eq!(destinations[0].1.get(), 3);
+    }
+
+    #[test]
+    fn a_barrier_after_the_thread_stopped_says_so() {
+        let (mut worker, _, _) = worker();
+        worker.stop();
+        assert!(matches!(worker.barrier().try_recv(), Err(TryRecvError::Disconnected)));
+    }
+}
