@@ -117,6 +117,8 @@ pub struct ServiceMetrics {
     pub restored_events: IntCounter,
     /// Duration of shard restores.
     pub restore_seconds: Histogram,
+    /// How long each commit waited for the ordered thread to catch up.
+    pub ordered_wait_seconds: Histogram,
     /// 1 once every assigned shard is restored.
     pub ready: IntGauge,
     /// Output records produced.
@@ -283,6 +285,12 @@ impl ServiceMetrics {
                 "omnistitch_restore_seconds",
                 "Duration of shard restores from the changelog.",
                 vec![0.01, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0],
+            ),
+            ordered_wait_seconds: histogram(
+                &r,
+                "omnistitch_ordered_wait_seconds",
+                "Time each commit waited for the ordered thread (timeline records, moments, CX) to catch up.",
+                vec![0.0001, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5],
             ),
             ready: gauge(&r, "omnistitch_ready", "1 when every assigned shard is restored and processing."),
             produced: counter_vec(

@@ -513,8 +513,10 @@ impl Service {
     fn commit(&mut self) -> Result<(), ServiceError> {
         self.write_batched()?;
         // Every output of the batch is with the producer before it commits or drains.
+        let waited = Instant::now();
         let caught_up = self.worker.barrier();
         self.wait_busy(|| caught_up.try_recv())??;
+        self.metrics.ordered_wait_seconds.observe(waited.elapsed().as_secs_f64());
         let result = match self.config.mode {
             Mode::ExactlyOnce => self.commit_transaction(),
             Mode::AtLeastOnce => self.commit_acknowledged(),
