@@ -68,9 +68,16 @@ pub struct OrderedOutputs {
 pub struct Barrier(Receiver<Option<ServiceError>>);
 
 impl Barrier {
-    /// The reply, if it came: `Ok(Ok(()))` caught up, `Ok(Err(_))` a failure.
-    pub fn try_recv(&self) -> Result<Result<(), ServiceError>, TryRecvError> {
-        self.0.try_recv().map(|failed| failed.map_or(Ok(()), Err))
+    /// The reply, once it came: `Ok` caught up, or the failure (the thread's own, or that it
+    /// stopped).
+    pub fn poll(&self) -> Option<Result<(), ServiceError>> {
+        match self.0.try_recv() {
+            Ok(failed) => Some(failed.map_or(Ok(()), Err)),
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Disconnected) => {
+                Some(Err(ServiceError::Worker("the ordered stages thread stopped".into())))
+            }
+        }
     }
 }
 
@@ -269,13 +276,12 @@ mod tests {
         worker.events(0, events);
         let barrier = worker.barrier();
         let reply = loop {
-            match barrier.try_recv() {
-                Ok(reply) => break reply,
-                Err(TryRecvError::Empty) => std::thread::yield_now(),
-                Err(TryRecvError::Disconnected) => panic!("the thread stopped"),
+            match barrier.poll() {
+                Some(reply) => break reply,
+                None => std::thread::yield_now(),
             }
         };
-        assert!(reply.is_ok());
+        assert!(reply.is_ok(), "{reply:?}");
         // Three timeline records, written by the ordered thread before it answered.
         assert_eq!(destinations[0].1.get(), 3);
     }
@@ -284,6 +290,6 @@ mod tests {
     fn a_barrier_after_the_thread_stopped_says_so() {
         let (mut worker, _, _) = worker();
         worker.stop();
-        assert!(matches!(worker.barrier().try_recv(), Err(TryRecvError::Disconnected)));
+        assert!(matches!(worker.barrier().poll(), Some(Err(ServiceError::Worker(_)))));
     }
 }

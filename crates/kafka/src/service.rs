@@ -1,18 +1,18 @@
 //! The consume-stitch-produce loop.
 //!
-//! One thread owns the consumer, the producer and every shard's engine; the shards' ordered
-//! stages (moments, CX) run on a second thread fed by it ([`crate::ordered`]). A round: poll the group (no
-//! transaction is ever open while rebalance callbacks can run), restore newly assigned shards,
-//! then for one commit interval poll the partition queues and apply records as soon as the
-//! event-time merge releases them, and finally, once the ordered thread has caught up, commit
-//! outputs, changelog and input offsets together (a transaction in exactly_once mode; acknowledged outputs, then offsets, in
+//! One thread owns the consumer, the producer and every shard's engine; a second one, fed by
+//! it, writes the timeline records and runs the shards' ordered stages (moments, CX)
+//! ([`crate::ordered`]). A round: poll the group (no transaction is ever open while rebalance
+//! callbacks can run), restore newly assigned shards, then for one commit interval poll the
+//! partition queues and apply records as soon as the event-time merge releases them, and
+//! finally, once the ordered thread has caught up, commit outputs, changelog and input offsets
+//! together (a transaction in exactly_once mode; acknowledged outputs, then offsets, in
 //! at_least_once mode). A failed commit rewinds: every shard is restored from the changelog
 //! and the consumer goes back to the committed offsets.
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::TryRecvError;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -281,7 +281,7 @@ impl Service {
                 Some(by) => (started + interval).min(by).max(started + interval / 10),
                 None => started + interval,
             };
-            let received = self.poll_partitions()?;
+            let received = self.poll_partitions();
             processed += self.apply_ready(max_wait, self.config.max_batch - processed, deadline)?;
             if processed >= self.config.max_batch || Instant::now() >= deadline || stop.load(Ordering::Acquire) {
                 break;
@@ -406,7 +406,6 @@ impl Service {
             "shard restored"
         );
         let (engine, ordered) = pipeline.into_parts();
-        self.worker.remove(p);
         if let Some(ordered) = ordered {
             self.worker.install(p, ordered);
         }
@@ -415,7 +414,7 @@ impl Service {
     }
 
     /// Drains the partition queues; returns how many records arrived.
-    fn poll_partitions(&mut self) -> Result<usize, ServiceError> {
+    fn poll_partitions(&mut self) -> usize {
         let mut received = 0;
         let keys: Vec<(usize, i32)> = self.queues.keys().copied().collect();
         for key in keys {
@@ -440,7 +439,7 @@ impl Service {
                 }
             }
         }
-        Ok(received)
+        received
     }
 
     /// Decodes a fetched record into its shard's merge.
@@ -515,7 +514,7 @@ impl Service {
         // Every output of the batch is with the producer before it commits or drains.
         let waited = Instant::now();
         let caught_up = self.worker.barrier();
-        self.wait_busy(|| caught_up.try_recv())??;
+        self.wait_busy(|| caught_up.poll())?;
         self.metrics.ordered_wait_seconds.observe(waited.elapsed().as_secs_f64());
         let result = match self.config.mode {
             Mode::ExactlyOnce => self.commit_transaction(),
@@ -587,32 +586,26 @@ impl Service {
         let producer = self.producer.clone();
         self.wait_busy(|| {
             if producer.in_flight_count() == 0 {
-                Ok(Ok(()))
+                Some(Ok(()))
             } else if Instant::now() >= deadline {
-                Ok(Err(KafkaError::Flush(RDKafkaErrorCode::RequestTimedOut)))
+                Some(Err(KafkaError::Flush(RDKafkaErrorCode::RequestTimedOut)))
             } else {
-                Err(TryRecvError::Empty)
+                None
             }
         })
-        .unwrap_or(Err(KafkaError::Flush(RDKafkaErrorCode::Fail)))
     }
 
-    /// Waits for `done` to give a result (`Empty`: not yet; `Disconnected`: never), fetching
-    /// and decoding the next records meanwhile (that touches no state a commit holds), else
-    /// sleeping [`DRAIN_STEP`] (the producer's thread serves its own events: polling it here
-    /// spun on its queue lock and the clock, taking CPU from the client and broker threads).
-    fn wait_busy<T>(&mut self, mut done: impl FnMut() -> Result<T, TryRecvError>) -> Result<T, ServiceError> {
+    /// Waits for `done` to give a result, fetching and decoding the next records meanwhile
+    /// (that touches no state a commit holds), else sleeping [`DRAIN_STEP`] (the producer's
+    /// thread serves its own events: polling it here spun on its queue lock and the clock,
+    /// taking CPU from the client and broker threads).
+    fn wait_busy<T>(&mut self, mut done: impl FnMut() -> Option<T>) -> T {
         loop {
-            match done() {
-                Ok(r) => return Ok(r),
-                Err(TryRecvError::Disconnected) => {
-                    return Err(ServiceError::Worker("the ordered stages thread stopped".into()))
-                }
-                Err(TryRecvError::Empty) => {
-                    if self.poll_partitions()? == 0 {
-                        std::thread::sleep(DRAIN_STEP);
-                    }
-                }
+            if let Some(r) = done() {
+                return r;
+            }
+            if self.poll_partitions() == 0 {
+                std::thread::sleep(DRAIN_STEP);
             }
         }
     }
