@@ -41,8 +41,9 @@ impl Waiting {
             .then_with(|| self.arrival.cmp(&other.arrival))
     }
 
-    fn release(self, late: bool) -> Released {
-        Released { profile: self.profile, event: self.event, thread_id: self.thread_id, late }
+    /// Released on time (in order).
+    fn release(self) -> Released {
+        Released { profile: self.profile, event: self.event, thread_id: self.thread_id, late: false }
     }
 }
 
@@ -73,14 +74,14 @@ impl TenantBuffer {
     fn release_before(&mut self, until: EventTime, out: &mut Vec<Released>) {
         while self.pending.front().is_some_and(|w| w.time < until) {
             if let Some(w) = self.pending.pop_front() {
-                out.push(w.release(false));
+                out.push(w.release());
             }
         }
     }
 
     /// Takes every pending event, in order.
     fn release_all(&mut self, out: &mut Vec<Released>) {
-        out.extend(self.pending.drain(..).map(|w| w.release(false)));
+        out.extend(self.pending.drain(..).map(Waiting::release));
     }
 }
 
