@@ -40,11 +40,11 @@ pub struct Handed {
 
 /// Work for the ordered thread, done in the order sent.
 enum Job {
-    /// Shard `0`'s restored ordered stages.
+    /// (shard, its restored ordered stages).
     Install(i32, Box<Ordered>),
-    /// Shard `0` was revoked or is being rebuilt.
+    /// A shard revoked.
     Remove(i32),
-    /// Applied events of shard `0`, in the order applied.
+    /// (shard, its applied events in the order applied).
     Events(i32, Vec<Handed>),
     /// Reply once everything before is done: the first failure since the last barrier, if any.
     Barrier(SyncSender<Option<ServiceError>>),
@@ -52,7 +52,7 @@ enum Job {
     Gauges,
 }
 
-/// What the ordered thread needs to write interventions.
+/// What the ordered thread needs to write its records.
 pub struct OrderedOutputs {
     /// The output producer, shared with the stitching thread.
     pub producer: Arc<ThreadedProducer<DeliveryContext>>,
@@ -132,8 +132,7 @@ impl OrderedWorker {
     }
 
     /// Asks for a reply once everything handed over so far is through and its records are
-    /// with the producer: `Ok`, or the first failure since the last barrier. (A receiver that
-    /// disconnects without a reply: the thread stopped.)
+    /// with the producer: `Ok`, or the first failure since the last barrier.
     pub fn barrier(&self) -> Barrier {
         let (reply, done) = sync_channel(1);
         self.send(Job::Barrier(reply));
@@ -194,6 +193,7 @@ impl Worker {
     /// Writes the records of `events` of shard `p`, runs them through its ordered stages, and
     /// hands every record to the producer.
     fn apply(&mut self, p: i32, events: Vec<Handed>) -> Result<(), ServiceError> {
+        self.out.clear(); // records of a batch that failed half-way are not sent
         let mut ordered = self.shards.get_mut(&p);
         let metrics = &self.outputs.metrics;
         for Handed { event, applied } in events {
