@@ -4,20 +4,21 @@
 //! Then the ordered stages behind the core, each added on its own to the same run (the same
 //! events, profiles, threads and merges): the reorder buffer, the buffer with the moments
 //! detector, the buffer with CX metrics, and all three; what each adds per event is set
-//! against the core's cost.
+//! against the core's cost; and the detector alone over a recording of its inputs.
 //!
 //! The world is generated in this process, then the replay runs in a child process of this
 //! same binary so its peak memory is the replay's alone.
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Instant;
 
 use omnistitch::input::{InputRecord, InputStream};
 use omnistitch::replay::replay;
 use omnistitch_cx::CxMetrics;
 use omnistitch_engine::{Engine, EngineConfig, Pipeline};
-use omnistitch_model::Tenants;
+use omnistitch_model::{Event, EventTime, ProfileId, Tenant, Tenants};
 use omnistitch_moments::{Detector, ReorderBuffer};
 
 const CHILD_ENV: &str = "OMNISTITCH_REPLAY_BENCH_DIR";
@@ -185,6 +186,66 @@ fn child(dir: &Path) {
     );
     println!("CX metrics         +{:.0} ns/event", cx - buffer);
     println!("buffer + both      +{:.0} ns/event, {:.0}% of the core", all - core, (all - core) / core * 100.0);
+
+    // The detector alone, over a recording of what it was handed: its own cost, without the
+    // core's work (and cache traffic) in between.
+    let steps = record_detector_inputs(dir, &cfg);
+    let events = steps.iter().filter(|s| matches!(s, DetectorStep::Observe(..))).count();
+    let best = (0..3).map(|_| detector_alone(&steps, &cfg)).fold(f64::INFINITY, f64::min);
+    println!(
+        "detector alone     {:.0} ns/event over its recorded inputs ({events} events)",
+        best * 1e9 / events as f64
+    );
+}
+
+/// One call the pipeline makes on the detector.
+enum DetectorStep {
+    Merge(Tenant, ProfileId, ProfileId),
+    Observe(ProfileId, Box<Event>, Arc<str>),
+    Watermark(Tenant, EventTime),
+}
+
+/// The detector's calls over the world in `dir`, as the pipeline makes them.
+fn record_detector_inputs(dir: &Path, cfg: &EngineConfig) -> Vec<DetectorStep> {
+    let (normalizer, rules) = cfg.validate().expect("default config");
+    let mut engine = Engine::new(normalizer, rules, cfg.timeline.clone());
+    let mut buffer = ReorderBuffer::new(&cfg.moments).expect("config");
+    let mut tenants = Tenants::default();
+    let (mut steps, mut released) = (Vec::new(), Vec::new());
+    for r in InputStream::open(dir).expect("input") {
+        let InputRecord::Event { event, .. } = r else { continue };
+        let Ok(event) = event.try_into_event(|name| tenants.get(name)) else { continue };
+        let applied = engine.apply(&event);
+        let Some(profile) = applied.profile else { continue };
+        let tenant = event.tenant.clone();
+        for m in &applied.merges {
+            buffer.merge_profiles(&tenant, m.survivor, m.absorbed);
+            steps.push(DetectorStep::Merge(tenant.clone(), m.survivor, m.absorbed));
+        }
+        buffer.push_into(profile, event, &applied.thread_id, &mut released);
+        steps.extend(released.drain(..).map(|r| DetectorStep::Observe(r.profile, r.event, r.thread_id)));
+        if let Some(w) = buffer.watermark(&tenant) {
+            steps.push(DetectorStep::Watermark(tenant, w));
+        }
+    }
+    steps
+}
+
+/// Seconds a fresh detector takes over `steps`.
+fn detector_alone(steps: &[DetectorStep], cfg: &EngineConfig) -> f64 {
+    let mut detector = Detector::new(cfg.moments.clone()).expect("config");
+    let mut found = 0usize;
+    let started = Instant::now();
+    for s in steps {
+        found += match s {
+            DetectorStep::Merge(t, survivor, absorbed) => detector.merge_profiles(t, *survivor, *absorbed).len(),
+            DetectorStep::Observe(p, e, thread) => detector.observe(*p, e, thread).len(),
+            DetectorStep::Watermark(t, w) => detector.advance_watermark(t, *w).len(),
+        };
+    }
+    let secs = started.elapsed().as_secs_f64();
+    std::hint::black_box(found);
+    secs
 }
 
 fn main() {
