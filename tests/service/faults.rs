@@ -40,6 +40,23 @@ fn request_errors_lose_nothing() {
     });
 }
 
+/// A produce refused for good fails the transaction (abortable): the producer then refuses
+/// every output until it is aborted. The batch is aborted and rewound; the service goes on.
+#[test]
+fn a_failed_transaction_is_rewound_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup(150, 34, Mode::ExactlyOnce, dir.path());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (handle, _metrics) = spawn_service(s.config.clone(), stop.clone());
+    let c = s.cluster.cluster();
+    c.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE; 4]);
+    wait_caught_up(&s.config, Duration::from_secs(180));
+    stop.store(true, Ordering::Release);
+    let report = handle.join().unwrap().expect("the service survives a failed transaction");
+    assert!(report.aborts >= 1, "the refused produce aborted no batch: {report:?}");
+    assert_outputs_match(&s);
+}
+
 #[test]
 fn a_broker_down_and_up_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();

@@ -77,6 +77,10 @@ pub enum ServiceError {
     /// The ordered stages' thread could not start or stopped.
     #[error("ordered stages: {0}")]
     Worker(String),
+    /// The producer refused an output (its transaction failed, e.g. a broker went away): the
+    /// batch is aborted and rewound, the service goes on.
+    #[error("producing an output: {0}")]
+    Produce(KafkaError),
 }
 
 /// Totals of a run.
@@ -266,8 +270,16 @@ impl Service {
         }
     }
 
-    /// One round: group events, restores, one commit interval of records, the commit.
+    /// One round: group events, restores, one commit interval of records, the commit; a batch
+    /// whose outputs the producer refused is aborted and rewound.
     fn round(&mut self, stop: &AtomicBool) -> Result<(), ServiceError> {
+        match self.round_or_refused(stop) {
+            Err(ServiceError::Produce(e)) => self.abort_batch(&e),
+            other => other,
+        }
+    }
+
+    fn round_or_refused(&mut self, stop: &AtomicBool) -> Result<(), ServiceError> {
         self.poll_group()?;
         let started = Instant::now();
         let interval = Duration::from_millis(self.config.commit_interval_ms);
@@ -624,6 +636,28 @@ impl Service {
         }
         drop(tpl);
         Ok(())
+    }
+
+    /// After the producer refused an output: waits for the ordered thread (whose own refusals
+    /// have the same cause), aborts the open transaction and rewinds to the last commit.
+    fn abort_batch(&mut self, e: &KafkaError) -> Result<(), ServiceError> {
+        tracing::warn!(error = %e, "the producer refused an output; aborting the batch and rewinding");
+        let caught_up = self.worker.barrier();
+        if let Err(e) = self.wait_busy(|| caught_up.poll()) {
+            tracing::warn!(error = %e, "the ordered thread's part of the aborted batch");
+        }
+        if self.in_transaction && self.config.mode == Mode::ExactlyOnce {
+            if let Err(e) = self.producer.abort_transaction(self.timeout()) {
+                if is_fatal(&e) {
+                    return Err(e.into());
+                }
+                tracing::warn!(error = %e, "aborting the transaction");
+            }
+        }
+        self.in_transaction = false;
+        self.metrics.transaction(false);
+        self.report.aborts += 1;
+        self.rewind()
     }
 
     /// Back to the last commit: every shard restored, the consumer sought to committed offsets.

@@ -302,6 +302,10 @@ pub(crate) fn send(
                     record = back;
                     std::thread::sleep(Duration::from_millis(1));
                 }
+                // Refused by a transaction that failed (abortable): the batch is rewound.
+                Err((KafkaError::MessageProduction(code), _)) if code != RDKafkaErrorCode::Fatal => {
+                    return Err(ServiceError::Produce(KafkaError::MessageProduction(code)))
+                }
                 Err((e, _)) => return Err(e.into()),
             }
         }
