@@ -525,8 +525,7 @@ impl Service {
         self.write_batched()?;
         // Every output of the batch is with the producer before it commits or drains.
         let waited = Instant::now();
-        let caught_up = self.worker.barrier();
-        self.wait_busy(|| caught_up.poll())?;
+        self.await_ordered()?;
         self.metrics.ordered_wait_seconds.observe(waited.elapsed().as_secs_f64());
         let result = match self.config.mode {
             Mode::ExactlyOnce => self.commit_transaction(),
@@ -550,9 +549,7 @@ impl Service {
             Err(e) if is_fatal(&e) => Err(e.into()),
             Err(e) => {
                 tracing::warn!(error = %e, "commit failed; rewinding to the last commit");
-                self.metrics.transaction(false);
-                self.report.aborts += 1;
-                self.rewind()
+                self.count_abort_and_rewind()
             }
         }
     }
@@ -642,8 +639,7 @@ impl Service {
     /// have the same cause), aborts the open transaction and rewinds to the last commit.
     fn abort_batch(&mut self, e: &KafkaError) -> Result<(), ServiceError> {
         tracing::warn!(error = %e, "the producer refused an output; aborting the batch and rewinding");
-        let caught_up = self.worker.barrier();
-        if let Err(e) = self.wait_busy(|| caught_up.poll()) {
+        if let Err(e) = self.await_ordered() {
             tracing::warn!(error = %e, "the ordered thread's part of the aborted batch");
         }
         if self.in_transaction && self.config.mode == Mode::ExactlyOnce {
@@ -655,6 +651,17 @@ impl Service {
             }
         }
         self.in_transaction = false;
+        self.count_abort_and_rewind()
+    }
+
+    /// Waits (busy) until the ordered thread has been through everything handed over.
+    fn await_ordered(&mut self) -> Result<(), ServiceError> {
+        let caught_up = self.worker.barrier();
+        self.wait_busy(|| caught_up.poll())
+    }
+
+    /// Counts an aborted batch and rewinds to the last commit.
+    fn count_abort_and_rewind(&mut self) -> Result<(), ServiceError> {
         self.metrics.transaction(false);
         self.report.aborts += 1;
         self.rewind()
