@@ -19,7 +19,13 @@ fn run_with(s: &Setup, fault: impl FnOnce(&Setup)) {
     let stop = Arc::new(AtomicBool::new(false));
     let (handle, _metrics) = spawn_service(s.config.clone(), stop.clone());
     fault(s);
-    wait_caught_up(&s.config, Duration::from_secs(180));
+    if !caught_up_within(&s.config, Duration::from_secs(180)) {
+        stop.store(true, Ordering::Release);
+        match handle.is_finished() {
+            true => panic!("the service stopped before catching up: {:?}", handle.join()),
+            false => panic!("the service, still running, did not catch up within 180 s"),
+        }
+    }
     stop.store(true, Ordering::Release);
     handle.join().unwrap().expect("the service survives the fault");
     assert_outputs_match(s);
