@@ -402,10 +402,13 @@ impl Service {
     /// Builds shard `p` from the changelog up to the committed offsets.
     fn restore(&mut self, p: i32) -> Result<(), ServiceError> {
         let started = Instant::now();
-        let committed = committed_offsets(&self.consumer, &self.config, p, self.timeout())?;
-        let mut pipeline = Pipeline::new(&self.engine)?;
-        let mut tenants = Tenants::default();
-        let r = self.changelog.restore_shard(&self.config, p, committed, &mut pipeline, &mut tenants)?;
+        let (pipeline, tenants, r) = self.retrying("restoring a shard", |s| {
+            let committed = committed_offsets(&s.consumer, &s.config, p, s.timeout())?;
+            let mut pipeline = Pipeline::new(&s.engine)?;
+            let mut tenants = Tenants::default();
+            let r = s.changelog.restore_shard(&s.config, p, committed, &mut pipeline, &mut tenants)?;
+            Ok((pipeline, tenants, r))
+        })?;
         self.metrics.restored_events.inc_by(r.applied);
         self.metrics.restore_seconds.observe(started.elapsed().as_secs_f64());
         self.report.restores += 1;
@@ -660,6 +663,27 @@ impl Service {
         self.wait_busy(|| caught_up.poll())
     }
 
+    /// Runs `attempt` until it succeeds, again after a pause while it fails with a cluster error
+    /// that is not fatal (a broker away, a partition without a leader for a moment), for up to
+    /// ten request timeouts.
+    fn retrying<T>(
+        &mut self,
+        what: &str,
+        mut attempt: impl FnMut(&mut Self) -> Result<T, ServiceError>,
+    ) -> Result<T, ServiceError> {
+        let limit = self.timeout() * 10;
+        let started = Instant::now();
+        loop {
+            match attempt(self) {
+                Err(ServiceError::Kafka(e)) if !is_fatal(&e) && started.elapsed() < limit => {
+                    tracing::warn!(error = %e, what, "cluster error; retrying");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Counts an aborted batch and rewinds to the last commit.
     fn count_abort_and_rewind(&mut self) -> Result<(), ServiceError> {
         self.metrics.transaction(false);
@@ -673,7 +697,9 @@ impl Service {
         for p in held {
             self.shards.remove(&p);
             self.restore(p)?;
-            let committed = committed_offsets(&self.consumer, &self.config, p, self.timeout())?;
+            let committed = self.retrying("reading committed offsets", |s| {
+                Ok(committed_offsets(&s.consumer, &s.config, p, s.timeout())?)
+            })?;
             for (lane, c) in committed.iter().enumerate() {
                 let offset = c.map_or(Offset::Beginning, Offset::Offset);
                 let topic = self.config.topics.input(MERGE_ORDER[lane]);
