@@ -51,6 +51,18 @@ pub fn committed_offsets<C: rdkafka::consumer::ConsumerContext>(
     Ok(out)
 }
 
+/// The watermarks of `topic`'s partition `shard`. A failure refreshes the client's metadata
+/// before it is returned: a client that saw the partition's leader missing from the broker list
+/// (a broker away) keeps answering "unknown partition" from its cache, without asking again,
+/// long after the broker is back.
+fn watermarks(reader: &BaseConsumer, topic: &str, shard: i32, timeout: Duration) -> Result<(i64, i64), KafkaError> {
+    reader.fetch_watermarks(topic, shard, timeout).inspect_err(|_| {
+        if let Err(e) = reader.fetch_metadata(Some(topic), timeout) {
+            tracing::warn!(error = %e, topic, "refreshing metadata");
+        }
+    })
+}
+
 /// Reads shards' changelogs back; one long-lived client, so a restore costs no connection
 /// setup.
 pub struct ChangelogReader {
@@ -89,7 +101,7 @@ impl ChangelogReader {
         let reader = &self.consumer;
         let timeout = Duration::from_millis(config.request_timeout_ms);
         let topic = config.topics.changelog.as_str();
-        let (low, high) = reader.fetch_watermarks(topic, shard, timeout)?;
+        let (low, high) = watermarks(reader, topic, shard, timeout)?;
         let mut done = Restored::default();
         if high <= low {
             return Ok(done);
@@ -156,5 +168,41 @@ impl ChangelogReader {
             }
         }
         Ok(done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::EmbeddedCluster;
+
+    /// A restore after a broker came back finds the changelog partition again: the failed
+    /// attempts refresh the metadata that the broker's absence left stale.
+    #[test]
+    fn watermarks_recover_once_the_leader_is_back() {
+        let base = KafkaConfig { partitions: 1, ..Default::default() };
+        let cluster = EmbeddedCluster::start(3, &base).unwrap();
+        let config = cluster.service_config(base);
+        let topic = config.topics.changelog.as_str();
+        cluster.cluster().partition_leader(topic, 0, Some(2)).unwrap();
+        let reader = ChangelogReader::new(&config).unwrap();
+        let timeout = Duration::from_secs(2);
+        let attempt = || watermarks(&reader.consumer, topic, 0, timeout);
+        let eventually = || {
+            (0..40).any(|_| {
+                attempt().is_ok() || {
+                    std::thread::sleep(Duration::from_millis(100));
+                    false
+                }
+            })
+        };
+        assert!(eventually(), "the partition is readable before the fault");
+
+        cluster.cluster().broker_down(2).unwrap();
+        // The client learns the broker list without broker 2.
+        let _ = reader.consumer.fetch_metadata(None, timeout);
+        assert!(attempt().is_err(), "no leader while broker 2 is down");
+        cluster.cluster().broker_up(2).unwrap();
+        assert!(eventually(), "the partition is readable again once broker 2 is back");
     }
 }
