@@ -24,6 +24,8 @@ use omnistitch_moments::{Detector, ReorderBuffer};
 const CHILD_ENV: &str = "OMNISTITCH_REPLAY_BENCH_DIR";
 /// Set to stop after the core figures (for profiling the core alone).
 const CORE_ONLY_ENV: &str = "OMNISTITCH_REPLAY_BENCH_CORE_ONLY";
+/// Set to run only the detector over its recorded inputs (for profiling the detector alone).
+const DETECTOR_ONLY_ENV: &str = "OMNISTITCH_REPLAY_BENCH_DETECTOR_ONLY";
 
 fn peak_rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -103,6 +105,10 @@ fn inline(dir: &Path, cfg: &EngineConfig, stages: Stages) -> (f64, u64, usize) {
 }
 
 fn child(dir: &Path) {
+    if std::env::var_os(DETECTOR_ONLY_ENV).is_some() {
+        detector_figure(dir, &EngineConfig::default());
+        return;
+    }
     // Decode and validate only, to show what the engine adds.
     let started = Instant::now();
     let mut n = 0u64;
@@ -187,11 +193,15 @@ fn child(dir: &Path) {
     println!("CX metrics         +{:.0} ns/event", cx - buffer);
     println!("buffer + both      +{:.0} ns/event, {:.0}% of the core", all - core, (all - core) / core * 100.0);
 
-    // The detector alone, over a recording of what it was handed: its own cost, without the
-    // core's work (and cache traffic) in between.
-    let steps = record_detector_inputs(dir, &cfg);
+    detector_figure(dir, &cfg);
+}
+
+/// The detector alone, over a recording of what it was handed: its own cost, without the
+/// core's work (and cache traffic) in between.
+fn detector_figure(dir: &Path, cfg: &EngineConfig) {
+    let steps = record_detector_inputs(dir, cfg);
     let events = steps.iter().filter(|s| matches!(s, DetectorStep::Observe(..))).count();
-    let best = (0..3).map(|_| detector_alone(&steps, &cfg)).fold(f64::INFINITY, f64::min);
+    let best = (0..3).map(|_| detector_alone(&steps, cfg)).fold(f64::INFINITY, f64::min);
     println!(
         "detector alone     {:.0} ns/event over its recorded inputs ({events} events)",
         best * 1e9 / events as f64

@@ -81,12 +81,13 @@ struct Draft {
 /// last ten digits (a national number with or without its country or trunk prefix).
 fn phone_number_key(event: &Event) -> Option<u64> {
     let raw = event.identifiers.iter().find(|i| i.kind == omnistitch_model::IdentifierKind::Phone)?;
-    // The last ten digits, without collecting the rest.
+    // The last ten digits, read from the end, without collecting the rest.
     let mut tail = [0u8; 10];
     let mut n = 0usize;
-    for d in raw.value.bytes().filter(u8::is_ascii_digit) {
-        tail.copy_within(1.., 0);
-        tail[9] = d;
+    for d in raw.value.bytes().rev().filter(u8::is_ascii_digit) {
+        if n < 10 {
+            tail[9 - n] = d;
+        }
         n += 1;
     }
     if n < 7 {
@@ -499,7 +500,10 @@ impl TenantState {
         // Conversation and case.
         let own = event.thread.key.as_deref().map(|k| digest(b"key", k));
         let parent = event.thread.parent.as_deref().map(|k| digest(b"key", k));
-        let by_thread = (own.is_none() && parent.is_none()).then(|| digest(b"thread", thread_id));
+        // The thread's digest, computed once if needed.
+        let thread_digest = std::cell::OnceCell::new();
+        let thread_key = || *thread_digest.get_or_init(|| digest(b"thread", thread_id));
+        let by_thread = (own.is_none() && parent.is_none()).then(thread_key);
         let keys = [own, parent, by_thread];
         let known = keys.iter().flatten().find_map(|k| p.keys.get(k).map(|(c, _)| *c));
         let case_key = match (&event.case_id, known.and_then(|c| p.conversations.get(&c))) {
@@ -552,7 +556,7 @@ impl TenantState {
             if let Some(k) = sla {
                 self.cancel(&mut p, &k);
             }
-            self.settle_elsewhere(id, digest(b"thread", thread_id), None);
+            self.settle_elsewhere(id, thread_key(), None);
             // A reply names the message or post it answers: the wait of that conversation ends
             // even when the reply's thread is a case and its profile another (a shared mailbox).
             for k in [own, parent].into_iter().flatten() {
@@ -672,7 +676,7 @@ impl TenantState {
                 };
                 let key = self.schedule(&mut p, key, timer);
                 if let Some(k) = &key {
-                    self.index_elsewhere(digest(b"thread", thread_id), k.clone());
+                    self.index_elsewhere(thread_key(), k.clone());
                     if let Some(own) = own {
                         self.index_elsewhere(own, k.clone());
                     }

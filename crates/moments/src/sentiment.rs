@@ -20,7 +20,7 @@
 //! Deterministic, allocation-free (words are lower-cased into a small buffer), and total: any text,
 //! however long or strange, gives a finite score.
 
-/// Valence of words, sorted by word (binary search).
+/// Valence of words, sorted by word (so that a duplicate shows; looked up by hash).
 const LEXICON: &[(&str, f64)] = &[
     ("abandoned", -1.9),
     ("abysmal", -3.1),
@@ -308,6 +308,13 @@ impl Token {
     }
 
     fn push(&mut self, c: char) {
+        if c.is_ascii() {
+            if self.len < WORD_BYTES {
+                self.bytes[self.len] = c as u8;
+            }
+            self.len += 1;
+            return;
+        }
         let n = c.len_utf8();
         if self.len + n <= WORD_BYTES {
             c.encode_utf8(&mut self.bytes[self.len..]);
@@ -365,8 +372,12 @@ fn emoji(c: char) -> Option<f64> {
     EMOJI.binary_search_by(|(e, _)| e.cmp(&c)).ok().map(|i| EMOJI[i].1)
 }
 
+/// The lexicon by word: one hash probe per token instead of a binary search of string compares.
+static LEXICON_INDEX: std::sync::LazyLock<hashbrown::HashMap<&'static [u8], f64>> =
+    std::sync::LazyLock::new(|| LEXICON.iter().map(|(w, v)| (w.as_bytes(), *v)).collect());
+
 fn lexicon(word: &[u8]) -> Option<f64> {
-    LEXICON.binary_search_by(|(w, _)| w.as_bytes().cmp(word)).ok().map(|i| LEXICON[i].1)
+    LEXICON_INDEX.get(word).copied()
 }
 
 fn phrase(first: &[u8], second: &[u8]) -> Option<f64> {
