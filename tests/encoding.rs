@@ -1,11 +1,12 @@
 //! The hand-written output encoders write exactly what apache-avro writes for the same records,
-//! over every timeline entry and profile state of a simulated world.
+//! over every timeline entry, profile state, merge and intervention of a simulated world.
 
 use omnistitch_codec::datum::OutputKind;
 use omnistitch_codec::{FastEncoder, OutputEncoder};
-use omnistitch_engine::records::{profile_record, timeline_record};
+use omnistitch_engine::records::{merge_records, profile_record, timeline_record};
 use omnistitch_engine::{EngineConfig, Pipeline};
 use omnistitch_model::Tenants;
+use omnistitch_moments::Intervention;
 use omnistitch_sim::{generate, SimConfig};
 
 #[test]
@@ -14,7 +15,8 @@ fn fast_encoders_match_apache_avro_byte_for_byte() {
     let (fast, reference) = (FastEncoder::new(), OutputEncoder::new());
     let mut pipeline = Pipeline::new(&EngineConfig::default()).unwrap();
     let mut tenants = Tenants::default();
-    let (mut timelines, mut profiles, mut buf) = (0, 0, Vec::new());
+    let (mut timelines, mut profiles, mut merges, mut buf) = (0, 0, 0, Vec::new());
+    let mut interventions: Vec<Intervention> = Vec::new();
     for wire in world.events {
         let Ok(event) = wire.into_event(|t| tenants.get(t)) else { continue };
         let (step, ()) = pipeline.apply_inspect(event, |event, applied| {
@@ -27,6 +29,13 @@ fn fast_encoders_match_apache_avro_byte_for_byte() {
             assert_eq!(buf, expected, "timeline entry of {}", event.event_id);
             timelines += 1;
         });
+        for m in merge_records(&step.applied) {
+            buf.clear();
+            fast.merge(&m, &mut buf);
+            assert_eq!(buf, reference.encode(OutputKind::ProfileMerge, &m).unwrap(), "merge {m:?}");
+            merges += 1;
+        }
+        interventions.extend(step.interventions);
         let Some(profile) = step.applied.profile else { continue };
         let identity = pipeline.engine().identity();
         let graph = identity.graph(&step.applied.tenant).unwrap();
@@ -47,5 +56,14 @@ fn fast_encoders_match_apache_avro_byte_for_byte() {
         assert_eq!(buf, expected, "profile {}", p.id);
         profiles += 1;
     }
+    interventions.extend(pipeline.flush());
+    for i in &interventions {
+        buf.clear();
+        fast.intervention(i, &mut buf);
+        assert_eq!(buf, reference.encode(OutputKind::Intervention, i).unwrap(), "intervention {i:?}");
+    }
+    let moments = interventions.iter().map(|i| i.moment_type).collect::<std::collections::BTreeSet<_>>();
     assert!(timelines > 5_000 && profiles > 5_000, "the world exercised the encoders: {timelines} {profiles}");
+    assert!(merges > 100 && moments.len() == 7, "merges and every moment type: {merges} {moments:?}");
+    assert!(interventions.iter().any(|i| i.case_id.is_none()) && interventions.iter().any(|i| i.case_id.is_some()));
 }

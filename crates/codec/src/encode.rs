@@ -1,11 +1,12 @@
-//! Hand-written Avro encoders for the output records written once per event (timeline entries
-//! and profiles), straight from engine values into a caller's buffer: no intermediate record,
-//! no allocation. They write exactly the bytes apache-avro writes for the same record (a test
+//! Hand-written Avro encoders for the output records written per event (timeline entries,
+//! profiles, merges, interventions), straight from engine values into a caller's buffer: no
+//! intermediate record, no allocation. They write exactly the bytes apache-avro writes for the same record (a test
 //! holds them to it over a simulated world); enum indices come from the bundled schemas.
 
 use apache_avro::schema::{Schema, UnionSchema};
-use omnistitch_model::output::{MatchOutcome, MatchedIdentifier};
+use omnistitch_model::output::{IdentifierRecord, MatchOutcome, MatchedIdentifier, MergeRecord};
 use omnistitch_model::{Channel, Direction, Event, EventKind, IdentifierKind};
+use omnistitch_moments::{Intervention, MomentType, Priority};
 use serde::Serialize;
 
 use crate::contract::Contract;
@@ -71,6 +72,10 @@ pub struct FastEncoder {
     kind: [u32; 17],
     identifier_kind: [u32; 8],
     outcome: [u32; 6],
+    moment: [u32; 8],
+    priority: [u32; 5],
+    action: [u32; 8],
+    contact_channel: [u32; 4],
 }
 
 impl Default for FastEncoder {
@@ -88,13 +93,24 @@ const OUTCOMES: [MatchOutcome; 6] = [
     MatchOutcome::Blocked,
     MatchOutcome::Invalid,
 ];
+const PRIORITIES: [Priority; 5] =
+    [Priority::Low, Priority::Medium, Priority::High, Priority::Critical, Priority::Unknown];
 
 impl FastEncoder {
     /// Encoders for the bundled output schemas.
     pub fn new() -> Self {
         let t = &Contract::get().timeline_entry;
-        let mut e =
-            FastEncoder { channel: [0; 4], direction: [0; 3], kind: [0; 17], identifier_kind: [0; 8], outcome: [0; 6] };
+        let mut e = FastEncoder {
+            channel: [0; 4],
+            direction: [0; 3],
+            kind: [0; 17],
+            identifier_kind: [0; 8],
+            outcome: [0; 6],
+            moment: [0; 8],
+            priority: [0; 5],
+            action: [0; 8],
+            contact_channel: [0; 4],
+        };
         for c in Channel::ALL {
             e.channel[c as usize] = symbol_index(t, "Channel", &c);
         }
@@ -109,6 +125,17 @@ impl FastEncoder {
         }
         for o in OUTCOMES {
             e.outcome[o as usize] = symbol_index(t, "MatchOutcome", &o);
+        }
+        let i = &Contract::get().intervention;
+        for m in MomentType::ALL.into_iter().chain([MomentType::Unknown]) {
+            e.moment[m as usize] = symbol_index(i, "MomentType", &m);
+            e.action[m.action() as usize] = symbol_index(i, "RecommendedAction", &m.action());
+        }
+        for p in PRIORITIES {
+            e.priority[p as usize] = symbol_index(i, "Priority", &p);
+        }
+        for c in Channel::ALL {
+            e.contact_channel[c as usize] = symbol_index(i, "ContactChannel", &c);
         }
         e
     }
@@ -199,6 +226,45 @@ impl FastEncoder {
         write_long(first_seen, out);
         write_long(last_seen, out);
         write_long(event_count, out);
+    }
+}
+
+impl FastEncoder {
+    /// Appends the `ProfileMerge` datum of `m`.
+    pub fn merge(&self, m: &MergeRecord, out: &mut Vec<u8>) {
+        write_str(m.tenant.as_bytes(), out);
+        write_str(m.survivor_id.as_bytes(), out);
+        write_str(m.absorbed_id.as_bytes(), out);
+        write_str(m.event_id.as_bytes(), out);
+        write_long(m.event_time.0, out);
+        for i in [&m.survivor_identifier, &m.absorbed_identifier] {
+            let IdentifierRecord { kind, value } = i;
+            self.identifier(*kind, value, out);
+        }
+    }
+
+    /// Appends the `Intervention` datum of `i`.
+    pub fn intervention(&self, i: &Intervention, out: &mut Vec<u8>) {
+        write_str(i.intervention_id.as_bytes(), out);
+        write_str(i.key_event_id.as_bytes(), out);
+        write_str(i.tenant.as_bytes(), out);
+        write_str(i.profile_id.as_bytes(), out);
+        write_long(i64::from(self.moment[i.moment_type as usize]), out);
+        write_long(i64::from(self.priority[i.priority as usize]), out);
+        write_long(i.detected_at.0, out);
+        write_str(i.reason.as_bytes(), out);
+        write_opt_str(i.case_id.as_deref(), out);
+        if !i.evidence.is_empty() {
+            write_long(i.evidence.len() as i64, out);
+            for e in &i.evidence {
+                write_str(e.event_id.as_bytes(), out);
+                write_long(i64::from(self.contact_channel[e.channel as usize]), out);
+            }
+        }
+        write_long(0, out);
+        write_long(i64::from(self.action[i.recommended_action as usize]), out);
+        write_long(i64::from(self.contact_channel[i.recommended_channel as usize]), out);
+        write_long(i.expires_at.0, out);
     }
 }
 

@@ -197,7 +197,7 @@ impl Worker {
         let mut ordered = self.shards.get_mut(&p);
         let metrics = &self.outputs.metrics;
         for Handed { event, applied } in events {
-            self.writer.applied(&event, &applied, &mut self.out)?;
+            self.writer.applied(&event, &applied, &mut self.out);
             let (Some(ordered), Some(placed)) = (ordered.as_deref_mut(), Placed::of(event, &applied)) else {
                 continue;
             };
@@ -205,7 +205,7 @@ impl Worker {
             for i in &found {
                 metrics.intervention(i.moment_type);
             }
-            self.writer.interventions(&found, &mut self.out)?;
+            self.writer.interventions(&found, &mut self.out);
         }
         let sent = send(&self.out, &self.outputs.producer, &self.outputs.destinations);
         self.out.clear();

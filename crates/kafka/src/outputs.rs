@@ -2,11 +2,11 @@
 //! input always gives byte-identical records, so a redelivery downstream is an exact copy.
 
 use omnistitch_codec::datum::OutputKind;
-use omnistitch_codec::{FastEncoder, OutputEncoder};
+use omnistitch_codec::FastEncoder;
 use omnistitch_engine::records::merge_records;
 use omnistitch_engine::Applied;
 use omnistitch_identity::{Profile, TenantGraph};
-use omnistitch_model::{Event, Tenant};
+use omnistitch_model::{Event, ProfileId, Tenant};
 use omnistitch_moments::Intervention;
 use rdkafka::message::{Header, OwnedHeaders};
 use thiserror::Error;
@@ -121,62 +121,26 @@ pub struct Refusal<'a> {
     pub reason: &'a str,
 }
 
-fn kind_name(kind: OutputKind) -> &'static str {
-    match kind {
-        OutputKind::TimelineEntry => "TimelineEntry",
-        OutputKind::Profile => "Profile",
-        OutputKind::ProfileMerge => "ProfileMerge",
-        OutputKind::DeadLetter => "DeadLetter",
-        OutputKind::Intervention => "Intervention",
-    }
-}
-
 /// Builds output records.
 pub struct OutputWriter {
-    encoder: OutputEncoder,
     fast: FastEncoder,
     ids: OutputSchemas,
-    scratch: String,
 }
 
 impl OutputWriter {
     /// A writer framing records with `ids`.
     pub fn new(ids: OutputSchemas) -> Self {
-        OutputWriter { encoder: OutputEncoder::new(), fast: FastEncoder::new(), ids, scratch: String::new() }
-    }
-
-    /// Appends a record encoded through apache-avro (the records written rarely).
-    fn push_encoded<T: serde::Serialize>(
-        &self,
-        dest: Dest,
-        kind: OutputKind,
-        key: &[u8],
-        record: &T,
-        out: &mut OutBatch,
-    ) -> Result<(), EncodeError> {
-        let datum = self.encoder.encode(kind, record).map_err(|e| EncodeError::new(kind_name(kind), e))?;
-        out.push(
-            dest,
-            None,
-            |b| b.extend_from_slice(key),
-            |b| {
-                write_confluent(self.ids.id(kind), &datum, b);
-                true
-            },
-        );
-        Ok(())
+        OutputWriter { fast: FastEncoder::new(), ids }
     }
 
     /// Records of an applied event: timeline entry, and merges (with a tombstone per absorbed
     /// profile); nothing for a redelivery. The event goes to the changelog in a batch
     /// ([`OutputWriter::changelog`]); the profile's new state is written by
     /// [`OutputWriter::profile`] once per commit.
-    pub fn applied(&mut self, event: &Event, applied: &Applied, out: &mut OutBatch) -> Result<(), EncodeError> {
-        use std::fmt::Write;
-        let Some(profile) = applied.profile else { return Ok(()) };
-        self.scratch.clear();
-        write!(self.scratch, "{profile}").expect("writing to a string");
-        let (pid, fast, id) = (self.scratch.as_str(), &self.fast, self.ids.id(OutputKind::TimelineEntry));
+    pub fn applied(&mut self, event: &Event, applied: &Applied, out: &mut OutBatch) {
+        let Some(profile) = applied.profile else { return };
+        let mut text = [0; ProfileId::TEXT_LEN];
+        let (pid, fast, id) = (profile.text(&mut text), &self.fast, self.ids.id(OutputKind::TimelineEntry));
         out.push(
             Dest::Timeline,
             None,
@@ -187,12 +151,21 @@ impl OutputWriter {
                 true
             },
         );
+        let merge_id = self.ids.id(OutputKind::ProfileMerge);
         for m in merge_records(applied) {
             let absorbed = m.absorbed_id.as_bytes();
-            self.push_encoded(Dest::Merges, OutputKind::ProfileMerge, absorbed, &m, out)?;
+            out.push(
+                Dest::Merges,
+                None,
+                |b| b.extend_from_slice(absorbed),
+                |b| {
+                    write_confluent_header(merge_id, b);
+                    fast.merge(&m, b);
+                    true
+                },
+            );
             out.push(Dest::Profiles, None, |b| b.extend_from_slice(absorbed), |_| false);
         }
-        Ok(())
     }
 
     /// The changelog record of shard `shard`'s `batch` (nothing if empty); empties the batch.
@@ -211,11 +184,9 @@ impl OutputWriter {
 
     /// The current state of profile `p` of `tenant` (compacted topic, key = profile id).
     pub fn profile(&mut self, tenant: &Tenant, graph: &TenantGraph, p: &Profile, out: &mut OutBatch) {
-        use std::fmt::Write;
-        self.scratch.clear();
-        write!(self.scratch, "{}", p.id).expect("writing to a string");
+        let mut text = [0; ProfileId::TEXT_LEN];
         let identifiers = graph.identifier_refs(p);
-        let (pid, fast, id) = (self.scratch.as_str(), &self.fast, self.ids.id(OutputKind::Profile));
+        let (pid, fast, id) = (p.id.text(&mut text), &self.fast, self.ids.id(OutputKind::Profile));
         out.push(
             Dest::Profiles,
             None,
@@ -238,11 +209,20 @@ impl OutputWriter {
     }
 
     /// Records of the interventions of a step.
-    pub fn interventions(&self, interventions: &[Intervention], out: &mut OutBatch) -> Result<(), EncodeError> {
+    pub fn interventions(&self, interventions: &[Intervention], out: &mut OutBatch) {
+        let (fast, id) = (&self.fast, self.ids.id(OutputKind::Intervention));
         for i in interventions {
-            self.push_encoded(Dest::Interventions, OutputKind::Intervention, i.profile_id.as_bytes(), i, out)?;
+            out.push(
+                Dest::Interventions,
+                None,
+                |b| b.extend_from_slice(i.profile_id.as_bytes()),
+                |b| {
+                    write_confluent_header(id, b);
+                    fast.intervention(i, b);
+                    true
+                },
+            );
         }
-        Ok(())
     }
 
     /// A dead letter: the original key and bytes, the reason and origin in headers.
