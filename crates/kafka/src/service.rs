@@ -700,12 +700,14 @@ impl Service {
             let committed = self.retrying("reading committed offsets", |s| {
                 Ok(committed_offsets(&s.consumer, &s.config, p, s.timeout())?)
             })?;
+            // A seek that did not happen would consume on past what the restored state holds:
+            // the records in between would be lost, so it is retried like the restore.
             for (lane, c) in committed.iter().enumerate() {
                 let offset = c.map_or(Offset::Beginning, Offset::Offset);
-                let topic = self.config.topics.input(MERGE_ORDER[lane]);
-                if let Err(e) = self.consumer.seek(topic, p, offset, self.timeout()) {
-                    tracing::warn!(error = %e, topic, partition = p, "seek after rewind");
-                }
+                self.retrying("seeking back to the committed offset", |s| {
+                    let topic = s.config.topics.input(MERGE_ORDER[lane]);
+                    Ok(s.consumer.seek(topic, p, offset, s.timeout())?)
+                })?;
             }
         }
         Ok(())
