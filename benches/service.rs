@@ -21,6 +21,45 @@ use rdkafka::{Offset, TopicPartitionList};
 
 const PARTITIONS: i32 = 4;
 
+/// CPU seconds used so far by each live thread of this process: (thread id, name) -> seconds.
+fn cpu_by_thread() -> std::collections::BTreeMap<(u32, String), f64> {
+    let tick = 100.0; // USER_HZ on Linux
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return out };
+    for task in tasks.flatten() {
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
+        // "tid (name) state ...": utime and stime are the 14th and 15th fields.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let name = stat[open + 1..close].to_string();
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        let ticks: f64 = fields.get(11..13).map_or(0.0, |f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum());
+        out.insert((tid, name), ticks / tick);
+    }
+    out
+}
+
+/// CPU microseconds per record between two snapshots (threads that ended in between are not
+/// counted): the named threads, then the rest.
+fn cpu_per_record(
+    before: &std::collections::BTreeMap<(u32, String), f64>,
+    after: &std::collections::BTreeMap<(u32, String), f64>,
+    records: u64,
+    named: &[&str],
+) -> String {
+    let mut by_name = std::collections::BTreeMap::<&str, f64>::new();
+    for (key, secs) in after {
+        *by_name.entry(key.1.as_str()).or_default() += secs - before.get(key).unwrap_or(&0.0);
+    }
+    let us = |secs: f64| secs * 1e6 / records as f64;
+    let used = |name: &str| by_name.get(name).copied().unwrap_or(0.0);
+    let total: f64 = by_name.values().sum();
+    let mut parts: Vec<String> = named.iter().map(|n| format!("{n} {:.1}", us(used(n)))).collect();
+    let rest = total - named.iter().map(|n| used(n)).sum::<f64>();
+    parts.push(format!("brokers and clients {:.1}", us(rest)));
+    format!("{:.1} us ({})", us(total), parts.join(", "))
+}
+
 fn wait(config: &KafkaConfig, group: &str) {
     let c: BaseConsumer = config.client().set("group.id", group).create().unwrap();
     while !caught_up(&c, config, Duration::from_secs(5)).unwrap_or(false) {
@@ -48,14 +87,15 @@ fn sustained(config: &KafkaConfig, group: &str, records: u64) -> f64 {
 }
 
 /// Copies every input record to one output topic in transactions, offsets included, as
-/// consumer group `group`.
-fn passthrough(config: &KafkaConfig, group: &str, records: u64) -> f64 {
+/// consumer group `group`; returns records/s and the process's CPU microseconds per record.
+fn passthrough(config: &KafkaConfig, group: &str, records: u64) -> (f64, f64) {
     let consumer: BaseConsumer = KafkaConfig { group_id: group.into(), ..config.clone() }.consumer().create().unwrap();
     let producer: ThreadedProducer<DefaultProducerContext> =
         KafkaConfig { transactional_id: Some(group.into()), ..config.clone() }.producer().create().unwrap();
     producer.init_transactions(Duration::from_secs(10)).unwrap();
     let topics: Vec<&str> = config.topics.inputs().iter().map(|(_, t)| *t).collect();
     consumer.subscribe(&topics).unwrap();
+    let cpu_before = cpu_by_thread();
     let mut started = Instant::now();
     let mut seen = 0u64;
     let interval = Duration::from_millis(config.commit_interval_ms);
@@ -116,8 +156,10 @@ fn passthrough(config: &KafkaConfig, group: &str, records: u64) -> f64 {
         }
     }
     let rate = seen as f64 / started.elapsed().as_secs_f64();
+    let cpu_after = cpu_by_thread();
+    let cpu: f64 = cpu_after.iter().map(|(k, secs)| secs - cpu_before.get(k).unwrap_or(&0.0)).sum();
     consumer.unsubscribe();
-    rate
+    (rate, cpu * 1e6 / seen as f64)
 }
 
 fn main() {
@@ -139,12 +181,13 @@ fn main() {
     println!("produced {records} records ({customers} customers) in {:.1?}", t0.elapsed());
 
     // The median of three passes (each a new group reading everything, for under a second).
-    let mut passes: Vec<f64> = (1..=3).map(|i| passthrough(&config, &format!("passthrough-{i}"), records)).collect();
-    passes.sort_by(f64::total_cmp);
-    let base_rate = passes[1];
+    let mut passes: Vec<(f64, f64)> =
+        (1..=3).map(|i| passthrough(&config, &format!("passthrough-{i}"), records)).collect();
+    passes.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (base_rate, base_cpu) = passes[1];
     println!(
-        "passthrough (exactly-once copy): {base_rate:.0} records/s (median of {:.0}, {:.0}, {:.0})",
-        passes[0], passes[1], passes[2]
+        "passthrough (exactly-once copy): {base_rate:.0} records/s (median of {:.0}, {:.0}, {:.0}), CPU {base_cpu:.1} us per record",
+        passes[0].0, passes[1].0, passes[2].0
     );
 
     let group = "omnistitch-bench";
@@ -152,6 +195,7 @@ fn main() {
     let metrics = Arc::new(ServiceMetrics::new());
     let stop = Arc::new(AtomicBool::new(false));
     let (m, s, c) = (metrics.clone(), stop.clone(), svc_config.clone());
+    let cpu_before = cpu_by_thread();
     let started = Instant::now();
     let handle = std::thread::Builder::new()
         .name("stitch".into())
@@ -170,11 +214,16 @@ fn main() {
         .unwrap();
     let rate = sustained(&svc_config, group, records);
     let secs = started.elapsed().as_secs_f64();
+    let cpu_after = cpu_by_thread();
     println!(
         "service (exactly-once, moments and CX on): {rate:.0} records/s sustained = {:.0}% of passthrough \
          ({:.0} records/s counting start-up, group join and restore)",
         100.0 * rate / base_rate,
         records as f64 / secs
+    );
+    println!(
+        "CPU per record (start-up included, the whole process): {}",
+        cpu_per_record(&cpu_before, &cpu_after, records, &["stitch", "ordered"])
     );
 
     // Latency at a steady 10k records/s.
