@@ -1,7 +1,8 @@
 //! Hand-written Avro encoders for the output records written per event (timeline entries,
 //! profiles, merges, interventions), straight from engine values into a caller's buffer: no
-//! intermediate record, no allocation. They write exactly the bytes apache-avro writes for the same record (a test
-//! holds them to it over a simulated world); enum indices come from the bundled schemas.
+//! intermediate record, no allocation. They write exactly the bytes apache-avro writes for the
+//! same record (a test holds them to it over a simulated world); enum indices come from the
+//! bundled schemas.
 
 use apache_avro::schema::{Schema, UnionSchema};
 use omnistitch_model::output::{IdentifierRecord, MatchOutcome, MatchedIdentifier, MergeRecord};
@@ -227,9 +228,7 @@ impl FastEncoder {
         write_long(last_seen, out);
         write_long(event_count, out);
     }
-}
 
-impl FastEncoder {
     /// Appends the `ProfileMerge` datum of `m`.
     pub fn merge(&self, m: &MergeRecord, out: &mut Vec<u8>) {
         write_str(m.tenant.as_bytes(), out);

@@ -188,12 +188,14 @@ mod tests {
         let reader = ChangelogReader::new(&config).unwrap();
         let timeout = Duration::from_secs(2);
         let attempt = || watermarks(&reader.consumer, topic, 0, timeout);
+        // Tries for up to 4 s.
         let eventually = || {
             (0..40).any(|_| {
-                attempt().is_ok() || {
+                let ok = attempt().is_ok();
+                if !ok {
                     std::thread::sleep(Duration::from_millis(100));
-                    false
                 }
+                ok
             })
         };
         assert!(eventually(), "the partition is readable before the fault");
