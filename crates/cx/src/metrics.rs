@@ -176,7 +176,11 @@ impl CxMetrics {
     pub fn observe(&mut self, profile: ProfileId, event: &Event, thread_id: &str) {
         let _ = profile;
         let limits = self.limits;
-        let tenant = self.tenants.entry(event.tenant.clone()).or_default();
+        // Looked up before it is cloned: a clone touches the count every thread shares.
+        if !self.tenants.contains_key(&event.tenant) {
+            self.tenants.insert(event.tenant.clone(), TenantState::default());
+        }
+        let Some(tenant) = self.tenants.get_mut(&event.tenant) else { return };
         tenant.watermark = Some(tenant.watermark.map_or(event.time, |w| w.max(event.time)));
 
         let own = hash(&event.thread.key);

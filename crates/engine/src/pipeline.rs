@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use omnistitch_cx::{CxMetrics, CxReport};
-use omnistitch_model::{Event, ProfileId};
+use omnistitch_model::{Event, ProfileId, Tenant};
 use omnistitch_moments::{Detector, Intervention, Released, ReorderBuffer};
 
 use crate::config::{ConfigError, EngineConfig};
@@ -54,6 +54,8 @@ pub struct Ordered {
     cx: CxMetrics,
     /// What the buffer released, reused from event to event.
     released: Vec<Released>,
+    /// The tenant of the latest event, kept so that runs of one tenant clone it once.
+    tenant: Option<Tenant>,
 }
 
 impl Ordered {
@@ -61,10 +63,14 @@ impl Ordered {
     pub fn take(&mut self, placed: Placed) -> Vec<Intervention> {
         let mut interventions = Vec::new();
         let Placed { event, profile, thread_id, merges } = placed;
-        let tenant = event.tenant.clone();
+        // Cloned only when the tenant changes: a clone touches the count every thread shares.
+        if !self.tenant.as_ref().is_some_and(|t| Arc::ptr_eq(&t.0, &event.tenant.0)) {
+            self.tenant = Some(event.tenant.clone());
+        }
+        let tenant = self.tenant.as_ref().expect("set above");
         for &(survivor, absorbed) in &merges {
-            self.buffer.merge_profiles(&tenant, survivor, absorbed);
-            interventions.extend(self.detector.merge_profiles(&tenant, survivor, absorbed));
+            self.buffer.merge_profiles(tenant, survivor, absorbed);
+            interventions.extend(self.detector.merge_profiles(tenant, survivor, absorbed));
             self.cx.merge_profiles(survivor, absorbed);
         }
         self.buffer.push_into(profile, event, &thread_id, &mut self.released);
@@ -72,8 +78,8 @@ impl Ordered {
             self.cx.observe(r.profile, &r.event, &r.thread_id);
             interventions.extend(self.detector.observe(r.profile, &r.event, &r.thread_id));
         }
-        if let Some(w) = self.buffer.watermark(&tenant) {
-            interventions.extend(self.detector.advance_watermark(&tenant, w));
+        if let Some(w) = self.buffer.watermark(tenant) {
+            interventions.extend(self.detector.advance_watermark(tenant, w));
         }
         interventions
     }
@@ -127,6 +133,7 @@ impl Pipeline {
             detector: Detector::new(config.moments.clone())?,
             cx: CxMetrics::new(config.cx.clone())?,
             released: Vec::new(),
+            tenant: None,
         };
         Ok(Pipeline { engine: Engine::new(normalizer, rules, config.timeline.clone()), ordered: Some(ordered) })
     }
