@@ -11,7 +11,7 @@ use omnistitch_engine::records::{merge_records, profile_record, timeline_record}
 use omnistitch_engine::{Applied, Pipeline};
 use omnistitch_identity::ConflictRule;
 use omnistitch_model::output::{DeadLetterRecord, IdentifierRecord, MergeRecord, TimelineRecord};
-use omnistitch_model::{ProfileId, Tenant, Tenants};
+use omnistitch_model::{Event, ProfileId, Tenant, Tenants};
 use omnistitch_moments::Intervention;
 use serde::Serialize;
 
@@ -85,13 +85,14 @@ pub fn replay(input: impl Iterator<Item = InputRecord>, mut pipeline: Pipeline, 
             InputRecord::Event { source, position, event, raw } => {
                 match event.try_into_event(|name| tenants.get(name)) {
                     Ok(e) => {
-                        let record = keep_records.then(|| (e.tenant.clone(), e.event_id.clone(), e.clone()));
-                        let step = pipeline.apply(e);
-                        record_changes(&step.applied, &mut merges, &mut conflicts);
+                        let (step, ()) = pipeline.apply_inspect(e, |event, applied| {
+                            record_changes(event, applied, &mut merges, &mut conflicts);
+                            if let (true, Some(profile)) = (keep_records, applied.profile) {
+                                let key = (event.tenant.clone(), event.event_id.clone());
+                                timeline_records.insert(key, timeline_record(profile, event, applied));
+                            }
+                        });
                         interventions.extend(step.interventions);
-                        if let (Some((tenant, event_id, e)), Some(profile)) = (record, step.applied.profile) {
-                            timeline_records.insert((tenant, event_id), timeline_record(profile, &e, &step.applied));
-                        }
                         continue;
                     }
                     Err((e, wire)) => (source, position, e.code(), e.to_string(), raw.unwrap_or_default(), Some(wire)),
@@ -127,11 +128,16 @@ pub fn replay(input: impl Iterator<Item = InputRecord>, mut pipeline: Pipeline, 
     }
 }
 
-fn record_changes(applied: &Applied, merges: &mut Vec<MergeRecord>, conflicts: &mut Vec<ConflictRecord>) {
-    merges.extend(merge_records(applied));
+fn record_changes(
+    event: &Event,
+    applied: &Applied,
+    merges: &mut Vec<MergeRecord>,
+    conflicts: &mut Vec<ConflictRecord>,
+) {
+    merges.extend(merge_records(event, applied));
     conflicts.extend(applied.conflicts.iter().map(|c| ConflictRecord {
-        tenant: applied.tenant.to_string(),
-        event_id: applied.event_id.clone(),
+        tenant: event.tenant.to_string(),
+        event_id: event.event_id.clone(),
         identifier: IdentifierRecord::from(&c.identifier),
         rule: c.rule,
         other_profile: c.other_profile.map(|p| p.to_string()),

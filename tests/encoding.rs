@@ -19,7 +19,14 @@ fn fast_encoders_match_apache_avro_byte_for_byte() {
     let mut interventions: Vec<Intervention> = Vec::new();
     for wire in world.events {
         let Ok(event) = wire.into_event(|t| tenants.get(t)) else { continue };
+        let tenant = event.tenant.clone();
         let (step, ()) = pipeline.apply_inspect(event, |event, applied| {
+            for m in merge_records(event, applied) {
+                buf.clear();
+                fast.merge(&m, &mut buf);
+                assert_eq!(buf, reference.encode(OutputKind::ProfileMerge, &m).unwrap(), "merge {m:?}");
+                merges += 1;
+            }
             let Some(profile) = applied.profile else { return };
             buf.clear();
             let pid = profile.to_string();
@@ -29,21 +36,15 @@ fn fast_encoders_match_apache_avro_byte_for_byte() {
             assert_eq!(buf, expected, "timeline entry of {}", event.event_id);
             timelines += 1;
         });
-        for m in merge_records(&step.applied) {
-            buf.clear();
-            fast.merge(&m, &mut buf);
-            assert_eq!(buf, reference.encode(OutputKind::ProfileMerge, &m).unwrap(), "merge {m:?}");
-            merges += 1;
-        }
         interventions.extend(step.interventions);
         let Some(profile) = step.applied.profile else { continue };
         let identity = pipeline.engine().identity();
-        let graph = identity.graph(&step.applied.tenant).unwrap();
-        let p = identity.profile(&step.applied.tenant, profile).unwrap();
+        let graph = identity.graph(&tenant).unwrap();
+        let p = identity.profile(&tenant, profile).unwrap();
         buf.clear();
         let ids = graph.identifiers(p);
         fast.profile(
-            step.applied.tenant.as_str(),
+            tenant.as_str(),
             &p.id.to_string(),
             ids.iter().map(|i| (i.kind, &*i.value)),
             p.merged_from.iter(),
@@ -52,7 +53,7 @@ fn fast_encoders_match_apache_avro_byte_for_byte() {
             p.event_count as i64,
             &mut buf,
         );
-        let expected = reference.encode(OutputKind::Profile, &profile_record(&step.applied.tenant, graph, p)).unwrap();
+        let expected = reference.encode(OutputKind::Profile, &profile_record(&tenant, graph, p)).unwrap();
         assert_eq!(buf, expected, "profile {}", p.id);
         profiles += 1;
     }

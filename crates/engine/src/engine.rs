@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use omnistitch_identity::{Conflict, IdentityResolver, IdentityRules, Merge, Normalizer, ResolvedIdentifier};
 use omnistitch_model::output::{IdentifierRecord, MatchOutcome, MatchedIdentifier};
-use omnistitch_model::{Event, EventTime, ProfileId, Tenant};
+use omnistitch_model::{Event, EventTime, ProfileId};
 use omnistitch_timeline::{RetentionConfig, TimelineStore};
 
 use crate::dedup::SeenEvents;
@@ -17,10 +17,6 @@ const SWEEPS_PER_MAX_AGE: i64 = 16;
 /// What one event changed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Applied {
-    /// Tenant of the event.
-    pub tenant: Tenant,
-    /// Event id.
-    pub event_id: String,
     /// Event time.
     pub time: EventTime,
     /// The profile the event belongs to; `None` for a redelivery (nothing changed).
@@ -88,12 +84,9 @@ impl Engine {
 
     /// Applies one validated event.
     pub fn apply(&mut self, event: &Event) -> Applied {
-        let (tenant, event_id) = (event.tenant.clone(), event.event_id.clone());
-        if !self.seen.first_time(tenant.as_str(), &event_id, event.time) {
+        if !self.seen.first_time(event.tenant.as_str(), &event.event_id, event.time) {
             self.stats.duplicates += 1;
             return Applied {
-                tenant,
-                event_id,
                 time: event.time,
                 profile: None,
                 created: false,
@@ -123,8 +116,6 @@ impl Engine {
             self.sweep();
         }
         Applied {
-            tenant,
-            event_id,
             time,
             profile: Some(resolution.profile),
             created: resolution.created,

@@ -51,13 +51,13 @@ pub fn profile_record(tenant: &Tenant, graph: &TenantGraph, p: &Profile) -> Prof
     }
 }
 
-/// The merges an event caused.
-pub fn merge_records(applied: &Applied) -> impl Iterator<Item = MergeRecord> + '_ {
+/// The merges `event` caused.
+pub fn merge_records<'a>(event: &'a Event, applied: &'a Applied) -> impl Iterator<Item = MergeRecord> + 'a {
     applied.merges.iter().map(|m| MergeRecord {
-        tenant: applied.tenant.to_string(),
+        tenant: event.tenant.to_string(),
         survivor_id: m.survivor.to_string(),
         absorbed_id: m.absorbed.to_string(),
-        event_id: applied.event_id.clone(),
+        event_id: event.event_id.clone(),
         event_time: applied.time,
         survivor_identifier: IdentifierRecord::from(&m.survivor_identifier),
         absorbed_identifier: IdentifierRecord::from(&m.absorbed_identifier),

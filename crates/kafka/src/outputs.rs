@@ -152,7 +152,7 @@ impl OutputWriter {
             },
         );
         let merge_id = self.ids.id(OutputKind::ProfileMerge);
-        for m in merge_records(applied) {
+        for m in merge_records(event, applied) {
             let absorbed = m.absorbed_id.as_bytes();
             out.push(
                 Dest::Merges,

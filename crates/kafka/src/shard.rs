@@ -212,7 +212,7 @@ impl Shard {
                         metrics.input(channel, Outcome::Applied);
                         metrics.merges.inc_by(applied.merges.len() as u64);
                         metrics.conflicts.inc_by(applied.conflicts.len() as u64);
-                        self.dirty.push((applied.tenant.clone(), profile));
+                        self.dirty.push((event.tenant.clone(), profile));
                     }
                 }
                 self.handed.push(Handed { event, applied });
