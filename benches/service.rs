@@ -10,10 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use omnistitch::run::traffic::{produce, Traffic};
-use omnistitch_engine::EngineConfig;
-use omnistitch_kafka::registry::{BundledIds, InputSchemas, OutputSchemas};
+use omnistitch_kafka::registry::BundledIds;
 use omnistitch_kafka::topics::{caught_up, committed_records};
-use omnistitch_kafka::{EmbeddedCluster, Health, KafkaConfig, Mode, Service, ServiceMetrics};
+use omnistitch_kafka::{EmbeddedCluster, KafkaConfig, Mode, Service, ServiceMetrics};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -166,25 +165,13 @@ fn passthrough(config: &KafkaConfig, group: &str, records: u64) -> (f64, f64) {
 /// Runs the service on a thread named `stitch` until the returned flag is set.
 fn start_service(
     config: KafkaConfig,
-    ids: &BundledIds,
 ) -> (std::thread::JoinHandle<omnistitch_kafka::RunReport>, Arc<AtomicBool>, Arc<ServiceMetrics>) {
     let metrics = Arc::new(ServiceMetrics::new());
     let stop = Arc::new(AtomicBool::new(false));
-    let (m, s, ids) = (metrics.clone(), stop.clone(), ids.clone());
+    let (m, s) = (metrics.clone(), stop.clone());
     let handle = std::thread::Builder::new()
         .name("stitch".into())
-        .spawn(move || {
-            let service = Service::new(
-                config,
-                EngineConfig::default(),
-                InputSchemas::new(None, ids.clone()),
-                OutputSchemas::bundled(&ids),
-                m,
-                Arc::new(Health::default()),
-            )
-            .unwrap();
-            service.run(&s).unwrap()
-        })
+        .spawn(move || Service::bundled(config, m).unwrap().run(&s).unwrap())
         .unwrap();
     (handle, stop, metrics)
 }
@@ -225,7 +212,7 @@ fn main() {
         let svc_config = KafkaConfig { group_id: format!("omnistitch-bench-{pass}"), ..config.clone() };
         let cpu_before = cpu_by_thread();
         let started = Instant::now();
-        let (handle, stop, metrics) = start_service(svc_config.clone(), &ids);
+        let (handle, stop, metrics) = start_service(svc_config.clone());
         let rate = sustained(&svc_config, &svc_config.group_id, records);
         let secs = started.elapsed().as_secs_f64();
         let cpu = cpu_per_record(&cpu_before, &cpu_by_thread(), records, &["stitch", "ordered"]);

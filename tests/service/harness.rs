@@ -14,10 +14,10 @@ use omnistitch_codec::datum::OutputKind;
 use omnistitch_codec::OutputEncoder;
 use omnistitch_engine::records::profile_record;
 use omnistitch_engine::{EngineConfig, Pipeline};
-use omnistitch_kafka::registry::{BundledIds, InputSchemas, OutputSchemas};
+use omnistitch_kafka::registry::{BundledIds, OutputSchemas};
 use omnistitch_kafka::topics::partition_for;
 use omnistitch_kafka::wire::write_confluent;
-use omnistitch_kafka::{EmbeddedCluster, Health, KafkaConfig, Mode, RunReport, Service, ServiceMetrics};
+use omnistitch_kafka::{EmbeddedCluster, KafkaConfig, Mode, RunReport, Service, ServiceMetrics};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
@@ -129,16 +129,7 @@ pub fn spawn_service(
     let metrics = Arc::new(ServiceMetrics::new());
     let m = metrics.clone();
     let handle = std::thread::spawn(move || {
-        let ids = BundledIds::default();
-        let service = Service::new(
-            config,
-            EngineConfig::default(),
-            InputSchemas::new(None, ids.clone()),
-            OutputSchemas::bundled(&ids),
-            m,
-            Arc::new(Health::default()),
-        )
-        .map_err(|e| e.to_string())?;
+        let service = Service::bundled(config, m).map_err(|e| e.to_string())?;
         service.run(&stop).map_err(|e| e.to_string())
     });
     (handle, metrics)

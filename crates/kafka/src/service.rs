@@ -130,6 +130,14 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 impl Service {
+    /// [`Service::new`] with the default engine settings and the bundled schemas (no
+    /// registry), e.g. over the embedded cluster in tests and benches.
+    pub fn bundled(config: KafkaConfig, metrics: Arc<ServiceMetrics>) -> Result<Self, ServiceError> {
+        let ids = crate::registry::BundledIds::default();
+        let (inputs, outputs) = (InputSchemas::new(None, ids.clone()), OutputSchemas::bundled(&ids));
+        Service::new(config, EngineConfig::default(), inputs, outputs, metrics, Arc::new(Health::default()))
+    }
+
     /// Connects (without joining the group yet): checks the topics, resolves output schema ids.
     pub fn new(
         config: KafkaConfig,
