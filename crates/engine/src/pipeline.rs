@@ -58,6 +58,12 @@ pub struct Ordered {
     tenant: Option<Tenant>,
 }
 
+/// A released event through CX and the detector (in that order), its interventions into `out`.
+fn observe(cx: &mut CxMetrics, detector: &mut Detector, r: &Released, out: &mut Vec<Intervention>) {
+    cx.observe(r.profile, &r.event, &r.thread_id);
+    out.extend(detector.observe(r.profile, &r.event, &r.thread_id));
+}
+
 impl Ordered {
     /// Takes one applied event; returns the interventions that became true.
     pub fn take(&mut self, placed: Placed) -> Vec<Intervention> {
@@ -75,8 +81,7 @@ impl Ordered {
         }
         self.buffer.push_into(profile, event, &thread_id, &mut self.released);
         for r in self.released.drain(..) {
-            self.cx.observe(r.profile, &r.event, &r.thread_id);
-            interventions.extend(self.detector.observe(r.profile, &r.event, &r.thread_id));
+            observe(&mut self.cx, &mut self.detector, &r, &mut interventions);
         }
         if let Some(w) = self.buffer.watermark(tenant) {
             interventions.extend(self.detector.advance_watermark(tenant, w));
@@ -91,8 +96,7 @@ impl Ordered {
         let tenants: Vec<_> = self.buffer.tenants().cloned().collect();
         for tenant in tenants {
             for r in self.buffer.flush(&tenant) {
-                self.cx.observe(r.profile, &r.event, &r.thread_id);
-                out.extend(self.detector.observe(r.profile, &r.event, &r.thread_id));
+                observe(&mut self.cx, &mut self.detector, &r, &mut out);
             }
             if let Some(last) = self.buffer.max_seen(&tenant) {
                 out.extend(self.detector.advance_watermark(&tenant, last.plus_millis(1)));

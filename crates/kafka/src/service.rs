@@ -567,22 +567,7 @@ impl Service {
 
     fn commit_transaction(&mut self) -> Result<(), KafkaError> {
         let tpl = self.offsets()?;
-        let result = 'commit: {
-            if tpl.count() > 0 {
-                let Some(meta) = self.consumer.group_metadata() else {
-                    break 'commit Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::State));
-                };
-                if let Err(e) = self.producer.send_offsets_to_transaction(&tpl, &meta, self.timeout()) {
-                    break 'commit Err(e);
-                }
-            }
-            // The client's commit flushes first, sleeping in 100 ms steps while anything is in
-            // flight; draining here first makes its flush a no-op.
-            if let Err(e) = self.drain_producer() {
-                break 'commit Err(e);
-            }
-            self.producer.commit_transaction(self.timeout())
-        };
+        let result = self.send_offsets_and_commit(&tpl);
         if result.is_ok() && self.config.mirror_offsets && tpl.count() > 0 {
             // The transaction is committed; a mirror that fails (e.g. a rebalance began) only
             // means the next owner re-emits this batch as exact copies.
@@ -597,6 +582,18 @@ impl Service {
         }
         drop(tpl);
         result
+    }
+
+    /// The transaction's last steps: the input offsets into it, the outputs drained, the commit.
+    fn send_offsets_and_commit(&mut self, tpl: &TopicPartitionList) -> Result<(), KafkaError> {
+        if tpl.count() > 0 {
+            let meta = self.consumer.group_metadata().ok_or(KafkaError::ConsumerCommit(RDKafkaErrorCode::State))?;
+            self.producer.send_offsets_to_transaction(tpl, &meta, self.timeout())?;
+        }
+        // The client's commit flushes first, sleeping in 100 ms steps while anything is in
+        // flight; draining here first makes its flush a no-op.
+        self.drain_producer()?;
+        self.producer.commit_transaction(self.timeout())
     }
 
     /// Waits until every output is acknowledged (or failed), looking every [`DRAIN_STEP`] (the
