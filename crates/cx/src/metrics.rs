@@ -180,7 +180,7 @@ impl CxMetrics {
         if !self.tenants.contains_key(&event.tenant) {
             self.tenants.insert(event.tenant.clone(), TenantState::default());
         }
-        let Some(tenant) = self.tenants.get_mut(&event.tenant) else { return };
+        let tenant = self.tenants.get_mut(&event.tenant).expect("inserted above");
         tenant.watermark = Some(tenant.watermark.map_or(event.time, |w| w.max(event.time)));
 
         let own = hash(&event.thread.key);
