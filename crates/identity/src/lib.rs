@@ -6,6 +6,7 @@
 
 pub mod graph;
 pub mod normalize;
+mod phone;
 pub mod resolver;
 pub mod rules;
 
