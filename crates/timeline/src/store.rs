@@ -96,6 +96,12 @@ impl Timeline {
 
     /// Inserts in order; `None` if an entry with the same event id is already at that time.
     fn insert(&mut self, entry: TimelineEntry) -> Option<usize> {
+        // Events mostly arrive in order: after the last entry, no search (whose probes would
+        // each read a cold part of the timeline).
+        if self.entries.last().is_none_or(|last| last.key() < entry.key()) {
+            self.entries.push(entry);
+            return Some(self.entries.len() - 1);
+        }
         let pos =
             self.entries.partition_point(|e| e.time < entry.time || (e.time == entry.time && e.key() < entry.key()));
         if self.entries.get(pos).is_some_and(|e| e.event_id == entry.event_id) {
@@ -107,7 +113,11 @@ impl Timeline {
 
     /// Drops entries before `cutoff` and beyond `max` (oldest first); returns how many.
     fn evict(&mut self, cutoff: EventTime, max: usize) -> usize {
-        let old = self.entries.partition_point(|e| e.time < cutoff);
+        // Nothing too old unless the oldest entry is: checked first, without a search.
+        let old = match self.entries.first() {
+            Some(first) if first.time < cutoff => self.entries.partition_point(|e| e.time < cutoff),
+            _ => 0,
+        };
         let over = self.entries.len().saturating_sub(old).saturating_sub(max);
         let n = old + over;
         self.entries.drain(..n);
