@@ -38,6 +38,27 @@ fn late_events_go_in_place_and_duplicates_once() {
 }
 
 #[test]
+fn the_newest_event_again_and_same_time_events_keep_order() {
+    let mut s = TimelineStore::new(RetentionConfig::default());
+    assert_eq!(s.append(p(1), &ev("m", 10)).position, Some(0));
+    assert_eq!(s.append(p(1), &ev("m", 10)).position, None, "redelivery of the newest event");
+    // At one time, entries are ordered by event id: after the last one, or before it.
+    assert_eq!(s.append(p(1), &ev("z", 10)).position, Some(1));
+    assert_eq!(s.append(p(1), &ev("c", 10)).position, Some(0));
+    assert_eq!(ids(&s, p(1)), ["c", "m", "z"]);
+}
+
+#[test]
+fn an_event_in_order_still_evicts_what_aged_out() {
+    let mut s = TimelineStore::new(RetentionConfig { max_events_per_profile: 100, max_age_days: 10 });
+    s.append(p(1), &ev("old", 0));
+    s.append(p(1), &ev("mid", 5 * DAY));
+    let appended = s.append(p(1), &ev("new", 12 * DAY));
+    assert_eq!((appended.position, appended.evicted), (Some(1), 1));
+    assert_eq!(ids(&s, p(1)), ["mid", "new"]);
+}
+
+#[test]
 fn merging_interleaves_both_timelines() {
     let mut s = TimelineStore::new(RetentionConfig::default());
     for (id, t) in [("a", 1), ("c", 3), ("e", 5)] {
