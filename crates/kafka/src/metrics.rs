@@ -115,6 +115,8 @@ pub struct ServiceMetrics {
     pub shards: IntGauge,
     /// Events re-applied from the changelog during restores.
     pub restored_events: IntCounter,
+    /// Restores that found the changelog's first records gone (their state incomplete).
+    pub truncated_restores: IntCounter,
     /// Duration of shard restores.
     pub restore_seconds: Histogram,
     /// How long each commit waited for the ordered thread to catch up.
@@ -279,6 +281,11 @@ impl ServiceMetrics {
                 &r,
                 "omnistitch_restored_events_total",
                 "Events re-applied from the changelog while restoring shards.",
+            ),
+            truncated_restores: counter(
+                &r,
+                "omnistitch_changelog_truncated_restores_total",
+                "Shard restores that found the changelog partition's first records gone (the restored state misses their events).",
             ),
             restore_seconds: histogram(
                 &r,

@@ -24,6 +24,16 @@ pub struct Restored {
     pub uncommitted: u64,
     /// Records and events that could not be read (counted, skipped).
     pub unreadable: u64,
+    /// The changelog partition's first offset: above 0, its earlier records are gone (deleted by
+    /// retention or a size limit on the topic) and the restored state misses their events.
+    pub first_offset: i64,
+}
+
+impl Restored {
+    /// Whether the changelog had lost its first records (the restored state is incomplete).
+    pub fn truncated(&self) -> bool {
+        self.first_offset > 0
+    }
 }
 
 /// Committed offsets of shard `shard`'s input partitions, in merge-lane order (`None`: nothing
@@ -102,7 +112,7 @@ impl ChangelogReader {
         let timeout = Duration::from_millis(config.request_timeout_ms);
         let topic = config.topics.changelog.as_str();
         let (low, high) = watermarks(reader, topic, shard, timeout)?;
-        let mut done = Restored::default();
+        let mut done = Restored { first_offset: low, ..Restored::default() };
         if high <= low {
             return Ok(done);
         }
@@ -206,5 +216,48 @@ mod tests {
         assert!(attempt().is_err(), "no leader while broker 2 is down");
         cluster.cluster().broker_up(2).unwrap();
         assert!(eventually(), "the partition is readable again once broker 2 is back");
+    }
+
+    /// A changelog whose first records are gone (here the mock broker's 5 MiB per partition;
+    /// on a real cluster, retention set on the topic) is reported as truncated.
+    #[test]
+    fn a_changelog_missing_its_first_records_is_reported() {
+        use omnistitch_engine::EngineConfig;
+        use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+        let base = KafkaConfig { partitions: 1, ..Default::default() };
+        let cluster = EmbeddedCluster::start(1, &base).unwrap();
+        let config = cluster.service_config(base);
+        let topic = config.topics.changelog.as_str();
+        let producer: ThreadedProducer<DefaultProducerContext> = config.client().create().unwrap();
+        let restore = || {
+            let mut pipeline = Pipeline::new(&EngineConfig::default()).unwrap();
+            let reader = ChangelogReader::new(&config).unwrap();
+            reader.restore_shard(&config, 0, [None; 4], &mut pipeline, &mut Tenants::default()).unwrap()
+        };
+        // Records that are not changelog batches: read and counted as unreadable, nothing more.
+        let mut noise = 0x9e37_79b9_7f4a_7c15u64;
+        let mut send = |n: usize, bytes: usize| {
+            for _ in 0..n {
+                let value: Vec<u8> = (0..bytes)
+                    .map(|_| {
+                        noise ^= noise << 13;
+                        noise ^= noise >> 7;
+                        noise ^= noise << 17;
+                        noise as u8
+                    })
+                    .collect();
+                producer.send(BaseRecord::<[u8], [u8]>::to(topic).partition(0).payload(&value)).unwrap();
+                producer.flush(Duration::from_secs(10)).unwrap();
+            }
+        };
+        send(2, 1_000);
+        let whole = restore();
+        assert_eq!((whole.first_offset, whole.read, whole.truncated()), (0, 2, false));
+        // 6 MiB more: the broker drops the partition's oldest records.
+        send(24, 256 * 1024);
+        let cut = restore();
+        assert!(cut.truncated(), "{cut:?}");
+        assert_eq!(cut.first_offset + cut.read as i64, 26, "read from the first offset left to the end");
     }
 }

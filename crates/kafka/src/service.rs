@@ -418,6 +418,15 @@ impl Service {
             Ok((pipeline, tenants, r))
         })?;
         self.metrics.restored_events.inc_by(r.applied);
+        if r.truncated() {
+            self.metrics.truncated_restores.inc();
+            tracing::error!(
+                shard = p,
+                first_offset = r.first_offset,
+                "the changelog lost its first records (retention or a size limit on the topic): \
+                 the restored state misses their events; the changelog topic must keep everything"
+            );
+        }
         self.metrics.restore_seconds.observe(started.elapsed().as_secs_f64());
         self.report.restores += 1;
         tracing::info!(
