@@ -102,8 +102,7 @@ impl Timeline {
             self.entries.push(entry);
             return Some(self.entries.len() - 1);
         }
-        let pos =
-            self.entries.partition_point(|e| e.time < entry.time || (e.time == entry.time && e.key() < entry.key()));
+        let pos = self.entries.partition_point(|e| e.key() < entry.key());
         if self.entries.get(pos).is_some_and(|e| e.event_id == entry.event_id) {
             return None;
         }
