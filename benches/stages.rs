@@ -31,7 +31,7 @@ fn events(n: usize, people: usize) -> Vec<Event> {
                     RawIdentifier::new(IdentifierKind::ChatSession, format!("S{}", i / 4)),
                     RawIdentifier::new(IdentifierKind::ChatVisitor, format!("v{p}")),
                 ],
-                thread: ThreadRef { key: Some(format!("chat:S{}", i / 4)), parent: None },
+                thread: ThreadRef { key: Some(format!("chat:S{}", i / 4).into()), parent: None },
                 ..Event::new(
                     tenant.clone(),
                     format!("e{i}"),

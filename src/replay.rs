@@ -11,7 +11,7 @@ use omnistitch_engine::records::{merge_records, profile_record, timeline_record}
 use omnistitch_engine::{Applied, Pipeline};
 use omnistitch_identity::ConflictRule;
 use omnistitch_model::output::{DeadLetterRecord, IdentifierRecord, MergeRecord, TimelineRecord};
-use omnistitch_model::{Event, ProfileId, Tenant, Tenants};
+use omnistitch_model::{CompactString, Event, ProfileId, Tenant, Tenants};
 use omnistitch_moments::Intervention;
 use serde::Serialize;
 
@@ -52,7 +52,7 @@ pub struct ReplayRun {
     /// Records read, good and bad.
     pub records: u64,
     /// Full timeline records by (tenant, event id), kept when asked, to write ordered timelines.
-    pub timeline_records: HashMap<(Tenant, String), TimelineRecord>,
+    pub timeline_records: HashMap<(Tenant, CompactString), TimelineRecord>,
 }
 
 impl ReplayRun {
@@ -137,7 +137,7 @@ fn record_changes(
     merges.extend(merge_records(event, applied));
     conflicts.extend(applied.conflicts.iter().map(|c| ConflictRecord {
         tenant: event.tenant.to_string(),
-        event_id: event.event_id.clone(),
+        event_id: event.event_id.to_string(),
         identifier: IdentifierRecord::from(&c.identifier),
         rule: c.rule,
         other_profile: c.other_profile.map(|p| p.to_string()),
@@ -172,7 +172,7 @@ pub fn write_outputs(run: &ReplayRun, out: &Path) -> anyhow::Result<()> {
     let entries = profiles_by_tenant.iter().flat_map(|&(tenant, id)| {
         timelines.timeline(id).into_iter().flat_map(move |t| {
             t.entries().iter().filter_map(move |e| {
-                let mut r = run.timeline_records.get(&(tenant.clone(), e.event_id.to_string()))?.clone();
+                let mut r = run.timeline_records.get(&(tenant.clone(), CompactString::from(&*e.event_id)))?.clone();
                 r.profile_id = id.to_string();
                 r.thread_id = e.thread_id.to_string();
                 Some(r)

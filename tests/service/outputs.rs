@@ -81,7 +81,7 @@ fn bad_input_is_dead_lettered_with_its_reason_and_never_stops_the_service() {
             "oversized field",
             with(&|e| {
                 if let omnistitch_model::WireEvent::Chat(c) = e {
-                    c.event_id = "x".repeat(100_000)
+                    c.event_id = "x".repeat(100_000).into()
                 }
             }),
         ),

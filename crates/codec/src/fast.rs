@@ -4,7 +4,7 @@
 //! schema goes through apache-avro. A property test holds the two to the same results.
 
 use omnistitch_model::wire::{ChatEvent, Common, EmailEvent, PhoneEvent, SocialEvent, WireSurvey};
-use omnistitch_model::{Channel, Direction, EventKind, WireEvent};
+use omnistitch_model::{Channel, CompactString, Direction, EventKind, WireEvent};
 
 use crate::contract::MAX_ALLOCATION_BYTES;
 use crate::error::DecodeError;
@@ -50,10 +50,10 @@ impl Cursor<'_, '_> {
         Ok(n)
     }
 
-    fn string(&mut self) -> Result<String, DecodeError> {
+    fn string(&mut self) -> Result<CompactString, DecodeError> {
         let n = self.len()?;
         let (s, rest) = self.buf.split_at(n);
-        let s = std::str::from_utf8(s).map_err(|_| err("invalid UTF-8"))?.to_owned();
+        let s = CompactString::from_utf8(s).map_err(|_| err("invalid UTF-8"))?;
         *self.buf = rest;
         Ok(s)
     }
@@ -81,7 +81,7 @@ impl Cursor<'_, '_> {
         usize::try_from(i).ok().filter(|&i| i < symbols).ok_or_else(|| err("enum index out of range"))
     }
 
-    fn strings(&mut self) -> Result<Vec<String>, DecodeError> {
+    fn strings(&mut self) -> Result<Vec<CompactString>, DecodeError> {
         let mut out = Vec::new();
         loop {
             let mut count = self.long()?;

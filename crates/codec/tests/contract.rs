@@ -19,7 +19,7 @@ fn sample(channel: Channel, kind: EventKind, n: usize) -> WireEvent {
     match channel {
         Channel::Email => WireEvent::Email(EmailEvent {
             tenant: "acme".into(),
-            event_id: format!("EVT-{n}"),
+            event_id: format!("EVT-{n}").into(),
             event_time: 1_767_571_200_000 + n as i64,
             direction: Direction::Inbound,
             kind,
@@ -33,12 +33,12 @@ fn sample(channel: Channel, kind: EventKind, n: usize) -> WireEvent {
             to: vec!["support@acme.example".into()],
             cc: vec![],
             subject: Some("Router".into()),
-            message_id: Some(format!("<m{n}@example.net>")),
+            message_id: Some(format!("<m{n}@example.net>").into()),
             in_reply_to: None,
         }),
         Channel::Chat => WireEvent::Chat(ChatEvent {
             tenant: "acme".into(),
-            event_id: format!("EVT-{n}"),
+            event_id: format!("EVT-{n}").into(),
             event_time: 1_767_571_200_000 + n as i64,
             direction: Direction::Inbound,
             kind,
@@ -55,7 +55,7 @@ fn sample(channel: Channel, kind: EventKind, n: usize) -> WireEvent {
         }),
         Channel::Phone => WireEvent::Phone(PhoneEvent {
             tenant: "acme".into(),
-            event_id: format!("EVT-{n}"),
+            event_id: format!("EVT-{n}").into(),
             event_time: 1_767_571_200_000 + n as i64,
             direction: Direction::Outbound,
             kind,
@@ -75,7 +75,7 @@ fn sample(channel: Channel, kind: EventKind, n: usize) -> WireEvent {
         }),
         Channel::Social => WireEvent::Social(SocialEvent {
             tenant: "acme".into(),
-            event_id: format!("EVT-{n}"),
+            event_id: format!("EVT-{n}").into(),
             event_time: 1_767_571_200_000 + n as i64,
             direction: Direction::Inbound,
             kind,

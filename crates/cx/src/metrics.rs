@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use hashbrown::HashMap;
-use omnistitch_model::{Channel, Event, EventTime, ProfileId, Tenant};
+use omnistitch_model::{Channel, CompactString, Event, EventTime, ProfileId, Tenant};
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 use crate::case::{slot, Case, Standing};
@@ -159,7 +159,7 @@ pub struct CxMetrics {
     tenants: BTreeMap<Tenant, TenantState>,
 }
 
-fn hash(key: &Option<String>) -> Option<u64> {
+fn hash(key: &Option<CompactString>) -> Option<u64> {
     key.as_deref().map(|k| xxh3_64(k.as_bytes()))
 }
 

@@ -457,7 +457,7 @@ fn stream() -> impl Strategy<Value = Vec<(u8, E, String)>> {
                 };
                 let root = format!("{}:{conv}", channel.as_str());
                 let mut e = ev(t, channel, direction, kind).key(&format!("{root}/{i}")).parent(&root);
-                e.0.event_id = format!("e{i}");
+                e.0.event_id = format!("e{i}").into();
                 if what == 5 {
                     e = e.survey(Some(1 + i as i32 % 5), Some(i as i32 % 11), None);
                 }

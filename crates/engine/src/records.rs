@@ -57,7 +57,7 @@ pub fn merge_records<'a>(event: &'a Event, applied: &'a Applied) -> impl Iterato
         tenant: event.tenant.to_string(),
         survivor_id: m.survivor.to_string(),
         absorbed_id: m.absorbed.to_string(),
-        event_id: event.event_id.clone(),
+        event_id: event.event_id.to_string(),
         event_time: applied.time,
         survivor_identifier: IdentifierRecord::from(&m.survivor_identifier),
         absorbed_identifier: IdentifierRecord::from(&m.absorbed_identifier),

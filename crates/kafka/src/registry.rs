@@ -531,8 +531,8 @@ mod tests {
         let (tenant, event_id, event_time) = ("acme".to_string(), format!("{channel}-1"), 1_767_571_200_000);
         match channel {
             Channel::Email => WireEvent::Email(EmailEvent {
-                tenant,
-                event_id,
+                tenant: tenant.into(),
+                event_id: event_id.into(),
                 event_time,
                 direction: Direction::Inbound,
                 kind: EventKind::Message,
@@ -550,8 +550,8 @@ mod tests {
                 in_reply_to: None,
             }),
             Channel::Chat => WireEvent::Chat(ChatEvent {
-                tenant,
-                event_id,
+                tenant: tenant.into(),
+                event_id: event_id.into(),
                 event_time,
                 direction: Direction::Inbound,
                 kind: EventKind::SurveyResponse,
@@ -567,8 +567,8 @@ mod tests {
                 customer_phone: None,
             }),
             Channel::Phone => WireEvent::Phone(PhoneEvent {
-                tenant,
-                event_id,
+                tenant: tenant.into(),
+                event_id: event_id.into(),
                 event_time,
                 direction: Direction::Outbound,
                 kind: EventKind::CallStarted,
@@ -587,8 +587,8 @@ mod tests {
                 customer_line_type: Some("mobile".into()),
             }),
             Channel::Social => WireEvent::Social(SocialEvent {
-                tenant,
-                event_id,
+                tenant: tenant.into(),
+                event_id: event_id.into(),
                 event_time,
                 direction: Direction::Inbound,
                 kind: EventKind::SocialPost,

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use crate::identifier::RawIdentifier;
@@ -305,9 +306,9 @@ pub struct Survey {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ThreadRef {
     /// This event's own conversation key (message id, session, call, post).
-    pub key: Option<String>,
+    pub key: Option<CompactString>,
     /// The key of the conversation this event replies to, if any.
-    pub parent: Option<String>,
+    pub parent: Option<CompactString>,
 }
 
 /// Channel-specific details that do not identify anyone.
@@ -320,9 +321,9 @@ pub struct Details {
     /// Transfers during a call.
     pub transfers: Option<i32>,
     /// Social platform.
-    pub platform: Option<String>,
+    pub platform: Option<CompactString>,
     /// Email subject.
-    pub subject: Option<String>,
+    pub subject: Option<CompactString>,
 }
 
 /// A validated, channel-independent customer-service event.
@@ -331,7 +332,7 @@ pub struct Event {
     /// Tenant owning the event.
     pub tenant: Tenant,
     /// Producer-assigned id, the deduplication key.
-    pub event_id: String,
+    pub event_id: CompactString,
     /// When it happened.
     pub time: EventTime,
     /// Channel it came from.
@@ -341,11 +342,11 @@ pub struct Event {
     /// What happened.
     pub kind: EventKind,
     /// Case it belongs to.
-    pub case_id: Option<String>,
+    pub case_id: Option<CompactString>,
     /// Agent who handled it.
-    pub agent_id: Option<String>,
+    pub agent_id: Option<CompactString>,
     /// Text body.
-    pub text: Option<String>,
+    pub text: Option<CompactString>,
     /// Producer-scored sentiment, -1 to 1.
     pub sentiment: Option<f64>,
     /// Survey answers.
@@ -363,7 +364,7 @@ impl Event {
     /// conversation keys or details (set them with struct update syntax).
     pub fn new(
         tenant: Tenant,
-        event_id: impl Into<String>,
+        event_id: impl Into<CompactString>,
         time: EventTime,
         channel: Channel,
         direction: Direction,

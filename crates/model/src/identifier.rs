@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 /// The type of an identifier; the order of variants is irrelevant, priorities are configured.
@@ -76,20 +77,26 @@ pub struct RawIdentifier {
     /// Its type.
     pub kind: IdentifierKind,
     /// Its value, untouched (social handles as `platform:handle`).
-    pub value: String,
+    pub value: CompactString,
     /// What the source knows of the value, lower case: a phone's line type (`mobile`, `landline`).
-    pub qualifier: Option<String>,
+    pub qualifier: Option<CompactString>,
 }
 
 impl RawIdentifier {
     /// A raw identifier.
-    pub fn new(kind: IdentifierKind, value: impl Into<String>) -> Self {
+    pub fn new(kind: IdentifierKind, value: impl Into<CompactString>) -> Self {
         RawIdentifier { kind, value: value.into(), qualifier: None }
     }
 
     /// The same identifier with what the source knows of it.
-    pub fn qualified(mut self, qualifier: Option<String>) -> Self {
-        self.qualifier = qualifier.map(|q| q.trim().to_ascii_lowercase()).filter(|q| !q.is_empty());
+    pub fn qualified(mut self, qualifier: Option<CompactString>) -> Self {
+        self.qualifier = qualifier
+            .map(|q| {
+                let mut q = CompactString::from(q.trim());
+                q.make_ascii_lowercase();
+                q
+            })
+            .filter(|q| !q.is_empty());
         self
     }
 }

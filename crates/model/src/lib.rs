@@ -11,6 +11,8 @@ pub mod profile;
 pub mod short;
 pub mod wire;
 
+/// Inline text for event fields: values up to 24 bytes (most ids and identifiers) allocate nothing.
+pub use compact_str::CompactString;
 pub use event::{Channel, Details, Direction, Event, EventKind, EventTime, Survey, Tenant, Tenants, ThreadRef};
 pub use identifier::{Identifier, IdentifierKind, RawIdentifier};
 pub use profile::ProfileId;

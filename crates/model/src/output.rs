@@ -1,5 +1,6 @@
 //! Output records, field for field the output schemas in `schemas/`.
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Channel, Direction, EventKind, EventTime, Survey};
@@ -66,7 +67,7 @@ pub struct MatchedIdentifier {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NormalizedEvent {
     /// Event id.
-    pub event_id: String,
+    pub event_id: CompactString,
     /// Event time, ms.
     pub event_time: EventTime,
     /// Channel.
@@ -76,11 +77,11 @@ pub struct NormalizedEvent {
     /// Kind.
     pub kind: EventKind,
     /// Case id.
-    pub case_id: Option<String>,
+    pub case_id: Option<CompactString>,
     /// Agent id.
-    pub agent_id: Option<String>,
+    pub agent_id: Option<CompactString>,
     /// Text.
-    pub text: Option<String>,
+    pub text: Option<CompactString>,
     /// Sentiment.
     pub sentiment: Option<f64>,
     /// Survey answers.
@@ -92,9 +93,9 @@ pub struct NormalizedEvent {
     /// Transfers.
     pub transfers: Option<i32>,
     /// Social platform.
-    pub platform: Option<String>,
+    pub platform: Option<CompactString>,
     /// Email subject.
-    pub subject: Option<String>,
+    pub subject: Option<CompactString>,
 }
 
 /// `TimelineEntry`: an event placed on a profile's timeline.

@@ -3,6 +3,7 @@
 //! Field names match the Avro schemas exactly, so the same structs read Avro (through serde) and
 //! JSON Lines. [`WireEvent::into_event`] is the one place that decides what a valid event is.
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -93,9 +94,9 @@ pub struct WireSurvey {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Common {
     /// Tenant.
-    pub tenant: String,
+    pub tenant: CompactString,
     /// Event id.
-    pub event_id: String,
+    pub event_id: CompactString,
     /// Event time, ms.
     pub event_time: i64,
     /// Direction.
@@ -103,13 +104,13 @@ pub struct Common {
     /// Kind.
     pub kind: EventKind,
     /// Case id.
-    pub case_id: Option<String>,
+    pub case_id: Option<CompactString>,
     /// Agent id.
-    pub agent_id: Option<String>,
+    pub agent_id: Option<CompactString>,
     /// CRM account id.
-    pub account_id: Option<String>,
+    pub account_id: Option<CompactString>,
     /// Text.
-    pub text: Option<String>,
+    pub text: Option<CompactString>,
     /// Sentiment -1..1.
     pub sentiment: Option<f64>,
     /// Survey answers.
@@ -123,10 +124,10 @@ struct CommonRef<'a> {
     event_id: &'a str,
     event_time: i64,
     kind: EventKind,
-    case_id: &'a Option<String>,
-    agent_id: &'a Option<String>,
-    account_id: &'a Option<String>,
-    text: &'a Option<String>,
+    case_id: &'a Option<CompactString>,
+    agent_id: &'a Option<CompactString>,
+    account_id: &'a Option<CompactString>,
+    text: &'a Option<CompactString>,
     sentiment: Option<f64>,
     survey: &'a Option<WireSurvey>,
 }
@@ -157,9 +158,9 @@ macro_rules! wire_record {
         #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
         pub struct $name {
             /// Tenant.
-            pub tenant: String,
+            pub tenant: CompactString,
             /// Event id.
-            pub event_id: String,
+            pub event_id: CompactString,
             /// Event time, ms.
             pub event_time: i64,
             /// Direction.
@@ -168,16 +169,16 @@ macro_rules! wire_record {
             pub kind: EventKind,
             /// Case id.
             #[serde(default)]
-            pub case_id: Option<String>,
+            pub case_id: Option<CompactString>,
             /// Agent id.
             #[serde(default)]
-            pub agent_id: Option<String>,
+            pub agent_id: Option<CompactString>,
             /// CRM account id.
             #[serde(default)]
-            pub account_id: Option<String>,
+            pub account_id: Option<CompactString>,
             /// Text.
             #[serde(default)]
-            pub text: Option<String>,
+            pub text: Option<CompactString>,
             /// Sentiment -1..1.
             #[serde(default)]
             pub sentiment: Option<f64>,
@@ -212,22 +213,22 @@ wire_record! {
     /// `EmailEvent` on the wire.
     EmailEvent {
         /// Sender.
-        from: String,
+        from: CompactString,
         /// Recipients.
         #[serde(default)]
-        to: Vec<String>,
+        to: Vec<CompactString>,
         /// Copied addresses.
         #[serde(default)]
-        cc: Vec<String>,
+        cc: Vec<CompactString>,
         /// Subject.
         #[serde(default)]
-        subject: Option<String>,
+        subject: Option<CompactString>,
         /// Message-ID.
         #[serde(default)]
-        message_id: Option<String>,
+        message_id: Option<CompactString>,
         /// In-Reply-To.
         #[serde(default)]
-        in_reply_to: Option<String>,
+        in_reply_to: Option<CompactString>,
     }
 }
 
@@ -235,16 +236,16 @@ wire_record! {
     /// `ChatEvent` on the wire.
     ChatEvent {
         /// Session id.
-        session_id: String,
+        session_id: CompactString,
         /// Visitor (cookie) id.
         #[serde(default)]
-        visitor_id: Option<String>,
+        visitor_id: Option<CompactString>,
         /// Email the customer typed.
         #[serde(default)]
-        customer_email: Option<String>,
+        customer_email: Option<CompactString>,
         /// Phone the customer typed.
         #[serde(default)]
-        customer_phone: Option<String>,
+        customer_phone: Option<CompactString>,
     }
 }
 
@@ -252,11 +253,11 @@ wire_record! {
     /// `PhoneEvent` on the wire.
     PhoneEvent {
         /// Call id.
-        call_id: String,
+        call_id: CompactString,
         /// Calling number.
-        caller: String,
+        caller: CompactString,
         /// Called number.
-        callee: String,
+        callee: CompactString,
         /// Queue wait, ms.
         #[serde(default)]
         queue_wait_ms: Option<i64>,
@@ -268,7 +269,7 @@ wire_record! {
         transfers: Option<i32>,
         /// Line type of the customer's number (`mobile`, `landline`, `voip`, `toll_free`).
         #[serde(default)]
-        customer_line_type: Option<String>,
+        customer_line_type: Option<CompactString>,
     }
 }
 
@@ -276,15 +277,15 @@ wire_record! {
     /// `SocialEvent` on the wire.
     SocialEvent {
         /// Platform.
-        platform: String,
+        platform: CompactString,
         /// Customer handle.
-        handle: String,
+        handle: CompactString,
         /// Post id.
         #[serde(default)]
-        post_id: Option<String>,
+        post_id: Option<CompactString>,
         /// Post replied to.
         #[serde(default)]
-        in_reply_to_post: Option<String>,
+        in_reply_to_post: Option<CompactString>,
     }
 }
 
@@ -301,16 +302,16 @@ pub enum WireEvent {
     Social(SocialEvent),
 }
 
-/// Concatenates `parts` with one allocation (`format!` grows its buffer as it goes).
-fn key(parts: &[&str]) -> String {
-    let mut s = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+/// Concatenates `parts` with at most one allocation (none up to 24 bytes; `format!` grows its buffer as it goes).
+fn key(parts: &[&str]) -> CompactString {
+    let mut s = CompactString::with_capacity(parts.iter().map(|p| p.len()).sum());
     for p in parts {
         s.push_str(p);
     }
     s
 }
 
-fn non_empty(v: Option<String>) -> Option<String> {
+fn non_empty(v: Option<CompactString>) -> Option<CompactString> {
     v.filter(|s| !s.trim().is_empty())
 }
 
@@ -321,7 +322,7 @@ fn check_len(field: &'static str, v: &str, max: usize) -> Result<(), ValidationE
     Ok(())
 }
 
-fn check_opt_len(field: &'static str, v: &Option<String>, max: usize) -> Result<(), ValidationError> {
+fn check_opt_len(field: &'static str, v: &Option<CompactString>, max: usize) -> Result<(), ValidationError> {
     v.as_deref().map_or(Ok(()), |s| check_len(field, s, max))
 }
 
@@ -499,7 +500,8 @@ impl WireEvent {
                 if !e.handle.trim().is_empty() {
                     ids.push(RawIdentifier::new(IdentifierKind::SocialHandle, key(&[&e.platform, ":", &e.handle])));
                 }
-                let platform = e.platform.trim().to_ascii_lowercase();
+                let mut platform = CompactString::from(e.platform.trim());
+                platform.make_ascii_lowercase();
                 thread.key = non_empty(e.post_id).map(|p| key(&["social:", &platform, ":", &p]));
                 thread.parent = non_empty(e.in_reply_to_post).map(|p| key(&["social:", &platform, ":", &p]));
                 details.platform = Some(platform);

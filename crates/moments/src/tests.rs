@@ -78,7 +78,7 @@ impl E {
         }
         match (&self.event.case_id, &self.event.thread.key) {
             (Some(c), _) => format!("case:{c}"),
-            (None, Some(k)) => k.clone(),
+            (None, Some(k)) => k.to_string(),
             (None, None) => format!("event:{}", self.event.event_id),
         }
     }
@@ -826,7 +826,7 @@ proptest! {
         let mut d = Detector::new(MomentsConfig::default()).unwrap();
         for (i, (p, mut e)) in events.into_iter().enumerate() {
             e.event.time = EventTime(times[i % times.len()]);
-            e.event.text = Some(texts[i % texts.len()].clone());
+            e.event.text = Some(texts[i % texts.len()].clone().into());
             e.event.sentiment = e.event.sentiment.map(|s| if i % 7 == 0 { f64::NAN } else { s * 10.0 });
             e.event.details.queue_wait_ms = Some(times[(i + 1) % times.len()]);
             e.event.details.transfers = Some(i32::MAX);

@@ -46,9 +46,9 @@ pub(crate) fn case_id(e: &WireEvent) -> Option<&str> {
 /// Gives the record its event id.
 pub(crate) fn set_event_id(e: &mut WireEvent, id: String) {
     match e {
-        WireEvent::Email(r) => r.event_id = id,
-        WireEvent::Chat(r) => r.event_id = id,
-        WireEvent::Phone(r) => r.event_id = id,
-        WireEvent::Social(r) => r.event_id = id,
+        WireEvent::Email(r) => r.event_id = id.into(),
+        WireEvent::Chat(r) => r.event_id = id.into(),
+        WireEvent::Phone(r) => r.event_id = id.into(),
+        WireEvent::Social(r) => r.event_id = id.into(),
     }
 }

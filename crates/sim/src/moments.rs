@@ -33,7 +33,7 @@
 use std::collections::HashMap;
 
 use omnistitch_model::wire::WireSurvey;
-use omnistitch_model::{Channel, Direction, EventKind, WireEvent};
+use omnistitch_model::{Channel, CompactString, Direction, EventKind, WireEvent};
 use serde::{Deserialize, Serialize};
 
 use crate::fields;
@@ -152,7 +152,7 @@ struct Ev<'a> {
     transfers: i64,
 }
 
-fn non_empty(v: &Option<String>) -> Option<&str> {
+fn non_empty(v: &Option<CompactString>) -> Option<&str> {
     v.as_deref().filter(|s| !s.trim().is_empty())
 }
 
@@ -177,7 +177,7 @@ macro_rules! common {
 
 impl<'a> Ev<'a> {
     fn of(e: &'a WireEvent, global: usize) -> Self {
-        let k = |prefix: &str, v: &Option<String>| non_empty(v).map(|v| format!("{prefix}{v}"));
+        let k = |prefix: &str, v: &Option<CompactString>| non_empty(v).map(|v| format!("{prefix}{v}"));
         match e {
             WireEvent::Email(r) => {
                 common!(r, global, Channel::Email, [k("email:", &r.message_id), k("email:", &r.in_reply_to)], 0, 0)
@@ -760,14 +760,18 @@ mod tests {
         }
 
         fn wire(&self, id: String) -> WireEvent {
-            let (tenant, event_time, direction, kind) =
-                ("acme".to_string(), 1_767_571_200_000 + (self.minute * 60_000.0) as i64, self.direction, self.kind);
+            let (tenant, event_time, direction, kind) = (
+                CompactString::from("acme"),
+                1_767_571_200_000 + (self.minute * 60_000.0) as i64,
+                self.direction,
+                self.kind,
+            );
             let (case_id, text, sentiment, survey) =
-                (self.case.map(str::to_string), self.text.map(str::to_string), self.sentiment, self.survey);
+                (self.case.map(CompactString::from), self.text.map(CompactString::from), self.sentiment, self.survey);
             macro_rules! rec {
                 ($ty:ident { $($f:ident : $v:expr),* }) => {
                     $ty {
-                        tenant, event_id: id, event_time, direction, kind, case_id, agent_id: None,
+                        tenant, event_id: id.into(), event_time, direction, kind, case_id, agent_id: None,
                         account_id: None, text, sentiment, survey, $($f: $v),*
                     }
                 };
@@ -778,17 +782,17 @@ mod tests {
                     to: vec![],
                     cc: vec![],
                     subject: None,
-                    message_id: Some(self.conv.clone()),
-                    in_reply_to: self.parent.clone()
+                    message_id: Some(self.conv.as_str().into()),
+                    in_reply_to: self.parent.as_deref().map(CompactString::from)
                 })),
                 Channel::Chat => WireEvent::Chat(rec!(ChatEvent {
-                    session_id: self.conv.clone(),
+                    session_id: self.conv.as_str().into(),
                     visitor_id: None,
                     customer_email: None,
                     customer_phone: None
                 })),
                 Channel::Phone => WireEvent::Phone(rec!(PhoneEvent {
-                    call_id: self.conv.clone(),
+                    call_id: self.conv.as_str().into(),
                     caller: "+14155550100".into(),
                     callee: "+18005550100".into(),
                     queue_wait_ms: self.wait_minutes.map(|m| (m * 60_000.0) as i64),
@@ -799,8 +803,8 @@ mod tests {
                 Channel::Social => WireEvent::Social(rec!(SocialEvent {
                     platform: "x".into(),
                     handle: "jo".into(),
-                    post_id: Some(self.conv.clone()),
-                    in_reply_to_post: self.parent.clone()
+                    post_id: Some(self.conv.as_str().into()),
+                    in_reply_to_post: self.parent.as_deref().map(CompactString::from)
                 })),
             }
         }

@@ -5,7 +5,7 @@
 //! *what* happens (that is [`crate::journey`]); the ground truth is derived from its output.
 
 use omnistitch_model::wire::{ChatEvent, EmailEvent, PhoneEvent, SocialEvent, WireSurvey};
-use omnistitch_model::{Direction, EventKind, WireEvent};
+use omnistitch_model::{CompactString, Direction, EventKind, WireEvent};
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -44,22 +44,54 @@ struct Head {
     survey: Option<WireSurvey>,
 }
 
+/// Simulated values (built as `String`s) into the wire record's field types.
+trait Wire<T> {
+    fn wire(self) -> T;
+}
+
+impl Wire<CompactString> for String {
+    fn wire(self) -> CompactString {
+        self.into()
+    }
+}
+
+impl Wire<Option<CompactString>> for Option<String> {
+    fn wire(self) -> Option<CompactString> {
+        self.map(Into::into)
+    }
+}
+
+impl Wire<Vec<CompactString>> for Vec<String> {
+    fn wire(self) -> Vec<CompactString> {
+        self.into_iter().map(Into::into).collect()
+    }
+}
+
+impl<T> Wire<Option<T>> for Option<T>
+where
+    T: Copy,
+{
+    fn wire(self) -> Option<T> {
+        self
+    }
+}
+
 macro_rules! record {
     ($variant:ident, $ty:ident, $h:expr, { $($field:ident : $value:expr),* $(,)? }) => {{
         let h: Head = $h;
         WireEvent::$variant($ty {
-            tenant: h.tenant,
-            event_id: String::new(),
+            tenant: h.tenant.into(),
+            event_id: CompactString::default(),
             event_time: h.event_time,
             direction: h.direction,
             kind: h.kind,
-            case_id: h.case_id,
-            agent_id: h.agent_id,
-            account_id: h.account_id,
-            text: h.text,
+            case_id: h.case_id.map(Into::into),
+            agent_id: h.agent_id.map(Into::into),
+            account_id: h.account_id.map(Into::into),
+            text: h.text.map(Into::into),
             sentiment: h.sentiment,
             survey: h.survey,
-            $($field: $value),*
+            $($field: Wire::wire($value)),*
         })
     }};
 }

@@ -124,7 +124,7 @@ pub(crate) fn raw_identifiers(event: &WireEvent) -> Vec<(IdentifierKind, Cow<'_,
         WireEvent::Email(e) => {
             let customer = match e.direction {
                 Direction::Inbound => Some(e.from.as_str()),
-                Direction::Outbound => e.to.first().map(String::as_str),
+                Direction::Outbound => e.to.first().map(|t| t.as_str()),
                 Direction::Internal => None,
             };
             push(&mut out, IdentifierKind::Email, customer);
@@ -345,7 +345,7 @@ mod tests {
                 .unwrap()
                 .identifiers
                 .into_iter()
-                .map(|r| (r.kind, r.value))
+                .map(|r| (r.kind, r.value.into_string()))
                 .collect();
             ours.sort();
             theirs.sort();

@@ -140,7 +140,7 @@ proptest! {
         for e in arrival {
             store.append(p(1), e);
         }
-        let mut expected: Vec<(i64, String)> = events.iter().map(|e| (e.time.0, e.event_id.clone())).collect();
+        let mut expected: Vec<(i64, String)> = events.iter().map(|e| (e.time.0, e.event_id.to_string())).collect();
         expected.sort();
         let got: Vec<(i64, String)> =
             store.timeline(p(1)).unwrap().entries().iter().map(|e| (e.time.0, e.event_id.to_string())).collect();
