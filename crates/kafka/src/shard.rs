@@ -217,7 +217,7 @@ impl Shard {
                 }
                 self.handed.push(Handed { event, applied });
                 if self.handed.len() >= HANDOVER {
-                    shared.worker.events(self.index, std::mem::take(&mut self.handed));
+                    shared.worker.events(self.index, std::mem::replace(&mut self.handed, Vec::with_capacity(HANDOVER)));
                 }
             }
         }
@@ -244,7 +244,7 @@ impl Shard {
     /// since the last commit, once each (a compacted topic needs only the latest), and hands the
     /// records to the producer: the last writes of a transaction (with the ordered thread's).
     pub fn write_batched(&mut self, shared: &Shared<'_>) -> Result<(), ServiceError> {
-        shared.worker.events(self.index, std::mem::take(&mut self.handed));
+        shared.worker.events(self.index, std::mem::replace(&mut self.handed, Vec::with_capacity(HANDOVER)));
         self.writer.changelog(self.index, &mut self.changelog, &mut self.out);
         let mut written = HashSet::with_capacity(self.dirty.len());
         let identity = self.engine.identity();
