@@ -7,7 +7,8 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 /// Text of up to `N` bytes (at most 255) kept inline, longer text shared. Compares, orders and
-/// hashes as the text.
+/// hashes as the text. Unlike [`CompactString`](crate::CompactString) (24 bytes inline, longer
+/// text copied on clone), a clone never allocates: for state that copies keys around.
 #[derive(Clone)]
 pub enum ShortStr<const N: usize> {
     /// The first `len` bytes of `bytes`, copied from a whole `str`.
