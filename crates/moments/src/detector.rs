@@ -12,7 +12,8 @@ use crate::elsewhere::ElsewhereIndex;
 use crate::intervention::{Evidence, Intervention, MomentType, Priority};
 use crate::sentiment;
 use crate::state::{
-    digest, CaseKey, EventRef, Mark, Profile, PruneLimits, Timer, TimerKey, TimerReason, Timers, CASE_PREFIX,
+    digest, CaseKey, EventRef, Mark, Profile, PruneLimits, Timer, TimerKey, TimerReason, Timers, CASE_PREFIX, KEYS,
+    PHONES, THREADS,
 };
 use crate::tenants::TenantMap;
 
@@ -98,7 +99,7 @@ fn phone_number_key(event: &Event) -> Option<u64> {
     if tail.iter().all(|d| *d == tail[0]) || b"01234567890123456789".windows(tail.len()).any(|w| w == tail) {
         return None;
     }
-    Some(digest(b"phone", std::str::from_utf8(tail).ok()?))
+    Some(digest(PHONES, std::str::from_utf8(tail).ok()?))
 }
 
 /// The case id a case key names (`case:<id>`); thread keys name none.
@@ -229,6 +230,16 @@ impl TenantState {
 
     fn take_profile(&mut self, id: ProfileId) -> Option<Box<Profile>> {
         self.profiles.remove(&id)
+    }
+
+    /// The profile `id` now stands for, taken out (a new one if it has no state): a profile
+    /// with state is never merged away, so redirects are only followed for one without.
+    fn take_current(&mut self, id: ProfileId) -> (ProfileId, Box<Profile>) {
+        if let Some(p) = self.profiles.remove(&id) {
+            return (id, p);
+        }
+        let id = self.resolve(id);
+        (id, self.take_profile(id).unwrap_or_default())
     }
 
     /// Puts back a profile taken out (or a new one, which is indexed for eviction).
@@ -486,23 +497,24 @@ impl TenantState {
         out
     }
 
-    /// Applies one event of profile `id` (already resolved) and returns what it triggers.
-    fn apply(&mut self, id: ProfileId, event: &Event, thread_id: &str, out: &mut Vec<Intervention>) {
+    /// Applies one event of `profile` (followed through merges) and returns what it triggers.
+    fn apply(&mut self, profile: ProfileId, event: &Event, thread_id: &str, out: &mut Vec<Intervention>) {
         let s = self.settings;
         let tenant = &event.tenant;
         let t = event.time;
         let limits = self.limits();
-        let mut p = self.take_profile(id).unwrap_or_default();
+        let (id, mut p) = self.take_current(profile);
         p.last_seen = p.last_seen.max(t);
         p.prune(self.clock.unwrap_or(t).max(t), &limits);
+        p.note_time(t);
         let mark = Mark::of(event);
 
         // Conversation and case.
-        let own = event.thread.key.as_deref().map(|k| digest(b"key", k));
-        let parent = event.thread.parent.as_deref().map(|k| digest(b"key", k));
+        let own = event.thread.key.as_deref().map(|k| digest(KEYS, k));
+        let parent = event.thread.parent.as_deref().map(|k| digest(KEYS, k));
         // The thread's digest, computed once if needed.
         let thread_digest = std::cell::OnceCell::new();
-        let thread_key = || *thread_digest.get_or_init(|| digest(b"thread", thread_id));
+        let thread_key = || *thread_digest.get_or_init(|| digest(THREADS, thread_id));
         let by_thread = (own.is_none() && parent.is_none()).then(thread_key);
         let keys = [own, parent, by_thread];
         let known = keys.iter().flatten().find_map(|k| p.keys.get(k).map(|(c, _)| *c));
@@ -927,8 +939,7 @@ impl Detector {
         // Before the event, so what it sees depends on its own time only, not on how far the
         // watermark had moved: arrival order within the lateness cannot change the result.
         state.evict();
-        let id = state.resolve(profile);
-        state.apply(id, event, thread_id, &mut out);
+        state.apply(profile, event, thread_id, &mut out);
         out
     }
 

@@ -12,7 +12,8 @@ use std::collections::BTreeMap;
 use hashbrown::HashMap;
 
 use omnistitch_model::{Channel, Event, EventTime, ProfileId, ShortStr};
-use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
+use xxhash_rust::const_xxh3::xxh3_64 as const_xxh3_64;
+use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::effort::EffortInputs;
 use crate::intervention::{MomentType, Priority};
@@ -27,16 +28,35 @@ const MAX_CONVERSATIONS: usize = 512;
 const MAX_CASES: usize = 512;
 const MAX_KEYS: usize = 2_048;
 
-/// A 64-bit digest of `text` in namespace `tag` (a collision only joins two conversations).
-pub(crate) fn digest(tag: &[u8], text: &str) -> u64 {
-    xxh3_64_with_seed(text.as_bytes(), xxh3_64(tag))
+/// A namespace of digests: the seed its digests are taken with (the digest of its tag).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Namespace(u64);
+
+impl Namespace {
+    const fn of(tag: &[u8]) -> Self {
+        Namespace(const_xxh3_64(tag))
+    }
+}
+
+/// Case keys.
+pub(crate) const CASES: Namespace = Namespace::of(b"case");
+/// Conversation keys (message, post, session, call) and the keys they reply to.
+pub(crate) const KEYS: Namespace = Namespace::of(b"key");
+/// Thread ids.
+pub(crate) const THREADS: Namespace = Namespace::of(b"thread");
+/// Phone numbers (their last ten digits).
+pub(crate) const PHONES: Namespace = Namespace::of(b"phone");
+
+/// A 64-bit digest of `text` in namespace `ns` (a collision only joins two conversations).
+pub(crate) fn digest(ns: Namespace, text: &str) -> u64 {
+    xxh3_64_with_seed(text.as_bytes(), ns.0)
 }
 
 /// A case key (`case:<id>`, or a thread without a case id) with its digest: maps and
 /// comparisons use the digest (a collision only joins two cases), output the text.
 #[derive(Clone)]
 pub(crate) struct CaseKey {
-    /// `digest(b"case", name)`: also the case part of cool-down keys.
+    /// `digest(CASES, name)`: also the case part of cool-down keys.
     pub(crate) digest: u64,
     /// Inline when short, as event ids: copying a key touches no shared count.
     pub(crate) name: EventRef,
@@ -44,7 +64,7 @@ pub(crate) struct CaseKey {
 
 impl CaseKey {
     pub(crate) fn new(name: &str) -> Self {
-        CaseKey { digest: digest(b"case", name), name: EventRef::new(name) }
+        CaseKey { digest: digest(CASES, name), name: EventRef::new(name) }
     }
 
     /// Whether it names a case id (not a thread).
@@ -242,9 +262,18 @@ pub(crate) struct Profile {
     /// The time its eviction entry is filed under, once filed.
     pub(crate) indexed_at: Option<EventTime>,
     pruned_at: Option<EventTime>,
+    /// No conversation, conversation key or case was last seen before this (a lower bound,
+    /// lowered by every event): while the retention cutoff is not past it, pruning has none of
+    /// them to forget and does not walk them.
+    kept_since: Option<EventTime>,
 }
 
 impl Profile {
+    /// An event at `t` is applied: what it adds is last seen at `t` or later.
+    pub(crate) fn note_time(&mut self, t: EventTime) {
+        self.kept_since = Some(self.kept_since.map_or(t, |k| k.min(t)));
+    }
+
     /// A new conversation in `case`; returns its id.
     pub(crate) fn open_conversation(&mut self, case: CaseKey, t: EventTime) -> u32 {
         let id = self.next_conversation;
@@ -256,7 +285,7 @@ impl Profile {
 
     /// The shared key of case `key` when the profile has it, else a new one.
     pub(crate) fn case_key(&self, key: &str) -> CaseKey {
-        let d = digest(b"case", key);
+        let d = digest(CASES, key);
         self.cases.get(&d).map_or_else(|| CaseKey { digest: d, name: EventRef::new(key) }, |c| c.key.clone())
     }
 
@@ -380,6 +409,10 @@ impl Profile {
             *slot = (*slot).max(t);
         }
         self.repeat.absorb(std::mem::take(&mut other.repeat));
+        self.kept_since = match (self.kept_since, other.kept_since) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         // Conversations seen from both sides merged: any case's effort may have changed.
         for case in self.cases.values_mut() {
             case.effort_stale = true;
@@ -397,6 +430,23 @@ impl Profile {
         }
         self.pruned_at = Some(now);
         let cutoff = EventTime(now.0.saturating_sub(limits.retention_ms));
+        if over || self.kept_since.is_some_and(|k| k < cutoff) {
+            self.forget_before(cutoff);
+        }
+        let cooldown = limits.cooldown_ms;
+        self.cooldowns.retain(|_, t| now.0.saturating_sub(t.0) < cooldown);
+        // Two windows: a merge can reveal a window that closed a while ago.
+        self.repeat.prune(now.0.saturating_sub(limits.repeat_window_ms.saturating_mul(2)));
+        if self.support.as_ref().is_some_and(|m| m.time.0 < now.0.saturating_sub(limits.sentiment_window_ms)) {
+            self.support = None;
+        }
+    }
+}
+
+impl Profile {
+    /// Forgets conversations, keys and cases last seen before `cutoff` (cases with a pending
+    /// first-response timer stay), then the least recently seen past the size limits.
+    fn forget_before(&mut self, cutoff: EventTime) {
         self.conversations.retain(|_, c| c.last_seen >= cutoff);
         keep_newest(&mut self.conversations, MAX_CONVERSATIONS, |c| (c.last_seen, None));
         let conversations = &self.conversations;
@@ -409,13 +459,9 @@ impl Profile {
         }
         self.cases.retain(|_, c| c.last_seen >= cutoff || c.sla.is_some());
         keep_newest(&mut self.cases, MAX_CASES, |c| (c.last_seen, Some(c.key.name.clone())));
-        let cooldown = limits.cooldown_ms;
-        self.cooldowns.retain(|_, t| now.0.saturating_sub(t.0) < cooldown);
-        // Two windows: a merge can reveal a window that closed a while ago.
-        self.repeat.prune(now.0.saturating_sub(limits.repeat_window_ms.saturating_mul(2)));
-        if self.support.as_ref().is_some_and(|m| m.time.0 < now.0.saturating_sub(limits.sentiment_window_ms)) {
-            self.support = None;
-        }
+        let conversations = self.conversations.values().map(|c| c.last_seen);
+        let keys = self.keys.values().map(|(_, t)| *t);
+        self.kept_since = conversations.chain(keys).chain(self.cases.values().map(|c| c.last_seen)).min();
     }
 }
 
@@ -444,4 +490,62 @@ pub(crate) struct PruneLimits {
     pub(crate) repeat_window_ms: i64,
     pub(crate) sentiment_window_ms: i64,
     pub(crate) every_ms: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = 24 * 60 * 60 * 1_000;
+
+    fn limits() -> PruneLimits {
+        PruneLimits {
+            retention_ms: 14 * DAY,
+            cooldown_ms: DAY,
+            repeat_window_ms: 7 * DAY,
+            sentiment_window_ms: 2 * DAY,
+            every_ms: DAY,
+        }
+    }
+
+    /// A conversation with one key, as an event at `day` leaves it.
+    fn converse(p: &mut Profile, key: &str, day: i64) -> u32 {
+        let t = EventTime(day * DAY);
+        p.prune(t, &limits());
+        p.note_time(t);
+        let case = CaseKey::new(&format!("thread:{key}"));
+        let c = p.open_conversation(case.clone(), t);
+        p.keys.insert(digest(KEYS, key), (c, t));
+        p.case_mut(&case, t);
+        c
+    }
+
+    #[test]
+    fn pruning_forgets_what_the_retention_passed_and_keeps_the_rest() {
+        let mut p = Profile::default();
+        let old = converse(&mut p, "a", 0);
+        let new = converse(&mut p, "b", 10);
+        assert_eq!(p.kept_since, Some(EventTime(0)));
+        // Day 13: nothing is older than the retention yet.
+        p.prune(EventTime(13 * DAY), &limits());
+        assert_eq!((p.conversations.len(), p.keys.len(), p.cases.len()), (2, 2, 2));
+        // Day 15: the day-0 conversation, its key and its case go; the lower bound follows.
+        p.prune(EventTime(15 * DAY), &limits());
+        assert!(!p.conversations.contains_key(&old) && p.conversations.contains_key(&new));
+        assert_eq!((p.keys.len(), p.cases.len()), (1, 1));
+        assert_eq!(p.kept_since, Some(EventTime(10 * DAY)));
+    }
+
+    #[test]
+    fn an_older_event_lowers_the_bound_so_its_state_is_still_forgotten() {
+        let mut p = Profile::default();
+        converse(&mut p, "b", 10);
+        p.prune(EventTime(20 * DAY), &limits());
+        // A late event from day 5 (the profile is pruned, the bound is day 10).
+        let late = converse(&mut p, "a", 5);
+        assert_eq!(p.kept_since, Some(EventTime(5 * DAY)));
+        p.prune(EventTime(22 * DAY), &limits());
+        assert!(!p.conversations.contains_key(&late));
+        assert_eq!(p.kept_since, Some(EventTime(10 * DAY)));
+    }
 }
