@@ -26,6 +26,8 @@ const CHILD_ENV: &str = "OMNISTITCH_REPLAY_BENCH_DIR";
 const CORE_ONLY_ENV: &str = "OMNISTITCH_REPLAY_BENCH_CORE_ONLY";
 /// Set to run only the detector over its recorded inputs (for profiling the detector alone).
 const DETECTOR_ONLY_ENV: &str = "OMNISTITCH_REPLAY_BENCH_DETECTOR_ONLY";
+/// A TOML file of `[moments]` settings for the detector alone (to see what each moment costs).
+const MOMENTS_ENV: &str = "OMNISTITCH_REPLAY_BENCH_MOMENTS";
 
 fn peak_rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -106,7 +108,12 @@ fn inline(dir: &Path, cfg: &EngineConfig, stages: Stages) -> (f64, u64, usize) {
 
 fn child(dir: &Path) {
     if std::env::var_os(DETECTOR_ONLY_ENV).is_some() {
-        detector_figure(dir, &EngineConfig::default());
+        let mut cfg = EngineConfig::default();
+        if let Some(file) = std::env::var_os(MOMENTS_ENV) {
+            let text = std::fs::read_to_string(&file).expect("moments settings");
+            cfg.moments = toml::from_str(&text).expect("moments settings");
+        }
+        detector_figure(dir, &cfg);
         return;
     }
     // Decode and validate only, to show what the engine adds.
