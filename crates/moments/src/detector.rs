@@ -8,75 +8,18 @@ use omnistitch_model::{Channel, Direction, Event, EventKind, EventTime, ProfileI
 
 use crate::config::{MomentsConfig, MomentsConfigError, Settings, SettingsTable};
 use crate::effort::{AgreementSums, EffortAgreement};
-use crate::elsewhere::ElsewhereIndex;
-use crate::intervention::{Evidence, Intervention, MomentType, Priority};
-use crate::sentiment;
+use crate::intervention::{Intervention, MomentType, Priority};
+use crate::shared::{ordinal, span, Draft, MomentCounters, Shared};
 use crate::state::{
-    digest, CaseKey, EventRef, Mark, Profile, PruneLimits, Timer, TimerKey, TimerReason, Timers, CASE_PREFIX, KEYS,
-    PHONES, THREADS,
+    digest, CaseKey, EventRef, Mark, Profile, PruneLimits, Timer, TimerKey, TimerReason, CASE_PREFIX, KEYS, PHONES,
+    THREADS,
 };
 use crate::tenants::TenantMap;
 
-const MINUTE_MS: i64 = 60_000;
-const HOUR_MS: i64 = 60 * MINUTE_MS;
 /// Profile state is tidied at most once per this much event time (unless over a size limit).
-const PRUNE_EVERY_MS: i64 = 24 * HOUR_MS;
+const PRUNE_EVERY_MS: i64 = 24 * 60 * 60 * 1_000;
 /// Longest redirect chain followed (merges of merges); a longer one means a cycle.
 const MAX_REDIRECT_HOPS: usize = 64;
-
-/// What happened to one moment type.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct MomentCount {
-    /// Interventions emitted.
-    pub detected: u64,
-    /// Detections dropped by the cool-down.
-    pub suppressed: u64,
-    /// Timers cancelled because their condition was met (absence moments only).
-    pub cancelled: u64,
-}
-
-/// Counters of the detector; names and labels for telemetry: moment type and tenant.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct MomentCounters {
-    /// Events observed.
-    pub events: u64,
-    /// Profiles forgotten after `state_retention_days` without events.
-    pub profiles_evicted: u64,
-    by_moment: [MomentCount; 7],
-}
-
-impl MomentCounters {
-    /// The counts of `moment`.
-    pub fn get(&self, moment: MomentType) -> MomentCount {
-        moment.index().map_or_else(MomentCount::default, |i| self.by_moment[i])
-    }
-
-    fn slot(&mut self, moment: MomentType) -> Option<&mut MomentCount> {
-        moment.index().map(|i| &mut self.by_moment[i])
-    }
-
-    fn add(&mut self, other: &MomentCounters) {
-        self.events += other.events;
-        self.profiles_evicted += other.profiles_evicted;
-        for (mine, theirs) in self.by_moment.iter_mut().zip(&other.by_moment) {
-            mine.detected += theirs.detected;
-            mine.suppressed += theirs.suppressed;
-            mine.cancelled += theirs.cancelled;
-        }
-    }
-}
-
-/// An intervention before the cool-down and the profile are applied.
-struct Draft {
-    moment: MomentType,
-    key: Mark,
-    case: CaseKey,
-    detected_at: EventTime,
-    priority: Priority,
-    channel: Channel,
-    reason: String,
-    evidence: Vec<Mark>,
-}
 
 /// A key for the customer's phone number on `event`, the same for every spelling of it: the
 /// last ten digits (a national number with or without its country or trunk prefix).
@@ -102,11 +45,6 @@ fn phone_number_key(event: &Event) -> Option<u64> {
     Some(digest(PHONES, std::str::from_utf8(tail).ok()?))
 }
 
-/// The case id a case key names (`case:<id>`); thread keys name none.
-fn case_id_of(case: &CaseKey) -> Option<String> {
-    case.name.strip_prefix(CASE_PREFIX).map(str::to_string)
-}
-
 /// Whether the event answers the customer: an outbound message, social reply or DM, or an
 /// answered call (either direction).
 fn is_response(event: &Event) -> bool {
@@ -115,99 +53,36 @@ fn is_response(event: &Event) -> bool {
             && matches!(event.kind, EventKind::Message | EventKind::SocialReply | EventKind::SocialDm))
 }
 
-/// "120 s", "30 min", "4 h", "7 d": the largest unit that divides the span evenly.
-fn span(ms: i64) -> String {
-    let ms = ms.max(0);
-    for (unit, name) in [(24 * HOUR_MS, "d"), (HOUR_MS, "h"), (MINUTE_MS, "min")] {
-        if ms >= unit && ms % unit == 0 {
-            return format!("{} {name}", ms / unit);
-        }
-    }
-    if ms % 1_000 == 0 {
-        format!("{} s", ms / 1_000)
-    } else {
-        format!("{ms} ms")
-    }
-}
-
-/// "1st", "2nd", "3rd", "11th"...
-fn ordinal(n: usize) -> String {
-    let suffix = match (n % 10, n % 100) {
-        (_, 11..=13) => "th",
-        (1, _) => "st",
-        (2, _) => "nd",
-        (3, _) => "rd",
-        _ => "th",
-    };
-    format!("{n}{suffix}")
-}
-
-impl TimerReason {
-    /// The intervention's reason, written when the timer fires (most are cancelled first).
-    fn text(self) -> String {
-        match self {
-            TimerReason::Unanswered { channel, kind, sla_ms } => format!(
-                "no response to an inbound {channel} {} within the {} first-response SLA",
-                kind.symbol(),
-                span(sla_ms)
-            ),
-            TimerReason::Abandoned { call, window_ms } => format!(
-                "abandoned {} not followed by an answered call, a response or a completed chat within {}",
-                if call { "call" } else { "chat" },
-                span(window_ms)
-            ),
-        }
-    }
-}
-
-/// Minutes, rounded down, for reasons.
-fn minutes(ms: i64) -> i64 {
-    ms.max(0) / MINUTE_MS
-}
-
 /// One tenant's detector state.
 #[derive(Debug)]
 struct TenantState {
-    settings: Settings,
     /// Latest event time observed or watermark passed: the clock of eviction.
     clock: Option<EventTime>,
-    /// Boxed: a profile moves out and back for every event.
     profiles: HashMap<ProfileId, Box<Profile>>,
     /// (last event time when indexed, profile): eviction order, refreshed lazily (an entry
     /// older than its profile's last event is moved when it comes up for eviction).
     by_last_seen: BTreeSet<(EventTime, ProfileId)>,
-    timers: Timers,
     /// Merged-away profile -> (survivor, clock at the merge).
     redirects: HashMap<ProfileId, (ProfileId, EventTime)>,
     redirects_pruned_at: Option<EventTime>,
-    counters: MomentCounters,
-    agreement: AgreementSums,
-    /// Pending timers by something another profile's event can name: first-response waits by
-    /// the digest of their thread and of their own conversation key (message, post), abandons by
-    /// the customer's phone number. A reply in the thread or to the message, or a successful
-    /// contact with the number, settles them even when identity put it on another profile
-    /// (replies to shared or team mailboxes, callbacks to landlines: they link no one).
-    settled_elsewhere: ElsewhereIndex,
+    /// Settings, timers, counters: what the profiles share.
+    shared: Shared,
 }
 
 impl TenantState {
     fn new(settings: Settings) -> Self {
         TenantState {
-            settings,
             clock: None,
             profiles: HashMap::new(),
             by_last_seen: BTreeSet::new(),
-            timers: Timers::new(),
             redirects: HashMap::new(),
             redirects_pruned_at: None,
-            counters: MomentCounters::default(),
-            settled_elsewhere: ElsewhereIndex::default(),
-            agreement: AgreementSums::default(),
+            shared: Shared::new(settings),
         }
     }
 
     fn limits(&self) -> PruneLimits {
-        let s = &self.settings;
+        let s = &self.shared.settings;
         PruneLimits {
             retention_ms: s.retention_ms,
             cooldown_ms: s.cooldown_ms,
@@ -267,7 +142,7 @@ impl TenantState {
     /// Forgets profiles idle past the retention, and redirects as old.
     fn evict(&mut self) {
         let Some(now) = self.clock else { return };
-        let cutoff = EventTime(now.0.saturating_sub(self.settings.retention_ms));
+        let cutoff = EventTime(now.0.saturating_sub(self.shared.settings.retention_ms));
         while let Some(&(seen, id)) = self.by_last_seen.first() {
             if seen >= cutoff {
                 break;
@@ -283,7 +158,7 @@ impl TenantState {
                 continue;
             }
             self.profiles.remove(&id);
-            self.counters.profiles_evicted += 1;
+            self.shared.counters.profiles_evicted += 1;
         }
         if self.redirects_pruned_at.is_none_or(|p| now.0.saturating_sub(p.0) >= PRUNE_EVERY_MS) {
             self.redirects_pruned_at = Some(now);
@@ -291,52 +166,10 @@ impl TenantState {
         }
     }
 
-    /// Applies the cool-down of `p` and builds the intervention.
-    fn emit(&mut self, tenant: &Tenant, profile: ProfileId, p: Option<&mut Profile>, d: Draft) -> Option<Intervention> {
-        let cooldown = self.settings.cooldown_ms;
-        if let Some(p) = p {
-            if cooldown > 0 {
-                let key = (d.moment, d.case.digest);
-                if let Some(&last) = p.cooldowns.get(&key) {
-                    if d.detected_at.0.abs_diff(last.0) < cooldown.unsigned_abs() {
-                        if let Some(c) = self.counters.slot(d.moment) {
-                            c.suppressed += 1;
-                        }
-                        return None;
-                    }
-                }
-                let slot = p.cooldowns.get_or_insert_with(&key, || (key, d.detected_at));
-                *slot = (*slot).max(d.detected_at);
-            }
-        }
-        if let Some(c) = self.counters.slot(d.moment) {
-            c.detected += 1;
-        }
-        Some(Intervention {
-            intervention_id: Intervention::derive_id(tenant.as_str(), d.moment, &d.key.event_id),
-            key_event_id: d.key.event_id.to_string(),
-            tenant: tenant.to_string(),
-            profile_id: profile.to_string(),
-            moment_type: d.moment,
-            priority: d.priority,
-            detected_at: d.detected_at,
-            reason: d.reason,
-            case_id: case_id_of(&d.case),
-            evidence: d
-                .evidence
-                .into_iter()
-                .map(|m| Evidence { event_id: m.event_id.to_string(), channel: m.channel })
-                .collect(),
-            recommended_action: d.moment.action(),
-            recommended_channel: d.channel,
-            expires_at: d.detected_at.plus_millis(self.settings.ttl_ms),
-        })
-    }
-
     /// Fires every timer due before `before`, in due order.
     fn fire_due(&mut self, tenant: &Tenant, before: EventTime, out: &mut Vec<Intervention>) {
-        while self.timers.first_key_value().is_some_and(|(k, _)| k.due < before) {
-            let Some((key, timer)) = self.timers.pop_first() else { break };
+        while self.shared.timers.first_key_value().is_some_and(|(k, _)| k.due < before) {
+            let Some((key, timer)) = self.shared.timers.pop_first() else { break };
             let id = self.resolve(timer.profile);
             let mut p = self.profiles.remove(&id);
             if let Some(p) = p.as_mut() {
@@ -357,37 +190,21 @@ impl TenantState {
                 channel: timer.channel,
                 reason: timer.reason.text(),
             };
-            out.extend(self.emit(tenant, id, p.as_deref_mut(), draft));
+            out.extend(self.shared.emit(tenant, id, p.as_deref_mut(), draft));
             if let Some(p) = p {
                 self.profiles.insert(id, p);
             }
         }
     }
 
-    fn schedule(&mut self, p: &mut Profile, key: TimerKey, timer: Timer) -> Option<TimerKey> {
-        if self.timers.contains_key(&key) {
-            // The same event again (a redelivery): its timer is already set.
-            return None;
-        }
-        p.timers.insert(key.clone());
-        self.timers.insert(key.clone(), timer);
-        Some(key)
-    }
-
-    /// Lets events of other profiles naming `at` settle the pending timer `key`; entries of
-    /// timers gone are dropped once the index outgrows the timers.
-    fn index_elsewhere(&mut self, at: u64, key: TimerKey) {
-        self.settled_elsewhere.insert(at, key, &self.timers);
-    }
-
     /// An event of profile `responder` (whose state is out of the map) names `at`: it settles
     /// the timers indexed there on other profiles (only those whose key event is not after
     /// `not_after`, when given); the responder's own were settled with its profile.
     fn settle_elsewhere(&mut self, responder: ProfileId, at: u64, not_after: Option<EventTime>) {
-        let Some(keys) = self.settled_elsewhere.take(at) else { return };
+        let Some(keys) = self.shared.settled_elsewhere.take(at) else { return };
         let mut waiting = Vec::new();
         for key in keys {
-            let Some(timer) = self.timers.get(&key) else { continue };
+            let Some(timer) = self.shared.timers.get(&key) else { continue };
             if not_after.is_some_and(|t| timer.key.time > t) {
                 waiting.push(key);
                 continue;
@@ -403,19 +220,10 @@ impl TenantState {
                     c.awaiting = false;
                 }
             }
-            self.cancel(&mut other, &key);
+            self.shared.cancel(&mut other, &key);
             self.profiles.insert(owner, other);
         }
-        self.settled_elsewhere.put_back(at, waiting);
-    }
-
-    fn cancel(&mut self, p: &mut Profile, key: &TimerKey) {
-        p.timers.remove(key);
-        if self.timers.remove(key).is_some() {
-            if let Some(c) = self.counters.slot(key.moment) {
-                c.cancelled += 1;
-            }
-        }
+        self.shared.settled_elsewhere.put_back(at, waiting);
     }
 
     fn merge_profiles(&mut self, tenant: &Tenant, survivor: ProfileId, absorbed: ProfileId) -> Vec<Intervention> {
@@ -428,7 +236,7 @@ impl TenantState {
         self.redirects.insert(absorbed, (survivor, now));
         let Some(other) = self.drop_profile(absorbed) else { return Vec::new() };
         for k in &other.timers {
-            if let Some(t) = self.timers.get_mut(k) {
+            if let Some(t) = self.shared.timers.get_mut(k) {
                 t.profile = survivor;
             }
         }
@@ -436,7 +244,7 @@ impl TenantState {
         // Starts each profile saw complete a window on its own: those were detected already.
         // When either history is empty, the joined one is the other's: nothing new to see.
         let both = !p.repeat.is_empty() && !other.repeat.is_empty();
-        let seen: Vec<EventRef> = match self.settings.repeat {
+        let seen: Vec<EventRef> = match self.shared.settings.repeat {
             Some((count, window)) if both => {
                 let mut seen = p.repeat.completing(count, window);
                 seen.extend(other.repeat.completing(count, window));
@@ -444,7 +252,7 @@ impl TenantState {
             }
             _ => Vec::new(),
         };
-        p.absorb(*other, &mut self.timers);
+        p.absorb(*other, &mut self.shared.timers);
         let out = if both { self.repeats_joined_by_merge(tenant, survivor, &mut p, &seen) } else { Vec::new() };
         self.put_profile(survivor, p);
         out
@@ -462,7 +270,7 @@ impl TenantState {
         seen: &[EventRef],
     ) -> Vec<Intervention> {
         let mut out = Vec::new();
-        let Some((count, window)) = self.settings.repeat else { return out };
+        let Some((count, window)) = self.shared.settings.repeat else { return out };
         let starts: Vec<Mark> = p.repeat.starts().map(|s| s.mark.clone()).collect();
         for start in &starts {
             let range = p.repeat.window(start, window);
@@ -489,7 +297,7 @@ impl TenantState {
                 ),
                 evidence: in_window,
             };
-            if let Some(i) = self.emit(tenant, id, Some(p), draft) {
+            if let Some(i) = self.shared.emit(tenant, id, Some(p), draft) {
                 p.repeat.set_counted(range);
                 out.push(i);
             }
@@ -499,7 +307,7 @@ impl TenantState {
 
     /// Applies one event of `profile` (followed through merges) and returns what it triggers.
     fn apply(&mut self, profile: ProfileId, event: &Event, thread_id: &str, out: &mut Vec<Intervention>) {
-        let s = self.settings;
+        let s = self.shared.settings;
         let tenant = &event.tenant;
         let t = event.time;
         let limits = self.limits();
@@ -538,7 +346,7 @@ impl TenantState {
                     }
                 } else {
                     // The conversation was threaded on its own until the case id showed up.
-                    p.absorb_case(&old, &case_key, &mut self.timers);
+                    p.absorb_case(&old, &case_key, &mut self.shared.timers);
                 }
             }
         }
@@ -566,7 +374,7 @@ impl TenantState {
                 c.sla.take()
             });
             if let Some(k) = sla {
-                self.cancel(&mut p, &k);
+                self.shared.cancel(&mut p, &k);
             }
             self.settle_elsewhere(id, thread_key(), None);
             // A reply names the message or post it answers: the wait of that conversation ends
@@ -580,11 +388,11 @@ impl TenantState {
                 .timers
                 .iter()
                 .filter(|k| k.moment == MomentType::AbandonedContact)
-                .filter(|k| self.timers.get(*k).is_some_and(|timer| timer.key.time <= t))
+                .filter(|k| self.shared.timers.get(*k).is_some_and(|timer| timer.key.time <= t))
                 .cloned()
                 .collect();
             for k in &abandons {
-                self.cancel(&mut p, k);
+                self.shared.cancel(&mut p, k);
             }
             if let Some(number) = phone_number_key(event) {
                 self.settle_elsewhere(id, number, Some(event.time));
@@ -594,7 +402,7 @@ impl TenantState {
         // 2. Moments of the event itself, against the state before it.
         if new_conversation {
             if let Some(window) = s.hop_window_ms {
-                out.extend(self.channel_hop(tenant, id, &mut p, event, &case_key, &mark, window));
+                out.extend(self.shared.channel_hop(tenant, id, &mut p, event, &case_key, &mark, window));
             }
             if let Some((count, window)) = s.repeat {
                 p.repeat.push_start(mark.clone());
@@ -615,7 +423,7 @@ impl TenantState {
                         ),
                         evidence: in_window,
                     };
-                    if let Some(i) = self.emit(tenant, id, Some(&mut p), draft) {
+                    if let Some(i) = self.shared.emit(tenant, id, Some(&mut p), draft) {
                         p.repeat.set_counted(range);
                         out.push(i);
                     }
@@ -624,7 +432,9 @@ impl TenantState {
         }
         if inbound {
             if let Some((threshold, window)) = s.sentiment {
-                out.extend(self.negative_sentiment(tenant, id, &mut p, event, &case_key, &mark, threshold, window));
+                out.extend(
+                    self.shared.negative_sentiment(tenant, id, &mut p, event, &case_key, &mark, threshold, window),
+                );
             }
         }
 
@@ -686,11 +496,11 @@ impl TenantState {
                     channel: event.channel,
                     reason: TimerReason::Unanswered { channel: event.channel, kind: event.kind, sla_ms: sla },
                 };
-                let key = self.schedule(&mut p, key, timer);
+                let key = self.shared.schedule(&mut p, key, timer);
                 if let Some(k) = &key {
-                    self.index_elsewhere(thread_key(), k.clone());
+                    self.shared.index_elsewhere(thread_key(), k.clone());
                     if let Some(own) = own {
-                        self.index_elsewhere(own, k.clone());
+                        self.shared.index_elsewhere(own, k.clone());
                     }
                 }
                 if let Some(case) = p.cases.get_mut(&case_key.digest) {
@@ -713,8 +523,8 @@ impl TenantState {
                 channel: Channel::Phone,
                 reason: TimerReason::Abandoned { call: event.kind == EventKind::CallAbandoned, window_ms: window },
             };
-            if let (Some(key), Some(number)) = (self.schedule(&mut p, key, timer), phone_number_key(event)) {
-                self.index_elsewhere(number, key);
+            if let (Some(key), Some(number)) = (self.shared.schedule(&mut p, key, timer), phone_number_key(event)) {
+                self.shared.index_elsewhere(number, key);
             }
         }
 
@@ -745,12 +555,12 @@ impl TenantState {
                         reason: format!("detractor survey answer: {}", bad.join(", ")),
                         evidence: vec![mark.clone()],
                     };
-                    out.extend(self.emit(tenant, id, Some(&mut p), draft));
+                    out.extend(self.shared.emit(tenant, id, Some(&mut p), draft));
                 }
             }
             if let Some(v) = ces {
                 let predicted = p.effort_inputs(&case_key).predict(&s.effort);
-                self.agreement.record(predicted, f64::from(v));
+                self.shared.agreement.record(predicted, f64::from(v));
             }
             if csat.is_some() || nps.is_some() || ces.is_some() {
                 p.case_mut(&case_key, t).surveyed = true;
@@ -759,142 +569,10 @@ impl TenantState {
 
         // 6. Effort.
         if s.effort_enabled {
-            out.extend(self.high_effort(tenant, id, &mut p, event, &case_key, &mark));
+            out.extend(self.shared.high_effort(tenant, id, &mut p, event, &case_key, &mark));
         }
 
         self.put_profile(id, p);
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn channel_hop(
-        &mut self,
-        tenant: &Tenant,
-        id: ProfileId,
-        p: &mut Profile,
-        event: &Event,
-        case_key: &CaseKey,
-        mark: &Mark,
-        window: i64,
-    ) -> Option<Intervention> {
-        // The event's own case when it names one; otherwise the open case contacted last.
-        let (case, previous) = if event.case_id.is_some() {
-            let case = p.cases.get(&case_key.digest).filter(|c| c.is_open())?;
-            (case_key.clone(), case.last_contact.clone()?)
-        } else {
-            // Ties go to the largest case key, as in key order.
-            p.cases
-                .values()
-                .filter(|c| c.is_open())
-                .filter_map(|c| c.last_contact.as_ref().map(|m| (c, m)))
-                .max_by(|a, b| a.1.cmp(b.1).then_with(|| a.0.key.name.cmp(&b.0.key.name)))
-                .map(|(c, m)| (c.key.clone(), m.clone()))?
-        };
-        let gap = mark.time.0.saturating_sub(previous.time.0);
-        if previous.channel == event.channel || !(0..=window).contains(&gap) {
-            return None;
-        }
-        let draft = Draft {
-            moment: MomentType::ChannelHop,
-            key: mark.clone(),
-            reason: format!(
-                "new {} conversation {} min after the open case's last contact on {}",
-                event.channel,
-                minutes(gap),
-                previous.channel
-            ),
-            evidence: vec![previous, mark.clone()],
-            case,
-            detected_at: mark.time,
-            priority: Priority::High,
-            channel: event.channel,
-        };
-        self.emit(tenant, id, Some(p), draft)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn negative_sentiment(
-        &mut self,
-        tenant: &Tenant,
-        id: ProfileId,
-        p: &mut Profile,
-        event: &Event,
-        case_key: &CaseKey,
-        mark: &Mark,
-        threshold: f64,
-        window: i64,
-    ) -> Option<Intervention> {
-        let support = p.support.clone()?;
-        let gap = mark.time.0.saturating_sub(support.time.0);
-        if !(0..=window).contains(&gap) {
-            return None;
-        }
-        let (score, source) = match event.sentiment.filter(|v| v.is_finite()) {
-            Some(v) => (v.clamp(-1.0, 1.0), "producer score"),
-            None => (sentiment::score(event.text.as_deref()?), "lexicon score of the text"),
-        };
-        if score > threshold {
-            return None;
-        }
-        let draft = Draft {
-            moment: MomentType::NegativeSentimentAfterContact,
-            key: mark.clone(),
-            case: case_key.clone(),
-            detected_at: mark.time,
-            priority: if event.channel == Channel::Social { Priority::Critical } else { Priority::High },
-            channel: event.channel,
-            reason: format!(
-                "inbound sentiment {score:.2} ({source}) {} min after a support contact on {}",
-                minutes(gap),
-                support.channel
-            ),
-            evidence: vec![support, mark.clone()],
-        };
-        self.emit(tenant, id, Some(p), draft)
-    }
-
-    fn high_effort(
-        &mut self,
-        tenant: &Tenant,
-        id: ProfileId,
-        p: &mut Profile,
-        event: &Event,
-        case_key: &CaseKey,
-        mark: &Mark,
-    ) -> Option<Intervention> {
-        let case = p.cases.get_mut(&case_key.digest)?;
-        // The effort only changes with its inputs: a case whose inputs did not change since its
-        // last check cannot have crossed the threshold.
-        if case.surveyed || case.effort_fired || !std::mem::take(&mut case.effort_stale) {
-            return None;
-        }
-        let channel = case.last_contact.as_ref().map_or(event.channel, |m| m.channel);
-        let inputs = p.effort_inputs(case_key);
-        let effort = inputs.predict(&self.settings.effort);
-        if effort < self.settings.effort.threshold {
-            return None;
-        }
-        if let Some(case) = p.cases.get_mut(&case_key.digest) {
-            case.effort_fired = true;
-        }
-        let draft = Draft {
-            moment: MomentType::HighEffortJourney,
-            key: mark.clone(),
-            case: case_key.clone(),
-            detected_at: mark.time,
-            priority: Priority::Medium,
-            channel,
-            reason: format!(
-                "predicted effort {effort:.1} of 7 before any survey answer: {} conversations, {} channel switches, \
-                 {} min queue wait, {} transfers, {} abandoned contacts",
-                inputs.conversations,
-                inputs.channel_switches,
-                minutes(inputs.queue_wait_ms),
-                inputs.transfers,
-                inputs.abandons
-            ),
-            evidence: vec![mark.clone()],
-        };
-        self.emit(tenant, id, Some(p), draft)
     }
 }
 
@@ -933,7 +611,7 @@ impl Detector {
     pub fn observe(&mut self, profile: ProfileId, event: &Event, thread_id: &str) -> Vec<Intervention> {
         let mut out = Vec::new();
         let state = self.tenant(&event.tenant);
-        state.counters.events += 1;
+        state.shared.counters.events += 1;
         state.fire_due(&event.tenant, event.time, &mut out);
         state.advance_clock(event.time);
         // Before the event, so what it sees depends on its own time only, not on how far the
@@ -966,28 +644,28 @@ impl Detector {
     pub fn effort_agreement(&self) -> EffortAgreement {
         let mut all = AgreementSums::default();
         for state in self.tenants.values() {
-            all.absorb(&state.agreement);
+            all.absorb(&state.shared.agreement);
         }
         all.agreement()
     }
 
     /// Predicted effort against CES answers of `tenant`.
     pub fn tenant_effort_agreement(&self, tenant: &Tenant) -> EffortAgreement {
-        self.tenants.get(tenant).map(|s| s.agreement.agreement()).unwrap_or_default()
+        self.tenants.get(tenant).map(|s| s.shared.agreement.agreement()).unwrap_or_default()
     }
 
     /// Counters over every tenant.
     pub fn counters(&self) -> MomentCounters {
         let mut all = MomentCounters::default();
         for state in self.tenants.values() {
-            all.add(&state.counters);
+            all.add(&state.shared.counters);
         }
         all
     }
 
     /// Counters of `tenant`.
     pub fn tenant_counters(&self, tenant: &Tenant) -> MomentCounters {
-        self.tenants.get(tenant).map(|s| s.counters).unwrap_or_default()
+        self.tenants.get(tenant).map(|s| s.shared.counters).unwrap_or_default()
     }
 
     /// Profiles with state, over all tenants (memory is proportional to it).
@@ -997,6 +675,6 @@ impl Detector {
 
     /// Timers waiting, over all tenants.
     pub fn pending_timers(&self) -> usize {
-        self.tenants.values().map(|s| s.timers.len()).sum()
+        self.tenants.values().map(|s| s.shared.timers.len()).sum()
     }
 }

@@ -17,6 +17,7 @@ mod pipeline;
 mod reorder;
 mod repeat;
 pub mod sentiment;
+mod shared;
 mod state;
 mod tenants;
 mod vecmap;
@@ -25,11 +26,12 @@ pub use config::{
     AbandonedContactConfig, ChannelHopConfig, DetractorSurveyConfig, FirstResponseSlaConfig, HighEffortConfig,
     MomentsConfig, MomentsConfigError, NegativeSentimentConfig, RepeatContactConfig,
 };
-pub use detector::{Detector, MomentCount, MomentCounters};
+pub use detector::Detector;
 pub use effort::EffortAgreement;
 pub use intervention::{Action, Evidence, Intervention, MomentType, Priority};
 pub use pipeline::MomentsPipeline;
 pub use reorder::{Released, ReorderBuffer};
+pub use shared::{MomentCount, MomentCounters};
 
 #[cfg(test)]
 mod tests;

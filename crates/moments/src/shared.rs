@@ -1,0 +1,357 @@
+//! What a tenant's profiles share in the detector: the tenant's settings, its pending timers,
+//! counters and effort agreement, and the index of timers another profile's event can settle;
+//! with the cool-down every intervention passes and the moments read off one profile's state
+//! (channel hops, negative sentiment, high effort).
+
+use omnistitch_model::{Channel, Event, EventTime, ProfileId, Tenant};
+
+use crate::config::Settings;
+use crate::effort::AgreementSums;
+use crate::elsewhere::ElsewhereIndex;
+use crate::intervention::{Evidence, Intervention, MomentType, Priority};
+use crate::sentiment;
+use crate::state::{CaseKey, Mark, Profile, Timer, TimerKey, TimerReason, Timers, CASE_PREFIX};
+
+const MINUTE_MS: i64 = 60_000;
+const HOUR_MS: i64 = 60 * MINUTE_MS;
+
+/// What happened to one moment type.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MomentCount {
+    /// Interventions emitted.
+    pub detected: u64,
+    /// Detections dropped by the cool-down.
+    pub suppressed: u64,
+    /// Timers cancelled because their condition was met (absence moments only).
+    pub cancelled: u64,
+}
+
+/// Counters of the detector; names and labels for telemetry: moment type and tenant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MomentCounters {
+    /// Events observed.
+    pub events: u64,
+    /// Profiles forgotten after `state_retention_days` without events.
+    pub profiles_evicted: u64,
+    by_moment: [MomentCount; 7],
+}
+
+impl MomentCounters {
+    /// The counts of `moment`.
+    pub fn get(&self, moment: MomentType) -> MomentCount {
+        moment.index().map_or_else(MomentCount::default, |i| self.by_moment[i])
+    }
+
+    pub(crate) fn slot(&mut self, moment: MomentType) -> Option<&mut MomentCount> {
+        moment.index().map(|i| &mut self.by_moment[i])
+    }
+
+    pub(crate) fn add(&mut self, other: &MomentCounters) {
+        self.events += other.events;
+        self.profiles_evicted += other.profiles_evicted;
+        for (mine, theirs) in self.by_moment.iter_mut().zip(&other.by_moment) {
+            mine.detected += theirs.detected;
+            mine.suppressed += theirs.suppressed;
+            mine.cancelled += theirs.cancelled;
+        }
+    }
+}
+
+/// An intervention before the cool-down and the profile are applied.
+pub(crate) struct Draft {
+    pub(crate) moment: MomentType,
+    pub(crate) key: Mark,
+    pub(crate) case: CaseKey,
+    pub(crate) detected_at: EventTime,
+    pub(crate) priority: Priority,
+    pub(crate) channel: Channel,
+    pub(crate) reason: String,
+    pub(crate) evidence: Vec<Mark>,
+}
+
+/// The case id a case key names (`case:<id>`); thread keys name none.
+pub(crate) fn case_id_of(case: &CaseKey) -> Option<String> {
+    case.name.strip_prefix(CASE_PREFIX).map(str::to_string)
+}
+
+/// "120 s", "30 min", "4 h", "7 d": the largest unit that divides the span evenly.
+pub(crate) fn span(ms: i64) -> String {
+    let ms = ms.max(0);
+    for (unit, name) in [(24 * HOUR_MS, "d"), (HOUR_MS, "h"), (MINUTE_MS, "min")] {
+        if ms >= unit && ms % unit == 0 {
+            return format!("{} {name}", ms / unit);
+        }
+    }
+    if ms % 1_000 == 0 {
+        format!("{} s", ms / 1_000)
+    } else {
+        format!("{ms} ms")
+    }
+}
+
+/// "1st", "2nd", "3rd", "11th"...
+pub(crate) fn ordinal(n: usize) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
+}
+
+impl TimerReason {
+    /// The intervention's reason, written when the timer fires (most are cancelled first).
+    pub(crate) fn text(self) -> String {
+        match self {
+            TimerReason::Unanswered { channel, kind, sla_ms } => format!(
+                "no response to an inbound {channel} {} within the {} first-response SLA",
+                kind.symbol(),
+                span(sla_ms)
+            ),
+            TimerReason::Abandoned { call, window_ms } => format!(
+                "abandoned {} not followed by an answered call, a response or a completed chat within {}",
+                if call { "call" } else { "chat" },
+                span(window_ms)
+            ),
+        }
+    }
+}
+
+/// Minutes, rounded down, for reasons.
+pub(crate) fn minutes(ms: i64) -> i64 {
+    ms.max(0) / MINUTE_MS
+}
+
+/// What a tenant's profiles share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) settings: Settings,
+    pub(crate) timers: Timers,
+    pub(crate) counters: MomentCounters,
+    pub(crate) agreement: AgreementSums,
+    /// Pending timers by something another profile's event can name: first-response waits by
+    /// the digest of their thread and of their own conversation key (message, post), abandons by
+    /// the customer's phone number. A reply in the thread or to the message, or a successful
+    /// contact with the number, settles them even when identity put it on another profile
+    /// (replies to shared or team mailboxes, callbacks to landlines: they link no one).
+    pub(crate) settled_elsewhere: ElsewhereIndex,
+}
+
+impl Shared {
+    pub(crate) fn new(settings: Settings) -> Self {
+        Shared {
+            settings,
+            timers: Timers::new(),
+            counters: MomentCounters::default(),
+            agreement: AgreementSums::default(),
+            settled_elsewhere: ElsewhereIndex::default(),
+        }
+    }
+
+    /// Applies the cool-down of `p` and builds the intervention.
+    pub(crate) fn emit(
+        &mut self,
+        tenant: &Tenant,
+        profile: ProfileId,
+        p: Option<&mut Profile>,
+        d: Draft,
+    ) -> Option<Intervention> {
+        let cooldown = self.settings.cooldown_ms;
+        if let Some(p) = p {
+            if cooldown > 0 {
+                let key = (d.moment, d.case.digest);
+                if let Some(&last) = p.cooldowns.get(&key) {
+                    if d.detected_at.0.abs_diff(last.0) < cooldown.unsigned_abs() {
+                        if let Some(c) = self.counters.slot(d.moment) {
+                            c.suppressed += 1;
+                        }
+                        return None;
+                    }
+                }
+                let slot = p.cooldowns.get_or_insert_with(&key, || (key, d.detected_at));
+                *slot = (*slot).max(d.detected_at);
+            }
+        }
+        if let Some(c) = self.counters.slot(d.moment) {
+            c.detected += 1;
+        }
+        Some(Intervention {
+            intervention_id: Intervention::derive_id(tenant.as_str(), d.moment, &d.key.event_id),
+            key_event_id: d.key.event_id.to_string(),
+            tenant: tenant.to_string(),
+            profile_id: profile.to_string(),
+            moment_type: d.moment,
+            priority: d.priority,
+            detected_at: d.detected_at,
+            reason: d.reason,
+            case_id: case_id_of(&d.case),
+            evidence: d
+                .evidence
+                .into_iter()
+                .map(|m| Evidence { event_id: m.event_id.to_string(), channel: m.channel })
+                .collect(),
+            recommended_action: d.moment.action(),
+            recommended_channel: d.channel,
+            expires_at: d.detected_at.plus_millis(self.settings.ttl_ms),
+        })
+    }
+
+    pub(crate) fn schedule(&mut self, p: &mut Profile, key: TimerKey, timer: Timer) -> Option<TimerKey> {
+        if self.timers.contains_key(&key) {
+            // The same event again (a redelivery): its timer is already set.
+            return None;
+        }
+        p.timers.insert(key.clone());
+        self.timers.insert(key.clone(), timer);
+        Some(key)
+    }
+
+    /// Lets events of other profiles naming `at` settle the pending timer `key`; entries of
+    /// timers gone are dropped once the index outgrows the timers.
+    pub(crate) fn index_elsewhere(&mut self, at: u64, key: TimerKey) {
+        self.settled_elsewhere.insert(at, key, &self.timers);
+    }
+
+    pub(crate) fn cancel(&mut self, p: &mut Profile, key: &TimerKey) {
+        p.timers.remove(key);
+        if self.timers.remove(key).is_some() {
+            if let Some(c) = self.counters.slot(key.moment) {
+                c.cancelled += 1;
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn channel_hop(
+        &mut self,
+        tenant: &Tenant,
+        id: ProfileId,
+        p: &mut Profile,
+        event: &Event,
+        case_key: &CaseKey,
+        mark: &Mark,
+        window: i64,
+    ) -> Option<Intervention> {
+        // The event's own case when it names one; otherwise the open case contacted last.
+        let (case, previous) = if event.case_id.is_some() {
+            let case = p.cases.get(&case_key.digest).filter(|c| c.is_open())?;
+            (case_key.clone(), case.last_contact.clone()?)
+        } else {
+            // Ties go to the largest case key, as in key order.
+            p.cases
+                .values()
+                .filter(|c| c.is_open())
+                .filter_map(|c| c.last_contact.as_ref().map(|m| (c, m)))
+                .max_by(|a, b| a.1.cmp(b.1).then_with(|| a.0.key.name.cmp(&b.0.key.name)))
+                .map(|(c, m)| (c.key.clone(), m.clone()))?
+        };
+        let gap = mark.time.0.saturating_sub(previous.time.0);
+        if previous.channel == event.channel || !(0..=window).contains(&gap) {
+            return None;
+        }
+        let draft = Draft {
+            moment: MomentType::ChannelHop,
+            key: mark.clone(),
+            reason: format!(
+                "new {} conversation {} min after the open case's last contact on {}",
+                event.channel,
+                minutes(gap),
+                previous.channel
+            ),
+            evidence: vec![previous, mark.clone()],
+            case,
+            detected_at: mark.time,
+            priority: Priority::High,
+            channel: event.channel,
+        };
+        self.emit(tenant, id, Some(p), draft)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn negative_sentiment(
+        &mut self,
+        tenant: &Tenant,
+        id: ProfileId,
+        p: &mut Profile,
+        event: &Event,
+        case_key: &CaseKey,
+        mark: &Mark,
+        threshold: f64,
+        window: i64,
+    ) -> Option<Intervention> {
+        let support = p.support.clone()?;
+        let gap = mark.time.0.saturating_sub(support.time.0);
+        if !(0..=window).contains(&gap) {
+            return None;
+        }
+        let (score, source) = match event.sentiment.filter(|v| v.is_finite()) {
+            Some(v) => (v.clamp(-1.0, 1.0), "producer score"),
+            None => (sentiment::score(event.text.as_deref()?), "lexicon score of the text"),
+        };
+        if score > threshold {
+            return None;
+        }
+        let draft = Draft {
+            moment: MomentType::NegativeSentimentAfterContact,
+            key: mark.clone(),
+            case: case_key.clone(),
+            detected_at: mark.time,
+            priority: if event.channel == Channel::Social { Priority::Critical } else { Priority::High },
+            channel: event.channel,
+            reason: format!(
+                "inbound sentiment {score:.2} ({source}) {} min after a support contact on {}",
+                minutes(gap),
+                support.channel
+            ),
+            evidence: vec![support, mark.clone()],
+        };
+        self.emit(tenant, id, Some(p), draft)
+    }
+
+    pub(crate) fn high_effort(
+        &mut self,
+        tenant: &Tenant,
+        id: ProfileId,
+        p: &mut Profile,
+        event: &Event,
+        case_key: &CaseKey,
+        mark: &Mark,
+    ) -> Option<Intervention> {
+        let case = p.cases.get_mut(&case_key.digest)?;
+        // The effort only changes with its inputs: a case whose inputs did not change since its
+        // last check cannot have crossed the threshold.
+        if case.surveyed || case.effort_fired || !std::mem::take(&mut case.effort_stale) {
+            return None;
+        }
+        let channel = case.last_contact.as_ref().map_or(event.channel, |m| m.channel);
+        let inputs = p.effort_inputs(case_key);
+        let effort = inputs.predict(&self.settings.effort);
+        if effort < self.settings.effort.threshold {
+            return None;
+        }
+        if let Some(case) = p.cases.get_mut(&case_key.digest) {
+            case.effort_fired = true;
+        }
+        let draft = Draft {
+            moment: MomentType::HighEffortJourney,
+            key: mark.clone(),
+            case: case_key.clone(),
+            detected_at: mark.time,
+            priority: Priority::Medium,
+            channel,
+            reason: format!(
+                "predicted effort {effort:.1} of 7 before any survey answer: {} conversations, {} channel switches, \
+                 {} min queue wait, {} transfers, {} abandoned contacts",
+                inputs.conversations,
+                inputs.channel_switches,
+                minutes(inputs.queue_wait_ms),
+                inputs.transfers,
+                inputs.abandons
+            ),
+            evidence: vec![mark.clone()],
+        };
+        self.emit(tenant, id, Some(p), draft)
+    }
+}
