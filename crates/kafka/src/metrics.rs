@@ -23,6 +23,29 @@ pub enum Outcome {
     DeadLettered,
 }
 
+/// Input records counted by the stitching thread over a round, added to the shared counters
+/// once per round: an atomic add per record kept the counters' cache lines moving between
+/// the cores.
+#[derive(Debug, Default)]
+pub struct InputTally {
+    inputs: [[u64; 3]; 4],
+    merges: u64,
+    conflicts: u64,
+}
+
+impl InputTally {
+    /// Counts an input record.
+    pub fn input(&mut self, channel: Channel, outcome: Outcome) {
+        self.inputs[channel as usize][outcome as usize] += 1;
+    }
+
+    /// Counts the merges and conflicts an applied record caused.
+    pub fn identity(&mut self, merges: usize, conflicts: usize) {
+        self.merges += merges as u64;
+        self.conflicts += conflicts as u64;
+    }
+}
+
 impl Outcome {
     const ALL: [Outcome; 3] = [Outcome::Applied, Outcome::Duplicate, Outcome::DeadLettered];
 
@@ -325,6 +348,24 @@ impl ServiceMetrics {
     /// Counts an input record.
     pub fn input(&self, channel: Channel, outcome: Outcome) {
         self.input[channel as usize][outcome as usize].inc();
+    }
+
+    /// Adds the counts of a round of input records, and empties the tally.
+    pub fn add_inputs(&self, tally: &mut InputTally) {
+        for (counters, counts) in self.input.iter().zip(&tally.inputs) {
+            for (counter, &n) in counters.iter().zip(counts) {
+                if n > 0 {
+                    counter.inc_by(n);
+                }
+            }
+        }
+        if tally.merges > 0 {
+            self.merges.inc_by(tally.merges);
+        }
+        if tally.conflicts > 0 {
+            self.conflicts.inc_by(tally.conflicts);
+        }
+        *tally = InputTally::default();
     }
 
     /// Counts a dead letter.
