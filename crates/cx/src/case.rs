@@ -5,12 +5,16 @@
 //! own conversation key and the key it replies to; they are stored as 64-bit hashes.
 
 use omnistitch_model::{Channel, Direction, Event, EventKind, EventTime, Survey};
+use smallvec::SmallVec;
 
 use crate::report::{Aggregate, SurveyTally};
 
 /// Conversation keys remembered per case; past it the oldest is forgotten, so a reply to a
 /// forgotten message starts a new conversation (and counts as a new contact if inbound).
 pub(crate) const MAX_KEYS_PER_CASE: usize = 64;
+/// Conversation keys a case holds without a heap block: most cases have a few, and the case
+/// is read for every event of its thread (a separate block was a second cache miss).
+const INLINE_KEYS: usize = 4;
 /// Responses kept from before a case's first inbound contact (the latest ones), for merging cases.
 const MAX_EARLY_RESPONSES: usize = 4;
 
@@ -65,7 +69,7 @@ pub(crate) struct Case {
     opened: Option<EventTime>,
     resolved: Option<EventTime>,
     contacts: [u32; 4],
-    keys: Vec<KeyEntry>,
+    keys: SmallVec<[KeyEntry; INLINE_KEYS]>,
     next_conversation: u32,
     survey: SurveyTally,
     /// Event time after which the case is closed.
@@ -93,7 +97,7 @@ impl Case {
             opened: None,
             resolved: None,
             contacts: [0; 4],
-            keys: Vec::new(),
+            keys: SmallVec::new(),
             next_conversation: 0,
             survey: SurveyTally::default(),
             deadline: i64::MIN,
