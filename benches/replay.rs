@@ -24,7 +24,8 @@ use omnistitch_moments::{Detector, ReorderBuffer};
 const CHILD_ENV: &str = "OMNISTITCH_REPLAY_BENCH_DIR";
 /// Set to stop after the core figures (for profiling the core alone).
 const CORE_ONLY_ENV: &str = "OMNISTITCH_REPLAY_BENCH_CORE_ONLY";
-/// Set to run only the detector over its recorded inputs (for profiling the detector alone).
+/// Set to run only the detector, then CX metrics, over a recording of their inputs (for profiling
+/// either alone).
 const DETECTOR_ONLY_ENV: &str = "OMNISTITCH_REPLAY_BENCH_DETECTOR_ONLY";
 /// A TOML file of `[moments]` settings for the detector alone (to see what each moment costs).
 const MOMENTS_ENV: &str = "OMNISTITCH_REPLAY_BENCH_MOMENTS";
@@ -203,8 +204,8 @@ fn child(dir: &Path) {
     detector_figure(dir, &cfg);
 }
 
-/// The detector alone, over a recording of what it was handed: its own cost, without the
-/// core's work (and cache traffic) in between.
+/// The detector alone, then CX metrics alone, over a recording of what the detector was handed:
+/// each one's own cost, without the core's work (and cache traffic) in between.
 fn detector_figure(dir: &Path, cfg: &EngineConfig) {
     let steps = record_detector_inputs(dir, cfg);
     let events = steps.iter().filter(|s| matches!(s, DetectorStep::Observe(..))).count();
