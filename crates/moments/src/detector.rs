@@ -9,7 +9,7 @@ use omnistitch_model::{Channel, Direction, Event, EventKind, EventTime, ProfileI
 use crate::config::{MomentsConfig, MomentsConfigError, Settings, SettingsTable};
 use crate::effort::{AgreementSums, EffortAgreement};
 use crate::intervention::{Intervention, MomentType, Priority};
-use crate::shared::{ordinal, span, Draft, MomentCounters, Shared};
+use crate::shared::{ordinal, span, Draft, MomentCounters, Seen, Shared};
 use crate::state::{
     digest, CaseKey, EventRef, Mark, Profile, PruneLimits, Timer, TimerKey, TimerReason, CASE_PREFIX, KEYS, PHONES,
     THREADS,
@@ -367,6 +367,8 @@ impl TenantState {
         let new_conversation =
             inbound_contact && conversation.and_then(|c| p.conversations.get(&c)).is_some_and(|c| c.start.is_none());
 
+        let seen = Seen { tenant, profile: id, event, case: &case_key, mark: &mark };
+
         // 1. Timers this event settles.
         if response {
             let sla = p.cases.get_mut(&case_key.digest).and_then(|c| {
@@ -402,7 +404,7 @@ impl TenantState {
         // 2. Moments of the event itself, against the state before it.
         if new_conversation {
             if let Some(window) = s.hop_window_ms {
-                out.extend(self.shared.channel_hop(tenant, id, &mut p, event, &case_key, &mark, window));
+                out.extend(self.shared.channel_hop(&seen, &mut p, window));
             }
             if let Some((count, window)) = s.repeat {
                 p.repeat.push_start(mark.clone());
@@ -432,9 +434,7 @@ impl TenantState {
         }
         if inbound {
             if let Some((threshold, window)) = s.sentiment {
-                out.extend(
-                    self.shared.negative_sentiment(tenant, id, &mut p, event, &case_key, &mark, threshold, window),
-                );
+                out.extend(self.shared.negative_sentiment(&seen, &mut p, threshold, window));
             }
         }
 
@@ -569,7 +569,7 @@ impl TenantState {
 
         // 6. Effort.
         if s.effort_enabled {
-            out.extend(self.shared.high_effort(tenant, id, &mut p, event, &case_key, &mark));
+            out.extend(self.shared.high_effort(&seen, &mut p));
         }
 
         self.put_profile(id, p);

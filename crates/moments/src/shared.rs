@@ -124,6 +124,19 @@ pub(crate) fn minutes(ms: i64) -> i64 {
     ms.max(0) / MINUTE_MS
 }
 
+/// The event a rule looks at, with where the detector placed it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Seen<'a> {
+    pub(crate) tenant: &'a Tenant,
+    /// Its profile (after merges).
+    pub(crate) profile: ProfileId,
+    pub(crate) event: &'a Event,
+    /// Its case.
+    pub(crate) case: &'a CaseKey,
+    /// The event as evidence.
+    pub(crate) mark: &'a Mark,
+}
+
 /// What a tenant's profiles share.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -223,17 +236,9 @@ impl Shared {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn channel_hop(
-        &mut self,
-        tenant: &Tenant,
-        id: ProfileId,
-        p: &mut Profile,
-        event: &Event,
-        case_key: &CaseKey,
-        mark: &Mark,
-        window: i64,
-    ) -> Option<Intervention> {
+    /// A new conversation on another channel than the open case's last contact, within `window`.
+    pub(crate) fn channel_hop(&mut self, seen: &Seen<'_>, p: &mut Profile, window: i64) -> Option<Intervention> {
+        let Seen { tenant, profile: id, event, case: case_key, mark } = *seen;
         // The event's own case when it names one; otherwise the open case contacted last.
         let (case, previous) = if event.case_id.is_some() {
             let case = p.cases.get(&case_key.digest).filter(|c| c.is_open())?;
@@ -269,18 +274,15 @@ impl Shared {
         self.emit(tenant, id, Some(p), draft)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Inbound sentiment at or below `threshold` within `window` after a support contact.
     pub(crate) fn negative_sentiment(
         &mut self,
-        tenant: &Tenant,
-        id: ProfileId,
+        seen: &Seen<'_>,
         p: &mut Profile,
-        event: &Event,
-        case_key: &CaseKey,
-        mark: &Mark,
         threshold: f64,
         window: i64,
     ) -> Option<Intervention> {
+        let Seen { tenant, profile: id, event, case: case_key, mark } = *seen;
         let support = p.support.clone()?;
         let gap = mark.time.0.saturating_sub(support.time.0);
         if !(0..=window).contains(&gap) {
@@ -310,15 +312,9 @@ impl Shared {
         self.emit(tenant, id, Some(p), draft)
     }
 
-    pub(crate) fn high_effort(
-        &mut self,
-        tenant: &Tenant,
-        id: ProfileId,
-        p: &mut Profile,
-        event: &Event,
-        case_key: &CaseKey,
-        mark: &Mark,
-    ) -> Option<Intervention> {
+    /// The case's predicted effort crossing the threshold before any survey answer.
+    pub(crate) fn high_effort(&mut self, seen: &Seen<'_>, p: &mut Profile) -> Option<Intervention> {
+        let Seen { tenant, profile: id, event, case: case_key, mark } = *seen;
         let case = p.cases.get_mut(&case_key.digest)?;
         // The effort only changes with its inputs: a case whose inputs did not change since its
         // last check cannot have crossed the threshold.
