@@ -21,8 +21,9 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-const FAMILIES: [&str; 11] = [
+const FAMILIES: [&str; 12] = [
     "omnistitch_input_records_total",
+    "omnistitch_output_records_total",
     "omnistitch_processing_latency_seconds_bucket",
     "omnistitch_consumer_lag_records",
     "omnistitch_transactions_total",
@@ -60,8 +61,10 @@ fn embedded_run_serves_valid_metrics_and_stops_on_sigterm() {
         }
         if let Some((200, body)) = get(port, "/metrics") {
             // Consumer lag arrives with librdkafka's statistics (every 5 s).
+            // Records are counted once per round on the threads that handle them.
             if ready
                 && metric(&body, "omnistitch_input_records_total{") > 2000.0
+                && metric(&body, "omnistitch_output_records_total{") > 2000.0
                 && FAMILIES.iter().all(|f| body.contains(f))
             {
                 text = body;
