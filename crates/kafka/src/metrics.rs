@@ -345,11 +345,6 @@ impl ServiceMetrics {
         m
     }
 
-    /// Counts an input record.
-    pub fn input(&self, channel: Channel, outcome: Outcome) {
-        self.input[channel as usize][outcome as usize].inc();
-    }
-
     /// Adds the counts of a round of input records, and empties the tally.
     pub fn add_inputs(&self, tally: &mut InputTally) {
         for (counters, counts) in self.input.iter().zip(&tally.inputs) {
@@ -479,14 +474,20 @@ mod tests {
     #[test]
     fn render_names_every_family_once_and_counts() {
         let m = ServiceMetrics::new();
-        m.input(Channel::Chat, Outcome::Applied);
-        m.input(Channel::Chat, Outcome::Applied);
+        let mut tally = InputTally::default();
+        tally.input(Channel::Chat, Outcome::Applied);
+        tally.input(Channel::Chat, Outcome::Applied);
+        tally.identity(1, 0);
+        m.add_inputs(&mut tally);
+        // The tally was emptied: adding it again counts nothing twice.
+        m.add_inputs(&mut tally);
         m.dead_letter("truncated_frame");
         m.evicted_total(5);
         m.evicted_total(3);
         m.evicted_total(7);
         let text = m.render();
         assert!(text.contains("omnistitch_input_records_total{channel=\"chat\",outcome=\"applied\"} 2"), "{text}");
+        assert!(text.contains("omnistitch_identity_merges_total 1"), "{text}");
         assert!(text.contains("omnistitch_dead_letters_total{reason=\"truncated_frame\"} 1"));
         assert!(text.contains("omnistitch_timeline_evicted_total 9"));
         assert!(text.contains("# TYPE omnistitch_processing_latency_seconds histogram"));
