@@ -32,6 +32,11 @@ pub enum Dest {
     Changelog,
 }
 
+impl Dest {
+    /// How many destinations there are: the length of per-destination tables.
+    pub const COUNT: usize = Dest::Changelog as usize + 1;
+}
+
 /// One record to produce; its bytes live in the [`OutBatch`] that holds it.
 #[derive(Debug)]
 pub struct OutRecord {

@@ -24,7 +24,7 @@ use crate::config::{KafkaConfig, Mode, MERGE_ORDER};
 use crate::merge::{ShardMerge, Timed};
 use crate::metrics::{InputTally, Outcome, ServiceMetrics};
 use crate::ordered::{Handed, OrderedWorker, HANDOVER};
-use crate::outputs::{EncodeError, OutBatch, OutputWriter, Refusal};
+use crate::outputs::{Dest, EncodeError, OutBatch, OutputWriter, Refusal};
 use crate::registry::{DecodedInput, OutputSchemas};
 use crate::service::ServiceError;
 use crate::wire::{split_frame, WireError};
@@ -291,7 +291,7 @@ pub(crate) fn send(
 ) -> Result<(), ServiceError> {
     // Counted per call: an atomic add per record kept the counters' cache lines moving
     // between the two threads that produce.
-    let mut counts = [0u64; 8];
+    let mut counts = [0u64; Dest::COUNT];
     let result = send_counted(out, producer, destinations, &mut counts);
     for ((_, produced), &n) in destinations.iter().zip(&counts) {
         if n > 0 {
@@ -306,7 +306,7 @@ fn send_counted(
     out: &OutBatch,
     producer: &ThreadedProducer<DeliveryContext>,
     destinations: &[(String, IntCounter)],
-    counts: &mut [u64; 8],
+    counts: &mut [u64; Dest::COUNT],
 ) -> Result<(), ServiceError> {
     for (r, key, value) in out.iter() {
         let (topic, _) = &destinations[r.dest as usize];
@@ -334,9 +334,7 @@ fn send_counted(
                 Err((e, _)) => return Err(e.into()),
             }
         }
-        if let Some(n) = counts.get_mut(r.dest as usize) {
-            *n += 1;
-        }
+        counts[r.dest as usize] += 1;
     }
     Ok(())
 }
