@@ -9,7 +9,7 @@ use omnistitch_model::{Channel, Direction, Event, EventKind, EventTime, ProfileI
 use crate::config::{MomentsConfig, MomentsConfigError, Settings, SettingsTable};
 use crate::effort::{AgreementSums, EffortAgreement};
 use crate::intervention::{Intervention, MomentType, Priority};
-use crate::shared::{ordinal, span, Draft, MomentCounters, Seen, Shared};
+use crate::shared::{ordinal, span, Draft, MomentCounters, Seen, Shared, HOUR_MS};
 use crate::state::{
     digest, CaseKey, EventRef, Mark, Profile, PruneLimits, Timer, TimerKey, TimerReason, CASE_PREFIX, KEYS, PHONES,
     THREADS,
@@ -17,7 +17,7 @@ use crate::state::{
 use crate::tenants::TenantMap;
 
 /// Profile state is tidied at most once per this much event time (unless over a size limit).
-const PRUNE_EVERY_MS: i64 = 24 * 60 * 60 * 1_000;
+const PRUNE_EVERY_MS: i64 = 24 * HOUR_MS;
 /// Longest redirect chain followed (merges of merges); a longer one means a cycle.
 const MAX_REDIRECT_HOPS: usize = 64;
 

@@ -13,7 +13,7 @@ use crate::sentiment;
 use crate::state::{CaseKey, Mark, Profile, Timer, TimerKey, TimerReason, Timers, CASE_PREFIX};
 
 const MINUTE_MS: i64 = 60_000;
-const HOUR_MS: i64 = 60 * MINUTE_MS;
+pub(crate) const HOUR_MS: i64 = 60 * MINUTE_MS;
 
 /// What happened to one moment type.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]

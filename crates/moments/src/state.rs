@@ -148,12 +148,17 @@ pub(crate) struct Conversation {
     pub(crate) last_seen: EventTime,
 }
 
+/// The earlier of two optional values (`None` only when both are).
+fn earliest<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 impl Conversation {
     fn merge(&mut self, other: Conversation) {
-        self.start = match (self.start.take(), other.start) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        self.start = earliest(self.start.take(), other.start);
         self.queue_wait_ms = self.queue_wait_ms.max(other.queue_wait_ms);
         self.transfers = self.transfers.max(other.transfers);
         self.last_seen = self.last_seen.max(other.last_seen);
@@ -271,7 +276,7 @@ pub(crate) struct Profile {
 impl Profile {
     /// An event at `t` is applied: what it adds is last seen at `t` or later.
     pub(crate) fn note_time(&mut self, t: EventTime) {
-        self.kept_since = Some(self.kept_since.map_or(t, |k| k.min(t)));
+        self.kept_since = earliest(self.kept_since, Some(t));
     }
 
     /// A new conversation in `case`; returns its id.
@@ -409,10 +414,7 @@ impl Profile {
             *slot = (*slot).max(t);
         }
         self.repeat.absorb(std::mem::take(&mut other.repeat));
-        self.kept_since = match (self.kept_since, other.kept_since) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        self.kept_since = earliest(self.kept_since, other.kept_since);
         // Conversations seen from both sides merged: any case's effort may have changed.
         for case in self.cases.values_mut() {
             case.effort_stale = true;
@@ -441,9 +443,7 @@ impl Profile {
             self.support = None;
         }
     }
-}
 
-impl Profile {
     /// Forgets conversations, keys and cases last seen before `cutoff` (cases with a pending
     /// first-response timer stay), then the least recently seen past the size limits.
     fn forget_before(&mut self, cutoff: EventTime) {
