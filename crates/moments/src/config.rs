@@ -27,7 +27,8 @@ pub struct MomentsConfig {
     pub cooldown_hours: u32,
     /// An intervention expires this many hours after it was detected.
     pub intervention_ttl_hours: u32,
-    /// Case and conversation state is forgotten this many days after its last event.
+    /// Case and conversation state is forgotten this many days after its last event (a whole
+    /// idle profile at the first UTC day boundary of event time past it).
     pub state_retention_days: u32,
     /// `channel_hop`.
     pub channel_hop: ChannelHopConfig,

@@ -1,7 +1,5 @@
 //! The stage: timeline events in (event-time order), interventions out.
 
-use std::collections::BTreeSet;
-
 use hashbrown::HashMap;
 
 use omnistitch_model::{Channel, Direction, Event, EventKind, EventTime, ProfileId, Tenant};
@@ -16,7 +14,8 @@ use crate::state::{
 };
 use crate::tenants::TenantMap;
 
-/// Profile state is tidied at most once per this much event time (unless over a size limit).
+/// Profile state is tidied, and idle profiles swept out, at most once per this much event time
+/// (a profile's own state sooner when over a size limit).
 const PRUNE_EVERY_MS: i64 = 24 * HOUR_MS;
 /// Longest redirect chain followed (merges of merges); a longer one means a cycle.
 const MAX_REDIRECT_HOPS: usize = 64;
@@ -58,13 +57,14 @@ fn is_response(event: &Event) -> bool {
 struct TenantState {
     /// Latest event time observed or watermark passed: the clock of eviction.
     clock: Option<EventTime>,
-    profiles: HashMap<ProfileId, Box<Profile>>,
-    /// (last event time when indexed, profile): eviction order, refreshed lazily (an entry
-    /// older than its profile's last event is moved when it comes up for eviction).
-    by_last_seen: BTreeSet<(EventTime, ProfileId)>,
+    /// Profile -> (its last event time, its state): the time beside the state, so that a sweep
+    /// for idle profiles reads the table alone, not every profile's state.
+    profiles: HashMap<ProfileId, (EventTime, Box<Profile>)>,
     /// Merged-away profile -> (survivor, clock at the merge).
     redirects: HashMap<ProfileId, (ProfileId, EventTime)>,
-    redirects_pruned_at: Option<EventTime>,
+    /// The sweep boundary (a multiple of [`PRUNE_EVERY_MS`]) idle profiles and old redirects
+    /// were last swept at.
+    swept_at: Option<i64>,
     /// Settings, timers, counters: what the profiles share.
     shared: Shared,
 }
@@ -74,9 +74,8 @@ impl TenantState {
         TenantState {
             clock: None,
             profiles: HashMap::new(),
-            by_last_seen: BTreeSet::new(),
             redirects: HashMap::new(),
-            redirects_pruned_at: None,
+            swept_at: None,
             shared: Shared::new(settings),
         }
     }
@@ -103,67 +102,45 @@ impl TenantState {
         id
     }
 
+    /// Takes the state of profile `id` out of the table (to be put back).
     fn take_profile(&mut self, id: ProfileId) -> Option<Box<Profile>> {
-        self.profiles.remove(&id)
+        self.profiles.remove(&id).map(|(_, p)| p)
     }
 
     /// The profile `id` now stands for, taken out (a new one if it has no state): a profile
     /// with state is never merged away, so redirects are only followed for one without.
     fn take_current(&mut self, id: ProfileId) -> (ProfileId, Box<Profile>) {
-        if let Some(p) = self.profiles.remove(&id) {
+        if let Some(p) = self.take_profile(id) {
             return (id, p);
         }
         let id = self.resolve(id);
         (id, self.take_profile(id).unwrap_or_default())
     }
 
-    /// Puts back a profile taken out (or a new one, which is indexed for eviction).
-    fn put_profile(&mut self, id: ProfileId, mut p: Box<Profile>) {
-        if p.indexed_at.is_none() {
-            p.indexed_at = Some(p.last_seen);
-            self.by_last_seen.insert((p.last_seen, id));
-        }
-        self.profiles.insert(id, p);
-    }
-
-    /// Drops a profile for good (merged away).
-    fn drop_profile(&mut self, id: ProfileId) -> Option<Box<Profile>> {
-        let p = self.profiles.remove(&id)?;
-        if let Some(at) = p.indexed_at {
-            self.by_last_seen.remove(&(at, id));
-        }
-        Some(p)
+    /// Puts back a profile taken out (or a new one).
+    fn put_profile(&mut self, id: ProfileId, p: Box<Profile>) {
+        self.profiles.insert(id, (p.last_seen, p));
     }
 
     fn advance_clock(&mut self, t: EventTime) {
         self.clock = Some(self.clock.map_or(t, |c| c.max(t)));
     }
 
-    /// Forgets profiles idle past the retention, and redirects as old.
+    /// Forgets profiles idle past the retention, and redirects as old, once the clock passes
+    /// a sweep boundary (every [`PRUNE_EVERY_MS`] of event time since the epoch, so that when a
+    /// sweep happens depends on event time alone): what was idle at the boundary goes.
     fn evict(&mut self) {
         let Some(now) = self.clock else { return };
-        let cutoff = EventTime(now.0.saturating_sub(self.shared.settings.retention_ms));
-        while let Some(&(seen, id)) = self.by_last_seen.first() {
-            if seen >= cutoff {
-                break;
-            }
-            self.by_last_seen.pop_first();
-            let Some(p) = self.profiles.get_mut(&id) else { continue };
-            if p.indexed_at != Some(seen) {
-                continue; // a stale entry
-            }
-            if p.last_seen >= cutoff {
-                p.indexed_at = Some(p.last_seen);
-                self.by_last_seen.insert((p.last_seen, id));
-                continue;
-            }
-            self.profiles.remove(&id);
-            self.shared.counters.profiles_evicted += 1;
+        let boundary = now.0.div_euclid(PRUNE_EVERY_MS) * PRUNE_EVERY_MS;
+        if self.swept_at.is_some_and(|at| at >= boundary) {
+            return;
         }
-        if self.redirects_pruned_at.is_none_or(|p| now.0.saturating_sub(p.0) >= PRUNE_EVERY_MS) {
-            self.redirects_pruned_at = Some(now);
-            self.redirects.retain(|_, (_, at)| *at >= cutoff);
-        }
+        self.swept_at = Some(boundary);
+        let cutoff = EventTime(boundary.saturating_sub(self.shared.settings.retention_ms));
+        let before = self.profiles.len();
+        self.profiles.retain(|_, (seen, _)| *seen >= cutoff);
+        self.shared.counters.profiles_evicted += (before - self.profiles.len()) as u64;
+        self.redirects.retain(|_, (_, at)| *at >= cutoff);
     }
 
     /// Fires every timer due before `before`, in due order.
@@ -171,7 +148,7 @@ impl TenantState {
         while self.shared.timers.first_key_value().is_some_and(|(k, _)| k.due < before) {
             let Some((key, timer)) = self.shared.timers.pop_first() else { break };
             let id = self.resolve(timer.profile);
-            let mut p = self.profiles.remove(&id);
+            let mut p = self.take_profile(id);
             if let Some(p) = p.as_mut() {
                 p.timers.remove(&key);
                 if let Some(case) = p.cases.get_mut(&timer.case.digest) {
@@ -192,7 +169,7 @@ impl TenantState {
             };
             out.extend(self.shared.emit(tenant, id, p.as_deref_mut(), draft));
             if let Some(p) = p {
-                self.profiles.insert(id, p);
+                self.put_profile(id, p);
             }
         }
     }
@@ -213,7 +190,7 @@ impl TenantState {
             if owner == responder {
                 continue;
             }
-            let Some(mut other) = self.profiles.remove(&owner) else { continue };
+            let Some(mut other) = self.take_profile(owner) else { continue };
             if let Some(c) = other.cases.get_mut(&case.digest) {
                 if c.sla.as_ref() == Some(&key) {
                     c.sla = None;
@@ -221,7 +198,7 @@ impl TenantState {
                 }
             }
             self.shared.cancel(&mut other, &key);
-            self.profiles.insert(owner, other);
+            self.put_profile(owner, other);
         }
         self.shared.settled_elsewhere.put_back(at, waiting);
     }
@@ -234,7 +211,7 @@ impl TenantState {
         }
         let now = self.clock.unwrap_or_default();
         self.redirects.insert(absorbed, (survivor, now));
-        let Some(other) = self.drop_profile(absorbed) else { return Vec::new() };
+        let Some(other) = self.take_profile(absorbed) else { return Vec::new() };
         for k in &other.timers {
             if let Some(t) = self.shared.timers.get_mut(k) {
                 t.profile = survivor;

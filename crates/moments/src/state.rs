@@ -264,8 +264,6 @@ pub(crate) struct Profile {
     /// Its pending timers.
     pub(crate) timers: VecSet<TimerKey>,
     pub(crate) last_seen: EventTime,
-    /// The time its eviction entry is filed under, once filed.
-    pub(crate) indexed_at: Option<EventTime>,
     pruned_at: Option<EventTime>,
     /// No conversation, conversation key or case was last seen before this (a lower bound,
     /// lowered by every event): while the retention cutoff is not past it, pruning has none of

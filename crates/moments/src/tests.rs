@@ -678,12 +678,19 @@ fn the_detector_refuses_a_bad_config_naming_the_key() {
 #[test]
 fn idle_profiles_are_evicted_by_event_time() {
     let mut r = Run::new();
-    r.feed(pid(1), ev("a", 0, Email, Inbound, Message).key("email:<a>"));
+    r.feed(pid(1), ev("a", HOUR, Email, Inbound, Message).key("email:<a>"));
     r.feed(pid(2), ev("b", 14 * DAY, Email, Inbound, Message).key("email:<b>"));
+    // Idle past the 14-day retention, but the sweep runs at day boundaries (T0 is one).
+    r.feed(pid(2), ev("c", 14 * DAY + 2 * HOUR, Email, Outbound, Message).key("email:<c>").parent("email:<b>"));
     assert_eq!(r.d.held_profiles(), 2);
-    r.feed(pid(2), ev("c", 14 * DAY + 1, Email, Outbound, Message).key("email:<c>").parent("email:<b>"));
+    // The next boundary's sweep forgets what was idle at it.
+    r.feed(pid(2), ev("d", 15 * DAY, Email, Inbound, Message).key("email:<d>"));
     assert_eq!(r.d.held_profiles(), 1);
     assert_eq!(r.d.counters().profiles_evicted, 1);
+    // A watermark alone moves the clock too.
+    r.d.advance_watermark(&Tenant::new("acme"), EventTime(T0 + 30 * DAY));
+    assert_eq!(r.d.held_profiles(), 0);
+    assert_eq!(r.d.counters().profiles_evicted, 2);
 }
 
 // ---------------------------------------------------------------- order and lateness
