@@ -13,6 +13,7 @@ mod detector;
 mod effort;
 mod elsewhere;
 mod intervention;
+mod keytext;
 mod pipeline;
 mod reorder;
 mod repeat;

@@ -71,7 +71,7 @@ pub(crate) struct Draft {
 
 /// The case id a case key names (`case:<id>`); thread keys name none.
 pub(crate) fn case_id_of(case: &CaseKey) -> Option<String> {
-    case.name.strip_prefix(CASE_PREFIX).map(str::to_string)
+    case.name.text().strip_prefix(CASE_PREFIX).map(str::to_string)
 }
 
 /// "120 s", "30 min", "4 h", "7 d": the largest unit that divides the span evenly.
@@ -191,7 +191,7 @@ impl Shared {
             c.detected += 1;
         }
         Some(Intervention {
-            intervention_id: Intervention::derive_id(tenant.as_str(), d.moment, &d.key.event_id),
+            intervention_id: Intervention::derive_id(tenant.as_str(), d.moment, &d.key.event_id.text()),
             key_event_id: d.key.event_id.to_string(),
             tenant: tenant.to_string(),
             profile_id: profile.to_string(),

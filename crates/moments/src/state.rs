@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use hashbrown::HashMap;
 
-use omnistitch_model::{Channel, Event, EventTime, ProfileId, ShortStr};
+use omnistitch_model::{Channel, Event, EventTime, ProfileId};
 use xxhash_rust::const_xxh3::xxh3_64 as const_xxh3_64;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
@@ -83,13 +83,13 @@ impl Eq for CaseKey {}
 
 impl std::fmt::Debug for CaseKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(&*self.name, f)
+        std::fmt::Debug::fmt(&self.name, f)
     }
 }
 
-/// An event id (or another short key): inline up to 39 bytes (a UUID's 36 characters fit), so
-/// that remembering an event allocates nothing; shared otherwise.
-pub(crate) type EventRef = ShortStr<39>;
+/// An event id (or another short key): inline up to 22 bytes, a UUID in 16, so that
+/// remembering an event mostly allocates nothing; shared otherwise.
+pub(crate) type EventRef = crate::keytext::KeyText;
 
 /// An event remembered as evidence: ordered by (time, event id).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
