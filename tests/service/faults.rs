@@ -60,6 +60,21 @@ fn a_failed_transaction_is_rewound_not_fatal() {
     assert!(report.aborts >= 1, "the refused produce aborted no batch: {report:?}");
 }
 
+/// In `at_least_once`, outputs refused for good while the round runs (their reports come long
+/// before the commit) fail the commit: the batch is rewound and produced again, nothing lost.
+#[test]
+fn refused_outputs_fail_the_at_least_once_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = setup(150, 36, Mode::AtLeastOnce, dir.path());
+    // Long rounds: the refusals are reported long before the round's commit starts.
+    (s.config.commit_interval_ms, s.config.max_batch) = (3_000, 100_000);
+    let report = run_with(&s, |s| {
+        let c = s.cluster.cluster();
+        c.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE; 4]);
+    });
+    assert!(report.aborts >= 1, "the refused outputs failed no commit: {report:?}");
+}
+
 #[test]
 fn a_broker_down_and_up_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();

@@ -115,6 +115,9 @@ pub struct Service {
     /// Topic and produced-records counter per [`Dest`].
     destinations: Vec<(String, IntCounter)>,
     in_transaction: bool,
+    /// Failed deliveries already answered (by a rewind): `at_least_once` commits offsets only
+    /// while the producer's count of failures still equals it.
+    settled_failures: u64,
     report: RunReport,
 }
 
@@ -182,6 +185,7 @@ impl Service {
             lanes,
             destinations,
             in_transaction: false,
+            settled_failures: 0,
             report: RunReport::default(),
         };
         service.check_topics()?;
@@ -636,10 +640,13 @@ impl Service {
         }
     }
 
+    /// Commits input offsets once every output sent since the last commit (or rewind) is
+    /// acknowledged; any that failed since then, whenever its report came, fails the commit.
     fn commit_acknowledged(&mut self) -> Result<(), KafkaError> {
-        let failures = self.producer.context().failures();
         self.drain_producer()?;
-        if self.producer.context().failures() != failures {
+        let failures = self.producer.context().failures();
+        if failures != self.settled_failures {
+            self.settled_failures = failures;
             let why = self.producer.context().last_failure().unwrap_or_default();
             tracing::warn!(reason = why, "output delivery failed");
             return Err(KafkaError::MessageProduction(RDKafkaErrorCode::Fail));
@@ -700,6 +707,8 @@ impl Service {
 
     /// Counts an aborted batch and rewinds to the last commit.
     fn count_abort_and_rewind(&mut self) -> Result<(), ServiceError> {
+        // The batch is produced again: what failed in it is answered.
+        self.settled_failures = self.producer.context().failures();
         self.metrics.transaction(false);
         self.report.aborts += 1;
         self.rewind()
