@@ -50,7 +50,8 @@ fn schemas(
 
 /// Runs the service until SIGTERM/SIGINT (or `args.duration`), then commits and exits.
 pub fn run(config: Option<&Path>, args: &RunArgs) -> anyhow::Result<()> {
-    let mut settings = Settings::load(config, std::env::vars())?;
+    let env = settings::service_env(std::env::vars_os())?;
+    let mut settings = Settings::load(config, env.into_iter())?;
     crate::logging::init(settings.log.json);
     if let Some(port) = args.http_port {
         settings.http.port = port;

@@ -2,11 +2,13 @@
 //!
 //! Every key is optional. Environment variables override the file: `OMNISTITCH_HTTP_PORT`, and
 //! generally `OMNISTITCH__<SECTION>__<KEY>[__<KEY>...]` (e.g. `OMNISTITCH__KAFKA__MODE=at_least_once`,
-//! `OMNISTITCH__KAFKA__PROPERTIES__SASL.PASSWORD=...`); values parse as TOML scalars, else strings.
+//! `OMNISTITCH__KAFKA__PROPERTIES__SASL.PASSWORD=...`); values parse as TOML scalars, else strings
+//! (a quoted TOML string, `"123"`, for a string that looks like a number or a boolean).
 
+use std::ffi::OsString;
 use std::path::Path;
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail, Context};
 use omnistitch_cx::CxConfig;
 use omnistitch_engine::EngineConfig;
 use omnistitch_identity::IdentityConfig;
@@ -132,14 +134,33 @@ impl Settings {
     }
 }
 
+/// An override's value: a TOML number, boolean or quoted string as such, anything else as
+/// the text itself.
 fn scalar(raw: &str) -> toml::Value {
     match format!("v = {raw}").parse::<toml::Table>() {
         Ok(mut t) => match t.remove("v") {
-            Some(v @ (toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_))) => v,
+            Some(
+                v
+                @ (toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) | toml::Value::String(_)),
+            ) => v,
             _ => toml::Value::String(raw.to_string()),
         },
         Err(_) => toml::Value::String(raw.to_string()),
     }
+}
+
+/// The variables of `vars` (the process environment: `std::env::vars_os()`) that configure
+/// the service, those whose name starts with `OMNISTITCH`; one of them that is not UTF-8 is an
+/// error naming it, any other variable is not looked at (whatever its encoding).
+pub fn service_env(vars: impl Iterator<Item = (OsString, OsString)>) -> anyhow::Result<Vec<(String, String)>> {
+    vars.filter(|(name, _)| name.as_encoded_bytes().starts_with(b"OMNISTITCH"))
+        .map(|(name, value)| {
+            let name = name.into_string().map_err(|n| anyhow!("environment variable {n:?}: the name is not UTF-8"))?;
+            let value =
+                value.into_string().map_err(|_| anyhow!("environment variable {name}: the value is not UTF-8"))?;
+            Ok((name, value))
+        })
+        .collect()
 }
 
 /// Applies `OMNISTITCH_HTTP_PORT` and `OMNISTITCH__A__B=v` overrides.
@@ -212,5 +233,27 @@ mod tests {
         assert!(err(&[("OMNISTITCH__KAFKA__MAX_BATCH", "0")]).contains("max_batch"));
         assert!(err(&[("OMNISTITCH__KAFKA__PROPERTIES__ENABLE.AUTO.COMMIT", "true")]).contains("enable.auto.commit"));
         assert!(err(&[("OMNISTITCH_HTTP_PORT", "http")]).contains("port"));
+    }
+
+    #[test]
+    fn a_quoted_value_is_a_string_even_when_it_looks_like_a_number() {
+        let s = Settings::load(None, env(&[("OMNISTITCH__KAFKA__GROUP_ID", "\"123\"")])).unwrap();
+        assert_eq!(s.kafka.group_id, "123");
+        let s = Settings::load(None, env(&[("OMNISTITCH__KAFKA__GROUP_ID", "team-a")])).unwrap();
+        assert_eq!(s.kafka.group_id, "team-a");
+    }
+
+    #[test]
+    fn only_the_service_variables_must_be_utf8() {
+        use std::os::unix::ffi::OsStringExt;
+        let bad = || OsString::from_vec(vec![b'x', 0xff]);
+        let os = |s: &str| OsString::from(s);
+        let got = service_env(
+            [(bad(), bad()), (os("LANG"), bad()), (os("OMNISTITCH__KAFKA__MODE"), os("at_least_once"))].into_iter(),
+        )
+        .unwrap();
+        assert_eq!(got, vec![("OMNISTITCH__KAFKA__MODE".to_string(), "at_least_once".to_string())]);
+        let err = service_env([(os("OMNISTITCH__KAFKA__GROUP_ID"), bad())].into_iter()).unwrap_err();
+        assert_eq!(err.to_string(), "environment variable OMNISTITCH__KAFKA__GROUP_ID: the value is not UTF-8");
     }
 }

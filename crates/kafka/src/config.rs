@@ -190,6 +190,9 @@ pub enum KafkaConfigError {
     /// A pass-through property the service must own.
     #[error("kafka.properties.{0} is set by the service ({1}); remove it")]
     Reserved(String, &'static str),
+    /// `exactly_once` without a transactional id or a host name to make one of.
+    #[error("kafka.transactional_id is not set and no host name (HOSTNAME) to derive it from: set it, stable and unique per instance")]
+    NoTransactionalId,
 }
 
 /// Properties the service sets itself: overriding them would break its guarantees.
@@ -245,15 +248,25 @@ impl KafkaConfig {
                 return Err(KafkaConfigError::Reserved(key.to_string(), why));
             }
         }
+        if self.mode == Mode::ExactlyOnce && self.transactional_id().is_none() {
+            return Err(KafkaConfigError::NoTransactionalId);
+        }
         Ok(())
     }
 
-    /// The transactional id of this instance.
-    pub fn transactional_id(&self) -> String {
-        self.transactional_id.clone().unwrap_or_else(|| {
-            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "0".into());
-            format!("{}-{}", self.group_id, host)
-        })
+    /// The transactional id of this instance: `transactional_id`, else `<group_id>-<host>`
+    /// with the host from `HOSTNAME` or the kernel's host name; `None` without either (two
+    /// instances sharing a made-up id would fence each other).
+    pub fn transactional_id(&self) -> Option<String> {
+        if let Some(id) = &self.transactional_id {
+            return Some(id.clone());
+        }
+        let named = |h: String| Some(h.trim().to_string()).filter(|h| !h.is_empty());
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .and_then(named)
+            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok().and_then(named))?;
+        Some(format!("{}-{}", self.group_id, host))
     }
 
     /// Settings every client shares: brokers and the pass-through properties.
@@ -291,7 +304,10 @@ impl KafkaConfig {
         let mut c = self.client();
         c.set("enable.idempotence", "true");
         if self.mode == Mode::ExactlyOnce {
-            c.set("transactional.id", self.transactional_id());
+            // Validated at start: without an id the client refuses transactions.
+            if let Some(id) = self.transactional_id() {
+                c.set("transactional.id", id);
+            }
             c.set("transaction.timeout.ms", (self.request_timeout_ms * 2).max(60_000).to_string());
         }
         set_default(&mut c, &self.properties, "compression.type", "lz4");
@@ -349,6 +365,16 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("enable.auto.commit"));
         let c = KafkaConfig { bootstrap_servers: " ".into(), ..Default::default() };
         assert_eq!(c.validate(), Err(KafkaConfigError::Empty("bootstrap_servers")));
+    }
+
+    #[test]
+    fn the_transactional_id_is_the_configured_one_else_group_and_host() {
+        let c = KafkaConfig { group_id: "g".into(), ..Default::default() };
+        let derived = c.transactional_id().expect("a Linux host has a name");
+        assert!(derived.len() > 2 && derived.starts_with("g-"), "{derived}");
+        let c = KafkaConfig { transactional_id: Some("g-pod-0".into()), ..c };
+        assert_eq!(c.transactional_id().as_deref(), Some("g-pod-0"));
+        assert_eq!(c.producer().get("transactional.id"), Some("g-pod-0"));
     }
 
     #[test]

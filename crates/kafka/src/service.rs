@@ -561,9 +561,9 @@ impl Service {
                 let now = now_ms();
                 for s in self.shards.values_mut() {
                     for &ts in &s.latencies {
-                        self.metrics.latency.observe((now - ts).max(0) as f64 / 1000.0);
+                        self.metrics.latency.observe(now.saturating_sub(ts).max(0) as f64 / 1000.0);
                     }
-                    self.metrics.latency_exact.record(s.latencies.iter().map(|&ts| now - ts));
+                    self.metrics.latency_exact.record(s.latencies.iter().map(|&ts| now.saturating_sub(ts)));
                     s.committed();
                 }
                 self.metrics.transaction(true);

@@ -237,7 +237,8 @@ impl Shard {
         // record already older than that (held up upstream) is due now. Records from a backlog
         // (older than two intervals) cannot be on time and leave the round alone.
         let interval = config.commit_interval_ms as i64;
-        let age = crate::service::now_ms() - ts;
+        // The timestamp is the producer's: one from the future counts as just produced.
+        let age = crate::service::now_ms().saturating_sub(ts).max(0);
         if age < 2 * interval {
             let left = (interval - interval / 10 - age).max(0);
             let by = Instant::now() + Duration::from_millis(left as u64);
