@@ -140,6 +140,10 @@ pub struct ServiceMetrics {
     pub restored_events: IntCounter,
     /// Restores that found the changelog's first records gone (their state incomplete).
     pub truncated_restores: IntCounter,
+    /// Changelog records and events a restore could not read or apply, skipped.
+    pub unreadable_restored: IntCounter,
+    /// Schema lookups retried because the registry could not answer (input waits meanwhile).
+    pub registry_retries: IntCounter,
     /// Duration of shard restores.
     pub restore_seconds: Histogram,
     /// How long each commit waited for the ordered thread to catch up.
@@ -309,6 +313,16 @@ impl ServiceMetrics {
                 &r,
                 "omnistitch_changelog_truncated_restores_total",
                 "Shard restores that found the changelog partition's first records gone (the restored state misses their events).",
+            ),
+            unreadable_restored: counter(
+                &r,
+                "omnistitch_changelog_unreadable_entries_total",
+                "Changelog records and events a restore could not read or apply, skipped (the restored state misses them).",
+            ),
+            registry_retries: counter(
+                &r,
+                "omnistitch_schema_registry_retries_total",
+                "Schema lookups retried because the registry could not answer; input processing waits meanwhile.",
             ),
             restore_seconds: histogram(
                 &r,

@@ -250,6 +250,11 @@ impl RegistryClient {
         if let Some(schema) = read(&self.schemas).get(&id) {
             return Ok(schema.clone());
         }
+        // The protocol's ids are positive 32-bit signed integers: a larger one names no schema
+        // (a registry would answer with a parse error, not about the id).
+        if i32::try_from(id).is_err() {
+            return Err(WireError::UnknownSchemaId(id));
+        }
         let url = format!("{}/schemas/ids/{id}", self.base);
         let what = format!("GET {url}");
         let (status, body) = Self::reply(&what, self.prepare(self.agent.get(url)).call())?;
@@ -269,6 +274,12 @@ impl RegistryClient {
             404 if serde_json::from_str::<ErrorReply>(&body).is_ok_and(|r| r.error_code == Some(SCHEMA_NOT_FOUND)) => {
                 Err(WireError::UnknownSchemaId(id))
             }
+            // A refusal of the request itself is an answer about this id: retrying cannot
+            // change it, and a record waiting on it would stop its partition for good.
+            400 | 422 => Err(WireError::InvalidSchema {
+                id,
+                reason: format!("the registry refused to look it up: HTTP {status}: {}", reply_message(&body)),
+            }),
             _ => Err(WireError::RegistryUnavailable(format!("{what}: HTTP {status}: {}", reply_message(&body)))),
         }
     }
@@ -860,6 +871,7 @@ mod tests {
             ("GET", "/schemas/ids/51") => (404, "<html>no such page</html>".into()),
             ("GET", "/schemas/ids/52") => (401, r#"{"error_code":401,"message":"Unauthorized"}"#.into()),
             ("GET", "/schemas/ids/53") => (200, "<html>a proxy's login page</html>".into()),
+            ("GET", "/schemas/ids/54") => (422, r#"{"error_code":42202,"message":"Invalid id"}"#.into()),
             ("POST", p) if p.starts_with("/subjects/rejected") => {
                 (409, r#"{"error_code":409,"message":"Schema being registered is incompatible"}"#.into())
             }
@@ -899,6 +911,10 @@ mod tests {
         assert_eq!(get.header("authorization"), None);
         assert_eq!(code(client.schema(7)), "unknown_schema_id");
         assert_eq!(code(client.schema(46)), "invalid_schema");
+        let refused = client.schema(54).unwrap_err();
+        assert_eq!((refused.code(), refused.is_retriable()), ("invalid_schema", false), "{refused}");
+        assert_eq!(code(client.schema(0x8000_0000)), "unknown_schema_id");
+        assert_eq!(server.count("GET", "/schemas/ids/2147483648"), 0, "not asked");
         for unavailable in [50, 51, 52, 53] {
             let e = client.schema(unavailable).unwrap_err();
             assert!(e.is_retriable(), "{unavailable}: {e}");

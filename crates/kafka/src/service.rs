@@ -422,6 +422,15 @@ impl Service {
             Ok((pipeline, tenants, r))
         })?;
         self.metrics.restored_events.inc_by(r.applied);
+        if r.unreadable > 0 {
+            self.metrics.unreadable_restored.inc_by(r.unreadable);
+            tracing::error!(
+                shard = p,
+                unreadable = r.unreadable,
+                "changelog entries could not be read or applied (another version's format?): \
+                 the restored state misses their events"
+            );
+        }
         if r.truncated() {
             self.metrics.truncated_restores.inc();
             tracing::error!(
@@ -488,6 +497,7 @@ impl Service {
             Some(v) => loop {
                 match self.inputs.decode(channel, v) {
                     Err(e) if e.is_retriable() => {
+                        self.metrics.registry_retries.inc();
                         tracing::warn!(error = %e, "schema registry unavailable; retrying");
                         std::thread::sleep(Duration::from_millis(500));
                     }
