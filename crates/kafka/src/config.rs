@@ -269,6 +269,12 @@ impl KafkaConfig {
         Some(format!("{}-{}", self.group_id, host))
     }
 
+    /// Largest record the producer sends: `message.max.bytes` among the properties, else
+    /// the client's default (1,000,000).
+    pub fn max_message_bytes(&self) -> usize {
+        self.properties.get("message.max.bytes").and_then(|v| v.trim().parse().ok()).unwrap_or(1_000_000)
+    }
+
     /// Settings every client shares: brokers and the pass-through properties.
     pub fn client(&self) -> ClientConfig {
         let mut c = ClientConfig::new();

@@ -230,18 +230,47 @@ impl OutputWriter {
         }
     }
 
-    /// A dead letter: the original key and bytes, the reason and origin in headers.
-    pub fn dead_letter(&self, key: Option<&[u8]>, value: Option<&[u8]>, why: &Refusal<'_>, out: &mut OutBatch) {
-        let headers = OwnedHeaders::new_with_capacity(5)
-            .insert(Header { key: "omnistitch.source.topic", value: Some(why.topic) })
-            .insert(Header { key: "omnistitch.source.partition", value: Some(&why.partition.to_string()) })
-            .insert(Header { key: "omnistitch.source.offset", value: Some(&why.offset.to_string()) })
-            .insert(Header { key: "omnistitch.reason.code", value: Some(why.code) })
-            .insert(Header { key: "omnistitch.reason", value: Some(why.reason) });
+    /// A dead letter: the original key and bytes, the reason and origin in headers; cut to
+    /// fit `max_bytes` (the producer's `message.max.bytes`) with its framing, the original size
+    /// in header `omnistitch.payload.original.bytes` when cut. (An input near the limit would
+    /// otherwise give a dead letter the producer refuses, every time the batch is retried.)
+    pub fn dead_letter(
+        &self,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        why: &Refusal<'_>,
+        max_bytes: usize,
+        out: &mut OutBatch,
+    ) {
+        let reason = cut_at_char(why.reason, MAX_REASON_BYTES);
+        let mut fields = vec![
+            ("omnistitch.source.topic", why.topic.to_string()),
+            ("omnistitch.source.partition", why.partition.to_string()),
+            ("omnistitch.source.offset", why.offset.to_string()),
+            ("omnistitch.reason.code", why.code.to_string()),
+            ("omnistitch.reason", reason.to_string()),
+        ];
+        let header_bytes =
+            |fields: &[(&str, String)]| fields.iter().map(|(k, v)| k.len() + v.len() + 10).sum::<usize>();
+        let (key, value) = (key.unwrap_or_default(), value);
+        let whole = key.len() + value.map_or(0, <[u8]>::len);
+        // Room for the original header too, should it be needed.
+        let room = max_bytes.saturating_sub(DEAD_LETTER_FRAMING_BYTES + header_bytes(&fields) + 64);
+        let (key, value) = if whole > room {
+            fields.push(("omnistitch.payload.original.bytes", whole.to_string()));
+            let key = &key[..key.len().min(room)];
+            let left = room - key.len();
+            (key, value.map(|v| &v[..v.len().min(left)]))
+        } else {
+            (key, value)
+        };
+        let headers = fields.iter().fold(OwnedHeaders::new_with_capacity(fields.len()), |h, (k, v)| {
+            h.insert(Header { key: k, value: Some(v.as_str()) })
+        });
         out.push(
             Dest::DeadLetter,
             None,
-            |b| b.extend_from_slice(key.unwrap_or_default()),
+            |b| b.extend_from_slice(key),
             |b| match value {
                 Some(v) => {
                     b.extend_from_slice(v);
@@ -256,7 +285,78 @@ impl OutputWriter {
     }
 }
 
+/// What a dead letter leaves of `message.max.bytes` for the record and batch framing.
+const DEAD_LETTER_FRAMING_BYTES: usize = 1_024;
+/// Longest reason text a dead letter carries (a decoder's message can quote the record).
+const MAX_REASON_BYTES: usize = 1_024;
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+fn cut_at_char(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// Appends the Confluent framing header (magic byte, schema id).
 fn write_confluent_header(schema_id: u32, out: &mut Vec<u8>) {
     write_confluent(schema_id, &[], out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::message::Headers;
+
+    fn refusal(reason: &str) -> Refusal<'_> {
+        Refusal { topic: "cx.chat.v1", partition: 3, offset: 42, code: "oversized_field", reason }
+    }
+
+    /// The dead letter of `value` under `max_bytes`: key, value and headers.
+    fn dead_letter(
+        key: &[u8],
+        value: &[u8],
+        reason: &str,
+        max_bytes: usize,
+    ) -> (Vec<u8>, Vec<u8>, Vec<(String, String)>) {
+        let writer = OutputWriter::new(OutputSchemas::bundled(&crate::registry::BundledIds::default()));
+        let mut out = OutBatch::default();
+        writer.dead_letter(Some(key), Some(value), &refusal(reason), max_bytes, &mut out);
+        let (r, k, v) = out.iter().next().unwrap();
+        let headers = r.headers.as_ref().unwrap();
+        let headers = headers
+            .iter()
+            .map(|h| (h.key.to_string(), String::from_utf8(h.value.unwrap().to_vec()).unwrap()))
+            .collect();
+        (k.to_vec(), v.unwrap().to_vec(), headers)
+    }
+
+    fn header<'a>(headers: &'a [(String, String)], key: &str) -> Option<&'a str> {
+        headers.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn a_dead_letter_keeps_the_original_bytes_when_they_fit() {
+        let (k, v, h) = dead_letter(b"acme", b"\x00\x00\x00\x00\x07bad", "truncated", 1_000_000);
+        assert_eq!((k.as_slice(), v.as_slice()), (&b"acme"[..], &b"\x00\x00\x00\x00\x07bad"[..]));
+        assert_eq!(header(&h, "omnistitch.source.offset"), Some("42"));
+        assert_eq!(header(&h, "omnistitch.reason.code"), Some("oversized_field"));
+        assert_eq!(header(&h, "omnistitch.payload.original.bytes"), None);
+    }
+
+    #[test]
+    fn a_dead_letter_near_the_size_limit_is_cut_to_fit_and_says_so() {
+        let max = 1_000_000;
+        let value = vec![7u8; max - 10];
+        let reason = "é".repeat(2_000);
+        let (k, v, h) = dead_letter(b"acme", &value, &reason, max);
+        let headers: usize = h.iter().map(|(k, v)| k.len() + v.len() + 10).sum();
+        assert!(k.len() + v.len() + headers + DEAD_LETTER_FRAMING_BYTES <= max, "{} bytes", v.len());
+        assert_eq!(k, b"acme");
+        assert!(v.len() > max - 4_000 && value.starts_with(&v));
+        assert_eq!(header(&h, "omnistitch.payload.original.bytes"), Some((value.len() + 4).to_string().as_str()));
+        let reason = header(&h, "omnistitch.reason").unwrap();
+        assert!(reason.len() <= MAX_REASON_BYTES && reason.chars().all(|c| c == 'é'));
+    }
 }

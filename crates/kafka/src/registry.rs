@@ -471,9 +471,14 @@ impl InputSchemas {
     }
 }
 
-/// Output subjects by the topic name strategy: `<topic>-value`, in [`OutputKind::ALL`] order.
-pub fn output_subjects(topics: &Topics) -> [(OutputKind, String); 5] {
-    OutputKind::ALL.map(|kind| {
+/// The outputs framed with a schema id: every kind but dead letters, which carry the input's
+/// original bytes (`schemas/dead_letter.avsc` is the record `replay` writes).
+pub const FRAMED_OUTPUTS: [OutputKind; 4] =
+    [OutputKind::TimelineEntry, OutputKind::Profile, OutputKind::ProfileMerge, OutputKind::Intervention];
+
+/// Output subjects by the topic name strategy: `<topic>-value`, in [`FRAMED_OUTPUTS`] order.
+pub fn output_subjects(topics: &Topics) -> [(OutputKind, String); 4] {
+    FRAMED_OUTPUTS.map(|kind| {
         let topic = match kind {
             OutputKind::TimelineEntry => &topics.timeline,
             OutputKind::Profile => &topics.profiles,
@@ -497,11 +502,12 @@ impl OutputSchemas {
         OutputSchemas { ids: OutputKind::ALL.map(|kind| ids.output(kind)) }
     }
 
-    /// Registers the bundled output schemas under `subjects` (one per kind, e.g. from
-    /// [`output_subjects`]) and keeps the ids the registry gives them.
+    /// Registers the bundled output schemas under `subjects` (one per framed kind, e.g. from
+    /// [`output_subjects`]) and keeps the ids the registry gives them (dead letters, the
+    /// original bytes, are not framed: their id stays 0).
     pub fn register(client: &RegistryClient, subjects: &[(OutputKind, String)]) -> Result<Self, WireError> {
         let mut ids = [0; 5];
-        for kind in OutputKind::ALL {
+        for kind in FRAMED_OUTPUTS {
             let mut named = subjects.iter().filter(|(k, _)| *k == kind);
             let (Some((_, subject)), None) = (named.next(), named.next()) else {
                 return Err(WireError::RegistryConfig(format!("need exactly one subject for {kind:?} outputs")));
@@ -963,11 +969,12 @@ mod tests {
         let client = RegistryClient::with_timeout(&server.url, auth, Duration::from_secs(5)).unwrap();
         let subjects = output_subjects(&Topics::default());
         assert_eq!(subjects[0], (OutputKind::TimelineEntry, "cx.timeline.v1-value".to_string()));
-        assert_eq!(subjects[4], (OutputKind::Intervention, "cx.interventions.v1-value".to_string()));
+        assert_eq!(subjects[3], (OutputKind::Intervention, "cx.interventions.v1-value".to_string()));
+        assert!(subjects.iter().all(|(_, s)| s != "cx.deadletter.v1-value"), "dead letters are the inputs' bytes");
         let out = OutputSchemas::register(&client, &subjects).unwrap();
-        assert_eq!(OutputKind::ALL.map(|k| out.id(k)), [101, 102, 103, 104, 105]);
+        assert_eq!(OutputKind::ALL.map(|k| out.id(k)), [101, 102, 103, 0, 104]);
         let requests = server.requests.lock().unwrap().clone();
-        assert_eq!(requests.len(), 5);
+        assert_eq!(requests.len(), 4);
         for (r, (kind, subject)) in requests.iter().zip(&subjects) {
             assert_eq!((r.method.as_str(), r.path.clone()), ("POST", format!("/subjects/{subject}/versions")));
             assert_eq!(r.header("content-type"), Some(REGISTRY_CONTENT_TYPE));
@@ -976,13 +983,13 @@ mod tests {
             assert_eq!(body, serde_json::json!({ "schema": kind.avsc() }));
         }
         // A registered id is known without asking again.
-        assert_eq!(&*client.schema(105).unwrap(), OutputKind::Intervention.avsc());
-        assert_eq!(server.count("GET", "/schemas/ids/105"), 0);
+        assert_eq!(&*client.schema(104).unwrap(), OutputKind::Intervention.avsc());
+        assert_eq!(server.count("GET", "/schemas/ids/104"), 0);
         // Refusals, and a missing or repeated subject.
         let e = client.register("rejected-value", PROFILE_AVSC).unwrap_err();
         assert_eq!((e.code(), e.is_retriable()), ("registry_rejected", false), "{e}");
         assert!(e.to_string().contains("incompatible"), "{e}");
-        assert_eq!(code(OutputSchemas::register(&client, &subjects[..4])), "registry_config");
+        assert_eq!(code(OutputSchemas::register(&client, &subjects[..3])), "registry_config");
         let mut twice = subjects.to_vec();
         twice.push(subjects[0].clone());
         assert_eq!(code(OutputSchemas::register(&client, &twice)), "registry_config");

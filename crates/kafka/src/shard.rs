@@ -203,7 +203,8 @@ impl Shard {
             Err((code, reason)) => {
                 let topic = config.topics.input(channel);
                 let why = Refusal { topic, partition: p, offset, code, reason: &reason };
-                self.writer.dead_letter(msg.key.as_deref(), msg.payload.as_deref(), &why, &mut self.out);
+                let max = config.max_message_bytes();
+                self.writer.dead_letter(msg.key.as_deref(), msg.payload.as_deref(), &why, max, &mut self.out);
                 self.tally.input(channel, Outcome::DeadLettered);
                 metrics.dead_letter(code);
             }
