@@ -1,6 +1,7 @@
 //! Prometheus metrics of the service. Labels carry channels, reasons, moment types, topics,
 //! partitions and tenants (brands): never an identifier of a person.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -153,7 +154,24 @@ pub struct ServiceMetrics {
     /// Output records produced.
     pub produced: IntCounterVec,
     cx: CxGauges,
+    /// Tenants whose CX gauges are exported now.
+    cx_tenants: Mutex<BTreeSet<String>>,
+    /// Tenants whose CX gauges are not exported (unfit names, past the cap).
+    cx_unexported_tenants: IntGauge,
     last_evicted: AtomicU64,
+}
+
+/// Most tenants whose CX gauges are exported: each is a series per gauge and channel.
+const MAX_CX_TENANTS: usize = 256;
+
+/// Whether `tenant` may be a label value: a brand-like name (a letter first, then letters,
+/// digits, `.`, `_`, `-`; at most 64 bytes). What looks like an address, a phone number or a
+/// random id, which a producer could put there by mistake, is not exported.
+fn label_safe(tenant: &str) -> bool {
+    let mut bytes = tenant.bytes();
+    tenant.len() <= 64
+        && bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 struct CxGauges {
@@ -166,6 +184,26 @@ struct CxGauges {
     ces: GaugeVec,
     repeat_contact: GaugeVec,
     channel_switch: GaugeVec,
+}
+
+impl CxGauges {
+    /// Drops the series of `labels` (tenant, channel) from every gauge.
+    fn remove(&self, labels: &[&str]) {
+        // A series never set (an empty rate) is absent: nothing to drop.
+        let _ = self.contacts.remove_label_values(labels);
+        let _ = self.cases.remove_label_values(labels);
+        for g in [
+            &self.first_response_p50,
+            &self.resolution_p50,
+            &self.csat,
+            &self.nps,
+            &self.ces,
+            &self.repeat_contact,
+            &self.channel_switch,
+        ] {
+            let _ = g.remove_label_values(labels);
+        }
+    }
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -344,6 +382,12 @@ impl ServiceMetrics {
                 &["topic"],
             ),
             cx,
+            cx_tenants: Mutex::new(BTreeSet::new()),
+            cx_unexported_tenants: gauge(
+                &r,
+                "omnistitch_cx_unexported_tenants",
+                "Tenants whose CX gauges are not exported: names unfit for a label (a letter first, then letters, digits, . _ -, at most 64 bytes) or past the first 256.",
+            ),
             last_evicted: AtomicU64::new(0),
             registry: r,
         };
@@ -410,11 +454,22 @@ impl ServiceMetrics {
         }
     }
 
-    /// Publishes a CX report (per tenant and channel; the all-channel row as channel="all").
-    pub fn cx(&self, report: &CxReport) {
-        for row in &report.rows {
+    /// Publishes the CX reports of every shard held (per tenant and channel; the all-channel
+    /// row as channel="all"); the series of tenants no longer held (a revoked shard) go.
+    pub fn cx(&self, reports: &[CxReport]) {
+        let mut exported = self.cx_tenants.lock().unwrap_or_else(|p| p.into_inner());
+        let mut now: BTreeSet<String> = BTreeSet::new();
+        let mut unfit: BTreeSet<&str> = BTreeSet::new();
+        for row in reports.iter().flat_map(|r| &r.rows) {
+            let tenant = row.tenant.as_str();
+            let room = now.contains(tenant) || now.len() < MAX_CX_TENANTS;
+            if !(room && label_safe(tenant)) {
+                unfit.insert(tenant);
+                continue;
+            }
+            now.insert(tenant.to_string());
             let channel = row.channel.map_or("all", |c| c.as_str());
-            let l = [row.tenant.as_str(), channel];
+            let l = [tenant, channel];
             let set = |g: &GaugeVec, v: Option<f64>| {
                 if let Some(v) = v {
                     g.with_label_values(&l).set(v);
@@ -430,6 +485,14 @@ impl ServiceMetrics {
             set(&self.cx.repeat_contact, row.repeat_contact.share);
             set(&self.cx.channel_switch, row.channel_switch.share);
         }
+        let channels = Channel::ALL.map(Channel::as_str);
+        for gone in exported.difference(&now) {
+            for channel in channels.iter().copied().chain(["all"]) {
+                self.cx.remove(&[gone.as_str(), channel]);
+            }
+        }
+        *exported = now;
+        self.cx_unexported_tenants.set(unfit.len() as i64);
     }
 
     /// The name of every metric family the service exports, whether or not it has samples yet
@@ -505,5 +568,49 @@ mod tests {
         assert!(text.contains("omnistitch_dead_letters_total{reason=\"truncated_frame\"} 1"));
         assert!(text.contains("omnistitch_timeline_evicted_total 9"));
         assert!(text.contains("# TYPE omnistitch_processing_latency_seconds histogram"));
+    }
+
+    /// A CX report with one inbound chat of each of `tenants`.
+    fn cx_report(tenants: &[&str]) -> CxReport {
+        use omnistitch_model::{Direction, Event, EventKind, EventTime, ProfileId, Tenant};
+        let mut cx = omnistitch_cx::CxMetrics::new(omnistitch_cx::CxConfig::default()).unwrap();
+        for (i, t) in tenants.iter().enumerate() {
+            let e = Event::new(
+                Tenant::new(t),
+                format!("e{i}"),
+                EventTime(1_767_571_200_000),
+                Channel::Chat,
+                Direction::Inbound,
+                EventKind::ChatStarted,
+            );
+            cx.observe(ProfileId::derive(t, &format!("e{i}")), &e, "thread:t");
+        }
+        cx.report()
+    }
+
+    #[test]
+    fn cx_gauges_export_brand_like_tenants_only_and_drop_those_no_longer_held() {
+        let m = ServiceMetrics::new();
+        m.cx(&[cx_report(&["acme", "jo@example.com", "+14155550134", "4155550134"])]);
+        let text = m.render();
+        assert!(text.contains("omnistitch_cx_contacts{channel=\"chat\",tenant=\"acme\"} 1"), "{text}");
+        assert!(!text.contains("example.com") && !text.contains("4155550134"), "{text}");
+        assert!(text.contains("omnistitch_cx_unexported_tenants 3"), "{text}");
+        // The shard of acme is revoked; globex's is held.
+        m.cx(&[cx_report(&["globex"])]);
+        let text = m.render();
+        assert!(!text.contains("tenant=\"acme\""), "{text}");
+        assert!(text.contains("omnistitch_cx_contacts{channel=\"all\",tenant=\"globex\"} 1"), "{text}");
+        assert!(text.contains("omnistitch_cx_unexported_tenants 0"), "{text}");
+    }
+
+    #[test]
+    fn tenant_label_values_are_brand_like_names() {
+        for good in ["acme", "Globex-EU", "a.b_c-1", &"a".repeat(64)] {
+            assert!(label_safe(good), "{good}");
+        }
+        for bad in ["", "1acme", "jo@example.com", "+14155550134", "acme corp", "ünï", &"a".repeat(65)] {
+            assert!(!label_safe(bad), "{bad}");
+        }
     }
 }

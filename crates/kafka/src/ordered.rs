@@ -214,11 +214,9 @@ impl Worker {
 
     fn gauges(&self) {
         let metrics = &self.outputs.metrics;
-        let mut timers = 0;
-        for ordered in self.shards.values() {
-            timers += ordered.detector().pending_timers();
-            metrics.cx(&ordered.cx_report());
-        }
+        let timers: usize = self.shards.values().map(|o| o.detector().pending_timers()).sum();
+        let reports: Vec<_> = self.shards.values().map(|o| o.cx_report()).collect();
+        metrics.cx(&reports);
         metrics.pending_timers.set(timers as i64);
     }
 }
