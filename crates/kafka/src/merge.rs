@@ -22,11 +22,13 @@ struct Lane<T> {
     items: VecDeque<T>,
     at_end: bool,
     blocked_since: Option<Instant>,
+    /// Passed over since it was last blocked (counted once).
+    passed_over: bool,
 }
 
 impl<T> Default for Lane<T> {
     fn default() -> Self {
-        Lane { items: VecDeque::new(), at_end: false, blocked_since: None }
+        Lane { items: VecDeque::new(), at_end: false, blocked_since: None, passed_over: false }
     }
 }
 
@@ -50,6 +52,7 @@ impl<T: Timed> ShardMerge<T> {
         l.items.push_back(item);
         l.at_end = false;
         l.blocked_since = None;
+        l.passed_over = false;
     }
 
     /// Lane `lane` reached the end of its partition: the merge may go on without it.
@@ -57,6 +60,7 @@ impl<T: Timed> ShardMerge<T> {
         let l = &mut self.lanes[lane];
         l.at_end = true;
         l.blocked_since = None;
+        l.passed_over = false;
     }
 
     /// Forgets everything queued (revocation, rewind): the partitions will be fetched again.
@@ -76,9 +80,10 @@ impl<T: Timed> ShardMerge<T> {
         self.lanes.iter().map(|l| l.items.len()).sum()
     }
 
-    /// Times a lane was passed over after waiting `max_wait` without data or end.
-    pub fn skipped_waits(&self) -> u64 {
-        self.skipped_waits
+    /// Times a lane was passed over after waiting `max_wait` without data or end (once per
+    /// silence), since the last call; resets the count.
+    pub fn take_skipped_waits(&mut self) -> u64 {
+        std::mem::take(&mut self.skipped_waits)
     }
 
     /// The next record in merge order, with its lane, or `None` when a lane must be waited for
@@ -100,7 +105,10 @@ impl<T: Timed> ShardMerge<T> {
                     if now.duration_since(since) < max_wait {
                         return None;
                     }
-                    self.skipped_waits += 1;
+                    if !l.passed_over {
+                        l.passed_over = true;
+                        self.skipped_waits += 1;
+                    }
                 }
             }
         }
@@ -161,8 +169,11 @@ mod tests {
         let t0 = Instant::now();
         assert!(m.pop(t0, Duration::from_millis(50)).is_none());
         assert!(m.pop(t0 + Duration::from_millis(10), Duration::from_millis(50)).is_none());
+        m.push(0, (2, 0));
         assert_eq!(m.pop(t0 + Duration::from_millis(60), Duration::from_millis(50)), Some((0, (1, 0))));
-        assert_eq!(m.skipped_waits(), 1);
+        assert_eq!(m.pop(t0 + Duration::from_millis(70), Duration::from_millis(50)), Some((0, (2, 0))));
+        assert_eq!(m.take_skipped_waits(), 1, "one silence, counted once");
+        assert_eq!(m.take_skipped_waits(), 0);
         m.push(3, (0, 1));
         assert_eq!(m.queued(3), 1);
         m.clear();

@@ -145,6 +145,8 @@ pub struct ServiceMetrics {
     pub unreadable_restored: IntCounter,
     /// Schema lookups retried because the registry could not answer (input waits meanwhile).
     pub registry_retries: IntCounter,
+    /// Input partitions passed over by the event-time merge after `merge_max_wait_ms` silent.
+    pub merge_skipped_waits: IntCounter,
     /// Duration of shard restores.
     pub restore_seconds: Histogram,
     /// How long each commit waited for the ordered thread to catch up.
@@ -361,6 +363,11 @@ impl ServiceMetrics {
                 &r,
                 "omnistitch_schema_registry_retries_total",
                 "Schema lookups retried because the registry could not answer; input processing waits meanwhile.",
+            ),
+            merge_skipped_waits: counter(
+                &r,
+                "omnistitch_merge_skipped_waits_total",
+                "Input partitions the event-time merge passed over after kafka.merge_max_wait_ms without records or their end (the order is then not reproducible).",
             ),
             restore_seconds: histogram(
                 &r,

@@ -168,6 +168,10 @@ impl Shard {
             done += 1;
         }
         shared.metrics.add_inputs(&mut self.tally);
+        let skipped = self.merge.take_skipped_waits();
+        if skipped > 0 {
+            shared.metrics.merge_skipped_waits.inc_by(skipped);
+        }
         Ok(done)
     }
 
