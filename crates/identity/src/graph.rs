@@ -120,6 +120,10 @@ pub struct TenantGraph {
     by_id: HashMap<ProfileId, u32>,
     /// Profiles merged away, pointing at the profile that absorbed them.
     redirects: HashMap<ProfileId, ProfileId>,
+    /// Entry slots of forgotten identifiers, reused first.
+    free_entries: Vec<u32>,
+    /// Identifiers forgotten (past a kind's `keep_newest`) so far.
+    forgotten: u64,
 }
 
 fn add(a: &[u32; KINDS], b: &[u32; KINDS]) -> [u32; KINDS] {
@@ -138,7 +142,12 @@ impl TenantGraph {
 
     /// Identifiers known.
     pub fn identifier_count(&self) -> usize {
-        self.entries.len()
+        self.entries.len() - self.free_entries.len()
+    }
+
+    /// Identifiers forgotten so far: the oldest of a profile's kind past its `keep_newest`.
+    pub fn forgotten_count(&self) -> u64 {
+        self.forgotten
     }
 
     /// Live profiles.
@@ -165,6 +174,7 @@ impl TenantGraph {
             + self.profiles.capacity() * size_of::<Option<Profile>>()
             + profiles
             + self.free.capacity() * 4
+            + self.free_entries.capacity() * 4
             + map(self.by_id.capacity(), size_of::<(ProfileId, u32)>())
             + map(self.redirects.capacity(), size_of::<(ProfileId, ProfileId)>())
     }
@@ -195,8 +205,17 @@ impl TenantGraph {
     }
 
     fn insert_entry(&mut self, id: &Identifier, profile: u32) -> u32 {
-        let idx = self.entries.len() as u32;
-        self.entries.push(Entry { value: ShortStr::new(&id.value), kind: id.kind, shared: false, profile });
+        let entry = Entry { value: ShortStr::new(&id.value), kind: id.kind, shared: false, profile };
+        let idx = match self.free_entries.pop() {
+            Some(free) => {
+                self.entries[free as usize] = entry;
+                free
+            }
+            None => {
+                self.entries.push(entry);
+                (self.entries.len() - 1) as u32
+            }
+        };
         let h = hash_of(&self.hasher, id.kind, id.value.as_bytes());
         let (entries, hasher) = (&self.entries, &self.hasher);
         self.index.insert_unique(h, idx, |&i| {
@@ -467,10 +486,44 @@ impl TenantGraph {
                 outcomes[i] = MatchOutcome::Linked;
             }
         }
+        // Only new identifiers and merges add to a profile's counts.
+        if !pending.is_empty() || !merges.is_empty() {
+            self.forget_oldest(slot, rules);
+        }
         let p = self.profile_mut(slot);
         p.first_seen = p.first_seen.min(time);
         p.last_seen = p.last_seen.max(time);
         p.event_count += 1;
         Linked { profile: p.id, created, outcomes, merges, conflicts }
+    }
+
+    /// Forgets the oldest identifiers of every kind profile `slot` holds more of than the
+    /// rules keep (in the order it gained them; a merge puts the larger side's first): they
+    /// leave the profile and the graph, and an event naming one later starts afresh.
+    fn forget_oldest(&mut self, slot: u32, rules: &IdentityRules) {
+        for &(kind, keep) in rules.kept_kinds() {
+            let p = self.profile(slot);
+            let excess = p.counts[kind.index()].saturating_sub(keep);
+            if excess == 0 {
+                continue;
+            }
+            let entries = &self.entries;
+            let oldest: Vec<u32> =
+                p.entries.iter().copied().filter(|&e| entries[e as usize].kind == kind).take(excess as usize).collect();
+            let p = self.profile_mut(slot);
+            p.entries.retain(|e| !oldest.contains(e));
+            p.counts[kind.index()] -= excess;
+            for idx in oldest {
+                let e = &self.entries[idx as usize];
+                let h = hash_of(&self.hasher, e.kind, e.value.as_bytes());
+                if let Ok(found) = self.index.find_entry(h, |&i| i == idx) {
+                    found.remove();
+                }
+                self.entries[idx as usize] =
+                    Entry { value: ShortStr::new(""), kind, shared: false, profile: NO_PROFILE };
+                self.free_entries.push(idx);
+                self.forgotten += 1;
+            }
+        }
     }
 }

@@ -21,6 +21,10 @@ pub struct IdentityConfig {
     pub priority: Vec<String>,
     /// Most identifiers of a kind one profile may hold; kinds left out are unlimited.
     pub limits: BTreeMap<String, u32>,
+    /// Most identifiers of a kind one profile keeps linked: past it the profile's oldest of
+    /// that kind is forgotten (unlinked), where a limit would refuse the new one. For the ids
+    /// of conversations (cases, chat sessions, calls), which pile up over a customer's life.
+    pub keep_newest: BTreeMap<String, u32>,
     /// Operator-supplied values that never link, per kind (written in any format).
     pub blocked: BTreeMap<String, Vec<String>>,
     /// Block the built-in placeholders (`unknown`, `n/a`, `noreply@...`, `0000000000` ...).
@@ -54,6 +58,7 @@ impl Default for IdentityConfig {
                 .into_iter()
                 .map(|(k, n)| (k.as_str().to_string(), n))
                 .collect(),
+            keep_newest: [Case, ChatSession, Call].into_iter().map(|k| (k.as_str().to_string(), 1_000)).collect(),
             blocked: BTreeMap::new(),
             builtin_placeholders: true,
             mark_shared_on_conflict: true,
@@ -87,6 +92,12 @@ pub enum RulesError {
     /// A limit of zero would keep every identifier of that kind off every profile.
     #[error("identity.limits.{0}: must be at least 1")]
     ZeroLimit(String),
+    /// Keeping none would forget every identifier of that kind as soon as it is linked.
+    #[error("identity.keep_newest.{0}: must be at least 1")]
+    ZeroKept(String),
+    /// A kind both limited and kept newest: a limit refuses the new one, keeping forgets the old.
+    #[error("identity.keep_newest.{0}: the kind has a limit (identity.limits.{0}); use one or the other")]
+    KeptAndLimited(String),
     /// The default region is not a known region.
     #[error("identity.default_region: {0}")]
     Region(String),
@@ -110,6 +121,9 @@ static EMAIL_LISTS: LazyLock<EmailLists> = LazyLock::new(|| EmailLists {
 pub struct IdentityRules {
     rank: [u8; IdentifierKind::ALL.len()],
     limits: [Option<u32>; IdentifierKind::ALL.len()],
+    kept: [Option<u32>; IdentifierKind::ALL.len()],
+    /// The kinds with a `keep_newest`, with it.
+    kept_kinds: Vec<(IdentifierKind, u32)>,
     blocked: HashSet<Identifier>,
     builtin_placeholders: bool,
     mark_shared_on_conflict: bool,
@@ -241,6 +255,17 @@ impl IdentityRules {
             }
             limits[k.index()] = Some(n);
         }
+        let mut kept = [None; IdentifierKind::ALL.len()];
+        for (name, &n) in &config.keep_newest {
+            let k = kind("keep_newest", name)?;
+            if n == 0 {
+                return Err(RulesError::ZeroKept(name.clone()));
+            }
+            if limits[k.index()].is_some() {
+                return Err(RulesError::KeptAndLimited(name.clone()));
+            }
+            kept[k.index()] = Some(n);
+        }
         let mut blocked = HashSet::new();
         for (name, values) in &config.blocked {
             let k = kind("blocked", name)?;
@@ -262,6 +287,8 @@ impl IdentityRules {
         Ok(IdentityRules {
             rank,
             limits,
+            kept,
+            kept_kinds: IdentifierKind::ALL.into_iter().filter_map(|k| Some((k, kept[k.index()]?))).collect(),
             blocked,
             builtin_placeholders: config.builtin_placeholders,
             mark_shared_on_conflict: config.mark_shared_on_conflict,
@@ -285,6 +312,8 @@ impl IdentityRules {
         IdentityRules {
             rank: [0; IdentifierKind::ALL.len()],
             limits: [None; IdentifierKind::ALL.len()],
+            kept: [None; IdentifierKind::ALL.len()],
+            kept_kinds: Vec::new(),
             blocked: HashSet::new(),
             builtin_placeholders: false,
             mark_shared_on_conflict: false,
@@ -326,6 +355,16 @@ impl IdentityRules {
     /// Most identifiers of `kind` per profile.
     pub fn limit(&self, kind: IdentifierKind) -> Option<u32> {
         self.limits[kind.index()]
+    }
+
+    /// Most identifiers of `kind` a profile keeps linked (the newest).
+    pub fn kept(&self, kind: IdentifierKind) -> Option<u32> {
+        self.kept[kind.index()]
+    }
+
+    /// The kinds a profile keeps only the newest of, with how many.
+    pub fn kept_kinds(&self) -> &[(IdentifierKind, u32)] {
+        &self.kept_kinds
     }
 
     /// Whether conflicts mark the linking identifier as shared.
@@ -410,6 +449,12 @@ mod tests {
         let mut c = IdentityConfig::default();
         c.limits.insert("email".into(), 0);
         assert_eq!(IdentityRules::from_config(&c, &n).unwrap_err(), RulesError::ZeroLimit("email".into()));
+        let mut c = IdentityConfig::default();
+        c.keep_newest.insert("case".into(), 0);
+        assert_eq!(IdentityRules::from_config(&c, &n).unwrap_err(), RulesError::ZeroKept("case".into()));
+        let mut c = IdentityConfig::default();
+        c.keep_newest.insert("email".into(), 3);
+        assert_eq!(IdentityRules::from_config(&c, &n).unwrap_err(), RulesError::KeptAndLimited("email".into()));
     }
 
     #[test]

@@ -213,17 +213,55 @@ proptest! {
         }
     }
 
-    /// Every event lands on exactly one live profile, and the graph's counts add up.
+    /// Every event lands on exactly one live profile, and the graph's counts add up, also when
+    /// profiles forget their oldest case ids.
     #[test]
     fn every_event_is_counted_once(events in prop::collection::vec(arb_ids(), 1..40)) {
-        let mut r = resolver();
-        apply(&mut r, &events, &(0..events.len()).collect::<Vec<_>>());
-        let g = r.graph(&Tenant::new("acme")).unwrap();
-        let total: u64 = g.profiles().map(|p| p.event_count).sum();
-        prop_assert_eq!(total, events.len() as u64);
-        let ids: usize = g.profiles().map(|p| g.identifiers(p).len()).sum();
-        prop_assert_eq!(ids, g.identifier_count());
+        for mut r in [resolver(), keeping("case", 2)] {
+            apply(&mut r, &events, &(0..events.len()).collect::<Vec<_>>());
+            let g = r.graph(&Tenant::new("acme")).unwrap();
+            let total: u64 = g.profiles().map(|p| p.event_count).sum();
+            prop_assert_eq!(total, events.len() as u64);
+            let ids: usize = g.profiles().map(|p| g.identifiers(p).len()).sum();
+            prop_assert_eq!(ids, g.identifier_count());
+            for p in g.profiles() {
+                prop_assert!(g.identifiers(p).iter().filter(|i| i.kind == Case).count() <= 2 || r.rules().kept(Case) != Some(2));
+                // Every identifier a profile lists resolves back to it.
+                for i in g.identifiers(p) {
+                    prop_assert_eq!(g.profile_of(&i).map_or(p.id, |o| o), p.id);
+                }
+            }
+        }
     }
+}
+
+fn keeping(kind: &str, n: u32) -> IdentityResolver {
+    let n_ = Arc::new(Normalizer::new("US").unwrap());
+    let mut c = IdentityConfig::default();
+    c.keep_newest.insert(kind.into(), n);
+    IdentityResolver::new(n_.clone(), IdentityRules::from_config(&c, &n_).unwrap())
+}
+
+#[test]
+fn a_profile_keeps_its_newest_conversation_ids_and_forgets_the_oldest() {
+    let mut r = keeping("case", 3);
+    let jo = r.resolve(&event("acme", "e0", 0, &[(Email, "jo@x.com"), (Case, "C0")])).profile;
+    for i in 1..5 {
+        let c = format!("C{i}");
+        assert_eq!(r.resolve(&event("acme", &format!("e{i}"), i, &[(Email, "jo@x.com"), (Case, &c)])).profile, jo);
+    }
+    let g = r.graph(&Tenant::new("acme")).unwrap();
+    let cases: Vec<String> =
+        g.identifiers(g.get(jo).unwrap()).into_iter().filter(|i| i.kind == Case).map(|i| i.value.to_string()).collect();
+    assert_eq!(cases, ["C2", "C3", "C4"]);
+    assert_eq!((g.forgotten_count(), g.identifier_count()), (2, 4));
+    // A forgotten case id links nothing any more; a kept one still does.
+    assert_ne!(r.resolve(&event("acme", "e5", 5, &[(Case, "C0")])).profile, jo);
+    assert_eq!(r.resolve(&event("acme", "e6", 6, &[(Case, "C4")])).profile, jo);
+    // Forgotten entries' room is reused: the graph holds what it counts.
+    let g = r.graph(&Tenant::new("acme")).unwrap();
+    let held: usize = g.profiles().map(|p| g.identifiers(p).len()).sum();
+    assert_eq!(held, g.identifier_count());
 }
 
 #[test]

@@ -161,6 +161,8 @@ pub struct ServiceMetrics {
     /// Tenants whose CX gauges are not exported (unfit names, past the cap).
     cx_unexported_tenants: IntGauge,
     last_evicted: AtomicU64,
+    identity_forgotten: IntCounter,
+    last_forgotten: AtomicU64,
 }
 
 /// Most tenants whose CX gauges are exported: each is a series per gauge and channel.
@@ -186,6 +188,15 @@ struct CxGauges {
     ces: GaugeVec,
     repeat_contact: GaugeVec,
     channel_switch: GaugeVec,
+}
+
+/// Adds to `counter` what a running `total` (restarting when shards are restored) gained since
+/// the `last` one seen.
+fn add_since(counter: &IntCounter, last: &AtomicU64, total: u64) {
+    let last = last.swap(total, Ordering::Relaxed);
+    if total > last {
+        counter.inc_by(total - last);
+    }
 }
 
 impl CxGauges {
@@ -396,6 +407,12 @@ impl ServiceMetrics {
                 "Tenants whose CX gauges are not exported: names unfit for a label (a letter first, then letters, digits, . _ -, at most 64 bytes) or past the first 256.",
             ),
             last_evicted: AtomicU64::new(0),
+            identity_forgotten: counter(
+                &r,
+                "omnistitch_identity_forgotten_total",
+                "Identifiers profiles forgot, their oldest of a kind past identity.keep_newest.",
+            ),
+            last_forgotten: AtomicU64::new(0),
             registry: r,
         };
         for t in MomentType::ALL {
@@ -455,10 +472,13 @@ impl ServiceMetrics {
 
     /// Adds evictions, given the running total of the shards held (which restarts on restores).
     pub fn evicted_total(&self, total: u64) {
-        let last = self.last_evicted.swap(total, Ordering::Relaxed);
-        if total > last {
-            self.timeline_evicted.inc_by(total - last);
-        }
+        add_since(&self.timeline_evicted, &self.last_evicted, total);
+    }
+
+    /// Adds identifiers forgotten past `keep_newest`, given the running total of the shards
+    /// held (which restarts on restores).
+    pub fn forgotten_total(&self, total: u64) {
+        add_since(&self.identity_forgotten, &self.last_forgotten, total);
     }
 
     /// Publishes the CX reports of every shard held (per tenant and channel; the all-channel

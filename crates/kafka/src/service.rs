@@ -776,12 +776,14 @@ impl Service {
 
     fn update_gauges(&self) {
         let (mut profiles, mut identifiers, mut bytes, mut entries, mut evicted) = (0, 0, 0, 0, 0);
+        let mut forgotten = 0;
         for s in self.shards.values() {
             let engine = &s.engine;
             for (_, g) in engine.identity().graphs() {
                 profiles += g.profile_count();
                 identifiers += g.identifier_count();
                 bytes += g.memory_bytes();
+                forgotten += g.forgotten_count();
             }
             entries += engine.timelines().timelines().map(|(_, t)| t.len()).sum::<usize>();
             evicted += engine.stats().evicted;
@@ -792,6 +794,7 @@ impl Service {
         self.metrics.graph_bytes.set(bytes as i64);
         self.metrics.timeline_entries.set(entries as i64);
         self.metrics.evicted_total(evicted);
+        self.metrics.forgotten_total(forgotten);
     }
 }
 
