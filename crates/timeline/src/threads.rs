@@ -49,6 +49,9 @@ pub struct Threaded {
     pub replaced: Option<Arc<str>>,
 }
 
+/// Prefix of the threads of case ids.
+const CASE_THREAD: &str = "case:";
+
 /// Seed of case-id digests, so that a case id never collides with a conversation key.
 const CASE_SEED: u64 = 0x6361_7365_3a00_0001;
 
@@ -88,7 +91,7 @@ impl ThreadIndex {
         let before = own.and_then(|(_, k)| self.lookup(k)).or_else(|| parent.and_then(|k| self.lookup(k)));
         let case_key = event.case_id.as_deref().map(|c| (c, case_digest(c)));
         let thread: Arc<Thread> = match case_key {
-            Some((case, key)) => self.lookup(key).unwrap_or_else(|| Thread::new(prefixed("case:", case))),
+            Some((case, key)) => self.lookup(key).unwrap_or_else(|| Thread::new(prefixed(CASE_THREAD, case))),
             None => match &before {
                 Some(t) => t.clone(),
                 None => match own {
@@ -100,7 +103,10 @@ impl ThreadIndex {
         for key in [case_key.map(|c| c.1), own.map(|o| o.1), parent].into_iter().flatten() {
             self.remember(key, &thread, event.time);
         }
-        let replaced = before.filter(|b| b.id != thread.id).map(|old| {
+        // A conversation threaded on its own until now joins the case; one already in another
+        // case does not take that case along (a reply from ticket X to a ticket-Y message, a
+        // reopened old thread): two cases never become one, only this event's keys move.
+        let replaced = before.filter(|b| b.id != thread.id && !b.id.starts_with(CASE_THREAD)).map(|old| {
             // Other keys of the re-threaded conversation follow it through the absorbed thread.
             let _ = old.absorbed_by.set(thread.clone());
             old.id.clone()

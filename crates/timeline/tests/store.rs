@@ -119,6 +119,33 @@ fn conversations_thread_across_channels_by_case_and_replies() {
     assert_eq!(&*s.append(p(1), &other).thread_id, "email:<m3>");
 }
 
+#[test]
+fn a_reply_under_another_case_id_does_not_join_two_cases() {
+    let mut s = TimelineStore::new(RetentionConfig::default());
+    let mut y = ev("y1", 0);
+    y.thread.key = Some("email:<y1>".into());
+    y.case_id = Some("Y".into());
+    assert_eq!(&*s.append(p(1), &y).thread_id, "case:Y");
+    // The agent answers the ticket-Y message from ticket X (a merged or new ticket).
+    let mut x = ev("x1", 1);
+    x.direction = Direction::Outbound;
+    x.thread.key = Some("email:<x1>".into());
+    x.thread.parent = Some("email:<y1>".into());
+    x.case_id = Some("X".into());
+    assert_eq!(&*s.append(p(1), &x).thread_id, "case:X");
+    // Case Y keeps its history and its own later events.
+    let threads: Vec<String> = s.timeline(p(1)).unwrap().entries().iter().map(|e| e.thread_id.to_string()).collect();
+    assert_eq!(threads, ["case:Y", "case:X"]);
+    let mut y2 = ev("y2", 2);
+    y2.case_id = Some("Y".into());
+    assert_eq!(&*s.append(p(1), &y2).thread_id, "case:Y");
+    // A customer reply to the agent's message follows the reply chain into case X.
+    let mut r = ev("r", 3);
+    r.thread.key = Some("email:<r>".into());
+    r.thread.parent = Some("email:<x1>".into());
+    assert_eq!(&*s.append(p(1), &r).thread_id, "case:X");
+}
+
 proptest! {
     /// Any arrival order and any number of redeliveries give the same sorted timeline: nothing lost,
     /// nothing duplicated.
