@@ -52,6 +52,17 @@ fn is_response(event: &Event) -> bool {
             && matches!(event.kind, EventKind::Message | EventKind::SocialReply | EventKind::SocialDm))
 }
 
+/// Cancels pending timer `key` of profile `p` (for its case `case`): the wait it stood for ended.
+fn settle(shared: &mut Shared, p: &mut Profile, case: &CaseKey, key: &TimerKey) {
+    if let Some(c) = p.cases.get_mut(&case.digest) {
+        if c.sla.as_ref() == Some(key) {
+            c.sla = None;
+            c.awaiting = false;
+        }
+    }
+    shared.cancel(p, key);
+}
+
 /// One tenant's detector state.
 #[derive(Debug)]
 struct TenantState {
@@ -174,10 +185,11 @@ impl TenantState {
         }
     }
 
-    /// An event of profile `responder` (whose state is out of the map) names `at`: it settles
-    /// the timers indexed there on other profiles (only those whose key event is not after
-    /// `not_after`, when given); the responder's own were settled with its profile.
-    fn settle_elsewhere(&mut self, responder: ProfileId, at: u64, not_after: Option<EventTime>) {
+    /// An event of profile `responder` (whose state `mine` is out of the map) names `at`: it
+    /// settles the timers indexed there (only those whose key event is not after `not_after`,
+    /// when given), on other profiles and on the responder's own (a wait its case did not
+    /// settle: a reply from another case id to the waiting message, after a ticket merge).
+    fn settle_elsewhere(&mut self, responder: ProfileId, mine: &mut Profile, at: u64, not_after: Option<EventTime>) {
         let Some(keys) = self.shared.settled_elsewhere.take(at) else { return };
         let mut waiting = Vec::new();
         for key in keys {
@@ -188,16 +200,11 @@ impl TenantState {
             }
             let (owner, case) = (self.resolve(timer.profile), timer.case.clone());
             if owner == responder {
+                settle(&mut self.shared, mine, &case, &key);
                 continue;
             }
             let Some(mut other) = self.take_profile(owner) else { continue };
-            if let Some(c) = other.cases.get_mut(&case.digest) {
-                if c.sla.as_ref() == Some(&key) {
-                    c.sla = None;
-                    c.awaiting = false;
-                }
-            }
-            self.shared.cancel(&mut other, &key);
+            settle(&mut self.shared, &mut other, &case, &key);
             self.put_profile(owner, other);
         }
         self.shared.settled_elsewhere.put_back(at, waiting);
@@ -355,11 +362,11 @@ impl TenantState {
             if let Some(k) = sla {
                 self.shared.cancel(&mut p, &k);
             }
-            self.settle_elsewhere(id, thread_key(), None);
+            self.settle_elsewhere(id, &mut p, thread_key(), None);
             // A reply names the message or post it answers: the wait of that conversation ends
             // even when the reply's thread is a case and its profile another (a shared mailbox).
             for k in [own, parent].into_iter().flatten() {
-                self.settle_elsewhere(id, k, None);
+                self.settle_elsewhere(id, &mut p, k, None);
             }
         }
         if response || matches!(event.kind, EventKind::CallAnswered | EventKind::ChatEnded) {
@@ -374,7 +381,7 @@ impl TenantState {
                 self.shared.cancel(&mut p, k);
             }
             if let Some(number) = phone_number_key(event) {
-                self.settle_elsewhere(id, number, Some(event.time));
+                self.settle_elsewhere(id, &mut p, number, Some(event.time));
             }
         }
 

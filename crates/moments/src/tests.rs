@@ -364,6 +364,17 @@ fn a_response_anywhere_in_the_case_counts() {
 }
 
 #[test]
+fn a_reply_to_the_waiting_message_counts_under_another_case_id() {
+    let mut r = Run::new();
+    r.feed(pid(1), ev("m", 0, Email, Inbound, Message).key("email:<m>").case("C1"));
+    // The ticket was merged into C2: the agent answers the customer's message from there.
+    r.feed(pid(1), ev("x", HOUR, Email, Outbound, Message).key("email:<x>").parent("email:<m>").case("C2"));
+    r.wm(DAY);
+    r.none(FirstResponseSlaBreach);
+    assert_eq!(r.d.counters().get(FirstResponseSlaBreach).cancelled, 1);
+}
+
+#[test]
 fn a_customer_still_waiting_after_a_breach_does_not_breach_again() {
     let mut config = MomentsConfig { cooldown_hours: 0, ..MomentsConfig::default() };
     config.first_response_sla.chat_seconds = 60;
