@@ -140,6 +140,8 @@ fn phone_cache_key(value: &str, region: Region) -> Option<u128> {
     let v = value.strip_prefix("tel:").unwrap_or(value).trim();
     let mut digits = [0u8; 36];
     let mut n = 0;
+    // A `+` before the first digit, wherever it is (`(+44) 20 ...`): the number is international.
+    let mut plus = false;
     for b in v.bytes() {
         match b {
             b'0'..=b'9' if n < digits.len() => {
@@ -147,12 +149,12 @@ fn phone_cache_key(value: &str, region: Region) -> Option<u128> {
                 n += 1;
             }
             b' ' | b'(' | b')' | b'-' | b'.' | b'/' => {}
-            b'+' if n == 0 => {}
+            b'+' if n == 0 && !plus => plus = true,
             _ => return None,
         }
     }
     let mut d = &digits[..n];
-    let mut international = v.starts_with('+');
+    let mut international = plus;
     let nanp = matches!(region, Region::US | Region::CA);
     if !international {
         if let Some(rest) = d.strip_prefix(&[0, 0]) {
@@ -313,8 +315,21 @@ mod tests {
         assert_eq!(phone_cache_key("+1 212 555 0199 ext. 12", Region::US), None);
         assert_eq!(norm(IdentifierKind::Phone, "+1 212 555 0199 ext. 12").unwrap(), "+12125550199");
         assert_eq!(norm(IdentifierKind::Phone, "+1212555019912"), Err(NormalizeError::InvalidPhone));
+        // A `+` after an opening bracket is international too; two are not a spelling we key.
+        assert_eq!(phone_cache_key("(+44) 20 7946 0958", Region::US), phone_cache_key("+44 20 7946 0958", Region::US));
+        assert_ne!(phone_cache_key("(+44) 20 7946 0958", Region::US), phone_cache_key("44 20 7946 0958", Region::US));
+        assert_eq!(phone_cache_key("++44 20 7946 0958", Region::US), None);
         // Whatever the order values arrive in, cached results equal fresh ones.
-        for v in ["12", "0000000000", "+44 20 7946 0958", "0044 20 7946 0958", "20 7946 0958", "+1 415 555 0134"] {
+        for v in [
+            "12",
+            "0000000000",
+            "44 20 7946 0958",
+            "(+44) 20 7946 0958",
+            "+44 20 7946 0958",
+            "0044 20 7946 0958",
+            "20 7946 0958",
+            "+1 415 555 0134",
+        ] {
             let fresh = parse_phone(v.trim(), Region::US);
             assert_eq!(n.normalize(&RawIdentifier::new(IdentifierKind::Phone, v)).map(|i| i.value), fresh, "{v}");
         }
