@@ -78,6 +78,15 @@ fn bad_input_is_dead_lettered_with_its_reason_and_never_stops_the_service() {
             }),
         ),
         (
+            "an event time a day ahead of its record's timestamp",
+            with(&|e| {
+                if let omnistitch_model::WireEvent::Chat(c) = e {
+                    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+                    c.event_time = now.as_millis() as i64 + 86_400_000
+                }
+            }),
+        ),
+        (
             "oversized field",
             with(&|e| {
                 if let omnistitch_model::WireEvent::Chat(c) = e {

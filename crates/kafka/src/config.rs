@@ -129,6 +129,10 @@ pub struct KafkaConfig {
     /// How long the event-time merge waits for an input partition that has neither data nor
     /// reached its end before going on without it (order is then no longer reproducible).
     pub merge_max_wait_ms: u64,
+    /// Longest an event's time may be ahead of its record's timestamp (clocks of producers
+    /// disagree a little). An event further ahead is dead-lettered (`future_time`): it would
+    /// move every event-time clock (retention, watermarks, due timers) forward for good.
+    pub max_ahead_ms: u64,
     /// Also commit input offsets through the consumer after each transaction. Needed on brokers
     /// that accept but do not store transactional offsets (librdkafka's mock cluster); leave off
     /// on real Kafka, where the transaction stores them.
@@ -157,6 +161,7 @@ impl Default for KafkaConfig {
             commit_interval_ms: 100,
             max_batch: 20_000,
             merge_max_wait_ms: 10_000,
+            max_ahead_ms: 300_000,
             mirror_offsets: false,
             request_timeout_ms: 30_000,
             create_topics: false,
@@ -231,6 +236,8 @@ impl KafkaConfig {
             self.commit_interval_ms as i64,
         )?;
         range("max_batch", "1..=1000000", (1..=1_000_000).contains(&self.max_batch), self.max_batch as i64)?;
+        const MONTH_MS: u64 = 31 * 24 * 3_600_000;
+        range("max_ahead_ms", "1..=2678400000", (1..=MONTH_MS).contains(&self.max_ahead_ms), self.max_ahead_ms as i64)?;
         range("request_timeout_ms", ">= 1000", self.request_timeout_ms >= 1000, self.request_timeout_ms as i64)?;
         range("partitions", ">= 1", self.partitions >= 1, self.partitions as i64)?;
         range("replication", ">= 1", self.replication >= 1, self.replication as i64)?;
@@ -267,6 +274,12 @@ impl KafkaConfig {
             .and_then(named)
             .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok().and_then(named))?;
         Some(format!("{}-{}", self.group_id, host))
+    }
+
+    /// Whether an event at `event_time` is too far ahead of its record's timestamp `ts` (ms;
+    /// none, or not positive: no check).
+    pub fn too_far_ahead(&self, event_time: i64, ts: Option<i64>) -> bool {
+        ts.is_some_and(|ts| ts > 0 && event_time > ts.saturating_add(self.max_ahead_ms as i64))
     }
 
     /// Largest record the producer sends: `message.max.bytes` among the properties, else
@@ -371,6 +384,17 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("enable.auto.commit"));
         let c = KafkaConfig { bootstrap_servers: " ".into(), ..Default::default() };
         assert_eq!(c.validate(), Err(KafkaConfigError::Empty("bootstrap_servers")));
+    }
+
+    #[test]
+    fn an_event_far_ahead_of_its_record_is_too_far() {
+        let c = KafkaConfig { max_ahead_ms: 1_000, ..Default::default() };
+        assert!(!c.too_far_ahead(10_000, Some(9_000)), "exactly the allowance");
+        assert!(c.too_far_ahead(10_001, Some(9_000)));
+        assert!(!c.too_far_ahead(5_000, Some(9_000)), "behind is fine (a backfill)");
+        assert!(!c.too_far_ahead(i64::MAX, None) && !c.too_far_ahead(i64::MAX, Some(-1)), "no timestamp, no check");
+        assert!(!c.too_far_ahead(i64::MAX, Some(i64::MAX)), "no overflow");
+        assert!(KafkaConfig { max_ahead_ms: 0, ..Default::default() }.validate().is_err());
     }
 
     #[test]

@@ -510,7 +510,12 @@ impl Service {
         // goes first: at its written time one from year 50,000 would hold its lane back.
         let accepted = MIN_EVENT_TIME_MS..MAX_EVENT_TIME_MS;
         let time = match &decoded {
-            Ok(d) if accepted.contains(&d.event.event_time()) => d.event.event_time(),
+            Ok(d)
+                if accepted.contains(&d.event.event_time())
+                    && !self.config.too_far_ahead(d.event.event_time(), m.timestamp) =>
+            {
+                d.event.event_time()
+            }
             _ => i64::MIN,
         };
         shard.merge.push(lane, Pending { msg: m, decoded, time });

@@ -203,6 +203,19 @@ impl Shard {
             }
             Err(refusal) => Err(refusal),
         };
+        let decoded = decoded.and_then(|(event, datum)| {
+            if !config.too_far_ahead(event.time.0, msg.timestamp) {
+                return Ok((event, datum));
+            }
+            let ts = msg.timestamp.unwrap_or_default();
+            let why = format!(
+                "event_time {} ms is {} ms ahead of the record's timestamp {ts} ms (kafka.max_ahead_ms is {})",
+                event.time.0,
+                event.time.0.saturating_sub(ts),
+                config.max_ahead_ms
+            );
+            Err(("future_time", why))
+        });
         match decoded {
             Err((code, reason)) => {
                 let topic = config.topics.input(channel);
