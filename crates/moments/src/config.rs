@@ -28,7 +28,8 @@ pub struct MomentsConfig {
     /// An intervention expires this many hours after it was detected.
     pub intervention_ttl_hours: u32,
     /// Case and conversation state is forgotten this many days after its last event (a whole
-    /// idle profile at the first UTC day boundary of event time past it).
+    /// idle profile at the first UTC day boundary of event time past it); never less than the
+    /// longest window, cool-down or SLA, which raise it.
     pub state_retention_days: u32,
     /// `channel_hop`.
     pub channel_hop: ChannelHopConfig,
