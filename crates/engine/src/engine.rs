@@ -7,7 +7,7 @@ use omnistitch_model::output::{IdentifierRecord, MatchOutcome, MatchedIdentifier
 use omnistitch_model::{Event, EventTime, ProfileId};
 use omnistitch_timeline::{RetentionConfig, TimelineStore};
 
-use crate::dedup::SeenEvents;
+use crate::dedup::{Arrival, SeenEvents};
 use crate::stats::EngineStats;
 
 /// Full retention sweeps happen each time event time advances by this share of the max age:
@@ -42,7 +42,6 @@ pub struct Engine {
     timelines: TimelineStore,
     seen: SeenEvents,
     retention: RetentionConfig,
-    last_sweep: EventTime,
     stats: EngineStats,
 }
 
@@ -77,14 +76,15 @@ impl Engine {
             timelines: TimelineStore::new(retention.clone()),
             seen: SeenEvents::default(),
             retention,
-            last_sweep: EventTime(i64::MIN),
             stats: EngineStats::default(),
         }
     }
 
     /// Applies one validated event.
     pub fn apply(&mut self, event: &Event) -> Applied {
-        if !self.seen.first_time(event.tenant.as_str(), &event.event_id, event.time) {
+        let sweep_every = i64::from(self.retention.max_age_days) * 86_400_000 / SWEEPS_PER_MAX_AGE;
+        let Arrival::New { sweep_due } = self.seen.arrive(&event.tenant.0, &event.event_id, event.time, sweep_every)
+        else {
             self.stats.duplicates += 1;
             return Applied {
                 time: event.time,
@@ -96,7 +96,7 @@ impl Engine {
                 merges: vec![],
                 conflicts: vec![],
             };
-        }
+        };
         self.stats.events += 1;
         let resolution = self.identity.resolve(event);
         for r in &resolution.identifiers {
@@ -111,9 +111,8 @@ impl Engine {
         let time = event.time;
         let appended = self.timelines.append(resolution.profile, event);
         self.stats.evicted += appended.evicted as u64;
-        let sweep_every = i64::from(self.retention.max_age_days) * 86_400_000 / SWEEPS_PER_MAX_AGE;
-        if time.0 - self.last_sweep.0.max(i64::MIN / 2) >= sweep_every {
-            self.sweep();
+        if sweep_due {
+            self.sweep(event.tenant.as_str());
         }
         Applied {
             time,
@@ -127,13 +126,14 @@ impl Engine {
         }
     }
 
-    /// Evicts what retention no longer allows from timelines and the deduplication index.
-    pub fn sweep(&mut self) {
-        let watermark = self.timelines.watermark();
-        self.last_sweep = watermark;
-        self.stats.evicted += self.timelines.evict_expired() as u64;
-        let max_age = i64::from(self.retention.max_age_days) * 86_400_000;
-        self.seen.forget_before(EventTime(watermark.0.saturating_sub(max_age)));
+    /// Evicts what retention no longer allows from `tenant`'s timelines, thread index and
+    /// deduplication index, by the tenant's own newest event time.
+    fn sweep(&mut self, tenant: &str) {
+        self.stats.evicted += self.timelines.evict_expired_of(tenant) as u64;
+        if let Some(watermark) = self.timelines.watermark(tenant) {
+            let max_age = i64::from(self.retention.max_age_days) * 86_400_000;
+            self.seen.forget_before(tenant, EventTime(watermark.0.saturating_sub(max_age)));
+        }
     }
 
     /// Identity state.

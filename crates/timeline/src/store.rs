@@ -15,7 +15,7 @@ use crate::threads::ThreadIndex;
 pub struct RetentionConfig {
     /// Most events kept per profile; the oldest go first.
     pub max_events_per_profile: usize,
-    /// Events older than this many days behind the newest event time seen are evicted.
+    /// Events older than this many days behind their tenant's newest event time are evicted.
     pub max_age_days: u32,
 }
 
@@ -76,6 +76,8 @@ impl TimelineEntry {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Timeline {
     entries: Vec<TimelineEntry>,
+    /// Its tenant (index into the store's tenants): whose clock its retention follows.
+    tenant: u32,
 }
 
 impl Timeline {
@@ -135,13 +137,23 @@ pub struct Appended {
     pub thread_id: Arc<str>,
 }
 
-/// Every profile's timeline, with the thread index and retention.
+/// A tenant's thread index and clock: retention follows each tenant's own newest event time,
+/// so a tenant whose history is being loaded keeps it beside one that is live.
+#[derive(Debug)]
+struct TenantClock {
+    threads: ThreadIndex,
+    /// Newest event time of the tenant.
+    watermark: EventTime,
+}
+
+/// Every profile's timeline, with the thread indexes and retention.
 #[derive(Debug, Default)]
 pub struct TimelineStore {
     retention: RetentionConfig,
     timelines: HashMap<ProfileId, Timeline>,
-    threads: HashMap<Arc<str>, ThreadIndex>,
-    watermark: EventTime,
+    /// Tenant name -> index into `clocks`.
+    tenants: HashMap<Arc<str>, u32>,
+    clocks: Vec<TenantClock>,
     evicted_total: u64,
 }
 
@@ -153,12 +165,18 @@ impl TimelineStore {
 
     /// Appends `event` (resolved to `profile`) in event-time order.
     pub fn append(&mut self, profile: ProfileId, event: &Event) -> Appended {
-        self.watermark = self.watermark.max(event.time);
-        let threads = match self.threads.get_mut(event.tenant.as_str()) {
-            Some(t) => t,
-            None => self.threads.entry(event.tenant.0.clone()).or_default(),
+        let tenant = match self.tenants.get(event.tenant.as_str()) {
+            Some(&t) => t,
+            None => {
+                let t = u32::try_from(self.clocks.len()).expect("fewer than 2^32 tenants");
+                self.clocks.push(TenantClock { threads: ThreadIndex::default(), watermark: EventTime(i64::MIN) });
+                self.tenants.insert(event.tenant.0.clone(), t);
+                t
+            }
         };
-        let threaded = threads.assign(event);
+        let clock = &mut self.clocks[tenant as usize];
+        clock.watermark = clock.watermark.max(event.time);
+        let threaded = clock.threads.assign(event);
         let entry = TimelineEntry {
             time: event.time,
             event_id: event.event_id.as_str().into(),
@@ -167,8 +185,9 @@ impl TimelineStore {
             kind: event.kind,
             thread_id: threaded.thread.clone(),
         };
-        let cutoff = EventTime(self.watermark.0 - self.retention.max_age_ms());
-        let timeline = self.timelines.entry(profile).or_default();
+        let watermark = clock.watermark;
+        let cutoff = self.cutoff(watermark);
+        let timeline = self.timelines.entry(profile).or_insert_with(|| Timeline { entries: Vec::new(), tenant });
         if let Some(old) = &threaded.replaced {
             for e in &mut timeline.entries {
                 if e.thread_id == *old {
@@ -186,7 +205,9 @@ impl TimelineStore {
     /// Moves `absorbed`'s timeline into `survivor`'s, keeping order and dropping duplicates.
     pub fn merge(&mut self, survivor: ProfileId, absorbed: ProfileId) {
         let Some(from) = self.timelines.remove(&absorbed) else { return };
-        let into = self.timelines.entry(survivor).or_default();
+        let cutoff = self.cutoff(self.clocks[from.tenant as usize].watermark);
+        let into =
+            self.timelines.entry(survivor).or_insert_with(|| Timeline { entries: Vec::new(), tenant: from.tenant });
         let mut merged = Vec::with_capacity(into.entries.len() + from.entries.len());
         let (mut a, mut b) =
             (std::mem::take(&mut into.entries).into_iter().peekable(), from.entries.into_iter().peekable());
@@ -203,21 +224,42 @@ impl TimelineStore {
             }
         }
         into.entries = merged;
-        let cutoff = EventTime(self.watermark.0 - self.retention.max_age_ms());
         self.evicted_total += into.evict(cutoff, self.retention.max_events_per_profile) as u64;
     }
 
-    /// Evicts, across all profiles and thread indexes, what retention no longer allows.
+    /// The oldest event time retention keeps when the newest is `watermark`.
+    fn cutoff(&self, watermark: EventTime) -> EventTime {
+        EventTime(watermark.0.saturating_sub(self.retention.max_age_ms()))
+    }
+
+    /// Evicts, across all profiles and thread indexes, what retention no longer allows (each
+    /// tenant by its own clock).
     pub fn evict_expired(&mut self) -> usize {
-        let cutoff = EventTime(self.watermark.0 - self.retention.max_age_ms());
+        self.evict_where(|_| true)
+    }
+
+    /// [`TimelineStore::evict_expired`] for the profiles and thread index of `tenant` alone.
+    pub fn evict_expired_of(&mut self, tenant: &str) -> usize {
+        match self.tenants.get(tenant) {
+            Some(&t) => self.evict_where(|i| i == t),
+            None => 0,
+        }
+    }
+
+    fn evict_where(&mut self, tenant: impl Fn(u32) -> bool) -> usize {
+        let cutoffs: Vec<EventTime> = self.clocks.iter().map(|c| self.cutoff(c.watermark)).collect();
         let max = self.retention.max_events_per_profile;
         let mut n = 0;
         self.timelines.retain(|_, t| {
-            n += t.evict(cutoff, max);
+            if tenant(t.tenant) {
+                n += t.evict(cutoffs[t.tenant as usize], max);
+            }
             !t.is_empty()
         });
-        for idx in self.threads.values_mut() {
-            idx.evict_before(cutoff);
+        for (i, clock) in self.clocks.iter_mut().enumerate() {
+            if tenant(i as u32) {
+                clock.threads.evict_before(cutoffs[i]);
+            }
         }
         self.evicted_total += n as u64;
         n
@@ -238,8 +280,8 @@ impl TimelineStore {
         self.evicted_total
     }
 
-    /// Newest event time seen.
-    pub fn watermark(&self) -> EventTime {
-        self.watermark
+    /// Newest event time seen of `tenant`.
+    pub fn watermark(&self, tenant: &str) -> Option<EventTime> {
+        self.tenants.get(tenant).map(|&t| self.clocks[t as usize].watermark)
     }
 }

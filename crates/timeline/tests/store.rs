@@ -89,6 +89,25 @@ fn retention_evicts_by_count_and_age_and_counts_it() {
 }
 
 #[test]
+fn each_tenant_keeps_its_history_by_its_own_clock() {
+    let mut s = TimelineStore::new(RetentionConfig { max_events_per_profile: 100, max_age_days: 10 });
+    // Globex is live, a year ahead of acme, whose history is being loaded.
+    let mut live = ev("g1", 365 * DAY);
+    live.tenant = Tenant::new("globex");
+    let globex = ProfileId::derive("globex", "g");
+    s.append(globex, &live);
+    assert_eq!(s.append(p(1), &ev("a1", 0)).position, Some(0), "not older than acme's own retention");
+    assert_eq!(s.append(p(1), &ev("a2", 5 * DAY)).position, Some(1));
+    assert_eq!(s.evict_expired(), 0);
+    assert_eq!(ids(&s, p(1)), ["a1", "a2"]);
+    assert_eq!(s.watermark("acme"), Some(EventTime(1_700_000_000_000 + 5 * DAY)));
+    // Acme's own clock moving on evicts its old entries, and only for acme.
+    s.append(p(1), &ev("a3", 16 * DAY));
+    assert_eq!(ids(&s, p(1)), ["a3"]);
+    assert_eq!(s.timeline(globex).unwrap().len(), 1);
+}
+
+#[test]
 fn conversations_thread_across_channels_by_case_and_replies() {
     let mut s = TimelineStore::new(RetentionConfig::default());
     let mut chat = ev("chat1", 0);
