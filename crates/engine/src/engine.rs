@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use omnistitch_identity::{Conflict, IdentityResolver, IdentityRules, Merge, Normalizer, ResolvedIdentifier};
 use omnistitch_model::output::{IdentifierRecord, MatchOutcome, MatchedIdentifier};
-use omnistitch_model::{Event, EventTime, ProfileId};
+use omnistitch_model::{Event, EventTime, ProfileId, Tenant};
 use omnistitch_timeline::{RetentionConfig, TimelineStore};
 
 use crate::dedup::{Arrival, SeenEvents};
@@ -112,7 +112,7 @@ impl Engine {
         let appended = self.timelines.append(resolution.profile, event);
         self.stats.evicted += appended.evicted as u64;
         if sweep_due {
-            self.sweep(event.tenant.as_str());
+            self.sweep(&event.tenant);
         }
         Applied {
             time,
@@ -127,12 +127,15 @@ impl Engine {
     }
 
     /// Evicts what retention no longer allows from `tenant`'s timelines, thread index and
-    /// deduplication index, by the tenant's own newest event time.
-    fn sweep(&mut self, tenant: &str) {
-        self.stats.evicted += self.timelines.evict_expired_of(tenant) as u64;
-        if let Some(watermark) = self.timelines.watermark(tenant) {
+    /// deduplication index, and its profiles without identifiers, by the tenant's own newest
+    /// event time.
+    fn sweep(&mut self, tenant: &Tenant) {
+        self.stats.evicted += self.timelines.evict_expired_of(tenant.as_str()) as u64;
+        if let Some(watermark) = self.timelines.watermark(tenant.as_str()) {
             let max_age = i64::from(self.retention.max_age_days) * 86_400_000;
-            self.seen.forget_before(tenant, EventTime(watermark.0.saturating_sub(max_age)));
+            let cutoff = EventTime(watermark.0.saturating_sub(max_age));
+            self.seen.forget_before(tenant.as_str(), cutoff);
+            self.identity.forget_anonymous_before(tenant, cutoff);
         }
     }
 

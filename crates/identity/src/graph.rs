@@ -273,6 +273,22 @@ impl TenantGraph {
         ids
     }
 
+    /// Forgets profiles that hold no identifier and absorbed none (an event with no usable
+    /// identifier makes one; nothing can ever link to it again) last seen before `cutoff`.
+    pub fn forget_anonymous_before(&mut self, cutoff: EventTime) -> usize {
+        let mut n = 0;
+        for (slot, p) in self.profiles.iter_mut().enumerate() {
+            let Some(profile) = p else { continue };
+            if profile.entries.is_empty() && profile.merged_from.is_empty() && profile.last_seen < cutoff {
+                self.by_id.remove(&profile.id);
+                *p = None;
+                self.free.push(slot as u32);
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// Every live profile, in no particular order.
     pub fn profiles(&self) -> impl Iterator<Item = &Profile> {
         self.profiles.iter().flatten()

@@ -5,7 +5,7 @@ use hashbrown::HashMap;
 use std::sync::Arc;
 
 use omnistitch_model::output::MatchOutcome;
-use omnistitch_model::{Event, Identifier, IdentifierKind, ProfileId, Tenant};
+use omnistitch_model::{Event, EventTime, Identifier, IdentifierKind, ProfileId, Tenant};
 
 use crate::graph::{Conflict, Merge, Profile, TenantGraph};
 use crate::normalize::{NormalizeError, Normalizer};
@@ -116,5 +116,11 @@ impl IdentityResolver {
     /// The rules in force.
     pub fn rules(&self) -> &IdentityRules {
         &self.rules
+    }
+
+    /// Forgets `tenant`'s profiles that hold no identifier (nothing can ever link to them
+    /// again) and were last seen before `cutoff`; returns how many.
+    pub fn forget_anonymous_before(&mut self, tenant: &Tenant, cutoff: EventTime) -> usize {
+        self.tenants.get_mut(tenant).map_or(0, |g| g.forget_anonymous_before(cutoff))
     }
 }

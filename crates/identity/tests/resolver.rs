@@ -265,6 +265,21 @@ fn a_profile_keeps_its_newest_conversation_ids_and_forgets_the_oldest() {
 }
 
 #[test]
+fn profiles_without_identifiers_are_forgotten_once_old() {
+    let mut r = resolver();
+    let acme = Tenant::new("acme");
+    let anon = r.resolve(&event("acme", "e1", 0, &[(Email, "noreply@shop.com")])).profile;
+    let jo = r.resolve(&event("acme", "e2", 0, &[(Email, "jo@x.com")])).profile;
+    let late = r.resolve(&event("acme", "e3", 100, &[])).profile;
+    assert_eq!(r.graph(&acme).unwrap().profile_count(), 3);
+    assert_eq!(r.forget_anonymous_before(&acme, EventTime(1_700_000_000_000 + 50)), 1);
+    let g = r.graph(&acme).unwrap();
+    assert!(g.get(anon).is_none(), "no identifier, older than the cutoff");
+    assert!(g.get(jo).is_some() && g.get(late).is_some());
+    assert_eq!(r.forget_anonymous_before(&Tenant::new("globex"), EventTime(i64::MAX)), 0);
+}
+
+#[test]
 fn weak_identifiers_attach_but_do_not_bridge_two_people_when_configured() {
     let n = Arc::new(Normalizer::new("US").unwrap());
     let config = IdentityConfig { weak_kinds: vec!["phone".into()], ..IdentityConfig::default() };
