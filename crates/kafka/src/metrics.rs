@@ -143,6 +143,8 @@ pub struct ServiceMetrics {
     pub truncated_restores: IntCounter,
     /// Changelog records and events a restore could not read or apply, skipped.
     pub unreadable_restored: IntCounter,
+    /// Changelog entries a restore left out for an input partition with no committed offset.
+    pub restore_without_commit: IntCounter,
     /// Schema lookups retried because the registry could not answer (input waits meanwhile).
     pub registry_retries: IntCounter,
     /// Input partitions passed over by the event-time merge after `merge_max_wait_ms` silent.
@@ -369,6 +371,11 @@ impl ServiceMetrics {
                 &r,
                 "omnistitch_changelog_unreadable_entries_total",
                 "Changelog records and events a restore could not read or apply, skipped (the restored state misses them).",
+            ),
+            restore_without_commit: counter(
+                &r,
+                "omnistitch_changelog_entries_without_commit_total",
+                "Changelog entries a restore left out because their input partition has no committed offset (a first batch never committed, or the group's offsets expired).",
             ),
             registry_retries: counter(
                 &r,

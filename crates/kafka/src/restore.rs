@@ -22,6 +22,10 @@ pub struct Restored {
     pub applied: u64,
     /// Events past the committed offsets (from work that was not committed), left out.
     pub uncommitted: u64,
+    /// Of those, events of an input partition with no committed offset at all: the first
+    /// batch never committed, or the group's offsets expired or its id changed (then the
+    /// shard starts without that history).
+    pub without_commit: u64,
     /// Records and events that could not be read (counted, skipped).
     pub unreadable: u64,
     /// The changelog partition's first offset: above 0, its earlier records are gone (deleted by
@@ -125,12 +129,14 @@ impl ChangelogReader {
             let lane = MERGE_ORDER.iter().position(|&c| c == channel).expect("every channel has a lane");
             committed[lane].unwrap_or(i64::MIN)
         };
-        let started = Instant::now();
+        // Silence for ten request timeouts fails the restore; a long changelog read steadily
+        // does not (the clock restarts with every record).
+        let mut heard = Instant::now();
         let mut next = low;
         while next < high {
             let msg = match reader.poll(Duration::from_millis(200)) {
                 None => {
-                    if started.elapsed() > timeout * 10 {
+                    if heard.elapsed() > timeout * 10 {
                         return Err(KafkaError::MessageConsumption(
                             rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
                         ));
@@ -141,6 +147,7 @@ impl ChangelogReader {
                 Some(Err(e)) => return Err(e),
                 Some(Ok(m)) => m,
             };
+            heard = Instant::now();
             next = msg.offset() + 1;
             done.read += 1;
             let Some(value) = msg.payload() else { continue };
@@ -155,6 +162,7 @@ impl ChangelogReader {
             for entry in entries {
                 if entry.source_offset >= limit(entry.channel) {
                     done.uncommitted += 1;
+                    done.without_commit += u64::from(limit(entry.channel) == i64::MIN);
                     continue;
                 }
                 let wire = match decoder.decode(entry.channel, entry.datum) {

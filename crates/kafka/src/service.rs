@@ -125,6 +125,10 @@ pub struct Service {
 /// Main-queue events served per round at most.
 const MAIN_QUEUE_BUDGET: usize = 10_000;
 
+/// Records a lane of a shard's merge holds at most (give or take one poll's worth): past it
+/// the partition is paused and not polled.
+const LANE_HIGH: usize = 50_000;
+
 /// How often a commit looks whether the producer has delivered everything.
 const DRAIN_STEP: Duration = Duration::from_micros(250);
 
@@ -423,6 +427,16 @@ impl Service {
             Ok((pipeline, tenants, r))
         })?;
         self.metrics.restored_events.inc_by(r.applied);
+        if r.without_commit > 0 {
+            self.metrics.restore_without_commit.inc_by(r.without_commit);
+            tracing::warn!(
+                shard = p,
+                entries = r.without_commit,
+                "changelog entries of input partitions with no committed offset were left out: \
+                 a first batch that never committed, or expired group offsets (the shard then \
+                 starts without that history)"
+            );
+        }
         if r.unreadable > 0 {
             self.metrics.unreadable_restored.inc_by(r.unreadable);
             tracing::error!(
@@ -464,6 +478,11 @@ impl Service {
         let mut received = 0;
         let keys: Vec<(usize, i32)> = self.queues.keys().copied().collect();
         for key in keys {
+            // A full lane takes no more until the merge drains it (also while a commit waits,
+            // when lanes are not paused): the client's own queue bounds what waits behind.
+            if self.shards.get(&key.1).is_some_and(|s| s.merge.queued(key.0) >= LANE_HIGH) {
+                continue;
+            }
             for _ in 0..2_000 {
                 let Some(queue) = self.queues.get(&key) else { break };
                 let polled = queue.poll(Duration::ZERO).map(|r| r.map(|m| Input::of(&m)));
@@ -608,12 +627,36 @@ impl Service {
             }
         }
         if result.is_err() {
-            if let Err(e) = self.producer.abort_transaction(self.timeout()) {
+            if let Err(e) = self.abort_open_transaction() {
                 tracing::warn!(error = %e, "aborting the transaction");
             }
         }
         drop(tpl);
         result
+    }
+
+    /// Repeats a transaction-ending call while the client says it may be resumed (a timeout
+    /// leaves the call in progress, and every other transactional call would conflict with
+    /// it), for up to ten request timeouts.
+    fn resuming(&self, what: &str, call: impl Fn() -> Result<(), KafkaError>) -> Result<(), KafkaError> {
+        let limit = Instant::now() + self.timeout() * 10;
+        loop {
+            match call() {
+                Err(KafkaError::Transaction(e))
+                    if e.is_retriable() && !e.txn_requires_abort() && Instant::now() < limit =>
+                {
+                    tracing::warn!(error = %e, what, "transaction call may be resumed; calling again");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// Aborts the open transaction (resumed while the client allows it).
+    fn abort_open_transaction(&self) -> Result<(), KafkaError> {
+        let producer = self.producer.clone();
+        self.resuming("abort", || producer.abort_transaction(self.timeout()))
     }
 
     /// The transaction's last steps: the input offsets into it, the outputs drained, the commit.
@@ -625,7 +668,8 @@ impl Service {
         // The client's commit flushes first, sleeping in 100 ms steps while anything is in
         // flight; draining here first makes its flush a no-op.
         self.drain_producer()?;
-        self.producer.commit_transaction(self.timeout())
+        let producer = self.producer.clone();
+        self.resuming("commit", || producer.commit_transaction(self.timeout()))
     }
 
     /// Waits until every output is acknowledged (or failed), looking every [`DRAIN_STEP`] (the
@@ -686,7 +730,7 @@ impl Service {
             tracing::warn!(error = %e, "the ordered thread's part of the aborted batch");
         }
         if self.in_transaction && self.config.mode == Mode::ExactlyOnce {
-            if let Err(e) = self.producer.abort_transaction(self.timeout()) {
+            if let Err(e) = self.abort_open_transaction() {
                 if is_fatal(&e) {
                     return Err(e.into());
                 }
@@ -758,7 +802,7 @@ impl Service {
     /// Pauses lanes with too much waiting (a lagging sibling lane holds the merge back) and
     /// resumes them once drained.
     fn pause_full_lanes(&mut self) -> Result<(), ServiceError> {
-        const HIGH: usize = 50_000;
+        const HIGH: usize = LANE_HIGH;
         let (mut pause, mut resume) = (TopicPartitionList::new(), TopicPartitionList::new());
         for (&p, s) in &self.shards {
             for (lane, &channel) in MERGE_ORDER.iter().enumerate() {
