@@ -15,6 +15,9 @@ use crate::rules::IdentityRules;
 
 const KINDS: usize = IdentifierKind::ALL.len();
 
+/// Most ids a profile lists as merged into it (the latest in merge order).
+pub const MAX_MERGED_FROM: usize = 1_000;
+
 /// Profile slot of an identifier known only as shared, never attached to a profile.
 const NO_PROFILE: u32 = u32::MAX;
 
@@ -39,7 +42,7 @@ pub struct Profile {
     pub id: ProfileId,
     entries: Vec<u32>,
     counts: [u32; KINDS],
-    /// Profiles merged into this one, in merge order.
+    /// Profiles merged into this one, in merge order (at most [`MAX_MERGED_FROM`], the latest).
     pub merged_from: Vec<ProfileId>,
     /// Earliest event time.
     pub first_seen: EventTime,
@@ -365,6 +368,11 @@ impl TenantGraph {
             if bp.id == survivor_id { (big_history, small_p.merged_from) } else { (small_p.merged_from, big_history) };
         history.push(absorbed_id);
         history.extend(absorbed_history);
+        // A hub that absorbs without end must not grow its profile record past what a broker
+        // takes: the earliest entries go (redirects still lead every absorbed id here).
+        if history.len() > MAX_MERGED_FROM {
+            history.drain(..history.len() - MAX_MERGED_FROM);
+        }
         bp.merged_from = history;
         bp.id = survivor_id;
         bp.entries.extend_from_slice(&small_p.entries);

@@ -10,7 +10,7 @@ mod phone;
 pub mod resolver;
 pub mod rules;
 
-pub use graph::{Conflict, ConflictRule, Merge, Profile, TenantGraph};
+pub use graph::{Conflict, ConflictRule, Merge, Profile, TenantGraph, MAX_MERGED_FROM};
 pub use normalize::{NormalizeError, Normalizer, UnknownRegion};
 pub use resolver::{IdentityResolver, Resolution, ResolvedIdentifier};
 pub use rules::{IdentityConfig, IdentityRules, RulesError};

@@ -265,6 +265,24 @@ fn a_profile_keeps_its_newest_conversation_ids_and_forgets_the_oldest() {
 }
 
 #[test]
+fn a_hub_lists_only_its_latest_merges() {
+    let mut r = keeping("case", 5_000);
+    let hub = r.resolve(&event("acme", "hub", 0, &[(Case, "HUB")])).profile;
+    let n = omnistitch_identity::MAX_MERGED_FROM + 5;
+    for i in 0..n {
+        let c = format!("C{i}");
+        r.resolve(&event("acme", &format!("a{i}"), 1 + i as i64, &[(Case, &c)]));
+        r.resolve(&event("acme", &format!("b{i}"), 1 + i as i64, &[(Case, "HUB"), (Case, &c)]));
+    }
+    let acme = Tenant::new("acme");
+    let p = r.profile(&acme, hub).unwrap();
+    assert_eq!(p.merged_from.len(), omnistitch_identity::MAX_MERGED_FROM);
+    assert_eq!(p.merged_from.last(), Some(&ProfileId::derive("acme", &format!("a{}", n - 1))));
+    // Every absorbed id still leads to the hub.
+    assert_eq!(r.profile(&acme, ProfileId::derive("acme", "a0")).map(|p| p.id), Some(hub));
+}
+
+#[test]
 fn profiles_without_identifiers_are_forgotten_once_old() {
     let mut r = resolver();
     let acme = Tenant::new("acme");
