@@ -282,6 +282,11 @@ impl KafkaConfig {
         ts.is_some_and(|ts| ts > 0 && event_time > ts.saturating_add(self.max_ahead_ms as i64))
     }
 
+    /// How long a transaction may stay open before the coordinator aborts it.
+    pub fn transaction_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis((self.request_timeout_ms * 2).max(60_000))
+    }
+
     /// Largest record the producer sends: `message.max.bytes` among the properties, else
     /// the client's default (1,000,000).
     pub fn max_message_bytes(&self) -> usize {
@@ -327,7 +332,7 @@ impl KafkaConfig {
             if let Some(id) = self.transactional_id() {
                 c.set("transactional.id", id);
             }
-            c.set("transaction.timeout.ms", (self.request_timeout_ms * 2).max(60_000).to_string());
+            c.set("transaction.timeout.ms", self.transaction_timeout().as_millis().to_string());
         }
         set_default(&mut c, &self.properties, "compression.type", "lz4");
         // Outputs wait for the transaction's commit anyway: 5 ms of batching (not 2) makes

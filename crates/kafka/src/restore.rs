@@ -77,10 +77,29 @@ fn watermarks(reader: &BaseConsumer, topic: &str, shard: i32, timeout: Duration)
     })
 }
 
+/// Asks `ends` for (first offset, stable end, log end) every `pause` until the stable end
+/// reaches the log end or `limit` has passed; returns the last answer.
+fn until_stable(
+    limit: Duration,
+    pause: Duration,
+    mut ends: impl FnMut() -> Result<(i64, i64, i64), KafkaError>,
+) -> Result<(i64, i64, i64), KafkaError> {
+    let started = Instant::now();
+    loop {
+        let answer = ends()?;
+        if answer.1 >= answer.2 || started.elapsed() > limit {
+            return Ok(answer);
+        }
+        std::thread::sleep(pause);
+    }
+}
+
 /// Reads shards' changelogs back; one long-lived client, so a restore costs no connection
 /// setup.
 pub struct ChangelogReader {
     consumer: BaseConsumer,
+    /// The same partitions seen read_uncommitted: only its watermarks are asked for.
+    uncommitted: BaseConsumer,
 }
 
 /// Unassigns the changelog partition however a restore ends.
@@ -95,9 +114,39 @@ impl Drop for Release<'_> {
 }
 
 impl ChangelogReader {
+    /// The first offset and the end of shard `shard`'s changelog once no transaction is open
+    /// on it. A read_committed reader stops at the last stable offset: behind a transaction
+    /// still open (an instance that died in it, until the coordinator aborts it; commit markers
+    /// still being written) it would miss batches committed after it. So this waits while the
+    /// stable end is short of the log's end, up to a transaction timeout and a request timeout,
+    /// then goes on with what is stable and says so.
+    fn stable_watermarks(&self, config: &KafkaConfig, shard: i32) -> Result<(i64, i64), KafkaError> {
+        let timeout = Duration::from_millis(config.request_timeout_ms);
+        let topic = config.topics.changelog.as_str();
+        let ends = || {
+            let (low, stable) = watermarks(&self.consumer, topic, shard, timeout)?;
+            let (_, end) = watermarks(&self.uncommitted, topic, shard, timeout)?;
+            Ok((low, stable, end))
+        };
+        let limit = config.transaction_timeout() + timeout;
+        let (low, stable, end) = until_stable(limit, Duration::from_millis(200), ends)?;
+        if stable < end {
+            tracing::error!(
+                shard,
+                stable,
+                end,
+                "a transaction is still open on the changelog after a transaction timeout: \
+                 restoring what is stable (batches committed behind it are left out)"
+            );
+        }
+        Ok((low, stable))
+    }
+
     /// A reader of `config`'s changelog (outside the consumer group).
     pub fn new(config: &KafkaConfig) -> Result<Self, KafkaError> {
-        Ok(ChangelogReader { consumer: config.changelog_reader().create()? })
+        let mut uncommitted = config.changelog_reader();
+        uncommitted.set("isolation.level", "read_uncommitted");
+        Ok(ChangelogReader { consumer: config.changelog_reader().create()?, uncommitted: uncommitted.create()? })
     }
 
     /// Re-applies the changelog of `shard` to `pipeline`: every entry whose input offset is
@@ -115,7 +164,7 @@ impl ChangelogReader {
         let reader = &self.consumer;
         let timeout = Duration::from_millis(config.request_timeout_ms);
         let topic = config.topics.changelog.as_str();
-        let (low, high) = watermarks(reader, topic, shard, timeout)?;
+        let (low, high) = self.stable_watermarks(config, shard)?;
         let mut done = Restored { first_offset: low, ..Restored::default() };
         if high <= low {
             return Ok(done);
@@ -193,6 +242,21 @@ impl ChangelogReader {
 mod tests {
     use super::*;
     use crate::EmbeddedCluster;
+
+    /// A restore waits while a transaction is open on the changelog (the stable end short of
+    /// the log's end), and gives up waiting after its limit.
+    #[test]
+    fn restore_waits_for_open_transactions_to_end() {
+        let pause = Duration::from_millis(1);
+        let mut asked = 0;
+        let settles = until_stable(Duration::from_secs(5), pause, || {
+            asked += 1;
+            Ok((0, if asked < 4 { 7 } else { 10 }, 10))
+        });
+        assert_eq!((settles.unwrap(), asked), ((0, 10, 10), 4));
+        let never = until_stable(Duration::from_millis(20), pause, || Ok((0, 7, 10)));
+        assert_eq!(never.unwrap(), (0, 7, 10), "past the limit: what is stable");
+    }
 
     /// A restore after a broker came back finds the changelog partition again: the failed
     /// attempts refresh the metadata that the broker's absence left stale.
