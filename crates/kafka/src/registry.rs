@@ -524,7 +524,7 @@ impl OutputSchemas {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::io::{BufRead, BufReader, Read, Write};
     use std::net::{TcpListener, TcpStream};
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -544,7 +544,7 @@ mod tests {
     use crate::wire::{write_confluent, write_single_object};
 
     /// A valid record of `channel`.
-    fn sample(channel: Channel) -> WireEvent {
+    pub(crate) fn sample(channel: Channel) -> WireEvent {
         let (tenant, event_id, event_time) = ("acme".to_string(), format!("{channel}-1"), 1_767_571_200_000);
         match channel {
             Channel::Email => WireEvent::Email(EmailEvent {

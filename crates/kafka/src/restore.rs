@@ -1,5 +1,6 @@
 //! Restoring a shard: re-applying its changelog up to the group's committed input offsets.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use omnistitch_codec::InputDecoder;
@@ -28,6 +29,8 @@ pub struct Restored {
     pub without_commit: u64,
     /// Records and events that could not be read (counted, skipped).
     pub unreadable: u64,
+    /// Copies of input records applied again by a later attempt, left out for the later copy.
+    pub superseded: u64,
     /// The changelog partition's first offset: above 0, its earlier records are gone (deleted by
     /// retention or a size limit on the topic) and the restored state misses their events.
     pub first_offset: i64,
@@ -150,15 +153,42 @@ impl ChangelogReader {
     }
 
     /// Re-applies the changelog of `shard` to `pipeline`: every entry whose input offset is
-    /// below `committed` for its channel, in changelog order (duplicates from reprocessing are
-    /// no-ops).
+    /// below `committed` for its channel, in changelog order, and of an input record applied
+    /// more than once (an attempt that was not committed, then the attempt that was) only its
+    /// last copy: the attempts may have applied the same records in other orders, and the
+    /// committed outputs came from the last. When the changelog holds such copies, the first
+    /// pass's state is dropped (`fresh` gives an empty pipeline) and the changelog read again
+    /// with the earlier copies left out.
     pub fn restore_shard(
+        &self,
+        config: &KafkaConfig,
+        shard: i32,
+        committed: [Option<i64>; 4],
+        fresh: &dyn Fn() -> Pipeline,
+        pipeline: &mut Pipeline,
+        tenants: &mut Tenants,
+    ) -> Result<Restored, KafkaError> {
+        let mut copies = HashMap::new();
+        let first = self.read_pass(config, shard, committed, pipeline, tenants, Pass::Detect(&mut copies))?;
+        if copies.is_empty() {
+            return Ok(first);
+        }
+        *pipeline = fresh();
+        *tenants = Tenants::default();
+        let mut second = self.read_pass(config, shard, committed, pipeline, tenants, Pass::LastCopies(&mut copies))?;
+        second.read += first.read;
+        Ok(second)
+    }
+
+    /// One read of the changelog, applying what `committed` and `pass` let through.
+    fn read_pass(
         &self,
         config: &KafkaConfig,
         shard: i32,
         committed: [Option<i64>; 4],
         pipeline: &mut Pipeline,
         tenants: &mut Tenants,
+        mut pass: Pass<'_>,
     ) -> Result<Restored, KafkaError> {
         let _release = Release(&self.consumer);
         let reader = &self.consumer;
@@ -174,10 +204,10 @@ impl ChangelogReader {
         reader.assign(&tpl)?;
         drop(tpl);
         let decoder = InputDecoder::new();
-        let limit = |channel| {
-            let lane = MERGE_ORDER.iter().position(|&c| c == channel).expect("every channel has a lane");
-            committed[lane].unwrap_or(i64::MIN)
-        };
+        let lane_of = |channel| MERGE_ORDER.iter().position(|&c| c == channel).expect("every channel has a lane");
+        // Within one attempt a lane's offsets only grow: an offset not above the highest seen
+        // in its lane is a record applied again.
+        let mut highest = [i64::MIN; 4];
         // Silence for ten request timeouts fails the restore; a long changelog read steadily
         // does not (the clock restarts with every record).
         let mut heard = Instant::now();
@@ -209,10 +239,30 @@ impl ChangelogReader {
                 }
             };
             for entry in entries {
-                if entry.source_offset >= limit(entry.channel) {
+                let lane = lane_of(entry.channel);
+                let limit = committed[lane].unwrap_or(i64::MIN);
+                if entry.source_offset >= limit {
                     done.uncommitted += 1;
-                    done.without_commit += u64::from(limit(entry.channel) == i64::MIN);
+                    done.without_commit += u64::from(limit == i64::MIN);
                     continue;
+                }
+                let key = (lane, entry.source_offset);
+                match &mut pass {
+                    Pass::Detect(copies) => {
+                        if entry.source_offset <= highest[lane] {
+                            *copies.entry(key).or_insert(1) += 1;
+                        }
+                        highest[lane] = highest[lane].max(entry.source_offset);
+                    }
+                    Pass::LastCopies(copies) => {
+                        if let Some(left) = copies.get_mut(&key) {
+                            if *left > 1 {
+                                *left -= 1;
+                                done.superseded += 1;
+                                continue;
+                            }
+                        }
+                    }
                 }
                 let wire = match decoder.decode(entry.channel, entry.datum) {
                     Ok(w) => w,
@@ -238,10 +288,60 @@ impl ChangelogReader {
     }
 }
 
+/// What a read of the changelog does about input records applied more than once.
+enum Pass<'a> {
+    /// Counts the copies of each (lane, input offset) seen more than once.
+    Detect(&'a mut HashMap<(usize, i64), u32>),
+    /// Applies only the last copy of each counted one.
+    LastCopies(&'a mut HashMap<(usize, i64), u32>),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::EmbeddedCluster;
+
+    /// Records an uncommitted attempt applied (email first) and the committed attempt applied
+    /// again (chat first) restore in the committed attempt's order: the profile is the one the
+    /// chat created, as in the outputs that were committed.
+    #[test]
+    fn records_applied_again_restore_in_the_last_attempts_order() {
+        use crate::changelog::{ChangelogBatch, ChangelogEntry};
+        use omnistitch_codec::datum::encode_input;
+        use omnistitch_engine::EngineConfig;
+        use omnistitch_model::{Channel, Identifier, IdentifierKind, ProfileId, Tenant};
+        use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+        let base = KafkaConfig { partitions: 1, ..Default::default() };
+        let cluster = EmbeddedCluster::start(1, &base).unwrap();
+        let config = cluster.service_config(base);
+        let topic = config.topics.changelog.as_str();
+        let producer: ThreadedProducer<DefaultProducerContext> = config.client().create().unwrap();
+        let sample = crate::registry::tests::sample;
+        let (email, chat) =
+            (encode_input(&sample(Channel::Email)).unwrap(), encode_input(&sample(Channel::Chat)).unwrap());
+        let write = |entries: [(Channel, &[u8]); 2]| {
+            let mut batch = ChangelogBatch::default();
+            for (channel, datum) in entries {
+                batch.push(&ChangelogEntry { channel, source_offset: 0, datum });
+            }
+            let key = batch.key().unwrap();
+            let mut value = Vec::new();
+            batch.write_value(&mut value);
+            producer.send(BaseRecord::to(topic).partition(0).key(&key[..]).payload(&value)).unwrap();
+            producer.flush(Duration::from_secs(10)).unwrap();
+        };
+        write([(Channel::Email, &email), (Channel::Chat, &chat)]);
+        write([(Channel::Chat, &chat), (Channel::Email, &email)]);
+        let fresh = || Pipeline::new(&EngineConfig::default()).unwrap();
+        let (mut pipeline, mut tenants) = (fresh(), Tenants::default());
+        let reader = ChangelogReader::new(&config).unwrap();
+        let r = reader.restore_shard(&config, 0, [Some(1); 4], &fresh, &mut pipeline, &mut tenants).unwrap();
+        assert_eq!((r.read, r.applied, r.superseded), (4, 2, 2));
+        let graph = pipeline.engine().identity().graph(&Tenant::new("acme")).unwrap();
+        let zoe = graph.profile_of(&Identifier::new(IdentifierKind::Email, "zoe@example.net"));
+        assert_eq!(zoe, Some(ProfileId::derive("acme", "chat-1")));
+    }
 
     /// A restore waits while a transaction is open on the changelog (the stable end short of
     /// the log's end), and gives up waiting after its limit.
@@ -305,7 +405,8 @@ mod tests {
         let restore = || {
             let mut pipeline = Pipeline::new(&EngineConfig::default()).unwrap();
             let reader = ChangelogReader::new(&config).unwrap();
-            reader.restore_shard(&config, 0, [None; 4], &mut pipeline, &mut Tenants::default()).unwrap()
+            let fresh = || Pipeline::new(&EngineConfig::default()).unwrap();
+            reader.restore_shard(&config, 0, [None; 4], &fresh, &mut pipeline, &mut Tenants::default()).unwrap()
         };
         // Records that are not changelog batches: read and counted as unreadable, nothing more.
         let mut noise = 0x9e37_79b9_7f4a_7c15u64;

@@ -423,7 +423,9 @@ impl Service {
             let committed = committed_offsets(&s.consumer, &s.config, p, s.timeout())?;
             let mut pipeline = Pipeline::new(&s.engine)?;
             let mut tenants = Tenants::default();
-            let r = s.changelog.restore_shard(&s.config, p, committed, &mut pipeline, &mut tenants)?;
+            let engine = &s.engine;
+            let fresh = || Pipeline::new(engine).expect("the configuration made a pipeline a moment ago");
+            let r = s.changelog.restore_shard(&s.config, p, committed, &fresh, &mut pipeline, &mut tenants)?;
             Ok((pipeline, tenants, r))
         })?;
         self.metrics.restored_events.inc_by(r.applied);
@@ -461,6 +463,7 @@ impl Service {
             shard = p,
             applied = r.applied,
             uncommitted = r.uncommitted,
+            superseded = r.superseded,
             unreadable = r.unreadable,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "shard restored"
