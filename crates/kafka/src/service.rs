@@ -805,14 +805,13 @@ impl Service {
     /// Pauses lanes with too much waiting (a lagging sibling lane holds the merge back) and
     /// resumes them once drained.
     fn pause_full_lanes(&mut self) -> Result<(), ServiceError> {
-        const HIGH: usize = LANE_HIGH;
         let (mut pause, mut resume) = (TopicPartitionList::new(), TopicPartitionList::new());
         for (&p, s) in &self.shards {
             for (lane, &channel) in MERGE_ORDER.iter().enumerate() {
                 let topic = self.config.topics.input(channel);
-                if s.merge.queued(lane) > HIGH {
+                if s.merge.queued(lane) > LANE_HIGH {
                     pause.add_partition(topic, p);
-                } else if s.merge.queued(lane) < HIGH / 10 {
+                } else if s.merge.queued(lane) < LANE_HIGH / 10 {
                     resume.add_partition(topic, p);
                 }
             }
