@@ -1,6 +1,6 @@
 //! Restoring a shard: re-applying its changelog up to the group's committed input offsets.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use omnistitch_codec::InputDecoder;
@@ -168,23 +168,31 @@ impl ChangelogReader {
         pipeline: &mut Pipeline,
         tenants: &mut Tenants,
     ) -> Result<Restored, KafkaError> {
+        // Both reads cover the same records, whatever is written meanwhile.
+        let range = self.stable_watermarks(config, shard)?;
         let mut copies = HashMap::new();
-        let first = self.read_pass(config, shard, committed, pipeline, tenants, Pass::Detect(&mut copies))?;
+        let mut seen: [OffsetSet; 4] = Default::default();
+        let detect = Pass::Detect { seen: &mut seen, copies: &mut copies };
+        let first = self.read_pass(config, shard, range, committed, pipeline, tenants, detect)?;
         if copies.is_empty() {
             return Ok(first);
         }
         *pipeline = fresh();
         *tenants = Tenants::default();
-        let mut second = self.read_pass(config, shard, committed, pipeline, tenants, Pass::LastCopies(&mut copies))?;
+        let last = Pass::LastCopies(&mut copies);
+        let mut second = self.read_pass(config, shard, range, committed, pipeline, tenants, last)?;
         second.read += first.read;
         Ok(second)
     }
 
-    /// One read of the changelog, applying what `committed` and `pass` let through.
+    /// One read of the changelog's records `low..high`, applying what `committed` and `pass`
+    /// let through.
+    #[allow(clippy::too_many_arguments)]
     fn read_pass(
         &self,
         config: &KafkaConfig,
         shard: i32,
+        (low, high): (i64, i64),
         committed: [Option<i64>; 4],
         pipeline: &mut Pipeline,
         tenants: &mut Tenants,
@@ -194,7 +202,6 @@ impl ChangelogReader {
         let reader = &self.consumer;
         let timeout = Duration::from_millis(config.request_timeout_ms);
         let topic = config.topics.changelog.as_str();
-        let (low, high) = self.stable_watermarks(config, shard)?;
         let mut done = Restored { first_offset: low, ..Restored::default() };
         if high <= low {
             return Ok(done);
@@ -205,9 +212,6 @@ impl ChangelogReader {
         drop(tpl);
         let decoder = InputDecoder::new();
         let lane_of = |channel| MERGE_ORDER.iter().position(|&c| c == channel).expect("every channel has a lane");
-        // Within one attempt a lane's offsets only grow: an offset not above the highest seen
-        // in its lane is a record applied again.
-        let mut highest = [i64::MIN; 4];
         // Silence for ten request timeouts fails the restore; a long changelog read steadily
         // does not (the clock restarts with every record).
         let mut heard = Instant::now();
@@ -248,11 +252,10 @@ impl ChangelogReader {
                 }
                 let key = (lane, entry.source_offset);
                 match &mut pass {
-                    Pass::Detect(copies) => {
-                        if entry.source_offset <= highest[lane] {
+                    Pass::Detect { seen, copies } => {
+                        if !seen[lane].insert(entry.source_offset) {
                             *copies.entry(key).or_insert(1) += 1;
                         }
-                        highest[lane] = highest[lane].max(entry.source_offset);
                     }
                     Pass::LastCopies(copies) => {
                         if let Some(left) = copies.get_mut(&key) {
@@ -290,26 +293,52 @@ impl ChangelogReader {
 
 /// What a read of the changelog does about input records applied more than once.
 enum Pass<'a> {
-    /// Counts the copies of each (lane, input offset) seen more than once.
-    Detect(&'a mut HashMap<(usize, i64), u32>),
+    /// Notes every (lane, input offset) in `seen`, and counts the copies of those seen more
+    /// than once in `copies`.
+    Detect { seen: &'a mut [OffsetSet; 4], copies: &'a mut HashMap<(usize, i64), u32> },
     /// Applies only the last copy of each counted one.
     LastCopies(&'a mut HashMap<(usize, i64), u32>),
+}
+
+/// A set of input offsets as disjoint ranges (start -> inclusive end): an attempt applies a
+/// lane's records in offset order, so a changelog's offsets form few ranges (broken only where
+/// a record was dead-lettered or an attempt began again).
+#[derive(Debug, Default)]
+struct OffsetSet(BTreeMap<i64, i64>);
+
+impl OffsetSet {
+    /// Adds `x`; `false` if it was there already.
+    fn insert(&mut self, x: i64) -> bool {
+        let before = self.0.range(..=x).next_back().map(|(&start, &end)| (start, end));
+        if before.is_some_and(|(_, end)| x <= end) {
+            return false;
+        }
+        // Joined to the range ending just before it, and to the one starting just after it.
+        let start = match before {
+            Some((start, end)) if end.checked_add(1) == Some(x) => start,
+            _ => x,
+        };
+        let end = match x.checked_add(1).and_then(|next| self.0.remove(&next)) {
+            Some(end) => end,
+            None => x,
+        };
+        self.0.insert(start, end);
+        true
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::EmbeddedCluster;
+    use omnistitch_model::Channel;
 
-    /// Records an uncommitted attempt applied (email first) and the committed attempt applied
-    /// again (chat first) restore in the committed attempt's order: the profile is the one the
-    /// chat created, as in the outputs that were committed.
-    #[test]
-    fn records_applied_again_restore_in_the_last_attempts_order() {
+    /// A mock cluster with one changelog batch per item of `batches` (channel, input offset;
+    /// the event is the channel's sample), restored with `committed`.
+    fn restored(batches: &[&[(Channel, i64)]], committed: [Option<i64>; 4]) -> (Restored, Pipeline) {
         use crate::changelog::{ChangelogBatch, ChangelogEntry};
         use omnistitch_codec::datum::encode_input;
         use omnistitch_engine::EngineConfig;
-        use omnistitch_model::{Channel, Identifier, IdentifierKind, ProfileId, Tenant};
         use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
         let base = KafkaConfig { partitions: 1, ..Default::default() };
@@ -317,30 +346,62 @@ mod tests {
         let config = cluster.service_config(base);
         let topic = config.topics.changelog.as_str();
         let producer: ThreadedProducer<DefaultProducerContext> = config.client().create().unwrap();
-        let sample = crate::registry::tests::sample;
-        let (email, chat) =
-            (encode_input(&sample(Channel::Email)).unwrap(), encode_input(&sample(Channel::Chat)).unwrap());
-        let write = |entries: [(Channel, &[u8]); 2]| {
+        for entries in batches {
             let mut batch = ChangelogBatch::default();
-            for (channel, datum) in entries {
-                batch.push(&ChangelogEntry { channel, source_offset: 0, datum });
+            for &(channel, source_offset) in *entries {
+                let datum = encode_input(&crate::registry::tests::sample(channel)).unwrap();
+                batch.push(&ChangelogEntry { channel, source_offset, datum: &datum });
             }
             let key = batch.key().unwrap();
             let mut value = Vec::new();
             batch.write_value(&mut value);
             producer.send(BaseRecord::to(topic).partition(0).key(&key[..]).payload(&value)).unwrap();
             producer.flush(Duration::from_secs(10)).unwrap();
-        };
-        write([(Channel::Email, &email), (Channel::Chat, &chat)]);
-        write([(Channel::Chat, &chat), (Channel::Email, &email)]);
+        }
         let fresh = || Pipeline::new(&EngineConfig::default()).unwrap();
         let (mut pipeline, mut tenants) = (fresh(), Tenants::default());
         let reader = ChangelogReader::new(&config).unwrap();
-        let r = reader.restore_shard(&config, 0, [Some(1); 4], &fresh, &mut pipeline, &mut tenants).unwrap();
+        let r = reader.restore_shard(&config, 0, committed, &fresh, &mut pipeline, &mut tenants).unwrap();
+        (r, pipeline)
+    }
+
+    /// Records an uncommitted attempt applied (email first) and the committed attempt applied
+    /// again (chat first) restore in the committed attempt's order: the profile is the one the
+    /// chat created, as in the outputs that were committed.
+    #[test]
+    fn records_applied_again_restore_in_the_last_attempts_order() {
+        use omnistitch_model::{Identifier, IdentifierKind, ProfileId, Tenant};
+        let (email, chat) = ((Channel::Email, 0), (Channel::Chat, 0));
+        let (r, pipeline) = restored(&[&[email, chat], &[chat, email]], [Some(1); 4]);
         assert_eq!((r.read, r.applied, r.superseded), (4, 2, 2));
         let graph = pipeline.engine().identity().graph(&Tenant::new("acme")).unwrap();
         let zoe = graph.profile_of(&Identifier::new(IdentifierKind::Email, "zoe@example.net"));
         assert_eq!(zoe, Some(ProfileId::derive("acme", "chat-1")));
+    }
+
+    /// A record whose only copy comes after higher offsets of its lane (batches a compacted
+    /// changelog kept out of order, a record an earlier attempt dead-lettered) is applied: only
+    /// real copies are left out.
+    #[test]
+    fn a_single_copy_after_higher_offsets_is_applied() {
+        let later = [(Channel::Chat, 20), (Channel::Chat, 21)];
+        let earlier = [(Channel::Chat, 10), (Channel::Chat, 11)];
+        let (r, _) = restored(&[&later, &earlier], [Some(30); 4]);
+        assert_eq!((r.applied, r.superseded), (4, 0));
+    }
+
+    #[test]
+    fn offset_sets_know_what_they_hold_in_few_ranges() {
+        let mut set = OffsetSet::default();
+        for x in [5, 7, 6, 1, 2, 10] {
+            assert!(set.insert(x), "{x}");
+        }
+        for x in [1, 2, 5, 6, 7, 10] {
+            assert!(!set.insert(x), "{x} again");
+        }
+        assert!(set.insert(i64::MAX) && !set.insert(i64::MAX));
+        let ranges: Vec<(i64, i64)> = set.0.iter().map(|(&s, &e)| (s, e)).collect();
+        assert_eq!(ranges, [(1, 2), (5, 7), (10, 10), (i64::MAX, i64::MAX)]);
     }
 
     /// A restore waits while a transaction is open on the changelog (the stable end short of
