@@ -134,15 +134,17 @@ impl Settings {
     }
 }
 
-/// An override's value: a TOML number, boolean or quoted string as such, anything else as
-/// the text itself.
+/// An override's value: a TOML number or boolean as such, a plain double-quoted string (no
+/// escapes, nothing after it) as what is between the quotes, anything else as the text itself
+/// (a secret is never unescaped or cut at a `#`).
 fn scalar(raw: &str) -> toml::Value {
+    let quoted = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"'));
+    if let Some(inner) = quoted.filter(|i| !i.contains(['"', '\\'])) {
+        return toml::Value::String(inner.to_string());
+    }
     match format!("v = {raw}").parse::<toml::Table>() {
         Ok(mut t) => match t.remove("v") {
-            Some(
-                v
-                @ (toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) | toml::Value::String(_)),
-            ) => v,
+            Some(v @ (toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_))) => v,
             _ => toml::Value::String(raw.to_string()),
         },
         Err(_) => toml::Value::String(raw.to_string()),
@@ -241,6 +243,11 @@ mod tests {
         assert_eq!(s.kafka.group_id, "123");
         let s = Settings::load(None, env(&[("OMNISTITCH__KAFKA__GROUP_ID", "team-a")])).unwrap();
         assert_eq!(s.kafka.group_id, "team-a");
+        // Anything else is kept as written: quotes, escapes, what looks like a comment.
+        for kept in ["'p4ss'", "\"a\\tb\"", "\"x\" # note", "\"\"\""] {
+            let s = Settings::load(None, env(&[("OMNISTITCH__KAFKA__GROUP_ID", kept)])).unwrap();
+            assert_eq!(s.kafka.group_id, kept);
+        }
     }
 
     #[test]

@@ -512,7 +512,7 @@ impl TenantGraph {
         }
         // Only new identifiers and merges add to a profile's counts.
         if !pending.is_empty() || !merges.is_empty() {
-            self.forget_oldest(slot, rules);
+            self.forget_oldest(slot, rules, ids);
         }
         let p = self.profile_mut(slot);
         p.first_seen = p.first_seen.min(time);
@@ -522,9 +522,10 @@ impl TenantGraph {
     }
 
     /// Forgets the oldest identifiers of every kind profile `slot` holds more of than the
-    /// rules keep (in the order it gained them; a merge puts the larger side's first): they
-    /// leave the profile and the graph, and an event naming one later starts afresh.
-    fn forget_oldest(&mut self, slot: u32, rules: &IdentityRules) {
+    /// rules keep (in the order it gained them; a merge puts the larger side's first), never
+    /// one of `current` (the event's own: in use): they leave the profile and the graph, and an
+    /// event naming one later starts afresh.
+    fn forget_oldest(&mut self, slot: u32, rules: &IdentityRules, current: &[Identifier]) {
         for &(kind, keep) in rules.kept_kinds() {
             let p = self.profile(slot);
             let excess = p.counts[kind.index()].saturating_sub(keep);
@@ -532,8 +533,16 @@ impl TenantGraph {
                 continue;
             }
             let entries = &self.entries;
-            let oldest: Vec<u32> =
-                p.entries.iter().copied().filter(|&e| entries[e as usize].kind == kind).take(excess as usize).collect();
+            let in_use =
+                |e: &Entry| current.iter().any(|i| i.kind == e.kind && i.value.as_bytes() == e.value.as_bytes());
+            let oldest: Vec<u32> = p
+                .entries
+                .iter()
+                .copied()
+                .filter(|&e| entries[e as usize].kind == kind && !in_use(&entries[e as usize]))
+                .take(excess as usize)
+                .collect();
+            let excess = oldest.len() as u32;
             let p = self.profile_mut(slot);
             p.entries.retain(|e| !oldest.contains(e));
             p.counts[kind.index()] -= excess;

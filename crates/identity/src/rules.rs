@@ -24,6 +24,7 @@ pub struct IdentityConfig {
     /// Most identifiers of a kind one profile keeps linked: past it the profile's oldest of
     /// that kind is forgotten (unlinked), where a limit would refuse the new one. For the ids
     /// of conversations (cases, chat sessions, calls), which pile up over a customer's life.
+    /// A kind with a limit ignores it.
     pub keep_newest: BTreeMap<String, u32>,
     /// Operator-supplied values that never link, per kind (written in any format).
     pub blocked: BTreeMap<String, Vec<String>>,
@@ -95,9 +96,6 @@ pub enum RulesError {
     /// Keeping none would forget every identifier of that kind as soon as it is linked.
     #[error("identity.keep_newest.{0}: must be at least 1")]
     ZeroKept(String),
-    /// A kind both limited and kept newest: a limit refuses the new one, keeping forgets the old.
-    #[error("identity.keep_newest.{0}: the kind has a limit (identity.limits.{0}); use one or the other")]
-    KeptAndLimited(String),
     /// The default region is not a known region.
     #[error("identity.default_region: {0}")]
     Region(String),
@@ -261,10 +259,11 @@ impl IdentityRules {
             if n == 0 {
                 return Err(RulesError::ZeroKept(name.clone()));
             }
-            if limits[k.index()].is_some() {
-                return Err(RulesError::KeptAndLimited(name.clone()));
+            // A limit wins: it refuses the new identifier, so there is never an oldest to forget
+            // (a configuration that limits a conversation kind keeps working as it did).
+            if limits[k.index()].is_none() {
+                kept[k.index()] = Some(n);
             }
-            kept[k.index()] = Some(n);
         }
         let mut blocked = HashSet::new();
         for (name, values) in &config.blocked {
@@ -452,9 +451,11 @@ mod tests {
         let mut c = IdentityConfig::default();
         c.keep_newest.insert("case".into(), 0);
         assert_eq!(IdentityRules::from_config(&c, &n).unwrap_err(), RulesError::ZeroKept("case".into()));
+        // A limit on a kind with a keep_newest (here the default's) wins.
         let mut c = IdentityConfig::default();
-        c.keep_newest.insert("email".into(), 3);
-        assert_eq!(IdentityRules::from_config(&c, &n).unwrap_err(), RulesError::KeptAndLimited("email".into()));
+        c.limits.insert("case".into(), 3);
+        let r = IdentityRules::from_config(&c, &n).unwrap();
+        assert_eq!((r.limit(IdentifierKind::Case), r.kept(IdentifierKind::Case)), (Some(3), None));
     }
 
     #[test]

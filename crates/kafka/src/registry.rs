@@ -274,12 +274,15 @@ impl RegistryClient {
             404 if serde_json::from_str::<ErrorReply>(&body).is_ok_and(|r| r.error_code == Some(SCHEMA_NOT_FOUND)) => {
                 Err(WireError::UnknownSchemaId(id))
             }
-            // A refusal of the request itself is an answer about this id: retrying cannot
-            // change it, and a record waiting on it would stop its partition for good.
-            400 | 422 => Err(WireError::InvalidSchema {
-                id,
-                reason: format!("the registry refused to look it up: HTTP {status}: {}", reply_message(&body)),
-            }),
+            // The registry's own refusal of the lookup (an error reply with its code, not a
+            // proxy's page) is an answer about this id: retrying cannot change it, and a
+            // record waiting on it would stop its partition for good.
+            400 | 422 if serde_json::from_str::<ErrorReply>(&body).is_ok_and(|r| r.error_code.is_some()) => {
+                Err(WireError::InvalidSchema {
+                    id,
+                    reason: format!("the registry refused to look it up: HTTP {status}: {}", reply_message(&body)),
+                })
+            }
             _ => Err(WireError::RegistryUnavailable(format!("{what}: HTTP {status}: {}", reply_message(&body)))),
         }
     }
@@ -878,6 +881,7 @@ pub(crate) mod tests {
             ("GET", "/schemas/ids/52") => (401, r#"{"error_code":401,"message":"Unauthorized"}"#.into()),
             ("GET", "/schemas/ids/53") => (200, "<html>a proxy's login page</html>".into()),
             ("GET", "/schemas/ids/54") => (422, r#"{"error_code":42202,"message":"Invalid id"}"#.into()),
+            ("GET", "/schemas/ids/55") => (400, "<html>The plain HTTP request was sent to HTTPS port</html>".into()),
             ("POST", p) if p.starts_with("/subjects/rejected") => {
                 (409, r#"{"error_code":409,"message":"Schema being registered is incompatible"}"#.into())
             }
@@ -921,7 +925,7 @@ pub(crate) mod tests {
         assert_eq!((refused.code(), refused.is_retriable()), ("invalid_schema", false), "{refused}");
         assert_eq!(code(client.schema(0x8000_0000)), "unknown_schema_id");
         assert_eq!(server.count("GET", "/schemas/ids/2147483648"), 0, "not asked");
-        for unavailable in [50, 51, 52, 53] {
+        for unavailable in [50, 51, 52, 53, 55] {
             let e = client.schema(unavailable).unwrap_err();
             assert!(e.is_retriable(), "{unavailable}: {e}");
         }
