@@ -740,6 +740,13 @@ impl Service {
                 tracing::warn!(error = %e, "aborting the transaction");
             }
         }
+        if self.config.mode == Mode::AtLeastOnce {
+            // The aborted batch's deliveries still in flight report now: one failing later would
+            // otherwise fail the next batch's commit too.
+            if let Err(e) = self.drain_producer() {
+                tracing::warn!(error = %e, "draining the aborted batch's outputs");
+            }
+        }
         self.in_transaction = false;
         self.count_abort_and_rewind()
     }
