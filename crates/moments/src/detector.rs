@@ -70,7 +70,8 @@ struct TenantState {
     clock: Option<EventTime>,
     /// Profile -> (its last event time, its state): the time beside the state, so that a sweep
     /// for idle profiles reads the table alone, not every profile's state.
-    profiles: HashMap<ProfileId, (EventTime, Box<Profile>)>,
+    /// (A profile being applied is out of its slot, which stays: putting it back is a write.)
+    profiles: HashMap<ProfileId, (EventTime, Option<Box<Profile>>)>,
     /// Merged-away profile -> (survivor, clock at the merge).
     redirects: HashMap<ProfileId, (ProfileId, EventTime)>,
     /// The sweep boundary (a multiple of [`PRUNE_EVERY_MS`]) idle profiles and old redirects
@@ -115,7 +116,12 @@ impl TenantState {
 
     /// Takes the state of profile `id` out of the table (to be put back).
     fn take_profile(&mut self, id: ProfileId) -> Option<Box<Profile>> {
-        self.profiles.remove(&id).map(|(_, p)| p)
+        self.profiles.get_mut(&id).and_then(|(_, p)| p.take())
+    }
+
+    /// Removes profile `id` for good (merged away).
+    fn remove_profile(&mut self, id: ProfileId) -> Option<Box<Profile>> {
+        self.profiles.remove(&id).and_then(|(_, p)| p)
     }
 
     /// The profile `id` now stands for, taken out (a new one if it has no state): a profile
@@ -130,7 +136,12 @@ impl TenantState {
 
     /// Puts back a profile taken out (or a new one).
     fn put_profile(&mut self, id: ProfileId, p: Box<Profile>) {
-        self.profiles.insert(id, (p.last_seen, p));
+        match self.profiles.get_mut(&id) {
+            Some(slot) => *slot = (p.last_seen, Some(p)),
+            None => {
+                self.profiles.insert(id, (p.last_seen, Some(p)));
+            }
+        }
     }
 
     fn advance_clock(&mut self, t: EventTime) {
@@ -218,7 +229,7 @@ impl TenantState {
         }
         let now = self.clock.unwrap_or_default();
         self.redirects.insert(absorbed, (survivor, now));
-        let Some(other) = self.take_profile(absorbed) else { return Vec::new() };
+        let Some(other) = self.remove_profile(absorbed) else { return Vec::new() };
         for k in &other.timers {
             if let Some(t) = self.shared.timers.get_mut(k) {
                 t.profile = survivor;
