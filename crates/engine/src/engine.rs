@@ -82,7 +82,7 @@ impl Engine {
 
     /// Applies one validated event.
     pub fn apply(&mut self, event: &Event) -> Applied {
-        let sweep_every = i64::from(self.retention.max_age_days) * 86_400_000 / SWEEPS_PER_MAX_AGE;
+        let sweep_every = self.retention.max_age_ms() / SWEEPS_PER_MAX_AGE;
         let Arrival::New { sweep_due } = self.seen.arrive(&event.tenant.0, &event.event_id, event.time, sweep_every)
         else {
             self.stats.duplicates += 1;
@@ -132,8 +132,7 @@ impl Engine {
     fn sweep(&mut self, tenant: &Tenant) {
         self.stats.evicted += self.timelines.evict_expired_of(tenant.as_str()) as u64;
         if let Some(watermark) = self.timelines.watermark(tenant.as_str()) {
-            let max_age = i64::from(self.retention.max_age_days) * 86_400_000;
-            let cutoff = EventTime(watermark.0.saturating_sub(max_age));
+            let cutoff = EventTime(watermark.0.saturating_sub(self.retention.max_age_ms()));
             self.seen.forget_before(tenant.as_str(), cutoff);
             self.identity.forget_anonymous_before(tenant, cutoff);
         }

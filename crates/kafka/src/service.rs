@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use omnistitch_engine::{EngineConfig, Pipeline};
-use omnistitch_model::wire::{MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS};
+use omnistitch_model::wire::accepted_event_time;
 use omnistitch_model::Tenants;
 use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -530,10 +530,9 @@ impl Service {
         };
         // A record bound for the dead letters (undecodable, or with a time validation refuses)
         // goes first: at its written time one from year 50,000 would hold its lane back.
-        let accepted = MIN_EVENT_TIME_MS..MAX_EVENT_TIME_MS;
         let time = match &decoded {
             Ok(d)
-                if accepted.contains(&d.event.event_time())
+                if accepted_event_time(d.event.event_time())
                     && !self.config.too_far_ahead(d.event.event_time(), m.timestamp) =>
             {
                 d.event.event_time()

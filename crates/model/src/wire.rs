@@ -14,6 +14,11 @@ use crate::identifier::{IdentifierKind, RawIdentifier};
 pub const MIN_EVENT_TIME_MS: i64 = 946_684_800_000;
 /// Latest accepted event time: 2100-01-01T00:00:00Z.
 pub const MAX_EVENT_TIME_MS: i64 = 4_102_444_800_000;
+/// Whether an event time (ms) is in the accepted range.
+pub fn accepted_event_time(ms: i64) -> bool {
+    (MIN_EVENT_TIME_MS..MAX_EVENT_TIME_MS).contains(&ms)
+}
+
 /// Longest accepted id-like field (tenant, event id, identifiers, keys), in bytes.
 pub const MAX_ID_LEN: usize = 512;
 /// Longest accepted free text, in bytes.
@@ -546,7 +551,7 @@ impl WireEvent {
         check_opt_len("agent_id", c.agent_id, MAX_ID_LEN)?;
         check_opt_len("account_id", c.account_id, MAX_ID_LEN)?;
         check_opt_len("text", c.text, MAX_TEXT_LEN)?;
-        if !(MIN_EVENT_TIME_MS..MAX_EVENT_TIME_MS).contains(&c.event_time) {
+        if !accepted_event_time(c.event_time) {
             return Err(ValidationError::InvalidTime(c.event_time));
         }
         if !c.kind.fits(channel) {

@@ -136,12 +136,8 @@ impl TenantState {
 
     /// Puts back a profile taken out (or a new one).
     fn put_profile(&mut self, id: ProfileId, p: Box<Profile>) {
-        match self.profiles.get_mut(&id) {
-            Some(slot) => *slot = (p.last_seen, Some(p)),
-            None => {
-                self.profiles.insert(id, (p.last_seen, Some(p)));
-            }
-        }
+        // Into the slot it left when there is one: an insert over a key writes in place.
+        self.profiles.insert(id, (p.last_seen, Some(p)));
     }
 
     fn advance_clock(&mut self, t: EventTime) {

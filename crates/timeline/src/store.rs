@@ -42,7 +42,8 @@ impl RetentionConfig {
         Ok(())
     }
 
-    fn max_age_ms(&self) -> i64 {
+    /// `max_age_days` in milliseconds.
+    pub fn max_age_ms(&self) -> i64 {
         i64::from(self.max_age_days) * 86_400_000
     }
 }
