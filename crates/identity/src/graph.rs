@@ -8,6 +8,7 @@
 use std::hash::BuildHasher;
 
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
+use smallvec::SmallVec;
 use omnistitch_model::output::MatchOutcome;
 use omnistitch_model::{EventTime, Identifier, IdentifierKind, ProfileId, ShortStr};
 
@@ -97,7 +98,7 @@ pub struct Linked {
     /// Whether that profile was created by this event.
     pub created: bool,
     /// Each identifier (in the order given) and what happened to it.
-    pub outcomes: Vec<MatchOutcome>,
+    pub outcomes: SmallVec<[MatchOutcome; 4]>,
     /// Merges this event caused, in order.
     pub merges: Vec<Merge>,
     /// Links refused.
@@ -188,7 +189,11 @@ impl TenantGraph {
     }
 
     fn find(&self, id: &Identifier) -> Option<u32> {
-        let h = hash_of(&self.hasher, id.kind, id.value.as_bytes());
+        self.find_hashed(hash_of(&self.hasher, id.kind, id.value.as_bytes()), id)
+    }
+
+    /// [`TenantGraph::find`] with the identifier's hash already computed.
+    fn find_hashed(&self, h: u64, id: &Identifier) -> Option<u32> {
         self.index
             .find(h, |&i| {
                 let e = &self.entries[i as usize];
@@ -208,6 +213,11 @@ impl TenantGraph {
     }
 
     fn insert_entry(&mut self, id: &Identifier, profile: u32) -> u32 {
+        self.insert_hashed(hash_of(&self.hasher, id.kind, id.value.as_bytes()), id, profile)
+    }
+
+    /// [`TenantGraph::insert_entry`] with the identifier's hash already computed.
+    fn insert_hashed(&mut self, h: u64, id: &Identifier, profile: u32) -> u32 {
         let entry = Entry { value: ShortStr::new(&id.value), kind: id.kind, shared: false, profile };
         let idx = match self.free_entries.pop() {
             Some(free) => {
@@ -219,7 +229,6 @@ impl TenantGraph {
                 (self.entries.len() - 1) as u32
             }
         };
-        let h = hash_of(&self.hasher, id.kind, id.value.as_bytes());
         let (entries, hasher) = (&self.entries, &self.hasher);
         self.index.insert_unique(h, idx, |&i| {
             let e = &entries[i as usize];
@@ -416,18 +425,20 @@ impl TenantGraph {
         new_id: impl FnOnce() -> ProfileId,
         time: EventTime,
     ) -> Linked {
-        let mut outcomes = vec![MatchOutcome::Added; ids.len()];
+        let mut outcomes: SmallVec<[MatchOutcome; 4]> = smallvec::smallvec![MatchOutcome::Added; ids.len()];
         let mut merges = Vec::new();
         let mut conflicts = Vec::new();
         let mut target = Target::None;
         // The identifier that put the event on its target, for merge explanations.
         let mut anchor: Option<usize> = None;
-        // New identifiers to attach once the target is known, with their counts per kind.
-        let mut pending: Vec<usize> = Vec::new();
+        // New identifiers (index, hash) to attach once the target is known, with their counts
+        // per kind.
+        let mut pending: SmallVec<[(usize, u64); 4]> = SmallVec::new();
         let mut pending_counts = [0u32; KINDS];
 
         for (i, id) in ids.iter().enumerate() {
-            let entry = self.find(id);
+            let h = hash_of(&self.hasher, id.kind, id.value.as_bytes());
+            let entry = self.find_hashed(h, id);
             match entry.map(|e| (&self.entries[e as usize], e)) {
                 Some((e, _)) if e.shared => outcomes[i] = MatchOutcome::Shared,
                 Some((e, eidx)) => {
@@ -484,7 +495,7 @@ impl TenantGraph {
                         if target == Target::None {
                             target = Target::New;
                         }
-                        pending.push(i);
+                        pending.push((i, h));
                         pending_counts[id.kind.index()] += 1;
                     }
                 }
@@ -502,10 +513,10 @@ impl TenantGraph {
                 }
             }
         };
-        for &i in &pending {
+        for &(i, h) in &pending {
             // An identifier can repeat within one event; the first occurrence attached it.
-            if self.find(&ids[i]).is_none() {
-                self.insert_entry(&ids[i], slot);
+            if self.find_hashed(h, &ids[i]).is_none() {
+                self.insert_hashed(h, &ids[i], slot);
             } else {
                 outcomes[i] = MatchOutcome::Linked;
             }

@@ -9,8 +9,44 @@
 //! number two pattern matches instead of about twenty. The answer is the library's (a test
 //! holds the two to each other over every region's example numbers and their variants).
 
-use phonenumber::metadata::{Metadata, DATABASE};
+use std::sync::{LazyLock, RwLock};
+
+use hashbrown::HashMap;
+use phonenumber::metadata::{Descriptor, Metadata, DATABASE};
 use phonenumber::{PhoneNumber, Type};
+use regex::Regex;
+use regex_cache::CachedRegex;
+
+/// The library's patterns compiled once each, by the address of their text (the metadata is a
+/// static: addresses are stable). The library finds its compiled pattern on every match by
+/// hashing the whole pattern text into a shared LRU, which costs more than the match itself.
+static COMPILED: LazyLock<RwLock<HashMap<usize, Regex>>> = LazyLock::new(Default::default);
+
+/// Where the library's `pattern` first matches in `text` starts at 0 (as the library asks it:
+/// `find`, then the start; compiled as the library compiles its metadata, whitespace ignored).
+fn matches_at_start(pattern: &CachedRegex, text: &str) -> bool {
+    let source = pattern.as_str();
+    let key = source.as_ptr() as usize;
+    if let Some(re) = COMPILED.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return re.find(text).is_some_and(|m| m.start() == 0);
+    }
+    let Ok(re) = regex::RegexBuilder::new(source).ignore_whitespace(true).build() else {
+        // The library's own compile of it (it would fail there too).
+        return pattern.find(text).is_some_and(|m| m.start() == 0);
+    };
+    let found = re.find(text).is_some_and(|m| m.start() == 0);
+    COMPILED.write().unwrap_or_else(|e| e.into_inner()).insert(key, re);
+    found
+}
+
+/// `descriptor.is_match(national)`, with the pattern compiled once.
+fn descriptor_matches(descriptor: &Descriptor, national: &str) -> bool {
+    let lengths = descriptor.possible_length();
+    if !lengths.is_empty() && !lengths.contains(&(national.len() as u16)) {
+        return false;
+    }
+    matches_at_start(descriptor.national_number(), national)
+}
 
 /// The types a valid number matches one of (besides its region's general pattern), the common
 /// ones first: libphonenumber's typing tries the same ones, in another order.
@@ -30,7 +66,8 @@ const TYPES: [Type; 10] = [
 /// Whether `national` has a type in `meta` (libphonenumber: `number_type(meta, national) != Unknown`).
 fn has_type(meta: &Metadata, national: &str) -> bool {
     let d = meta.descriptors();
-    d.general().is_match(national) && TYPES.iter().any(|&t| d.get(t).is_some_and(|p| p.is_match(national)))
+    descriptor_matches(d.general(), national)
+        && TYPES.iter().any(|&t| d.get(t).is_some_and(|p| descriptor_matches(p, national)))
 }
 
 /// Whether `number` is valid: `phonenumber::is_valid(number)`, computed with fewer matches.
@@ -52,7 +89,7 @@ pub(crate) fn is_valid(number: &PhoneNumber) -> bool {
         match meta.leading_digits() {
             // A region known by its leading digits is the number's region whatever its type.
             Some(leading) => {
-                if leading.find(&national).is_some_and(|m| m.start() == 0) {
+                if matches_at_start(leading, &national) {
                     return has_type(meta, &national);
                 }
             }

@@ -2,6 +2,7 @@
 //! tenant's graph.
 
 use hashbrown::HashMap;
+use smallvec::SmallVec;
 use std::sync::Arc;
 
 use omnistitch_model::output::MatchOutcome;
@@ -55,8 +56,9 @@ impl IdentityResolver {
 
     /// Resolves `event` to a profile, creating or merging profiles as its identifiers require.
     pub fn resolve(&mut self, event: &Event) -> Resolution {
-        let mut resolved: Vec<ResolvedIdentifier> = Vec::new();
-        let mut usable: Vec<(u8, Identifier)> = Vec::with_capacity(event.identifiers.len());
+        // Events carry a handful of identifiers: the working lists stay on the stack.
+        let mut resolved: SmallVec<[ResolvedIdentifier; 2]> = SmallVec::new();
+        let mut usable: SmallVec<[(u8, Identifier); 4]> = SmallVec::new();
         for raw in &event.identifiers {
             let (value, outcome, error) = if self.rules.is_placeholder_raw(&raw.value) {
                 (None, MatchOutcome::Blocked, None)
@@ -79,15 +81,16 @@ impl IdentityResolver {
         // Strongest first; ties by value so the order of fields in the input never matters.
         usable.sort();
         usable.dedup_by(|a, b| a.1 == b.1);
-        let ids: Vec<Identifier> = usable.into_iter().map(|(_, id)| id).collect();
+        let ids: SmallVec<[Identifier; 4]> = usable.into_iter().map(|(_, id)| id).collect();
         let graph = self.tenants.entry(event.tenant.clone()).or_default();
         let new_id = || ProfileId::derive(event.tenant.as_str(), &event.event_id);
         let linked = graph.link(&ids, &self.rules, new_id, event.time);
-        let mut identifiers: Vec<ResolvedIdentifier> = ids
-            .into_iter()
-            .zip(linked.outcomes)
-            .map(|(id, outcome)| ResolvedIdentifier { kind: id.kind, value: Some(id), outcome, error: None })
-            .collect();
+        let mut identifiers: Vec<ResolvedIdentifier> = Vec::with_capacity(ids.len() + resolved.len());
+        identifiers.extend(
+            ids.into_iter()
+                .zip(linked.outcomes)
+                .map(|(id, outcome)| ResolvedIdentifier { kind: id.kind, value: Some(id), outcome, error: None }),
+        );
         identifiers.extend(resolved);
         Resolution {
             profile: linked.profile,
