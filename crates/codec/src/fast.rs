@@ -26,6 +26,13 @@ impl Cursor<'_, '_> {
     }
 
     fn long(&mut self) -> Result<i64, DecodeError> {
+        // Lengths, union branches, enum indexes and small counts fit in one byte.
+        if let Some((&b, rest)) = self.buf.split_first() {
+            if b & 0x80 == 0 {
+                *self.buf = rest;
+                return Ok(i64::from(b >> 1) ^ -i64::from(b & 1));
+            }
+        }
         let mut value: u64 = 0;
         for shift in (0..64).step_by(7) {
             let b = self.byte()?;
