@@ -203,6 +203,11 @@ fn rebalances_move_shards_between_instances_without_loss() {
     // The first leaves (a polite stop): the second takes every shard.
     stop_a.store(true, Ordering::Release);
     let report_a = a.join().unwrap().expect("instance a");
+    let started = Instant::now();
+    while metrics_b.shards.get() != 3 {
+        assert!(started.elapsed() < Duration::from_secs(60), "instance b did not take every shard");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     wait_caught_up(&s.config, Duration::from_secs(180));
     stop_b.store(true, Ordering::Release);
     let report_b = b.join().unwrap().expect("instance b");
@@ -217,5 +222,10 @@ fn rebalances_move_shards_between_instances_without_loss() {
     let (ra, rb) = (rebalances(&metrics_a), rebalances(&metrics_b));
     eprintln!("a: {report_a:?} assigns {ra}\nb: {report_b:?} assigns {rb}");
     assert!(ra >= 1.0 && rb >= 1.0, "both were assigned shards");
+    // Each rebalance revokes every shard of every member; the shards a member gets back are
+    // kept (nobody committed them meanwhile), not restored again.
+    assert!(report_a.kept >= 1, "instance a kept the shards it got back when b joined");
+    assert!(report_b.kept >= 1, "instance b kept its shards when a left");
+    assert!(metrics_a.shards_kept.get() == report_a.kept && metrics_b.shards_kept.get() == report_b.kept);
     assert_outputs_match(&s);
 }

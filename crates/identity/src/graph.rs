@@ -8,9 +8,9 @@
 use std::hash::BuildHasher;
 
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
-use smallvec::SmallVec;
 use omnistitch_model::output::MatchOutcome;
 use omnistitch_model::{EventTime, Identifier, IdentifierKind, ProfileId, ShortStr};
+use smallvec::SmallVec;
 
 use crate::rules::IdentityRules;
 

@@ -86,11 +86,12 @@ impl IdentityResolver {
         let new_id = || ProfileId::derive(event.tenant.as_str(), &event.event_id);
         let linked = graph.link(&ids, &self.rules, new_id, event.time);
         let mut identifiers: Vec<ResolvedIdentifier> = Vec::with_capacity(ids.len() + resolved.len());
-        identifiers.extend(
-            ids.into_iter()
-                .zip(linked.outcomes)
-                .map(|(id, outcome)| ResolvedIdentifier { kind: id.kind, value: Some(id), outcome, error: None }),
-        );
+        identifiers.extend(ids.into_iter().zip(linked.outcomes).map(|(id, outcome)| ResolvedIdentifier {
+            kind: id.kind,
+            value: Some(id),
+            outcome,
+            error: None,
+        }));
         identifiers.extend(resolved);
         Resolution {
             profile: linked.profile,

@@ -139,6 +139,8 @@ pub struct ServiceMetrics {
     pub shards: IntGauge,
     /// Events re-applied from the changelog during restores.
     pub restored_events: IntCounter,
+    /// Shards given back by a rebalance whose state was kept, without a restore.
+    pub shards_kept: IntCounter,
     /// Restores that found the changelog's first records gone (their state incomplete).
     pub truncated_restores: IntCounter,
     /// Changelog records and events a restore could not read or apply, skipped.
@@ -361,6 +363,11 @@ impl ServiceMetrics {
                 &r,
                 "omnistitch_restored_events_total",
                 "Events re-applied from the changelog while restoring shards.",
+            ),
+            shards_kept: counter(
+                &r,
+                "omnistitch_shards_kept_total",
+                "Shards assigned again by a rebalance whose state was kept (nobody committed them in between): no restore.",
             ),
             truncated_restores: counter(
                 &r,

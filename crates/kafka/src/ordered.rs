@@ -42,8 +42,12 @@ pub struct Handed {
 enum Job {
     /// (shard, its restored ordered stages).
     Install(i32, Box<Ordered>),
-    /// A shard revoked.
+    /// A shard gone for good: its stages, active or parked, are dropped.
     Remove(i32),
+    /// A shard revoked while a rebalance runs: its stages are kept aside, not run.
+    Park(i32),
+    /// A parked shard assigned here again, unchanged: its stages run again.
+    Resume(i32),
     /// (shard, its applied events in the order applied).
     Events(i32, Vec<Handed>),
     /// Reply once everything before is done: the first failure since the last barrier, if any.
@@ -93,6 +97,7 @@ impl OrderedWorker {
         let (jobs, rx) = channel();
         let worker = Worker {
             shards: BTreeMap::new(),
+            parked: BTreeMap::new(),
             writer: OutputWriter::new(outputs.schemas),
             out: OutBatch::default(),
             outputs,
@@ -117,6 +122,17 @@ impl OrderedWorker {
     /// Forgets shard `shard`'s ordered stages.
     pub fn remove(&self, shard: i32) {
         self.send(Job::Remove(shard));
+    }
+
+    /// Keeps shard `shard`'s ordered stages aside until [`OrderedWorker::resume`] or
+    /// [`OrderedWorker::remove`].
+    pub fn park(&self, shard: i32) {
+        self.send(Job::Park(shard));
+    }
+
+    /// Runs parked shard `shard`'s ordered stages again.
+    pub fn resume(&self, shard: i32) {
+        self.send(Job::Resume(shard));
     }
 
     /// Hands over applied events of `shard`, in order.
@@ -159,6 +175,8 @@ impl Drop for OrderedWorker {
 /// The ordered thread's state.
 struct Worker {
     shards: BTreeMap<i32, Ordered>,
+    /// Stages of shards revoked while a rebalance runs.
+    parked: BTreeMap<i32, Ordered>,
     writer: OutputWriter,
     out: OutBatch,
     outputs: OrderedOutputs,
@@ -174,6 +192,17 @@ impl Worker {
                 }
                 Job::Remove(p) => {
                     self.shards.remove(&p);
+                    self.parked.remove(&p);
+                }
+                Job::Park(p) => {
+                    if let Some(o) = self.shards.remove(&p) {
+                        self.parked.insert(p, o);
+                    }
+                }
+                Job::Resume(p) => {
+                    if let Some(o) = self.parked.remove(&p) {
+                        self.shards.insert(p, o);
+                    }
                 }
                 Job::Events(p, events) => {
                     if self.failed.is_none() {

@@ -95,6 +95,9 @@ pub struct RunReport {
     pub aborts: u64,
     /// Shard restores.
     pub restores: u64,
+    /// Shards assigned again after a rebalance whose state was kept (no restore): nobody
+    /// committed them in between.
+    pub kept: u64,
 }
 
 /// The running service.
@@ -112,6 +115,9 @@ pub struct Service {
     queues: BTreeMap<(usize, i32), PartitionQueue<GroupContext>>,
     assigned: BTreeSet<(usize, i32)>,
     shards: BTreeMap<i32, Shard>,
+    /// Shards revoked by a rebalance that is not over: kept until the assignment that ends it,
+    /// which may give them back (an eager rebalance revokes every shard of every member).
+    parked: BTreeMap<i32, Shard>,
     lanes: HashMap<String, usize>,
     /// Topic and produced-records counter per [`Dest`].
     destinations: Vec<(String, IntCounter)>,
@@ -187,6 +193,7 @@ impl Service {
             queues: BTreeMap::new(),
             assigned: BTreeSet::new(),
             shards: BTreeMap::new(),
+            parked: BTreeMap::new(),
             lanes,
             destinations,
             in_transaction: false,
@@ -351,6 +358,7 @@ impl Service {
         }
         let before: BTreeSet<i32> = self.shards.keys().copied().collect();
         let mut touched = BTreeSet::new();
+        let mut assignment = false;
         for e in events {
             match e {
                 RebalanceEvent::Revoked(parts) => {
@@ -363,6 +371,7 @@ impl Service {
                     }
                 }
                 RebalanceEvent::Assigned(parts) => {
+                    assignment = true;
                     for (topic, p, queue) in parts {
                         let Some(&lane) = self.lanes.get(&topic) else { continue };
                         self.assigned.insert((lane, p));
@@ -388,9 +397,21 @@ impl Service {
             touched.iter().copied().filter(|&p| (0..4).all(|lane| self.assigned.contains(&(lane, p)))).collect();
         for p in &before {
             if touched.contains(p) && !complete.contains(p) {
-                self.shards.remove(p);
-                self.worker.remove(*p);
+                // A round starts committed: the state is the last commit's, kept aside in case
+                // the assignment that ends the rebalance gives the shard back.
+                if let Some(shard) = self.shards.remove(p) {
+                    self.worker.park(*p);
+                    self.parked.insert(*p, shard);
+                }
                 tracing::info!(shard = p, "shard revoked");
+            }
+        }
+        if assignment {
+            // The assignment is known: parked shards left out of it went to another member.
+            let gone: Vec<i32> = self.parked.keys().copied().filter(|p| !complete.contains(p)).collect();
+            for p in gone {
+                self.parked.remove(&p);
+                self.worker.remove(p);
             }
         }
         for p in &touched {
@@ -401,13 +422,44 @@ impl Service {
         }
         self.set_ready(false);
         for p in complete {
-            if !before.contains(&p) {
+            if !self.keep(p) {
                 self.restore(p)?;
             }
         }
         self.metrics.shards.set(self.shards.len() as i64);
         self.set_ready(true);
         Ok(())
+    }
+
+    /// Keeps the state shard `p` had here before the rebalance (held through it, or parked) if it
+    /// is still current: the group's committed offsets are where its last commit left them (a
+    /// member that had the shard in between and committed moved them). Otherwise drops it, for
+    /// a restore.
+    fn keep(&mut self, p: i32) -> bool {
+        let position = match (self.shards.get(&p), self.parked.get(&p)) {
+            (Some(s), _) | (None, Some(s)) => s.position,
+            (None, None) => return false,
+        };
+        let committed = committed_offsets(&self.consumer, &self.config, p, self.timeout());
+        if committed.as_ref().is_ok_and(|c| *c == position) {
+            if let Some(shard) = self.parked.remove(&p) {
+                self.worker.resume(p);
+                self.shards.insert(p, shard);
+            }
+            self.metrics.shards_kept.inc();
+            self.report.kept += 1;
+            tracing::info!(shard = p, "shard kept through the rebalance: nobody committed it since");
+            return true;
+        }
+        if let Err(e) = &committed {
+            tracing::warn!(shard = p, error = %e, "reading committed offsets; restoring the shard");
+        } else {
+            tracing::info!(shard = p, "shard committed elsewhere since it was here; restoring it");
+        }
+        self.shards.remove(&p);
+        self.parked.remove(&p);
+        self.worker.remove(p);
+        false
     }
 
     /// Readiness, for `/readyz` and the `omnistitch_ready` gauge alike.
@@ -419,14 +471,14 @@ impl Service {
     /// Builds shard `p` from the changelog up to the committed offsets.
     fn restore(&mut self, p: i32) -> Result<(), ServiceError> {
         let started = Instant::now();
-        let (pipeline, tenants, r) = self.retrying("restoring a shard", |s| {
+        let (pipeline, tenants, r, committed) = self.retrying("restoring a shard", |s| {
             let committed = committed_offsets(&s.consumer, &s.config, p, s.timeout())?;
             let mut pipeline = Pipeline::new(&s.engine)?;
             let mut tenants = Tenants::default();
             let engine = &s.engine;
             let fresh = || Pipeline::new(engine).expect("the configuration made a pipeline a moment ago");
             let r = s.changelog.restore_shard(&s.config, p, committed, &fresh, &mut pipeline, &mut tenants)?;
-            Ok((pipeline, tenants, r))
+            Ok((pipeline, tenants, r, committed))
         })?;
         self.metrics.restored_events.inc_by(r.applied);
         if r.without_commit > 0 {
@@ -472,7 +524,7 @@ impl Service {
         if let Some(ordered) = ordered {
             self.worker.install(p, ordered);
         }
-        self.shards.insert(p, Shard::new(p, engine, tenants, self.outputs));
+        self.shards.insert(p, Shard::new(p, engine, tenants, self.outputs, committed));
         Ok(())
     }
 

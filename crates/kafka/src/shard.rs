@@ -110,6 +110,9 @@ pub struct Shard {
     pub merge: ShardMerge<Pending>,
     /// Next offset to commit per lane, when records were applied since the last commit.
     pub next: [Option<i64>; 4],
+    /// The group's committed offset per lane that the state reflects (the restore's, then
+    /// each commit's): the state is current for as long as the group's offsets still say so.
+    pub position: [Option<i64>; 4],
     /// Producer timestamps of the records applied since the last commit.
     pub latencies: Vec<i64>,
     /// When the open batch must commit for its freshest records to meet the commit interval.
@@ -127,13 +130,20 @@ pub struct Shard {
 
 impl Shard {
     /// A shard over a restored `engine`, interning tenants in `tenants`.
-    pub fn new(index: i32, engine: Engine, tenants: Tenants, outputs: OutputSchemas) -> Self {
+    pub fn new(
+        index: i32,
+        engine: Engine,
+        tenants: Tenants,
+        outputs: OutputSchemas,
+        position: [Option<i64>; 4],
+    ) -> Self {
         Shard {
             index,
             engine,
             handed: Vec::new(),
             merge: ShardMerge::default(),
             next: [None; 4],
+            position,
             latencies: Vec::new(),
             commit_by: None,
             dirty: Vec::new(),
@@ -283,8 +293,14 @@ impl Shard {
         self.send_all(shared)
     }
 
-    /// Forgets the batch since the last commit (after a commit, or before a rewind).
+    /// The batch since the last commit is committed: its offsets become the state's position,
+    /// and the batch is forgotten.
     pub fn committed(&mut self) {
+        for (at, next) in self.position.iter_mut().zip(self.next) {
+            if next.is_some() {
+                *at = next;
+            }
+        }
         self.changelog.clear();
         self.next = [None; 4];
         self.latencies.clear();
