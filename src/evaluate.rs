@@ -112,7 +112,7 @@ pub fn engine_assignments(engine: &Engine) -> HashMap<String, String> {
     let mut map = HashMap::new();
     for (tenant, graph) in engine.identity().graphs() {
         for p in graph.profiles() {
-            for e in engine.timelines().timeline(p.id).map(|t| t.entries()).unwrap_or_default() {
+            for e in engine.timelines().timeline(tenant.as_str(), p.id).map(|t| t.entries()).unwrap_or_default() {
                 map.insert(key(tenant.as_str(), &e.event_id), format!("{tenant}/{}", p.id));
             }
         }

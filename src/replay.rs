@@ -170,7 +170,7 @@ pub fn write_outputs(run: &ReplayRun, out: &Path) -> anyhow::Result<()> {
     profiles_by_tenant.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
     let timelines = run.pipeline.engine().timelines();
     let entries = profiles_by_tenant.iter().flat_map(|&(tenant, id)| {
-        timelines.timeline(id).into_iter().flat_map(move |t| {
+        timelines.timeline(tenant.as_str(), id).into_iter().flat_map(move |t| {
             t.entries().iter().filter_map(move |e| {
                 let mut r = run.timeline_records.get(&(tenant.clone(), CompactString::from(&*e.event_id)))?.clone();
                 r.profile_id = id.to_string();

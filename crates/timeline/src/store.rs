@@ -77,8 +77,6 @@ impl TimelineEntry {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Timeline {
     entries: Vec<TimelineEntry>,
-    /// Its tenant (index into the store's tenants): whose clock its retention follows.
-    tenant: u32,
 }
 
 impl Timeline {
@@ -138,10 +136,12 @@ pub struct Appended {
     pub thread_id: Arc<str>,
 }
 
-/// A tenant's thread index and clock: retention follows each tenant's own newest event time,
-/// so a tenant whose history is being loaded keeps it beside one that is live.
-#[derive(Debug)]
-struct TenantClock {
+/// A tenant's timelines, thread index and clock: retention follows each tenant's own newest
+/// event time, so a tenant whose history is being loaded keeps it beside one that is live, and
+/// sweeping one tenant visits its timelines alone.
+#[derive(Debug, Default)]
+struct TenantTimelines {
+    timelines: HashMap<ProfileId, Timeline>,
     threads: ThreadIndex,
     /// Newest event time of the tenant.
     watermark: EventTime,
@@ -151,10 +151,9 @@ struct TenantClock {
 #[derive(Debug, Default)]
 pub struct TimelineStore {
     retention: RetentionConfig,
-    timelines: HashMap<ProfileId, Timeline>,
-    /// Tenant name -> index into `clocks`.
+    /// Tenant name -> index into `by_tenant`.
     tenants: HashMap<Arc<str>, u32>,
-    clocks: Vec<TenantClock>,
+    by_tenant: Vec<TenantTimelines>,
     evicted_total: u64,
 }
 
@@ -169,15 +168,17 @@ impl TimelineStore {
         let tenant = match self.tenants.get(event.tenant.as_str()) {
             Some(&t) => t,
             None => {
-                let t = u32::try_from(self.clocks.len()).expect("fewer than 2^32 tenants");
-                self.clocks.push(TenantClock { threads: ThreadIndex::default(), watermark: EventTime(i64::MIN) });
+                let t = u32::try_from(self.by_tenant.len()).expect("fewer than 2^32 tenants");
+                self.by_tenant.push(TenantTimelines { watermark: EventTime(i64::MIN), ..Default::default() });
                 self.tenants.insert(event.tenant.0.clone(), t);
                 t
             }
         };
-        let clock = &mut self.clocks[tenant as usize];
-        clock.watermark = clock.watermark.max(event.time);
-        let threaded = clock.threads.assign(event);
+        let max = self.retention.max_events_per_profile;
+        let max_age = self.retention.max_age_ms();
+        let of = &mut self.by_tenant[tenant as usize];
+        of.watermark = of.watermark.max(event.time);
+        let threaded = of.threads.assign(event);
         let entry = TimelineEntry {
             time: event.time,
             event_id: event.event_id.as_str().into(),
@@ -186,9 +187,8 @@ impl TimelineStore {
             kind: event.kind,
             thread_id: threaded.thread.clone(),
         };
-        let watermark = clock.watermark;
-        let cutoff = self.cutoff(watermark);
-        let timeline = self.timelines.entry(profile).or_insert_with(|| Timeline { entries: Vec::new(), tenant });
+        let cutoff = EventTime(of.watermark.0.saturating_sub(max_age));
+        let timeline = of.timelines.entry(profile).or_default();
         if let Some(old) = &threaded.replaced {
             for e in &mut timeline.entries {
                 if e.thread_id == *old {
@@ -197,18 +197,21 @@ impl TimelineStore {
             }
         }
         let position = if entry.time < cutoff { None } else { timeline.insert(entry) };
-        let evicted = timeline.evict(cutoff, self.retention.max_events_per_profile);
+        let evicted = timeline.evict(cutoff, max);
         self.evicted_total += evicted as u64;
         let position = position.and_then(|p| p.checked_sub(evicted));
         Appended { position, evicted, thread_id: threaded.thread }
     }
 
-    /// Moves `absorbed`'s timeline into `survivor`'s, keeping order and dropping duplicates.
-    pub fn merge(&mut self, survivor: ProfileId, absorbed: ProfileId) {
-        let Some(from) = self.timelines.remove(&absorbed) else { return };
-        let cutoff = self.cutoff(self.clocks[from.tenant as usize].watermark);
-        let into =
-            self.timelines.entry(survivor).or_insert_with(|| Timeline { entries: Vec::new(), tenant: from.tenant });
+    /// Moves `absorbed`'s timeline into `survivor`'s (both of `tenant`), keeping order and
+    /// dropping duplicates.
+    pub fn merge(&mut self, tenant: &str, survivor: ProfileId, absorbed: ProfileId) {
+        let Some(&t) = self.tenants.get(tenant) else { return };
+        let cutoff = self.cutoff(self.by_tenant[t as usize].watermark);
+        let max = self.retention.max_events_per_profile;
+        let of = &mut self.by_tenant[t as usize];
+        let Some(from) = of.timelines.remove(&absorbed) else { return };
+        let into = of.timelines.entry(survivor).or_default();
         let mut merged = Vec::with_capacity(into.entries.len() + from.entries.len());
         let (mut a, mut b) =
             (std::mem::take(&mut into.entries).into_iter().peekable(), from.entries.into_iter().peekable());
@@ -225,7 +228,7 @@ impl TimelineStore {
             }
         }
         into.entries = merged;
-        self.evicted_total += into.evict(cutoff, self.retention.max_events_per_profile) as u64;
+        self.evicted_total += into.evict(cutoff, max) as u64;
     }
 
     /// The oldest event time retention keeps when the newest is `watermark`.
@@ -248,32 +251,33 @@ impl TimelineStore {
     }
 
     fn evict_where(&mut self, tenant: impl Fn(u32) -> bool) -> usize {
-        let cutoffs: Vec<EventTime> = self.clocks.iter().map(|c| self.cutoff(c.watermark)).collect();
         let max = self.retention.max_events_per_profile;
+        let max_age = self.retention.max_age_ms();
         let mut n = 0;
-        self.timelines.retain(|_, t| {
-            if tenant(t.tenant) {
-                n += t.evict(cutoffs[t.tenant as usize], max);
+        for (i, of) in self.by_tenant.iter_mut().enumerate() {
+            if !tenant(i as u32) {
+                continue;
             }
-            !t.is_empty()
-        });
-        for (i, clock) in self.clocks.iter_mut().enumerate() {
-            if tenant(i as u32) {
-                clock.threads.evict_before(cutoffs[i]);
-            }
+            let cutoff = EventTime(of.watermark.0.saturating_sub(max_age));
+            of.timelines.retain(|_, t| {
+                n += t.evict(cutoff, max);
+                !t.is_empty()
+            });
+            of.threads.evict_before(cutoff);
         }
         self.evicted_total += n as u64;
         n
     }
 
-    /// The timeline of `profile`.
-    pub fn timeline(&self, profile: ProfileId) -> Option<&Timeline> {
-        self.timelines.get(&profile)
+    /// The timeline of `tenant`'s `profile`.
+    pub fn timeline(&self, tenant: &str, profile: ProfileId) -> Option<&Timeline> {
+        let &t = self.tenants.get(tenant)?;
+        self.by_tenant[t as usize].timelines.get(&profile)
     }
 
     /// Every timeline.
     pub fn timelines(&self) -> impl Iterator<Item = (&ProfileId, &Timeline)> {
-        self.timelines.iter()
+        self.by_tenant.iter().flat_map(|of| of.timelines.iter())
     }
 
     /// Entries evicted by retention since the store was created.
@@ -283,6 +287,6 @@ impl TimelineStore {
 
     /// Newest event time seen of `tenant`.
     pub fn watermark(&self, tenant: &str) -> Option<EventTime> {
-        self.tenants.get(tenant).map(|&t| self.clocks[t as usize].watermark)
+        self.tenants.get(tenant).map(|&t| self.by_tenant[t as usize].watermark)
     }
 }

@@ -20,7 +20,7 @@ fn ev(id: &str, t: i64) -> Event {
 }
 
 fn ids(store: &TimelineStore, p: ProfileId) -> Vec<String> {
-    store.timeline(p).unwrap().entries().iter().map(|e| e.event_id.to_string()).collect()
+    store.timeline("acme", p).unwrap().entries().iter().map(|e| e.event_id.to_string()).collect()
 }
 
 fn p(n: u8) -> ProfileId {
@@ -67,9 +67,9 @@ fn merging_interleaves_both_timelines() {
     for (id, t) in [("b", 2), ("c", 3), ("d", 4)] {
         s.append(p(2), &ev(id, t));
     }
-    s.merge(p(1), p(2));
+    s.merge("acme", p(1), p(2));
     assert_eq!(ids(&s, p(1)), ["a", "b", "c", "d", "e"]);
-    assert!(s.timeline(p(2)).is_none());
+    assert!(s.timeline("acme", p(2)).is_none());
 }
 
 #[test]
@@ -82,7 +82,7 @@ fn retention_evicts_by_count_and_age_and_counts_it() {
     assert_eq!(s.evicted_total(), 2);
     s.append(p(2), &ev("new", 11 * DAY));
     assert_eq!(s.evict_expired(), 3);
-    assert!(s.timeline(p(1)).is_none());
+    assert!(s.timeline("acme", p(1)).is_none());
     assert_eq!(s.evicted_total(), 5);
     // An event already older than retention allows is not kept.
     assert_eq!(s.append(p(2), &ev("ancient", 0)).position, None);
@@ -104,7 +104,7 @@ fn each_tenant_keeps_its_history_by_its_own_clock() {
     // Acme's own clock moving on evicts its old entries, and only for acme.
     s.append(p(1), &ev("a3", 16 * DAY));
     assert_eq!(ids(&s, p(1)), ["a3"]);
-    assert_eq!(s.timeline(globex).unwrap().len(), 1);
+    assert_eq!(s.timeline("globex", globex).unwrap().len(), 1);
 }
 
 #[test]
@@ -130,7 +130,8 @@ fn conversations_thread_across_channels_by_case_and_replies() {
     mail.thread.key = Some("email:<m2>".into());
     mail.thread.parent = Some("chat:S1".into());
     assert_eq!(&*s.append(p(1), &mail).thread_id, "case:C9");
-    let threads: BTreeSet<_> = s.timeline(p(1)).unwrap().entries().iter().map(|e| e.thread_id.to_string()).collect();
+    let threads: BTreeSet<_> =
+        s.timeline("acme", p(1)).unwrap().entries().iter().map(|e| e.thread_id.to_string()).collect();
     assert_eq!(threads, BTreeSet::from(["case:C9".to_string()]), "earlier entries re-threaded");
     // An unrelated email starts its own thread.
     let mut other = ev("other", 4);
@@ -153,7 +154,8 @@ fn a_reply_under_another_case_id_does_not_join_two_cases() {
     x.case_id = Some("X".into());
     assert_eq!(&*s.append(p(1), &x).thread_id, "case:X");
     // Case Y keeps its history and its own later events.
-    let threads: Vec<String> = s.timeline(p(1)).unwrap().entries().iter().map(|e| e.thread_id.to_string()).collect();
+    let threads: Vec<String> =
+        s.timeline("acme", p(1)).unwrap().entries().iter().map(|e| e.thread_id.to_string()).collect();
     assert_eq!(threads, ["case:Y", "case:X"]);
     let mut y2 = ev("y2", 2);
     y2.case_id = Some("Y".into());
@@ -189,7 +191,7 @@ proptest! {
         let mut expected: Vec<(i64, String)> = events.iter().map(|e| (e.time.0, e.event_id.to_string())).collect();
         expected.sort();
         let got: Vec<(i64, String)> =
-            store.timeline(p(1)).unwrap().entries().iter().map(|e| (e.time.0, e.event_id.to_string())).collect();
+            store.timeline("acme", p(1)).unwrap().entries().iter().map(|e| (e.time.0, e.event_id.to_string())).collect();
         prop_assert_eq!(got, expected);
     }
 }
