@@ -5,3 +5,4 @@ mod faults;
 mod harness;
 mod http;
 mod outputs;
+mod registry;

@@ -24,11 +24,14 @@ struct Lane<T> {
     blocked_since: Option<Instant>,
     /// Passed over since it was last blocked (counted once).
     passed_over: bool,
+    /// Its next record is fetched but cannot be decoded yet (the schema registry is away):
+    /// the merge waits for it however long it takes.
+    stalled: bool,
 }
 
 impl<T> Default for Lane<T> {
     fn default() -> Self {
-        Lane { items: VecDeque::new(), at_end: false, blocked_since: None, passed_over: false }
+        Lane { items: VecDeque::new(), at_end: false, blocked_since: None, passed_over: false, stalled: false }
     }
 }
 
@@ -53,6 +56,14 @@ impl<T: Timed> ShardMerge<T> {
         l.at_end = false;
         l.blocked_since = None;
         l.passed_over = false;
+        l.stalled = false;
+    }
+
+    /// Lane `lane`'s next record is fetched but cannot be decoded yet: nothing of the lane
+    /// goes before it, and the merge waits for it rather than pass the lane over, until the
+    /// record is pushed (or the merge cleared).
+    pub fn stall(&mut self, lane: usize) {
+        self.lanes[lane].stalled = true;
     }
 
     /// Lane `lane` reached the end of its partition: the merge may go on without it.
@@ -99,6 +110,7 @@ impl<T: Timed> ShardMerge<T> {
                         best = Some((t, i));
                     }
                 }
+                None if l.stalled => return None,
                 None if l.at_end => {}
                 None => {
                     let since = *l.blocked_since.get_or_insert(now);
@@ -129,6 +141,23 @@ mod tests {
 
     fn drain(m: &mut ShardMerge<(i64, u32)>) -> Vec<(usize, (i64, u32))> {
         std::iter::from_fn(|| m.pop(Instant::now(), Duration::from_secs(3600))).collect()
+    }
+
+    #[test]
+    fn a_stalled_lane_is_waited_for_past_the_silence_limit() {
+        let mut m = ShardMerge::default();
+        for lane in 1..4 {
+            m.end_of_partition(lane);
+        }
+        m.push(1, (9, 0));
+        m.stall(0);
+        let later = Instant::now() + Duration::from_secs(10);
+        assert_eq!(m.pop(later, Duration::from_millis(1)), None, "not passed over, however long");
+        m.push(0, (3, 1));
+        assert_eq!(m.pop(later, Duration::from_millis(1)), Some((0, (3, 1))));
+        m.end_of_partition(0);
+        assert_eq!(m.pop(later, Duration::from_millis(1)), Some((1, (9, 0))));
+        assert_eq!(m.take_skipped_waits(), 0);
     }
 
     #[test]

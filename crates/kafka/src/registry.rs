@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use apache_avro::Schema;
 use omnistitch_codec::contract::{channel_of, intern, Contract};
@@ -385,7 +385,13 @@ pub struct InputSchemas {
     registry: Option<RegistryClient>,
     by_id: RwLock<HashMap<u32, Resolved>>,
     by_fingerprint: RwLock<HashMap<u64, Resolved>>,
+    /// Until when lookups of unknown ids fail at once: the registry was just unavailable, and
+    /// asking again for every record would hold input up for a timeout each.
+    unavailable_until: RwLock<Option<(Instant, String)>>,
 }
+
+/// How long after the registry was unavailable it is asked again.
+pub const REGISTRY_RETRY: Duration = Duration::from_millis(500);
 
 impl InputSchemas {
     /// Ids resolved through `registry` when there is one, else through `bundled`; fingerprints of
@@ -411,7 +417,12 @@ impl InputSchemas {
                 by_id.entry(id).or_insert(resolved);
             }
         }
-        InputSchemas { registry, by_id: RwLock::new(by_id), by_fingerprint: RwLock::new(by_fingerprint) }
+        InputSchemas {
+            registry,
+            by_id: RwLock::new(by_id),
+            by_fingerprint: RwLock::new(by_fingerprint),
+            unavailable_until: RwLock::new(None),
+        }
     }
 
     /// Decodes a framed record value read from `channel`'s topic.
@@ -445,13 +456,23 @@ impl InputSchemas {
             return Ok(r.clone());
         }
         let Some(registry) = &self.registry else { return Err(WireError::UnknownSchemaId(id)) };
+        if let Some((until, why)) = &*read(&self.unavailable_until) {
+            if Instant::now() < *until {
+                return Err(WireError::RegistryUnavailable(format!("{why} (not asked again yet)")));
+            }
+        }
         // Fetched without holding the lock: a slow registry does not block cached ids.
         let resolved = match registry.schema(id) {
             Ok(text) => self.resolve(id, &text),
             Err(WireError::InvalidSchema { id, reason }) => Resolved::Invalid { id, reason: reason.into() },
-            // Unknown ids are not cached: the id may be registered later. Outages are retried.
+            Err(WireError::RegistryUnavailable(why)) => {
+                *write(&self.unavailable_until) = Some((Instant::now() + REGISTRY_RETRY, why.clone()));
+                return Err(WireError::RegistryUnavailable(why));
+            }
+            // Unknown ids are not cached: the id may be registered later.
             Err(e) => return Err(e),
         };
+        *write(&self.unavailable_until) = None;
         Ok(write(&self.by_id).entry(id).or_insert(resolved).clone())
     }
 
@@ -1075,6 +1096,11 @@ pub(crate) mod tests {
         let value = confluent(50, &encode_input(&ev).unwrap());
         let e = schemas.decode(Channel::Social, &value).unwrap_err();
         assert!(e.is_retriable(), "{e}");
+        // Just unavailable: not asked again at once (each record would wait for a timeout).
+        let e = schemas.decode(Channel::Social, &value).unwrap_err();
+        assert!(e.is_retriable() && e.to_string().contains("not asked again yet"), "{e}");
+        assert_eq!(server.count("GET", "/schemas/ids/50"), 1);
+        std::thread::sleep(REGISTRY_RETRY);
         assert_eq!(
             schemas.decode(Channel::Social, &value).unwrap(),
             DecodedInput { event: Box::new(ev), bundled: true }

@@ -11,7 +11,7 @@
 //! and the consumer goes back to the committed offsets.
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -33,7 +33,7 @@ use crate::config::{KafkaConfig, Mode, MERGE_ORDER};
 use crate::metrics::ServiceMetrics;
 use crate::ordered::{OrderedOutputs, OrderedWorker};
 use crate::outputs::EncodeError;
-use crate::registry::{InputSchemas, OutputSchemas};
+use crate::registry::{DecodedInput, InputSchemas, OutputSchemas, REGISTRY_RETRY};
 use crate::restore::{committed_offsets, ChangelogReader};
 use crate::shard::{drain_all, Input, Pending, Shard, Shared};
 use crate::wire::WireError;
@@ -118,6 +118,11 @@ pub struct Service {
     /// Shards revoked by a rebalance that is not over: kept until the assignment that ends it,
     /// which may give them back (an eager rebalance revokes every shard of every member).
     parked: BTreeMap<i32, Shard>,
+    /// Records fetched whose schema the registry could not give yet, per (lane, partition),
+    /// in offset order: that partition's queue is not polled until they decode.
+    stalled: BTreeMap<(usize, i32), VecDeque<Input>>,
+    /// When stalled records are tried again.
+    retry_stalled_at: Instant,
     lanes: HashMap<String, usize>,
     /// Topic and produced-records counter per [`Dest`].
     destinations: Vec<(String, IntCounter)>,
@@ -194,6 +199,8 @@ impl Service {
             assigned: BTreeSet::new(),
             shards: BTreeMap::new(),
             parked: BTreeMap::new(),
+            stalled: BTreeMap::new(),
+            retry_stalled_at: Instant::now(),
             lanes,
             destinations,
             in_transaction: false,
@@ -317,6 +324,7 @@ impl Service {
                 Some(by) => (started + interval).min(by).max(started + interval / 10),
                 None => started + interval,
             };
+            self.retry_stalled();
             let received = self.poll_partitions();
             processed += self.apply_ready(max_wait, self.config.max_batch - processed, deadline)?;
             if processed >= self.config.max_batch || Instant::now() >= deadline || stop.load(Ordering::Acquire) {
@@ -393,6 +401,7 @@ impl Service {
                 s.merge.clear();
             }
         }
+        self.stalled.retain(|(_, p), _| !touched.contains(p));
         let complete: BTreeSet<i32> =
             touched.iter().copied().filter(|&p| (0..4).all(|lane| self.assigned.contains(&(lane, p)))).collect();
         for p in &before {
@@ -538,6 +547,10 @@ impl Service {
             if self.shards.get(&key.1).is_some_and(|s| s.merge.queued(key.0) >= LANE_HIGH) {
                 continue;
             }
+            // A partition waiting for the registry keeps the rest of its records where they are.
+            if self.stalled.contains_key(&key) {
+                continue;
+            }
             for _ in 0..2_000 {
                 let Some(queue) = self.queues.get(&key) else { break };
                 let polled = queue.poll(Duration::ZERO).map(|r| r.map(|m| Input::of(&m)));
@@ -562,24 +575,40 @@ impl Service {
         received
     }
 
-    /// Decodes a fetched record into its shard's merge.
+    /// Decodes a fetched record into its shard's merge; a record whose schema the registry
+    /// cannot give yet stalls its partition (see [`Service::retry_stalled`]).
     fn enqueue(&mut self, lane: usize, m: Input) {
-        let Some(shard) = self.shards.get_mut(&m.partition) else { return };
-        let channel = MERGE_ORDER[lane];
-        let value = m.payload.as_deref();
-        let decoded = match value {
-            None => Err(WireError::EmptyRecord),
-            Some(v) => loop {
-                match self.inputs.decode(channel, v) {
-                    Err(e) if e.is_retriable() => {
-                        self.metrics.registry_retries.inc();
-                        tracing::warn!(error = %e, "schema registry unavailable; retrying");
-                        std::thread::sleep(Duration::from_millis(500));
-                    }
-                    other => break other,
+        let key = (lane, m.partition);
+        if let Some(waiting) = self.stalled.get_mut(&key) {
+            waiting.push_back(m);
+            return;
+        }
+        if !self.shards.contains_key(&m.partition) {
+            return;
+        }
+        match self.decode(lane, &m) {
+            Err(e) if e.is_retriable() => {
+                self.metrics.registry_retries.inc();
+                tracing::warn!(error = %e, lane, partition = m.partition, "schema registry unavailable; the partition waits");
+                if let Some(s) = self.shards.get_mut(&m.partition) {
+                    s.merge.stall(lane);
                 }
-            },
-        };
+                self.stalled.insert(key, VecDeque::from([m]));
+            }
+            decoded => self.push_decoded(lane, m, decoded),
+        }
+    }
+
+    fn decode(&self, lane: usize, m: &Input) -> Result<DecodedInput, WireError> {
+        match m.payload.as_deref() {
+            None => Err(WireError::EmptyRecord),
+            Some(v) => self.inputs.decode(MERGE_ORDER[lane], v),
+        }
+    }
+
+    /// Queues a decoded record in its shard's merge.
+    fn push_decoded(&mut self, lane: usize, m: Input, decoded: Result<DecodedInput, WireError>) {
+        let Some(shard) = self.shards.get_mut(&m.partition) else { return };
         // A record bound for the dead letters (undecodable, or with a time validation refuses)
         // goes first: at its written time one from year 50,000 would hold its lane back.
         let time = match &decoded {
@@ -592,6 +621,40 @@ impl Service {
             _ => i64::MIN,
         };
         shard.merge.push(lane, Pending { msg: m, decoded, time });
+    }
+
+    /// Tries the records waiting for the registry again (every [`REGISTRY_RETRY`] at most),
+    /// in offset order per partition; a partition whose records all decode is polled again.
+    /// The rest of the service goes on meanwhile: rounds commit, the group is served, a stop
+    /// is heard.
+    fn retry_stalled(&mut self) {
+        if self.stalled.is_empty() || Instant::now() < self.retry_stalled_at {
+            return;
+        }
+        self.retry_stalled_at = Instant::now() + REGISTRY_RETRY;
+        let keys: Vec<(usize, i32)> = self.stalled.keys().copied().collect();
+        for key in keys {
+            loop {
+                let Some(m) = self.stalled.get_mut(&key).and_then(VecDeque::pop_front) else {
+                    self.stalled.remove(&key);
+                    tracing::info!(lane = key.0, partition = key.1, "schema registry answers; the partition goes on");
+                    break;
+                };
+                let decoded = self.decode(key.0, &m);
+                if decoded.as_ref().is_err_and(|e| e.is_retriable()) {
+                    self.metrics.registry_retries.inc();
+                    if let Some(s) = self.shards.get_mut(&key.1) {
+                        s.merge.stall(key.0);
+                    }
+                    if let Some(waiting) = self.stalled.get_mut(&key) {
+                        waiting.push_front(m);
+                    }
+                    // Still away: the other partitions wait for the next try too.
+                    return;
+                }
+                self.push_decoded(key.0, m, decoded);
+            }
+        }
     }
 
     /// Runs `f` over the shards with what they share (the open transaction included).
@@ -840,6 +903,8 @@ impl Service {
 
     /// Back to the last commit: every shard restored, the consumer sought to committed offsets.
     fn rewind(&mut self) -> Result<(), ServiceError> {
+        // Fetched again from the committed offsets.
+        self.stalled.clear();
         let held: Vec<i32> = self.shards.keys().copied().collect();
         for p in held {
             self.shards.remove(&p);
