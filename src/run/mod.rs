@@ -43,7 +43,9 @@ fn schemas(
             let t = &kafka.topics;
             let subjects = omnistitch_kafka::registry::output_subjects(t);
             let outputs = OutputSchemas::register(&client, &subjects).context("registering output schemas")?;
-            Ok((InputSchemas::new(Some(client), s.bundled_ids.clone()), outputs))
+            let inputs = InputSchemas::in_background(Some(client), s.bundled_ids.clone())
+                .context("starting the schema registry lookup thread")?;
+            Ok((inputs, outputs))
         }
     }
 }

@@ -54,18 +54,39 @@ fn registry(down: Arc<AtomicBool>) -> String {
     url
 }
 
-/// Runs the service in this process, its input ids resolved through the registry at `url`.
+/// A registry on 127.0.0.1 that accepts connections and never answers.
+fn silent_registry() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let held: Vec<_> = listener.incoming().collect();
+        drop(held);
+    });
+    url
+}
+
+/// Runs the service in this process, its input ids resolved through the registry at `url`
+/// (requests time out after `timeout`).
 fn spawn_with_registry(
     config: KafkaConfig,
     url: &str,
     stop: Arc<AtomicBool>,
 ) -> (std::thread::JoinHandle<Result<RunReport, String>>, Arc<ServiceMetrics>) {
+    spawn_with_registry_timeout(config, url, stop, Duration::from_secs(2))
+}
+
+fn spawn_with_registry_timeout(
+    config: KafkaConfig,
+    url: &str,
+    stop: Arc<AtomicBool>,
+    timeout: Duration,
+) -> (std::thread::JoinHandle<Result<RunReport, String>>, Arc<ServiceMetrics>) {
     let metrics = Arc::new(ServiceMetrics::new());
     let m = metrics.clone();
-    let client = RegistryClient::with_timeout(url, None, Duration::from_secs(2)).unwrap();
+    let client = RegistryClient::with_timeout(url, None, timeout).unwrap();
     let handle = std::thread::spawn(move || {
         let ids = BundledIds::default();
-        let inputs = InputSchemas::new(Some(client), ids.clone());
+        let inputs = InputSchemas::in_background(Some(client), ids.clone()).map_err(|e| e.to_string())?;
         let outputs = OutputSchemas::bundled(&ids);
         let service = Service::new(config, EngineConfig::default(), inputs, outputs, m, Arc::new(Health::default()))
             .map_err(|e| e.to_string())?;
@@ -129,4 +150,29 @@ fn a_registry_back_within_a_run_lets_the_waiting_partitions_go_on() {
     let report = service.join().unwrap().expect("the run");
     assert_eq!(report.records, s.records, "every record, once, in the run that waited");
     assert_outputs_match(&s);
+}
+
+#[test]
+fn a_silent_registry_never_holds_the_service_for_its_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup(60, 39, Mode::ExactlyOnce, dir.path());
+    let url = silent_registry();
+    let stop = Arc::new(AtomicBool::new(false));
+    // Lookups give up after 30 s; the service must not wait for that.
+    let (service, metrics) = spawn_with_registry_timeout(s.config.clone(), &url, stop.clone(), Duration::from_secs(30));
+    let started = Instant::now();
+    while metrics.shards.get() != 3 {
+        assert!(started.elapsed() < Duration::from_secs(60), "the shards were never assigned");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Records arrive and wait for lookups that hang.
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::Release);
+    let stopping = Instant::now();
+    while !service.is_finished() {
+        assert!(stopping.elapsed() < Duration::from_secs(15), "a stop waited for the registry's timeout");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let report = service.join().unwrap().expect("a clean stop");
+    assert_eq!(report.records, 0, "nothing applied without its schema");
 }

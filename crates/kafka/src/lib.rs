@@ -9,6 +9,7 @@
 pub mod changelog;
 pub mod clients;
 pub mod config;
+pub mod lookups;
 pub mod merge;
 pub mod metrics;
 pub mod mock;

@@ -147,7 +147,7 @@ pub struct ServiceMetrics {
     pub unreadable_restored: IntCounter,
     /// Changelog entries a restore left out for an input partition with no committed offset.
     pub restore_without_commit: IntCounter,
-    /// Schema lookups retried because the registry could not answer (input waits meanwhile).
+    /// Schema registry lookups that failed (retried; the records needing them wait).
     pub registry_retries: IntCounter,
     /// Input partitions passed over by the event-time merge after `merge_max_wait_ms` silent.
     pub merge_skipped_waits: IntCounter,
@@ -387,7 +387,7 @@ impl ServiceMetrics {
             registry_retries: counter(
                 &r,
                 "omnistitch_schema_registry_retries_total",
-                "Schema lookups retried because the registry could not answer; input processing waits meanwhile.",
+                "Schema registry lookups that failed (retried; the records needing them wait, with their partitions).",
             ),
             merge_skipped_waits: counter(
                 &r,

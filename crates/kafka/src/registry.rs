@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use apache_avro::Schema;
 use omnistitch_codec::contract::{channel_of, intern, Contract};
@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::config::Topics;
+use crate::lookups::Lookups;
 use crate::wire::{fingerprint, split_frame, Frame, WireError};
 
 /// Schema ids of the bundled schemas, used when no registry is configured (`[schemas.bundled_ids]`).
@@ -382,21 +383,82 @@ fn schema_name(schema: &Schema) -> String {
 /// How input records name and are decoded with their writer schemas.
 #[derive(Debug)]
 pub struct InputSchemas {
+    known: Arc<KnownSchemas>,
+    lookups: Lookups,
+}
+
+/// The ids and fingerprints resolved so far, and the registry that resolves new ids.
+#[derive(Debug)]
+struct KnownSchemas {
     registry: Option<RegistryClient>,
     by_id: RwLock<HashMap<u32, Resolved>>,
     by_fingerprint: RwLock<HashMap<u64, Resolved>>,
-    /// Until when lookups of unknown ids fail at once: the registry was just unavailable, and
-    /// asking again for every record would hold input up for a timeout each.
-    unavailable_until: RwLock<Option<(Instant, String)>>,
 }
 
-/// How long after the registry was unavailable it is asked again.
-pub const REGISTRY_RETRY: Duration = Duration::from_millis(500);
-
 impl InputSchemas {
-    /// Ids resolved through `registry` when there is one, else through `bundled`; fingerprints of
-    /// the bundled schemas and of every registry schema seen.
+    /// Ids resolved through `registry` when there is one (asked by the caller, which waits
+    /// for the answer), else through `bundled`; fingerprints of the bundled schemas and of
+    /// every registry schema seen.
     pub fn new(registry: Option<RegistryClient>, bundled: BundledIds) -> Self {
+        let known = Arc::new(KnownSchemas::new(registry, bundled));
+        let fetch = known.clone();
+        InputSchemas { lookups: Lookups::inline(Arc::new(move |id| fetch.fetch(id))), known }
+    }
+
+    /// [`InputSchemas::new`], with the registry asked by a thread of its own: a record naming
+    /// an id not seen before is told at once to wait (a retriable error) and decodes on a
+    /// later try, so a slow or silent registry never holds the caller.
+    pub fn in_background(registry: Option<RegistryClient>, bundled: BundledIds) -> std::io::Result<Self> {
+        let known = Arc::new(KnownSchemas::new(registry, bundled));
+        let fetch = known.clone();
+        Ok(InputSchemas { lookups: Lookups::background(Arc::new(move |id| fetch.fetch(id)))?, known })
+    }
+
+    /// Lookups the registry could not answer so far.
+    pub fn failed_lookups(&self) -> u64 {
+        self.lookups.failed()
+    }
+
+    /// Decodes a framed record value read from `channel`'s topic.
+    pub fn decode(&self, channel: Channel, value: &[u8]) -> Result<DecodedInput, WireError> {
+        let (frame, datum) = split_frame(value)?;
+        let resolved = match frame {
+            Frame::Confluent { schema_id } => self.by_id(schema_id)?,
+            Frame::SingleObject { fingerprint } => read(&self.known.by_fingerprint)
+                .get(&fingerprint)
+                .cloned()
+                .ok_or(WireError::UnknownFingerprint(fingerprint))?,
+        };
+        let decoder = match resolved {
+            Resolved::Input(d) if d.channel() == channel => d,
+            Resolved::Input(d) => {
+                let schema = schema_name(Contract::get().input(d.channel()));
+                return Err(WireError::SchemaMismatch { channel, schema });
+            }
+            Resolved::Other(name) => return Err(WireError::SchemaMismatch { channel, schema: name.to_string() }),
+            Resolved::Invalid { id, reason } => {
+                return Err(WireError::InvalidSchema { id, reason: reason.to_string() })
+            }
+        };
+        let event = decoder.decode(datum)?;
+        Ok(DecodedInput { event: Box::new(event), bundled: decoder.is_bundled() })
+    }
+
+    /// What schema id `id` stands for, looking it up in the registry the first time.
+    fn by_id(&self, id: u32) -> Result<Resolved, WireError> {
+        if let Some(r) = self.known.cached(id) {
+            return Ok(r);
+        }
+        if self.known.registry.is_none() {
+            return Err(WireError::UnknownSchemaId(id));
+        }
+        self.lookups.lookup(id, || self.known.cached(id).is_some())?;
+        self.known.cached(id).ok_or(WireError::UnknownSchemaId(id))
+    }
+}
+
+impl KnownSchemas {
+    fn new(registry: Option<RegistryClient>, bundled: BundledIds) -> Self {
         let c = Contract::get();
         let inputs = Channel::ALL.map(|ch| Resolved::Input(Arc::new(SchemaDecoder::bundled(ch))));
         let output = |kind: OutputKind| Resolved::Other(schema_name(c.output(kind)).into());
@@ -417,63 +479,24 @@ impl InputSchemas {
                 by_id.entry(id).or_insert(resolved);
             }
         }
-        InputSchemas {
-            registry,
-            by_id: RwLock::new(by_id),
-            by_fingerprint: RwLock::new(by_fingerprint),
-            unavailable_until: RwLock::new(None),
-        }
+        KnownSchemas { registry, by_id: RwLock::new(by_id), by_fingerprint: RwLock::new(by_fingerprint) }
     }
 
-    /// Decodes a framed record value read from `channel`'s topic.
-    pub fn decode(&self, channel: Channel, value: &[u8]) -> Result<DecodedInput, WireError> {
-        let (frame, datum) = split_frame(value)?;
-        let resolved = match frame {
-            Frame::Confluent { schema_id } => self.by_id(schema_id)?,
-            Frame::SingleObject { fingerprint } => read(&self.by_fingerprint)
-                .get(&fingerprint)
-                .cloned()
-                .ok_or(WireError::UnknownFingerprint(fingerprint))?,
-        };
-        let decoder = match resolved {
-            Resolved::Input(d) if d.channel() == channel => d,
-            Resolved::Input(d) => {
-                let schema = schema_name(Contract::get().input(d.channel()));
-                return Err(WireError::SchemaMismatch { channel, schema });
-            }
-            Resolved::Other(name) => return Err(WireError::SchemaMismatch { channel, schema: name.to_string() }),
-            Resolved::Invalid { id, reason } => {
-                return Err(WireError::InvalidSchema { id, reason: reason.to_string() })
-            }
-        };
-        let event = decoder.decode(datum)?;
-        Ok(DecodedInput { event: Box::new(event), bundled: decoder.is_bundled() })
+    fn cached(&self, id: u32) -> Option<Resolved> {
+        read(&self.by_id).get(&id).cloned()
     }
 
-    /// What schema id `id` stands for, fetching it from the registry the first time.
-    fn by_id(&self, id: u32) -> Result<Resolved, WireError> {
-        if let Some(r) = read(&self.by_id).get(&id) {
-            return Ok(r.clone());
-        }
+    /// Asks the registry for `id` and caches what it stands for (a schema that cannot be used
+    /// included). Unknown ids are not cached: the id may be registered later.
+    fn fetch(&self, id: u32) -> Result<(), WireError> {
         let Some(registry) = &self.registry else { return Err(WireError::UnknownSchemaId(id)) };
-        if let Some((until, why)) = &*read(&self.unavailable_until) {
-            if Instant::now() < *until {
-                return Err(WireError::RegistryUnavailable(format!("{why} (not asked again yet)")));
-            }
-        }
-        // Fetched without holding the lock: a slow registry does not block cached ids.
         let resolved = match registry.schema(id) {
             Ok(text) => self.resolve(id, &text),
             Err(WireError::InvalidSchema { id, reason }) => Resolved::Invalid { id, reason: reason.into() },
-            Err(WireError::RegistryUnavailable(why)) => {
-                *write(&self.unavailable_until) = Some((Instant::now() + REGISTRY_RETRY, why.clone()));
-                return Err(WireError::RegistryUnavailable(why));
-            }
-            // Unknown ids are not cached: the id may be registered later.
             Err(e) => return Err(e),
         };
-        *write(&self.unavailable_until) = None;
-        Ok(write(&self.by_id).entry(id).or_insert(resolved).clone())
+        write(&self.by_id).entry(id).or_insert(resolved);
+        Ok(())
     }
 
     /// Parses a registry schema and records its fingerprint.
@@ -1100,7 +1123,7 @@ pub(crate) mod tests {
         let e = schemas.decode(Channel::Social, &value).unwrap_err();
         assert!(e.is_retriable() && e.to_string().contains("not asked again yet"), "{e}");
         assert_eq!(server.count("GET", "/schemas/ids/50"), 1);
-        std::thread::sleep(REGISTRY_RETRY);
+        std::thread::sleep(crate::lookups::REGISTRY_RETRY);
         assert_eq!(
             schemas.decode(Channel::Social, &value).unwrap(),
             DecodedInput { event: Box::new(ev), bundled: true }

@@ -33,7 +33,7 @@ use crate::config::{KafkaConfig, Mode, MERGE_ORDER};
 use crate::metrics::ServiceMetrics;
 use crate::ordered::{OrderedOutputs, OrderedWorker};
 use crate::outputs::EncodeError;
-use crate::registry::{DecodedInput, InputSchemas, OutputSchemas, REGISTRY_RETRY};
+use crate::registry::{DecodedInput, InputSchemas, OutputSchemas};
 use crate::restore::{committed_offsets, ChangelogReader};
 use crate::shard::{drain_all, Input, Pending, Shard, Shared};
 use crate::wire::WireError;
@@ -123,6 +123,8 @@ pub struct Service {
     stalled: BTreeMap<(usize, i32), VecDeque<Input>>,
     /// When stalled records are tried again.
     retry_stalled_at: Instant,
+    /// Failed registry lookups already counted in the metrics.
+    counted_lookup_failures: u64,
     lanes: HashMap<String, usize>,
     /// Topic and produced-records counter per [`Dest`].
     destinations: Vec<(String, IntCounter)>,
@@ -139,6 +141,10 @@ const MAIN_QUEUE_BUDGET: usize = 10_000;
 /// Records a lane of a shard's merge holds at most (give or take one poll's worth): past it
 /// the partition is paused and not polled.
 const LANE_HIGH: usize = 50_000;
+
+/// How often records waiting for the schema registry are tried again (a try that still finds
+/// no answer costs a map lookup: the registry is asked in the background).
+const STALLED_RETRY: Duration = Duration::from_millis(25);
 
 /// How often a commit looks whether the producer has delivered everything.
 const DRAIN_STEP: Duration = Duration::from_micros(250);
@@ -201,6 +207,7 @@ impl Service {
             parked: BTreeMap::new(),
             stalled: BTreeMap::new(),
             retry_stalled_at: Instant::now(),
+            counted_lookup_failures: 0,
             lanes,
             destinations,
             in_transaction: false,
@@ -449,7 +456,8 @@ impl Service {
             (Some(s), _) | (None, Some(s)) => s.position,
             (None, None) => return false,
         };
-        let committed = committed_offsets(&self.consumer, &self.config, p, self.timeout());
+        let committed = self
+            .retrying("reading committed offsets", |s| Ok(committed_offsets(&s.consumer, &s.config, p, s.timeout())?));
         if committed.as_ref().is_ok_and(|c| *c == position) {
             if let Some(shard) = self.parked.remove(&p) {
                 self.worker.resume(p);
@@ -559,6 +567,9 @@ impl Service {
                     Some(Ok(m)) => {
                         received += 1;
                         self.enqueue(key.0, m);
+                        if self.stalled.contains_key(&key) {
+                            break;
+                        }
                     }
                     Some(Err(KafkaError::PartitionEOF(_))) => {
                         if let Some(s) = self.shards.get_mut(&key.1) {
@@ -588,8 +599,7 @@ impl Service {
         }
         match self.decode(lane, &m) {
             Err(e) if e.is_retriable() => {
-                self.metrics.registry_retries.inc();
-                tracing::warn!(error = %e, lane, partition = m.partition, "schema registry unavailable; the partition waits");
+                tracing::info!(error = %e, lane, partition = m.partition, "waiting for the schema registry; the partition waits");
                 if let Some(s) = self.shards.get_mut(&m.partition) {
                     s.merge.stall(lane);
                 }
@@ -623,34 +633,34 @@ impl Service {
         shard.merge.push(lane, Pending { msg: m, decoded, time });
     }
 
-    /// Tries the records waiting for the registry again (every [`REGISTRY_RETRY`] at most),
-    /// in offset order per partition; a partition whose records all decode is polled again.
-    /// The rest of the service goes on meanwhile: rounds commit, the group is served, a stop
-    /// is heard.
+    /// Tries the records waiting for the registry again (every [`STALLED_RETRY`]), in offset
+    /// order per partition; a partition whose records all decode is polled again. The rest of
+    /// the service goes on meanwhile: rounds commit, the group is served, a stop is heard.
     fn retry_stalled(&mut self) {
+        let failures = self.inputs.failed_lookups();
+        self.metrics.registry_retries.inc_by(failures.saturating_sub(self.counted_lookup_failures));
+        self.counted_lookup_failures = failures;
         if self.stalled.is_empty() || Instant::now() < self.retry_stalled_at {
             return;
         }
-        self.retry_stalled_at = Instant::now() + REGISTRY_RETRY;
+        self.retry_stalled_at = Instant::now() + STALLED_RETRY;
         let keys: Vec<(usize, i32)> = self.stalled.keys().copied().collect();
         for key in keys {
             loop {
                 let Some(m) = self.stalled.get_mut(&key).and_then(VecDeque::pop_front) else {
                     self.stalled.remove(&key);
-                    tracing::info!(lane = key.0, partition = key.1, "schema registry answers; the partition goes on");
+                    tracing::info!(lane = key.0, partition = key.1, "schema registry answered; the partition goes on");
                     break;
                 };
                 let decoded = self.decode(key.0, &m);
                 if decoded.as_ref().is_err_and(|e| e.is_retriable()) {
-                    self.metrics.registry_retries.inc();
                     if let Some(s) = self.shards.get_mut(&key.1) {
                         s.merge.stall(key.0);
                     }
                     if let Some(waiting) = self.stalled.get_mut(&key) {
                         waiting.push_front(m);
                     }
-                    // Still away: the other partitions wait for the next try too.
-                    return;
+                    break;
                 }
                 self.push_decoded(key.0, m, decoded);
             }

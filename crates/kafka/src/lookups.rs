@@ -1,0 +1,232 @@
+//! When the schema registry is asked for an input schema id not seen before, and what a record
+//! needing it is told meanwhile.
+//!
+//! Asked inline, a lookup holds its caller for up to the registry's request timeout. The
+//! service asks in the background instead: the stitching thread is told at once that the
+//! record must wait (a retriable error), a thread of its own asks the registry, and the record
+//! decodes from the cache on a later try. Either way an id the registry could not answer for
+//! is not asked for again before [`REGISTRY_RETRY`] (nor before as long as the failed request
+//! took), and only that id waits: a registry refusing one id holds up no other.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{channel, Sender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::wire::WireError;
+
+/// How long after the registry could not answer for an id it is asked for that id again.
+pub const REGISTRY_RETRY: Duration = Duration::from_millis(500);
+
+/// Fetches schema id `id` into the caller's cache: `Ok` once it is there.
+pub type Fetch = Arc<dyn Fn(u32) -> Result<(), WireError> + Send + Sync>;
+
+/// Where the lookup of one id stands.
+#[derive(Debug)]
+enum Waiting {
+    /// Asked for, no answer yet (background lookups).
+    Asked,
+    /// The registry could not answer; not asked again before `retry_at`.
+    Failed { retry_at: Instant, why: String },
+    /// The registry has no such id (background lookups): told once, to the next record
+    /// naming it, which is dead-lettered; the id is asked for again after that.
+    Unknown,
+}
+
+/// Lookups of ids not in the cache, inline or in the background.
+pub struct Lookups {
+    fetch: Fetch,
+    waiting: Arc<Mutex<HashMap<u32, Waiting>>>,
+    /// Set for background lookups: ids to ask the registry for.
+    ask: Option<Sender<u32>>,
+    failed: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Lookups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lookups").field("background", &self.ask.is_some()).finish_non_exhaustive()
+    }
+}
+
+fn lock(m: &Mutex<HashMap<u32, Waiting>>) -> MutexGuard<'_, HashMap<u32, Waiting>> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What a failed lookup of `id` is remembered with.
+fn failure(id: u32, e: &WireError, started: Instant) -> Waiting {
+    let why = match e {
+        WireError::RegistryUnavailable(why) => why.clone(),
+        other => format!("schema id {id}: {other}"),
+    };
+    Waiting::Failed { retry_at: Instant::now() + REGISTRY_RETRY.max(started.elapsed()), why }
+}
+
+impl Lookups {
+    /// Lookups made by the caller itself.
+    pub fn inline(fetch: Fetch) -> Self {
+        Lookups { fetch, waiting: Arc::default(), ask: None, failed: Arc::default() }
+    }
+
+    /// Lookups made by a thread of their own (stopped when this is dropped).
+    pub fn background(fetch: Fetch) -> std::io::Result<Self> {
+        let (ask, asked) = channel::<u32>();
+        let waiting: Arc<Mutex<HashMap<u32, Waiting>>> = Arc::default();
+        let failed: Arc<AtomicU64> = Arc::default();
+        let (thread_fetch, thread_waiting, thread_failed) = (fetch.clone(), waiting.clone(), failed.clone());
+        std::thread::Builder::new().name("registry".into()).spawn(move || {
+            for id in asked {
+                let started = Instant::now();
+                let result = thread_fetch(id);
+                let mut waiting = lock(&thread_waiting);
+                match result {
+                    Ok(()) => {
+                        waiting.remove(&id);
+                    }
+                    Err(WireError::UnknownSchemaId(_)) => {
+                        waiting.insert(id, Waiting::Unknown);
+                    }
+                    Err(e) => {
+                        thread_failed.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(error = %e, id, "schema registry lookup failed");
+                        waiting.insert(id, failure(id, &e, started));
+                    }
+                }
+            }
+        })?;
+        Ok(Lookups { fetch, waiting, ask: Some(ask), failed })
+    }
+
+    /// Lookups the registry could not answer so far.
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Looks `id` up (it is not in the cache): `Ok` once it is cached; a retriable error while
+    /// the answer is awaited or the registry cannot give it; [`WireError::UnknownSchemaId`]
+    /// when the registry has no such id.
+    pub fn lookup(&self, id: u32, cached: impl Fn() -> bool) -> Result<(), WireError> {
+        let now = Instant::now();
+        let mut waiting = lock(&self.waiting);
+        match waiting.get(&id) {
+            Some(Waiting::Asked) => {
+                return Err(WireError::RegistryUnavailable(format!(
+                    "schema id {id}: asked the registry, no answer yet"
+                )))
+            }
+            Some(Waiting::Failed { retry_at, why }) if now < *retry_at => {
+                return Err(WireError::RegistryUnavailable(format!("{why} (not asked again yet)")));
+            }
+            Some(Waiting::Unknown) => {
+                waiting.remove(&id);
+                return Err(WireError::UnknownSchemaId(id));
+            }
+            Some(Waiting::Failed { .. }) | None => {}
+        }
+        // Fetched by the background thread between the caller's look and this one.
+        if cached() {
+            waiting.remove(&id);
+            return Ok(());
+        }
+        match &self.ask {
+            Some(ask) => {
+                waiting.insert(id, Waiting::Asked);
+                // The thread is gone only if it panicked: then the records wait, and say so.
+                if ask.send(id).is_err() {
+                    waiting
+                        .insert(id, failure(id, &WireError::RegistryUnavailable("lookup thread stopped".into()), now));
+                }
+                Err(WireError::RegistryUnavailable(format!("schema id {id}: asked the registry")))
+            }
+            None => {
+                drop(waiting);
+                let result = (self.fetch)(id);
+                let mut waiting = lock(&self.waiting);
+                match result {
+                    Ok(()) => {
+                        waiting.remove(&id);
+                        Ok(())
+                    }
+                    Err(e) if e.is_retriable() => {
+                        self.failed.fetch_add(1, Ordering::Relaxed);
+                        waiting.insert(id, failure(id, &e, now));
+                        Err(e)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+
+    /// A fetch answering `Ok` for even ids once `up`, unavailable otherwise (`UnknownSchemaId`
+    /// for 99), counting its calls.
+    fn fetch(up: Arc<AtomicBool>, calls: Arc<AtomicU64>) -> Fetch {
+        Arc::new(move |id| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            match id {
+                99 => Err(WireError::UnknownSchemaId(99)),
+                _ if id % 2 == 0 && up.load(Ordering::SeqCst) => Ok(()),
+                _ => Err(WireError::RegistryUnavailable(format!("id {id}: HTTP 503"))),
+            }
+        })
+    }
+
+    #[test]
+    fn an_id_that_failed_waits_alone_before_it_is_asked_again() {
+        let (up, calls) = (Arc::new(AtomicBool::new(true)), Arc::new(AtomicU64::new(0)));
+        let l = Lookups::inline(fetch(up, calls.clone()));
+        assert!(l.lookup(1, || false).unwrap_err().is_retriable());
+        assert!(l.lookup(1, || false).unwrap_err().to_string().contains("not asked again yet"));
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "not asked again at once");
+        assert!(l.lookup(2, || false).is_ok(), "another id is asked for all the same");
+        assert!(matches!(l.lookup(99, || false), Err(WireError::UnknownSchemaId(99))));
+        std::thread::sleep(REGISTRY_RETRY);
+        assert!(l.lookup(1, || false).unwrap_err().is_retriable());
+        assert_eq!((calls.load(Ordering::SeqCst), l.failed()), (4, 2));
+    }
+
+    #[test]
+    fn background_lookups_never_hold_the_caller_and_answer_on_a_later_try() {
+        let (up, calls) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+        let slow: Fetch = {
+            let f = fetch(up.clone(), calls.clone());
+            Arc::new(move |id| {
+                std::thread::sleep(Duration::from_millis(50));
+                f(id)
+            })
+        };
+        let l = Lookups::background(slow).unwrap();
+        let started = Instant::now();
+        for _ in 0..3 {
+            assert!(l.lookup(2, || false).unwrap_err().is_retriable());
+        }
+        assert!(started.elapsed() < Duration::from_millis(40), "the caller never waits for the registry");
+        let until = |done: &dyn Fn() -> bool| {
+            let t = Instant::now();
+            while !done() {
+                assert!(t.elapsed() < Duration::from_secs(10));
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        };
+        until(&|| l.failed() == 1);
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "asked once while waiting");
+        up.store(true, Ordering::SeqCst);
+        std::thread::sleep(REGISTRY_RETRY);
+        let cached = Arc::new(AtomicBool::new(false));
+        assert!(l.lookup(2, || false).unwrap_err().is_retriable(), "asked again");
+        until(&|| calls.load(Ordering::SeqCst) == 2 && lock(&l.waiting).is_empty());
+        cached.store(true, Ordering::SeqCst);
+        assert!(l.lookup(2, || cached.load(Ordering::SeqCst)).is_ok(), "cached by the thread");
+        // The registry's "no such id" is told once, to the next record naming it.
+        assert!(l.lookup(99, || false).unwrap_err().is_retriable());
+        until(&|| matches!(lock(&l.waiting).get(&99), Some(Waiting::Unknown)));
+        assert!(matches!(l.lookup(99, || false), Err(WireError::UnknownSchemaId(99))));
+        assert!(l.lookup(99, || false).unwrap_err().is_retriable(), "then asked again");
+    }
+}
