@@ -185,7 +185,13 @@ fn rebalances_move_shards_between_instances_without_loss() {
     let config = |id: &str| omnistitch_kafka::KafkaConfig { transactional_id: Some(id.into()), ..s.config.clone() };
     let stop_a = Arc::new(AtomicBool::new(false));
     let (a, metrics_a) = spawn_service(config("instance-a"), stop_a.clone());
-    std::thread::sleep(Duration::from_millis(400));
+    // The first instance holds every shard before the second joins.
+    let started = Instant::now();
+    while metrics_a.shards.get() != 3 {
+        assert!(started.elapsed() < Duration::from_secs(60), "instance a never held every shard");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
     // A second instance joins: shards move to it and are restored from the changelog there.
     let stop_b = Arc::new(AtomicBool::new(false));
     let (b, metrics_b) = spawn_service(config("instance-b"), stop_b.clone());

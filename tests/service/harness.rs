@@ -99,8 +99,15 @@ pub fn setup(customers: usize, seed: u64, mode: Mode, dir: &Path) -> Setup {
         InputStream::open_partitioned(dir, PARTITIONS as usize, |t| partition_for(t, PARTITIONS) as usize).unwrap();
     let run = replay(stream, Pipeline::new(&EngineConfig::default()).unwrap(), true);
     assert!(run.interventions.len() > run.flushed, "the world must exercise the detector");
-    let base =
-        KafkaConfig { partitions: PARTITIONS, mode, commit_interval_ms: 50, max_batch: 500, ..Default::default() };
+    // One shard restored per round: the restores of every test are spread over rounds.
+    let base = KafkaConfig {
+        partitions: PARTITIONS,
+        mode,
+        commit_interval_ms: 50,
+        max_batch: 500,
+        restore_slice_ms: 0,
+        ..Default::default()
+    };
     let cluster = EmbeddedCluster::start(3, &base).unwrap();
     let mut config = cluster.service_config(base);
     config.group_id = format!("omnistitch-test-{seed}");

@@ -133,6 +133,10 @@ pub struct KafkaConfig {
     /// disagree a little). An event further ahead is dead-lettered (`future_time`): it would
     /// move every event-time clock (retention, watermarks, due timers) forward for good.
     pub max_ahead_ms: u64,
+    /// Longest the loop restores shards before it serves the group again: the shards left wait
+    /// for the next round (their partitions unpolled). The group counts an instance that has
+    /// not polled for `max.poll.interval.ms` as gone, so keep this well below it.
+    pub restore_slice_ms: u64,
     /// Also commit input offsets through the consumer after each transaction. Needed on brokers
     /// that accept but do not store transactional offsets (librdkafka's mock cluster); leave off
     /// on real Kafka, where the transaction stores them.
@@ -162,6 +166,7 @@ impl Default for KafkaConfig {
             max_batch: 20_000,
             merge_max_wait_ms: 10_000,
             max_ahead_ms: 300_000,
+            restore_slice_ms: 30_000,
             mirror_offsets: false,
             request_timeout_ms: 30_000,
             create_topics: false,
@@ -239,6 +244,14 @@ impl KafkaConfig {
         const MONTH_MS: u64 = 31 * 24 * 3_600_000;
         range("max_ahead_ms", "1..=2678400000", (1..=MONTH_MS).contains(&self.max_ahead_ms), self.max_ahead_ms as i64)?;
         range("request_timeout_ms", ">= 1000", self.request_timeout_ms >= 1000, self.request_timeout_ms as i64)?;
+        let max_poll_interval =
+            self.properties.get("max.poll.interval.ms").and_then(|v| v.parse::<u64>().ok()).unwrap_or(300_000);
+        range(
+            "restore_slice_ms",
+            "at most half of max.poll.interval.ms (default 300000)",
+            self.restore_slice_ms <= max_poll_interval / 2,
+            self.restore_slice_ms as i64,
+        )?;
         range("partitions", ">= 1", self.partitions >= 1, self.partitions as i64)?;
         range("replication", ">= 1", self.replication >= 1, self.replication as i64)?;
         let mut seen = std::collections::HashSet::new();
@@ -400,6 +413,10 @@ mod tests {
         assert!(!c.too_far_ahead(i64::MAX, None) && !c.too_far_ahead(i64::MAX, Some(-1)), "no timestamp, no check");
         assert!(!c.too_far_ahead(i64::MAX, Some(i64::MAX)), "no overflow");
         assert!(KafkaConfig { max_ahead_ms: 0, ..Default::default() }.validate().is_err());
+        assert!(KafkaConfig { restore_slice_ms: 200_000, ..Default::default() }.validate().is_err());
+        let mut long_polls = KafkaConfig { restore_slice_ms: 200_000, ..Default::default() };
+        long_polls.properties.insert("max.poll.interval.ms".into(), "900000".into());
+        long_polls.validate().unwrap();
     }
 
     #[test]

@@ -118,6 +118,9 @@ pub struct Service {
     /// Shards revoked by a rebalance that is not over: kept until the assignment that ends it,
     /// which may give them back (an eager rebalance revokes every shard of every member).
     parked: BTreeMap<i32, Shard>,
+    /// Shards assigned here and not restored yet (restores are spread over rounds so the group
+    /// is served between them); their partitions are not polled meanwhile.
+    pending_restores: BTreeSet<i32>,
     /// Records fetched whose schema the registry could not give yet, per (lane, partition),
     /// in offset order: that partition's queue is not polled until they decode.
     stalled: BTreeMap<(usize, i32), VecDeque<Input>>,
@@ -205,6 +208,7 @@ impl Service {
             assigned: BTreeSet::new(),
             shards: BTreeMap::new(),
             parked: BTreeMap::new(),
+            pending_restores: BTreeSet::new(),
             stalled: BTreeMap::new(),
             retry_stalled_at: Instant::now(),
             counted_lookup_failures: 0,
@@ -369,7 +373,7 @@ impl Service {
         }
         let events = self.consumer.context().take_events();
         if events.is_empty() {
-            return Ok(());
+            return self.restore_pending();
         }
         let before: BTreeSet<i32> = self.shards.keys().copied().collect();
         let mut touched = BTreeSet::new();
@@ -411,6 +415,11 @@ impl Service {
         self.stalled.retain(|(_, p), _| !touched.contains(p));
         let complete: BTreeSet<i32> =
             touched.iter().copied().filter(|&p| (0..4).all(|lane| self.assigned.contains(&(lane, p)))).collect();
+        for p in &touched {
+            if !complete.contains(p) {
+                self.pending_restores.remove(p);
+            }
+        }
         for p in &before {
             if touched.contains(p) && !complete.contains(p) {
                 // A round starts committed: the state is the last commit's, kept aside in case
@@ -439,11 +448,31 @@ impl Service {
         self.set_ready(false);
         for p in complete {
             if !self.keep(p) {
-                self.restore(p)?;
+                self.pending_restores.insert(p);
             }
         }
         self.metrics.shards.set(self.shards.len() as i64);
-        self.set_ready(true);
+        self.restore_pending()
+    }
+
+    /// Restores assigned shards for up to `restore_slice_ms` (at least one), leaving the rest
+    /// for the next round: the group is polled between slices, so a long restore does not
+    /// make the instance miss `max.poll.interval.ms` and leave the group. Ready once none is
+    /// left.
+    fn restore_pending(&mut self) -> Result<(), ServiceError> {
+        let started = Instant::now();
+        let slice = Duration::from_millis(self.config.restore_slice_ms);
+        while let Some(p) = self.pending_restores.pop_first() {
+            self.restore(p)?;
+            self.metrics.shards.set(self.shards.len() as i64);
+            if started.elapsed() >= slice {
+                break;
+            }
+        }
+        if !self.pending_restores.is_empty() {
+            tracing::info!(left = self.pending_restores.len(), "shard restores continue next round");
+        }
+        self.set_ready(self.pending_restores.is_empty());
         Ok(())
     }
 
@@ -555,8 +584,9 @@ impl Service {
             if self.shards.get(&key.1).is_some_and(|s| s.merge.queued(key.0) >= LANE_HIGH) {
                 continue;
             }
-            // A partition waiting for the registry keeps the rest of its records where they are.
-            if self.stalled.contains_key(&key) {
+            // A partition waiting for the registry keeps the rest of its records where they are;
+            // so does one whose shard is still to be restored.
+            if self.stalled.contains_key(&key) || !self.shards.contains_key(&key.1) {
                 continue;
             }
             for _ in 0..2_000 {
