@@ -12,7 +12,7 @@ use omnistitch_engine::EngineConfig;
 use omnistitch_kafka::registry::{BundledIds, InputSchemas, OutputSchemas, RegistryClient};
 use omnistitch_kafka::{Health, KafkaConfig, Mode, RunReport, Service, ServiceMetrics};
 
-use super::harness::{assert_outputs_match, setup, wait_caught_up};
+use super::harness::{assert_outputs_match, setup, wait_caught_up, Setup};
 
 /// A registry on 127.0.0.1 serving the bundled input schemas under their default ids, or,
 /// while `down` is set, the registry's own "unavailable" error.
@@ -95,61 +95,76 @@ fn spawn_with_registry_timeout(
     (handle, metrics)
 }
 
-#[test]
-fn a_registry_outage_holds_records_back_without_stopping_the_service() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = setup(150, 37, Mode::ExactlyOnce, dir.path());
+/// Waits until `done`, failing with `what` after `limit`.
+fn wait_until(limit: Duration, what: &str, done: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < limit, "{what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Stops `service` and returns its report, failing if it takes longer than `limit`.
+fn stop_within(
+    service: std::thread::JoinHandle<Result<RunReport, String>>,
+    stop: &AtomicBool,
+    limit: Duration,
+) -> RunReport {
+    stop.store(true, Ordering::Release);
+    wait_until(limit, "the service did not stop in time", || service.is_finished());
+    service.join().unwrap().expect("a clean stop")
+}
+
+/// A world on a cluster whose registry is down, and the service started on it, once it has
+/// asked the registry a few times in vain.
+struct Outage {
+    setup: Setup,
+    down: Arc<AtomicBool>,
+    url: String,
+    stop: Arc<AtomicBool>,
+    service: std::thread::JoinHandle<Result<RunReport, String>>,
+    metrics: Arc<ServiceMetrics>,
+}
+
+fn outage(seed: u64, mode: Mode, dir: &std::path::Path) -> Outage {
+    let setup = setup(150, seed, mode, dir);
     let down = Arc::new(AtomicBool::new(true));
     let url = registry(down.clone());
     let stop = Arc::new(AtomicBool::new(false));
-    let (service, metrics) = spawn_with_registry(s.config.clone(), &url, stop.clone());
+    let (service, metrics) = spawn_with_registry(setup.config.clone(), &url, stop.clone());
     // Every input record needs the registry: the service keeps asking, and nothing is applied
     // or dead-lettered meanwhile.
-    let started = Instant::now();
-    while metrics.registry_retries.get() < 4 {
-        assert!(started.elapsed() < Duration::from_secs(60), "the service never asked the registry");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(metrics.shards.get(), 3, "the group is served: every shard assigned and restored");
+    wait_until(Duration::from_secs(60), "the service never asked the registry", || metrics.registry_retries.get() >= 4);
+    Outage { setup, down, url, stop, service, metrics }
+}
+
+#[test]
+fn a_registry_outage_holds_records_back_without_stopping_the_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = outage(37, Mode::ExactlyOnce, dir.path());
+    assert_eq!(o.metrics.shards.get(), 3, "the group is served: every shard assigned and restored");
     // A stop is heard while the registry is away: the service commits and returns.
-    stop.store(true, Ordering::Release);
-    let stopping = Instant::now();
-    while !service.is_finished() {
-        assert!(stopping.elapsed() < Duration::from_secs(30), "the service did not stop during the outage");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let report = service.join().unwrap().expect("a clean stop");
+    let report = stop_within(o.service, &o.stop, Duration::from_secs(30));
     assert_eq!(report.records, 0, "no record applied or dead-lettered without its schema");
     // The registry is back: a new run takes every record from the committed offsets.
-    down.store(false, Ordering::Release);
+    o.down.store(false, Ordering::Release);
     let stop = Arc::new(AtomicBool::new(false));
-    let (service, _) = spawn_with_registry(s.config.clone(), &url, stop.clone());
-    wait_caught_up(&s.config, Duration::from_secs(180));
-    stop.store(true, Ordering::Release);
-    let report = service.join().unwrap().expect("the second run");
-    assert_eq!(report.records, s.records, "every record, once");
-    assert_outputs_match(&s);
+    let (service, _) = spawn_with_registry(o.setup.config.clone(), &o.url, stop.clone());
+    wait_caught_up(&o.setup.config, Duration::from_secs(180));
+    let report = stop_within(service, &stop, Duration::from_secs(60));
+    assert_eq!(report.records, o.setup.records, "every record, once");
+    assert_outputs_match(&o.setup);
 }
 
 #[test]
 fn a_registry_back_within_a_run_lets_the_waiting_partitions_go_on() {
     let dir = tempfile::tempdir().unwrap();
-    let s = setup(150, 38, Mode::AtLeastOnce, dir.path());
-    let down = Arc::new(AtomicBool::new(true));
-    let url = registry(down.clone());
-    let stop = Arc::new(AtomicBool::new(false));
-    let (service, metrics) = spawn_with_registry(s.config.clone(), &url, stop.clone());
-    let started = Instant::now();
-    while metrics.registry_retries.get() < 4 {
-        assert!(started.elapsed() < Duration::from_secs(60), "the service never asked the registry");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    down.store(false, Ordering::Release);
-    wait_caught_up(&s.config, Duration::from_secs(180));
-    stop.store(true, Ordering::Release);
-    let report = service.join().unwrap().expect("the run");
-    assert_eq!(report.records, s.records, "every record, once, in the run that waited");
-    assert_outputs_match(&s);
+    let o = outage(38, Mode::AtLeastOnce, dir.path());
+    o.down.store(false, Ordering::Release);
+    wait_caught_up(&o.setup.config, Duration::from_secs(180));
+    let report = stop_within(o.service, &o.stop, Duration::from_secs(60));
+    assert_eq!(report.records, o.setup.records, "every record, once, in the run that waited");
+    assert_outputs_match(&o.setup);
 }
 
 #[test]
@@ -160,19 +175,9 @@ fn a_silent_registry_never_holds_the_service_for_its_timeout() {
     let stop = Arc::new(AtomicBool::new(false));
     // Lookups give up after 30 s; the service must not wait for that.
     let (service, metrics) = spawn_with_registry_timeout(s.config.clone(), &url, stop.clone(), Duration::from_secs(30));
-    let started = Instant::now();
-    while metrics.shards.get() != 3 {
-        assert!(started.elapsed() < Duration::from_secs(60), "the shards were never assigned");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(Duration::from_secs(60), "the shards were never assigned", || metrics.shards.get() == 3);
     // Records arrive and wait for lookups that hang.
     std::thread::sleep(Duration::from_secs(2));
-    stop.store(true, Ordering::Release);
-    let stopping = Instant::now();
-    while !service.is_finished() {
-        assert!(stopping.elapsed() < Duration::from_secs(15), "a stop waited for the registry's timeout");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let report = service.join().unwrap().expect("a clean stop");
+    let report = stop_within(service, &stop, Duration::from_secs(15));
     assert_eq!(report.records, 0, "nothing applied without its schema");
 }

@@ -245,7 +245,7 @@ impl KafkaConfig {
         range("max_ahead_ms", "1..=2678400000", (1..=MONTH_MS).contains(&self.max_ahead_ms), self.max_ahead_ms as i64)?;
         range("request_timeout_ms", ">= 1000", self.request_timeout_ms >= 1000, self.request_timeout_ms as i64)?;
         let max_poll_interval =
-            self.properties.get("max.poll.interval.ms").and_then(|v| v.parse::<u64>().ok()).unwrap_or(300_000);
+            self.properties.get("max.poll.interval.ms").and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(300_000);
         range(
             "restore_slice_ms",
             "at most half of max.poll.interval.ms (default 300000)",

@@ -19,6 +19,9 @@ use crate::wire::WireError;
 /// How long after the registry could not answer for an id it is asked for that id again.
 pub const REGISTRY_RETRY: Duration = Duration::from_millis(500);
 
+/// Threads asking the registry in the background.
+const LOOKUP_THREADS: usize = 4;
+
 /// Fetches schema id `id` into the caller's cache: `Ok` once it is there.
 pub type Fetch = Arc<dyn Fn(u32) -> Result<(), WireError> + Send + Sync>;
 
@@ -29,9 +32,9 @@ enum Waiting {
     Asked,
     /// The registry could not answer; not asked again before `retry_at`.
     Failed { retry_at: Instant, why: String },
-    /// The registry has no such id (background lookups): told once, to the next record
-    /// naming it, which is dead-lettered; the id is asked for again after that.
-    Unknown,
+    /// The registry has no such id (background lookups): told to the records naming it
+    /// (dead-lettered) until `until`, then the id is asked for again.
+    Unknown { until: Instant },
 }
 
 /// Lookups of ids not in the cache, inline or in the background.
@@ -68,32 +71,44 @@ impl Lookups {
         Lookups { fetch, waiting: Arc::default(), ask: None, failed: Arc::default() }
     }
 
-    /// Lookups made by a thread of their own (stopped when this is dropped).
+    /// Lookups made by threads of their own (a few, so one id the registry is slow to answer
+    /// for does not hold up the others; they stop when this is dropped).
     pub fn background(fetch: Fetch) -> std::io::Result<Self> {
         let (ask, asked) = channel::<u32>();
+        let asked = Arc::new(Mutex::new(asked));
         let waiting: Arc<Mutex<HashMap<u32, Waiting>>> = Arc::default();
         let failed: Arc<AtomicU64> = Arc::default();
-        let (thread_fetch, thread_waiting, thread_failed) = (fetch.clone(), waiting.clone(), failed.clone());
-        std::thread::Builder::new().name("registry".into()).spawn(move || {
-            for id in asked {
-                let started = Instant::now();
-                let result = thread_fetch(id);
-                let mut waiting = lock(&thread_waiting);
-                match result {
-                    Ok(()) => {
-                        waiting.remove(&id);
+        for i in 0..LOOKUP_THREADS {
+            let (fetch, waiting, failed, asked) = (fetch.clone(), waiting.clone(), failed.clone(), asked.clone());
+            std::thread::Builder::new()
+                .name(format!("registry-{i}"))
+                // Parsing a deeply nested schema recurses: the main thread's stack, not the default.
+                .stack_size(8 << 20)
+                .spawn(move || loop {
+                    let next = asked.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    let Ok(id) = next else { return };
+                    let started = Instant::now();
+                    // A panic in a schema's parsing must not leave the id waiting for good.
+                    let result =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fetch(id))).unwrap_or_else(|_| {
+                            Err(WireError::RegistryUnavailable(format!("schema id {id}: lookup panicked")))
+                        });
+                    let mut waiting = lock(&waiting);
+                    match result {
+                        Ok(()) => {
+                            waiting.remove(&id);
+                        }
+                        Err(WireError::UnknownSchemaId(_)) => {
+                            waiting.insert(id, Waiting::Unknown { until: Instant::now() + REGISTRY_RETRY });
+                        }
+                        Err(e) => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(error = %e, id, "schema registry lookup failed");
+                            waiting.insert(id, failure(id, &e, started));
+                        }
                     }
-                    Err(WireError::UnknownSchemaId(_)) => {
-                        waiting.insert(id, Waiting::Unknown);
-                    }
-                    Err(e) => {
-                        thread_failed.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(error = %e, id, "schema registry lookup failed");
-                        waiting.insert(id, failure(id, &e, started));
-                    }
-                }
-            }
-        })?;
+                })?;
+        }
         Ok(Lookups { fetch, waiting, ask: Some(ask), failed })
     }
 
@@ -117,11 +132,8 @@ impl Lookups {
             Some(Waiting::Failed { retry_at, why }) if now < *retry_at => {
                 return Err(WireError::RegistryUnavailable(format!("{why} (not asked again yet)")));
             }
-            Some(Waiting::Unknown) => {
-                waiting.remove(&id);
-                return Err(WireError::UnknownSchemaId(id));
-            }
-            Some(Waiting::Failed { .. }) | None => {}
+            Some(Waiting::Unknown { until }) if now < *until => return Err(WireError::UnknownSchemaId(id)),
+            Some(Waiting::Failed { .. } | Waiting::Unknown { .. }) | None => {}
         }
         // Fetched by the background thread between the caller's look and this one.
         if cached() {
@@ -133,8 +145,9 @@ impl Lookups {
                 waiting.insert(id, Waiting::Asked);
                 // The thread is gone only if it panicked: then the records wait, and say so.
                 if ask.send(id).is_err() {
-                    waiting
-                        .insert(id, failure(id, &WireError::RegistryUnavailable("lookup thread stopped".into()), now));
+                    self.failed.fetch_add(1, Ordering::Relaxed);
+                    let stopped = WireError::RegistryUnavailable("lookup threads stopped".into());
+                    waiting.insert(id, failure(id, &stopped, now));
                 }
                 Err(WireError::RegistryUnavailable(format!("schema id {id}: asked the registry")))
             }
@@ -192,6 +205,22 @@ mod tests {
     }
 
     #[test]
+    fn a_lookup_that_panics_is_a_counted_failure_and_asked_again() {
+        let panicky: Fetch = Arc::new(|id| if id == 7 { panic!("a schema that breaks the parser") } else { Ok(()) });
+        let l = Lookups::background(panicky).unwrap();
+        assert!(l.lookup(7, || false).unwrap_err().is_retriable());
+        let t = Instant::now();
+        while l.failed() == 0 {
+            assert!(t.elapsed() < Duration::from_secs(10), "the panic was not counted");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(l.lookup(7, || false).unwrap_err().to_string().contains("panicked"));
+        std::thread::sleep(REGISTRY_RETRY);
+        assert!(l.lookup(7, || false).unwrap_err().is_retriable(), "asked again");
+        assert!(l.lookup(8, || false).unwrap_err().is_retriable(), "the threads still serve");
+    }
+
+    #[test]
     fn background_lookups_never_hold_the_caller_and_answer_on_a_later_try() {
         let (up, calls) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
         let slow: Fetch = {
@@ -223,10 +252,13 @@ mod tests {
         until(&|| calls.load(Ordering::SeqCst) == 2 && lock(&l.waiting).is_empty());
         cached.store(true, Ordering::SeqCst);
         assert!(l.lookup(2, || cached.load(Ordering::SeqCst)).is_ok(), "cached by the thread");
-        // The registry's "no such id" is told once, to the next record naming it.
+        // The registry's "no such id" is told to the records naming it for a while.
         assert!(l.lookup(99, || false).unwrap_err().is_retriable());
-        until(&|| matches!(lock(&l.waiting).get(&99), Some(Waiting::Unknown)));
-        assert!(matches!(l.lookup(99, || false), Err(WireError::UnknownSchemaId(99))));
+        until(&|| matches!(lock(&l.waiting).get(&99), Some(Waiting::Unknown { .. })));
+        for _ in 0..2 {
+            assert!(matches!(l.lookup(99, || false), Err(WireError::UnknownSchemaId(99))));
+        }
+        std::thread::sleep(REGISTRY_RETRY);
         assert!(l.lookup(99, || false).unwrap_err().is_retriable(), "then asked again");
     }
 }

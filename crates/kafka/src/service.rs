@@ -121,6 +121,11 @@ pub struct Service {
     /// Shards assigned here and not restored yet (restores are spread over rounds so the group
     /// is served between them); their partitions are not polled meanwhile.
     pending_restores: BTreeSet<i32>,
+    /// Records of shards waiting for their restore that came through the main queue (a
+    /// partition whose queue could not be split), applied after it, in arrival order.
+    held_back: Vec<(usize, Input)>,
+    /// The group has assigned partitions at least once (readiness needs it).
+    joined: bool,
     /// Records fetched whose schema the registry could not give yet, per (lane, partition),
     /// in offset order: that partition's queue is not polled until they decode.
     stalled: BTreeMap<(usize, i32), VecDeque<Input>>,
@@ -209,6 +214,8 @@ impl Service {
             shards: BTreeMap::new(),
             parked: BTreeMap::new(),
             pending_restores: BTreeSet::new(),
+            held_back: Vec::new(),
+            joined: false,
             stalled: BTreeMap::new(),
             retry_stalled_at: Instant::now(),
             counted_lookup_failures: 0,
@@ -322,7 +329,7 @@ impl Service {
     }
 
     fn round_or_refused(&mut self, stop: &AtomicBool) -> Result<(), ServiceError> {
-        self.poll_group()?;
+        self.poll_group(stop)?;
         let started = Instant::now();
         let interval = Duration::from_millis(self.config.commit_interval_ms);
         let max_wait = Duration::from_millis(self.config.merge_max_wait_ms);
@@ -353,7 +360,7 @@ impl Service {
     }
 
     /// Serves the main queue: rebalances, errors; then restores shards that became complete.
-    fn poll_group(&mut self) -> Result<(), ServiceError> {
+    fn poll_group(&mut self, stop: &AtomicBool) -> Result<(), ServiceError> {
         // Serve everything queued (a rebalance may wait behind logs and statistics), bounded so
         // a flood of client logs cannot starve the records.
         for _ in 0..MAIN_QUEUE_BUDGET {
@@ -373,7 +380,7 @@ impl Service {
         }
         let events = self.consumer.context().take_events();
         if events.is_empty() {
-            return self.restore_pending();
+            return self.restore_pending(stop);
         }
         let before: BTreeSet<i32> = self.shards.keys().copied().collect();
         let mut touched = BTreeSet::new();
@@ -391,6 +398,7 @@ impl Service {
                 }
                 RebalanceEvent::Assigned(parts) => {
                     assignment = true;
+                    self.joined = true;
                     for (topic, p, queue) in parts {
                         let Some(&lane) = self.lanes.get(&topic) else { continue };
                         self.assigned.insert((lane, p));
@@ -413,6 +421,7 @@ impl Service {
             }
         }
         self.stalled.retain(|(_, p), _| !touched.contains(p));
+        self.held_back.retain(|(_, m)| !touched.contains(&m.partition));
         let complete: BTreeSet<i32> =
             touched.iter().copied().filter(|&p| (0..4).all(|lane| self.assigned.contains(&(lane, p)))).collect();
         for p in &touched {
@@ -452,27 +461,35 @@ impl Service {
             }
         }
         self.metrics.shards.set(self.shards.len() as i64);
-        self.restore_pending()
+        self.restore_pending(stop)
     }
 
     /// Restores assigned shards for up to `restore_slice_ms` (at least one), leaving the rest
     /// for the next round: the group is polled between slices, so a long restore does not
     /// make the instance miss `max.poll.interval.ms` and leave the group. Ready once none is
     /// left.
-    fn restore_pending(&mut self) -> Result<(), ServiceError> {
+    fn restore_pending(&mut self, stop: &AtomicBool) -> Result<(), ServiceError> {
         let started = Instant::now();
         let slice = Duration::from_millis(self.config.restore_slice_ms);
         while let Some(p) = self.pending_restores.pop_first() {
             self.restore(p)?;
             self.metrics.shards.set(self.shards.len() as i64);
-            if started.elapsed() >= slice {
+            // Records of the shard that came through the main queue while it waited.
+            let (early, rest): (Vec<_>, Vec<_>) =
+                std::mem::take(&mut self.held_back).into_iter().partition(|(_, m)| m.partition == p);
+            self.held_back = rest;
+            for (lane, m) in early {
+                self.enqueue(lane, m);
+            }
+            if started.elapsed() >= slice || stop.load(Ordering::Acquire) {
                 break;
             }
         }
         if !self.pending_restores.is_empty() {
             tracing::info!(left = self.pending_restores.len(), "shard restores continue next round");
         }
-        self.set_ready(self.pending_restores.is_empty());
+        // Ready once the group has assigned something and every assigned shard is restored.
+        self.set_ready(self.joined && self.pending_restores.is_empty());
         Ok(())
     }
 
@@ -485,8 +502,13 @@ impl Service {
             (Some(s), _) | (None, Some(s)) => s.position,
             (None, None) => return false,
         };
-        let committed = self
-            .retrying("reading committed offsets", |s| Ok(committed_offsets(&s.consumer, &s.config, p, s.timeout())?));
+        // Asked twice at most (a coordinator may be busy right after a rebalance): the loop must
+        // not stay away from the group for long, and a restore is the safe answer anyway.
+        let mut committed = committed_offsets(&self.consumer, &self.config, p, self.timeout());
+        if committed.is_err() {
+            std::thread::sleep(Duration::from_millis(500));
+            committed = committed_offsets(&self.consumer, &self.config, p, self.timeout());
+        }
         if committed.as_ref().is_ok_and(|c| *c == position) {
             if let Some(shard) = self.parked.remove(&p) {
                 self.worker.resume(p);
@@ -625,6 +647,10 @@ impl Service {
             return;
         }
         if !self.shards.contains_key(&m.partition) {
+            // A shard not restored yet takes it afterwards; any other will fetch it again.
+            if self.pending_restores.contains(&m.partition) {
+                self.held_back.push((lane, m));
+            }
             return;
         }
         match self.decode(lane, &m) {
