@@ -60,8 +60,8 @@ fn matched(ids: Vec<ResolvedIdentifier>) -> Vec<MatchedIdentifier> {
     ids.into_iter()
         .map(|r| MatchedIdentifier {
             identifier: match r.value {
-                Some(v) => IdentifierRecord { kind: v.kind, value: v.value.into_string() },
-                None => IdentifierRecord { kind: r.kind, value: String::new() },
+                Some(v) => IdentifierRecord { kind: v.kind, value: v.value },
+                None => IdentifierRecord { kind: r.kind, value: Default::default() },
             },
             outcome: r.outcome,
         })

@@ -1,7 +1,7 @@
 //! Identifier normalization: one canonical value per identifier, or a reason why not.
 
 use dashmap::DashMap;
-use omnistitch_model::{Identifier, IdentifierKind, RawIdentifier};
+use omnistitch_model::{CompactString, Identifier, IdentifierKind, RawIdentifier};
 use phonenumber::country::Id as Region;
 use thiserror::Error;
 
@@ -48,7 +48,7 @@ const PHONE_REGEX_CACHE_CAPACITY: usize = 1_024;
 /// Turns raw identifiers into canonical ones. Shared by all partitions of a process (`Sync`).
 pub struct Normalizer {
     region: Region,
-    phone_cache: DashMap<u128, Result<Box<str>, NormalizeError>, hashbrown::DefaultHashBuilder>,
+    phone_cache: DashMap<u128, Result<CompactString, NormalizeError>, hashbrown::DefaultHashBuilder>,
 }
 
 impl std::fmt::Debug for Normalizer {
@@ -94,10 +94,10 @@ impl Normalizer {
         if value.is_empty() {
             return Err(NormalizeError::Empty);
         }
-        let canonical: Box<str> = match raw.kind {
-            IdentifierKind::Email => normalize_email(value)?.into(),
+        let canonical: CompactString = match raw.kind {
+            IdentifierKind::Email => normalize_email(value)?,
             IdentifierKind::Phone => self.normalize_phone(value)?,
-            IdentifierKind::SocialHandle => normalize_handle(value)?.into(),
+            IdentifierKind::SocialHandle => normalize_handle(value)?,
             IdentifierKind::AccountId
             | IdentifierKind::ChatVisitor
             | IdentifierKind::Case
@@ -112,7 +112,7 @@ impl Normalizer {
         Ok(Identifier { kind: raw.kind, value: canonical })
     }
 
-    fn normalize_phone(&self, value: &str) -> Result<Box<str>, NormalizeError> {
+    fn normalize_phone(&self, value: &str) -> Result<CompactString, NormalizeError> {
         let Some(key) = phone_cache_key(value, self.region) else {
             // Rare spellings with letters are not worth a second cache.
             return parse_phone(value, self.region);
@@ -185,7 +185,7 @@ fn pack(international: bool, parts: &[&[u8]]) -> u128 {
 #[error("unknown phone region `{0}` (expected an ISO 3166 alpha-2 code such as US or GB)")]
 pub struct UnknownRegion(pub String);
 
-fn normalize_email(value: &str) -> Result<String, NormalizeError> {
+fn normalize_email(value: &str) -> Result<CompactString, NormalizeError> {
     // `Display Name <addr>`: the address is inside the last angle brackets.
     let addr = match (value.rfind('<'), value.rfind('>')) {
         (Some(l), Some(r)) if l < r => &value[l + 1..r],
@@ -208,7 +208,7 @@ fn normalize_email(value: &str) -> Result<String, NormalizeError> {
     {
         return Err(NormalizeError::InvalidEmail);
     }
-    let mut out = String::with_capacity(local.len() + 1 + domain.len());
+    let mut out = CompactString::with_capacity(local.len() + 1 + domain.len());
     if local.is_ascii() {
         out.push_str(local);
         out.make_ascii_lowercase();
@@ -222,7 +222,7 @@ fn normalize_email(value: &str) -> Result<String, NormalizeError> {
     Ok(out)
 }
 
-fn parse_phone(value: &str, region: Region) -> Result<Box<str>, NormalizeError> {
+fn parse_phone(value: &str, region: Region) -> Result<CompactString, NormalizeError> {
     let v = value.strip_prefix("tel:").unwrap_or(value).trim();
     // International call prefixes written out instead of `+`.
     let v = if let Some(rest) = v.strip_prefix("00") {
@@ -236,10 +236,10 @@ fn parse_phone(value: &str, region: Region) -> Result<Box<str>, NormalizeError> 
     if !crate::phone::is_valid(&n) {
         return Err(NormalizeError::InvalidPhone);
     }
-    Ok(n.format().mode(phonenumber::Mode::E164).to_string().into())
+    Ok(CompactString::from(n.format().mode(phonenumber::Mode::E164).to_string()))
 }
 
-fn normalize_handle(value: &str) -> Result<String, NormalizeError> {
+fn normalize_handle(value: &str) -> Result<CompactString, NormalizeError> {
     let (platform, handle) = value.split_once(':').ok_or(NormalizeError::InvalidHandle)?;
     let platform = canonical_platform(platform);
     let handle = handle.trim();
@@ -247,7 +247,12 @@ fn normalize_handle(value: &str) -> Result<String, NormalizeError> {
     if platform.is_empty() || handle.is_empty() || has_bad_chars(&platform) || has_bad_chars(handle) {
         return Err(NormalizeError::InvalidHandle);
     }
-    Ok(format!("{platform}:{}", handle.to_lowercase()))
+    let handle = handle.to_lowercase();
+    let mut out = CompactString::with_capacity(platform.len() + 1 + handle.len());
+    out.push_str(&platform);
+    out.push(':');
+    out.push_str(&handle);
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -304,7 +309,7 @@ mod tests {
         for v in spellings {
             assert_eq!(phone_cache_key(v, Region::US), key, "{v}");
             assert_eq!(
-                n.normalize(&RawIdentifier::new(IdentifierKind::Phone, v)).unwrap().value.as_ref(),
+                n.normalize(&RawIdentifier::new(IdentifierKind::Phone, v)).unwrap().value.as_str(),
                 "+14155550134"
             );
         }

@@ -106,13 +106,13 @@ impl RawIdentifier {
 pub struct Identifier {
     /// Its type.
     pub kind: IdentifierKind,
-    /// Its canonical value.
-    pub value: Box<str>,
+    /// Its canonical value (kept inline up to 24 bytes: most are).
+    pub value: CompactString,
 }
 
 impl Identifier {
     /// A normalized identifier; callers guarantee `value` is canonical.
-    pub fn new(kind: IdentifierKind, value: impl Into<Box<str>>) -> Self {
+    pub fn new(kind: IdentifierKind, value: impl Into<CompactString>) -> Self {
         Identifier { kind, value: value.into() }
     }
 }

@@ -45,12 +45,12 @@ pub struct IdentifierRecord {
     /// Kind.
     pub kind: IdentifierKind,
     /// Normalized value; empty for an invalid raw value (the raw value is not repeated).
-    pub value: String,
+    pub value: CompactString,
 }
 
 impl From<&Identifier> for IdentifierRecord {
     fn from(i: &Identifier) -> Self {
-        IdentifierRecord { kind: i.kind, value: i.value.to_string() }
+        IdentifierRecord { kind: i.kind, value: i.value.clone() }
     }
 }
 
