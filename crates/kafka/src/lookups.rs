@@ -32,8 +32,8 @@ enum Waiting {
     Asked,
     /// The registry could not answer; not asked again before `retry_at`.
     Failed { retry_at: Instant, why: String },
-    /// The registry has no such id (background lookups): told to the records naming it
-    /// (dead-lettered) until `until`, then the id is asked for again.
+    /// The registry has no such id: told to the records naming it (dead-lettered) until
+    /// `until`, then the id is asked for again (it may have been registered since).
     Unknown { until: Instant },
 }
 
@@ -93,20 +93,7 @@ impl Lookups {
                         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fetch(id))).unwrap_or_else(|_| {
                             Err(WireError::RegistryUnavailable(format!("schema id {id}: lookup panicked")))
                         });
-                    let mut waiting = lock(&waiting);
-                    match result {
-                        Ok(()) => {
-                            waiting.remove(&id);
-                        }
-                        Err(WireError::UnknownSchemaId(_)) => {
-                            waiting.insert(id, Waiting::Unknown { until: Instant::now() + REGISTRY_RETRY });
-                        }
-                        Err(e) => {
-                            failed.fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!(error = %e, id, "schema registry lookup failed");
-                            waiting.insert(id, failure(id, &e, started));
-                        }
-                    }
+                    settle(&mut lock(&waiting), &failed, id, &result, started);
                 })?;
         }
         Ok(Lookups { fetch, waiting, ask: Some(ask), failed })
@@ -154,20 +141,33 @@ impl Lookups {
             None => {
                 drop(waiting);
                 let result = (self.fetch)(id);
-                let mut waiting = lock(&self.waiting);
-                match result {
-                    Ok(()) => {
-                        waiting.remove(&id);
-                        Ok(())
-                    }
-                    Err(e) if e.is_retriable() => {
-                        self.failed.fetch_add(1, Ordering::Relaxed);
-                        waiting.insert(id, failure(id, &e, now));
-                        Err(e)
-                    }
-                    Err(e) => Err(e),
-                }
+                settle(&mut lock(&self.waiting), &self.failed, id, &result, now);
+                result
             }
+        }
+    }
+}
+
+/// Records how the lookup of `id` begun at `started` ended: cached (forgotten here), no such id
+/// (told for [`REGISTRY_RETRY`]), or failed (counted; not asked again before its retry time).
+fn settle(
+    waiting: &mut HashMap<u32, Waiting>,
+    failed: &AtomicU64,
+    id: u32,
+    result: &Result<(), WireError>,
+    started: Instant,
+) {
+    match result {
+        Ok(()) => {
+            waiting.remove(&id);
+        }
+        Err(WireError::UnknownSchemaId(_)) => {
+            waiting.insert(id, Waiting::Unknown { until: Instant::now() + REGISTRY_RETRY });
+        }
+        Err(e) => {
+            failed.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, id, "schema registry lookup failed");
+            waiting.insert(id, failure(id, e, started));
         }
     }
 }
@@ -199,6 +199,7 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 1, "not asked again at once");
         assert!(l.lookup(2, || false).is_ok(), "another id is asked for all the same");
         assert!(matches!(l.lookup(99, || false), Err(WireError::UnknownSchemaId(99))));
+        assert!(matches!(l.lookup(99, || false), Err(WireError::UnknownSchemaId(99))), "told, not asked again");
         std::thread::sleep(REGISTRY_RETRY);
         assert!(l.lookup(1, || false).unwrap_err().is_retriable());
         assert_eq!((calls.load(Ordering::SeqCst), l.failed()), (4, 2));

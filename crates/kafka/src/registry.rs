@@ -1108,6 +1108,9 @@ pub(crate) mod tests {
             assert_eq!(server.count("GET", &format!("/schemas/ids/{id}")), 1, "id {id}: refusals are cached too");
         }
         assert_eq!(code(schemas.decode(Channel::Email, &confluent(7, &datum))), "unknown_schema_id");
+        assert_eq!(server.count("GET", "/schemas/ids/7"), 1, "told again without asking for a while");
+        std::thread::sleep(crate::lookups::REGISTRY_RETRY);
+        assert_eq!(code(schemas.decode(Channel::Email, &confluent(7, &datum))), "unknown_schema_id");
         assert_eq!(server.count("GET", "/schemas/ids/7"), 2, "unknown ids may be registered later");
     }
 
