@@ -656,13 +656,19 @@ impl Service {
         match self.decode(lane, &m) {
             Err(e) if e.is_retriable() => {
                 tracing::info!(error = %e, lane, partition = m.partition, "waiting for the schema registry; the partition waits");
-                if let Some(s) = self.shards.get_mut(&m.partition) {
-                    s.merge.stall(lane);
-                }
-                self.stalled.insert(key, VecDeque::from([m]));
+                self.hold(key, m);
             }
             decoded => self.push_decoded(lane, m, decoded),
         }
+    }
+
+    /// Holds `m`, which waits for the registry, first in its partition's waiting records; its
+    /// lane of the merge waits for it.
+    fn hold(&mut self, key: (usize, i32), m: Input) {
+        if let Some(s) = self.shards.get_mut(&key.1) {
+            s.merge.stall(key.0);
+        }
+        self.stalled.entry(key).or_default().push_front(m);
     }
 
     fn decode(&self, lane: usize, m: &Input) -> Result<DecodedInput, WireError> {
@@ -710,12 +716,7 @@ impl Service {
                 };
                 let decoded = self.decode(key.0, &m);
                 if decoded.as_ref().is_err_and(|e| e.is_retriable()) {
-                    if let Some(s) = self.shards.get_mut(&key.1) {
-                        s.merge.stall(key.0);
-                    }
-                    if let Some(waiting) = self.stalled.get_mut(&key) {
-                        waiting.push_front(m);
-                    }
+                    self.hold(key, m);
                     break;
                 }
                 self.push_decoded(key.0, m, decoded);
