@@ -7,8 +7,9 @@
 //! partition queues and apply records as soon as the event-time merge releases them, and
 //! finally, once the ordered thread has caught up, commit outputs, changelog and input offsets
 //! together (a transaction in exactly_once mode; acknowledged outputs, then offsets, in
-//! at_least_once mode). A failed commit rewinds: every shard is restored from the changelog
-//! and the consumer goes back to the committed offsets.
+//! at_least_once mode). A failed commit rewinds: the consumer goes back to the committed
+//! offsets and every shard is restored from the changelog (spread over rounds, like the
+//! restores of an assignment).
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -968,19 +969,23 @@ impl Service {
         self.rewind()
     }
 
-    /// Back to the last commit: every shard restored, the consumer sought to committed offsets.
+    /// Back to the last commit: the consumer sought to the committed offsets, every shard to be
+    /// restored (from the next round on, in slices).
     fn rewind(&mut self) -> Result<(), ServiceError> {
         // Fetched again from the committed offsets.
         self.stalled.clear();
         let held: Vec<i32> = self.shards.keys().copied().collect();
         for p in held {
+            // Restored with the others waiting (spread over rounds like an assignment's): its
+            // partitions are not polled until then.
             self.shards.remove(&p);
-            self.restore(p)?;
+            self.worker.remove(p);
+            self.pending_restores.insert(p);
             let committed = self.retrying("reading committed offsets", |s| {
                 Ok(committed_offsets(&s.consumer, &s.config, p, s.timeout())?)
             })?;
             // A seek that did not happen would consume on past what the restored state holds:
-            // the records in between would be lost, so it is retried like the restore.
+            // the records in between would be lost, so it is retried.
             for (lane, c) in committed.iter().enumerate() {
                 let offset = c.map_or(Offset::Beginning, Offset::Offset);
                 self.retrying("seeking back to the committed offset", |s| {
