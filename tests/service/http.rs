@@ -58,6 +58,10 @@ fn embedded_run_serves_valid_metrics_and_stops_on_sigterm() {
     while started.elapsed() < Duration::from_secs(60) {
         if let Some((200, _)) = get(port, "/readyz") {
             ready = true;
+            // Ready means assigned and restored: never before the group gave this instance a shard.
+            if let Some((200, body)) = get(port, "/metrics") {
+                assert!(metric(&body, "omnistitch_shards ") >= 1.0, "/readyz answered 200 with no shard held");
+            }
         }
         if let Some((200, body)) = get(port, "/metrics") {
             // Consumer lag arrives with librdkafka's statistics (every 5 s).
@@ -71,7 +75,7 @@ fn embedded_run_serves_valid_metrics_and_stops_on_sigterm() {
                 break;
             }
         }
-        std::thread::sleep(Duration::from_millis(250));
+        std::thread::sleep(Duration::from_millis(if ready { 250 } else { 20 }));
     }
     assert!(ready, "/readyz never answered 200");
     assert_eq!(get(port, "/healthz").map(|r| r.0), Some(200));
