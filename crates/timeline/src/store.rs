@@ -147,6 +147,13 @@ struct TenantTimelines {
     watermark: EventTime,
 }
 
+impl TenantTimelines {
+    /// The oldest event time retention keeps (entries up to `max_age_ms` behind the newest).
+    fn cutoff(&self, max_age_ms: i64) -> EventTime {
+        EventTime(self.watermark.0.saturating_sub(max_age_ms))
+    }
+}
+
 /// Every profile's timeline, with the thread indexes and retention.
 #[derive(Debug, Default)]
 pub struct TimelineStore {
@@ -187,7 +194,7 @@ impl TimelineStore {
             kind: event.kind,
             thread_id: threaded.thread.clone(),
         };
-        let cutoff = EventTime(of.watermark.0.saturating_sub(max_age));
+        let cutoff = of.cutoff(max_age);
         let timeline = of.timelines.entry(profile).or_default();
         if let Some(old) = &threaded.replaced {
             for e in &mut timeline.entries {
@@ -207,9 +214,9 @@ impl TimelineStore {
     /// dropping duplicates.
     pub fn merge(&mut self, tenant: &str, survivor: ProfileId, absorbed: ProfileId) {
         let Some(&t) = self.tenants.get(tenant) else { return };
-        let cutoff = self.cutoff(self.by_tenant[t as usize].watermark);
         let max = self.retention.max_events_per_profile;
         let of = &mut self.by_tenant[t as usize];
+        let cutoff = of.cutoff(self.retention.max_age_ms());
         let Some(from) = of.timelines.remove(&absorbed) else { return };
         let into = of.timelines.entry(survivor).or_default();
         let mut merged = Vec::with_capacity(into.entries.len() + from.entries.len());
@@ -229,11 +236,6 @@ impl TimelineStore {
         }
         into.entries = merged;
         self.evicted_total += into.evict(cutoff, max) as u64;
-    }
-
-    /// The oldest event time retention keeps when the newest is `watermark`.
-    fn cutoff(&self, watermark: EventTime) -> EventTime {
-        EventTime(watermark.0.saturating_sub(self.retention.max_age_ms()))
     }
 
     /// Evicts, across all profiles and thread indexes, what retention no longer allows (each
@@ -258,7 +260,7 @@ impl TimelineStore {
             if !tenant(i as u32) {
                 continue;
             }
-            let cutoff = EventTime(of.watermark.0.saturating_sub(max_age));
+            let cutoff = of.cutoff(max_age);
             of.timelines.retain(|_, t| {
                 n += t.evict(cutoff, max);
                 !t.is_empty()
