@@ -37,18 +37,25 @@ enum Waiting {
     Unknown { until: Instant },
 }
 
+/// Who asks the registry.
+enum Asker {
+    /// The caller, with this fetch.
+    Inline(Fetch),
+    /// The lookup threads, sent the ids to ask for.
+    Background(Sender<u32>),
+}
+
 /// Lookups of ids not in the cache, inline or in the background.
 pub struct Lookups {
-    fetch: Fetch,
+    asker: Asker,
     waiting: Arc<Mutex<HashMap<u32, Waiting>>>,
-    /// Set for background lookups: ids to ask the registry for.
-    ask: Option<Sender<u32>>,
     failed: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Lookups {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Lookups").field("background", &self.ask.is_some()).finish_non_exhaustive()
+        let background = matches!(self.asker, Asker::Background(_));
+        f.debug_struct("Lookups").field("background", &background).finish_non_exhaustive()
     }
 }
 
@@ -68,7 +75,7 @@ fn failure(id: u32, e: &WireError, started: Instant) -> Waiting {
 impl Lookups {
     /// Lookups made by the caller itself.
     pub fn inline(fetch: Fetch) -> Self {
-        Lookups { fetch, waiting: Arc::default(), ask: None, failed: Arc::default() }
+        Lookups { asker: Asker::Inline(fetch), waiting: Arc::default(), failed: Arc::default() }
     }
 
     /// Lookups made by threads of their own (a few, so one id the registry is slow to answer
@@ -96,7 +103,7 @@ impl Lookups {
                     settle(&mut lock(&waiting), &failed, id, &result, started);
                 })?;
         }
-        Ok(Lookups { fetch, waiting, ask: Some(ask), failed })
+        Ok(Lookups { asker: Asker::Background(ask), waiting, failed })
     }
 
     /// Lookups the registry could not answer so far.
@@ -127,20 +134,20 @@ impl Lookups {
             waiting.remove(&id);
             return Ok(());
         }
-        match &self.ask {
-            Some(ask) => {
+        match &self.asker {
+            Asker::Background(ask) => {
                 waiting.insert(id, Waiting::Asked);
-                // The thread is gone only if it panicked: then the records wait, and say so.
+                // The threads are gone only if they could not go on: then the records wait, and
+                // say so.
                 if ask.send(id).is_err() {
-                    self.failed.fetch_add(1, Ordering::Relaxed);
-                    let stopped = WireError::RegistryUnavailable("lookup threads stopped".into());
-                    waiting.insert(id, failure(id, &stopped, now));
+                    let stopped = Err(WireError::RegistryUnavailable("lookup threads stopped".into()));
+                    settle(&mut waiting, &self.failed, id, &stopped, now);
                 }
                 Err(WireError::RegistryUnavailable(format!("schema id {id}: asked the registry")))
             }
-            None => {
+            Asker::Inline(fetch) => {
                 drop(waiting);
-                let result = (self.fetch)(id);
+                let result = fetch(id);
                 settle(&mut lock(&self.waiting), &self.failed, id, &result, now);
                 result
             }

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::config::Topics;
-use crate::lookups::Lookups;
+use crate::lookups::{Fetch, Lookups};
 use crate::wire::{fingerprint, split_frame, Frame, WireError};
 
 /// Schema ids of the bundled schemas, used when no registry is configured (`[schemas.bundled_ids]`).
@@ -401,8 +401,7 @@ impl InputSchemas {
     /// every registry schema seen.
     pub fn new(registry: Option<RegistryClient>, bundled: BundledIds) -> Self {
         let known = Arc::new(KnownSchemas::new(registry, bundled));
-        let fetch = known.clone();
-        InputSchemas { lookups: Lookups::inline(Arc::new(move |id| fetch.fetch(id))), known }
+        InputSchemas { lookups: Lookups::inline(known.fetcher()), known }
     }
 
     /// [`InputSchemas::new`], with the registry asked by a thread of its own: a record naming
@@ -410,8 +409,7 @@ impl InputSchemas {
     /// later try, so a slow or silent registry never holds the caller.
     pub fn in_background(registry: Option<RegistryClient>, bundled: BundledIds) -> std::io::Result<Self> {
         let known = Arc::new(KnownSchemas::new(registry, bundled));
-        let fetch = known.clone();
-        Ok(InputSchemas { lookups: Lookups::background(Arc::new(move |id| fetch.fetch(id)))?, known })
+        Ok(InputSchemas { lookups: Lookups::background(known.fetcher())?, known })
     }
 
     /// Lookups the registry could not answer so far.
@@ -484,6 +482,12 @@ impl KnownSchemas {
 
     fn cached(&self, id: u32) -> Option<Resolved> {
         read(&self.by_id).get(&id).cloned()
+    }
+
+    /// [`KnownSchemas::fetch`] for the lookups to call.
+    fn fetcher(self: &Arc<Self>) -> Fetch {
+        let known = self.clone();
+        Arc::new(move |id| known.fetch(id))
     }
 
     /// Asks the registry for `id` and caches what it stands for (a schema that cannot be used

@@ -445,8 +445,7 @@ impl Service {
             // The assignment is known: parked shards left out of it went to another member.
             let gone: Vec<i32> = self.parked.keys().copied().filter(|p| !complete.contains(p)).collect();
             for p in gone {
-                self.parked.remove(&p);
-                self.worker.remove(p);
+                self.forget(p);
             }
         }
         for p in &touched {
@@ -525,10 +524,15 @@ impl Service {
         } else {
             tracing::info!(shard = p, "shard committed elsewhere since it was here; restoring it");
         }
+        self.forget(p);
+        false
+    }
+
+    /// Drops shard `p`'s state on both threads, active or parked.
+    fn forget(&mut self, p: i32) {
         self.shards.remove(&p);
         self.parked.remove(&p);
         self.worker.remove(p);
-        false
     }
 
     /// Readiness, for `/readyz` and the `omnistitch_ready` gauge alike.
@@ -978,8 +982,7 @@ impl Service {
         for p in held {
             // Restored with the others waiting (spread over rounds like an assignment's): its
             // partitions are not polled until then.
-            self.shards.remove(&p);
-            self.worker.remove(p);
+            self.forget(p);
             self.pending_restores.insert(p);
             let committed = self.retrying("reading committed offsets", |s| {
                 Ok(committed_offsets(&s.consumer, &s.config, p, s.timeout())?)
