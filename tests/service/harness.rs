@@ -55,7 +55,7 @@ pub struct Expected {
     pub dead_letters: usize,
 }
 
-fn frame<T: serde::Serialize>(enc: &OutputEncoder, ids: &OutputSchemas, kind: OutputKind, r: &T) -> Vec<u8> {
+pub fn frame<T: serde::Serialize>(enc: &OutputEncoder, ids: &OutputSchemas, kind: OutputKind, r: &T) -> Vec<u8> {
     let datum = enc.encode(kind, r).unwrap();
     let mut out = Vec::new();
     write_confluent(ids.id(kind), &datum, &mut out);

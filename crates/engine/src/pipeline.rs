@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use omnistitch_cx::{CxMetrics, CxReport};
-use omnistitch_model::{Event, ProfileId, Tenant};
+use omnistitch_model::{Event, EventTime, ProfileId, Tenant};
 use omnistitch_moments::{Detector, Intervention, Released, ReorderBuffer};
 
 use crate::config::{ConfigError, EngineConfig};
@@ -89,6 +89,27 @@ impl Ordered {
         interventions
     }
 
+    /// `tenant`'s input is quiet: its event-time clock moves on to `time` (never back) as if an
+    /// event of that time had arrived. The buffer releases what the new watermark passes and
+    /// the timers due before it fire (a first-response SLA is breached without waiting for the
+    /// tenant's next event). Returns the interventions.
+    pub fn advance_clock(&mut self, tenant: &Tenant, time: EventTime) -> Vec<Intervention> {
+        let mut interventions = Vec::new();
+        self.buffer.advance_into(tenant, time, &mut self.released);
+        for r in self.released.drain(..) {
+            observe(&mut self.cx, &mut self.detector, &r, &mut interventions);
+        }
+        if let Some(w) = self.buffer.watermark(tenant) {
+            interventions.extend(self.detector.advance_watermark(tenant, w));
+        }
+        interventions
+    }
+
+    /// Every tenant's event-time clock: the latest event time seen, or the latest advance.
+    pub fn clocks(&self) -> Vec<(Tenant, EventTime)> {
+        self.buffer.clocks().map(|(t, c)| (t.clone(), c)).collect()
+    }
+
     /// End of input: releases every waiting event and fires the timers due up to the latest
     /// event time seen (later ones stay pending: the input ended before they were due).
     pub fn flush(&mut self) -> Vec<Intervention> {
@@ -165,6 +186,16 @@ impl Pipeline {
         (Step { applied, interventions }, seen)
     }
 
+    /// [`Ordered::advance_clock`] (nothing when core-only).
+    pub fn advance_clock(&mut self, tenant: &Tenant, time: EventTime) -> Vec<Intervention> {
+        self.ordered.as_mut().map(|o| o.advance_clock(tenant, time)).unwrap_or_default()
+    }
+
+    /// [`Ordered::clocks`] (none when core-only).
+    pub fn clocks(&self) -> Vec<(Tenant, EventTime)> {
+        self.ordered.as_ref().map(Ordered::clocks).unwrap_or_default()
+    }
+
     /// End of input: releases every waiting event and fires the timers due up to the latest
     /// event time seen (later ones stay pending: the input ended before they were due).
     pub fn flush(&mut self) -> Vec<Intervention> {
@@ -195,5 +226,48 @@ impl Pipeline {
     /// Events that arrived behind the watermark and were processed out of order.
     pub fn late_events(&self) -> u64 {
         self.ordered.as_ref().map_or(0, Ordered::late_events)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use omnistitch_model::{Channel, Direction, EventKind, IdentifierKind, RawIdentifier};
+    use omnistitch_moments::MomentType;
+
+    const T0: i64 = 1_767_571_200_000;
+
+    fn chat(id: &str, t: i64, direction: Direction) -> Event {
+        let mut e =
+            Event::new(Tenant::new("acme"), id, EventTime(T0 + t), Channel::Chat, direction, EventKind::Message);
+        e.identifiers.push(RawIdentifier::new(IdentifierKind::Email, "jo@example.com"));
+        e.case_id = Some("c1".into());
+        e
+    }
+
+    #[test]
+    fn a_quiet_tenant_s_clock_advance_fires_the_sla_timer_its_next_event_would_have() {
+        let acme = Tenant::new("acme");
+        let mut quiet = Pipeline::new(&EngineConfig::default()).unwrap();
+        assert!(quiet.apply(chat("m", 0, Direction::Inbound)).interventions.is_empty());
+        // Chat SLA 2 min, lateness 60 s: the watermark must pass T0 + 120 s.
+        assert!(quiet.advance_clock(&acme, EventTime(T0 + 180_000)).is_empty());
+        let fired = quiet.advance_clock(&acme, EventTime(T0 + 180_001));
+        assert_eq!(fired.iter().map(|i| i.moment_type).collect::<Vec<_>>(), [MomentType::FirstResponseSlaBreach]);
+        assert!(quiet.advance_clock(&acme, EventTime(T0 + 900_000)).is_empty(), "fired once");
+        assert_eq!(quiet.clocks(), [(acme.clone(), EventTime(T0 + 900_000))]);
+
+        // The same intervention as an unrelated event at that time brings.
+        let mut busy = Pipeline::new(&EngineConfig::default()).unwrap();
+        busy.apply(chat("m", 0, Direction::Inbound));
+        let mut other = chat("x", 180_001, Direction::Inbound);
+        other.identifiers = vec![RawIdentifier::new(IdentifierKind::Email, "al@example.com")];
+        other.case_id = None;
+        let step = busy.apply(other);
+        assert_eq!(step.interventions, fired);
+        // A tenant never seen has no clock to move; core-only has no timers.
+        assert!(quiet.advance_clock(&Tenant::new("zeta"), EventTime(T0 + 10_000_000)).is_empty());
+        let core = Pipeline::core_only(quiet.into_parts().0);
+        assert!(core.clocks().is_empty());
     }
 }

@@ -13,6 +13,11 @@
 //! names its first and last entries (lane and offset), so a batch reprocessed after a crash with
 //! other bounds is another record: restore applies both, and the engine drops the events it
 //! has already seen. Records of the first format (one event each) are still read.
+//!
+//! A tenant whose input is quiet has its event-time clock moved on without an event (so its
+//! timers fire on time, `kafka.idle_clock_ms`): each such move is a record of its own
+//! ([`ClockEntry`]), between the batches of the events applied before and after it, so a
+//! restore moves the clock at the same point of the sequence.
 
 use omnistitch_model::Channel;
 use thiserror::Error;
@@ -21,6 +26,12 @@ use thiserror::Error;
 const VERSION_SINGLE: u8 = 1;
 /// Format version of batch values.
 const VERSION_BATCH: u8 = 2;
+/// Format version of clock records.
+const VERSION_CLOCK: u8 = 3;
+/// version, time, four positions.
+const CLOCK_HEADER: usize = 1 + 8 + 4 * 8;
+/// First key byte of clock records (batch keys start with a channel).
+const CLOCK_KEY: u8 = 0xff;
 /// version, channel, source offset.
 const SINGLE_HEADER: usize = 1 + 1 + 8;
 /// Per entry in a batch: channel, source offset, datum length.
@@ -46,6 +57,60 @@ pub struct ChangelogEntry<'a> {
     pub source_offset: i64,
     /// The event as an Avro datum of the bundled input schema.
     pub datum: &'a [u8],
+}
+
+/// A tenant's event-time clock moved on with no event, after the shard had applied every input
+/// record below `position`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClockEntry<'a> {
+    /// The tenant.
+    pub tenant: &'a str,
+    /// Its clock's new time, ms.
+    pub time: i64,
+    /// Per merge lane, the next input offset the shard would commit (`None`: no record applied
+    /// yet on that lane).
+    pub position: [Option<i64>; 4],
+}
+
+impl ClockEntry<'_> {
+    /// The record key: the time and the tenant (unique per move; a later move of the same
+    /// tenant with no event in between supersedes one compacted away).
+    pub fn key(&self) -> Vec<u8> {
+        let mut key = Vec::with_capacity(9 + self.tenant.len());
+        key.push(CLOCK_KEY);
+        key.extend_from_slice(&self.time.to_be_bytes());
+        key.extend_from_slice(self.tenant.as_bytes());
+        key
+    }
+
+    /// Appends the record value to `out`.
+    pub fn write_value(&self, out: &mut Vec<u8>) {
+        out.push(VERSION_CLOCK);
+        out.extend_from_slice(&self.time.to_be_bytes());
+        for p in self.position {
+            out.extend_from_slice(&p.unwrap_or(i64::MIN).to_be_bytes());
+        }
+        out.extend_from_slice(self.tenant.as_bytes());
+    }
+
+    /// Whether the group's `committed` offsets cover the records applied before the move: the
+    /// move was part of a committed transaction (or of work the committed offsets went past).
+    pub fn is_committed(&self, committed: &[Option<i64>; 4]) -> bool {
+        self.position.iter().zip(committed).all(|(p, c)| match (p, c) {
+            (None, _) => true,
+            (Some(p), Some(c)) => p <= c,
+            (Some(_), None) => false,
+        })
+    }
+}
+
+/// A changelog record, decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record<'a> {
+    /// Events, in the order they were applied.
+    Events(Vec<ChangelogEntry<'a>>),
+    /// A clock moved on.
+    Clock(ClockEntry<'a>),
 }
 
 /// The events a shard applied since its last batch was written, encoded as one record value.
@@ -125,8 +190,23 @@ fn take<'a>(value: &mut &'a [u8], n: usize) -> Result<&'a [u8], ChangelogError> 
     Ok(head)
 }
 
-/// Decodes a record value into its entries, in the order they were applied.
-pub fn decode(value: &[u8]) -> Result<Vec<ChangelogEntry<'_>>, ChangelogError> {
+/// Decodes a record value.
+pub fn decode(value: &[u8]) -> Result<Record<'_>, ChangelogError> {
+    if value.first() == Some(&VERSION_CLOCK) {
+        if value.len() < CLOCK_HEADER {
+            return Err(ChangelogError::Malformed("shorter than its header"));
+        }
+        let long = |at: usize| i64::from_be_bytes(value[at..at + 8].try_into().expect("8 bytes"));
+        let position = [0, 1, 2, 3].map(|i| Some(long(9 + 8 * i)).filter(|&p| p != i64::MIN));
+        let tenant =
+            std::str::from_utf8(&value[CLOCK_HEADER..]).map_err(|_| ChangelogError::Malformed("tenant not UTF-8"))?;
+        return Ok(Record::Clock(ClockEntry { tenant, time: long(1), position }));
+    }
+    decode_events(value).map(Record::Events)
+}
+
+/// Decodes an event record value into its entries, in the order they were applied.
+fn decode_events(value: &[u8]) -> Result<Vec<ChangelogEntry<'_>>, ChangelogError> {
     match value.first() {
         None => Err(ChangelogError::Malformed("empty")),
         Some(&VERSION_SINGLE) => {
@@ -185,7 +265,7 @@ mod tests {
             .chain([ChangelogEntry { channel: Channel::Chat, source_offset: 0, datum: b"" }])
             .collect();
         let (_, value) = batch_of(&entries);
-        assert_eq!(decode(&value), Ok(entries));
+        assert_eq!(decode(&value), Ok(Record::Events(entries)));
     }
 
     #[test]
@@ -193,7 +273,8 @@ mod tests {
         let mut v = vec![VERSION_SINGLE, Channel::Phone as u8];
         v.extend_from_slice(&7i64.to_be_bytes());
         v.extend_from_slice(b"xyz");
-        assert_eq!(decode(&v), Ok(vec![ChangelogEntry { channel: Channel::Phone, source_offset: 7, datum: b"xyz" }]));
+        let e = ChangelogEntry { channel: Channel::Phone, source_offset: 7, datum: b"xyz" };
+        assert_eq!(decode(&v), Ok(Record::Events(vec![e])));
     }
 
     #[test]
@@ -214,7 +295,7 @@ mod tests {
         assert!(b.is_empty() && b.key().is_none());
         let e = ChangelogEntry { channel: Channel::Social, source_offset: 9, datum: b"e" };
         let (_, value) = batch_of(std::slice::from_ref(&e));
-        assert_eq!(decode(&value), Ok(vec![e]));
+        assert_eq!(decode(&value), Ok(Record::Events(vec![e])));
     }
 
     #[test]
@@ -236,5 +317,27 @@ mod tests {
         let mut trailing = value;
         trailing.push(0);
         assert!(decode(&trailing).is_err());
+    }
+
+    #[test]
+    fn clock_records_round_trip_and_say_whether_they_were_committed() {
+        let clock =
+            ClockEntry { tenant: "acme", time: 1_767_571_200_000, position: [Some(10), None, Some(0), Some(7)] };
+        let mut value = Vec::new();
+        clock.write_value(&mut value);
+        assert_eq!(decode(&value), Ok(Record::Clock(clock.clone())));
+        let key = clock.key();
+        assert_eq!(key[0], CLOCK_KEY, "never a batch's key (those start with a channel)");
+        assert_ne!(key, ClockEntry { time: clock.time + 1, ..clock.clone() }.key());
+        assert!(clock.is_committed(&[Some(10), None, Some(3), Some(7)]));
+        assert!(clock.is_committed(&[Some(11), Some(5), Some(0), Some(8)]));
+        assert!(!clock.is_committed(&[Some(9), None, Some(3), Some(7)]), "lane 0 not committed that far");
+        assert!(!clock.is_committed(&[Some(10), None, None, Some(7)]), "lane 2 never committed");
+        for cut in 1..CLOCK_HEADER {
+            assert!(decode(&value[..cut]).is_err(), "truncated at {cut}");
+        }
+        let mut bad = value.clone();
+        bad.push(0xff);
+        assert_eq!(decode(&bad), Err(ChangelogError::Malformed("tenant not UTF-8")));
     }
 }

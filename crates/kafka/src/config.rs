@@ -133,6 +133,12 @@ pub struct KafkaConfig {
     /// disagree a little). An event further ahead is dead-lettered (`future_time`): it would
     /// move every event-time clock (retention, watermarks, due timers) forward for good.
     pub max_ahead_ms: u64,
+    /// A tenant of a caught-up shard with no event for this long (wall clock) has its event-time
+    /// clock moved on as wall-clock time passes, from its latest event time, so its timers
+    /// (first-response SLAs, abandoned contacts) fire on time instead of at its next event; at
+    /// most once per this interval per tenant, each move in the changelog. 0 turns it off (the
+    /// default: then outputs depend on the input alone, as `replay`'s).
+    pub idle_clock_ms: u64,
     /// Longest the loop restores shards before it serves the group again: the shards left wait
     /// for the next round (their partitions unpolled). The group counts an instance that has
     /// not polled for `max.poll.interval.ms` as gone, so keep this well below it.
@@ -167,6 +173,7 @@ impl Default for KafkaConfig {
             merge_max_wait_ms: 10_000,
             max_ahead_ms: 300_000,
             restore_slice_ms: 30_000,
+            idle_clock_ms: 0,
             mirror_offsets: false,
             request_timeout_ms: 30_000,
             create_topics: false,
@@ -243,6 +250,12 @@ impl KafkaConfig {
         range("max_batch", "1..=1000000", (1..=1_000_000).contains(&self.max_batch), self.max_batch as i64)?;
         const MONTH_MS: u64 = 31 * 24 * 3_600_000;
         range("max_ahead_ms", "1..=2678400000", (1..=MONTH_MS).contains(&self.max_ahead_ms), self.max_ahead_ms as i64)?;
+        range(
+            "idle_clock_ms",
+            "0 (off) or 100..=86400000",
+            self.idle_clock_ms == 0 || (100..=86_400_000).contains(&self.idle_clock_ms),
+            self.idle_clock_ms as i64,
+        )?;
         range("request_timeout_ms", ">= 1000", self.request_timeout_ms >= 1000, self.request_timeout_ms as i64)?;
         let max_poll_interval =
             self.properties.get("max.poll.interval.ms").and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(300_000);
@@ -413,6 +426,8 @@ mod tests {
         assert!(!c.too_far_ahead(i64::MAX, None) && !c.too_far_ahead(i64::MAX, Some(-1)), "no timestamp, no check");
         assert!(!c.too_far_ahead(i64::MAX, Some(i64::MAX)), "no overflow");
         assert!(KafkaConfig { max_ahead_ms: 0, ..Default::default() }.validate().is_err());
+        assert!(KafkaConfig { idle_clock_ms: 50, ..Default::default() }.validate().is_err());
+        assert!(KafkaConfig { idle_clock_ms: 30_000, ..Default::default() }.validate().is_ok());
         assert!(KafkaConfig { restore_slice_ms: 200_000, ..Default::default() }.validate().is_err());
         let mut long_polls = KafkaConfig { restore_slice_ms: 200_000, ..Default::default() };
         long_polls.properties.insert("max.poll.interval.ms".into(), "900000".into());

@@ -91,6 +91,12 @@ impl<T: Timed> ShardMerge<T> {
         self.lanes.iter().map(|l| l.items.len()).sum()
     }
 
+    /// Whether every lane has reached the end of its partition with nothing queued: the shard
+    /// has applied everything there is.
+    pub fn caught_up(&self) -> bool {
+        self.lanes.iter().all(|l| l.items.is_empty() && l.at_end && !l.stalled)
+    }
+
     /// Times a lane was passed over after waiting `max_wait` without data or end (once per
     /// silence), since the last call; resets the count.
     pub fn take_skipped_waits(&mut self) -> u64 {
@@ -175,6 +181,13 @@ mod tests {
         m.end_of_partition(2);
         assert_eq!(drain(&mut m), vec![(0, (7, 1))]);
         assert_eq!(m.total_queued(), 0);
+        assert!(!m.caught_up(), "lane 0 has not reached its end");
+        m.end_of_partition(0);
+        assert!(m.caught_up());
+        m.stall(2);
+        assert!(!m.caught_up(), "a record of lane 2 waits for the registry");
+        m.push(2, (8, 3));
+        assert!(!m.caught_up(), "a record is queued");
     }
 
     #[test]

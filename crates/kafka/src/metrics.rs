@@ -139,6 +139,10 @@ pub struct ServiceMetrics {
     pub shards: IntGauge,
     /// Events re-applied from the changelog during restores.
     pub restored_events: IntCounter,
+    /// Clock moves of quiet tenants re-applied from the changelog during restores.
+    pub restored_clock_advances: IntCounter,
+    /// Event-time clocks of quiet tenants moved on with the wall clock (`idle_clock_ms`).
+    pub clock_advances: IntCounter,
     /// Shards given back by a rebalance whose state was kept, without a restore.
     pub shards_kept: IntCounter,
     /// Restores that found the changelog's first records gone (their state incomplete).
@@ -363,6 +367,16 @@ impl ServiceMetrics {
                 &r,
                 "omnistitch_restored_events_total",
                 "Events re-applied from the changelog while restoring shards.",
+            ),
+            restored_clock_advances: counter(
+                &r,
+                "omnistitch_restored_clock_advances_total",
+                "Clock moves of quiet tenants re-applied from the changelog while restoring shards.",
+            ),
+            clock_advances: counter(
+                &r,
+                "omnistitch_clock_advances_total",
+                "Event-time clocks of quiet tenants moved on with the wall clock (kafka.idle_clock_ms), so their timers fire on time.",
             ),
             shards_kept: counter(
                 &r,

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use omnistitch_engine::{Applied, Ordered, Placed};
-use omnistitch_model::Event;
+use omnistitch_model::{Event, EventTime, Tenant};
 use prometheus::IntCounter;
 use rdkafka::producer::ThreadedProducer;
 
@@ -50,6 +50,8 @@ enum Job {
     Resume(i32),
     /// (shard, its applied events in the order applied).
     Events(i32, Vec<Handed>),
+    /// (shard, tenant, time): a quiet tenant's event-time clock moves on.
+    Clock(i32, Tenant, EventTime),
     /// Reply once everything before is done: the first failure since the last barrier, if any.
     Barrier(SyncSender<Option<ServiceError>>),
     /// Publish the gauges of the ordered stages.
@@ -142,6 +144,12 @@ impl OrderedWorker {
         }
     }
 
+    /// Moves quiet `tenant`'s event-time clock on to `time` in shard `shard`'s ordered stages
+    /// (after the events handed over before).
+    pub fn advance_clock(&self, shard: i32, tenant: Tenant, time: EventTime) {
+        self.send(Job::Clock(shard, tenant, time));
+    }
+
     /// Publishes the ordered stages' gauges (pending timers, CX metrics).
     pub fn gauges(&self) {
         self.send(Job::Gauges);
@@ -211,6 +219,13 @@ impl Worker {
                         }
                     }
                 }
+                Job::Clock(p, tenant, time) => {
+                    if self.failed.is_none() {
+                        if let Err(e) = self.advance_clock(p, &tenant, time) {
+                            self.failed = Some(e);
+                        }
+                    }
+                }
                 Job::Barrier(reply) => {
                     let _ = reply.send(self.failed.take());
                 }
@@ -236,6 +251,21 @@ impl Worker {
             }
             self.writer.interventions(&found, &mut self.out);
         }
+        let sent = send(&self.out, &self.outputs.producer, &self.outputs.destinations);
+        self.out.clear();
+        sent
+    }
+
+    /// Moves a quiet tenant's clock on in shard `p`'s ordered stages and hands the
+    /// interventions that fire to the producer.
+    fn advance_clock(&mut self, p: i32, tenant: &Tenant, time: EventTime) -> Result<(), ServiceError> {
+        self.out.clear();
+        let Some(ordered) = self.shards.get_mut(&p) else { return Ok(()) };
+        let found = ordered.advance_clock(tenant, time);
+        for i in &found {
+            self.outputs.metrics.intervention(i.moment_type);
+        }
+        self.writer.interventions(&found, &mut self.out);
         let sent = send(&self.out, &self.outputs.producer, &self.outputs.destinations);
         self.out.clear();
         sent

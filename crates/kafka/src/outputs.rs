@@ -11,7 +11,7 @@ use omnistitch_moments::Intervention;
 use rdkafka::message::{Header, OwnedHeaders};
 use thiserror::Error;
 
-use crate::changelog::ChangelogBatch;
+use crate::changelog::{ChangelogBatch, ClockEntry};
 use crate::registry::OutputSchemas;
 use crate::wire::write_confluent;
 
@@ -182,6 +182,19 @@ impl OutputWriter {
             |b| b.extend_from_slice(&key),
             |b| {
                 batch.write_value(b);
+                true
+            },
+        );
+    }
+
+    /// The changelog record of a quiet tenant's clock move in shard `shard`.
+    pub fn clock(&self, shard: i32, clock: &ClockEntry<'_>, out: &mut OutBatch) {
+        out.push(
+            Dest::Changelog,
+            Some(shard),
+            |b| b.extend_from_slice(&clock.key()),
+            |b| {
+                clock.write_value(b);
                 true
             },
         );

@@ -5,13 +5,13 @@ use std::time::{Duration, Instant};
 
 use omnistitch_codec::InputDecoder;
 use omnistitch_engine::Pipeline;
-use omnistitch_model::Tenants;
+use omnistitch_model::{EventTime, Tenants};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::changelog;
+use crate::changelog::{self, Record};
 use crate::config::{KafkaConfig, MERGE_ORDER};
 
 /// What a restore did.
@@ -31,6 +31,8 @@ pub struct Restored {
     pub unreadable: u64,
     /// Copies of input records applied again by a later attempt, left out for the later copy.
     pub superseded: u64,
+    /// Clock moves of quiet tenants re-applied.
+    pub clocks: u64,
     /// The changelog partition's first offset: above 0, its earlier records are gone (deleted by
     /// retention or a size limit on the topic) and the restored state misses their events.
     pub first_offset: i64,
@@ -235,7 +237,16 @@ impl ChangelogReader {
             done.read += 1;
             let Some(value) = msg.payload() else { continue };
             let entries = match changelog::decode(value) {
-                Ok(e) => e,
+                Ok(Record::Events(e)) => e,
+                Ok(Record::Clock(clock)) => {
+                    // Moved at the same point of the sequence as when it was written, if the
+                    // work before it was committed.
+                    if clock.is_committed(&committed) {
+                        pipeline.advance_clock(&tenants.get(clock.tenant), EventTime(clock.time));
+                        done.clocks += 1;
+                    }
+                    continue;
+                }
                 Err(e) => {
                     tracing::warn!(shard, offset = msg.offset(), error = %e, "changelog record skipped");
                     done.unreadable += 1;
@@ -333,10 +344,17 @@ mod tests {
     use crate::EmbeddedCluster;
     use omnistitch_model::Channel;
 
-    /// A mock cluster with one changelog batch per item of `batches` (channel, input offset;
-    /// the event is the channel's sample), restored with `committed`.
-    fn restored(batches: &[&[(Channel, i64)]], committed: [Option<i64>; 4]) -> (Restored, Pipeline) {
-        use crate::changelog::{ChangelogBatch, ChangelogEntry};
+    /// A changelog record to write.
+    enum Rec<'a> {
+        /// A batch of (channel, input offset); the event is the channel's sample.
+        Batch(&'a [(Channel, i64)]),
+        /// A clock move of tenant `acme` to (time, after positions).
+        Clock(i64, [Option<i64>; 4]),
+    }
+
+    /// A mock cluster with `records` on the changelog, restored with `committed`.
+    fn restored_records(records: &[Rec<'_>], committed: [Option<i64>; 4]) -> (Restored, Pipeline) {
+        use crate::changelog::{ChangelogBatch, ChangelogEntry, ClockEntry};
         use omnistitch_codec::datum::encode_input;
         use omnistitch_engine::EngineConfig;
         use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
@@ -346,15 +364,24 @@ mod tests {
         let config = cluster.service_config(base);
         let topic = config.topics.changelog.as_str();
         let producer: ThreadedProducer<DefaultProducerContext> = config.client().create().unwrap();
-        for entries in batches {
-            let mut batch = ChangelogBatch::default();
-            for &(channel, source_offset) in *entries {
-                let datum = encode_input(&crate::registry::tests::sample(channel)).unwrap();
-                batch.push(&ChangelogEntry { channel, source_offset, datum: &datum });
+        for record in records {
+            let (mut key, mut value) = (Vec::new(), Vec::new());
+            match record {
+                Rec::Batch(entries) => {
+                    let mut batch = ChangelogBatch::default();
+                    for &(channel, source_offset) in *entries {
+                        let datum = encode_input(&crate::registry::tests::sample(channel)).unwrap();
+                        batch.push(&ChangelogEntry { channel, source_offset, datum: &datum });
+                    }
+                    key.extend_from_slice(&batch.key().unwrap());
+                    batch.write_value(&mut value);
+                }
+                &Rec::Clock(time, position) => {
+                    let clock = ClockEntry { tenant: "acme", time, position };
+                    key = clock.key();
+                    clock.write_value(&mut value);
+                }
             }
-            let key = batch.key().unwrap();
-            let mut value = Vec::new();
-            batch.write_value(&mut value);
             producer.send(BaseRecord::to(topic).partition(0).key(&key[..]).payload(&value)).unwrap();
             producer.flush(Duration::from_secs(10)).unwrap();
         }
@@ -363,6 +390,38 @@ mod tests {
         let reader = ChangelogReader::new(&config).unwrap();
         let r = reader.restore_shard(&config, 0, committed, &fresh, &mut pipeline, &mut tenants).unwrap();
         (r, pipeline)
+    }
+
+    /// [`restored_records`] of batches only.
+    fn restored(batches: &[&[(Channel, i64)]], committed: [Option<i64>; 4]) -> (Restored, Pipeline) {
+        let records: Vec<Rec<'_>> = batches.iter().map(|b| Rec::Batch(b)).collect();
+        restored_records(&records, committed)
+    }
+
+    /// A quiet tenant's clock moves are re-applied where the committed offsets cover the
+    /// records applied before them, and left out otherwise.
+    #[test]
+    fn clock_moves_restore_when_the_work_before_them_was_committed() {
+        use omnistitch_model::Tenant;
+        let lane = MERGE_ORDER.iter().position(|&c| c == Channel::Chat).unwrap();
+        let at = |offset| {
+            let mut position = [None; 4];
+            position[lane] = Some(offset);
+            position
+        };
+        let (t1, t2) = (1_767_600_000_000, 1_767_700_000_000);
+        let records = [Rec::Batch(&[(Channel::Chat, 0)]), Rec::Clock(t1, at(1)), Rec::Clock(t2, at(2))];
+        let committed = |offset| {
+            let mut c = [None; 4];
+            c[lane] = Some(offset);
+            c
+        };
+        let (r, pipeline) = restored_records(&records, committed(1));
+        assert_eq!((r.applied, r.clocks), (1, 1), "the second move came after an uncommitted record");
+        assert_eq!(pipeline.clocks(), [(Tenant::new("acme"), EventTime(t1))]);
+        let (r, pipeline) = restored_records(&records, committed(5));
+        assert_eq!((r.applied, r.clocks), (1, 2));
+        assert_eq!(pipeline.clocks(), [(Tenant::new("acme"), EventTime(t2))]);
     }
 
     /// Records an uncommitted attempt applied (email first) and the committed attempt applied

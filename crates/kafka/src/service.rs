@@ -132,6 +132,8 @@ pub struct Service {
     stalled: BTreeMap<(usize, i32), VecDeque<Input>>,
     /// When stalled records are tried again.
     retry_stalled_at: Instant,
+    /// When quiet tenants' clocks are next looked at.
+    clock_check_at: Instant,
     /// Failed registry lookups already counted in the metrics.
     counted_lookup_failures: u64,
     lanes: HashMap<String, usize>,
@@ -154,6 +156,9 @@ const LANE_HIGH: usize = 50_000;
 /// How often records waiting for the schema registry are tried again (a try that still finds
 /// no answer costs a map lookup: the registry is asked in the background).
 const STALLED_RETRY: Duration = Duration::from_millis(25);
+
+/// How often quiet tenants' clocks are looked at (`idle_clock_ms`).
+const CLOCK_CHECK: Duration = Duration::from_millis(50);
 
 /// How often a commit looks whether the producer has delivered everything.
 const DRAIN_STEP: Duration = Duration::from_micros(250);
@@ -219,6 +224,7 @@ impl Service {
             joined: false,
             stalled: BTreeMap::new(),
             retry_stalled_at: Instant::now(),
+            clock_check_at: Instant::now(),
             counted_lookup_failures: 0,
             lanes,
             destinations,
@@ -346,6 +352,7 @@ impl Service {
             self.retry_stalled();
             let received = self.poll_partitions();
             processed += self.apply_ready(max_wait, self.config.max_batch - processed, deadline)?;
+            self.advance_quiet_clocks()?;
             if processed >= self.config.max_batch || Instant::now() >= deadline || stop.load(Ordering::Acquire) {
                 break;
             }
@@ -554,6 +561,7 @@ impl Service {
             Ok((pipeline, tenants, r, committed))
         })?;
         self.metrics.restored_events.inc_by(r.applied);
+        self.metrics.restored_clock_advances.inc_by(r.clocks);
         if r.without_commit > 0 {
             self.metrics.restore_without_commit.inc_by(r.without_commit);
             tracing::warn!(
@@ -589,15 +597,17 @@ impl Service {
             applied = r.applied,
             uncommitted = r.uncommitted,
             superseded = r.superseded,
+            clocks = r.clocks,
             unreadable = r.unreadable,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "shard restored"
         );
+        let clocks = pipeline.clocks();
         let (engine, ordered) = pipeline.into_parts();
         if let Some(ordered) = ordered {
             self.worker.install(p, ordered);
         }
-        self.shards.insert(p, Shard::new(p, engine, tenants, self.outputs, committed));
+        self.shards.insert(p, Shard::new(p, engine, tenants, self.outputs, committed, clocks));
         Ok(())
     }
 
@@ -751,6 +761,19 @@ impl Service {
             self.with_shards(|shards, shared| drain_all(shards.values_mut(), shared, max_wait, budget, deadline))?;
         self.report.records += done as u64;
         Ok(done)
+    }
+
+    /// Moves on the clocks of quiet tenants (`idle_clock_ms`), looking at most every
+    /// [`CLOCK_CHECK`].
+    fn advance_quiet_clocks(&mut self) -> Result<(), ServiceError> {
+        let now = Instant::now();
+        if self.config.idle_clock_ms == 0 || now < self.clock_check_at {
+            return Ok(());
+        }
+        self.clock_check_at = now + CLOCK_CHECK;
+        self.with_shards(|shards, shared| {
+            shards.values_mut().try_for_each(|s| s.advance_quiet_clocks(shared, now).map(drop))
+        })
     }
 
     /// Writes every shard's changelog batch and changed profiles into the open transaction.
@@ -996,6 +1019,10 @@ impl Service {
                     Ok(s.consumer.seek(topic, p, offset, s.timeout())?)
                 })?;
             }
+        }
+        // Not ready until the queued restores are done (`restore_pending` turns it back).
+        if !self.pending_restores.is_empty() {
+            self.set_ready(false);
         }
         Ok(())
     }

@@ -6,19 +6,20 @@
 
 use std::borrow::Cow;
 use std::cell::Cell;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use hashbrown::HashSet;
 use omnistitch_codec::datum::encode_input;
 use omnistitch_engine::Engine;
-use omnistitch_model::{ProfileId, Tenant, Tenants};
+use omnistitch_model::{EventTime, ProfileId, Tenant, Tenants};
 use prometheus::IntCounter;
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 
-use crate::changelog::{ChangelogBatch, ChangelogEntry};
+use crate::changelog::{ChangelogBatch, ChangelogEntry, ClockEntry};
 use crate::clients::DeliveryContext;
 use crate::config::{KafkaConfig, Mode, MERGE_ORDER};
 use crate::merge::{ShardMerge, Timed};
@@ -126,18 +127,34 @@ pub struct Shard {
     out: OutBatch,
     /// Input records counted since the last drain.
     tally: InputTally,
+    /// Per tenant, where its event-time clock stands for `idle_clock_ms` (kept only when on).
+    clocks: BTreeMap<Tenant, QuietClock>,
+}
+
+/// A tenant's event-time clock as the stitching thread follows it: at `event_ms` at `since`
+/// (its latest event applied, or its latest move), running on with the wall clock while the
+/// tenant is quiet.
+#[derive(Debug, Clone, Copy)]
+struct QuietClock {
+    event_ms: i64,
+    since: Instant,
 }
 
 impl Shard {
-    /// A shard over a restored `engine`, interning tenants in `tenants`.
+    /// A shard over a restored `engine`, interning tenants in `tenants`; `clocks` are the
+    /// restored tenants' event-time clocks (they run on from now while the tenants are quiet).
     pub fn new(
         index: i32,
         engine: Engine,
         tenants: Tenants,
         outputs: OutputSchemas,
         position: [Option<i64>; 4],
+        clocks: Vec<(Tenant, EventTime)>,
     ) -> Self {
+        let since = Instant::now();
+        let clocks = clocks.into_iter().map(|(t, c)| (t, QuietClock { event_ms: c.0, since })).collect();
         Shard {
+            clocks,
             index,
             engine,
             handed: Vec::new(),
@@ -236,6 +253,9 @@ impl Shard {
                 metrics.dead_letter(code);
             }
             Ok((event, datum)) => {
+                if config.idle_clock_ms > 0 {
+                    self.note_clock(&event.tenant, event.time.0);
+                }
                 let applied = self.engine.apply(&event);
                 match applied.profile {
                     None => self.tally.input(channel, Outcome::Duplicate),
@@ -256,6 +276,48 @@ impl Shard {
             }
         }
         self.send_all(shared)
+    }
+
+    /// An event of `tenant` at `time_ms` was applied now: the tenant is not quiet.
+    fn note_clock(&mut self, tenant: &Tenant, time_ms: i64) {
+        let now = Instant::now();
+        match self.clocks.get_mut(tenant) {
+            Some(c) => *c = QuietClock { event_ms: c.event_ms.max(time_ms), since: now },
+            None => {
+                self.clocks.insert(tenant.clone(), QuietClock { event_ms: time_ms, since: now });
+            }
+        }
+    }
+
+    /// Once the shard has applied everything its partitions hold, moves on the event-time clock
+    /// of every tenant quiet for `idle_clock_ms`: to its latest event time (or move) plus the
+    /// wall-clock time since. Each move is written to the changelog after the events applied
+    /// before it, and handed to the ordered thread after them; returns the moves.
+    pub fn advance_quiet_clocks(&mut self, shared: &Shared<'_>, now: Instant) -> Result<u64, ServiceError> {
+        let idle = Duration::from_millis(shared.config.idle_clock_ms);
+        if idle.is_zero() || !self.merge.caught_up() {
+            return Ok(0);
+        }
+        let quiet = |c: &QuietClock| now.saturating_duration_since(c.since) >= idle;
+        if !self.clocks.values().any(quiet) {
+            return Ok(0);
+        }
+        shared.begin()?;
+        shared.worker.events(self.index, std::mem::replace(&mut self.handed, Vec::with_capacity(HANDOVER)));
+        self.writer.changelog(self.index, &mut self.changelog, &mut self.out);
+        let position = [0, 1, 2, 3].map(|lane| self.next[lane].or(self.position[lane]));
+        let mut moved = 0;
+        for (tenant, c) in self.clocks.iter_mut().filter(|(_, c)| quiet(c)) {
+            let elapsed = now.saturating_duration_since(c.since).as_millis() as i64;
+            *c = QuietClock { event_ms: c.event_ms.saturating_add(elapsed), since: now };
+            let entry = ClockEntry { tenant: tenant.as_str(), time: c.event_ms, position };
+            self.writer.clock(self.index, &entry, &mut self.out);
+            shared.worker.advance_clock(self.index, tenant.clone(), EventTime(c.event_ms));
+            moved += 1;
+        }
+        shared.metrics.clock_advances.inc_by(moved);
+        self.send_all(shared)?;
+        Ok(moved)
     }
 
     /// Notes a record produced at `ts` (ms): its latency, and when its batch must commit.

@@ -139,6 +139,22 @@ impl ReorderBuffer {
         }
     }
 
+    /// `tenant`'s event-time clock moves on to `time` (at least) with no event: its input is
+    /// quiet, and what the new watermark passes is released, in order, into `out`. A tenant
+    /// with nothing buffered yet has no clock to move.
+    pub fn advance_into(&mut self, tenant: &Tenant, time: EventTime, out: &mut Vec<Released>) {
+        let Some(buffer) = self.tenants.get_mut(tenant) else { return };
+        buffer.max_seen = Some(buffer.max_seen.map_or(time, |t| t.max(time)));
+        if let Some(w) = buffer.watermark() {
+            buffer.release_before(w, out);
+        }
+    }
+
+    /// The latest event time seen (or clock advance) of every tenant.
+    pub fn clocks(&self) -> impl Iterator<Item = (&Tenant, EventTime)> {
+        self.tenants.iter().filter_map(|(t, b)| Some((t, b.max_seen?)))
+    }
+
     /// The watermark of `tenant`: every event before it has been released.
     pub fn watermark(&self, tenant: &Tenant) -> Option<EventTime> {
         self.tenants.get(tenant).and_then(TenantBuffer::watermark)
@@ -261,5 +277,28 @@ mod tests {
         b.push(p(1), ev("acme", "max", i64::MAX), &t());
         let rest = b.flush(&Tenant::new("acme"));
         assert_eq!(ids(&rest), ["max"]);
+    }
+
+    #[test]
+    fn a_quiet_tenant_s_clock_advance_releases_what_its_watermark_passes() {
+        let mut b = ReorderBuffer::new(&MomentsConfig::default()).unwrap();
+        let mut out = Vec::new();
+        b.push_into(p(1), ev("acme", "a", 0), &t(), &mut out);
+        b.push_into(p(1), ev("acme", "b", 30_000), &t(), &mut out);
+        assert!(out.is_empty(), "both wait for the 60 s lateness");
+        // Nothing for another tenant, nothing for a tenant never seen.
+        b.advance_into(&Tenant::new("zeta"), EventTime(1_000_000), &mut out);
+        assert!(out.is_empty() && b.watermark(&Tenant::new("zeta")).is_none());
+        // Never backwards.
+        b.advance_into(&Tenant::new("acme"), EventTime(10), &mut out);
+        assert_eq!(b.max_seen(&Tenant::new("acme")), Some(EventTime(30_000)));
+        b.advance_into(&Tenant::new("acme"), EventTime(75_000), &mut out);
+        assert_eq!(ids(&out), ["a"]);
+        assert_eq!(b.clocks().map(|(t, c)| (t.as_str(), c)).collect::<Vec<_>>(), [("acme", EventTime(75_000))]);
+        // An event at the advanced clock's watermark waits; one before it is late.
+        out.clear();
+        b.push_into(p(1), ev("acme", "c", 14_000), &t(), &mut out);
+        assert_eq!(ids(&out), ["c"]);
+        assert!(out[0].late);
     }
 }

@@ -57,6 +57,11 @@ impl<V> TenantMap<V> {
         self.entries.iter().map(|(t, _)| t)
     }
 
+    /// Tenants and their states, in tenant order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&Tenant, &V)> {
+        self.entries.iter().map(|(t, v)| (t, v))
+    }
+
     /// States, in tenant order.
     pub(crate) fn values(&self) -> impl Iterator<Item = &V> {
         self.entries.iter().map(|(_, v)| v)
