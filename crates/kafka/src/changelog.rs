@@ -15,9 +15,9 @@
 //! has already seen. Records of the first format (one event each) are still read.
 //!
 //! A tenant whose input is quiet has its event-time clock moved on without an event (so its
-//! timers fire on time, `kafka.idle_clock_ms`): each such move is a record of its own
-//! ([`ClockEntry`]), between the batches of the events applied before and after it, so a
-//! restore moves the clock at the same point of the sequence.
+//! timers fire on time, `kafka.idle_clock_ms`): in `exactly_once` each such move is a record
+//! of its own ([`ClockEntry`]), between the batches of the events applied before and after it,
+//! so a restore moves the clock at the same point of the sequence.
 
 use omnistitch_model::Channel;
 use thiserror::Error;
@@ -73,8 +73,7 @@ pub struct ClockEntry<'a> {
 }
 
 impl ClockEntry<'_> {
-    /// The record key: the time and the tenant (unique per move; a later move of the same
-    /// tenant with no event in between supersedes one compacted away).
+    /// The record key: the time and the tenant (unique per move of a tenant).
     pub fn key(&self) -> Vec<u8> {
         let mut key = Vec::with_capacity(9 + self.tenant.len());
         key.push(CLOCK_KEY);

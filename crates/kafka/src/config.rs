@@ -136,8 +136,9 @@ pub struct KafkaConfig {
     /// A tenant of a caught-up shard with no event for this long (wall clock) has its event-time
     /// clock moved on as wall-clock time passes, from its latest event time, so its timers
     /// (first-response SLAs, abandoned contacts) fire on time instead of at its next event; at
-    /// most once per this interval per tenant, each move in the changelog. 0 turns it off (the
-    /// default: then outputs depend on the input alone, as `replay`'s).
+    /// most once per this interval per tenant, up to its timer horizon (in `exactly_once` each
+    /// move is in the changelog). 0 turns it off (the default: then outputs depend on the input
+    /// alone, as `replay`'s).
     pub idle_clock_ms: u64,
     /// Longest the loop restores shards before it serves the group again: the shards left wait
     /// for the next round (their partitions unpolled). The group counts an instance that has

@@ -240,8 +240,14 @@ impl ChangelogReader {
                 Ok(Record::Events(e)) => e,
                 Ok(Record::Clock(clock)) => {
                     // Moved at the same point of the sequence as when it was written, if the
-                    // work before it was committed.
-                    if clock.is_committed(&committed) {
+                    // work before it was committed, and not by an attempt whose records are
+                    // applied again later (that attempt's moves were not the committed ones).
+                    // (`copies` holds the records whose last copy is still to come.)
+                    let superseded = |copies: &HashMap<(usize, i64), u32>| {
+                        copies.keys().any(|&(lane, offset)| clock.position[lane].is_some_and(|p| offset < p))
+                    };
+                    let later_attempt = matches!(&pass, Pass::LastCopies(copies) if superseded(copies));
+                    if clock.is_committed(&committed) && !later_attempt {
                         pipeline.advance_clock(&tenants.get(clock.tenant), EventTime(clock.time));
                         done.clocks += 1;
                     }
@@ -268,15 +274,18 @@ impl ChangelogReader {
                             *copies.entry(key).or_insert(1) += 1;
                         }
                     }
-                    Pass::LastCopies(copies) => {
-                        if let Some(left) = copies.get_mut(&key) {
-                            if *left > 1 {
-                                *left -= 1;
-                                done.superseded += 1;
-                                continue;
-                            }
+                    Pass::LastCopies(copies) => match copies.get_mut(&key) {
+                        Some(left) if *left > 1 => {
+                            *left -= 1;
+                            done.superseded += 1;
+                            continue;
                         }
-                    }
+                        // The last copy: applied, and no longer waited for.
+                        Some(_) => {
+                            copies.remove(&key);
+                        }
+                        None => {}
+                    },
                 }
                 let wire = match decoder.decode(entry.channel, entry.datum) {
                     Ok(w) => w,
@@ -307,7 +316,7 @@ enum Pass<'a> {
     /// Notes every (lane, input offset) in `seen`, and counts the copies of those seen more
     /// than once in `copies`.
     Detect { seen: &'a mut [OffsetSet; 4], copies: &'a mut HashMap<(usize, i64), u32> },
-    /// Applies only the last copy of each counted one.
+    /// Applies only the last copy of each counted one (forgotten once applied).
     LastCopies(&'a mut HashMap<(usize, i64), u32>),
 }
 
@@ -422,6 +431,13 @@ mod tests {
         let (r, pipeline) = restored_records(&records, committed(5));
         assert_eq!((r.applied, r.clocks), (1, 2));
         assert_eq!(pipeline.clocks(), [(Tenant::new("acme"), EventTime(t2))]);
+
+        // An attempt that applied the record and moved the clock, then was not committed; the
+        // committed attempt applied the record again and did not move: the move is left out.
+        let records = [Rec::Batch(&[(Channel::Chat, 0)]), Rec::Clock(t1, at(1)), Rec::Batch(&[(Channel::Chat, 0)])];
+        let (r, pipeline) = restored_records(&records, committed(1));
+        assert_eq!((r.applied, r.superseded, r.clocks), (1, 1, 0));
+        assert!(pipeline.clocks()[0].1 < EventTime(t1));
     }
 
     /// Records an uncommitted attempt applied (email first) and the committed attempt applied

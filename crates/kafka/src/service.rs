@@ -20,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use omnistitch_engine::{EngineConfig, Pipeline};
 use omnistitch_model::wire::accepted_event_time;
 use omnistitch_model::Tenants;
+use omnistitch_moments::TimerHorizons;
 use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
@@ -134,6 +135,8 @@ pub struct Service {
     retry_stalled_at: Instant,
     /// When quiet tenants' clocks are next looked at.
     clock_check_at: Instant,
+    /// How far past its latest event a quiet tenant's clock can still fire a timer.
+    horizons: TimerHorizons,
     /// Failed registry lookups already counted in the metrics.
     counted_lookup_failures: u64,
     lanes: HashMap<String, usize>,
@@ -187,6 +190,7 @@ impl Service {
         health: Arc<Health>,
     ) -> Result<Self, ServiceError> {
         engine.validate()?;
+        let horizons = TimerHorizons::new(&engine.moments).map_err(omnistitch_engine::ConfigError::from)?;
         let consumer: Arc<BaseConsumer<GroupContext>> =
             Arc::new(config.consumer().create_with_context(GroupContext::new(metrics.clone()))?);
         consumer.context().attach(&consumer);
@@ -225,6 +229,7 @@ impl Service {
             stalled: BTreeMap::new(),
             retry_stalled_at: Instant::now(),
             clock_check_at: Instant::now(),
+            horizons,
             counted_lookup_failures: 0,
             lanes,
             destinations,
@@ -602,12 +607,13 @@ impl Service {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "shard restored"
         );
-        let clocks = pipeline.clocks();
+        let clocks = if self.config.idle_clock_ms > 0 { pipeline.clocks() } else { Vec::new() };
         let (engine, ordered) = pipeline.into_parts();
         if let Some(ordered) = ordered {
             self.worker.install(p, ordered);
         }
-        self.shards.insert(p, Shard::new(p, engine, tenants, self.outputs, committed, clocks));
+        let shard = Shard::new(p, engine, tenants, self.outputs, committed, clocks, &self.horizons);
+        self.shards.insert(p, shard);
         Ok(())
     }
 
@@ -749,6 +755,7 @@ impl Service {
             worker: &self.worker,
             destinations: &self.destinations,
             in_transaction: &in_transaction,
+            horizons: &self.horizons,
         };
         let r = f(&mut self.shards, &shared);
         self.in_transaction = in_transaction.get();

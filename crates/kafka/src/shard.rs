@@ -13,6 +13,7 @@ use hashbrown::HashSet;
 use omnistitch_codec::datum::encode_input;
 use omnistitch_engine::Engine;
 use omnistitch_model::{EventTime, ProfileId, Tenant, Tenants};
+use omnistitch_moments::TimerHorizons;
 use prometheus::IntCounter;
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -89,6 +90,8 @@ pub struct Shared<'a> {
     pub destinations: &'a [(String, IntCounter)],
     /// Whether the round's transaction is open (begun by the first record applied).
     pub in_transaction: &'a Cell<bool>,
+    /// How far past its latest event a quiet tenant's clock can still fire a timer.
+    pub horizons: &'a TimerHorizons,
 }
 
 impl Shared<'_> {
@@ -127,17 +130,19 @@ pub struct Shard {
     out: OutBatch,
     /// Input records counted since the last drain.
     tally: InputTally,
-    /// Per tenant, where its event-time clock stands for `idle_clock_ms` (kept only when on).
+    /// Per tenant, where its event-time clock stands for `idle_clock_ms` (kept only when on, and
+    /// only while a timer could still be due).
     clocks: BTreeMap<Tenant, QuietClock>,
 }
 
 /// A tenant's event-time clock as the stitching thread follows it: at `event_ms` at `since`
 /// (its latest event applied, or its latest move), running on with the wall clock while the
-/// tenant is quiet.
+/// tenant is quiet, until `until_ms` (its latest event time plus its timer horizon).
 #[derive(Debug, Clone, Copy)]
 struct QuietClock {
     event_ms: i64,
     since: Instant,
+    until_ms: i64,
 }
 
 impl Shard {
@@ -150,9 +155,16 @@ impl Shard {
         outputs: OutputSchemas,
         position: [Option<i64>; 4],
         clocks: Vec<(Tenant, EventTime)>,
+        horizons: &TimerHorizons,
     ) -> Self {
         let since = Instant::now();
-        let clocks = clocks.into_iter().map(|(t, c)| (t, QuietClock { event_ms: c.0, since })).collect();
+        let clocks = clocks
+            .into_iter()
+            .map(|(t, c)| {
+                let until_ms = c.0.saturating_add(horizons.get(t.as_str()));
+                (t, QuietClock { event_ms: c.0, since, until_ms })
+            })
+            .collect();
         Shard {
             clocks,
             index,
@@ -254,7 +266,7 @@ impl Shard {
             }
             Ok((event, datum)) => {
                 if config.idle_clock_ms > 0 {
-                    self.note_clock(&event.tenant, event.time.0);
+                    self.note_clock(&event.tenant, event.time.0, shared.horizons);
                 }
                 let applied = self.engine.apply(&event);
                 match applied.profile {
@@ -279,39 +291,58 @@ impl Shard {
     }
 
     /// An event of `tenant` at `time_ms` was applied now: the tenant is not quiet.
-    fn note_clock(&mut self, tenant: &Tenant, time_ms: i64) {
+    fn note_clock(&mut self, tenant: &Tenant, time_ms: i64, horizons: &TimerHorizons) {
         let now = Instant::now();
         match self.clocks.get_mut(tenant) {
-            Some(c) => *c = QuietClock { event_ms: c.event_ms.max(time_ms), since: now },
+            Some(c) => {
+                c.event_ms = c.event_ms.max(time_ms);
+                c.since = now;
+                c.until_ms = c.until_ms.max(time_ms.saturating_add(horizons.get(tenant.as_str())));
+            }
             None => {
-                self.clocks.insert(tenant.clone(), QuietClock { event_ms: time_ms, since: now });
+                let until_ms = time_ms.saturating_add(horizons.get(tenant.as_str()));
+                self.clocks.insert(tenant.clone(), QuietClock { event_ms: time_ms, since: now, until_ms });
             }
         }
     }
 
     /// Once the shard has applied everything its partitions hold, moves on the event-time clock
     /// of every tenant quiet for `idle_clock_ms`: to its latest event time (or move) plus the
-    /// wall-clock time since. Each move is written to the changelog after the events applied
-    /// before it, and handed to the ordered thread after them; returns the moves.
+    /// wall-clock time since, handed to the ordered thread after the events applied before it.
+    /// In `exactly_once` each move is also written to the changelog, after the batch of those
+    /// events, in the transaction of the interventions it fires; in `at_least_once` it is not
+    /// (a move there could be restored without its interventions, which would then be lost;
+    /// unrecorded, they fire again after a restore, as exact copies). A tenant whose clock
+    /// passed its horizon (nothing left to fire) is no longer followed. Returns the moves.
     pub fn advance_quiet_clocks(&mut self, shared: &Shared<'_>, now: Instant) -> Result<u64, ServiceError> {
         let idle = Duration::from_millis(shared.config.idle_clock_ms);
         if idle.is_zero() || !self.merge.caught_up() {
             return Ok(0);
         }
+        self.clocks.retain(|_, c| c.event_ms <= c.until_ms);
         let quiet = |c: &QuietClock| now.saturating_duration_since(c.since) >= idle;
         if !self.clocks.values().any(quiet) {
             return Ok(0);
         }
         shared.begin()?;
-        shared.worker.events(self.index, std::mem::replace(&mut self.handed, Vec::with_capacity(HANDOVER)));
-        self.writer.changelog(self.index, &mut self.changelog, &mut self.out);
+        if !self.handed.is_empty() {
+            shared.worker.events(self.index, std::mem::replace(&mut self.handed, Vec::with_capacity(HANDOVER)));
+        }
+        let recorded = shared.config.mode == Mode::ExactlyOnce;
+        if recorded {
+            self.writer.changelog(self.index, &mut self.changelog, &mut self.out);
+        }
         let position = [0, 1, 2, 3].map(|lane| self.next[lane].or(self.position[lane]));
         let mut moved = 0;
         for (tenant, c) in self.clocks.iter_mut().filter(|(_, c)| quiet(c)) {
             let elapsed = now.saturating_duration_since(c.since).as_millis() as i64;
-            *c = QuietClock { event_ms: c.event_ms.saturating_add(elapsed), since: now };
-            let entry = ClockEntry { tenant: tenant.as_str(), time: c.event_ms, position };
-            self.writer.clock(self.index, &entry, &mut self.out);
+            // One past the horizon at most: the last move fires what was left.
+            c.event_ms = c.event_ms.saturating_add(elapsed).min(c.until_ms.saturating_add(1));
+            c.since = now;
+            if recorded {
+                let entry = ClockEntry { tenant: tenant.as_str(), time: c.event_ms, position };
+                self.writer.clock(self.index, &entry, &mut self.out);
+            }
             shared.worker.advance_clock(self.index, tenant.clone(), EventTime(c.event_ms));
             moved += 1;
         }

@@ -302,6 +302,38 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// The longest an event may leave a timer pending (its longest first-response SLA or
+    /// abandon window) plus the allowed lateness: past its latest event by this much, a quiet
+    /// tenant's clock has nothing left to fire.
+    fn timer_horizon_ms(&self) -> i64 {
+        let sla = if self.sla_enabled { self.sla_chat_ms.max(self.sla_email_ms).max(self.sla_social_ms) } else { 0 };
+        sla.max(self.abandon_window_ms.unwrap_or(0)).saturating_add(self.lateness_ms)
+    }
+}
+
+/// Per tenant, how far past its latest event a quiet tenant's clock can still fire a timer
+/// (its longest SLA or abandon window, plus the allowed lateness).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimerHorizons {
+    default: i64,
+    tenants: BTreeMap<String, i64>,
+}
+
+impl TimerHorizons {
+    /// The horizons of `config`'s defaults and tenants.
+    pub fn new(config: &MomentsConfig) -> Result<Self, MomentsConfigError> {
+        let table = config.resolve()?;
+        let tenants = table.tenants.iter().map(|(t, s)| (t.clone(), s.timer_horizon_ms())).collect();
+        Ok(TimerHorizons { default: table.default.timer_horizon_ms(), tenants })
+    }
+
+    /// `tenant`'s horizon, ms.
+    pub fn get(&self, tenant: &str) -> i64 {
+        self.tenants.get(tenant).copied().unwrap_or(self.default)
+    }
+}
+
 /// Validated settings of every tenant.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct SettingsTable {
@@ -597,5 +629,22 @@ mod tests {
         assert_eq!(msg(c), "moments.tenants.acme.abandoned_contact.window_minutes: must be at most 4294967295");
         let c = tenant("[tenants]\nacme = 3");
         assert_eq!(msg(c), "moments.tenants.acme: must be a table");
+    }
+
+    #[test]
+    fn timer_horizons_are_the_longest_timer_plus_the_lateness_per_tenant() {
+        let config: MomentsConfig = toml::from_str(
+            "[first_response_sla]\nemail_seconds = 7200\n[tenants.fast.first_response_sla]\nemail_seconds = 600\nsocial_seconds = 600",
+        )
+        .unwrap();
+        let h = TimerHorizons::new(&config).unwrap();
+        let d = MomentsConfig::default();
+        let abandon = i64::from(d.abandoned_contact.window_minutes) * 60_000;
+        let lateness = i64::from(d.allowed_lateness_seconds) * 1000;
+        assert_eq!(
+            h.get("acme"),
+            7_200_000.max(i64::from(d.first_response_sla.social_seconds) * 1000).max(abandon) + lateness
+        );
+        assert_eq!(h.get("fast"), 600_000.max(abandon) + lateness);
     }
 }

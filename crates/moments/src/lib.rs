@@ -25,7 +25,7 @@ mod vecmap;
 
 pub use config::{
     AbandonedContactConfig, ChannelHopConfig, DetractorSurveyConfig, FirstResponseSlaConfig, HighEffortConfig,
-    MomentsConfig, MomentsConfigError, NegativeSentimentConfig, RepeatContactConfig,
+    MomentsConfig, MomentsConfigError, NegativeSentimentConfig, RepeatContactConfig, TimerHorizons,
 };
 pub use detector::Detector;
 pub use effort::EffortAgreement;
