@@ -105,9 +105,10 @@ impl Ordered {
         interventions
     }
 
-    /// Every tenant's event-time clock: the latest event time seen, or the latest advance.
-    pub fn clocks(&self) -> Vec<(Tenant, EventTime)> {
-        self.buffer.clocks().map(|(t, c)| (t.clone(), c)).collect()
+    /// Every tenant's event-time clock (the latest event time seen, or the latest advance) and
+    /// its latest event time.
+    pub fn clocks(&self) -> Vec<(Tenant, EventTime, EventTime)> {
+        self.buffer.clocks().map(|(t, c, e)| (t.clone(), c, e)).collect()
     }
 
     /// End of input: releases every waiting event and fires the timers due up to the latest
@@ -192,7 +193,7 @@ impl Pipeline {
     }
 
     /// [`Ordered::clocks`] (none when core-only).
-    pub fn clocks(&self) -> Vec<(Tenant, EventTime)> {
+    pub fn clocks(&self) -> Vec<(Tenant, EventTime, EventTime)> {
         self.ordered.as_ref().map(Ordered::clocks).unwrap_or_default()
     }
 
@@ -255,7 +256,7 @@ mod tests {
         let fired = quiet.advance_clock(&acme, EventTime(T0 + 180_001));
         assert_eq!(fired.iter().map(|i| i.moment_type).collect::<Vec<_>>(), [MomentType::FirstResponseSlaBreach]);
         assert!(quiet.advance_clock(&acme, EventTime(T0 + 900_000)).is_empty(), "fired once");
-        assert_eq!(quiet.clocks(), [(acme.clone(), EventTime(T0 + 900_000))]);
+        assert_eq!(quiet.clocks(), [(acme.clone(), EventTime(T0 + 900_000), EventTime(T0))]);
 
         // The same intervention as an unrelated event at that time brings.
         let mut busy = Pipeline::new(&EngineConfig::default()).unwrap();

@@ -130,8 +130,7 @@ pub struct Shard {
     out: OutBatch,
     /// Input records counted since the last drain.
     tally: InputTally,
-    /// Per tenant, where its event-time clock stands for `idle_clock_ms` (kept only when on, and
-    /// only while a timer could still be due).
+    /// Per tenant, where its event-time clock stands for `idle_clock_ms` (kept only when on).
     clocks: BTreeMap<Tenant, QuietClock>,
 }
 
@@ -154,15 +153,16 @@ impl Shard {
         tenants: Tenants,
         outputs: OutputSchemas,
         position: [Option<i64>; 4],
-        clocks: Vec<(Tenant, EventTime)>,
+        clocks: Vec<(Tenant, EventTime, EventTime)>,
         horizons: &TimerHorizons,
     ) -> Self {
         let since = Instant::now();
         let clocks = clocks
             .into_iter()
-            .map(|(t, c)| {
-                let until_ms = c.0.saturating_add(horizons.get(t.as_str()));
-                (t, QuietClock { event_ms: c.0, since, until_ms })
+            .map(|(t, clock, latest_event)| {
+                // The horizon counts from the latest event, not from the clock's last move.
+                let until_ms = latest_event.0.saturating_add(horizons.get(t.as_str()));
+                (t, QuietClock { event_ms: clock.0, since, until_ms })
             })
             .collect();
         Shard {
@@ -319,8 +319,9 @@ impl Shard {
         if idle.is_zero() || !self.merge.caught_up() {
             return Ok(0);
         }
-        self.clocks.retain(|_, c| c.event_ms <= c.until_ms);
-        let quiet = |c: &QuietClock| now.saturating_duration_since(c.since) >= idle;
+        // A clock past its horizon has nothing left to fire: it waits for the tenant's next
+        // event (kept, so that a late event does not start it again from an earlier time).
+        let quiet = |c: &QuietClock| c.event_ms <= c.until_ms && now.saturating_duration_since(c.since) >= idle;
         if !self.clocks.values().any(quiet) {
             return Ok(0);
         }

@@ -52,6 +52,8 @@ struct TenantBuffer {
     /// The tenant's allowed lateness.
     lateness_ms: i64,
     max_seen: Option<EventTime>,
+    /// The latest event time of its events (late ones too); not moved by clock advances.
+    latest_event: Option<EventTime>,
     /// Waiting events in release order. Arrivals are mostly in order, so an event mostly joins
     /// at the back, and releases leave from the front.
     pending: VecDeque<Waiting>,
@@ -125,6 +127,7 @@ impl ReorderBuffer {
             ..TenantBuffer::default()
         });
         let time = event.time;
+        buffer.latest_event = Some(buffer.latest_event.map_or(time, |t| t.max(time)));
         if buffer.watermark().is_some_and(|w| time < w) {
             self.late += 1;
             out.push(Released { profile, event: Box::new(event), thread_id: thread_id.clone(), late: true });
@@ -150,9 +153,10 @@ impl ReorderBuffer {
         }
     }
 
-    /// The latest event time seen (or clock advance) of every tenant.
-    pub fn clocks(&self) -> impl Iterator<Item = (&Tenant, EventTime)> {
-        self.tenants.iter().filter_map(|(t, b)| Some((t, b.max_seen?)))
+    /// Every tenant's clock (the latest event time seen, or clock advance) and its latest
+    /// event time.
+    pub fn clocks(&self) -> impl Iterator<Item = (&Tenant, EventTime, EventTime)> {
+        self.tenants.iter().filter_map(|(t, b)| Some((t, b.max_seen?, b.latest_event?)))
     }
 
     /// The watermark of `tenant`: every event before it has been released.
@@ -294,7 +298,8 @@ mod tests {
         assert_eq!(b.max_seen(&Tenant::new("acme")), Some(EventTime(30_000)));
         b.advance_into(&Tenant::new("acme"), EventTime(75_000), &mut out);
         assert_eq!(ids(&out), ["a"]);
-        assert_eq!(b.clocks().map(|(t, c)| (t.as_str(), c)).collect::<Vec<_>>(), [("acme", EventTime(75_000))]);
+        let clocks: Vec<_> = b.clocks().map(|(t, c, e)| (t.as_str(), c, e)).collect();
+        assert_eq!(clocks, [("acme", EventTime(75_000), EventTime(30_000))]);
         // An event at the advanced clock's watermark waits; one before it is late.
         out.clear();
         b.push_into(p(1), ev("acme", "c", 14_000), &t(), &mut out);
