@@ -10,13 +10,13 @@ use omnistitch_codec::OutputEncoder;
 use omnistitch_engine::{EngineConfig, Pipeline};
 use omnistitch_kafka::registry::{BundledIds, InputSchemas, OutputSchemas};
 use omnistitch_kafka::wire::write_confluent;
-use omnistitch_kafka::{EmbeddedCluster, Health, KafkaConfig, Mode, RunReport, Service, ServiceMetrics};
+use omnistitch_kafka::{Health, KafkaConfig, Mode, RunReport, Service, ServiceMetrics};
 use omnistitch_model::wire::ChatEvent;
 use omnistitch_model::{Channel, Direction, EventKind, EventTime, Tenant, WireEvent};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
 
-use super::harness::{frame, read_topic, wait_caught_up};
+use super::harness::{frame, read_topic, test_cluster, wait_caught_up};
 
 /// SLAs 1 s, no allowed lateness, no abandon timers: a breach is due a second after the
 /// message, and nothing can be due later (the tenant's timer horizon is 1 s).
@@ -65,12 +65,7 @@ fn quiet_tenant(mode: Mode, group: &str) {
         idle_clock_ms: 300,
         ..Default::default()
     };
-    let cluster = EmbeddedCluster::start(1, &base).unwrap();
-    let mut config = cluster.service_config(base);
-    config.group_id = group.into();
-    config.request_timeout_ms = 10_000;
-    config.properties.insert("session.timeout.ms".into(), "6000".into());
-    config.properties.insert("heartbeat.interval.ms".into(), "500".into());
+    let (_cluster, config) = test_cluster(1, base, group);
 
     // One inbound chat message, now; nothing after it, ever.
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;

@@ -108,9 +108,19 @@ pub fn setup(customers: usize, seed: u64, mode: Mode, dir: &Path) -> Setup {
         restore_slice_ms: 0,
         ..Default::default()
     };
-    let cluster = EmbeddedCluster::start(3, &base).unwrap();
+    let (cluster, config) = test_cluster(3, base, &format!("omnistitch-test-{seed}"));
+    let traffic = Traffic { rate: 0, customers, seed, worlds: Some(1) };
+    let records = produce(&config, &BundledIds::default(), &traffic, &AtomicBool::new(false)).unwrap();
+    assert_eq!(records as usize, world.events.len());
+    Setup { cluster, config, records, expected: expected(&run) }
+}
+
+/// A mock cluster of `brokers` for `base`, and the service configuration for it in consumer
+/// group `group`, with the tests' timeouts (a member gone is noticed within 6 s).
+pub fn test_cluster(brokers: i32, base: KafkaConfig, group: &str) -> (EmbeddedCluster, KafkaConfig) {
+    let cluster = EmbeddedCluster::start(brokers, &base).unwrap();
     let mut config = cluster.service_config(base);
-    config.group_id = format!("omnistitch-test-{seed}");
+    config.group_id = group.to_string();
     config.request_timeout_ms = 10_000;
     config.properties.insert("session.timeout.ms".into(), "6000".into());
     config.properties.insert("heartbeat.interval.ms".into(), "500".into());
@@ -119,10 +129,7 @@ pub fn setup(customers: usize, seed: u64, mode: Mode, dir: &Path) -> Setup {
     if let Ok(contexts) = std::env::var("OMNISTITCH_TEST_KAFKA_DEBUG") {
         config.properties.insert("debug".into(), contexts);
     }
-    let traffic = Traffic { rate: 0, customers, seed, worlds: Some(1) };
-    let records = produce(&config, &BundledIds::default(), &traffic, &AtomicBool::new(false)).unwrap();
-    assert_eq!(records as usize, world.events.len());
-    Setup { cluster, config, records, expected: expected(&run) }
+    (cluster, config)
 }
 
 /// Runs the service in this process until `stop`.
