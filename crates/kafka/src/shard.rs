@@ -292,16 +292,11 @@ impl Shard {
 
     /// An event of `tenant` at `time_ms` was applied now: the tenant is not quiet.
     fn note_clock(&mut self, tenant: &Tenant, time_ms: i64, horizons: &TimerHorizons) {
-        let now = Instant::now();
+        let (since, until_ms) = (Instant::now(), time_ms.saturating_add(horizons.get(tenant.as_str())));
         match self.clocks.get_mut(tenant) {
-            Some(c) => {
-                c.event_ms = c.event_ms.max(time_ms);
-                c.since = now;
-                c.until_ms = c.until_ms.max(time_ms.saturating_add(horizons.get(tenant.as_str())));
-            }
+            Some(c) => *c = QuietClock { event_ms: c.event_ms.max(time_ms), since, until_ms: c.until_ms.max(until_ms) },
             None => {
-                let until_ms = time_ms.saturating_add(horizons.get(tenant.as_str()));
-                self.clocks.insert(tenant.clone(), QuietClock { event_ms: time_ms, since: now, until_ms });
+                self.clocks.insert(tenant.clone(), QuietClock { event_ms: time_ms, since, until_ms });
             }
         }
     }
