@@ -17,8 +17,9 @@
 //! - the sum `s` is normalized to `s / sqrt(s² + 15)`, from −1 to 1; text with no valenced word
 //!   scores 0.
 //!
-//! Deterministic, allocation-free (words are lower-cased into a small buffer), and total: any text,
-//! however long or strange, gives a finite score.
+//! Deterministic, allocation-free (words are lower-cased into a small buffer), one pass over the
+//! text with one table probe per word, and total: any text, however long or strange, gives a
+//! finite score.
 
 /// Valence of words, sorted by word (so that a duplicate shows; looked up by hash).
 const LEXICON: &[(&str, f64)] = &[
@@ -283,6 +284,29 @@ const MAX_WORDS: usize = 2_000;
 /// longer word matches none of them).
 const WORD_BYTES: usize = 24;
 
+/// What a word does to the score; every word of the tables is looked up once, by one probe.
+#[derive(Debug, Clone, Copy, Default)]
+struct Class {
+    /// Its lexicon valence.
+    valence: Option<f64>,
+    /// What it does to the valenced word after it.
+    modifier: Modifier,
+    /// Some phrase starts with it.
+    starts_phrase: bool,
+    /// It is "but".
+    but: bool,
+}
+
+/// What a word does to the valenced words up to three after it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Modifier {
+    #[default]
+    None,
+    Booster,
+    Dampener,
+    Negation,
+}
+
 /// A word (lower case, no apostrophes) or an emoji.
 #[derive(Debug, Clone, Copy)]
 struct Token {
@@ -293,10 +317,12 @@ struct Token {
     /// Written in capitals (two letters or more).
     caps: bool,
     emoji: Option<f64>,
+    /// What the word is to the scorer (nothing for an emoji).
+    class: Class,
 }
 
 impl Token {
-    const EMPTY: Token = Token { bytes: [0; WORD_BYTES], len: 0, caps: false, emoji: None };
+    const EMPTY: Token = Token { bytes: [0; WORD_BYTES], len: 0, caps: false, emoji: None, class: Class::NONE };
 
     /// The word's UTF-8 bytes (none for an emoji); a word too long for the tables reads as
     /// "\0", which none holds. Bytes compare as the text does.
@@ -323,12 +349,19 @@ impl Token {
     }
 }
 
-/// Calls `each` with the tokens of `text`, in order, the first `MAX_WORDS` of them.
+impl Class {
+    const NONE: Class = Class { valence: None, modifier: Modifier::None, starts_phrase: false, but: false };
+}
+
+/// Calls `each` with the tokens of `text`, classified, in order, the first `MAX_WORDS` of them.
 fn tokens(text: &str, mut each: impl FnMut(&Token)) {
     let mut count = 0usize;
-    let mut emit = |t: &Token| {
+    let mut emit = |t: &mut Token| {
         if count < MAX_WORDS {
             count += 1;
+            if t.emoji.is_none() {
+                t.class = WORDS.get(t.word()).copied().unwrap_or(Class::NONE);
+            }
             each(t);
         }
     };
@@ -354,17 +387,17 @@ fn tokens(text: &str, mut each: impl FnMut(&Token)) {
         } else {
             if word.len > 0 {
                 word.caps = letters >= 2 && upper == letters;
-                emit(&word);
+                emit(&mut word);
             }
             (word, letters, upper) = (Token::EMPTY, 0, 0);
             if let Some(v) = emoji(c) {
-                emit(&Token { emoji: Some(v), ..Token::EMPTY });
+                emit(&mut Token { emoji: Some(v), ..Token::EMPTY });
             }
         }
     }
     if word.len > 0 {
         word.caps = letters >= 2 && upper == letters;
-        emit(&word);
+        emit(&mut word);
     }
 }
 
@@ -372,21 +405,37 @@ fn emoji(c: char) -> Option<f64> {
     EMOJI.binary_search_by(|(e, _)| e.cmp(&c)).ok().map(|i| EMOJI[i].1)
 }
 
-/// The lexicon by word: one hash probe per token instead of a binary search of string compares.
-static LEXICON_INDEX: std::sync::LazyLock<hashbrown::HashMap<&'static [u8], f64>> =
-    std::sync::LazyLock::new(|| LEXICON.iter().map(|(w, v)| (w.as_bytes(), *v)).collect());
+/// Every word of the tables with what it is to the scorer.
+static WORDS: std::sync::LazyLock<hashbrown::HashMap<&'static [u8], Class>> = std::sync::LazyLock::new(|| {
+    let mut words: hashbrown::HashMap<&'static [u8], Class> = hashbrown::HashMap::new();
+    for (w, v) in LEXICON {
+        words.entry(w.as_bytes()).or_default().valence = Some(*v);
+    }
+    for (list, modifier) in
+        [(BOOSTERS, Modifier::Booster), (DAMPENERS, Modifier::Dampener), (NEGATIONS, Modifier::Negation)]
+    {
+        for w in list {
+            words.entry(w.as_bytes()).or_default().modifier = modifier;
+        }
+    }
+    for (first, _, _) in PHRASES {
+        words.entry(first.as_bytes()).or_default().starts_phrase = true;
+    }
+    words.entry(b"but").or_default().but = true;
+    words
+});
 
+#[cfg(test)]
 fn lexicon(word: &[u8]) -> Option<f64> {
-    LEXICON_INDEX.get(word).copied()
+    WORDS.get(word).and_then(|c| c.valence)
 }
 
-fn phrase(first: &[u8], second: &[u8]) -> Option<f64> {
+fn phrase(first: &Token, second: &Token) -> Option<f64> {
+    if !first.class.starts_phrase {
+        return None;
+    }
+    let (first, second) = (first.word(), second.word());
     PHRASES.iter().find(|(a, b, _)| a.as_bytes() == first && b.as_bytes() == second).map(|p| p.2)
-}
-
-/// Whether `word` is one of `words`.
-fn is_one_of(words: &[&str], word: &[u8]) -> bool {
-    words.iter().any(|w| w.as_bytes() == word)
 }
 
 /// Moves `v` away from zero by `by` (towards it when `by` is negative).
@@ -398,28 +447,21 @@ fn emphasize(v: f64, by: f64) -> f64 {
     }
 }
 
-/// Whether the tokens of a text mix words in capitals with others, and where its first "but" is.
-fn survey(text: &str) -> (bool, Option<usize>) {
-    let (mut caps, mut plain, mut but, mut i) = (false, false, None, 0usize);
-    tokens(text, |t| {
-        caps |= t.caps;
-        plain |= t.emoji.is_none() && !t.caps;
-        if but.is_none() && t.word() == b"but" {
-            but = Some(i);
-        }
-        i += 1;
-    });
-    (caps && plain, but)
+/// A token as the words after it see it.
+#[derive(Debug, Clone, Copy)]
+struct Before {
+    modifier: Modifier,
+    caps: bool,
 }
 
-/// The valence of token `t` (index `i`) with what its three predecessors (`before[0]` the
-/// nearest) do to it, or `None` when it carries none; and whether it took the next token
-/// with it (a phrase).
-fn valence(t: &Token, next: Option<&Token>, before: &[Option<Token>; 3], mixed_case: bool) -> Option<(f64, bool)> {
-    let (valence, phrase_of_two) = match (t.emoji, next.and_then(|n| phrase(t.word(), n.word()))) {
+/// The valence of token `t` with what its three predecessors (`before[0]` the nearest) do to
+/// it, or `None` when it carries none; and whether it took the next token with it (a phrase).
+/// `mixed_case`: the text mixes words in capitals with others.
+fn valence(t: &Token, next: Option<&Token>, before: &[Option<Before>; 3], mixed_case: bool) -> Option<(f64, bool)> {
+    let (valence, phrase_of_two) = match (t.emoji, next.and_then(|n| phrase(t, n))) {
         (Some(v), _) => (v, false),
         (None, Some(v)) => (v, true),
-        (None, None) => (lexicon(t.word())?, false),
+        (None, None) => (t.class.valence?, false),
     };
     let mut v = valence;
     if t.caps && mixed_case {
@@ -428,14 +470,14 @@ fn valence(t: &Token, next: Option<&Token>, before: &[Option<Token>; 3], mixed_c
     let mut negated = false;
     for (before, decay) in before.iter().zip([1.0, 0.95, 0.9]) {
         let Some(before) = before else { break };
-        let w = before.word();
-        if is_one_of(BOOSTERS, w) {
-            let caps = if before.caps && mixed_case { CAPS_BOOST } else { 0.0 };
-            v = emphasize(v, (BOOST + caps) * decay);
-        } else if is_one_of(DAMPENERS, w) {
-            v = emphasize(v, -BOOST * decay);
-        } else if is_one_of(NEGATIONS, w) {
-            negated = true;
+        match before.modifier {
+            Modifier::Booster => {
+                let caps = if before.caps && mixed_case { CAPS_BOOST } else { 0.0 };
+                v = emphasize(v, (BOOST + caps) * decay);
+            }
+            Modifier::Dampener => v = emphasize(v, -BOOST * decay),
+            Modifier::Negation => negated = true,
+            Modifier::None => {}
         }
     }
     if negated {
@@ -444,40 +486,70 @@ fn valence(t: &Token, next: Option<&Token>, before: &[Option<Token>; 3], mixed_c
     Some((v, phrase_of_two))
 }
 
+/// The running sum of valences under one hypothesis about the whole text (whether it mixes
+/// case), in token order: as if no "but" comes, and as if one comes later (words before it
+/// weigh half). Each adds in the order the tokens come, so the sum is the one a second pass
+/// that knew the answer would add up, to the last bit.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sum {
+    total: f64,
+    halved: f64,
+}
+
 /// The sentiment of `text`, from −1 (negative) to 1 (positive); 0 when no word carries one.
+///
+/// One pass over the text: what only its end tells (whether it mixes case, whether a "but"
+/// comes) is carried as hypotheses, and the valence of a word (itself rare) worked out under each.
 pub fn score(text: &str) -> f64 {
-    let (mixed_case, but) = survey(text);
-    let mut sum = 0.0;
+    // [case not mixed, case mixed]
+    let mut sums = [Sum::default(); 2];
+    let (mut caps, mut plain, mut but_seen) = (false, false, false);
     // Token `i` is scored once token `i + 1` (a phrase's second word) is known.
-    let mut before: [Option<Token>; 3] = [None; 3];
-    let mut current: Option<(usize, Token)> = None;
+    let mut before: [Option<Before>; 3] = [None; 3];
+    let mut current: Option<Token> = None;
     let mut skip = false;
-    let mut step = |next: Option<&Token>, sum: &mut f64| {
-        if let Some((i, t)) = current.take() {
+    let mut step = |next: Option<&Token>| {
+        if let Some(t) = current.take() {
             if std::mem::take(&mut skip) {
                 // The second word of a phrase: counted with the first.
-            } else if let Some((mut v, phrase_of_two)) = valence(&t, next, &before, mixed_case) {
-                match but {
-                    Some(b) if i < b => v *= 0.5,
-                    Some(b) if i > b => v *= 1.5,
-                    _ => {}
+            } else {
+                let capitals = t.caps || before.iter().flatten().any(|b| b.caps);
+                let unmixed = valence(&t, next, &before, false);
+                let mixed = if capitals { valence(&t, next, &before, true) } else { unmixed };
+                for (sum, v) in sums.iter_mut().zip([unmixed, mixed]) {
+                    let Some((v, phrase_of_two)) = v else { continue };
+                    if but_seen {
+                        sum.total += v * 1.5;
+                    } else {
+                        sum.halved += v * 0.5;
+                        sum.total += v;
+                    }
+                    skip = phrase_of_two;
                 }
-                *sum += v;
-                skip = phrase_of_two;
             }
-            before = [Some(t), before[0], before[1]];
-            current = next.map(|n| (i + 1, *n));
-        } else {
-            current = next.map(|n| (0, *n));
+            if t.class.but && !but_seen {
+                but_seen = true;
+                for sum in &mut sums {
+                    sum.total = sum.halved;
+                }
+            }
+            before = [Some(Before { modifier: t.class.modifier, caps: t.caps }), before[0], before[1]];
         }
+        if let Some(n) = next {
+            caps |= n.caps;
+            plain |= n.emoji.is_none() && !n.caps;
+        }
+        current = next.copied();
     };
-    tokens(text, |t| step(Some(t), &mut sum));
-    step(None, &mut sum);
+    tokens(text, |t| step(Some(t)));
+    step(None);
+    let sum = sums[usize::from(caps && plain)].total;
     if sum == 0.0 {
         return 0.0;
     }
-    let exclamations = text.chars().filter(|&c| c == '!').take(MAX_EXCLAMATIONS).count();
-    let questions = text.chars().filter(|&c| c == '?').take(MAX_QUESTIONS).count();
+    // '!' and '?' are single bytes that no other character's encoding contains.
+    let exclamations = text.bytes().filter(|&c| c == b'!').take(MAX_EXCLAMATIONS).count();
+    let questions = text.bytes().filter(|&c| c == b'?').take(MAX_QUESTIONS).count();
     let punctuation = exclamations as f64 * EXCLAMATION_BOOST + questions as f64 * QUESTION_BOOST;
     let sum = emphasize(sum, punctuation);
     (sum / (sum * sum + ALPHA).sqrt()).clamp(-1.0, 1.0)
@@ -543,6 +615,19 @@ mod tests {
     fn but_shifts_weight_to_what_follows() {
         assert!(score("Thanks, but it is still broken") < 0.0);
         assert!(score("It was broken, but the agent was great") > 0.0);
+    }
+
+    #[test]
+    fn what_only_the_end_of_a_text_tells_weighs_the_words_before_it() {
+        // Mixed case: "VERY" boosts "bad" by 0.293 + 0.733 and, three words on, "fine" by 0.9
+        // of that; before "but" half weight, after it 1.5: -3.526 / 2 + 1.7234 * 1.5 = 0.8221.
+        let s = 0.8221 / (0.8221f64 * 0.8221 + 15.0).sqrt();
+        assert!((score("VERY bad, but fine") - s).abs() < 1e-4, "{}", score("VERY bad, but fine"));
+        // All capitals: no capitals boost, so -2.793 / 2 + 1.0637 * 1.5 = 0.19905.
+        let s = 0.19905 / (0.19905f64 * 0.19905 + 15.0).sqrt();
+        assert!((score("VERY BAD BUT FINE") - s).abs() < 1e-4, "{}", score("VERY BAD BUT FINE"));
+        // Only the first "but" splits the text.
+        assert_eq!(score("bad but fine but bad"), score("bad but fine, bad"));
     }
 
     #[test]
