@@ -1,5 +1,6 @@
 //! Quiet tenants (`kafka.idle_clock_ms`): a first-response SLA is breached on time though the
-//! tenant sends nothing more, and a restart restores the clock's move from the changelog.
+//! tenant sends nothing more, a restart restores the clock's move from the changelog, and a
+//! restart counts its downtime as quiet time.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -18,18 +19,22 @@ use rdkafka::ClientConfig;
 
 use super::harness::{frame, read_topic, test_cluster, wait_caught_up};
 
-/// SLAs 1 s, no allowed lateness, no abandon timers: a breach is due a second after the
-/// message, and nothing can be due later (the tenant's timer horizon is 1 s).
-fn engine() -> EngineConfig {
+/// SLAs of `sla_s` seconds, no allowed lateness, no abandon timers: a breach is due `sla_s`
+/// after the message, and nothing can be due later (the tenant's timer horizon is `sla_s`).
+fn engine(sla_s: u32) -> EngineConfig {
     let mut engine = EngineConfig::default();
     engine.moments.allowed_lateness_seconds = 0;
     let sla = &mut engine.moments.first_response_sla;
-    (sla.chat_seconds, sla.email_seconds, sla.social_seconds) = (1, 1, 1);
+    (sla.chat_seconds, sla.email_seconds, sla.social_seconds) = (sla_s, sla_s, sla_s);
     engine.moments.abandoned_contact.enabled = false;
     engine
 }
 
-fn run(config: &KafkaConfig, stop: Arc<AtomicBool>) -> (std::thread::JoinHandle<RunReport>, Arc<ServiceMetrics>) {
+fn run(
+    config: &KafkaConfig,
+    sla_s: u32,
+    stop: Arc<AtomicBool>,
+) -> (std::thread::JoinHandle<RunReport>, Arc<ServiceMetrics>) {
     if std::env::var_os("RUST_LOG").is_some() {
         omnistitch::logging::init(false);
     }
@@ -38,36 +43,16 @@ fn run(config: &KafkaConfig, stop: Arc<AtomicBool>) -> (std::thread::JoinHandle<
     let handle = std::thread::spawn(move || {
         let ids = BundledIds::default();
         let (inputs, outputs) = (InputSchemas::new(None, ids.clone()), OutputSchemas::bundled(&ids));
-        let service = Service::new(config, engine(), inputs, outputs, m, Arc::new(Health::default())).unwrap();
+        let service = Service::new(config, engine(sla_s), inputs, outputs, m, Arc::new(Health::default())).unwrap();
         service.run(&stop).unwrap()
     });
     (handle, metrics)
 }
 
-#[test]
-fn a_quiet_tenant_s_sla_breach_fires_without_its_next_event_and_a_restart_keeps_the_move() {
-    quiet_tenant(Mode::ExactlyOnce, "omnistitch-test-clock");
-}
-
-/// In `at_least_once` moves are not in the changelog: after a restart the breach fires again,
-/// as an exact copy.
-#[test]
-fn at_least_once_a_quiet_tenant_s_breach_fires_again_after_a_restart_as_an_exact_copy() {
-    quiet_tenant(Mode::AtLeastOnce, "omnistitch-test-clock-alo");
-}
-
-fn quiet_tenant(mode: Mode, group: &str) {
-    let base = KafkaConfig {
-        partitions: 1,
-        mode,
-        commit_interval_ms: 50,
-        restore_slice_ms: 0,
-        idle_clock_ms: 300,
-        ..Default::default()
-    };
-    let (_cluster, config) = test_cluster(1, base, group);
-
-    // One inbound chat message, now; nothing after it, ever.
+/// Produces one inbound chat message of tenant `acme`, stamped now; returns its event time and
+/// the breach the engine gives for it once the tenant's clock passes the due time (the one a
+/// later event of the tenant would have brought), framed as the service writes it.
+fn one_message(config: &KafkaConfig, sla_s: u32) -> (i64, Vec<u8>) {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
     let wire = WireEvent::Chat(ChatEvent {
         tenant: "acme".into(),
@@ -94,27 +79,106 @@ fn quiet_tenant(mode: Mode, group: &str) {
     producer.send(BaseRecord::to(&topic).key("jo").payload(&value).partition(0)).unwrap();
     producer.flush(Duration::from_secs(10)).unwrap();
 
-    // What the engine gives for that message once the tenant's clock passes the due time: the
-    // breach a later event of the tenant would have brought.
-    let mut pipeline = Pipeline::new(&engine()).unwrap();
+    let mut pipeline = Pipeline::new(&engine(sla_s)).unwrap();
     let event = wire.into_event(Tenant::new).unwrap();
     assert!(pipeline.apply(event).interventions.is_empty());
-    let breach = pipeline.advance_clock(&Tenant::new("acme"), EventTime(now + 60_000));
+    let breach = pipeline.advance_clock(&Tenant::new("acme"), EventTime(now + 1_000 * sla_s as i64 + 60_000));
     assert_eq!(breach.len(), 1, "{breach:?}");
     let ids = OutputSchemas::bundled(&BundledIds::default());
-    let expected = frame(&OutputEncoder::new(), &ids, OutputKind::Intervention, &breach[0]);
+    (now, frame(&OutputEncoder::new(), &ids, OutputKind::Intervention, &breach[0]))
+}
+
+/// The interventions on the topic once at least one is there, or after `limit`.
+fn first_interventions(config: &KafkaConfig, limit: Duration) -> Vec<super::harness::Record> {
+    let started = Instant::now();
+    loop {
+        let found = read_topic(config, &config.topics.interventions);
+        if !found.is_empty() || started.elapsed() > limit {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A restart counts its downtime as quiet time: a breach due while the service was down fires
+/// right after the restore, not a whole SLA later (the clock ran on from its last changelog
+/// record's time, not from the restart).
+#[test]
+fn a_breach_due_while_the_service_was_down_fires_right_after_the_restart() {
+    const SLA_S: u32 = 8;
+    let base = KafkaConfig {
+        partitions: 1,
+        mode: Mode::ExactlyOnce,
+        commit_interval_ms: 50,
+        restore_slice_ms: 0,
+        idle_clock_ms: 300,
+        ..Default::default()
+    };
+    let (_cluster, config) = test_cluster(1, base, "omnistitch-test-clock-down");
+    let (sent_ms, expected) = one_message(&config, SLA_S);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (handle, _) = run(&config, SLA_S, stop.clone());
+    wait_caught_up(&config, Duration::from_secs(60));
+    stop.store(true, Ordering::Release);
+    handle.join().unwrap();
+    let stopped_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+    assert!(stopped_ms - sent_ms < 1_000 * SLA_S as i64 - 2_000, "too slow to stop before the breach was due");
+    assert!(read_topic(&config, &config.topics.interventions).is_empty(), "not due before the stop");
+
+    // Down until a second past the due time.
+    let due_ms = sent_ms + 1_000 * SLA_S as i64;
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+    std::thread::sleep(Duration::from_millis((due_ms + 1_000 - now_ms).max(0) as u64));
 
     let stop = Arc::new(AtomicBool::new(false));
-    let (handle, metrics) = run(&config, stop.clone());
-    wait_caught_up(&config, Duration::from_secs(60));
+    let (handle, metrics) = run(&config, SLA_S, stop.clone());
     let started = Instant::now();
-    let fired = loop {
-        let found = read_topic(&config, &config.topics.interventions);
-        if !found.is_empty() || started.elapsed() > Duration::from_secs(30) {
-            break found;
-        }
-        std::thread::sleep(Duration::from_millis(200));
+    while metrics.restored_events.get() == 0 && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let restored = Instant::now();
+    let fired = first_interventions(&config, Duration::from_secs(30));
+    let after = restored.elapsed();
+    stop.store(true, Ordering::Release);
+    handle.join().unwrap();
+    assert!(metrics.restored_events.get() >= 1, "the restart restored the shard");
+    assert_eq!(fired.len(), 1, "one breach");
+    assert_eq!(fired[0].value.as_deref(), Some(&expected[..]), "the breach the tenant's next event would have brought");
+    // Without the downtime counted, the restored clock (at most a second or so past the
+    // message) would need most of the SLA again.
+    assert!(after < Duration::from_secs(u64::from(SLA_S) / 2), "fired {after:?} after the restore");
+}
+
+#[test]
+fn a_quiet_tenant_s_sla_breach_fires_without_its_next_event_and_a_restart_keeps_the_move() {
+    quiet_tenant(Mode::ExactlyOnce, "omnistitch-test-clock");
+}
+
+/// In `at_least_once` moves are not in the changelog: after a restart the breach fires again,
+/// as an exact copy.
+#[test]
+fn at_least_once_a_quiet_tenant_s_breach_fires_again_after_a_restart_as_an_exact_copy() {
+    quiet_tenant(Mode::AtLeastOnce, "omnistitch-test-clock-alo");
+}
+
+fn quiet_tenant(mode: Mode, group: &str) {
+    let base = KafkaConfig {
+        partitions: 1,
+        mode,
+        commit_interval_ms: 50,
+        restore_slice_ms: 0,
+        idle_clock_ms: 300,
+        ..Default::default()
     };
+    let (_cluster, config) = test_cluster(1, base, group);
+
+    // One inbound chat message, now; nothing after it, ever.
+    let (_, expected) = one_message(&config, 1);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (handle, metrics) = run(&config, 1, stop.clone());
+    wait_caught_up(&config, Duration::from_secs(60));
+    let fired = first_interventions(&config, Duration::from_secs(30));
     // Past its horizon the tenant's clock is no longer moved.
     std::thread::sleep(Duration::from_millis(700));
     let moves = metrics.clock_advances.get();
@@ -129,7 +193,7 @@ fn quiet_tenant(mode: Mode, group: &str) {
 
     // A restart restores the move: the timer fired, nothing new is emitted (a copy at most).
     let stop = Arc::new(AtomicBool::new(false));
-    let (handle, metrics) = run(&config, stop.clone());
+    let (handle, metrics) = run(&config, 1, stop.clone());
     let started = Instant::now();
     while metrics.restored_events.get() == 0 && started.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(50));

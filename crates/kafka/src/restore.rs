@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use omnistitch_codec::InputDecoder;
 use omnistitch_engine::Pipeline;
-use omnistitch_model::{EventTime, Tenants};
+use omnistitch_model::{EventTime, Tenant, Tenants};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -36,6 +36,9 @@ pub struct Restored {
     /// The changelog partition's first offset: above 0, its earlier records are gone (deleted by
     /// retention or a size limit on the topic) and the restored state misses their events.
     pub first_offset: i64,
+    /// When each restored tenant's event-time clock was last set (an event applied, a move):
+    /// the timestamp of the changelog record that holds it, in ms, where the record has one.
+    pub clocks_set_at: HashMap<Tenant, i64>,
 }
 
 impl Restored {
@@ -235,6 +238,7 @@ impl ChangelogReader {
             heard = Instant::now();
             next = msg.offset() + 1;
             done.read += 1;
+            let written_at = msg.timestamp().to_millis();
             let Some(value) = msg.payload() else { continue };
             let entries = match changelog::decode(value) {
                 Ok(Record::Events(e)) => e,
@@ -248,8 +252,12 @@ impl ChangelogReader {
                     };
                     let later_attempt = matches!(&pass, Pass::LastCopies(copies) if superseded(copies));
                     if clock.is_committed(&committed) && !later_attempt {
-                        pipeline.advance_clock(&tenants.get(clock.tenant), EventTime(clock.time));
+                        let tenant = tenants.get(clock.tenant);
+                        pipeline.advance_clock(&tenant, EventTime(clock.time));
                         done.clocks += 1;
+                        if let Some(at) = written_at {
+                            done.clocks_set_at.insert(tenant, at);
+                        }
                     }
                     continue;
                 }
@@ -297,6 +305,9 @@ impl ChangelogReader {
                 };
                 match wire.into_event(|name| tenants.get(name)) {
                     Ok(event) => {
+                        if let Some(at) = written_at {
+                            set_at(&mut done.clocks_set_at, &event.tenant, at);
+                        }
                         pipeline.apply(event);
                         done.applied += 1;
                     }
@@ -308,6 +319,16 @@ impl ChangelogReader {
             }
         }
         Ok(done)
+    }
+}
+
+/// Notes that `tenant`'s clock was set at `at` (ms), cloning the tenant only the first time.
+fn set_at(clocks_set_at: &mut HashMap<Tenant, i64>, tenant: &Tenant, at: i64) {
+    match clocks_set_at.get_mut(tenant) {
+        Some(t) => *t = at,
+        None => {
+            clocks_set_at.insert(tenant.clone(), at);
+        }
     }
 }
 
@@ -361,6 +382,9 @@ mod tests {
         Clock(i64, [Option<i64>; 4]),
     }
 
+    /// The timestamp of the first changelog record written; the `i`th has `WRITTEN_AT + i`.
+    const WRITTEN_AT: i64 = 1_767_000_000_000;
+
     /// A mock cluster with `records` on the changelog, restored with `committed`.
     fn restored_records(records: &[Rec<'_>], committed: [Option<i64>; 4]) -> (Restored, Pipeline) {
         use crate::changelog::{ChangelogBatch, ChangelogEntry, ClockEntry};
@@ -373,7 +397,7 @@ mod tests {
         let config = cluster.service_config(base);
         let topic = config.topics.changelog.as_str();
         let producer: ThreadedProducer<DefaultProducerContext> = config.client().create().unwrap();
-        for record in records {
+        for (i, record) in records.iter().enumerate() {
             let (mut key, mut value) = (Vec::new(), Vec::new());
             match record {
                 Rec::Batch(entries) => {
@@ -391,7 +415,10 @@ mod tests {
                     clock.write_value(&mut value);
                 }
             }
-            producer.send(BaseRecord::to(topic).partition(0).key(&key[..]).payload(&value)).unwrap();
+            let written_at = WRITTEN_AT + i as i64;
+            producer
+                .send(BaseRecord::to(topic).partition(0).key(&key[..]).payload(&value).timestamp(written_at))
+                .unwrap();
             producer.flush(Duration::from_secs(10)).unwrap();
         }
         let fresh = || Pipeline::new(&EngineConfig::default()).unwrap();
@@ -428,11 +455,14 @@ mod tests {
         let (r, pipeline) = restored_records(&records, committed(1));
         assert_eq!((r.applied, r.clocks), (1, 1), "the second move came after an uncommitted record");
         assert_eq!(pipeline.clocks()[0].1, EventTime(t1));
+        // The clock was last set by the first move, the second record.
+        assert_eq!(r.clocks_set_at.get(&Tenant::new("acme")), Some(&(WRITTEN_AT + 1)));
         let (r, pipeline) = restored_records(&records, committed(5));
         assert_eq!((r.applied, r.clocks), (1, 2));
         let (acme, clock, latest_event) = pipeline.clocks()[0].clone();
         assert_eq!((acme, clock), (Tenant::new("acme"), EventTime(t2)));
         assert!(latest_event < EventTime(t1), "moves are not events");
+        assert_eq!(r.clocks_set_at.get(&Tenant::new("acme")), Some(&(WRITTEN_AT + 2)));
 
         // An attempt that applied the record and moved the clock, then was not committed; the
         // committed attempt applied the record again and did not move: the move is left out.
@@ -440,6 +470,7 @@ mod tests {
         let (r, pipeline) = restored_records(&records, committed(1));
         assert_eq!((r.applied, r.superseded, r.clocks), (1, 1, 0));
         assert!(pipeline.clocks()[0].1 < EventTime(t1));
+        assert_eq!(r.clocks_set_at.get(&Tenant::new("acme")), Some(&(WRITTEN_AT + 2)), "set by the event applied last");
     }
 
     /// Records an uncommitted attempt applied (email first) and the committed attempt applied

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use omnistitch_engine::{EngineConfig, Pipeline};
 use omnistitch_model::wire::accepted_event_time;
-use omnistitch_model::Tenants;
+use omnistitch_model::{Tenant, Tenants};
 use omnistitch_moments::TimerHorizons;
 use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -37,7 +37,7 @@ use crate::ordered::{OrderedOutputs, OrderedWorker};
 use crate::outputs::EncodeError;
 use crate::registry::{DecodedInput, InputSchemas, OutputSchemas};
 use crate::restore::{committed_offsets, ChangelogReader};
-use crate::shard::{drain_all, Input, Pending, Shard, Shared};
+use crate::shard::{drain_all, Input, Pending, RestoredClock, Shard, Shared};
 use crate::wire::WireError;
 use prometheus::IntCounter;
 
@@ -169,6 +169,20 @@ const DRAIN_STEP: Duration = Duration::from_micros(250);
 /// Wall-clock time, ms since the epoch (record timestamps are on this clock).
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The restored tenants' event-time clocks, each with how long ago (wall clock) it was last
+/// set, from its changelog record's timestamp (0 when unknown or from a clock ahead of ours).
+fn restored_clocks(pipeline: &Pipeline, set_at: &HashMap<Tenant, i64>) -> Vec<RestoredClock> {
+    let now = now_ms();
+    pipeline
+        .clocks()
+        .into_iter()
+        .map(|(tenant, clock, latest_event)| {
+            let quiet_ms = set_at.get(&tenant).map_or(0, |at| now.saturating_sub(*at).max(0));
+            RestoredClock { tenant, clock, latest_event, quiet_ms }
+        })
+        .collect()
 }
 
 impl Service {
@@ -607,7 +621,8 @@ impl Service {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "shard restored"
         );
-        let clocks = if self.config.idle_clock_ms > 0 { pipeline.clocks() } else { Vec::new() };
+        let clocks =
+            if self.config.idle_clock_ms > 0 { restored_clocks(&pipeline, &r.clocks_set_at) } else { Vec::new() };
         let (engine, ordered) = pipeline.into_parts();
         if let Some(ordered) = ordered {
             self.worker.install(p, ordered);

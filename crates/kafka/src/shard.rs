@@ -141,7 +141,31 @@ pub struct Shard {
 struct QuietClock {
     event_ms: i64,
     since: Instant,
+    /// Wall-clock time the tenant was already quiet at `since` that no move has counted yet
+    /// (ms): after a restore, the time since its clock was last set before the restart.
+    owed_ms: i64,
     until_ms: i64,
+}
+
+impl QuietClock {
+    /// Wall-clock time the tenant has been quiet for at `now`, ms.
+    fn quiet_ms(&self, now: Instant) -> i64 {
+        (now.saturating_duration_since(self.since).as_millis() as i64).saturating_add(self.owed_ms)
+    }
+}
+
+/// A restored tenant's event-time clock, as a [`Shard`] takes it over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoredClock {
+    /// The tenant.
+    pub tenant: Tenant,
+    /// Its clock: its latest event time, or its latest move.
+    pub clock: EventTime,
+    /// Its latest event time.
+    pub latest_event: EventTime,
+    /// Wall-clock time since the clock was set (its changelog record written), ms: the downtime
+    /// of a restart counts as quiet time, so a timer due during it fires right after the restore.
+    pub quiet_ms: i64,
 }
 
 impl Shard {
@@ -153,16 +177,17 @@ impl Shard {
         tenants: Tenants,
         outputs: OutputSchemas,
         position: [Option<i64>; 4],
-        clocks: Vec<(Tenant, EventTime, EventTime)>,
+        clocks: Vec<RestoredClock>,
         horizons: &TimerHorizons,
     ) -> Self {
         let since = Instant::now();
         let clocks = clocks
             .into_iter()
-            .map(|(t, clock, latest_event)| {
+            .map(|c| {
                 // The horizon counts from the latest event, not from the clock's last move.
-                let until_ms = latest_event.0.saturating_add(horizons.get(t.as_str()));
-                (t, QuietClock { event_ms: clock.0, since, until_ms })
+                let until_ms = c.latest_event.0.saturating_add(horizons.get(c.tenant.as_str()));
+                let owed_ms = c.quiet_ms.max(0);
+                (c.tenant, QuietClock { event_ms: c.clock.0, since, owed_ms, until_ms })
             })
             .collect();
         Shard {
@@ -294,9 +319,16 @@ impl Shard {
     fn note_clock(&mut self, tenant: &Tenant, time_ms: i64, horizons: &TimerHorizons) {
         let (since, until_ms) = (Instant::now(), time_ms.saturating_add(horizons.get(tenant.as_str())));
         match self.clocks.get_mut(tenant) {
-            Some(c) => *c = QuietClock { event_ms: c.event_ms.max(time_ms), since, until_ms: c.until_ms.max(until_ms) },
+            Some(c) => {
+                *c = QuietClock {
+                    event_ms: c.event_ms.max(time_ms),
+                    since,
+                    owed_ms: 0,
+                    until_ms: c.until_ms.max(until_ms),
+                }
+            }
             None => {
-                self.clocks.insert(tenant.clone(), QuietClock { event_ms: time_ms, since, until_ms });
+                self.clocks.insert(tenant.clone(), QuietClock { event_ms: time_ms, since, owed_ms: 0, until_ms });
             }
         }
     }
@@ -310,13 +342,13 @@ impl Shard {
     /// unrecorded, they fire again after a restore, as exact copies). A tenant whose clock
     /// passed its horizon (nothing left to fire) is no longer followed. Returns the moves.
     pub fn advance_quiet_clocks(&mut self, shared: &Shared<'_>, now: Instant) -> Result<u64, ServiceError> {
-        let idle = Duration::from_millis(shared.config.idle_clock_ms);
-        if idle.is_zero() || !self.merge.caught_up() {
+        let idle_ms = i64::try_from(shared.config.idle_clock_ms).unwrap_or(i64::MAX);
+        if idle_ms == 0 || !self.merge.caught_up() {
             return Ok(0);
         }
         // A clock past its horizon has nothing left to fire: it waits for the tenant's next
         // event (kept, so that a late event does not start it again from an earlier time).
-        let quiet = |c: &QuietClock| c.event_ms <= c.until_ms && now.saturating_duration_since(c.since) >= idle;
+        let quiet = |c: &QuietClock| c.event_ms <= c.until_ms && c.quiet_ms(now) >= idle_ms;
         if !self.clocks.values().any(quiet) {
             return Ok(0);
         }
@@ -331,10 +363,9 @@ impl Shard {
         let position = [0, 1, 2, 3].map(|lane| self.next[lane].or(self.position[lane]));
         let mut moved = 0;
         for (tenant, c) in self.clocks.iter_mut().filter(|(_, c)| quiet(c)) {
-            let elapsed = now.saturating_duration_since(c.since).as_millis() as i64;
             // One past the horizon at most: the last move fires what was left.
-            c.event_ms = c.event_ms.saturating_add(elapsed).min(c.until_ms.saturating_add(1));
-            c.since = now;
+            c.event_ms = c.event_ms.saturating_add(c.quiet_ms(now)).min(c.until_ms.saturating_add(1));
+            (c.since, c.owed_ms) = (now, 0);
             if recorded {
                 let entry = ClockEntry { tenant: tenant.as_str(), time: c.event_ms, position };
                 self.writer.clock(self.index, &entry, &mut self.out);
