@@ -170,7 +170,8 @@ pub struct RestoredClock {
 
 impl Shard {
     /// A shard over a restored `engine`, interning tenants in `tenants`; `clocks` are the
-    /// restored tenants' event-time clocks (they run on from now while the tenants are quiet).
+    /// restored tenants' event-time clocks (they run on while the tenants are quiet, counting
+    /// the time each was already quiet before the restore).
     pub fn new(
         index: i32,
         engine: Engine,
@@ -290,13 +291,15 @@ impl Shard {
                 metrics.dead_letter(code);
             }
             Ok((event, datum)) => {
-                if config.idle_clock_ms > 0 {
-                    self.note_clock(&event.tenant, event.time.0, shared.horizons);
-                }
                 let applied = self.engine.apply(&event);
                 match applied.profile {
                     None => self.tally.input(channel, Outcome::Duplicate),
                     Some(profile) => {
+                        // A redelivery is no sign of life (and is not in the changelog, so a
+                        // restored clock would not know of it either).
+                        if config.idle_clock_ms > 0 {
+                            self.note_clock(&event.tenant, event.time.0, shared.horizons);
+                        }
                         self.changelog.push(&ChangelogEntry { channel, source_offset: offset, datum: &datum });
                         if self.changelog.is_full() {
                             self.writer.changelog(p, &mut self.changelog, &mut self.out);

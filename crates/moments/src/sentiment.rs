@@ -568,6 +568,11 @@ mod tests {
         for w in BOOSTERS.iter().chain(DAMPENERS).chain(NEGATIONS) {
             assert_eq!(lexicon(w.as_bytes()), None, "{w} is both a modifier and a lexicon word");
         }
+        // "but" carries no valence of its own (the one-pass sum would weigh it as a word before
+        // itself), and no phrase holds it.
+        assert_eq!(lexicon(b"but"), None);
+        assert!(PHRASES.iter().all(|(a, b, _)| *a != "but" && *b != "but"));
+        assert!(!BOOSTERS.iter().chain(DAMPENERS).chain(NEGATIONS).any(|w| *w == "but"));
     }
 
     #[test]
