@@ -212,13 +212,16 @@ impl Shared {
     }
 
     pub(crate) fn schedule(&mut self, p: &mut Profile, key: TimerKey, timer: Timer) -> Option<TimerKey> {
-        if self.timers.contains_key(&key) {
+        match self.timers.entry(key) {
             // The same event again (a redelivery): its timer is already set.
-            return None;
+            std::collections::btree_map::Entry::Occupied(_) => None,
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                let key = slot.key().clone();
+                slot.insert(timer);
+                p.timers.insert(key.clone());
+                Some(key)
+            }
         }
-        p.timers.insert(key.clone());
-        self.timers.insert(key.clone(), timer);
-        Some(key)
     }
 
     /// Lets events of other profiles naming `at` settle the pending timer `key`; entries of
