@@ -635,6 +635,16 @@ mod tests {
         assert_eq!(score("bad but fine but bad"), score("bad but fine, bad"));
     }
 
+    proptest::proptest! {
+        /// Total and bounded on any text, and the same text always scores the same.
+        #[test]
+        fn any_generated_text_scores_in_range(text in "(\\PC| |!|\\?|'|[A-Z]{2,6}|but|not|very|bad|good|😡){0,60}") {
+            let s = score(&text);
+            proptest::prop_assert!(s.is_finite() && (-1.0..=1.0).contains(&s), "{:?}: {}", text, s);
+            proptest::prop_assert_eq!(s.to_bits(), score(&text).to_bits());
+        }
+    }
+
     #[test]
     fn any_text_gives_a_finite_score_in_range() {
         let long = "terrible ".repeat(100_000);
