@@ -93,7 +93,7 @@ impl<R: Read> ContainerReader<R> {
                 break;
             }
             if count < 0 {
-                count = -count;
+                count = count.checked_neg().ok_or_else(|| DecodeError::Container("metadata block count".into()))?;
                 need_long(&mut source)?; // block size in bytes, unused
             }
             for _ in 0..count {

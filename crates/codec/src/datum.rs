@@ -22,6 +22,9 @@ impl WireReader {
     /// A reader of `channel` records written with `schema`.
     pub(crate) fn new(channel: Channel, schema: &'static Schema) -> Result<Self, DecodeError> {
         let bundled = schema.canonical_form() == Contract::get().input(channel).canonical_form();
+        if !bundled {
+            crate::bounded::check(schema)?;
+        }
         Ok(WireReader { channel, generic: reader_for(schema)?, bundled })
     }
 

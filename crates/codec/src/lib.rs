@@ -4,6 +4,7 @@
 //! bytes: every failure is a [`DecodeError`] with a stable code for the dead-letter output.
 //! Encoders write the output records. The engine never sees bytes; the service and `replay` do.
 
+mod bounded;
 pub mod container;
 pub mod contract;
 pub mod datum;

@@ -434,3 +434,31 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_header_block_count_of_i64_min_is_refused_not_negated() {
+    // "Obj\x01", then a metadata block count zig-zag encoded as u64::MAX: i64::MIN.
+    let mut bytes = b"Obj\x01".to_vec();
+    bytes.extend_from_slice(&[0xff; 9]);
+    bytes.push(0x01);
+    let err = ContainerReader::new(&bytes[..]).err().expect("refused");
+    assert_eq!(err.code(), "container_corrupt", "{err}");
+}
+
+#[test]
+fn a_container_whose_schema_nests_without_end_is_refused() {
+    let mut schema: serde_json::Value = serde_json::from_str(omnistitch_codec::contract::CHAT_EVENT_AVSC).unwrap();
+    let nested = serde_json::json!({"name": "x", "default": null, "type": ["null",
+        {"type": "record", "name": "N", "fields": [{"name": "n", "type": ["null", "N"]}]}]});
+    schema["fields"].as_array_mut().unwrap().push(nested);
+    let record = serde_json::json!({
+        "tenant": "acme", "event_id": "r1", "event_time": 1_767_571_200_000i64, "direction": "INBOUND",
+        "kind": "MESSAGE", "case_id": null, "agent_id": null, "account_id": null, "text": null,
+        "sentiment": null, "survey": null, "session_id": "S", "visitor_id": "v", "customer_email": null,
+        "customer_phone": null, "x": null
+    });
+    let bytes = foreign_container(&schema.to_string(), &[record]);
+    let err = ContainerReader::new(&bytes[..]).err().expect("refused");
+    assert_eq!(err.code(), "unknown_schema");
+    assert!(err.to_string().contains("contains itself"), "{err}");
+}
