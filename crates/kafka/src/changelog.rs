@@ -19,6 +19,7 @@
 //! of its own ([`ClockEntry`]), between the batches of the events applied before and after it,
 //! so a restore moves the clock at the same point of the sequence.
 
+use omnistitch_model::wire::{accepted_event_time, MAX_ID_LEN};
 use omnistitch_model::Channel;
 use thiserror::Error;
 
@@ -199,7 +200,16 @@ pub fn decode(value: &[u8]) -> Result<Record<'_>, ChangelogError> {
         let position = [0, 1, 2, 3].map(|i| Some(long(9 + 8 * i)).filter(|&p| p != i64::MIN));
         let tenant =
             std::str::from_utf8(&value[CLOCK_HEADER..]).map_err(|_| ChangelogError::Malformed("tenant not UTF-8"))?;
-        return Ok(Record::Clock(ClockEntry { tenant, time: long(1), position }));
+        // What the service accepts of an event: a move to another time, or of a tenant no
+        // event could name, was not written by it (applied, it would fire every timer at once).
+        if tenant.trim().is_empty() || tenant.len() > MAX_ID_LEN {
+            return Err(ChangelogError::Malformed("clock move of an impossible tenant"));
+        }
+        let time = long(1);
+        if !accepted_event_time(time) {
+            return Err(ChangelogError::Malformed("clock move to a time outside the accepted range"));
+        }
+        return Ok(Record::Clock(ClockEntry { tenant, time, position }));
     }
     decode_events(value).map(Record::Events)
 }
@@ -338,5 +348,18 @@ mod tests {
         let mut bad = value.clone();
         bad.push(0xff);
         assert_eq!(decode(&bad), Err(ChangelogError::Malformed("tenant not UTF-8")));
+        // Moves the service could not have written are refused, not applied.
+        let refused = |c: ClockEntry<'_>| {
+            let mut value = Vec::new();
+            c.write_value(&mut value);
+            decode(&value).err()
+        };
+        let time = Some(ChangelogError::Malformed("clock move to a time outside the accepted range"));
+        assert_eq!(refused(ClockEntry { time: i64::MAX, ..clock.clone() }), time);
+        assert_eq!(refused(ClockEntry { time: 0, ..clock.clone() }), time);
+        let tenant = Some(ChangelogError::Malformed("clock move of an impossible tenant"));
+        assert_eq!(refused(ClockEntry { tenant: "", ..clock.clone() }), tenant);
+        let long = "t".repeat(MAX_ID_LEN + 1);
+        assert_eq!(refused(ClockEntry { tenant: &long, ..clock.clone() }), tenant);
     }
 }

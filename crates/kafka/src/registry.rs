@@ -710,6 +710,16 @@ pub(crate) mod tests {
         schema.to_string()
     }
 
+    /// The chat record with a field of a recursive type (nothing of ours can be a version of it:
+    /// a datum could nest as deep as it is long).
+    fn nesting_chat_schema() -> String {
+        let mut schema: serde_json::Value = serde_json::from_str(CHAT_EVENT_AVSC).unwrap();
+        let nested = serde_json::json!({"name": "x", "default": null, "type": ["null",
+            {"type": "record", "name": "N", "fields": [{"name": "n", "type": ["null", "N"]}]}]});
+        schema["fields"].as_array_mut().unwrap().push(nested);
+        schema.to_string()
+    }
+
     /// `record` (JSON) as a datum of `schema` (JSON text).
     fn datum(schema: &str, record: serde_json::Value) -> Vec<u8> {
         let schema = Schema::parse_str(schema).unwrap();
@@ -921,6 +931,7 @@ pub(crate) mod tests {
                 (200, r#"{"schema": "syntax = \"proto3\"; message A {}", "schemaType": "PROTOBUF"}"#.into())
             }
             ("GET", "/schemas/ids/47") => schema_reply(&new_chat_schema()),
+            ("GET", "/schemas/ids/48") => schema_reply(&nesting_chat_schema()),
             ("GET", "/schemas/ids/50") if flaky.fetch_add(1, Ordering::SeqCst) == 0 => {
                 (503, r#"{"error_code":50003,"message":"Error while forwarding the request"}"#.into())
             }
@@ -1103,6 +1114,12 @@ pub(crate) mod tests {
         assert_eq!(code(schemas.decode(Channel::Chat, &confluent(42, &old_phone_datum()))), "schema_mismatch");
         assert_eq!(code(schemas.decode(Channel::Email, &confluent(45, &datum))), "invalid_schema");
         assert_eq!(code(schemas.decode(Channel::Email, &confluent(46, &datum))), "invalid_schema");
+        // A writer schema with a recursive type: refused before any of its datums is read (a
+        // deep one would overflow the decoder's stack).
+        let chat = encode_input(&sample(Channel::Chat)).unwrap();
+        let e = schemas.decode(Channel::Chat, &confluent(48, &[&chat[..], &[0x02; 4096]].concat())).unwrap_err();
+        assert_eq!(e.code(), "invalid_schema");
+        assert!(e.to_string().contains("contains itself"), "{e}");
         assert_eq!(code(schemas.decode(Channel::Email, &confluent(7, &datum))), "unknown_schema_id");
         for _ in 0..2 {
             assert_eq!(code(schemas.decode(Channel::Email, &confluent(44, &datum))), "schema_mismatch");
