@@ -149,6 +149,8 @@ pub struct ServiceMetrics {
     pub truncated_restores: IntCounter,
     /// Changelog records and events a restore could not read or apply, skipped.
     pub unreadable_restored: IntCounter,
+    /// Profile records cut to fit the producer's message size (conversation ids left out).
+    pub profile_records_cut: IntCounter,
     /// Changelog entries a restore left out for an input partition with no committed offset.
     pub restore_without_commit: IntCounter,
     /// Schema registry lookups that failed (retried; the records needing them wait).
@@ -392,6 +394,11 @@ impl ServiceMetrics {
                 &r,
                 "omnistitch_changelog_unreadable_entries_total",
                 "Changelog records and events a restore could not read or apply, skipped (the restored state misses them).",
+            ),
+            profile_records_cut: counter(
+                &r,
+                "omnistitch_profile_records_cut_total",
+                "Profile records cut to fit message.max.bytes: their newest-kept conversation ids, then absorbed profile ids, left out.",
             ),
             restore_without_commit: counter(
                 &r,

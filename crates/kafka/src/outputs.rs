@@ -6,7 +6,7 @@ use omnistitch_codec::FastEncoder;
 use omnistitch_engine::records::merge_records;
 use omnistitch_engine::Applied;
 use omnistitch_identity::{Profile, TenantGraph};
-use omnistitch_model::{Event, ProfileId, Tenant};
+use omnistitch_model::{Event, IdentifierKind, ProfileId, Tenant};
 use omnistitch_moments::Intervention;
 use rdkafka::message::{Header, OwnedHeaders};
 use thiserror::Error;
@@ -200,10 +200,47 @@ impl OutputWriter {
         );
     }
 
-    /// The current state of profile `p` of `tenant` (compacted topic, key = profile id).
-    pub fn profile(&mut self, tenant: &Tenant, graph: &TenantGraph, p: &Profile, out: &mut OutBatch) {
+    /// The current state of profile `p` of `tenant` (compacted topic, key = profile id), cut to
+    /// fit `max_bytes` (the producer's `message.max.bytes`): a profile holding more than fits
+    /// (the rules keep up to a thousand of its newest cases, chat sessions and calls, ids up to
+    /// 512 bytes) would otherwise be refused by the producer every time its batch is retried. Its conversation ids go first
+    /// (the last in the record's order first), then the ids of profiles it absorbed (the
+    /// latest first): the same state always gives the same record. Returns whether it was cut.
+    pub fn profile(
+        &mut self,
+        tenant: &Tenant,
+        graph: &TenantGraph,
+        p: &Profile,
+        max_bytes: usize,
+        out: &mut OutBatch,
+    ) -> bool {
         let mut text = [0; ProfileId::TEXT_LEN];
-        let identifiers = graph.identifier_refs(p);
+        let mut identifiers = graph.identifier_refs(p);
+        let mut merged_from = &p.merged_from[..];
+        // Upper bounds of the encoded sizes: the record's fixed fields and framing, an
+        // identifier (kind, length, value), an absorbed profile's id (length, text).
+        let room = max_bytes.saturating_sub(DEAD_LETTER_FRAMING_BYTES + ProfileId::TEXT_LEN);
+        let id_bytes = |value: &str| value.len() + 4;
+        let merged_bytes = ProfileId::TEXT_LEN + 2;
+        let mut size = tenant.as_str().len()
+            + PROFILE_FIXED_BYTES
+            + identifiers.iter().map(|(_, v)| id_bytes(v)).sum::<usize>()
+            + merged_from.len() * merged_bytes;
+        let cut = size > room;
+        if cut {
+            let mut i = identifiers.len();
+            while size > room && i > 0 {
+                i -= 1;
+                if matches!(identifiers[i].0, IdentifierKind::Case | IdentifierKind::ChatSession | IdentifierKind::Call)
+                {
+                    size -= id_bytes(identifiers.remove(i).1);
+                }
+            }
+            while size > room && !merged_from.is_empty() {
+                merged_from = &merged_from[..merged_from.len() - 1];
+                size -= merged_bytes;
+            }
+        }
         let (pid, fast, id) = (p.id.text(&mut text), &self.fast, self.ids.id(OutputKind::Profile));
         out.push(
             Dest::Profiles,
@@ -215,7 +252,7 @@ impl OutputWriter {
                     tenant.as_str(),
                     pid,
                     identifiers.iter().copied(),
-                    p.merged_from.iter(),
+                    merged_from.iter(),
                     p.first_seen.0,
                     p.last_seen.0,
                     p.event_count as i64,
@@ -224,6 +261,7 @@ impl OutputWriter {
                 true
             },
         );
+        cut
     }
 
     /// Records of the interventions of a step.
@@ -300,6 +338,9 @@ impl OutputWriter {
 
 /// What a dead letter leaves of `message.max.bytes` for the record and batch framing.
 const DEAD_LETTER_FRAMING_BYTES: usize = 1_024;
+/// Most bytes a profile record's fields other than its tenant, identifiers and absorbed
+/// profiles take: its id, times, count, array counts and schema id.
+const PROFILE_FIXED_BYTES: usize = 128;
 /// Longest reason text a dead letter carries (a decoder's message can quote the record).
 const MAX_REASON_BYTES: usize = 1_024;
 
@@ -321,6 +362,56 @@ fn write_confluent_header(schema_id: u32, out: &mut Vec<u8>) {
 mod tests {
     use super::*;
     use rdkafka::message::Headers;
+
+    /// A profile holding more than a record can carry is cut to fit, its email kept; one that
+    /// fits is written whole.
+    #[test]
+    fn a_profile_record_too_large_for_the_producer_is_cut_to_fit() {
+        use omnistitch_engine::{Engine, EngineConfig};
+        use omnistitch_model::{Channel, Direction, EventKind, EventTime, RawIdentifier};
+        let cfg = EngineConfig::default();
+        let (normalizer, rules) = cfg.validate().unwrap();
+        let mut engine = Engine::new(normalizer, rules, cfg.timeline.clone());
+        let tenant = Tenant::new("acme");
+        let mut profile = None;
+        for i in 0..600 {
+            let mut e = Event::new(
+                tenant.clone(),
+                format!("e{i}"),
+                EventTime(1_767_571_200_000 + i),
+                Channel::Chat,
+                Direction::Inbound,
+                EventKind::Message,
+            );
+            e.identifiers.push(RawIdentifier::new(IdentifierKind::Email, "jo@example.com"));
+            e.identifiers.push(RawIdentifier::new(IdentifierKind::ChatSession, format!("{i:0>400}")));
+            e.case_id = Some(format!("c{i:0>400}").into());
+            profile = engine.apply(&e).profile;
+        }
+        let (graph, p) =
+            (engine.identity().graph(&tenant).unwrap(), engine.identity().profile(&tenant, profile.unwrap()).unwrap());
+        let mut writer = OutputWriter::new(OutputSchemas::bundled(&crate::registry::BundledIds::default()));
+        let whole = {
+            let mut out = OutBatch::default();
+            assert!(!writer.profile(&tenant, graph, p, 10_000_000, &mut out), "fits");
+            let len = out.iter().next().map(|(_, _, v)| v.unwrap().len()).unwrap();
+            len
+        };
+        assert!(whole > 200_000, "{whole} bytes");
+        let max = 100_000;
+        let mut out = OutBatch::default();
+        assert!(writer.profile(&tenant, graph, p, max, &mut out), "cut");
+        let (_, key, value) = out.iter().next().unwrap();
+        let value = value.unwrap();
+        assert!(key.len() + value.len() + DEAD_LETTER_FRAMING_BYTES <= max, "{} bytes", value.len());
+        assert!(value.len() > max / 2, "cut no more than needed: {} bytes", value.len());
+        let email = b"jo@example.com";
+        assert!(value.windows(email.len()).any(|w| w == email), "the email is kept");
+        // The same state, the same record.
+        let mut again = OutBatch::default();
+        writer.profile(&tenant, graph, p, max, &mut again);
+        assert_eq!(again.iter().next().unwrap().2, Some(value));
+    }
 
     fn refusal(reason: &str) -> Refusal<'_> {
         Refusal { topic: "cx.chat.v1", partition: 3, offset: 42, code: "oversized_field", reason }

@@ -406,11 +406,13 @@ impl Shard {
         self.writer.changelog(self.index, &mut self.changelog, &mut self.out);
         let mut written = HashSet::with_capacity(self.dirty.len());
         let identity = self.engine.identity();
+        let max = shared.config.max_message_bytes();
         for (tenant, id) in self.dirty.drain(..) {
             // A profile merged away since resolves to its survivor (its tombstone is out).
             let (Some(graph), Some(p)) = (identity.graph(&tenant), identity.profile(&tenant, id)) else { continue };
-            if written.insert((tenant.clone(), p.id)) {
-                self.writer.profile(&tenant, graph, p, &mut self.out);
+            if written.insert((tenant.clone(), p.id)) && self.writer.profile(&tenant, graph, p, max, &mut self.out) {
+                shared.metrics.profile_records_cut.inc();
+                tracing::warn!(shard = self.index, profile = %p.id, "profile record cut to fit message.max.bytes");
             }
         }
         self.send_all(shared)
