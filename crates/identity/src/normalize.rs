@@ -371,3 +371,27 @@ mod tests {
         assert!(Normalizer::new("gb").is_ok());
     }
 }
+
+#[cfg(test)]
+mod total {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+        /// Normalization is total: any value of any kind, in any region, is normalized or
+        /// refused with a reason, never a panic (phone numbers go through a third-party parser).
+        #[test]
+        fn any_value_of_any_kind_normalizes_or_is_refused(
+            kind in prop::sample::select(IdentifierKind::ALL.to_vec()),
+            value in prop_oneof![
+                "(\\PC|[0-9+()\\- .#*x]|tel:|00|011|ext|@|:){0,40}",
+                "\\+?[0-9 ()+\\-.x#*]{0,30}",
+            ],
+            region in prop::sample::select(vec!["US", "GB", "DE", "FR", "IN", "BR", "AU", "JP"]),
+        ) {
+            let n = Normalizer::new(region).unwrap();
+            let _ = n.normalize(&RawIdentifier::new(kind, value.as_str()));
+        }
+    }
+}
