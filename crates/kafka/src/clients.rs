@@ -1,6 +1,7 @@
 //! librdkafka client contexts: rebalance events handed to the loop, consumer lag into metrics,
 //! delivery failures counted, client logs into tracing.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
@@ -32,12 +33,41 @@ pub struct GroupContext {
     consumer: OnceLock<Weak<BaseConsumer<GroupContext>>>,
     events: Mutex<Vec<RebalanceEvent>>,
     served: AtomicU64,
+    /// (input topic, partition) -> the offset the group last committed there, as the service
+    /// committed it: with transactions the offsets go through the producer, so the consumer's
+    /// own idea of them (and librdkafka's lag) never moves.
+    committed: Mutex<HashMap<(String, i32), i64>>,
 }
 
 impl GroupContext {
     /// A context reporting into `metrics`.
     pub fn new(metrics: Arc<ServiceMetrics>) -> Self {
-        GroupContext { metrics, consumer: OnceLock::new(), events: Mutex::new(Vec::new()), served: AtomicU64::new(0) }
+        GroupContext {
+            metrics,
+            consumer: OnceLock::new(),
+            events: Mutex::new(Vec::new()),
+            served: AtomicU64::new(0),
+            committed: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The group's committed offset of `topic`'s partition `partition` is now `offset`: its lag
+    /// counts from there.
+    pub fn note_committed(&self, topic: &str, partition: i32, offset: i64) {
+        let mut committed = self.committed.lock().unwrap_or_else(|p| p.into_inner());
+        match committed.get_mut(&(topic.to_string(), partition)) {
+            Some(o) => *o = offset,
+            None => {
+                committed.insert((topic.to_string(), partition), offset);
+            }
+        }
+    }
+
+    /// `topic`'s partition `partition` is no longer this instance's: its lag is not reported
+    /// here any more (another member reports it).
+    pub fn forget_partition(&self, topic: &str, partition: i32) {
+        self.committed.lock().unwrap_or_else(|p| p.into_inner()).remove(&(topic.to_string(), partition));
+        self.metrics.forget_lag(topic, partition);
     }
 
     /// Lets the context split partition queues of `consumer` when partitions are assigned.
@@ -78,10 +108,15 @@ fn log_to_tracing(level: RDKafkaLogLevel, fac: &str, log_message: &str) {
 impl ClientContext for GroupContext {
     fn stats(&self, statistics: Statistics) {
         self.serve();
+        // Records between each held partition's end (its last stable offset, which is what a
+        // read_committed consumer can reach) and the group's committed offset there.
+        let committed = self.committed.lock().unwrap_or_else(|p| p.into_inner());
         for (name, topic) in &statistics.topics {
             for (&partition, p) in &topic.partitions {
-                if partition >= 0 && p.consumer_lag >= 0 {
-                    self.metrics.lag(name, partition, p.consumer_lag);
+                let end = if p.ls_offset >= 0 { p.ls_offset } else { p.hi_offset };
+                let Some(&at) = committed.get(&(name.clone(), partition)) else { continue };
+                if end >= 0 {
+                    self.metrics.lag(name, partition, end - at);
                 }
             }
         }

@@ -505,6 +505,12 @@ impl ServiceMetrics {
         self.consumer_lag.with_label_values(&[topic, &partition.to_string()]).set(lag.max(0));
     }
 
+    /// Drops the lag series of an input partition no longer held (a stale value would add to
+    /// the lag another member reports).
+    pub fn forget_lag(&self, topic: &str, partition: i32) {
+        let _ = self.consumer_lag.remove_label_values(&[topic, &partition.to_string()]);
+    }
+
     /// Adds evictions, given the running total of the shards held (which restarts on restores).
     pub fn evicted_total(&self, total: u64) {
         add_since(&self.timeline_evicted, &self.last_evicted, total);
@@ -596,6 +602,24 @@ impl ServiceMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_partition_no_longer_held_loses_its_lag_series() {
+        let m = ServiceMetrics::new();
+        m.lag("cx.chat.v1", 0, 5);
+        m.lag("cx.chat.v1", 1, -3);
+        let text = m.render();
+        assert!(text.contains(r#"omnistitch_consumer_lag_records{partition="0",topic="cx.chat.v1"} 5"#), "{text}");
+        assert!(
+            text.contains(r#"omnistitch_consumer_lag_records{partition="1",topic="cx.chat.v1"} 0"#),
+            "never negative"
+        );
+        m.forget_lag("cx.chat.v1", 0);
+        m.forget_lag("cx.chat.v1", 7); // never set: nothing to drop
+        let text = m.render();
+        assert!(!text.contains(r#"partition="0",topic="cx.chat.v1""#), "{text}");
+        assert!(text.contains(r#"partition="1",topic="cx.chat.v1""#));
+    }
 
     #[test]
     fn exact_quantiles() {

@@ -554,11 +554,14 @@ impl Service {
         false
     }
 
-    /// Drops shard `p`'s state on both threads, active or parked.
+    /// Drops shard `p`'s state on both threads, active or parked, and its partitions' lag.
     fn forget(&mut self, p: i32) {
         self.shards.remove(&p);
         self.parked.remove(&p);
         self.worker.remove(p);
+        for (_, topic) in self.config.topics.inputs() {
+            self.consumer.context().forget_partition(topic, p);
+        }
     }
 
     /// Readiness, for `/readyz` and the `omnistitch_ready` gauge alike.
@@ -579,6 +582,12 @@ impl Service {
             let r = s.changelog.restore_shard(&s.config, p, committed, &fresh, &mut pipeline, &mut tenants)?;
             Ok((pipeline, tenants, r, committed))
         })?;
+        // Its lag counts from the group's committed offsets until this instance commits.
+        for (lane, (_, topic)) in self.config.topics.inputs().into_iter().enumerate() {
+            if let Some(o) = committed[lane] {
+                self.consumer.context().note_committed(topic, p, o);
+            }
+        }
         self.metrics.restored_events.inc_by(r.applied);
         self.metrics.restored_clock_advances.inc_by(r.clocks);
         if r.without_commit > 0 {
@@ -831,7 +840,12 @@ impl Service {
         match result {
             Ok(()) => {
                 let now = now_ms();
-                for s in self.shards.values_mut() {
+                for (&p, s) in self.shards.iter_mut() {
+                    for (lane, next) in s.next.iter().enumerate() {
+                        if let Some(o) = next {
+                            self.consumer.context().note_committed(self.config.topics.input(MERGE_ORDER[lane]), p, *o);
+                        }
+                    }
                     for &ts in &s.latencies {
                         self.metrics.latency.observe(now.saturating_sub(ts).max(0) as f64 / 1000.0);
                     }
