@@ -74,6 +74,16 @@ pub fn serve(
                     _ = int.recv() => tracing::info!("SIGINT: finishing in-flight work"),
                 }
                 stop_on_signal.store(true, Ordering::Release);
+                // The handlers stay installed: a second signal while the last commit is still
+                // being retried is an operator who will not wait, so it stops the process now
+                // (exit 130: the uncommitted batch is re-emitted on the next start, as after
+                // any crash).
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+                tracing::warn!("second signal: exiting without finishing in-flight work");
+                std::process::exit(130);
             });
             let listener = match tokio::net::TcpListener::from_std(listener) {
                 Ok(l) => l,

@@ -1,5 +1,6 @@
 //! `run --embedded`: the quick start serves /healthz, /readyz and /metrics (valid for
-//! `promtool check metrics`), processes simulated traffic, and stops cleanly on SIGTERM.
+//! `promtool check metrics`), processes simulated traffic, stops cleanly on SIGTERM, and at
+//! once on a second signal.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -99,4 +100,34 @@ fn embedded_run_serves_valid_metrics_and_stops_on_sigterm() {
     assert!(out.status.success(), "SIGTERM: exit 0, got {}", out.status);
     let summary = String::from_utf8_lossy(&out.stdout);
     assert!(summary.contains("processed"), "{summary}");
+}
+
+/// A second signal while the first one's stop is still finishing in-flight work stops the
+/// process at once, with exit code 130 (an operator who will not wait).
+#[test]
+fn a_second_signal_exits_at_once() {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_omnistitch"))
+        .args(["run", "--embedded", "--rate", "3000"])
+        .env("OMNISTITCH_HTTP_PORT", port.to_string())
+        .env("OMNISTITCH__EMBEDDED__CUSTOMERS", "300")
+        .env("OMNISTITCH__KAFKA__PARTITIONS", "2")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !matches!(get(port, "/readyz"), Some((200, _))) && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(started.elapsed() < Duration::from_secs(60), "/readyz never answered 200");
+    // The first signal starts the polite stop (a second or more here: the round's commit,
+    // leaving the group, the embedded cluster); the second, once the handler has taken the
+    // first, ends the process before the stop is done.
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", out.status);
 }

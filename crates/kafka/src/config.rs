@@ -214,7 +214,7 @@ pub enum KafkaConfigError {
 }
 
 /// Properties the service sets itself: overriding them would break its guarantees.
-const RESERVED: [(&str, &str); 9] = [
+const RESERVED: [(&str, &str); 11] = [
     ("enable.auto.commit", "offsets are committed with the outputs"),
     ("enable.auto.offset.store", "offsets are committed with the outputs"),
     ("isolation.level", "inputs and changelog are read committed"),
@@ -224,6 +224,8 @@ const RESERVED: [(&str, &str); 9] = [
     ("bootstrap.servers", "set kafka.bootstrap_servers"),
     ("partition.assignment.strategy", "co-partitioned inputs need the range assignor"),
     ("enable.partition.eof", "the event-time merge needs end-of-partition events"),
+    ("transaction.timeout.ms", "twice kafka.request_timeout_ms, at least 60000"),
+    ("statistics.interval.ms", "the consumer lag metric is read from the statistics"),
 ];
 
 impl KafkaConfig {
@@ -258,6 +260,16 @@ impl KafkaConfig {
             self.idle_clock_ms as i64,
         )?;
         range("request_timeout_ms", ">= 1000", self.request_timeout_ms >= 1000, self.request_timeout_ms as i64)?;
+        // A round lasts up to a commit interval, and its commit up to a request timeout: longer
+        // together than a transaction may stay open, the coordinator aborts every transaction
+        // of a busy round, and the service rewinds for ever.
+        let timeout_ms = self.transaction_timeout().as_millis() as u64;
+        range(
+            "commit_interval_ms",
+            "below the transaction timeout (twice kafka.request_timeout_ms, at least 60000) less kafka.request_timeout_ms",
+            self.commit_interval_ms.saturating_add(self.request_timeout_ms) < timeout_ms,
+            self.commit_interval_ms as i64,
+        )?;
         let max_poll_interval =
             self.properties.get("max.poll.interval.ms").and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(300_000);
         range(
@@ -414,6 +426,17 @@ mod tests {
         let mut c = KafkaConfig::default();
         c.properties.insert("enable.auto.commit".into(), "true".into());
         assert!(c.validate().unwrap_err().to_string().contains("enable.auto.commit"));
+        // The service sets these itself; a value of the user's would be silently overridden.
+        for key in ["transaction.timeout.ms", "statistics.interval.ms"] {
+            let mut c = KafkaConfig::default();
+            c.properties.insert(key.into(), "1000".into());
+            assert!(c.validate().unwrap_err().to_string().contains(key), "{key}");
+        }
+        // A round and its commit must fit in a transaction's lifetime (60 s by default).
+        let c = KafkaConfig { commit_interval_ms: 40_000, ..Default::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("transaction timeout"));
+        let c = KafkaConfig { commit_interval_ms: 40_000, request_timeout_ms: 10_000, ..Default::default() };
+        c.validate().unwrap();
         let c = KafkaConfig { bootstrap_servers: " ".into(), ..Default::default() };
         assert_eq!(c.validate(), Err(KafkaConfigError::Empty("bootstrap_servers")));
     }
