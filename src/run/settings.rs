@@ -165,6 +165,21 @@ pub fn service_env(vars: impl Iterator<Item = (OsString, OsString)>) -> anyhow::
         .collect()
 }
 
+/// Tables whose keys are names of the user's, not settings: a key under one keeps its case
+/// (tenant names are matched exactly; client property names are lower case anyway).
+const NAMED_TABLES: [&str; 1] = ["tenants"];
+
+/// The settings path of an `OMNISTITCH__A__B` variable's `A__B`: setting names lower case
+/// (environment variables are written in capitals), names of the user's as written.
+fn env_path(rest: &str) -> Vec<String> {
+    let mut path: Vec<String> = Vec::new();
+    for segment in rest.split("__") {
+        let named = path.last().is_some_and(|p| NAMED_TABLES.contains(&p.as_str()));
+        path.push(if named { segment.to_string() } else { segment.to_ascii_lowercase() });
+    }
+    path
+}
+
 /// Applies `OMNISTITCH_HTTP_PORT` and `OMNISTITCH__A__B=v` overrides.
 fn apply_env(table: &mut toml::Table, env: impl Iterator<Item = (String, String)>) -> anyhow::Result<()> {
     let mut vars: Vec<(String, String)> = env.collect();
@@ -173,8 +188,11 @@ fn apply_env(table: &mut toml::Table, env: impl Iterator<Item = (String, String)
         let path: Vec<String> = if name == "OMNISTITCH_HTTP_PORT" {
             vec!["http".into(), "port".into()]
         } else if let Some(rest) = name.strip_prefix("OMNISTITCH__") {
-            rest.split("__").map(|s| s.to_ascii_lowercase()).collect()
+            env_path(rest)
         } else {
+            // Not a setting (a misspelt one, say `OMNISTITCH_KAFKA__MODE`): said, not silently
+            // passed over. The name only: values may be secrets.
+            eprintln!("environment variable {name} is not a setting (settings are OMNISTITCH__SECTION__KEY, and OMNISTITCH_HTTP_PORT): ignored");
             continue;
         };
         if path.iter().any(String::is_empty) {
@@ -225,6 +243,21 @@ mod tests {
         assert_eq!(s.kafka.commit_interval_ms, 250);
         assert_eq!(s.kafka.properties.get("sasl.password").map(String::as_str), Some("123"));
         assert_eq!(Settings::load(None, env(&[])).unwrap(), Settings::default());
+    }
+
+    #[test]
+    fn a_tenant_name_in_an_override_keeps_its_case() {
+        let s = Settings::load(
+            None,
+            env(&[("OMNISTITCH__MOMENTS__TENANTS__Globex-EU__FIRST_RESPONSE_SLA__CHAT_SECONDS", "30")]),
+        )
+        .unwrap();
+        let tenant = s.moments.tenants.get("Globex-EU").expect("the tenant as written");
+        assert_eq!(tenant["first_response_sla"]["chat_seconds"], 30);
+        assert_eq!(
+            env_path("MOMENTS__TENANTS__Acme__SENTIMENT__WINDOW_HOURS"),
+            ["moments", "tenants", "Acme", "sentiment", "window_hours"]
+        );
     }
 
     #[test]
