@@ -37,22 +37,29 @@ const FAMILIES: [&str; 12] = [
     "omnistitch_cx_contacts",
 ];
 
-fn metric(text: &str, prefix: &str) -> f64 {
-    text.lines().filter(|l| l.starts_with(prefix)).map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap()).sum()
-}
-
-#[test]
-fn embedded_run_serves_valid_metrics_and_stops_on_sigterm() {
+/// `omnistitch run --embedded` with a small world at 3,000 records/s on a free port; its
+/// standard output goes to `stdout`.
+fn embedded_run(stdout: Stdio) -> (u16, std::process::Child) {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_omnistitch"))
         .args(["run", "--embedded", "--rate", "3000"])
         .env("OMNISTITCH_HTTP_PORT", port.to_string())
         .env("OMNISTITCH__EMBEDDED__CUSTOMERS", "300")
         .env("OMNISTITCH__KAFKA__PARTITIONS", "2")
-        .stdout(Stdio::piped())
+        .stdout(stdout)
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    (port, child)
+}
+
+fn metric(text: &str, prefix: &str) -> f64 {
+    text.lines().filter(|l| l.starts_with(prefix)).map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap()).sum()
+}
+
+#[test]
+fn embedded_run_serves_valid_metrics_and_stops_on_sigterm() {
+    let (port, child) = embedded_run(Stdio::piped());
     let started = Instant::now();
     let mut ready = false;
     let mut text = String::new();
@@ -106,16 +113,7 @@ fn embedded_run_serves_valid_metrics_and_stops_on_sigterm() {
 /// process at once, with exit code 130 (an operator who will not wait).
 #[test]
 fn a_second_signal_exits_at_once() {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_omnistitch"))
-        .args(["run", "--embedded", "--rate", "3000"])
-        .env("OMNISTITCH_HTTP_PORT", port.to_string())
-        .env("OMNISTITCH__EMBEDDED__CUSTOMERS", "300")
-        .env("OMNISTITCH__KAFKA__PARTITIONS", "2")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (port, child) = embedded_run(Stdio::null());
     let started = Instant::now();
     while !matches!(get(port, "/readyz"), Some((200, _))) && started.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(20));
