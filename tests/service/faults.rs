@@ -226,12 +226,20 @@ fn rebalances_move_shards_between_instances_without_loss() {
             .sum::<f64>()
     };
     let (ra, rb) = (rebalances(&metrics_a), rebalances(&metrics_b));
-    eprintln!("a: {report_a:?} assigns {ra}\nb: {report_b:?} assigns {rb}");
+    eprintln!(
+        "a: {report_a:?} assigns {ra} mirror failures {}\nb: {report_b:?} assigns {rb} mirror failures {}",
+        metrics_a.offset_mirror_failures.get(),
+        metrics_b.offset_mirror_failures.get()
+    );
     assert!(ra >= 1.0 && rb >= 1.0, "both were assigned shards");
     // Each rebalance revokes every shard of every member; the shards a member gets back are
-    // kept (nobody committed them meanwhile), not restored again.
-    assert!(report_a.kept >= 1, "instance a kept the shards it got back when b joined");
-    assert!(report_b.kept >= 1, "instance b kept its shards when a left");
+    // kept (nobody committed them meanwhile), not restored again. On the mock cluster the
+    // group's offsets are the consumer's mirror of each transaction's: a mirror refused
+    // because the rebalance had begun leaves them behind the member's state, and then a
+    // restore, not a keep, is the right answer (counted, so never unexplained).
+    let (mirror_a, mirror_b) = (metrics_a.offset_mirror_failures.get(), metrics_b.offset_mirror_failures.get());
+    assert!(report_a.kept >= 1 || mirror_a >= 1, "instance a kept the shards it got back when b joined");
+    assert!(report_b.kept >= 1 || mirror_b >= 1, "instance b kept its shards when a left");
     assert!(metrics_a.shards_kept.get() == report_a.kept && metrics_b.shards_kept.get() == report_b.kept);
     assert_outputs_match(&s);
 }

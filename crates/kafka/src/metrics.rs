@@ -155,6 +155,10 @@ pub struct ServiceMetrics {
     pub restore_without_commit: IntCounter,
     /// Schema registry lookups that failed (retried; the records needing them wait).
     pub registry_retries: IntCounter,
+    /// Committed transactions whose offsets could not be mirrored through the consumer
+    /// (`kafka.mirror_offsets`; a rebalance had begun): the next owner of those partitions
+    /// re-emits the batch as exact copies, and this instance restores rather than keeps them.
+    pub offset_mirror_failures: IntCounter,
     /// Input partitions passed over by the event-time merge after `merge_max_wait_ms` silent.
     pub merge_skipped_waits: IntCounter,
     /// Duration of shard restores.
@@ -409,6 +413,11 @@ impl ServiceMetrics {
                 &r,
                 "omnistitch_schema_registry_retries_total",
                 "Schema registry lookups that failed (retried; the records needing them wait, with their partitions).",
+            ),
+            offset_mirror_failures: counter(
+                &r,
+                "omnistitch_offset_mirror_failures_total",
+                "Committed transactions whose offsets could not be mirrored through the consumer (kafka.mirror_offsets): their batch is re-emitted as exact copies by the next owner.",
             ),
             merge_skipped_waits: counter(
                 &r,

@@ -871,6 +871,7 @@ impl Service {
             // The transaction is committed; a mirror that fails (e.g. a rebalance began) only
             // means the next owner re-emits this batch as exact copies.
             if let Err(e) = self.consumer.commit(&tpl, CommitMode::Sync) {
+                self.metrics.offset_mirror_failures.inc();
                 tracing::warn!(error = %e, "mirroring committed offsets through the consumer");
             }
         }
