@@ -2,7 +2,6 @@
 //! partitions and tenants (brands): never an identifier of a person.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use omnistitch_cx::CxReport;
@@ -174,9 +173,7 @@ pub struct ServiceMetrics {
     cx_tenants: Mutex<BTreeSet<String>>,
     /// Tenants whose CX gauges are not exported (unfit names, past the cap).
     cx_unexported_tenants: IntGauge,
-    last_evicted: AtomicU64,
     identity_forgotten: IntCounter,
-    last_forgotten: AtomicU64,
 }
 
 /// Most tenants whose CX gauges are exported: each is a series per gauge and channel.
@@ -202,15 +199,6 @@ struct CxGauges {
     ces: GaugeVec,
     repeat_contact: GaugeVec,
     channel_switch: GaugeVec,
-}
-
-/// Adds to `counter` what a running `total` (restarting when shards are restored) gained since
-/// the `last` one seen.
-fn add_since(counter: &IntCounter, last: &AtomicU64, total: u64) {
-    let last = last.swap(total, Ordering::Relaxed);
-    if total > last {
-        counter.inc_by(total - last);
-    }
 }
 
 impl CxGauges {
@@ -450,13 +438,11 @@ impl ServiceMetrics {
                 "omnistitch_cx_unexported_tenants",
                 "Tenants whose CX gauges are not exported: names unfit for a label (a letter first, then letters, digits, . _ -, at most 64 bytes) or past the first 256.",
             ),
-            last_evicted: AtomicU64::new(0),
             identity_forgotten: counter(
                 &r,
                 "omnistitch_identity_forgotten_total",
                 "Identifiers profiles forgot, their oldest of a kind past identity.keep_newest.",
             ),
-            last_forgotten: AtomicU64::new(0),
             registry: r,
         };
         for t in MomentType::ALL {
@@ -520,15 +506,12 @@ impl ServiceMetrics {
         let _ = self.consumer_lag.remove_label_values(&[topic, &partition.to_string()]);
     }
 
-    /// Adds evictions, given the running total of the shards held (which restarts on restores).
-    pub fn evicted_total(&self, total: u64) {
-        add_since(&self.timeline_evicted, &self.last_evicted, total);
-    }
-
-    /// Adds identifiers forgotten past `keep_newest`, given the running total of the shards
-    /// held (which restarts on restores).
-    pub fn forgotten_total(&self, total: u64) {
-        add_since(&self.identity_forgotten, &self.last_forgotten, total);
+    /// Counts timeline entries evicted and identifiers forgotten past `keep_newest` since the
+    /// last call for the same shard (each shard keeps what it has counted: a restore's replayed
+    /// history is not counted again).
+    pub fn evicted_and_forgotten(&self, evicted: u64, forgotten: u64) {
+        self.timeline_evicted.inc_by(evicted);
+        self.identity_forgotten.inc_by(forgotten);
     }
 
     /// Publishes the CX reports of every shard held (per tenant and channel; the all-channel
@@ -654,14 +637,14 @@ mod tests {
         // The tally was emptied: adding it again counts nothing twice.
         m.add_inputs(&mut tally);
         m.dead_letter("truncated_frame");
-        m.evicted_total(5);
-        m.evicted_total(3);
-        m.evicted_total(7);
+        m.evicted_and_forgotten(5, 1);
+        m.evicted_and_forgotten(4, 0);
         let text = m.render();
         assert!(text.contains("omnistitch_input_records_total{channel=\"chat\",outcome=\"applied\"} 2"), "{text}");
         assert!(text.contains("omnistitch_identity_merges_total 1"), "{text}");
         assert!(text.contains("omnistitch_dead_letters_total{reason=\"truncated_frame\"} 1"));
         assert!(text.contains("omnistitch_timeline_evicted_total 9"));
+        assert!(text.contains("omnistitch_identity_forgotten_total 1"));
         assert!(text.contains("# TYPE omnistitch_processing_latency_seconds histogram"));
     }
 

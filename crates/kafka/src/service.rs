@@ -37,7 +37,7 @@ use crate::ordered::{OrderedOutputs, OrderedWorker};
 use crate::outputs::EncodeError;
 use crate::registry::{DecodedInput, InputSchemas, OutputSchemas};
 use crate::restore::{committed_offsets, ChangelogReader};
-use crate::shard::{drain_all, Input, Pending, RestoredClock, Shard, Shared};
+use crate::shard::{drain_all, evicted_and_forgotten, Input, Pending, RestoredClock, Shard, Shared};
 use crate::wire::WireError;
 use prometheus::IntCounter;
 
@@ -1087,27 +1087,28 @@ impl Service {
         Ok(())
     }
 
-    fn update_gauges(&self) {
-        let (mut profiles, mut identifiers, mut bytes, mut entries, mut evicted) = (0, 0, 0, 0, 0);
-        let mut forgotten = 0;
-        for s in self.shards.values() {
+    fn update_gauges(&mut self) {
+        let (mut profiles, mut identifiers, mut bytes, mut entries) = (0, 0, 0, 0);
+        let (mut evicted, mut forgotten) = (0, 0);
+        for s in self.shards.values_mut() {
             let engine = &s.engine;
             for (_, g) in engine.identity().graphs() {
                 profiles += g.profile_count();
                 identifiers += g.identifier_count();
                 bytes += g.memory_bytes();
-                forgotten += g.forgotten_count();
             }
             entries += engine.timelines().timelines().map(|(_, t)| t.len()).sum::<usize>();
-            evicted += engine.stats().evicted;
+            let now = evicted_and_forgotten(engine);
+            evicted += now.0.saturating_sub(s.counted.0);
+            forgotten += now.1.saturating_sub(s.counted.1);
+            s.counted = now;
         }
         self.worker.gauges();
         self.metrics.profiles.set(profiles as i64);
         self.metrics.identifiers.set(identifiers as i64);
         self.metrics.graph_bytes.set(bytes as i64);
         self.metrics.timeline_entries.set(entries as i64);
-        self.metrics.evicted_total(evicted);
-        self.metrics.forgotten_total(forgotten);
+        self.metrics.evicted_and_forgotten(evicted, forgotten);
     }
 }
 

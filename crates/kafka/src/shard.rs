@@ -117,6 +117,9 @@ pub struct Shard {
     /// The group's committed offset per lane that the state reflects (the restore's, then
     /// each commit's): the state is current for as long as the group's offsets still say so.
     pub position: [Option<i64>; 4],
+    /// Timeline entries evicted and identifiers forgotten, as far as the metrics counted them
+    /// (from the restored state on: a restore's replayed history is not counted again).
+    pub counted: (u64, u64),
     /// Producer timestamps of the records applied since the last commit.
     pub latencies: Vec<i64>,
     /// When the open batch must commit for its freshest records to meet the commit interval.
@@ -168,6 +171,12 @@ pub struct RestoredClock {
     pub quiet_ms: i64,
 }
 
+/// Timeline entries `engine` has evicted and identifiers its graphs have forgotten, so far.
+pub fn evicted_and_forgotten(engine: &Engine) -> (u64, u64) {
+    let forgotten = engine.identity().graphs().map(|(_, g)| g.forgotten_count()).sum();
+    (engine.stats().evicted, forgotten)
+}
+
 impl Shard {
     /// A shard over a restored `engine`, interning tenants in `tenants`; `clocks` are the
     /// restored tenants' event-time clocks (they run on while the tenants are quiet, counting
@@ -192,6 +201,7 @@ impl Shard {
             })
             .collect();
         Shard {
+            counted: evicted_and_forgotten(&engine),
             clocks,
             index,
             engine,
@@ -524,4 +534,40 @@ pub fn drain_all<'s>(
         done += s.drain(shared, now, max_wait, budget - done, deadline)?;
     }
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use omnistitch_engine::EngineConfig;
+    use omnistitch_model::{Channel, Direction, Event, EventKind, IdentifierKind, RawIdentifier};
+    use omnistitch_moments::TimerHorizons;
+
+    /// A shard built over a restored engine counts from that engine's evictions on: what the
+    /// restore's replay evicted again was counted when it first happened.
+    #[test]
+    fn a_restored_shard_counts_evictions_from_its_restored_state_on() {
+        let mut cfg = EngineConfig::default();
+        cfg.timeline.max_events_per_profile = 2;
+        let (normalizer, rules) = cfg.validate().unwrap();
+        let mut engine = Engine::new(normalizer, rules, cfg.timeline.clone());
+        for i in 0..5 {
+            let mut e = Event::new(
+                Tenant::new("acme"),
+                format!("e{i}"),
+                EventTime(1_767_571_200_000 + i),
+                Channel::Chat,
+                Direction::Inbound,
+                EventKind::Message,
+            );
+            e.identifiers.push(RawIdentifier::new(IdentifierKind::Email, "jo@example.com"));
+            engine.apply(&e);
+        }
+        let restored = evicted_and_forgotten(&engine);
+        assert_eq!(restored.0, 3, "five events, two kept");
+        let horizons = TimerHorizons::new(&cfg.moments).unwrap();
+        let outputs = OutputSchemas::bundled(&crate::registry::BundledIds::default());
+        let shard = Shard::new(0, engine, Tenants::default(), outputs, [None; 4], Vec::new(), &horizons);
+        assert_eq!(shard.counted, restored);
+    }
 }
