@@ -359,31 +359,37 @@ fn write_confluent_header(schema_id: u32, out: &mut Vec<u8>) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use omnistitch_model::{Channel, Direction, EventKind, EventTime, RawIdentifier};
     use rdkafka::message::Headers;
+
+    /// Inbound chat message `i` of tenant `acme` from jo@example.com, at `i` ms past a fixed time.
+    pub(crate) fn inbound_chat(i: i64) -> Event {
+        let mut e = Event::new(
+            Tenant::new("acme"),
+            format!("e{i}"),
+            EventTime(1_767_571_200_000 + i),
+            Channel::Chat,
+            Direction::Inbound,
+            EventKind::Message,
+        );
+        e.identifiers.push(RawIdentifier::new(IdentifierKind::Email, "jo@example.com"));
+        e
+    }
 
     /// A profile holding more than a record can carry is cut to fit, its email kept; one that
     /// fits is written whole.
     #[test]
     fn a_profile_record_too_large_for_the_producer_is_cut_to_fit() {
         use omnistitch_engine::{Engine, EngineConfig};
-        use omnistitch_model::{Channel, Direction, EventKind, EventTime, RawIdentifier};
         let cfg = EngineConfig::default();
         let (normalizer, rules) = cfg.validate().unwrap();
         let mut engine = Engine::new(normalizer, rules, cfg.timeline.clone());
         let tenant = Tenant::new("acme");
         let mut profile = None;
         for i in 0..600 {
-            let mut e = Event::new(
-                tenant.clone(),
-                format!("e{i}"),
-                EventTime(1_767_571_200_000 + i),
-                Channel::Chat,
-                Direction::Inbound,
-                EventKind::Message,
-            );
-            e.identifiers.push(RawIdentifier::new(IdentifierKind::Email, "jo@example.com"));
+            let mut e = inbound_chat(i);
             e.identifiers.push(RawIdentifier::new(IdentifierKind::ChatSession, format!("{i:0>400}")));
             e.case_id = Some(format!("c{i:0>400}").into());
             profile = engine.apply(&e).profile;

@@ -540,7 +540,6 @@ pub fn drain_all<'s>(
 mod tests {
     use super::*;
     use omnistitch_engine::EngineConfig;
-    use omnistitch_model::{Channel, Direction, Event, EventKind, IdentifierKind, RawIdentifier};
     use omnistitch_moments::TimerHorizons;
 
     /// A shard built over a restored engine counts from that engine's evictions on: what the
@@ -552,16 +551,7 @@ mod tests {
         let (normalizer, rules) = cfg.validate().unwrap();
         let mut engine = Engine::new(normalizer, rules, cfg.timeline.clone());
         for i in 0..5 {
-            let mut e = Event::new(
-                Tenant::new("acme"),
-                format!("e{i}"),
-                EventTime(1_767_571_200_000 + i),
-                Channel::Chat,
-                Direction::Inbound,
-                EventKind::Message,
-            );
-            e.identifiers.push(RawIdentifier::new(IdentifierKind::Email, "jo@example.com"));
-            engine.apply(&e);
+            engine.apply(&crate::outputs::tests::inbound_chat(i));
         }
         let restored = evicted_and_forgotten(&engine);
         assert_eq!(restored.0, 3, "five events, two kept");
