@@ -171,6 +171,16 @@ pub(crate) fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
+/// Shard `p`'s input partitions are committed at `position` (merge-lane order): their lag
+/// counts from there.
+fn note_committed(context: &GroupContext, config: &KafkaConfig, p: i32, position: &[Option<i64>; 4]) {
+    for ((_, topic), at) in config.topics.inputs().into_iter().zip(position) {
+        if let Some(o) = at {
+            context.note_committed(topic, p, *o);
+        }
+    }
+}
+
 /// The restored tenants' event-time clocks, each with how long ago (wall clock) it was last
 /// set, from its changelog record's timestamp (0 when unknown or from a clock ahead of ours).
 fn restored_clocks(pipeline: &Pipeline, set_at: &HashMap<Tenant, i64>) -> Vec<RestoredClock> {
@@ -583,11 +593,7 @@ impl Service {
             Ok((pipeline, tenants, r, committed))
         })?;
         // Its lag counts from the group's committed offsets until this instance commits.
-        for (lane, (_, topic)) in self.config.topics.inputs().into_iter().enumerate() {
-            if let Some(o) = committed[lane] {
-                self.consumer.context().note_committed(topic, p, o);
-            }
-        }
+        note_committed(self.consumer.context(), &self.config, p, &committed);
         self.metrics.restored_events.inc_by(r.applied);
         self.metrics.restored_clock_advances.inc_by(r.clocks);
         if r.without_commit > 0 {
@@ -841,16 +847,12 @@ impl Service {
             Ok(()) => {
                 let now = now_ms();
                 for (&p, s) in self.shards.iter_mut() {
-                    for (lane, next) in s.next.iter().enumerate() {
-                        if let Some(o) = next {
-                            self.consumer.context().note_committed(self.config.topics.input(MERGE_ORDER[lane]), p, *o);
-                        }
-                    }
                     for &ts in &s.latencies {
                         self.metrics.latency.observe(now.saturating_sub(ts).max(0) as f64 / 1000.0);
                     }
                     self.metrics.latency_exact.record(s.latencies.iter().map(|&ts| now.saturating_sub(ts)));
                     s.committed();
+                    note_committed(self.consumer.context(), &self.config, p, &s.position);
                 }
                 self.metrics.transaction(true);
                 self.report.commits += 1;
