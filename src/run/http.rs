@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::Context;
 use axum::extract::State;
@@ -19,11 +20,19 @@ struct AppState {
 }
 
 async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
+    s.metrics.loop_silence_seconds.set(s.health.silent_for(Instant::now()).as_secs_f64());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], s.metrics.render())
 }
 
-async fn healthz() -> &'static str {
-    "ok\n"
+async fn healthz(State(s): State<AppState>) -> (StatusCode, String) {
+    match s.health.stalled_for(Instant::now()) {
+        None => (StatusCode::OK, "ok\n".into()),
+        Some(silent) => {
+            tracing::error!(silent_s = silent.as_secs(), "the processing loop has not moved: reporting unhealthy");
+            let text = format!("stalled: the processing loop has not moved for {} s\n", silent.as_secs());
+            (StatusCode::SERVICE_UNAVAILABLE, text)
+        }
+    }
 }
 
 async fn readyz(State(s): State<AppState>) -> (StatusCode, &'static str) {
@@ -98,4 +107,31 @@ pub fn serve(
         });
     })?;
     Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn healthz_fails_once_the_loop_is_silent_past_its_limit() {
+        let health = Arc::new(Health::default());
+        health.set_stall_limit(Duration::from_secs(60));
+        let state = AppState { metrics: Arc::new(ServiceMetrics::new()), health: health.clone() };
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let (status, body) = runtime.block_on(healthz(State(state.clone())));
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "ok\n"));
+        health.set_stall_limit(Duration::from_secs(1));
+        std::thread::sleep(Duration::from_millis(1_200));
+        let (status, body) = runtime.block_on(healthz(State(state.clone())));
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.starts_with("stalled: the processing loop has not moved for 1 s"), "{body}");
+        // Scrapes show the silence too, for alerts before the orchestrator acts.
+        runtime.block_on(metrics_text(State(state.clone())));
+        assert!(state.metrics.loop_silence_seconds.get() >= 1.2);
+        health.beat();
+        assert_eq!(runtime.block_on(healthz(State(state))).0, StatusCode::OK);
+    }
 }

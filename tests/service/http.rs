@@ -1,5 +1,5 @@
 //! `run --embedded`: the quick start serves /healthz, /readyz and /metrics (valid for
-//! `promtool check metrics`), processes simulated traffic, stops cleanly on SIGTERM, and at
+//! `promtool check metrics`, showing a loop that moves), processes simulated traffic, stops cleanly on SIGTERM, and at
 //! once on a second signal.
 
 use std::io::{Read, Write};
@@ -86,6 +86,15 @@ fn embedded_run_serves_valid_metrics_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(if ready { 250 } else { 20 }));
     }
     assert!(ready, "/readyz never answered 200");
+    assert_eq!(get(port, "/healthz").map(|r| r.0), Some(200));
+    // The loop shows it moves, every few milliseconds while it works: scraped for a while,
+    // it is never found silent for long (it would be silent since its start without beats).
+    while started.elapsed() < Duration::from_secs(10) {
+        let (_, body) = get(port, "/metrics").expect("/metrics");
+        let silence = metric(&body, "omnistitch_loop_silence_seconds ");
+        assert!(silence < 2.0, "the loop was silent for {silence} s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert_eq!(get(port, "/healthz").map(|r| r.0), Some(200));
     assert!(!text.is_empty(), "traffic not processed, or a metric family missing, after a minute");
     assert!(!text.contains('@'), "no identifier in metric labels");

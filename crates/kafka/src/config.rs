@@ -150,6 +150,11 @@ pub struct KafkaConfig {
     pub mirror_offsets: bool,
     /// Longest time to wait for the cluster in blocking calls (transactions, restore).
     pub request_timeout_ms: u64,
+    /// Longest the loop may go without moving before `/healthz` reports it stalled (a wedged
+    /// instance, for the orchestrator to restart); 0: four request timeouts. At least three
+    /// request timeouts: a few cluster calls, each bounded by one, may come between two signs
+    /// of progress.
+    pub liveness_timeout_ms: u64,
     /// Create missing topics at start (through the admin API) instead of refusing to start.
     pub create_topics: bool,
     /// Partitions of topics the service creates (inputs, outputs, changelog).
@@ -177,6 +182,7 @@ impl Default for KafkaConfig {
             idle_clock_ms: 0,
             mirror_offsets: false,
             request_timeout_ms: 30_000,
+            liveness_timeout_ms: 0,
             create_topics: false,
             partitions: 6,
             replication: 3,
@@ -270,6 +276,12 @@ impl KafkaConfig {
             self.commit_interval_ms.saturating_add(self.request_timeout_ms) < timeout_ms,
             self.commit_interval_ms as i64,
         )?;
+        range(
+            "liveness_timeout_ms",
+            "0 (four request timeouts) or at least three kafka.request_timeout_ms",
+            self.liveness_timeout_ms == 0 || self.liveness_timeout_ms >= self.request_timeout_ms.saturating_mul(3),
+            self.liveness_timeout_ms as i64,
+        )?;
         let max_poll_interval =
             self.properties.get("max.poll.interval.ms").and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(300_000);
         range(
@@ -324,6 +336,14 @@ impl KafkaConfig {
     /// How long a transaction may stay open before the coordinator aborts it.
     pub fn transaction_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_millis((self.request_timeout_ms * 2).max(60_000))
+    }
+
+    /// Longest silence of the loop counted as alive (`liveness_timeout_ms`, or its default).
+    pub fn liveness_timeout(&self) -> std::time::Duration {
+        match self.liveness_timeout_ms {
+            0 => std::time::Duration::from_millis(self.request_timeout_ms.saturating_mul(4)),
+            ms => std::time::Duration::from_millis(ms),
+        }
     }
 
     /// Largest record the producer sends: `message.max.bytes` among the properties, else
@@ -453,6 +473,11 @@ mod tests {
         assert!(KafkaConfig { idle_clock_ms: 50, ..Default::default() }.validate().is_err());
         assert!(KafkaConfig { idle_clock_ms: 30_000, ..Default::default() }.validate().is_ok());
         assert!(KafkaConfig { restore_slice_ms: 200_000, ..Default::default() }.validate().is_err());
+        assert!(KafkaConfig { liveness_timeout_ms: 60_000, ..Default::default() }.validate().is_err());
+        let alive = KafkaConfig { liveness_timeout_ms: 90_000, ..Default::default() };
+        assert_eq!(alive.validate(), Ok(()));
+        assert_eq!(alive.liveness_timeout(), std::time::Duration::from_secs(90));
+        assert_eq!(KafkaConfig::default().liveness_timeout(), std::time::Duration::from_secs(120));
         let mut long_polls = KafkaConfig { restore_slice_ms: 200_000, ..Default::default() };
         long_polls.properties.insert("max.poll.interval.ms".into(), "900000".into());
         long_polls.validate().unwrap();

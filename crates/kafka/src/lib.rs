@@ -9,6 +9,7 @@
 pub mod changelog;
 pub mod clients;
 pub mod config;
+pub mod health;
 pub mod lookups;
 pub mod merge;
 pub mod metrics;
@@ -23,6 +24,7 @@ pub mod topics;
 pub mod wire;
 
 pub use config::{KafkaConfig, Mode, Topics};
+pub use health::Health;
 pub use metrics::ServiceMetrics;
 pub use mock::EmbeddedCluster;
-pub use service::{Health, RunReport, Service, ServiceError};
+pub use service::{RunReport, Service, ServiceError};

@@ -8,8 +8,8 @@ use omnistitch_cx::CxReport;
 use omnistitch_model::Channel;
 use omnistitch_moments::MomentType;
 use prometheus::{
-    Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Outcome of an input record.
@@ -166,6 +166,8 @@ pub struct ServiceMetrics {
     pub ordered_wait_seconds: Histogram,
     /// 1 once every assigned shard is restored.
     pub ready: IntGauge,
+    /// Seconds since the processing loop last moved, as of the scrape (set by the scraper).
+    pub loop_silence_seconds: Gauge,
     /// Output records produced.
     pub produced: IntCounterVec,
     cx: CxGauges,
@@ -235,6 +237,12 @@ fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
 
 fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
     let g = IntGauge::new(name, help).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("registered once");
+    g
+}
+
+fn float_gauge(r: &Registry, name: &str, help: &str) -> Gauge {
+    let g = Gauge::new(name, help).expect("valid metric");
     r.register(Box::new(g.clone())).expect("registered once");
     g
 }
@@ -425,6 +433,11 @@ impl ServiceMetrics {
                 vec![0.0001, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5],
             ),
             ready: gauge(&r, "omnistitch_ready", "1 when every assigned shard is restored and processing."),
+            loop_silence_seconds: float_gauge(
+                &r,
+                "omnistitch_loop_silence_seconds",
+                "Seconds since the processing loop last moved, at scrape time; past kafka.liveness_timeout_ms /healthz fails.",
+            ),
             produced: counter_vec(
                 &r,
                 "omnistitch_output_records_total",

@@ -1,6 +1,7 @@
 //! Restoring a shard: re-applying its changelog up to the group's committed input offsets.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use omnistitch_codec::InputDecoder;
@@ -13,6 +14,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::changelog::{self, Record};
 use crate::config::{KafkaConfig, MERGE_ORDER};
+use crate::health::Health;
 
 /// What a restore did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -108,6 +110,8 @@ pub struct ChangelogReader {
     consumer: BaseConsumer,
     /// The same partitions seen read_uncommitted: only its watermarks are asked for.
     uncommitted: BaseConsumer,
+    /// Beaten at every poll: a long restore is progress, not a stall.
+    health: Arc<Health>,
 }
 
 /// Unassigns the changelog partition however a restore ends.
@@ -131,7 +135,9 @@ impl ChangelogReader {
     fn stable_watermarks(&self, config: &KafkaConfig, shard: i32) -> Result<(i64, i64), KafkaError> {
         let timeout = Duration::from_millis(config.request_timeout_ms);
         let topic = config.topics.changelog.as_str();
+        // Waiting for a dead instance's transaction to be aborted is progress, not a stall.
         let ends = || {
+            self.health.beat();
             let (low, stable) = watermarks(&self.consumer, topic, shard, timeout)?;
             let (_, end) = watermarks(&self.uncommitted, topic, shard, timeout)?;
             Ok((low, stable, end))
@@ -150,11 +156,15 @@ impl ChangelogReader {
         Ok((low, stable))
     }
 
-    /// A reader of `config`'s changelog (outside the consumer group).
-    pub fn new(config: &KafkaConfig) -> Result<Self, KafkaError> {
+    /// A reader of `config`'s changelog (outside the consumer group), beating `health` as it reads.
+    pub fn new(config: &KafkaConfig, health: Arc<Health>) -> Result<Self, KafkaError> {
         let mut uncommitted = config.changelog_reader();
         uncommitted.set("isolation.level", "read_uncommitted");
-        Ok(ChangelogReader { consumer: config.changelog_reader().create()?, uncommitted: uncommitted.create()? })
+        Ok(ChangelogReader {
+            consumer: config.changelog_reader().create()?,
+            uncommitted: uncommitted.create()?,
+            health,
+        })
     }
 
     /// Re-applies the changelog of `shard` to `pipeline`: every entry whose input offset is
@@ -222,6 +232,7 @@ impl ChangelogReader {
         let mut heard = Instant::now();
         let mut next = low;
         while next < high {
+            self.health.beat();
             let msg = match reader.poll(Duration::from_millis(200)) {
                 None => {
                     if heard.elapsed() > timeout * 10 {
@@ -433,7 +444,7 @@ mod tests {
         }
         let fresh = || Pipeline::new(&EngineConfig::default()).unwrap();
         let (mut pipeline, mut tenants) = (fresh(), Tenants::default());
-        let reader = ChangelogReader::new(&config).unwrap();
+        let reader = ChangelogReader::new(&config, Arc::new(Health::default())).unwrap();
         let r = reader.restore_shard(&config, 0, committed, &fresh, &mut pipeline, &mut tenants).unwrap();
         (r, pipeline)
     }
@@ -558,7 +569,7 @@ mod tests {
         let config = cluster.service_config(base);
         let topic = config.topics.changelog.as_str();
         cluster.cluster().partition_leader(topic, 0, Some(2)).unwrap();
-        let reader = ChangelogReader::new(&config).unwrap();
+        let reader = ChangelogReader::new(&config, Arc::new(Health::default())).unwrap();
         let timeout = Duration::from_secs(2);
         let attempt = || watermarks(&reader.consumer, topic, 0, timeout);
         // Tries for up to 4 s.
@@ -595,7 +606,7 @@ mod tests {
         let producer: ThreadedProducer<DefaultProducerContext> = config.client().create().unwrap();
         let restore = || {
             let mut pipeline = Pipeline::new(&EngineConfig::default()).unwrap();
-            let reader = ChangelogReader::new(&config).unwrap();
+            let reader = ChangelogReader::new(&config, Arc::new(Health::default())).unwrap();
             let fresh = || Pipeline::new(&EngineConfig::default()).unwrap();
             reader.restore_shard(&config, 0, [None; 4], &fresh, &mut pipeline, &mut Tenants::default()).unwrap()
         };

@@ -32,6 +32,7 @@ use thiserror::Error;
 
 use crate::clients::{DeliveryContext, GroupContext, RebalanceEvent};
 use crate::config::{KafkaConfig, Mode, MERGE_ORDER};
+use crate::health::Health;
 use crate::metrics::ServiceMetrics;
 use crate::ordered::{OrderedOutputs, OrderedWorker};
 use crate::outputs::EncodeError;
@@ -40,24 +41,6 @@ use crate::restore::{committed_offsets, ChangelogReader};
 use crate::shard::{drain_all, evicted_and_forgotten, Input, Pending, RestoredClock, Shard, Shared};
 use crate::wire::WireError;
 use prometheus::IntCounter;
-
-/// Liveness and readiness, read by the HTTP endpoints.
-#[derive(Debug, Default)]
-pub struct Health {
-    ready: AtomicBool,
-    stopping: AtomicBool,
-}
-
-impl Health {
-    /// Ready: joined the group and every assigned shard restored.
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire) && !self.stopping.load(Ordering::Acquire)
-    }
-
-    fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Release);
-    }
-}
 
 /// Why the service stopped.
 #[derive(Debug, Error)]
@@ -214,6 +197,7 @@ impl Service {
         health: Arc<Health>,
     ) -> Result<Self, ServiceError> {
         engine.validate()?;
+        health.set_stall_limit(config.liveness_timeout());
         let horizons = TimerHorizons::new(&engine.moments).map_err(omnistitch_engine::ConfigError::from)?;
         let consumer: Arc<BaseConsumer<GroupContext>> =
             Arc::new(config.consumer().create_with_context(GroupContext::new(metrics.clone()))?);
@@ -235,7 +219,7 @@ impl Service {
         let service = Service {
             worker,
             outputs,
-            changelog: ChangelogReader::new(&config)?,
+            changelog: ChangelogReader::new(&config, health.clone())?,
             config,
             engine,
             metrics,
@@ -326,6 +310,7 @@ impl Service {
         tracing::info!(mode = self.config.mode.as_str(), group = %self.config.group_id, "consuming");
         let mut last_gauges = Instant::now();
         let result = loop {
+            self.health.beat();
             if stop.load(Ordering::Acquire) {
                 break Ok(());
             }
@@ -337,7 +322,7 @@ impl Service {
                 last_gauges = Instant::now();
             }
         };
-        self.health.stopping.store(true, Ordering::Release);
+        self.health.set_stopping();
         self.update_gauges();
         self.shutdown();
         result.map(|()| self.report.clone())
@@ -371,6 +356,7 @@ impl Service {
         let max_wait = Duration::from_millis(self.config.merge_max_wait_ms);
         let mut processed = 0usize;
         loop {
+            self.health.beat();
             // A round lasts one commit interval, or less when a record that arrived recently
             // would otherwise wait longer than that for its commit (but at least a tenth of it,
             // bounding the commit rate).
@@ -542,6 +528,7 @@ impl Service {
         // not stay away from the group for long, and a restore is the safe answer anyway.
         let mut committed = committed_offsets(&self.consumer, &self.config, p, self.timeout());
         if committed.is_err() {
+            self.health.beat();
             std::thread::sleep(Duration::from_millis(500));
             committed = committed_offsets(&self.consumer, &self.config, p, self.timeout());
         }
@@ -838,6 +825,7 @@ impl Service {
         let waited = Instant::now();
         self.await_ordered()?;
         self.metrics.ordered_wait_seconds.observe(waited.elapsed().as_secs_f64());
+        self.health.beat();
         let result = match self.config.mode {
             Mode::ExactlyOnce => self.commit_transaction(),
             Mode::AtLeastOnce => self.commit_acknowledged(),
@@ -878,6 +866,7 @@ impl Service {
             }
         }
         if result.is_err() {
+            self.health.beat();
             if let Err(e) = self.abort_open_transaction() {
                 tracing::warn!(error = %e, "aborting the transaction");
             }
@@ -892,6 +881,7 @@ impl Service {
     fn resuming(&self, what: &str, call: impl Fn() -> Result<(), KafkaError>) -> Result<(), KafkaError> {
         let limit = Instant::now() + self.timeout() * 10;
         loop {
+            self.health.beat();
             match call() {
                 Err(KafkaError::Transaction(e))
                     if e.is_retriable() && !e.txn_requires_abort() && Instant::now() < limit =>
@@ -926,6 +916,7 @@ impl Service {
     /// Waits until every output is acknowledged (or failed), looking every [`DRAIN_STEP`] (the
     /// client's own `flush` waits in 100 ms steps, which would bound latency).
     fn drain_producer(&mut self) -> Result<(), KafkaError> {
+        self.health.beat();
         let deadline = Instant::now() + self.timeout();
         let producer = self.producer.clone();
         self.wait_busy(|| {
@@ -1016,6 +1007,7 @@ impl Service {
         let limit = self.timeout() * 10;
         let started = Instant::now();
         loop {
+            self.health.beat();
             match attempt(self) {
                 Err(ServiceError::Kafka(e)) if !is_fatal(&e) && started.elapsed() < limit => {
                     tracing::warn!(error = %e, what, "cluster error; retrying");
