@@ -1,5 +1,6 @@
-//! Clean runs: the service's outputs equal a replay of the same records, in both modes; bad
-//! input goes to the dead-letter topic with its reason.
+//! Clean runs: the service's outputs equal a replay of the same records, in both modes, and a
+//! restart restores in steps and writes nothing again; bad input goes to the dead-letter topic
+//! with its reason.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -36,6 +37,35 @@ fn exactly_once_outputs_equal_replay() {
 #[test]
 fn at_least_once_outputs_equal_replay() {
     clean_run(Mode::AtLeastOnce, 22);
+}
+
+/// A restart restores each shard's whole changelog in steps spread over rounds (the group is
+/// served between them: the harness gives restores no slice, so each round takes one step),
+/// then goes on where the first run stopped: nothing is consumed or written again.
+#[test]
+fn a_restart_restores_in_steps_over_rounds_and_writes_nothing_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup(1000, 24, Mode::ExactlyOnce, dir.path());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (handle, _) = spawn_service(s.config.clone(), stop.clone());
+    wait_caught_up(&s.config, Duration::from_secs(120));
+    stop.store(true, Ordering::Release);
+    handle.join().unwrap().unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (handle, metrics) = spawn_service(s.config.clone(), stop.clone());
+    let started = std::time::Instant::now();
+    while metrics.ready.get() != 1 {
+        assert!(started.elapsed() < Duration::from_secs(120), "the restart never restored its shards");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Release);
+    let report = handle.join().unwrap().unwrap();
+    assert_eq!(report.restores, 3, "{report:?}");
+    assert!(report.restore_steps > report.restores, "restores took a step each: {report:?}");
+    assert_eq!(report.records, 0, "{report:?}");
+    assert_eq!(assert_outputs_match(&s), 0, "nothing written again");
 }
 
 #[test]

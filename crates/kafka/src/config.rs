@@ -140,8 +140,8 @@ pub struct KafkaConfig {
     /// move is in the changelog). 0 turns it off (the default: then outputs depend on the input
     /// alone, as `replay`'s).
     pub idle_clock_ms: u64,
-    /// Longest the loop restores shards before it serves the group again: the shards left wait
-    /// for the next round (their partitions unpolled). The group counts an instance that has
+    /// Longest the loop restores shards before it serves the group again: the shards left, and
+    /// the rest of a long restore, wait for the next round (their partitions unpolled). The group counts an instance that has
     /// not polled for `max.poll.interval.ms` as gone, so keep this well below it.
     pub restore_slice_ms: u64,
     /// Also commit input offsets through the consumer after each transaction. Needed on brokers

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use omnistitch_codec::InputDecoder;
 use omnistitch_engine::Pipeline;
-use omnistitch_model::{EventTime, Tenant, Tenants};
+use omnistitch_model::{Channel, EventTime, Tenant, Tenants};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -167,62 +167,96 @@ impl ChangelogReader {
         })
     }
 
-    /// Re-applies the changelog of `shard` to `pipeline`: every entry whose input offset is
-    /// below `committed` for its channel, in changelog order, and of an input record applied
-    /// more than once (an attempt that was not committed, then the attempt that was) only its
-    /// last copy: the attempts may have applied the same records in other orders, and the
-    /// committed outputs came from the last. When the changelog holds such copies, the first
-    /// pass's state is dropped (`fresh` gives an empty pipeline) and the changelog read again
-    /// with the earlier copies left out.
+    /// Starts restoring `shard` into `pipeline` (see [`RestoreJob`]): waits for the changelog's
+    /// stable end, which bounds what the restore reads. The reading is done by
+    /// [`ChangelogReader::step`].
+    pub fn begin(
+        &self,
+        config: &KafkaConfig,
+        shard: i32,
+        committed: [Option<i64>; 4],
+        pipeline: Pipeline,
+    ) -> Result<RestoreJob, KafkaError> {
+        let range = self.stable_watermarks(config, shard)?;
+        Ok(RestoreJob {
+            shard,
+            committed,
+            range,
+            next: range.0,
+            phase: Phase::Detect { seen: Default::default(), copies: HashMap::new() },
+            done: Restored { first_offset: range.0, ..Restored::default() },
+            read_before: 0,
+            pipeline,
+            tenants: Tenants::default(),
+            steps: 0,
+        })
+    }
+
+    /// Re-applies the changelog of `shard` to `pipeline`, all of it now: [`ChangelogReader::begin`]
+    /// and [`ChangelogReader::step`] until done.
     pub fn restore_shard(
         &self,
         config: &KafkaConfig,
         shard: i32,
         committed: [Option<i64>; 4],
         fresh: &dyn Fn() -> Pipeline,
-        pipeline: &mut Pipeline,
-        tenants: &mut Tenants,
-    ) -> Result<Restored, KafkaError> {
-        // Both reads cover the same records, whatever is written meanwhile.
-        let range = self.stable_watermarks(config, shard)?;
-        let mut copies = HashMap::new();
-        let mut seen: [OffsetSet; 4] = Default::default();
-        let detect = Pass::Detect { seen: &mut seen, copies: &mut copies };
-        let first = self.read_pass(config, shard, range, committed, pipeline, tenants, detect)?;
-        if copies.is_empty() {
-            return Ok(first);
-        }
-        *pipeline = fresh();
-        *tenants = Tenants::default();
-        let last = Pass::LastCopies(&mut copies);
-        let mut second = self.read_pass(config, shard, range, committed, pipeline, tenants, last)?;
-        second.read += first.read;
-        Ok(second)
+    ) -> Result<(Restored, Pipeline, Tenants), KafkaError> {
+        let mut job = self.begin(config, shard, committed, fresh())?;
+        while !self.step(config, &mut job, Duration::MAX, fresh)? {}
+        Ok(job.finish())
     }
 
-    /// One read of the changelog's records `low..high`, applying what `committed` and `pass`
-    /// let through.
-    #[allow(clippy::too_many_arguments)]
-    fn read_pass(
+    /// Reads on in `job` for about `budget` (at least one record, or the silence of one poll);
+    /// `true` once the restore is done. An error leaves the job where its last record left it:
+    /// stepping again goes on from there.
+    pub fn step(
         &self,
         config: &KafkaConfig,
-        shard: i32,
-        (low, high): (i64, i64),
-        committed: [Option<i64>; 4],
-        pipeline: &mut Pipeline,
-        tenants: &mut Tenants,
-        mut pass: Pass<'_>,
-    ) -> Result<Restored, KafkaError> {
+        job: &mut RestoreJob,
+        budget: Duration,
+        fresh: &dyn Fn() -> Pipeline,
+    ) -> Result<bool, KafkaError> {
+        let started = Instant::now();
+        job.steps += 1;
+        loop {
+            let (low, high) = job.range;
+            if job.next >= high {
+                // The pass is over: done, unless it found copies to leave out on a second one.
+                let copies = match &mut job.phase {
+                    Phase::Detect { copies, .. } if !copies.is_empty() => std::mem::take(copies),
+                    _ => return Ok(true),
+                };
+                job.phase = Phase::LastCopies(copies);
+                job.pipeline = fresh();
+                job.tenants = Tenants::default();
+                job.read_before += job.done.read;
+                job.done = Restored { first_offset: low, ..Restored::default() };
+                job.next = low;
+            }
+            self.read_for(config, job, started, budget)?;
+            if started.elapsed() >= budget && job.next < job.range.1 {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// Reads `job`'s changelog from its next offset until the pass's end or `budget` after
+    /// `started` (at least one record), applying what its committed offsets and phase let
+    /// through.
+    fn read_for(
+        &self,
+        config: &KafkaConfig,
+        job: &mut RestoreJob,
+        started: Instant,
+        budget: Duration,
+    ) -> Result<(), KafkaError> {
         let _release = Release(&self.consumer);
         let reader = &self.consumer;
         let timeout = Duration::from_millis(config.request_timeout_ms);
         let topic = config.topics.changelog.as_str();
-        let mut done = Restored { first_offset: low, ..Restored::default() };
-        if high <= low {
-            return Ok(done);
-        }
+        let (shard, high, committed) = (job.shard, job.range.1, job.committed);
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(topic, shard, Offset::Offset(low))?;
+        tpl.add_partition_offset(topic, shard, Offset::Offset(job.next))?;
         reader.assign(&tpl)?;
         drop(tpl);
         let decoder = InputDecoder::new();
@@ -230,8 +264,8 @@ impl ChangelogReader {
         // Silence for ten request timeouts fails the restore; a long changelog read steadily
         // does not (the clock restarts with every record).
         let mut heard = Instant::now();
-        let mut next = low;
-        while next < high {
+        let RestoreJob { next, phase, done, pipeline, tenants, .. } = job;
+        while *next < high {
             self.health.beat();
             let msg = match reader.poll(Duration::from_millis(200)) {
                 None => {
@@ -240,101 +274,126 @@ impl ChangelogReader {
                             rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
                         ));
                     }
+                    if started.elapsed() >= budget {
+                        return Ok(());
+                    }
                     continue;
                 }
-                Some(Err(KafkaError::PartitionEOF(_))) => break,
+                Some(Err(KafkaError::PartitionEOF(_))) => {
+                    *next = high;
+                    break;
+                }
                 Some(Err(e)) => return Err(e),
                 Some(Ok(m)) => m,
             };
             heard = Instant::now();
-            next = msg.offset() + 1;
+            *next = msg.offset() + 1;
             done.read += 1;
-            let written_at = msg.timestamp().to_millis();
-            let Some(value) = msg.payload() else {
-                // The service writes no tombstones there: someone else's record, counted.
-                tracing::warn!(shard, offset = msg.offset(), "changelog record without a value skipped");
-                done.unreadable += 1;
-                continue;
-            };
-            let entries = match changelog::decode(value) {
-                Ok(Record::Events(e)) => e,
-                Ok(Record::Clock(clock)) => {
-                    // Moved at the same point of the sequence as when it was written, if the
-                    // work before it was committed, and not by an attempt whose records are
-                    // applied again later (that attempt's moves were not the committed ones).
-                    // (`copies` holds the records whose last copy is still to come.)
-                    let superseded = |copies: &HashMap<(usize, i64), u32>| {
-                        copies.keys().any(|&(lane, offset)| clock.position[lane].is_some_and(|p| offset < p))
-                    };
-                    let later_attempt = matches!(&pass, Pass::LastCopies(copies) if superseded(copies));
-                    if clock.is_committed(&committed) && !later_attempt {
-                        let tenant = tenants.get(clock.tenant);
-                        pipeline.advance_clock(&tenant, EventTime(clock.time));
-                        done.clocks += 1;
-                        if let Some(at) = written_at {
-                            done.clocks_set_at.insert(tenant, at);
-                        }
-                    }
-                    continue;
-                }
-                Err(e) => {
-                    tracing::warn!(shard, offset = msg.offset(), error = %e, "changelog record skipped");
-                    done.unreadable += 1;
-                    continue;
-                }
-            };
-            for entry in entries {
-                let lane = lane_of(entry.channel);
-                let limit = committed[lane].unwrap_or(i64::MIN);
-                if entry.source_offset >= limit {
-                    done.uncommitted += 1;
-                    done.without_commit += u64::from(limit == i64::MIN);
-                    continue;
-                }
-                let key = (lane, entry.source_offset);
-                match &mut pass {
-                    Pass::Detect { seen, copies } => {
-                        if !seen[lane].insert(entry.source_offset) {
-                            *copies.entry(key).or_insert(1) += 1;
-                        }
-                    }
-                    Pass::LastCopies(copies) => match copies.get_mut(&key) {
-                        Some(left) if *left > 1 => {
-                            *left -= 1;
-                            done.superseded += 1;
-                            continue;
-                        }
-                        // The last copy: applied, and no longer waited for.
-                        Some(_) => {
-                            copies.remove(&key);
-                        }
-                        None => {}
-                    },
-                }
-                let wire = match decoder.decode(entry.channel, entry.datum) {
-                    Ok(w) => w,
-                    Err(e) => {
-                        tracing::warn!(shard, offset = msg.offset(), error = %e, "changelog event undecodable");
-                        done.unreadable += 1;
-                        continue;
-                    }
-                };
-                match wire.into_event(|name| tenants.get(name)) {
-                    Ok(event) => {
-                        if let Some(at) = written_at {
-                            set_at(&mut done.clocks_set_at, &event.tenant, at);
-                        }
-                        pipeline.apply(event);
-                        done.applied += 1;
-                    }
-                    Err(e) => {
-                        tracing::warn!(shard, offset = msg.offset(), reason = e.code(), "changelog event invalid");
-                        done.unreadable += 1;
-                    }
-                }
+            apply_record(&msg, shard, committed, phase, done, pipeline, tenants, &decoder, &lane_of);
+            if started.elapsed() >= budget {
+                break;
             }
         }
-        Ok(done)
+        Ok(())
+    }
+}
+
+/// Applies one changelog record of `shard` read in `phase` (see [`ChangelogReader::step`]).
+#[allow(clippy::too_many_arguments)]
+fn apply_record(
+    msg: &rdkafka::message::BorrowedMessage<'_>,
+    shard: i32,
+    committed: [Option<i64>; 4],
+    phase: &mut Phase,
+    done: &mut Restored,
+    pipeline: &mut Pipeline,
+    tenants: &mut Tenants,
+    decoder: &InputDecoder,
+    lane_of: &dyn Fn(Channel) -> usize,
+) {
+    let written_at = msg.timestamp().to_millis();
+    let Some(value) = msg.payload() else {
+        // The service writes no tombstones there: someone else's record, counted.
+        tracing::warn!(shard, offset = msg.offset(), "changelog record without a value skipped");
+        done.unreadable += 1;
+        return;
+    };
+    let entries = match changelog::decode(value) {
+        Ok(Record::Events(e)) => e,
+        Ok(Record::Clock(clock)) => {
+            // Moved at the same point of the sequence as when it was written, if the
+            // work before it was committed, and not by an attempt whose records are
+            // applied again later (that attempt's moves were not the committed ones).
+            // (`copies` holds the records whose last copy is still to come.)
+            let superseded = |copies: &HashMap<(usize, i64), u32>| {
+                copies.keys().any(|&(lane, offset)| clock.position[lane].is_some_and(|p| offset < p))
+            };
+            let later_attempt = matches!(&*phase, Phase::LastCopies(copies) if superseded(copies));
+            if clock.is_committed(&committed) && !later_attempt {
+                let tenant = tenants.get(clock.tenant);
+                pipeline.advance_clock(&tenant, EventTime(clock.time));
+                done.clocks += 1;
+                if let Some(at) = written_at {
+                    done.clocks_set_at.insert(tenant, at);
+                }
+            }
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(shard, offset = msg.offset(), error = %e, "changelog record skipped");
+            done.unreadable += 1;
+            return;
+        }
+    };
+    for entry in entries {
+        let lane = lane_of(entry.channel);
+        let limit = committed[lane].unwrap_or(i64::MIN);
+        if entry.source_offset >= limit {
+            done.uncommitted += 1;
+            done.without_commit += u64::from(limit == i64::MIN);
+            continue;
+        }
+        let key = (lane, entry.source_offset);
+        match &mut *phase {
+            Phase::Detect { seen, copies } => {
+                if !seen[lane].insert(entry.source_offset) {
+                    *copies.entry(key).or_insert(1) += 1;
+                }
+            }
+            Phase::LastCopies(copies) => match copies.get_mut(&key) {
+                Some(left) if *left > 1 => {
+                    *left -= 1;
+                    done.superseded += 1;
+                    continue;
+                }
+                // The last copy: applied, and no longer waited for.
+                Some(_) => {
+                    copies.remove(&key);
+                }
+                None => {}
+            },
+        }
+        let wire = match decoder.decode(entry.channel, entry.datum) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(shard, offset = msg.offset(), error = %e, "changelog event undecodable");
+                done.unreadable += 1;
+                continue;
+            }
+        };
+        match wire.into_event(|name| tenants.get(name)) {
+            Ok(event) => {
+                if let Some(at) = written_at {
+                    set_at(&mut done.clocks_set_at, &event.tenant, at);
+                }
+                pipeline.apply(event);
+                done.applied += 1;
+            }
+            Err(e) => {
+                tracing::warn!(shard, offset = msg.offset(), reason = e.code(), "changelog event invalid");
+                done.unreadable += 1;
+            }
+        }
     }
 }
 
@@ -348,13 +407,63 @@ fn set_at(clocks_set_at: &mut HashMap<Tenant, i64>, tenant: &Tenant, at: i64) {
     }
 }
 
-/// What a read of the changelog does about input records applied more than once.
-enum Pass<'a> {
+/// What a pass over the changelog does about input records applied more than once.
+enum Phase {
     /// Notes every (lane, input offset) in `seen`, and counts the copies of those seen more
     /// than once in `copies`.
-    Detect { seen: &'a mut [OffsetSet; 4], copies: &'a mut HashMap<(usize, i64), u32> },
+    Detect { seen: [OffsetSet; 4], copies: HashMap<(usize, i64), u32> },
     /// Applies only the last copy of each counted one (forgotten once applied).
-    LastCopies(&'a mut HashMap<(usize, i64), u32>),
+    LastCopies(HashMap<(usize, i64), u32>),
+}
+
+/// A shard's restore, read in steps ([`ChangelogReader::step`]) so that the loop serves the
+/// group (and other shards) between them however long the changelog.
+///
+/// It re-applies every entry whose input offset is below the committed offset of its
+/// partition, in changelog order, and of an input record applied more than once (an attempt
+/// that was not committed, then the attempt that was) only its last copy: the attempts may
+/// have applied the same records in other orders, and the committed outputs came from the
+/// last. When the changelog holds such copies, the first pass's state is dropped (for an empty
+/// pipeline) and the changelog read again with the earlier copies left out.
+pub struct RestoreJob {
+    shard: i32,
+    committed: [Option<i64>; 4],
+    /// The changelog's first offset and stable end when the restore began.
+    range: (i64, i64),
+    /// The next changelog offset to read.
+    next: i64,
+    phase: Phase,
+    /// What the current pass did.
+    done: Restored,
+    /// Records read by the first pass, when there are two.
+    read_before: u64,
+    pipeline: Pipeline,
+    tenants: Tenants,
+    steps: u64,
+}
+
+impl RestoreJob {
+    /// The shard restored.
+    pub fn shard(&self) -> i32 {
+        self.shard
+    }
+
+    /// The committed input offsets it restores up to.
+    pub fn committed(&self) -> [Option<i64>; 4] {
+        self.committed
+    }
+
+    /// Steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// What the restore did, the restored pipeline and its tenants (once a step said done).
+    pub fn finish(self) -> (Restored, Pipeline, Tenants) {
+        let mut done = self.done;
+        done.read += self.read_before;
+        (done, self.pipeline, self.tenants)
+    }
 }
 
 /// A set of input offsets as disjoint ranges (start -> inclusive end): an attempt applies a
@@ -443,10 +552,20 @@ mod tests {
             producer.flush(Duration::from_secs(10)).unwrap();
         }
         let fresh = || Pipeline::new(&EngineConfig::default()).unwrap();
-        let (mut pipeline, mut tenants) = (fresh(), Tenants::default());
         let reader = ChangelogReader::new(&config, Arc::new(Health::default())).unwrap();
-        let r = reader.restore_shard(&config, 0, committed, &fresh, &mut pipeline, &mut tenants).unwrap();
-        (r, pipeline)
+        let (whole, pipeline, _) = reader.restore_shard(&config, 0, committed, &fresh).unwrap();
+        // The same restore in the least steps there are (a record each, or one poll's silence)
+        // ends in the same state.
+        let mut job = reader.begin(&config, 0, committed, fresh()).unwrap();
+        while !reader.step(&config, &mut job, Duration::ZERO, &fresh).unwrap() {}
+        // A step per record (the last of a first pass and the first of a second share one).
+        let steps = job.steps();
+        assert!(steps + 1 >= whole.read, "{steps} steps for {} records", whole.read);
+        let (stepped, stepped_pipeline, _) = job.finish();
+        assert_eq!(stepped, whole);
+        assert_eq!(stepped_pipeline.engine().stats(), pipeline.engine().stats());
+        assert_eq!(stepped_pipeline.clocks(), pipeline.clocks());
+        (stepped, stepped_pipeline)
     }
 
     /// [`restored_records`] of batches only.
@@ -605,10 +724,9 @@ mod tests {
         let topic = config.topics.changelog.as_str();
         let producer: ThreadedProducer<DefaultProducerContext> = config.client().create().unwrap();
         let restore = || {
-            let mut pipeline = Pipeline::new(&EngineConfig::default()).unwrap();
             let reader = ChangelogReader::new(&config, Arc::new(Health::default())).unwrap();
             let fresh = || Pipeline::new(&EngineConfig::default()).unwrap();
-            reader.restore_shard(&config, 0, [None; 4], &fresh, &mut pipeline, &mut Tenants::default()).unwrap()
+            reader.restore_shard(&config, 0, [None; 4], &fresh).unwrap().0
         };
         // Records that are not changelog batches: read and counted as unreadable, nothing more.
         let mut noise = 0x9e37_79b9_7f4a_7c15u64;

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use omnistitch_engine::{EngineConfig, Pipeline};
 use omnistitch_model::wire::accepted_event_time;
-use omnistitch_model::{Tenant, Tenants};
+use omnistitch_model::Tenant;
 use omnistitch_moments::TimerHorizons;
 use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -37,7 +37,7 @@ use crate::metrics::ServiceMetrics;
 use crate::ordered::{OrderedOutputs, OrderedWorker};
 use crate::outputs::EncodeError;
 use crate::registry::{DecodedInput, InputSchemas, OutputSchemas};
-use crate::restore::{committed_offsets, ChangelogReader};
+use crate::restore::{committed_offsets, ChangelogReader, RestoreJob};
 use crate::shard::{drain_all, evicted_and_forgotten, Input, Pending, RestoredClock, Shard, Shared};
 use crate::wire::WireError;
 use prometheus::IntCounter;
@@ -80,6 +80,8 @@ pub struct RunReport {
     pub aborts: u64,
     /// Shard restores.
     pub restores: u64,
+    /// Steps of shard restores (more than `restores` when restores span rounds).
+    pub restore_steps: u64,
     /// Shards assigned again after a rebalance whose state was kept (no restore): nobody
     /// committed them in between.
     pub kept: u64,
@@ -106,6 +108,9 @@ pub struct Service {
     /// Shards assigned here and not restored yet (restores are spread over rounds so the group
     /// is served between them); their partitions are not polled meanwhile.
     pending_restores: BTreeSet<i32>,
+    /// The restore in progress (taken from `pending_restores`) and when it began: read in
+    /// steps, a round's slice at a time.
+    restoring: Option<(RestoreJob, Instant)>,
     /// Records of shards waiting for their restore that came through the main queue (a
     /// partition whose queue could not be split), applied after it, in arrival order.
     held_back: Vec<(usize, Input)>,
@@ -134,6 +139,10 @@ pub struct Service {
 
 /// Main-queue events served per round at most.
 const MAIN_QUEUE_BUDGET: usize = 10_000;
+
+/// The least a restore reads in one step when the round's slice is spent (a slice of 0 still
+/// restores, a step per round).
+const MIN_RESTORE_STEP: Duration = Duration::from_millis(20);
 
 /// Records a lane of a shard's merge holds at most (give or take one poll's worth): past it
 /// the partition is paused and not polled.
@@ -232,6 +241,7 @@ impl Service {
             shards: BTreeMap::new(),
             parked: BTreeMap::new(),
             pending_restores: BTreeSet::new(),
+            restoring: None,
             held_back: Vec::new(),
             joined: false,
             stalled: BTreeMap::new(),
@@ -477,8 +487,9 @@ impl Service {
             }
         }
         self.set_ready(false);
+        let resumed = self.resume_restore(&touched, &complete);
         for p in complete {
-            if !self.keep(p) {
+            if Some(p) != resumed && !self.keep(p) {
                 self.pending_restores.insert(p);
             }
         }
@@ -486,33 +497,57 @@ impl Service {
         self.restore_pending(stop)
     }
 
-    /// Restores assigned shards for up to `restore_slice_ms` (at least one), leaving the rest
-    /// for the next round: the group is polled between slices, so a long restore does not
-    /// make the instance miss `max.poll.interval.ms` and leave the group. Ready once none is
-    /// left.
+    /// Restores assigned shards for up to `restore_slice_ms` (at least one step of one), leaving
+    /// the rest, and the rest of a long one, for the next round: the group is polled between
+    /// slices, so restores however long do not make the instance miss `max.poll.interval.ms`
+    /// and leave the group. Ready once none is left.
     fn restore_pending(&mut self, stop: &AtomicBool) -> Result<(), ServiceError> {
         let started = Instant::now();
         let slice = Duration::from_millis(self.config.restore_slice_ms);
-        while let Some(p) = self.pending_restores.pop_first() {
-            self.restore(p)?;
-            self.metrics.shards.set(self.shards.len() as i64);
-            // Records of the shard that came through the main queue while it waited.
-            let (early, rest): (Vec<_>, Vec<_>) =
-                std::mem::take(&mut self.held_back).into_iter().partition(|(_, m)| m.partition == p);
-            self.held_back = rest;
-            for (lane, m) in early {
-                self.enqueue(lane, m);
+        loop {
+            if self.restoring.is_none() {
+                let Some(p) = self.pending_restores.pop_first() else { break };
+                self.begin_restore(p)?;
             }
+            self.step_restore(slice.saturating_sub(started.elapsed()).max(MIN_RESTORE_STEP))?;
             if started.elapsed() >= slice || stop.load(Ordering::Acquire) {
                 break;
             }
+        }
+        if let Some((job, _)) = &self.restoring {
+            tracing::info!(shard = job.shard(), steps = job.steps(), "shard restore continues next round");
         }
         if !self.pending_restores.is_empty() {
             tracing::info!(left = self.pending_restores.len(), "shard restores continue next round");
         }
         // Ready once the group has assigned something and every assigned shard is restored.
-        self.set_ready(self.joined && self.pending_restores.is_empty());
+        self.set_ready(self.joined && self.pending_restores.is_empty() && self.restoring.is_none());
         Ok(())
+    }
+
+    /// After a rebalance that touched the shard being restored: the restore goes on if the
+    /// shard came back and nobody committed it meanwhile (its committed offsets are still the
+    /// ones it restores up to), and is dropped otherwise. Returns the shard if it goes on.
+    fn resume_restore(&mut self, touched: &BTreeSet<i32>, complete: &BTreeSet<i32>) -> Option<i32> {
+        let (job, _) = self.restoring.as_ref()?;
+        let p = job.shard();
+        if !touched.contains(&p) {
+            return None;
+        }
+        let unchanged = complete.contains(&p)
+            && committed_offsets(&self.consumer, &self.config, p, self.timeout()).is_ok_and(|c| c == job.committed());
+        if unchanged {
+            tracing::info!(shard = p, "shard restore goes on through the rebalance: nobody committed it since");
+            Some(p)
+        } else {
+            self.restoring = None;
+            None
+        }
+    }
+
+    /// Whether records of shard `p` wait for its restore.
+    fn awaits_restore(&self, p: i32) -> bool {
+        self.pending_restores.contains(&p) || self.restoring.as_ref().is_some_and(|(job, _)| job.shard() == p)
     }
 
     /// Keeps the state shard `p` had here before the rebalance (held through it, or parked) if it
@@ -567,18 +602,47 @@ impl Service {
         self.metrics.ready.set(i64::from(ready));
     }
 
-    /// Builds shard `p` from the changelog up to the committed offsets.
-    fn restore(&mut self, p: i32) -> Result<(), ServiceError> {
-        let started = Instant::now();
-        let (pipeline, tenants, r, committed) = self.retrying("restoring a shard", |s| {
+    /// Starts restoring shard `p` from the changelog, up to the group's committed offsets.
+    fn begin_restore(&mut self, p: i32) -> Result<(), ServiceError> {
+        let job = self.retrying("restoring a shard", |s| {
             let committed = committed_offsets(&s.consumer, &s.config, p, s.timeout())?;
-            let mut pipeline = Pipeline::new(&s.engine)?;
-            let mut tenants = Tenants::default();
-            let engine = &s.engine;
-            let fresh = || Pipeline::new(engine).expect("the configuration made a pipeline a moment ago");
-            let r = s.changelog.restore_shard(&s.config, p, committed, &fresh, &mut pipeline, &mut tenants)?;
-            Ok((pipeline, tenants, r, committed))
+            Ok(s.changelog.begin(&s.config, p, committed, Pipeline::new(&s.engine)?)?)
         })?;
+        self.restoring = Some((job, Instant::now()));
+        Ok(())
+    }
+
+    /// Reads on in the restore in progress for about `budget`; once it is done, the shard is
+    /// installed and takes the records that waited for it.
+    fn step_restore(&mut self, budget: Duration) -> Result<(), ServiceError> {
+        let Some((mut job, started)) = self.restoring.take() else { return Ok(()) };
+        let done = self.retrying("restoring a shard", |s| {
+            let engine = &s.engine;
+            let fresh = || Pipeline::new(engine).expect("the configuration made a pipeline before");
+            Ok(s.changelog.step(&s.config, &mut job, budget, &fresh)?)
+        })?;
+        self.report.restore_steps += 1;
+        if !done {
+            self.restoring = Some((job, started));
+            return Ok(());
+        }
+        let p = job.shard();
+        self.install_restored(job, started);
+        self.metrics.shards.set(self.shards.len() as i64);
+        // Records of the shard that came through the main queue while it waited.
+        let (early, rest): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.held_back).into_iter().partition(|(_, m)| m.partition == p);
+        self.held_back = rest;
+        for (lane, m) in early {
+            self.enqueue(lane, m);
+        }
+        Ok(())
+    }
+
+    /// Installs the shard a finished restore built, counting and logging what it found.
+    fn install_restored(&mut self, job: RestoreJob, started: Instant) {
+        let (p, committed) = (job.shard(), job.committed());
+        let (r, pipeline, tenants) = job.finish();
         // Its lag counts from the group's committed offsets until this instance commits.
         note_committed(self.consumer.context(), &self.config, p, &committed);
         self.metrics.restored_events.inc_by(r.applied);
@@ -631,7 +695,6 @@ impl Service {
         }
         let shard = Shard::new(p, engine, tenants, self.outputs, committed, clocks, &self.horizons);
         self.shards.insert(p, shard);
-        Ok(())
     }
 
     /// Drains the partition queues; returns how many records arrived.
@@ -686,7 +749,7 @@ impl Service {
         }
         if !self.shards.contains_key(&m.partition) {
             // A shard not restored yet takes it afterwards; any other will fetch it again.
-            if self.pending_restores.contains(&m.partition) {
+            if self.awaits_restore(m.partition) {
                 self.held_back.push((lane, m));
             }
             return;
