@@ -217,6 +217,25 @@ mod tests {
     use super::*;
     use omnistitch_kafka::Mode;
 
+    /// The TOML blocks of README.md, in order.
+    fn readme_toml() -> Vec<String> {
+        let readme = include_str!("../../README.md");
+        readme.split("```toml\n").skip(1).map(|b| b.split("```").next().unwrap().to_string()).collect()
+    }
+
+    /// README's configuration blocks are what the code reads: the engine block, said to be the
+    /// defaults, is them; the service block is a valid configuration.
+    #[test]
+    fn readme_configuration_is_true() {
+        let blocks = readme_toml();
+        assert_eq!(blocks.len(), 2, "README's TOML blocks");
+        let engine: EngineConfig = toml::from_str(&blocks[0]).expect("README's engine block");
+        assert_eq!(engine, EngineConfig::default(), "README's engine block lists the defaults");
+        let table: toml::Table = blocks[1].parse().expect("README's service block");
+        let settings: Settings = table.try_into().expect("README's service block");
+        settings.kafka.validate().expect("README's service block is valid");
+    }
+
     fn env(vars: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
         vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>().into_iter()
     }
