@@ -63,6 +63,8 @@ pub fn run(config: Option<&Path>, args: &RunArgs) -> anyhow::Result<()> {
     }
     let metrics = Arc::new(ServiceMetrics::new());
     let health = Arc::new(Health::default());
+    // From the start: the embedded cluster, topics and schemas come before the service.
+    health.set_stall_limit(settings.kafka.liveness_timeout());
     let stop = Arc::new(AtomicBool::new(false));
     let addr: SocketAddr = format!("{}:{}", settings.http.bind, settings.http.port)
         .parse()

@@ -14,6 +14,7 @@ use rdkafka::message::DeliveryResult;
 use rdkafka::producer::ProducerContext;
 use rdkafka::statistics::Statistics;
 
+use crate::health::Health;
 use crate::metrics::ServiceMetrics;
 
 /// A rebalance, as the loop sees it after `poll` returns.
@@ -179,9 +180,24 @@ impl GroupContext {
 pub struct DeliveryContext {
     failures: AtomicU64,
     last_failure: Mutex<Option<String>>,
+    /// Beaten while a thread waits for room in the producer's queue (the cluster is slow or
+    /// away: not a stall).
+    health: Option<Arc<Health>>,
 }
 
 impl DeliveryContext {
+    /// A context whose waits for room in the queue beat `health`.
+    pub fn beating(health: Arc<Health>) -> Self {
+        DeliveryContext { health: Some(health), ..DeliveryContext::default() }
+    }
+
+    /// A thread waits for room in the producer's queue.
+    pub fn waiting_for_room(&self) {
+        if let Some(h) = &self.health {
+            h.beat();
+        }
+    }
+
     /// Deliveries that failed since the start.
     pub fn failures(&self) -> u64 {
         self.failures.load(Ordering::Acquire)

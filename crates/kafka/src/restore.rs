@@ -79,8 +79,16 @@ pub fn committed_offsets<C: rdkafka::consumer::ConsumerContext>(
 /// before it is returned: a client that saw the partition's leader missing from the broker list
 /// (a broker away) keeps answering "unknown partition" from its cache, without asking again,
 /// long after the broker is back.
-fn watermarks(reader: &BaseConsumer, topic: &str, shard: i32, timeout: Duration) -> Result<(i64, i64), KafkaError> {
+fn watermarks(
+    reader: &BaseConsumer,
+    topic: &str,
+    shard: i32,
+    timeout: Duration,
+    health: &Health,
+) -> Result<(i64, i64), KafkaError> {
+    health.beat();
     reader.fetch_watermarks(topic, shard, timeout).inspect_err(|_| {
+        health.beat();
         if let Err(e) = reader.fetch_metadata(Some(topic), timeout) {
             tracing::warn!(error = %e, topic, "refreshing metadata");
         }
@@ -137,9 +145,8 @@ impl ChangelogReader {
         let topic = config.topics.changelog.as_str();
         // Waiting for a dead instance's transaction to be aborted is progress, not a stall.
         let ends = || {
-            self.health.beat();
-            let (low, stable) = watermarks(&self.consumer, topic, shard, timeout)?;
-            let (_, end) = watermarks(&self.uncommitted, topic, shard, timeout)?;
+            let (low, stable) = watermarks(&self.consumer, topic, shard, timeout, &self.health)?;
+            let (_, end) = watermarks(&self.uncommitted, topic, shard, timeout, &self.health)?;
             Ok((low, stable, end))
         };
         let limit = config.transaction_timeout() + timeout;
@@ -189,6 +196,7 @@ impl ChangelogReader {
             pipeline,
             tenants: Tenants::default(),
             steps: 0,
+            heard: Instant::now(),
         })
     }
 
@@ -261,10 +269,9 @@ impl ChangelogReader {
         drop(tpl);
         let decoder = InputDecoder::new();
         let lane_of = |channel| MERGE_ORDER.iter().position(|&c| c == channel).expect("every channel has a lane");
-        // Silence for ten request timeouts fails the restore; a long changelog read steadily
-        // does not (the clock restarts with every record).
-        let mut heard = Instant::now();
-        let RestoreJob { next, phase, done, pipeline, tenants, .. } = job;
+        // Silence for ten request timeouts fails the restore, however it is spread over steps;
+        // a long changelog read steadily does not (the clock restarts with every record).
+        let RestoreJob { next, phase, done, pipeline, tenants, heard, .. } = job;
         while *next < high {
             self.health.beat();
             let msg = match reader.poll(Duration::from_millis(200)) {
@@ -286,7 +293,7 @@ impl ChangelogReader {
                 Some(Err(e)) => return Err(e),
                 Some(Ok(m)) => m,
             };
-            heard = Instant::now();
+            *heard = Instant::now();
             *next = msg.offset() + 1;
             done.read += 1;
             apply_record(&msg, shard, committed, phase, done, pipeline, tenants, &decoder, &lane_of);
@@ -440,6 +447,9 @@ pub struct RestoreJob {
     pipeline: Pipeline,
     tenants: Tenants,
     steps: u64,
+    /// When the last changelog record came: ten request timeouts without one, across steps,
+    /// fail the restore.
+    heard: Instant,
 }
 
 impl RestoreJob {
@@ -690,7 +700,7 @@ mod tests {
         cluster.cluster().partition_leader(topic, 0, Some(2)).unwrap();
         let reader = ChangelogReader::new(&config, Arc::new(Health::default())).unwrap();
         let timeout = Duration::from_secs(2);
-        let attempt = || watermarks(&reader.consumer, topic, 0, timeout);
+        let attempt = || watermarks(&reader.consumer, topic, 0, timeout, &reader.health);
         // Tries for up to 4 s.
         let eventually = || {
             (0..40).any(|_| {

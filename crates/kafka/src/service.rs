@@ -111,6 +111,9 @@ pub struct Service {
     /// The restore in progress (taken from `pending_restores`) and when it began: read in
     /// steps, a round's slice at a time.
     restoring: Option<(RestoreJob, Instant)>,
+    /// The restore in progress when a rebalance revoked its shard, kept (like `parked` shards)
+    /// until the assignment that ends the rebalance says whether it goes on.
+    parked_restore: Option<(RestoreJob, Instant)>,
     /// Records of shards waiting for their restore that came through the main queue (a
     /// partition whose queue could not be split), applied after it, in arrival order.
     held_back: Vec<(usize, Input)>,
@@ -212,7 +215,7 @@ impl Service {
             Arc::new(config.consumer().create_with_context(GroupContext::new(metrics.clone()))?);
         consumer.context().attach(&consumer);
         let producer: Arc<ThreadedProducer<DeliveryContext>> =
-            Arc::new(config.producer().create_with_context(DeliveryContext::default())?);
+            Arc::new(config.producer().create_with_context(DeliveryContext::beating(health.clone()))?);
         let lanes = config.topics.inputs().iter().enumerate().map(|(i, (_, t))| (t.to_string(), i)).collect();
         let t = &config.topics;
         let destinations = [&t.timeline, &t.profiles, &t.merges, &t.interventions, &t.deadletter, &t.changelog]
@@ -242,6 +245,7 @@ impl Service {
             parked: BTreeMap::new(),
             pending_restores: BTreeSet::new(),
             restoring: None,
+            parked_restore: None,
             held_back: Vec::new(),
             joined: false,
             stalled: BTreeMap::new(),
@@ -487,7 +491,7 @@ impl Service {
             }
         }
         self.set_ready(false);
-        let resumed = self.resume_restore(&touched, &complete);
+        let resumed = self.settle_restore(&touched, &complete, assignment);
         for p in complete {
             if Some(p) != resumed && !self.keep(p) {
                 self.pending_restores.insert(p);
@@ -504,7 +508,8 @@ impl Service {
     fn restore_pending(&mut self, stop: &AtomicBool) -> Result<(), ServiceError> {
         let started = Instant::now();
         let slice = Duration::from_millis(self.config.restore_slice_ms);
-        loop {
+        // No restore begins while one waits for a rebalance to end.
+        while self.parked_restore.is_none() {
             if self.restoring.is_none() {
                 let Some(p) = self.pending_restores.pop_first() else { break };
                 self.begin_restore(p)?;
@@ -521,28 +526,45 @@ impl Service {
             tracing::info!(left = self.pending_restores.len(), "shard restores continue next round");
         }
         // Ready once the group has assigned something and every assigned shard is restored.
-        self.set_ready(self.joined && self.pending_restores.is_empty() && self.restoring.is_none());
+        let restoring = self.restoring.is_some() || self.parked_restore.is_some();
+        self.set_ready(self.joined && self.pending_restores.is_empty() && !restoring);
         Ok(())
     }
 
-    /// After a rebalance that touched the shard being restored: the restore goes on if the
-    /// shard came back and nobody committed it meanwhile (its committed offsets are still the
-    /// ones it restores up to), and is dropped otherwise. Returns the shard if it goes on.
-    fn resume_restore(&mut self, touched: &BTreeSet<i32>, complete: &BTreeSet<i32>) -> Option<i32> {
-        let (job, _) = self.restoring.as_ref()?;
-        let p = job.shard();
-        if !touched.contains(&p) {
+    /// After a rebalance event that touched the shard being restored: its restore is parked
+    /// until the assignment that ends the rebalance, and then goes on if that gives the shard
+    /// back and nobody committed it meanwhile (its committed offsets are still the ones it
+    /// restores up to); otherwise it is dropped. Returns the shard if its restore goes on.
+    fn settle_restore(&mut self, touched: &BTreeSet<i32>, complete: &BTreeSet<i32>, assignment: bool) -> Option<i32> {
+        if self.restoring.as_ref().is_some_and(|(job, _)| touched.contains(&job.shard())) {
+            self.parked_restore = self.restoring.take();
+        }
+        if !assignment {
             return None;
         }
-        let unchanged = complete.contains(&p)
-            && committed_offsets(&self.consumer, &self.config, p, self.timeout()).is_ok_and(|c| c == job.committed());
-        if unchanged {
-            tracing::info!(shard = p, "shard restore goes on through the rebalance: nobody committed it since");
-            Some(p)
-        } else {
-            self.restoring = None;
-            None
+        let (job, started) = self.parked_restore.take()?;
+        let p = job.shard();
+        if !complete.contains(&p) {
+            return None;
         }
+        // Asked twice at most, as for a kept shard: a coordinator may be busy right after a
+        // rebalance.
+        let mut committed = committed_offsets(&self.consumer, &self.config, p, self.timeout());
+        if committed.is_err() {
+            self.health.beat();
+            std::thread::sleep(Duration::from_millis(500));
+            committed = committed_offsets(&self.consumer, &self.config, p, self.timeout());
+        }
+        if !committed.is_ok_and(|c| c == job.committed()) {
+            tracing::info!(
+                shard = p,
+                "shard restore dropped: the shard was committed elsewhere since, or its offsets unknown"
+            );
+            return None;
+        }
+        tracing::info!(shard = p, "shard restore goes on through the rebalance: nobody committed it since");
+        self.restoring = Some((job, started));
+        Some(p)
     }
 
     /// Whether records of shard `p` wait for its restore.
@@ -555,6 +577,7 @@ impl Service {
     /// member that had the shard in between and committed moved them). Otherwise drops it, for
     /// a restore.
     fn keep(&mut self, p: i32) -> bool {
+        self.health.beat();
         let position = match (self.shards.get(&p), self.parked.get(&p)) {
             (Some(s), _) | (None, Some(s)) => s.position,
             (None, None) => return false,

@@ -495,6 +495,7 @@ fn send_counted(
                 Ok(()) => break,
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     record = back;
+                    producer.context().waiting_for_room();
                     std::thread::sleep(Duration::from_millis(1));
                 }
                 // Refused by a transaction that failed (abortable): the batch is rewound.
