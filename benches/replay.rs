@@ -72,14 +72,11 @@ fn inline(dir: &Path, cfg: &EngineConfig, stages: Stages) -> (f64, u64, usize) {
             if stages.moments {
                 interventions += detector.merge_profiles(&tenant, m.survivor, m.absorbed).len();
             }
-            if stages.cx {
-                metrics.merge_profiles(m.survivor, m.absorbed);
-            }
         }
         buffer.push_into(profile, event, &applied.thread_id, &mut released);
         for r in released.drain(..) {
             if stages.cx {
-                metrics.observe(r.profile, &r.event, &r.thread_id);
+                metrics.observe(&r.event, &r.thread_id);
             }
             if stages.moments {
                 interventions += detector.observe(r.profile, &r.event, &r.thread_id).len();
@@ -93,7 +90,7 @@ fn inline(dir: &Path, cfg: &EngineConfig, stages: Stages) -> (f64, u64, usize) {
     for tenant in names {
         for r in buffer.flush(&tenant) {
             if stages.cx {
-                metrics.observe(r.profile, &r.event, &r.thread_id);
+                metrics.observe(&r.event, &r.thread_id);
             }
             if stages.moments {
                 interventions += detector.observe(r.profile, &r.event, &r.thread_id).len();
@@ -224,9 +221,8 @@ fn cx_alone(steps: &[DetectorStep], cfg: &EngineConfig) -> f64 {
     let started = Instant::now();
     for s in steps {
         match s {
-            DetectorStep::Merge(_, survivor, absorbed) => metrics.merge_profiles(*survivor, *absorbed),
-            DetectorStep::Observe(p, e, thread) => metrics.observe(*p, e, thread),
-            DetectorStep::Watermark(..) => {}
+            DetectorStep::Observe(_, e, thread) => metrics.observe(e, thread),
+            DetectorStep::Merge(..) | DetectorStep::Watermark(..) => {}
         }
     }
     let secs = started.elapsed().as_secs_f64();

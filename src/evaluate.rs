@@ -1,7 +1,7 @@
 //! `omnistitch evaluate`: pairwise scores of the resolved profiles against ground truth, beside
 //! what naive union-find (no rules) scores on the same input.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::Context;
 use omnistitch_engine::{Engine, Pipeline};
 use omnistitch_identity::{IdentityRules, Normalizer};
-use omnistitch_sim::score::{pairwise, score_moments, DetectedMoment, MomentScores, Scores};
+use omnistitch_sim::score::{cross_tenant_profiles, pairwise, score_moments, DetectedMoment, MomentScores, Scores};
 use omnistitch_timeline::RetentionConfig;
 use serde::{Deserialize, Serialize};
 
@@ -102,18 +102,19 @@ fn read_assignments(out: &Path) -> anyhow::Result<HashMap<String, String>> {
     let mut map = HashMap::new();
     for line in BufReader::new(file).lines() {
         let l: TimelineLine = serde_json::from_str(&line?).with_context(|| format!("parsing {}", path.display()))?;
-        map.insert(key(&l.tenant, &l.event.event_id), format!("{}/{}", l.tenant, l.profile_id));
+        map.insert(key(&l.tenant, &l.event.event_id), l.profile_id);
     }
     Ok(map)
 }
 
-/// Event -> profile of a finished engine.
+/// Event -> profile id of a finished engine (profile ids are bare, not per tenant: a profile
+/// holding events of two tenants shows as one).
 pub fn engine_assignments(engine: &Engine) -> HashMap<String, String> {
     let mut map = HashMap::new();
     for (tenant, graph) in engine.identity().graphs() {
         for p in graph.profiles() {
             for e in engine.timelines().timeline(tenant.as_str(), p.id).map(|t| t.entries()).unwrap_or_default() {
-                map.insert(key(tenant.as_str(), &e.event_id), format!("{tenant}/{}", p.id));
+                map.insert(key(tenant.as_str(), &e.event_id), p.id.to_string());
             }
         }
     }
@@ -126,16 +127,10 @@ fn score(
     linkable: &HashMap<String, String>,
     tenant_of: &HashMap<String, String>,
 ) -> ResolverScores {
-    let mut tenants_per_profile: HashMap<&str, HashSet<&str>> = HashMap::new();
-    for (ev, profile) in predicted {
-        if let Some(t) = tenant_of.get(ev) {
-            tenants_per_profile.entry(profile.as_str()).or_default().insert(t.as_str());
-        }
-    }
     ResolverScores {
         linkable: pairwise(linkable, predicted),
         person: pairwise(person, predicted),
-        cross_tenant_profiles: tenants_per_profile.values().filter(|t| t.len() > 1).count(),
+        cross_tenant_profiles: cross_tenant_profiles(predicted, tenant_of),
     }
 }
 
@@ -223,5 +218,25 @@ impl fmt::Display for Evaluation {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A profile holding events of two tenants is counted, whatever the tenants' own names.
+    #[test]
+    fn a_profile_with_events_of_two_tenants_is_cross_tenant() {
+        let (acme, globex) = (key("acme", "e1"), key("globex", "e2"));
+        let tenant_of: HashMap<String, String> =
+            [(acme.clone(), "acme".to_string()), (globex.clone(), "globex".to_string())].into();
+        let truth: HashMap<String, String> =
+            [(acme.clone(), "p1".to_string()), (globex.clone(), "p2".to_string())].into();
+        let merged: HashMap<String, String> =
+            [(acme.clone(), "x".to_string()), (globex.clone(), "x".to_string())].into();
+        assert_eq!(score(&merged, &truth, &truth, &tenant_of).cross_tenant_profiles, 1);
+        let apart: HashMap<String, String> = [(acme, "x".to_string()), (globex, "y".to_string())].into();
+        assert_eq!(score(&apart, &truth, &truth, &tenant_of).cross_tenant_profiles, 0);
     }
 }

@@ -1,9 +1,9 @@
-//! The stage: events in (with profile and thread), metrics out on demand.
+//! The stage: events in (with their thread), metrics out on demand.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use hashbrown::HashMap;
-use omnistitch_model::{Channel, CompactString, Event, EventTime, ProfileId, Tenant};
+use omnistitch_model::{Channel, CompactString, Event, EventTime, Tenant};
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 use crate::case::{slot, Case, Standing};
@@ -169,12 +169,10 @@ impl CxMetrics {
         Ok(CxMetrics { limits: config.limits()?, tenants: BTreeMap::new() })
     }
 
-    /// Takes one timeline event of `profile`, in its thread `thread_id` (`case:<id>` when the
-    /// event has a case id); per case, events must come in event-time order.
-    ///
-    /// The profile is not used by any metric (see the type's documentation).
-    pub fn observe(&mut self, profile: ProfileId, event: &Event, thread_id: &str) {
-        let _ = profile;
+    /// Takes one timeline event, in its thread `thread_id` (`case:<id>` when the event has a
+    /// case id); per case, events must come in event-time order. Its profile does not matter
+    /// (see the type's documentation), so neither do merges.
+    pub fn observe(&mut self, event: &Event, thread_id: &str) {
         let limits = self.limits;
         // Looked up before it is cloned: a clone touches the count every thread shares.
         if !self.tenants.contains_key(&event.tenant) {
@@ -212,14 +210,6 @@ impl CxMetrics {
             }
         }
         tenant.evict(&limits);
-    }
-
-    /// Records that `absorbed` merged into `survivor`; later events name the survivor.
-    ///
-    /// Nothing moves: cases are keyed by thread, not profile, so a case whose events were
-    /// resolved to both profiles was already one case.
-    pub fn merge_profiles(&mut self, survivor: ProfileId, absorbed: ProfileId) {
-        let _ = (survivor, absorbed);
     }
 
     /// Cases currently held, over all tenants (memory is proportional to it).

@@ -1,6 +1,6 @@
 //! Hand-made sequences with hand-computed numbers, and properties over random ones.
 
-use omnistitch_model::{Channel, Direction, Event, EventKind, EventTime, ProfileId, Survey, Tenant};
+use omnistitch_model::{Channel, Direction, Event, EventKind, EventTime, Survey, Tenant};
 use proptest::prelude::*;
 
 use crate::histogram::RELATIVE_ERROR;
@@ -53,18 +53,14 @@ impl E {
     }
 }
 
-fn pid(n: u8) -> ProfileId {
-    ProfileId::derive("acme", &format!("p{n}"))
-}
-
 fn metrics() -> CxMetrics {
     CxMetrics::new(CxConfig::default()).unwrap()
 }
 
-/// Feeds `(event, conversation root)` pairs to profile 1.
+/// Feeds `(event, conversation root)` pairs.
 fn feed(m: &mut CxMetrics, events: &[(E, &str)]) {
     for (e, root) in events {
-        m.observe(pid(1), &e.0, &e.thread(root));
+        m.observe(&e.0, &e.thread(root));
     }
 }
 
@@ -283,36 +279,27 @@ fn contacts_count_conversations_not_events() {
     assert_eq!((all.repeat_contact.share, all.channel_switch.share), (Some(1.0), Some(0.0)));
 }
 
+/// Cases are keyed by thread, never by profile: a case reached by email and by phone (two
+/// profiles, before identity merged them) is one case, with its channel switch; how identity
+/// splits or merges customers cannot change the metrics, so the stage takes no profile.
 #[test]
-fn a_profile_merge_keeps_both_profiles_open_cases_and_counts_a_shared_case_once() {
-    let script: Vec<(u8, E)> = vec![
-        (1, ev(0, Email, Inbound, Message).key("email:a").case("1")),
-        (2, ev(MIN, Phone, Inbound, CallStarted).key("call:b").case("2")),
-        // Case 3 reached profile 1 by email and profile 2 by phone before identity merged them.
-        (1, ev(2 * MIN, Email, Inbound, Message).key("email:c").case("3")),
-        (2, ev(3 * MIN, Phone, Inbound, CallStarted).key("call:d").case("3")),
+fn a_case_reached_on_two_channels_is_one_case_with_a_switch() {
+    let events: Vec<E> = vec![
+        ev(0, Email, Inbound, Message).key("email:a").case("1"),
+        ev(MIN, Phone, Inbound, CallStarted).key("call:b").case("2"),
+        ev(2 * MIN, Email, Inbound, Message).key("email:c").case("3"),
+        ev(3 * MIN, Phone, Inbound, CallStarted).key("call:d").case("3"),
     ];
-    let after: Vec<E> =
-        vec![ev(HOUR, Email, Internal, CaseResolved).case("1"), ev(2 * HOUR, Phone, Internal, CaseResolved).case("2")];
-
-    let mut split = metrics();
-    for (p, e) in &script {
-        split.observe(pid(*p), &e.0, &e.thread(""));
+    let mut m = metrics();
+    for e in &events {
+        m.observe(&e.0, &e.thread(""));
     }
-    let before = row(&split.report(), None).resolution;
-    assert_eq!(before.open, 3);
-    split.merge_profiles(pid(1), pid(2));
-    assert_eq!(row(&split.report(), None).resolution.open, 3, "a merge neither closes nor doubles cases");
-    for e in &after {
-        split.observe(pid(1), &e.0, &e.thread(""));
+    assert_eq!(row(&m.report(), None).resolution.open, 3);
+    for e in [ev(HOUR, Email, Internal, CaseResolved).case("1"), ev(2 * HOUR, Phone, Internal, CaseResolved).case("2")]
+    {
+        m.observe(&e.0, &e.thread(""));
     }
-
-    let mut one = metrics();
-    for e in script.iter().map(|(_, e)| e).chain(&after) {
-        one.observe(pid(1), &e.0, &e.thread(""));
-    }
-    let r = split.report();
-    assert_eq!(r, one.report());
+    let r = m.report();
     let all = row(&r, None);
     assert_eq!((all.cases, all.resolution.timing.count, all.resolution.open), (3, 2, 1));
     assert_eq!((all.channel_switch.matching, row(&r, Some(Email)).channel_switch.matching), (1, 1));
@@ -437,14 +424,14 @@ fn display_is_an_aligned_table() {
 }
 
 /// A random but well-formed stream: cases with and without case ids on every channel.
-fn stream() -> impl Strategy<Value = Vec<(u8, E, String)>> {
-    let step = (0u8..4, 0u8..4, 0u8..6, 0u8..3, any::<bool>(), 0i64..3 * HOUR, 0u8..3);
+fn stream() -> impl Strategy<Value = Vec<(E, String)>> {
+    let step = (0u8..4, 0u8..4, 0u8..6, 0u8..3, any::<bool>(), 0i64..3 * HOUR);
     proptest::collection::vec(step, 1..60).prop_map(|steps| {
         let mut t = 0;
         steps
             .into_iter()
             .enumerate()
-            .map(|(i, (conv, chan, what, case, with_case, gap, profile))| {
+            .map(|(i, (conv, chan, what, case, with_case, gap))| {
                 t += gap;
                 let channel = Channel::ALL[chan as usize];
                 let (direction, kind) = match what {
@@ -465,7 +452,7 @@ fn stream() -> impl Strategy<Value = Vec<(u8, E, String)>> {
                     e = e.case(&case.to_string());
                 }
                 let thread = e.thread(&root);
-                (profile, e, thread)
+                (e, thread)
             })
             .collect()
     })
@@ -473,30 +460,14 @@ fn stream() -> impl Strategy<Value = Vec<(u8, E, String)>> {
 
 proptest! {
     #[test]
-    fn splitting_across_profiles_that_merge_changes_nothing(events in stream(), merge_at in 0usize..60) {
-        let mut one = metrics();
-        let mut split = metrics();
-        for (i, (p, e, thread)) in events.iter().enumerate() {
-            if i == merge_at {
-                split.merge_profiles(pid(0), pid(1));
-                split.merge_profiles(pid(0), pid(2));
-            }
-            let p = if i >= merge_at { 0 } else { *p };
-            split.observe(pid(p), &e.0, thread);
-            one.observe(pid(0), &e.0, thread);
-        }
-        prop_assert_eq!(split.report(), one.report());
-    }
-
-    #[test]
     fn interleaved_tenants_report_as_if_alone(events in stream(), tenant_of in proptest::collection::vec(any::<bool>(), 60)) {
         let mut together = metrics();
         let (mut acme, mut globex) = (metrics(), metrics());
-        for (i, (p, e, thread)) in events.iter().enumerate() {
+        for (i, (e, thread)) in events.iter().enumerate() {
             let alone = if tenant_of[i] { &mut globex } else { &mut acme };
             let e = if tenant_of[i] { e.clone().tenant("globex") } else { e.clone() };
-            together.observe(pid(*p), &e.0, thread);
-            alone.observe(pid(*p), &e.0, thread);
+            together.observe(&e.0, thread);
+            alone.observe(&e.0, thread);
         }
         let mut expected = acme.report().rows;
         expected.extend(globex.report().rows);
@@ -506,8 +477,8 @@ proptest! {
     #[test]
     fn reports_are_consistent(events in stream()) {
         let mut m = metrics();
-        for (p, e, thread) in &events {
-            m.observe(pid(*p), &e.0, thread);
+        for (e, thread) in &events {
+            m.observe(&e.0, thread);
         }
         let r = m.report();
         let all = row(&r, None);

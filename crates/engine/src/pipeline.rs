@@ -60,7 +60,7 @@ pub struct Ordered {
 
 /// A released event through CX and the detector (in that order), its interventions into `out`.
 fn observe(cx: &mut CxMetrics, detector: &mut Detector, r: &Released, out: &mut Vec<Intervention>) {
-    cx.observe(r.profile, &r.event, &r.thread_id);
+    cx.observe(&r.event, &r.thread_id);
     out.extend(detector.observe(r.profile, &r.event, &r.thread_id));
 }
 
@@ -77,7 +77,6 @@ impl Ordered {
         for &(survivor, absorbed) in &merges {
             self.buffer.merge_profiles(tenant, survivor, absorbed);
             interventions.extend(self.detector.merge_profiles(tenant, survivor, absorbed));
-            self.cx.merge_profiles(survivor, absorbed);
         }
         self.buffer.push_into(profile, event, &thread_id, &mut self.released);
         for r in self.released.drain(..) {

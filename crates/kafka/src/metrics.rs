@@ -663,7 +663,7 @@ mod tests {
 
     /// A CX report with one inbound chat of each of `tenants`.
     fn cx_report(tenants: &[&str]) -> CxReport {
-        use omnistitch_model::{Direction, Event, EventKind, EventTime, ProfileId, Tenant};
+        use omnistitch_model::{Direction, Event, EventKind, EventTime, Tenant};
         let mut cx = omnistitch_cx::CxMetrics::new(omnistitch_cx::CxConfig::default()).unwrap();
         for (i, t) in tenants.iter().enumerate() {
             let e = Event::new(
@@ -674,7 +674,7 @@ mod tests {
                 Direction::Inbound,
                 EventKind::ChatStarted,
             );
-            cx.observe(ProfileId::derive(t, &format!("e{i}")), &e, "thread:t");
+            cx.observe(&e, "thread:t");
         }
         cx.report()
     }

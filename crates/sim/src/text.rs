@@ -148,10 +148,51 @@ pub(crate) fn fill(template: &str, topic: Topic, brand: &str) -> String {
     template.replace("{x}", topic.phrase).replace("{brand}", brand)
 }
 
-/// The lexicon score of `text`, −1..1: how the truth reads a text that came without a
-/// producer's sentiment. It is the detector's own scorer (the contract says "a lexicon score of
-/// the text"), so truth and detector read every text alike.
-pub(crate) fn lexicon_sentiment(text: &str) -> f64 {
+/// Every angry template.
+const NEGATIVE: [&[&str]; 4] = [NEGATIVE_MESSAGES, NEGATIVE_POSTS, NEGATIVE_REVIEWS, NEGATIVE_SURVEY_COMMENTS];
+
+/// Whether `text` was written angry: one of the angry templates, filled with a topic and any
+/// brand. This is how the truth reads a text that came without a producer's sentiment: by how
+/// it was made, not by the detector's scorer (which a test holds to these labels).
+pub(crate) fn written_negative(text: &str) -> bool {
+    NEGATIVE.iter().flat_map(|l| l.iter()).any(|t| fills(t, text))
+}
+
+/// Whether `text` is `template` filled: `{x}` by a topic's phrase, `{brand}` by any word.
+fn fills(template: &str, text: &str) -> bool {
+    let Some((literal, rest)) = next_hole(template) else { return template == text };
+    let Some(after) = text.strip_prefix(literal) else { return false };
+    match rest {
+        Hole::Topic(rest) => TOPICS.iter().any(|t| after.strip_prefix(t.phrase).is_some_and(|a| fills(rest, a))),
+        Hole::Brand(rest) => (1..=after.len())
+            .filter(|&n| after.is_char_boundary(n))
+            .take_while(|&n| !after[..n].contains(char::is_whitespace))
+            .any(|n| fills(rest, &after[n..])),
+    }
+}
+
+/// A template's next placeholder.
+enum Hole<'a> {
+    /// `{x}`, then the rest of the template.
+    Topic(&'a str),
+    /// `{brand}`, then the rest of the template.
+    Brand(&'a str),
+}
+
+/// The literal text before `template`'s first placeholder, and the placeholder.
+fn next_hole(template: &str) -> Option<(&str, Hole<'_>)> {
+    let at = template.find('{')?;
+    let (literal, hole) = template.split_at(at);
+    if let Some(rest) = hole.strip_prefix("{x}") {
+        Some((literal, Hole::Topic(rest)))
+    } else {
+        hole.strip_prefix("{brand}").map(|rest| (literal, Hole::Brand(rest)))
+    }
+}
+
+/// The detector's lexicon score of `text`, −1..1 (tests hold it to the texts' labels).
+#[cfg(test)]
+fn lexicon_sentiment(text: &str) -> f64 {
     omnistitch_moments::sentiment::score(text)
 }
 
@@ -170,15 +211,17 @@ mod tests {
     }
 
     /// Customers' texts are either plainly negative or far from the threshold, so that the
-    /// truth and any VADER-like scorer (the detector's) classify them alike.
+    /// truth (which knows how each was written) and any VADER-like scorer (the detector's)
+    /// classify them alike.
     #[test]
     fn texts_stay_clear_of_the_negative_threshold() {
-        let negative = [NEGATIVE_MESSAGES, NEGATIVE_POSTS, NEGATIVE_REVIEWS, NEGATIVE_SURVEY_COMMENTS];
-        for text in negative.iter().flat_map(|l| filled(l)) {
+        for text in NEGATIVE.iter().flat_map(|l| filled(l)) {
+            assert!(written_negative(&text), "{text}");
             assert!(lexicon_sentiment(&text) <= -0.75, "{text}: {}", lexicon_sentiment(&text));
         }
         let plain = [OPENINGS, FOLLOW_UPS, REPLIES, POSTS, REVIEWS, SURVEY_COMMENTS];
         for text in plain.iter().flat_map(|l| filled(l)) {
+            assert!(!written_negative(&text), "{text}");
             assert!(lexicon_sentiment(&text) >= -0.42, "{text}: {}", lexicon_sentiment(&text));
         }
         for topic in TOPICS {
@@ -186,6 +229,18 @@ mod tests {
                 assert!(lexicon_sentiment(&format!("{prefix}{}", topic.name)) > -0.3);
             }
         }
+    }
+
+    #[test]
+    fn angry_templates_are_recognised_filled_and_only_then() {
+        assert!(written_negative("@globex-eu worst service ever. my refund is a disaster, I am furious."));
+        assert!(
+            !written_negative("@globex eu worst service ever. my refund is a disaster, I am furious."),
+            "a brand is one word"
+        );
+        assert!(!written_negative("Absolutely unacceptable. I am fed up with my cat."), "not a topic");
+        assert!(!written_negative("Absolutely unacceptable. I am fed up with my refund"), "the whole text");
+        assert!(written_negative("Awful. The worst customer service I have ever dealt with."));
     }
 
     #[test]
