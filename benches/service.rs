@@ -80,6 +80,9 @@ fn sustained(config: &KafkaConfig, group: &str, records: u64) -> f64 {
         }
         if n >= records as i64 {
             let (t, n0) = first.expect("seen");
+            // A run committed whole before its first commit was seen has no sustained rate to
+            // show: the world is too small for this machine.
+            assert!(n > n0, "every record was committed by the first commit seen: use a larger world");
             return (n - n0) as f64 / now.duration_since(t).as_secs_f64();
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -243,7 +246,7 @@ fn main() {
     let live = Traffic { rate: 10_000, customers: 1_000, seed: 2, worlds: Some(6) };
     let sent = produce(&config, &BundledIds::default(), &live, &AtomicBool::new(false)).unwrap();
     wait(&svc_config, &svc_config.group_id);
-    let q = |p| metrics.latency_exact.quantile_ms(p).unwrap_or(0);
+    let q = |p| metrics.latency_exact.quantile_ms(p).map_or("-".to_string(), |ms| ms.to_string());
     println!(
         "latency at 10k records/s ({sent} records, commit interval {} ms): p50 {} ms, p99 {} ms, max {} ms",
         svc_config.commit_interval_ms,

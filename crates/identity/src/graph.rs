@@ -306,6 +306,11 @@ impl TenantGraph {
         self.profiles.iter().flatten()
     }
 
+    /// Whether `id` is known and marked shared (it links nothing).
+    pub fn is_shared(&self, id: &Identifier) -> bool {
+        self.find(id).is_some_and(|i| self.entries[i as usize].shared)
+    }
+
     /// The profile an identifier belongs to, unless it is unknown or shared.
     pub fn profile_of(&self, id: &Identifier) -> Option<ProfileId> {
         let e = &self.entries[self.find(id)? as usize];

@@ -229,9 +229,11 @@ proptest! {
                 // to 3 here).
                 let cases = g.identifiers(p).iter().filter(|i| i.kind == Case).count();
                 prop_assert!(cases <= 3 || r.rules().kept(Case) != Some(2));
-                // Every identifier a profile lists resolves back to it.
+                // Every identifier a profile lists resolves back to it, unless shared (then to
+                // nobody).
                 for i in g.identifiers(p) {
-                    prop_assert_eq!(g.profile_of(&i).map_or(p.id, |o| o), p.id);
+                    let expected = (!g.is_shared(&i)).then_some(p.id);
+                    prop_assert_eq!(g.profile_of(&i), expected);
                 }
             }
         }

@@ -279,9 +279,14 @@ mod tests {
     }
 
     proptest! {
-        /// Any bytes split without panicking; what splits reassembles to the same bytes.
+        /// Any bytes split without panicking; what splits reassembles to the same bytes. Values
+        /// start with either framing's magic as often as with anything else.
         #[test]
-        fn arbitrary_values_split_or_fail_cleanly(value in prop::collection::vec(any::<u8>(), 0..32)) {
+        fn arbitrary_values_split_or_fail_cleanly(
+            prefix in prop_oneof![Just(vec![CONFLUENT_MAGIC]), Just(SINGLE_OBJECT_MAGIC.to_vec()), Just(vec![])],
+            tail in prop::collection::vec(any::<u8>(), 0..32),
+        ) {
+            let value = [prefix, tail].concat();
             match split_frame(&value) {
                 Ok((Frame::Confluent { schema_id }, datum)) => {
                     let mut again = Vec::new();
