@@ -106,7 +106,7 @@ impl Engine {
         self.stats.merges += resolution.merges.len() as u64;
         self.stats.conflicts += resolution.conflicts.len() as u64;
         for m in &resolution.merges {
-            self.timelines.merge(event.tenant.as_str(), m.survivor, m.absorbed);
+            self.stats.evicted += self.timelines.merge(event.tenant.as_str(), m.survivor, m.absorbed) as u64;
         }
         let time = event.time;
         let appended = self.timelines.append(resolution.profile, event);

@@ -47,6 +47,10 @@ pub struct Profile {
     pub merged_from: Vec<ProfileId>,
     /// Earliest event time.
     pub first_seen: EventTime,
+    /// Time of the event that created it (of the survivor's, after merges): what a merge
+    /// compares to choose the survivor. Unlike `first_seen`, no late event moves it, so the
+    /// choice does not depend on whether a late event came before or after the merge.
+    created: EventTime,
     /// Latest event time.
     pub last_seen: EventTime,
     /// Events resolved to it.
@@ -324,6 +328,7 @@ impl TenantGraph {
             counts: [0; KINDS],
             merged_from: Vec::new(),
             first_seen: time,
+            created: time,
             last_seen: time,
             event_count: 0,
         };
@@ -362,12 +367,13 @@ impl TenantGraph {
 
     /// Merges two live profiles and returns the slot holding the result.
     ///
-    /// The survivor is the profile seen first (then the smaller id), so the choice does not
-    /// depend on which side the event happened to name first.
+    /// The survivor is the profile created first (then the smaller id), so the choice does not
+    /// depend on which side the event happened to name first, nor on when late events came.
     fn merge(&mut self, a: u32, b: u32) -> (u32, ProfileId, ProfileId) {
         let (pa, pb) = (self.profile(a), self.profile(b));
-        let a_survives = (pa.first_seen, pa.id) <= (pb.first_seen, pb.id);
+        let a_survives = (pa.created, pa.id) <= (pb.created, pb.id);
         let (survivor_id, absorbed_id) = if a_survives { (pa.id, pb.id) } else { (pb.id, pa.id) };
+        let survivor_created = pa.created.min(pb.created);
         // Physically move the smaller entry list into the larger.
         let (big, small) = if pa.entries.len() >= pb.entries.len() { (a, b) } else { (b, a) };
         let small_p = self.profiles[small as usize].take().expect("live profile");
@@ -389,6 +395,7 @@ impl TenantGraph {
         }
         bp.merged_from = history;
         bp.id = survivor_id;
+        bp.created = survivor_created;
         bp.entries.extend_from_slice(&small_p.entries);
         bp.counts = add(&bp.counts, &small_p.counts);
         bp.first_seen = bp.first_seen.min(small_p.first_seen);

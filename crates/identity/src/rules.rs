@@ -388,7 +388,9 @@ impl IdentityRules {
         let v: &str = &id.value;
         match id.kind {
             IdentifierKind::Email => {
+                // `noreply+bounces@...` is as automated as `noreply@...`.
                 let local = v.split('@').next().unwrap_or("");
+                let local = local.split('+').next().unwrap_or(local);
                 EMAIL_LISTS.placeholder_emails.contains(v)
                     || EMAIL_LISTS.automated_local_parts.contains(local)
                     || EMAIL_LISTS.placeholders.contains(local) && v.ends_with("@example.com")
@@ -402,14 +404,47 @@ impl IdentityRules {
                     || "01234567890123456789".contains(national)
                     || "98765432109876543210".contains(national)
             }
-            _ => v.len() <= 16 && PLACEHOLDERS.iter().any(|p| p.eq_ignore_ascii_case(v)),
+            // A handle is a name its owner chose: only the listed placeholders.
+            IdentifierKind::SocialHandle => v.len() <= 16 && PLACEHOLDERS.iter().any(|p| p.eq_ignore_ascii_case(v)),
+            _ => (v.len() <= 16 && PLACEHOLDERS.iter().any(|p| p.eq_ignore_ascii_case(v))) || filler(v),
         }
     }
+}
+
+/// An opaque id that is filler, not a value: one character repeated (`0000000000`, `xxxxxx`,
+/// the all-zero UUID, separators aside) or a counting run of digits (`123456789`).
+fn filler(v: &str) -> bool {
+    let mut chars = v.chars().filter(|c| !matches!(c, '-' | ' ' | '_' | '.'));
+    let Some(first) = chars.next() else { return true };
+    let mut n = 1;
+    let mut repeated = true;
+    for c in chars {
+        repeated &= c == first;
+        n += 1;
+    }
+    (repeated && n >= 2) || (v.len() >= 6 && ("01234567890123456789".contains(v) || "98765432109876543210".contains(v)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn filler_ids_are_blocked_for_every_opaque_kind() {
+        let r = IdentityRules::from_config(&IdentityConfig::default(), &Normalizer::new("US").unwrap()).unwrap();
+        use IdentifierKind::{AccountId, Call, Case, ChatSession, ChatVisitor, Email, SocialHandle};
+        for kind in [AccountId, ChatVisitor, ChatSession, Case, Call] {
+            for v in ["0000000000", "00000000-0000-0000-0000-000000000000", "xxxxxx", "123456789", "987654", "--"] {
+                assert!(r.is_blocked(&id(kind, v)), "{kind:?} {v}");
+            }
+            for v in ["A-10023", "7", "c0ffee00", "4815162342", "12345", "ab"] {
+                assert!(!r.is_blocked(&id(kind, v)), "{kind:?} {v}");
+            }
+        }
+        assert!(!r.is_blocked(&id(SocialHandle, "x:aaaa")), "a handle is a chosen name");
+        assert!(r.is_blocked(&id(Email, "noreply+bounces@shop.example")));
+        assert!(!r.is_blocked(&id(Email, "jo+orders@shop.example")));
+    }
 
     fn rules() -> IdentityRules {
         let mut c = IdentityConfig::default();

@@ -95,6 +95,27 @@ fn a_second_account_on_a_team_mailbox_is_a_conflict_not_a_merge() {
     assert!(p2.merges.is_empty());
 }
 
+/// The survivor of a merge is the profile created first, whether a late event that is older
+/// than both came before or after the merge.
+#[test]
+fn a_late_event_does_not_change_which_profile_survives_a_merge() {
+    let a = event("acme", "e1", 100, &[(Email, "jo@x.com")]);
+    let p = event("acme", "e2", 200, &[(Phone, "415 555 0134")]);
+    let late = event("acme", "e3", 50, &[(Phone, "4155550134")]);
+    let link = event("acme", "e4", 300, &[(Email, "jo@x.com"), (Phone, "4155550134")]);
+    let survivor = |order: [&Event; 4]| {
+        let mut r = resolver();
+        let mut merges = Vec::new();
+        for e in order {
+            merges.extend(r.resolve(e).merges.into_iter().map(|m| (m.survivor, m.absorbed)));
+        }
+        merges
+    };
+    let before = survivor([&a, &p, &late, &link]);
+    assert_eq!(before, survivor([&a, &p, &link, &late]));
+    assert_eq!(before, [(ProfileId::derive("acme", "e1"), ProfileId::derive("acme", "e2"))]);
+}
+
 #[test]
 fn merges_are_explained_and_the_older_profile_survives() {
     let mut r = resolver();

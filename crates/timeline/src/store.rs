@@ -211,13 +211,13 @@ impl TimelineStore {
     }
 
     /// Moves `absorbed`'s timeline into `survivor`'s (both of `tenant`), keeping order and
-    /// dropping duplicates.
-    pub fn merge(&mut self, tenant: &str, survivor: ProfileId, absorbed: ProfileId) {
-        let Some(&t) = self.tenants.get(tenant) else { return };
+    /// dropping duplicates; returns how many entries the merged timeline's retention evicted.
+    pub fn merge(&mut self, tenant: &str, survivor: ProfileId, absorbed: ProfileId) -> usize {
+        let Some(&t) = self.tenants.get(tenant) else { return 0 };
         let max = self.retention.max_events_per_profile;
         let of = &mut self.by_tenant[t as usize];
         let cutoff = of.cutoff(self.retention.max_age_ms());
-        let Some(from) = of.timelines.remove(&absorbed) else { return };
+        let Some(from) = of.timelines.remove(&absorbed) else { return 0 };
         let into = of.timelines.entry(survivor).or_default();
         let mut merged = Vec::with_capacity(into.entries.len() + from.entries.len());
         let (mut a, mut b) =
@@ -235,7 +235,9 @@ impl TimelineStore {
             }
         }
         into.entries = merged;
-        self.evicted_total += into.evict(cutoff, max) as u64;
+        let evicted = into.evict(cutoff, max);
+        self.evicted_total += evicted as u64;
+        evicted
     }
 
     /// Evicts, across all profiles and thread indexes, what retention no longer allows (each

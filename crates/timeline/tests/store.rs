@@ -67,9 +67,23 @@ fn merging_interleaves_both_timelines() {
     for (id, t) in [("b", 2), ("c", 3), ("d", 4)] {
         s.append(p(2), &ev(id, t));
     }
-    s.merge("acme", p(1), p(2));
+    assert_eq!(s.merge("acme", p(1), p(2)), 0);
     assert_eq!(ids(&s, p(1)), ["a", "b", "c", "d", "e"]);
     assert!(s.timeline("acme", p(2)).is_none());
+}
+
+#[test]
+fn a_merge_past_the_count_limit_evicts_the_oldest_and_says_how_many() {
+    let mut s = TimelineStore::new(RetentionConfig { max_events_per_profile: 3, ..RetentionConfig::default() });
+    for (id, t) in [("a", 1), ("c", 3)] {
+        s.append(p(1), &ev(id, t));
+    }
+    for (id, t) in [("b", 2), ("d", 4)] {
+        s.append(p(2), &ev(id, t));
+    }
+    assert_eq!(s.merge("acme", p(1), p(2)), 1);
+    assert_eq!(ids(&s, p(1)), ["b", "c", "d"]);
+    assert_eq!(s.evicted_total(), 1);
 }
 
 #[test]
