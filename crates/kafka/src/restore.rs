@@ -196,7 +196,7 @@ impl ChangelogReader {
             pipeline,
             tenants: Tenants::default(),
             steps: 0,
-            heard: Instant::now(),
+            silent: Duration::ZERO,
         })
     }
 
@@ -269,14 +269,17 @@ impl ChangelogReader {
         drop(tpl);
         let decoder = InputDecoder::new();
         let lane_of = |channel| MERGE_ORDER.iter().position(|&c| c == channel).expect("every channel has a lane");
-        // Silence for ten request timeouts fails the restore, however it is spread over steps;
-        // a long changelog read steadily does not (the clock restarts with every record).
-        let RestoreJob { next, phase, done, pipeline, tenants, heard, .. } = job;
+        // Silence for ten request timeouts fails the restore, however it is spread over steps
+        // (time between steps, e.g. a rebalance, is not counted); a long changelog read
+        // steadily does not (the count restarts with every record).
+        let RestoreJob { next, phase, done, pipeline, tenants, silent, .. } = job;
         while *next < high {
             self.health.beat();
+            let polled_at = Instant::now();
             let msg = match reader.poll(Duration::from_millis(200)) {
                 None => {
-                    if heard.elapsed() > timeout * 10 {
+                    *silent += polled_at.elapsed();
+                    if *silent > timeout * 10 {
                         return Err(KafkaError::MessageConsumption(
                             rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
                         ));
@@ -293,7 +296,7 @@ impl ChangelogReader {
                 Some(Err(e)) => return Err(e),
                 Some(Ok(m)) => m,
             };
-            *heard = Instant::now();
+            *silent = Duration::ZERO;
             *next = msg.offset() + 1;
             done.read += 1;
             apply_record(&msg, shard, committed, phase, done, pipeline, tenants, &decoder, &lane_of);
@@ -447,9 +450,9 @@ pub struct RestoreJob {
     pipeline: Pipeline,
     tenants: Tenants,
     steps: u64,
-    /// When the last changelog record came: ten request timeouts without one, across steps,
-    /// fail the restore.
-    heard: Instant,
+    /// How long its polls have waited since the last changelog record: ten request timeouts,
+    /// across steps, fail the restore.
+    silent: Duration,
 }
 
 impl RestoreJob {
@@ -719,6 +722,48 @@ mod tests {
         assert!(attempt().is_err(), "no leader while broker 2 is down");
         cluster.cluster().broker_up(2).unwrap();
         assert!(eventually(), "the partition is readable again once broker 2 is back");
+    }
+
+    /// A restore whose changelog goes silent fails after ten request timeouts of polling,
+    /// however its steps are spread (short steps each find nothing), and pauses between steps
+    /// do not count.
+    #[test]
+    fn a_silent_changelog_fails_the_restore_across_steps() {
+        use omnistitch_engine::EngineConfig;
+        use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+        let base = KafkaConfig { partitions: 1, ..Default::default() };
+        let cluster = EmbeddedCluster::start(3, &base).unwrap();
+        let mut config = cluster.service_config(base);
+        config.request_timeout_ms = 200;
+        let topic = config.topics.changelog.as_str();
+        cluster.cluster().partition_leader(topic, 0, Some(2)).unwrap();
+        let producer: ThreadedProducer<DefaultProducerContext> = config.client().create().unwrap();
+        for _ in 0..2 {
+            producer.send(BaseRecord::<[u8], [u8]>::to(topic).partition(0).payload(b"x")).unwrap();
+        }
+        producer.flush(Duration::from_secs(10)).unwrap();
+        let fresh = || Pipeline::new(&EngineConfig::default()).unwrap();
+        let reader = ChangelogReader::new(&config, Arc::new(Health::default())).unwrap();
+        let mut job = reader.begin(&config, 0, [None; 4], fresh()).unwrap();
+        cluster.cluster().broker_down(2).unwrap();
+        let started = Instant::now();
+        let mut steps = 0;
+        let timed_out = KafkaError::MessageConsumption(rdkafka::types::RDKafkaErrorCode::OperationTimedOut);
+        loop {
+            assert!(started.elapsed() < Duration::from_secs(30), "the silent restore never failed");
+            match reader.step(&config, &mut job, Duration::from_millis(300), &fresh) {
+                Ok(done) => assert!(!done, "nothing was read"),
+                Err(e) if e == timed_out => break,
+                // The client's own report of the broker away: the service retries the step.
+                Err(_) => {}
+            }
+            steps += 1;
+            // A pause between steps (a round serving other shards) is not silence.
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(steps >= 3, "failed after {steps} steps: ten request timeouts are 2 s of polls");
+        assert!(started.elapsed() >= Duration::from_secs(2));
     }
 
     /// A changelog whose first records are gone (here the mock broker's 5 MiB per partition;
