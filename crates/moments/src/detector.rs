@@ -149,7 +149,7 @@ impl TenantState {
     /// sweep happens depends on event time alone): what was idle at the boundary goes.
     fn evict(&mut self) {
         let Some(now) = self.clock else { return };
-        let boundary = now.0.div_euclid(PRUNE_EVERY_MS) * PRUNE_EVERY_MS;
+        let boundary = now.0.div_euclid(PRUNE_EVERY_MS).saturating_mul(PRUNE_EVERY_MS);
         if self.swept_at.is_some_and(|at| at >= boundary) {
             return;
         }
@@ -288,7 +288,12 @@ impl TenantState {
                 ),
                 evidence: in_window,
             };
-            if let Some(i) = self.shared.emit(tenant, id, Some(p), draft) {
+            if let Some(mut i) = self.shared.emit(tenant, id, Some(p), draft) {
+                // Found only now, maybe days after its start: actionable for its time to live
+                // from now, not already expired.
+                if let Some(now) = self.clock {
+                    i.expires_at = i.expires_at.max(now.plus_millis(self.shared.settings.ttl_ms));
+                }
                 p.repeat.set_counted(range);
                 out.push(i);
             }

@@ -376,9 +376,20 @@ impl Profile {
                 mapped.entry(*oc).or_insert(*sc);
             }
         }
+        // A conversation one side threaded on its own and the other under a case id: its own
+        // thread's case joins the case below, as when one profile sees the case id arrive.
+        let mut joined: Vec<(CaseKey, CaseKey)> = Vec::new();
         for (oc, conversation) in std::mem::take(&mut other.conversations) {
             match mapped.get(&oc).and_then(|sc| self.conversations.get_mut(sc)) {
-                Some(mine) => mine.merge(conversation),
+                Some(mine) => {
+                    let (before, theirs) = (mine.case.clone(), conversation.case.clone());
+                    mine.merge(conversation);
+                    for old in [before, theirs] {
+                        if old != mine.case && !old.is_case_id() {
+                            joined.push((old, mine.case.clone()));
+                        }
+                    }
+                }
                 None => {
                     let id = self.next_conversation;
                     self.next_conversation = self.next_conversation.wrapping_add(1);
@@ -410,6 +421,10 @@ impl Profile {
         for (k, t) in other.cooldowns {
             let slot = self.cooldowns.get_or_insert_with(&k, || (k, t));
             *slot = (*slot).max(t);
+        }
+        // Once both sides' cases, timers and cool-downs are here.
+        for (from, into) in &joined {
+            self.absorb_case(from, into, timers);
         }
         self.repeat.absorb(std::mem::take(&mut other.repeat));
         self.kept_since = earliest(self.kept_since, other.kept_since);

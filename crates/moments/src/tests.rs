@@ -955,12 +955,15 @@ fn a_merge_that_joins_a_burst_of_conversations_reveals_the_repeat_contact() {
     r.feed(pid(2), ev("a", 0, Email, Inbound, Message).key("email:<a>"));
     r.feed(pid(1), ev("b", DAY, Chat, Inbound, ChatStarted).key("chat:B"));
     r.feed(pid(2), ev("c", 2 * DAY, Phone, Inbound, CallStarted).key("call:c"));
+    // Identity links them three days later.
+    r.wm(5 * DAY);
     r.none(RepeatContact);
     let found = r.d.merge_profiles(&Tenant::new("acme"), pid(1), pid(2));
     assert_eq!(found.len(), 1);
     let i = &found[0];
     assert_eq!((i.moment_type, i.key_event_id.as_str()), (RepeatContact, "c"));
     assert_eq!(i.detected_at, EventTime(T0 + 2 * DAY));
+    assert!(i.expires_at > EventTime(T0 + 5 * DAY), "found now, not already expired: {:?}", i.expires_at);
     assert_eq!(i.profile_id, pid(1).to_string());
     assert_eq!(i.intervention_id, Intervention::derive_id("acme", RepeatContact, "c"));
     // A window made of one side's conversations only was that side's to detect: nothing new.
@@ -996,4 +999,43 @@ fn a_callback_to_the_same_number_rescues_an_abandon_on_another_profile() {
     let keys: Vec<String> =
         r.out.iter().filter(|i| i.moment_type == AbandonedContact).map(|i| i.key_event_id.clone()).collect();
     assert_eq!(keys.len(), 2, "{keys:?}");
+}
+
+/// Event times at the ends of the clock are odd but not fatal: no overflow (a debug build
+/// panics on one), and the detector goes on.
+#[test]
+fn times_at_the_ends_of_the_clock_do_not_overflow() {
+    let mut r = Run::new();
+    for t in [i64::MIN, i64::MIN + 1, i64::MAX - 1, i64::MAX] {
+        let mut e = ev(&format!("e{t}"), 0, Chat, Inbound, Message).key("chat:S");
+        e.event.time = EventTime(t);
+        r.feed(pid(1), e);
+        r.wm(0);
+    }
+    let tenant = Tenant::new("acme");
+    let _ = r.d.advance_watermark(&tenant, EventTime(i64::MIN));
+    let _ = r.d.advance_watermark(&tenant, EventTime(i64::MAX));
+}
+
+/// A conversation threaded on its own on one profile and under a case id on another is one
+/// conversation once the profiles merge: its own thread's case (cool-downs, waits) joins the
+/// case, as when one profile sees the case id arrive. So a breach already acted on in the
+/// conversation is not raised again for the case within the cool-down.
+#[test]
+fn a_merge_joins_a_conversation_s_own_thread_to_its_case() {
+    let breaches = |merged: bool| {
+        let mut r = Run::new();
+        let first = if merged { pid(2) } else { pid(1) };
+        r.feed(first, ev("m1", 0, Chat, Inbound, Message).key("chat:S"));
+        r.wm(10 * MIN);
+        r.feed(pid(1), ev("m2", 11 * MIN, Chat, Inbound, Message).key("chat:S").case("c1"));
+        if merged {
+            let found = r.d.merge_profiles(&Tenant::new("acme"), pid(1), pid(2));
+            r.out.extend(found);
+        }
+        r.wm(HOUR);
+        r.out.iter().filter(|i| i.moment_type == FirstResponseSlaBreach).count()
+    };
+    assert_eq!(breaches(false), 1, "one profile: the case took the thread's cool-down");
+    assert_eq!(breaches(true), 1, "two profiles merged: the same");
 }
