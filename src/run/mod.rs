@@ -126,5 +126,54 @@ pub fn run(config: Option<&Path>, args: &RunArgs) -> anyhow::Result<()> {
     if let (Some(p50), Some(p99)) = (metrics.latency_exact.quantile_ms(0.5), metrics.latency_exact.quantile_ms(0.99)) {
         println!("ingest-to-output latency: p50 {p50} ms, p99 {p99} ms");
     }
+    print!("{}", summary(&metrics));
     Ok(())
+}
+
+/// What the run found, for its end: interventions per moment type and the CX table of the
+/// shards it held last.
+fn summary(metrics: &ServiceMetrics) -> String {
+    let by_type = metrics.interventions_by_type();
+    let total: u64 = by_type.iter().map(|(_, n)| n).sum();
+    let mut out = format!("interventions: {total}");
+    for (moment, n) in by_type.iter().filter(|(_, n)| *n > 0) {
+        out.push_str(&format!(", {} {n}", moment.as_str()));
+    }
+    out.push('\n');
+    let cx = metrics.cx_latest();
+    if !cx.rows.is_empty() {
+        out.push_str("customer experience, per tenant and channel:\n");
+        out.push_str(&cx.to_string());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use omnistitch_cx::{CxConfig, CxMetrics};
+    use omnistitch_model::{Channel, Direction, Event, EventKind, EventTime, Tenant};
+    use omnistitch_moments::MomentType;
+
+    #[test]
+    fn the_summary_lists_interventions_per_type_and_the_cx_table() {
+        let m = ServiceMetrics::new();
+        assert_eq!(summary(&m), "interventions: 0\n", "nothing found, no table");
+        for moment in [MomentType::ChannelHop, MomentType::ChannelHop, MomentType::DetractorSurvey] {
+            m.intervention(moment);
+        }
+        let mut cx = CxMetrics::new(CxConfig::default()).unwrap();
+        let t = EventTime(1_767_571_200_000);
+        cx.observe(
+            &Event::new(Tenant::new("acme"), "e1", t, Channel::Chat, Direction::Inbound, EventKind::ChatStarted),
+            "chat:s",
+        );
+        m.cx(&[cx.report()]);
+        let s = summary(&m);
+        assert!(s.starts_with("interventions: 3, channel_hop 2, detractor_survey 1\n"), "{s}");
+        let table: Vec<&str> = s.lines().skip(2).collect();
+        assert!(table[0].starts_with("tenant"), "{s}");
+        assert!(table.iter().any(|l| l.starts_with("acme") && l.contains("chat")), "{s}");
+        assert!(table.last().unwrap().starts_with("acme") && table.last().unwrap().contains("all"), "{s}");
+    }
 }

@@ -173,6 +173,8 @@ pub struct ServiceMetrics {
     cx: CxGauges,
     /// Tenants whose CX gauges are exported now.
     cx_tenants: Mutex<BTreeSet<String>>,
+    /// The CX rows last published, of every shard held (for a summary at the end of a run).
+    cx_latest: Mutex<CxReport>,
     /// Tenants whose CX gauges are not exported (unfit names, past the cap).
     cx_unexported_tenants: IntGauge,
     identity_forgotten: IntCounter,
@@ -446,6 +448,7 @@ impl ServiceMetrics {
             ),
             cx,
             cx_tenants: Mutex::new(BTreeSet::new()),
+            cx_latest: Mutex::new(CxReport::default()),
             cx_unexported_tenants: gauge(
                 &r,
                 "omnistitch_cx_unexported_tenants",
@@ -566,6 +569,20 @@ impl ServiceMetrics {
         }
         *exported = now;
         self.cx_unexported_tenants.set(unfit.len() as i64);
+        let mut rows: Vec<_> = reports.iter().flat_map(|r| r.rows.iter().cloned()).collect();
+        rows.sort_by(|a, b| (&a.tenant, a.channel.is_none()).cmp(&(&b.tenant, b.channel.is_none())));
+        *self.cx_latest.lock().unwrap_or_else(|p| p.into_inner()) = CxReport { rows };
+    }
+
+    /// The CX rows last published, every tenant of every shard held (tenants of one shard
+    /// each: shards never share one).
+    pub fn cx_latest(&self) -> CxReport {
+        self.cx_latest.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Interventions emitted so far, per moment type.
+    pub fn interventions_by_type(&self) -> Vec<(MomentType, u64)> {
+        MomentType::ALL.iter().map(|&m| (m, self.interventions.with_label_values(&[m.as_str()]).get())).collect()
     }
 
     /// The name of every metric family the service exports, whether or not it has samples yet
