@@ -37,8 +37,8 @@ const CLOCK_KEY: u8 = 0xff;
 const SINGLE_HEADER: usize = 1 + 1 + 8;
 /// Per entry in a batch: channel, source offset, datum length.
 const ENTRY_HEADER: usize = 1 + 8 + 4;
-/// A batch is written out once its values reach this size (well under the brokers' default
-/// 1 MiB message limit).
+/// A batch is written out before it would pass this size (well under the brokers' default
+/// 1 MiB message limit, and under the least `message.max.bytes` the service accepts).
 pub const BATCH_BYTES: usize = 256 * 1024;
 
 /// A changelog record that cannot be read.
@@ -141,9 +141,15 @@ impl ChangelogBatch {
         self.last = Some((entry.channel, entry.source_offset));
     }
 
-    /// Whether the batch is big enough to write out now.
-    pub fn is_full(&self) -> bool {
-        self.value.len() >= BATCH_BYTES
+    /// Whether the batch is big enough to write out now, for records of at most `limit` bytes.
+    pub fn is_full(&self, limit: usize) -> bool {
+        self.value.len() >= limit
+    }
+
+    /// Whether an entry of a `datum_len`-byte datum would take the batch past `limit` bytes
+    /// (then the batch is written out first; an empty batch takes any entry).
+    pub fn would_outgrow(&self, datum_len: usize, limit: usize) -> bool {
+        self.count > 0 && self.value.len() + ENTRY_HEADER + datum_len > limit
     }
 
     /// Whether it holds no entry.
@@ -252,6 +258,19 @@ fn decode_events(value: &[u8]) -> Result<Vec<ChangelogEntry<'_>>, ChangelogError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_is_written_out_before_an_entry_would_take_it_past_its_limit() {
+        let datum = vec![7u8; 100];
+        let entry = ChangelogEntry { channel: Channel::Chat, source_offset: 1, datum: &datum };
+        let mut batch = ChangelogBatch::default();
+        assert!(!batch.would_outgrow(1_000_000, 10), "an empty batch takes any entry");
+        batch.push(&entry);
+        let size = 1 + 4 + ENTRY_HEADER + 100;
+        assert!(!batch.is_full(size + 1) && batch.is_full(size));
+        assert!(!batch.would_outgrow(100, size + ENTRY_HEADER + 100));
+        assert!(batch.would_outgrow(101, size + ENTRY_HEADER + 100));
+    }
 
     fn batch_of(entries: &[ChangelogEntry<'_>]) -> (Vec<u8>, Vec<u8>) {
         let mut b = ChangelogBatch::default();

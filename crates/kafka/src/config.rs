@@ -219,6 +219,10 @@ pub enum KafkaConfigError {
     NoTransactionalId,
 }
 
+/// The least `message.max.bytes` the service accepts: twice a changelog batch, above the
+/// largest record a valid event makes.
+pub const MIN_MESSAGE_BYTES: usize = 512 * 1024;
+
 /// Properties the service sets itself: overriding them would break its guarantees.
 const RESERVED: [(&str, &str); 11] = [
     ("enable.auto.commit", "offsets are committed with the outputs"),
@@ -289,6 +293,17 @@ impl KafkaConfig {
             "at most half of max.poll.interval.ms (default 300000)",
             self.restore_slice_ms <= max_poll_interval / 2,
             self.restore_slice_ms as i64,
+        )?;
+        // A valid event takes up to about 240 KB (its texts and recipient lists at their limits)
+        // in its timeline record and changelog entry, and a changelog batch up to 256 KiB: a
+        // smaller limit would refuse such a record for good, and its batch would be retried
+        // for ever.
+        let max_message = self.max_message_bytes();
+        range(
+            "properties.message.max.bytes",
+            "at least 524288",
+            max_message >= MIN_MESSAGE_BYTES,
+            i64::try_from(max_message).unwrap_or(i64::MAX),
         )?;
         range("partitions", ">= 1", self.partitions >= 1, self.partitions as i64)?;
         range("replication", ">= 1", self.replication >= 1, self.replication as i64)?;
@@ -459,6 +474,12 @@ mod tests {
         c.validate().unwrap();
         let c = KafkaConfig { bootstrap_servers: " ".into(), ..Default::default() };
         assert_eq!(c.validate(), Err(KafkaConfigError::Empty("bootstrap_servers")));
+        // A record limit that a valid event's records or a changelog batch could pass.
+        let mut c = KafkaConfig::default();
+        c.properties.insert("message.max.bytes".into(), "200000".into());
+        assert!(c.validate().unwrap_err().to_string().contains("message.max.bytes"));
+        c.properties.insert("message.max.bytes".into(), "524288".into());
+        c.validate().unwrap();
     }
 
     #[test]

@@ -20,13 +20,13 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 
-use crate::changelog::{ChangelogBatch, ChangelogEntry, ClockEntry};
+use crate::changelog::{ChangelogBatch, ChangelogEntry, ClockEntry, BATCH_BYTES};
 use crate::clients::DeliveryContext;
 use crate::config::{KafkaConfig, Mode, MERGE_ORDER};
 use crate::merge::{ShardMerge, Timed};
 use crate::metrics::{InputTally, Outcome, ServiceMetrics};
 use crate::ordered::{Handed, OrderedWorker, HANDOVER};
-use crate::outputs::{Dest, EncodeError, OutBatch, OutputWriter, Refusal};
+use crate::outputs::{Dest, OutBatch, OutputWriter, Refusal};
 use crate::registry::{DecodedInput, OutputSchemas};
 use crate::service::ServiceError;
 use crate::wire::{split_frame, WireError};
@@ -262,22 +262,23 @@ impl Shard {
         self.next[lane] = Some(offset + 1);
         let decoded = item.decoded.map_err(|e| (e.code(), e.to_string()));
         // The changelog stores the bundled-schema datum (restores need no registry): the
-        // record's own bytes when it was written with that schema, else re-encoded.
-        let decoded = match decoded {
-            Ok(d) => {
-                let DecodedInput { event: wire, bundled } = d;
-                let datum: Cow<'_, [u8]> = match (bundled, msg.payload.as_deref().map(split_frame)) {
-                    (true, Some(Ok((_, body)))) => Cow::Borrowed(body),
-                    _ => Cow::Owned(encode_input(&wire).map_err(|e| EncodeError::new("changelog entry", e))?),
-                };
-                let tenants = &mut self.tenants;
-                match wire.try_into_event(|name| tenants.get(name)) {
-                    Ok(event) => Ok((event, datum)),
-                    Err((e, _)) => Err((e.code(), e.to_string())),
-                }
+        // record's own bytes when it was written with that schema, else re-encoded. A record
+        // that cannot be is refused like any other bad input, not fatal to the service (it
+        // would be read again after every restart).
+        let decoded = decoded.and_then(|d| {
+            let DecodedInput { event: wire, bundled } = d;
+            let datum: Cow<'_, [u8]> = match (bundled, msg.payload.as_deref().map(split_frame)) {
+                (true, Some(Ok((_, body)))) => Cow::Borrowed(body),
+                _ => Cow::Owned(encode_input(&wire).map_err(|e| {
+                    ("reencode_failed", format!("the event could not be written with the bundled schema: {e}"))
+                })?),
+            };
+            let tenants = &mut self.tenants;
+            match wire.try_into_event(|name| tenants.get(name)) {
+                Ok(event) => Ok((event, datum)),
+                Err((e, _)) => Err((e.code(), e.to_string())),
             }
-            Err(refusal) => Err(refusal),
-        };
+        });
         let decoded = decoded.and_then(|(event, datum)| {
             if !config.too_far_ahead(event.time.0, msg.timestamp) {
                 return Ok((event, datum));
@@ -310,8 +311,11 @@ impl Shard {
                         if config.idle_clock_ms > 0 {
                             self.note_clock(&event.tenant, event.time.0, shared.horizons);
                         }
+                        if self.changelog.would_outgrow(datum.len(), BATCH_BYTES) {
+                            self.writer.changelog(p, &mut self.changelog, &mut self.out);
+                        }
                         self.changelog.push(&ChangelogEntry { channel, source_offset: offset, datum: &datum });
-                        if self.changelog.is_full() {
+                        if self.changelog.is_full(BATCH_BYTES) {
                             self.writer.changelog(p, &mut self.changelog, &mut self.out);
                         }
                         self.tally.input(channel, Outcome::Applied);
