@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use omnistitch_kafka::Mode;
 use omnistitch_model::Channel;
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
 
@@ -139,7 +140,10 @@ fn bad_input_is_dead_lettered_with_its_reason_and_never_stops_the_service() {
     ];
     for (i, (_, _, value)) in bad.iter().enumerate() {
         let key = format!("bad-{i}");
-        producer.send(BaseRecord::<_, _>::to(&topic).key(&key).payload(value).partition(0)).unwrap();
+        // Each carries a header of its own, which its dead letter must copy.
+        let trace = format!("trace-{i}");
+        let headers = OwnedHeaders::new().insert(Header { key: "traceparent", value: Some(trace.as_str()) });
+        producer.send(BaseRecord::<_, _>::to(&topic).key(&key).payload(value).partition(0).headers(headers)).unwrap();
     }
     producer.flush(Duration::from_secs(10)).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
@@ -164,6 +168,7 @@ fn bad_input_is_dead_lettered_with_its_reason_and_never_stops_the_service() {
         assert!(h("omnistitch.source.offset").is_some());
         assert_eq!(h("omnistitch.reason.code").as_deref(), Some(*code), "{what}: its reason code");
         assert!(!h("omnistitch.reason").unwrap_or_default().is_empty(), "{what}: a reason");
+        assert_eq!(h("omnistitch.original.traceparent"), Some(format!("trace-{i}")), "{what}: its own header");
     }
     let text = metrics.render();
     let dead_counted: u64 = text

@@ -124,7 +124,12 @@ pub struct Refusal<'a> {
     pub code: &'static str,
     /// Human-readable reason.
     pub reason: &'a str,
+    /// The input record's own headers (name, value).
+    pub headers: &'a [(Box<str>, Option<Box<[u8]>>)],
 }
+
+/// Prefix of a dead letter's copies of the input record's own headers.
+pub const ORIGINAL_HEADER_PREFIX: &str = "omnistitch.original.";
 
 /// Builds output records.
 pub struct OutputWriter {
@@ -301,8 +306,23 @@ impl OutputWriter {
             ("omnistitch.reason.code", why.code.to_string()),
             ("omnistitch.reason", reason.to_string()),
         ];
-        let header_bytes =
-            |fields: &[(&str, String)]| fields.iter().map(|(k, v)| k.len() + v.len() + 10).sum::<usize>();
+        // The input's own headers go along, prefixed, unless they are too big to (then how
+        // many were left out says so).
+        let original_bytes: usize = why
+            .headers
+            .iter()
+            .map(|(k, v)| ORIGINAL_HEADER_PREFIX.len() + k.len() + v.as_ref().map_or(0, |v| v.len()) + 10)
+            .sum();
+        let originals = if original_bytes <= MAX_ORIGINAL_HEADER_BYTES {
+            why.headers
+        } else {
+            fields.push(("omnistitch.original.headers.omitted", why.headers.len().to_string()));
+            &[]
+        };
+        let header_bytes = |fields: &[(&str, String)]| {
+            fields.iter().map(|(k, v)| k.len() + v.len() + 10).sum::<usize>()
+                + if originals.is_empty() { 0 } else { original_bytes }
+        };
         let (key, value) = (key.unwrap_or_default(), value);
         let whole = key.len() + value.map_or(0, <[u8]>::len);
         // Room for the original header too, should it be needed.
@@ -317,6 +337,9 @@ impl OutputWriter {
         };
         let headers = fields.iter().fold(OwnedHeaders::new_with_capacity(fields.len()), |h, (k, v)| {
             h.insert(Header { key: k, value: Some(v.as_str()) })
+        });
+        let headers = originals.iter().fold(headers, |h, (k, v)| {
+            h.insert(Header { key: &format!("{ORIGINAL_HEADER_PREFIX}{k}"), value: v.as_deref() })
         });
         out.push(
             Dest::DeadLetter,
@@ -343,6 +366,8 @@ const DEAD_LETTER_FRAMING_BYTES: usize = 1_024;
 const PROFILE_FIXED_BYTES: usize = 128;
 /// Longest reason text a dead letter carries (a decoder's message can quote the record).
 const MAX_REASON_BYTES: usize = 1_024;
+/// Most bytes of the input's own headers a dead letter copies (more are left out, counted).
+const MAX_ORIGINAL_HEADER_BYTES: usize = 16 * 1_024;
 
 /// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
 fn cut_at_char(s: &str, max: usize) -> &str {
@@ -420,7 +445,7 @@ pub(crate) mod tests {
     }
 
     fn refusal(reason: &str) -> Refusal<'_> {
-        Refusal { topic: "cx.chat.v1", partition: 3, offset: 42, code: "oversized_field", reason }
+        Refusal { topic: "cx.chat.v1", partition: 3, offset: 42, code: "oversized_field", reason, headers: &[] }
     }
 
     /// The dead letter of `value` under `max_bytes`: key, value and headers.
@@ -437,7 +462,7 @@ pub(crate) mod tests {
         let headers = r.headers.as_ref().unwrap();
         let headers = headers
             .iter()
-            .map(|h| (h.key.to_string(), String::from_utf8(h.value.unwrap().to_vec()).unwrap()))
+            .map(|h| (h.key.to_string(), String::from_utf8(h.value.unwrap_or_default().to_vec()).unwrap()))
             .collect();
         (k.to_vec(), v.unwrap().to_vec(), headers)
     }
@@ -468,5 +493,28 @@ pub(crate) mod tests {
         assert_eq!(header(&h, "omnistitch.payload.original.bytes"), Some((value.len() + 4).to_string().as_str()));
         let reason = header(&h, "omnistitch.reason").unwrap();
         assert!(reason.len() <= MAX_REASON_BYTES && reason.chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn a_dead_letter_carries_the_input_s_own_headers_unless_they_are_too_big() {
+        let writer = OutputWriter::new(OutputSchemas::bundled(&crate::registry::BundledIds::default()));
+        let headers_of = |originals: &[(Box<str>, Option<Box<[u8]>>)]| {
+            let mut out = OutBatch::default();
+            let why = Refusal { headers: originals, ..refusal("truncated") };
+            writer.dead_letter(Some(b"k"), Some(b"v"), &why, 1_000_000, &mut out);
+            let (r, _, _) = out.iter().next().unwrap();
+            let h = r.headers.as_ref().unwrap();
+            h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect::<Vec<_>>()
+        };
+        let originals: Vec<(Box<str>, Option<Box<[u8]>>)> =
+            vec![("traceparent".into(), Some(b"00-ab-cd-01"[..].into())), ("flag".into(), None)];
+        let h = headers_of(&originals);
+        assert!(h.contains(&("omnistitch.original.traceparent".into(), Some(b"00-ab-cd-01".to_vec()))), "{h:?}");
+        assert!(h.contains(&("omnistitch.original.flag".into(), None)), "{h:?}");
+        assert!(h.iter().any(|(k, _)| k == "omnistitch.reason.code"));
+        let big: Vec<(Box<str>, Option<Box<[u8]>>)> = vec![("blob".into(), Some(vec![1u8; 20_000].into()))];
+        let h = headers_of(&big);
+        assert!(!h.iter().any(|(k, _)| k == "omnistitch.original.blob"), "too big to copy");
+        assert!(h.contains(&("omnistitch.original.headers.omitted".into(), Some(b"1".to_vec()))), "{h:?}");
     }
 }

@@ -16,7 +16,7 @@ use omnistitch_model::{EventTime, ProfileId, Tenant, Tenants};
 use omnistitch_moments::TimerHorizons;
 use prometheus::IntCounter;
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 
@@ -45,6 +45,8 @@ pub struct Input {
     pub key: Option<Box<[u8]>>,
     /// Value bytes.
     pub payload: Option<Box<[u8]>>,
+    /// The record's headers (name, value), kept for its dead letter; most records have none.
+    pub headers: Box<[(Box<str>, Option<Box<[u8]>>)]>,
 }
 
 impl Input {
@@ -56,6 +58,9 @@ impl Input {
             timestamp: m.timestamp().to_millis(),
             key: m.key().map(Box::from),
             payload: m.payload().map(Box::from),
+            headers: m
+                .headers()
+                .map_or_else(Box::default, |h| h.iter().map(|h| (Box::from(h.key), h.value.map(Box::from))).collect()),
         }
     }
 }
@@ -295,7 +300,7 @@ impl Shard {
         match decoded {
             Err((code, reason)) => {
                 let topic = config.topics.input(channel);
-                let why = Refusal { topic, partition: p, offset, code, reason: &reason };
+                let why = Refusal { topic, partition: p, offset, code, reason: &reason, headers: &msg.headers };
                 let max = config.max_message_bytes();
                 self.writer.dead_letter(msg.key.as_deref(), msg.payload.as_deref(), &why, max, &mut self.out);
                 self.tally.input(channel, Outcome::DeadLettered);
