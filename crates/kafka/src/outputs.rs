@@ -124,9 +124,12 @@ pub struct Refusal<'a> {
     pub code: &'static str,
     /// Human-readable reason.
     pub reason: &'a str,
-    /// The input record's own headers (name, value).
-    pub headers: &'a [(Box<str>, Option<Box<[u8]>>)],
+    /// The input record's own headers.
+    pub headers: &'a [RecordHeader],
 }
+
+/// A record header as read: name, value.
+pub type RecordHeader = (Box<str>, Option<Box<[u8]>>);
 
 /// Prefix of a dead letter's copies of the input record's own headers.
 pub const ORIGINAL_HEADER_PREFIX: &str = "omnistitch.original.";
@@ -498,7 +501,7 @@ pub(crate) mod tests {
     #[test]
     fn a_dead_letter_carries_the_input_s_own_headers_unless_they_are_too_big() {
         let writer = OutputWriter::new(OutputSchemas::bundled(&crate::registry::BundledIds::default()));
-        let headers_of = |originals: &[(Box<str>, Option<Box<[u8]>>)]| {
+        let headers_of = |originals: &[RecordHeader]| {
             let mut out = OutBatch::default();
             let why = Refusal { headers: originals, ..refusal("truncated") };
             writer.dead_letter(Some(b"k"), Some(b"v"), &why, 1_000_000, &mut out);
@@ -506,13 +509,13 @@ pub(crate) mod tests {
             let h = r.headers.as_ref().unwrap();
             h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect::<Vec<_>>()
         };
-        let originals: Vec<(Box<str>, Option<Box<[u8]>>)> =
+        let originals: Vec<RecordHeader> =
             vec![("traceparent".into(), Some(b"00-ab-cd-01"[..].into())), ("flag".into(), None)];
         let h = headers_of(&originals);
         assert!(h.contains(&("omnistitch.original.traceparent".into(), Some(b"00-ab-cd-01".to_vec()))), "{h:?}");
         assert!(h.contains(&("omnistitch.original.flag".into(), None)), "{h:?}");
         assert!(h.iter().any(|(k, _)| k == "omnistitch.reason.code"));
-        let big: Vec<(Box<str>, Option<Box<[u8]>>)> = vec![("blob".into(), Some(vec![1u8; 20_000].into()))];
+        let big: Vec<RecordHeader> = vec![("blob".into(), Some(vec![1u8; 20_000].into()))];
         let h = headers_of(&big);
         assert!(!h.iter().any(|(k, _)| k == "omnistitch.original.blob"), "too big to copy");
         assert!(h.contains(&("omnistitch.original.headers.omitted".into(), Some(b"1".to_vec()))), "{h:?}");

@@ -26,7 +26,7 @@ use crate::config::{KafkaConfig, Mode, MERGE_ORDER};
 use crate::merge::{ShardMerge, Timed};
 use crate::metrics::{InputTally, Outcome, ServiceMetrics};
 use crate::ordered::{Handed, OrderedWorker, HANDOVER};
-use crate::outputs::{Dest, OutBatch, OutputWriter, Refusal};
+use crate::outputs::{Dest, OutBatch, OutputWriter, RecordHeader, Refusal};
 use crate::registry::{DecodedInput, OutputSchemas};
 use crate::service::ServiceError;
 use crate::wire::{split_frame, WireError};
@@ -46,7 +46,7 @@ pub struct Input {
     /// Value bytes.
     pub payload: Option<Box<[u8]>>,
     /// The record's headers (name, value), kept for its dead letter; most records have none.
-    pub headers: Box<[(Box<str>, Option<Box<[u8]>>)]>,
+    pub headers: Box<[RecordHeader]>,
 }
 
 impl Input {
