@@ -319,7 +319,7 @@ impl OutputWriter {
         let originals = if original_bytes <= MAX_ORIGINAL_HEADER_BYTES {
             why.headers
         } else {
-            fields.push(("omnistitch.original.headers.omitted", why.headers.len().to_string()));
+            fields.push(("omnistitch.headers.omitted", why.headers.len().to_string()));
             &[]
         };
         let header_bytes = |fields: &[(&str, String)]| {
@@ -518,6 +518,6 @@ pub(crate) mod tests {
         let big: Vec<RecordHeader> = vec![("blob".into(), Some(vec![1u8; 20_000].into()))];
         let h = headers_of(&big);
         assert!(!h.iter().any(|(k, _)| k == "omnistitch.original.blob"), "too big to copy");
-        assert!(h.contains(&("omnistitch.original.headers.omitted".into(), Some(b"1".to_vec()))), "{h:?}");
+        assert!(h.contains(&("omnistitch.headers.omitted".into(), Some(b"1".to_vec()))), "{h:?}");
     }
 }
