@@ -547,15 +547,7 @@ impl Service {
         if !complete.contains(&p) {
             return None;
         }
-        // Asked twice at most, as for a kept shard: a coordinator may be busy right after a
-        // rebalance.
-        let mut committed = committed_offsets(&self.consumer, &self.config, p, self.timeout());
-        if committed.is_err() {
-            self.health.beat();
-            std::thread::sleep(Duration::from_millis(500));
-            committed = committed_offsets(&self.consumer, &self.config, p, self.timeout());
-        }
-        if !committed.is_ok_and(|c| c == job.committed()) {
+        if !self.committed_after_rebalance(p).is_ok_and(|c| c == job.committed()) {
             tracing::info!(
                 shard = p,
                 "shard restore dropped: the shard was committed elsewhere since, or its offsets unknown"
@@ -572,6 +564,19 @@ impl Service {
         self.pending_restores.contains(&p) || self.restoring.as_ref().is_some_and(|(job, _)| job.shard() == p)
     }
 
+    /// Shard `p`'s committed offsets right after a rebalance, asked twice at most (a
+    /// coordinator may be busy then): the loop must not stay away from the group for long,
+    /// and whoever asks has a safe answer to a failure (restore from scratch).
+    fn committed_after_rebalance(&self, p: i32) -> Result<[Option<i64>; 4], KafkaError> {
+        let committed = committed_offsets(&self.consumer, &self.config, p, self.timeout());
+        if committed.is_ok() {
+            return committed;
+        }
+        self.health.beat();
+        std::thread::sleep(Duration::from_millis(500));
+        committed_offsets(&self.consumer, &self.config, p, self.timeout())
+    }
+
     /// Keeps the state shard `p` had here before the rebalance (held through it, or parked) if it
     /// is still current: the group's committed offsets are where its last commit left them (a
     /// member that had the shard in between and committed moved them). Otherwise drops it, for
@@ -582,14 +587,7 @@ impl Service {
             (Some(s), _) | (None, Some(s)) => s.position,
             (None, None) => return false,
         };
-        // Asked twice at most (a coordinator may be busy right after a rebalance): the loop must
-        // not stay away from the group for long, and a restore is the safe answer anyway.
-        let mut committed = committed_offsets(&self.consumer, &self.config, p, self.timeout());
-        if committed.is_err() {
-            self.health.beat();
-            std::thread::sleep(Duration::from_millis(500));
-            committed = committed_offsets(&self.consumer, &self.config, p, self.timeout());
-        }
+        let committed = self.committed_after_rebalance(p);
         if committed.as_ref().is_ok_and(|c| *c == position) {
             if let Some(shard) = self.parked.remove(&p) {
                 self.worker.resume(p);
