@@ -45,15 +45,42 @@ const PHONE_CACHE_CAPACITY: usize = 200_000;
 /// first use only, so the bound matters only for traffic from many regions.
 const PHONE_REGEX_CACHE_CAPACITY: usize = 1_024;
 
+/// How numbers are dialled from the default region: the region, and its international call
+/// prefix (`00` in most of the world, `011` in North America, `0011` in Australia, `010` in
+/// Japan...) from libphonenumber's metadata, anchored at the start of the digits.
+struct Dialing {
+    region: Region,
+    idd: Option<regex::Regex>,
+}
+
+impl Dialing {
+    fn new(region: Region) -> Self {
+        let idd = phonenumber::metadata::DATABASE
+            .by_id(region.as_ref())
+            .and_then(|m| m.international_prefix())
+            .and_then(|re| regex::Regex::new(&format!("^(?:{})", re.as_str())).ok());
+        Dialing { region, idd }
+    }
+
+    /// How many leading digits of `digits` (ASCII digits only) are an international call
+    /// prefix: the region's own, else `00` (written by callers from most of the world). As in
+    /// libphonenumber, a prefix followed by `0` is not one (no country code starts with 0).
+    fn international_prefix_len(&self, digits: &str) -> Option<usize> {
+        let own = self.idd.as_ref().and_then(|re| re.find(digits)).map(|m| m.end());
+        let len = own.filter(|&n| n > 0).or_else(|| digits.starts_with("00").then_some(2))?;
+        (digits.len() > len && !digits[len..].starts_with('0')).then_some(len)
+    }
+}
+
 /// Turns raw identifiers into canonical ones. Shared by all partitions of a process (`Sync`).
 pub struct Normalizer {
-    region: Region,
+    dialing: Dialing,
     phone_cache: DashMap<u128, Result<CompactString, NormalizeError>, hashbrown::DefaultHashBuilder>,
 }
 
 impl std::fmt::Debug for Normalizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Normalizer").field("region", &self.region).finish_non_exhaustive()
+        f.debug_struct("Normalizer").field("region", &self.dialing.region).finish_non_exhaustive()
     }
 }
 
@@ -85,7 +112,7 @@ impl Normalizer {
         if let Ok(mut cache) = phonenumber::metadata::DATABASE.cache().lock() {
             cache.set_capacity(PHONE_REGEX_CACHE_CAPACITY);
         }
-        Ok(Normalizer { region, phone_cache: DashMap::with_hasher(Default::default()) })
+        Ok(Normalizer { dialing: Dialing::new(region), phone_cache: DashMap::with_hasher(Default::default()) })
     }
 
     /// The canonical form of `raw`.
@@ -113,16 +140,16 @@ impl Normalizer {
     }
 
     fn normalize_phone(&self, value: &str) -> Result<CompactString, NormalizeError> {
-        let Some(key) = phone_cache_key(value, self.region) else {
+        let Some(key) = phone_cache_key(value, &self.dialing) else {
             // Rare spellings with letters are not worth a second cache.
-            return parse_phone(value, self.region);
+            return parse_phone(value, &self.dialing);
         };
         if let Some(hit) = self.phone_cache.get(&key) {
             return hit.clone();
         }
         // Parsed from what the key keeps, so every spelling of the key gets one answer whichever
         // comes first.
-        let result = parse_phone(&keyed_spelling(key), self.region);
+        let result = parse_phone(&keyed_spelling(key), &self.dialing);
         if self.phone_cache.len() >= PHONE_CACHE_CAPACITY {
             self.phone_cache.clear();
         }
@@ -135,11 +162,13 @@ impl Normalizer {
 ///
 /// Only values made of digits and formatting punctuation qualify: for those, libphonenumber's
 /// result depends on the digits and a leading `+` alone. Letters (`ext.`, `x12`, vanity numbers)
-/// keep their raw value as key. In North America, the 10-digit national form, the 11-digit form
-/// with the trunk prefix 1 and the `011` international prefix are rewritten to one key. The key
-/// packs (international?, digit count, digits) into a `u128`, so a lookup allocates nothing.
-fn phone_cache_key(value: &str, region: Region) -> Option<u128> {
+/// keep their raw value as key. An international call prefix (the region's own, or `00`) is
+/// read as a `+`; in North America, the 10-digit national form and the 11-digit form with the
+/// trunk prefix 1 are rewritten to one key. The key packs (international?, digit count,
+/// digits) into a `u128`, so a lookup allocates nothing.
+fn phone_cache_key(value: &str, dialing: &Dialing) -> Option<u128> {
     let v = value.strip_prefix("tel:").unwrap_or(value).trim();
+    // ASCII digits, so that the international prefix's pattern can read them.
     let mut digits = [0u8; 36];
     let mut n = 0;
     // A `+` before the first digit, wherever it is (`(+44) 20 ...`): the number is international.
@@ -147,7 +176,7 @@ fn phone_cache_key(value: &str, region: Region) -> Option<u128> {
     for b in v.bytes() {
         match b {
             b'0'..=b'9' if n < digits.len() => {
-                digits[n] = b - b'0';
+                digits[n] = b;
                 n += 1;
             }
             b' ' | b'(' | b')' | b'-' | b'.' | b'/' => {}
@@ -155,17 +184,15 @@ fn phone_cache_key(value: &str, region: Region) -> Option<u128> {
             _ => return None,
         }
     }
-    let mut d = &digits[..n];
+    let mut d = std::str::from_utf8(&digits[..n]).ok()?;
     let mut international = plus;
-    let nanp = matches!(region, Region::US | Region::CA);
+    let nanp = matches!(dialing.region, Region::US | Region::CA);
     if !international {
-        if let Some(rest) = d.strip_prefix(&[0, 0]) {
-            (d, international) = (rest, true);
-        } else if let (true, Some(rest)) = (nanp, d.strip_prefix(&[0, 1, 1])) {
-            (d, international) = (rest, true);
+        if let Some(len) = dialing.international_prefix_len(d) {
+            (d, international) = (&d[len..], true);
         } else if nanp && d.len() == 10 {
-            return Some(pack(true, &[&[1], d]));
-        } else if nanp && d.len() == 11 && d[0] == 1 {
+            return Some(pack(true, &["1", d]));
+        } else if nanp && d.len() == 11 && d.starts_with('1') {
             international = true;
         }
     }
@@ -182,11 +209,11 @@ fn keyed_spelling(key: u128) -> String {
     format!("{plus}{digits:0count$}")
 }
 
-fn pack(international: bool, parts: &[&[u8]]) -> u128 {
+fn pack(international: bool, parts: &[&str]) -> u128 {
     let mut value: u128 = 0;
     let mut count: u128 = 0;
-    for &digit in parts.iter().flat_map(|p| p.iter()) {
-        value = value * 10 + u128::from(digit);
+    for digit in parts.iter().flat_map(|p| p.bytes()) {
+        value = value * 10 + u128::from(digit - b'0');
         count += 1;
     }
     (count << 121) | (u128::from(international) << 120) | value
@@ -234,17 +261,28 @@ fn normalize_email(value: &str) -> Result<CompactString, NormalizeError> {
     Ok(out)
 }
 
-fn parse_phone(value: &str, region: Region) -> Result<CompactString, NormalizeError> {
+fn parse_phone(value: &str, dialing: &Dialing) -> Result<CompactString, NormalizeError> {
     let v = value.strip_prefix("tel:").unwrap_or(value).trim();
-    // International call prefixes written out instead of `+`.
-    let v = if let Some(rest) = v.strip_prefix("00") {
-        format!("+{rest}")
-    } else if let (Some(rest), Region::US | Region::CA) = (v.strip_prefix("011"), region) {
-        format!("+{rest}")
-    } else {
-        v.to_string()
+    // An international call prefix written out instead of `+` (libphonenumber reads only the
+    // region's own; `00` is read from anywhere).
+    // The leading digits (through formatting punctuation), each with where it ends in `v`.
+    let mut leading = String::new();
+    let mut ends = Vec::new();
+    for (i, c) in v.char_indices() {
+        match c {
+            '0'..='9' => {
+                leading.push(c);
+                ends.push(i + 1);
+            }
+            ' ' | '(' | ')' | '-' | '.' | '/' => {}
+            _ => break,
+        }
+    }
+    let v = match dialing.international_prefix_len(&leading) {
+        Some(len) => format!("+{}", &v[ends[len - 1]..]),
+        None => v.to_string(),
     };
-    let n = phonenumber::parse(Some(region), &v).map_err(|_| NormalizeError::InvalidPhone)?;
+    let n = phonenumber::parse(Some(dialing.region), &v).map_err(|_| NormalizeError::InvalidPhone)?;
     if !crate::phone::is_valid(&n) {
         return Err(NormalizeError::InvalidPhone);
     }
@@ -315,27 +353,28 @@ mod tests {
     #[test]
     fn spellings_of_one_number_share_a_cache_entry_and_results_match_fresh_parses() {
         let n = Normalizer::new("US").unwrap();
+        let (us, gb) = (Dialing::new(Region::US), Dialing::new(Region::GB));
         let spellings = ["(415) 555-0134", "415.555.0134", "+1 415 555 0134", "1-415-555-0134", "011 1 415 555 0134"];
-        let key = phone_cache_key("+14155550134", Region::US);
+        let key = phone_cache_key("+14155550134", &us);
         assert!(key.is_some());
         for v in spellings {
-            assert_eq!(phone_cache_key(v, Region::US), key, "{v}");
+            assert_eq!(phone_cache_key(v, &us), key, "{v}");
             assert_eq!(
                 n.normalize(&RawIdentifier::new(IdentifierKind::Phone, v)).unwrap().value.as_str(),
                 "+14155550134"
             );
         }
         // Leading zeros and the international flag are part of the key.
-        assert_ne!(phone_cache_key("020 7946 0958", Region::GB), phone_cache_key("20 7946 0958", Region::GB));
-        assert_ne!(phone_cache_key("+44 20 7946 0958", Region::GB), phone_cache_key("44 20 7946 0958", Region::GB));
+        assert_ne!(phone_cache_key("020 7946 0958", &gb), phone_cache_key("20 7946 0958", &gb));
+        assert_ne!(phone_cache_key("+44 20 7946 0958", &gb), phone_cache_key("44 20 7946 0958", &gb));
         // Letters keep the raw value as key: an extension must not be read as more digits.
-        assert_eq!(phone_cache_key("+1 212 555 0199 ext. 12", Region::US), None);
+        assert_eq!(phone_cache_key("+1 212 555 0199 ext. 12", &us), None);
         assert_eq!(norm(IdentifierKind::Phone, "+1 212 555 0199 ext. 12").unwrap(), "+12125550199");
         assert_eq!(norm(IdentifierKind::Phone, "+1212555019912"), Err(NormalizeError::InvalidPhone));
         // A `+` after an opening bracket is international too; two are not a spelling we key.
-        assert_eq!(phone_cache_key("(+44) 20 7946 0958", Region::US), phone_cache_key("+44 20 7946 0958", Region::US));
-        assert_ne!(phone_cache_key("(+44) 20 7946 0958", Region::US), phone_cache_key("44 20 7946 0958", Region::US));
-        assert_eq!(phone_cache_key("++44 20 7946 0958", Region::US), None);
+        assert_eq!(phone_cache_key("(+44) 20 7946 0958", &us), phone_cache_key("+44 20 7946 0958", &us));
+        assert_ne!(phone_cache_key("(+44) 20 7946 0958", &us), phone_cache_key("44 20 7946 0958", &us));
+        assert_eq!(phone_cache_key("++44 20 7946 0958", &us), None);
         // Whatever the order values arrive in, each gets the same answer: a cache hit and a
         // fresh parse agree.
         let values = [
@@ -364,6 +403,34 @@ mod tests {
         let of = |v: &str| forward.iter().find(|(k, _)| k == v).unwrap().1.clone();
         assert_eq!(of("(0044) 20 7946 0958").unwrap(), "+442079460958");
         assert_eq!(of("(415) 555-0134").unwrap(), "+14155550134");
+    }
+
+    #[test]
+    fn each_regions_international_call_prefix_reads_as_a_plus() {
+        // The same London number dialled from Australia (0011), Japan (010), the US (011) and
+        // anywhere with 00, each under its region's default.
+        for (region, v) in [
+            ("AU", "0011 44 20 7946 0958"),
+            ("JP", "010-44-20-7946-0958"),
+            ("US", "011 44 20 7946 0958"),
+            ("DE", "0044 20 7946 0958"),
+            ("AU", "0044 20 7946 0958"),
+            ("AU", "0011 44 20 7946 0958 ext. 3"),
+        ] {
+            let n = Normalizer::new(region).unwrap();
+            let got = n.normalize(&RawIdentifier::new(IdentifierKind::Phone, v)).map(|i| i.value);
+            assert_eq!(got.as_deref(), Ok("+442079460958"), "{region} {v}");
+        }
+        // National numbers stay national: Sydney from Australia, Tokyo from Japan.
+        let au = Normalizer::new("AU").unwrap();
+        let sydney = au.normalize(&RawIdentifier::new(IdentifierKind::Phone, "(02) 9374 4000")).unwrap();
+        assert_eq!(sydney.value, "+61293744000");
+        let jp = Normalizer::new("JP").unwrap();
+        let tokyo = jp.normalize(&RawIdentifier::new(IdentifierKind::Phone, "03-3224-9999")).unwrap();
+        assert_eq!(tokyo.value, "+81332249999");
+        // A prefix followed by 0 is not one (no country code starts with 0).
+        assert_eq!(Dialing::new(Region::AU).international_prefix_len("0011044"), None);
+        assert_eq!(Dialing::new(Region::AU).international_prefix_len("001144"), Some(4));
     }
 
     #[test]
