@@ -138,11 +138,17 @@ fn main() -> anyhow::Result<()> {
         omnistitch::logging::init(false);
     }
     match command {
-        // `run` starts logging once its configuration (`[log] json`) is read.
+        // `run` starts logging as its configuration (`[log] json`) says.
         Command::Run { embedded, config, http_port, rate, seconds } => {
             let args =
                 run::RunArgs { embedded, http_port, duration: seconds.map(std::time::Duration::from_secs), rate };
-            run::run(config.as_deref(), &args)
+            let result = run::run(config.as_deref(), &args);
+            if let Err(e) = &result {
+                // Through the log, JSON when asked, like everything else the service says.
+                tracing::error!(error = format!("{e:#}"), "omnistitch stopped");
+                std::process::exit(1);
+            }
+            result
         }
         Command::Simulate { customers, seed, out } => simulate(customers, seed, &out),
         Command::Replay { input, out, config, partitions } => run_replay(&input, &out, config.as_deref(), partitions),

@@ -52,9 +52,9 @@ fn schemas(
 
 /// Runs the service until SIGTERM/SIGINT (or `args.duration`), then commits and exits.
 pub fn run(config: Option<&Path>, args: &RunArgs) -> anyhow::Result<()> {
-    let env = settings::service_env(std::env::vars_os())?;
-    let mut settings = Settings::load(config, env.into_iter())?;
-    crate::logging::init(settings.log.json);
+    let env = settings::service_env(std::env::vars_os());
+    crate::logging::init(env.as_ref().is_ok_and(|env| settings::json_logs(config, env)));
+    let mut settings = Settings::load(config, env?.into_iter())?;
     if let Some(port) = args.http_port {
         settings.http.port = port;
     }

@@ -134,6 +134,21 @@ impl Settings {
     }
 }
 
+/// Whether logs are to be JSON lines (`[log] json`, from the file and the environment), read
+/// ahead of [`Settings::load`] so that its errors are logged as asked; `false` when the file
+/// cannot be read or parsed (`load` then says why).
+pub fn json_logs(path: Option<&Path>, env: &[(String, String)]) -> bool {
+    let mut table: toml::Table =
+        path.and_then(|p| std::fs::read_to_string(p).ok()).and_then(|text| text.parse().ok()).unwrap_or_default();
+    // The log override alone: `load` applies (and checks) the others.
+    let log =
+        env.iter().filter(|(n, _)| n.strip_prefix("OMNISTITCH__").is_some_and(|r| r.eq_ignore_ascii_case("LOG__JSON")));
+    if apply_env(&mut table, log.cloned()).is_err() {
+        return false;
+    }
+    table.get("log").and_then(|l| l.get("json")).and_then(toml::Value::as_bool).unwrap_or(false)
+}
+
 /// An override's value: a TOML number or boolean as such, a plain double-quoted string (no
 /// escapes, nothing after it) as what is between the quotes, anything else as the text itself
 /// (a secret is never unescaped or cut at a `#`).
@@ -192,7 +207,9 @@ fn apply_env(table: &mut toml::Table, env: impl Iterator<Item = (String, String)
         } else {
             // Not a setting (a misspelt one, say `OMNISTITCH_KAFKA__MODE`): said, not silently
             // passed over. The name only: values may be secrets.
-            eprintln!("environment variable {name} is not a setting (settings are OMNISTITCH__SECTION__KEY, and OMNISTITCH_HTTP_PORT): ignored");
+            tracing::warn!(
+                "environment variable {name} is not a setting (settings are OMNISTITCH__SECTION__KEY, and OMNISTITCH_HTTP_PORT): ignored"
+            );
             continue;
         };
         if path.iter().any(String::is_empty) {
@@ -225,6 +242,24 @@ mod tests {
 
     /// README's configuration blocks are what the code reads: the engine block, said to be the
     /// defaults, is them; the service block is a valid configuration.
+    #[test]
+    fn json_logs_are_known_before_the_configuration_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        // A file with an error elsewhere still says how to log that error.
+        std::fs::write(&file, "[log]\njson = true\n[kafka]\nmode = \"sometimes\"\n").unwrap();
+        assert!(json_logs(Some(&file), &[]));
+        assert!(Settings::load(Some(&file), std::iter::empty()).is_err());
+        let off = [("OMNISTITCH__LOG__JSON".to_string(), "false".to_string())];
+        assert!(!json_logs(Some(&file), &off), "the environment overrides the file");
+        let on = [("OMNISTITCH__LOG__JSON".to_string(), "true".to_string())];
+        assert!(json_logs(None, &on));
+        assert!(!json_logs(None, &[]));
+        assert!(!json_logs(Some(&dir.path().join("missing.toml")), &on[..0]));
+        std::fs::write(&file, "[log\n").unwrap();
+        assert!(json_logs(Some(&file), &on), "an unparsable file: the environment still counts");
+    }
+
     #[test]
     fn readme_configuration_is_true() {
         let blocks = readme_toml();
