@@ -154,6 +154,8 @@ pub struct ServiceMetrics {
     pub restore_without_commit: IntCounter,
     /// Schema registry lookups that failed (retried; the records needing them wait).
     pub registry_retries: IntCounter,
+    /// Errors the Kafka clients reported while consuming, by librdkafka error code.
+    consumer_errors: IntCounterVec,
     /// Committed transactions whose offsets could not be mirrored through the consumer
     /// (`kafka.mirror_offsets`; a rebalance had begun): the next owner of those partitions
     /// re-emits the batch as exact copies, and this instance restores rather than keeps them.
@@ -412,6 +414,12 @@ impl ServiceMetrics {
                 "omnistitch_schema_registry_retries_total",
                 "Schema registry lookups that failed (retried; the records needing them wait, with their partitions).",
             ),
+            consumer_errors: counter_vec(
+                &r,
+                "omnistitch_consumer_errors_total",
+                "Errors the Kafka consumer reported, by librdkafka error code (a fetch error can mean records the client could not read were skipped: see the logs).",
+                &["code"],
+            ),
             offset_mirror_failures: counter(
                 &r,
                 "omnistitch_offset_mirror_failures_total",
@@ -595,6 +603,7 @@ impl ServiceMetrics {
         m.transaction(true);
         m.rebalance(true);
         m.produced.with_label_values(&["any"]);
+        m.consumer_error(&rdkafka::error::KafkaError::NoMessageReceived);
         let c = &m.cx;
         let tc = ["any", "any"];
         c.contacts.with_label_values(&tc);
@@ -605,6 +614,12 @@ impl ServiceMetrics {
             g.with_label_values(&tc);
         }
         m.registry.gather().iter().map(|f| f.name().to_string()).collect()
+    }
+
+    /// Counts an error a consumer reported.
+    pub fn consumer_error(&self, e: &rdkafka::error::KafkaError) {
+        let code = e.rdkafka_error_code().map_or_else(|| "other".to_string(), |c| format!("{c:?}"));
+        self.consumer_errors.with_label_values(&[&code]).inc();
     }
 
     /// The registry (to add process metrics or serve it).
@@ -641,6 +656,18 @@ mod tests {
         let text = m.render();
         assert!(!text.contains(r#"partition="0",topic="cx.chat.v1""#), "{text}");
         assert!(text.contains(r#"partition="1",topic="cx.chat.v1""#));
+    }
+
+    #[test]
+    fn consumer_errors_are_counted_by_code() {
+        use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+        let m = ServiceMetrics::new();
+        m.consumer_error(&KafkaError::MessageConsumption(RDKafkaErrorCode::NotImplemented));
+        m.consumer_error(&KafkaError::MessageConsumption(RDKafkaErrorCode::NotImplemented));
+        m.consumer_error(&KafkaError::Canceled);
+        let text = m.render();
+        assert!(text.contains(r#"omnistitch_consumer_errors_total{code="NotImplemented"} 2"#), "{text}");
+        assert!(text.contains(r#"omnistitch_consumer_errors_total{code="other"} 1"#), "{text}");
     }
 
     #[test]

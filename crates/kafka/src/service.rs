@@ -410,7 +410,10 @@ impl Service {
                 Some(Ok((Some(lane), m))) => self.enqueue(lane, m),
                 Some(Ok((None, _))) => {}
                 Some(Err(KafkaError::PartitionEOF(_))) => {}
-                Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "consumer error");
+                    self.metrics.consumer_error(&e);
+                }
                 None if self.consumer.context().served() == served => break,
                 None => {}
             }
@@ -752,6 +755,7 @@ impl Service {
                     }
                     Some(Err(e)) => {
                         tracing::warn!(error = %e, lane = key.0, partition = key.1, "fetch error");
+                        self.metrics.consumer_error(&e);
                         break;
                     }
                 }
