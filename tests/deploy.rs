@@ -44,14 +44,22 @@ fn dashboards_and_alerts_query_exported_metrics() {
     assert!(deploy("prometheus/alerts.yml").contains("up{job=\"omnistitch\"}"));
 }
 
+/// `promtool check rules` (the syntax), then `promtool test rules` (the alerts fire when they
+/// should, and only then).
 #[test]
 fn alert_rules_pass_promtool() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus/alerts.yml");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus");
+    for (what, file) in [("check", "alerts.yml"), ("test", "alerts.test.yml")] {
+        promtool(&["rules", file], what, &dir);
+    }
+}
+
+fn promtool(args: &[&str], what: &str, dir: &Path) {
     let promtool = std::env::var("PROMTOOL").unwrap_or_else(|_| "promtool".into());
-    match Command::new(&promtool).arg("check").arg("rules").arg(&path).output() {
+    match Command::new(&promtool).arg(what).args(args).current_dir(dir).output() {
         Ok(out) => assert!(
             out.status.success(),
-            "promtool check rules: {}{}",
+            "promtool {what} {args:?}: {}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         ),
