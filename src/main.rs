@@ -36,6 +36,15 @@ enum Command {
         #[arg(long)]
         seconds: Option<u64>,
     },
+    /// Ask a running service's /healthz (for container health checks): exit 0 when healthy.
+    Healthcheck {
+        /// HTTP port [default: the configuration's, with its environment overrides].
+        #[arg(long)]
+        port: Option<u16>,
+        /// The service's TOML configuration, for its HTTP port.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Write simulated omnichannel traffic (Avro containers, one per channel) and its ground truth.
     Simulate {
         /// Customers across all tenants.
@@ -149,6 +158,17 @@ fn main() -> anyhow::Result<()> {
                 std::process::exit(1);
             }
             result
+        }
+        Command::Healthcheck { port, config } => {
+            let port = match port {
+                Some(p) => p,
+                None => {
+                    let env = run::settings::service_env(std::env::vars_os())?;
+                    run::settings::Settings::load(config.as_deref(), env.into_iter())?.http.port
+                }
+            };
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            run::probe::check(addr, "/healthz", std::time::Duration::from_secs(2))
         }
         Command::Simulate { customers, seed, out } => simulate(customers, seed, &out),
         Command::Replay { input, out, config, partitions } => run_replay(&input, &out, config.as_deref(), partitions),

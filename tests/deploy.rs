@@ -1,5 +1,6 @@
-//! `deploy/`: the alert rules pass `promtool check rules`, and every metric the rules and the
-//! Grafana dashboard query is one the service exports.
+//! `deploy/`: the alert rules pass `promtool check rules` and their unit tests, every metric
+//! the rules and the Grafana dashboard query is one the service exports, and the image's health
+//! check is a command the binary runs.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -68,4 +69,39 @@ fn promtool(args: &[&str], what: &str, dir: &Path) {
             "promtool not found ({e}); install Debian's prometheus package (.ci/run does) or set OMNISTITCH_SKIP_PROMTOOL"
         ),
     }
+}
+
+/// The image's HEALTHCHECK runs `omnistitch healthcheck`: healthy on /healthz's 200, not on
+/// its 503 or when nothing listens.
+#[test]
+fn the_image_health_check_asks_healthz() {
+    use std::io::{Read, Write};
+    let dockerfile = deploy("docker/Dockerfile");
+    let check = dockerfile.split("HEALTHCHECK").nth(1).expect("a HEALTHCHECK").split("CMD").nth(1).unwrap();
+    let command = check.lines().next().unwrap().trim();
+    assert!(command.starts_with(r#"["omnistitch", "healthcheck""#), "{command}");
+    let serve = |status: &'static str| {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut request = [0u8; 512];
+            let n = s.read(&mut request).unwrap();
+            assert!(request[..n].starts_with(b"GET /healthz "), "{}", String::from_utf8_lossy(&request[..n]));
+            write!(s, "HTTP/1.1 {status}\r\nContent-Length: 3\r\n\r\nok\n").unwrap();
+        });
+        port
+    };
+    let run = |port: u16| {
+        Command::new(env!("CARGO_BIN_EXE_omnistitch"))
+            .args(["healthcheck", "--port", &port.to_string()])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(run(serve("200 OK")));
+    assert!(!run(serve("503 Service Unavailable")));
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    assert!(!run(closed));
 }

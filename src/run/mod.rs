@@ -2,6 +2,7 @@
 //! with simulated traffic.
 
 pub mod http;
+pub mod probe;
 pub mod settings;
 pub mod traffic;
 
@@ -30,9 +31,12 @@ pub struct RunArgs {
     pub rate: Option<u64>,
 }
 
+/// The input and output schemas: bundled, or from the schema registry, whose output subjects
+/// are registered first (waiting, up to the liveness limit, for a registry still starting).
 fn schemas(
     settings: &Settings,
     kafka: &omnistitch_kafka::KafkaConfig,
+    health: &Health,
 ) -> anyhow::Result<(InputSchemas, OutputSchemas)> {
     let s = &settings.schemas;
     match &s.registry_url {
@@ -42,7 +46,11 @@ fn schemas(
             let client = RegistryClient::new(url, auth).context("schema registry")?;
             let t = &kafka.topics;
             let subjects = omnistitch_kafka::registry::output_subjects(t);
-            let outputs = OutputSchemas::register(&client, &subjects).context("registering output schemas")?;
+            let outputs = OutputSchemas::register_within(&client, &subjects, kafka.liveness_timeout(), |e| {
+                tracing::warn!(error = %e, "schema registry unavailable; registering the output schemas again");
+                health.beat();
+            })
+            .context("registering output schemas")?;
             let inputs = InputSchemas::in_background(Some(client), s.bundled_ids.clone())
                 .context("starting the schema registry lookup thread")?;
             Ok((inputs, outputs))
@@ -100,7 +108,7 @@ pub fn run(config: Option<&Path>, args: &RunArgs) -> anyhow::Result<()> {
             stop.store(true, Ordering::Release);
         });
     }
-    let (inputs, outputs) = schemas(&settings, &kafka)?;
+    let (inputs, outputs) = schemas(&settings, &kafka, &health)?;
     let started = Instant::now();
     let service = Service::new(kafka, settings.engine(), inputs, outputs, metrics.clone(), health)?;
     let report = service.run(&stop)?;

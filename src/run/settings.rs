@@ -269,6 +269,13 @@ mod tests {
         let table: toml::Table = blocks[1].parse().expect("README's service block");
         let settings: Settings = table.try_into().expect("README's service block");
         settings.kafka.validate().expect("README's service block is valid");
+        // Where it says "the defaults", they are.
+        assert_eq!(settings.kafka.topics, omnistitch_kafka::Topics::default(), "README's [kafka.topics]");
+        let d = omnistitch_kafka::KafkaConfig::default();
+        assert_eq!(
+            (settings.kafka.request_timeout_ms, settings.kafka.mirror_offsets, settings.kafka.commit_interval_ms),
+            (d.request_timeout_ms, d.mirror_offsets, d.commit_interval_ms)
+        );
     }
 
     fn env(vars: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {

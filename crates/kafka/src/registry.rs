@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use apache_avro::Schema;
 use omnistitch_codec::contract::{channel_of, intern, Contract};
@@ -567,6 +567,29 @@ impl OutputSchemas {
         Ok(OutputSchemas { ids })
     }
 
+    /// [`OutputSchemas::register`], retried while the registry is unavailable (not started
+    /// yet, restarting, 5xx) for up to `within`, `waiting` told of each failure; a refusal or
+    /// a settings error is returned at once.
+    pub fn register_within(
+        client: &RegistryClient,
+        subjects: &[(OutputKind, String)],
+        within: Duration,
+        mut waiting: impl FnMut(&WireError),
+    ) -> Result<Self, WireError> {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(200);
+        loop {
+            match Self::register(client, subjects) {
+                Err(e) if e.is_retriable() && started.elapsed() + pause < within => {
+                    waiting(&e);
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                result => return result,
+            }
+        }
+    }
+
     /// The id of `kind`'s schema.
     pub fn id(&self, kind: OutputKind) -> u32 {
         self.ids[kind as usize]
@@ -1055,6 +1078,37 @@ pub(crate) mod tests {
         let mut twice = subjects.to_vec();
         twice.push(subjects[0].clone());
         assert_eq!(code(OutputSchemas::register(&client, &twice)), "registry_config");
+    }
+
+    #[test]
+    fn registration_waits_for_a_registry_that_is_starting_but_not_for_a_refusal() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = calls.clone();
+        let server = serve(move |r| match seen.fetch_add(1, Ordering::SeqCst) {
+            0 | 1 => (503, r#"{"error_code":50003,"message":"not ready"}"#.into()),
+            _ if r.path.contains("rejected") => (409, r#"{"error_code":409,"message":"incompatible"}"#.into()),
+            n => (200, format!(r#"{{"id":{n}}}"#)),
+        });
+        let starting = client(&server);
+        let subjects = output_subjects(&Topics::default());
+        let mut waits = 0;
+        let out =
+            OutputSchemas::register_within(&starting, &subjects, Duration::from_secs(30), |_| waits += 1).unwrap();
+        assert_eq!(waits, 2, "two answers of 503, then registered");
+        assert_eq!(out.id(OutputKind::TimelineEntry), 2);
+        let rejected = [(OutputKind::Profile, "rejected-value".to_string())];
+        let mut subjects = subjects;
+        subjects[1] = rejected[0].clone();
+        let started = Instant::now();
+        let e = OutputSchemas::register_within(&starting, &subjects, Duration::from_secs(30), |_| {}).unwrap_err();
+        assert_eq!(e.code(), "registry_rejected");
+        assert!(started.elapsed() < Duration::from_secs(5), "a refusal is not waited on");
+        // A registry that never comes: given up within the limit.
+        let down = serve(|_| (503, "{}".into()));
+        let started = Instant::now();
+        let e = OutputSchemas::register_within(&client(&down), &subjects, Duration::from_secs(1), |_| {}).unwrap_err();
+        assert!(e.is_retriable(), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(2));
     }
 
     #[test]
