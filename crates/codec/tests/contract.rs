@@ -467,3 +467,102 @@ fn a_container_whose_schema_nests_without_end_is_refused() {
     assert_eq!(err.code(), "unknown_schema");
     assert!(err.to_string().contains("contains itself"), "{err}");
 }
+
+/// The first published version of each schema (`tests/v1/`, as first committed), with the
+/// current one: the contract's baseline.
+fn first_and_current() -> Vec<(&'static str, Schema, Schema)> {
+    macro_rules! pair {
+        ($($name:literal),*) => {
+            vec![$((
+                $name,
+                Schema::parse_str(include_str!(concat!("v1/", $name, ".avsc"))).unwrap(),
+                Schema::parse_str(include_str!(concat!("../../../schemas/", $name, ".avsc"))).unwrap(),
+            )),*]
+        };
+    }
+    pair!(
+        "email_event",
+        "chat_event",
+        "phone_event",
+        "social_event",
+        "timeline_entry",
+        "profile",
+        "profile_merge",
+        "dead_letter",
+        "intervention"
+    )
+}
+
+/// Every change since a schema's first version kept it fully compatible both ways: current
+/// readers read what first-version writers wrote, and first-version readers read what current
+/// writers write (a field added has a default; nothing was removed, renamed or retyped).
+#[test]
+fn every_schema_stays_compatible_with_its_first_version() {
+    use apache_avro::schema_compatibility::{Compatibility, SchemaCompatibility};
+    for (name, first, current) in first_and_current() {
+        let reads_old = SchemaCompatibility::can_read(&first, &current);
+        assert_eq!(reads_old.ok(), Some(Compatibility::Full), "{name}: current readers of first-version data");
+        let old_reads = SchemaCompatibility::can_read(&current, &first);
+        assert_eq!(old_reads.ok(), Some(Compatibility::Full), "{name}: first-version readers of current data");
+    }
+    // The check has teeth: a field added without a default is not backward compatible.
+    let (_, first, _) = first_and_current().remove(0);
+    let mut broken: serde_json::Value = serde_json::from_str(&first.canonical_form()).unwrap();
+    broken["fields"].as_array_mut().unwrap().push(serde_json::json!({"name": "locale", "type": "string"}));
+    let broken = Schema::parse_str(&broken.to_string()).unwrap();
+    assert!(SchemaCompatibility::can_read(&first, &broken).is_err());
+}
+
+/// The fields added since: data resolves across versions, the default filling in.
+#[test]
+fn records_resolve_across_versions() {
+    use omnistitch_moments::{Action, Intervention, MomentType, Priority};
+    let schemas = first_and_current();
+    let of = |n: &str| schemas.iter().find(|(name, ..)| *name == n).map(|(_, a, b)| (a, b)).unwrap();
+    // An intervention from a first-version writer (no `key_event_id`) reads as "".
+    let (first, current) = of("intervention");
+    let record = Intervention {
+        intervention_id: Intervention::derive_id("acme", MomentType::DetractorSurvey, "e9"),
+        key_event_id: "e9".into(),
+        tenant: "acme".into(),
+        profile_id: "p".into(),
+        moment_type: MomentType::DetractorSurvey,
+        priority: Priority::High,
+        detected_at: EventTime(1_767_571_200_000),
+        reason: "CSAT 1".into(),
+        case_id: None,
+        evidence: vec![],
+        recommended_action: Action::ServiceRecovery,
+        recommended_channel: Channel::Email,
+        expires_at: EventTime(1_767_657_600_000),
+    };
+    let mut value = apache_avro::to_value(&record).unwrap();
+    if let Value::Record(fields) = &mut value {
+        fields.retain(|(k, _)| k != "key_event_id");
+    }
+    let old_bytes =
+        GenericDatumWriter::builder(first).build().unwrap().write_value_to_vec(value.resolve(first).unwrap()).unwrap();
+    let read = GenericDatumReader::builder(first).reader_schema(current).build().unwrap();
+    let back: Intervention = apache_avro::from_value(&read.read_value(&mut &old_bytes[..]).unwrap()).unwrap();
+    assert_eq!(back, Intervention { key_event_id: "".into(), ..record.clone() });
+    // A current intervention read by a first-version reader: the new field skipped.
+    let new_bytes = OutputEncoder::new().encode(OutputKind::Intervention, &record).unwrap();
+    let read = GenericDatumReader::builder(current).reader_schema(first).build().unwrap();
+    let Value::Record(fields) = read.read_value(&mut &new_bytes[..]).unwrap() else { panic!("a record") };
+    assert!(fields.iter().all(|(k, _)| k != "key_event_id"));
+    assert!(fields.iter().any(|(k, v)| k == "reason" && *v == Value::String("CSAT 1".into())));
+    // A phone event from a first-version writer (no `customer_line_type`) decodes as None.
+    let (first, _) = of("phone_event");
+    let WireEvent::Phone(ev) = sample(Channel::Phone, EventKind::CallStarted, 1) else { panic!("phone") };
+    let mut value = apache_avro::to_value(&ev).unwrap();
+    if let Value::Record(fields) = &mut value {
+        fields.retain(|(k, _)| k != "customer_line_type");
+    }
+    let old_bytes =
+        GenericDatumWriter::builder(first).build().unwrap().write_value_to_vec(value.resolve(first).unwrap()).unwrap();
+    let d = omnistitch_codec::SchemaDecoder::new(Channel::Phone, omnistitch_codec::contract::intern(first.clone()))
+        .unwrap();
+    let WireEvent::Phone(p) = d.decode(&old_bytes).unwrap() else { panic!("phone") };
+    assert_eq!(p.customer_line_type, None);
+    assert_eq!(p.call_id, "K-1");
+}
