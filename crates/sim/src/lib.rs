@@ -28,12 +28,15 @@ mod truth;
 mod world;
 
 /// Bumped whenever generation changes what a seed produces (benches cache worlds by it).
-pub const WORLD_VERSION: u32 = 3;
+pub const WORLD_VERSION: u32 = 4;
 
 pub use config::{HardCaseShares, SimConfig, DEFAULT_START_MS};
 pub use error::SimError;
 pub use files::{channel_file, read_moment_truth, read_truth, write_world, MOMENTS_TRUTH_FILE, TRUTH_FILE};
 pub use moments::{MomentTruth, MOMENT_TYPES};
-pub use score::{cross_tenant_profiles, pairwise, score_moments, DetectedMoment, MomentScores, Scores, TruthLevel};
+pub use score::{
+    cross_tenant_profiles, event_key, match_moments, pairwise, persons_of, score_moments, DetectedMoment, MatchRule,
+    MomentExample, MomentScores, Outcome, RuleCounts, Scores, TruthLevel,
+};
 pub use truth::TruthRecord;
 pub use world::{generate, World, WorldSummary};

@@ -80,10 +80,24 @@ const NEGATIVE_THRESHOLD: f64 = -0.5;
 const NEGATIVE_WINDOW_MS: i64 = 48 * HOUR;
 const ABANDON_WINDOW_MS: i64 = 30 * MINUTE;
 const EFFORT_THRESHOLD: f64 = 5.0;
-const COOLDOWN_MS: i64 = 24 * HOUR;
+pub(crate) const COOLDOWN_MS: i64 = 24 * HOUR;
 /// The detector sees an event once the watermark, this far behind the latest event time, has
 /// passed it: by then identity has applied the events up to this much later.
 const ALLOWED_LATENESS_MS: i64 = 60_000;
+
+/// How far in time a detection may be from the truth moment it finds at another event (see
+/// [`crate::score::match_moments`]): the moment's own window (the longest SLA for an SLA
+/// breach), else, for moments without one, the cool-down.
+pub(crate) fn match_window_ms(moment: &str) -> i64 {
+    match moment {
+        CHANNEL_HOP => HOP_WINDOW_MS,
+        REPEAT_CONTACT => REPEAT_WINDOW_MS,
+        FIRST_RESPONSE_SLA_BREACH => SLA_CHAT_MS.max(SLA_EMAIL_MS).max(SLA_SOCIAL_MS),
+        NEGATIVE_SENTIMENT_AFTER_CONTACT => NEGATIVE_WINDOW_MS,
+        ABANDONED_CONTACT => ABANDON_WINDOW_MS,
+        _ => COOLDOWN_MS,
+    }
+}
 
 /// One micro-moment that happened: what a detector following `docs/moments.md` should report.
 ///
@@ -825,7 +839,7 @@ mod tests {
                 linkable: "ev-0000".into(),
             })
             .collect();
-        let links = crate::truth::links(&events, &vec!["acme/p1"; events.len()]);
+        let links = crate::truth::links(&events, &vec!["acme/p1"; events.len()], &Default::default());
         derive(&events, &truth, &links)
             .into_iter()
             .map(|m| {
@@ -1065,7 +1079,7 @@ mod tests {
                 linkable: if i < 5 { "ev-0000".into() } else { "ev-0005".into() },
             })
             .collect();
-        let links = crate::truth::links(&events, &vec!["acme/p1"; events.len()]);
+        let links = crate::truth::links(&events, &vec!["acme/p1"; events.len()], &Default::default());
         let m = derive(&events, &truth, &links);
         let hop = m.iter().find(|m| m.moment_type == CHANNEL_HOP).unwrap();
         assert!(!hop.linkable && !hop.linkable_in_time);
@@ -1083,7 +1097,7 @@ mod tests {
             list.push(e(Phone, "c1", K::CallEnded, Inbound, ended).case("C1"));
             let events: Vec<WireEvent> = list.iter().enumerate().map(|(i, x)| x.wire(format!("ev-{i:04}"))).collect();
             let persons = vec!["acme/p1"; events.len()];
-            let links = crate::truth::links(&events, &persons);
+            let links = crate::truth::links(&events, &persons, &Default::default());
             let truth = crate::truth::build(&events, &persons, &links);
             let m = derive(&events, &truth, &links);
             m.into_iter().find(|m| m.moment_type == CHANNEL_HOP).expect("a hop")

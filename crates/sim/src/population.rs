@@ -3,8 +3,9 @@
 //! Identifiers are stored canonical (emails lower case, phones as ten national digits, handles
 //! without `@`); [`crate::render`] decides how each appearance is spelled.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
+use omnistitch_model::IdentifierKind;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -12,6 +13,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::config::SimConfig;
 use crate::ids::{derive_seed, IdGen, IdSpace};
 use crate::text::{AREA_CODES, COMPANIES, FIRST_NAMES, LAST_NAMES, MAIL_DOMAINS, PLATFORMS, TEAM_ROLES};
+use crate::truth::{canonical, Canon, SharedIdentifiers};
 
 /// The seed stream of the population (persons' own streams are `1 << 32 | global index`).
 const POPULATION_STREAM: u64 = 1;
@@ -334,6 +336,41 @@ pub(crate) fn populate(config: &SimConfig) -> Population {
     Population { brands, persons, households, teams }
 }
 
+impl Population {
+    /// The identifiers the population gives to more than one person of a tenant, canonical
+    /// (household landlines, team mailboxes, and any other the population shares), whoever
+    /// turns out to use them: none of them belongs to a person alone. A person's twin at
+    /// another tenant (the same human, the same address) shares nothing: identity is per
+    /// tenant.
+    pub(crate) fn shared_identifiers(&self) -> SharedIdentifiers {
+        let mut holders: HashMap<(&str, IdentifierKind, String), HashSet<usize>> = HashMap::new();
+        for (i, p) in self.persons.iter().enumerate() {
+            let tenant = self.brands[p.tenant].tenant.as_str();
+            let handles: Vec<String> = p.handles.iter().map(|h| format!("{}:{}", h.platform, h.handle)).collect();
+            let given = p
+                .emails
+                .iter()
+                .map(|e| (IdentifierKind::Email, e.as_str()))
+                .chain(p.team.map(|t| (IdentifierKind::Email, self.teams[t].mailbox.as_str())))
+                .chain(p.mobiles.iter().map(|m| (IdentifierKind::Phone, m.as_str())))
+                .chain(p.household.map(|h| (IdentifierKind::Phone, self.households[h].landline.as_str())))
+                .chain(handles.iter().map(|h| (IdentifierKind::SocialHandle, h.as_str())))
+                .chain(p.account.as_deref().map(|a| (IdentifierKind::AccountId, a)))
+                .chain(p.visitors.iter().map(|v| (IdentifierKind::ChatVisitor, v.as_str())));
+            for (kind, raw) in given {
+                if let Canon::Id(value) = canonical(kind, raw) {
+                    holders.entry((tenant, kind, value)).or_default().insert(i);
+                }
+            }
+        }
+        holders
+            .into_iter()
+            .filter(|(_, persons)| persons.len() > 1)
+            .map(|((tenant, kind, value), _)| (tenant.to_string(), kind, value))
+            .collect()
+    }
+}
+
 impl Person {
     /// Whether the person can be reached on `channel` at all.
     pub(crate) fn reachable(&self, channel: omnistitch_model::Channel) -> bool {
@@ -370,5 +407,30 @@ mod tests {
             let members = pop.persons.iter().filter(|p| p.team == Some(t)).count();
             assert!((2..=5).contains(&members), "{members}");
         }
+    }
+
+    /// Every household landline and team mailbox is shared, whoever uses it; personal
+    /// identifiers are not, not even a twin's address at another tenant.
+    #[test]
+    fn landlines_and_team_mailboxes_are_the_shared_identifiers() {
+        let pop = populate(&SimConfig { customers: 600, ..SimConfig::default() });
+        let shared = pop.shared_identifiers();
+        let tenant_of = |h: &dyn Fn(&Person) -> bool| {
+            pop.persons.iter().find(|p| h(p)).map(|p| pop.brands[p.tenant].tenant.clone()).unwrap()
+        };
+        for (i, h) in pop.households.iter().enumerate() {
+            let key = (tenant_of(&|p| p.household == Some(i)), IdentifierKind::Phone, format!("+1{}", h.landline));
+            assert!(shared.contains(&key), "{key:?}");
+        }
+        for (i, t) in pop.teams.iter().enumerate() {
+            let key = (tenant_of(&|p| p.team == Some(i)), IdentifierKind::Email, t.mailbox.clone());
+            assert!(shared.contains(&key), "{key:?}");
+        }
+        assert_eq!(shared.len(), pop.households.len() + pop.teams.len());
+        let twins = pop
+            .persons
+            .iter()
+            .filter(|p| pop.persons.iter().any(|q| q.tenant != p.tenant && q.emails[0] == p.emails[0]));
+        assert!(twins.count() > 0, "the world has the same address at two tenants");
     }
 }

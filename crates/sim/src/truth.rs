@@ -6,7 +6,7 @@
 //! every spelling the simulator produces.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use omnistitch_model::{Direction, IdentifierKind, WireEvent};
 use serde::{Deserialize, Serialize};
@@ -23,7 +23,9 @@ pub struct TruthRecord {
     /// Who really sent or received it, unique across tenants (`acme/p0042`).
     pub person: String,
     /// Its linkable cluster: the smallest event id among the events of this person it connects
-    /// to through identifiers the person alone uses in the tenant.
+    /// to through identifiers the person alone owns in the tenant (never one the population
+    /// shares, such as a household landline or a team mailbox, even where one member alone
+    /// used it).
     pub linkable: String,
 }
 
@@ -218,6 +220,9 @@ impl Links {
     }
 }
 
+/// Identifiers that belong to no one person: (tenant, kind, canonical value).
+pub(crate) type SharedIdentifiers = HashSet<(String, IdentifierKind, String)>;
+
 /// Who uses an identifier within a tenant.
 enum Users<'a> {
     One { person: &'a str, first_event: usize },
@@ -225,9 +230,10 @@ enum Users<'a> {
 }
 
 /// Which of the distinct `events` (event-time order) identifiers link and from when,
-/// `persons[i]` being who `events[i]` belongs to: an identifier links the events of its one
-/// user in the tenant.
-pub(crate) fn links(events: &[WireEvent], persons: &[&str]) -> Links {
+/// `persons[i]` being who `events[i]` belongs to: an identifier links the events of the one
+/// person who owns it in the tenant. An identifier in `shared` (the population gives it to
+/// several persons) is owned by none, and one several persons use in the data by none either.
+pub(crate) fn links(events: &[WireEvent], persons: &[&str], shared: &SharedIdentifiers) -> Links {
     // Each (tenant, kind, value) gets a dense id; `users[id]` says who uses it.
     let mut ids: HashMap<(&str, IdentifierKind, String), usize> = HashMap::new();
     let mut users: Vec<Users<'_>> = Vec::new();
@@ -235,8 +241,9 @@ pub(crate) fn links(events: &[WireEvent], persons: &[&str]) -> Links {
     for (i, e) in events.iter().enumerate() {
         let tenant = fields::tenant(e);
         for (kind, value) in keys(e) {
-            let id = *ids.entry((tenant, kind, value)).or_insert_with(|| {
-                users.push(Users::One { person: persons[i], first_event: i });
+            let id = *ids.entry((tenant, kind, value)).or_insert_with_key(|(tenant, kind, value)| {
+                let owned = !shared.contains(&(tenant.to_string(), *kind, value.clone()));
+                users.push(if owned { Users::One { person: persons[i], first_event: i } } else { Users::Several });
                 users.len() - 1
             });
             if matches!(users[id], Users::One { person, .. } if person != persons[i]) {

@@ -50,7 +50,7 @@ pub fn generate(config: &SimConfig) -> Result<World, SimError> {
             p.wire
         })
         .collect();
-    let links = truth::links(&events, &persons);
+    let links = truth::links(&events, &persons, &population.shared_identifiers());
     let truth = truth::build(&events, &persons, &links);
     let moments = moments::derive(&events, &truth, &links);
     let events = arrival::deliver(config, events);
@@ -282,6 +282,43 @@ mod tests {
         // Identity resolution is possible but not trivial: most persons are one or a few clusters.
         let persons: HashSet<&str> = w.truth.iter().map(|t| t.person.as_str()).collect();
         assert!(clusters.len() >= persons.len() && clusters.len() < w.truth.len() / 3);
+    }
+
+    /// A household landline or a team mailbox that one member alone happened to use is still
+    /// not theirs alone: it links none of their events, unlike an identifier they own.
+    #[test]
+    fn identifiers_the_population_shares_never_make_events_linkable() {
+        let config = small(5);
+        let w = generate(&config).unwrap();
+        let shared = crate::population::populate(&config).shared_identifiers();
+        // The distinct events in event-time order (their ids follow it), as the truth has them.
+        let mut seen = HashSet::new();
+        let mut distinct: Vec<WireEvent> =
+            w.events.iter().filter(|e| seen.insert(fields::event_id(e))).cloned().collect();
+        distinct.sort_by(|a, b| fields::event_id(a).cmp(fields::event_id(b)));
+        let persons: Vec<&str> = w.truth.iter().map(|t| t.person.as_str()).collect();
+        // Per shared identifier: its users in the data and the linkable clusters of its events.
+        type Seen<'a> = (HashSet<&'a str>, HashSet<&'a str>);
+        let mut used: HashMap<(&str, IdentifierKind, String), Seen<'_>> = HashMap::new();
+        for (e, t) in distinct.iter().zip(&w.truth) {
+            for (kind, value) in truth::keys(e) {
+                if shared.contains(&(t.tenant.clone(), kind, value.clone())) {
+                    let (users, clusters) = used.entry((t.tenant.as_str(), kind, value)).or_default();
+                    users.insert(t.person.as_str());
+                    clusters.insert(t.linkable.as_str());
+                }
+            }
+        }
+        let lone: Vec<_> = used.values().filter(|(users, _)| users.len() == 1).collect();
+        assert!(!lone.is_empty(), "no landline or mailbox used by one member alone");
+        assert!(
+            lone.iter().any(|(_, clusters)| clusters.len() > 1),
+            "a lone user's shared identifier linked all its events"
+        );
+        // Ownership by use alone would make fewer, larger clusters.
+        let by_use = truth::build(&distinct, &persons, &truth::links(&distinct, &persons, &Default::default()));
+        let clusters = |t: &[TruthRecord]| t.iter().map(|r| r.linkable.as_str()).collect::<HashSet<_>>().len();
+        assert!(clusters(&w.truth) > clusters(&by_use));
     }
 
     #[test]
