@@ -274,16 +274,18 @@ impl fmt::Display for Evaluation {
             writeln!(f, "micro-moments against planted truth:")?;
             writeln!(
                 f,
-                "  {:<34} {:>6} {:>8} {:>9} {:>7} {:>15} {:>14} {:>6} {:>6} {:>5} {:>14} {:>11}",
+                "  {:<34} {:>6} {:>8} {:>9} {:>7} {:>15} {:>11} {:>14} {:>6} {:>6} {:>12} {:>5} {:>14} {:>11}",
                 "",
                 "truth",
                 "detected",
                 "precision",
                 "recall",
                 "recall linkable",
-                "recall in time",
+                "in time: p",
+                "in time: r",
                 "missed",
                 "false+",
+                "out of reach",
                 "dups",
                 "key/case/evid",
                 "delay p50"
@@ -293,16 +295,18 @@ impl fmt::Display for Evaluation {
                 let by = &s.matched_by;
                 writeln!(
                     f,
-                    "  {:<34} {:>6} {:>8} {:>9.4} {:>7.4} {:>15.4} {:>14.4} {:>6} {:>6} {:>5} {:>14} {:>11}",
+                    "  {:<34} {:>6} {:>8} {:>9.4} {:>7.4} {:>15.4} {:>11.4} {:>14.4} {:>6} {:>6} {:>12} {:>5} {:>14} {:>11}",
                     moment,
                     s.truth,
                     s.detected,
                     s.precision,
                     s.recall,
                     s.recall_linkable,
+                    s.precision_in_time,
                     s.recall_in_time,
                     s.truth - s.matched,
                     s.unmatched,
+                    s.out_of_reach,
                     s.duplicates,
                     format!("{}/{}/{}", by.key_event, by.person_and_case, by.shared_evidence),
                     delay

@@ -48,10 +48,10 @@ enum Command {
     /// Write simulated omnichannel traffic (Avro containers, one per channel) and its ground truth.
     Simulate {
         /// Customers across all tenants.
-        #[arg(long, default_value_t = 2000)]
+        #[arg(long, default_value_t = omnistitch_sim::SimConfig::default().customers)]
         customers: usize,
         /// Random seed; the same seed gives the same world.
-        #[arg(long, default_value_t = 7)]
+        #[arg(long, default_value_t = omnistitch_sim::SimConfig::default().seed)]
         seed: u64,
         /// Output directory.
         #[arg(long)]
@@ -88,10 +88,10 @@ enum Command {
         #[arg(long, default_value = "out/demo")]
         dir: PathBuf,
         /// Customers across all tenants.
-        #[arg(long, default_value_t = 2000)]
+        #[arg(long, default_value_t = omnistitch_sim::SimConfig::default().customers)]
         customers: usize,
         /// Random seed.
-        #[arg(long, default_value_t = 7)]
+        #[arg(long, default_value_t = omnistitch_sim::SimConfig::default().seed)]
         seed: u64,
     },
 }

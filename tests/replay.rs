@@ -116,9 +116,9 @@ fn evaluated(customers: usize, seed: u64) -> (tempfile::TempDir, Evaluation) {
     (dir, e)
 }
 
-/// Issue 2's and issue 3's targets: linkable F1 at least 0.99 with no cross-tenant profile,
-/// better than naive union-find; every planted moment type found with precision and recall at
-/// least 0.95, never twice; nothing lost on the way.
+/// The identity and detector targets: linkable F1 at least 0.99 with no cross-tenant profile,
+/// better than naive union-find; every planted moment type found with precision and recall in
+/// time at least 0.95, never twice; nothing lost on the way.
 fn assert_targets(e: &Evaluation) {
     assert_eq!((e.missing_from_output, e.not_in_truth), (0, 0), "{e}");
     assert_eq!(e.output_events, e.truth_events, "{e}");
@@ -130,7 +130,13 @@ fn assert_targets(e: &Evaluation) {
     assert_eq!(e.moments.len(), 7, "{e}");
     for (moment, s) in &e.moments {
         assert!(s.truth >= 20, "{moment}: too few planted to score\n{e}");
-        assert!(s.precision >= 0.95 && s.recall >= 0.95 && s.duplicates == 0, "{moment}: {s:#?}\n{e}");
+        // The target (docs/moments.md): against what identifiers had linked by each moment's
+        // time, precision and recall both; no duplicates.
+        assert!(s.precision_in_time >= 0.95 && s.recall_in_time >= 0.95, "{moment}: {s:#?}\n{e}");
+        assert_eq!(s.duplicates, 0, "{moment}\n{e}");
+        // Against the person's whole history (hindsight), what is lost is what linking came
+        // too late for.
+        assert!(s.precision >= 0.85 && s.recall >= 0.85, "{moment}: {s:#?}\n{e}");
     }
 }
 
@@ -138,6 +144,10 @@ fn assert_targets(e: &Evaluation) {
 fn rules_beat_naive_union_find_never_cross_tenants_and_find_every_moment() {
     let (dir, e) = evaluated(300, 13);
     assert_targets(&e);
+    // On this small world, against hindsight too.
+    for (moment, s) in &e.moments {
+        assert!(s.precision >= 0.95 && s.recall >= 0.95, "{moment}: {s:#?}\n{e}");
+    }
     assert!(dir.path().join("out").join("evaluation.json").exists());
 }
 
@@ -146,6 +156,9 @@ fn rules_beat_naive_union_find_never_cross_tenants_and_find_every_moment() {
 #[test]
 fn the_default_world_meets_the_targets() {
     let (_dir, e) = evaluated(SimConfig::default().customers, SimConfig::default().seed);
+    assert_targets(&e);
+    // And a world of the same size from another seed: the targets are no accident of one.
+    let (_dir, e) = evaluated(SimConfig::default().customers, 7);
     assert_targets(&e);
 }
 

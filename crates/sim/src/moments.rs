@@ -128,13 +128,25 @@ pub struct MomentTruth {
     /// late (a later event carries the link) to see the moment as it happens. Implies `linkable`.
     #[serde(default = "linkable_default")]
     pub linkable_in_time: bool,
-    /// The events the moment rests on, the key event included (event ids).
+    /// The events the moment rests on, the key event included (event ids); for a moment
+    /// that did not happen, the key event and the event that settled it.
     #[serde(default)]
     pub evidence: Vec<String>,
+    /// False for a wait that did not end in a moment, because an event of the person settled
+    /// it (a successful contact after an abandon, a reply within the SLA), but whose settling
+    /// event was not linked to it in time: a detector knowing what identifiers link as events
+    /// arrive sees the moment happen. Not part of the truth; a detection of it is scored as
+    /// out of reach, not as a false positive, by precision in time.
+    #[serde(default = "linkable_default", skip_serializing_if = "is_true")]
+    pub happened: bool,
 }
 
 fn linkable_default() -> bool {
     true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// The contract's predicted effort of a case, on the CES scale 1-7 (clamped).
@@ -303,6 +315,18 @@ struct Timer {
     case_key: String,
 }
 
+/// A wait an event settled before its timer was due: local indexes.
+struct Settled {
+    moment: &'static str,
+    /// The event that started the wait (the timer's key event).
+    key: usize,
+    /// The event that settled it.
+    by: usize,
+    /// When the timer was due.
+    due: i64,
+    case_key: String,
+}
+
 /// A moment before it is written down: local indexes.
 struct Found {
     moment: &'static str,
@@ -328,6 +352,8 @@ struct Walk<'a, 'e> {
     /// Timers due after this (the tenant's latest event time) never fire.
     end_ms: i64,
     out: Vec<Found>,
+    /// Waits settled before they were due.
+    settled: Vec<Settled>,
     /// (predicted effort of the case, CES answer) at each CES answer.
     ces: Vec<(f64, i32)>,
 }
@@ -349,6 +375,7 @@ impl<'a, 'e> Walk<'a, 'e> {
             cooldowns: HashMap::new(),
             end_ms,
             out: Vec::new(),
+            settled: Vec::new(),
             ces: Vec::new(),
         }
     }
@@ -379,6 +406,20 @@ impl<'a, 'e> Walk<'a, 'e> {
         let kept = self.cooldowns.entry(slot).or_insert(detected_at);
         *kept = (*kept).max(detected_at);
         self.out.push(Found { moment, key, detected_at, case_key: case_key.to_string(), evidence });
+    }
+
+    /// Event `by` settles the pending timers `which` picks: they are dropped, and noted.
+    fn settle(&mut self, by: usize, which: impl Fn(&Timer) -> bool) {
+        let (settled, pending): (Vec<Timer>, Vec<Timer>) =
+            std::mem::take(&mut self.timers).into_iter().partition(which);
+        self.timers = pending;
+        self.settled.extend(settled.into_iter().map(|t| Settled {
+            moment: t.moment,
+            key: t.key,
+            by,
+            due: t.due,
+            case_key: t.case_key,
+        }));
     }
 
     /// Fires the timers due before `before`, in (due, moment, key event) order.
@@ -511,11 +552,11 @@ impl<'a, 'e> Walk<'a, 'e> {
             let case = self.case(&key);
             case.awaiting = false;
             if let Some(run) = case.sla.take() {
-                self.timers.retain(|t| !(t.moment == FIRST_RESPONSE_SLA_BREACH && t.key == run));
+                self.settle(k, |t| t.moment == FIRST_RESPONSE_SLA_BREACH && t.key == run);
             }
         }
         if e.is_response() || matches!(e.kind, EventKind::CallAnswered | EventKind::ChatEnded) {
-            self.timers.retain(|t| t.moment != ABANDONED_CONTACT);
+            self.settle(k, |t| t.moment == ABANDONED_CONTACT);
         }
 
         // 2. Moments of the event, against the state before it.
@@ -685,6 +726,28 @@ pub(crate) fn derive(events: &[WireEvent], truth: &[TruthRecord], links: &Links)
                 linkable,
                 linkable_in_time: linkable && in_time,
                 evidence: f.evidence.iter().map(|&i| truth[evs[i].global].event_id.clone()).collect(),
+                happened: true,
+            });
+        }
+        // Waits settled by an event the key event's profile could not hold yet when the timer
+        // fell due (plus the lateness the detector waits).
+        for w in walk.settled {
+            let (key, by) = (&truth[evs[w.key].global], &truth[evs[w.by].global]);
+            let seen_by = w.due.saturating_add(ALLOWED_LATENESS_MS);
+            if links.linked_by(evs[w.by].global, evs[w.key].global, seen_by) {
+                continue;
+            }
+            out.push(MomentTruth {
+                tenant: key.tenant.clone(),
+                person: key.person.clone(),
+                moment_type: w.moment.to_string(),
+                case_id: case_id_of(&w.case_key).map(str::to_string),
+                key_event_id: key.event_id.clone(),
+                detected_at_ms: w.due,
+                linkable: by.linkable == key.linkable,
+                linkable_in_time: false,
+                evidence: vec![key.event_id.clone(), by.event_id.clone()],
+                happened: false,
             });
         }
     });
@@ -842,6 +905,7 @@ mod tests {
         let links = crate::truth::links(&events, &vec!["acme/p1"; events.len()], &Default::default());
         derive(&events, &truth, &links)
             .into_iter()
+            .filter(|m| m.happened)
             .map(|m| {
                 let key = m.key_event_id[3..].parse().unwrap();
                 (m.moment_type, key, (m.detected_at_ms - 1_767_571_200_000) as f64 / 60_000.0, m.case_id)
@@ -1031,6 +1095,42 @@ mod tests {
             later(1_000.0),
         ];
         assert_eq!(only(&twice, ABANDONED_CONTACT), vec![(1, 34.0)]);
+    }
+
+    /// An abandoned call the person made up for in a chat that nothing links to the call: no
+    /// moment, but a wait settled out of reach (a streaming detector sees an abandon); made up
+    /// for by a call from the same number, nothing at all.
+    #[test]
+    fn an_abandon_settled_by_an_unlinked_contact_is_recorded_as_out_of_reach() {
+        let rows = |list: Vec<E>| {
+            let events: Vec<WireEvent> = list.iter().enumerate().map(|(i, x)| x.wire(format!("ev-{i:04}"))).collect();
+            let persons = vec!["acme/p1"; events.len()];
+            let links = crate::truth::links(&events, &persons, &Default::default());
+            let truth = crate::truth::build(&events, &persons, &links);
+            derive(&events, &truth, &links)
+        };
+        let abandoned = || {
+            vec![e(Phone, "c1", K::CallStarted, Inbound, 0.0), e(Phone, "c1", K::CallAbandoned, Inbound, 4.0).wait(4.0)]
+        };
+        let by_chat = [
+            abandoned(),
+            vec![
+                e(Chat, "s2", K::ChatStarted, Inbound, 10.0),
+                e(Chat, "s2", K::ChatEnded, Internal, 20.0),
+                later(100.0),
+            ],
+        ]
+        .concat();
+        let m = rows(by_chat);
+        assert!(m.iter().all(|m| !(m.happened && m.moment_type == ABANDONED_CONTACT)), "{m:?}");
+        let settled: Vec<&MomentTruth> = m.iter().filter(|m| !m.happened).collect();
+        assert_eq!(settled.len(), 1, "{m:?}");
+        assert_eq!((settled[0].moment_type.as_str(), settled[0].key_event_id.as_str()), (ABANDONED_CONTACT, "ev-0001"));
+        assert_eq!(settled[0].evidence, ["ev-0001", "ev-0003"]);
+        assert_eq!(settled[0].detected_at_ms, 1_767_571_200_000 + 34 * 60_000);
+        assert!(!settled[0].linkable_in_time);
+        let by_call = [abandoned(), call("c2", 10.0, "C1", false), vec![later(100.0)]].concat();
+        assert!(rows(by_call).iter().all(|m| m.happened), "the same number links the calls in time");
     }
 
     #[test]

@@ -246,6 +246,12 @@ pub enum Outcome {
         /// The detection first seen with the id.
         first: usize,
     },
+    /// Matches no truth moment, but detects the wait `settled` (an index into the truth, one
+    /// that did not happen) whose settling event its profile could not hold in time.
+    OutOfReach {
+        /// The settled wait.
+        settled: usize,
+    },
     /// Matches no truth moment: a false positive.
     Unmatched,
 }
@@ -303,8 +309,14 @@ pub struct MomentScores {
     pub precision: f64,
     /// `matched / truth`; 1 when the truth has none.
     pub recall: f64,
-    /// Interventions matching no truth moment (false positives).
+    /// Interventions matching no truth moment (false positives), those out of reach included.
     pub unmatched: usize,
+    /// Of those, the ones detecting a wait the person's own event settled, on a profile the
+    /// detector could not link in time (see [`MomentTruth::happened`]).
+    pub out_of_reach: usize,
+    /// `matched / (detected - out_of_reach)`: precision against what identifiers had linked by
+    /// each detection's time (the target, with `recall_in_time`).
+    pub precision_in_time: f64,
     /// Interventions matching a truth moment an earlier one matched, or repeating an earlier
     /// intervention's id.
     pub duplicates: usize,
@@ -360,9 +372,11 @@ fn defining<'a>(moment: &str, key: &'a str, evidence: &'a [String]) -> impl Iter
 ///    cool-down) of the same person, with an event that defines both: the detection's key
 ///    event or, for `repeat_contact` and `high_effort_journey`, any event it counted, among the
 ///    truth moment's (the same conversations counted, seen at another conversation because one
-///    of them was not yet linked to the profile).
+///    of them was not yet linked to the profile); only truth moments nothing matched yet.
 ///
-/// The first detection matching a truth moment is its hit; a later one is a duplicate.
+/// The first detection matching a truth moment is its hit; a later one is a duplicate. A
+/// detection matching nothing whose key event started a wait settled out of reach (a truth
+/// entry that did not happen) is [`Outcome::OutOfReach`].
 pub fn match_moments<S: BuildHasher>(
     truth: &[MomentTruth],
     detected: &[DetectedMoment],
@@ -371,7 +385,12 @@ pub fn match_moments<S: BuildHasher>(
     let mut by_key: HashMap<(&str, &str, &str), usize> = HashMap::new();
     let mut by_event: HashMap<(&str, &str, &str), Vec<usize>> = HashMap::new();
     let mut by_case: HashMap<(&str, &str, &str, &str), Vec<usize>> = HashMap::new();
+    let mut settled: HashMap<(&str, &str, &str), usize> = HashMap::new();
     for (i, t) in truth.iter().enumerate() {
+        if !t.happened {
+            settled.entry((&t.tenant, &t.moment_type, &t.key_event_id)).or_insert(i);
+            continue;
+        }
         by_key.entry((&t.tenant, &t.moment_type, &t.key_event_id)).or_insert(i);
         for e in defining(&t.moment_type, &t.key_event_id, &t.evidence) {
             by_event.entry((&t.tenant, &t.moment_type, e)).or_default().push(i);
@@ -437,16 +456,30 @@ pub fn match_moments<S: BuildHasher>(
             continue;
         }
         let Some(person) = person_of(d) else { continue };
+        // Only moments nothing matched yet: a second detection sharing an event with a moment
+        // already found is another detection (of another case, or at a conversation the truth
+        // did not count), a false positive, not a copy of the first.
         let mut candidates = defining(&d.moment_type, &d.key_event_id, &d.evidence)
             .filter_map(|e| by_event.get(&(d.tenant.as_str(), d.moment_type.as_str(), e)))
             .flatten()
             .copied()
-            .filter(|&t| truth[t].person == *person);
+            .filter(|&t| truth[t].person == *person && !matched[t]);
         if let Some(t) = nearest(d, &mut candidates, match_window_ms(&d.moment_type), &matched) {
             outcome[i] = Some(claim(t, MatchRule::SharedEvidence, &mut matched));
         }
     }
-    outcome.into_iter().map(|o| o.unwrap_or(Outcome::Unmatched)).collect()
+    detected
+        .iter()
+        .zip(outcome)
+        .map(|(d, o)| {
+            o.unwrap_or_else(|| {
+                match settled.get(&(d.tenant.as_str(), d.moment_type.as_str(), d.key_event_id.as_str())) {
+                    Some(&t) => Outcome::OutOfReach { settled: t },
+                    None => Outcome::Unmatched,
+                }
+            })
+        })
+        .collect()
 }
 
 /// Scores `detected` against `truth` per moment type (every contract type listed), matched as
@@ -476,6 +509,8 @@ pub fn score_moments<S: BuildHasher>(
         precision: 1.0,
         recall: 1.0,
         unmatched: 0,
+        out_of_reach: 0,
+        precision_in_time: 1.0,
         duplicates: 0,
         duplicate_ids: 0,
         matched_by: RuleCounts::default(),
@@ -495,6 +530,9 @@ pub fn score_moments<S: BuildHasher>(
     by_time.sort_by_key(|&t| (truth[t].detected_at_ms, t));
     for t in by_time {
         let m = &truth[t];
+        if !m.happened {
+            continue;
+        }
         let s = out.entry(m.moment_type.clone()).or_insert_with(blank);
         s.truth += 1;
         s.truth_linkable += usize::from(m.linkable);
@@ -533,6 +571,10 @@ pub fn score_moments<S: BuildHasher>(
                 s.duplicates += 1;
                 s.duplicate_ids += 1;
             }
+            Outcome::OutOfReach { .. } => {
+                s.unmatched += 1;
+                s.out_of_reach += 1;
+            }
             Outcome::Unmatched => {
                 s.unmatched += 1;
                 if s.unmatched_examples.len() < EXAMPLES {
@@ -550,6 +592,7 @@ pub fn score_moments<S: BuildHasher>(
     let ratio = |num: usize, den: usize| if den == 0 { 1.0 } else { num as f64 / den as f64 };
     for (m, s) in out.iter_mut() {
         s.precision = ratio(s.matched, s.detected);
+        s.precision_in_time = ratio(s.matched, s.detected - s.out_of_reach);
         s.recall = ratio(s.matched, s.truth);
         s.recall_linkable = ratio(matched_linkable.get(m.as_str()).copied().unwrap_or(0), s.truth_linkable);
         s.recall_in_time = ratio(matched_in_time.get(m.as_str()).copied().unwrap_or(0), s.truth_in_time);
@@ -681,6 +724,7 @@ mod tests {
             linkable,
             linkable_in_time: linkable,
             evidence: vec![key.to_string()],
+            happened: true,
         }
     }
 
@@ -751,6 +795,28 @@ mod tests {
         assert_eq!((quiet.truth, quiet.detected, quiet.precision, quiet.recall), (0, 0, 1.0, 1.0));
     }
 
+    /// An abandon the person's successful call settled, on a profile not linked in time, is no
+    /// moment: detecting it costs precision, not precision in time; a detection of an abandon
+    /// nothing settled is a false positive for both, and the settled wait is never a hit.
+    #[test]
+    fn a_wait_settled_out_of_reach_costs_precision_not_precision_in_time() {
+        let settled = MomentTruth { happened: false, ..truth_moment(ABANDONED_CONTACT, "p1", None, "e2", 4_000, true) };
+        let truth = vec![truth_moment(ABANDONED_CONTACT, "p1", None, "e1", 1_000, true), settled];
+        let detected = vec![
+            detection(ABANDONED_CONTACT, "e1", 1_000, "i1", None),
+            detection(ABANDONED_CONTACT, "e2", 4_000, "i2", None),
+            detection(ABANDONED_CONTACT, "e3", 5_000, "i3", None),
+        ];
+        let outcomes = match_moments(&truth, &detected, &persons());
+        assert_eq!(outcomes[1], Outcome::OutOfReach { settled: 1 });
+        assert_eq!(outcomes[2], Outcome::Unmatched, "same person, in the window: still no hit of a settled wait");
+        let s = &score_moments(&truth, &detected, &persons())[ABANDONED_CONTACT];
+        assert_eq!((s.truth, s.detected, s.matched, s.unmatched, s.out_of_reach), (1, 3, 1, 2, 1));
+        assert_eq!((s.precision, s.precision_in_time, s.recall), (1.0 / 3.0, 0.5, 1.0));
+        assert_eq!(s.unmatched_examples.len(), 1, "the false positive, not the wait out of reach");
+        assert_eq!(s.unmatched_examples[0].key_event_id, "e3");
+    }
+
     /// An intervention written twice (the same id) is one hit and one duplicate, even when
     /// its copy comes with another time; a copy of a false positive is a duplicate too.
     #[test]
@@ -816,7 +882,9 @@ mod tests {
         let mut stranger = detection(REPEAT_CONTACT, "e9", 5_000, "c", None);
         stranger.evidence = vec!["e5".into(), "e9".into()];
         let s = &score_moments(&truth, &[late.clone(), again, stranger], &persons())[REPEAT_CONTACT];
-        assert_eq!((s.matched, s.duplicates, s.unmatched, s.detected), (1, 1, 1, 3));
+        // `again` shares an event with the moment `late` found: another detection (a false
+        // positive), not a copy.
+        assert_eq!((s.matched, s.duplicates, s.unmatched, s.detected), (1, 0, 2, 3));
         assert_eq!(s.matched_by.shared_evidence, 1);
         assert_eq!((s.precision, s.delay_ms_p50), (1.0 / 3.0, Some(2 * DAY)));
         // Beyond the window (seven days), the same evidence is another moment.
