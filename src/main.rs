@@ -81,6 +81,10 @@ enum Command {
         /// Directory written by `replay`.
         #[arg(long)]
         out: PathBuf,
+        /// The configuration `replay` ran with (the naive baseline reads phones in its
+        /// `identity.default_region`); defaults when omitted.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Simulate, replay and evaluate in one go (the quick start).
     Demo {
@@ -172,8 +176,8 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Simulate { customers, seed, out } => simulate(customers, seed, &out),
         Command::Replay { input, out, config, partitions } => run_replay(&input, &out, config.as_deref(), partitions),
-        Command::Evaluate { truth, out } => {
-            let report = evaluate::evaluate(&truth, &out)?;
+        Command::Evaluate { truth, out, config: file } => {
+            let report = evaluate::evaluate_with(&truth, &out, &config::load(file.as_deref())?)?;
             print!("{report}");
             Ok(())
         }
