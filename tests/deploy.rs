@@ -85,9 +85,12 @@ fn the_image_health_check_asks_healthz() {
         let port = listener.local_addr().unwrap().port();
         std::thread::spawn(move || {
             let (mut s, _) = listener.accept().unwrap();
-            let mut request = [0u8; 512];
-            let n = s.read(&mut request).unwrap();
-            assert!(request[..n].starts_with(b"GET /healthz "), "{}", String::from_utf8_lossy(&request[..n]));
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap() == 1 {
+                head.push(byte[0]);
+            }
+            assert!(head.starts_with(b"GET /healthz "), "{}", String::from_utf8_lossy(&head));
             write!(s, "HTTP/1.1 {status}\r\nContent-Length: 3\r\n\r\nok\n").unwrap();
         });
         port

@@ -15,8 +15,8 @@ pub fn check(addr: SocketAddr, path: &str, timeout: Duration) -> anyhow::Result<
     let mut stream = TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connecting to {addr}"))?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
-        .with_context(|| format!("asking {addr} for {path}"))?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).with_context(|| format!("asking {addr} for {path}"))?;
     let mut reply = Vec::new();
     stream.take(MAX_REPLY_BYTES).read_to_end(&mut reply).with_context(|| format!("reading {path} from {addr}"))?;
     let reply = String::from_utf8_lossy(&reply);
@@ -39,11 +39,20 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         std::thread::spawn(move || {
             let (mut s, _) = listener.accept().unwrap();
-            let mut buf = [0u8; 1024];
-            let _ = s.read(&mut buf);
+            read_request(&mut s);
             s.write_all(reply.as_bytes()).unwrap();
         });
         addr
+    }
+
+    /// Reads a request up to the blank line ending its head.
+    fn read_request(s: &mut TcpStream) -> String {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap() == 1 {
+            head.push(byte[0]);
+        }
+        String::from_utf8(head).unwrap()
     }
 
     #[test]
