@@ -49,13 +49,7 @@ pub fn produce(config: &KafkaConfig, ids: &BundledIds, traffic: &Traffic, stop: 
         if traffic.worlds.is_some_and(|n| k >= n) || stop.load(Ordering::Acquire) {
             break;
         }
-        let sim = SimConfig {
-            customers: traffic.customers,
-            seed: traffic.seed.wrapping_add(k),
-            start_ms: omnistitch_sim::DEFAULT_START_MS + k as i64 * WORLD_STRIDE_DAYS * 86_400_000,
-            ..SimConfig::default()
-        };
-        let world = omnistitch_sim::generate(&sim).context("generating simulated traffic")?;
+        let world = omnistitch_sim::generate(&world_config(traffic, k)).context("generating simulated traffic")?;
         for event in &world.events {
             if stop.load(Ordering::Acquire) {
                 break;
@@ -91,6 +85,18 @@ pub fn produce(config: &KafkaConfig, ids: &BundledIds, traffic: &Traffic, stop: 
     Ok(sent)
 }
 
+/// The `k`th world of `traffic`: its own seed, a later span, and event ids of its own (the
+/// same ids again would be redeliveries, dropped by the service).
+fn world_config(traffic: &Traffic, k: u64) -> SimConfig {
+    SimConfig {
+        customers: traffic.customers,
+        seed: traffic.seed.wrapping_add(k),
+        start_ms: omnistitch_sim::DEFAULT_START_MS + k as i64 * WORLD_STRIDE_DAYS * 86_400_000,
+        event_id_prefix: if k == 0 { SimConfig::default().event_id_prefix } else { format!("ev{k}") },
+        ..SimConfig::default()
+    }
+}
+
 /// Starts [`produce`] on a thread of its own.
 pub fn spawn(
     config: KafkaConfig,
@@ -99,4 +105,24 @@ pub fn spawn(
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<anyhow::Result<u64>> {
     std::thread::spawn(move || produce(&config, &ids, &traffic, &stop))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    /// Worlds fed one after another share no (tenant, event id): none is a redelivery.
+    #[test]
+    fn consecutive_worlds_have_event_ids_of_their_own() {
+        let traffic = Traffic { rate: 0, customers: 60, seed: 7, worlds: None };
+        let ids = |k| -> HashSet<(String, String)> {
+            let world = omnistitch_sim::generate(&world_config(&traffic, k)).unwrap();
+            world.truth.iter().map(|t| (t.tenant.clone(), t.event_id.clone())).collect()
+        };
+        let (first, second, third) = (ids(0), ids(1), ids(2));
+        assert!(!first.is_empty() && !second.is_empty());
+        assert!(first.is_disjoint(&second) && second.is_disjoint(&third) && first.is_disjoint(&third));
+        assert!(first.iter().all(|(_, id)| id.starts_with("ev-")), "the first world is the simulator's default");
+    }
 }

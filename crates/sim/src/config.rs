@@ -34,6 +34,9 @@ pub struct SimConfig {
     pub max_lateness_ms: i64,
     /// Shares of the cases that make identity resolution hard.
     pub hard_cases: HardCaseShares,
+    /// Event ids are `<prefix>-<n>` (n in event-time order): worlds fed one after another to
+    /// one consumer need prefixes of their own, or later worlds are redeliveries of earlier ids.
+    pub event_id_prefix: String,
 }
 
 impl Default for SimConfig {
@@ -47,6 +50,7 @@ impl Default for SimConfig {
             duplicate_rate: 0.02,
             max_lateness_ms: 60_000,
             hard_cases: HardCaseShares::default(),
+            event_id_prefix: "ev".into(),
         }
     }
 }
@@ -99,6 +103,10 @@ impl SimConfig {
         }
         if self.tenants.is_empty() {
             return Err(invalid("tenants", "at least one tenant is needed"));
+        }
+        let p = &self.event_id_prefix;
+        if p.is_empty() || p.len() > 32 || !p.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(invalid("event_id_prefix", format!("`{p}` must be 1-32 ASCII letters, digits, `-` or `_`")));
         }
         for (i, t) in self.tenants.iter().enumerate() {
             let ok =

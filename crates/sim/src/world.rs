@@ -45,7 +45,7 @@ pub fn generate(config: &SimConfig) -> Result<World, SimError> {
         .enumerate()
         .map(|(n, mut p)| {
             // Event ids follow event time, so they say nothing about whose event it is.
-            fields::set_event_id(&mut p.wire, format!("ev-{n:08}"));
+            fields::set_event_id(&mut p.wire, format!("{}-{n:08}", config.event_id_prefix));
             persons.push(population.persons[p.person].id.as_str());
             p.wire
         })
