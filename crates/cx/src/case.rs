@@ -28,12 +28,10 @@ pub(crate) fn slot(channel: Channel) -> usize {
     }
 }
 
-/// Whether the event answers the customer: an outbound message, social reply or DM, or an
-/// answered call (either direction: an agent took the call, or the customer took the callback).
+/// Whether the event answers the customer ([`Event::answers_customer`]: automated messages
+/// do not).
 pub(crate) fn is_response(event: &Event) -> bool {
-    event.kind == EventKind::CallAnswered
-        || (event.direction == Direction::Outbound
-            && matches!(event.kind, EventKind::Message | EventKind::SocialReply | EventKind::SocialDm))
+    event.answers_customer()
 }
 
 /// Whether the event is the customer reaching out (every contact kind, inbound).

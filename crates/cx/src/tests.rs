@@ -19,11 +19,21 @@ const DAY: i64 = 24 * HOUR;
 #[derive(Clone, Debug)]
 struct E(Event);
 
+/// An event at `t`; what goes out is an agent's (see [`E::automated`]).
 fn ev(t: i64, channel: Channel, direction: Direction, kind: EventKind) -> E {
-    E(Event::new(Tenant::new("acme"), format!("e{t}-{kind:?}"), EventTime(t), channel, direction, kind))
+    let mut e = Event::new(Tenant::new("acme"), format!("e{t}-{kind:?}"), EventTime(t), channel, direction, kind);
+    if direction == Outbound {
+        e.agent_id = Some("agent-7".into());
+    }
+    E(e)
 }
 
 impl E {
+    /// Sent by no agent: an auto-acknowledgement or a bot.
+    fn automated(mut self) -> Self {
+        self.0.agent_id = None;
+        self
+    }
     fn case(mut self, id: &str) -> Self {
         self.0.case_id = Some(id.into());
         self
@@ -79,11 +89,15 @@ fn first_response_per_channel_and_overall() {
         &mut m,
         &[
             // Email: the ticket (case 1) is opened after the mail; the reply quotes the case.
+            // The auto-acknowledgement a second after the mail answers nobody.
             (ev(0, Email, Inbound, Message).key("email:m1"), "email:m1"),
+            (ev(SEC, Email, Outbound, Message).key("email:ack1").parent("email:m1").automated(), "email:m1"),
             (ev(2 * MIN, Email, Internal, CaseOpened).case("1"), ""),
             (ev(30 * MIN, Email, Outbound, Message).key("email:m2").parent("email:m1").case("1"), ""),
-            // Chat: the customer's second line is not a response; the agent's message is.
+            // Chat: the bot's greeting and the customer's second line are not responses; the
+            // agent's message is.
             (ev(0, Chat, Inbound, ChatStarted).key("chat:s1"), "chat:s1"),
+            (ev(1, Chat, Outbound, Message).key("chat:s1").automated(), "chat:s1"),
             (ev(20 * SEC, Chat, Inbound, Message).key("chat:s1"), "chat:s1"),
             (ev(80 * SEC, Chat, Outbound, Message).key("chat:s1"), "chat:s1"),
             (ev(90 * SEC, Chat, Outbound, Message).key("chat:s1"), "chat:s1"),

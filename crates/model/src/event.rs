@@ -387,4 +387,16 @@ impl Event {
             details: Details::default(),
         }
     }
+
+    /// Whether the event answers the customer: an answered call (either direction: an agent
+    /// took the call, or the customer took the callback), or an outbound message, social reply
+    /// or DM written by an agent. An outbound message without an agent id is automated (an
+    /// auto-acknowledgement, a bot's greeting): it answers nobody, so it neither stops a
+    /// first-response clock nor settles a first-response SLA.
+    pub fn answers_customer(&self) -> bool {
+        self.kind == EventKind::CallAnswered
+            || (self.direction == Direction::Outbound
+                && self.agent_id.is_some()
+                && matches!(self.kind, EventKind::Message | EventKind::SocialReply | EventKind::SocialDm))
+    }
 }

@@ -44,12 +44,10 @@ fn phone_number_key(event: &Event) -> Option<u64> {
     Some(digest(PHONES, std::str::from_utf8(tail).ok()?))
 }
 
-/// Whether the event answers the customer: an outbound message, social reply or DM, or an
-/// answered call (either direction).
+/// Whether the event answers the customer ([`Event::answers_customer`]: automated messages
+/// do not).
 fn is_response(event: &Event) -> bool {
-    event.kind == EventKind::CallAnswered
-        || (event.direction == Direction::Outbound
-            && matches!(event.kind, EventKind::Message | EventKind::SocialReply | EventKind::SocialDm))
+    event.answers_customer()
 }
 
 /// Cancels pending timer `key` of profile `p` (for its case `case`): the wait it stood for ended.

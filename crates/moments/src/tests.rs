@@ -26,11 +26,21 @@ struct E {
     thread: Option<String>,
 }
 
+/// An event at `T0 + t`; what goes out is an agent's (see [`E::automated`]).
 fn ev(id: &str, t: i64, channel: Channel, direction: Direction, kind: EventKind) -> E {
-    E { event: Event::new(Tenant::new("acme"), id, EventTime(T0 + t), channel, direction, kind), thread: None }
+    let mut event = Event::new(Tenant::new("acme"), id, EventTime(T0 + t), channel, direction, kind);
+    if direction == Outbound {
+        event.agent_id = Some("agent-7".into());
+    }
+    E { event, thread: None }
 }
 
 impl E {
+    /// Sent by no agent: an auto-acknowledgement or a bot.
+    fn automated(mut self) -> Self {
+        self.event.agent_id = None;
+        self
+    }
     fn case(mut self, id: &str) -> Self {
         self.event.case_id = Some(id.into());
         self
@@ -324,6 +334,13 @@ fn chat_and_email_have_their_own_sla() {
     r.feed(pid(1), ev("re", 3 * HOUR, Email, Outbound, Message).key("email:<re>").parent("email:<m>").case("C1"));
     r.wm(DAY);
     r.none(FirstResponseSlaBreach);
+
+    // An auto-acknowledgement (no agent) a second later settles nothing: five hours is late.
+    let mut r = Run::new();
+    r.feed(pid(1), ev("m", 0, Email, Inbound, Message).key("email:<m>"));
+    r.feed(pid(1), ev("ack", SEC, Email, Outbound, Message).key("email:<ack>").parent("email:<m>").automated());
+    r.feed(pid(1), ev("re", 5 * HOUR, Email, Outbound, Message).key("email:<re>").parent("email:<m>"));
+    assert_eq!(r.one(FirstResponseSlaBreach).detected_at, EventTime(T0 + 4 * HOUR));
 
     // Three minutes is not within the chat SLA.
     let mut r = Run::new();

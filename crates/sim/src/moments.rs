@@ -169,6 +169,8 @@ struct Ev<'a> {
     kind: EventKind,
     direction: Direction,
     case: Option<&'a str>,
+    /// Written by an agent (an outbound message without one is automated).
+    agent: bool,
     sentiment: Option<f64>,
     text: Option<&'a str>,
     survey: Option<WireSurvey>,
@@ -191,6 +193,7 @@ macro_rules! common {
             kind: $r.kind,
             direction: $r.direction,
             case: non_empty(&$r.case_id),
+            agent: non_empty(&$r.agent_id).is_some(),
             sentiment: $r.sentiment,
             text: $r.text.as_deref(),
             survey: $r.survey,
@@ -230,9 +233,12 @@ impl<'a> Ev<'a> {
         self.direction == Direction::Inbound && self.kind.is_contact()
     }
 
+    /// As the contract's `Event::answers_customer`: an automated message (no agent) answers
+    /// nobody.
     fn is_response(&self) -> bool {
         self.kind == EventKind::CallAnswered
             || (self.direction == Direction::Outbound
+                && self.agent
                 && matches!(self.kind, EventKind::Message | EventKind::SocialReply | EventKind::SocialDm))
     }
 
@@ -787,6 +793,7 @@ mod tests {
         survey: Option<WireSurvey>,
         wait_minutes: Option<f64>,
         transfers: Option<i32>,
+        automated: bool,
     }
 
     fn e(channel: Channel, conv: &str, kind: EventKind, direction: Direction, minute: f64) -> E {
@@ -803,6 +810,7 @@ mod tests {
             survey: None,
             wait_minutes: None,
             transfers: None,
+            automated: false,
         }
     }
 
@@ -835,6 +843,10 @@ mod tests {
             self.transfers = Some(n);
             self
         }
+        fn automated(mut self) -> Self {
+            self.automated = true;
+            self
+        }
 
         fn wire(&self, id: String) -> WireEvent {
             let (tenant, event_time, direction, kind) = (
@@ -845,10 +857,13 @@ mod tests {
             );
             let (case_id, text, sentiment, survey) =
                 (self.case.map(CompactString::from), self.text.map(CompactString::from), self.sentiment, self.survey);
+            // Agents write what goes out, unless the test says it is automated.
+            let agent_id =
+                (direction == Direction::Outbound && !self.automated).then(|| CompactString::from("agent-1"));
             macro_rules! rec {
                 ($ty:ident { $($f:ident : $v:expr),* }) => {
                     $ty {
-                        tenant, event_id: id.into(), event_time, direction, kind, case_id, agent_id: None,
+                        tenant, event_id: id.into(), event_time, direction, kind, case_id, agent_id,
                         account_id: None, text, sentiment, survey, $($f: $v),*
                     }
                 };
@@ -1012,6 +1027,13 @@ mod tests {
         };
         assert!(only(&email(240.0), FIRST_RESPONSE_SLA_BREACH).is_empty());
         assert_eq!(only(&email(241.0), FIRST_RESPONSE_SLA_BREACH), vec![(0, 240.0)]);
+        // An auto-acknowledgement (no agent) a second later answers nobody.
+        let acked = vec![
+            e(Email, "m1", K::Message, Inbound, 0.0),
+            e(Email, "ack", K::Message, Outbound, 0.02).reply_to("m1").automated(),
+            e(Email, "m2", K::Message, Outbound, 300.0).reply_to("m1").case("C1"),
+        ];
+        assert_eq!(only(&acked, FIRST_RESPONSE_SLA_BREACH), vec![(0, 240.0)]);
         // An answer elsewhere in the case counts: the mail quotes the case the call is about.
         let elsewhere = [
             vec![e(Email, "m1", K::Message, Inbound, 0.0).case("C1")],
