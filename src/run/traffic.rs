@@ -19,6 +19,14 @@ use rdkafka::types::RDKafkaErrorCode;
 /// Days between the starts of successive worlds (a world's span plus its longest case tail).
 const WORLD_STRIDE_DAYS: i64 = 70;
 
+/// [`WORLD_STRIDE_DAYS`] in milliseconds.
+pub const WORLD_STRIDE_MS: i64 = WORLD_STRIDE_DAYS * 86_400_000;
+
+/// Worlds the embedded traffic has room for before its event times reach the present: its
+/// first world starts this many strides back (about twelve years; at the default rate, twenty
+/// minutes of traffic).
+pub const EMBEDDED_WORLDS: i64 = 64;
+
 /// What to send.
 #[derive(Debug, Clone)]
 pub struct Traffic {
@@ -30,6 +38,22 @@ pub struct Traffic {
     pub seed: u64,
     /// Stop after this many worlds (`None`: until stopped).
     pub worlds: Option<u64>,
+    /// Index of the first world: world `k` starts `k` strides after `start_ms` in event time,
+    /// with the seed plus `k` and event ids of its own (a producer following another one's
+    /// worlds starts after them).
+    pub first_world: u64,
+    /// Event time at which world 0 starts, ms. Simulated time runs far faster than the wall
+    /// clock: worlds that start after the present would be dead-lettered (`future_time`).
+    pub start_ms: i64,
+}
+
+impl Traffic {
+    /// World 0 starting [`EMBEDDED_WORLDS`] strides before `now_ms` (at a UTC midnight), so
+    /// that that many worlds lie in the past.
+    pub fn start_before(now_ms: i64) -> i64 {
+        let start = now_ms - EMBEDDED_WORLDS * WORLD_STRIDE_MS;
+        start - start.rem_euclid(86_400_000)
+    }
 }
 
 /// Produces `traffic` to the input topics of `config` until `stop` (or the last world).
@@ -45,11 +69,21 @@ pub fn produce(config: &KafkaConfig, ids: &BundledIds, traffic: &Traffic, stop: 
     let started = Instant::now();
     let mut sent = 0u64;
     let mut frame = Vec::new();
-    for k in 0.. {
-        if traffic.worlds.is_some_and(|n| k >= n) || stop.load(Ordering::Acquire) {
+    for k in traffic.first_world.. {
+        if traffic.worlds.is_some_and(|n| k >= traffic.first_world + n) || stop.load(Ordering::Acquire) {
             break;
         }
-        let world = omnistitch_sim::generate(&world_config(traffic, k)).context("generating simulated traffic")?;
+        let sim = world_config(traffic, k);
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(i64::MAX, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        if sim.start_ms + WORLD_STRIDE_MS > now_ms {
+            tracing::warn!(
+                world = k,
+                "simulated traffic has reached the present: this world's events lie partly in the future and are dead-lettered (future_time); restart the run for more"
+            );
+        }
+        let world = omnistitch_sim::generate(&sim).context("generating simulated traffic")?;
         for event in &world.events {
             if stop.load(Ordering::Acquire) {
                 break;
@@ -87,11 +121,11 @@ pub fn produce(config: &KafkaConfig, ids: &BundledIds, traffic: &Traffic, stop: 
 
 /// The `k`th world of `traffic`: its own seed, a later span, and event ids of its own (the
 /// same ids again would be redeliveries, dropped by the service).
-fn world_config(traffic: &Traffic, k: u64) -> SimConfig {
+pub fn world_config(traffic: &Traffic, k: u64) -> SimConfig {
     SimConfig {
         customers: traffic.customers,
         seed: traffic.seed.wrapping_add(k),
-        start_ms: omnistitch_sim::DEFAULT_START_MS + k as i64 * WORLD_STRIDE_DAYS * 86_400_000,
+        start_ms: traffic.start_ms + k as i64 * WORLD_STRIDE_MS,
         event_id_prefix: if k == 0 { SimConfig::default().event_id_prefix } else { format!("ev{k}") },
         ..SimConfig::default()
     }
@@ -115,7 +149,14 @@ mod tests {
     /// Worlds fed one after another share no (tenant, event id): none is a redelivery.
     #[test]
     fn consecutive_worlds_have_event_ids_of_their_own() {
-        let traffic = Traffic { rate: 0, customers: 60, seed: 7, worlds: None };
+        let traffic = Traffic {
+            rate: 0,
+            customers: 60,
+            seed: 7,
+            worlds: None,
+            first_world: 0,
+            start_ms: omnistitch_sim::DEFAULT_START_MS,
+        };
         let ids = |k| -> HashSet<(String, String)> {
             let world = omnistitch_sim::generate(&world_config(&traffic, k)).unwrap();
             world.truth.iter().map(|t| (t.tenant.clone(), t.event_id.clone())).collect()
@@ -124,5 +165,23 @@ mod tests {
         assert!(!first.is_empty() && !second.is_empty());
         assert!(first.is_disjoint(&second) && second.is_disjoint(&third) && first.is_disjoint(&third));
         assert!(first.iter().all(|(_, id)| id.starts_with("ev-")), "the first world is the simulator's default");
+    }
+
+    /// The embedded traffic's worlds lie in the past, at least [`EMBEDDED_WORLDS`] of them.
+    #[test]
+    fn embedded_worlds_end_before_the_present() {
+        let now = 1_795_000_000_000; // 2026-11
+        let traffic = Traffic {
+            rate: 0,
+            customers: 60,
+            seed: 7,
+            worlds: None,
+            first_world: 0,
+            start_ms: Traffic::start_before(now),
+        };
+        let last = omnistitch_sim::generate(&world_config(&traffic, EMBEDDED_WORLDS as u64 - 1)).unwrap();
+        let latest = last.events.iter().map(|e| e.event_time()).max().unwrap();
+        assert!(latest < now, "the last world ends {} days after the present", (latest - now) / 86_400_000);
+        assert_eq!(traffic.start_ms.rem_euclid(86_400_000), 0);
     }
 }

@@ -109,7 +109,14 @@ pub fn setup(customers: usize, seed: u64, mode: Mode, dir: &Path) -> Setup {
         ..Default::default()
     };
     let (cluster, config) = test_cluster(3, base, &format!("omnistitch-test-{seed}"));
-    let traffic = Traffic { rate: 0, customers, seed, worlds: Some(1) };
+    let traffic = Traffic {
+        rate: 0,
+        customers,
+        seed,
+        worlds: Some(1),
+        first_world: 0,
+        start_ms: omnistitch_sim::DEFAULT_START_MS,
+    };
     let records = produce(&config, &BundledIds::default(), &traffic, &AtomicBool::new(false)).unwrap();
     assert_eq!(records as usize, world.events.len());
     Setup { cluster, config, records, expected: expected(&run) }
