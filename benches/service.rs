@@ -1,7 +1,8 @@
 //! The service over librdkafka's mock cluster: sustained events/s with exactly-once on (median
 //! of three passes, each a fresh consumer group) and CPU per record, beside a passthrough
-//! baseline (the same consumer and transactional producer settings, copying bytes), and
-//! ingest-to-output latency at a steady 10k events/s.
+//! baseline (the same consumer and transactional producer settings, copying bytes), both
+//! measured from their first commit to their last; and ingest-to-output latency at a steady
+//! 10k events/s of new events (later worlds, event ids of their own).
 //!
 //! `cargo bench --bench service` (`-- --customers N` to change the world size).
 
@@ -20,6 +21,10 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::{Offset, TopicPartitionList};
 
 const PARTITIONS: i32 = 4;
+
+/// Where the first world starts: seven worlds (the throughput pass's and the latency phase's
+/// six) end before the present, as the embedded run places its own.
+const START_MS: i64 = omnistitch_sim::DEFAULT_START_MS - 8 * omnistitch::run::traffic::WORLD_STRIDE_MS;
 
 /// CPU seconds used so far by each live thread of this process: (thread id, name) -> seconds.
 fn cpu_by_thread() -> std::collections::BTreeMap<(u32, String), f64> {
@@ -99,20 +104,21 @@ fn passthrough(config: &KafkaConfig, group: &str, records: u64) -> (f64, f64) {
     let topics: Vec<&str> = config.topics.inputs().iter().map(|(_, t)| *t).collect();
     consumer.subscribe(&topics).unwrap();
     let cpu_before = cpu_by_thread();
-    let mut started = Instant::now();
     let mut seen = 0u64;
+    // (when, records committed) at the first commit: the rate is the service's estimator's,
+    // from the first commit to the last (start-up and the first batch excluded).
+    let mut first_commit: Option<(Instant, u64)> = None;
     let interval = Duration::from_millis(config.commit_interval_ms);
     while seen < records {
         producer.begin_transaction().unwrap();
         let deadline = Instant::now() + interval;
         // (topic, partition, next offset): a few entries, scanned (no allocation per record).
         let mut offsets: Vec<(String, i32, i64)> = Vec::new();
-        while Instant::now() < deadline {
+        // The last batch commits as soon as its last record is copied, not at the interval's
+        // end (idling there would charge the copy a fraction of an interval per pass).
+        while Instant::now() < deadline && seen < records {
             match consumer.poll(Duration::from_millis(5)) {
                 Some(Ok(m)) => {
-                    if seen == 0 {
-                        started = Instant::now(); // start-up excluded, as for the service
-                    }
                     let mut r = BaseRecord::<[u8], [u8]>::to(&config.topics.timeline);
                     if let Some(p) = m.payload() {
                         r = r.payload(p);
@@ -156,13 +162,25 @@ fn passthrough(config: &KafkaConfig, group: &str, records: u64) -> (f64, f64) {
         producer.commit_transaction(Duration::from_secs(10)).unwrap();
         if tpl.count() > 0 {
             consumer.commit(&tpl, CommitMode::Sync).unwrap();
+            first_commit.get_or_insert((Instant::now(), seen));
         }
     }
-    let rate = seen as f64 / started.elapsed().as_secs_f64();
+    let (t0, n0) = first_commit.expect("a commit");
+    assert!(seen > n0, "every record was committed by the first commit: use a larger world");
+    let rate = (seen - n0) as f64 / t0.elapsed().as_secs_f64();
     let cpu_after = cpu_by_thread();
     let cpu: f64 = cpu_after.iter().map(|(k, secs)| secs - cpu_before.get(k).unwrap_or(&0.0)).sum();
     consumer.unsubscribe();
     (rate, cpu * 1e6 / seen as f64)
+}
+
+/// The sum of the samples of metric `name` in the text exposition `text` whose labels contain
+/// `with` (every sample of the family when empty).
+fn metric_sum(text: &str, name: &str, with: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']) && l.contains(with))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// Runs the service on a thread named `stitch` until the returned flag is set.
@@ -192,9 +210,13 @@ fn main() {
     let config = cluster.service_config(base);
     let ids = BundledIds::default();
     let t0 = Instant::now();
-    let records =
-        produce(&config, &ids, &Traffic { rate: 0, customers, seed: 1, worlds: Some(1) }, &AtomicBool::new(false))
-            .unwrap();
+    let records = produce(
+        &config,
+        &ids,
+        &Traffic { rate: 0, customers, seed: 1, worlds: Some(1), first_world: 0, start_ms: START_MS },
+        &AtomicBool::new(false),
+    )
+    .unwrap();
     println!("produced {records} records ({customers} customers) in {:.1?}", t0.elapsed());
 
     // The median of three passes (each a new group reading everything, for under a second).
@@ -219,6 +241,16 @@ fn main() {
         let rate = sustained(&svc_config, &svc_config.group_id, records);
         let secs = started.elapsed().as_secs_f64();
         let cpu = cpu_per_record(&cpu_before, &cpu_by_thread(), records, &["stitch", "ordered"]);
+        // What the pass did: every record applied (none dropped as a redelivery or dead-
+        // lettered), each with its timeline record.
+        let text = metrics.render();
+        let applied = metric_sum(&text, "omnistitch_input_records_total", "outcome=\"applied\"");
+        let other = metric_sum(&text, "omnistitch_input_records_total", "") - applied;
+        let timeline =
+            metric_sum(&text, "omnistitch_output_records_total", &format!("\"{}\"", svc_config.topics.timeline));
+        println!(
+            "  pass {pass}: {applied:.0} records applied, {other:.0} otherwise (duplicate or dead-lettered), {timeline:.0} timeline records"
+        );
         passes.push((rate, records as f64 / secs, cpu));
         if pass < 3 {
             stop.store(true, Ordering::Release);
@@ -241,11 +273,18 @@ fn main() {
     println!("CPU per record in that pass (start-up included, the whole process): {cpu}");
     let (svc_config, handle, stop, metrics) = running.expect("the last pass runs on");
 
-    // Latency at a steady 10k records/s.
+    // Latency at a steady 10k records/s: worlds after the first (later event times, event ids
+    // of their own: new events, not redeliveries).
     metrics.latency_exact.reset();
-    let live = Traffic { rate: 10_000, customers: 1_000, seed: 2, worlds: Some(6) };
+    let applied_before = metric_sum(&metrics.render(), "omnistitch_input_records_total", "outcome=\"applied\"");
+    let live = Traffic { rate: 10_000, customers: 1_000, seed: 1, worlds: Some(6), first_world: 1, start_ms: START_MS };
     let sent = produce(&config, &BundledIds::default(), &live, &AtomicBool::new(false)).unwrap();
     wait(&svc_config, &svc_config.group_id);
+    let applied =
+        metric_sum(&metrics.render(), "omnistitch_input_records_total", "outcome=\"applied\"") - applied_before;
+    println!(
+        "  the latency phase applied {applied:.0} of its {sent} records (the rest: redeliveries the simulator plants)"
+    );
     let q = |p| metrics.latency_exact.quantile_ms(p).map_or("-".to_string(), |ms| ms.to_string());
     println!(
         "latency at 10k records/s ({sent} records, commit interval {} ms): p50 {} ms, p99 {} ms, max {} ms",
