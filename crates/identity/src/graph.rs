@@ -134,6 +134,17 @@ pub struct TenantGraph {
     forgotten: u64,
 }
 
+/// Heap bytes of a hashbrown table reporting `capacity`, with `slot`-byte slots: its buckets
+/// (a power of two; from 8 on, 8/7 of the capacity), each a slot and a control byte, and the
+/// trailing group of 16 control bytes.
+fn table_bytes(capacity: usize, slot: usize) -> usize {
+    if capacity == 0 {
+        return 0;
+    }
+    let buckets = if capacity < 8 { (capacity + 1).next_power_of_two() } else { (capacity * 8 / 7).next_power_of_two() };
+    buckets * (slot + 1) + 16
+}
+
 fn add(a: &[u32; KINDS], b: &[u32; KINDS]) -> [u32; KINDS] {
     std::array::from_fn(|k| a[k] + b[k])
 }
@@ -174,8 +185,7 @@ impl TenantGraph {
             .flatten()
             .map(|p| p.entries.capacity() * 4 + p.merged_from.capacity() * size_of::<ProfileId>())
             .sum();
-        // hashbrown: one control byte per bucket beside the slot.
-        let map = |buckets: usize, slot: usize| buckets * (slot + 1);
+        let map = table_bytes;
         self.entries.capacity() * size_of::<Entry>()
             + strings
             + map(self.index.capacity(), size_of::<u32>())
@@ -581,5 +591,24 @@ impl TenantGraph {
                 self.forgotten += 1;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::table_bytes;
+
+    /// A table's bytes follow its buckets, not its capacity (7/8 of them from 8 on).
+    #[test]
+    fn table_bytes_count_every_bucket() {
+        let mut t: hashbrown::HashTable<u32> = hashbrown::HashTable::new();
+        assert_eq!(table_bytes(t.capacity(), 4), 0, "an empty table allocates nothing");
+        for i in 0..1_000u32 {
+            t.insert_unique(u64::from(i), i, |&v| u64::from(v));
+        }
+        assert_eq!(t.capacity(), 1_792, "2,048 buckets hold 1,792");
+        assert_eq!(table_bytes(t.capacity(), 4), 2_048 * 5 + 16);
+        assert_eq!(table_bytes(7, 4), 8 * 5 + 16);
+        assert_eq!(table_bytes(3, 4), 4 * 5 + 16);
     }
 }
