@@ -77,17 +77,24 @@ struct EvidenceLine {
     event_id: String,
 }
 
-fn read_detections(out: &Path) -> anyhow::Result<Vec<DetectedMoment>> {
-    let path = out.join("interventions.jsonl");
-    let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-    let mut detected = Vec::new();
+/// The objects of the JSON Lines file `path`, each with its line number; blank lines skipped.
+fn json_lines<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<Vec<(usize, T)>> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut out = Vec::new();
     for (n, line) in BufReader::new(file).lines().enumerate() {
         let line = line.with_context(|| format!("reading {}", path.display()))?;
         if line.trim().is_empty() {
             continue;
         }
-        let i: InterventionLine =
-            serde_json::from_str(&line).with_context(|| format!("parsing {}:{}", path.display(), n + 1))?;
+        let item = serde_json::from_str(&line).with_context(|| format!("parsing {}:{}", path.display(), n + 1))?;
+        out.push((n + 1, item));
+    }
+    Ok(out)
+}
+
+fn read_detections(out: &Path) -> anyhow::Result<Vec<DetectedMoment>> {
+    let mut detected = Vec::new();
+    for (_, i) in json_lines::<InterventionLine>(&out.join("interventions.jsonl"))? {
         let evidence: Vec<String> = i.evidence.into_iter().map(|e| e.event_id).collect();
         let key_event_id = match i.key_event_id {
             k if k.is_empty() => evidence.last().cloned().unwrap_or_default(),
@@ -122,25 +129,18 @@ struct EventId {
 /// (each event lands on exactly one timeline once).
 fn read_assignments(out: &Path) -> anyhow::Result<HashMap<String, String>> {
     let path = out.join("timeline.jsonl");
-    let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
     let mut map = HashMap::new();
     let mut line_of: HashMap<String, usize> = HashMap::new();
-    for (n, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.with_context(|| format!("reading {}", path.display()))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let l: TimelineLine =
-            serde_json::from_str(&line).with_context(|| format!("parsing {}:{}", path.display(), n + 1))?;
+    for (n, l) in json_lines::<TimelineLine>(&path)? {
         match map.entry(event_key(&l.tenant, &l.event.event_id)) {
             Entry::Vacant(v) => {
-                line_of.insert(v.key().clone(), n + 1);
+                line_of.insert(v.key().clone(), n);
                 v.insert(l.profile_id);
             }
             Entry::Occupied(o) => bail!(
                 "{}:{}: event {} of tenant {} is listed a second time (first on line {})",
                 path.display(),
-                n + 1,
+                n,
                 l.event.event_id,
                 l.tenant,
                 line_of[o.key()]

@@ -146,17 +146,15 @@ mod tests {
     use super::*;
     use std::collections::HashSet;
 
+    /// Small worlds from `start_ms`.
+    fn small(start_ms: i64) -> Traffic {
+        Traffic { rate: 0, customers: 60, seed: 7, worlds: None, first_world: 0, start_ms }
+    }
+
     /// Worlds fed one after another share no (tenant, event id): none is a redelivery.
     #[test]
     fn consecutive_worlds_have_event_ids_of_their_own() {
-        let traffic = Traffic {
-            rate: 0,
-            customers: 60,
-            seed: 7,
-            worlds: None,
-            first_world: 0,
-            start_ms: omnistitch_sim::DEFAULT_START_MS,
-        };
+        let traffic = small(omnistitch_sim::DEFAULT_START_MS);
         let ids = |k| -> HashSet<(String, String)> {
             let world = omnistitch_sim::generate(&world_config(&traffic, k)).unwrap();
             world.truth.iter().map(|t| (t.tenant.clone(), t.event_id.clone())).collect()
@@ -171,14 +169,7 @@ mod tests {
     #[test]
     fn embedded_worlds_end_before_the_present() {
         let now = 1_795_000_000_000; // 2026-11
-        let traffic = Traffic {
-            rate: 0,
-            customers: 60,
-            seed: 7,
-            worlds: None,
-            first_world: 0,
-            start_ms: Traffic::start_before(now),
-        };
+        let traffic = small(Traffic::start_before(now));
         let last = omnistitch_sim::generate(&world_config(&traffic, EMBEDDED_WORLDS as u64 - 1)).unwrap();
         let latest = last.events.iter().map(|e| e.event_time()).max().unwrap();
         assert!(latest < now, "the last world ends {} days after the present", (latest - now) / 86_400_000);
