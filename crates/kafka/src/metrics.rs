@@ -182,6 +182,9 @@ pub struct ServiceMetrics {
     identity_forgotten: IntCounter,
 }
 
+/// The surveys of `omnistitch_cx_survey_answers`.
+const SURVEYS: [&str; 3] = ["csat", "nps", "ces"];
+
 /// Most tenants whose CX gauges are exported: each is a series per gauge and channel.
 const MAX_CX_TENANTS: usize = 256;
 
@@ -198,6 +201,13 @@ fn label_safe(tenant: &str) -> bool {
 struct CxGauges {
     contacts: IntGaugeVec,
     cases: IntGaugeVec,
+    /// The denominators behind the p50s and ratios: cases timed, cases open and expired,
+    /// survey answers by survey.
+    first_responses: IntGaugeVec,
+    resolutions: IntGaugeVec,
+    open_cases: IntGaugeVec,
+    expired_cases: IntGaugeVec,
+    survey_answers: IntGaugeVec,
     first_response_p50: GaugeVec,
     resolution_p50: GaugeVec,
     csat: GaugeVec,
@@ -211,8 +221,13 @@ impl CxGauges {
     /// Drops the series of `labels` (tenant, channel) from every gauge.
     fn remove(&self, labels: &[&str]) {
         // A series never set (an empty rate) is absent: nothing to drop.
-        let _ = self.contacts.remove_label_values(labels);
-        let _ = self.cases.remove_label_values(labels);
+        for g in [&self.contacts, &self.cases, &self.first_responses, &self.resolutions, &self.open_cases] {
+            let _ = g.remove_label_values(labels);
+        }
+        let _ = self.expired_cases.remove_label_values(labels);
+        for survey in SURVEYS {
+            let _ = self.survey_answers.remove_label_values(&[labels[0], labels[1], survey]);
+        }
         for g in [
             &self.first_response_p50,
             &self.resolution_p50,
@@ -288,7 +303,42 @@ impl ServiceMetrics {
         let input = Channel::ALL.map(|c| Outcome::ALL.map(|o| input_vec.with_label_values(&[c.as_str(), o.as_str()])));
         let cx = CxGauges {
             contacts: int_gauge_vec(&r, "omnistitch_cx_contacts", "Inbound contacts seen.", &["tenant", "channel"]),
-            cases: int_gauge_vec(&r, "omnistitch_cx_cases", "Cases seen.", &["tenant", "channel"]),
+            cases: int_gauge_vec(
+                &r,
+                "omnistitch_cx_cases",
+                "Cases with an inbound contact, by the case's channel (held state: cumulative since it began).",
+                &["tenant", "channel"],
+            ),
+            first_responses: int_gauge_vec(
+                &r,
+                "omnistitch_cx_first_responses",
+                "Cases whose first response was timed: the count behind the first-response p50.",
+                &["tenant", "channel"],
+            ),
+            resolutions: int_gauge_vec(
+                &r,
+                "omnistitch_cx_resolutions",
+                "Cases whose resolution was timed: the count behind the resolution p50.",
+                &["tenant", "channel"],
+            ),
+            open_cases: int_gauge_vec(
+                &r,
+                "omnistitch_cx_open_cases",
+                "Cases contacted and not resolved yet (not in the resolution p50).",
+                &["tenant", "channel"],
+            ),
+            expired_cases: int_gauge_vec(
+                &r,
+                "omnistitch_cx_expired_cases",
+                "Cases closed unresolved after the idle limit (not in the resolution p50).",
+                &["tenant", "channel"],
+            ),
+            survey_answers: int_gauge_vec(
+                &r,
+                "omnistitch_cx_survey_answers",
+                "Survey answers (survey csat, nps or ces): the count behind each score.",
+                &["tenant", "channel", "survey"],
+            ),
             first_response_p50: gauge_vec(
                 &r,
                 "omnistitch_cx_first_response_p50_seconds",
@@ -554,13 +604,27 @@ impl ServiceMetrics {
             now.insert(tenant.to_string());
             let channel = row.channel.map_or("all", |c| c.as_str());
             let l = [tenant, channel];
-            let set = |g: &GaugeVec, v: Option<f64>| {
-                if let Some(v) = v {
-                    g.with_label_values(&l).set(v);
+            // A statistic with nothing to show drops its series (a case moved to another
+            // channel takes its survey along): no stale value stays behind.
+            let set = |g: &GaugeVec, v: Option<f64>| match v {
+                Some(v) => g.with_label_values(&l).set(v),
+                None => {
+                    let _ = g.remove_label_values(&l);
                 }
             };
-            self.cx.contacts.with_label_values(&l).set(row.contacts as i64);
-            self.cx.cases.with_label_values(&l).set(row.cases as i64);
+            let count = |g: &IntGaugeVec, n: u64| g.with_label_values(&l).set(i64::try_from(n).unwrap_or(i64::MAX));
+            count(&self.cx.contacts, row.contacts);
+            count(&self.cx.cases, row.cases);
+            count(&self.cx.first_responses, row.first_response.count);
+            count(&self.cx.resolutions, row.resolution.timing.count);
+            count(&self.cx.open_cases, row.resolution.open);
+            count(&self.cx.expired_cases, row.resolution.expired);
+            for (survey, n) in SURVEYS.into_iter().zip([row.csat.total, row.nps.answers, row.ces.answers]) {
+                self.cx
+                    .survey_answers
+                    .with_label_values(&[tenant, channel, survey])
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
             set(&self.cx.first_response_p50, row.first_response.p50_seconds);
             set(&self.cx.resolution_p50, row.resolution.timing.p50_seconds);
             set(&self.cx.csat, row.csat.share);
@@ -606,8 +670,10 @@ impl ServiceMetrics {
         m.consumer_error(&rdkafka::error::KafkaError::NoMessageReceived);
         let c = &m.cx;
         let tc = ["any", "any"];
-        c.contacts.with_label_values(&tc);
-        c.cases.with_label_values(&tc);
+        for g in [&c.contacts, &c.cases, &c.first_responses, &c.resolutions, &c.open_cases, &c.expired_cases] {
+            g.with_label_values(&tc);
+        }
+        c.survey_answers.with_label_values(&["any", "any", "csat"]);
         for g in
             [&c.first_response_p50, &c.resolution_p50, &c.csat, &c.nps, &c.ces, &c.repeat_contact, &c.channel_switch]
         {
@@ -721,6 +787,53 @@ mod tests {
             cx.observe(&e, "thread:t");
         }
         cx.report()
+    }
+
+    /// The counts behind the p50s and scores are exported beside them; a score with nothing
+    /// left to show loses its series instead of keeping a stale value.
+    #[test]
+    fn cx_denominators_are_exported_and_empty_scores_dropped() {
+        use omnistitch_model::{Direction, Event, EventKind, EventTime, Survey, Tenant};
+        let mut cx = omnistitch_cx::CxMetrics::new(omnistitch_cx::CxConfig::default()).unwrap();
+        let at = |s: i64| EventTime(1_767_571_200_000 + s * 1_000);
+        let ev = |id: &str, s: i64, channel, direction, kind| {
+            Event::new(Tenant::new("acme"), id, at(s), channel, direction, kind)
+        };
+        cx.observe(&ev("e1", 0, Channel::Email, Direction::Inbound, EventKind::Message), "case:1");
+        let reply = Event {
+            agent_id: Some("agent-7".into()),
+            ..ev("e2", 60, Channel::Email, Direction::Outbound, EventKind::Message)
+        };
+        cx.observe(&reply, "case:1");
+        let survey = Event {
+            survey: Some(Survey { csat: Some(2), nps: Some(9), ces: None }),
+            ..ev("e3", 120, Channel::Email, Direction::Inbound, EventKind::SurveyResponse)
+        };
+        cx.observe(&survey, "case:1");
+        let m = ServiceMetrics::new();
+        m.cx(&[cx.report()]);
+        let text = m.render();
+        for line in [
+            r#"omnistitch_cx_first_responses{channel="email",tenant="acme"} 1"#,
+            r#"omnistitch_cx_first_response_p50_seconds{channel="email",tenant="acme"} 60"#,
+            r#"omnistitch_cx_open_cases{channel="email",tenant="acme"} 1"#,
+            r#"omnistitch_cx_resolutions{channel="email",tenant="acme"} 0"#,
+            r#"omnistitch_cx_survey_answers{channel="email",survey="csat",tenant="acme"} 1"#,
+            r#"omnistitch_cx_survey_answers{channel="email",survey="ces",tenant="acme"} 0"#,
+            r#"omnistitch_cx_csat_ratio{channel="email",tenant="acme"} 0"#,
+        ] {
+            assert!(text.contains(line), "{line}\n{text}");
+        }
+        // The next report has no CSAT answer for email (here: a fresh state): its ratio goes.
+        let mut fresh = omnistitch_cx::CxMetrics::new(omnistitch_cx::CxConfig::default()).unwrap();
+        fresh.observe(&ev("e1", 0, Channel::Email, Direction::Inbound, EventKind::Message), "case:1");
+        m.cx(&[fresh.report()]);
+        let text = m.render();
+        assert!(!text.contains(r#"omnistitch_cx_csat_ratio{channel="email""#), "{text}");
+        assert!(
+            text.contains(r#"omnistitch_cx_survey_answers{channel="email",survey="csat",tenant="acme"} 0"#),
+            "{text}"
+        );
     }
 
     #[test]
