@@ -28,7 +28,7 @@ mod truth;
 mod world;
 
 /// Bumped whenever generation changes what a seed produces (benches cache worlds by it).
-pub const WORLD_VERSION: u32 = 5;
+pub const WORLD_VERSION: u32 = 6;
 
 pub use config::{HardCaseShares, SimConfig, DEFAULT_START_MS};
 pub use error::SimError;

@@ -380,11 +380,39 @@ impl Renderer<'_> {
                 from: from,
                 to: to,
                 cc: cc,
-                subject: Some(subject),
+                subject: Some(subject.clone()),
                 message_id: Some(message_id.clone()),
                 in_reply_to: previous.replace(message_id),
             });
             self.push(step.at_ms, wire);
+            // Half the new mails (by index: no random draw) get the mailbox's automatic
+            // acknowledgement a few seconds later: outbound, no agent, answering nobody.
+            if i == 0 && inbound && index % 2 == 0 {
+                let at = step.at_ms + 3_000;
+                let ack = Head {
+                    tenant: self.brand.tenant.clone(),
+                    event_time: at,
+                    direction: Direction::Outbound,
+                    kind: EventKind::Message,
+                    case_id: None,
+                    agent_id: None,
+                    account_id: None,
+                    text: Some("We have received your message and will get back to you shortly.".into()),
+                    sentiment: None,
+                    survey: None,
+                };
+                let ack_id =
+                    format!("<ack-{}@mail.{}.example>", self.ids.hex(IdSpace::Message, index), self.brand.tenant);
+                let wire = record!(Email, EmailEvent, ack, {
+                    from: self.brand.support_email.clone(),
+                    to: vec![addr.clone()],
+                    cc: Vec::new(),
+                    subject: Some(format!("Re: {subject}")),
+                    message_id: Some(ack_id),
+                    in_reply_to: previous.clone(),
+                });
+                self.push(at, wire);
+            }
         }
     }
 
