@@ -54,6 +54,9 @@ pub struct Evaluation {
     pub naive: ResolverScores,
     /// Interventions against planted moments, per moment type (empty without moment truth).
     pub moments: BTreeMap<String, MomentScores>,
+    /// Whether the configuration's `[moments]` settings are the defaults, which the simulator's
+    /// moment truth follows: with others, the moment scores measure the difference too.
+    pub default_moments: bool,
 }
 
 #[derive(Deserialize)]
@@ -236,6 +239,7 @@ pub fn evaluate_with(truth_dir: &Path, out: &Path, config: &EngineConfig) -> any
         rules,
         naive,
         moments,
+        default_moments: config.moments == omnistitch_moments::MomentsConfig::default(),
     };
     let json = serde_json::to_string_pretty(&report)?;
     std::fs::write(out.join("evaluation.json"), json).context("writing evaluation.json")?;
@@ -272,6 +276,13 @@ impl fmt::Display for Evaluation {
         writeln!(f, "  (naive union-find: no rules, every event kept, phones read in region {})", self.naive_region)?;
         if !self.moments.is_empty() {
             writeln!(f, "micro-moments against planted truth:")?;
+            if !self.default_moments {
+                writeln!(
+                    f,
+                    "  (warning: the [moments] settings are not the defaults the planted truth follows: \
+                     these scores also measure the difference)"
+                )?;
+            }
             writeln!(
                 f,
                 "  {:<34} {:>6} {:>8} {:>9} {:>7} {:>15} {:>11} {:>14} {:>6} {:>6} {:>12} {:>5} {:>14} {:>11}",

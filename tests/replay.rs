@@ -162,6 +162,17 @@ fn the_default_world_meets_the_targets() {
     assert_targets(&e);
 }
 
+/// Scores of a configuration other than the truth's are said to be so.
+#[test]
+fn moments_scored_under_other_settings_carry_a_warning() {
+    let (dir, e) = evaluated(300, 14);
+    assert!(e.default_moments && !e.to_string().contains("warning"), "{e}");
+    let cfg = EngineConfig { moments: toml::from_str("[repeat_contact]\ncount = 4").unwrap(), ..Default::default() };
+    let e = evaluate_with(dir.path(), &dir.path().join("out"), &cfg).unwrap();
+    assert!(!e.default_moments);
+    assert!(e.to_string().contains("warning: the [moments] settings are not the defaults"), "{e}");
+}
+
 /// `timeline.jsonl` without the lines `drop` picks (by line number), rewritten in place; the
 /// events dropped.
 fn drop_timeline_lines(out: &Path, drop: impl Fn(usize) -> bool) -> usize {

@@ -387,7 +387,7 @@ impl Renderer<'_> {
             self.push(step.at_ms, wire);
             // Half the new mails (by index: no random draw) get the mailbox's automatic
             // acknowledgement a few seconds later: outbound, no agent, answering nobody.
-            if i == 0 && inbound && index % 2 == 0 {
+            if i == 0 && inbound && index & 1 == 0 {
                 let at = step.at_ms + 3_000;
                 let ack = Head {
                     tenant: self.brand.tenant.clone(),
