@@ -93,11 +93,7 @@ pub fn run(config: Option<&Path>, args: &RunArgs) -> anyhow::Result<()> {
             seed: settings.embedded.seed,
             worlds: None,
             first_world: 0,
-            start_ms: traffic::Traffic::start_before(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
-            ),
+            start_ms: traffic::Traffic::start_before(traffic::wall_clock_ms()),
         };
         traffic = Some(traffic::spawn(kafka.clone(), settings.schemas.bundled_ids.clone(), t, stop.clone()));
         embedded = Some(cluster);

@@ -47,6 +47,13 @@ pub struct Traffic {
     pub start_ms: i64,
 }
 
+/// Wall-clock time, ms since the epoch (what record timestamps and the present are on).
+pub fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 impl Traffic {
     /// World 0 starting [`EMBEDDED_WORLDS`] strides before `now_ms` (at a UTC midnight), so
     /// that that many worlds lie in the past.
@@ -74,9 +81,7 @@ pub fn produce(config: &KafkaConfig, ids: &BundledIds, traffic: &Traffic, stop: 
             break;
         }
         let sim = world_config(traffic, k);
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(i64::MAX, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let now_ms = wall_clock_ms();
         if sim.start_ms + WORLD_STRIDE_MS > now_ms {
             tracing::warn!(
                 world = k,

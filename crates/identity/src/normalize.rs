@@ -158,6 +158,11 @@ impl Normalizer {
     }
 }
 
+/// Formatting written between a phone number's digits.
+fn is_phone_punctuation(c: char) -> bool {
+    matches!(c, ' ' | '(' | ')' | '-' | '.' | '/')
+}
+
 /// A cache key shared by spellings of one number, or `None` to key by the raw value.
 ///
 /// Only values made of digits and formatting punctuation qualify: for those, libphonenumber's
@@ -179,7 +184,7 @@ fn phone_cache_key(value: &str, dialing: &Dialing) -> Option<u128> {
                 digits[n] = b;
                 n += 1;
             }
-            b' ' | b'(' | b')' | b'-' | b'.' | b'/' => {}
+            b if is_phone_punctuation(char::from(b)) => {}
             b'+' if n == 0 && !plus => plus = true,
             _ => return None,
         }
@@ -274,7 +279,7 @@ fn parse_phone(value: &str, dialing: &Dialing) -> Result<CompactString, Normaliz
                 leading.push(c);
                 ends.push(i + 1);
             }
-            ' ' | '(' | ')' | '-' | '.' | '/' => {}
+            c if is_phone_punctuation(c) => {}
             _ => break,
         }
     }

@@ -221,10 +221,16 @@ impl CxGauges {
     /// Drops the series of `labels` (tenant, channel) from every gauge.
     fn remove(&self, labels: &[&str]) {
         // A series never set (an empty rate) is absent: nothing to drop.
-        for g in [&self.contacts, &self.cases, &self.first_responses, &self.resolutions, &self.open_cases] {
+        for g in [
+            &self.contacts,
+            &self.cases,
+            &self.first_responses,
+            &self.resolutions,
+            &self.open_cases,
+            &self.expired_cases,
+        ] {
             let _ = g.remove_label_values(labels);
         }
-        let _ = self.expired_cases.remove_label_values(labels);
         for survey in SURVEYS {
             let _ = self.survey_answers.remove_label_values(&[labels[0], labels[1], survey]);
         }
