@@ -12,7 +12,7 @@ use omnistitch_engine::{Applied, Pipeline};
 use omnistitch_identity::ConflictRule;
 use omnistitch_model::output::{DeadLetterRecord, IdentifierRecord, MergeRecord, TimelineRecord};
 use omnistitch_model::{CompactString, Event, ProfileId, Tenant, Tenants};
-use omnistitch_moments::Intervention;
+use omnistitch_moments::{Intervention, MomentType};
 use serde::Serialize;
 
 use crate::input::InputRecord;
@@ -230,8 +230,10 @@ pub fn summary(run: &ReplayRun) -> String {
             *by_type.entry(i.moment_type.as_str()).or_insert(0) += 1;
         }
         let list: Vec<String> = by_type.iter().map(|(t, n)| format!("{t} {n}")).collect();
+        let counters = detector.counters();
+        let stale: u64 = MomentType::ALL.iter().map(|&m| counters.get(m).stale).sum();
         out.push_str(&format!(
-            "interventions {} ({}); late events {}\n",
+            "interventions {} ({}); late events {}; expired when found (not emitted) {stale}\n",
             run.interventions.len(),
             list.join(", "),
             run.pipeline.late_events()

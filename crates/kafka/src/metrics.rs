@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use omnistitch_cx::CxReport;
 use omnistitch_model::Channel;
-use omnistitch_moments::MomentType;
+use omnistitch_moments::{MomentCounters, MomentType};
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -134,6 +134,10 @@ pub struct ServiceMetrics {
     interventions: IntCounterVec,
     /// Event-time timers waiting (SLA, abandons).
     pub pending_timers: IntGauge,
+    /// What the detector of the held shards did with each moment it saw, by outcome.
+    moment_outcomes: IntGaugeVec,
+    /// Events the held shards' reorder buffers took behind their watermark.
+    late_events: IntGauge,
     /// Input partitions whose shard this instance holds.
     pub shards: IntGauge,
     /// Events re-applied from the changelog during restores.
@@ -424,6 +428,20 @@ impl ServiceMetrics {
                 &["moment_type"],
             ),
             pending_timers: gauge(&r, "omnistitch_moment_pending_timers", "Event-time timers waiting."),
+            moment_outcomes: int_gauge_vec(
+                &r,
+                "omnistitch_moment_outcomes",
+                "Moments the held shards' detectors saw since their state began, by type and outcome \
+                 (emitted, cooldown, stale: expired by the tenant's clock when found, cancelled: a timer's \
+                 condition was met).",
+                &["moment_type", "outcome"],
+            ),
+            late_events: gauge(
+                &r,
+                "omnistitch_moment_late_events",
+                "Events the held shards took behind their tenant's watermark since their state began \
+                 (processed at once, out of order).",
+            ),
             shards: gauge(&r, "omnistitch_shards", "Input partition indexes (shards) held by this instance."),
             restored_events: counter(
                 &r,
@@ -592,6 +610,19 @@ impl ServiceMetrics {
     pub fn evicted_and_forgotten(&self, evicted: u64, forgotten: u64) {
         self.timeline_evicted.inc_by(evicted);
         self.identity_forgotten.inc_by(forgotten);
+    }
+
+    /// Publishes the detector counters and late events summed over every shard held.
+    pub fn moments(&self, counters: &MomentCounters, late_events: u64) {
+        for m in MomentType::ALL {
+            let c = counters.get(m);
+            for (outcome, n) in
+                [("emitted", c.detected), ("cooldown", c.suppressed), ("stale", c.stale), ("cancelled", c.cancelled)]
+            {
+                self.moment_outcomes.with_label_values(&[m.as_str(), outcome]).set(n as i64);
+            }
+        }
+        self.late_events.set(late_events as i64);
     }
 
     /// Publishes the CX reports of every shard held (per tenant and channel; the all-channel
@@ -793,6 +824,36 @@ mod tests {
             cx.observe(&e, "thread:t");
         }
         cx.report()
+    }
+
+    /// The detector's outcomes per moment type and the late events are exported: a backfilled
+    /// old email's breach, expired when found, shows as stale.
+    #[test]
+    fn moment_outcomes_show_stale_detections() {
+        use omnistitch_model::{Direction, Event, EventKind, EventTime, ProfileId, Tenant};
+        use omnistitch_moments::{MomentsConfig, MomentsPipeline};
+        let mut p = MomentsPipeline::new(MomentsConfig::default()).expect("config");
+        let (day, profile) = (86_400_000, ProfileId::derive("acme", "p"));
+        let event = |id: &str, t: i64, kind| {
+            let mut e = Event::new(Tenant::new("acme"), id, EventTime(t), Channel::Email, Direction::Inbound, kind);
+            e.thread.key = Some(format!("email:<{id}>").into());
+            e
+        };
+        for e in [event("live", 10 * day, EventKind::Message), event("old", day, EventKind::Message)] {
+            let thread = std::sync::Arc::from(format!("email:<{}>", e.event_id));
+            assert!(p.push(profile, e, &thread).is_empty());
+        }
+        let m = ServiceMetrics::new();
+        m.moments(&p.detector().counters(), p.buffer().late_events());
+        let text = m.render();
+        for line in [
+            r#"omnistitch_moment_outcomes{moment_type="first_response_sla_breach",outcome="stale"} 1"#,
+            r#"omnistitch_moment_outcomes{moment_type="first_response_sla_breach",outcome="emitted"} 0"#,
+            r#"omnistitch_moment_outcomes{moment_type="detractor_survey",outcome="cooldown"} 0"#,
+            "omnistitch_moment_late_events 1",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 
     /// The counts behind the p50s and scores are exported beside them; a score with nothing

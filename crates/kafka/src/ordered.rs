@@ -16,6 +16,7 @@ use std::thread::JoinHandle;
 
 use omnistitch_engine::{Applied, Ordered, Placed};
 use omnistitch_model::{Event, EventTime, Tenant};
+use omnistitch_moments::MomentCounters;
 use prometheus::IntCounter;
 use rdkafka::producer::ThreadedProducer;
 
@@ -277,6 +278,13 @@ impl Worker {
         let reports: Vec<_> = self.shards.values().map(|o| o.cx_report()).collect();
         metrics.cx(&reports);
         metrics.pending_timers.set(timers as i64);
+        let mut counters = MomentCounters::default();
+        let mut late = 0;
+        for o in self.shards.values() {
+            counters.add(&o.detector().counters());
+            late += o.late_events();
+        }
+        metrics.moments(&counters, late);
     }
 }
 

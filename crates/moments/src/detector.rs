@@ -64,8 +64,6 @@ fn settle(shared: &mut Shared, p: &mut Profile, case: &CaseKey, key: &TimerKey) 
 /// One tenant's detector state.
 #[derive(Debug)]
 struct TenantState {
-    /// Latest event time observed or watermark passed: the clock of eviction.
-    clock: Option<EventTime>,
     /// Profile -> (its last event time, its state): the time beside the state, so that a sweep
     /// for idle profiles reads the table alone, not every profile's state.
     /// (A profile being applied is out of its slot, which stays: putting it back is a write.)
@@ -82,7 +80,6 @@ struct TenantState {
 impl TenantState {
     fn new(settings: Settings) -> Self {
         TenantState {
-            clock: None,
             profiles: HashMap::new(),
             redirects: HashMap::new(),
             swept_at: None,
@@ -139,14 +136,14 @@ impl TenantState {
     }
 
     fn advance_clock(&mut self, t: EventTime) {
-        self.clock = Some(self.clock.map_or(t, |c| c.max(t)));
+        self.shared.clock = Some(self.shared.clock.map_or(t, |c| c.max(t)));
     }
 
     /// Forgets profiles idle past the retention, and redirects as old, once the clock passes
     /// a sweep boundary (every [`PRUNE_EVERY_MS`] of event time since the epoch, so that when a
     /// sweep happens depends on event time alone): what was idle at the boundary goes.
     fn evict(&mut self) {
-        let Some(now) = self.clock else { return };
+        let Some(now) = self.shared.clock else { return };
         let boundary = now.0.div_euclid(PRUNE_EVERY_MS).saturating_mul(PRUNE_EVERY_MS);
         if self.swept_at.is_some_and(|at| at >= boundary) {
             return;
@@ -179,6 +176,8 @@ impl TenantState {
                 key: timer.key,
                 case: timer.case,
                 detected_at: key.due,
+                actionable_from: key.due,
+                late: timer.late,
                 priority: timer.priority,
                 channel: timer.channel,
                 reason: timer.reason.text(),
@@ -221,7 +220,7 @@ impl TenantState {
         if survivor == absorbed {
             return Vec::new();
         }
-        let now = self.clock.unwrap_or_default();
+        let now = self.shared.clock.unwrap_or_default();
         self.redirects.insert(absorbed, (survivor, now));
         let Some(other) = self.remove_profile(absorbed) else { return Vec::new() };
         for k in &other.timers {
@@ -277,6 +276,10 @@ impl TenantState {
                 key: start.clone(),
                 case,
                 detected_at: start.time,
+                // Found only now, maybe days after its start: actionable for its time to live
+                // from now, not already expired.
+                actionable_from: self.shared.clock.map_or(start.time, |now| now.max(start.time)),
+                late: false,
                 priority: Priority::High,
                 channel: start.channel,
                 reason: format!(
@@ -286,12 +289,7 @@ impl TenantState {
                 ),
                 evidence: in_window,
             };
-            if let Some(mut i) = self.shared.emit(tenant, id, Some(p), draft) {
-                // Found only now, maybe days after its start: actionable for its time to live
-                // from now, not already expired.
-                if let Some(now) = self.clock {
-                    i.expires_at = i.expires_at.max(now.plus_millis(self.shared.settings.ttl_ms));
-                }
+            if let Some(i) = self.shared.emit(tenant, id, Some(p), draft) {
                 p.repeat.set_counted(range);
                 out.push(i);
             }
@@ -304,10 +302,12 @@ impl TenantState {
         let s = self.shared.settings;
         let tenant = &event.tenant;
         let t = event.time;
+        // The clock has passed this event's time already: it arrived behind the watermark.
+        let late = self.shared.clock.is_some_and(|now| t < now);
         let limits = self.limits();
         let (id, mut p) = self.take_current(profile);
         p.last_seen = p.last_seen.max(t);
-        p.prune(self.clock.unwrap_or(t).max(t), &limits);
+        p.prune(self.shared.clock.unwrap_or(t).max(t), &limits);
         p.note_time(t);
         let mark = Mark::of(event);
 
@@ -361,7 +361,7 @@ impl TenantState {
         let new_conversation =
             inbound_contact && conversation.and_then(|c| p.conversations.get(&c)).is_some_and(|c| c.start.is_none());
 
-        let seen = Seen { tenant, profile: id, event, case: &case_key, mark: &mark };
+        let seen = Seen { tenant, profile: id, event, case: &case_key, mark: &mark, late };
 
         // 1. Timers this event settles.
         if response {
@@ -410,6 +410,8 @@ impl TenantState {
                         key: mark.clone(),
                         case: case_key.clone(),
                         detected_at: t,
+                        actionable_from: t,
+                        late,
                         priority: Priority::High,
                         channel: event.channel,
                         reason: format!(
@@ -489,6 +491,7 @@ impl TenantState {
                     priority: if event.channel == Channel::Chat { Priority::Critical } else { Priority::High },
                     channel: event.channel,
                     reason: TimerReason::Unanswered { channel: event.channel, kind: event.kind, sla_ms: sla },
+                    late,
                 };
                 let key = self.shared.schedule(&mut p, key, timer);
                 if let Some(k) = &key {
@@ -516,6 +519,7 @@ impl TenantState {
                 priority: Priority::High,
                 channel: Channel::Phone,
                 reason: TimerReason::Abandoned { call: event.kind == EventKind::CallAbandoned, window_ms: window },
+                late,
             };
             if let (Some(key), Some(number)) = (self.shared.schedule(&mut p, key, timer), phone_number_key(event)) {
                 self.shared.index_elsewhere(number, key);
@@ -544,6 +548,8 @@ impl TenantState {
                         key: mark.clone(),
                         case: case_key.clone(),
                         detected_at: t,
+                        actionable_from: t,
+                        late,
                         priority: Priority::High,
                         channel: event.channel,
                         reason: format!("detractor survey answer: {}", bad.join(", ")),
@@ -606,8 +612,9 @@ impl Detector {
         let mut out = Vec::new();
         let state = self.tenant(&event.tenant);
         state.shared.counters.events += 1;
-        state.fire_due(&event.tenant, event.time, &mut out);
+        // The clock first: what fires is judged stale or not by it (firing does not read it).
         state.advance_clock(event.time);
+        state.fire_due(&event.tenant, event.time, &mut out);
         // Before the event, so what it sees depends on its own time only, not on how far the
         // watermark had moved: arrival order within the lateness cannot change the result.
         state.evict();
@@ -618,9 +625,11 @@ impl Detector {
     /// Fires `tenant`'s timers due before `watermark`, in due order.
     pub fn advance_watermark(&mut self, tenant: &Tenant, watermark: EventTime) -> Vec<Intervention> {
         let mut out = Vec::new();
-        let Some(state) = self.tenants.get_mut(tenant) else { return out };
-        state.fire_due(tenant, watermark, &mut out);
+        // Known before the tenant's first event is released, so that a late first event is
+        // judged by it too.
+        let state = self.tenant(tenant);
         state.advance_clock(watermark);
+        state.fire_due(tenant, watermark, &mut out);
         state.evict();
         out
     }

@@ -22,6 +22,9 @@ pub struct MomentCount {
     pub detected: u64,
     /// Detections dropped by the cool-down.
     pub suppressed: u64,
+    /// Detections dropped because their time to live had passed by the tenant's clock when
+    /// they were made (an event far behind the watermark: a backfill of old history).
+    pub stale: u64,
     /// Timers cancelled because their condition was met (absence moments only).
     pub cancelled: u64,
 }
@@ -46,12 +49,14 @@ impl MomentCounters {
         moment.index().map(|i| &mut self.by_moment[i])
     }
 
-    pub(crate) fn add(&mut self, other: &MomentCounters) {
+    /// Adds `other`'s counts (another tenant's, another shard's).
+    pub fn add(&mut self, other: &MomentCounters) {
         self.events += other.events;
         self.profiles_evicted += other.profiles_evicted;
         for (mine, theirs) in self.by_moment.iter_mut().zip(&other.by_moment) {
             mine.detected += theirs.detected;
             mine.suppressed += theirs.suppressed;
+            mine.stale += theirs.stale;
             mine.cancelled += theirs.cancelled;
         }
     }
@@ -63,6 +68,13 @@ pub(crate) struct Draft {
     pub(crate) key: Mark,
     pub(crate) case: CaseKey,
     pub(crate) detected_at: EventTime,
+    /// When it became actionable: its time to live runs from then. The detection time, except
+    /// for a moment found only later (at a merge), which is actionable from when it is found.
+    pub(crate) actionable_from: EventTime,
+    /// Made by an event that arrived behind the watermark (or by a timer it armed): only such
+    /// a moment can have expired when found (events in order are found at their own time,
+    /// and what they make stays shuffle-invariant within the lateness).
+    pub(crate) late: bool,
     pub(crate) priority: Priority,
     pub(crate) channel: Channel,
     pub(crate) reason: String,
@@ -135,6 +147,8 @@ pub(crate) struct Seen<'a> {
     pub(crate) case: &'a CaseKey,
     /// The event as evidence.
     pub(crate) mark: &'a Mark,
+    /// It arrived behind the watermark (the detector's clock is past it).
+    pub(crate) late: bool,
 }
 
 /// What a tenant's profiles share.
@@ -150,6 +164,9 @@ pub(crate) struct Shared {
     /// contact with the number, settles them even when identity put it on another profile
     /// (replies to shared or team mailboxes, callbacks to landlines: they link no one).
     pub(crate) settled_elsewhere: ElsewhereIndex,
+    /// Latest event time observed or watermark passed: the clock of eviction, and what an
+    /// intervention must not have expired by.
+    pub(crate) clock: Option<EventTime>,
 }
 
 impl Shared {
@@ -160,6 +177,7 @@ impl Shared {
             counters: MomentCounters::default(),
             agreement: AgreementSums::default(),
             settled_elsewhere: ElsewhereIndex::default(),
+            clock: None,
         }
     }
 
@@ -171,6 +189,15 @@ impl Shared {
         p: Option<&mut Profile>,
         d: Draft,
     ) -> Option<Intervention> {
+        let expires_at = d.actionable_from.plus_millis(self.settings.ttl_ms);
+        // Expired before it is made (its event was far behind the tenant's clock): nothing left
+        // to act on. Dropped before the cool-down, so it holds back no later detection.
+        if d.late && self.clock.is_some_and(|now| expires_at <= now) {
+            if let Some(c) = self.counters.slot(d.moment) {
+                c.stale += 1;
+            }
+            return None;
+        }
         let cooldown = self.settings.cooldown_ms;
         if let Some(p) = p {
             if cooldown > 0 {
@@ -207,7 +234,7 @@ impl Shared {
                 .collect(),
             recommended_action: d.moment.action(),
             recommended_channel: d.channel,
-            expires_at: d.detected_at.plus_millis(self.settings.ttl_ms),
+            expires_at,
         })
     }
 
@@ -241,7 +268,7 @@ impl Shared {
 
     /// A new conversation on another channel than the open case's last contact, within `window`.
     pub(crate) fn channel_hop(&mut self, seen: &Seen<'_>, p: &mut Profile, window: i64) -> Option<Intervention> {
-        let Seen { tenant, profile: id, event, case: case_key, mark } = *seen;
+        let Seen { tenant, profile: id, event, case: case_key, mark, late } = *seen;
         // The event's own case when it names one; otherwise the open case contacted last.
         let (case, previous) = if event.case_id.is_some() {
             let case = p.cases.get(&case_key.digest).filter(|c| c.is_open())?;
@@ -271,6 +298,8 @@ impl Shared {
             evidence: vec![previous, mark.clone()],
             case,
             detected_at: mark.time,
+            actionable_from: mark.time,
+            late,
             priority: Priority::High,
             channel: event.channel,
         };
@@ -285,7 +314,7 @@ impl Shared {
         threshold: f64,
         window: i64,
     ) -> Option<Intervention> {
-        let Seen { tenant, profile: id, event, case: case_key, mark } = *seen;
+        let Seen { tenant, profile: id, event, case: case_key, mark, late } = *seen;
         let support = p.support.clone()?;
         let gap = mark.time.0.saturating_sub(support.time.0);
         if !(0..=window).contains(&gap) {
@@ -303,6 +332,8 @@ impl Shared {
             key: mark.clone(),
             case: case_key.clone(),
             detected_at: mark.time,
+            actionable_from: mark.time,
+            late,
             priority: if event.channel == Channel::Social { Priority::Critical } else { Priority::High },
             channel: event.channel,
             reason: format!(
@@ -317,7 +348,7 @@ impl Shared {
 
     /// The case's predicted effort crossing the threshold before any survey answer.
     pub(crate) fn high_effort(&mut self, seen: &Seen<'_>, p: &mut Profile) -> Option<Intervention> {
-        let Seen { tenant, profile: id, event, case: case_key, mark } = *seen;
+        let Seen { tenant, profile: id, event, case: case_key, mark, late } = *seen;
         let case = p.cases.get_mut(&case_key.digest)?;
         // The effort only changes with its inputs: a case whose inputs did not change since its
         // last check cannot have crossed the threshold.
@@ -338,6 +369,8 @@ impl Shared {
             key: mark.clone(),
             case: case_key.clone(),
             detected_at: mark.time,
+            actionable_from: mark.time,
+            late,
             priority: Priority::Medium,
             channel,
             reason: format!(

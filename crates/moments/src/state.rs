@@ -122,6 +122,8 @@ pub(crate) struct Timer {
     pub(crate) priority: Priority,
     pub(crate) channel: Channel,
     pub(crate) reason: TimerReason,
+    /// Armed by an event that arrived behind the watermark: its breach may be stale.
+    pub(crate) late: bool,
 }
 
 /// Why a timer would fire, written out only if it does.

@@ -770,6 +770,49 @@ fn a_response_arriving_beyond_the_lateness_is_too_late() {
     assert_eq!(p.buffer().late_events(), 1);
 }
 
+/// A backfill of old history into a live tenant: the old email's answer comes right behind
+/// it, but the email's SLA timer was due long before the watermark and fired first. That breach
+/// (and any other moment of the old events) had expired by the tenant's clock: not emitted,
+/// counted as stale. A late event still within its time to live is emitted.
+#[test]
+fn interventions_expired_by_the_tenants_clock_are_not_emitted() {
+    let mut p = MomentsPipeline::new(MomentsConfig::default()).unwrap();
+    let live = ev("live", 10 * DAY, Chat, Inbound, ChatStarted).key("chat:L");
+    let reply = ev("live-r", 10 * DAY + 30 * SEC, Chat, Outbound, Message).key("chat:L");
+    let old = ev("old", 0, Email, Inbound, Message).key("email:<old>");
+    let old_reply = ev("old-r", HOUR, Email, Outbound, Message).key("email:<old-r>").parent("email:<old>");
+    let old_detractor = ev("old-s", 2 * HOUR, Email, Inbound, SurveyResponse).survey(Some(1), None, None);
+    let recent_detractor =
+        ev("recent-s", 10 * DAY - 3 * HOUR, Email, Inbound, SurveyResponse).survey(Some(1), None, None);
+    let mut out = Vec::new();
+    for e in [live, reply, old, old_reply, old_detractor, recent_detractor] {
+        out.extend(p.push(pid(1), e.event.clone(), &e.thread_id().into()));
+    }
+    assert_eq!(p.buffer().late_events(), 4);
+    let found: Vec<(MomentType, &str)> = out.iter().map(|i| (i.moment_type, i.key_event_id.as_str())).collect();
+    assert_eq!(found, vec![(DetractorSurvey, "recent-s")], "{out:#?}");
+    let counters = p.detector().counters();
+    assert_eq!(counters.get(FirstResponseSlaBreach).stale, 1);
+    assert_eq!(counters.get(DetractorSurvey).stale, 1);
+    assert_eq!(counters.get(DetractorSurvey).detected, 1);
+    assert!(out[0].expires_at > EventTime(T0 + 10 * DAY), "actionable a day from its answer");
+}
+
+/// Only late events make stale moments: an email in order, then days of quiet (no clock
+/// advance), then the tenant's next event lets its breach fire, expired but emitted as before
+/// (what an event in order makes never depends on arrival order within the lateness).
+#[test]
+fn a_breach_in_order_fired_after_a_long_quiet_is_emitted() {
+    let mut p = MomentsPipeline::new(MomentsConfig::default()).unwrap();
+    let mail = ev("friday", 0, Email, Inbound, Message).key("email:<f>");
+    let monday = ev("monday", 3 * DAY, Chat, Inbound, ChatStarted).key("chat:M");
+    let mut out = p.push(pid(1), mail.event.clone(), &mail.thread_id().into());
+    out.extend(p.push(pid(2), monday.event.clone(), &monday.thread_id().into()));
+    assert_eq!(out.len(), 1, "{out:#?}");
+    assert_eq!((out[0].moment_type, out[0].key_event_id.as_str()), (FirstResponseSlaBreach, "friday"));
+    assert_eq!(p.detector().counters().get(FirstResponseSlaBreach).stale, 0);
+}
+
 /// Random traffic of three profiles over a few hours, in event-time order.
 fn traffic() -> impl Strategy<Value = Vec<(ProfileId, E)>> {
     let kinds = prop_oneof![
