@@ -1,21 +1,16 @@
-//! Configuration files: TOML, every key optional, unknown keys refused.
+//! Configuration files of the engine commands (`replay`, `evaluate`): the service's own file
+//! format, read like `run --config` (environment overrides included), of which they use the
+//! engine sections.
 
 use std::path::Path;
 
-use anyhow::Context;
 use omnistitch_engine::EngineConfig;
 
-/// Reads `path` (or the defaults when `None`) and validates it.
+use crate::run::settings::{service_env, Settings};
+
+/// Reads `path` (or the defaults when `None`) with the environment's overrides, validates it
+/// and returns its engine sections: a service's configuration file replays as it runs.
 pub fn load(path: Option<&Path>) -> anyhow::Result<EngineConfig> {
-    let config: EngineConfig = match path {
-        None => EngineConfig::default(),
-        Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading config {}", p.display()))?;
-            toml::from_str(&text).with_context(|| format!("invalid config {}", p.display()))?
-        }
-    };
-    config
-        .validate()
-        .with_context(|| format!("invalid config {}", path.map_or("(defaults)".into(), |p| p.display().to_string())))?;
-    Ok(config)
+    let env = service_env(std::env::vars_os())?;
+    Ok(Settings::load(path, env.into_iter())?.engine())
 }

@@ -41,7 +41,7 @@ enum Command {
         /// HTTP port [default: the configuration's, with its environment overrides].
         #[arg(long)]
         port: Option<u16>,
-        /// The service's TOML configuration, for its HTTP port.
+        /// The service's TOML configuration, for its HTTP address and port.
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -164,15 +164,12 @@ fn main() -> anyhow::Result<()> {
             result
         }
         Command::Healthcheck { port, config } => {
-            let port = match port {
-                Some(p) => p,
-                None => {
-                    let env = run::settings::service_env(std::env::vars_os())?;
-                    run::settings::Settings::load(config.as_deref(), env.into_iter())?.http.port
-                }
-            };
-            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-            run::probe::check(addr, "/healthz", std::time::Duration::from_secs(2))
+            // Where the service listens: its configured address (loopback when it binds every
+            // address) and port, the port given here first.
+            let env = run::settings::service_env(std::env::vars_os())?;
+            let mut http = run::settings::Settings::load(config.as_deref(), env.into_iter())?.http;
+            http.port = port.unwrap_or(http.port);
+            run::probe::check(http.probe_address()?, "/healthz", std::time::Duration::from_secs(2))
         }
         Command::Simulate { customers, seed, out } => simulate(customers, seed, &out),
         Command::Replay { input, out, config, partitions } => run_replay(&input, &out, config.as_deref(), partitions),

@@ -74,9 +74,7 @@ pub fn run(config: Option<&Path>, args: &RunArgs) -> anyhow::Result<()> {
     // From the start: the embedded cluster, topics and schemas come before the service.
     health.set_stall_limit(settings.kafka.liveness_timeout());
     let stop = Arc::new(AtomicBool::new(false));
-    let addr: SocketAddr = format!("{}:{}", settings.http.bind, settings.http.port)
-        .parse()
-        .with_context(|| format!("http.bind {:?} is not an address", settings.http.bind))?;
+    let addr: SocketAddr = settings.http.address()?;
     let bound = http::serve(addr, metrics.clone(), health.clone(), stop.clone())?;
     tracing::info!(%bound, "serving /metrics /healthz /readyz");
 
@@ -95,6 +93,12 @@ pub fn run(config: Option<&Path>, args: &RunArgs) -> anyhow::Result<()> {
             first_world: 0,
             start_ms: traffic::Traffic::start_before(traffic::wall_clock_ms()),
         };
+        // Checked before anything is sent: a world the simulator refuses would otherwise stop
+        // the traffic thread with nothing processed, said only at shutdown.
+        if t.customers == 0 {
+            anyhow::bail!("invalid config: embedded.customers must be >= 1");
+        }
+        traffic::world_config(&t, 0).validate().context("invalid config: [embedded]")?;
         traffic = Some(traffic::spawn(kafka.clone(), settings.schemas.bundled_ids.clone(), t, stop.clone()));
         embedded = Some(cluster);
     } else if kafka.create_topics {

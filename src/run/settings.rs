@@ -48,6 +48,33 @@ impl Default for HttpSection {
     }
 }
 
+impl HttpSection {
+    /// The address to serve on: `bind` (IPv4 or IPv6, with or without brackets) and `port`.
+    pub fn address(&self) -> anyhow::Result<std::net::SocketAddr> {
+        let bind = self.bind.trim();
+        let ip: std::net::IpAddr = bind
+            .strip_prefix('[')
+            .and_then(|b| b.strip_suffix(']'))
+            .unwrap_or(bind)
+            .parse()
+            .with_context(|| format!("http.bind {:?} is not an IP address", self.bind))?;
+        Ok(std::net::SocketAddr::new(ip, self.port))
+    }
+
+    /// Where a local probe reaches the server: the bound address, or the loopback address of
+    /// its family when it binds every address.
+    pub fn probe_address(&self) -> anyhow::Result<std::net::SocketAddr> {
+        let mut addr = self.address()?;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr.ip() {
+                std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        Ok(addr)
+    }
+}
+
 /// `[log]`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -117,16 +144,43 @@ impl Settings {
             None => toml::Table::new(),
             Some(p) => {
                 let text = std::fs::read_to_string(p).with_context(|| format!("reading config {}", p.display()))?;
-                text.parse().with_context(|| format!("invalid TOML in {}", p.display()))?
+                text.parse().map_err(|e| anyhow!("invalid TOML in {}: {}", p.display(), syntax_error(&text, &e)))?
             }
         };
-        apply_env(&mut table, env)?;
+        let mut typed = apply_env(&mut table, env)?;
         let where_ = path.map_or("(defaults)".to_string(), |p| p.display().to_string());
-        let settings: Settings =
-            table.try_into().with_context(|| format!("invalid config {where_} (with environment overrides)"))?;
+        let settings: Settings = loop {
+            match table.clone().try_into::<Settings>() {
+                Ok(settings) => break settings,
+                Err(e) => {
+                    // An override read as a number or boolean where the setting is text (a
+                    // numeric password, a group id): it is the text as written.
+                    let message = e.to_string();
+                    let Some(at) =
+                        typed.iter().position(|(path, _)| message.contains(&format!("`{}`", path.join("."))))
+                    else {
+                        bail!("invalid config {where_} (with environment overrides): {}", without_values(&message));
+                    };
+                    let (path, raw) = typed.swap_remove(at);
+                    set(&mut table, &path, toml::Value::String(raw))?;
+                }
+            }
+        };
         settings.kafka.validate().with_context(|| format!("invalid config {where_}"))?;
         settings.engine().validate().with_context(|| format!("invalid config {where_}"))?;
         settings.schemas.bundled_ids.validate().with_context(|| format!("invalid config {where_}"))?;
+        settings.http.address().with_context(|| format!("invalid config {where_}"))?;
+        let s = &settings.schemas;
+        if let Some(url) = &s.registry_url {
+            omnistitch_kafka::registry::RegistryClient::check_url(url)
+                .with_context(|| format!("invalid config {where_}: schemas.registry_url"))?;
+        }
+        if s.registry_username.is_some() != s.registry_password.is_some() {
+            bail!(
+                "invalid config {where_}: schemas.registry_username and schemas.registry_password go together \
+                 (one without the other would be no authentication)"
+            );
+        }
         if settings.embedded.brokers < 1 {
             bail!("invalid config {where_}: embedded.brokers must be >= 1");
         }
@@ -149,7 +203,50 @@ pub fn json_logs(path: Option<&Path>, env: &[(String, String)]) -> bool {
     table.get("log").and_then(|l| l.get("json")).and_then(toml::Value::as_bool).unwrap_or(false)
 }
 
-/// An override's value: a TOML number or boolean as such, a plain double-quoted string (no
+/// A TOML syntax error of `text`: where and what, without the source line (it may hold a
+/// secret, say a password missing its closing quote).
+fn syntax_error(text: &str, e: &toml::de::Error) -> String {
+    let Some(span) = e.span() else { return e.message().to_string() };
+    let before = &text.as_bytes()[..span.start.min(text.len())];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let column = before.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
+    format!("line {line}, column {column}: {}", e.message())
+}
+
+/// A deserialization error's message without the values it quotes ("invalid type: integer
+/// `123`" becomes "invalid type: integer (value hidden)"): a value out of place may be a secret.
+/// Setting names and the expected types stay.
+fn without_values(message: &str) -> String {
+    let mut out = String::new();
+    let mut rest = message;
+    while let Some(at) =
+        ["invalid type: ", "invalid value: "].iter().filter_map(|m| rest.find(m).map(|i| i + m.len())).min()
+    {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let end = rest.find(", expected").unwrap_or(rest.len());
+        let kind = rest[..end].split(['`', '"']).next().unwrap_or("").trim_end();
+        out.push_str(kind);
+        out.push_str(" (value hidden)");
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Sets `value` at `path` in `table`, making the tables on the way.
+fn set(table: &mut toml::Table, path: &[String], value: toml::Value) -> anyhow::Result<()> {
+    let (last, parents) = path.split_last().context("an empty setting path")?;
+    let mut t = table;
+    for key in parents {
+        let entry = t.entry(key.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        t = entry.as_table_mut().with_context(|| format!("{key} is not a table"))?;
+    }
+    t.insert(last.clone(), value);
+    Ok(())
+}
+
+/// An override's value: a TOML number, boolean or array as such, a plain double-quoted string (no
 /// escapes, nothing after it) as what is between the quotes, anything else as the text itself
 /// (a secret is never unescaped or cut at a `#`).
 fn scalar(raw: &str) -> toml::Value {
@@ -159,7 +256,9 @@ fn scalar(raw: &str) -> toml::Value {
     }
     match format!("v = {raw}").parse::<toml::Table>() {
         Ok(mut t) => match t.remove("v") {
-            Some(v @ (toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_))) => v,
+            Some(
+                v @ (toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) | toml::Value::Array(_)),
+            ) => v,
             _ => toml::Value::String(raw.to_string()),
         },
         Err(_) => toml::Value::String(raw.to_string()),
@@ -195,8 +294,13 @@ fn env_path(rest: &str) -> Vec<String> {
     path
 }
 
-/// Applies `OMNISTITCH_HTTP_PORT` and `OMNISTITCH__A__B=v` overrides.
-fn apply_env(table: &mut toml::Table, env: impl Iterator<Item = (String, String)>) -> anyhow::Result<()> {
+/// Applies `OMNISTITCH_HTTP_PORT` and `OMNISTITCH__A__B=v` overrides; returns those read as
+/// something other than text (a number, a boolean, an array), with the text as written.
+fn apply_env(
+    table: &mut toml::Table,
+    env: impl Iterator<Item = (String, String)>,
+) -> anyhow::Result<Vec<(Vec<String>, String)>> {
+    let mut typed = Vec::new();
     let mut vars: Vec<(String, String)> = env.collect();
     vars.sort();
     for (name, value) in vars {
@@ -215,18 +319,15 @@ fn apply_env(table: &mut toml::Table, env: impl Iterator<Item = (String, String)
         if path.iter().any(String::is_empty) {
             bail!("environment variable {name}: empty key segment");
         }
-        let (last, parents) = path.split_last().expect("at least one segment");
-        let mut t = &mut *table;
-        for key in parents {
-            let entry = t.entry(key.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            t = entry.as_table_mut().with_context(|| format!("environment variable {name}: {key} is not a table"))?;
-        }
         // Pass-through client properties are strings whatever they look like.
-        let v =
-            if parents.last().is_some_and(|p| p == "properties") { toml::Value::String(value) } else { scalar(&value) };
-        t.insert(last.clone(), v);
+        let properties = path.len() >= 2 && path[path.len() - 2] == "properties";
+        let v = if properties { toml::Value::String(value.clone()) } else { scalar(&value) };
+        if !v.is_str() {
+            typed.push((path.clone(), value));
+        }
+        set(table, &path, v).with_context(|| format!("environment variable {name}"))?;
     }
-    Ok(())
+    Ok(typed)
 }
 
 #[cfg(test)]
@@ -342,6 +443,72 @@ mod tests {
             let s = Settings::load(None, env(&[("OMNISTITCH__KAFKA__GROUP_ID", kept)])).unwrap();
             assert_eq!(s.kafka.group_id, kept);
         }
+    }
+
+    /// What looks like a number or a list in an override is one where the setting is, and
+    /// text where the setting is text (a numeric password, a numeric group id).
+    #[test]
+    fn overrides_take_the_type_of_their_setting() {
+        let s = Settings::load(
+            None,
+            env(&[
+                ("OMNISTITCH__SCHEMAS__REGISTRY_URL", "http://registry:8081"),
+                ("OMNISTITCH__SCHEMAS__REGISTRY_USERNAME", "1001"),
+                ("OMNISTITCH__SCHEMAS__REGISTRY_PASSWORD", "84736251"),
+                ("OMNISTITCH__KAFKA__GROUP_ID", "4242"),
+                ("OMNISTITCH__KAFKA__MAX_BATCH", "500"),
+                ("OMNISTITCH__IDENTITY__WEAK_KINDS", r#"["phone"]"#),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.schemas.registry_password.as_deref(), Some("84736251"));
+        assert_eq!(s.schemas.registry_username.as_deref(), Some("1001"));
+        assert_eq!((s.kafka.group_id.as_str(), s.kafka.max_batch), ("4242", 500));
+        assert_eq!(s.identity.weak_kinds.len(), 1);
+    }
+
+    /// Errors name where and what, never the value: a misplaced or malformed value may be a
+    /// secret.
+    #[test]
+    fn configuration_errors_do_not_repeat_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        let load = |text: &str| {
+            std::fs::write(&file, text).unwrap();
+            format!("{:#}", Settings::load(Some(&file), std::iter::empty()).unwrap_err())
+        };
+        let err = load("[kafka.properties]\n\"sasl.password\" = \"SECRET-unclosed\n");
+        assert!(err.contains("line 2") && !err.contains("SECRET"), "{err}");
+        let err = load("[kafka]\ncommit_interval_ms = \"SECRET-misplaced\"\n");
+        assert!(err.contains("commit_interval_ms") && err.contains("value hidden") && !err.contains("SECRET"), "{err}");
+        let err = load("[schemas]\nregistry_url = \"http://u:SECRET@registry:8081\"\n");
+        assert!(err.contains("registry_username") && !err.contains("SECRET"), "{err}");
+        let err = load("[schemas]\nregistry_url = \"http://registry:8081\"\nregistry_username = \"svc\"\n");
+        assert!(err.contains("go together"), "{err}");
+        // A number in the pass-through properties is its text.
+        std::fs::write(&file, "[kafka.properties]\n\"socket.timeout.ms\" = 60000\n").unwrap();
+        let s = Settings::load(Some(&file), std::iter::empty()).unwrap();
+        assert_eq!(s.kafka.properties.get("socket.timeout.ms").map(String::as_str), Some("60000"));
+    }
+
+    /// The bind address is any IP, bracketed or not; a probe reaches it, or loopback when it
+    /// is every address.
+    #[test]
+    fn the_http_address_and_where_a_probe_finds_it() {
+        let http = |bind: &str| HttpSection { port: 9898, bind: bind.into() };
+        assert_eq!(http("0.0.0.0").probe_address().unwrap().to_string(), "127.0.0.1:9898");
+        assert_eq!(http("127.0.0.2").probe_address().unwrap().to_string(), "127.0.0.2:9898");
+        assert_eq!(http("::").probe_address().unwrap().to_string(), "[::1]:9898");
+        assert_eq!(http("[::]").address().unwrap().to_string(), "[::]:9898");
+        assert!(http("localhost").address().is_err());
+    }
+
+    /// The engine commands read the service's own file (and its overrides).
+    #[test]
+    fn the_service_file_configures_the_engine_commands() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/compose/service.toml");
+        let engine = crate::config::load(Some(&path)).unwrap();
+        assert_eq!(engine, Settings::load(Some(&path), std::iter::empty()).unwrap().engine());
     }
 
     #[test]

@@ -161,7 +161,9 @@ pub struct KafkaConfig {
     pub partitions: i32,
     /// Replication factor of topics the service creates.
     pub replication: i32,
-    /// Any librdkafka property for every client (security.protocol, sasl.*, ssl.* ...).
+    /// Any librdkafka property for every client (security.protocol, sasl.*, ssl.* ...); a
+    /// number or boolean is taken as its text.
+    #[serde(deserialize_with = "property_values")]
     pub properties: BTreeMap<String, String>,
     /// Topic names.
     pub topics: Topics,
@@ -214,6 +216,29 @@ pub enum KafkaConfigError {
     /// A pass-through property the service must own.
     #[error("kafka.properties.{0} is set by the service ({1}); remove it")]
     Reserved(String, &'static str),
+    /// Two pass-through properties that librdkafka reads as one (a name and its alias):
+    /// which of them a client took would be down to chance.
+    #[error("kafka.properties.{0} and kafka.properties.{1} name the same librdkafka property; keep one")]
+    Alias(String, String),
+    /// A pass-through property librdkafka refuses (unknown, or a value out of its range). The
+    /// value is not repeated: it may be a secret.
+    #[error("kafka.properties.{key}: {reason}")]
+    Property {
+        /// The property.
+        key: String,
+        /// librdkafka's reason, without the value.
+        reason: String,
+    },
+    /// A pass-through property that contradicts what the service sets.
+    #[error("kafka.properties.{key} must be {expected} ({why})")]
+    Conflict {
+        /// The property.
+        key: String,
+        /// What is allowed.
+        expected: String,
+        /// Why.
+        why: &'static str,
+    },
     /// `exactly_once` without a transactional id or a host name to make one of.
     #[error("kafka.transactional_id is not set and no host name (HOSTNAME) to derive it from: set it, stable and unique per instance")]
     NoTransactionalId,
@@ -224,7 +249,10 @@ pub enum KafkaConfigError {
 pub const MIN_MESSAGE_BYTES: usize = 512 * 1024;
 
 /// Properties the service sets itself: overriding them would break its guarantees.
-const RESERVED: [(&str, &str); 11] = [
+const RESERVED: [(&str, &str); 14] = [
+    ("auto.commit.enable", "offsets are committed with the outputs"),
+    ("group.protocol", "the classic protocol's range assignor co-partitions the inputs"),
+    ("group.remote.assignor", "the classic protocol's range assignor co-partitions the inputs"),
     ("enable.auto.commit", "offsets are committed with the outputs"),
     ("enable.auto.offset.store", "offsets are committed with the outputs"),
     ("isolation.level", "inputs and changelog are read committed"),
@@ -238,7 +266,109 @@ const RESERVED: [(&str, &str); 11] = [
     ("statistics.interval.ms", "the consumer lag metric is read from the statistics"),
 ];
 
+/// librdkafka's other names for its properties (its CONFIGURATION.md, "Alias for"): alias,
+/// then the name librdkafka keeps.
+const ALIASES: [(&str, &str); 11] = [
+    ("bootstrap.servers", "metadata.broker.list"),
+    ("max.in.flight", "max.in.flight.requests.per.connection"),
+    ("sasl.mechanism", "sasl.mechanisms"),
+    ("sasl.oauthbearer.client.credentials.client.id", "sasl.oauthbearer.client.id"),
+    ("sasl.oauthbearer.client.credentials.client.secret", "sasl.oauthbearer.client.secret"),
+    ("max.partition.fetch.bytes", "fetch.message.max.bytes"),
+    ("linger.ms", "queue.buffering.max.ms"),
+    ("retries", "message.send.max.retries"),
+    ("compression.type", "compression.codec"),
+    ("acks", "request.required.acks"),
+    ("delivery.timeout.ms", "message.timeout.ms"),
+];
+
+/// Pass-through property values: text, or a TOML number or boolean as its text (librdkafka
+/// reads text; an unquoted `"sasl.password" = 1234` must not fail with the value quoted).
+fn property_values<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Value {
+        Text(String),
+        Integer(i64),
+        Float(f64),
+        Boolean(bool),
+    }
+    let map = BTreeMap::<String, Value>::deserialize(d)?;
+    Ok(map
+        .into_iter()
+        .map(|(k, v)| {
+            let text = match v {
+                Value::Text(t) => t,
+                Value::Integer(i) => i.to_string(),
+                Value::Float(f) => f.to_string(),
+                Value::Boolean(b) => b.to_string(),
+            };
+            (k, text)
+        })
+        .collect())
+}
+
+/// The name librdkafka keeps for property `key` (itself unless it is an alias).
+fn canonical(key: &str) -> &str {
+    let key = key.trim();
+    ALIASES.iter().find(|(alias, _)| *alias == key).map_or(key, |(_, name)| name)
+}
+
+/// `text` with every occurrence of `value` hidden (when the value is long enough to find).
+fn hide(text: &str, value: &str) -> String {
+    let value = value.trim();
+    if value.len() < 2 {
+        return text.to_string();
+    }
+    text.replace(value, "<value>")
+}
+
 impl KafkaConfig {
+    /// The pass-through property named `key` (or by an alias of it), as set.
+    fn property(&self, key: &str) -> Option<(&str, &str)> {
+        let name = canonical(key);
+        self.properties.iter().find(|(k, _)| canonical(k) == name).map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// The pass-through properties: no two name one librdkafka property, none is reserved,
+    /// librdkafka takes each, and none contradicts what the service sets.
+    fn validate_properties(&self) -> Result<(), KafkaConfigError> {
+        let mut names: BTreeMap<&str, &str> = BTreeMap::new();
+        for key in self.properties.keys() {
+            if let Some(other) = names.insert(canonical(key), key) {
+                return Err(KafkaConfigError::Alias(other.to_string(), key.to_string()));
+            }
+        }
+        for (key, why) in RESERVED {
+            if let Some((set, _)) = self.property(key) {
+                return Err(KafkaConfigError::Reserved(set.to_string(), why));
+            }
+        }
+        for (key, value) in &self.properties {
+            let mut one = ClientConfig::new();
+            one.set(key, value);
+            if let Err(e) = one.create_native_config() {
+                let reason = match e {
+                    rdkafka::error::KafkaError::ClientConfig(_, desc, _, _) => desc,
+                    other => other.to_string(),
+                };
+                return Err(KafkaConfigError::Property { key: key.clone(), reason: hide(&reason, value) });
+            }
+        }
+        // A record may wait for delivery no longer than its transaction may stay open.
+        let timeout = self.transaction_timeout().as_millis();
+        if let (Mode::ExactlyOnce, Some((key, value))) = (self.mode, self.property("message.timeout.ms")) {
+            if value.trim().parse::<u128>().map_or(true, |ms| ms == 0 || ms > timeout) {
+                return Err(KafkaConfigError::Conflict {
+                    key: key.to_string(),
+                    expected: format!("1..={timeout}"),
+                    why: "in exactly_once at most the transaction timeout, twice kafka.request_timeout_ms, at least 60000",
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Checks every setting.
     pub fn validate(&self) -> Result<(), KafkaConfigError> {
         if self.bootstrap_servers.trim().is_empty() {
@@ -269,7 +399,15 @@ impl KafkaConfig {
             self.idle_clock_ms == 0 || (100..=86_400_000).contains(&self.idle_clock_ms),
             self.idle_clock_ms as i64,
         )?;
-        range("request_timeout_ms", ">= 1000", self.request_timeout_ms >= 1000, self.request_timeout_ms as i64)?;
+        // At most 450 s: the transaction timeout (twice this) must stay within the brokers'
+        // default transaction.max.timeout.ms (900 s), and a restore's start (up to three request
+        // timeouts) within max.poll.interval.ms.
+        range(
+            "request_timeout_ms",
+            "1000..=450000",
+            (1000..=450_000).contains(&self.request_timeout_ms),
+            i64::try_from(self.request_timeout_ms).unwrap_or(i64::MAX),
+        )?;
         // A round lasts up to a commit interval, and its commit up to a request timeout: longer
         // together than a transaction may stay open, the coordinator aborts every transaction
         // of a busy round, and the service rewinds for ever.
@@ -294,6 +432,15 @@ impl KafkaConfig {
             self.restore_slice_ms <= max_poll_interval / 2,
             self.restore_slice_ms as i64,
         )?;
+        // A restore's start (the committed offsets, then the changelog's stable end, waited for
+        // up to a transaction timeout and a request timeout) runs between two polls of the group.
+        let restore_start = timeout_ms.saturating_add(self.request_timeout_ms.saturating_mul(2));
+        range(
+            "request_timeout_ms",
+            "such that the transaction timeout plus two request timeouts stay below max.poll.interval.ms (default 300000)",
+            restore_start < max_poll_interval,
+            i64::try_from(self.request_timeout_ms).unwrap_or(i64::MAX),
+        )?;
         // A valid event takes up to about 240 KB (its texts and recipient lists at their limits)
         // in its timeline record and changelog entry, and a changelog batch up to 256 KiB: a
         // smaller limit would refuse such a record for good, and its batch would be retried
@@ -316,10 +463,9 @@ impl KafkaConfig {
                 return Err(KafkaConfigError::DuplicateTopic(t.to_string()));
             }
         }
-        for (key, why) in RESERVED {
-            if self.properties.contains_key(key) {
-                return Err(KafkaConfigError::Reserved(key.to_string(), why));
-            }
+        self.validate_properties()?;
+        if self.transactional_id.as_deref().is_some_and(|id| id.trim().is_empty()) {
+            return Err(KafkaConfigError::Empty("transactional_id (leave it unset to derive one)"));
         }
         if self.mode == Mode::ExactlyOnce && self.transactional_id().is_none() {
             return Err(KafkaConfigError::NoTransactionalId);
@@ -433,7 +579,7 @@ impl KafkaConfig {
 }
 
 fn set_default(c: &mut ClientConfig, props: &BTreeMap<String, String>, key: &str, value: &str) {
-    if !props.contains_key(key) {
+    if !props.keys().any(|k| canonical(k) == canonical(key)) {
         c.set(key, value);
     }
 }
@@ -479,6 +625,71 @@ mod tests {
         c.properties.insert("message.max.bytes".into(), "200000".into());
         assert!(c.validate().unwrap_err().to_string().contains("message.max.bytes"));
         c.properties.insert("message.max.bytes".into(), "524288".into());
+        c.validate().unwrap();
+    }
+
+    /// librdkafka reads an alias as its property: a reserved property is refused under any
+    /// name, two names of one property are refused, and a default is not set over an alias.
+    #[test]
+    fn aliases_of_properties_are_one_property() {
+        let with = |pairs: &[(&str, &str)]| {
+            let mut c = KafkaConfig::default();
+            for (k, v) in pairs {
+                c.properties.insert(k.to_string(), v.to_string());
+            }
+            c
+        };
+        let err = with(&[("metadata.broker.list", "127.0.0.1:1")]).validate().unwrap_err().to_string();
+        assert!(err.contains("metadata.broker.list is set by the service"), "{err}");
+        let err = with(&[("compression.codec", "gzip"), ("compression.type", "zstd")]).validate().unwrap_err();
+        assert_eq!(err, KafkaConfigError::Alias("compression.codec".into(), "compression.type".into()));
+        let c = with(&[("compression.codec", "gzip"), ("queue.buffering.max.ms", "20")]);
+        c.validate().unwrap();
+        let producer = c.producer();
+        assert_eq!(producer.get("compression.type"), None, "the user's alias is not overridden");
+        assert_eq!(producer.get("linger.ms"), None);
+        assert_eq!(producer.get("compression.codec"), Some("gzip"));
+    }
+
+    /// A property librdkafka refuses is named at start, without its value (it may be a
+    /// secret); one that contradicts the transaction timeout is named too.
+    #[test]
+    fn refused_properties_are_named_without_their_value() {
+        let mut c = KafkaConfig::default();
+        c.properties.insert("socket.timeout.ms".into(), "SECRET-not-a-number".into());
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.starts_with("kafka.properties.socket.timeout.ms: "), "{err}");
+        assert!(!err.contains("SECRET"), "{err}");
+        let mut c = KafkaConfig::default();
+        c.properties.insert("sasl.passwrd".into(), "SECRET-typo".into());
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("sasl.passwrd") && !err.contains("SECRET"), "{err}");
+        let mut c = KafkaConfig::default();
+        c.properties.insert("delivery.timeout.ms".into(), "120000".into());
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("delivery.timeout.ms must be 1..=60000"), "{err}");
+        c.mode = Mode::AtLeastOnce;
+        c.validate().unwrap();
+        c.properties.insert("delivery.timeout.ms".into(), "30000".into());
+        c.mode = Mode::ExactlyOnce;
+        c.validate().unwrap();
+    }
+
+    /// A blank transactional id is refused at start (not by the first transaction), and a
+    /// request timeout that would overflow, outlive the brokers' transaction limit or block
+    /// a restore past the group's poll interval is refused.
+    #[test]
+    fn blank_ids_and_extreme_timeouts_are_refused() {
+        for id in ["", "   "] {
+            let c = KafkaConfig { transactional_id: Some(id.into()), ..Default::default() };
+            assert!(c.validate().unwrap_err().to_string().contains("transactional_id"), "{id:?}");
+        }
+        for ms in [999, 100_000, 450_001, 4_294_967_296] {
+            let c = KafkaConfig { request_timeout_ms: ms, ..Default::default() };
+            assert!(c.validate().unwrap_err().to_string().contains("request_timeout_ms"), "{ms}");
+        }
+        let mut c = KafkaConfig { request_timeout_ms: 100_000, liveness_timeout_ms: 0, ..Default::default() };
+        c.properties.insert("max.poll.interval.ms".into(), "900000".into());
         c.validate().unwrap();
     }
 

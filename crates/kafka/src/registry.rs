@@ -203,11 +203,7 @@ impl RegistryClient {
 
     /// A client like [`RegistryClient::new`] whose requests give up after `timeout`.
     pub fn with_timeout(url: &str, auth: Option<(String, String)>, timeout: Duration) -> Result<Self, WireError> {
-        let base = url.trim().trim_end_matches('/');
-        let host = base.strip_prefix("http://").or_else(|| base.strip_prefix("https://"));
-        if host.is_none_or(|h| h.is_empty() || h.starts_with('/') || h.contains(char::is_whitespace)) {
-            return Err(WireError::RegistryConfig(format!("registry url `{url}` is not http(s)://host[:port][/path]")));
-        }
+        let base = Self::check_url(url)?;
         let config = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(timeout)).build();
         Ok(RegistryClient {
             base: base.to_string(),
@@ -216,6 +212,25 @@ impl RegistryClient {
                 .map(|(user, password)| format!("Basic {}", base64(format!("{user}:{password}").as_bytes()))),
             schemas: RwLock::default(),
         })
+    }
+
+    /// Checks a registry URL (`http(s)://host[:port][/path]`, no credentials in it); returns
+    /// it without surrounding blanks and trailing slashes.
+    pub fn check_url(url: &str) -> Result<&str, WireError> {
+        let base = url.trim().trim_end_matches('/');
+        let host = base.strip_prefix("http://").or_else(|| base.strip_prefix("https://"));
+        // Credentials in the URL would be in every error message and log line naming a request.
+        if host.is_some_and(|h| h.split('/').next().is_some_and(|authority| authority.contains('@'))) {
+            return Err(WireError::RegistryConfig(
+                "the registry url carries credentials (user:password@host): set schemas.registry_username and \
+                 schemas.registry_password instead"
+                    .to_string(),
+            ));
+        }
+        if host.is_none_or(|h| h.is_empty() || h.starts_with('/') || h.contains(char::is_whitespace)) {
+            return Err(WireError::RegistryConfig(format!("registry url `{url}` is not http(s)://host[:port][/path]")));
+        }
+        Ok(base)
     }
 
     /// The registry's base URL.
@@ -1042,7 +1057,12 @@ pub(crate) mod tests {
         for bad in ["", "localhost:8081", "ftp://registry", "http://", "http:///path", "http://a b"] {
             assert_eq!(code(RegistryClient::new(bad, None)), "registry_config", "{bad:?}");
         }
-        for good in ["http://registry:8081", " https://registry.example/api/ccompat/ "] {
+        for secret in ["http://svc:REGSECRET@registry:8081", "https://REGSECRET@registry/path@x"] {
+            let Err(err) = RegistryClient::new(secret, None) else { panic!("refused") };
+            let err = err.to_string();
+            assert!(err.contains("carries credentials") && !err.contains("REGSECRET"), "{err}");
+        }
+        for good in ["http://registry:8081", " https://registry.example/api/ccompat/ ", "http://registry/a@b"] {
             assert!(RegistryClient::new(good, None).is_ok(), "{good:?}");
         }
     }
