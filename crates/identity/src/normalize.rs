@@ -1,8 +1,12 @@
 //! Identifier normalization: one canonical value per identifier, or a reason why not.
 
 use dashmap::DashMap;
+use icu_normalizer::ComposingNormalizerBorrowed;
+use icu_properties::props::GeneralCategory;
+use icu_properties::CodePointMapData;
 use omnistitch_model::{CompactString, Identifier, IdentifierKind, RawIdentifier};
 use phonenumber::country::Id as Region;
+use phonenumber::PhoneNumber;
 use thiserror::Error;
 
 /// Why a raw identifier has no canonical form. Values are never included: they are PII.
@@ -229,48 +233,143 @@ fn pack(international: bool, parts: &[&str]) -> u128 {
 #[error("unknown phone region `{0}` (expected an ISO 3166 alpha-2 code such as US or GB)")]
 pub struct UnknownRegion(pub String);
 
+/// The canonical form of an email address: `Display Name <addr>` and a `mailto:` scheme
+/// removed, the local part lowercased, the domain in its ASCII (IDNA) form, all of it in
+/// Unicode NFC, so composed and decomposed spellings of one address are one identifier.
+///
+/// Refused rather than guessed: brackets that do not pair up, invisible format characters
+/// (zero-width spaces, byte order marks), domain literals (`jo@[192.0.2.1]`), and `mailto:`
+/// links with a query (`?subject=...`, `?cc=...`): a query can name further recipients, so the
+/// link is not one address.
 fn normalize_email(value: &str) -> Result<CompactString, NormalizeError> {
-    // `Display Name <addr>`: the address is inside the last angle brackets.
-    let addr = match (value.rfind('<'), value.rfind('>')) {
-        (Some(l), Some(r)) if l < r => &value[l + 1..r],
-        (None, None) => value,
-        _ => return Err(NormalizeError::InvalidEmail),
-    };
-    let addr = addr.trim();
-    let addr = addr.strip_prefix("mailto:").unwrap_or(addr);
-    if has_bad_chars(addr) {
+    let addr = strip_mailto(bracketed_address(value)?.trim())?;
+    if has_bad_chars(addr) || has_format_chars(addr) {
         return Err(NormalizeError::InvalidEmail);
     }
     let (local, domain) = addr.rsplit_once('@').ok_or(NormalizeError::InvalidEmail)?;
-    let domain = domain.trim_end_matches('.');
-    if local.is_empty()
-        || local.contains('@')
-        || !domain.contains('.')
-        || domain.split('.').any(str::is_empty)
-        || local.len() > 64
-        || domain.len() > 253
-    {
+    if local.is_empty() || local.contains('@') || local.len() > 64 {
         return Err(NormalizeError::InvalidEmail);
     }
+    let domain = ascii_domain(domain.trim_end_matches('.'))?;
+    let local = canonical_local_part(local);
     let mut out = CompactString::with_capacity(local.len() + 1 + domain.len());
-    if local.is_ascii() {
-        out.push_str(local);
-        out.make_ascii_lowercase();
-    } else {
-        out.push_str(&local.to_lowercase());
-    }
+    out.push_str(&local);
     out.push('@');
-    let at = out.len();
-    out.push_str(domain);
-    out[at..].make_ascii_lowercase();
+    out.push_str(&domain);
     Ok(out)
 }
 
+/// The address of `Display Name <addr>` (inside the last pair of angle brackets), or the whole
+/// value when it has none. Brackets must pair up, one level deep: `Jo <jo@x.com>>` is refused.
+fn bracketed_address(value: &str) -> Result<&str, NormalizeError> {
+    let mut open = None;
+    let mut last = None;
+    for (i, c) in value.char_indices() {
+        match (c, open) {
+            ('<', None) => open = Some(i),
+            ('>', Some(l)) => (open, last) = (None, Some((l, i))),
+            ('<' | '>', _) => return Err(NormalizeError::InvalidEmail),
+            _ => {}
+        }
+    }
+    match (open, last) {
+        (Some(_), _) => Err(NormalizeError::InvalidEmail),
+        (None, Some((l, r))) => Ok(&value[l + 1..r]),
+        (None, None) => Ok(value),
+    }
+}
+
+/// `addr` without a `mailto:` scheme (any case); a `mailto:` link with a query is refused.
+fn strip_mailto(addr: &str) -> Result<&str, NormalizeError> {
+    const SCHEME: &str = "mailto:";
+    match addr.get(..SCHEME.len()) {
+        Some(scheme) if scheme.eq_ignore_ascii_case(SCHEME) => {
+            let rest = &addr[SCHEME.len()..];
+            if rest.contains('?') {
+                return Err(NormalizeError::InvalidEmail);
+            }
+            Ok(rest)
+        }
+        _ => Ok(addr),
+    }
+}
+
+/// Whether `s` holds an invisible format character (Unicode general category Cf: zero-width
+/// spaces and joiners, byte order marks, bidirectional controls, soft hyphens).
+fn has_format_chars(s: &str) -> bool {
+    if s.is_ascii() {
+        return false;
+    }
+    let categories = CodePointMapData::<GeneralCategory>::new();
+    s.chars().any(|c| categories.get(c) == GeneralCategory::Format)
+}
+
+/// A domain in its ASCII form (UTS 46: mapped, lowercased, NFC, then punycode), or why not:
+/// no dot, an empty label, a domain literal, a character no domain may hold, or too long.
+fn ascii_domain(domain: &str) -> Result<std::borrow::Cow<'_, str>, NormalizeError> {
+    if domain.starts_with('[') {
+        return Err(NormalizeError::InvalidEmail);
+    }
+    let ascii = idna::domain_to_ascii_cow(domain.as_bytes(), idna::AsciiDenyList::URL)
+        .map_err(|_| NormalizeError::InvalidEmail)?;
+    if !ascii.contains('.') || ascii.split('.').any(str::is_empty) || ascii.len() > 253 {
+        return Err(NormalizeError::InvalidEmail);
+    }
+    Ok(ascii)
+}
+
+/// A local part lowercased (Unicode lowercase beyond ASCII) and in NFC.
+fn canonical_local_part(local: &str) -> std::borrow::Cow<'_, str> {
+    if local.is_ascii() {
+        return if local.bytes().any(|b| b.is_ascii_uppercase()) {
+            local.to_ascii_lowercase().into()
+        } else {
+            local.into()
+        };
+    }
+    let nfc = ComposingNormalizerBorrowed::new_nfc();
+    nfc.normalize(&local.to_lowercase()).into_owned().into()
+}
+
+/// A region whose rules read a number written with its country code exactly as written: it has
+/// no national (trunk) prefix and no national parsing rules, and its international call prefix
+/// starts with 0, as the digits after a `+` never do (held to that by a test). The phone
+/// library strips the national prefix of the region it is given from whatever number it reads.
+const AS_WRITTEN: Region = Region::IT;
+
+/// The canonical form of a phone number: E.164, with its extension if it has one. A number
+/// with its country code is read by its own country's rules, one without by the default
+/// region's.
 fn parse_phone(value: &str, dialing: &Dialing) -> Result<CompactString, NormalizeError> {
     let v = value.strip_prefix("tel:").unwrap_or(value).trim();
-    // An international call prefix written out instead of `+` (libphonenumber reads only the
-    // region's own; `00` is read from anywhere).
+    let v = respell_extension(v)?;
+    let (v, international) = dialled_form(&v, dialing);
+    let n = if international { parse_international(&v)? } else { parse_national(&v, dialing.region)? };
+    canonical_phone(&n)
+}
+
+/// `...;ext=12` (RFC 3966, the spelling canonical values use) in a spelling the phone library
+/// reads (`... ext. 12`), so that a canonical value normalizes to itself. The extension must be
+/// digits.
+fn respell_extension(v: &str) -> Result<std::borrow::Cow<'_, str>, NormalizeError> {
+    const PARAM: &[u8] = b";ext=";
+    let Some(at) = v.as_bytes().windows(PARAM.len()).position(|w| w.eq_ignore_ascii_case(PARAM)) else {
+        return Ok(v.into());
+    };
+    let (number, extension) = (&v[..at], &v[at + PARAM.len()..]);
+    if extension.is_empty() || !extension.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(NormalizeError::InvalidPhone);
+    }
+    Ok(format!("{number} ext. {extension}").into())
+}
+
+/// `v` as the phone library should read it, and whether it carries its country code (a `+`
+/// before its first digit). An international call prefix written out instead of a `+` (the
+/// default region's own, or `00` from anywhere, after a `+` or not) becomes a `+`: the library
+/// reads only the prefix of the region it is given.
+fn dialled_form<'a>(v: &'a str, dialing: &Dialing) -> (std::borrow::Cow<'a, str>, bool) {
     // The leading digits (through formatting punctuation), each with where it ends in `v`.
+    let mut plus = false;
     let mut leading = String::new();
     let mut ends = Vec::new();
     for (i, c) in v.char_indices() {
@@ -279,35 +378,86 @@ fn parse_phone(value: &str, dialing: &Dialing) -> Result<CompactString, Normaliz
                 leading.push(c);
                 ends.push(i + 1);
             }
+            '+' | '\u{FF0B}' if leading.is_empty() && !plus => plus = true,
             c if is_phone_punctuation(c) => {}
             _ => break,
         }
     }
-    let v = match dialing.international_prefix_len(&leading) {
-        Some(len) => format!("+{}", &v[ends[len - 1]..]),
-        None => v.to_string(),
-    };
-    let n = phonenumber::parse(Some(dialing.region), &v).map_err(|_| NormalizeError::InvalidPhone)?;
+    match dialing.international_prefix_len(&leading) {
+        Some(len) => (format!("+{}", &v[ends[len - 1]..]).into(), true),
+        None => (v.into(), plus),
+    }
+}
+
+/// A number written with its country code, read as written; failing that, with a national
+/// (trunk) prefix written after the country code (`+44 (0) 20 ...`) dropped as the country
+/// code's own region drops it. Never by the default region's rules: they are another
+/// country's (by North American rules, `+49 151 ...` lost the 1 of its mobile prefix).
+fn parse_international(v: &str) -> Result<PhoneNumber, NormalizeError> {
+    let written = phonenumber::parse(Some(AS_WRITTEN), v).map_err(|_| NormalizeError::InvalidPhone)?;
+    if written.code().source() == phonenumber::country::Source::Default {
+        // The library saw no `+`: it read a national number of the reading region.
+        return Err(NormalizeError::InvalidPhone);
+    }
+    if crate::phone::is_valid(&written) {
+        return Ok(written);
+    }
+    let own = own_region(written.code().value()).ok_or(NormalizeError::InvalidPhone)?;
+    parse_national(v, own)
+}
+
+/// The main region of a country calling code (`GB` for 44, `US` for 1), if it is a region.
+fn own_region(code: u16) -> Option<Region> {
+    phonenumber::metadata::DATABASE.region(&code)?.first()?.parse().ok()
+}
+
+/// `v` read by the rules of `region`, if that makes it a valid number.
+fn parse_national(v: &str, region: Region) -> Result<PhoneNumber, NormalizeError> {
+    let n = phonenumber::parse(Some(region), v).map_err(|_| NormalizeError::InvalidPhone)?;
     if !crate::phone::is_valid(&n) {
         return Err(NormalizeError::InvalidPhone);
     }
-    Ok(CompactString::from(n.format().mode(phonenumber::Mode::E164).to_string()))
+    Ok(n)
+}
+
+/// E.164, and an extension as RFC 3966 writes it (`+12125550100;ext=12`): people behind one
+/// switchboard are told apart by their extensions. Extensions in digits other than ASCII ones
+/// are refused, not guessed.
+fn canonical_phone(n: &PhoneNumber) -> Result<CompactString, NormalizeError> {
+    let mut out = CompactString::from(n.format().mode(phonenumber::Mode::E164).to_string());
+    if let Some(ext) = n.extension().map(|e| &**e).filter(|e| !e.is_empty()) {
+        if !ext.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(NormalizeError::InvalidPhone);
+        }
+        out.push_str(";ext=");
+        out.push_str(ext);
+    }
+    Ok(out)
 }
 
 fn normalize_handle(value: &str) -> Result<CompactString, NormalizeError> {
     let (platform, handle) = value.split_once(':').ok_or(NormalizeError::InvalidHandle)?;
     let platform = canonical_platform(platform);
-    let handle = handle.trim();
-    let handle = handle.strip_prefix('@').unwrap_or(handle);
-    if platform.is_empty() || handle.is_empty() || has_bad_chars(&platform) || has_bad_chars(handle) {
+    if platform.is_empty() || has_bad_chars(&platform) {
         return Err(NormalizeError::InvalidHandle);
     }
-    let handle = handle.to_lowercase();
+    let handle = canonical_handle(handle)?;
     let mut out = CompactString::with_capacity(platform.len() + 1 + handle.len());
     out.push_str(&platform);
     out.push(':');
     out.push_str(&handle);
     Ok(out)
+}
+
+/// The canonical form of a handle alone (the part after `platform:`): trimmed, without a
+/// leading `@`, lowercased.
+pub(crate) fn canonical_handle(handle: &str) -> Result<String, NormalizeError> {
+    let handle = handle.trim();
+    let handle = handle.strip_prefix('@').unwrap_or(handle);
+    if handle.is_empty() || has_bad_chars(handle) {
+        return Err(NormalizeError::InvalidHandle);
+    }
+    Ok(handle.to_lowercase())
 }
 
 #[cfg(test)]
@@ -374,7 +524,7 @@ mod tests {
         assert_ne!(phone_cache_key("+44 20 7946 0958", &gb), phone_cache_key("44 20 7946 0958", &gb));
         // Letters keep the raw value as key: an extension must not be read as more digits.
         assert_eq!(phone_cache_key("+1 212 555 0199 ext. 12", &us), None);
-        assert_eq!(norm(IdentifierKind::Phone, "+1 212 555 0199 ext. 12").unwrap(), "+12125550199");
+        assert_eq!(norm(IdentifierKind::Phone, "+1 212 555 0199 ext. 12").unwrap(), "+12125550199;ext=12");
         assert_eq!(norm(IdentifierKind::Phone, "+1212555019912"), Err(NormalizeError::InvalidPhone));
         // A `+` after an opening bracket is international too; two are not a spelling we key.
         assert_eq!(phone_cache_key("(+44) 20 7946 0958", &us), phone_cache_key("+44 20 7946 0958", &us));
@@ -420,12 +570,14 @@ mod tests {
             ("US", "011 44 20 7946 0958"),
             ("DE", "0044 20 7946 0958"),
             ("AU", "0044 20 7946 0958"),
-            ("AU", "0011 44 20 7946 0958 ext. 3"),
         ] {
             let n = Normalizer::new(region).unwrap();
             let got = n.normalize(&RawIdentifier::new(IdentifierKind::Phone, v)).map(|i| i.value);
             assert_eq!(got.as_deref(), Ok("+442079460958"), "{region} {v}");
         }
+        let au = Normalizer::new("AU").unwrap();
+        let with_extension = au.normalize(&RawIdentifier::new(IdentifierKind::Phone, "0011 44 20 7946 0958 ext. 3"));
+        assert_eq!(with_extension.unwrap().value, "+442079460958;ext=3");
         // National numbers stay national: Sydney from Australia, Tokyo from Japan.
         let au = Normalizer::new("AU").unwrap();
         let sydney = au.normalize(&RawIdentifier::new(IdentifierKind::Phone, "(02) 9374 4000")).unwrap();
@@ -461,6 +613,192 @@ mod tests {
     fn opaque_ids_are_trimmed_and_keep_case() {
         assert_eq!(norm(IdentifierKind::AccountId, " AC-001 ").unwrap(), "AC-001");
         assert_eq!(norm(IdentifierKind::AccountId, "A\u{7}"), Err(NormalizeError::BadCharacters));
+    }
+
+    /// `value` normalized as a phone number under `region`, through the cache and fresh.
+    fn phone_in(region: &str, value: &str) -> Result<String, NormalizeError> {
+        let n = Normalizer::new(region).unwrap();
+        let cached = n.normalize(&RawIdentifier::new(IdentifierKind::Phone, value)).map(|i| i.value.to_string());
+        let fresh = parse_phone(value, &n.dialing).map(|v| v.to_string());
+        assert_eq!(cached, fresh, "{region} {value}: the cache and a fresh parse disagree");
+        cached
+    }
+
+    #[test]
+    fn numbers_with_a_country_code_read_the_same_under_every_default_region() {
+        for region in ["US", "GB", "DE", "AU", "IT", "FR", "RU", "JP"] {
+            for (v, expected) in [
+                ("+86 139 1234 5678", "+8613912345678"),
+                ("+86 391 2345 678", "+863912345678"),
+                ("+49 151 23456789", "+4915123456789"),
+                ("+49 5123 456789", "+495123456789"),
+                ("+44 161 496 0000", "+441614960000"),
+                ("+44 121 496 0000", "+441214960000"),
+                ("+33 1 42 68 53 00", "+33142685300"),
+                ("+39 06 4991 1234", "+390649911234"),
+                ("+39 347 123 4567", "+393471234567"),
+                ("+1 212 555 0199", "+12125550199"),
+                ("+61 2 9374 4000", "+61293744000"),
+                ("+7 495 123 45 67", "+74951234567"),
+                ("+7 800 555 35 35", "+78005553535"),
+                // A national (trunk) prefix written after the country code is dropped.
+                ("+44 (0) 20 7946 0958", "+442079460958"),
+                ("(+44) 20 7946 0958", "+442079460958"),
+                ("0044 161 496 0000", "+441614960000"),
+                ("+0044 161 496 0000", "+441614960000"),
+            ] {
+                assert_eq!(phone_in(region, v).as_deref(), Ok(expected), "{region} {v}");
+            }
+        }
+        // The region's own international call prefix, after a `+` or not.
+        assert_eq!(phone_in("US", "011 49 151 23456789").as_deref(), Ok("+4915123456789"));
+        assert_eq!(phone_in("US", "+011 86 139 1234 5678").as_deref(), Ok("+8613912345678"));
+        assert_eq!(phone_in("AU", "0011 33 1 42 68 53 00").as_deref(), Ok("+33142685300"));
+    }
+
+    #[test]
+    fn every_regions_example_numbers_with_their_country_code_are_read_as_written() {
+        use phonenumber::metadata::DATABASE;
+        use phonenumber::Type;
+        let normalizers: Vec<_> = ["US", "GB", "DE", "AU", "RU"].map(|r| Normalizer::new(r).unwrap()).into();
+        let mut checked = 0;
+        for meta in DATABASE.iter() {
+            let examples = [Type::FixedLine, Type::Mobile, Type::TollFree, Type::Voip]
+                .into_iter()
+                .filter_map(|t| meta.descriptors().get(t)?.example());
+            for example in examples {
+                let v = format!("+{} {example}", meta.country_code());
+                let expected = format!("+{}{example}", meta.country_code());
+                for n in &normalizers {
+                    let got = n.normalize(&RawIdentifier::new(IdentifierKind::Phone, v.as_str())).map(|i| i.value);
+                    assert_eq!(
+                        got.as_deref(),
+                        Ok(expected.as_str()),
+                        "{v} ({}) under {:?}",
+                        meta.id(),
+                        n.dialing.region
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 3_000, "{checked}");
+    }
+
+    #[test]
+    fn the_as_written_region_strips_nothing_from_numbers_after_a_plus() {
+        let meta = phonenumber::metadata::DATABASE.by_id(AS_WRITTEN.as_ref()).unwrap();
+        assert_eq!(meta.national_prefix(), None);
+        assert!(meta.national_prefix_for_parsing().is_none());
+        assert_eq!(meta.national_prefix_transform_rule(), None);
+        let idd = meta.international_prefix().unwrap();
+        for first in '1'..='9' {
+            assert!(idd.find(&format!("{first}23456789")).is_none_or(|m| m.start() > 0), "{first}");
+        }
+    }
+
+    #[test]
+    fn national_numbers_are_read_by_the_default_region() {
+        for (region, v, expected) in [
+            ("US", "(212) 555-0199", "+12125550199"),
+            ("GB", "020 7946 0958", "+442079460958"),
+            ("GB", "0161 496 0000", "+441614960000"),
+            ("DE", "0151 23456789", "+4915123456789"),
+            ("DE", "030 1234567", "+49301234567"),
+            ("AU", "(02) 9374 4000", "+61293744000"),
+            ("IT", "06 4991 1234", "+390649911234"),
+        ] {
+            assert_eq!(phone_in(region, v).as_deref(), Ok(expected), "{region} {v}");
+        }
+    }
+
+    #[test]
+    fn extensions_are_kept_so_a_switchboard_does_not_join_its_callers() {
+        for v in [
+            "+1 212 555 0199 ext. 12",
+            "+1 212 555 0199 x12",
+            "(212) 555-0199 x12",
+            "212-555-0199#12",
+            "+1 212 555 0199 extension 12",
+            "tel:+1-212-555-0199;ext=12",
+            "+12125550199;ext=12",
+            "+12125550199;EXT=12",
+        ] {
+            assert_eq!(phone_in("US", v).as_deref(), Ok("+12125550199;ext=12"), "{v}");
+        }
+        assert_eq!(phone_in("US", "+1 212 555 0199 ext. 47").as_deref(), Ok("+12125550199;ext=47"));
+        assert_eq!(phone_in("US", "+1 212 555 0199").as_deref(), Ok("+12125550199"));
+        assert_eq!(phone_in("GB", "020 7946 0958 ext. 0012").as_deref(), Ok("+442079460958;ext=0012"));
+        // Not an extension: refused, not dropped.
+        for v in ["+12125550199;ext=", "+12125550199;ext=1a", "+12125550199;ext=123456789"] {
+            assert_eq!(phone_in("US", v), Err(NormalizeError::InvalidPhone), "{v}");
+        }
+    }
+
+    #[test]
+    fn canonical_values_normalize_to_themselves() {
+        let n = Normalizer::new("GB").unwrap();
+        for (kind, v) in [
+            (IdentifierKind::Phone, "+12125550199;ext=12"),
+            (IdentifierKind::Phone, "+4915123456789"),
+            (IdentifierKind::Email, "josé@xn--bcher-kva.de"),
+            (IdentifierKind::Email, "jo@x.com"),
+            (IdentifierKind::SocialHandle, "x:josmith"),
+        ] {
+            assert_eq!(n.normalize(&RawIdentifier::new(kind, v)).unwrap().value, v, "{v}");
+        }
+    }
+
+    #[test]
+    fn invisible_characters_brackets_queries_and_domain_literals_make_emails_invalid() {
+        for v in [
+            "jo\u{200b}@x.com",
+            "\u{feff}jo@x.com",
+            "jo@x\u{200d}.com",
+            "jo\u{ad}smith@x.com",
+            "Jo <jo@x.com>>",
+            "Jo <<jo@x.com>",
+            "Jo > <jo@x.com>",
+            "Jo <jo@x.com",
+            "mailto:jo@x.com?subject=hi",
+            "MAILTO:jo@x.com?cc=ann@y.com",
+            "jo@[127.0.0.1]",
+            "jo@[IPv6:2001:db8::1]",
+            "jo@x.com?subject=hi",
+        ] {
+            assert_eq!(norm(IdentifierKind::Email, v), Err(NormalizeError::InvalidEmail), "{v:?}");
+        }
+        // A format character in the display name is not part of the address.
+        assert_eq!(norm(IdentifierKind::Email, "Jo\u{200e} <jo@x.com>").unwrap(), "jo@x.com");
+        assert_eq!(norm(IdentifierKind::Email, "MailTo:Jo@X.com").unwrap(), "jo@x.com");
+        assert_eq!(norm(IdentifierKind::Email, "Jo <jo@x.com> (work)").unwrap(), "jo@x.com");
+    }
+
+    #[test]
+    fn spellings_of_one_unicode_address_are_one_identifier() {
+        // Composed and decomposed é, upper and lower case, the IDN domain and its punycode.
+        for v in [
+            "jos\u{e9}@b\u{fc}cher.de",
+            "jose\u{301}@bu\u{308}cher.de",
+            "JOS\u{c9}@B\u{dc}CHER.DE",
+            "Jos\u{e9} <jos\u{e9}@xn--bcher-kva.de>",
+            "jos\u{e9}@XN--BCHER-KVA.DE",
+        ] {
+            assert_eq!(norm(IdentifierKind::Email, v).unwrap(), "jos\u{e9}@xn--bcher-kva.de", "{v:?}");
+        }
+        assert_eq!(norm(IdentifierKind::Email, "jo@M\u{dc}NCHEN.de").unwrap(), "jo@xn--mnchen-3ya.de");
+        let cyrillic =
+            norm(IdentifierKind::Email, "jo@\u{41f}\u{420}\u{418}\u{41c}\u{415}\u{420}.\u{420}\u{424}").unwrap();
+        assert_eq!(
+            cyrillic,
+            norm(IdentifierKind::Email, "jo@\u{43f}\u{440}\u{438}\u{43c}\u{435}\u{440}.\u{440}\u{444}").unwrap()
+        );
+        assert!(cyrillic.is_ascii() && cyrillic.ends_with(".xn--p1ai"), "{cyrillic}");
+        assert_eq!(
+            norm(IdentifierKind::Email, "\u{39f}\u{394}\u{39f}\u{3a3}@x.com").unwrap(),
+            "\u{3bf}\u{3b4}\u{3bf}\u{3c2}@x.com"
+        );
+        assert_eq!(norm(IdentifierKind::Email, "jo@xn--zz.com"), Err(NormalizeError::InvalidEmail));
     }
 
     #[test]

@@ -11,7 +11,7 @@
 
 use std::sync::{LazyLock, RwLock};
 
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashSet};
 use phonenumber::metadata::{Descriptor, Metadata, DATABASE};
 use phonenumber::{PhoneNumber, Type};
 use regex::Regex;
@@ -102,6 +102,21 @@ pub(crate) fn is_valid(number: &PhoneNumber) -> bool {
         }
     }
     false
+}
+
+/// Every country calling code the metadata knows.
+static COUNTRY_CODES: LazyLock<HashSet<u16>> = LazyLock::new(|| DATABASE.iter().map(|m| m.country_code()).collect());
+
+/// The national significant number of a canonical phone value (`+<code><national>`, maybe
+/// `;ext=...` after it). Country calling codes are prefix-free: the first 1 to 3 digits that
+/// are one are the code.
+pub(crate) fn national_digits(canonical: &str) -> Option<&str> {
+    let digits = canonical.strip_prefix('+')?;
+    let digits = digits.split_once(';').map_or(digits, |(number, _)| number);
+    (1..=3).find_map(|len| {
+        let code: u16 = digits.get(..len)?.parse().ok()?;
+        COUNTRY_CODES.contains(&code).then(|| &digits[len..])
+    })
 }
 
 #[cfg(test)]

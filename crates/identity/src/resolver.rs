@@ -60,7 +60,7 @@ impl IdentityResolver {
         let mut resolved: SmallVec<[ResolvedIdentifier; 2]> = SmallVec::new();
         let mut usable: SmallVec<[(u8, Identifier); 4]> = SmallVec::new();
         for raw in &event.identifiers {
-            let (value, outcome, error) = if self.rules.is_placeholder_raw(&raw.value) {
+            let (value, outcome, error) = if self.rules.is_placeholder_raw(raw.kind, &raw.value) {
                 (None, MatchOutcome::Blocked, None)
             } else {
                 match self.normalizer.normalize(raw) {

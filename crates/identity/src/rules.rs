@@ -9,7 +9,7 @@ use omnistitch_model::{Identifier, IdentifierKind, RawIdentifier};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::normalize::Normalizer;
+use crate::normalize::{canonical_handle, NormalizeError, Normalizer};
 
 /// Identity settings as written in configuration (`[identity]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,7 +26,9 @@ pub struct IdentityConfig {
     /// of conversations (cases, chat sessions, calls), which pile up over a customer's life.
     /// A kind with a limit ignores it.
     pub keep_newest: BTreeMap<String, u32>,
-    /// Operator-supplied values that never link, per kind (written in any format).
+    /// Operator-supplied values that never link, per kind (written in any format). A social
+    /// handle without a platform (`unknown`, `@acme`) is blocked on every platform; a phone
+    /// number is blocked with every extension. A value with no canonical form is refused.
     pub blocked: BTreeMap<String, Vec<String>>,
     /// Block the built-in placeholders (`unknown`, `n/a`, `noreply@...`, `0000000000` ...).
     pub builtin_placeholders: bool,
@@ -99,18 +101,33 @@ pub enum RulesError {
     /// The default region is not a known region.
     #[error("identity.default_region: {0}")]
     Region(String),
+    /// A blocked value with no canonical form: it could never match an identifier. The value
+    /// itself is not repeated (it may be personal data).
+    #[error("identity.blocked.{list}[{index}]: not a valid {list} value ({reason})")]
+    UnusableBlocked {
+        /// The list (an identifier kind name).
+        list: String,
+        /// Where the value is in the list, from 0.
+        index: usize,
+        /// Why it has no canonical form (a normalization reason code).
+        reason: &'static str,
+    },
 }
 
 /// The built-in email lists as hash sets: every email identifier is checked against them.
 struct EmailLists {
     placeholder_emails: HashSet<&'static str>,
     automated_local_parts: HashSet<&'static str>,
+    placeholder_local_parts: HashSet<&'static str>,
+    placeholder_domain_names: HashSet<&'static str>,
     placeholders: HashSet<&'static str>,
 }
 
 static EMAIL_LISTS: LazyLock<EmailLists> = LazyLock::new(|| EmailLists {
     placeholder_emails: PLACEHOLDER_EMAILS.iter().copied().collect(),
     automated_local_parts: AUTOMATED_LOCAL_PARTS.iter().copied().collect(),
+    placeholder_local_parts: PLACEHOLDER_LOCAL_PARTS.iter().copied().collect(),
+    placeholder_domain_names: PLACEHOLDER_DOMAIN_NAMES.iter().copied().collect(),
     placeholders: PLACEHOLDERS.iter().copied().collect(),
 });
 
@@ -123,6 +140,8 @@ pub struct IdentityRules {
     /// The kinds with a `keep_newest`, with it.
     kept_kinds: Vec<(IdentifierKind, u32)>,
     blocked: HashSet<Identifier>,
+    /// Operator-blocked handles on every platform (listed without a platform).
+    blocked_handles: HashSet<String>,
     builtin_placeholders: bool,
     mark_shared_on_conflict: bool,
     personal: [bool; IdentifierKind::ALL.len()],
@@ -177,6 +196,14 @@ const PLACEHOLDER_EMAILS: &[&str] = &[
     "test@example.com",
 ];
 
+/// Local parts that are placeholders on any domain: no one's mailbox is called that. Kept
+/// short on purpose: `test@`, `guest@`, initials such as `na@` can be real addresses.
+const PLACEHOLDER_LOCAL_PARTS: &[&str] =
+    &["noemail", "no-email", "no_email", "no.email", "nomail", "none", "n/a", "null", "unknown", "undefined"];
+
+/// Domain names (first label) that are placeholders whatever follows: `none.net`, `noemail.com`.
+const PLACEHOLDER_DOMAIN_NAMES: &[&str] = &["none", "noemail", "no-email", "nomail"];
+
 /// Local parts of role mailboxes (RFC 2142 and common team addresses).
 const ROLE_LOCAL_PARTS: &[&str] = &[
     "info",
@@ -228,6 +255,8 @@ const AUTOMATED_LOCAL_PARTS: &[&str] = &[
     "donotreply",
     "do-not-reply",
     "do_not_reply",
+    "no.reply",
+    "do.not.reply",
     "mailer-daemon",
     "postmaster",
     "bounce",
@@ -265,16 +294,7 @@ impl IdentityRules {
                 kept[k.index()] = Some(n);
             }
         }
-        let mut blocked = HashSet::new();
-        for (name, values) in &config.blocked {
-            let k = kind("blocked", name)?;
-            for v in values {
-                // A value that does not normalize can never match a normalized identifier.
-                if let Ok(id) = normalizer.normalize(&RawIdentifier::new(k, v.clone())) {
-                    blocked.insert(id);
-                }
-            }
-        }
+        let (blocked, blocked_handles) = blocked_values(config, normalizer)?;
         let mut personal = [false; IdentifierKind::ALL.len()];
         for name in &config.personal_kinds {
             personal[kind("personal_kinds", name)?.index()] = true;
@@ -289,11 +309,12 @@ impl IdentityRules {
             kept,
             kept_kinds: IdentifierKind::ALL.into_iter().filter_map(|k| Some((k, kept[k.index()]?))).collect(),
             blocked,
+            blocked_handles,
             builtin_placeholders: config.builtin_placeholders,
             mark_shared_on_conflict: config.mark_shared_on_conflict,
             personal,
             weak,
-            shared_line_types: config.shared_line_types.iter().map(|t| t.trim().to_ascii_lowercase()).collect(),
+            shared_line_types: config.shared_line_types.iter().map(|t| line_type(t)).collect(),
             role_mailboxes: if config.role_mailboxes_link {
                 HashSet::new()
             } else {
@@ -314,6 +335,7 @@ impl IdentityRules {
             kept: [None; IdentifierKind::ALL.len()],
             kept_kinds: Vec::new(),
             blocked: HashSet::new(),
+            blocked_handles: HashSet::new(),
             builtin_placeholders: false,
             mark_shared_on_conflict: false,
             personal: [false; IdentifierKind::ALL.len()],
@@ -327,10 +349,13 @@ impl IdentityRules {
     /// its source reported) or a role mailbox. Such identifiers are recorded but never link.
     pub fn is_shared_by_nature(&self, id: &Identifier, qualifier: Option<&str>) -> bool {
         match id.kind {
-            IdentifierKind::Phone => qualifier.is_some_and(|q| self.shared_line_types.iter().any(|t| t == q)),
+            // Compared as the configured types are kept: trimmed, ASCII lowercase.
+            IdentifierKind::Phone => {
+                qualifier.is_some_and(|q| self.shared_line_types.iter().any(|t| t.eq_ignore_ascii_case(q.trim())))
+            }
+            // `support+acme@...` is the support mailbox too.
             IdentifierKind::Email => {
-                !self.role_mailboxes.is_empty()
-                    && id.value.split('@').next().is_some_and(|local| self.role_mailboxes.contains(local))
+                !self.role_mailboxes.is_empty() && self.role_mailboxes.contains(untagged_local_part(&id.value))
             }
             _ => false,
         }
@@ -371,44 +396,127 @@ impl IdentityRules {
         self.mark_shared_on_conflict
     }
 
-    /// Whether a raw value is a placeholder, before any normalization.
-    pub fn is_placeholder_raw(&self, raw: &str) -> bool {
-        let v = raw.trim();
-        self.builtin_placeholders && v.len() <= 16 && PLACEHOLDERS.iter().any(|p| p.eq_ignore_ascii_case(v))
+    /// Whether a raw value of `kind` is a placeholder, before any normalization (for a social
+    /// handle, `platform:handle`, the handle).
+    pub fn is_placeholder_raw(&self, kind: IdentifierKind, raw: &str) -> bool {
+        let v = match kind {
+            IdentifierKind::SocialHandle => raw_handle(raw),
+            _ => raw.trim(),
+        };
+        self.builtin_placeholders && is_placeholder_word(v)
     }
 
     /// Whether a normalized identifier is blocked.
     pub fn is_blocked(&self, id: &Identifier) -> bool {
+        self.is_operator_blocked(id) || (self.builtin_placeholders && is_builtin_placeholder(id))
+    }
+
+    /// Whether the operator's lists block `id`: a phone number also with every extension.
+    fn is_operator_blocked(&self, id: &Identifier) -> bool {
         if !self.blocked.is_empty() && self.blocked.contains(id) {
             return true;
         }
-        if !self.builtin_placeholders {
-            return false;
-        }
-        let v: &str = &id.value;
         match id.kind {
-            IdentifierKind::Email => {
-                // `noreply+bounces@...` is as automated as `noreply@...`.
-                let local = v.split('@').next().unwrap_or("");
-                let local = local.split('+').next().unwrap_or(local);
-                EMAIL_LISTS.placeholder_emails.contains(v)
-                    || EMAIL_LISTS.automated_local_parts.contains(local)
-                    || EMAIL_LISTS.placeholders.contains(local) && v.ends_with("@example.com")
+            IdentifierKind::SocialHandle => {
+                !self.blocked_handles.is_empty() && self.blocked_handles.contains(handle_part(&id.value))
             }
-            IdentifierKind::Phone => {
-                // E.164 national digits that are one repeated digit or a counting run.
-                let digits = v.trim_start_matches('+');
-                let national = digits.get(digits.len().saturating_sub(9)..).unwrap_or(digits);
-                let first = national.as_bytes().first().copied();
-                national.bytes().all(|b| Some(b) == first)
-                    || "01234567890123456789".contains(national)
-                    || "98765432109876543210".contains(national)
-            }
-            // A handle is a name its owner chose: only the listed placeholders.
-            IdentifierKind::SocialHandle => v.len() <= 16 && PLACEHOLDERS.iter().any(|p| p.eq_ignore_ascii_case(v)),
-            _ => (v.len() <= 16 && PLACEHOLDERS.iter().any(|p| p.eq_ignore_ascii_case(v))) || filler(v),
+            IdentifierKind::Phone => id.value.split_once(';').is_some_and(|(number, _)| {
+                !self.blocked.is_empty() && self.blocked.contains(&Identifier::new(IdentifierKind::Phone, number))
+            }),
+            _ => false,
         }
     }
+}
+
+/// The operator's blocked values, normalized: identifiers, and handles blocked on every
+/// platform (social handles listed without a platform). A value that does not normalize could
+/// never match: it is refused, by list and position.
+fn blocked_values(
+    config: &IdentityConfig,
+    normalizer: &Normalizer,
+) -> Result<(HashSet<Identifier>, HashSet<String>), RulesError> {
+    let mut blocked = HashSet::new();
+    let mut handles = HashSet::new();
+    for (name, values) in &config.blocked {
+        let k = kind("blocked", name)?;
+        for (index, v) in values.iter().enumerate() {
+            let unusable =
+                |e: NormalizeError| RulesError::UnusableBlocked { list: name.clone(), index, reason: e.code() };
+            if k == IdentifierKind::SocialHandle && !v.contains(':') {
+                handles.insert(canonical_handle(v).map_err(unusable)?);
+            } else {
+                blocked.insert(normalizer.normalize(&RawIdentifier::new(k, v.as_str())).map_err(unusable)?);
+            }
+        }
+    }
+    Ok((blocked, handles))
+}
+
+/// A phone line type as compared: trimmed, ASCII lowercase.
+fn line_type(t: &str) -> String {
+    t.trim().to_ascii_lowercase()
+}
+
+/// One of the built-in placeholder words (`unknown`, `n/a`...), in any case.
+fn is_placeholder_word(v: &str) -> bool {
+    v.len() <= 16 && PLACEHOLDERS.iter().any(|p| p.eq_ignore_ascii_case(v))
+}
+
+/// The handle of a raw `platform:handle` value, trimmed and without a leading `@`.
+fn raw_handle(raw: &str) -> &str {
+    let handle = raw.split_once(':').map_or(raw, |(_, h)| h).trim();
+    handle.strip_prefix('@').unwrap_or(handle)
+}
+
+/// The handle of a canonical `platform:handle` value.
+fn handle_part(v: &str) -> &str {
+    v.split_once(':').map_or(v, |(_, h)| h)
+}
+
+/// The local part of a canonical email address without its `+tag`.
+fn untagged_local_part(v: &str) -> &str {
+    let local = v.rsplit_once('@').map_or(v, |(l, _)| l);
+    local.split_once('+').map_or(local, |(l, _)| l)
+}
+
+/// Whether a normalized identifier is one of the built-in placeholders or filler.
+fn is_builtin_placeholder(id: &Identifier) -> bool {
+    let v: &str = &id.value;
+    match id.kind {
+        IdentifierKind::Email => is_placeholder_email(v),
+        IdentifierKind::Phone => is_filler_phone(v),
+        // A handle is a name its owner chose: only the listed placeholders.
+        IdentifierKind::SocialHandle => is_placeholder_word(handle_part(v)),
+        _ => is_placeholder_word(v) || filler(v),
+    }
+}
+
+/// A placeholder or automated address: a listed one, an automated sender or a placeholder
+/// local part on any domain (`noreply+bounces@...`, `noemail@gmail.com`), any placeholder word
+/// at `example.com`, or any address at a placeholder domain (`none@none.net`).
+fn is_placeholder_email(v: &str) -> bool {
+    let lists = &*EMAIL_LISTS;
+    let local = untagged_local_part(v);
+    let domain = v.rsplit_once('@').map_or("", |(_, d)| d);
+    let domain_name = domain.split('.').next().unwrap_or(domain);
+    lists.placeholder_emails.contains(v)
+        || lists.automated_local_parts.contains(local)
+        || lists.placeholder_local_parts.contains(local)
+        || (lists.placeholders.contains(local) && domain == "example.com")
+        || lists.placeholder_domain_names.contains(domain_name)
+}
+
+/// A phone number whose whole national number is one digit repeated or a counting run
+/// (`+1 555 555 5555`, `+1 123 456 7890`); a run in its last digits alone is not filler
+/// (`+1 212 345 6789` is a real number).
+fn is_filler_phone(v: &str) -> bool {
+    let Some(national) = crate::phone::national_digits(v).filter(|n| !n.is_empty()) else {
+        return false;
+    };
+    let first = national.as_bytes()[0];
+    national.bytes().all(|b| b == first)
+        || "01234567890123456789".contains(national)
+        || "98765432109876543210".contains(national)
 }
 
 /// An opaque id that is filler, not a value: one character repeated (`0000000000`, `xxxxxx`,
@@ -459,7 +567,7 @@ mod tests {
     #[test]
     fn placeholders_and_operator_values_are_blocked() {
         let r = rules();
-        assert!(r.is_placeholder_raw(" N/A "));
+        assert!(r.is_placeholder_raw(IdentifierKind::Email, " N/A "));
         assert!(r.is_blocked(&id(IdentifierKind::Email, "noreply@shop.com")));
         assert!(r.is_blocked(&id(IdentifierKind::Email, "test@test.com")));
         assert!(r.is_blocked(&id(IdentifierKind::Email, "frontdesk@hotel.com")), "operator list is normalized");
@@ -491,6 +599,140 @@ mod tests {
         c.limits.insert("case".into(), 3);
         let r = IdentityRules::from_config(&c, &n).unwrap();
         assert_eq!((r.limit(IdentifierKind::Case), r.kept(IdentifierKind::Case)), (Some(3), None));
+    }
+
+    fn rules_with(edit: impl FnOnce(&mut IdentityConfig)) -> Result<IdentityRules, RulesError> {
+        let mut c = IdentityConfig::default();
+        edit(&mut c);
+        IdentityRules::from_config(&c, &Normalizer::new("US").unwrap())
+    }
+
+    /// `raw` of `kind` normalized under US rules.
+    fn normalized(kind: IdentifierKind, raw: &str) -> Identifier {
+        Normalizer::new("US").unwrap().normalize(&RawIdentifier::new(kind, raw)).unwrap()
+    }
+
+    #[test]
+    fn placeholder_handles_are_blocked_on_every_platform() {
+        let r = rules();
+        use IdentifierKind::SocialHandle;
+        for raw in ["x:unknown", "x:@Unknown", "twitter:anonymous", "instagram:N/A", "facebook:null", "x:guest"] {
+            assert!(r.is_blocked(&normalized(SocialHandle, raw)), "{raw}");
+        }
+        assert!(r.is_placeholder_raw(SocialHandle, "x: not provided"));
+        assert!(r.is_placeholder_raw(SocialHandle, "x:@unknown"));
+        assert!(!r.is_placeholder_raw(SocialHandle, "x:josmith"));
+        for raw in ["x:josmith", "x:unknown_jo", "instagram:nullpointer"] {
+            assert!(!r.is_blocked(&normalized(SocialHandle, raw)), "{raw}");
+        }
+    }
+
+    #[test]
+    fn an_operator_handle_without_a_platform_is_blocked_on_every_platform() {
+        let r = rules_with(|c| {
+            c.builtin_placeholders = false;
+            c.blocked.insert("social_handle".into(), vec!["@AcmeSupport".into(), "fb:acme_shop".into()]);
+        })
+        .unwrap();
+        use IdentifierKind::SocialHandle;
+        for raw in ["x:acmesupport", "instagram:@ACMESUPPORT", "facebook:acme_shop"] {
+            assert!(r.is_blocked(&normalized(SocialHandle, raw)), "{raw}");
+        }
+        assert!(!r.is_blocked(&normalized(SocialHandle, "x:acme_shop")), "listed with its platform");
+    }
+
+    #[test]
+    fn an_operator_value_that_does_not_normalize_is_refused_by_list_and_position() {
+        let err = rules_with(|c| {
+            c.blocked.insert("phone".into(), vec!["+44 (0) 20 7946 0958".into(), "555-SECRET-99".into()]);
+        })
+        .unwrap_err();
+        assert_eq!(err, RulesError::UnusableBlocked { list: "phone".into(), index: 1, reason: "invalid_phone" });
+        let message = err.to_string();
+        assert!(message.starts_with("identity.blocked.phone[1]"), "{message}");
+        assert!(!message.contains("SECRET"), "{message}");
+        let err = rules_with(|c| {
+            c.blocked.insert("email".into(), vec!["jo@x.com".into(), "ann@y.com".into(), "unknown".into()]);
+        })
+        .unwrap_err();
+        assert_eq!(err.to_string(), "identity.blocked.email[2]: not a valid email value (invalid_email)");
+        let err = rules_with(|c| {
+            c.blocked.insert("social_handle".into(), vec!["@".into()]);
+        })
+        .unwrap_err();
+        assert_eq!(
+            err,
+            RulesError::UnusableBlocked { list: "social_handle".into(), index: 0, reason: "invalid_handle" }
+        );
+        // A phone number blocked in any spelling, with its extensions.
+        let r = rules_with(|c| {
+            c.blocked.insert("phone".into(), vec!["+44 (0) 20 7946 0958".into()]);
+        })
+        .unwrap();
+        assert!(r.is_blocked(&id(IdentifierKind::Phone, "+442079460958")));
+        assert!(r.is_blocked(&id(IdentifierKind::Phone, "+442079460958;ext=12")));
+        assert!(!r.is_blocked(&id(IdentifierKind::Phone, "+442079460959")));
+    }
+
+    #[test]
+    fn placeholder_local_parts_and_domains_are_blocked_on_any_domain() {
+        let r = rules();
+        use IdentifierKind::Email;
+        for raw in [
+            "noemail@gmail.com",
+            "NoEmail@gmail.com",
+            "no-email@yahoo.com",
+            "none@gmail.com",
+            "n/a@outlook.com",
+            "null@gmail.com",
+            "unknown@hotmail.com",
+            "no.reply@shop.com",
+            "noreply+orders@shop.com",
+            "donotreply@bank.com",
+            "none@none.net",
+            "jo@noemail.com",
+            "a@none.co.uk",
+        ] {
+            assert!(r.is_blocked(&normalized(Email, raw)), "{raw}");
+        }
+        // Real people can have these.
+        for raw in ["test@gmail.com", "na@smallfirm.de", "guest@hotel.com", "jo@nonexistent.com", "nonie@x.com"] {
+            assert!(!r.is_blocked(&normalized(Email, raw)), "{raw}");
+        }
+    }
+
+    #[test]
+    fn a_tagged_role_mailbox_is_a_role_mailbox() {
+        let r = rules();
+        let shared = |v: &str| r.is_shared_by_nature(&normalized(IdentifierKind::Email, v), None);
+        assert!(shared("support+acme@shop.com"));
+        assert!(shared("Support@shop.com"));
+        assert!(!shared("jo+support@shop.com"));
+    }
+
+    #[test]
+    fn a_run_must_cover_the_whole_national_number() {
+        let r = rules();
+        let blocked = |v: &str| r.is_blocked(&normalized(IdentifierKind::Phone, v));
+        for v in ["+1 212 345 6789", "+1 201 234 5678", "+44 20 3456 7890", "+49 30 1234567"] {
+            assert!(!blocked(v), "{v}");
+        }
+        // Filler by the whole national number, whatever the country code's length.
+        for v in ["+15555555555", "+11234567890", "+19876543210", "+15555555555;ext=1", "+441234567890", "+4911111111"]
+        {
+            assert!(r.is_blocked(&id(IdentifierKind::Phone, v)), "{v}");
+        }
+    }
+
+    #[test]
+    fn line_types_match_whatever_their_case_and_padding() {
+        let r = rules_with(|c| c.shared_line_types = vec![" Landline ".into(), "VOIP".into()]).unwrap();
+        let phone = normalized(IdentifierKind::Phone, "+1 212 555 0199");
+        for q in ["landline", "LANDLINE", " Landline ", "voip", "VoIP "] {
+            assert!(r.is_shared_by_nature(&phone, Some(q)), "{q}");
+        }
+        assert!(!r.is_shared_by_nature(&phone, Some("mobile")));
+        assert!(!r.is_shared_by_nature(&phone, None));
     }
 
     #[test]
