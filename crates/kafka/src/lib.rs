@@ -9,6 +9,7 @@
 pub mod changelog;
 pub mod clients;
 pub mod config;
+pub mod headers;
 pub mod health;
 pub mod lookups;
 pub mod merge;

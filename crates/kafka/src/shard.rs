@@ -16,7 +16,7 @@ use omnistitch_model::{EventTime, ProfileId, Tenant, Tenants};
 use omnistitch_moments::TimerHorizons;
 use prometheus::IntCounter;
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 
@@ -51,16 +51,14 @@ pub struct Input {
 
 impl Input {
     /// Copies what is needed of `m`.
-    pub fn of<M: Message>(m: &M) -> Self {
+    pub fn of(m: &BorrowedMessage<'_>) -> Self {
         Input {
             partition: m.partition(),
             offset: m.offset(),
             timestamp: m.timestamp().to_millis(),
             key: m.key().map(Box::from),
             payload: m.payload().map(Box::from),
-            headers: m
-                .headers()
-                .map_or_else(Box::default, |h| h.iter().map(|h| (Box::from(h.key), h.value.map(Box::from))).collect()),
+            headers: crate::headers::copy(m),
         }
     }
 }
