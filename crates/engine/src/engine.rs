@@ -127,8 +127,8 @@ impl Engine {
     }
 
     /// Evicts what retention no longer allows from `tenant`'s timelines, thread index and
-    /// deduplication index, and its profiles without identifiers, by the tenant's own newest
-    /// event time.
+    /// deduplication index, and its profiles without identifiers or with conversation ids
+    /// alone, by the tenant's own newest event time.
     fn sweep(&mut self, tenant: &Tenant) {
         self.stats.evicted += self.timelines.evict_expired_of(tenant.as_str()) as u64;
         if let Some(watermark) = self.timelines.watermark(tenant.as_str()) {

@@ -7,7 +7,7 @@
 
 use std::hash::BuildHasher;
 
-use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
+use hashbrown::{DefaultHashBuilder, HashMap, HashSet, HashTable};
 use omnistitch_model::output::MatchOutcome;
 use omnistitch_model::{EventTime, Identifier, IdentifierKind, ProfileId, ShortStr};
 use smallvec::SmallVec;
@@ -130,7 +130,7 @@ pub struct TenantGraph {
     redirects: HashMap<ProfileId, ProfileId>,
     /// Entry slots of forgotten identifiers, reused first.
     free_entries: Vec<u32>,
-    /// Identifiers forgotten (past a kind's `keep_newest`) so far.
+    /// Identifiers forgotten so far: past a kind's `keep_newest`, or with their profile.
     forgotten: u64,
 }
 
@@ -165,7 +165,10 @@ impl TenantGraph {
         self.entries.len() - self.free_entries.len()
     }
 
-    /// Identifiers forgotten so far: the oldest of a profile's kind past its `keep_newest`.
+    /// Identifiers forgotten so far: the oldest of a profile's kind past its `keep_newest`, and
+    /// the conversation ids of profiles forgotten once old (see
+    /// [`TenantGraph::forget_anonymous_before`]). With [`TenantGraph::identifier_count`], every
+    /// identifier a profile ever held.
     pub fn forgotten_count(&self) -> u64 {
         self.forgotten
     }
@@ -300,20 +303,57 @@ impl TenantGraph {
         ids
     }
 
-    /// Forgets profiles that hold no identifier and absorbed none (an event with no usable
-    /// identifier makes one; nothing can ever link to it again) last seen before `cutoff`.
-    pub fn forget_anonymous_before(&mut self, cutoff: EventTime) -> usize {
-        let mut n = 0;
-        for (slot, p) in self.profiles.iter_mut().enumerate() {
-            let Some(profile) = p else { continue };
-            if profile.entries.is_empty() && profile.merged_from.is_empty() && profile.last_seen < cutoff {
-                self.by_id.remove(&profile.id);
-                *p = None;
-                self.free.push(slot as u32);
-                n += 1;
+    /// Forgets the profiles last seen before `cutoff` that hold no identifier (an event with no
+    /// usable identifier makes one) or only conversation ids (the kinds `rules` keep the newest
+    /// of: cases, chat sessions, calls; every call from a number marked shared makes one):
+    /// nothing that names a customer can link to them again. Their conversation ids leave the
+    /// graph, counted as forgotten (an event naming one later starts a new profile, as after
+    /// `keep_newest`), and the ids they absorbed lead nowhere any more. Returns how many went.
+    pub fn forget_anonymous_before(&mut self, cutoff: EventTime, rules: &IdentityRules) -> usize {
+        let slots: Vec<u32> = (0..self.profiles.len() as u32)
+            .filter(|&s| {
+                self.profiles[s as usize].as_ref().is_some_and(|p| p.last_seen < cutoff && Self::is_anonymous(rules, p))
+            })
+            .collect();
+        let mut absorbers = Vec::new();
+        for &slot in &slots {
+            let p = self.profiles[slot as usize].take().expect("live profile");
+            for &e in &p.entries {
+                self.forget_entry(e);
+            }
+            self.by_id.remove(&p.id);
+            self.free.push(slot);
+            if !p.merged_from.is_empty() {
+                absorbers.push(p);
             }
         }
-        n
+        self.drop_redirects_to(&absorbers);
+        slots.len()
+    }
+
+    /// Whether `profile` holds nothing but conversation ids (or nothing at all).
+    fn is_anonymous(rules: &IdentityRules, profile: &Profile) -> bool {
+        IdentifierKind::ALL.into_iter().all(|k| profile.counts[k.index()] == 0 || rules.kept(k).is_some())
+    }
+
+    /// Drops the redirects that lead to one of `gone` (profiles just forgotten). Their merge
+    /// lists name every id they absorbed unless one was cut at [`MAX_MERGED_FROM`]: then every
+    /// redirect is followed.
+    fn drop_redirects_to(&mut self, gone: &[Profile]) {
+        if gone.is_empty() {
+            return;
+        }
+        let ids: HashSet<ProfileId> = gone.iter().map(|p| p.id).collect();
+        let listed = gone.iter().all(|p| p.merged_from.len() < MAX_MERGED_FROM);
+        let candidates: Vec<ProfileId> = if listed {
+            gone.iter().flat_map(|p| p.merged_from.iter().copied()).collect()
+        } else {
+            self.redirects.keys().copied().collect()
+        };
+        let doomed: Vec<ProfileId> = candidates.into_iter().filter(|&a| ids.contains(&self.current(a))).collect();
+        for a in doomed {
+            self.redirects.remove(&a);
+        }
     }
 
     /// Every live profile, in no particular order.
@@ -581,23 +621,116 @@ impl TenantGraph {
             p.entries.retain(|e| !oldest.contains(e));
             p.counts[kind.index()] -= excess;
             for idx in oldest {
-                let e = &self.entries[idx as usize];
-                let h = hash_of(&self.hasher, e.kind, e.value.as_bytes());
-                if let Ok(found) = self.index.find_entry(h, |&i| i == idx) {
-                    found.remove();
-                }
-                self.entries[idx as usize] =
-                    Entry { value: ShortStr::new(""), kind, shared: false, profile: NO_PROFILE };
-                self.free_entries.push(idx);
-                self.forgotten += 1;
+                self.forget_entry(idx);
             }
         }
+    }
+
+    /// Removes entry `idx` from the graph (its profile's list is the caller's), counted as
+    /// forgotten; its room is reused.
+    fn forget_entry(&mut self, idx: u32) {
+        let e = &self.entries[idx as usize];
+        let (kind, h) = (e.kind, hash_of(&self.hasher, e.kind, e.value.as_bytes()));
+        if let Ok(found) = self.index.find_entry(h, |&i| i == idx) {
+            found.remove();
+        }
+        self.entries[idx as usize] = Entry { value: ShortStr::new(""), kind, shared: false, profile: NO_PROFILE };
+        self.free_entries.push(idx);
+        self.forgotten += 1;
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::table_bytes;
+    use super::*;
+    use crate::normalize::Normalizer;
+    use crate::rules::IdentityConfig;
+    use IdentifierKind::{Call, Case, ChatSession, ChatVisitor, Email};
+
+    fn rules() -> IdentityRules {
+        IdentityRules::from_config(&IdentityConfig::default(), &Normalizer::new("US").unwrap()).unwrap()
+    }
+
+    fn id(kind: IdentifierKind, v: &str) -> Identifier {
+        Identifier::new(kind, v)
+    }
+
+    /// Applies event `name` at `t` naming `ids` (strongest first); the profile it lands on.
+    fn link(g: &mut TenantGraph, rules: &IdentityRules, name: &str, t: i64, ids: &[Identifier]) -> ProfileId {
+        g.link(ids, rules, || ProfileId::derive("acme", name), EventTime(t)).profile
+    }
+
+    #[test]
+    fn old_profiles_of_conversation_ids_alone_are_forgotten_with_their_ids() {
+        let r = rules();
+        let mut g = TenantGraph::new();
+        let call = link(&mut g, &r, "e1", 10, &[id(Call, "CA-1")]);
+        let case = link(&mut g, &r, "e2", 10, &[id(Case, "C-1"), id(ChatSession, "S-1")]);
+        let jo = link(&mut g, &r, "e3", 10, &[id(Email, "jo@x.com"), id(Case, "C-2")]);
+        let visitor = link(&mut g, &r, "e4", 10, &[id(ChatSession, "S-2"), id(ChatVisitor, "v-1")]);
+        let recent = link(&mut g, &r, "e5", 100, &[id(Call, "CA-2")]);
+        let anonymous = link(&mut g, &r, "e6", 10, &[]);
+        assert_eq!((g.profile_count(), g.identifier_count(), g.forgotten_count()), (6, 8, 0));
+        assert_eq!(g.forget_anonymous_before(EventTime(50), &r), 3);
+        for gone in [call, case, anonymous] {
+            assert!(g.get(gone).is_none());
+        }
+        for kept in [jo, visitor, recent] {
+            assert!(g.get(kept).is_some(), "a customer identifier, a cookie, or seen since the cutoff");
+        }
+        assert_eq!((g.profile_count(), g.identifier_count(), g.forgotten_count()), (3, 5, 3));
+        assert_eq!(g.profile_of(&id(Case, "C-1")), None);
+        assert_eq!(g.profile_of(&id(Case, "C-2")), Some(jo));
+        // A forgotten id seen again starts a new profile.
+        let again = g.link(&[id(Call, "CA-1")], &r, || ProfileId::derive("acme", "e7"), EventTime(120));
+        assert!(again.created && again.profile != call);
+        // Without conversation kinds (no keep_newest), only profiles with no identifier go.
+        let mut g = TenantGraph::new();
+        let naive = IdentityRules::naive();
+        link(&mut g, &naive, "e1", 10, &[id(Call, "CA-1")]);
+        link(&mut g, &naive, "e2", 10, &[]);
+        assert_eq!(g.forget_anonymous_before(EventTime(50), &naive), 1);
+        assert_eq!(g.identifier_count(), 1);
+    }
+
+    #[test]
+    fn a_forgotten_profile_takes_the_ids_it_absorbed_with_it() {
+        let r = rules();
+        let mut g = TenantGraph::new();
+        let first = link(&mut g, &r, "e1", 10, &[id(Call, "CA-1")]);
+        let second = link(&mut g, &r, "e2", 11, &[id(Call, "CA-2")]);
+        let third = link(&mut g, &r, "e3", 12, &[id(Call, "CA-3")]);
+        link(&mut g, &r, "e4", 13, &[id(Case, "C-1"), id(Call, "CA-1"), id(Call, "CA-2")]);
+        link(&mut g, &r, "e5", 14, &[id(Case, "C-1"), id(Call, "CA-3")]);
+        assert_eq!((g.profile_count(), g.redirects.len()), (1, 2));
+        assert_eq!(g.get(third).map(|p| p.id), Some(first));
+        assert_eq!(g.forget_anonymous_before(EventTime(15), &r), 1);
+        for gone in [first, second, third] {
+            assert!(g.get(gone).is_none());
+        }
+        assert_eq!((g.profile_count(), g.identifier_count(), g.redirects.len()), (0, 0, 0));
+        assert_eq!(g.forgotten_count(), 4);
+    }
+
+    #[test]
+    fn the_same_calls_and_sweeps_give_the_same_graph() {
+        let r = rules();
+        let run = || {
+            let mut g = TenantGraph::new();
+            for i in 0..200i64 {
+                let ids = [id(Case, &format!("C-{}", i / 3)), id(Call, &format!("CA-{i}"))];
+                link(&mut g, &r, &format!("e{i}"), i, &ids[usize::from(i % 2 == 0)..]);
+                if i % 25 == 0 {
+                    g.forget_anonymous_before(EventTime(i - 40), &r);
+                }
+            }
+            let profiles: Vec<_> = g.profiles().map(|p| (p.id, g.identifiers(p), p.last_seen)).collect();
+            (format!("{:?} {:?} {:?}", g.entries, g.free, g.free_entries), profiles, g.forgotten_count())
+        };
+        let (a, b) = (run(), run());
+        assert_eq!(a, b);
+        assert!(a.1.len() <= 70, "{}", a.1.len());
+    }
 
     /// A table's bytes follow its buckets, not its capacity (7/8 of them from 8 on).
     #[test]

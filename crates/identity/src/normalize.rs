@@ -176,7 +176,7 @@ fn is_phone_punctuation(c: char) -> bool {
 /// trunk prefix 1 are rewritten to one key. The key packs (international?, digit count,
 /// digits) into a `u128`, so a lookup allocates nothing.
 fn phone_cache_key(value: &str, dialing: &Dialing) -> Option<u128> {
-    let v = value.strip_prefix("tel:").unwrap_or(value).trim();
+    let v = strip_tel(value);
     // ASCII digits, so that the international prefix's pattern can read them.
     let mut digits = [0u8; 36];
     let mut n = 0;
@@ -233,25 +233,34 @@ fn pack(international: bool, parts: &[&str]) -> u128 {
 #[error("unknown phone region `{0}` (expected an ISO 3166 alpha-2 code such as US or GB)")]
 pub struct UnknownRegion(pub String);
 
-/// The canonical form of an email address: `Display Name <addr>` and a `mailto:` scheme
-/// removed, the local part lowercased, the domain in its ASCII (IDNA) form, all of it in
-/// Unicode NFC, so composed and decomposed spellings of one address are one identifier.
+/// The canonical form of an email address: read in Unicode NFKC (compatibility spellings are
+/// their plain characters: the fullwidth `ｊｏ＠ｘ.ｃｏｍ` an East Asian input mode types, the
+/// ligature `ﬁ`), `Display Name <addr>` and a `mailto:` scheme removed, the local part
+/// lowercased, the domain in its ASCII (IDNA) form, so compatibility, composed and decomposed
+/// spellings of one address are one identifier. The mapping comes first, so what it makes
+/// (a `＠` is an `@`) is read and checked as if written so: a canonical address normalizes to
+/// itself.
 ///
 /// Refused rather than guessed: brackets that do not pair up, invisible format characters
 /// (zero-width spaces, byte order marks), domain literals (`jo@[192.0.2.1]`), and `mailto:`
 /// links with a query (`?subject=...`, `?cc=...`): a query can name further recipients, so the
 /// link is not one address.
 fn normalize_email(value: &str) -> Result<CompactString, NormalizeError> {
-    let addr = strip_mailto(bracketed_address(value)?.trim())?;
+    let value = compatibility_mapped(value);
+    let addr = strip_mailto(bracketed_address(&value)?.trim())?;
     if has_bad_chars(addr) || has_format_chars(addr) {
         return Err(NormalizeError::InvalidEmail);
     }
     let (local, domain) = addr.rsplit_once('@').ok_or(NormalizeError::InvalidEmail)?;
-    if local.is_empty() || local.contains('@') || local.len() > 64 {
+    if local.is_empty() || local.contains('@') {
         return Err(NormalizeError::InvalidEmail);
     }
     let domain = ascii_domain(domain.trim_end_matches('.'))?;
     let local = canonical_local_part(local);
+    // Counted as kept: lowercasing can lengthen a local part.
+    if local.len() > 64 {
+        return Err(NormalizeError::InvalidEmail);
+    }
     let mut out = CompactString::with_capacity(local.len() + 1 + domain.len());
     out.push_str(&local);
     out.push('@');
@@ -318,7 +327,17 @@ fn ascii_domain(domain: &str) -> Result<std::borrow::Cow<'_, str>, NormalizeErro
     Ok(ascii)
 }
 
-/// A local part lowercased (Unicode lowercase beyond ASCII) and in NFC.
+/// `value` in Unicode NFKC: compatibility characters (fullwidth and halfwidth forms,
+/// ligatures, circled and styled letters) become the characters they stand for.
+fn compatibility_mapped(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.is_ascii() {
+        return value.into();
+    }
+    ComposingNormalizerBorrowed::new_nfkc().normalize(value)
+}
+
+/// A local part (already in NFKC) lowercased (Unicode lowercase beyond ASCII) and in NFKC
+/// again: lowercasing can undo the form.
 fn canonical_local_part(local: &str) -> std::borrow::Cow<'_, str> {
     if local.is_ascii() {
         return if local.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -327,8 +346,8 @@ fn canonical_local_part(local: &str) -> std::borrow::Cow<'_, str> {
             local.into()
         };
     }
-    let nfc = ComposingNormalizerBorrowed::new_nfc();
-    nfc.normalize(&local.to_lowercase()).into_owned().into()
+    let nfkc = ComposingNormalizerBorrowed::new_nfkc();
+    nfkc.normalize(&local.to_lowercase()).into_owned().into()
 }
 
 /// A region whose rules read a number written with its country code exactly as written: it has
@@ -341,11 +360,20 @@ const AS_WRITTEN: Region = Region::IT;
 /// with its country code is read by its own country's rules, one without by the default
 /// region's.
 fn parse_phone(value: &str, dialing: &Dialing) -> Result<CompactString, NormalizeError> {
-    let v = value.strip_prefix("tel:").unwrap_or(value).trim();
+    let v = strip_tel(value);
     let v = respell_extension(v)?;
     let (v, international) = dialled_form(&v, dialing);
     let n = if international { parse_international(&v)? } else { parse_national(&v, dialing.region)? };
     canonical_phone(&n)
+}
+
+/// `v` without a `tel:` scheme (RFC 3966, any case: `TEL:`, `Tel:`), trimmed.
+fn strip_tel(v: &str) -> &str {
+    const SCHEME: &str = "tel:";
+    match v.get(..SCHEME.len()) {
+        Some(scheme) if scheme.eq_ignore_ascii_case(SCHEME) => v[SCHEME.len()..].trim(),
+        _ => v.trim(),
+    }
 }
 
 /// `...;ext=12` (RFC 3966, the spelling canonical values use) in a spelling the phone library
@@ -438,7 +466,7 @@ fn canonical_phone(n: &PhoneNumber) -> Result<CompactString, NormalizeError> {
 fn normalize_handle(value: &str) -> Result<CompactString, NormalizeError> {
     let (platform, handle) = value.split_once(':').ok_or(NormalizeError::InvalidHandle)?;
     let platform = canonical_platform(platform);
-    if platform.is_empty() || has_bad_chars(&platform) {
+    if platform.is_empty() || has_bad_chars(&platform) || has_format_chars(&platform) {
         return Err(NormalizeError::InvalidHandle);
     }
     let handle = canonical_handle(handle)?;
@@ -450,11 +478,13 @@ fn normalize_handle(value: &str) -> Result<CompactString, NormalizeError> {
 }
 
 /// The canonical form of a handle alone (the part after `platform:`): trimmed, without a
-/// leading `@`, lowercased.
+/// leading `@`, lowercased. A handle with an invisible format character (a zero-width space, a
+/// byte order mark, a bidirectional control) is refused: it would be another identifier that
+/// looks the same.
 pub(crate) fn canonical_handle(handle: &str) -> Result<String, NormalizeError> {
     let handle = handle.trim();
     let handle = handle.strip_prefix('@').unwrap_or(handle);
-    if handle.is_empty() || has_bad_chars(handle) {
+    if handle.is_empty() || has_bad_chars(handle) || has_format_chars(handle) {
         return Err(NormalizeError::InvalidHandle);
     }
     Ok(handle.to_lowercase())
@@ -607,6 +637,45 @@ mod tests {
         assert_eq!(norm(IdentifierKind::SocialHandle, "twitter: josmith").unwrap(), "x:josmith");
         assert_ne!(norm(IdentifierKind::SocialHandle, "instagram:josmith").unwrap(), "x:josmith");
         assert_eq!(norm(IdentifierKind::SocialHandle, "x:@"), Err(NormalizeError::InvalidHandle));
+    }
+
+    #[test]
+    fn handles_with_invisible_format_characters_are_invalid() {
+        for v in ["x:jo\u{200b}", "x:\u{feff}jo", "x:j\u{200d}o", "x:jo\u{ad}smith", "x:\u{202e}oj", "x\u{200b}:jo"] {
+            assert_eq!(norm(IdentifierKind::SocialHandle, v), Err(NormalizeError::InvalidHandle), "{v:?}");
+        }
+        // Visible non-ASCII handles are still handles.
+        assert_eq!(norm(IdentifierKind::SocialHandle, "x:@J\u{f6}rg").unwrap(), "x:j\u{f6}rg");
+        assert_eq!(canonical_handle("jo\u{2060}"), Err(NormalizeError::InvalidHandle));
+    }
+
+    #[test]
+    fn the_tel_scheme_is_stripped_in_any_case() {
+        for v in [
+            "tel:+14155550134",
+            "TEL:+14155550134",
+            "Tel:+1-415-555-0134",
+            "tEl:(415) 555-0134",
+            "TEL: +1 415 555 0134",
+        ] {
+            assert_eq!(phone_in("US", v).as_deref(), Ok("+14155550134"), "{v}");
+        }
+        assert_eq!(phone_in("US", "TEL:+1-212-555-0199;EXT=12").as_deref(), Ok("+12125550199;ext=12"));
+        // Read as written after the scheme: by the number's own country, an international call
+        // prefix as a `+`, one cache entry with the spelling without it.
+        for (region, v, expected) in [
+            ("US", "TEL:+49 151 23456789", "+4915123456789"),
+            ("US", "Tel:0044 20 7946 0958", "+442079460958"),
+            ("AU", "TEL:0011 44 20 7946 0958", "+442079460958"),
+            ("GB", "TEL:+44 (0) 20 7946 0958", "+442079460958"),
+        ] {
+            assert_eq!(phone_in(region, v).as_deref(), Ok(expected), "{region} {v}");
+        }
+        let us = Dialing::new(Region::US);
+        assert_eq!(phone_cache_key("TEL:+14155550134", &us), phone_cache_key("+14155550134", &us));
+        assert!(phone_cache_key("TEL:(415) 555-0134", &us).is_some());
+        // Only a scheme at the start is one.
+        assert_eq!(phone_in("US", "+1 415 555 0134 tel:"), Err(NormalizeError::InvalidPhone));
     }
 
     #[test]
@@ -802,6 +871,48 @@ mod tests {
     }
 
     #[test]
+    fn compatibility_spellings_of_an_address_are_one_identifier() {
+        // Fullwidth forms (typed in an East Asian input mode) and ligatures are their plain
+        // letters, in the local part as in the domain, the separator included.
+        for v in [
+            "\u{ff4a}\u{ff4f}@x.com",
+            "\u{ff2a}\u{ff2f}@X.COM",
+            "\u{ff4a}\u{ff4f}\u{ff20}\u{ff58}\u{ff0e}\u{ff43}\u{ff4f}\u{ff4d}",
+            "Jo <\u{ff4a}\u{ff4f}@x.com>",
+            "\u{ff2a}\u{ff4f} \u{ff1c}jo@x.com\u{ff1e}",
+        ] {
+            assert_eq!(norm(IdentifierKind::Email, v).unwrap(), "jo@x.com", "{v:?}");
+        }
+        assert_eq!(norm(IdentifierKind::Email, "\u{fb01}ona@x.com").unwrap(), "fiona@x.com");
+        assert_eq!(norm(IdentifierKind::Email, "\u{1d2c}nn@x.com").unwrap(), "ann@x.com");
+        assert_eq!(
+            norm(IdentifierKind::Email, "jos\u{e9}\u{ff20}b\u{fc}cher.de").unwrap(),
+            "jos\u{e9}@xn--bcher-kva.de"
+        );
+        // What the mapping makes of a value is checked as the value: a space, a second `@`.
+        for v in ["jo\u{a8}@x.com", "a\u{fe6b}b@x.com", "jo\u{ff20}\u{ff20}x.com"] {
+            assert_eq!(norm(IdentifierKind::Email, v), Err(NormalizeError::InvalidEmail), "{v:?}");
+        }
+        // The limit of 64 counts the canonical local part.
+        let wide = "\u{ff41}".repeat(64);
+        assert_eq!(norm(IdentifierKind::Email, &format!("{wide}@x.com")).unwrap(), format!("{}@x.com", "a".repeat(64)));
+        assert_eq!(norm(IdentifierKind::Email, &format!("{wide}\u{ff41}@x.com")), Err(NormalizeError::InvalidEmail));
+    }
+
+    #[test]
+    fn every_code_point_in_a_local_part_normalizes_to_a_fixed_point() {
+        let mut checked = 0;
+        for c in (0..=0x10_ffffu32).filter_map(char::from_u32).filter(|c| !c.is_ascii()) {
+            let v = format!("a{c}b@x.com");
+            if let Ok(once) = normalize_email(&v) {
+                assert_eq!(normalize_email(&once).as_ref(), Ok(&once), "U+{:04X}", c as u32);
+                checked += 1;
+            }
+        }
+        assert!(checked > 200_000, "{checked}");
+    }
+
+    #[test]
     fn unknown_region_is_a_clear_error() {
         assert!(Normalizer::new("ZZ").unwrap_err().to_string().contains("ZZ"));
         assert!(Normalizer::new("gb").is_ok());
@@ -821,13 +932,24 @@ mod total {
         fn any_value_of_any_kind_normalizes_or_is_refused(
             kind in prop::sample::select(IdentifierKind::ALL.to_vec()),
             value in prop_oneof![
-                "(\\PC|[0-9+()\\- .#*x]|tel:|00|011|ext|@|:){0,40}",
+                "(\\PC|[0-9+()\\- .#*x]|tel:|TEL:|00|011|ext|@|:){0,40}",
                 "\\+?[0-9 ()+\\-.x#*]{0,30}",
             ],
             region in prop::sample::select(vec!["US", "GB", "DE", "FR", "IN", "BR", "AU", "JP"]),
         ) {
             let n = Normalizer::new(region).unwrap();
             let _ = n.normalize(&RawIdentifier::new(kind, value.as_str()));
+        }
+
+        /// A canonical email address normalizes to itself, whatever mapping made it.
+        #[test]
+        fn a_canonical_address_is_a_fixed_point(
+            local in "(\\PC|[\u{ff01}-\u{ff5e}]|[\u{fb00}-\u{fb06}]|[\u{2460}-\u{24ff}]|[\u{1d400}-\u{1d7ff}]){1,12}",
+            domain in prop::sample::select(vec!["x.com", "b\u{fc}cher.de", "\u{ff58}\u{ff0e}\u{ff43}\u{ff4f}\u{ff4d}"]),
+        ) {
+            if let Ok(once) = normalize_email(&format!("{local}@{domain}")) {
+                prop_assert_eq!(normalize_email(&once), Ok(once.clone()));
+            }
         }
     }
 }

@@ -122,9 +122,62 @@ impl IdentityResolver {
         &self.rules
     }
 
-    /// Forgets `tenant`'s profiles that hold no identifier (nothing can ever link to them
-    /// again) and were last seen before `cutoff`; returns how many.
+    /// Forgets `tenant`'s profiles last seen before `cutoff` that hold no identifier or only
+    /// conversation ids (nothing that names a customer can link to them again), with those ids;
+    /// returns how many profiles.
     pub fn forget_anonymous_before(&mut self, tenant: &Tenant, cutoff: EventTime) -> usize {
-        self.tenants.get_mut(tenant).map_or(0, |g| g.forget_anonymous_before(cutoff))
+        let rules = &self.rules;
+        self.tenants.get_mut(tenant).map_or(0, |g| g.forget_anonymous_before(cutoff, rules))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::IdentityConfig;
+    use omnistitch_model::{Channel, Direction, EventKind, RawIdentifier};
+
+    const HOUR: i64 = 3_600_000;
+
+    fn resolver() -> IdentityResolver {
+        let n = Arc::new(Normalizer::new("US").unwrap());
+        let rules = IdentityRules::from_config(&IdentityConfig::default(), &n).unwrap();
+        IdentityResolver::new(n, rules)
+    }
+
+    fn event(id: &str, t: i64, ids: Vec<RawIdentifier>) -> Event {
+        let time = EventTime(1_700_000_000_000 + t);
+        let e = Event::new(Tenant::new("acme"), id, time, Channel::Phone, Direction::Inbound, EventKind::CallEnded);
+        Event { identifiers: ids, ..e }
+    }
+
+    /// A call from the household landline: the number is shared, the call id alone is usable.
+    fn landline_call(i: i64) -> Event {
+        let number = RawIdentifier::new(IdentifierKind::Phone, "(212) 555-0199").qualified(Some("landline".into()));
+        event(&format!("call-{i}"), i * HOUR, vec![number, RawIdentifier::new(IdentifierKind::Call, format!("CA-{i}"))])
+    }
+
+    #[test]
+    fn calls_from_a_shared_number_leave_a_bounded_number_of_profiles() {
+        let mut r = resolver();
+        let acme = Tenant::new("acme");
+        // A week of retention, swept every day, over a year of hourly calls.
+        let (retention, every) = (7 * 24 * HOUR, 24 * HOUR);
+        let jo = r.resolve(&event("jo", 0, vec![RawIdentifier::new(IdentifierKind::Email, "jo@x.com")])).profile;
+        let mut most = 0;
+        for i in 0..365 * 24 {
+            let call = landline_call(i);
+            assert!(r.resolve(&call).created, "the shared number links no call to another");
+            if (i * HOUR) % every == 0 {
+                r.forget_anonymous_before(&acme, EventTime(call.time.0 - retention));
+            }
+            most = most.max(r.graph(&acme).unwrap().profile_count());
+        }
+        let g = r.graph(&acme).unwrap();
+        // The calls within retention and a sweep interval, and the customer.
+        assert!(most <= 1 + ((retention + every) / HOUR) as usize + 1, "{most}");
+        assert!(g.identifier_count() <= most + 1, "{}", g.identifier_count());
+        assert!(g.get(jo).is_some(), "a profile with an email stays");
+        assert!(g.is_shared(&Identifier::new(IdentifierKind::Phone, "+12125550199")));
     }
 }

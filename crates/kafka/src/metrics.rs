@@ -539,7 +539,7 @@ impl ServiceMetrics {
             identity_forgotten: counter(
                 &r,
                 "omnistitch_identity_forgotten_total",
-                "Identifiers profiles forgot, their oldest of a kind past identity.keep_newest.",
+                "Identifiers forgotten: a profile's oldest of a kind past identity.keep_newest, and the conversation ids of profiles forgotten past the retention.",
             ),
             registry: r,
         };
@@ -604,7 +604,8 @@ impl ServiceMetrics {
         let _ = self.consumer_lag.remove_label_values(&[topic, &partition.to_string()]);
     }
 
-    /// Counts timeline entries evicted and identifiers forgotten past `keep_newest` since the
+    /// Counts timeline entries evicted and identifiers forgotten (past `keep_newest`, or with
+    /// their profile past the retention) since the
     /// last call for the same shard (each shard keeps what it has counted: a restore's replayed
     /// history is not counted again).
     pub fn evicted_and_forgotten(&self, evicted: u64, forgotten: u64) {
