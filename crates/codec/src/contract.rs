@@ -27,6 +27,16 @@ pub const DEAD_LETTER_AVSC: &str = include_str!("../../../schemas/dead_letter.av
 /// Source of `schemas/intervention.avsc`.
 pub const INTERVENTION_AVSC: &str = include_str!("../../../schemas/intervention.avsc");
 
+/// Earlier published versions of the input schemas (`schemas/history/`), per channel in
+/// [`Channel::ALL`] order: what earlier versions of the service wrote their changelog with.
+/// Changing an input schema means adding its previous version here.
+const EARLIER_INPUTS_AVSC: [&[&str]; 4] = [
+    &[include_str!("../../../schemas/history/v1/email_event.avsc")],
+    &[include_str!("../../../schemas/history/v1/chat_event.avsc")],
+    &[include_str!("../../../schemas/history/v1/phone_event.avsc")],
+    &[include_str!("../../../schemas/history/v1/social_event.avsc")],
+];
+
 /// Largest single allocation (string, bytes, array, decompressed block) a decoder may make.
 pub const MAX_ALLOCATION_BYTES: usize = 64 * 1024 * 1024;
 
@@ -45,6 +55,8 @@ pub struct Contract {
     pub dead_letter: Schema,
     /// `Intervention`.
     pub intervention: Schema,
+    /// Earlier versions of each input schema, newest first, other than the current one.
+    earlier_inputs: [Vec<&'static Schema>; 4],
 }
 
 fn parse(src: &str) -> Schema {
@@ -59,13 +71,22 @@ impl Contract {
         CONTRACT.get_or_init(|| {
             // Bound what a length prefix in hostile bytes can make the decoder allocate.
             apache_avro::util::max_allocation_bytes(MAX_ALLOCATION_BYTES);
+            let inputs =
+                [parse(EMAIL_EVENT_AVSC), parse(CHAT_EVENT_AVSC), parse(PHONE_EVENT_AVSC), parse(SOCIAL_EVENT_AVSC)];
+            let earlier = |i: usize| -> Vec<&'static Schema> {
+                let current = inputs[i].canonical_form();
+                let mut versions: Vec<&'static Schema> = EARLIER_INPUTS_AVSC[i]
+                    .iter()
+                    .map(|src| intern(parse(src)))
+                    .filter(|s| s.canonical_form() != current)
+                    .collect();
+                versions.reverse();
+                versions
+            };
+            let earlier_inputs = [earlier(0), earlier(1), earlier(2), earlier(3)];
             Contract {
-                inputs: [
-                    parse(EMAIL_EVENT_AVSC),
-                    parse(CHAT_EVENT_AVSC),
-                    parse(PHONE_EVENT_AVSC),
-                    parse(SOCIAL_EVENT_AVSC),
-                ],
+                inputs,
+                earlier_inputs,
                 timeline_entry: parse(TIMELINE_ENTRY_AVSC),
                 profile: parse(PROFILE_AVSC),
                 profile_merge: parse(PROFILE_MERGE_AVSC),
@@ -78,6 +99,12 @@ impl Contract {
     /// The input schema of `channel`.
     pub fn input(&self, channel: Channel) -> &Schema {
         &self.inputs[channel as usize]
+    }
+
+    /// Earlier published versions of `channel`'s input schema, newest first (not the current
+    /// one): data an earlier version of the service wrote with them is read through them.
+    pub fn earlier_inputs(&self, channel: Channel) -> &[&'static Schema] {
+        &self.earlier_inputs[channel as usize]
     }
 
     /// The schema of the output record `kind`.

@@ -468,14 +468,14 @@ fn a_container_whose_schema_nests_without_end_is_refused() {
     assert!(err.to_string().contains("contains itself"), "{err}");
 }
 
-/// The first published version of each schema (`tests/v1/`, as first committed), with the
+/// The first published version of each schema (`schemas/history/v1/`, as first committed), with the
 /// current one: the contract's baseline.
 fn first_and_current() -> Vec<(&'static str, Schema, Schema)> {
     macro_rules! pair {
         ($($name:literal),*) => {
             vec![$((
                 $name,
-                Schema::parse_str(include_str!(concat!("v1/", $name, ".avsc"))).unwrap(),
+                Schema::parse_str(include_str!(concat!("../../../schemas/history/v1/", $name, ".avsc"))).unwrap(),
                 Schema::parse_str(include_str!(concat!("../../../schemas/", $name, ".avsc"))).unwrap(),
             )),*]
         };

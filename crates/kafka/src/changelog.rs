@@ -19,9 +19,14 @@
 //! of its own ([`ClockEntry`]), between the batches of the events applied before and after it,
 //! so a restore moves the clock at the same point of the sequence.
 
+use std::sync::OnceLock;
+
+use omnistitch_codec::{Contract, DecodeError, InputDecoder, SchemaDecoder};
 use omnistitch_model::wire::{accepted_event_time, MAX_ID_LEN};
-use omnistitch_model::Channel;
+use omnistitch_model::{Channel, WireEvent};
 use thiserror::Error;
+
+use crate::wire::fingerprint;
 
 /// Format version of single-event values.
 const VERSION_SINGLE: u8 = 1;
@@ -29,6 +34,12 @@ const VERSION_SINGLE: u8 = 1;
 const VERSION_BATCH: u8 = 2;
 /// Format version of clock records.
 const VERSION_CLOCK: u8 = 3;
+/// Format version of batch values that name the input schemas their datums were written with
+/// (the fingerprints of the four bundled schemas, in [`Channel::ALL`] order, after the count):
+/// a later version, whose bundled schemas differ, still reads them.
+const VERSION_BATCH_SCHEMAS: u8 = 4;
+/// version, count, four fingerprints.
+const BATCH_HEADER: usize = 1 + 4 + 4 * 8;
 /// version, time, four positions.
 const CLOCK_HEADER: usize = 1 + 8 + 4 * 8;
 /// First key byte of clock records (batch keys start with a channel).
@@ -58,6 +69,10 @@ pub struct ChangelogEntry<'a> {
     pub source_offset: i64,
     /// The event as an Avro datum of the bundled input schema.
     pub datum: &'a [u8],
+    /// Read back: the fingerprint of the input schema the datum was written with (`None` for
+    /// records of the formats before it was kept: the writing version's bundled schema, not
+    /// known). Not written per entry: a batch records the bundled schemas it was written with.
+    pub writer: Option<u64>,
 }
 
 /// A tenant's event-time clock moved on with no event, after the shard had applied every input
@@ -127,8 +142,12 @@ impl ChangelogBatch {
     pub fn push(&mut self, entry: &ChangelogEntry<'_>) {
         if self.count == 0 {
             self.value.clear();
-            self.value.push(VERSION_BATCH);
+            self.value.reserve(BATCH_HEADER);
+            self.value.push(VERSION_BATCH_SCHEMAS);
             self.value.extend_from_slice(&0u32.to_be_bytes());
+            for fingerprint in bundled_fingerprints() {
+                self.value.extend_from_slice(&fingerprint.to_be_bytes());
+            }
             self.first = Some((entry.channel, entry.source_offset));
         }
         self.value.reserve(ENTRY_HEADER + entry.datum.len());
@@ -183,6 +202,68 @@ impl ChangelogBatch {
     }
 }
 
+/// The fingerprints of the bundled input schemas this version writes its changelog with, in
+/// [`Channel::ALL`] order (a test holds them: changing an input schema means keeping its
+/// previous version in `schemas/history/`, for the entries written with it).
+#[cfg(test)]
+const CURRENT_INPUT_FINGERPRINTS: [u64; 4] =
+    [0x11be_cd42_0d04_7f73, 0xe795_3e1e_eee1_dbad, 0x2bb8_f5ca_f8ba_4da0, 0x382b_5f03_b999_cb98];
+
+/// The fingerprints of this version's bundled input schemas, in [`Channel::ALL`] order.
+pub fn bundled_fingerprints() -> [u64; 4] {
+    static FINGERPRINTS: OnceLock<[u64; 4]> = OnceLock::new();
+    *FINGERPRINTS.get_or_init(|| Channel::ALL.map(|c| fingerprint(Contract::get().input(c))))
+}
+
+/// Decodes the datums of changelog entries: written with this version's bundled input schemas
+/// (the fast path), or with an earlier version's (resolved to the current record, as a
+/// registry's writer schema is). Entries of formats that do not name their schema are tried
+/// with the current schemas, then with the earlier ones, newest first.
+pub struct EntryDecoder {
+    current: InputDecoder,
+    fingerprints: [u64; 4],
+    earlier: [Vec<(u64, SchemaDecoder)>; 4],
+}
+
+impl Default for EntryDecoder {
+    fn default() -> Self {
+        let contract = Contract::get();
+        let earlier = |c: Channel| -> Vec<(u64, SchemaDecoder)> {
+            contract
+                .earlier_inputs(c)
+                .iter()
+                .filter_map(|s| SchemaDecoder::new(c, s).ok().map(|d| (fingerprint(s), d)))
+                .collect()
+        };
+        EntryDecoder {
+            current: InputDecoder::new(),
+            fingerprints: bundled_fingerprints(),
+            earlier: Channel::ALL.map(earlier),
+        }
+    }
+}
+
+impl EntryDecoder {
+    /// The event of `entry`.
+    pub fn decode(&self, entry: &ChangelogEntry<'_>) -> Result<WireEvent, DecodeError> {
+        let lane = entry.channel as usize;
+        match entry.writer {
+            Some(fp) if fp == self.fingerprints[lane] => self.current.decode(entry.channel, entry.datum),
+            Some(fp) => match self.earlier[lane].iter().find(|(f, _)| *f == fp) {
+                Some((_, decoder)) => decoder.decode(entry.datum),
+                None => Err(DecodeError::UnknownSchema(format!(
+                    "changelog entry written with a {} input schema this version does not know (a later version's)",
+                    entry.channel
+                ))),
+            },
+            None => self
+                .current
+                .decode(entry.channel, entry.datum)
+                .or_else(|first| self.earlier[lane].iter().find_map(|(_, d)| d.decode(entry.datum).ok()).ok_or(first)),
+        }
+    }
+}
+
 fn channel(b: u8) -> Result<Channel, ChangelogError> {
     Channel::ALL.get(b as usize).copied().ok_or(ChangelogError::Malformed("unknown channel"))
 }
@@ -229,11 +310,22 @@ fn decode_events(value: &[u8]) -> Result<Vec<ChangelogEntry<'_>>, ChangelogError
                 return Err(ChangelogError::Malformed("shorter than its header"));
             }
             let source_offset = i64::from_be_bytes(value[2..10].try_into().expect("8 bytes"));
-            Ok(vec![ChangelogEntry { channel: channel(value[1])?, source_offset, datum: &value[SINGLE_HEADER..] }])
+            Ok(vec![ChangelogEntry {
+                channel: channel(value[1])?,
+                source_offset,
+                datum: &value[SINGLE_HEADER..],
+                writer: None,
+            }])
         }
-        Some(&VERSION_BATCH) => {
+        Some(&version @ (VERSION_BATCH | VERSION_BATCH_SCHEMAS)) => {
             let mut rest = &value[1..];
             let count = u32::from_be_bytes(take(&mut rest, 4)?.try_into().expect("4 bytes"));
+            let writers: Option<[u64; 4]> = if version == VERSION_BATCH_SCHEMAS {
+                let table = take(&mut rest, 4 * 8)?;
+                Some([0, 1, 2, 3].map(|i| u64::from_be_bytes(table[i * 8..i * 8 + 8].try_into().expect("8 bytes"))))
+            } else {
+                None
+            };
             // Each entry takes at least its header: a count beyond that is damage.
             if count as usize > rest.len() / ENTRY_HEADER {
                 return Err(ChangelogError::Malformed("entry count beyond the record"));
@@ -244,7 +336,9 @@ fn decode_events(value: &[u8]) -> Result<Vec<ChangelogEntry<'_>>, ChangelogError
                 let source_offset = i64::from_be_bytes(head[1..9].try_into().expect("8 bytes"));
                 let len = u32::from_be_bytes(head[9..13].try_into().expect("4 bytes")) as usize;
                 let datum = take(&mut rest, len)?;
-                entries.push(ChangelogEntry { channel: channel(head[0])?, source_offset, datum });
+                let channel = channel(head[0])?;
+                let writer = writers.map(|w| w[channel as usize]);
+                entries.push(ChangelogEntry { channel, source_offset, datum, writer });
             }
             if !rest.is_empty() {
                 return Err(ChangelogError::Malformed("bytes after the last entry"));
@@ -262,11 +356,11 @@ mod tests {
     #[test]
     fn a_batch_is_written_out_before_an_entry_would_take_it_past_its_limit() {
         let datum = vec![7u8; 100];
-        let entry = ChangelogEntry { channel: Channel::Chat, source_offset: 1, datum: &datum };
+        let entry = ChangelogEntry { channel: Channel::Chat, source_offset: 1, datum: &datum, writer: None };
         let mut batch = ChangelogBatch::default();
         assert!(!batch.would_outgrow(1_000_000, 10), "an empty batch takes any entry");
         batch.push(&entry);
-        let size = 1 + 4 + ENTRY_HEADER + 100;
+        let size = BATCH_HEADER + ENTRY_HEADER + 100;
         assert!(!batch.is_full(size + 1) && batch.is_full(size));
         assert!(!batch.would_outgrow(100, size + ENTRY_HEADER + 100));
         assert!(batch.would_outgrow(101, size + ENTRY_HEADER + 100));
@@ -289,11 +383,22 @@ mod tests {
         let entries: Vec<_> = Channel::ALL
             .iter()
             .enumerate()
-            .map(|(i, &channel)| ChangelogEntry { channel, source_offset: (1 << 40) + i as i64, datum: b"\x02ab" })
-            .chain([ChangelogEntry { channel: Channel::Chat, source_offset: 0, datum: b"" }])
+            .map(|(i, &channel)| ChangelogEntry {
+                channel,
+                source_offset: (1 << 40) + i as i64,
+                datum: b"\x02ab",
+                writer: None,
+            })
+            .chain([ChangelogEntry { channel: Channel::Chat, source_offset: 0, datum: b"", writer: None }])
             .collect();
         let (_, value) = batch_of(&entries);
-        assert_eq!(decode(&value), Ok(Record::Events(entries)));
+        assert_eq!(decode(&value), Ok(Record::Events(written(entries))));
+    }
+
+    /// `entries` as read back from a batch: each names the bundled schema of its channel.
+    fn written(entries: Vec<ChangelogEntry<'_>>) -> Vec<ChangelogEntry<'_>> {
+        let fingerprints = bundled_fingerprints();
+        entries.into_iter().map(|e| ChangelogEntry { writer: Some(fingerprints[e.channel as usize]), ..e }).collect()
     }
 
     #[test]
@@ -301,13 +406,13 @@ mod tests {
         let mut v = vec![VERSION_SINGLE, Channel::Phone as u8];
         v.extend_from_slice(&7i64.to_be_bytes());
         v.extend_from_slice(b"xyz");
-        let e = ChangelogEntry { channel: Channel::Phone, source_offset: 7, datum: b"xyz" };
+        let e = ChangelogEntry { channel: Channel::Phone, source_offset: 7, datum: b"xyz", writer: None };
         assert_eq!(decode(&v), Ok(Record::Events(vec![e])));
     }
 
     #[test]
     fn keys_name_the_bounds_of_a_batch() {
-        let e = |o| ChangelogEntry { channel: Channel::Email, source_offset: o, datum: b"d" };
+        let e = |o| ChangelogEntry { channel: Channel::Email, source_offset: o, datum: b"d", writer: None };
         let (k1, _) = batch_of(&[e(1), e(2)]);
         let (k2, _) = batch_of(&[e(1), e(3)]);
         let (k3, _) = batch_of(&[e(1), e(2)]);
@@ -318,12 +423,101 @@ mod tests {
     #[test]
     fn a_cleared_batch_is_empty_and_starts_afresh() {
         let mut b = ChangelogBatch::default();
-        b.push(&ChangelogEntry { channel: Channel::Email, source_offset: 1, datum: b"d" });
+        b.push(&ChangelogEntry { channel: Channel::Email, source_offset: 1, datum: b"d", writer: None });
         b.clear();
         assert!(b.is_empty() && b.key().is_none());
-        let e = ChangelogEntry { channel: Channel::Social, source_offset: 9, datum: b"e" };
+        let e = ChangelogEntry { channel: Channel::Social, source_offset: 9, datum: b"e", writer: None };
         let (_, value) = batch_of(std::slice::from_ref(&e));
-        assert_eq!(decode(&value), Ok(Record::Events(vec![e])));
+        assert_eq!(decode(&value), Ok(Record::Events(written(vec![e]))));
+    }
+
+    /// A phone event as the first published phone schema wrote it (before
+    /// `customer_line_type`), with the event the current schema reads from it.
+    fn first_version_phone_datum() -> (Vec<u8>, WireEvent) {
+        let contract = Contract::get();
+        let v1 = contract.earlier_inputs(Channel::Phone).last().copied().expect("an earlier phone schema");
+        use omnistitch_model::wire::PhoneEvent;
+        use omnistitch_model::{Direction, EventKind};
+        let event = WireEvent::Phone(PhoneEvent {
+            tenant: "acme".into(),
+            event_id: "EVT-1".into(),
+            event_time: 1_767_571_200_000,
+            direction: Direction::Inbound,
+            kind: EventKind::CallStarted,
+            case_id: Some("C-1".into()),
+            agent_id: None,
+            account_id: Some("AC-9".into()),
+            text: None,
+            sentiment: None,
+            survey: None,
+            call_id: "K-1".into(),
+            caller: "(415) 555-0134".into(),
+            callee: "+18005550100".into(),
+            queue_wait_ms: Some(30_000),
+            duration_ms: None,
+            transfers: Some(1),
+            customer_line_type: None,
+        });
+        let current = omnistitch_codec::datum::encode_input(&event).unwrap();
+        // Resolved into the first version's shape, then written with it.
+        use apache_avro::reader::datum::GenericDatumReader;
+        use apache_avro::writer::datum::GenericDatumWriter;
+        let reader = GenericDatumReader::builder(contract.input(Channel::Phone)).reader_schema(v1).build().unwrap();
+        let value = reader.read_value(&mut &current[..]).unwrap();
+        let old = GenericDatumWriter::builder(v1).build().unwrap().write_value_to_vec(value).unwrap();
+        assert_ne!(old, current, "the versions write differently");
+        (old, event)
+    }
+
+    /// Entries an earlier version wrote with its bundled schemas restore after an upgrade:
+    /// batches that name their schemas by fingerprint, and older batches that do not (tried
+    /// with the current schemas, then the earlier ones). A schema no version here knows (a
+    /// later version's, after a rollback) is an error, not a misreading.
+    #[test]
+    fn entries_written_with_an_earlier_schema_are_read() {
+        let (old, event) = first_version_phone_datum();
+        let decoder = EntryDecoder::default();
+        let v1 = fingerprint(Contract::get().earlier_inputs(Channel::Phone).last().unwrap());
+        let entry = |writer| ChangelogEntry { channel: Channel::Phone, source_offset: 1, datum: &old, writer };
+        assert!(InputDecoder::new().decode(Channel::Phone, &old).is_err(), "the current schema alone cannot");
+        assert_eq!(decoder.decode(&entry(Some(v1))).unwrap(), event);
+        assert_eq!(decoder.decode(&entry(None)).unwrap(), event);
+        assert_eq!(decoder.decode(&entry(Some(42))).unwrap_err().code(), "unknown_schema");
+        // A batch written now names the current schemas, and reads back through them.
+        let current = omnistitch_codec::datum::encode_input(&event).unwrap();
+        let (_, value) =
+            batch_of(&[ChangelogEntry { channel: Channel::Phone, source_offset: 2, datum: &current, writer: None }]);
+        let Ok(Record::Events(read)) = decode(&value) else { panic!("a batch") };
+        assert_eq!(decoder.decode(&read[0]).unwrap(), event);
+        // A batch of the format before schemas were named, holding a first-version datum.
+        let mut v2 = vec![VERSION_BATCH];
+        v2.extend_from_slice(&1u32.to_be_bytes());
+        v2.push(Channel::Phone as u8);
+        v2.extend_from_slice(&3i64.to_be_bytes());
+        v2.extend_from_slice(&(old.len() as u32).to_be_bytes());
+        v2.extend_from_slice(&old);
+        let Ok(Record::Events(read)) = decode(&v2) else { panic!("a batch") };
+        assert_eq!((read[0].writer, decoder.decode(&read[0]).unwrap()), (None, event));
+    }
+
+    /// The input schemas this version writes its changelog with. Changing one (a field added)
+    /// must keep the previous version in `schemas/history/` (its entries are read through it,
+    /// see [`EntryDecoder`]): update this list only after adding it there.
+    #[test]
+    fn changing_an_input_schema_keeps_its_previous_version() {
+        let known: Vec<u64> = Channel::ALL
+            .iter()
+            .flat_map(|&c| Contract::get().earlier_inputs(c).iter().map(|s| fingerprint(s)))
+            .collect();
+        let current = bundled_fingerprints();
+        eprintln!("bundled input schema fingerprints: {current:#018x?}");
+        assert_eq!(
+            current, CURRENT_INPUT_FINGERPRINTS,
+            "an input schema changed: keep its previous version in schemas/history/"
+        );
+        for (c, fp) in Channel::ALL.iter().zip(current) {
+            assert!(!known.contains(&fp), "{c}: the current schema is not an earlier one");
+        }
     }
 
     #[test]
@@ -335,7 +529,8 @@ mod tests {
             decode(&[VERSION_SINGLE, 7, 0, 0, 0, 0, 0, 0, 0, 0]),
             Err(ChangelogError::Malformed("unknown channel"))
         );
-        let (_, value) = batch_of(&[ChangelogEntry { channel: Channel::Chat, source_offset: 3, datum: b"abc" }]);
+        let (_, value) =
+            batch_of(&[ChangelogEntry { channel: Channel::Chat, source_offset: 3, datum: b"abc", writer: None }]);
         for cut in 1..value.len() {
             assert!(decode(&value[..cut]).is_err(), "truncated at {cut}");
         }

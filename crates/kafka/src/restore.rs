@@ -4,7 +4,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use omnistitch_codec::InputDecoder;
 use omnistitch_engine::Pipeline;
 use omnistitch_model::{Channel, EventTime, Tenant, Tenants};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -12,7 +11,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::changelog::{self, Record};
+use crate::changelog::{self, EntryDecoder, Record};
 use crate::config::{KafkaConfig, MERGE_ORDER};
 use crate::health::Health;
 
@@ -267,7 +266,7 @@ impl ChangelogReader {
         tpl.add_partition_offset(topic, shard, Offset::Offset(job.next))?;
         reader.assign(&tpl)?;
         drop(tpl);
-        let decoder = InputDecoder::new();
+        let decoder = EntryDecoder::default();
         let lane_of = |channel| MERGE_ORDER.iter().position(|&c| c == channel).expect("every channel has a lane");
         // Silence for ten request timeouts fails the restore, however it is spread over steps
         // (time between steps, e.g. a rebalance, is not counted); a long changelog read
@@ -318,7 +317,7 @@ fn apply_record(
     done: &mut Restored,
     pipeline: &mut Pipeline,
     tenants: &mut Tenants,
-    decoder: &InputDecoder,
+    decoder: &EntryDecoder,
     lane_of: &dyn Fn(Channel) -> usize,
 ) {
     let written_at = msg.timestamp().to_millis();
@@ -383,7 +382,7 @@ fn apply_record(
                 None => {}
             },
         }
-        let wire = match decoder.decode(entry.channel, entry.datum) {
+        let wire = match decoder.decode(&entry) {
             Ok(w) => w,
             Err(e) => {
                 // The code alone: a decoder's message may quote the record's values.
@@ -545,7 +544,7 @@ mod tests {
                     let mut batch = ChangelogBatch::default();
                     for &(channel, source_offset) in *entries {
                         let datum = encode_input(&crate::registry::tests::sample(channel)).unwrap();
-                        batch.push(&ChangelogEntry { channel, source_offset, datum: &datum });
+                        batch.push(&ChangelogEntry { channel, source_offset, datum: &datum, writer: None });
                     }
                     key.extend_from_slice(&batch.key().unwrap());
                     batch.write_value(&mut value);

@@ -317,7 +317,12 @@ impl Shard {
                         if self.changelog.would_outgrow(datum.len(), BATCH_BYTES) {
                             self.writer.changelog(p, &mut self.changelog, &mut self.out);
                         }
-                        self.changelog.push(&ChangelogEntry { channel, source_offset: offset, datum: &datum });
+                        self.changelog.push(&ChangelogEntry {
+                            channel,
+                            source_offset: offset,
+                            datum: &datum,
+                            writer: None,
+                        });
                         if self.changelog.is_full(BATCH_BYTES) {
                             self.writer.changelog(p, &mut self.changelog, &mut self.out);
                         }
