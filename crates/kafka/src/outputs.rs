@@ -48,6 +48,16 @@ pub struct OutRecord {
     pub partition: Option<i32>,
     /// Headers (dead letters).
     pub headers: Option<OwnedHeaders>,
+    /// No key at all (the dead letter of a record without one), not an empty one.
+    keyless: bool,
+}
+
+impl OutRecord {
+    /// Whether the record has a key (its bytes may be empty); a dead letter of a record
+    /// without a key has none either.
+    pub fn has_key(&self) -> bool {
+        !self.keyless
+    }
 }
 
 /// The output records of a round, their keys and values in one reused buffer.
@@ -71,7 +81,7 @@ impl OutBatch {
         write_key(&mut self.bytes);
         let v0 = self.bytes.len();
         let value = write_value(&mut self.bytes).then_some((v0, self.bytes.len()));
-        self.records.push(OutRecord { dest, key: (k0, v0), value, partition, headers: None });
+        self.records.push(OutRecord { dest, key: (k0, v0), value, partition, headers: None, keyless: false });
     }
 
     /// The records with their keys and values (`None`: tombstone), in order.
@@ -326,6 +336,7 @@ impl OutputWriter {
             fields.iter().map(|(k, v)| k.len() + v.len() + 10).sum::<usize>()
                 + if originals.is_empty() { 0 } else { original_bytes }
         };
+        let keyless = key.is_none();
         let (key, value) = (key.unwrap_or_default(), value);
         let whole = key.len() + value.map_or(0, <[u8]>::len);
         // Room for the original header too, should it be needed.
@@ -358,6 +369,7 @@ impl OutputWriter {
         );
         if let Some(r) = out.records.last_mut() {
             r.headers = Some(headers);
+            r.keyless = keyless;
         }
     }
 }
@@ -468,6 +480,18 @@ pub(crate) mod tests {
             .map(|h| (h.key.to_string(), String::from_utf8(h.value.unwrap_or_default().to_vec()).unwrap()))
             .collect();
         (k.to_vec(), v.unwrap().to_vec(), headers)
+    }
+
+    /// The dead letter of a record without a key has no key either (an empty key is another
+    /// key); one with an empty key keeps it.
+    #[test]
+    fn a_keyless_record_gives_a_keyless_dead_letter() {
+        let writer = OutputWriter::new(OutputSchemas::bundled(&crate::registry::BundledIds::default()));
+        let mut out = OutBatch::default();
+        writer.dead_letter(None, Some(b"x"), &refusal("r"), 1_000_000, &mut out);
+        writer.dead_letter(Some(b""), Some(b"x"), &refusal("r"), 1_000_000, &mut out);
+        let keyed: Vec<bool> = out.iter().map(|(r, _, _)| r.has_key()).collect();
+        assert_eq!(keyed, [false, true]);
     }
 
     fn header<'a>(headers: &'a [(String, String)], key: &str) -> Option<&'a str> {

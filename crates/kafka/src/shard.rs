@@ -492,7 +492,10 @@ fn send_counted(
 ) -> Result<(), ServiceError> {
     for (r, key, value) in out.iter() {
         let (topic, _) = &destinations[r.dest as usize];
-        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).key(key);
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
+        if r.has_key() {
+            record = record.key(key);
+        }
         if let Some(v) = value {
             record = record.payload(v);
         }
