@@ -22,6 +22,11 @@ pub const REGISTRY_RETRY: Duration = Duration::from_millis(500);
 /// Threads asking the registry in the background.
 const LOOKUP_THREADS: usize = 4;
 
+/// Past this many ids remembered, those whose answer is no longer told (an unknown id past its
+/// time, a failure past its retry) are forgotten: records naming ever new ids (corrupt values,
+/// a producer on another registry) must not grow the map for ever.
+const MAX_REMEMBERED: usize = 4_096;
+
 /// Fetches schema id `id` into the caller's cache: `Ok` once it is there.
 pub type Fetch = Arc<dyn Fn(u32) -> Result<(), WireError> + Send + Sync>;
 
@@ -115,8 +120,20 @@ impl Lookups {
     /// the answer is awaited or the registry cannot give it; [`WireError::UnknownSchemaId`]
     /// when the registry has no such id.
     pub fn lookup(&self, id: u32, cached: impl Fn() -> bool) -> Result<(), WireError> {
+        // The protocol's ids are positive 32-bit signed integers: a larger one names no schema,
+        // and asking would only hold up its partition for a round trip.
+        if i32::try_from(id).is_err() {
+            return Err(WireError::UnknownSchemaId(id));
+        }
         let now = Instant::now();
         let mut waiting = lock(&self.waiting);
+        if waiting.len() >= MAX_REMEMBERED {
+            waiting.retain(|_, w| match w {
+                Waiting::Asked => true,
+                Waiting::Failed { retry_at, .. } => now < *retry_at,
+                Waiting::Unknown { until } => now < *until,
+            });
+        }
         match waiting.get(&id) {
             Some(Waiting::Asked) => {
                 return Err(WireError::RegistryUnavailable(format!(
@@ -268,5 +285,27 @@ mod tests {
         }
         std::thread::sleep(REGISTRY_RETRY);
         assert!(l.lookup(99, || false).unwrap_err().is_retriable(), "then asked again");
+    }
+
+    /// An id no registry can hold is refused without asking; ids whose answer is no longer
+    /// told are forgotten once many are remembered (ever new garbage ids grow nothing).
+    #[test]
+    fn impossible_ids_are_not_asked_for_and_stale_answers_are_forgotten() {
+        let calls = Arc::new(AtomicU64::new(0));
+        let counted = calls.clone();
+        let unknown: Fetch = Arc::new(move |id| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Err(WireError::UnknownSchemaId(id))
+        });
+        let l = Lookups::inline(unknown);
+        assert!(matches!(l.lookup(u32::MAX, || false), Err(WireError::UnknownSchemaId(u32::MAX))));
+        assert_eq!(calls.load(Ordering::SeqCst), 0, "not asked");
+        for id in 0..MAX_REMEMBERED as u32 {
+            assert!(matches!(l.lookup(id, || false), Err(WireError::UnknownSchemaId(_))));
+        }
+        assert_eq!(lock(&l.waiting).len(), MAX_REMEMBERED);
+        std::thread::sleep(REGISTRY_RETRY);
+        assert!(l.lookup(1_000_000, || false).is_err());
+        assert_eq!(lock(&l.waiting).len(), 1, "the answers past their time were forgotten");
     }
 }
