@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod mock;
 pub mod ordered;
 pub mod outputs;
+pub mod references;
 pub mod registry;
 pub mod restore;
 pub mod service;

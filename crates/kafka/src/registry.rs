@@ -162,12 +162,23 @@ impl fmt::Debug for RegistryClient {
     }
 }
 
-/// `GET /schemas/ids/{id}` reply.
+/// `GET /schemas/ids/{id}` and `GET /subjects/{subject}/versions/{version}` reply.
 #[derive(Deserialize)]
 struct SchemaReply {
     schema: String,
     #[serde(rename = "schemaType")]
     schema_type: Option<String>,
+    /// Named types the schema takes from other subjects.
+    #[serde(default)]
+    references: Vec<ReferenceReply>,
+}
+
+/// One schema reference: the full name of the type, and where it is registered.
+#[derive(Deserialize)]
+struct ReferenceReply {
+    name: String,
+    subject: String,
+    version: i64,
 }
 
 /// `POST /subjects/{subject}/versions` reply.
@@ -278,10 +289,20 @@ impl RegistryClient {
             200 => {
                 let reply: SchemaReply = serde_json::from_str(&body)
                     .map_err(|e| WireError::RegistryUnavailable(format!("{what}: unexpected reply: {e}")))?;
-                if let Some(t) = reply.schema_type.filter(|t| t != "AVRO") {
+                if let Some(t) = reply.schema_type.as_deref().filter(|t| *t != "AVRO") {
                     return Err(WireError::InvalidSchema { id, reason: format!("a {t} schema, not Avro") });
                 }
-                let schema: Arc<str> = reply.schema.into();
+                let text = if reply.references.is_empty() {
+                    reply.schema
+                } else {
+                    let mut found = HashMap::new();
+                    self.referenced(id, &reply.references, &mut found)?;
+                    crate::references::inline(&reply.schema, &found).map_err(|reason| WireError::InvalidSchema {
+                        id,
+                        reason: format!("its references: {reason}"),
+                    })?
+                };
+                let schema: Arc<str> = text.into();
                 write(&self.schemas).insert(id, schema.clone());
                 Ok(schema)
             }
@@ -301,6 +322,52 @@ impl RegistryClient {
             }
             _ => Err(WireError::RegistryUnavailable(format!("{what}: HTTP {status}: {}", reply_message(&body)))),
         }
+    }
+
+    /// Fetches the schemas `references` (of schema `id`) name, and theirs in turn, into
+    /// `found` (full name -> schema text). A registry that cannot answer now is a retriable
+    /// error; its answer that a reference is not there, or too many references, make the
+    /// schema unusable.
+    fn referenced(
+        &self,
+        id: u32,
+        references: &[ReferenceReply],
+        found: &mut HashMap<String, String>,
+    ) -> Result<(), WireError> {
+        let invalid = |reason: String| WireError::InvalidSchema { id, reason };
+        for r in references {
+            if found.contains_key(&r.name) {
+                continue;
+            }
+            if found.len() >= crate::references::MAX_REFERENCES {
+                return Err(invalid(format!("more than {} referenced types", crate::references::MAX_REFERENCES)));
+            }
+            let url = format!("{}/subjects/{}/versions/{}", self.base, path_segment(&r.subject), r.version);
+            let what = format!("GET {url}");
+            let (status, body) = Self::reply(&what, self.prepare(self.agent.get(url)).call())?;
+            let registry_answer = serde_json::from_str::<ErrorReply>(&body).is_ok_and(|e| e.error_code.is_some());
+            match status {
+                200 => {}
+                400..=499 if registry_answer => {
+                    let message = reply_message(&body);
+                    return Err(invalid(format!(
+                        "reference {} ({} version {}): HTTP {status}: {message}",
+                        r.name, r.subject, r.version
+                    )));
+                }
+                _ => {
+                    return Err(WireError::RegistryUnavailable(format!(
+                        "{what}: HTTP {status}: {}",
+                        reply_message(&body)
+                    )))
+                }
+            }
+            let reply: SchemaReply = serde_json::from_str(&body)
+                .map_err(|e| WireError::RegistryUnavailable(format!("{what}: unexpected reply: {e}")))?;
+            found.insert(r.name.clone(), reply.schema);
+            self.referenced(id, &reply.references, found)?;
+        }
+        Ok(())
     }
 
     /// Registers `schema` (JSON text) under `subject` and returns its id (the existing id when
@@ -956,6 +1023,23 @@ pub(crate) mod tests {
         (200, serde_json::json!({ "schema": schema }).to_string())
     }
 
+    /// The chat record with its `Direction` enum taken from another subject (a schema
+    /// reference), and that enum's schema.
+    fn referencing_chat_schema() -> (String, String) {
+        let mut schema: serde_json::Value = serde_json::from_str(CHAT_EVENT_AVSC).unwrap();
+        let field = schema["fields"].as_array_mut().unwrap().iter_mut().find(|f| f["name"] == "direction").unwrap();
+        let direction = field["type"].take();
+        field["type"] = "Direction".into();
+        (schema.to_string(), direction.to_string())
+    }
+
+    /// A schema with a reference, as the registry answers it.
+    fn referencing_reply(subject: &str) -> (u16, String) {
+        let (schema, _) = referencing_chat_schema();
+        let reference = serde_json::json!({"name": "io.omnistitch.cx.v1.Direction", "subject": subject, "version": 1});
+        (200, serde_json::json!({ "schema": schema, "references": [reference] }).to_string())
+    }
+
     /// A registry knowing a few schemas, failing once on id 50 and always on 51 to 53.
     fn registry() -> Server {
         let flaky = AtomicUsize::new(0);
@@ -978,6 +1062,12 @@ pub(crate) mod tests {
             ("GET", "/schemas/ids/53") => (200, "<html>a proxy's login page</html>".into()),
             ("GET", "/schemas/ids/54") => (422, r#"{"error_code":42202,"message":"Invalid id"}"#.into()),
             ("GET", "/schemas/ids/55") => (400, "<html>The plain HTTP request was sent to HTTPS port</html>".into()),
+            ("GET", "/schemas/ids/56") => referencing_reply("direction"),
+            ("GET", "/schemas/ids/57") => referencing_reply("gone"),
+            ("GET", "/subjects/direction/versions/1") => schema_reply(&referencing_chat_schema().1),
+            ("GET", "/subjects/gone/versions/1") => {
+                (404, r#"{"error_code":40401,"message":"Subject 'gone' not found."}"#.into())
+            }
             ("POST", p) if p.starts_with("/subjects/rejected") => {
                 (409, r#"{"error_code":409,"message":"Schema being registered is incompatible"}"#.into())
             }
@@ -990,6 +1080,20 @@ pub(crate) mod tests {
             }
             _ => not_found(),
         })
+    }
+
+    /// A schema taking a type from another subject is made whole (the type written out where
+    /// it is used): it reads as the bundled chat record. A reference the registry says is not
+    /// there makes the schema unusable.
+    #[test]
+    fn schemas_with_references_are_made_whole() {
+        let server = registry();
+        let client = client(&server);
+        let text = client.schema(56).unwrap();
+        let schema = Schema::parse_str(&text).unwrap();
+        assert_eq!(schema.canonical_form(), Schema::parse_str(CHAT_EVENT_AVSC).unwrap().canonical_form());
+        assert_eq!(server.count("GET", "/subjects/direction/versions/1"), 1);
+        assert_eq!(code(client.schema(57)), "invalid_schema");
     }
 
     fn client(server: &Server) -> RegistryClient {
