@@ -83,6 +83,24 @@ pub fn replay(input: impl Iterator<Item = InputRecord>, mut pipeline: Pipeline, 
                 (source, position, code, reason, payload, None)
             }
             InputRecord::Event { source, position, event, raw } => {
+                let (tenant, time) = (event.tenant().trim(), omnistitch_model::EventTime(event.event_time()));
+                // Checked on valid events only (an invalid one is dead-lettered for what is wrong).
+                if pipeline.engine().is_beyond_retention(tenant, time) && event.validate().is_ok() {
+                    let reason = format!(
+                        "event_time {} ms is older than the tenant's retention (timeline.max_age_days behind its newest event): not applied",
+                        time.0
+                    );
+                    let payload = raw.unwrap_or_else(|| encode_input(&event).unwrap_or_default());
+                    dead_letters.push(DeadLetterRecord {
+                        source: source.to_string(),
+                        partition: -1,
+                        offset: position as i64,
+                        reason_code: "beyond_retention".to_string(),
+                        reason,
+                        payload,
+                    });
+                    continue;
+                }
                 match event.try_into_event(|name| tenants.get(name)) {
                     Ok(e) => {
                         let (step, ()) = pipeline.apply_inspect(e, |event, applied| {

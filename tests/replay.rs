@@ -102,6 +102,30 @@ fn bad_records_are_dead_lettered_with_reasons_and_the_run_goes_on() {
     assert_eq!(lines(&out.join("profiles.jsonl")).len(), 1);
 }
 
+/// An event older than its tenant's retention when it comes is dead-lettered
+/// (`beyond_retention`, its bytes kept), not applied; an invalid one says what is wrong.
+#[test]
+fn events_beyond_retention_are_dead_lettered() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = std::fs::File::create(dir.path().join("chat.jsonl")).unwrap();
+    let at = |id: &str, t: i64| {
+        format!(
+            r#"{{"tenant":"acme","event_id":"{id}","event_time":{t},"direction":"INBOUND","kind":"CHAT_STARTED","session_id":"S-{id}"}}"#
+        )
+    };
+    let (new, day) = (1_767_571_200_000i64, 86_400_000i64);
+    writeln!(f, "{}", at("new", new)).unwrap();
+    let old = at("old", new - 200 * day);
+    writeln!(f, "{old}").unwrap();
+    writeln!(f, "{}", at("bad", new - 200 * day).replace("CHAT_STARTED", "CALL_ENDED")).unwrap();
+    drop(f);
+    let run = replay(InputStream::open(dir.path()).unwrap(), engine(), true);
+    let reasons: Vec<&str> = run.dead_letters.iter().map(|d| d.reason_code.as_str()).collect();
+    assert_eq!(reasons, ["beyond_retention", "kind_mismatch"]);
+    assert_eq!(run.dead_letters[0].payload, old.as_bytes());
+    assert_eq!(run.pipeline.engine().stats().events, 1);
+}
+
 /// A world of `customers` simulated, replayed with the default configuration and evaluated;
 /// the directory holds the world, `out` the outputs.
 fn evaluated(customers: usize, seed: u64) -> (tempfile::TempDir, Evaluation) {

@@ -71,6 +71,11 @@ impl SeenEvents {
         Arrival::New { sweep_due }
     }
 
+    /// The newest event time of `tenant` seen so far.
+    pub fn newest(&self, tenant: &str) -> Option<EventTime> {
+        self.tenants.get(tenant).map(|t| t.newest)
+    }
+
     /// Forgets events of `tenant` older than `cutoff`.
     pub fn forget_before(&mut self, tenant: &str, cutoff: EventTime) {
         if let Some(t) = self.tenants.get_mut(tenant) {

@@ -19,7 +19,8 @@ const SWEEPS_PER_MAX_AGE: i64 = 16;
 pub struct Applied {
     /// Event time.
     pub time: EventTime,
-    /// The profile the event belongs to; `None` for a redelivery (nothing changed).
+    /// The profile the event belongs to; `None` for a redelivery or an event beyond its
+    /// tenant's retention (nothing changed).
     pub profile: Option<ProfileId>,
     /// Whether the event created its profile.
     pub created: bool,
@@ -33,6 +34,22 @@ pub struct Applied {
     pub merges: Vec<Merge>,
     /// Links refused.
     pub conflicts: Vec<Conflict>,
+}
+
+impl Applied {
+    /// An event that changed nothing (a redelivery, or one beyond retention).
+    fn nothing(time: EventTime) -> Self {
+        Applied {
+            time,
+            profile: None,
+            created: false,
+            position: None,
+            thread_id: Arc::from(""),
+            identifiers: vec![],
+            merges: vec![],
+            conflicts: vec![],
+        }
+    }
 }
 
 /// Identity resolution and timelines over a stream of events.
@@ -80,22 +97,27 @@ impl Engine {
         }
     }
 
-    /// Applies one validated event.
+    /// Whether an event of `tenant` at `time` is older than the tenant's retention (its newest
+    /// event time less `max_age_days`): such an event is not applied. Its timeline entry would
+    /// be evicted at once, its redelivery could no longer be recognised (the digests go with
+    /// the retention), and the moments it made would be long expired; callers dead-letter it
+    /// (`beyond_retention`).
+    pub fn is_beyond_retention(&self, tenant: &str, time: EventTime) -> bool {
+        self.seen.newest(tenant).is_some_and(|newest| time.0 < newest.0.saturating_sub(self.retention.max_age_ms()))
+    }
+
+    /// Applies one validated event (one beyond its tenant's retention changes nothing, see
+    /// [`Engine::is_beyond_retention`]).
     pub fn apply(&mut self, event: &Event) -> Applied {
+        if self.is_beyond_retention(event.tenant.as_str(), event.time) {
+            self.stats.beyond_retention += 1;
+            return Applied::nothing(event.time);
+        }
         let sweep_every = self.retention.max_age_ms() / SWEEPS_PER_MAX_AGE;
         let Arrival::New { sweep_due } = self.seen.arrive(&event.tenant.0, &event.event_id, event.time, sweep_every)
         else {
             self.stats.duplicates += 1;
-            return Applied {
-                time: event.time,
-                profile: None,
-                created: false,
-                position: None,
-                thread_id: Arc::from(""),
-                identifiers: vec![],
-                merges: vec![],
-                conflicts: vec![],
-            };
+            return Applied::nothing(event.time);
         };
         self.stats.events += 1;
         let resolution = self.identity.resolve(event);

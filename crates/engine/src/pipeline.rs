@@ -245,6 +245,28 @@ mod tests {
         e
     }
 
+    /// An event older than its tenant's retention when it comes is not applied (no timeline
+    /// entry, no identity link, no moment) and is counted; so is its redelivery after the
+    /// digests of its time were forgotten (it is not applied twice). Another tenant's clock
+    /// does not count.
+    #[test]
+    fn events_beyond_the_tenants_retention_are_not_applied() {
+        const DAY: i64 = 86_400_000;
+        let mut p = Pipeline::new(&EngineConfig::default()).unwrap();
+        let max_age = i64::from(EngineConfig::default().timeline.max_age_days) * DAY;
+        assert!(p.apply(chat("old", 0, Direction::Inbound)).applied.profile.is_some());
+        assert!(p.apply(chat("new", max_age + 2 * DAY, Direction::Inbound)).applied.profile.is_some());
+        assert!(p.engine().is_beyond_retention("acme", EventTime(T0 + DAY)));
+        assert!(!p.engine().is_beyond_retention("acme", EventTime(T0 + 3 * DAY)));
+        assert!(!p.engine().is_beyond_retention("globex", EventTime(T0)), "another tenant's clock");
+        let again = p.apply(chat("old", 0, Direction::Inbound));
+        assert!(again.applied.profile.is_none() && again.interventions.is_empty());
+        let older = p.apply(chat("older", DAY / 2, Direction::Inbound));
+        assert!(older.applied.profile.is_none());
+        let stats = p.engine().stats();
+        assert_eq!((stats.events, stats.beyond_retention, stats.duplicates), (2, 2, 0));
+    }
+
     #[test]
     fn a_quiet_tenant_s_clock_advance_fires_the_sla_timer_its_next_event_would_have() {
         let acme = Tenant::new("acme");

@@ -19,4 +19,6 @@ pub struct EngineStats {
     pub identifiers: [u64; 6],
     /// Timeline entries evicted by retention.
     pub evicted: u64,
+    /// Events older than their tenant's retention when they came, not applied.
+    pub beyond_retention: u64,
 }

@@ -295,6 +295,17 @@ impl Shard {
             );
             Err(("future_time", why))
         });
+        let engine = &self.engine;
+        let decoded = decoded.and_then(|(event, datum)| {
+            if !engine.is_beyond_retention(event.tenant.as_str(), event.time) {
+                return Ok((event, datum));
+            }
+            let why = format!(
+                "event_time {} ms is older than the tenant's retention (timeline.max_age_days behind its newest event): not applied",
+                event.time.0
+            );
+            Err(("beyond_retention", why))
+        });
         match decoded {
             Err((code, reason)) => {
                 let topic = config.topics.input(channel);

@@ -316,8 +316,16 @@ fn key(parts: &[&str]) -> CompactString {
     s
 }
 
+/// `v` without surrounding blanks, `None` when nothing is left: opaque ids (cases, messages,
+/// posts, accounts) name the same thing however they are padded, for threading as for identity.
 fn non_empty(v: Option<CompactString>) -> Option<CompactString> {
-    v.filter(|s| !s.trim().is_empty())
+    let v = v?;
+    let trimmed = v.trim();
+    match trimmed.len() {
+        0 => None,
+        n if n == v.len() => Some(v),
+        _ => Some(CompactString::from(trimmed)),
+    }
 }
 
 fn check_len(field: &'static str, v: &str, max: usize) -> Result<(), ValidationError> {
@@ -479,8 +487,8 @@ impl WireEvent {
                 if let Some(v) = non_empty(e.customer_phone) {
                     ids.push(RawIdentifier::new(IdentifierKind::Phone, v));
                 }
-                thread.key = Some(key(&["chat:", &e.session_id]));
-                ids.push(RawIdentifier::new(IdentifierKind::ChatSession, e.session_id));
+                thread.key = Some(key(&["chat:", e.session_id.trim()]));
+                ids.push(RawIdentifier::new(IdentifierKind::ChatSession, e.session_id.trim()));
                 common
             }
             WireEvent::Phone(mut e) => {
@@ -493,8 +501,8 @@ impl WireEvent {
                 if let Some(n) = non_empty(customer) {
                     ids.push(RawIdentifier::new(IdentifierKind::Phone, n).qualified(e.customer_line_type));
                 }
-                thread.key = Some(key(&["call:", &e.call_id]));
-                ids.push(RawIdentifier::new(IdentifierKind::Call, e.call_id));
+                thread.key = Some(key(&["call:", e.call_id.trim()]));
+                ids.push(RawIdentifier::new(IdentifierKind::Call, e.call_id.trim()));
                 details.queue_wait_ms = e.queue_wait_ms;
                 details.duration_ms = e.duration_ms;
                 details.transfers = e.transfers;
@@ -521,7 +529,7 @@ impl WireEvent {
             ids.push(RawIdentifier::new(IdentifierKind::Case, c.clone()));
         }
         Event {
-            tenant: tenant(&common.tenant),
+            tenant: tenant(common.tenant.trim()),
             event_id: common.event_id,
             time: EventTime(common.event_time),
             channel,
@@ -648,5 +656,18 @@ mod tests {
         let p: PhoneEvent = serde_json::from_str(j).unwrap();
         let e = WireEvent::Phone(p).into_event(Tenant::new).unwrap();
         assert_eq!(e.identifiers[0], RawIdentifier::new(IdentifierKind::Phone, "+14155550100"));
+    }
+
+    /// Padded opaque ids are the ids they pad, for threading as for identity (one case is one
+    /// thread however its id is spaced); so is a padded tenant.
+    #[test]
+    fn padded_ids_and_tenants_are_trimmed() {
+        let j = r#"{"tenant":" acme ","event_id":"p1","event_time":1700000000000,"direction":"INBOUND",
+                    "kind":"CALL_STARTED","call_id":" c1 ","caller":"+14155550100","callee":"+18005550000",
+                    "case_id":" C-1 "}"#;
+        let p: PhoneEvent = serde_json::from_str(j).unwrap();
+        let e = WireEvent::Phone(p).into_event(Tenant::new).unwrap();
+        assert_eq!((e.tenant.as_str(), e.case_id.as_deref()), ("acme", Some("C-1")));
+        assert_eq!(e.thread.key.as_deref(), Some("call:c1"));
     }
 }

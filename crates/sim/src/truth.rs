@@ -117,7 +117,8 @@ pub(crate) fn canonical(kind: IdentifierKind, raw: &str) -> Canon {
 /// (a test holds the two together); reading them in place spares cloning every record.
 pub(crate) fn raw_identifiers(event: &WireEvent) -> Vec<(IdentifierKind, Cow<'_, str>)> {
     fn push<'a>(out: &mut Vec<(IdentifierKind, Cow<'a, str>)>, kind: IdentifierKind, v: Option<&'a str>) {
-        if let Some(v) = v.filter(|v| !v.trim().is_empty()) {
+        // Trimmed, as the service reads opaque ids and addresses.
+        if let Some(v) = v.map(str::trim).filter(|v| !v.is_empty()) {
             out.push((kind, Cow::Borrowed(v)));
         }
     }
