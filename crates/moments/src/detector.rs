@@ -92,6 +92,7 @@ impl TenantState {
         PruneLimits {
             retention_ms: s.retention_ms,
             cooldown_ms: s.cooldown_ms,
+            ttl_ms: s.ttl_ms,
             repeat_window_ms: s.repeat.map_or(0, |(_, w)| w),
             sentiment_window_ms: s.sentiment.map_or(0, |(_, w)| w),
             every_ms: PRUNE_EVERY_MS,

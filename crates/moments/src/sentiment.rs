@@ -319,10 +319,14 @@ struct Token {
     emoji: Option<f64>,
     /// What the word is to the scorer (nothing for an emoji).
     class: Class,
+    /// A sentence ended (`.`, `!`, `?`) between the token before and this one: what came
+    /// before does not modify it.
+    sentence_start: bool,
 }
 
 impl Token {
-    const EMPTY: Token = Token { bytes: [0; WORD_BYTES], len: 0, caps: false, emoji: None, class: Class::NONE };
+    const EMPTY: Token =
+        Token { bytes: [0; WORD_BYTES], len: 0, caps: false, emoji: None, class: Class::NONE, sentence_start: false };
 
     /// The word's UTF-8 bytes (none for an emoji); a word too long for the tables reads as
     /// "\0", which none holds. Bytes compare as the text does.
@@ -367,6 +371,8 @@ fn tokens(text: &str, mut each: impl FnMut(&Token)) {
     };
     let mut word = Token::EMPTY;
     let (mut letters, mut upper) = (0usize, 0usize);
+    // A sentence ended since the last token emitted.
+    let mut ended = false;
     for c in text.chars() {
         if c.is_ascii_alphanumeric() {
             if c.is_ascii_alphabetic() {
@@ -387,16 +393,19 @@ fn tokens(text: &str, mut each: impl FnMut(&Token)) {
         } else {
             if word.len > 0 {
                 word.caps = letters >= 2 && upper == letters;
+                word.sentence_start = std::mem::take(&mut ended);
                 emit(&mut word);
             }
             (word, letters, upper) = (Token::EMPTY, 0, 0);
             if let Some(v) = emoji(c) {
-                emit(&mut Token { emoji: Some(v), ..Token::EMPTY });
+                emit(&mut Token { emoji: Some(v), sentence_start: std::mem::take(&mut ended), ..Token::EMPTY });
             }
+            ended |= matches!(c, '.' | '!' | '?');
         }
     }
     if word.len > 0 {
         word.caps = letters >= 2 && upper == letters;
+        word.sentence_start = ended;
         emit(&mut word);
     }
 }
@@ -480,7 +489,8 @@ fn valence(t: &Token, next: Option<&Token>, before: &[Option<Before>; 3], mixed_
             Modifier::None => {}
         }
     }
-    if negated {
+    // A word negates words, not a face: "nothing arrived 😡" is angry.
+    if negated && t.emoji.is_none() {
         v *= NEGATION_SCALAR;
     }
     Some((v, phrase_of_two))
@@ -510,6 +520,10 @@ pub fn score(text: &str) -> f64 {
     let mut skip = false;
     let mut step = |next: Option<&Token>| {
         if let Some(t) = current.take() {
+            // Words of an earlier sentence modify nothing of this one.
+            if t.sentence_start {
+                before = [None; 3];
+            }
             if std::mem::take(&mut skip) {
                 // The second word of a phrase: counted with the first.
             } else {
@@ -590,6 +604,15 @@ mod tests {
         assert!(score("Thanks, that was quick and easy, great agent") >= 0.7);
         assert!(score("I am fed up with this") < -0.4);
         assert!(score("😡😡") < -0.5);
+    }
+
+    /// A negation turns words, not faces, and stops at the end of its sentence.
+    #[test]
+    fn negation_spares_emoji_and_ends_with_the_sentence() {
+        assert!(score("nothing arrived 😡😡😡") < -0.5, "{}", score("nothing arrived 😡😡😡"));
+        assert!(score("I can't log in. 😡😡") < -0.5);
+        assert!(score("It did not work. Great.") > 0.0, "the second sentence is not negated");
+        assert!(score("It is not great") < 0.0, "within a sentence it still negates");
     }
 
     #[test]

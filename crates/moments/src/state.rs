@@ -450,8 +450,10 @@ impl Profile {
         if over || self.kept_since.is_some_and(|k| k < cutoff) {
             self.forget_before(cutoff);
         }
-        let cooldown = limits.cooldown_ms;
-        self.cooldowns.retain(|_, t| now.0.saturating_sub(t.0) < cooldown);
+        // A late detection is still emitted up to its time to live behind the clock, and it is
+        // held back by one within the cool-down of it: kept that long.
+        let kept = limits.cooldown_ms.saturating_add(limits.ttl_ms);
+        self.cooldowns.retain(|_, t| now.0.saturating_sub(t.0) < kept);
         // Two windows: a merge can reveal a window that closed a while ago.
         self.repeat.prune(now.0.saturating_sub(limits.repeat_window_ms.saturating_mul(2)));
         if self.support.as_ref().is_some_and(|m| m.time.0 < now.0.saturating_sub(limits.sentiment_window_ms)) {
@@ -502,6 +504,8 @@ fn keep_newest<K: Ord + Clone, V>(
 pub(crate) struct PruneLimits {
     pub(crate) retention_ms: i64,
     pub(crate) cooldown_ms: i64,
+    /// Interventions' time to live: how far behind the clock a late one is still emitted.
+    pub(crate) ttl_ms: i64,
     pub(crate) repeat_window_ms: i64,
     pub(crate) sentiment_window_ms: i64,
     pub(crate) every_ms: i64,
@@ -517,6 +521,7 @@ mod tests {
         PruneLimits {
             retention_ms: 14 * DAY,
             cooldown_ms: DAY,
+            ttl_ms: DAY,
             repeat_window_ms: 7 * DAY,
             sentiment_window_ms: 2 * DAY,
             every_ms: DAY,

@@ -798,6 +798,24 @@ fn interventions_expired_by_the_tenants_clock_are_not_emitted() {
     assert!(out[0].expires_at > EventTime(T0 + 10 * DAY), "actionable a day from its answer");
 }
 
+/// A late detection still within its time to live is held back by the cool-down of one it
+/// follows, even when the clock has moved past that one's cool-down meanwhile.
+#[test]
+fn a_late_detection_is_held_back_by_the_cool_down() {
+    let mut p = MomentsPipeline::new(MomentsConfig::default()).unwrap();
+    let s1 = ev("s1", 0, Chat, Inbound, SurveyResponse).case("C-1").survey(Some(1), None, None);
+    let other = ev("x", 24 * HOUR + 30 * MIN, Chat, Inbound, Message).key("chat:X");
+    let s2 = ev("s2", HOUR, Chat, Inbound, SurveyResponse).case("C-1").survey(Some(1), None, None);
+    let mut out = Vec::new();
+    for (profile, e) in [(pid(1), s1), (pid(2), other), (pid(1), s2)] {
+        out.extend(p.push(profile, e.event.clone(), &e.thread_id().into()));
+    }
+    let detractors: Vec<&str> =
+        out.iter().filter(|i| i.moment_type == DetractorSurvey).map(|i| i.key_event_id.as_str()).collect();
+    assert_eq!(detractors, ["s1"], "{out:#?}");
+    assert_eq!(p.detector().counters().get(DetractorSurvey).suppressed, 1);
+}
+
 /// Only late events make stale moments: an email in order, then days of quiet (no clock
 /// advance), then the tenant's next event lets its breach fire, expired but emitted as before
 /// (what an event in order makes never depends on arrival order within the lateness).
