@@ -76,7 +76,7 @@ impl Ordered {
         let tenant = self.tenant.as_ref().expect("set above");
         for &(survivor, absorbed) in &merges {
             self.buffer.merge_profiles(tenant, survivor, absorbed);
-            interventions.extend(self.detector.merge_profiles(tenant, survivor, absorbed));
+            interventions.extend(self.detector.merge_profiles_at(tenant, survivor, absorbed, event.time));
         }
         self.buffer.push_into(profile, event, &thread_id, &mut self.released);
         for r in self.released.drain(..) {

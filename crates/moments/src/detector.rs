@@ -215,7 +215,13 @@ impl TenantState {
         self.shared.settled_elsewhere.put_back(at, waiting);
     }
 
-    fn merge_profiles(&mut self, tenant: &Tenant, survivor: ProfileId, absorbed: ProfileId) -> Vec<Intervention> {
+    fn merge_profiles(
+        &mut self,
+        tenant: &Tenant,
+        survivor: ProfileId,
+        absorbed: ProfileId,
+        at: Option<EventTime>,
+    ) -> Vec<Intervention> {
         let survivor = self.resolve(survivor);
         let absorbed = self.resolve(absorbed);
         if survivor == absorbed {
@@ -242,7 +248,7 @@ impl TenantState {
             _ => Vec::new(),
         };
         p.absorb(*other, &mut self.shared.timers);
-        let out = if both { self.repeats_joined_by_merge(tenant, survivor, &mut p, &seen) } else { Vec::new() };
+        let out = if both { self.repeats_joined_by_merge(tenant, survivor, &mut p, &seen, at) } else { Vec::new() };
         self.put_profile(survivor, p);
         out
     }
@@ -251,12 +257,14 @@ impl TenantState {
     /// history (both profiles' starts and resolutions) but did not complete one in their own
     /// profile (`seen`). Detected at that start, as a single profile would have; skipped when an
     /// emitted repeat contact already counted a start of the window (one intervention per run).
+    /// Actionable from the merge: `at` (the time of the event that caused it) or the clock.
     fn repeats_joined_by_merge(
         &mut self,
         tenant: &Tenant,
         id: ProfileId,
         p: &mut Profile,
         seen: &[EventRef],
+        at: Option<EventTime>,
     ) -> Vec<Intervention> {
         let mut out = Vec::new();
         let Some((count, window)) = self.shared.settings.repeat else { return out };
@@ -279,7 +287,7 @@ impl TenantState {
                 detected_at: start.time,
                 // Found only now, maybe days after its start: actionable for its time to live
                 // from now, not already expired.
-                actionable_from: self.shared.clock.map_or(start.time, |now| now.max(start.time)),
+                actionable_from: [self.shared.clock, at].into_iter().flatten().fold(start.time, EventTime::max),
                 late: false,
                 priority: Priority::High,
                 channel: start.channel,
@@ -641,7 +649,20 @@ impl Detector {
     /// Returns the repeat contacts the merge reveals (conversations of both profiles within
     /// one window), detected at the start that completes the count.
     pub fn merge_profiles(&mut self, tenant: &Tenant, survivor: ProfileId, absorbed: ProfileId) -> Vec<Intervention> {
-        self.tenant(tenant).merge_profiles(tenant, survivor, absorbed)
+        self.tenant(tenant).merge_profiles(tenant, survivor, absorbed, None)
+    }
+
+    /// [`Detector::merge_profiles`] for a merge an event of time `at` caused (it may not be
+    /// released yet): a repeat contact the merge reveals is actionable from `at` at the
+    /// latest, not from the detector's clock, which lags the event by up to the lateness.
+    pub fn merge_profiles_at(
+        &mut self,
+        tenant: &Tenant,
+        survivor: ProfileId,
+        absorbed: ProfileId,
+        at: EventTime,
+    ) -> Vec<Intervention> {
+        self.tenant(tenant).merge_profiles(tenant, survivor, absorbed, Some(at))
     }
 
     /// Predicted effort against CES answers, over every tenant.

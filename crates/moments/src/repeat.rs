@@ -60,6 +60,14 @@ impl RepeatHistory {
         }
     }
 
+    /// Forgets the start `mark` (a conversation found, at a merge, to be another's).
+    pub(crate) fn remove_start(&mut self, mark: &Mark) {
+        let at = self.starts.partition_point(|s| s.mark < *mark);
+        if self.starts.get(at).is_some_and(|s| s.mark == *mark) {
+            self.starts.remove(at);
+        }
+    }
+
     /// Records a case resolution.
     pub(crate) fn push_resolution(&mut self, mark: Mark) {
         insert_sorted(&mut self.resolutions, mark);

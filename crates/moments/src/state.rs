@@ -381,11 +381,15 @@ impl Profile {
         // A conversation one side threaded on its own and the other under a case id: its own
         // thread's case joins the case below, as when one profile sees the case id arrive.
         let mut joined: Vec<(CaseKey, CaseKey)> = Vec::new();
+        // Starts of a conversation seen from both sides: the later is no conversation of its own.
+        let mut second_starts: Vec<Mark> = Vec::new();
         for (oc, conversation) in std::mem::take(&mut other.conversations) {
             match mapped.get(&oc).and_then(|sc| self.conversations.get_mut(sc)) {
                 Some(mine) => {
                     let (before, theirs) = (mine.case.clone(), conversation.case.clone());
+                    let starts = [mine.start.clone(), conversation.start.clone()];
                     mine.merge(conversation);
+                    second_starts.extend(starts.into_iter().flatten().filter(|s| mine.start.as_ref() != Some(s)));
                     for old in [before, theirs] {
                         if old != mine.case && !old.is_case_id() {
                             joined.push((old, mine.case.clone()));
@@ -429,6 +433,9 @@ impl Profile {
             self.absorb_case(from, into, timers);
         }
         self.repeat.absorb(std::mem::take(&mut other.repeat));
+        for start in &second_starts {
+            self.repeat.remove_start(start);
+        }
         self.kept_since = earliest(self.kept_since, other.kept_since);
         // Conversations seen from both sides merged: any case's effort may have changed.
         for case in self.cases.values_mut() {

@@ -798,6 +798,25 @@ fn interventions_expired_by_the_tenants_clock_are_not_emitted() {
     assert!(out[0].expires_at > EventTime(T0 + 10 * DAY), "actionable a day from its answer");
 }
 
+/// A conversation both merged profiles saw (a reply from one to the other's message) is one
+/// conversation for repeat contacts: two conversations are not a third contact.
+#[test]
+fn a_conversation_seen_from_both_merged_profiles_counts_once() {
+    let mut p = MomentsPipeline::new(MomentsConfig::default()).unwrap();
+    let m1 = ev("m1", 0, Email, Inbound, Message).key("email:<m1>");
+    let m2 = ev("m2", HOUR, Email, Inbound, Message).key("email:<m2>").parent("email:<m1>").thread("email:<m1>");
+    let m3 = ev("m3", 2 * HOUR, Email, Inbound, Message).key("email:<m3>");
+    let mut out = Vec::new();
+    for (profile, e) in [(pid(1), m1), (pid(2), m2), (pid(1), m3)] {
+        out.extend(p.push(profile, e.event.clone(), &e.thread_id().into()));
+    }
+    out.extend(p.merge_profiles(&Tenant::new("acme"), pid(1), pid(2)));
+    let later = ev("later", 3 * HOUR, Chat, Internal, ChatEnded).key("chat:Z");
+    out.extend(p.push(pid(1), later.event.clone(), &later.thread_id().into()));
+    out.extend(p.flush());
+    assert!(out.iter().all(|i| i.moment_type != RepeatContact), "{out:#?}");
+}
+
 /// A late detection still within its time to live is held back by the cool-down of one it
 /// follows, even when the clock has moved past that one's cool-down meanwhile.
 #[test]
@@ -1044,6 +1063,15 @@ fn a_merge_that_joins_a_burst_of_conversations_reveals_the_repeat_contact() {
     assert!(i.expires_at > EventTime(T0 + 5 * DAY), "found now, not already expired: {:?}", i.expires_at);
     assert_eq!(i.profile_id, pid(1).to_string());
     assert_eq!(i.intervention_id, Intervention::derive_id("acme", RepeatContact, "c"));
+    // Joined by an event far ahead of the detector's clock (not released yet): actionable from
+    // that event's time, not already expired by it.
+    let mut r = Run::new();
+    r.feed(pid(2), ev("a", 0, Email, Inbound, Message).key("email:<a>"));
+    r.feed(pid(1), ev("b", DAY, Chat, Inbound, ChatStarted).key("chat:B"));
+    r.feed(pid(2), ev("c", 2 * DAY, Phone, Inbound, CallStarted).key("call:c"));
+    let found = r.d.merge_profiles_at(&Tenant::new("acme"), pid(1), pid(2), EventTime(T0 + 9 * DAY));
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].expires_at, EventTime(T0 + 10 * DAY), "a day from the joining event");
     // A window made of one side's conversations only was that side's to detect: nothing new.
     let mut r = Run::new();
     for (id, t) in [("a", 0), ("b", DAY), ("c", 2 * DAY)] {
