@@ -4,6 +4,7 @@
 //! say what may link (placeholders blocked, per-kind limits, priorities, shared identifiers), and
 //! [`IdentityResolver`] keeps one deterministic [`TenantGraph`] per tenant. Pure: no I/O, no clock.
 
+mod email;
 pub mod graph;
 pub mod normalize;
 mod phone;
