@@ -43,7 +43,12 @@ fn schemas(
         None => Ok((InputSchemas::new(None, s.bundled_ids.clone()), OutputSchemas::bundled(&s.bundled_ids))),
         Some(url) => {
             let auth = s.registry_username.clone().zip(s.registry_password.clone());
-            let client = RegistryClient::new(url, auth).context("schema registry")?;
+            if auth.is_some() && url.trim().starts_with("http://") {
+                tracing::warn!("schema registry credentials are sent over plain http: use https");
+            }
+            let roots = s.registry_ca_file.as_deref().map(|f| s.registry_ca(f)).transpose()?;
+            let client = RegistryClient::with_roots(url, auth, RegistryClient::DEFAULT_TIMEOUT, roots.as_deref())
+                .context("schema registry")?;
             let t = &kafka.topics;
             let subjects = omnistitch_kafka::registry::output_subjects(t);
             let outputs = OutputSchemas::register_within(&client, &subjects, kafka.liveness_timeout(), |e| {

@@ -7,6 +7,7 @@
 
 use std::ffi::OsString;
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use omnistitch_cx::CxConfig;
@@ -28,8 +29,18 @@ pub struct SchemasSection {
     pub registry_username: Option<String>,
     /// Registry basic-auth password.
     pub registry_password: Option<String>,
+    /// A PEM file of the certificate authority the registry's `https://` certificate is
+    /// signed by, trusted instead of the public web's roots (a private CA).
+    pub registry_ca_file: Option<std::path::PathBuf>,
     /// Ids of the bundled schemas when no registry is configured.
     pub bundled_ids: BundledIds,
+}
+
+impl SchemasSection {
+    /// The registry's CA file, read (an error names the file, never its contents).
+    pub fn registry_ca(&self, file: &Path) -> anyhow::Result<Vec<u8>> {
+        std::fs::read(file).with_context(|| format!("reading schemas.registry_ca_file {}", file.display()))
+    }
 }
 
 /// `[http]`.
@@ -174,6 +185,12 @@ impl Settings {
         if let Some(url) = &s.registry_url {
             omnistitch_kafka::registry::RegistryClient::check_url(url)
                 .with_context(|| format!("invalid config {where_}: schemas.registry_url"))?;
+        }
+        if let Some(file) = &s.registry_ca_file {
+            let pem = s.registry_ca(file)?;
+            let url = s.registry_url.as_deref().unwrap_or("https://registry");
+            omnistitch_kafka::registry::RegistryClient::with_roots(url, None, Duration::from_secs(1), Some(&pem))
+                .with_context(|| format!("invalid config {where_}: schemas.registry_ca_file {}", file.display()))?;
         }
         if s.registry_username.is_some() != s.registry_password.is_some() {
             bail!(
@@ -489,6 +506,30 @@ mod tests {
         std::fs::write(&file, "[kafka.properties]\n\"socket.timeout.ms\" = 60000\n").unwrap();
         let s = Settings::load(Some(&file), std::iter::empty()).unwrap();
         assert_eq!(s.kafka.properties.get("socket.timeout.ms").map(String::as_str), Some("60000"));
+    }
+
+    /// A private CA file for the registry is read at start; a missing or certificate-less
+    /// one is refused, named by its path.
+    #[test]
+    fn the_registry_ca_file_is_checked_at_start() {
+        let ca = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/kafka/tests/fixtures/registry-ca.pem");
+        let url = ("OMNISTITCH__SCHEMAS__REGISTRY_URL", "https://registry:8081");
+        let s =
+            Settings::load(None, env(&[url, ("OMNISTITCH__SCHEMAS__REGISTRY_CA_FILE", ca.to_str().unwrap())])).unwrap();
+        assert_eq!(s.schemas.registry_ca_file.as_deref(), Some(ca.as_path()));
+        let err = format!(
+            "{:#}",
+            Settings::load(None, env(&[url, ("OMNISTITCH__SCHEMAS__REGISTRY_CA_FILE", "/nonexistent/ca.pem")]))
+                .unwrap_err()
+        );
+        assert!(err.contains("/nonexistent/ca.pem"), "{err}");
+        let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+        let err = format!(
+            "{:#}",
+            Settings::load(None, env(&[url, ("OMNISTITCH__SCHEMAS__REGISTRY_CA_FILE", readme.to_str().unwrap())]))
+                .unwrap_err()
+        );
+        assert!(err.contains("registry_ca_file") && err.contains("no certificate"), "{err}");
     }
 
     /// The bind address is any IP, bracketed or not; a probe reaches it, or loopback when it

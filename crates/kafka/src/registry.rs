@@ -194,6 +194,22 @@ struct ErrorReply {
     message: Option<String>,
 }
 
+/// The certificates of a PEM file (other items, such as keys, skipped); at least one.
+fn certificates(pem: &[u8]) -> Result<Vec<ureq::tls::Certificate<'static>>, WireError> {
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(pem) {
+        match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c),
+            Ok(_) => {}
+            Err(e) => return Err(WireError::RegistryConfig(format!("the registry CA file is not PEM: {e}"))),
+        }
+    }
+    if certs.is_empty() {
+        return Err(WireError::RegistryConfig("the registry CA file holds no certificate".into()));
+    }
+    Ok(certs)
+}
+
 /// The message of an error reply, or the start of its body.
 fn reply_message(body: &str) -> String {
     match serde_json::from_str::<ErrorReply>(body) {
@@ -214,8 +230,26 @@ impl RegistryClient {
 
     /// A client like [`RegistryClient::new`] whose requests give up after `timeout`.
     pub fn with_timeout(url: &str, auth: Option<(String, String)>, timeout: Duration) -> Result<Self, WireError> {
+        Self::with_roots(url, auth, timeout, None)
+    }
+
+    /// A client like [`RegistryClient::with_timeout`] that trusts, for `https://`, the
+    /// certificates of `roots` (PEM: a private certificate authority) instead of the public
+    /// web's roots.
+    pub fn with_roots(
+        url: &str,
+        auth: Option<(String, String)>,
+        timeout: Duration,
+        roots: Option<&[u8]>,
+    ) -> Result<Self, WireError> {
         let base = Self::check_url(url)?;
-        let config = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(timeout)).build();
+        let mut config = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(timeout));
+        if let Some(pem) = roots {
+            let tls =
+                ureq::tls::TlsConfig::builder().root_certs(ureq::tls::RootCerts::from(certificates(pem)?)).build();
+            config = config.tls_config(tls);
+        }
+        let config = config.build();
         Ok(RegistryClient {
             base: base.to_string(),
             agent: ureq::Agent::new_with_config(config),
@@ -1080,6 +1114,22 @@ pub(crate) mod tests {
             }
             _ => not_found(),
         })
+    }
+
+    /// A private certificate authority's PEM file is trusted for `https://`; a file without a
+    /// certificate, or not PEM, is refused at start.
+    #[test]
+    fn a_private_ca_file_is_read_or_refused() {
+        let pem = include_bytes!("../tests/fixtures/registry-ca.pem");
+        let timeout = Duration::from_secs(1);
+        assert!(RegistryClient::with_roots("https://registry:8081", None, timeout, Some(pem)).is_ok());
+        let key_only = b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+        for bad in [&b""[..], b"not pem at all", key_only] {
+            assert_eq!(
+                code(RegistryClient::with_roots("https://registry:8081", None, timeout, Some(bad))),
+                "registry_config"
+            );
+        }
     }
 
     /// A schema taking a type from another subject is made whole (the type written out where
