@@ -23,6 +23,8 @@ struct TenantSeen {
 pub enum Arrival {
     /// Applied before: a redelivery.
     Duplicate,
+    /// Older than the tenant's retention behind its newest event time: not to be applied.
+    BeyondRetention,
     /// Not seen before; `sweep_due` when its tenant's clock moved a sweep interval since the
     /// tenant's last sweep (the sweep is then counted as done).
     New {
@@ -46,9 +48,17 @@ fn digest(tenant: &str, event_id: &str) -> [u64; 2] {
 }
 
 impl SeenEvents {
-    /// Records the event `event_id` of `tenant` at `time`, unless it was seen before; a tenant
-    /// is swept every `sweep_every_ms` of its own event time.
-    pub fn arrive(&mut self, tenant: &Arc<str>, event_id: &str, time: EventTime, sweep_every_ms: i64) -> Arrival {
+    /// Records the event `event_id` of `tenant` at `time`, unless it was seen before or is more
+    /// than `max_age_ms` behind the tenant's newest event; a tenant is swept every
+    /// `sweep_every_ms` of its own event time.
+    pub fn arrive(
+        &mut self,
+        tenant: &Arc<str>,
+        event_id: &str,
+        time: EventTime,
+        sweep_every_ms: i64,
+        max_age_ms: i64,
+    ) -> Arrival {
         let t = match self.tenants.get_mut(&**tenant) {
             Some(t) => t,
             None => self.tenants.entry(tenant.clone()).or_insert(TenantSeen {
@@ -57,6 +67,9 @@ impl SeenEvents {
                 last_sweep: EventTime(i64::MIN),
             }),
         };
+        if time.0 < t.newest.0.saturating_sub(max_age_ms) {
+            return Arrival::BeyondRetention;
+        }
         match t.seen.entry(digest(tenant, event_id)) {
             hashbrown::hash_map::Entry::Occupied(_) => return Arrival::Duplicate,
             hashbrown::hash_map::Entry::Vacant(v) => {
@@ -102,15 +115,22 @@ mod tests {
     fn each_tenant_dedups_and_sweeps_by_its_own_clock() {
         let mut s = SeenEvents::default();
         let (acme, globex): (Arc<str>, Arc<str>) = (Arc::from("acme"), Arc::from("globex"));
-        assert_eq!(s.arrive(&acme, "e1", EventTime(1_000), 100), Arrival::New { sweep_due: true });
-        assert_eq!(s.arrive(&acme, "e1", EventTime(1_000), 100), Arrival::Duplicate);
-        assert_eq!(s.arrive(&globex, "e1", EventTime(5), 100), Arrival::New { sweep_due: true }, "another tenant");
-        assert_eq!(s.arrive(&acme, "e2", EventTime(1_050), 100), Arrival::New { sweep_due: false });
+        assert_eq!(s.arrive(&acme, "e1", EventTime(1_000), 100, i64::MAX), Arrival::New { sweep_due: true });
+        assert_eq!(s.arrive(&acme, "e1", EventTime(1_000), 100, i64::MAX), Arrival::Duplicate);
+        assert_eq!(
+            s.arrive(&globex, "e1", EventTime(5), 100, i64::MAX),
+            Arrival::New { sweep_due: true },
+            "another tenant"
+        );
+        assert_eq!(s.arrive(&acme, "e2", EventTime(1_050), 100, i64::MAX), Arrival::New { sweep_due: false });
         // Globex loading old history is not swept on acme's clock.
-        assert_eq!(s.arrive(&globex, "e2", EventTime(50), 100), Arrival::New { sweep_due: false });
-        assert_eq!(s.arrive(&acme, "e3", EventTime(1_100), 100), Arrival::New { sweep_due: true });
+        assert_eq!(s.arrive(&globex, "e2", EventTime(50), 100, i64::MAX), Arrival::New { sweep_due: false });
+        assert_eq!(s.arrive(&acme, "e3", EventTime(1_100), 100, i64::MAX), Arrival::New { sweep_due: true });
         s.forget_before("acme", EventTime(1_060));
         assert_eq!(s.len(), 3, "acme's e1 and e2 forgotten, globex's kept");
-        assert_eq!(s.arrive(&globex, "e1", EventTime(5), 100), Arrival::Duplicate);
+        assert_eq!(s.arrive(&globex, "e1", EventTime(5), 100, i64::MAX), Arrival::Duplicate);
+        // More than the retention behind the tenant's newest (1_100): refused, not recorded.
+        assert_eq!(s.arrive(&acme, "e4", EventTime(99), 100, 1_000), Arrival::BeyondRetention);
+        assert_eq!(s.arrive(&acme, "e4", EventTime(100), 100, 1_000), Arrival::New { sweep_due: false });
     }
 }

@@ -109,16 +109,20 @@ impl Engine {
     /// Applies one validated event (one beyond its tenant's retention changes nothing, see
     /// [`Engine::is_beyond_retention`]).
     pub fn apply(&mut self, event: &Event) -> Applied {
-        if self.is_beyond_retention(event.tenant.as_str(), event.time) {
-            self.stats.beyond_retention += 1;
-            return Applied::nothing(event.time);
-        }
-        let sweep_every = self.retention.max_age_ms() / SWEEPS_PER_MAX_AGE;
-        let Arrival::New { sweep_due } = self.seen.arrive(&event.tenant.0, &event.event_id, event.time, sweep_every)
-        else {
-            self.stats.duplicates += 1;
-            return Applied::nothing(event.time);
-        };
+        let max_age = self.retention.max_age_ms();
+        let sweep_due =
+            match self.seen.arrive(&event.tenant.0, &event.event_id, event.time, max_age / SWEEPS_PER_MAX_AGE, max_age)
+            {
+                Arrival::New { sweep_due } => sweep_due,
+                Arrival::Duplicate => {
+                    self.stats.duplicates += 1;
+                    return Applied::nothing(event.time);
+                }
+                Arrival::BeyondRetention => {
+                    self.stats.beyond_retention += 1;
+                    return Applied::nothing(event.time);
+                }
+            };
         self.stats.events += 1;
         let resolution = self.identity.resolve(event);
         for r in &resolution.identifiers {
