@@ -13,6 +13,9 @@ pub mod pipeline;
 pub mod records;
 pub mod stats;
 
+#[cfg(test)]
+mod order_tests;
+
 pub use config::{ConfigError, EngineConfig};
 pub use engine::{Applied, Engine};
 pub use pipeline::{Ordered, Pipeline, Placed, Step};

@@ -329,11 +329,20 @@ impl TenantState {
         let by_thread = (own.is_none() && parent.is_none()).then(thread_key);
         let keys = [own, parent, by_thread];
         let known = keys.iter().flatten().find_map(|k| p.keys.get(k).map(|(c, _)| *c));
+        // The case comes from the event and the profile's earlier events alone, never from the
+        // thread the engine gave the event at its arrival: that thread may carry a case id of an
+        // event younger than this one that arrived first, so it depends on arrival order.
         let case_key = match (&event.case_id, known.and_then(|c| p.conversations.get(&c))) {
             (None, Some(c)) => c.case.clone(),
             (Some(c), _) if thread_id.strip_prefix(CASE_PREFIX) == Some(c.as_str()) => p.case_key(thread_id),
             (Some(c), _) => p.case_key(&format!("{CASE_PREFIX}{c}")),
-            (None, None) => p.case_key(thread_id),
+            (None, None) => match event.thread.key.as_deref().or(event.thread.parent.as_deref()) {
+                // A conversation new to this profile is threaded on its own key (a reply whose
+                // message is not known, on its parent's), as the engine threads a conversation
+                // it meets first.
+                Some(k) => p.case_key(k),
+                None => p.case_key(thread_id),
+            },
         };
         // Whether the effort inputs of the event's case change.
         let mut effort_changed = false;
@@ -353,7 +362,10 @@ impl TenantState {
                 }
             }
         }
-        let conversation = known.or_else(|| event.kind.is_contact().then(|| p.open_conversation(case_key.clone(), t)));
+        // A contact opens a conversation; so does any event naming a case (a case resolved on a
+        // conversation tells its later events, a survey answered on it, their case).
+        let opens = event.kind.is_contact() || (event.case_id.is_some() && own.is_some());
+        let conversation = known.or_else(|| opens.then(|| p.open_conversation(case_key.clone(), t)));
         if let Some(c) = conversation {
             for k in keys.into_iter().flatten() {
                 let slot = p.keys.entry(k).or_insert((c, t));
