@@ -192,7 +192,7 @@ pub fn write_outputs(run: &ReplayRun, out: &Path) -> anyhow::Result<()> {
             t.entries().iter().filter_map(move |e| {
                 let mut r = run.timeline_records.get(&(tenant.clone(), CompactString::from(&*e.event_id)))?.clone();
                 r.profile_id = id.to_string();
-                r.thread_id = e.thread_id.to_string();
+                r.thread_id = e.thread_id().to_string();
                 Some(r)
             })
         })

@@ -8,4 +8,4 @@ pub mod store;
 pub mod threads;
 
 pub use store::{Appended, RetentionConfig, RetentionError, Timeline, TimelineEntry, TimelineStore};
-pub use threads::ThreadIndex;
+pub use threads::{ThreadHandle, ThreadIndex};

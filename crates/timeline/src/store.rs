@@ -7,7 +7,7 @@ use omnistitch_model::{Channel, Direction, Event, EventKind, EventTime, ProfileI
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::threads::ThreadIndex;
+use crate::threads::{ThreadHandle, ThreadIndex};
 
 /// Retention settings as written in configuration (`[timeline]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,15 +50,15 @@ impl RetentionConfig {
 
 /// An event on a timeline: its place (time, id), what it was and its thread; not the whole
 /// record (the full record goes out as a timeline output when the event is applied, and the
-/// ordered stages get the event itself). 48 bytes and one small string per event.
+/// ordered stages get the event itself). 40 bytes and one small string per event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TimelineEntry {
     /// Event time.
     pub time: EventTime,
     /// Event id.
     pub event_id: Box<str>,
-    /// Conversation thread.
-    pub thread_id: Arc<str>,
+    /// Conversation thread (followed through re-threading).
+    pub thread: ThreadHandle,
     /// Channel.
     pub channel: Channel,
     /// Direction.
@@ -68,6 +68,11 @@ pub struct TimelineEntry {
 }
 
 impl TimelineEntry {
+    /// The id of the thread the entry's conversation is in now.
+    pub fn thread_id(&self) -> &Arc<str> {
+        self.thread.id()
+    }
+
     fn key(&self) -> (EventTime, &str) {
         (self.time, &self.event_id)
     }
@@ -192,17 +197,10 @@ impl TimelineStore {
             channel: event.channel,
             direction: event.direction,
             kind: event.kind,
-            thread_id: threaded.thread.clone(),
+            thread: threaded.handle,
         };
         let cutoff = of.cutoff(max_age);
         let timeline = of.timelines.entry(profile).or_default();
-        if let Some(old) = &threaded.replaced {
-            for e in &mut timeline.entries {
-                if e.thread_id == *old {
-                    e.thread_id = threaded.thread.clone();
-                }
-            }
-        }
         let position = if entry.time < cutoff { None } else { timeline.insert(entry) };
         let evicted = timeline.evict(cutoff, max);
         self.evicted_total += evicted as u64;

@@ -29,6 +29,31 @@ impl Thread {
     }
 }
 
+/// A conversation thread as a timeline entry holds it: its id is the thread the conversation
+/// is in now, so an entry of a conversation a case id re-threaded later, on any profile, reads
+/// the case's thread without being rewritten.
+#[derive(Clone)]
+pub struct ThreadHandle(Arc<Thread>);
+
+impl ThreadHandle {
+    /// The id of the thread the conversation is in now.
+    pub fn id(&self) -> &Arc<str> {
+        &self.0.current().id
+    }
+}
+
+impl std::fmt::Debug for ThreadHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ThreadHandle").field(self.id()).finish()
+    }
+}
+
+impl PartialEq for ThreadHandle {
+    fn eq(&self, other: &Self) -> bool {
+        self.id() == other.id()
+    }
+}
+
 /// Maps conversation keys (message ids, chat sessions, calls, posts, cases) to thread ids.
 ///
 /// Keys are kept as 64-bit digests: threading needs no key back, and a collision (about one
@@ -40,13 +65,13 @@ pub struct ThreadIndex {
     keys: HashMap<u64, (Arc<Thread>, EventTime)>,
 }
 
-/// The thread an event joined, and the thread it replaced if a case id re-threaded its conversation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The thread an event joined.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Threaded {
-    /// The event's thread.
+    /// The event's thread id now.
     pub thread: Arc<str>,
-    /// The thread its conversation had before (now part of `thread`).
-    pub replaced: Option<Arc<str>>,
+    /// The thread, as its entries hold it.
+    pub handle: ThreadHandle,
 }
 
 /// Prefix of the threads of case ids.
@@ -106,12 +131,12 @@ impl ThreadIndex {
         // A conversation threaded on its own until now joins the case; one already in another
         // case does not take that case along (a reply from ticket X to a ticket-Y message, a
         // reopened old thread): two cases never become one, only this event's keys move.
-        let replaced = before.filter(|b| b.id != thread.id && !b.id.starts_with(CASE_THREAD)).map(|old| {
-            // Other keys of the re-threaded conversation follow it through the absorbed thread.
+        if let Some(old) = before.filter(|b| b.id != thread.id && !b.id.starts_with(CASE_THREAD)) {
+            // Other keys of the re-threaded conversation, and the entries of its earlier events
+            // on every profile, follow it through the absorbed thread.
             let _ = old.absorbed_by.set(thread.clone());
-            old.id.clone()
-        });
-        Threaded { thread: thread.id.clone(), replaced }
+        }
+        Threaded { thread: thread.id.clone(), handle: ThreadHandle(thread) }
     }
 
     fn remember(&mut self, key: u64, thread: &Arc<Thread>, t: EventTime) {

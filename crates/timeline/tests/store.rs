@@ -145,12 +145,36 @@ fn conversations_thread_across_channels_by_case_and_replies() {
     mail.thread.parent = Some("chat:S1".into());
     assert_eq!(&*s.append(p(1), &mail).thread_id, "case:C9");
     let threads: BTreeSet<_> =
-        s.timeline("acme", p(1)).unwrap().entries().iter().map(|e| e.thread_id.to_string()).collect();
+        s.timeline("acme", p(1)).unwrap().entries().iter().map(|e| e.thread_id().to_string()).collect();
     assert_eq!(threads, BTreeSet::from(["case:C9".to_string()]), "earlier entries re-threaded");
     // An unrelated email starts its own thread.
     let mut other = ev("other", 4);
     other.thread.key = Some("email:<m3>".into());
     assert_eq!(&*s.append(p(1), &other).thread_id, "email:<m3>");
+}
+
+#[test]
+fn a_case_id_re_threads_a_conversation_on_every_profile() {
+    let mut s = TimelineStore::new(RetentionConfig::default());
+    // A message from a team mailbox (its own profile) and the customer's reply (theirs).
+    let mut m1 = ev("m1", 0);
+    m1.thread.key = Some("email:<m1>".into());
+    s.append(p(1), &m1);
+    let mut reply = ev("reply", 1);
+    reply.thread.key = Some("email:<r1>".into());
+    reply.thread.parent = Some("email:<m1>".into());
+    assert_eq!(&*s.append(p(2), &reply).thread_id, "email:<m1>");
+    // The agent's answer on the customer's profile names the case.
+    let mut answer = ev("answer", 2);
+    answer.thread.key = Some("email:<a1>".into());
+    answer.thread.parent = Some("email:<r1>".into());
+    answer.case_id = Some("C4".into());
+    assert_eq!(&*s.append(p(2), &answer).thread_id, "case:C4");
+    for profile in [p(1), p(2)] {
+        let threads: BTreeSet<String> =
+            s.timeline("acme", profile).unwrap().entries().iter().map(|e| e.thread_id().to_string()).collect();
+        assert_eq!(threads, BTreeSet::from(["case:C4".to_string()]), "{profile}");
+    }
 }
 
 #[test]
@@ -169,7 +193,7 @@ fn a_reply_under_another_case_id_does_not_join_two_cases() {
     assert_eq!(&*s.append(p(1), &x).thread_id, "case:X");
     // Case Y keeps its history and its own later events.
     let threads: Vec<String> =
-        s.timeline("acme", p(1)).unwrap().entries().iter().map(|e| e.thread_id.to_string()).collect();
+        s.timeline("acme", p(1)).unwrap().entries().iter().map(|e| e.thread_id().to_string()).collect();
     assert_eq!(threads, ["case:Y", "case:X"]);
     let mut y2 = ev("y2", 2);
     y2.case_id = Some("Y".into());
