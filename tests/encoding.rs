@@ -15,7 +15,7 @@ fn fast_encoders_match_apache_avro_byte_for_byte() {
     let (fast, reference) = (FastEncoder::new(), OutputEncoder::new());
     let mut pipeline = Pipeline::new(&EngineConfig::default()).unwrap();
     let mut tenants = Tenants::default();
-    let (mut timelines, mut profiles, mut merges, mut buf) = (0, 0, 0, Vec::new());
+    let (mut timelines, mut profiles, mut merges, mut rethreads, mut buf) = (0, 0, 0, 0, Vec::new());
     let mut interventions: Vec<Intervention> = Vec::new();
     for wire in world.events {
         let Ok(event) = wire.into_event(|t| tenants.get(t)) else { continue };
@@ -30,11 +30,18 @@ fn fast_encoders_match_apache_avro_byte_for_byte() {
             let Some(profile) = applied.profile else { return };
             buf.clear();
             let pid = profile.to_string();
-            fast.timeline(&pid, &applied.thread_id, event, &applied.identifiers, &mut buf);
+            fast.timeline(
+                &pid,
+                (&applied.thread_id, applied.absorbed_thread.as_deref()),
+                event,
+                &applied.identifiers,
+                &mut buf,
+            );
             let expected =
                 reference.encode(OutputKind::TimelineEntry, &timeline_record(profile, event, applied)).unwrap();
             assert_eq!(buf, expected, "timeline entry of {}", event.event_id);
             timelines += 1;
+            rethreads += usize::from(applied.absorbed_thread.is_some());
         });
         interventions.extend(step.interventions);
         let Some(profile) = step.applied.profile else { continue };
@@ -66,5 +73,6 @@ fn fast_encoders_match_apache_avro_byte_for_byte() {
     let moments = interventions.iter().map(|i| i.moment_type).collect::<std::collections::BTreeSet<_>>();
     assert!(timelines > 5_000 && profiles > 5_000, "the world exercised the encoders: {timelines} {profiles}");
     assert!(merges > 100 && moments.len() == 7, "merges and every moment type: {merges} {moments:?}");
+    assert!(rethreads > 10, "conversations re-threaded by a case id: {rethreads}");
     assert!(interventions.iter().any(|i| i.case_id.is_none()) && interventions.iter().any(|i| i.case_id.is_some()));
 }

@@ -150,7 +150,7 @@ impl FastEncoder {
     pub fn timeline(
         &self,
         profile_id: &str,
-        thread_id: &str,
+        (thread_id, absorbed_thread_id): (&str, Option<&str>),
         event: &Event,
         identifiers: &[MatchedIdentifier],
         out: &mut Vec<u8>,
@@ -186,6 +186,7 @@ impl FastEncoder {
             }
         }
         write_long(0, out);
+        write_opt_str(absorbed_thread_id, out);
     }
 
     /// Appends the `Profile` datum of a profile.

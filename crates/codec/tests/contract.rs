@@ -213,6 +213,7 @@ fn output_records_round_trip() {
             subject: None,
         },
         identifiers: vec![MatchedIdentifier { identifier: id.clone(), outcome: MatchOutcome::Shared }],
+        absorbed_thread_id: Some("chat:S-1".into()),
     };
     let bytes = enc.encode(OutputKind::TimelineEntry, &timeline).unwrap();
     assert_eq!(read_back::<TimelineRecord>(&c.timeline_entry, &bytes), timeline);

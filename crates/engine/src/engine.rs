@@ -28,6 +28,9 @@ pub struct Applied {
     pub position: Option<usize>,
     /// Conversation thread (empty for a redelivery).
     pub thread_id: Arc<str>,
+    /// The thread whose conversation the event's case id took into `thread_id` (its earlier
+    /// events are in `thread_id` now), if any.
+    pub absorbed_thread: Option<Arc<str>>,
     /// The event's identifiers and how each matched, strongest first.
     pub identifiers: Vec<MatchedIdentifier>,
     /// Merges caused, in order (each absorbed profile is gone).
@@ -45,6 +48,7 @@ impl Applied {
             created: false,
             position: None,
             thread_id: Arc::from(""),
+            absorbed_thread: None,
             identifiers: vec![],
             merges: vec![],
             conflicts: vec![],
@@ -146,6 +150,7 @@ impl Engine {
             created: resolution.created,
             position: appended.position,
             thread_id: appended.thread_id,
+            absorbed_thread: appended.absorbed_thread,
             identifiers: matched(resolution.identifiers),
             merges: resolution.merges,
             conflicts: resolution.conflicts,

@@ -25,7 +25,8 @@ enum Names {
 type Raw = (u8, i64, (Channel, Direction, EventKind), u8, Option<u8>, Names);
 
 fn event(n: usize, (customer, secs, (channel, direction, kind), conversation, case, names): Raw) -> Event {
-    let mut e = Event::new(Tenant::new("acme"), format!("e{n:03}"), EventTime(T0 + secs * SEC), channel, direction, kind);
+    let mut e =
+        Event::new(Tenant::new("acme"), format!("e{n:03}"), EventTime(T0 + secs * SEC), channel, direction, kind);
     let email = RawIdentifier::new(IdentifierKind::Email, format!("c{customer}@example.com"));
     let phone = RawIdentifier::new(IdentifierKind::Phone, format!("+1 212 555 01{customer:02}"));
     e.identifiers = match names {
@@ -73,7 +74,9 @@ fn traffic() -> impl Strategy<Value = Vec<Event>> {
         let mut events: Vec<Event> = raw
             .into_iter()
             .enumerate()
-            .map(|(n, (c, secs, kind, conversation, case))| event(n, (c, secs, kind, conversation, case, names[c as usize])))
+            .map(|(n, (c, secs, kind, conversation, case))| {
+                event(n, (c, secs, kind, conversation, case, names[c as usize]))
+            })
             .collect();
         events.sort_by(|a, b| (a.time, &a.event_id).cmp(&(b.time, &b.event_id)));
         events

@@ -35,6 +35,7 @@ pub fn timeline_record(profile: ProfileId, event: &Event, applied: &Applied) -> 
         thread_id: applied.thread_id.to_string(),
         event: normalized_event(event),
         identifiers: applied.identifiers.clone(),
+        absorbed_thread_id: applied.absorbed_thread.as_deref().map(str::to_string),
     }
 }
 

@@ -170,7 +170,13 @@ impl OutputWriter {
             |b| b.extend_from_slice(pid.as_bytes()),
             |b| {
                 write_confluent_header(id, b);
-                fast.timeline(pid, &applied.thread_id, event, &applied.identifiers, b);
+                fast.timeline(
+                    pid,
+                    (&applied.thread_id, applied.absorbed_thread.as_deref()),
+                    event,
+                    &applied.identifiers,
+                    b,
+                );
                 true
             },
         );

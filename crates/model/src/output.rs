@@ -112,6 +112,10 @@ pub struct TimelineRecord {
     pub event: NormalizedEvent,
     /// Its identifiers and how each matched.
     pub identifiers: Vec<MatchedIdentifier>,
+    /// The thread whose conversation this event's case id re-threaded into `thread_id`: the
+    /// records of that thread are of this one from now on.
+    #[serde(default)]
+    pub absorbed_thread_id: Option<String>,
 }
 
 /// `Profile`: current state of a profile.

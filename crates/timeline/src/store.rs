@@ -139,6 +139,8 @@ pub struct Appended {
     pub evicted: usize,
     /// The event's thread.
     pub thread_id: Arc<str>,
+    /// The thread the event's case id absorbed, if it re-threaded a conversation.
+    pub absorbed_thread: Option<Arc<str>>,
 }
 
 /// A tenant's timelines, thread index and clock: retention follows each tenant's own newest
@@ -205,7 +207,7 @@ impl TimelineStore {
         let evicted = timeline.evict(cutoff, max);
         self.evicted_total += evicted as u64;
         let position = position.and_then(|p| p.checked_sub(evicted));
-        Appended { position, evicted, thread_id: threaded.thread }
+        Appended { position, evicted, thread_id: threaded.thread, absorbed_thread: threaded.absorbed }
     }
 
     /// Moves `absorbed`'s timeline into `survivor`'s (both of `tenant`), keeping order and

@@ -72,6 +72,9 @@ pub struct Threaded {
     pub thread: Arc<str>,
     /// The thread, as its entries hold it.
     pub handle: ThreadHandle,
+    /// The thread this event's case id took its conversation from (the conversation's earlier
+    /// events, on any profile, are in `thread` now).
+    pub absorbed: Option<Arc<str>>,
 }
 
 /// Prefix of the threads of case ids.
@@ -131,12 +134,13 @@ impl ThreadIndex {
         // A conversation threaded on its own until now joins the case; one already in another
         // case does not take that case along (a reply from ticket X to a ticket-Y message, a
         // reopened old thread): two cases never become one, only this event's keys move.
-        if let Some(old) = before.filter(|b| b.id != thread.id && !b.id.starts_with(CASE_THREAD)) {
+        let absorbed = before.filter(|b| b.id != thread.id && !b.id.starts_with(CASE_THREAD)).map(|old| {
             // Other keys of the re-threaded conversation, and the entries of its earlier events
             // on every profile, follow it through the absorbed thread.
             let _ = old.absorbed_by.set(thread.clone());
-        }
-        Threaded { thread: thread.id.clone(), handle: ThreadHandle(thread) }
+            old.id.clone()
+        });
+        Threaded { thread: thread.id.clone(), handle: ThreadHandle(thread), absorbed }
     }
 
     fn remember(&mut self, key: u64, thread: &Arc<Thread>, t: EventTime) {

@@ -133,13 +133,15 @@ fn conversations_thread_across_channels_by_case_and_replies() {
     let mut chat2 = ev("chat2", 1);
     chat2.thread.key = Some("chat:S1".into());
     chat2.case_id = Some("C9".into());
-    assert_eq!(&*s.append(p(1), &chat2).thread_id, "case:C9");
+    let joined = s.append(p(1), &chat2);
+    assert_eq!((&*joined.thread_id, joined.absorbed_thread.as_deref()), ("case:C9", Some("chat:S1")));
     // The call about the same case joins it; so does an email replying to the case's email.
     let mut call = ev("call", 2);
     call.channel = Channel::Phone;
     call.thread.key = Some("call:K".into());
     call.case_id = Some("C9".into());
-    assert_eq!(&*s.append(p(1), &call).thread_id, "case:C9");
+    let call_in = s.append(p(1), &call);
+    assert_eq!((&*call_in.thread_id, call_in.absorbed_thread), ("case:C9", None), "nothing re-threaded");
     let mut mail = ev("mail", 3);
     mail.thread.key = Some("email:<m2>".into());
     mail.thread.parent = Some("chat:S1".into());
