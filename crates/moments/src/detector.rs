@@ -248,6 +248,11 @@ impl TenantState {
             _ => Vec::new(),
         };
         p.absorb(*other, &mut self.shared.timers);
+        // An abandon on one side followed by a successful contact on the other was rescued:
+        // pending timers are due after every event applied, so the contact is in its window.
+        if let Some(settled) = p.settled_at {
+            self.shared.cancel_abandons_before(&mut p, settled);
+        }
         let out = if both { self.repeats_joined_by_merge(tenant, survivor, &mut p, &seen, at) } else { Vec::new() };
         self.put_profile(survivor, p);
         out
@@ -401,16 +406,8 @@ impl TenantState {
             }
         }
         if response || matches!(event.kind, EventKind::CallAnswered | EventKind::ChatEnded) {
-            let abandons: Vec<TimerKey> = p
-                .timers
-                .iter()
-                .filter(|k| k.moment == MomentType::AbandonedContact)
-                .filter(|k| self.shared.timers.get(*k).is_some_and(|timer| timer.key.time <= t))
-                .cloned()
-                .collect();
-            for k in &abandons {
-                self.shared.cancel(&mut p, k);
-            }
+            p.settled_at = p.settled_at.max(Some(t));
+            self.shared.cancel_abandons_before(&mut p, t);
             if let Some(number) = phone_number_key(event) {
                 self.settle_elsewhere(id, &mut p, number, Some(event.time));
             }

@@ -266,6 +266,21 @@ impl Shared {
         }
     }
 
+    /// Cancels `p`'s abandon timers of abandons at or before `t` (a successful contact at `t`
+    /// followed them).
+    pub(crate) fn cancel_abandons_before(&mut self, p: &mut Profile, t: EventTime) {
+        let abandons: Vec<TimerKey> = p
+            .timers
+            .iter()
+            .filter(|k| k.moment == MomentType::AbandonedContact)
+            .filter(|k| self.timers.get(*k).is_some_and(|timer| timer.key.time <= t))
+            .cloned()
+            .collect();
+        for k in &abandons {
+            self.cancel(p, k);
+        }
+    }
+
     /// A new conversation on another channel than the open case's last contact, within `window`.
     pub(crate) fn channel_hop(&mut self, seen: &Seen<'_>, p: &mut Profile, window: i64) -> Option<Intervention> {
         let Seen { tenant, profile: id, event, case: case_key, mark, late } = *seen;

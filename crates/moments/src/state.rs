@@ -266,6 +266,9 @@ pub(crate) struct Profile {
     /// Its pending timers.
     pub(crate) timers: VecSet<TimerKey>,
     pub(crate) last_seen: EventTime,
+    /// The latest successful contact (a response, an answered call, a completed chat): an
+    /// abandon before it was followed by one.
+    pub(crate) settled_at: Option<EventTime>,
     pruned_at: Option<EventTime>,
     /// No conversation, conversation key or case was last seen before this (a lower bound,
     /// lowered by every event): while the retention cutoff is not past it, pruning has none of
@@ -442,6 +445,7 @@ impl Profile {
             case.effort_stale = true;
         }
         self.last_seen = self.last_seen.max(other.last_seen);
+        self.settled_at = self.settled_at.max(other.settled_at);
     }
 
     /// Forgets what no window can use any more at `now`; runs at most once per `every_ms` of

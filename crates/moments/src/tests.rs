@@ -1082,6 +1082,31 @@ fn a_merge_that_joins_a_burst_of_conversations_reveals_the_repeat_contact() {
     assert!(r.d.merge_profiles(&Tenant::new("acme"), pid(1), pid(2)).is_empty());
 }
 
+/// Two profiles of one customer: an abandoned call on one, an answered call on the other ten
+/// minutes later; the merge that shows they are one customer comes before the abandon's
+/// window ends: the abandon was rescued, either way round.
+#[test]
+fn a_successful_contact_on_a_merged_profile_rescues_an_abandon() {
+    for (abandoned, answered) in [(pid(1), pid(2)), (pid(2), pid(1))] {
+        let mut r = Run::new();
+        r.feed(abandoned, ev("ab", 0, Phone, Inbound, CallAbandoned).key("call:K1"));
+        r.feed(answered, ev("ok", 10 * MIN, Chat, Outbound, Message).key("chat:S"));
+        r.wm(20 * MIN);
+        assert!(r.d.merge_profiles(&Tenant::new("acme"), pid(1), pid(2)).is_empty());
+        r.wm(DAY);
+        r.none(AbandonedContact);
+        assert_eq!(r.d.counters().get(AbandonedContact).cancelled, 1);
+    }
+    // A contact before the abandon rescues nothing.
+    let mut r = Run::new();
+    r.feed(pid(2), ev("ok", 0, Chat, Outbound, Message).key("chat:S"));
+    r.feed(pid(1), ev("ab", 10 * MIN, Phone, Inbound, CallAbandoned).key("call:K1"));
+    r.wm(20 * MIN);
+    r.d.merge_profiles(&Tenant::new("acme"), pid(1), pid(2));
+    r.wm(DAY);
+    r.one(AbandonedContact);
+}
+
 #[test]
 fn a_callback_to_the_same_number_rescues_an_abandon_on_another_profile() {
     // A landline links no one: the abandoned call and the answered callback are two profiles.
