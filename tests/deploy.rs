@@ -13,11 +13,13 @@ fn deploy(file: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// Metric names (`omnistitch_...`) in `text`, histogram series suffixes removed.
+/// Metric names (`omnistitch_...`, and the process's `process_...`) in `text`, histogram
+/// series suffixes removed.
 fn referenced(text: &str) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     let mut rest = text;
-    while let Some(i) = rest.find("omnistitch_") {
+    let next = |s: &str| ["omnistitch_", "process_"].iter().filter_map(|p| s.find(p)).min();
+    while let Some(i) = next(rest) {
         let tail = &rest[i..];
         let end = tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(tail.len());
         let name = &tail[..end];
@@ -41,6 +43,8 @@ fn dashboards_and_alerts_query_exported_metrics() {
         let unknown: Vec<_> = used.difference(&exported).collect();
         assert!(unknown.is_empty(), "{file} queries metrics the service does not export: {unknown:?}");
     }
+    // Resident memory is there to hold against the pod's limit.
+    assert!(exported.contains("process_resident_memory_bytes") && dashboard.contains("process_resident_memory_bytes"));
     // The alerts also cover the process being down.
     assert!(deploy("prometheus/alerts.yml").contains("up{job=\"omnistitch\"}"));
 }

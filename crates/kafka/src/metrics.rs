@@ -304,6 +304,11 @@ impl ServiceMetrics {
     /// All metrics, zeroed, in a fresh registry.
     pub fn new() -> Self {
         let r = Registry::new();
+        // The process's resident memory, CPU time, threads and file descriptors (the standard
+        // process_* families), read from /proc at each scrape: memory against the pod's limit.
+        #[cfg(target_os = "linux")]
+        r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+            .expect("process metrics register once");
         let input_vec = counter_vec(
             &r,
             "omnistitch_input_records_total",
