@@ -128,12 +128,17 @@ impl TenantState {
         true
     }
 
-    /// Closes cases past their deadline and beyond the cap.
-    fn evict(&mut self, limits: &Limits) {
+    /// Closes cases past their deadline (by the watermark).
+    fn close_expired(&mut self) {
         let now = self.watermark.map_or(i64::MIN, EventTime::millis);
         while self.deadlines.first().is_some_and(|(deadline, _)| *deadline < now) {
             self.close_first();
         }
+    }
+
+    /// Closes cases past their deadline and beyond the cap.
+    fn evict(&mut self, limits: &Limits) {
+        self.close_expired();
         while self.cases.len() > limits.max_cases && self.close_first() {}
     }
 
@@ -180,6 +185,10 @@ impl CxMetrics {
         }
         let tenant = self.tenants.get_mut(&event.tenant).expect("inserted above");
         tenant.watermark = Some(tenant.watermark.map_or(event.time, |w| w.max(event.time)));
+        // A case whose deadline this event's time passes is closed before the event is placed:
+        // a survey after the window, a contact after the idle limit, starts a case of its own,
+        // whether or not another event of the tenant came in between.
+        tenant.close_expired();
 
         let own = hash(&event.thread.key);
         let parent = hash(&event.thread.parent);
@@ -210,6 +219,16 @@ impl CxMetrics {
             }
         }
         tenant.evict(&limits);
+    }
+
+    /// `tenant`'s input is quiet: its clock moves on to `time` (never back), closing the cases
+    /// whose deadline passes, as the tenant's next event at that time would.
+    pub fn advance_clock(&mut self, tenant: &Tenant, time: EventTime) {
+        let limits = self.limits;
+        if let Some(state) = self.tenants.get_mut(tenant) {
+            state.watermark = Some(state.watermark.map_or(time, |w| w.max(time)));
+            state.evict(&limits);
+        }
     }
 
     /// Cases currently held, over all tenants (memory is proportional to it).

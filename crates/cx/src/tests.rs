@@ -376,6 +376,44 @@ fn state_is_evicted_on_event_time_and_capped() {
     assert_eq!(row(&m.report(), Some(Phone)).contacts, 10, "closing a case keeps its counts");
 }
 
+/// A survey that comes after its case's window starts a case of its own on its own channel,
+/// whether or not another event of the tenant came in between; so does a quiet tenant's clock.
+#[test]
+fn a_case_past_its_deadline_never_takes_the_event_that_passes_it() {
+    let chat_case = || {
+        [
+            (ev(0, Chat, Inbound, ChatStarted).key("chat:1").case("1"), ""),
+            (ev(HOUR, Chat, Internal, CaseResolved).case("1"), ""),
+        ]
+    };
+    let late_survey = (ev(8 * DAY, Email, Inbound, SurveyResponse).case("1").survey(Some(1), None, None), "");
+    let mut alone = metrics();
+    feed(&mut alone, &chat_case());
+    feed(&mut alone, std::slice::from_ref(&late_survey));
+    let mut with_other = metrics();
+    feed(&mut with_other, &chat_case());
+    feed(&mut with_other, &[(ev(7 * DAY + HOUR + 1, Phone, Inbound, CallStarted).key("call:x"), "call:x")]);
+    feed(&mut with_other, std::slice::from_ref(&late_survey));
+    for m in [&alone, &with_other] {
+        let r = m.report();
+        assert_eq!((row(&r, Some(Email)).csat.total, row(&r, Some(Chat)).csat.total), (1, 0));
+    }
+    // A case open on day 2 and resolved on day 40, idle between: expired on day 16 (14 days
+    // idle), its resolution a case of its own; with or without a quiet tenant's clock move.
+    let idle = [
+        (ev(2 * DAY, Chat, Inbound, ChatStarted).key("chat:2").case("2"), ""),
+        (ev(40 * DAY, Chat, Internal, CaseResolved).case("2"), ""),
+    ];
+    let mut m = metrics();
+    feed(&mut m, &idle);
+    let chat = row(&m.report(), Some(Chat)).resolution;
+    assert_eq!((chat.timing.count, chat.expired), (0, 1));
+    let mut m = metrics();
+    feed(&mut m, &idle[..1]);
+    m.advance_clock(&Tenant::new("acme"), EventTime(17 * DAY));
+    assert_eq!((m.held_cases(), row(&m.report(), Some(Chat)).resolution.expired), (0, 1));
+}
+
 #[test]
 fn conversation_keys_stay_bounded_and_leave_with_their_case() {
     let mut m = metrics();

@@ -100,6 +100,8 @@ impl Ordered {
         }
         if let Some(w) = self.buffer.watermark(tenant) {
             interventions.extend(self.detector.advance_watermark(tenant, w));
+            // CX cases close on the same watermark the events reach CX by.
+            self.cx.advance_clock(tenant, w);
         }
         interventions
     }
