@@ -364,9 +364,9 @@ fn defining<'a>(moment: &str, key: &'a str, evidence: &'a [String]) -> impl Iter
 /// each rule over all detections not yet matched before the next rule, a detection matches a
 /// truth moment of its tenant and type:
 /// 1. with the same key event;
-/// 2. failing that, the nearest in time within [`CASE_WINDOW_MS`] of the same person (the
+/// 2. failing that, the nearest in time within [`CASE_WINDOW_MS`] after it of the same person (the
 ///    person of the detection's key event) and the same case id;
-/// 3. failing that, the nearest in time within the moment's own window (`channel_hop` 60 min,
+/// 3. failing that, the nearest in time within the moment's own window after it (`channel_hop` 60 min,
 ///    `repeat_contact` 7 days, `first_response_sla_breach` 4 h, the longest SLA,
 ///    `negative_sentiment_after_contact` 48 h, `abandoned_contact` 30 min, others the 24 h
 ///    cool-down) of the same person, with an event that defines both: the detection's key
@@ -374,7 +374,8 @@ fn defining<'a>(moment: &str, key: &'a str, evidence: &'a [String]) -> impl Iter
 ///    truth moment's (the same conversations counted, seen at another conversation because one
 ///    of them was not yet linked to the profile); only truth moments nothing matched yet.
 ///
-/// The first detection matching a truth moment is its hit; a later one is a duplicate. A
+/// No rule matches a detection made before the truth moment's time. The first detection
+/// matching a truth moment (by rule, then time) is its hit; a later one is a duplicate. A
 /// detection matching nothing whose key event started a wait settled out of reach (a truth
 /// entry that did not happen) is [`Outcome::OutOfReach`].
 pub fn match_moments<S: BuildHasher>(
@@ -427,16 +428,20 @@ pub fn match_moments<S: BuildHasher>(
         if outcome[i].is_some() {
             continue;
         }
-        if let Some(&t) = by_key.get(&(d.tenant.as_str(), d.moment_type.as_str(), d.key_event_id.as_str())) {
+        // A detection before the moment was true is no detection of it, whatever its key.
+        if let Some(&t) = by_key
+            .get(&(d.tenant.as_str(), d.moment_type.as_str(), d.key_event_id.as_str()))
+            .filter(|&&t| d.detected_at_ms >= truth[t].detected_at_ms)
+        {
             outcome[i] = Some(claim(t, MatchRule::KeyEvent, &mut matched));
         }
     }
     let person_of = |d: &DetectedMoment| person_of_event.get(&event_key(&d.tenant, &d.key_event_id));
-    // The nearest in time of `candidates` within `window` of `d`; ties to the unmatched, then
-    // the earlier.
+    // The nearest in time of `candidates` detected within `window` after them (never before:
+    // a detection cannot precede the moment it reports); ties to the unmatched, then the earlier.
     let nearest = |d: &DetectedMoment, candidates: &mut dyn Iterator<Item = usize>, window: i64, matched: &[bool]| {
-        let distance = |t: usize| d.detected_at_ms.abs_diff(truth[t].detected_at_ms);
-        candidates.filter(|&t| distance(t) <= window.unsigned_abs()).min_by_key(|&t| (distance(t), matched[t], t))
+        let after = |t: usize| d.detected_at_ms.checked_sub(truth[t].detected_at_ms).filter(|&gap| gap >= 0);
+        candidates.filter(|&t| after(t).is_some_and(|gap| gap <= window)).min_by_key(|&t| (after(t), matched[t], t))
     };
     for &i in &order {
         let d = &detected[i];
@@ -846,10 +851,10 @@ mod tests {
         ];
         let detected = vec![
             // Sorted first, but the key-event match of e1 is settled before fallbacks.
-            detection(FIRST_RESPONSE_SLA_BREACH, "e3", 9_000, "a", Some("C1")),
+            detection(FIRST_RESPONSE_SLA_BREACH, "e3", 10_500, "a", Some("C1")),
             detection(FIRST_RESPONSE_SLA_BREACH, "e1", 11_000, "b", Some("C1")),
             detection(FIRST_RESPONSE_SLA_BREACH, "e3", 10_000 + 3 * DAY, "c", Some("C1")),
-            detection(FIRST_RESPONSE_SLA_BREACH, "e3", 9_500, "d", None),
+            detection(FIRST_RESPONSE_SLA_BREACH, "e3", 10_700, "d", None),
         ];
         let outcomes = match_moments(&truth, &detected, &persons());
         assert_eq!(outcomes[0], Outcome::Again { truth: 0, rule: MatchRule::PersonAndCase });
@@ -860,9 +865,24 @@ mod tests {
         assert_eq!((s.precision, s.recall), (0.25, 0.5));
         assert_eq!(s.missed_examples[0].key_event_id, "e2");
         // Near the second moment, a detection of the case finds it.
-        let near = detection(FIRST_RESPONSE_SLA_BREACH, "e3", 9_000 + DAY, "e", Some("C1"));
+        let near = detection(FIRST_RESPONSE_SLA_BREACH, "e3", 10_500 + DAY, "e", Some("C1"));
         let s = &score_moments(&truth, &[detected, vec![near]].concat(), &persons())[FIRST_RESPONSE_SLA_BREACH];
         assert_eq!((s.matched, s.matched_by.person_and_case), (2, 1));
+    }
+
+    /// A detection made before the moment was true matches it by no rule, not even by its
+    /// key event: it is a false positive, and no delay is negative.
+    #[test]
+    fn a_detection_before_the_moment_is_no_hit() {
+        let truth = vec![truth_moment(FIRST_RESPONSE_SLA_BREACH, "p1", Some("C1"), "e1", 10_000, true)];
+        let early = vec![
+            detection(FIRST_RESPONSE_SLA_BREACH, "e1", 9_000, "a", Some("C1")),
+            detection(FIRST_RESPONSE_SLA_BREACH, "e3", 9_999, "b", Some("C1")),
+        ];
+        assert_eq!(match_moments(&truth, &early, &persons()), [Outcome::Unmatched, Outcome::Unmatched]);
+        let on_time = detection(FIRST_RESPONSE_SLA_BREACH, "e1", 10_000, "c", Some("C1"));
+        let s = &score_moments(&truth, &[early, vec![on_time]].concat(), &persons())[FIRST_RESPONSE_SLA_BREACH];
+        assert_eq!((s.matched, s.unmatched, s.delay_ms_p50), (1, 2, Some(0)));
     }
 
     /// A repeat contact seen one conversation late (the third was not linked yet) counts
