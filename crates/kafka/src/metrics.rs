@@ -150,6 +150,8 @@ pub struct ServiceMetrics {
     pub shards_kept: IntCounter,
     /// Restores that found the changelog's first records gone (their state incomplete).
     pub truncated_restores: IntCounter,
+    /// Restores that read the changelog only up to a transaction left open.
+    pub restores_behind_open_transaction: IntCounter,
     /// Changelog records and events a restore could not read or apply, skipped.
     pub unreadable_restored: IntCounter,
     /// Profile records cut to fit the producer's message size (conversation ids left out).
@@ -472,6 +474,11 @@ impl ServiceMetrics {
                 &r,
                 "omnistitch_changelog_truncated_restores_total",
                 "Shard restores that found the changelog partition's first records gone (the restored state misses their events).",
+            ),
+            restores_behind_open_transaction: counter(
+                &r,
+                "omnistitch_changelog_restores_behind_open_transaction_total",
+                "Shard restores that stopped at a transaction still open on the changelog after a transaction timeout (batches committed behind it left out: the restored state may miss their events).",
             ),
             unreadable_restored: counter(
                 &r,

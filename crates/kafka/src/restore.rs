@@ -37,6 +37,10 @@ pub struct Restored {
     /// The changelog partition's first offset: above 0, its earlier records are gone (deleted by
     /// retention or a size limit on the topic) and the restored state misses their events.
     pub first_offset: i64,
+    /// Offsets of the changelog past its stable end when the restore gave up waiting for an
+    /// open transaction (a hanging one): batches committed behind it are left out, so the
+    /// restored state may miss their events. 0 when nothing was open.
+    pub behind_open_transaction: i64,
     /// When each restored tenant's event-time clock was last set (an event applied, a move):
     /// the timestamp of the changelog record that holds it, in ms, where the record has one.
     pub clocks_set_at: HashMap<Tenant, i64>,
@@ -46,6 +50,11 @@ impl Restored {
     /// Whether the changelog had lost its first records (the restored state is incomplete).
     pub fn truncated(&self) -> bool {
         self.first_offset > 0
+    }
+
+    /// Whether the restore read only up to a transaction left open (it may miss events).
+    pub fn behind_open(&self) -> bool {
+        self.behind_open_transaction > 0
     }
 }
 
@@ -139,7 +148,7 @@ impl ChangelogReader {
     /// still being written) it would miss batches committed after it. So this waits while the
     /// stable end is short of the log's end, up to a transaction timeout and a request timeout,
     /// then goes on with what is stable and says so.
-    fn stable_watermarks(&self, config: &KafkaConfig, shard: i32) -> Result<(i64, i64), KafkaError> {
+    fn stable_watermarks(&self, config: &KafkaConfig, shard: i32) -> Result<(i64, i64, i64), KafkaError> {
         let timeout = Duration::from_millis(config.request_timeout_ms);
         let topic = config.topics.changelog.as_str();
         // Waiting for a dead instance's transaction to be aborted is progress, not a stall.
@@ -159,7 +168,7 @@ impl ChangelogReader {
                  restoring what is stable (batches committed behind it are left out)"
             );
         }
-        Ok((low, stable))
+        Ok((low, stable, end.saturating_sub(stable).max(0)))
     }
 
     /// A reader of `config`'s changelog (outside the consumer group), beating `health` as it reads.
@@ -183,14 +192,15 @@ impl ChangelogReader {
         committed: [Option<i64>; 4],
         pipeline: Pipeline,
     ) -> Result<RestoreJob, KafkaError> {
-        let range = self.stable_watermarks(config, shard)?;
+        let (low, stable, behind) = self.stable_watermarks(config, shard)?;
+        let range = (low, stable);
         Ok(RestoreJob {
             shard,
             committed,
             range,
             next: range.0,
             phase: Phase::Detect { seen: Default::default(), copies: HashMap::new() },
-            done: Restored { first_offset: range.0, ..Restored::default() },
+            done: Restored { first_offset: range.0, behind_open_transaction: behind, ..Restored::default() },
             read_before: 0,
             pipeline,
             tenants: Tenants::default(),

@@ -690,6 +690,9 @@ impl Service {
                  the restored state misses their events"
             );
         }
+        if r.behind_open() {
+            self.metrics.restores_behind_open_transaction.inc();
+        }
         if r.truncated() {
             self.metrics.truncated_restores.inc();
             tracing::error!(
