@@ -15,11 +15,18 @@ use std::time::{Duration, Instant};
 pub trait Timed {
     /// The merge key: event time in milliseconds (records without a trustworthy time go first).
     fn merge_time(&self) -> i64;
+
+    /// About how many bytes of memory the record holds while it waits (0 if not counted).
+    fn weight(&self) -> usize {
+        0
+    }
 }
 
 #[derive(Debug)]
 struct Lane<T> {
     items: VecDeque<T>,
+    /// The items' [`Timed::weight`]s, summed.
+    bytes: usize,
     at_end: bool,
     blocked_since: Option<Instant>,
     /// Passed over since it was last blocked (counted once).
@@ -31,7 +38,14 @@ struct Lane<T> {
 
 impl<T> Default for Lane<T> {
     fn default() -> Self {
-        Lane { items: VecDeque::new(), at_end: false, blocked_since: None, passed_over: false, stalled: false }
+        Lane {
+            items: VecDeque::new(),
+            bytes: 0,
+            at_end: false,
+            blocked_since: None,
+            passed_over: false,
+            stalled: false,
+        }
     }
 }
 
@@ -52,6 +66,7 @@ impl<T: Timed> ShardMerge<T> {
     /// Queues a record of lane `lane` (the channel's position in the merge order).
     pub fn push(&mut self, lane: usize, item: T) {
         let l = &mut self.lanes[lane];
+        l.bytes += item.weight();
         l.items.push_back(item);
         l.at_end = false;
         l.blocked_since = None;
@@ -84,6 +99,16 @@ impl<T: Timed> ShardMerge<T> {
     /// Records queued in `lane`.
     pub fn queued(&self, lane: usize) -> usize {
         self.lanes[lane].items.len()
+    }
+
+    /// Bytes (by [`Timed::weight`]) queued in `lane`.
+    pub fn queued_bytes(&self, lane: usize) -> usize {
+        self.lanes[lane].bytes
+    }
+
+    /// Bytes queued in all lanes.
+    pub fn total_queued_bytes(&self) -> usize {
+        self.lanes.iter().map(|l| l.bytes).sum()
     }
 
     /// Records queued in all lanes.
@@ -131,7 +156,10 @@ impl<T: Timed> ShardMerge<T> {
             }
         }
         let (_, i) = best?;
-        self.lanes[i].items.pop_front().map(|item| (i, item))
+        let l = &mut self.lanes[i];
+        let item = l.items.pop_front()?;
+        l.bytes = l.bytes.saturating_sub(item.weight());
+        Some((i, item))
     }
 }
 
@@ -143,6 +171,33 @@ mod tests {
         fn merge_time(&self) -> i64 {
             self.0
         }
+    }
+
+    /// A record that weighs its second field in bytes.
+    struct Heavy(i64, usize);
+
+    impl Timed for Heavy {
+        fn merge_time(&self) -> i64 {
+            self.0
+        }
+        fn weight(&self) -> usize {
+            self.1
+        }
+    }
+
+    #[test]
+    fn lanes_count_the_bytes_they_hold() {
+        let mut m = ShardMerge::default();
+        m.push(0, Heavy(1, 64 << 10));
+        m.push(0, Heavy(2, 64 << 10));
+        m.push(1, Heavy(3, 10));
+        assert_eq!((m.queued_bytes(0), m.queued_bytes(1), m.total_queued_bytes()), (128 << 10, 10, (128 << 10) + 10));
+        m.end_of_partition(2);
+        m.end_of_partition(3);
+        let (lane, first) = m.pop(Instant::now(), Duration::from_secs(1)).unwrap();
+        assert_eq!((lane, first.0, m.queued_bytes(0)), (0, 1, 64 << 10));
+        m.clear();
+        assert_eq!(m.total_queued_bytes(), 0);
     }
 
     fn drain(m: &mut ShardMerge<(i64, u32)>) -> Vec<(usize, (i64, u32))> {

@@ -140,6 +140,8 @@ pub struct ServiceMetrics {
     late_events: IntGauge,
     /// Input partitions whose shard this instance holds.
     pub shards: IntGauge,
+    /// Bytes of input waiting in the shards' event-time merges.
+    pub merge_queued_bytes: IntGauge,
     /// Events re-applied from the changelog during restores.
     pub restored_events: IntCounter,
     /// Clock moves of quiet tenants re-applied from the changelog during restores.
@@ -450,6 +452,11 @@ impl ServiceMetrics {
                  (processed at once, out of order).",
             ),
             shards: gauge(&r, "omnistitch_shards", "Input partition indexes (shards) held by this instance."),
+            merge_queued_bytes: gauge(
+                &r,
+                "omnistitch_merge_queued_bytes",
+                "Bytes of input records (and their decodings, estimated) waiting in the shards' event-time merges; a lane pauses its partition at 16 MiB.",
+            ),
             restored_events: counter(
                 &r,
                 "omnistitch_restored_events_total",

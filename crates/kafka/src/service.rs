@@ -151,6 +151,21 @@ const MIN_RESTORE_STEP: Duration = Duration::from_millis(20);
 /// the partition is paused and not polled.
 const LANE_HIGH: usize = 50_000;
 
+/// Bytes (records and their decodings) a lane of a shard's merge holds at most, likewise: with
+/// large records the count alone would let a lane that waits for a lagging sibling (or for
+/// the schema registry) hold gigabytes.
+const LANE_BYTES_HIGH: usize = 16 << 20;
+
+/// Whether lane `lane` of `merge` holds all it may.
+fn lane_full<T: crate::merge::Timed>(merge: &crate::merge::ShardMerge<T>, lane: usize) -> bool {
+    merge.queued(lane) >= LANE_HIGH || merge.queued_bytes(lane) >= LANE_BYTES_HIGH
+}
+
+/// Whether lane `lane` of `merge` has drained far enough to take records again.
+fn lane_drained<T: crate::merge::Timed>(merge: &crate::merge::ShardMerge<T>, lane: usize) -> bool {
+    merge.queued(lane) < LANE_HIGH / 10 && merge.queued_bytes(lane) < LANE_BYTES_HIGH / 10
+}
+
 /// How often records waiting for the schema registry are tried again (a try that still finds
 /// no answer costs a map lookup: the registry is asked in the background).
 const STALLED_RETRY: Duration = Duration::from_millis(25);
@@ -731,7 +746,7 @@ impl Service {
         for key in keys {
             // A full lane takes no more until the merge drains it (also while a commit waits,
             // when lanes are not paused): the client's own queue bounds what waits behind.
-            if self.shards.get(&key.1).is_some_and(|s| s.merge.queued(key.0) >= LANE_HIGH) {
+            if self.shards.get(&key.1).is_some_and(|s| lane_full(&s.merge, key.0)) {
                 continue;
             }
             // A partition waiting for the registry keeps the rest of its records where they are;
@@ -1156,9 +1171,9 @@ impl Service {
         for (&p, s) in &self.shards {
             for (lane, &channel) in MERGE_ORDER.iter().enumerate() {
                 let topic = self.config.topics.input(channel);
-                if s.merge.queued(lane) > LANE_HIGH {
+                if lane_full(&s.merge, lane) {
                     pause.add_partition(topic, p);
-                } else if s.merge.queued(lane) < LANE_HIGH / 10 {
+                } else if lane_drained(&s.merge, lane) {
                     resume.add_partition(topic, p);
                 }
             }
@@ -1174,8 +1189,9 @@ impl Service {
 
     fn update_gauges(&mut self) {
         let (mut profiles, mut identifiers, mut bytes, mut entries) = (0, 0, 0, 0);
-        let (mut evicted, mut forgotten) = (0, 0);
+        let (mut evicted, mut forgotten, mut waiting) = (0, 0, 0);
         for s in self.shards.values_mut() {
+            waiting += s.merge.total_queued_bytes();
             let engine = &s.engine;
             for (_, g) in engine.identity().graphs() {
                 profiles += g.profile_count();
@@ -1193,6 +1209,7 @@ impl Service {
         self.metrics.identifiers.set(identifiers as i64);
         self.metrics.graph_bytes.set(bytes as i64);
         self.metrics.timeline_entries.set(entries as i64);
+        self.metrics.merge_queued_bytes.set(waiting as i64);
         self.metrics.evicted_and_forgotten(evicted, forgotten);
     }
 }

@@ -77,6 +77,14 @@ impl Timed for Pending {
     fn merge_time(&self) -> i64 {
         self.time
     }
+
+    /// The record's bytes, its decoding (about as large again) and a fixed overhead.
+    fn weight(&self) -> usize {
+        let m = &self.msg;
+        let payload = m.payload.as_deref().map_or(0, <[u8]>::len);
+        let headers: usize = m.headers.iter().map(|h| h.0.len() + h.1.as_deref().map_or(0, <[u8]>::len)).sum();
+        512 + 2 * payload + m.key.as_deref().map_or(0, <[u8]>::len) + headers
+    }
 }
 
 /// What the shards of a round share.
