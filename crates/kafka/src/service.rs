@@ -100,6 +100,9 @@ pub struct Service {
     outputs: OutputSchemas,
     changelog: ChangelogReader,
     queues: BTreeMap<(usize, i32), PartitionQueue<GroupContext>>,
+    /// The first offset fetched from each (lane, partition) since it was assigned: where a
+    /// rewind goes back to when the group has no committed offset for it.
+    first_fetched: BTreeMap<(usize, i32), i64>,
     assigned: BTreeSet<(usize, i32)>,
     shards: BTreeMap<i32, Shard>,
     /// Shards revoked by a rebalance that is not over: kept until the assignment that ends it,
@@ -155,6 +158,13 @@ const LANE_HIGH: usize = 50_000;
 /// large records the count alone would let a lane that waits for a lagging sibling (or for
 /// the schema registry) hold gigabytes.
 const LANE_BYTES_HIGH: usize = 16 << 20;
+
+/// Where a rewind seeks a partition: its committed offset; without one, the first offset
+/// fetched since it was assigned (where `auto.offset.reset` had put it: `latest` must not
+/// turn into the whole history); `None` (no seek) when nothing of it was fetched.
+fn rewind_to(committed: Option<i64>, first_fetched: Option<i64>) -> Option<Offset> {
+    committed.or(first_fetched).map(Offset::Offset)
+}
 
 /// Whether lane `lane` of `merge` holds all it may.
 fn lane_full<T: crate::merge::Timed>(merge: &crate::merge::ShardMerge<T>, lane: usize) -> bool {
@@ -255,6 +265,7 @@ impl Service {
             producer,
             inputs,
             queues: BTreeMap::new(),
+            first_fetched: BTreeMap::new(),
             assigned: BTreeSet::new(),
             shards: BTreeMap::new(),
             parked: BTreeMap::new(),
@@ -447,6 +458,7 @@ impl Service {
                         if let Some(&lane) = self.lanes.get(&topic) {
                             self.assigned.remove(&(lane, p));
                             self.queues.remove(&(lane, p));
+                            self.first_fetched.remove(&(lane, p));
                             touched.insert(p);
                         }
                     }
@@ -457,6 +469,7 @@ impl Service {
                     for (topic, p, queue) in parts {
                         let Some(&lane) = self.lanes.get(&topic) else { continue };
                         self.assigned.insert((lane, p));
+                        self.first_fetched.remove(&(lane, p));
                         touched.insert(p);
                         match queue {
                             Some(q) => {
@@ -761,6 +774,7 @@ impl Service {
                     None => break,
                     Some(Ok(m)) => {
                         received += 1;
+                        self.first_fetched.entry(key).or_insert(m.offset);
                         self.enqueue(key.0, m);
                         if self.stalled.contains_key(&key) {
                             break;
@@ -1150,7 +1164,7 @@ impl Service {
             // A seek that did not happen would consume on past what the restored state holds:
             // the records in between would be lost, so it is retried.
             for (lane, c) in committed.iter().enumerate() {
-                let offset = c.map_or(Offset::Beginning, Offset::Offset);
+                let Some(offset) = rewind_to(*c, self.first_fetched.get(&(lane, p)).copied()) else { continue };
                 self.retrying("seeking back to the committed offset", |s| {
                     let topic = s.config.topics.input(MERGE_ORDER[lane]);
                     Ok(s.consumer.seek(topic, p, offset, s.timeout())?)
@@ -1218,5 +1232,19 @@ fn is_fatal(e: &KafkaError) -> bool {
     match e {
         KafkaError::Transaction(t) => t.is_fatal(),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rewind_goes_back_to_the_commit_or_to_where_fetching_began() {
+        assert_eq!(rewind_to(Some(40), Some(7)), Some(Offset::Offset(40)));
+        // No commit yet: where auto.offset.reset put the partition (e.g. its end, `latest`),
+        // not its beginning.
+        assert_eq!(rewind_to(None, Some(1_000)), Some(Offset::Offset(1_000)));
+        assert_eq!(rewind_to(None, None), None, "nothing fetched: nothing to seek back over");
     }
 }
