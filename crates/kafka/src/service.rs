@@ -103,6 +103,9 @@ pub struct Service {
     /// The first offset fetched from each (lane, partition) since it was assigned: where a
     /// rewind goes back to when the group has no committed offset for it.
     first_fetched: BTreeMap<(usize, i32), i64>,
+    /// Transactions aborted in a row (none committed since): each rewind after the first waits
+    /// longer, so a failure that comes back every time does not spin restoring every shard.
+    aborts_in_a_row: u32,
     assigned: BTreeSet<(usize, i32)>,
     shards: BTreeMap<i32, Shard>,
     /// Shards revoked by a rebalance that is not over: kept until the assignment that ends it,
@@ -158,6 +161,15 @@ const LANE_HIGH: usize = 50_000;
 /// large records the count alone would let a lane that waits for a lagging sibling (or for
 /// the schema registry) hold gigabytes.
 const LANE_BYTES_HIGH: usize = 16 << 20;
+
+/// How long to wait before processing a batch again after `aborts` transactions failed in a
+/// row: not after the first, then 250 ms doubling up to 30 s.
+fn abort_backoff(aborts: u32) -> Duration {
+    match aborts {
+        0 | 1 => Duration::ZERO,
+        n => Duration::from_millis(250u64.saturating_mul(1 << (n - 2).min(7))).min(Duration::from_secs(30)),
+    }
+}
 
 /// Where a rewind seeks a partition: its committed offset; without one, the first offset
 /// fetched since it was assigned (where `auto.offset.reset` had put it: `latest` must not
@@ -266,6 +278,7 @@ impl Service {
             inputs,
             queues: BTreeMap::new(),
             first_fetched: BTreeMap::new(),
+            aborts_in_a_row: 0,
             assigned: BTreeSet::new(),
             shards: BTreeMap::new(),
             parked: BTreeMap::new(),
@@ -964,6 +977,7 @@ impl Service {
                 }
                 self.metrics.transaction(true);
                 self.report.commits += 1;
+                self.aborts_in_a_row = 0;
                 Ok(())
             }
             Err(e) if is_fatal(&e) => Err(e.into()),
@@ -1144,6 +1158,21 @@ impl Service {
         self.settled_failures = self.producer.context().failures();
         self.metrics.transaction(false);
         self.report.aborts += 1;
+        self.aborts_in_a_row = self.aborts_in_a_row.saturating_add(1);
+        let pause = abort_backoff(self.aborts_in_a_row);
+        if !pause.is_zero() {
+            tracing::warn!(
+                aborts = self.aborts_in_a_row,
+                pause_ms = pause.as_millis() as u64,
+                "transactions keep failing: waiting before processing the batch again"
+            );
+            // In steps, beating: waiting out a failing cluster is not a stalled loop.
+            let until = Instant::now() + pause;
+            while Instant::now() < until {
+                self.health.beat();
+                std::thread::sleep(Duration::from_millis(100).min(until.saturating_duration_since(Instant::now())));
+            }
+        }
         self.rewind()
     }
 
@@ -1238,6 +1267,13 @@ fn is_fatal(e: &KafkaError) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repeated_aborts_back_off_up_to_half_a_minute() {
+        let ms = |n| abort_backoff(n).as_millis();
+        assert_eq!((ms(0), ms(1), ms(2), ms(3), ms(4)), (0, 0, 250, 500, 1_000));
+        assert_eq!((ms(9), ms(10), ms(1_000)), (30_000, 30_000, 30_000));
+    }
 
     #[test]
     fn a_rewind_goes_back_to_the_commit_or_to_where_fetching_began() {
