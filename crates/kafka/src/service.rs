@@ -642,20 +642,30 @@ impl Service {
             tracing::info!(shard = p, "shard kept through the rebalance: nobody committed it since");
             return true;
         }
-        if let Err(e) = &committed {
-            tracing::warn!(shard = p, error = %e, "reading committed offsets; restoring the shard");
-        } else {
-            tracing::info!(shard = p, "shard committed elsewhere since it was here; restoring it");
+        match &committed {
+            Err(e) => tracing::warn!(shard = p, error = %e, "reading committed offsets; restoring the shard"),
+            Ok(c) => {
+                tracing::info!(shard = p, "shard committed elsewhere since it was here; restoring it");
+                // Its lag, from the other member's commit, while it is restored.
+                note_committed(self.consumer.context(), &self.config, p, c);
+            }
         }
-        self.forget(p);
+        self.drop_state(p);
         false
     }
 
-    /// Drops shard `p`'s state on both threads, active or parked, and its partitions' lag.
-    fn forget(&mut self, p: i32) {
+    /// Drops shard `p`'s state on both threads, active or parked (it stays this instance's,
+    /// to be restored: its partitions' lag is still reported).
+    fn drop_state(&mut self, p: i32) {
         self.shards.remove(&p);
         self.parked.remove(&p);
         self.worker.remove(p);
+    }
+
+    /// Drops shard `p`'s state on both threads, active or parked, and its partitions' lag (it
+    /// went to another member).
+    fn forget(&mut self, p: i32) {
+        self.drop_state(p);
         for (_, topic) in self.config.topics.inputs() {
             self.consumer.context().forget_partition(topic, p);
         }
@@ -673,6 +683,8 @@ impl Service {
             let committed = committed_offsets(&s.consumer, &s.config, p, s.timeout())?;
             Ok(s.changelog.begin(&s.config, p, committed, Pipeline::new(&s.engine)?)?)
         })?;
+        // Its partitions' lag is reported from the start of the restore, when lag builds.
+        note_committed(self.consumer.context(), &self.config, p, &job.committed());
         self.restoring = Some((job, Instant::now()));
         Ok(())
     }
@@ -1184,12 +1196,13 @@ impl Service {
         let held: Vec<i32> = self.shards.keys().copied().collect();
         for p in held {
             // Restored with the others waiting (spread over rounds like an assignment's): its
-            // partitions are not polled until then.
-            self.forget(p);
+            // partitions are not polled until then; their lag goes on being reported.
+            self.drop_state(p);
             self.pending_restores.insert(p);
             let committed = self.retrying("reading committed offsets", |s| {
                 Ok(committed_offsets(&s.consumer, &s.config, p, s.timeout())?)
             })?;
+            note_committed(self.consumer.context(), &self.config, p, &committed);
             // A seek that did not happen would consume on past what the restored state holds:
             // the records in between would be lost, so it is retried.
             for (lane, c) in committed.iter().enumerate() {
