@@ -66,18 +66,34 @@ pub fn committed_offsets<C: rdkafka::consumer::ConsumerContext>(
     shard: i32,
     timeout: Duration,
 ) -> Result<[Option<i64>; 4], KafkaError> {
+    Ok(committed_offsets_of(consumer, config, &[shard], timeout)?.remove(&shard).unwrap_or_default())
+}
+
+/// [`committed_offsets`] of several shards, in one request.
+pub fn committed_offsets_of<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    config: &KafkaConfig,
+    shards: &[i32],
+    timeout: Duration,
+) -> Result<HashMap<i32, [Option<i64>; 4]>, KafkaError> {
     let mut tpl = TopicPartitionList::new();
-    for (_, topic) in config.topics.inputs() {
-        tpl.add_partition(topic, shard);
+    for &shard in shards {
+        for (_, topic) in config.topics.inputs() {
+            tpl.add_partition(topic, shard);
+        }
     }
     let committed = consumer.committed_offsets(tpl, timeout)?;
-    let mut out = [None; 4];
-    for (lane, (_, topic)) in config.topics.inputs().iter().enumerate() {
-        if let Some(e) = committed.find_partition(topic, shard) {
-            if let Offset::Offset(o) = e.offset() {
-                out[lane] = Some(o);
+    let mut out = HashMap::new();
+    for &shard in shards {
+        let mut of = [None; 4];
+        for (lane, (_, topic)) in config.topics.inputs().iter().enumerate() {
+            if let Some(e) = committed.find_partition(topic, shard) {
+                if let Offset::Offset(o) = e.offset() {
+                    of[lane] = Some(o);
+                }
             }
         }
+        out.insert(shard, of);
     }
     drop(committed);
     Ok(out)

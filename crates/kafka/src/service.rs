@@ -37,7 +37,7 @@ use crate::metrics::ServiceMetrics;
 use crate::ordered::{OrderedOutputs, OrderedWorker};
 use crate::outputs::EncodeError;
 use crate::registry::{DecodedInput, InputSchemas, OutputSchemas};
-use crate::restore::{committed_offsets, ChangelogReader, RestoreJob};
+use crate::restore::{committed_offsets, committed_offsets_of, ChangelogReader, RestoreJob};
 use crate::shard::{drain_all, evicted_and_forgotten, Input, Pending, RestoredClock, Shard, Shared};
 use crate::wire::WireError;
 use prometheus::IntCounter;
@@ -536,8 +536,21 @@ impl Service {
         }
         self.set_ready(false);
         let resumed = self.settle_restore(&touched, &complete, assignment);
+        // The committed offsets of every shard that may be kept, in one request: asked shard
+        // by shard, a slow coordinator kept the loop from the group for a request timeout or
+        // two per shard.
+        let candidates: Vec<i32> = complete
+            .iter()
+            .copied()
+            .filter(|p| Some(*p) != resumed && (self.shards.contains_key(p) || self.parked.contains_key(p)))
+            .collect();
+        let committed =
+            if candidates.is_empty() { Ok(HashMap::new()) } else { self.committed_after_rebalance(&candidates) };
+        if let Err(e) = &committed {
+            tracing::warn!(error = %e, "reading committed offsets after the rebalance; restoring the shards held");
+        }
         for p in complete {
-            if Some(p) != resumed && !self.keep(p) {
+            if Some(p) != resumed && !self.keep(p, committed.as_ref().ok().and_then(|c| c.get(&p))) {
                 self.pending_restores.insert(p);
             }
         }
@@ -591,7 +604,7 @@ impl Service {
         if !complete.contains(&p) {
             return None;
         }
-        if !self.committed_after_rebalance(p).is_ok_and(|c| c == job.committed()) {
+        if !self.committed_after_rebalance(&[p]).is_ok_and(|c| c.get(&p) == Some(&job.committed())) {
             tracing::info!(
                 shard = p,
                 "shard restore dropped: the shard was committed elsewhere since, or its offsets unknown"
@@ -611,28 +624,27 @@ impl Service {
     /// Shard `p`'s committed offsets right after a rebalance, asked twice at most (a
     /// coordinator may be busy then): the loop must not stay away from the group for long,
     /// and whoever asks has a safe answer to a failure (restore from scratch).
-    fn committed_after_rebalance(&self, p: i32) -> Result<[Option<i64>; 4], KafkaError> {
-        let committed = committed_offsets(&self.consumer, &self.config, p, self.timeout());
+    fn committed_after_rebalance(&self, shards: &[i32]) -> Result<HashMap<i32, [Option<i64>; 4]>, KafkaError> {
+        let committed = committed_offsets_of(&self.consumer, &self.config, shards, self.timeout());
         if committed.is_ok() {
             return committed;
         }
         self.health.beat();
         std::thread::sleep(Duration::from_millis(500));
-        committed_offsets(&self.consumer, &self.config, p, self.timeout())
+        committed_offsets_of(&self.consumer, &self.config, shards, self.timeout())
     }
 
     /// Keeps the state shard `p` had here before the rebalance (held through it, or parked) if it
     /// is still current: the group's committed offsets are where its last commit left them (a
-    /// member that had the shard in between and committed moved them). Otherwise drops it, for
-    /// a restore.
-    fn keep(&mut self, p: i32) -> bool {
+    /// member that had the shard in between and committed moved them; `committed`, `None` when
+    /// they could not be read). Otherwise drops it, for a restore.
+    fn keep(&mut self, p: i32, committed: Option<&[Option<i64>; 4]>) -> bool {
         self.health.beat();
         let position = match (self.shards.get(&p), self.parked.get(&p)) {
             (Some(s), _) | (None, Some(s)) => s.position,
             (None, None) => return false,
         };
-        let committed = self.committed_after_rebalance(p);
-        if committed.as_ref().is_ok_and(|c| *c == position) {
+        if committed.is_some_and(|c| *c == position) {
             if let Some(shard) = self.parked.remove(&p) {
                 self.worker.resume(p);
                 self.shards.insert(p, shard);
@@ -642,13 +654,10 @@ impl Service {
             tracing::info!(shard = p, "shard kept through the rebalance: nobody committed it since");
             return true;
         }
-        match &committed {
-            Err(e) => tracing::warn!(shard = p, error = %e, "reading committed offsets; restoring the shard"),
-            Ok(c) => {
-                tracing::info!(shard = p, "shard committed elsewhere since it was here; restoring it");
-                // Its lag, from the other member's commit, while it is restored.
-                note_committed(self.consumer.context(), &self.config, p, c);
-            }
+        if let Some(c) = committed {
+            tracing::info!(shard = p, "shard committed elsewhere since it was here; restoring it");
+            // Its lag, from the other member's commit, while it is restored.
+            note_committed(self.consumer.context(), &self.config, p, c);
         }
         self.drop_state(p);
         false
