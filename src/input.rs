@@ -84,10 +84,13 @@ fn open_avro(path: &Path, name: Arc<str>) -> anyhow::Result<Items> {
                 payload,
             },
         }))),
-        // A file whose header is unreadable is one bad record: the run goes on.
+        // A file whose header is unreadable is one bad record: the run goes on (its first bytes
+        // kept, as far as they can be read).
         Err(error) => {
             let mut payload = Vec::new();
-            File::open(path)?.take(64 * 1024).read_to_end(&mut payload)?;
+            if let Ok(f) = File::open(path) {
+                let _ = f.take(64 * 1024).read_to_end(&mut payload);
+            }
             let bad =
                 InputRecord::Bad { source: name, position: 0, code: error.code(), reason: error.to_string(), payload };
             Ok(Box::new(std::iter::once(bad)))
@@ -121,6 +124,8 @@ pub fn input_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("reading input directory {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
+        // Regular files (or links to them) only: a directory named like an input is no input.
+        .filter(|p| p.is_file())
         .filter(|p| {
             let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
             let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or("");
@@ -137,12 +142,24 @@ impl InputStream {
         let mut heads = Vec::new();
         for path in input_files(dir)? {
             let name: Arc<str> = Arc::from(path.file_name().and_then(|n| n.to_str()).unwrap_or("?"));
-            let items = if path.extension().is_some_and(|e| e == "avro") {
-                open_avro(&path, name)?
+            let opened = if path.extension().is_some_and(|e| e == "avro") {
+                open_avro(&path, name.clone())
             } else {
                 let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-                open_jsonl(&path, name, channel_of_name(stem).expect("filtered by name"))?
+                open_jsonl(&path, name.clone(), channel_of_name(stem).expect("filtered by name"))
             };
+            // A file that cannot be opened (permissions, gone since the listing) is one bad
+            // record naming it: the run goes on with the others.
+            let items = opened.unwrap_or_else(|e| {
+                let bad = InputRecord::Bad {
+                    source: name,
+                    position: 0,
+                    code: "io",
+                    reason: format!("cannot open the file: {e}"),
+                    payload: Vec::new(),
+                };
+                Box::new(std::iter::once(bad))
+            });
             heads.push(Head { items, next: None });
         }
         if heads.is_empty() {

@@ -102,6 +102,23 @@ fn bad_records_are_dead_lettered_with_reasons_and_the_run_goes_on() {
     assert_eq!(lines(&out.join("profiles.jsonl")).len(), 1);
 }
 
+/// A directory named like an input file, or a link to nothing, is no input: the run goes on
+/// with the other files and ends (a JSON Lines file whose reads fail ends at its first failure,
+/// reported once: see the codec's reader).
+#[test]
+fn inputs_that_cannot_be_read_never_stop_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = std::fs::File::create(dir.path().join("chat.jsonl")).unwrap();
+    writeln!(f, r#"{{"tenant":"acme","event_id":"c1","event_time":1767571200000,"direction":"INBOUND","kind":"CHAT_STARTED","session_id":"S1"}}"#).unwrap();
+    drop(f);
+    std::fs::create_dir(dir.path().join("email.jsonl")).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("gone.avro"), dir.path().join("phone.avro")).unwrap();
+    let run = replay(InputStream::open(dir.path()).unwrap(), engine(), true);
+    assert_eq!(run.pipeline.engine().stats().events, 1);
+    let bad: Vec<(&str, &str)> = run.dead_letters.iter().map(|d| (d.source.as_str(), d.reason_code.as_str())).collect();
+    assert!(bad.is_empty(), "a dangling link is not a regular file either: {bad:?}");
+}
+
 /// An event older than its tenant's retention when it comes is dead-lettered
 /// (`beyond_retention`, its bytes kept), not applied; an invalid one says what is wrong.
 #[test]

@@ -27,12 +27,14 @@ pub struct JsonLinesReader<R> {
     source: R,
     channel: Channel,
     line_no: u64,
+    /// A read failed: the source is not read again (a failing read fails again and again).
+    failed: bool,
 }
 
 impl<R: BufRead> JsonLinesReader<R> {
     /// A reader of `channel` objects.
     pub fn new(source: R, channel: Channel) -> Self {
-        JsonLinesReader { source, channel, line_no: 0 }
+        JsonLinesReader { source, channel, line_no: 0, failed: false }
     }
 
     fn next_line(&mut self) -> io::Result<Option<Vec<u8>>> {
@@ -57,13 +59,41 @@ impl<R: BufRead> Iterator for JsonLinesReader<R> {
     type Item = LineItem;
 
     fn next(&mut self) -> Option<LineItem> {
+        if self.failed {
+            return None;
+        }
         match self.next_line() {
             Ok(Some(line)) => {
                 let decoded = decode_line(self.channel, &line);
                 Some((self.line_no, line, decoded))
             }
             Ok(None) => None,
-            Err(e) => Some((self.line_no, Vec::new(), Err(DecodeError::Io(e)))),
+            Err(e) => {
+                // Reported once, as the file's last record.
+                self.failed = true;
+                Some((self.line_no, Vec::new(), Err(DecodeError::Io(e))))
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A source whose every read fails.
+    struct Failing;
+
+    impl io::Read for Failing {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            Err(io::Error::other("device gone"))
+        }
+    }
+
+    #[test]
+    fn a_read_error_ends_the_file_after_one_report() {
+        let items: Vec<LineItem> = JsonLinesReader::new(io::BufReader::new(Failing), Channel::Chat).take(10).collect();
+        assert_eq!(items.len(), 1);
+        assert!(matches!(items[0].2, Err(DecodeError::Io(_))));
     }
 }
