@@ -112,16 +112,26 @@ pub fn produce(config: &KafkaConfig, ids: &BundledIds, traffic: &Traffic, stop: 
                 }
             }
             sent += 1;
-            if traffic.rate > 0 && sent % 100 == 0 {
+            // Paced in steps of a fiftieth of a second's worth (one record at low rates), each
+            // wait in short slices that look at `stop`: a stop never waits behind the pacing.
+            if traffic.rate > 0 && sent % pace_step(traffic.rate) == 0 {
                 let due = Duration::from_secs_f64(sent as f64 / traffic.rate as f64);
-                if let Some(wait) = due.checked_sub(started.elapsed()) {
-                    std::thread::sleep(wait);
+                while let Some(wait) = due.checked_sub(started.elapsed()) {
+                    if stop.load(Ordering::Acquire) {
+                        break;
+                    }
+                    std::thread::sleep(wait.min(Duration::from_millis(50)));
                 }
             }
         }
     }
     producer.flush(Duration::from_secs(30)).context("flushing simulated traffic")?;
     Ok(sent)
+}
+
+/// Records sent between two looks at the pace: a fiftieth of a second's worth, at least one.
+fn pace_step(rate: u64) -> u64 {
+    (rate / 50).max(1)
 }
 
 /// The `k`th world of `traffic`: its own seed, a later span, and event ids of its own (the
@@ -168,6 +178,29 @@ mod tests {
         assert!(!first.is_empty() && !second.is_empty());
         assert!(first.is_disjoint(&second) && second.is_disjoint(&third) && first.is_disjoint(&third));
         assert!(first.iter().all(|(_, id)| id.starts_with("ev-")), "the first world is the simulator's default");
+    }
+
+    #[test]
+    fn pacing_looks_at_the_clock_fifty_times_a_second_or_every_record() {
+        assert_eq!((pace_step(1), pace_step(49), pace_step(50), pace_step(10_000)), (1, 1, 1, 200));
+    }
+
+    /// At a rate of one record a second, a stop ends the traffic at once, not after the
+    /// hundred records a pacing step used to be.
+    #[test]
+    fn a_stop_never_waits_behind_the_pacing() {
+        let base = KafkaConfig { partitions: 1, ..Default::default() };
+        let cluster = omnistitch_kafka::mock::EmbeddedCluster::start(1, &base).unwrap();
+        let config = cluster.service_config(base);
+        let stop = Arc::new(AtomicBool::new(false));
+        let traffic = Traffic { rate: 1, worlds: Some(1), ..small(omnistitch_sim::DEFAULT_START_MS) };
+        let started = Instant::now();
+        let producing = spawn(config, BundledIds::default(), traffic, stop.clone());
+        std::thread::sleep(Duration::from_millis(1_500));
+        stop.store(true, Ordering::Release);
+        let sent = producing.join().unwrap().unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        assert!((1..=3).contains(&sent), "paced at one a second: {sent}");
     }
 
     /// The embedded traffic's worlds lie in the past, at least [`EMBEDDED_WORLDS`] of them.
