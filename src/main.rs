@@ -69,9 +69,9 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
         /// Split inputs by tenant into this many partitions, as the service's input topics are
-        /// (to reproduce a service run exactly).
-        #[arg(long, default_value_t = 1)]
-        partitions: usize,
+        /// (to reproduce a service run exactly); 1 to 10,000.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=10_000))]
+        partitions: u16,
     },
     /// Score replay outputs against a simulated world's ground truth.
     Evaluate {
@@ -120,14 +120,16 @@ fn run_replay(
     input: &std::path::Path,
     out: &std::path::Path,
     config: Option<&std::path::Path>,
-    partitions: usize,
+    partitions: u16,
 ) -> anyhow::Result<()> {
     let cfg = config::load(config)?;
     let pipeline = Pipeline::new(&cfg)?;
     let started = Instant::now();
     let stream = if partitions > 1 {
-        let n = partitions as i32;
-        InputStream::open_partitioned(input, partitions, |t| omnistitch_kafka::topics::partition_for(t, n) as usize)?
+        let n = i32::from(partitions);
+        InputStream::open_partitioned(input, usize::from(partitions), |t| {
+            omnistitch_kafka::topics::partition_for(t, n) as usize
+        })?
     } else {
         InputStream::open(input)?
     };
