@@ -13,52 +13,59 @@ use crate::error::DecodeError;
 /// them in a few bytes and hold the decoder for good). Neither can be a version of an input
 /// record, whose fields are flat.
 pub(crate) fn check(schema: &Schema) -> Result<(), DecodeError> {
-    let mut named = HashMap::new();
-    walk(schema, &mut Vec::new(), &mut named).map_err(DecodeError::UnknownSchema)
+    let mut zero = HashMap::new();
+    walk(schema, &mut Vec::new(), &mut zero).map_err(DecodeError::UnknownSchema)
 }
 
-/// Checks `s`, inside the named types `path`; notes every named type met in `named`.
-fn walk<'a>(s: &'a Schema, path: &mut Vec<&'a Name>, named: &mut HashMap<&'a Name, &'a Schema>) -> Result<(), String> {
+/// Checks `s`, inside the named types `path`; notes whether each named type met can take no
+/// bytes in `zero`, once, as its definition ends (a reference is then a lookup: following
+/// references again wherever they appear took time exponential in the nesting, and stack as
+/// deep as the longest chain of them).
+fn walk<'a>(s: &'a Schema, path: &mut Vec<&'a Name>, zero: &mut HashMap<&'a Name, bool>) -> Result<(), String> {
     match s {
         Schema::Ref { name } if path.contains(&name) => {
             Err(format!("writer schema refused: type {} contains itself", name.fullname(None)))
         }
         Schema::Record(r) => {
-            named.insert(&r.name, s);
             path.push(&r.name);
-            let fields = r.fields.iter().try_for_each(|f| walk(&f.schema, path, named));
+            let fields = r.fields.iter().try_for_each(|f| walk(&f.schema, path, zero));
             path.pop();
-            fields
+            fields?;
+            let empty = r.fields.iter().all(|f| takes_no_bytes(&f.schema, zero));
+            zero.insert(&r.name, empty);
+            Ok(())
         }
         Schema::Enum(e) => {
-            named.insert(&e.name, s);
+            zero.insert(&e.name, false);
             Ok(())
         }
         Schema::Fixed(f) => {
-            named.insert(&f.name, s);
+            zero.insert(&f.name, f.size == 0);
             Ok(())
         }
         Schema::Array(a) => {
-            walk(&a.items, path, named)?;
-            if takes_no_bytes(&a.items, named) {
+            walk(&a.items, path, zero)?;
+            if takes_no_bytes(&a.items, zero) {
                 return Err("writer schema refused: an array of items that take no bytes".into());
             }
             Ok(())
         }
-        Schema::Map(m) => walk(&m.types, path, named),
-        Schema::Union(u) => u.variants().iter().try_for_each(|v| walk(v, path, named)),
+        Schema::Map(m) => walk(&m.types, path, zero),
+        Schema::Union(u) => u.variants().iter().try_for_each(|v| walk(v, path, zero)),
         _ => Ok(()),
     }
 }
 
-/// Whether a datum of `s` can be zero bytes long (`s` is not recursive: checked first).
-fn takes_no_bytes(s: &Schema, named: &HashMap<&Name, &Schema>) -> bool {
+/// Whether a datum of `s` can be zero bytes long, from what `zero` knows of the named types
+/// (every named type `s` uses is defined, and noted, before `s` is asked about: checked by
+/// [`walk`] as it leaves each definition).
+fn takes_no_bytes(s: &Schema, zero: &HashMap<&Name, bool>) -> bool {
     match s {
         Schema::Null => true,
-        Schema::Record(r) => r.fields.iter().all(|f| takes_no_bytes(&f.schema, named)),
+        Schema::Record(r) => zero.get(&r.name).copied().unwrap_or(false),
         Schema::Fixed(f) => f.size == 0,
         Schema::Decimal(d) => matches!(&d.inner, InnerDecimalSchema::Fixed(f) if f.size == 0),
-        Schema::Ref { name } => named.get(name).is_some_and(|t| takes_no_bytes(t, named)),
+        Schema::Ref { name } => zero.get(name).copied().unwrap_or(false),
         _ => false,
     }
 }
@@ -84,6 +91,47 @@ mod tests {
             {"name":"inner","type":{"type":"record","name":"I","fields":[{"name":"x","type":"long"}]}},
             {"name":"twice","type":{"type":"array","items":"I"}}]}"#;
         checked(ok).expect("no recursion, no zero-size items");
+    }
+
+    /// Ten fields of one named type per level, twelve levels: every reference is a lookup (the
+    /// check followed each one again, 10^12 visits), and the array of such records, none of
+    /// which takes a byte, is refused.
+    #[test]
+    fn a_named_type_used_many_times_is_checked_once() {
+        let mut inner = r#""null""#.to_string();
+        for level in (0..12).rev() {
+            let fields: Vec<String> = (0..10)
+                .map(|i| {
+                    let t = if i == 0 { inner.clone() } else { format!(r#""R{}""#, level + 1) };
+                    let t = if level == 11 { r#""null""#.to_string() } else { t };
+                    format!(r#"{{"name":"f{i}","type":{t}}}"#)
+                })
+                .collect();
+            inner = format!(r#"{{"type":"record","name":"R{level}","fields":[{}]}}"#, fields.join(","));
+        }
+        let schema = format!(
+            r#"{{"type":"record","name":"Top","fields":[{{"name":"x","type":{{"type":"array","items":{inner}}}}}]}}"#
+        );
+        let err = checked(&schema).unwrap_err().to_string();
+        assert!(err.contains("take no bytes"), "{err}");
+    }
+
+    /// A chain of 50,000 named types, each holding the one before: checked without following
+    /// the chain down the stack.
+    #[test]
+    fn a_long_chain_of_references_is_checked_without_deep_recursion() {
+        let mut fields =
+            vec![r#"{"name":"c0","type":{"type":"record","name":"C0","fields":[{"name":"v","type":"null"}]}}"#
+                .to_string()];
+        for i in 1..50_000 {
+            fields.push(format!(
+                r#"{{"name":"c{i}","type":{{"type":"record","name":"C{i}","fields":[{{"name":"v","type":"C{}"}}]}}}}"#,
+                i - 1
+            ));
+        }
+        fields.push(r#"{"name":"x","type":{"type":"array","items":"C49999"}}"#.to_string());
+        let schema = format!(r#"{{"type":"record","name":"Top","fields":[{}]}}"#, fields.join(","));
+        assert!(checked(&schema).is_err(), "an array of records that take no bytes");
     }
 
     #[test]
