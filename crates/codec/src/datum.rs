@@ -21,11 +21,23 @@ pub(crate) struct WireReader {
 impl WireReader {
     /// A reader of `channel` records written with `schema`.
     pub(crate) fn new(channel: Channel, schema: &'static Schema) -> Result<Self, DecodeError> {
-        let bundled = schema.canonical_form() == Contract::get().input(channel).canonical_form();
-        if !bundled {
-            crate::bounded::check(schema)?;
+        let ours = Contract::get().input(channel);
+        let bundled = schema.canonical_form() == ours.canonical_form();
+        if bundled {
+            return Ok(WireReader { channel, generic: reader_for(schema)?, bundled });
         }
-        Ok(WireReader { channel, generic: reader_for(schema)?, bundled })
+        crate::bounded::check(schema)?;
+        // Another version of the record: its datums are resolved to the bundled schema by
+        // Avro's rules (fields by name, the writer's extra fields skipped, missing ones
+        // defaulted, int to long, float to double, string and bytes, a value into a union).
+        apache_avro::schema_compatibility::SchemaCompatibility::can_read(schema, ours).map_err(|e| {
+            DecodeError::UnknownSchema(format!("the writer schema cannot be read as the {channel} input record: {e}"))
+        })?;
+        let generic = GenericDatumReader::builder(schema)
+            .reader_schema(ours)
+            .build()
+            .map_err(|e| DecodeError::UnknownSchema(e.to_string()))?;
+        Ok(WireReader { channel, generic, bundled })
     }
 
     /// Reads one record, advancing `bytes` past it.
@@ -33,7 +45,7 @@ impl WireReader {
         if self.bundled {
             crate::fast::read_bundled(self.channel, bytes)
         } else {
-            read_generic(&self.generic, self.channel, bytes)
+            read_resolved(&self.generic, self.channel, bytes)
         }
     }
 
@@ -67,6 +79,23 @@ pub(crate) fn read_generic(
         Channel::Chat => WireEvent::Chat(reader.read_deser::<ChatEvent>(bytes).map_err(err)?),
         Channel::Phone => WireEvent::Phone(reader.read_deser::<PhoneEvent>(bytes).map_err(err)?),
         Channel::Social => WireEvent::Social(reader.read_deser::<SocialEvent>(bytes).map_err(err)?),
+    })
+}
+
+/// Reads one datum of `channel` written with `reader`'s writer schema and resolved to the
+/// bundled one (its reader schema).
+fn read_resolved(
+    reader: &GenericDatumReader<'_>,
+    channel: Channel,
+    bytes: &mut &[u8],
+) -> Result<WireEvent, DecodeError> {
+    let err = |e: apache_avro::Error| DecodeError::Avro(e.to_string());
+    let value = reader.read_value(bytes).map_err(err)?;
+    Ok(match channel {
+        Channel::Email => WireEvent::Email(apache_avro::from_value(&value).map_err(err)?),
+        Channel::Chat => WireEvent::Chat(apache_avro::from_value(&value).map_err(err)?),
+        Channel::Phone => WireEvent::Phone(apache_avro::from_value(&value).map_err(err)?),
+        Channel::Social => WireEvent::Social(apache_avro::from_value(&value).map_err(err)?),
     })
 }
 

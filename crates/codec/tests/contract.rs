@@ -340,6 +340,77 @@ fn a_schema_decoder_reads_bundled_and_other_writer_schemas() {
     }
 }
 
+/// A later or differently typed version of an input record, as a registry or a container file
+/// may hand over, is read by Avro's resolution rules: a new enum field and a new nullable
+/// record field with values are skipped; int to long, float to double, bytes to string and a
+/// plain value into a nullable union are promoted. A writer the bundled record cannot read is
+/// refused up front.
+#[test]
+fn compatible_writers_resolve_to_the_bundled_record() {
+    use omnistitch_codec::contract::intern;
+    use omnistitch_codec::SchemaDecoder;
+    let mut w: serde_json::Value = serde_json::from_str(omnistitch_codec::contract::SOCIAL_EVENT_AVSC).unwrap();
+    let fields = w["fields"].as_array_mut().unwrap();
+    for f in fields.iter_mut() {
+        match f["name"].as_str().unwrap() {
+            "event_time" => f["type"] = serde_json::json!("int"),
+            "sentiment" => f["type"] = serde_json::json!(["null", "float"]),
+            "post_id" => {
+                f["type"] = serde_json::json!("string");
+                f.as_object_mut().unwrap().remove("default");
+            }
+            "handle" => f["type"] = serde_json::json!("bytes"),
+            _ => {}
+        }
+    }
+    fields.push(
+        serde_json::json!({"name": "mood", "type": {"type": "enum", "name": "Mood", "symbols": ["CALM", "ANGRY"]}}),
+    );
+    fields.push(serde_json::json!({"name": "geo", "type": ["null", {"type": "record", "name": "Geo", "fields": [{"name": "lat", "type": "double"}]}], "default": null}));
+    let writer = intern(Schema::parse_str(&w.to_string()).unwrap());
+    let d = SchemaDecoder::new(Channel::Social, writer).unwrap();
+    assert!(!d.is_bundled());
+    let none = || Value::Union(0, Box::new(Value::Null));
+    let some = |v: Value| Value::Union(1, Box::new(v));
+    let kind = EventKind::ALL.iter().position(|k| *k == EventKind::SocialPost).unwrap() as u32;
+    let value = Value::Record(vec![
+        ("tenant".into(), Value::String("acme".into())),
+        ("event_id".into(), Value::String("s1".into())),
+        ("event_time".into(), Value::Int(1_700_000)),
+        ("direction".into(), Value::Enum(0, "INBOUND".into())),
+        ("kind".into(), Value::Enum(kind, "SOCIAL_POST".into())),
+        ("case_id".into(), none()),
+        ("agent_id".into(), none()),
+        ("account_id".into(), none()),
+        ("text".into(), some(Value::String("slow again".into()))),
+        ("sentiment".into(), some(Value::Float(-0.5))),
+        ("survey".into(), none()),
+        ("platform".into(), Value::String("x".into())),
+        ("handle".into(), Value::Bytes(b"@jo".to_vec())),
+        ("post_id".into(), Value::String("p1".into())),
+        ("in_reply_to_post".into(), none()),
+        ("mood".into(), Value::Enum(1, "ANGRY".into())),
+        ("geo".into(), some(Value::Record(vec![("lat".into(), Value::Double(48.1))]))),
+    ]);
+    assert!(value.validate(writer), "the test record fits its writer schema");
+    let bytes = GenericDatumWriter::builder(writer).build().unwrap().write_value_to_vec(value).unwrap();
+    let WireEvent::Social(e) = d.decode(&bytes).unwrap() else { panic!("social") };
+    assert_eq!(
+        (e.event_time, e.sentiment, e.handle.as_str(), e.post_id.as_deref()),
+        (1_700_000, Some(-0.5), "@jo", Some("p1"))
+    );
+    // A writer whose required field the bundled record cannot take (a record where a string
+    // goes) is refused when the schema is met, not record by record.
+    let mut bad: serde_json::Value = serde_json::from_str(omnistitch_codec::contract::SOCIAL_EVENT_AVSC).unwrap();
+    for f in bad["fields"].as_array_mut().unwrap() {
+        if f["name"] == "platform" {
+            f["type"] = serde_json::json!({"type": "record", "name": "P", "fields": [{"name": "n", "type": "string"}]});
+        }
+    }
+    let bad = intern(Schema::parse_str(&bad.to_string()).unwrap());
+    assert_eq!(SchemaDecoder::new(Channel::Social, bad).unwrap_err().code(), "unknown_schema");
+}
+
 #[test]
 fn a_corrupt_record_costs_its_block_and_reading_goes_on() {
     let schema = Contract::get().input(Channel::Email);
