@@ -3,6 +3,10 @@
 //! apache-avro's own reader stops at the first error. This reader parses the framing itself
 //! (header, then `count, size, data, sync` blocks), decodes records with the file's writer
 //! schema, and on a bad record reports it with the rest of its block and moves to the next block.
+//! A block whose data is bad as a whole (it does not decompress; its count claims no records
+//! for its bytes, or more records than bytes) is one bad record, and bytes after a block's last
+//! record are one more: nothing is dropped unreported. A broken frame (a count or size that does
+//! not parse, a sync marker that does not match) ends the file with one bad record.
 
 use std::io::{self, Read, Write};
 use std::str::FromStr;
@@ -32,6 +36,12 @@ pub struct BadRecord {
 /// One item of a container: a record with its index, or a bad record.
 pub type ContainerItem = Result<(u64, WireEvent), BadRecord>;
 
+/// A block as read: its records are decoded one by one, or it is bad as a whole.
+enum Block {
+    Good,
+    Bad { count: i64, error: DecodeError, payload: Vec<u8> },
+}
+
 /// Reads the input records of one container file.
 pub struct ContainerReader<R> {
     source: R,
@@ -44,6 +54,8 @@ pub struct ContainerReader<R> {
     left_in_block: i64,
     index: u64,
     done: bool,
+    /// The block just read had bytes after its last record: reported next, at this index.
+    trailing: Option<u64>,
 }
 
 fn read_long<R: Read>(r: &mut R) -> io::Result<Option<i64>> {
@@ -120,9 +132,7 @@ impl<R: Read> ContainerReader<R> {
         let codec_name = codec_name.map(|c| String::from_utf8_lossy(&c).into_owned());
         let codec = match codec_name.as_deref() {
             None | Some("null") => Codec::Null,
-            Some(name) => {
-                Codec::from_str(name).map_err(|_| DecodeError::Container(format!("unsupported codec `{name}`")))?
-            }
+            Some(name) => Codec::from_str(name).map_err(|_| DecodeError::UnsupportedCodec(name.to_string()))?,
         };
         let reader = WireReader::new(channel, intern(schema))?;
         Ok(ContainerReader {
@@ -136,6 +146,7 @@ impl<R: Read> ContainerReader<R> {
             left_in_block: 0,
             index: 0,
             done: false,
+            trailing: None,
         })
     }
 
@@ -144,9 +155,12 @@ impl<R: Read> ContainerReader<R> {
         self.channel
     }
 
-    /// Loads the next block; `Ok(false)` at a clean end of file.
-    fn next_block(&mut self) -> Result<bool, DecodeError> {
-        let Some(count) = read_long(&mut self.source)? else { return Ok(false) };
+    /// Loads the next block; `Ok(false)` at a clean end of file. An error in the framing (the
+    /// count, the size, the sync marker) loses it: nothing after can be trusted. A block framed
+    /// well whose data is bad (it does not decompress, or it claims more records than bytes)
+    /// is [`Block::Bad`]: reading goes on at the next block.
+    fn next_block(&mut self) -> Result<Option<Block>, DecodeError> {
+        let Some(count) = read_long(&mut self.source)? else { return Ok(None) };
         let size = need_long(&mut self.source)?;
         if count < 0 {
             return Err(DecodeError::Container(format!("negative record count {count}")));
@@ -157,11 +171,19 @@ impl<R: Read> ContainerReader<R> {
         if sync != self.sync {
             return Err(DecodeError::Container("sync marker mismatch".into()));
         }
-        self.codec.decompress(&mut data).map_err(|e| DecodeError::Container(e.to_string()))?;
+        if let Err(e) = self.codec.decompress(&mut data) {
+            return Ok(Some(Block::Bad { count, error: DecodeError::Container(e.to_string()), payload: data }));
+        }
+        // Every input record takes at least a byte (its tenant's length), and a block's bytes
+        // are its records'.
+        if usize::try_from(count).map_or(true, |c| c > data.len()) || (count == 0 && !data.is_empty()) {
+            let error = DecodeError::Container(format!("a block of {} bytes claims {count} records", data.len()));
+            return Ok(Some(Block::Bad { count, error, payload: data }));
+        }
         self.block = data;
         self.pos = 0;
         self.left_in_block = count;
-        Ok(true)
+        Ok(Some(Block::Good))
     }
 }
 
@@ -169,10 +191,22 @@ impl<R: Read> Iterator for ContainerReader<R> {
     type Item = ContainerItem;
 
     fn next(&mut self) -> Option<ContainerItem> {
+        if let Some(index) = self.trailing.take() {
+            let payload = self.block[self.pos..].to_vec();
+            let error = DecodeError::Container(format!("{} bytes after the block's last record", payload.len()));
+            self.pos = self.block.len();
+            return Some(Err(BadRecord { index, error, payload }));
+        }
         while !self.done && self.left_in_block == 0 {
             match self.next_block() {
-                Ok(true) => {}
-                Ok(false) => self.done = true,
+                Ok(Some(Block::Good)) => {}
+                Ok(Some(Block::Bad { count, error, payload })) => {
+                    // The block is one bad record; its records' positions are passed over.
+                    let index = self.index;
+                    self.index = self.index.saturating_add(count.unsigned_abs());
+                    return Some(Err(BadRecord { index, error, payload }));
+                }
+                Ok(None) => self.done = true,
                 Err(error) => {
                     // Framing is lost: nothing after this point can be trusted.
                     self.done = true;
@@ -191,11 +225,16 @@ impl<R: Read> Iterator for ContainerReader<R> {
                 self.pos += before - rest.len();
                 self.left_in_block -= 1;
                 self.index += 1;
+                if self.left_in_block == 0 && self.pos < self.block.len() {
+                    // Bytes after the block's last record: it held more records than its count
+                    // says. They are reported (after this record) as one bad record.
+                    self.trailing = Some(self.index);
+                }
                 Some(Ok((index, ev)))
             }
             Err(error) => {
                 let payload = self.block[self.pos..].to_vec();
-                self.index += self.left_in_block as u64;
+                self.index = self.index.saturating_add(self.left_in_block.unsigned_abs());
                 self.left_in_block = 0;
                 Some(Err(BadRecord { index, error, payload }))
             }

@@ -17,6 +17,9 @@ pub enum DecodeError {
     /// A container file's framing is broken; the rest of the block or file is unreadable.
     #[error("avro container corrupt: {0}")]
     Container(String),
+    /// A container file compressed with a codec this build does not read.
+    #[error("unsupported container codec `{0}` (null and deflate are read)")]
+    UnsupportedCodec(String),
     /// Reading the source failed.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
@@ -30,6 +33,7 @@ impl DecodeError {
             DecodeError::Json(_) => "json_decode",
             DecodeError::UnknownSchema(_) => "unknown_schema",
             DecodeError::Container(_) => "container_corrupt",
+            DecodeError::UnsupportedCodec(_) => "unsupported_codec",
             DecodeError::Io(_) => "io",
         }
     }

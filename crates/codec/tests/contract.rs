@@ -434,6 +434,64 @@ fn a_corrupt_record_costs_its_block_and_reading_goes_on() {
     assert!(!bad.payload.is_empty());
 }
 
+/// A file of three one-record blocks, `codec` compressing them, and the offsets where each
+/// block's record count is (the byte after each sync marker).
+fn three_blocks(codec: apache_avro::Codec) -> (Vec<u8>, Vec<usize>) {
+    let schema = Contract::get().input(Channel::Email);
+    let mut w = Writer::with_codec(schema, Vec::new(), codec).unwrap();
+    for n in 0..3 {
+        if let WireEvent::Email(e) = sample(Channel::Email, EventKind::Message, n) {
+            w.append_ser(e).unwrap();
+        }
+        w.flush().unwrap();
+    }
+    let bytes = w.into_inner().unwrap();
+    let sync = bytes[bytes.len() - 16..].to_vec();
+    let counts: Vec<usize> =
+        bytes.windows(16).enumerate().filter(|(_, w)| *w == &sync[..]).map(|(i, _)| i + 16).collect();
+    (bytes, counts[..3].to_vec())
+}
+
+/// A block whose count lies (no records in a block of bytes, more records than bytes), or whose
+/// data does not decompress, is one bad record; the blocks after it are read.
+#[test]
+fn a_bad_block_costs_itself_and_reading_goes_on() {
+    let outcome = |bytes: &[u8]| -> Vec<Result<u64, &'static str>> {
+        ContainerReader::new(bytes).unwrap().map(|i| i.map(|(n, _)| n).map_err(|b| b.error.code())).collect()
+    };
+    let (bytes, counts) = three_blocks(apache_avro::Codec::Null);
+    assert_eq!(bytes[counts[1]], 2, "one record: zigzag 1");
+    let mut none = bytes.clone();
+    none[counts[1]] = 0;
+    assert_eq!(outcome(&none), [Ok(0), Err("container_corrupt"), Ok(1)]);
+    let mut many = bytes.clone();
+    many[counts[1]] = 0x7e; // 63 records in fewer bytes? the record is longer: read, then one fails
+    let got = outcome(&many);
+    assert_eq!((got.len(), got[0], got[2]), (4, Ok(0), Err("avro_decode")));
+    assert_eq!(got[3], Ok(64), "the third block's record, after the 63 the second claimed");
+    // Two records in a block that claims one: the second is reported, not dropped.
+    let mut w = Writer::new(Contract::get().input(Channel::Email), Vec::new()).unwrap();
+    for n in 0..2 {
+        if let WireEvent::Email(e) = sample(Channel::Email, EventKind::Message, n) {
+            w.append_ser(e).unwrap();
+        }
+    }
+    let mut two = w.into_inner().unwrap();
+    let sync = two[two.len() - 16..].to_vec();
+    let count = two.windows(16).position(|w| w == &sync[..]).unwrap() + 16;
+    assert_eq!(two[count], 4, "two records: zigzag 2");
+    two[count] = 2;
+    assert_eq!(outcome(&two), [Ok(0), Err("container_corrupt")]);
+    let (mut deflated, counts) = three_blocks(apache_avro::Codec::Deflate(Default::default()));
+    // The first block's compressed data, garbled (its framing intact).
+    let size_len = deflated[counts[0] + 1..].iter().position(|b| b & 0x80 == 0).unwrap() + 1;
+    let data = counts[0] + 1 + size_len + 2;
+    for b in &mut deflated[data..data + 8] {
+        *b = 0xff;
+    }
+    assert_eq!(outcome(&deflated), [Err("container_corrupt"), Ok(1), Ok(2)]);
+}
+
 #[test]
 fn truncated_and_mistyped_datums_are_errors() {
     let decoder = InputDecoder::new();
