@@ -256,6 +256,19 @@ impl<W: Write> ContainerWriter<W> {
         Ok(ContainerWriter { writer, channel })
     }
 
+    /// [`ContainerWriter::new`] with the file's sync marker given (random otherwise): the same
+    /// records and marker give the same file, byte for byte.
+    pub fn with_marker(channel: Channel, sink: W, deflate: bool, marker: [u8; 16]) -> Result<Self, apache_avro::Error> {
+        let codec = if deflate { Codec::Deflate(Default::default()) } else { Codec::Null };
+        let writer = Writer::builder()
+            .schema(Contract::get().input(channel))
+            .writer(sink)
+            .codec(codec)
+            .marker(marker)
+            .build()?;
+        Ok(ContainerWriter { writer, channel })
+    }
+
     /// Appends one record; it must be of this writer's channel.
     pub fn append(&mut self, event: &WireEvent) -> Result<(), apache_avro::Error> {
         assert_eq!(event.channel(), self.channel, "record of the wrong channel");

@@ -44,7 +44,9 @@ pub fn write_world(dir: impl AsRef<Path>, world: &World) -> Result<(), SimError>
     for channel in Channel::ALL {
         let path = dir.join(channel_file(channel));
         let file = File::create(&path).map_err(io_error(&path))?;
-        let mut writer = ContainerWriter::new(channel, BufWriter::new(file), false).map_err(avro_error(&path))?;
+        let marker = sync_marker(world, channel);
+        let mut writer =
+            ContainerWriter::with_marker(channel, BufWriter::new(file), false, marker).map_err(avro_error(&path))?;
         for e in world.events.iter().filter(|e| e.channel() == channel) {
             writer.append(e).map_err(avro_error(&path))?;
         }
@@ -53,6 +55,23 @@ pub fn write_world(dir: impl AsRef<Path>, world: &World) -> Result<(), SimError>
     }
     write_lines(&dir.join(TRUTH_FILE), &world.truth)?;
     write_lines(&dir.join(MOMENTS_TRUTH_FILE), &world.moments)
+}
+
+/// The sync marker of `world`'s `channel` file: drawn from what the world holds, so the same
+/// world (the same seed) writes the same files, byte for byte.
+fn sync_marker(world: &World, channel: Channel) -> [u8; 16] {
+    use rand::{RngCore, SeedableRng};
+    // FNV-1a over the channel, the number of deliveries and the first one's tenant and time.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let first = world.events.first().map(|e| (e.tenant().to_string(), e.event_time())).unwrap_or_default();
+    let count = world.events.len() as u64;
+    let bytes = channel.as_str().bytes().chain(count.to_le_bytes()).chain(first.0.bytes()).chain(first.1.to_le_bytes());
+    for b in bytes {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    let mut marker = [0u8; 16];
+    rand_chacha::ChaCha8Rng::seed_from_u64(h).fill_bytes(&mut marker);
+    marker
 }
 
 /// Writes `records` to `path` as JSON Lines.
@@ -122,6 +141,18 @@ mod tests {
         assert_eq!(read_truth(dir.path()).unwrap(), world.truth);
         assert!(!world.moments.is_empty());
         assert_eq!(read_moment_truth(dir.path()).unwrap(), world.moments);
+    }
+
+    /// The same seed writes the same files, byte for byte (the sync markers included).
+    #[test]
+    fn the_same_world_writes_the_same_bytes() {
+        let files = || {
+            let world = generate(&SimConfig { customers: 40, seed: 9, ..SimConfig::default() }).unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            write_world(dir.path(), &world).unwrap();
+            Channel::ALL.map(|c| std::fs::read(dir.path().join(channel_file(c))).unwrap())
+        };
+        assert_eq!(files(), files());
     }
 
     #[test]
