@@ -124,6 +124,8 @@ fn run_replay(
 ) -> anyhow::Result<()> {
     let cfg = config::load(config)?;
     let pipeline = Pipeline::new(&cfg)?;
+    // An output directory that cannot be made is said before the input is read.
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let started = Instant::now();
     let stream = if partitions > 1 {
         let n = i32::from(partitions);
@@ -184,7 +186,8 @@ fn main() -> anyhow::Result<()> {
             let (world, out) = (dir.join("world"), dir.join("out"));
             simulate(customers, seed, &world)?;
             run_replay(&world, &out, None, 1)?;
-            print!("{}", evaluate::evaluate(&world, &out)?);
+            // Scored under the configuration replay ran with (environment overrides included).
+            print!("{}", evaluate::evaluate_with(&world, &out, &config::load(None)?)?);
             Ok(())
         }
     }

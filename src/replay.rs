@@ -180,6 +180,13 @@ fn write_jsonl<T: Serialize>(path: &Path, items: impl IntoIterator<Item = T>) ->
 /// `metrics.json` (CX metrics) into `out`.
 pub fn write_outputs(run: &ReplayRun, out: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    // A score of an earlier run's outputs would stand beside these ones as if it were theirs.
+    match std::fs::remove_file(out.join("evaluation.json")) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("removing the earlier {}", out.join("evaluation.json").display()));
+        }
+        _ => {}
+    }
     // Final timelines, profile by profile in event-time order, with the thread each entry has now.
     let mut profiles_by_tenant: Vec<(&Tenant, ProfileId)> = Vec::new();
     for (tenant, graph) in run.pipeline.engine().identity().graphs() {

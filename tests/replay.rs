@@ -96,7 +96,10 @@ fn bad_records_are_dead_lettered_with_reasons_and_the_run_goes_on() {
     assert_eq!(bad_line.payload, b"{not json");
     assert_eq!(bad_line.source, "chat-export.jsonl");
     let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("evaluation.json"), "{}").unwrap();
     write_outputs(&run, &out).unwrap();
+    assert!(!out.join("evaluation.json").exists(), "an earlier run's score does not stay beside new outputs");
     assert_eq!(lines(&out.join("deadletter.jsonl")).len(), 6);
     // Both good events are one person: the same session and email.
     assert_eq!(lines(&out.join("profiles.jsonl")).len(), 1);
