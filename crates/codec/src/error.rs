@@ -18,7 +18,7 @@ pub enum DecodeError {
     #[error("avro container corrupt: {0}")]
     Container(String),
     /// A container file compressed with a codec this build does not read.
-    #[error("unsupported container codec `{0}` (null and deflate are read)")]
+    #[error("unsupported container codec `{0}` (null, deflate and snappy are read)")]
     UnsupportedCodec(String),
     /// Reading the source failed.
     #[error("i/o error: {0}")]

@@ -482,6 +482,9 @@ fn a_bad_block_costs_itself_and_reading_goes_on() {
     assert_eq!(two[count], 4, "two records: zigzag 2");
     two[count] = 2;
     assert_eq!(outcome(&two), [Ok(0), Err("container_corrupt")]);
+    // Snappy, the codec Spark writes by default, is read.
+    let (snappy, _) = three_blocks(apache_avro::Codec::Snappy);
+    assert_eq!(outcome(&snappy), [Ok(0), Ok(1), Ok(2)]);
     let (mut deflated, counts) = three_blocks(apache_avro::Codec::Deflate(Default::default()));
     // The first block's compressed data, garbled (its framing intact).
     let size_len = deflated[counts[0] + 1..].iter().position(|b| b & 0x80 == 0).unwrap() + 1;
