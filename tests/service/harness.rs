@@ -52,7 +52,8 @@ pub struct Expected {
     /// Final profiles by key.
     pub profiles: HashMap<Vec<u8>, Vec<u8>>,
     /// Dead letters.
-    pub dead_letters: usize,
+    /// The dead letters' reason codes, sorted (one per bad input record).
+    pub dead_letters: Vec<String>,
 }
 
 pub fn frame<T: serde::Serialize>(enc: &OutputEncoder, ids: &OutputSchemas, kind: OutputKind, r: &T) -> Vec<u8> {
@@ -87,7 +88,9 @@ fn expected(run: &ReplayRun) -> Expected {
             profiles.insert(r.profile_id.clone().into_bytes(), frame(&enc, &ids, OutputKind::Profile, &r));
         }
     }
-    Expected { timeline, merges, interventions, profiles, dead_letters: run.dead_letters.len() }
+    let mut dead_letters: Vec<String> = run.dead_letters.iter().map(|d| d.reason_code.clone()).collect();
+    dead_letters.sort();
+    Expected { timeline, merges, interventions, profiles, dead_letters }
 }
 
 /// Simulates `customers` (seed `seed`), replays them split like the topics, starts a mock cluster
@@ -251,17 +254,39 @@ pub fn pairs(records: &[Record]) -> Pairs {
 }
 
 /// What the service's outputs must satisfy, whatever happened on the way: every expected record
-/// present, nothing else (so every duplicate is an exact copy), final profiles equal. Returns
-/// how many timeline records were duplicates.
+/// present, nothing else (so every duplicate is an exact copy), final profiles equal, and one
+/// dead letter per bad input record with the replay's reasons. Returns how many timeline,
+/// merge, intervention and dead-letter records were copies of another.
 pub fn assert_outputs_match(setup: &Setup) -> usize {
     let duplicates = assert_outputs_but_dead_letters_match(setup);
-    let dead: std::collections::BTreeSet<Vec<(String, Vec<u8>)>> =
-        read_topic(&setup.config, &setup.config.topics.deadletter)
-            .into_iter()
-            .map(|r| r.headers.into_iter().filter(|(k, _)| k.starts_with("omnistitch.source")).collect())
-            .collect();
-    assert_eq!(dead.len(), setup.expected.dead_letters, "dead letters");
-    duplicates
+    let records = read_topic(&setup.config, &setup.config.topics.deadletter);
+    // One per source record (topic, partition, offset): copies of one are one.
+    let mut by_source: std::collections::BTreeMap<Vec<(String, Vec<u8>)>, (Option<Vec<u8>>, String)> =
+        Default::default();
+    let mut copies = 0;
+    for r in records {
+        let source: Vec<(String, Vec<u8>)> =
+            r.headers.iter().filter(|(k, _)| k.starts_with("omnistitch.source")).cloned().collect();
+        let code = r
+            .headers
+            .iter()
+            .find(|(k, _)| k == "omnistitch.reason.code")
+            .map(|(_, v)| String::from_utf8_lossy(v).to_string());
+        let seen = (r.value.clone(), code.unwrap_or_default());
+        match by_source.get(&source) {
+            Some(first) => {
+                assert_eq!(first, &seen, "a dead letter written again is an exact copy");
+                copies += 1;
+            }
+            None => {
+                by_source.insert(source, seen);
+            }
+        }
+    }
+    let mut reasons: Vec<String> = by_source.into_values().map(|(_, code)| code).collect();
+    reasons.sort();
+    assert_eq!(reasons, setup.expected.dead_letters, "dead letters: one per bad record, the replay's reasons");
+    duplicates + copies
 }
 
 /// [`assert_outputs_match`] for every topic but the dead letters (for input the replay did not
@@ -273,10 +298,13 @@ pub fn assert_outputs_but_dead_letters_match(setup: &Setup) -> usize {
     let got = pairs(&timeline);
     assert_eq!(got.len(), e.timeline.len(), "timeline entries: distinct count");
     assert!(got == e.timeline, "timeline entries differ from replay");
-    assert!(pairs(&read_topic(&setup.config, &t.merges)) == e.merges, "merges differ from replay");
-    let interventions = pairs(&read_topic(&setup.config, &t.interventions));
-    assert_eq!(interventions.len(), e.interventions.len(), "interventions: distinct count");
-    assert!(interventions == e.interventions, "interventions differ from replay");
+    let merges = read_topic(&setup.config, &t.merges);
+    let distinct_merges = pairs(&merges);
+    assert!(distinct_merges == e.merges, "merges differ from replay");
+    let interventions = read_topic(&setup.config, &t.interventions);
+    let distinct_interventions = pairs(&interventions);
+    assert_eq!(distinct_interventions.len(), e.interventions.len(), "interventions: distinct count");
+    assert!(distinct_interventions == e.interventions, "interventions differ from replay");
     let mut profiles: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
     for r in read_topic(&setup.config, &t.profiles) {
         match r.value {
@@ -286,5 +314,7 @@ pub fn assert_outputs_but_dead_letters_match(setup: &Setup) -> usize {
     }
     assert_eq!(profiles.len(), e.profiles.len(), "profiles: count");
     assert!(profiles == e.profiles, "final profiles differ from replay");
-    timeline.len() - got.len()
+    (timeline.len() - got.len())
+        + (merges.len() - distinct_merges.len())
+        + (interventions.len() - distinct_interventions.len())
 }

@@ -219,6 +219,8 @@ mod tests {
             }
             prop_assert_eq!(sorted.completing(3, 7 * DAY), other.completing(3, 7 * DAY));
             prop_assert_eq!(sorted.starts().count(), marks.len());
+            // The same history, start for start, whatever the order and the redeliveries.
+            prop_assert_eq!(sorted.starts().collect::<Vec<_>>(), other.starts().collect::<Vec<_>>());
         }
     }
 }
