@@ -261,8 +261,8 @@ pub fn assert_outputs_match(setup: &Setup) -> usize {
     let duplicates = assert_outputs_but_dead_letters_match(setup);
     let records = read_topic(&setup.config, &setup.config.topics.deadletter);
     // One per source record (topic, partition, offset): copies of one are one.
-    let mut by_source: std::collections::BTreeMap<Vec<(String, Vec<u8>)>, (Option<Vec<u8>>, String)> =
-        Default::default();
+    type Source = Vec<(String, Vec<u8>)>;
+    let mut by_source: std::collections::BTreeMap<Source, (Option<Vec<u8>>, String)> = Default::default();
     let mut copies = 0;
     for r in records {
         let source: Vec<(String, Vec<u8>)> =
