@@ -68,7 +68,7 @@ fn one_message(config: &KafkaConfig, sla_s: u32) -> (i64, Vec<u8>) {
         survey: None,
         session_id: "s1".into(),
         visitor_id: Some("v1".into()),
-        customer_email: Some("jo@example.com".into()),
+        customer_email: Some("jo@mailbox.io".into()),
         customer_phone: None,
     });
     let mut value = Vec::new();

@@ -25,7 +25,7 @@ type Raw = (u8, i64, (Channel, Direction, EventKind), u8, Option<u8>, Names);
 fn event(n: usize, (customer, secs, (channel, direction, kind), conversation, case, names): Raw) -> Event {
     let mut e =
         Event::new(Tenant::new("acme"), format!("e{n:03}"), EventTime(T0 + secs * SEC), channel, direction, kind);
-    let email = RawIdentifier::new(IdentifierKind::Email, format!("c{customer}@example.com"));
+    let email = RawIdentifier::new(IdentifierKind::Email, format!("c{customer}@mailbox.io"));
     let phone = RawIdentifier::new(IdentifierKind::Phone, format!("+1 212 555 01{customer:02}"));
     e.identifiers = match names {
         Names::Email => vec![email],

@@ -242,7 +242,7 @@ mod tests {
     fn chat(id: &str, t: i64, direction: Direction) -> Event {
         let mut e =
             Event::new(Tenant::new("acme"), id, EventTime(T0 + t), Channel::Chat, direction, EventKind::Message);
-        e.identifiers.push(RawIdentifier::new(IdentifierKind::Email, "jo@example.com"));
+        e.identifiers.push(RawIdentifier::new(IdentifierKind::Email, "jo@mailbox.io"));
         e.case_id = Some("c1".into());
         e
     }
@@ -285,7 +285,7 @@ mod tests {
         let mut busy = Pipeline::new(&EngineConfig::default()).unwrap();
         busy.apply(chat("m", 0, Direction::Inbound));
         let mut other = chat("x", 180_001, Direction::Inbound);
-        other.identifiers = vec![RawIdentifier::new(IdentifierKind::Email, "al@example.com")];
+        other.identifiers = vec![RawIdentifier::new(IdentifierKind::Email, "al@mailbox.io")];
         other.case_id = None;
         let step = busy.apply(other);
         assert_eq!(step.interventions, fired);

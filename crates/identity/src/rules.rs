@@ -120,7 +120,6 @@ struct EmailLists {
     automated_local_parts: HashSet<&'static str>,
     placeholder_local_parts: HashSet<&'static str>,
     placeholder_domain_names: HashSet<&'static str>,
-    placeholders: HashSet<&'static str>,
 }
 
 static EMAIL_LISTS: LazyLock<EmailLists> = LazyLock::new(|| EmailLists {
@@ -128,7 +127,6 @@ static EMAIL_LISTS: LazyLock<EmailLists> = LazyLock::new(|| EmailLists {
     automated_local_parts: AUTOMATED_LOCAL_PARTS.iter().copied().collect(),
     placeholder_local_parts: PLACEHOLDER_LOCAL_PARTS.iter().copied().collect(),
     placeholder_domain_names: PLACEHOLDER_DOMAIN_NAMES.iter().copied().collect(),
-    placeholders: PLACEHOLDERS.iter().copied().collect(),
 });
 
 /// Validated identity rules.
@@ -492,8 +490,9 @@ fn is_builtin_placeholder(id: &Identifier) -> bool {
 }
 
 /// A placeholder or automated address: a listed one, an automated sender or a placeholder
-/// local part on any domain (`noreply+bounces@...`, `noemail@gmail.com`), any placeholder word
-/// at `example.com`, or any address at a placeholder domain (`none@none.net`).
+/// local part on any domain (`noreply+bounces@...`, `noemail@gmail.com`), any address at the
+/// example domains people type into forms for want of an address, where no mailbox can be
+/// (`you@example.com`, `a@mail.example.org`), or at a placeholder domain (`none@none.net`).
 fn is_placeholder_email(v: &str) -> bool {
     let lists = &*EMAIL_LISTS;
     let local = untagged_local_part(v);
@@ -502,8 +501,17 @@ fn is_placeholder_email(v: &str) -> bool {
     lists.placeholder_emails.contains(v)
         || lists.automated_local_parts.contains(local)
         || lists.placeholder_local_parts.contains(local)
-        || (lists.placeholders.contains(local) && domain == "example.com")
+        || is_reserved_domain(domain)
         || lists.placeholder_domain_names.contains(domain_name)
+}
+
+/// The second-level example domains reserved by RFC 2606 (`example.com`, `.net`, `.org`) and
+/// their subdomains. The reserved top-level names (`.example`, `.test`, `.invalid`) are not
+/// listed: nobody types them into a form, and test fixtures and simulations use them for
+/// mailboxes that stand for real ones.
+fn is_reserved_domain(domain: &str) -> bool {
+    let under = |suffix: &str| domain == suffix || domain.ends_with(&format!(".{suffix}"));
+    ["example.com", "example.net", "example.org"].into_iter().any(under)
 }
 
 /// A phone number whose whole national number is one digit repeated or a counting run
@@ -550,8 +558,8 @@ mod tests {
             }
         }
         assert!(!r.is_blocked(&id(SocialHandle, "x:aaaa")), "a handle is a chosen name");
-        assert!(r.is_blocked(&id(Email, "noreply+bounces@shop.example")));
-        assert!(!r.is_blocked(&id(Email, "jo+orders@shop.example")));
+        assert!(r.is_blocked(&id(Email, "noreply+bounces@shop.io")));
+        assert!(!r.is_blocked(&id(Email, "jo+orders@shop.io")));
     }
 
     fn rules() -> IdentityRules {
@@ -697,6 +705,28 @@ mod tests {
         }
         // Real people can have these.
         for raw in ["test@gmail.com", "na@smallfirm.de", "guest@hotel.com", "jo@nonexistent.com", "nonie@x.com"] {
+            assert!(!r.is_blocked(&normalized(Email, raw)), "{raw}");
+        }
+    }
+
+    /// No mailbox can be at the reserved example domains: any address there is a placeholder,
+    /// whatever its local part (`you@example.org` typed by two strangers).
+    #[test]
+    fn addresses_at_reserved_domains_are_blocked() {
+        let r = rules();
+        use IdentifierKind::Email;
+        for raw in ["email@example.com", "Name@Example.COM", "you@example.org", "jo@example.net", "a@mail.example.com"]
+        {
+            assert!(r.is_blocked(&normalized(Email, raw)), "{raw}");
+        }
+        for raw in [
+            "jo@myexample.com",
+            "jo@example.co.uk",
+            "jo@contest.io",
+            "jo@testing.com",
+            "jo@example.com.au",
+            "jo@acme.example",
+        ] {
             assert!(!r.is_blocked(&normalized(Email, raw)), "{raw}");
         }
     }

@@ -327,7 +327,7 @@ mod tests {
             Direction::Inbound,
             EventKind::ChatAbandoned,
         );
-        event.identifiers.push(RawIdentifier::new(IdentifierKind::Email, "jo@example.com"));
+        event.identifiers.push(RawIdentifier::new(IdentifierKind::Email, "jo@mailbox.io"));
         let applied = engine.apply(&event);
         Handed { event, applied }
     }

@@ -410,7 +410,7 @@ pub(crate) mod tests {
     use omnistitch_model::{Channel, Direction, EventKind, EventTime, RawIdentifier};
     use rdkafka::message::Headers;
 
-    /// Inbound chat message `i` of tenant `acme` from jo@example.com, at `i` ms past a fixed time.
+    /// Inbound chat message `i` of tenant `acme` from jo@mailbox.io, at `i` ms past a fixed time.
     pub(crate) fn inbound_chat(i: i64) -> Event {
         let mut e = Event::new(
             Tenant::new("acme"),
@@ -420,7 +420,7 @@ pub(crate) mod tests {
             Direction::Inbound,
             EventKind::Message,
         );
-        e.identifiers.push(RawIdentifier::new(IdentifierKind::Email, "jo@example.com"));
+        e.identifiers.push(RawIdentifier::new(IdentifierKind::Email, "jo@mailbox.io"));
         e
     }
 
@@ -457,7 +457,7 @@ pub(crate) mod tests {
         let value = value.unwrap();
         assert!(key.len() + value.len() + DEAD_LETTER_FRAMING_BYTES <= max, "{} bytes", value.len());
         assert!(value.len() > max / 2, "cut no more than needed: {} bytes", value.len());
-        let email = b"jo@example.com";
+        let email = b"jo@mailbox.io";
         assert!(value.windows(email.len()).any(|w| w == email), "the email is kept");
         // The same state, the same record.
         let mut again = OutBatch::default();

@@ -748,11 +748,11 @@ pub(crate) mod tests {
                 text: Some("Zoë's router is down".into()),
                 sentiment: Some(-0.6),
                 survey: None,
-                from: "zoe@example.net".into(),
+                from: "zoe@mailbox.net".into(),
                 to: vec!["support@acme.example".into()],
                 cc: vec![],
                 subject: Some("Router".into()),
-                message_id: Some("<m1@example.net>".into()),
+                message_id: Some("<m1@mailbox.net>".into()),
                 in_reply_to: None,
             }),
             Channel::Chat => WireEvent::Chat(ChatEvent {
@@ -769,7 +769,7 @@ pub(crate) mod tests {
                 survey: Some(WireSurvey { csat: Some(2), nps: Some(6), ces: None }),
                 session_id: "S-1".into(),
                 visitor_id: Some("v-1".into()),
-                customer_email: Some("zoe@example.net".into()),
+                customer_email: Some("zoe@mailbox.net".into()),
                 customer_phone: None,
             }),
             Channel::Phone => WireEvent::Phone(PhoneEvent {

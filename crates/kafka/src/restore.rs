@@ -674,7 +674,7 @@ mod tests {
         let (r, pipeline) = restored(&[&[email, chat], &[chat, email]], [Some(1); 4]);
         assert_eq!((r.read, r.applied, r.superseded), (4, 2, 2));
         let graph = pipeline.engine().identity().graph(&Tenant::new("acme")).unwrap();
-        let zoe = graph.profile_of(&Identifier::new(IdentifierKind::Email, "zoe@example.net"));
+        let zoe = graph.profile_of(&Identifier::new(IdentifierKind::Email, "zoe@mailbox.net"));
         assert_eq!(zoe, Some(ProfileId::derive("acme", "chat-1")));
     }
 
