@@ -402,12 +402,14 @@ impl TenantGraph {
         IdentifierKind::ALL.into_iter().any(|k| rules.is_personal(k) && counts[k.index()] > 0)
     }
 
-    /// The rule that forbids joining identifiers counted `a` and `b` through `via`, if any.
-    fn forbids(rules: &IdentityRules, a: &[u32; KINDS], b: &[u32; KINDS], via: IdentifierKind) -> Option<ConflictRule> {
+    /// The rule that forbids joining identifiers counted `a` and `b`, if any; `via_weak` when
+    /// the join goes through a weak identifier (the one linking the other side, or the one
+    /// that put the event on its side).
+    fn forbids(rules: &IdentityRules, a: &[u32; KINDS], b: &[u32; KINDS], via_weak: bool) -> Option<ConflictRule> {
         if let Some(kind) = Self::over_limit(rules, a, b) {
             return Some(ConflictRule::Limit { kind });
         }
-        (rules.is_weak(via) && Self::holds_personal(rules, a) && Self::holds_personal(rules, b))
+        (via_weak && Self::holds_personal(rules, a) && Self::holds_personal(rules, b))
             .then_some(ConflictRule::WeakBridge)
     }
 
@@ -515,7 +517,10 @@ impl TenantGraph {
                         Target::Existing(t) if t == p => outcomes[i] = MatchOutcome::Linked,
                         Target::Existing(t) => {
                             let with_pending = add(&self.profile(t).counts, &pending_counts);
-                            if let Some(rule) = Self::forbids(rules, &with_pending, &self.profile(p).counts, id.kind) {
+                            // An event on its profile through a weak identifier alone bridges
+                            // through it, whatever links the other side.
+                            let via_weak = rules.is_weak(id.kind) || anchor.is_some_and(|a| rules.is_weak(ids[a].kind));
+                            if let Some(rule) = Self::forbids(rules, &with_pending, &self.profile(p).counts, via_weak) {
                                 outcomes[i] = self.refuse(eidx, id, rule, p, rules, &mut conflicts);
                             } else {
                                 let target_id = self.profile(t).id;
@@ -532,7 +537,8 @@ impl TenantGraph {
                             }
                         }
                         Target::New => {
-                            if let Some(rule) = Self::forbids(rules, &pending_counts, &self.profile(p).counts, id.kind)
+                            if let Some(rule) =
+                                Self::forbids(rules, &pending_counts, &self.profile(p).counts, rules.is_weak(id.kind))
                             {
                                 outcomes[i] = self.refuse(eidx, id, rule, p, rules, &mut conflicts);
                             } else {
@@ -550,9 +556,27 @@ impl TenantGraph {
                     };
                     let mut one = [0u32; KINDS];
                     one[id.kind.index()] = 1;
+                    // A new personal identifier on a profile that holds personal ones, the event
+                    // there through a weak identifier alone: weak would bridge two people (as it
+                    // does when the new identifier comes first in the priority order).
+                    let weak_bridge = match target {
+                        Target::Existing(_) => {
+                            anchor.is_some_and(|a| rules.is_weak(ids[a].kind))
+                                && rules.is_personal(id.kind)
+                                && Self::holds_personal(rules, &current)
+                        }
+                        _ => false,
+                    };
                     if let Some(kind) = Self::over_limit(rules, &add(&current, &pending_counts), &one) {
                         let rule = ConflictRule::Limit { kind };
                         conflicts.push(Conflict { identifier: id.clone(), rule, other_profile: None });
+                        outcomes[i] = MatchOutcome::Conflict;
+                    } else if weak_bridge {
+                        conflicts.push(Conflict {
+                            identifier: id.clone(),
+                            rule: ConflictRule::WeakBridge,
+                            other_profile: None,
+                        });
                         outcomes[i] = MatchOutcome::Conflict;
                     } else {
                         if target == Target::None {

@@ -350,6 +350,39 @@ fn weak_identifiers_attach_but_do_not_bridge_two_people_when_configured() {
     assert_eq!(d.resolve(&event("acme", "e3", 2, &[(Email, "bob@x.com"), (Phone, "4155550134")])).profile, a);
 }
 
+/// An event on a profile through the weak identifier alone bridges through it too: the
+/// other person reached by a strong identifier of the same event stays apart; and a new
+/// personal identifier is not attached through a weak one whatever the priority order.
+#[test]
+fn a_weak_identifier_bridges_nobody_from_either_side() {
+    let n = Arc::new(Normalizer::new("US").unwrap());
+    let resolver = |priority: Option<&[&str]>| {
+        let mut config = IdentityConfig { weak_kinds: vec!["phone".into()], ..IdentityConfig::default() };
+        if let Some(p) = priority {
+            config.priority = p.iter().map(|s| s.to_string()).collect();
+        }
+        IdentityResolver::new(n.clone(), IdentityRules::from_config(&config, &n).unwrap())
+    };
+    let mut r = resolver(None);
+    let alice =
+        r.resolve(&event("acme", "c1", 0, &[(Email, "alice@x.com"), (Phone, "4155550134"), (ChatSession, "S1")]));
+    let bob = r.resolve(&event("acme", "c2", 1, &[(Email, "bob@x.com"), (ChatVisitor, "V-bob"), (ChatSession, "S2")]));
+    let chat =
+        r.resolve(&event("acme", "c3", 2, &[(Phone, "4155550134"), (ChatVisitor, "V-bob"), (ChatSession, "S3")]));
+    assert!(chat.merges.is_empty(), "{:?}", chat.merges);
+    assert_eq!(chat.conflicts.iter().map(|c| c.rule).collect::<Vec<_>>(), [ConflictRule::WeakBridge]);
+    assert_ne!(r.profile(&Tenant::new("acme"), alice.profile).unwrap().id, bob.profile);
+    // The phone ranked before the email: Bob's new email is not attached to Alice through it.
+    let order = ["phone", "account_id", "email", "social_handle", "case", "chat_session", "call", "chat_visitor"];
+    let mut r = resolver(Some(&order));
+    let alice = r.resolve(&event("acme", "c1", 0, &[(Email, "alice@x.com"), (Phone, "4155550134")])).profile;
+    let call = r.resolve(&event("acme", "c2", 1, &[(Email, "bob@x.com"), (Phone, "4155550134")]));
+    assert_eq!(call.profile, alice, "the call attaches to the number's profile");
+    assert_eq!(call.conflicts.iter().map(|c| c.rule).collect::<Vec<_>>(), [ConflictRule::WeakBridge]);
+    let bob = r.resolve(&event("acme", "c3", 2, &[(Email, "bob@x.com")]));
+    assert!(bob.created, "Bob's email is nobody's yet");
+}
+
 #[test]
 fn landlines_and_role_mailboxes_are_recorded_but_never_link() {
     let mut r = resolver();
