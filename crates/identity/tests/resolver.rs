@@ -261,6 +261,68 @@ proptest! {
     }
 }
 
+/// Like [`arb_ids`], with account ids (at most one per profile by default) among them, so
+/// that limits are hit often.
+fn arb_ids_with_accounts() -> impl Strategy<Value = Vec<(IdentifierKind, String)>> {
+    let id = prop_oneof![
+        (0..3u32).prop_map(|i| (AccountId, format!("A-{i}"))),
+        (0..8u32).prop_map(|i| (Email, format!("u{i}@x.com"))),
+        (0..8u32).prop_map(|i| (Phone, format!("+1415555{:04}", 100 + i))),
+        (0..8u32).prop_map(|i| (Case, format!("C{i}"))),
+    ];
+    prop::collection::vec(id, 1..4)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Whatever the order, no profile ever holds more of a kind than its limit; every identifier
+    /// refused as a conflict has its conflict record; and the same events in the same order give
+    /// the same profile ids and merges in a fresh resolver (nothing hangs on hash order).
+    #[test]
+    fn limits_hold_and_every_refusal_is_recorded(
+        events in prop::collection::vec(arb_ids_with_accounts(), 1..40),
+        seed in any::<u64>(),
+    ) {
+        let mut order: Vec<usize> = (0..events.len()).collect();
+        let mut s = seed | 1;
+        for i in (1..order.len()).rev() {
+            s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+            order.swap(i, (s % (i as u64 + 1)) as usize);
+        }
+        let run = |r: &mut IdentityResolver| {
+            let mut out = Vec::new();
+            for &i in &order {
+                let ids: Vec<(IdentifierKind, &str)> = events[i].iter().map(|(k, v)| (*k, v.as_str())).collect();
+                out.push(r.resolve(&event("acme", &format!("e{i}"), i as i64, &ids)));
+            }
+            out
+        };
+        let mut r = resolver();
+        let resolutions = run(&mut r);
+        for res in &resolutions {
+            for id in res.identifiers.iter().filter(|i| i.outcome == MatchOutcome::Conflict) {
+                let value = id.value.as_ref().expect("a conflict is about a normalized identifier");
+                prop_assert!(res.conflicts.iter().any(|c| c.identifier == *value), "{value:?} refused without a record");
+            }
+        }
+        let g = r.graph(&Tenant::new("acme")).unwrap();
+        for p in g.profiles() {
+            for kind in IdentifierKind::ALL {
+                if let Some(limit) = r.rules().limit(kind) {
+                    let n = g.identifiers(p).iter().filter(|i| i.kind == kind).count();
+                    prop_assert!(n as u32 <= limit, "{} {kind:?} on one profile, limit {limit}", n);
+                }
+            }
+        }
+        let again = run(&mut resolver());
+        let ids = |v: &[omnistitch_identity::Resolution]| -> Vec<_> {
+            v.iter().map(|r| (r.profile, r.merges.iter().map(|m| (m.survivor, m.absorbed)).collect::<Vec<_>>())).collect()
+        };
+        prop_assert_eq!(ids(&resolutions), ids(&again));
+    }
+}
+
 fn keeping(kind: &str, n: u32) -> IdentityResolver {
     let n_ = Arc::new(Normalizer::new("US").unwrap());
     let mut c = IdentityConfig::default();
