@@ -5,8 +5,10 @@
 //! schema, and on a bad record reports it with the rest of its block and moves to the next block.
 //! A block whose data is bad as a whole (it does not decompress; its count claims no records
 //! for its bytes, or more records than bytes) is one bad record, and bytes after a block's last
-//! record are one more: nothing is dropped unreported. A broken frame (a count or size that does
-//! not parse, a sync marker that does not match) ends the file with one bad record.
+//! record are one more: nothing is dropped unreported. A sync marker that does not match loses
+//! the block: reading resumes after the next marker, and the bytes passed over are one bad
+//! record (with a damaged marker, the next one found ends the following block, which goes with
+//! it); a count or size that does not parse, or no marker to resume at, ends the file.
 
 use std::io::{self, Read, Write};
 use std::str::FromStr;
@@ -42,9 +44,41 @@ enum Block {
     Bad { count: i64, error: DecodeError, payload: Vec<u8> },
 }
 
+/// A reader that can be handed back bytes it gave (read past a block whose sync marker did
+/// not match, looking for the next marker).
+struct Source<R> {
+    pending: Vec<u8>,
+    at: usize,
+    inner: R,
+}
+
+impl<R: Read> Read for Source<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.at < self.pending.len() {
+            let n = buf.len().min(self.pending.len() - self.at);
+            buf[..n].copy_from_slice(&self.pending[self.at..self.at + n]);
+            self.at += n;
+            return Ok(n);
+        }
+        self.inner.read(buf)
+    }
+}
+
+impl<R: Read> Source<R> {
+    /// Gives `bytes` back: they are read again before the rest.
+    fn unread(&mut self, bytes: &[u8]) {
+        let mut pending = bytes.to_vec();
+        pending.extend_from_slice(&self.pending[self.at..]);
+        (self.pending, self.at) = (pending, 0);
+    }
+}
+
+/// Bytes of a block lost to a sync-marker mismatch kept in its dead letter, at most.
+const MAX_LOST_PAYLOAD: usize = 64 * 1024;
+
 /// Reads the input records of one container file.
 pub struct ContainerReader<R> {
-    source: R,
+    source: Source<R>,
     channel: Channel,
     reader: WireReader,
     codec: Codec,
@@ -136,7 +170,7 @@ impl<R: Read> ContainerReader<R> {
         };
         let reader = WireReader::new(channel, intern(schema))?;
         Ok(ContainerReader {
-            source,
+            source: Source { pending: Vec::new(), at: 0, inner: source },
             channel,
             reader,
             codec,
@@ -155,10 +189,33 @@ impl<R: Read> ContainerReader<R> {
         self.channel
     }
 
-    /// Loads the next block; `Ok(false)` at a clean end of file. An error in the framing (the
-    /// count, the size, the sync marker) loses it: nothing after can be trusted. A block framed
-    /// well whose data is bad (it does not decompress, or it claims more records than bytes)
-    /// is [`Block::Bad`]: reading goes on at the next block.
+    /// Finds the next sync marker in `read` (bytes already read) or after it; the bytes after
+    /// the marker are given back to be read as the next block. Returns the bytes passed over,
+    /// or `None` when no marker comes before the end of the file (or within a block's size).
+    fn resync(&mut self, mut read: Vec<u8>) -> Result<Option<Vec<u8>>, DecodeError> {
+        if let Some(k) = read.windows(16).position(|w| w == self.sync) {
+            self.source.unread(&read[k + 16..]);
+            read.truncate(k);
+            return Ok(Some(read));
+        }
+        let mut byte = [0u8; 1];
+        while read.len() < MAX_BLOCK_BYTES as usize {
+            if self.source.read(&mut byte)? == 0 {
+                return Ok(None);
+            }
+            read.push(byte[0]);
+            if read.ends_with(&self.sync) {
+                read.truncate(read.len() - 16);
+                return Ok(Some(read));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Loads the next block; `Ok(None)` at a clean end of file. A count or size that does not
+    /// parse loses the frame: nothing after can be trusted. A block whose sync marker does not
+    /// match is [`Block::Bad`], reading resuming after the next marker; so is a block framed
+    /// well whose data is bad (it does not decompress, or it claims more records than bytes).
     fn next_block(&mut self) -> Result<Option<Block>, DecodeError> {
         let Some(count) = read_long(&mut self.source)? else { return Ok(None) };
         let size = need_long(&mut self.source)?;
@@ -169,7 +226,18 @@ impl<R: Read> ContainerReader<R> {
         let mut sync = [0u8; 16];
         self.source.read_exact(&mut sync)?;
         if sync != self.sync {
-            return Err(DecodeError::Container("sync marker mismatch".into()));
+            // The frame is lost: what follows is read from the next sync marker on, if any.
+            data.extend_from_slice(&sync);
+            let Some(skipped) = self.resync(data)? else {
+                return Err(DecodeError::Container("sync marker mismatch, and no marker after it".into()));
+            };
+            let count = if usize::try_from(count).is_ok_and(|c| c <= skipped.len()) { count } else { 0 };
+            let error = DecodeError::Container(format!(
+                "sync marker mismatch: {} bytes passed over to the next marker",
+                skipped.len()
+            ));
+            let payload = skipped[..skipped.len().min(MAX_LOST_PAYLOAD)].to_vec();
+            return Ok(Some(Block::Bad { count, error, payload }));
         }
         if let Err(e) = self.codec.decompress(&mut data) {
             return Ok(Some(Block::Bad { count, error: DecodeError::Container(e.to_string()), payload: data }));

@@ -482,6 +482,18 @@ fn a_bad_block_costs_itself_and_reading_goes_on() {
     assert_eq!(two[count], 4, "two records: zigzag 2");
     two[count] = 2;
     assert_eq!(outcome(&two), [Ok(0), Err("container_corrupt")]);
+    // A size that lies (the block read runs into the next): its marker is found inside what was
+    // read, the block is lost, and reading resumes right after the marker.
+    let mut size = bytes.clone();
+    // The size's first byte (its low bits): a bigger size, in as many bytes.
+    assert!(size[counts[0] + 1] & 0x7f < 0x60, "room in the size's low bits");
+    size[counts[0] + 1] += 20;
+    assert_eq!(outcome(&size), [Err("container_corrupt"), Ok(1), Ok(2)]);
+    // A damaged marker: the next marker found ends the following block, which is passed over
+    // with it (both in one dead letter); the block after is read.
+    let mut marker = bytes.clone();
+    marker[counts[1] - 3] ^= 0xff;
+    assert_eq!(outcome(&marker), [Err("container_corrupt"), Ok(1)]);
     // Snappy, the codec Spark writes by default, is read.
     let (snappy, _) = three_blocks(apache_avro::Codec::Snappy);
     assert_eq!(outcome(&snappy), [Ok(0), Ok(1), Ok(2)]);
