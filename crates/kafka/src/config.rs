@@ -530,6 +530,7 @@ impl KafkaConfig {
     /// The input consumer: group member, manual offsets, read committed, end-of-partition events.
     pub fn consumer(&self) -> ClientConfig {
         let mut c = self.client();
+        self.strip(&mut c, PRODUCER_ONLY);
         c.set("group.id", &self.group_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
@@ -546,6 +547,7 @@ impl KafkaConfig {
     /// for failures only.
     pub fn producer(&self) -> ClientConfig {
         let mut c = self.client();
+        self.strip(&mut c, CONSUMER_ONLY);
         c.set("enable.idempotence", "true");
         if self.mode == Mode::ExactlyOnce {
             // Validated at start: without an id the client refuses transactions.
@@ -569,6 +571,7 @@ impl KafkaConfig {
     /// A reader of the changelog outside the group (restore).
     pub fn changelog_reader(&self) -> ClientConfig {
         let mut c = self.client();
+        self.strip(&mut c, PRODUCER_ONLY);
         c.set("group.id", format!("{}-restore", self.group_id))
             .set("enable.auto.commit", "false")
             .set("isolation.level", "read_committed")
@@ -577,6 +580,76 @@ impl KafkaConfig {
         c
     }
 }
+
+impl KafkaConfig {
+    /// Leaves out of `c` the pass-through properties among `keys` (those of the other client
+    /// type): one `[kafka.properties]` table serves every client, and librdkafka warns at every
+    /// start about a property its client type ignores.
+    fn strip(&self, c: &mut ClientConfig, keys: &[&str]) {
+        for k in self.properties.keys().filter(|k| keys.contains(&k.as_str())) {
+            c.remove(k);
+        }
+    }
+}
+
+/// librdkafka's consumer-only global properties (`C` in its CONFIGURATION.md).
+const CONSUMER_ONLY: &[&str] = &[
+    "auto.commit.enable",
+    "auto.commit.interval.ms",
+    "auto.offset.reset",
+    "check.crcs",
+    "consume.callback.max.messages",
+    "coordinator.query.interval.ms",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "enable.partition.eof",
+    "fetch.error.backoff.ms",
+    "fetch.max.bytes",
+    "fetch.message.max.bytes",
+    "fetch.min.bytes",
+    "fetch.queue.backoff.ms",
+    "fetch.wait.max.ms",
+    "group.id",
+    "group.instance.id",
+    "heartbeat.interval.ms",
+    "isolation.level",
+    "max.partition.fetch.bytes",
+    "max.poll.interval.ms",
+    "offset.store.method",
+    "offset.store.sync.interval.ms",
+    "partition.assignment.strategy",
+    "queued.max.messages.kbytes",
+    "queued.min.messages",
+    "session.timeout.ms",
+];
+
+/// librdkafka's producer-only properties (`P` in its CONFIGURATION.md).
+const PRODUCER_ONLY: &[&str] = &[
+    "acks",
+    "batch.num.messages",
+    "batch.size",
+    "compression.codec",
+    "compression.level",
+    "compression.type",
+    "delivery.report.only.error",
+    "delivery.timeout.ms",
+    "enable.gapless.guarantee",
+    "enable.idempotence",
+    "linger.ms",
+    "message.send.max.retries",
+    "message.timeout.ms",
+    "partitioner",
+    "queue.buffering.backpressure.threshold",
+    "queue.buffering.max.kbytes",
+    "queue.buffering.max.messages",
+    "queue.buffering.max.ms",
+    "queuing.strategy",
+    "request.required.acks",
+    "retries",
+    "sticky.partitioning.linger.ms",
+    "transaction.timeout.ms",
+    "transactional.id",
+];
 
 fn set_default(c: &mut ClientConfig, props: &BTreeMap<String, String>, key: &str, value: &str) {
     if !props.keys().any(|k| canonical(k) == canonical(key)) {
@@ -739,5 +812,26 @@ mod tests {
         assert_eq!(c.producer().get("transactional.id"), None);
         assert_eq!(c.consumer().get("isolation.level"), Some("read_committed"));
         assert_eq!(c.consumer().get("auto.offset.reset"), Some("earliest"));
+    }
+
+    /// One properties table serves every client: each gets the ones of its type and the shared
+    /// ones (librdkafka warned at every start about the others).
+    #[test]
+    fn each_client_takes_the_properties_of_its_type() {
+        let mut c = KafkaConfig::default();
+        for (k, v) in [
+            ("fetch.wait.max.ms", "5"),
+            ("queued.max.messages.kbytes", "16384"),
+            ("linger.ms", "20"),
+            ("client.id", "x"),
+        ] {
+            c.properties.insert(k.into(), v.into());
+        }
+        let (p, consumer, reader) = (c.producer(), c.consumer(), c.changelog_reader());
+        assert_eq!((p.get("fetch.wait.max.ms"), p.get("queued.max.messages.kbytes")), (None, None));
+        assert_eq!((p.get("linger.ms"), p.get("client.id")), (Some("20"), Some("x")));
+        assert_eq!((consumer.get("fetch.wait.max.ms"), consumer.get("linger.ms")), (Some("5"), None));
+        assert_eq!((reader.get("queued.max.messages.kbytes"), reader.get("linger.ms")), (Some("16384"), None));
+        assert_eq!(consumer.get("client.id"), Some("x"));
     }
 }
