@@ -191,6 +191,19 @@ fn model_partition(events: &[Vec<(IdentifierKind, String)>]) -> BTreeSet<BTreeSe
     groups.into_values().collect()
 }
 
+/// `0..n` in the order of a Fisher-Yates shuffle seeded with `seed`.
+fn shuffled_order(n: usize, seed: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut s = seed | 1;
+    for i in (1..order.len()).rev() {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        order.swap(i, (s % (i as u64 + 1)) as usize);
+    }
+    order
+}
+
 fn apply(r: &mut IdentityResolver, events: &[Vec<(IdentifierKind, String)>], order: &[usize]) {
     for &i in order {
         let ids: Vec<(IdentifierKind, &str)> = events[i].iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -208,13 +221,7 @@ proptest! {
         seed in any::<u64>(),
     ) {
         let forward: Vec<usize> = (0..events.len()).collect();
-        let mut shuffled = forward.clone();
-        // A seeded Fisher-Yates shuffle.
-        let mut s = seed | 1;
-        for i in (1..shuffled.len()).rev() {
-            s ^= s << 13; s ^= s >> 7; s ^= s << 17;
-            shuffled.swap(i, (s % (i as u64 + 1)) as usize);
-        }
+        let shuffled = shuffled_order(events.len(), seed);
         let (mut a, mut b) = (naive(), naive());
         apply(&mut a, &events, &forward);
         apply(&mut b, &events, &shuffled);
@@ -284,12 +291,7 @@ proptest! {
         events in prop::collection::vec(arb_ids_with_accounts(), 1..40),
         seed in any::<u64>(),
     ) {
-        let mut order: Vec<usize> = (0..events.len()).collect();
-        let mut s = seed | 1;
-        for i in (1..order.len()).rev() {
-            s ^= s << 13; s ^= s >> 7; s ^= s << 17;
-            order.swap(i, (s % (i as u64 + 1)) as usize);
-        }
+        let order = shuffled_order(events.len(), seed);
         let run = |r: &mut IdentityResolver| {
             let mut out = Vec::new();
             for &i in &order {
