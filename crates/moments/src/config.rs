@@ -239,6 +239,14 @@ pub enum MomentsConfigError {
         /// Largest allowed value.
         max: f64,
     },
+    /// Two settings that cannot hold together.
+    #[error("{key}: {reason}")]
+    Inconsistent {
+        /// Full key of the setting to change.
+        key: String,
+        /// Why.
+        reason: &'static str,
+    },
     /// A tenant override names a key that does not exist.
     #[error("{key}: unknown key")]
     UnknownKey {
@@ -418,6 +426,14 @@ impl MomentsConfig {
         let lateness_ms = c.ms("allowed_lateness_seconds", self.allowed_lateness_seconds, 0, 86_400, SECOND_MS)?;
         let cooldown_ms = c.ms("cooldown_hours", self.cooldown_hours, 0, max_hours, HOUR_MS)?;
         let ttl_ms = c.ms("intervention_ttl_hours", self.intervention_ttl_hours, 1, max_hours, HOUR_MS)?;
+        // An in-order event is taken once the tenant's clock is the lateness past it: with a
+        // time to live no longer than that, every intervention would come out expired.
+        if ttl_ms <= lateness_ms {
+            return Err(MomentsConfigError::Inconsistent {
+                key: c.key("intervention_ttl_hours"),
+                reason: "must be longer than allowed_lateness_seconds (interventions would come out expired)",
+            });
+        }
         let state_ms = c.ms("state_retention_days", self.state_retention_days, 1, MAX_DAYS, DAY_MS)?;
 
         let h = &self.channel_hop;
@@ -441,7 +457,8 @@ impl MomentsConfig {
         let ces = c.int("detractor_survey.ces_at_least", d.ces_at_least, 1, 7)?;
         let e = &self.high_effort_journey;
         let effort = EffortWeights {
-            threshold: c.num("high_effort_journey.threshold", e.threshold, 1.0, 7.0)?,
+            // Above the least effort a prediction can be (1): at 1 every case would cross it.
+            threshold: c.num("high_effort_journey.threshold", e.threshold, 1.5, 7.0)?,
             channel_switch: c.num("high_effort_journey.channel_switch_weight", e.channel_switch_weight, 0.0, 7.0)?,
             conversation: c.num("high_effort_journey.conversation_weight", e.conversation_weight, 0.0, 7.0)?,
             queue_wait_minute: c.num(
@@ -454,19 +471,20 @@ impl MomentsConfig {
             abandon: c.num("high_effort_journey.abandon_weight", e.abandon_weight, 0.0, 7.0)?,
         };
 
-        // Every window that looks back, plus the timers that look ahead, fits in the retention.
+        // Every window of an enabled moment that looks back, plus the timers that look ahead,
+        // fits in the retention (a disabled moment's settings keep nothing); repeat contacts
+        // keep two windows of starts, which a merge recounts.
         let retention_ms = [
-            state_ms,
-            cooldown_ms,
-            hop_window,
-            repeat_window,
-            sentiment_window,
-            abandon_window,
-            sla_chat_ms,
-            sla_email_ms,
-            sla_social_ms,
+            Some(state_ms),
+            Some(cooldown_ms),
+            h.enabled.then_some(hop_window),
+            r.enabled.then_some(repeat_window.saturating_mul(2)),
+            n.enabled.then_some(sentiment_window),
+            a.enabled.then_some(abandon_window),
+            s.enabled.then_some(sla_chat_ms.max(sla_email_ms).max(sla_social_ms)),
         ]
         .into_iter()
+        .flatten()
         .max()
         .unwrap_or(state_ms);
 
@@ -573,6 +591,23 @@ mod tests {
         assert_eq!(s.retention_ms, 14 * DAY_MS);
     }
 
+    /// State is kept for the enabled moments' windows alone (a disabled moment's settings kept
+    /// every profile as long as they said), and for two repeat-contact windows, which a merge
+    /// recounts.
+    #[test]
+    fn state_is_kept_for_enabled_moments_and_two_repeat_windows() {
+        let settings = |c: MomentsConfig| c.resolve().unwrap().default;
+        let mut off = MomentsConfig::default();
+        off.repeat_contact.enabled = false;
+        off.repeat_contact.window_days = 60;
+        off.first_response_sla.enabled = false;
+        off.first_response_sla.email_seconds = 30 * 86_400;
+        assert_eq!(settings(off).retention_ms, 14 * DAY_MS);
+        let mut on = MomentsConfig::default();
+        on.repeat_contact.window_days = 10;
+        assert_eq!(settings(on).retention_ms, 20 * DAY_MS);
+    }
+
     #[test]
     fn a_tenant_overrides_single_keys_and_keeps_the_rest() {
         let c = tenant(
@@ -612,7 +647,16 @@ mod tests {
         c.detractor_survey.csat_at_most = 6;
         assert_eq!(msg(c), "moments.detractor_survey.csat_at_most: must be at most 5");
         let c = tenant("[tenants.acme.high_effort_journey]\nthreshold = 9.5");
-        assert_eq!(msg(c), "moments.tenants.acme.high_effort_journey.threshold: must be a number from 1 to 7");
+        assert_eq!(msg(c), "moments.tenants.acme.high_effort_journey.threshold: must be a number from 1.5 to 7");
+        // The least effort a prediction can be: every case would cross it.
+        let c = tenant("[tenants.acme.high_effort_journey]\nthreshold = 1.0");
+        assert_eq!(msg(c), "moments.tenants.acme.high_effort_journey.threshold: must be a number from 1.5 to 7");
+        let c =
+            MomentsConfig { allowed_lateness_seconds: 86_400, intervention_ttl_hours: 1, ..MomentsConfig::default() };
+        assert_eq!(
+            msg(c),
+            "moments.intervention_ttl_hours: must be longer than allowed_lateness_seconds (interventions would come out expired)"
+        );
         let c = tenant("[tenants.acme.channel_hop]\nwindow = 5");
         assert_eq!(msg(c), "moments.tenants.acme.channel_hop.window: unknown key");
         let c = tenant("[tenants.acme]\ntenants = {}");
