@@ -136,9 +136,8 @@ impl TenantState {
         }
     }
 
-    /// Closes cases past their deadline and beyond the cap.
-    fn evict(&mut self, limits: &Limits) {
-        self.close_expired();
+    /// Closes the cases beyond the cap, those nearest their deadline first.
+    fn close_over_cap(&mut self, limits: &Limits) {
         while self.cases.len() > limits.max_cases && self.close_first() {}
     }
 
@@ -218,16 +217,17 @@ impl CxMetrics {
                 tenant.conversations.insert(h, key);
             }
         }
-        tenant.evict(&limits);
+        // Expired cases were closed before the event was placed: only the cap is left to keep.
+        tenant.close_over_cap(&limits);
     }
 
     /// `tenant`'s input is quiet: its clock moves on to `time` (never back), closing the cases
     /// whose deadline passes, as the tenant's next event at that time would.
     pub fn advance_clock(&mut self, tenant: &Tenant, time: EventTime) {
-        let limits = self.limits;
         if let Some(state) = self.tenants.get_mut(tenant) {
             state.watermark = Some(state.watermark.map_or(time, |w| w.max(time)));
-            state.evict(&limits);
+            // No case is added: the cap holds already.
+            state.close_expired();
         }
     }
 
