@@ -12,7 +12,8 @@ use omnistitch_kafka::{Mode, RunReport};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
 use super::harness::{
-    assert_outputs_match, caught_up, caught_up_within, committed_records, setup, spawn_service, wait_caught_up, Setup,
+    assert_outputs_match, caught_up, caught_up_within, committed_records, read_topic, setup, spawn_service,
+    test_cluster, wait_caught_up, Setup,
 };
 
 fn run_with(s: &Setup, fault: impl FnOnce(&Setup)) -> RunReport {
@@ -73,6 +74,74 @@ fn refused_outputs_fail_the_at_least_once_commit() {
         c.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE; 4]);
     });
     assert!(report.aborts >= 1, "the refused outputs failed no commit: {report:?}");
+}
+
+/// A dead letter bigger than its topic takes (the topic's `max.message.bytes` below the
+/// producer's) would fail its batch at every retry, stopping the service on one bad record. The
+/// topic's refusals teach the service its limit: the dead letter is cut to half the refused size
+/// after each, and goes through. (The mock cluster enforces no topic limit: its refusals are
+/// injected, two in a row.)
+///
+/// Each refusal rewinds to before the record, where other partitions of its shard are empty and
+/// were never fetched from: nothing to seek back over, so the client does not report their end
+/// again. The restored shard must know they are at their end; with an hour's merge wait, a
+/// shard that waited for them would not catch up.
+fn a_dead_letter_too_large_for_its_topic_is_cut_until_it_fits(mode: Mode) {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let base = omnistitch_kafka::KafkaConfig {
+        partitions: 2,
+        mode,
+        commit_interval_ms: 50,
+        merge_max_wait_ms: 3_600_000,
+        ..Default::default()
+    };
+    let (cluster, config) = test_cluster(1, base, &format!("omnistitch-test-too-large-{}", mode.as_str()));
+    let producer: BaseProducer =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", &config.bootstrap_servers).create().unwrap();
+    let original = vec![b'x'; 600_000];
+    let topic = config.topics.input(omnistitch_model::Channel::Email).to_string();
+    producer.send(BaseRecord::to(&topic).key("big").payload(&original).partition(0)).unwrap();
+    producer.flush(Duration::from_secs(10)).unwrap();
+    cluster
+        .cluster()
+        .request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE; 2]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (handle, metrics) = spawn_service(config.clone(), stop.clone());
+    wait_caught_up(&config, Duration::from_secs(60));
+    stop.store(true, Ordering::Release);
+    let report = handle.join().unwrap().unwrap();
+    assert!(report.aborts >= 2, "each refusal fails its batch: {report:?}");
+    let dead = read_topic(&config, &config.topics.deadletter);
+    assert_eq!(dead.len(), 1, "one dead letter, written once");
+    let d = &dead[0];
+    let h = |k: &str| d.headers.iter().find(|(n, _)| n == k).map(|(_, v)| String::from_utf8_lossy(v).to_string());
+    assert_eq!(h("omnistitch.reason.code").as_deref(), Some("bad_magic"));
+    assert_eq!(h("omnistitch.payload.original.bytes").as_deref(), Some("600003"), "key and value, as they came");
+    let value = d.value.as_deref().unwrap();
+    // Refused at about 600 KB, then at about 300 KB: cut to fit 150 KB.
+    assert!(value.len() > 100_000 && value.len() < 150_000, "{}", value.len());
+    assert!(original.starts_with(value));
+    let counted = metrics
+        .render()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(&format!(
+                "omnistitch_output_records_too_large_total{{topic=\"{}\"}} ",
+                config.topics.deadletter
+            ))
+        })
+        .map(|v| v.parse::<u64>().unwrap());
+    assert_eq!(counted, Some(2));
+}
+
+#[test]
+fn a_dead_letter_too_large_for_its_topic_is_cut_until_it_fits_exactly_once() {
+    a_dead_letter_too_large_for_its_topic_is_cut_until_it_fits(Mode::ExactlyOnce);
+}
+
+#[test]
+fn a_dead_letter_too_large_for_its_topic_is_cut_until_it_fits_at_least_once() {
+    a_dead_letter_too_large_for_its_topic_is_cut_until_it_fits(Mode::AtLeastOnce);
 }
 
 #[test]

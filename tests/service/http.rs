@@ -40,14 +40,20 @@ const FAMILIES: [&str; 12] = [
 /// `omnistitch run --embedded` with a small world at 3,000 records/s on a free port; its
 /// standard output goes to `stdout`.
 fn embedded_run(stdout: Stdio) -> (u16, std::process::Child) {
+    embedded_run_logging(stdout, Stdio::null())
+}
+
+/// [`embedded_run`], its log (at `info`) going to `stderr`.
+fn embedded_run_logging(stdout: Stdio, stderr: Stdio) -> (u16, std::process::Child) {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_omnistitch"))
         .args(["run", "--embedded", "--rate", "3000"])
         .env("OMNISTITCH_HTTP_PORT", port.to_string())
         .env("OMNISTITCH__EMBEDDED__CUSTOMERS", "300")
         .env("OMNISTITCH__KAFKA__PARTITIONS", "2")
+        .env("RUST_LOG", "info")
         .stdout(stdout)
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     (port, child)
@@ -124,7 +130,17 @@ fn embedded_run_serves_valid_metrics_and_stops_on_sigterm() {
 /// process at once, with exit code 130 (an operator who will not wait).
 #[test]
 fn a_second_signal_exits_at_once() {
-    let (port, child) = embedded_run(Stdio::null());
+    let (port, mut child) = embedded_run_logging(Stdio::null(), Stdio::piped());
+    // The log, line by line: the second signal goes once the first is seen taken (two sent
+    // before the handler runs, on a loaded machine, arrive as one).
+    let (lines, log) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
     let started = Instant::now();
     while !matches!(get(port, "/readyz"), Some((200, _))) && started.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(20));
@@ -135,7 +151,14 @@ fn a_second_signal_exits_at_once() {
     // first, ends the process before the stop is done.
     let pid = child.id().to_string();
     Command::new("kill").args(["-INT", &pid]).status().unwrap();
-    std::thread::sleep(Duration::from_millis(100));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let line =
+            log.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("the first signal taken");
+        if line.contains("SIGINT: finishing in-flight work") {
+            break;
+        }
+    }
     Command::new("kill").args(["-INT", &pid]).status().unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", out.status);

@@ -510,7 +510,7 @@ fn is_placeholder_email(v: &str) -> bool {
 /// listed: nobody types them into a form, and test fixtures and simulations use them for
 /// mailboxes that stand for real ones.
 fn is_reserved_domain(domain: &str) -> bool {
-    let under = |suffix: &str| domain == suffix || domain.ends_with(&format!(".{suffix}"));
+    let under = |suffix: &str| domain.strip_suffix(suffix).is_some_and(|rest| rest.is_empty() || rest.ends_with('.'));
     ["example.com", "example.net", "example.org"].into_iter().any(under)
 }
 
@@ -522,9 +522,18 @@ fn is_filler_phone(v: &str) -> bool {
         return false;
     };
     let first = national.as_bytes()[0];
-    national.bytes().all(|b| b == first)
-        || "01234567890123456789".contains(national)
-        || "98765432109876543210".contains(national)
+    national.bytes().all(|b| b == first) || is_counting_run(national)
+}
+
+/// Whether `v` is at most 20 digits, each one more (or each one less) than the one before,
+/// 9 and 0 following each other: a run such as `123456789`, `7890123` or `9876543210`.
+fn is_counting_run(v: &str) -> bool {
+    let b = v.as_bytes();
+    if b.is_empty() || b.len() > 20 || !b.iter().all(u8::is_ascii_digit) {
+        return false;
+    }
+    let step = |d: i8| b.windows(2).all(|w| (w[0] as i8 - b'0' as i8 + d).rem_euclid(10) == (w[1] - b'0') as i8);
+    step(1) || step(-1)
 }
 
 /// An opaque id that is filler, not a value: one character repeated (`0000000000`, `xxxxxx`,
@@ -538,7 +547,7 @@ fn filler(v: &str) -> bool {
         repeated &= c == first;
         n += 1;
     }
-    (repeated && n >= 2) || (v.len() >= 6 && ("01234567890123456789".contains(v) || "98765432109876543210".contains(v)))
+    (repeated && n >= 2) || (v.len() >= 6 && is_counting_run(v))
 }
 
 #[cfg(test)]
@@ -560,6 +569,34 @@ mod tests {
         assert!(!r.is_blocked(&id(SocialHandle, "x:aaaa")), "a handle is a chosen name");
         assert!(r.is_blocked(&id(Email, "noreply+bounces@shop.io")));
         assert!(!r.is_blocked(&id(Email, "jo+orders@shop.io")));
+    }
+
+    #[test]
+    fn counting_runs_go_up_or_down_through_nine_and_zero() {
+        for v in ["0123", "123456789", "7890123", "9876543210", "3210987", "01234567890123456789"] {
+            assert!(is_counting_run(v), "{v}");
+        }
+        for v in ["", "1235", "12a4", "112233", "012345678901234567890", "１２３４"] {
+            assert!(!is_counting_run(v), "{v}");
+        }
+        // Every run the two 20-digit strings hold is one.
+        for text in ["01234567890123456789", "98765432109876543210"] {
+            for start in 0..text.len() {
+                for end in start + 1..=text.len() {
+                    assert!(is_counting_run(&text[start..end]), "{}", &text[start..end]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn reserved_domains_match_whole_labels() {
+        for d in ["example.com", "mail.example.org", "a.b.example.net"] {
+            assert!(is_reserved_domain(d), "{d}");
+        }
+        for d in ["myexample.com", "example.com.au", "example.co", "xexample.org", ""] {
+            assert!(!is_reserved_domain(d), "{d}");
+        }
     }
 
     fn rules() -> IdentityRules {

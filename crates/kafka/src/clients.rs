@@ -2,17 +2,19 @@
 //! delivery failures counted, client logs into tracing.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
+use prometheus::IntCounterVec;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
-use rdkafka::message::DeliveryResult;
+use rdkafka::message::{DeliveryResult, Headers, Message};
 use rdkafka::producer::ProducerContext;
 use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaErrorCode;
 
 use crate::health::Health;
 use crate::metrics::ServiceMetrics;
@@ -180,15 +182,25 @@ impl GroupContext {
 pub struct DeliveryContext {
     failures: AtomicU64,
     last_failure: Mutex<Option<String>>,
+    /// The size limits output topics showed by refusing records.
+    limits: TopicLimits,
+    /// Records refused as too large, by topic.
+    too_large: Option<IntCounterVec>,
     /// Beaten while a thread waits for room in the producer's queue (the cluster is slow or
     /// away: not a stall).
     health: Option<Arc<Health>>,
 }
 
 impl DeliveryContext {
-    /// A context whose waits for room in the queue beat `health`.
-    pub fn beating(health: Arc<Health>) -> Self {
-        DeliveryContext { health: Some(health), ..DeliveryContext::default() }
+    /// A context whose waits for room in the queue beat `health`, counting records refused as
+    /// too large in `too_large` (by topic).
+    pub fn beating(health: Arc<Health>, too_large: IntCounterVec) -> Self {
+        DeliveryContext { health: Some(health), too_large: Some(too_large), ..DeliveryContext::default() }
+    }
+
+    /// The size limits output topics showed by refusing records.
+    pub fn limits(&self) -> &TopicLimits {
+        &self.limits
     }
 
     /// A thread waits for room in the producer's queue.
@@ -209,6 +221,78 @@ impl DeliveryContext {
     }
 }
 
+impl DeliveryContext {
+    /// `topic` refused a record of `bytes` as too large: learned, counted and logged.
+    fn refused_as_too_large(&self, topic: &str, bytes: usize) {
+        if let Some(c) = &self.too_large {
+            c.with_label_values(&[topic]).inc();
+        }
+        match self.limits.refused(topic, bytes) {
+            Some(limit) => tracing::warn!(
+                topic,
+                bytes,
+                limit,
+                "the topic refused a record as too large (its max.message.bytes is below the producer's message.max.bytes): its dead letters and profile records are cut to the limit from now on"
+            ),
+            None => tracing::error!(
+                topic,
+                bytes,
+                "the topic refused a record as too large; records this small are never cut: raise the topic's max.message.bytes"
+            ),
+        }
+    }
+}
+
+/// What a record takes against a topic's limit: its key, value and headers.
+fn record_bytes(msg: &rdkafka::message::BorrowedMessage<'_>) -> usize {
+    let headers =
+        msg.headers().map_or(0, |h| h.iter().map(|h| h.key.len() + h.value.map_or(0, <[u8]>::len)).sum::<usize>());
+    msg.key_len() + msg.payload_len() + headers
+}
+
+/// Records at most this size are never cut for a topic's refusal: no topic's limit is that
+/// low in practice, so such a refusal says nothing of the record's size (and cutting a record
+/// this small to fit would leave nothing of it).
+pub const LEAST_LEARNED_LIMIT: usize = 64 * 1024;
+
+/// The record sizes output topics refused as too large, learned from their refusals: a topic's
+/// own `max.message.bytes` can be below the producer's `message.max.bytes`, and the service
+/// cannot read topic configurations on every cluster. A refused record would fail its batch
+/// again at every retry; the records that can be cut to fit (dead letters, profile records)
+/// are cut to half the refused size from then on (no less than [`LEAST_LEARNED_LIMIT`]), so a
+/// few retries find a size the topic takes. What is learned lasts until the process ends.
+#[derive(Debug, Default)]
+pub struct TopicLimits {
+    learned: Mutex<HashMap<String, usize>>,
+    /// Whether anything is learned (read without the lock on every record cut to fit).
+    any: AtomicBool,
+}
+
+impl TopicLimits {
+    /// `topic` refused a record of `bytes` as too large: the topic's limit from now on, or
+    /// `None` for a record too small to learn from.
+    pub fn refused(&self, topic: &str, bytes: usize) -> Option<usize> {
+        if bytes <= LEAST_LEARNED_LIMIT {
+            return None;
+        }
+        let mut learned = self.learned.lock().unwrap_or_else(|p| p.into_inner());
+        let limit = learned.entry(topic.to_string()).or_insert(usize::MAX);
+        *limit = (*limit).min((bytes / 2).max(LEAST_LEARNED_LIMIT));
+        self.any.store(true, Ordering::Release);
+        Some(*limit)
+    }
+
+    /// The most bytes a record for `topic` may take: `configured` (the producer's
+    /// `message.max.bytes`), or less once the topic refused a record.
+    pub fn max_bytes(&self, topic: &str, configured: usize) -> usize {
+        if !self.any.load(Ordering::Acquire) {
+            return configured;
+        }
+        let learned = self.learned.lock().unwrap_or_else(|p| p.into_inner());
+        learned.get(topic).map_or(configured, |&l| l.min(configured))
+    }
+}
+
 impl ClientContext for DeliveryContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
         log_to_tracing(level, fac, log_message);
@@ -223,9 +307,35 @@ impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = ();
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((e, _)) = result {
+        if let Err((e, msg)) = result {
+            if *e == KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge) {
+                self.refused_as_too_large(msg.topic(), record_bytes(msg));
+            }
             *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
             self.failures.fetch_add(1, Ordering::AcqRel);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_topic_refusing_a_record_halves_what_is_sent_there_down_to_a_floor() {
+        let limits = TopicLimits::default();
+        assert_eq!(limits.max_bytes("dlq", 1_000_000), 1_000_000, "nothing learned");
+        assert_eq!(limits.refused("dlq", 600_000), Some(300_000));
+        assert_eq!(limits.max_bytes("dlq", 1_000_000), 300_000);
+        assert_eq!(limits.max_bytes("dlq", 200_000), 200_000, "never above the producer's own limit");
+        assert_eq!(limits.max_bytes("profiles", 1_000_000), 1_000_000, "per topic");
+        // A later refusal of a larger record (sent before the first was learned) keeps the lower.
+        assert_eq!(limits.refused("dlq", 900_000), Some(300_000));
+        assert_eq!(limits.refused("dlq", 299_000), Some(149_500));
+        assert_eq!(limits.refused("dlq", 100_000), Some(LEAST_LEARNED_LIMIT), "no lower than the floor");
+        assert_eq!(limits.refused("dlq", 2_000), None, "a record this small teaches nothing");
+        assert_eq!(limits.max_bytes("dlq", 1_000_000), LEAST_LEARNED_LIMIT);
+        assert_eq!(limits.refused("timeline", LEAST_LEARNED_LIMIT), None);
+        assert_eq!(limits.max_bytes("timeline", 1_000_000), 1_000_000);
     }
 }

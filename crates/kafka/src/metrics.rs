@@ -158,6 +158,8 @@ pub struct ServiceMetrics {
     pub unreadable_restored: IntCounter,
     /// Profile records cut to fit the producer's message size (conversation ids left out).
     pub profile_records_cut: IntCounter,
+    /// Output records a topic refused as too large, by topic.
+    pub output_records_too_large: IntCounterVec,
     /// Changelog entries a restore left out for an input partition with no committed offset.
     pub restore_without_commit: IntCounter,
     /// Schema registry lookups that failed (retried; the records needing them wait).
@@ -497,6 +499,12 @@ impl ServiceMetrics {
                 "omnistitch_profile_records_cut_total",
                 "Profile records cut to fit message.max.bytes: their newest-kept conversation ids, then absorbed profile ids, left out.",
             ),
+            output_records_too_large: counter_vec(
+                &r,
+                "omnistitch_output_records_too_large_total",
+                "Output records a topic refused as too large (its max.message.bytes below the producer's message.max.bytes), by topic: the batch is retried, with that topic's dead letters and profile records cut to half the refused size.",
+                &["topic"],
+            ),
             restore_without_commit: counter(
                 &r,
                 "omnistitch_changelog_entries_without_commit_total",
@@ -724,6 +732,7 @@ impl ServiceMetrics {
         m.transaction(true);
         m.rebalance(true);
         m.produced.with_label_values(&["any"]);
+        m.output_records_too_large.with_label_values(&["any"]);
         m.consumer_error(&rdkafka::error::KafkaError::NoMessageReceived);
         let c = &m.cx;
         let tc = ["any", "any"];

@@ -103,6 +103,11 @@ pub struct Service {
     /// The first offset fetched from each (lane, partition) since it was assigned: where a
     /// rewind goes back to when the group has no committed offset for it.
     first_fetched: BTreeMap<(usize, i32), i64>,
+    /// The (lane, partition)s whose end the client reported, with nothing fetched since: a
+    /// shard restored after a rewind that did not seek them (nothing to go back over, so the
+    /// client reports no end again) starts with them at their end, not waiting
+    /// `merge_max_wait_ms` for records they do not have.
+    at_end: BTreeSet<(usize, i32)>,
     /// Transactions aborted in a row (none committed since): each rewind after the first waits
     /// longer, so a failure that comes back every time does not spin restoring every shard.
     aborts_in_a_row: u32,
@@ -252,12 +257,19 @@ impl Service {
             Arc::new(config.consumer().create_with_context(GroupContext::new(metrics.clone()))?);
         consumer.context().attach(&consumer);
         let producer: Arc<ThreadedProducer<DeliveryContext>> =
-            Arc::new(config.producer().create_with_context(DeliveryContext::beating(health.clone()))?);
+            Arc::new(config.producer().create_with_context(DeliveryContext::beating(
+                health.clone(),
+                metrics.output_records_too_large.clone(),
+            ))?);
         let lanes = config.topics.inputs().iter().enumerate().map(|(i, (_, t))| (t.to_string(), i)).collect();
         let t = &config.topics;
         let destinations = [&t.timeline, &t.profiles, &t.merges, &t.interventions, &t.deadletter, &t.changelog]
             .map(|name| (name.clone(), metrics.produced.with_label_values(&[name.as_str()])))
             .to_vec();
+        for (topic, _) in &destinations {
+            // At zero from the start, so that a first refusal shows as an increase.
+            metrics.output_records_too_large.with_label_values(&[topic.as_str()]);
+        }
         let worker = OrderedWorker::start(OrderedOutputs {
             producer: producer.clone(),
             destinations: destinations.clone(),
@@ -278,6 +290,7 @@ impl Service {
             inputs,
             queues: BTreeMap::new(),
             first_fetched: BTreeMap::new(),
+            at_end: BTreeSet::new(),
             aborts_in_a_row: 0,
             assigned: BTreeSet::new(),
             shards: BTreeMap::new(),
@@ -472,6 +485,7 @@ impl Service {
                             self.assigned.remove(&(lane, p));
                             self.queues.remove(&(lane, p));
                             self.first_fetched.remove(&(lane, p));
+                            self.at_end.remove(&(lane, p));
                             touched.insert(p);
                         }
                     }
@@ -483,6 +497,7 @@ impl Service {
                         let Some(&lane) = self.lanes.get(&topic) else { continue };
                         self.assigned.insert((lane, p));
                         self.first_fetched.remove(&(lane, p));
+                        self.at_end.remove(&(lane, p));
                         touched.insert(p);
                         match queue {
                             Some(q) => {
@@ -782,7 +797,12 @@ impl Service {
         if let Some(ordered) = ordered {
             self.worker.install(p, ordered);
         }
-        let shard = Shard::new(p, engine, tenants, self.outputs, committed, clocks, &self.horizons);
+        let mut shard = Shard::new(p, engine, tenants, self.outputs, committed, clocks, &self.horizons);
+        for lane in 0..MERGE_ORDER.len() {
+            if self.at_end.contains(&(lane, p)) {
+                shard.merge.end_of_partition(lane);
+            }
+        }
         self.shards.insert(p, shard);
     }
 
@@ -809,12 +829,14 @@ impl Service {
                     Some(Ok(m)) => {
                         received += 1;
                         self.first_fetched.entry(key).or_insert(m.offset);
+                        self.at_end.remove(&key);
                         self.enqueue(key.0, m);
                         if self.stalled.contains_key(&key) {
                             break;
                         }
                     }
                     Some(Err(KafkaError::PartitionEOF(_))) => {
+                        self.at_end.insert(key);
                         if let Some(s) = self.shards.get_mut(&key.1) {
                             s.merge.end_of_partition(key.0);
                         }
@@ -1216,6 +1238,8 @@ impl Service {
             // the records in between would be lost, so it is retried.
             for (lane, c) in committed.iter().enumerate() {
                 let Some(offset) = rewind_to(*c, self.first_fetched.get(&(lane, p)).copied()) else { continue };
+                // Its end is reported again once fetching gets there.
+                self.at_end.remove(&(lane, p));
                 self.retrying("seeking back to the committed offset", |s| {
                     let topic = s.config.topics.input(MERGE_ORDER[lane]);
                     Ok(s.consumer.seek(topic, p, offset, s.timeout())?)

@@ -318,7 +318,8 @@ impl Shard {
             Err((code, reason)) => {
                 let topic = config.topics.input(channel);
                 let why = Refusal { topic, partition: p, offset, code, reason: &reason, headers: &msg.headers };
-                let max = config.max_message_bytes();
+                let max =
+                    shared.producer.context().limits().max_bytes(&config.topics.deadletter, config.max_message_bytes());
                 self.writer.dead_letter(msg.key.as_deref(), msg.payload.as_deref(), &why, max, &mut self.out);
                 self.tally.input(channel, Outcome::DeadLettered);
                 metrics.dead_letter(code);
@@ -447,7 +448,11 @@ impl Shard {
         self.writer.changelog(self.index, &mut self.changelog, &mut self.out);
         let mut written = HashSet::with_capacity(self.dirty.len());
         let identity = self.engine.identity();
-        let max = shared.config.max_message_bytes();
+        let max = shared
+            .producer
+            .context()
+            .limits()
+            .max_bytes(&shared.config.topics.profiles, shared.config.max_message_bytes());
         for (tenant, id) in self.dirty.drain(..) {
             // A profile merged away since resolves to its survivor (its tombstone is out).
             let (Some(graph), Some(p)) = (identity.graph(&tenant), identity.profile(&tenant, id)) else { continue };
