@@ -158,13 +158,15 @@ impl Engine {
     }
 
     /// Evicts what retention no longer allows from `tenant`'s timelines, thread index and
-    /// deduplication index, and its profiles without identifiers or with conversation ids
-    /// alone, by the tenant's own newest event time.
+    /// deduplication index, its conversation ids no event named within retention and its
+    /// redirects of older merges, and its profiles without identifiers or with conversation
+    /// ids alone, by the tenant's own newest event time.
     fn sweep(&mut self, tenant: &Tenant) {
         self.stats.evicted += self.timelines.evict_expired_of(tenant.as_str()) as u64;
         if let Some(watermark) = self.timelines.watermark(tenant.as_str()) {
             let cutoff = EventTime(watermark.0.saturating_sub(self.retention.max_age_ms()));
             self.seen.forget_before(tenant.as_str(), cutoff);
+            self.identity.forget_conversations_before(tenant, cutoff);
             self.identity.forget_anonymous_before(tenant, cutoff);
         }
     }

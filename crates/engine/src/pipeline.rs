@@ -269,6 +269,36 @@ mod tests {
         assert_eq!((stats.events, stats.beyond_retention, stats.duplicates), (2, 2, 0));
     }
 
+    /// A customer's conversation ids stay linked while events name them, and leave with
+    /// retention: a daily chat for three retention periods keeps about one period of them.
+    #[test]
+    fn a_customer_s_conversation_ids_age_out_with_retention() {
+        const DAY: i64 = 86_400_000;
+        let mut cfg = EngineConfig::default();
+        cfg.timeline.max_age_days = 16;
+        let mut p = Pipeline::core_only(Engine::new(
+            cfg.validate().unwrap().0,
+            cfg.validate().unwrap().1,
+            cfg.timeline.clone(),
+        ));
+        let mut most = 0;
+        for day in 0..48 {
+            let mut e = chat(&format!("e{day}"), day * DAY, Direction::Inbound);
+            e.case_id = None;
+            e.identifiers.push(RawIdentifier::new(IdentifierKind::ChatSession, format!("s-{day}")));
+            assert!(!p.apply(e).applied.created || day == 0, "day {day}: one customer");
+            let g = p.engine().identity().graph(&Tenant::new("acme")).unwrap();
+            most = most.max(g.identifier_count());
+        }
+        let g = p.engine().identity().graph(&Tenant::new("acme")).unwrap();
+        // The email, 16 days of sessions, and at most one sweep interval (a 16th of it) more.
+        assert!(most <= 1 + 16 + 1 + 1, "{most}");
+        assert!(g.forgotten_count() >= 48 - 18, "{}", g.forgotten_count());
+        assert_eq!(g.profile_count(), 1);
+        assert!(g.profile_of(&omnistitch_model::Identifier::new(IdentifierKind::ChatSession, "s-47")).is_some());
+        assert!(g.profile_of(&omnistitch_model::Identifier::new(IdentifierKind::ChatSession, "s-0")).is_none());
+    }
+
     #[test]
     fn a_quiet_tenant_s_clock_advance_fires_the_sla_timer_its_next_event_would_have() {
         let acme = Tenant::new("acme");

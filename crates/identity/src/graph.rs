@@ -34,6 +34,8 @@ struct Entry {
     /// Seen linking people who must stay apart: it no longer links anything.
     shared: bool,
     profile: u32,
+    /// Latest event time that named it: conversation ids leave the graph with retention.
+    seen: EventTime,
 }
 
 /// A profile's state.
@@ -126,8 +128,9 @@ pub struct TenantGraph {
     profiles: Vec<Option<Profile>>,
     free: Vec<u32>,
     by_id: HashMap<ProfileId, u32>,
-    /// Profiles merged away, pointing at the profile that absorbed them.
-    redirects: HashMap<ProfileId, ProfileId>,
+    /// Profiles merged away, pointing at the profile that absorbed them, with the merge's event
+    /// time (they leave with retention).
+    redirects: HashMap<ProfileId, (ProfileId, EventTime)>,
     /// Entry slots of forgotten identifiers, reused first.
     free_entries: Vec<u32>,
     /// Identifiers forgotten so far: past a kind's `keep_newest`, or with their profile.
@@ -198,7 +201,7 @@ impl TenantGraph {
             + self.free.capacity() * 4
             + self.free_entries.capacity() * 4
             + map(self.by_id.capacity(), size_of::<(ProfileId, u32)>())
-            + map(self.redirects.capacity(), size_of::<(ProfileId, ProfileId)>())
+            + map(self.redirects.capacity(), size_of::<(ProfileId, (ProfileId, EventTime))>())
     }
 
     /// Identifiers marked shared.
@@ -225,18 +228,20 @@ impl TenantGraph {
     pub fn mark_shared(&mut self, id: &Identifier) {
         let idx = match self.find(id) {
             Some(i) => i,
-            None => self.insert_entry(id, NO_PROFILE),
+            None => self.insert_hashed(
+                hash_of(&self.hasher, id.kind, id.value.as_bytes()),
+                id,
+                NO_PROFILE,
+                EventTime(i64::MIN),
+            ),
         };
         self.entries[idx as usize].shared = true;
     }
 
-    fn insert_entry(&mut self, id: &Identifier, profile: u32) -> u32 {
-        self.insert_hashed(hash_of(&self.hasher, id.kind, id.value.as_bytes()), id, profile)
-    }
-
-    /// [`TenantGraph::insert_entry`] with the identifier's hash already computed.
-    fn insert_hashed(&mut self, h: u64, id: &Identifier, profile: u32) -> u32 {
-        let entry = Entry { value: ShortStr::new(&id.value), kind: id.kind, shared: false, profile };
+    /// Adds identifier `id` (of hash `h`) to profile slot `profile` (or to none), named at
+    /// `seen`.
+    fn insert_hashed(&mut self, h: u64, id: &Identifier, profile: u32, seen: EventTime) -> u32 {
+        let entry = Entry { value: ShortStr::new(&id.value), kind: id.kind, shared: false, profile, seen };
         let idx = match self.free_entries.pop() {
             Some(free) => {
                 self.entries[free as usize] = entry;
@@ -275,7 +280,7 @@ impl TenantGraph {
 
     /// Where a profile id lives now: itself, or the survivor of the merges that absorbed it.
     pub fn current(&self, mut id: ProfileId) -> ProfileId {
-        while let Some(&next) = self.redirects.get(&id) {
+        while let Some(&(next, _)) = self.redirects.get(&id) {
             id = next;
         }
         id
@@ -329,6 +334,33 @@ impl TenantGraph {
         }
         self.drop_redirects_to(&absorbers);
         slots.len()
+    }
+
+    /// Forgets what retention no longer needs of identified profiles: the conversation ids
+    /// (the kinds `rules` keep the newest of: cases, chat sessions, calls) no event named since
+    /// `cutoff`, which leave the graph as [`TenantGraph::forget_anonymous_before`]'s do (an
+    /// event naming one later starts afresh), and the redirects of merges before `cutoff` (a
+    /// merged-away id is looked up only for the outputs of the batch that merged it). Returns
+    /// how many identifiers went.
+    pub fn forget_conversations_before(&mut self, cutoff: EventTime, rules: &IdentityRules) -> usize {
+        self.redirects.retain(|_, &mut (_, at)| at >= cutoff);
+        let mut old = Vec::new();
+        for p in self.profiles.iter_mut().flatten() {
+            let entries = &self.entries;
+            let expired = |e: &Entry| e.seen < cutoff && rules.kept(e.kind).is_some();
+            let before = old.len();
+            old.extend(p.entries.iter().copied().filter(|&e| expired(&entries[e as usize])));
+            if old.len() > before {
+                p.entries.retain(|&e| !expired(&entries[e as usize]));
+                for &e in &old[before..] {
+                    p.counts[entries[e as usize].kind.index()] -= 1;
+                }
+            }
+        }
+        for &e in &old {
+            self.forget_entry(e);
+        }
+        old.len()
     }
 
     /// Whether `profile` holds nothing but conversation ids (or nothing at all).
@@ -422,7 +454,7 @@ impl TenantGraph {
     ///
     /// The survivor is the profile created first (then the smaller id), so the choice does not
     /// depend on which side the event happened to name first, nor on when late events came.
-    fn merge(&mut self, a: u32, b: u32) -> (u32, ProfileId, ProfileId) {
+    fn merge(&mut self, a: u32, b: u32, time: EventTime) -> (u32, ProfileId, ProfileId) {
         let (pa, pb) = (self.profile(a), self.profile(b));
         let a_survives = (pa.created, pa.id) <= (pb.created, pb.id);
         let (survivor_id, absorbed_id) = if a_survives { (pa.id, pb.id) } else { (pb.id, pa.id) };
@@ -456,7 +488,7 @@ impl TenantGraph {
         bp.event_count += small_p.event_count;
         self.by_id.remove(&absorbed_id);
         self.by_id.insert(survivor_id, big);
-        self.redirects.insert(absorbed_id, survivor_id);
+        self.redirects.insert(absorbed_id, (survivor_id, time));
         (big, survivor_id, absorbed_id)
     }
 
@@ -504,6 +536,10 @@ impl TenantGraph {
         for (i, id) in ids.iter().enumerate() {
             let h = hash_of(&self.hasher, id.kind, id.value.as_bytes());
             let entry = self.find_hashed(h, id);
+            if let Some(e) = entry {
+                let seen = &mut self.entries[e as usize].seen;
+                *seen = (*seen).max(time);
+            }
             match entry.map(|e| (&self.entries[e as usize], e)) {
                 Some((e, _)) if e.shared => outcomes[i] = MatchOutcome::Shared,
                 Some((e, eidx)) => {
@@ -524,7 +560,7 @@ impl TenantGraph {
                                 outcomes[i] = self.refuse(eidx, id, rule, p, rules, &mut conflicts);
                             } else {
                                 let target_id = self.profile(t).id;
-                                let (slot, survivor, absorbed) = self.merge(t, p);
+                                let (slot, survivor, absorbed) = self.merge(t, p, time);
                                 let anchor_id = ids[anchor.expect("a target always has an anchor")].clone();
                                 let (survivor_identifier, absorbed_identifier) = if survivor == target_id {
                                     (anchor_id, id.clone())
@@ -603,7 +639,7 @@ impl TenantGraph {
         for &(i, h) in &pending {
             // An identifier can repeat within one event; the first occurrence attached it.
             if self.find_hashed(h, &ids[i]).is_none() {
-                self.insert_hashed(h, &ids[i], slot);
+                self.insert_hashed(h, &ids[i], slot, time);
             } else {
                 outcomes[i] = MatchOutcome::Linked;
             }
@@ -658,7 +694,8 @@ impl TenantGraph {
         if let Ok(found) = self.index.find_entry(h, |&i| i == idx) {
             found.remove();
         }
-        self.entries[idx as usize] = Entry { value: ShortStr::new(""), kind, shared: false, profile: NO_PROFILE };
+        self.entries[idx as usize] =
+            Entry { value: ShortStr::new(""), kind, shared: false, profile: NO_PROFILE, seen: EventTime(i64::MIN) };
         self.free_entries.push(idx);
         self.forgotten += 1;
     }
@@ -737,6 +774,40 @@ mod tests {
     }
 
     #[test]
+    fn identified_profiles_forget_conversation_ids_and_merges_older_than_retention() {
+        let r = rules();
+        let mut g = TenantGraph::new();
+        let jo = link(&mut g, &r, "e1", 10, &[id(Email, "jo@x.com"), id(Case, "C-1"), id(ChatSession, "S-1")]);
+        // C-2 is named again later: what counts is when it was last named.
+        link(&mut g, &r, "e2", 20, &[id(Email, "jo@x.com"), id(Case, "C-2")]);
+        let visitor = link(&mut g, &r, "e3", 30, &[id(ChatVisitor, "v-1"), id(ChatSession, "S-2")]);
+        // A merge at 40 (the cookie joins Jo), another at 90.
+        link(&mut g, &r, "e4", 40, &[id(Email, "jo@x.com"), id(ChatVisitor, "v-1")]);
+        let late = link(&mut g, &r, "e5", 80, &[id(Call, "CA-1")]);
+        link(&mut g, &r, "e6", 90, &[id(Email, "jo@x.com"), id(Call, "CA-1"), id(Case, "C-2")]);
+        assert_eq!(g.redirects.len(), 2);
+        assert_eq!(g.identifier_count(), 7);
+        // Nothing is older than 10.
+        assert_eq!(g.forget_conversations_before(EventTime(10), &r), 0);
+        assert_eq!(g.forget_conversations_before(EventTime(50), &r), 3, "C-1, S-1 and S-2");
+        for gone in [id(Case, "C-1"), id(ChatSession, "S-1"), id(ChatSession, "S-2")] {
+            assert_eq!(g.profile_of(&gone), None, "{gone:?}");
+        }
+        for kept in [id(Email, "jo@x.com"), id(ChatVisitor, "v-1"), id(Case, "C-2"), id(Call, "CA-1")] {
+            assert_eq!(g.profile_of(&kept), Some(jo), "{kept:?}: a customer's identifier, or named since");
+        }
+        assert!(g.get(visitor).is_none(), "the merge at 40 is forgotten");
+        assert_eq!(g.get(late).map(|p| p.id), Some(jo), "the merge at 90 is not");
+        let p = g.get(jo).unwrap();
+        assert_eq!(g.identifiers(p).len(), p.counts.iter().sum::<u32>() as usize, "counts follow");
+        assert_eq!(p.counts[Case.index()], 1);
+        assert_eq!(g.forgotten_count(), 3);
+        // A forgotten case named again starts afresh (no link to Jo).
+        let again = g.link(&[id(Case, "C-1")], &r, || ProfileId::derive("acme", "e7"), EventTime(100));
+        assert!(again.created && again.profile != jo);
+    }
+
+    #[test]
     fn the_same_calls_and_sweeps_give_the_same_graph() {
         let r = rules();
         let run = || {
@@ -745,6 +816,7 @@ mod tests {
                 let ids = [id(Case, &format!("C-{}", i / 3)), id(Call, &format!("CA-{i}"))];
                 link(&mut g, &r, &format!("e{i}"), i, &ids[usize::from(i % 2 == 0)..]);
                 if i % 25 == 0 {
+                    g.forget_conversations_before(EventTime(i - 40), &r);
                     g.forget_anonymous_before(EventTime(i - 40), &r);
                 }
             }

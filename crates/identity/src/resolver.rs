@@ -129,6 +129,14 @@ impl IdentityResolver {
         let rules = &self.rules;
         self.tenants.get_mut(tenant).map_or(0, |g| g.forget_anonymous_before(cutoff, rules))
     }
+
+    /// Forgets `tenant`'s conversation ids no event named since `cutoff`, on every profile,
+    /// and its redirects of merges before `cutoff` (see
+    /// [`TenantGraph::forget_conversations_before`]); returns how many identifiers.
+    pub fn forget_conversations_before(&mut self, tenant: &Tenant, cutoff: EventTime) -> usize {
+        let rules = &self.rules;
+        self.tenants.get_mut(tenant).map_or(0, |g| g.forget_conversations_before(cutoff, rules))
+    }
 }
 
 #[cfg(test)]

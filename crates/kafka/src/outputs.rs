@@ -60,6 +60,10 @@ impl OutRecord {
     }
 }
 
+/// Most bytes of record buffer a batch keeps between rounds: a round's usual records, not the
+/// largest round's.
+pub const KEPT_BUFFER_BYTES: usize = 4 << 20;
+
 /// The output records of a round, their keys and values in one reused buffer.
 #[derive(Debug, Default)]
 pub struct OutBatch {
@@ -99,10 +103,18 @@ impl OutBatch {
         self.records.is_empty()
     }
 
-    /// Forgets every record, keeping the buffers.
+    /// Forgets every record, keeping the buffers up to [`KEPT_BUFFER_BYTES`] (a catch-up
+    /// round's records must not stay allocated for the life of the shard).
     pub fn clear(&mut self) {
         self.bytes.clear();
         self.records.clear();
+        if self.bytes.capacity() > KEPT_BUFFER_BYTES {
+            self.bytes.shrink_to(KEPT_BUFFER_BYTES);
+        }
+        let kept_records = KEPT_BUFFER_BYTES / 64;
+        if self.records.capacity() > kept_records {
+            self.records.shrink_to(kept_records);
+        }
     }
 }
 
@@ -470,6 +482,29 @@ pub(crate) mod tests {
     }
 
     /// The dead letter of `value` under `max_bytes`: key, value and headers.
+    #[test]
+    fn a_cleared_batch_keeps_a_usual_round_s_buffers_not_the_largest() {
+        let mut out = OutBatch::default();
+        for _ in 0..2 {
+            for i in 0..100_000u32 {
+                out.push(
+                    Dest::Timeline,
+                    None,
+                    |k| k.extend_from_slice(&i.to_le_bytes()),
+                    |v| {
+                        v.extend_from_slice(&[0; 100]);
+                        true
+                    },
+                );
+            }
+            assert_eq!(out.len(), 100_000);
+            out.clear();
+            assert!(out.is_empty() && out.iter().next().is_none());
+            assert!(out.bytes.capacity() <= KEPT_BUFFER_BYTES, "{}", out.bytes.capacity());
+            assert!(out.records.capacity() * std::mem::size_of::<OutRecord>() <= 2 * KEPT_BUFFER_BYTES);
+        }
+    }
+
     fn dead_letter(
         key: &[u8],
         value: &[u8],
