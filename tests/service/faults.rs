@@ -249,9 +249,24 @@ fn killed_and_restarted_at_least_once() {
 
 #[test]
 fn rebalances_move_shards_between_instances_without_loss() {
+    rebalances_move_shards(0);
+}
+
+/// With quiet tenants' clocks moved (`idle_clock_ms`), a member holding a shard may commit a
+/// clock move that moves no input offset: a shard that comes back is restored, never kept.
+#[test]
+fn with_idle_clocks_a_shard_that_comes_back_is_restored_not_kept() {
+    rebalances_move_shards(300);
+}
+
+fn rebalances_move_shards(idle_clock_ms: u64) {
     let dir = tempfile::tempdir().unwrap();
-    let s = setup(400, 36, Mode::ExactlyOnce, dir.path());
-    let config = |id: &str| omnistitch_kafka::KafkaConfig { transactional_id: Some(id.into()), ..s.config.clone() };
+    let s = setup(400, 36 + idle_clock_ms, Mode::ExactlyOnce, dir.path());
+    let config = |id: &str| omnistitch_kafka::KafkaConfig {
+        transactional_id: Some(id.into()),
+        idle_clock_ms,
+        ..s.config.clone()
+    };
     let stop_a = Arc::new(AtomicBool::new(false));
     let (a, metrics_a) = spawn_service(config("instance-a"), stop_a.clone());
     // The first instance holds every shard before the second joins.
@@ -307,8 +322,13 @@ fn rebalances_move_shards_between_instances_without_loss() {
     // because the rebalance had begun leaves them behind the member's state, and then a
     // restore, not a keep, is the right answer (counted, so never unexplained).
     let (mirror_a, mirror_b) = (metrics_a.offset_mirror_failures.get(), metrics_b.offset_mirror_failures.get());
-    assert!(report_a.kept >= 1 || mirror_a >= 1, "instance a kept the shards it got back when b joined");
-    assert!(report_b.kept >= 1 || mirror_b >= 1, "instance b kept its shards when a left");
+    if idle_clock_ms > 0 {
+        assert_eq!((report_a.kept, report_b.kept), (0, 0), "idle clocks: shards restored, not kept");
+        assert!(report_a.restores >= 1, "instance a restored the shards it got back when b joined");
+    } else {
+        assert!(report_a.kept >= 1 || mirror_a >= 1, "instance a kept the shards it got back when b joined");
+        assert!(report_b.kept >= 1 || mirror_b >= 1, "instance b kept its shards when a left");
+    }
     assert!(metrics_a.shards_kept.get() == report_a.kept && metrics_b.shards_kept.get() == report_b.kept);
     assert_outputs_match(&s);
 }

@@ -575,7 +575,11 @@ impl KafkaConfig {
         c.set("group.id", format!("{}-restore", self.group_id))
             .set("enable.auto.commit", "false")
             .set("isolation.level", "read_committed")
-            .set("enable.partition.eof", "true");
+            .set("enable.partition.eof", "true")
+            // An offset the log no longer has (retention took its start while a restore was
+            // spread over rounds) goes on from what is left, not from the end (the client's
+            // default, or an `auto.offset.reset` meant for the inputs): that would skip the rest.
+            .set("auto.offset.reset", "earliest");
         set_default(&mut c, &self.properties, "fetch.queue.backoff.ms", "10");
         c
     }
@@ -833,5 +837,14 @@ mod tests {
         assert_eq!((consumer.get("fetch.wait.max.ms"), consumer.get("linger.ms")), (Some("5"), None));
         assert_eq!((reader.get("queued.max.messages.kbytes"), reader.get("linger.ms")), (Some("16384"), None));
         assert_eq!(consumer.get("client.id"), Some("x"));
+    }
+
+    /// The inputs may start from their end; a restore never does.
+    #[test]
+    fn the_changelog_reader_goes_on_from_the_earliest_offset_whatever_the_inputs_do() {
+        let mut c = KafkaConfig::default();
+        c.properties.insert("auto.offset.reset".into(), "latest".into());
+        assert_eq!(c.consumer().get("auto.offset.reset"), Some("latest"));
+        assert_eq!(c.changelog_reader().get("auto.offset.reset"), Some("earliest"));
     }
 }

@@ -319,6 +319,12 @@ impl ChangelogReader {
                     break;
                 }
                 Some(Err(e)) => return Err(e),
+                // Past the range (its last offsets were transaction markers, which are not
+                // delivered): written since the restore began, not part of this state.
+                Some(Ok(m)) if m.offset() >= high => {
+                    *next = high;
+                    break;
+                }
                 Some(Ok(m)) => m,
             };
             *silent = Duration::ZERO;

@@ -619,6 +619,11 @@ impl Service {
         if !complete.contains(&p) {
             return None;
         }
+        if self.config.idle_clock_ms > 0 {
+            // Its read range could miss a clock move another member committed meanwhile.
+            tracing::info!(shard = p, "shard restore dropped: quiet tenants' clocks may have moved elsewhere since");
+            return None;
+        }
         if !self.committed_after_rebalance(&[p]).is_ok_and(|c| c.get(&p) == Some(&job.committed())) {
             tracing::info!(
                 shard = p,
@@ -659,7 +664,11 @@ impl Service {
             (Some(s), _) | (None, Some(s)) => s.position,
             (None, None) => return false,
         };
-        if committed.is_some_and(|c| *c == position) {
+        // A member that held the shard meanwhile may have moved quiet tenants' clocks (a
+        // changelog record and interventions, in a transaction that moves no input offset):
+        // the offsets cannot tell, so the shard is restored.
+        let clocks_may_have_moved = self.config.idle_clock_ms > 0;
+        if committed.is_some_and(|c| *c == position) && !clocks_may_have_moved {
             if let Some(shard) = self.parked.remove(&p) {
                 self.worker.resume(p);
                 self.shards.insert(p, shard);
@@ -994,6 +1003,19 @@ impl Service {
         Ok(tpl)
     }
 
+    /// The committed offsets of every held shard's input partitions that have one.
+    fn positions(&self) -> Result<TopicPartitionList, KafkaError> {
+        let mut tpl = TopicPartitionList::new();
+        for (&p, s) in &self.shards {
+            for (lane, at) in s.position.iter().enumerate() {
+                if let Some(o) = at {
+                    tpl.add_partition_offset(self.config.topics.input(MERGE_ORDER[lane]), p, Offset::Offset(*o))?;
+                }
+            }
+        }
+        Ok(tpl)
+    }
+
     /// Commits the batch; on failure rewinds to the last commit.
     fn commit(&mut self) -> Result<(), ServiceError> {
         self.write_batched()?;
@@ -1032,9 +1054,16 @@ impl Service {
     }
 
     fn commit_transaction(&mut self) -> Result<(), KafkaError> {
-        let tpl = self.offsets()?;
+        let mut tpl = self.offsets()?;
+        let moved = tpl.count() > 0;
+        if !moved {
+            // A transaction of clock moves alone still sends the offsets (where they are): that
+            // is what fences a member the group has dropped (its generation is stale), which
+            // would otherwise commit clock moves on shards another member now holds.
+            tpl = self.positions()?;
+        }
         let result = self.send_offsets_and_commit(&tpl);
-        if result.is_ok() && self.config.mirror_offsets && tpl.count() > 0 {
+        if result.is_ok() && self.config.mirror_offsets && moved {
             // The transaction is committed; a mirror that fails (e.g. a rebalance began) only
             // means the next owner re-emits this batch as exact copies.
             if let Err(e) = self.consumer.commit(&tpl, CommitMode::Sync) {
