@@ -992,23 +992,20 @@ impl Service {
 
     /// Offsets to commit: the next offset of every lane that moved since the last commit.
     fn offsets(&self) -> Result<TopicPartitionList, KafkaError> {
-        let mut tpl = TopicPartitionList::new();
-        for (&p, s) in &self.shards {
-            for (lane, next) in s.next.iter().enumerate() {
-                if let Some(o) = next {
-                    tpl.add_partition_offset(self.config.topics.input(MERGE_ORDER[lane]), p, Offset::Offset(*o))?;
-                }
-            }
-        }
-        Ok(tpl)
+        self.offsets_of(|s| &s.next)
     }
 
     /// The committed offsets of every held shard's input partitions that have one.
     fn positions(&self) -> Result<TopicPartitionList, KafkaError> {
+        self.offsets_of(|s| &s.position)
+    }
+
+    /// The offsets `of` gives each held shard's lanes, those it has.
+    fn offsets_of(&self, of: impl Fn(&Shard) -> &[Option<i64>; 4]) -> Result<TopicPartitionList, KafkaError> {
         let mut tpl = TopicPartitionList::new();
         for (&p, s) in &self.shards {
-            for (lane, at) in s.position.iter().enumerate() {
-                if let Some(o) = at {
+            for (lane, offset) in of(s).iter().enumerate() {
+                if let Some(o) = offset {
                     tpl.add_partition_offset(self.config.topics.input(MERGE_ORDER[lane]), p, Offset::Offset(*o))?;
                 }
             }
