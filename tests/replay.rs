@@ -83,12 +83,21 @@ fn bad_records_are_dead_lettered_with_reasons_and_the_run_goes_on() {
     writeln!(f, r#"{{"tenant":"acme","event_id":"c4","event_time":"soon","direction":"INBOUND","kind":"MESSAGE","session_id":"S1"}}"#).unwrap();
     f.write_all(b"{\"tenant\":\"acme\xff\"}\n").unwrap();
     writeln!(f, "{}", good.replace("c1", "c5").replace("1767571200000", "1767571260000")).unwrap();
+    // Wrong types whose values are personal: the reason must not quote them.
+    writeln!(f, "{}", good.replace("c1", "c6").replace(r#""S1""#, "14155550134")).unwrap();
+    writeln!(f, "{}", good.replace("c1", "c7").replace(r#""Jo <jo@x.com>""#, r#"["al@y.com"]"#)).unwrap();
     drop(f);
     std::fs::write(dir.path().join("email.avro"), b"Obj\x01garbage").unwrap();
     let run = replay(InputStream::open(dir.path()).unwrap(), engine(), true);
     let reasons: Vec<&str> = run.dead_letters.iter().map(|d| d.reason_code.as_str()).collect();
     assert_eq!(run.pipeline.engine().stats().events, 2, "the two good records were applied");
-    assert_eq!(run.dead_letters.len(), 6, "{reasons:?}");
+    assert_eq!(run.dead_letters.len(), 8, "{reasons:?}");
+    for d in &run.dead_letters {
+        for personal in ["14155550134", "al@y.com"] {
+            assert!(!d.reason.contains(personal), "{}", d.reason);
+        }
+    }
+    assert_eq!(reasons.iter().filter(|&&r| r == "json_decode").count(), 5, "{reasons:?}");
     for code in ["json_decode", "invalid_time", "kind_mismatch"] {
         assert!(reasons.contains(&code), "{code} in {reasons:?}");
     }
@@ -101,7 +110,7 @@ fn bad_records_are_dead_lettered_with_reasons_and_the_run_goes_on() {
     std::fs::write(out.join("evaluation.json"), "{}").unwrap();
     write_outputs(&run, &out).unwrap();
     assert!(!out.join("evaluation.json").exists(), "an earlier run's score does not stay beside new outputs");
-    assert_eq!(lines(&out.join("deadletter.jsonl")).len(), 6);
+    assert_eq!(lines(&out.join("deadletter.jsonl")).len(), 8);
     // Both good events are one person: the same session and email.
     assert_eq!(lines(&out.join("profiles.jsonl")).len(), 1);
 }

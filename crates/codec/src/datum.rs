@@ -73,7 +73,7 @@ pub(crate) fn read_generic(
     channel: Channel,
     bytes: &mut &[u8],
 ) -> Result<WireEvent, DecodeError> {
-    let err = |e: apache_avro::Error| DecodeError::Avro(e.to_string());
+    let err = |e: apache_avro::Error| DecodeError::avro(&e);
     Ok(match channel {
         Channel::Email => WireEvent::Email(reader.read_deser::<EmailEvent>(bytes).map_err(err)?),
         Channel::Chat => WireEvent::Chat(reader.read_deser::<ChatEvent>(bytes).map_err(err)?),
@@ -89,7 +89,7 @@ fn read_resolved(
     channel: Channel,
     bytes: &mut &[u8],
 ) -> Result<WireEvent, DecodeError> {
-    let err = |e: apache_avro::Error| DecodeError::Avro(e.to_string());
+    let err = |e: apache_avro::Error| DecodeError::avro(&e);
     let value = reader.read_value(bytes).map_err(err)?;
     Ok(match channel {
         Channel::Email => WireEvent::Email(apache_avro::from_value(&value).map_err(err)?),

@@ -26,6 +26,16 @@ pub enum DecodeError {
 }
 
 impl DecodeError {
+    /// An apache-avro error, its quoted values left out (see [`without_values`]).
+    pub(crate) fn avro(e: &apache_avro::Error) -> Self {
+        DecodeError::Avro(without_values(&e.to_string()))
+    }
+
+    /// A serde_json error, its quoted values left out (see [`without_values`]).
+    pub(crate) fn json(e: &serde_json::Error) -> Self {
+        DecodeError::Json(without_values(&e.to_string()))
+    }
+
     /// Stable machine-readable reason.
     pub fn code(&self) -> &'static str {
         match self {
@@ -36,5 +46,96 @@ impl DecodeError {
             DecodeError::UnsupportedCodec(_) => "unsupported_codec",
             DecodeError::Io(_) => "io",
         }
+    }
+}
+
+/// `message` (a third-party decoder's) with the values it quotes left out: serde and
+/// apache-avro quote the offending value (`invalid type: string "jo@mailbox.io"`,
+/// ``integer `14155550134` ``, `got: Uuid(…)`), and a value can be personal data, which must
+/// not reach a dead letter's reason or a log. Quoted and bracketed spans become `…`, except in
+/// what a serde message says was expected (`, expected one of `a`, `b``: the schema's names)
+/// and in a missing or duplicate field's name (the schema's too).
+pub(crate) fn without_values(message: &str) -> String {
+    if message.starts_with("missing field") || message.starts_with("duplicate field") {
+        return message.to_string();
+    }
+    let (told, expected) = match message.find(", expected") {
+        Some(at) => message.split_at(at),
+        None => (message, ""),
+    };
+    let mut out = String::with_capacity(message.len());
+    let mut chars = told.chars();
+    while let Some(c) = chars.next() {
+        let close = match c {
+            '"' | '`' => c,
+            '(' => ')',
+            _ => {
+                out.push(c);
+                continue;
+            }
+        };
+        out.push(c);
+        out.push('…');
+        // To the matching close: quotes escaped with a backslash inside, brackets nested.
+        let (mut depth, mut escaped) = (1, false);
+        for d in chars.by_ref() {
+            if escaped {
+                escaped = false;
+            } else if d == '\\' {
+                escaped = true;
+            } else if d == close {
+                depth -= 1;
+                if depth == 0 {
+                    out.push(close);
+                    break;
+                }
+            } else if d == c && c == '(' {
+                depth += 1;
+            }
+        }
+    }
+    out.push_str(expected);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decoder_messages_lose_the_values_they_quote_and_keep_the_rest() {
+        for (message, kept) in [
+            (
+                "invalid type: string \"jo@mailbox.io\", expected a sequence at line 1 column 31",
+                "invalid type: string \"…\", expected a sequence at line 1 column 31",
+            ),
+            (
+                "invalid type: integer `14155550134`, expected a string at line 1 column 9",
+                "invalid type: integer `…`, expected a string at line 1 column 9",
+            ),
+            (
+                "unknown variant `@jo`, expected one of `inbound`, `outbound`",
+                "unknown variant `…`, expected one of `inbound`, `outbound`",
+            ),
+            (
+                "Expected Value::String, Value::Bytes or Value::Fixed, got: Uuid(5a2f(x)9c)",
+                "Expected Value::String, Value::Bytes or Value::Fixed, got: Uuid(…)",
+            ),
+            ("invalid value: string \"a \\\"quoted\\\" b\", expected x", "invalid value: string \"…\", expected x"),
+            ("missing field `tenant` at line 1 column 2", "missing field `tenant` at line 1 column 2"),
+            ("expected value at line 1 column 1", "expected value at line 1 column 1"),
+            ("unterminated \"jo@mailbox.io", "unterminated \"…"),
+        ] {
+            assert_eq!(without_values(message), kept, "{message}");
+        }
+    }
+
+    #[test]
+    fn json_and_avro_errors_name_no_identifier() {
+        let e = serde_json::from_str::<Vec<u8>>("\"jo@mailbox.io\"").unwrap_err();
+        let reason = DecodeError::json(&e).to_string();
+        assert!(!reason.contains("jo@mailbox.io") && reason.contains("invalid type"), "{reason}");
+        let e = serde_json::from_str::<String>("14155550134").unwrap_err();
+        assert!(!DecodeError::json(&e).to_string().contains("14155550134"));
     }
 }

@@ -10,7 +10,7 @@ use crate::error::DecodeError;
 /// Decodes one JSON object of `channel`.
 pub fn decode_line(channel: Channel, line: &[u8]) -> Result<WireEvent, DecodeError> {
     let text = std::str::from_utf8(line).map_err(|e| DecodeError::Json(format!("invalid UTF-8: {e}")))?;
-    let err = |e: serde_json::Error| DecodeError::Json(e.to_string());
+    let err = |e: serde_json::Error| DecodeError::json(&e);
     Ok(match channel {
         Channel::Email => WireEvent::Email(serde_json::from_str::<EmailEvent>(text).map_err(err)?),
         Channel::Chat => WireEvent::Chat(serde_json::from_str::<ChatEvent>(text).map_err(err)?),
