@@ -473,6 +473,14 @@ fn display_is_an_aligned_table() {
     assert_eq!(&lines[2][col - 1..col], "1", "{text}");
     assert!(lines[2].contains("1.6m"), "{text}");
     assert!(lines[5].starts_with("acme    all"), "{text}");
+
+    // A tenant named like a phone number (a producer's mistake) is not printed to the log.
+    let mut m = metrics();
+    let mut e = ev(0, Chat, Inbound, ChatStarted).key("chat:1");
+    e.0.tenant = Tenant::new("+14155550134");
+    feed(&mut m, &[(e, "chat:1")]);
+    let text = m.report().to_string();
+    assert!(!text.contains("4155550134") && text.contains("(withheld)"), "{text}");
 }
 
 /// A random but well-formed stream: cases with and without case ids on every channel.

@@ -198,14 +198,9 @@ const SURVEYS: [&str; 3] = ["csat", "nps", "ces"];
 /// Most tenants whose CX gauges are exported: each is a series per gauge and channel.
 const MAX_CX_TENANTS: usize = 256;
 
-/// Whether `tenant` may be a label value: a brand-like name (a letter first, then letters,
-/// digits, `.`, `_`, `-`; at most 64 bytes). What looks like an address, a phone number or a
-/// random id, which a producer could put there by mistake, is not exported.
+/// Whether `tenant` may be a label value (see [`Tenant::is_name_like`]).
 fn label_safe(tenant: &str) -> bool {
-    let mut bytes = tenant.bytes();
-    tenant.len() <= 64
-        && bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
-        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    omnistitch_model::Tenant::is_name_like(tenant)
 }
 
 struct CxGauges {

@@ -40,6 +40,17 @@ impl Tenant {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Whether the name looks like a brand's (a letter first, then letters, digits, `.`, `_`,
+    /// `-`; at most 64 bytes), so that it may be a metric label or be printed to a log. What
+    /// looks like an address, a phone number or a random id, which a producer could put there
+    /// by mistake, is not.
+    pub fn is_name_like(name: &str) -> bool {
+        let mut bytes = name.bytes();
+        name.len() <= 64
+            && bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
+            && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    }
 }
 
 /// One shared [`Tenant`] per tenant name, for decoders that see the same few names again and again.
