@@ -203,25 +203,6 @@ impl DeliveryContext {
         &self.limits
     }
 
-    /// A thread waits for room in the producer's queue.
-    pub fn waiting_for_room(&self) {
-        if let Some(h) = &self.health {
-            h.beat();
-        }
-    }
-
-    /// Deliveries that failed since the start.
-    pub fn failures(&self) -> u64 {
-        self.failures.load(Ordering::Acquire)
-    }
-
-    /// The last failure, if any.
-    pub fn last_failure(&self) -> Option<String> {
-        self.last_failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-}
-
-impl DeliveryContext {
     /// `topic` refused a record of `bytes` as too large: learned, counted and logged.
     fn refused_as_too_large(&self, topic: &str, bytes: usize) {
         if let Some(c) = &self.too_large {
@@ -240,6 +221,23 @@ impl DeliveryContext {
                 "the topic refused a record as too large; records this small are never cut: raise the topic's max.message.bytes"
             ),
         }
+    }
+
+    /// A thread waits for room in the producer's queue.
+    pub fn waiting_for_room(&self) {
+        if let Some(h) = &self.health {
+            h.beat();
+        }
+    }
+
+    /// Deliveries that failed since the start.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Acquire)
+    }
+
+    /// The last failure, if any.
+    pub fn last_failure(&self) -> Option<String> {
+        self.last_failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
