@@ -52,49 +52,30 @@ impl DecodeError {
 /// `message` (a third-party decoder's) with the values it quotes left out: serde and
 /// apache-avro quote the offending value (`invalid type: string "jo@mailbox.io"`,
 /// ``integer `14155550134` ``, `got: Uuid(…)`), and a value can be personal data, which must
-/// not reach a dead letter's reason or a log. Quoted and bracketed spans become `…`, except in
-/// what a serde message says was expected (`, expected one of `a`, `b``: the schema's names)
-/// and in a missing or duplicate field's name (the schema's too).
+/// not reach a dead letter's reason or a log. Everything from the first quote, backtick or
+/// bracket up to what a serde message says was expected (`, expected one of `a``: the
+/// schema's names) becomes `…` (a value can hold any of those characters itself, so its end
+/// is not looked for); serde_json's position (` at line 1 column 9`) is kept, and so are a
+/// missing or duplicate field's name and serde_json's syntax errors (`expected `,` or `}``),
+/// which quote the schema or the grammar, not the input.
 pub(crate) fn without_values(message: &str) -> String {
-    if message.starts_with("missing field") || message.starts_with("duplicate field") {
+    if ["missing field", "duplicate field", "expected "].iter().any(|p| message.starts_with(p)) {
         return message.to_string();
     }
-    let (told, expected) = match message.find(", expected") {
-        Some(at) => message.split_at(at),
-        None => (message, ""),
+    let (body, position) = match message.rfind(" at line ") {
+        Some(at) if message[at..].bytes().all(|b| b.is_ascii_alphanumeric() || b == b' ') => message.split_at(at),
+        _ => (message, ""),
     };
-    let mut out = String::with_capacity(message.len());
-    let mut chars = told.chars();
-    while let Some(c) = chars.next() {
-        let close = match c {
-            '"' | '`' => c,
-            '(' => ')',
-            _ => {
-                out.push(c);
-                continue;
-            }
-        };
-        out.push(c);
-        out.push('…');
-        // To the matching close: quotes escaped with a backslash inside, brackets nested.
-        let (mut depth, mut escaped) = (1, false);
-        for d in chars.by_ref() {
-            if escaped {
-                escaped = false;
-            } else if d == '\\' {
-                escaped = true;
-            } else if d == close {
-                depth -= 1;
-                if depth == 0 {
-                    out.push(close);
-                    break;
-                }
-            } else if d == c && c == '(' {
-                depth += 1;
-            }
-        }
-    }
+    let (told, expected) = match body.rfind(", expected") {
+        Some(at) => body.split_at(at),
+        None => (body, ""),
+    };
+    let mut out = match told.find(['"', '`', '(']) {
+        Some(at) => format!("{}…", &told[..=at]),
+        None => told.to_string(),
+    };
     out.push_str(expected);
+    out.push_str(position);
     out
 }
 
@@ -107,22 +88,34 @@ mod tests {
         for (message, kept) in [
             (
                 "invalid type: string \"jo@mailbox.io\", expected a sequence at line 1 column 31",
-                "invalid type: string \"…\", expected a sequence at line 1 column 31",
+                "invalid type: string \"…, expected a sequence at line 1 column 31",
             ),
             (
                 "invalid type: integer `14155550134`, expected a string at line 1 column 9",
-                "invalid type: integer `…`, expected a string at line 1 column 9",
+                "invalid type: integer `…, expected a string at line 1 column 9",
             ),
             (
                 "unknown variant `@jo`, expected one of `inbound`, `outbound`",
-                "unknown variant `…`, expected one of `inbound`, `outbound`",
+                "unknown variant `…, expected one of `inbound`, `outbound`",
             ),
             (
                 "Expected Value::String, Value::Bytes or Value::Fixed, got: Uuid(5a2f(x)9c)",
-                "Expected Value::String, Value::Bytes or Value::Fixed, got: Uuid(…)",
+                "Expected Value::String, Value::Bytes or Value::Fixed, got: Uuid(…",
             ),
-            ("invalid value: string \"a \\\"quoted\\\" b\", expected x", "invalid value: string \"…\", expected x"),
+            ("invalid value: string \"a \\\"quoted\\\" b\", expected x", "invalid value: string \"…, expected x"),
+            // A value holding what would end it, or what looks like the expected part.
+            (
+                "invalid type: string \"Hi, expected delivery to jo@mailbox.io\", expected a map at line 2 column 3",
+                "invalid type: string \"…, expected a map at line 2 column 3",
+            ),
+            (
+                "unknown variant `x`jo@mailbox.io`, expected one of `inbound`",
+                "unknown variant `…, expected one of `inbound`",
+            ),
+            ("got String(\"ok :) jo@x.com\")", "got String(…"),
+            ("got String(\"jo@x.com at line 1 column 2\")", "got String(…"),
             ("missing field `tenant` at line 1 column 2", "missing field `tenant` at line 1 column 2"),
+            ("expected `,` or `}` at line 1 column 12", "expected `,` or `}` at line 1 column 12"),
             ("expected value at line 1 column 1", "expected value at line 1 column 1"),
             ("unterminated \"jo@mailbox.io", "unterminated \"…"),
         ] {
