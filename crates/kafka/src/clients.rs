@@ -203,24 +203,13 @@ impl DeliveryContext {
         &self.limits
     }
 
-    /// `topic` refused a record of `bytes` as too large: learned, counted and logged.
+    /// `topic` refused a record of `bytes` as too large: counted, and noted for
+    /// [`TopicLimits::settle`].
     fn refused_as_too_large(&self, topic: &str, bytes: usize) {
         if let Some(c) = &self.too_large {
             c.with_label_values(&[topic]).inc();
         }
-        match self.limits.refused(topic, bytes) {
-            Some(limit) => tracing::warn!(
-                topic,
-                bytes,
-                limit,
-                "the topic refused a record as too large (its max.message.bytes is below the producer's message.max.bytes): its dead letters and profile records are cut to the limit from now on"
-            ),
-            None => tracing::error!(
-                topic,
-                bytes,
-                "the topic refused a record as too large; records this small are never cut: raise the topic's max.message.bytes"
-            ),
-        }
+        self.limits.refused(topic, bytes);
     }
 
     /// A thread waits for room in the producer's queue.
@@ -257,27 +246,60 @@ pub const LEAST_LEARNED_LIMIT: usize = 64 * 1024;
 /// own `max.message.bytes` can be below the producer's `message.max.bytes`, and the service
 /// cannot read topic configurations on every cluster. A refused record would fail its batch
 /// again at every retry; the records that can be cut to fit (dead letters, profile records)
-/// are cut to half the refused size from then on (no less than [`LEAST_LEARNED_LIMIT`]), so a
-/// few retries find a size the topic takes. What is learned lasts until the process ends.
+/// are cut to half the largest refused size from then on (no less than
+/// [`LEAST_LEARNED_LIMIT`]), so a few retries find a size the topic takes. The broker refuses
+/// a whole batch of records at once, so what is learned is settled once per failed batch,
+/// from its largest refused record (its smaller ones were refused with it, not for their own
+/// size). What is learned lasts until the process ends.
 #[derive(Debug, Default)]
 pub struct TopicLimits {
-    learned: Mutex<HashMap<String, usize>>,
+    state: Mutex<LimitState>,
     /// Whether anything is learned (read without the lock on every record cut to fit).
     any: AtomicBool,
 }
 
+#[derive(Debug, Default)]
+struct LimitState {
+    /// Topic -> most bytes its records may take.
+    learned: HashMap<String, usize>,
+    /// Topic -> the largest record it refused since the last settling.
+    refused: HashMap<String, usize>,
+}
+
 impl TopicLimits {
-    /// `topic` refused a record of `bytes` as too large: the topic's limit from now on, or
-    /// `None` for a record too small to learn from.
-    pub fn refused(&self, topic: &str, bytes: usize) -> Option<usize> {
-        if bytes <= LEAST_LEARNED_LIMIT {
-            return None;
+    /// `topic` refused a record of `bytes` as too large (learned at the next
+    /// [`TopicLimits::settle`]).
+    pub fn refused(&self, topic: &str, bytes: usize) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let largest = state.refused.entry(topic.to_string()).or_default();
+        *largest = (*largest).max(bytes);
+    }
+
+    /// The failed batch is done with: learns from its refusals, each topic's limit now half
+    /// its largest refused record, logged (a topic that refused only records too small to learn
+    /// from is logged as an error: its batches are larger than it takes).
+    pub fn settle(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let refused = std::mem::take(&mut state.refused);
+        for (topic, largest) in refused {
+            if largest <= LEAST_LEARNED_LIMIT {
+                tracing::error!(
+                    topic,
+                    largest,
+                    "the topic refused records too small to cut as too large: its max.message.bytes is below the producer's batches; raise it, or lower batch.size"
+                );
+                continue;
+            }
+            let limit = state.learned.entry(topic.clone()).or_insert(usize::MAX);
+            *limit = (*limit).min((largest / 2).max(LEAST_LEARNED_LIMIT));
+            tracing::warn!(
+                topic,
+                largest,
+                limit = *limit,
+                "the topic refused records as too large (its max.message.bytes is below the producer's message.max.bytes): its dead letters and profile records are cut to the limit from now on"
+            );
+            self.any.store(true, Ordering::Release);
         }
-        let mut learned = self.learned.lock().unwrap_or_else(|p| p.into_inner());
-        let limit = learned.entry(topic.to_string()).or_insert(usize::MAX);
-        *limit = (*limit).min((bytes / 2).max(LEAST_LEARNED_LIMIT));
-        self.any.store(true, Ordering::Release);
-        Some(*limit)
     }
 
     /// The most bytes a record for `topic` may take: `configured` (the producer's
@@ -286,8 +308,8 @@ impl TopicLimits {
         if !self.any.load(Ordering::Acquire) {
             return configured;
         }
-        let learned = self.learned.lock().unwrap_or_else(|p| p.into_inner());
-        learned.get(topic).map_or(configured, |&l| l.min(configured))
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.learned.get(topic).map_or(configured, |&l| l.min(configured))
     }
 }
 
@@ -323,17 +345,30 @@ mod tests {
     fn a_topic_refusing_a_record_halves_what_is_sent_there_down_to_a_floor() {
         let limits = TopicLimits::default();
         assert_eq!(limits.max_bytes("dlq", 1_000_000), 1_000_000, "nothing learned");
-        assert_eq!(limits.refused("dlq", 600_000), Some(300_000));
-        assert_eq!(limits.max_bytes("dlq", 1_000_000), 300_000);
+        // One refused batch: a large record and a smaller one refused with it.
+        limits.refused("dlq", 600_000);
+        limits.refused("dlq", 130_000);
+        assert_eq!(limits.max_bytes("dlq", 1_000_000), 1_000_000, "learned once the batch is settled");
+        limits.settle();
+        assert_eq!(limits.max_bytes("dlq", 1_000_000), 300_000, "from the batch's largest record");
         assert_eq!(limits.max_bytes("dlq", 200_000), 200_000, "never above the producer's own limit");
         assert_eq!(limits.max_bytes("profiles", 1_000_000), 1_000_000, "per topic");
-        // A later refusal of a larger record (sent before the first was learned) keeps the lower.
-        assert_eq!(limits.refused("dlq", 900_000), Some(300_000));
-        assert_eq!(limits.refused("dlq", 299_000), Some(149_500));
-        assert_eq!(limits.refused("dlq", 100_000), Some(LEAST_LEARNED_LIMIT), "no lower than the floor");
-        assert_eq!(limits.refused("dlq", 2_000), None, "a record this small teaches nothing");
-        assert_eq!(limits.max_bytes("dlq", 1_000_000), LEAST_LEARNED_LIMIT);
-        assert_eq!(limits.refused("timeline", LEAST_LEARNED_LIMIT), None);
+        // A later refusal of a larger record keeps the lower limit; a smaller one lowers it.
+        limits.refused("dlq", 900_000);
+        limits.settle();
+        assert_eq!(limits.max_bytes("dlq", 1_000_000), 300_000);
+        limits.refused("dlq", 299_000);
+        limits.settle();
+        assert_eq!(limits.max_bytes("dlq", 1_000_000), 149_500);
+        limits.refused("dlq", 100_000);
+        limits.settle();
+        assert_eq!(limits.max_bytes("dlq", 1_000_000), LEAST_LEARNED_LIMIT, "no lower than the floor");
+        // Records this small teach nothing (their batch was too large, not they).
+        limits.refused("timeline", 2_000);
+        limits.refused("timeline", LEAST_LEARNED_LIMIT);
+        limits.settle();
         assert_eq!(limits.max_bytes("timeline", 1_000_000), 1_000_000);
+        limits.settle();
+        assert_eq!(limits.max_bytes("dlq", 1_000_000), LEAST_LEARNED_LIMIT, "settling nothing changes nothing");
     }
 }

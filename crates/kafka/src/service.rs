@@ -1223,8 +1223,10 @@ impl Service {
 
     /// Counts an aborted batch and rewinds to the last commit.
     fn count_abort_and_rewind(&mut self) -> Result<(), ServiceError> {
-        // The batch is produced again: what failed in it is answered.
+        // The batch is produced again: what failed in it is answered, and what its refusals
+        // taught of the topics' limits applies to it.
         self.settled_failures = self.producer.context().failures();
+        self.producer.context().limits().settle();
         self.metrics.transaction(false);
         self.report.aborts += 1;
         self.aborts_in_a_row = self.aborts_in_a_row.saturating_add(1);
