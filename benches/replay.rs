@@ -19,7 +19,7 @@ use omnistitch::replay::replay;
 use omnistitch_cx::CxMetrics;
 use omnistitch_engine::{Engine, EngineConfig, Pipeline};
 use omnistitch_model::{Event, EventTime, ProfileId, Tenant, Tenants};
-use omnistitch_moments::{Detector, ReorderBuffer};
+use omnistitch_moments::{Detector, Merges, ReorderBuffer};
 
 const CHILD_ENV: &str = "OMNISTITCH_REPLAY_BENCH_DIR";
 /// Set to stop after the core figures (for profiling the core alone).
@@ -67,19 +67,14 @@ fn inline(dir: &Path, cfg: &EngineConfig, stages: Stages) -> (f64, u64, usize) {
         let applied = engine.apply(&event);
         let (true, Some(profile)) = (stages.buffer, applied.profile) else { continue };
         let tenant = event.tenant.clone();
-        for m in &applied.merges {
-            buffer.merge_profiles(&tenant, m.survivor, m.absorbed);
-            if stages.moments {
-                interventions += detector.merge_profiles(&tenant, m.survivor, m.absorbed).len();
-            }
-        }
-        buffer.push_into(profile, event, &applied.thread_id, &mut released);
+        let merges = applied.merges.iter().map(|m| (m.survivor, m.absorbed)).collect();
+        buffer.push_into(profile, event, &applied.thread_id, merges, &mut released);
         for r in released.drain(..) {
             if stages.cx {
                 metrics.observe(&r.event, &r.thread_id);
             }
             if stages.moments {
-                interventions += detector.observe(r.profile, &r.event, &r.thread_id).len();
+                interventions += detector.observe_merging(r.profile, &r.event, &r.thread_id, &r.merges).len();
             }
         }
         if let (true, Some(w)) = (stages.moments, buffer.watermark(&tenant)) {
@@ -221,8 +216,8 @@ fn cx_alone(steps: &[DetectorStep], cfg: &EngineConfig) -> f64 {
     let started = Instant::now();
     for s in steps {
         match s {
-            DetectorStep::Observe(_, e, thread) => metrics.observe(e, thread),
-            DetectorStep::Merge(..) | DetectorStep::Watermark(..) => {}
+            DetectorStep::Observe(_, e, thread, _) => metrics.observe(e, thread),
+            DetectorStep::Watermark(..) => {}
         }
     }
     let secs = started.elapsed().as_secs_f64();
@@ -232,8 +227,7 @@ fn cx_alone(steps: &[DetectorStep], cfg: &EngineConfig) -> f64 {
 
 /// One call the pipeline makes on the detector.
 enum DetectorStep {
-    Merge(Tenant, ProfileId, ProfileId),
-    Observe(ProfileId, Box<Event>, Arc<str>),
+    Observe(ProfileId, Box<Event>, Arc<str>, Merges),
     Watermark(Tenant, EventTime),
 }
 
@@ -250,12 +244,9 @@ fn record_detector_inputs(dir: &Path, cfg: &EngineConfig) -> Vec<DetectorStep> {
         let applied = engine.apply(&event);
         let Some(profile) = applied.profile else { continue };
         let tenant = event.tenant.clone();
-        for m in &applied.merges {
-            buffer.merge_profiles(&tenant, m.survivor, m.absorbed);
-            steps.push(DetectorStep::Merge(tenant.clone(), m.survivor, m.absorbed));
-        }
-        buffer.push_into(profile, event, &applied.thread_id, &mut released);
-        steps.extend(released.drain(..).map(|r| DetectorStep::Observe(r.profile, r.event, r.thread_id)));
+        let merges = applied.merges.iter().map(|m| (m.survivor, m.absorbed)).collect();
+        buffer.push_into(profile, event, &applied.thread_id, merges, &mut released);
+        steps.extend(released.drain(..).map(|r| DetectorStep::Observe(r.profile, r.event, r.thread_id, r.merges)));
         if let Some(w) = buffer.watermark(&tenant) {
             steps.push(DetectorStep::Watermark(tenant, w));
         }
@@ -270,8 +261,7 @@ fn detector_alone(steps: &[DetectorStep], cfg: &EngineConfig) -> f64 {
     let started = Instant::now();
     for s in steps {
         found += match s {
-            DetectorStep::Merge(t, survivor, absorbed) => detector.merge_profiles(t, *survivor, *absorbed).len(),
-            DetectorStep::Observe(p, e, thread) => detector.observe(*p, e, thread).len(),
+            DetectorStep::Observe(p, e, thread, merges) => detector.observe_merging(*p, e, thread, merges).len(),
             DetectorStep::Watermark(t, w) => detector.advance_watermark(t, *w).len(),
         };
     }

@@ -61,7 +61,7 @@ pub struct Ordered {
 /// A released event through CX and the detector (in that order), its interventions into `out`.
 fn observe(cx: &mut CxMetrics, detector: &mut Detector, r: &Released, out: &mut Vec<Intervention>) {
     cx.observe(&r.event, &r.thread_id);
-    out.extend(detector.observe(r.profile, &r.event, &r.thread_id));
+    out.extend(detector.observe_merging(r.profile, &r.event, &r.thread_id, &r.merges));
 }
 
 impl Ordered {
@@ -74,11 +74,8 @@ impl Ordered {
             self.tenant = Some(event.tenant.clone());
         }
         let tenant = self.tenant.as_ref().expect("set above");
-        for &(survivor, absorbed) in &merges {
-            self.buffer.merge_profiles(tenant, survivor, absorbed);
-            interventions.extend(self.detector.merge_profiles_at(tenant, survivor, absorbed, event.time));
-        }
-        self.buffer.push_into(profile, event, &thread_id, &mut self.released);
+        // The merges travel with their event and take effect at its event time.
+        self.buffer.push_into(profile, event, &thread_id, merges, &mut self.released);
         for r in self.released.drain(..) {
             observe(&mut self.cx, &mut self.detector, &r, &mut interventions);
         }

@@ -865,7 +865,7 @@ mod tests {
         };
         for e in [event("live", 10 * day, EventKind::Message), event("old", day, EventKind::Message)] {
             let thread = std::sync::Arc::from(format!("email:<{}>", e.event_id));
-            assert!(p.push(profile, e, &thread).is_empty());
+            assert!(p.push(profile, e, &thread, Vec::new()).is_empty());
         }
         let m = ServiceMetrics::new();
         m.moments(&p.detector().counters(), p.buffer().late_events());

@@ -328,10 +328,9 @@ impl TenantState {
         // Conversation and case.
         let own = event.thread.key.as_deref().map(|k| digest(KEYS, k));
         let parent = event.thread.parent.as_deref().map(|k| digest(KEYS, k));
-        // The thread's digest, computed once if needed.
-        let thread_digest = std::cell::OnceCell::new();
-        let thread_key = || *thread_digest.get_or_init(|| digest(THREADS, thread_id));
-        let by_thread = (own.is_none() && parent.is_none()).then(thread_key);
+        // An event without a conversation key is threaded by the engine on its case id alone
+        // (or on itself), which its arrival order does not change.
+        let by_thread = (own.is_none() && parent.is_none()).then(|| digest(THREADS, thread_id));
         let keys = [own, parent, by_thread];
         let known = keys.iter().flatten().find_map(|k| p.keys.get(k).map(|(c, _)| *c));
         // The case comes from the event and the profile's earlier events alone, never from the
@@ -398,7 +397,10 @@ impl TenantState {
             if let Some(k) = sla {
                 self.shared.cancel(&mut p, &k);
             }
-            self.settle_elsewhere(id, &mut p, thread_key(), None);
+            // Waits are filed under their case as this profile's events in order name it, not
+            // under the engine's thread: a case id arriving early re-threads the conversation
+            // for the events of it that arrive later, also those older than the case id.
+            self.settle_elsewhere(id, &mut p, case_key.digest, None);
             // A reply names the message or post it answers: the wait of that conversation ends
             // even when the reply's thread is a case and its profile another (a shared mailbox).
             for k in [own, parent].into_iter().flatten() {
@@ -513,7 +515,7 @@ impl TenantState {
                 };
                 let key = self.shared.schedule(&mut p, key, timer);
                 if let Some(k) = &key {
-                    self.shared.index_elsewhere(thread_key(), k.clone());
+                    self.shared.index_elsewhere(case_key.digest, k.clone());
                     if let Some(own) = own {
                         self.shared.index_elsewhere(own, k.clone());
                     }
@@ -627,6 +629,21 @@ impl Detector {
     /// Takes one timeline event of `profile` in thread `thread_id` (`case:<id>` when the event
     /// has a case id); returns the timers it let fire (due before it) and the moments it makes.
     pub fn observe(&mut self, profile: ProfileId, event: &Event, thread_id: &str) -> Vec<Intervention> {
+        self.observe_merging(profile, event, thread_id, &[])
+    }
+
+    /// [`Detector::observe`] for an event whose identifiers merged profiles (`merges`, in
+    /// order: survivor, absorbed). The merges take effect at the event's time: after the
+    /// timers due before it fire, before the event itself. So a timer of either profile due
+    /// before the event fires as if they were apart, whether the event arrived before the
+    /// timer's due time passed or after.
+    pub fn observe_merging(
+        &mut self,
+        profile: ProfileId,
+        event: &Event,
+        thread_id: &str,
+        merges: &[(ProfileId, ProfileId)],
+    ) -> Vec<Intervention> {
         let mut out = Vec::new();
         let state = self.tenant(&event.tenant);
         state.shared.counters.events += 1;
@@ -636,6 +653,9 @@ impl Detector {
         // Before the event, so what it sees depends on its own time only, not on how far the
         // watermark had moved: arrival order within the lateness cannot change the result.
         state.evict();
+        for &(survivor, absorbed) in merges {
+            out.extend(state.merge_profiles(&event.tenant, survivor, absorbed, Some(event.time)));
+        }
         state.apply(profile, event, thread_id, &mut out);
         out
     }

@@ -31,7 +31,7 @@ pub use detector::Detector;
 pub use effort::EffortAgreement;
 pub use intervention::{Action, Evidence, Intervention, MomentType, Priority};
 pub use pipeline::MomentsPipeline;
-pub use reorder::{Released, ReorderBuffer};
+pub use reorder::{Merges, Released, ReorderBuffer};
 pub use shared::{MomentCount, MomentCounters};
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use omnistitch_model::{Event, EventTime, ProfileId, Tenant};
 use crate::config::{MomentsConfig, MomentsConfigError};
 use crate::detector::Detector;
 use crate::intervention::Intervention;
-use crate::reorder::{Released, ReorderBuffer};
+use crate::reorder::{Merges, Released, ReorderBuffer};
 
 /// Timeline events in arrival order, interventions out: a [`ReorderBuffer`] feeding a
 /// [`Detector`], with each tenant's watermark passed on after every event.
@@ -29,28 +29,28 @@ impl MomentsPipeline {
 
     fn observe_all(&mut self, released: Vec<Released>, out: &mut Vec<Intervention>) {
         for r in released {
-            out.extend(self.detector.observe(r.profile, &r.event, &r.thread_id));
+            out.extend(self.detector.observe_merging(r.profile, &r.event, &r.thread_id, &r.merges));
         }
     }
 
-    /// Takes one timeline event (arrival order) of `profile` in thread `thread_id`; returns the
-    /// interventions that became true as the tenant's watermark moved.
-    pub fn push(&mut self, profile: ProfileId, event: Event, thread_id: &Arc<str>) -> Vec<Intervention> {
+    /// Takes one timeline event (arrival order) of `profile` in thread `thread_id`, with the
+    /// profile merges it caused; returns the interventions that became true as the tenant's
+    /// watermark moved.
+    pub fn push(
+        &mut self,
+        profile: ProfileId,
+        event: Event,
+        thread_id: &Arc<str>,
+        merges: Merges,
+    ) -> Vec<Intervention> {
         let tenant = event.tenant.clone();
         let mut out = Vec::new();
-        let released = self.buffer.push(profile, event, thread_id);
+        let released = self.buffer.push(profile, event, thread_id, merges);
         self.observe_all(released, &mut out);
         if let Some(w) = self.buffer.watermark(&tenant) {
             out.extend(self.detector.advance_watermark(&tenant, w));
         }
         out
-    }
-
-    /// `absorbed` was merged into `survivor` (as the engine reports it, in arrival order);
-    /// returns the repeat contacts the merge reveals.
-    pub fn merge_profiles(&mut self, tenant: &Tenant, survivor: ProfileId, absorbed: ProfileId) -> Vec<Intervention> {
-        self.buffer.merge_profiles(tenant, survivor, absorbed);
-        self.detector.merge_profiles(tenant, survivor, absorbed)
     }
 
     /// End of input: releases every waiting event and fires the timers due up to the latest

@@ -7,16 +7,23 @@ use omnistitch_model::{Event, EventTime, ProfileId, Tenant};
 
 use crate::config::{MomentsConfig, MomentsConfigError, SettingsTable};
 use crate::tenants::TenantMap;
+use hashbrown::HashMap;
 
-/// An event the buffer let go, with the profile and thread the engine gave it.
+/// Profile merges an event caused, in order: (survivor, absorbed).
+pub type Merges = Vec<(ProfileId, ProfileId)>;
+
+/// An event the buffer let go, with the profile, thread and merges the engine gave it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Released {
-    /// The event's profile (the survivor, if its profile was merged while the event waited).
+    /// The event's profile as the engine gave it at arrival (the detector follows merges).
     pub profile: ProfileId,
     /// The event (boxed: it moves through the buffer in one piece).
     pub event: Box<Event>,
     /// Its thread.
     pub thread_id: Arc<str>,
+    /// The merges its identifiers caused: they take effect at its event time, not at its
+    /// arrival, so that a timer due before the event fires on the profiles as they were.
+    pub merges: Merges,
     /// It arrived behind the watermark and was released at once, out of order.
     pub late: bool,
 }
@@ -29,6 +36,7 @@ struct Waiting {
     profile: ProfileId,
     event: Box<Event>,
     thread_id: Arc<str>,
+    merges: Merges,
 }
 
 impl Waiting {
@@ -43,8 +51,22 @@ impl Waiting {
 
     /// Released on time (in order).
     fn release(self) -> Released {
-        Released { profile: self.profile, event: self.event, thread_id: self.thread_id, late: false }
+        Released {
+            profile: self.profile,
+            event: self.event,
+            thread_id: self.thread_id,
+            merges: self.merges,
+            late: false,
+        }
     }
+}
+
+/// A merge whose event has not been released yet, with that event's time.
+#[derive(Debug, Clone, Copy)]
+struct PendingMerge {
+    time: EventTime,
+    survivor: ProfileId,
+    absorbed: ProfileId,
 }
 
 #[derive(Debug, Default)]
@@ -57,6 +79,10 @@ struct TenantBuffer {
     /// Waiting events in release order. Arrivals are mostly in order, so an event mostly joins
     /// at the back, and releases leave from the front.
     pending: VecDeque<Waiting>,
+    /// Merges reported (in arrival order) whose event is not released yet.
+    merges: Vec<PendingMerge>,
+    /// How many of `merges` each survivor has: most events' profiles have none.
+    survivors: HashMap<ProfileId, u32>,
 }
 
 impl TenantBuffer {
@@ -79,6 +105,56 @@ impl TenantBuffer {
                 out.push(w.release());
             }
         }
+        self.forget_merges_before(until);
+    }
+
+    /// Files the merges an arriving event caused.
+    fn note_merges(&mut self, time: EventTime, merges: &Merges) {
+        for &(survivor, absorbed) in merges {
+            self.merges.push(PendingMerge { time, survivor, absorbed });
+            *self.survivors.entry(survivor).or_default() += 1;
+        }
+    }
+
+    /// Drops the merges whose event is released (before `until`).
+    fn forget_merges_before(&mut self, until: EventTime) {
+        if self.merges.iter().all(|m| m.time >= until) {
+            return;
+        }
+        let survivors = &mut self.survivors;
+        self.merges.retain(|m| {
+            if m.time >= until {
+                return true;
+            }
+            if let Some(n) = survivors.get_mut(&m.survivor) {
+                *n -= 1;
+                if *n == 0 {
+                    survivors.remove(&m.survivor);
+                }
+            }
+            false
+        });
+    }
+
+    /// The pending merges that made `profile` what it is (into it, or into a profile merged
+    /// into it), in arrival order. An event the engine gave that profile after them took the
+    /// merges for granted: its identifiers may be those that join the profiles, while the
+    /// event that joined them first comes later in event time. The event takes them along, so
+    /// that the detector sees it on the joined profile however the two arrived.
+    fn merges_behind(&self, profile: ProfileId) -> Merges {
+        if self.survivors.is_empty() || !self.survivors.contains_key(&profile) {
+            return Vec::new();
+        }
+        let mut joined = vec![profile];
+        let mut behind = Vec::new();
+        for m in self.merges.iter().rev() {
+            if joined.contains(&m.survivor) {
+                joined.push(m.absorbed);
+                behind.push((m.survivor, m.absorbed));
+            }
+        }
+        behind.reverse();
+        behind
     }
 
     /// Takes every pending event, in order.
@@ -112,15 +188,23 @@ impl ReorderBuffer {
         ReorderBuffer { settings, tenants: TenantMap::default(), arrivals: 0, late: 0 }
     }
 
-    /// Takes one event of `profile` in thread `thread_id`; returns what it releases, in order.
-    pub fn push(&mut self, profile: ProfileId, event: Event, thread_id: &Arc<str>) -> Vec<Released> {
+    /// Takes one event of `profile` in thread `thread_id`, with the merges it caused; returns
+    /// what it releases, in order.
+    pub fn push(&mut self, profile: ProfileId, event: Event, thread_id: &Arc<str>, merges: Merges) -> Vec<Released> {
         let mut out = Vec::new();
-        self.push_into(profile, event, thread_id, &mut out);
+        self.push_into(profile, event, thread_id, merges, &mut out);
         out
     }
 
     /// [`ReorderBuffer::push`], appending what it releases to `out` (a buffer the caller reuses).
-    pub fn push_into(&mut self, profile: ProfileId, event: Event, thread_id: &Arc<str>, out: &mut Vec<Released>) {
+    pub fn push_into(
+        &mut self,
+        profile: ProfileId,
+        event: Event,
+        thread_id: &Arc<str>,
+        merges: Merges,
+        out: &mut Vec<Released>,
+    ) {
         let settings = &self.settings;
         let buffer = self.tenants.get_or_insert_with(&event.tenant, || TenantBuffer {
             lateness_ms: settings.get(event.tenant.as_str()).lateness_ms,
@@ -128,15 +212,24 @@ impl ReorderBuffer {
         });
         let time = event.time;
         buffer.latest_event = Some(buffer.latest_event.map_or(time, |t| t.max(time)));
+        // Merges already applied by the time the event is released change nothing again.
+        let mut behind = buffer.merges_behind(profile);
+        buffer.note_merges(time, &merges);
+        let merges = if behind.is_empty() {
+            merges
+        } else {
+            behind.extend(merges);
+            behind
+        };
         if buffer.watermark().is_some_and(|w| time < w) {
             self.late += 1;
-            out.push(Released { profile, event: Box::new(event), thread_id: thread_id.clone(), late: true });
+            out.push(Released { profile, event: Box::new(event), thread_id: thread_id.clone(), merges, late: true });
             return;
         }
         buffer.max_seen = Some(buffer.max_seen.map_or(time, |t| t.max(time)));
         self.arrivals += 1;
         let arrival = self.arrivals;
-        buffer.insert(Waiting { time, arrival, profile, event: Box::new(event), thread_id: thread_id.clone() });
+        buffer.insert(Waiting { time, arrival, profile, event: Box::new(event), thread_id: thread_id.clone(), merges });
         if let Some(w) = buffer.watermark() {
             buffer.release_before(w, out);
         }
@@ -172,17 +265,6 @@ impl ReorderBuffer {
     /// Tenants seen so far.
     pub fn tenants(&self) -> impl Iterator<Item = &Tenant> {
         self.tenants.keys()
-    }
-
-    /// Waiting events of `absorbed` now belong to `survivor`.
-    pub fn merge_profiles(&mut self, tenant: &Tenant, survivor: ProfileId, absorbed: ProfileId) {
-        if let Some(buffer) = self.tenants.get_mut(tenant) {
-            for w in &mut buffer.pending {
-                if w.profile == absorbed {
-                    w.profile = survivor;
-                }
-            }
-        }
     }
 
     /// Releases every waiting event of `tenant`, in order (end of input).
@@ -229,13 +311,13 @@ mod tests {
     #[test]
     fn releases_in_order_once_the_watermark_passes() {
         let mut b = ReorderBuffer::new(&MomentsConfig::default()).unwrap();
-        assert!(b.push(p(1), ev("acme", "b", 10_000), &t()).is_empty());
-        assert!(b.push(p(1), ev("acme", "a", 10_000), &t()).is_empty());
-        assert!(b.push(p(1), ev("acme", "c", 5_000), &t()).is_empty());
+        assert!(b.push(p(1), ev("acme", "b", 10_000), &t(), Vec::new()).is_empty());
+        assert!(b.push(p(1), ev("acme", "a", 10_000), &t(), Vec::new()).is_empty());
+        assert!(b.push(p(1), ev("acme", "c", 5_000), &t(), Vec::new()).is_empty());
         assert_eq!(b.watermark(&Tenant::new("acme")), Some(EventTime(-50_000)));
         // 70 s: the watermark is 10 s; an event exactly at it still waits.
-        assert_eq!(ids(&b.push(p(1), ev("acme", "d", 70_000), &t())), ["c"]);
-        assert_eq!(ids(&b.push(p(1), ev("acme", "e", 70_001), &t())), ["a", "b"]);
+        assert_eq!(ids(&b.push(p(1), ev("acme", "d", 70_000), &t(), Vec::new())), ["c"]);
+        assert_eq!(ids(&b.push(p(1), ev("acme", "e", 70_001), &t(), Vec::new())), ["a", "b"]);
         assert_eq!(b.pending(), 2);
         assert_eq!(b.late_events(), 0);
     }
@@ -243,42 +325,75 @@ mod tests {
     #[test]
     fn late_events_go_through_at_once_and_are_counted() {
         let mut b = ReorderBuffer::new(&MomentsConfig::default()).unwrap();
-        b.push(p(1), ev("acme", "x", 200_000), &t());
-        let out = b.push(p(1), ev("acme", "old", 100_000), &t());
+        b.push(p(1), ev("acme", "x", 200_000), &t(), Vec::new());
+        let out = b.push(p(1), ev("acme", "old", 100_000), &t(), Vec::new());
         assert_eq!(ids(&out), ["old"]);
         assert!(out[0].late);
         assert_eq!(b.late_events(), 1);
         // On time: 140 s is the watermark itself.
-        assert!(b.push(p(1), ev("acme", "edge", 140_000), &t()).is_empty());
+        assert!(b.push(p(1), ev("acme", "edge", 140_000), &t(), Vec::new()).is_empty());
     }
 
     #[test]
     fn tenants_have_their_own_watermark_and_lateness() {
         let config: MomentsConfig = toml::from_str("[tenants.fast]\nallowed_lateness_seconds = 0").unwrap();
         let mut b = ReorderBuffer::new(&config).unwrap();
-        b.push(p(1), ev("acme", "a1", 1_000_000), &t());
+        b.push(p(1), ev("acme", "a1", 1_000_000), &t(), Vec::new());
         // globex has seen nothing yet: acme's clock does not release it.
-        assert!(b.push(p(2), ev("globex", "g1", 0), &t()).is_empty());
-        assert!(b.push(p(3), ev("fast", "f1", 5), &t()).is_empty());
-        assert_eq!(ids(&b.push(p(3), ev("fast", "f2", 6), &t())), ["f1"]);
+        assert!(b.push(p(2), ev("globex", "g1", 0), &t(), Vec::new()).is_empty());
+        assert!(b.push(p(3), ev("fast", "f1", 5), &t(), Vec::new()).is_empty());
+        assert_eq!(ids(&b.push(p(3), ev("fast", "f2", 6), &t(), Vec::new())), ["f1"]);
         assert_eq!(ids(&b.flush(&Tenant::new("acme"))), ["a1"]);
         assert_eq!(b.pending(), 2);
     }
 
     #[test]
-    fn waiting_events_follow_a_merge() {
+    fn merges_wait_with_the_event_that_caused_them() {
         let mut b = ReorderBuffer::new(&MomentsConfig::default()).unwrap();
-        b.push(p(2), ev("acme", "a", 0), &t());
-        b.merge_profiles(&Tenant::new("acme"), p(1), p(2));
+        b.push(p(2), ev("acme", "b", 10), &t(), vec![(p(1), p(2))]);
+        b.push(p(2), ev("acme", "a", 0), &t(), Vec::new());
         let out = b.flush(&Tenant::new("acme"));
-        assert_eq!(out[0].profile, p(1));
+        let got: Vec<_> = out.iter().map(|r| (r.event.event_id.as_str(), r.profile, r.merges.clone())).collect();
+        assert_eq!(got, [("a", p(2), vec![]), ("b", p(2), vec![(p(1), p(2))])]);
+    }
+
+    #[test]
+    fn an_event_given_a_merged_profile_before_the_merge_is_released_takes_the_merges_along() {
+        let mut b = ReorderBuffer::new(&MomentsConfig::default()).unwrap();
+        let merges = |r: &[Released]| -> Vec<(String, Merges)> {
+            r.iter().map(|r| (r.event.event_id.to_string(), r.merges.clone())).collect()
+        };
+        // b joins p2 into p1; d then joins p1 into p4.
+        b.push(p(1), ev("acme", "b", 10_000), &t(), vec![(p(1), p(2))]);
+        // a comes earlier in event time, on the joined profile: it takes the merge along.
+        b.push(p(1), ev("acme", "a", 5_000), &t(), Vec::new());
+        // c's profile was not merged.
+        b.push(p(3), ev("acme", "c", 3_000), &t(), Vec::new());
+        b.push(p(4), ev("acme", "d", 12_000), &t(), vec![(p(4), p(1))]);
+        // e's profile absorbed p1, which absorbed p2: both merges, in the order they were made.
+        b.push(p(4), ev("acme", "e", 4_000), &t(), Vec::new());
+        let out = b.push(p(9), ev("acme", "z", 70_001), &t(), Vec::new());
+        assert_eq!(
+            merges(&out),
+            [
+                ("c".into(), vec![]),
+                ("e".into(), vec![(p(1), p(2)), (p(4), p(1))]),
+                ("a".into(), vec![(p(1), p(2))]),
+                ("b".into(), vec![(p(1), p(2))]),
+            ]
+        );
+        // b's merge is released and forgotten; d's still waits (the watermark is 10.001 s).
+        b.push(p(4), ev("acme", "f", 70_002), &t(), Vec::new());
+        let rest = b.flush(&Tenant::new("acme"));
+        let d = vec![(p(4), p(1))];
+        assert_eq!(merges(&rest), [("d".into(), d.clone()), ("z".into(), vec![]), ("f".into(), d)]);
     }
 
     #[test]
     fn extreme_times_do_not_overflow() {
         let mut b = ReorderBuffer::new(&MomentsConfig::default()).unwrap();
-        b.push(p(1), ev("acme", "min", i64::MIN), &t());
-        b.push(p(1), ev("acme", "max", i64::MAX), &t());
+        b.push(p(1), ev("acme", "min", i64::MIN), &t(), Vec::new());
+        b.push(p(1), ev("acme", "max", i64::MAX), &t(), Vec::new());
         let rest = b.flush(&Tenant::new("acme"));
         assert_eq!(ids(&rest), ["max"]);
     }
@@ -287,8 +402,8 @@ mod tests {
     fn a_quiet_tenant_s_clock_advance_releases_what_its_watermark_passes() {
         let mut b = ReorderBuffer::new(&MomentsConfig::default()).unwrap();
         let mut out = Vec::new();
-        b.push_into(p(1), ev("acme", "a", 0), &t(), &mut out);
-        b.push_into(p(1), ev("acme", "b", 30_000), &t(), &mut out);
+        b.push_into(p(1), ev("acme", "a", 0), &t(), Vec::new(), &mut out);
+        b.push_into(p(1), ev("acme", "b", 30_000), &t(), Vec::new(), &mut out);
         assert!(out.is_empty(), "both wait for the 60 s lateness");
         // Nothing for another tenant, nothing for a tenant never seen.
         b.advance_into(&Tenant::new("zeta"), EventTime(1_000_000), &mut out);
@@ -302,7 +417,7 @@ mod tests {
         assert_eq!(clocks, [("acme", EventTime(75_000), EventTime(30_000))]);
         // An event at the advanced clock's watermark waits; one before it is late.
         out.clear();
-        b.push_into(p(1), ev("acme", "c", 14_000), &t(), &mut out);
+        b.push_into(p(1), ev("acme", "c", 14_000), &t(), Vec::new(), &mut out);
         assert_eq!(ids(&out), ["c"]);
         assert!(out[0].late);
     }

@@ -415,6 +415,25 @@ fn after_a_response_the_next_inbound_waits_again() {
     assert_eq!(i.detected_at, EventTime(T0 + 4 * MIN));
 }
 
+#[test]
+fn a_reply_answers_the_case_its_conversation_is_in_by_then_whatever_thread_it_arrived_in() {
+    // An email in case C waits; a reply on chat session S, which an abandon naming C joins
+    // to the case only after the reply (same time, later id), does not answer it. The engine
+    // gives the reply the case's thread when the abandon arrived first: that changes nothing.
+    let run = |reply_thread: &str| {
+        let mut r = Run::new();
+        r.feed(pid(1), ev("a-mail", 0, Email, Inbound, Message).key("email:<m1>").case("C"));
+        r.feed(pid(1), ev("b-reply", 7 * MIN, Chat, Outbound, Message).key("chat:S").thread(reply_thread));
+        r.feed(pid(1), ev("c-abandon", 7 * MIN, Chat, Inbound, ChatAbandoned).key("chat:S").case("C"));
+        r.feed(pid(1), ev("d-chat", 7 * MIN, Chat, Inbound, ChatStarted).key("chat:S2").case("C"));
+        r.wm(HOUR);
+        r.of(FirstResponseSlaBreach).into_iter().map(|i| evidence(i).join(",")).collect::<Vec<_>>()
+    };
+    assert_eq!(run("chat:S"), run("case:C"));
+    // The email still waits (its SLA is hours), so the new chat starts no wait of its own.
+    assert!(run("chat:S").is_empty(), "{:?}", run("chat:S"));
+}
+
 // ---------------------------------------------------------------- negative_sentiment_after_contact
 
 fn call_then(at: i64, e: E) -> Run {
@@ -730,7 +749,7 @@ fn through_pipeline(events: &[(ProfileId, E)]) -> Vec<Intervention> {
     let mut out = Vec::new();
     for (profile, e) in events {
         let thread = std::sync::Arc::from(e.thread_id());
-        out.extend(p.push(*profile, e.event.clone(), &thread));
+        out.extend(p.push(*profile, e.event.clone(), &thread, Vec::new()));
     }
     out.extend(p.flush());
     out.extend(p.detector_mut().advance_watermark(&Tenant::new("acme"), EventTime(i64::MAX)));
@@ -762,11 +781,11 @@ fn a_response_arriving_beyond_the_lateness_is_too_late() {
     let s = ev("s", 0, Chat, Inbound, ChatStarted).key("chat:S");
     let later = ev("x", 5 * MIN, Email, Inbound, Message).key("email:<x>");
     let a = ev("a", 100 * SEC, Chat, Outbound, Message).key("chat:S");
-    let mut out = p.push(pid(1), s.event.clone(), &s.thread_id().into());
-    out.extend(p.push(pid(1), later.event.clone(), &later.thread_id().into()));
+    let mut out = p.push(pid(1), s.event.clone(), &s.thread_id().into(), Vec::new());
+    out.extend(p.push(pid(1), later.event.clone(), &later.thread_id().into(), Vec::new()));
     // The watermark (4 min) passed the due time (2 min): the breach is out already.
     assert_eq!(out.iter().filter(|i| i.moment_type == FirstResponseSlaBreach).count(), 1);
-    p.push(pid(1), a.event.clone(), &a.thread_id().into());
+    p.push(pid(1), a.event.clone(), &a.thread_id().into(), Vec::new());
     assert_eq!(p.buffer().late_events(), 1);
 }
 
@@ -786,7 +805,7 @@ fn interventions_expired_by_the_tenants_clock_are_not_emitted() {
         ev("recent-s", 10 * DAY - 3 * HOUR, Email, Inbound, SurveyResponse).survey(Some(1), None, None);
     let mut out = Vec::new();
     for e in [live, reply, old, old_reply, old_detractor, recent_detractor] {
-        out.extend(p.push(pid(1), e.event.clone(), &e.thread_id().into()));
+        out.extend(p.push(pid(1), e.event.clone(), &e.thread_id().into(), Vec::new()));
     }
     assert_eq!(p.buffer().late_events(), 4);
     let found: Vec<(MomentType, &str)> = out.iter().map(|i| (i.moment_type, i.key_event_id.as_str())).collect();
@@ -808,11 +827,11 @@ fn a_conversation_seen_from_both_merged_profiles_counts_once() {
     let m3 = ev("m3", 2 * HOUR, Email, Inbound, Message).key("email:<m3>");
     let mut out = Vec::new();
     for (profile, e) in [(pid(1), m1), (pid(2), m2), (pid(1), m3)] {
-        out.extend(p.push(profile, e.event.clone(), &e.thread_id().into()));
+        out.extend(p.push(profile, e.event.clone(), &e.thread_id().into(), Vec::new()));
     }
-    out.extend(p.merge_profiles(&Tenant::new("acme"), pid(1), pid(2)));
+    // The event that joins them.
     let later = ev("later", 3 * HOUR, Chat, Internal, ChatEnded).key("chat:Z");
-    out.extend(p.push(pid(1), later.event.clone(), &later.thread_id().into()));
+    out.extend(p.push(pid(1), later.event.clone(), &later.thread_id().into(), vec![(pid(1), pid(2))]));
     out.extend(p.flush());
     assert!(out.iter().all(|i| i.moment_type != RepeatContact), "{out:#?}");
 }
@@ -827,7 +846,7 @@ fn a_late_detection_is_held_back_by_the_cool_down() {
     let s2 = ev("s2", HOUR, Chat, Inbound, SurveyResponse).case("C-1").survey(Some(1), None, None);
     let mut out = Vec::new();
     for (profile, e) in [(pid(1), s1), (pid(2), other), (pid(1), s2)] {
-        out.extend(p.push(profile, e.event.clone(), &e.thread_id().into()));
+        out.extend(p.push(profile, e.event.clone(), &e.thread_id().into(), Vec::new()));
     }
     let detractors: Vec<&str> =
         out.iter().filter(|i| i.moment_type == DetractorSurvey).map(|i| i.key_event_id.as_str()).collect();
@@ -843,8 +862,8 @@ fn a_breach_in_order_fired_after_a_long_quiet_is_emitted() {
     let mut p = MomentsPipeline::new(MomentsConfig::default()).unwrap();
     let mail = ev("friday", 0, Email, Inbound, Message).key("email:<f>");
     let monday = ev("monday", 3 * DAY, Chat, Inbound, ChatStarted).key("chat:M");
-    let mut out = p.push(pid(1), mail.event.clone(), &mail.thread_id().into());
-    out.extend(p.push(pid(2), monday.event.clone(), &monday.thread_id().into()));
+    let mut out = p.push(pid(1), mail.event.clone(), &mail.thread_id().into(), Vec::new());
+    out.extend(p.push(pid(2), monday.event.clone(), &monday.thread_id().into(), Vec::new()));
     assert_eq!(out.len(), 1, "{out:#?}");
     assert_eq!((out[0].moment_type, out[0].key_event_id.as_str()), (FirstResponseSlaBreach, "friday"));
     assert_eq!(p.detector().counters().get(FirstResponseSlaBreach).stale, 0);
