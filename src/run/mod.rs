@@ -134,12 +134,13 @@ pub fn run(config: Option<&Path>, args: &RunArgs) -> anyhow::Result<()> {
     drop(embedded);
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "processed {} records in {:.1}s ({:.0}/s): {} commits, {} aborts, {} shard restores",
+        "processed {} records in {:.1}s ({:.0}/s): {} commits, {} aborts ({} produced again), {} shard restores",
         report.records,
         secs,
         report.records as f64 / secs.max(1e-9),
         report.commits,
         report.aborts,
+        report.resent,
         report.restores
     );
     if let (Some(p50), Some(p99)) = (metrics.latency_exact.quantile_ms(0.5), metrics.latency_exact.quantile_ms(0.99)) {

@@ -61,6 +61,30 @@ fn a_failed_transaction_is_rewound_not_fatal() {
     assert!(report.aborts >= 1, "the refused produce aborted no batch: {report:?}");
 }
 
+/// A transaction that fails for a reason other than a record's size (here a produce refused
+/// for good) is aborted and its batch produced again from the records it made, in a new
+/// transaction: no shard is restored. Each mode.
+fn an_aborted_batch_is_produced_again_without_a_restore(mode: Mode, seed: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup(150, seed, mode, dir.path());
+    let report = run_with(&s, |s| {
+        let c = s.cluster.cluster();
+        c.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_RECORD]);
+    });
+    assert!(report.aborts >= 1 && report.resent >= 1, "no batch aborted and produced again: {report:?}");
+    assert_eq!(report.restores, u64::from(super::harness::PARTITIONS as u32), "only the first restores: {report:?}");
+}
+
+#[test]
+fn an_aborted_batch_is_produced_again_without_a_restore_exactly_once() {
+    an_aborted_batch_is_produced_again_without_a_restore(Mode::ExactlyOnce, 38);
+}
+
+#[test]
+fn an_aborted_batch_is_produced_again_without_a_restore_at_least_once() {
+    an_aborted_batch_is_produced_again_without_a_restore(Mode::AtLeastOnce, 39);
+}
+
 /// In `at_least_once`, outputs refused for good while the round runs (their reports come long
 /// before the commit) fail the commit: the batch is rewound and produced again, nothing lost.
 #[test]

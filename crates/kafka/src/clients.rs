@@ -277,10 +277,12 @@ impl TopicLimits {
 
     /// The failed batch is done with: learns from its refusals, each topic's limit now half
     /// its largest refused record, logged (a topic that refused only records too small to learn
-    /// from is logged as an error: its batches are larger than it takes).
-    pub fn settle(&self) {
+    /// from is logged as an error: its batches are larger than it takes). Returns whether any
+    /// topic refused a record as too large since the last settling.
+    pub fn settle(&self) -> bool {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let refused = std::mem::take(&mut state.refused);
+        let any = !refused.is_empty();
         for (topic, largest) in refused {
             if largest <= LEAST_LEARNED_LIMIT {
                 tracing::error!(
@@ -300,6 +302,7 @@ impl TopicLimits {
             );
             self.any.store(true, Ordering::Release);
         }
+        any
     }
 
     /// The most bytes a record for `topic` may take: `configured` (the producer's
@@ -349,7 +352,7 @@ mod tests {
         limits.refused("dlq", 600_000);
         limits.refused("dlq", 130_000);
         assert_eq!(limits.max_bytes("dlq", 1_000_000), 1_000_000, "learned once the batch is settled");
-        limits.settle();
+        assert!(limits.settle(), "the batch had refusals");
         assert_eq!(limits.max_bytes("dlq", 1_000_000), 300_000, "from the batch's largest record");
         assert_eq!(limits.max_bytes("dlq", 200_000), 200_000, "never above the producer's own limit");
         assert_eq!(limits.max_bytes("profiles", 1_000_000), 1_000_000, "per topic");
@@ -368,7 +371,7 @@ mod tests {
         limits.refused("timeline", LEAST_LEARNED_LIMIT);
         limits.settle();
         assert_eq!(limits.max_bytes("timeline", 1_000_000), 1_000_000);
-        limits.settle();
+        assert!(!limits.settle(), "no refusal since");
         assert_eq!(limits.max_bytes("dlq", 1_000_000), LEAST_LEARNED_LIMIT, "settling nothing changes nothing");
     }
 }

@@ -150,6 +150,8 @@ pub struct ServiceMetrics {
     pub clock_advances: IntCounter,
     /// Shards given back by a rebalance whose state was kept, without a restore.
     pub shards_kept: IntCounter,
+    /// Aborted batches produced again from their kept records, without a restore.
+    pub batches_resent: IntCounter,
     /// Restores that found the changelog's first records gone (their state incomplete).
     pub truncated_restores: IntCounter,
     /// Restores that read the changelog only up to a transaction left open.
@@ -473,6 +475,11 @@ impl ServiceMetrics {
                 &r,
                 "omnistitch_shards_kept_total",
                 "Shards assigned again by a rebalance whose state was kept (nobody committed them in between): no restore.",
+            ),
+            batches_resent: counter(
+                &r,
+                "omnistitch_aborted_batches_resent_total",
+                "Aborted batches whose output records were produced again in a new transaction, the state that made them kept (no restore).",
             ),
             truncated_restores: counter(
                 &r,

@@ -55,6 +55,11 @@ enum Job {
     Clock(i32, Tenant, EventTime),
     /// Reply once everything before is done: the first failure since the last barrier, if any.
     Barrier(SyncSender<Option<ServiceError>>),
+    /// The transaction holding the records since the last commit committed: forget them.
+    Committed,
+    /// The transaction holding them was aborted: hand them all to the producer again, and
+    /// reply with the failure, if any.
+    Resend(SyncSender<Option<ServiceError>>),
     /// Publish the gauges of the ordered stages.
     Gauges,
 }
@@ -102,7 +107,7 @@ impl OrderedWorker {
             shards: BTreeMap::new(),
             parked: BTreeMap::new(),
             writer: OutputWriter::new(outputs.schemas),
-            out: OutBatch::default(),
+            kept: BTreeMap::new(),
             outputs,
             failed: None,
         };
@@ -164,6 +169,20 @@ impl OrderedWorker {
         Barrier(done)
     }
 
+    /// The records made since the last commit are committed: they are forgotten.
+    pub fn committed(&self) {
+        self.send(Job::Committed);
+    }
+
+    /// The transaction that held the records made since the last commit was aborted: asks
+    /// for them all to be handed to the producer again (in the transaction now open), with a
+    /// reply as [`OrderedWorker::barrier`]'s once they are.
+    pub fn resend(&self) -> Barrier {
+        let (reply, done) = sync_channel(1);
+        self.send(Job::Resend(reply));
+        Barrier(done)
+    }
+
     /// Finishes the queued work and joins the thread.
     pub fn stop(&mut self) {
         self.jobs.take();
@@ -187,9 +206,20 @@ struct Worker {
     /// Stages of shards revoked while a rebalance runs.
     parked: BTreeMap<i32, Ordered>,
     writer: OutputWriter,
-    out: OutBatch,
+    /// Per shard, the records made since the last commit.
+    kept: BTreeMap<i32, Kept>,
     outputs: OrderedOutputs,
+    /// The first failure to hand a record to the producer since the last barrier: records
+    /// are made and kept on, but not sent, until they are all sent again.
     failed: Option<ServiceError>,
+}
+
+/// A shard's output records since the last commit, kept until it (an aborted transaction is
+/// produced again from them), and how many of them are with the producer.
+#[derive(Default)]
+struct Kept {
+    out: OutBatch,
+    sent: usize,
 }
 
 impl Worker {
@@ -202,8 +232,11 @@ impl Worker {
                 Job::Remove(p) => {
                     self.shards.remove(&p);
                     self.parked.remove(&p);
+                    self.kept.remove(&p);
                 }
                 Job::Park(p) => {
+                    // Between rounds: its records are committed.
+                    self.kept.remove(&p);
                     if let Some(o) = self.shards.remove(&p) {
                         self.parked.insert(p, o);
                     }
@@ -213,21 +246,34 @@ impl Worker {
                         self.shards.insert(p, o);
                     }
                 }
+                // The stages run on after a failure: the shard's state on the other thread
+                // has the events, and an aborted batch is produced again, not recomputed.
                 Job::Events(p, events) => {
-                    if self.failed.is_none() {
-                        if let Err(e) = self.apply(p, events) {
-                            self.failed = Some(e);
-                        }
-                    }
+                    self.apply(p, events);
+                    self.send_new(p);
                 }
                 Job::Clock(p, tenant, time) => {
-                    if self.failed.is_none() {
-                        if let Err(e) = self.advance_clock(p, &tenant, time) {
-                            self.failed = Some(e);
-                        }
-                    }
+                    self.advance_clock(p, &tenant, time);
+                    self.send_new(p);
                 }
                 Job::Barrier(reply) => {
+                    let _ = reply.send(self.failed.take());
+                }
+                Job::Committed => {
+                    for k in self.kept.values_mut() {
+                        k.out.clear();
+                        k.sent = 0;
+                    }
+                }
+                Job::Resend(reply) => {
+                    self.failed = None;
+                    for k in self.kept.values_mut() {
+                        k.sent = 0;
+                    }
+                    let shards: Vec<i32> = self.kept.keys().copied().collect();
+                    for p in shards {
+                        self.send_new(p);
+                    }
                     let _ = reply.send(self.failed.take());
                 }
                 Job::Gauges => self.gauges(),
@@ -235,14 +281,27 @@ impl Worker {
         }
     }
 
-    /// Writes the records of `events` of shard `p`, runs them through its ordered stages, and
-    /// hands every record to the producer.
-    fn apply(&mut self, p: i32, events: Vec<Handed>) -> Result<(), ServiceError> {
-        self.out.clear(); // records of a batch that failed half-way are not sent
+    /// Hands shard `p`'s records not yet sent to the producer, unless a failure since the
+    /// last barrier stopped sending (the first failure is kept for the barrier).
+    fn send_new(&mut self, p: i32) {
+        let Some(k) = self.kept.get_mut(&p) else { return };
+        if self.failed.is_some() {
+            return;
+        }
+        match send(&k.out, k.sent, &self.outputs.producer, &self.outputs.destinations) {
+            Ok(()) => k.sent = k.out.len(),
+            Err(e) => self.failed = Some(e),
+        }
+    }
+
+    /// Writes the records of `events` of shard `p` and runs them through its ordered stages,
+    /// keeping every record.
+    fn apply(&mut self, p: i32, events: Vec<Handed>) {
+        let out = &mut self.kept.entry(p).or_default().out;
         let mut ordered = self.shards.get_mut(&p);
         let metrics = &self.outputs.metrics;
         for Handed { event, applied } in events {
-            self.writer.applied(&event, &applied, &mut self.out);
+            self.writer.applied(&event, &applied, out);
             let (Some(ordered), Some(placed)) = (ordered.as_deref_mut(), Placed::of(event, &applied)) else {
                 continue;
             };
@@ -250,26 +309,19 @@ impl Worker {
             for i in &found {
                 metrics.intervention(i.moment_type);
             }
-            self.writer.interventions(&found, &mut self.out);
+            self.writer.interventions(&found, out);
         }
-        let sent = send(&self.out, &self.outputs.producer, &self.outputs.destinations);
-        self.out.clear();
-        sent
     }
 
-    /// Moves a quiet tenant's clock on in shard `p`'s ordered stages and hands the
-    /// interventions that fire to the producer.
-    fn advance_clock(&mut self, p: i32, tenant: &Tenant, time: EventTime) -> Result<(), ServiceError> {
-        self.out.clear();
-        let Some(ordered) = self.shards.get_mut(&p) else { return Ok(()) };
+    /// Moves a quiet tenant's clock on in shard `p`'s ordered stages, keeping the records of
+    /// the interventions that fire.
+    fn advance_clock(&mut self, p: i32, tenant: &Tenant, time: EventTime) {
+        let Some(ordered) = self.shards.get_mut(&p) else { return };
         let found = ordered.advance_clock(tenant, time);
         for i in &found {
             self.outputs.metrics.intervention(i.moment_type);
         }
-        self.writer.interventions(&found, &mut self.out);
-        let sent = send(&self.out, &self.outputs.producer, &self.outputs.destinations);
-        self.out.clear();
-        sent
+        self.writer.interventions(&found, &mut self.kept.entry(p).or_default().out);
     }
 
     fn gauges(&self) {

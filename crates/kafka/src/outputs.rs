@@ -61,8 +61,9 @@ impl OutRecord {
 }
 
 /// Most bytes of record buffer a batch keeps between rounds: a round's usual records, not the
-/// largest round's.
-pub const KEPT_BUFFER_BYTES: usize = 4 << 20;
+/// largest round's. Every shard has two batches (one per thread), each holding its records
+/// until the commit.
+pub const KEPT_BUFFER_BYTES: usize = 1 << 20;
 
 /// The output records of a round, their keys and values in one reused buffer.
 #[derive(Debug, Default)]
@@ -90,7 +91,13 @@ impl OutBatch {
 
     /// The records with their keys and values (`None`: tombstone), in order.
     pub fn iter(&self) -> impl Iterator<Item = (&OutRecord, &[u8], Option<&[u8]>)> {
-        self.records.iter().map(|r| (r, &self.bytes[r.key.0..r.key.1], r.value.map(|(a, b)| &self.bytes[a..b])))
+        self.iter_from(0)
+    }
+
+    /// The records from the `from`th on (none when there are fewer), as [`OutBatch::iter`].
+    pub fn iter_from(&self, from: usize) -> impl Iterator<Item = (&OutRecord, &[u8], Option<&[u8]>)> {
+        let records = self.records.get(from..).unwrap_or_default();
+        records.iter().map(|r| (r, &self.bytes[r.key.0..r.key.1], r.value.map(|(a, b)| &self.bytes[a..b])))
     }
 
     /// Records held.

@@ -76,8 +76,10 @@ pub struct RunReport {
     pub records: u64,
     /// Batches committed.
     pub commits: u64,
-    /// Batches aborted and rewound.
+    /// Batches aborted (then produced again, or rewound).
     pub aborts: u64,
+    /// Aborted batches produced again from their kept records, without a restore.
+    pub resent: u64,
     /// Shard restores.
     pub restores: u64,
     /// Steps of shard restores (more than `restores` when restores span rounds).
@@ -166,6 +168,11 @@ const LANE_HIGH: usize = 50_000;
 /// large records the count alone would let a lane that waits for a lagging sibling (or for
 /// the schema registry) hold gigabytes.
 const LANE_BYTES_HIGH: usize = 16 << 20;
+
+/// Tries at producing an aborted batch again from its kept records before rewinding: the try
+/// after a produce that failed for good is refused too (its sequence numbers skipped some; the
+/// abort starts a new epoch), the next goes through.
+const RESENDS: u32 = 3;
 
 /// How long to wait before processing a batch again after `aborts` transactions failed in a
 /// row: not after the first, then 250 ms doubling up to 30 s.
@@ -1015,6 +1022,17 @@ impl Service {
 
     /// Commits the batch; on failure rewinds to the last commit.
     fn commit(&mut self) -> Result<(), ServiceError> {
+        match self.try_commit() {
+            Err(ServiceError::Kafka(e)) if !is_fatal(&e) => {
+                tracing::warn!(error = %e, "commit failed; aborting the batch");
+                self.count_abort_and_recover()
+            }
+            other => other,
+        }
+    }
+
+    /// Commits the batch; a failed commit is aborted (or cannot be: its error says so).
+    fn try_commit(&mut self) -> Result<(), ServiceError> {
         self.write_batched()?;
         // Every output of the batch is with the producer before it commits or drains.
         let waited = Instant::now();
@@ -1037,16 +1055,13 @@ impl Service {
                     s.committed();
                     note_committed(self.consumer.context(), &self.config, p, &s.position);
                 }
+                self.worker.committed();
                 self.metrics.transaction(true);
                 self.report.commits += 1;
                 self.aborts_in_a_row = 0;
                 Ok(())
             }
-            Err(e) if is_fatal(&e) => Err(e.into()),
-            Err(e) => {
-                tracing::warn!(error = %e, "commit failed; rewinding to the last commit");
-                self.count_abort_and_rewind()
-            }
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -1170,7 +1185,14 @@ impl Service {
     /// After the producer refused an output: waits for the ordered thread (whose own refusals
     /// have the same cause), aborts the open transaction and rewinds to the last commit.
     fn abort_batch(&mut self, e: &KafkaError) -> Result<(), ServiceError> {
-        tracing::warn!(error = %e, "the producer refused an output; aborting the batch and rewinding");
+        tracing::warn!(error = %e, "the producer refused an output; aborting the batch");
+        self.abort_open_batch()?;
+        self.count_abort_and_recover()
+    }
+
+    /// Ends the failed batch: waits for the ordered thread, aborts the open transaction
+    /// (`exactly_once`) or waits for the deliveries in flight (`at_least_once`).
+    fn abort_open_batch(&mut self) -> Result<(), ServiceError> {
         if let Err(e) = self.await_ordered() {
             tracing::warn!(error = %e, "the ordered thread's part of the aborted batch");
         }
@@ -1190,7 +1212,7 @@ impl Service {
             }
         }
         self.in_transaction = false;
-        self.count_abort_and_rewind()
+        Ok(())
     }
 
     /// Waits (busy) until the ordered thread has been through everything handed over.
@@ -1221,30 +1243,72 @@ impl Service {
         }
     }
 
-    /// Counts an aborted batch and rewinds to the last commit.
-    fn count_abort_and_rewind(&mut self) -> Result<(), ServiceError> {
-        // The batch is produced again: what failed in it is answered, and what its refusals
-        // taught of the topics' limits applies to it.
-        self.settled_failures = self.producer.context().failures();
-        self.producer.context().limits().settle();
-        self.metrics.transaction(false);
-        self.report.aborts += 1;
-        self.aborts_in_a_row = self.aborts_in_a_row.saturating_add(1);
-        let pause = abort_backoff(self.aborts_in_a_row);
-        if !pause.is_zero() {
-            tracing::warn!(
-                aborts = self.aborts_in_a_row,
-                pause_ms = pause.as_millis() as u64,
-                "transactions keep failing: waiting before processing the batch again"
-            );
-            // In steps, beating: waiting out a failing cluster is not a stalled loop.
-            let until = Instant::now() + pause;
-            while Instant::now() < until {
-                self.health.beat();
-                std::thread::sleep(Duration::from_millis(100).min(until.saturating_duration_since(Instant::now())));
+    /// Counts an aborted batch and produces it again: from its kept records, in a new
+    /// transaction committed at once, up to [`RESENDS`] times; else (a topic refused a record as
+    /// too large, so the records must be cut anew, or every try failed) by rewinding to the
+    /// last commit and processing the batch again.
+    fn count_abort_and_recover(&mut self) -> Result<(), ServiceError> {
+        let mut tries = 0;
+        loop {
+            // What failed in the batch is answered, and what its refusals taught of the topics'
+            // limits applies to it.
+            self.settled_failures = self.producer.context().failures();
+            let refused_as_too_large = self.producer.context().limits().settle();
+            self.metrics.transaction(false);
+            self.report.aborts += 1;
+            self.aborts_in_a_row = self.aborts_in_a_row.saturating_add(1);
+            self.pause_after_aborts();
+            if refused_as_too_large || tries == RESENDS {
+                return self.rewind();
+            }
+            tries += 1;
+            match self.resend_and_commit() {
+                Ok(()) => {
+                    self.metrics.batches_resent.inc();
+                    self.report.resent += 1;
+                    return Ok(());
+                }
+                Err(ServiceError::Kafka(e)) if is_fatal(&e) => return Err(e.into()),
+                Err(ServiceError::Kafka(e) | ServiceError::Produce(e)) => {
+                    tracing::warn!(error = %e, tries, "producing the aborted batch again failed");
+                    self.abort_open_batch()?;
+                }
+                Err(e) => return Err(e),
             }
         }
-        self.rewind()
+    }
+
+    /// Waits before the next try when batches keep failing (none after the first).
+    fn pause_after_aborts(&mut self) {
+        let pause = abort_backoff(self.aborts_in_a_row);
+        if pause.is_zero() {
+            return;
+        }
+        tracing::warn!(
+            aborts = self.aborts_in_a_row,
+            pause_ms = pause.as_millis() as u64,
+            "transactions keep failing: waiting before producing the batch again"
+        );
+        // In steps, beating: waiting out a failing cluster is not a stalled loop.
+        let until = Instant::now() + pause;
+        while Instant::now() < until {
+            self.health.beat();
+            std::thread::sleep(Duration::from_millis(100).min(until.saturating_duration_since(Instant::now())));
+        }
+    }
+
+    /// Hands every record of the aborted batch to the producer again, in a new transaction,
+    /// and commits it with the batch's offsets. The state that made the records is kept: no
+    /// restore.
+    fn resend_and_commit(&mut self) -> Result<(), ServiceError> {
+        tracing::info!("producing the aborted batch again from its kept records");
+        self.with_shards(|shards, shared| {
+            shared.begin()?;
+            shards.values_mut().try_for_each(|s| s.resend(shared))
+        })?;
+        let reply = self.worker.resend();
+        self.wait_busy(|| reply.poll())?;
+        self.try_commit()
     }
 
     /// Back to the last commit: the consumer sought to the committed offsets, every shard to be

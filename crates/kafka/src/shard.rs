@@ -106,7 +106,8 @@ pub struct Shared<'a> {
 }
 
 impl Shared<'_> {
-    fn begin(&self) -> Result<(), KafkaError> {
+    /// Opens a transaction unless one is open (`exactly_once`).
+    pub(crate) fn begin(&self) -> Result<(), KafkaError> {
         if !self.in_transaction.get() && self.config.mode == Mode::ExactlyOnce {
             self.producer.begin_transaction()?;
         }
@@ -141,7 +142,11 @@ pub struct Shard {
     changelog: ChangelogBatch,
     tenants: Tenants,
     writer: OutputWriter,
+    /// The output records since the last commit, kept until it: an aborted transaction is
+    /// produced again from them, without restoring the state that made them.
     out: OutBatch,
+    /// How many of `out` are with the producer.
+    sent: usize,
     /// Input records counted since the last drain.
     tally: InputTally,
     /// Per tenant, where its event-time clock stands for `idle_clock_ms` (kept only when on).
@@ -227,6 +232,7 @@ impl Shard {
             tenants,
             writer: OutputWriter::new(outputs),
             out: OutBatch::default(),
+            sent: 0,
             tally: InputTally::default(),
         }
     }
@@ -478,27 +484,37 @@ impl Shard {
         self.commit_by = None;
         self.dirty.clear();
         self.handed.clear();
+        self.out.clear();
+        self.sent = 0;
     }
 
-    /// Hands the pending output records to the producer (waiting while its queue is full).
+    /// Hands the output records not yet sent to the producer (waiting while its queue is full).
     fn send_all(&mut self, shared: &Shared<'_>) -> Result<(), ServiceError> {
-        let sent = send(&self.out, shared.producer, shared.destinations);
-        self.out.clear();
-        sent
+        send(&self.out, self.sent, shared.producer, shared.destinations)?;
+        self.sent = self.out.len();
+        Ok(())
+    }
+
+    /// The transaction that held this batch's records was aborted: hands them all to the
+    /// producer again (the state that made them is kept).
+    pub fn resend(&mut self, shared: &Shared<'_>) -> Result<(), ServiceError> {
+        self.sent = 0;
+        self.send_all(shared)
     }
 }
 
-/// Hands the records of `out` to `producer` (waiting while its queue is full), counting each
-/// in its destination's counter.
+/// Hands the records of `out` from the `from`th on to `producer` (waiting while its queue is
+/// full), counting each in its destination's counter.
 pub(crate) fn send(
     out: &OutBatch,
+    from: usize,
     producer: &ThreadedProducer<DeliveryContext>,
     destinations: &[(String, IntCounter)],
 ) -> Result<(), ServiceError> {
     // Counted per call: an atomic add per record kept the counters' cache lines moving
     // between the two threads that produce.
     let mut counts = [0u64; Dest::COUNT];
-    let result = send_counted(out, producer, destinations, &mut counts);
+    let result = send_counted(out, from, producer, destinations, &mut counts);
     for ((_, produced), &n) in destinations.iter().zip(&counts) {
         if n > 0 {
             produced.inc_by(n);
@@ -510,11 +526,12 @@ pub(crate) fn send(
 /// [`send`], counting each record in `counts` (by destination).
 fn send_counted(
     out: &OutBatch,
+    from: usize,
     producer: &ThreadedProducer<DeliveryContext>,
     destinations: &[(String, IntCounter)],
     counts: &mut [u64; Dest::COUNT],
 ) -> Result<(), ServiceError> {
-    for (r, key, value) in out.iter() {
+    for (r, key, value) in out.iter_from(from) {
         let (topic, _) = &destinations[r.dest as usize];
         let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
         if r.has_key() {
