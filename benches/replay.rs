@@ -88,7 +88,7 @@ fn inline(dir: &Path, cfg: &EngineConfig, stages: Stages) -> (f64, u64, usize) {
                 metrics.observe(&r.event, &r.thread_id);
             }
             if stages.moments {
-                interventions += detector.observe(r.profile, &r.event, &r.thread_id).len();
+                interventions += detector.observe_merging(r.profile, &r.event, &r.thread_id, &r.merges).len();
             }
         }
         if let (true, Some(last)) = (stages.moments, buffer.max_seen(&tenant)) {

@@ -363,6 +363,11 @@ impl TenantState {
                 } else {
                     // The conversation was threaded on its own until the case id showed up.
                     p.absorb_case(&old, &case_key, &mut self.shared.timers);
+                    // Its wait is the case's now: a reply naming the case (from any profile)
+                    // answers it.
+                    if let Some(k) = p.cases.get(&case_key.digest).and_then(|c| c.sla.clone()) {
+                        self.shared.index_elsewhere(case_key.digest, k);
+                    }
                 }
             }
         }
@@ -498,7 +503,12 @@ impl TenantState {
                 EventKind::Message | EventKind::SocialPost | EventKind::SocialDm | EventKind::ChatStarted
             );
         if let (true, true, Some(sla)) = (s.sla_enabled, waits, s.sla_ms(event.channel)) {
-            if p.cases.get(&case_key.digest).is_some_and(|c| !c.awaiting) {
+            let awaiting = p.cases.get(&case_key.digest).filter(|c| c.awaiting);
+            if let (Some(k), Some(own)) = (awaiting.and_then(|c| c.sla.clone()), own) {
+                // A follow-up while the case waits: a reply to it (from any profile: a shared
+                // mailbox answering the latest message) answers the wait too.
+                self.shared.index_elsewhere(own, k);
+            } else if p.cases.get(&case_key.digest).is_some_and(|c| !c.awaiting) {
                 let key = TimerKey {
                     due: t.plus_millis(sla),
                     moment: MomentType::FirstResponseSlaBreach,

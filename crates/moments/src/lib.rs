@@ -14,6 +14,7 @@ mod effort;
 mod elsewhere;
 mod intervention;
 mod keytext;
+mod pending;
 mod pipeline;
 mod reorder;
 mod repeat;
@@ -30,8 +31,9 @@ pub use config::{
 pub use detector::Detector;
 pub use effort::EffortAgreement;
 pub use intervention::{Action, Evidence, Intervention, MomentType, Priority};
+pub use pending::Merges;
 pub use pipeline::MomentsPipeline;
-pub use reorder::{Merges, Released, ReorderBuffer};
+pub use reorder::{Released, ReorderBuffer};
 pub use shared::{MomentCount, MomentCounters};
 
 #[cfg(test)]

@@ -7,7 +7,8 @@ use omnistitch_model::{Event, EventTime, ProfileId, Tenant};
 use crate::config::{MomentsConfig, MomentsConfigError};
 use crate::detector::Detector;
 use crate::intervention::Intervention;
-use crate::reorder::{Merges, Released, ReorderBuffer};
+use crate::pending::Merges;
+use crate::reorder::{Released, ReorderBuffer};
 
 /// Timeline events in arrival order, interventions out: a [`ReorderBuffer`] feeding a
 /// [`Detector`], with each tenant's watermark passed on after every event.

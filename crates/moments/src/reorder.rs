@@ -6,11 +6,8 @@ use std::sync::Arc;
 use omnistitch_model::{Event, EventTime, ProfileId, Tenant};
 
 use crate::config::{MomentsConfig, MomentsConfigError, SettingsTable};
+use crate::pending::{Merges, PendingMerges};
 use crate::tenants::TenantMap;
-use hashbrown::HashMap;
-
-/// Profile merges an event caused, in order: (survivor, absorbed).
-pub type Merges = Vec<(ProfileId, ProfileId)>;
 
 /// An event the buffer let go, with the profile, thread and merges the engine gave it.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,14 +58,6 @@ impl Waiting {
     }
 }
 
-/// A merge whose event has not been released yet, with that event's time.
-#[derive(Debug, Clone, Copy)]
-struct PendingMerge {
-    time: EventTime,
-    survivor: ProfileId,
-    absorbed: ProfileId,
-}
-
 #[derive(Debug, Default)]
 struct TenantBuffer {
     /// The tenant's allowed lateness.
@@ -79,10 +68,8 @@ struct TenantBuffer {
     /// Waiting events in release order. Arrivals are mostly in order, so an event mostly joins
     /// at the back, and releases leave from the front.
     pending: VecDeque<Waiting>,
-    /// Merges reported (in arrival order) whose event is not released yet.
-    merges: Vec<PendingMerge>,
-    /// How many of `merges` each survivor has: most events' profiles have none.
-    survivors: HashMap<ProfileId, u32>,
+    /// Merges reported whose event is not released yet.
+    merges: PendingMerges,
 }
 
 impl TenantBuffer {
@@ -105,61 +92,13 @@ impl TenantBuffer {
                 out.push(w.release());
             }
         }
-        self.forget_merges_before(until);
-    }
-
-    /// Files the merges an arriving event caused.
-    fn note_merges(&mut self, time: EventTime, merges: &Merges) {
-        for &(survivor, absorbed) in merges {
-            self.merges.push(PendingMerge { time, survivor, absorbed });
-            *self.survivors.entry(survivor).or_default() += 1;
-        }
-    }
-
-    /// Drops the merges whose event is released (before `until`).
-    fn forget_merges_before(&mut self, until: EventTime) {
-        if self.merges.iter().all(|m| m.time >= until) {
-            return;
-        }
-        let survivors = &mut self.survivors;
-        self.merges.retain(|m| {
-            if m.time >= until {
-                return true;
-            }
-            if let Some(n) = survivors.get_mut(&m.survivor) {
-                *n -= 1;
-                if *n == 0 {
-                    survivors.remove(&m.survivor);
-                }
-            }
-            false
-        });
-    }
-
-    /// The pending merges that made `profile` what it is (into it, or into a profile merged
-    /// into it), in arrival order. An event the engine gave that profile after them took the
-    /// merges for granted: its identifiers may be those that join the profiles, while the
-    /// event that joined them first comes later in event time. The event takes them along, so
-    /// that the detector sees it on the joined profile however the two arrived.
-    fn merges_behind(&self, profile: ProfileId) -> Merges {
-        if self.survivors.is_empty() || !self.survivors.contains_key(&profile) {
-            return Vec::new();
-        }
-        let mut joined = vec![profile];
-        let mut behind = Vec::new();
-        for m in self.merges.iter().rev() {
-            if joined.contains(&m.survivor) {
-                joined.push(m.absorbed);
-                behind.push((m.survivor, m.absorbed));
-            }
-        }
-        behind.reverse();
-        behind
+        self.merges.forget_before(until);
     }
 
     /// Takes every pending event, in order.
     fn release_all(&mut self, out: &mut Vec<Released>) {
         out.extend(self.pending.drain(..).map(Waiting::release));
+        self.merges.clear();
     }
 }
 
@@ -213,8 +152,8 @@ impl ReorderBuffer {
         let time = event.time;
         buffer.latest_event = Some(buffer.latest_event.map_or(time, |t| t.max(time)));
         // Merges already applied by the time the event is released change nothing again.
-        let mut behind = buffer.merges_behind(profile);
-        buffer.note_merges(time, &merges);
+        let mut behind = buffer.merges.behind(profile);
+        buffer.merges.note(time, &merges);
         let merges = if behind.is_empty() {
             merges
         } else {

@@ -159,10 +159,11 @@ pub(crate) struct Shared {
     pub(crate) counters: MomentCounters,
     pub(crate) agreement: AgreementSums,
     /// Pending timers by something another profile's event can name: first-response waits by
-    /// the digest of their thread and of their own conversation key (message, post), abandons by
-    /// the customer's phone number. A reply in the thread or to the message, or a successful
-    /// contact with the number, settles them even when identity put it on another profile
-    /// (replies to shared or team mailboxes, callbacks to landlines: they link no one).
+    /// the digest of their case key and of the conversation keys (message, post) of the
+    /// messages waiting, abandons by the customer's phone number. A reply naming the case or
+    /// answering the message, or a successful contact with the number, settles them even when
+    /// identity put it on another profile (replies to shared or team mailboxes, callbacks to
+    /// landlines: they link no one).
     pub(crate) settled_elsewhere: ElsewhereIndex,
     /// Latest event time observed or watermark passed: the clock of eviction, and what an
     /// intervention must not have expired by.

@@ -1065,6 +1065,24 @@ fn a_reply_in_the_same_thread_settles_the_wait_even_on_another_profile() {
 }
 
 #[test]
+fn a_reply_on_another_profile_to_a_follow_up_or_naming_the_case_answers_the_wait() {
+    // The customer writes again while waiting; a shared mailbox answers the follow-up.
+    let mut r = Run::new();
+    r.feed(pid(1), ev("in", 0, Email, Inbound, Message).key("email:<m1>"));
+    r.feed(pid(1), ev("again", 10 * MIN, Email, Inbound, Message).key("email:<m2>").parent("email:<m1>"));
+    r.feed(pid(2), ev("re", HOUR, Email, Outbound, Message).key("email:<r>").parent("email:<m2>").thread("email:<m1>"));
+    r.wm(DAY);
+    r.none(FirstResponseSlaBreach);
+    // A chat an agent files under case C is answered by a mail naming C, from another profile.
+    let mut r = Run::new();
+    r.feed(pid(1), ev("chat", 0, Chat, Inbound, ChatStarted).key("chat:S"));
+    r.feed(pid(1), ev("filed", 30 * SEC, Chat, Internal, CaseOpened).key("chat:S").case("C"));
+    r.feed(pid(2), ev("mail", 90 * SEC, Email, Outbound, Message).key("email:<x>").case("C"));
+    r.wm(HOUR);
+    r.none(FirstResponseSlaBreach);
+}
+
+#[test]
 fn a_merge_that_joins_a_burst_of_conversations_reveals_the_repeat_contact() {
     // Three conversations of one customer, seen as two profiles until identity links them.
     let mut r = Run::new();
