@@ -315,8 +315,26 @@ impl ChangelogReader {
                     continue;
                 }
                 Some(Err(KafkaError::PartitionEOF(_))) => {
-                    *next = high;
-                    break;
+                    // The end the partition's leader reports now. Below the range's end, it is
+                    // a new leader whose high watermark has not caught up yet: the records up
+                    // to the range's end are committed, so the reader waits for them (silence
+                    // counted) rather than restoring without them.
+                    match position_of(reader, topic, shard) {
+                        Some(at) if at < high => {
+                            tracing::warn!(
+                                shard,
+                                at,
+                                high,
+                                "changelog end reported below the restore's range; waiting"
+                            );
+                            *silent += polled_at.elapsed();
+                            continue;
+                        }
+                        _ => {
+                            *next = high;
+                            break;
+                        }
+                    }
                 }
                 Some(Err(e)) => return Err(e),
                 // Past the range (its last offsets were transaction markers, which are not
@@ -336,6 +354,15 @@ impl ChangelogReader {
             }
         }
         Ok(())
+    }
+}
+
+/// Where `reader` fetches `topic`'s partition `shard` next, when it knows.
+fn position_of(reader: &BaseConsumer, topic: &str, shard: i32) -> Option<i64> {
+    let positions = reader.position().ok()?;
+    match positions.find_partition(topic, shard)?.offset() {
+        Offset::Offset(at) => Some(at),
+        _ => None,
     }
 }
 
