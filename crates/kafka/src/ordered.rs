@@ -10,6 +10,7 @@
 //! inputs, exactly as when one thread did all of it.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender, TryRecvError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -25,7 +26,7 @@ use crate::metrics::ServiceMetrics;
 use crate::outputs::{OutBatch, OutputWriter};
 use crate::registry::OutputSchemas;
 use crate::service::ServiceError;
-use crate::shard::send;
+use crate::shard::{send, KEPT_BYTES};
 
 /// Applied events a shard hands over at once (fewer at a commit).
 pub const HANDOVER: usize = 64;
@@ -97,13 +98,17 @@ impl Barrier {
 pub struct OrderedWorker {
     jobs: Option<Sender<Job>>,
     thread: Option<JoinHandle<()>>,
+    /// Whether the thread keeps every record since the last commit (see [`Kept`]).
+    kept_all: Arc<AtomicBool>,
 }
 
 impl OrderedWorker {
     /// Starts the thread.
     pub fn start(outputs: OrderedOutputs) -> std::io::Result<Self> {
         let (jobs, rx) = channel();
+        let kept_all = Arc::new(AtomicBool::new(true));
         let worker = Worker {
+            kept_all: kept_all.clone(),
             shards: BTreeMap::new(),
             parked: BTreeMap::new(),
             writer: OutputWriter::new(outputs.schemas),
@@ -112,7 +117,7 @@ impl OrderedWorker {
             failed: None,
         };
         let thread = std::thread::Builder::new().name("ordered".into()).spawn(move || worker.run(rx))?;
-        Ok(OrderedWorker { jobs: Some(jobs), thread: Some(thread) })
+        Ok(OrderedWorker { jobs: Some(jobs), thread: Some(thread), kept_all })
     }
 
     fn send(&self, job: Job) {
@@ -169,6 +174,12 @@ impl OrderedWorker {
         Barrier(done)
     }
 
+    /// Whether every record made since the last commit is kept, to be produced again (a
+    /// shard's batch past [`KEPT_BYTES`] keeps none). Current once a barrier answered.
+    pub fn kept_all(&self) -> bool {
+        self.kept_all.load(Ordering::Acquire)
+    }
+
     /// The records made since the last commit are committed: they are forgotten.
     pub fn committed(&self) {
         self.send(Job::Committed);
@@ -208,6 +219,8 @@ struct Worker {
     writer: OutputWriter,
     /// Per shard, the records made since the last commit.
     kept: BTreeMap<i32, Kept>,
+    /// Cleared when a shard's batch outgrows [`KEPT_BYTES`], set again at the commit.
+    kept_all: Arc<AtomicBool>,
     outputs: OrderedOutputs,
     /// The first failure to hand a record to the producer since the last barrier: records
     /// are made and kept on, but not sent, until they are all sent again.
@@ -264,6 +277,7 @@ impl Worker {
                         k.out.clear();
                         k.sent = 0;
                     }
+                    self.kept_all.store(true, Ordering::Release);
                 }
                 Job::Resend(reply) => {
                     self.failed = None;
@@ -285,12 +299,17 @@ impl Worker {
     /// last barrier stopped sending (the first failure is kept for the barrier).
     fn send_new(&mut self, p: i32) {
         let Some(k) = self.kept.get_mut(&p) else { return };
-        if self.failed.is_some() {
-            return;
+        if self.failed.is_none() {
+            match send(&k.out, k.sent, &self.outputs.producer, &self.outputs.destinations) {
+                Ok(()) => k.sent = k.out.len(),
+                Err(e) => self.failed = Some(e),
+            }
         }
-        match send(&k.out, k.sent, &self.outputs.producer, &self.outputs.destinations) {
-            Ok(()) => k.sent = k.out.len(),
-            Err(e) => self.failed = Some(e),
+        if k.out.byte_len() > KEPT_BYTES {
+            // Past what a batch may keep: the batch is rewound if it fails.
+            k.out.clear();
+            k.sent = 0;
+            self.kept_all.store(false, Ordering::Release);
         }
     }
 

@@ -100,6 +100,11 @@ impl OutBatch {
         records.iter().map(|r| (r, &self.bytes[r.key.0..r.key.1], r.value.map(|(a, b)| &self.bytes[a..b])))
     }
 
+    /// Bytes of keys and values held.
+    pub fn byte_len(&self) -> usize {
+        self.bytes.len()
+    }
+
     /// Records held.
     pub fn len(&self) -> usize {
         self.records.len()

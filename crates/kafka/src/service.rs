@@ -1022,17 +1022,19 @@ impl Service {
 
     /// Commits the batch; on failure rewinds to the last commit.
     fn commit(&mut self) -> Result<(), ServiceError> {
-        match self.try_commit() {
-            Err(ServiceError::Kafka(e)) if !is_fatal(&e) => {
+        match self.try_commit()? {
+            Ok(()) => Ok(()),
+            Err(e) if is_fatal(&e) => Err(e.into()),
+            Err(e) => {
                 tracing::warn!(error = %e, "commit failed; aborting the batch");
-                self.count_abort_and_recover()
+                self.count_abort_and_recover(&e)
             }
-            other => other,
         }
     }
 
-    /// Commits the batch; a failed commit is aborted (or cannot be: its error says so).
-    fn try_commit(&mut self) -> Result<(), ServiceError> {
+    /// Writes the batch's last records and commits it: the inner error is the commit's (its
+    /// transaction aborted, or no offsets committed), the outer one what came before.
+    fn try_commit(&mut self) -> Result<Result<(), KafkaError>, ServiceError> {
         self.write_batched()?;
         // Every output of the batch is with the producer before it commits or drains.
         let waited = Instant::now();
@@ -1059,9 +1061,9 @@ impl Service {
                 self.metrics.transaction(true);
                 self.report.commits += 1;
                 self.aborts_in_a_row = 0;
-                Ok(())
+                Ok(Ok(()))
             }
-            Err(e) => Err(e.into()),
+            Err(e) => Ok(Err(e)),
         }
     }
 
@@ -1187,7 +1189,7 @@ impl Service {
     fn abort_batch(&mut self, e: &KafkaError) -> Result<(), ServiceError> {
         tracing::warn!(error = %e, "the producer refused an output; aborting the batch");
         self.abort_open_batch()?;
-        self.count_abort_and_recover()
+        self.count_abort_and_recover(e)
     }
 
     /// Ends the failed batch: waits for the ordered thread, aborts the open transaction
@@ -1247,8 +1249,11 @@ impl Service {
     /// transaction committed at once, up to [`RESENDS`] times; else (a topic refused a record as
     /// too large, so the records must be cut anew, or every try failed) by rewinding to the
     /// last commit and processing the batch again.
-    fn count_abort_and_recover(&mut self) -> Result<(), ServiceError> {
+    fn count_abort_and_recover(&mut self, cause: &KafkaError) -> Result<(), ServiceError> {
         let mut tries = 0;
+        // In `at_least_once` the records went out, most of them acknowledged: one more copy.
+        let most = if self.config.mode == Mode::ExactlyOnce { RESENDS } else { 1 };
+        let mut group_moved = has_left_group(cause);
         loop {
             // What failed in the batch is answered, and what its refusals taught of the topics'
             // limits applies to it.
@@ -1258,7 +1263,9 @@ impl Service {
             self.report.aborts += 1;
             self.aborts_in_a_row = self.aborts_in_a_row.saturating_add(1);
             self.pause_after_aborts();
-            if refused_as_too_large || tries == RESENDS {
+            // A group that moved on takes no offsets from this generation: the shards may be
+            // another member's by now, which a poll of the group says.
+            if refused_as_too_large || group_moved || tries == most || !self.all_kept() {
                 return self.rewind();
             }
             tries += 1;
@@ -1271,6 +1278,7 @@ impl Service {
                 Err(ServiceError::Kafka(e)) if is_fatal(&e) => return Err(e.into()),
                 Err(ServiceError::Kafka(e) | ServiceError::Produce(e)) => {
                     tracing::warn!(error = %e, tries, "producing the aborted batch again failed");
+                    group_moved = has_left_group(&e);
                     self.abort_open_batch()?;
                 }
                 Err(e) => return Err(e),
@@ -1308,7 +1316,13 @@ impl Service {
         })?;
         let reply = self.worker.resend();
         self.wait_busy(|| reply.poll())?;
-        self.try_commit()
+        Ok(self.try_commit()??)
+    }
+
+    /// Whether every output record since the last commit is kept, on both threads (a batch
+    /// past [`crate::shard::KEPT_BYTES`] on one shard keeps none: it is rewound if aborted).
+    fn all_kept(&self) -> bool {
+        self.shards.values().all(Shard::kept_all) && self.worker.kept_all()
     }
 
     /// Back to the last commit: the consumer sought to the committed offsets, every shard to be
@@ -1398,8 +1412,21 @@ impl Service {
 fn is_fatal(e: &KafkaError) -> bool {
     match e {
         KafkaError::Transaction(t) => t.is_fatal(),
+        KafkaError::MessageProduction(RDKafkaErrorCode::Fatal) => true,
         _ => false,
     }
+}
+
+/// Whether `e` says this member's group generation is over (a rebalance began, or the group
+/// dropped it): offsets of the batch cannot be committed until the group is polled.
+fn has_left_group(e: &KafkaError) -> bool {
+    use RDKafkaErrorCode::{FencedInstanceId, IllegalGeneration, RebalanceInProgress, UnknownMemberId};
+    let code = match e {
+        KafkaError::Transaction(t) => t.code(),
+        KafkaError::ConsumerCommit(c) => *c,
+        _ => return false,
+    };
+    matches!(code, IllegalGeneration | UnknownMemberId | RebalanceInProgress | FencedInstanceId)
 }
 
 #[cfg(test)]
@@ -1420,5 +1447,16 @@ mod tests {
         // not its beginning.
         assert_eq!(rewind_to(None, Some(1_000)), Some(Offset::Offset(1_000)));
         assert_eq!(rewind_to(None, None), None, "nothing fetched: nothing to seek back over");
+    }
+
+    #[test]
+    fn a_batch_whose_group_moved_on_is_rewound_and_a_fatal_produce_stops() {
+        use RDKafkaErrorCode::*;
+        assert!(has_left_group(&KafkaError::ConsumerCommit(RebalanceInProgress)));
+        assert!(has_left_group(&KafkaError::ConsumerCommit(IllegalGeneration)));
+        assert!(!has_left_group(&KafkaError::ConsumerCommit(RequestTimedOut)));
+        assert!(!has_left_group(&KafkaError::MessageProduction(InvalidRecord)));
+        assert!(is_fatal(&KafkaError::MessageProduction(Fatal)));
+        assert!(!is_fatal(&KafkaError::MessageProduction(InvalidRecord)));
     }
 }

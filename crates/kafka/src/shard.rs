@@ -147,6 +147,9 @@ pub struct Shard {
     out: OutBatch,
     /// How many of `out` are with the producer.
     sent: usize,
+    /// Whether `out` holds every record since the last commit (not so once a batch outgrew
+    /// [`KEPT_BYTES`]).
+    kept_all: bool,
     /// Input records counted since the last drain.
     tally: InputTally,
     /// Per tenant, where its event-time clock stands for `idle_clock_ms` (kept only when on).
@@ -233,6 +236,7 @@ impl Shard {
             writer: OutputWriter::new(outputs),
             out: OutBatch::default(),
             sent: 0,
+            kept_all: true,
             tally: InputTally::default(),
         }
     }
@@ -486,22 +490,38 @@ impl Shard {
         self.handed.clear();
         self.out.clear();
         self.sent = 0;
+        self.kept_all = true;
     }
 
     /// Hands the output records not yet sent to the producer (waiting while its queue is full).
     fn send_all(&mut self, shared: &Shared<'_>) -> Result<(), ServiceError> {
         send(&self.out, self.sent, shared.producer, shared.destinations)?;
         self.sent = self.out.len();
+        if self.out.byte_len() > KEPT_BYTES {
+            // Past what a batch may keep: the batch is rewound if it fails.
+            self.out.clear();
+            self.sent = 0;
+            self.kept_all = false;
+        }
         Ok(())
     }
 
+    /// Whether every output record since the last commit is kept (to produce again).
+    pub fn kept_all(&self) -> bool {
+        self.kept_all
+    }
+
     /// The transaction that held this batch's records was aborted: hands them all to the
-    /// producer again (the state that made them is kept).
+    /// producer again (the state that made them is kept; see [`Shard::kept_all`]).
     pub fn resend(&mut self, shared: &Shared<'_>) -> Result<(), ServiceError> {
         self.sent = 0;
         self.send_all(shared)
     }
 }
+
+/// Most bytes of output records a shard keeps per thread until its batch commits (to produce
+/// them again if the transaction is aborted); a batch past it is rewound instead.
+pub const KEPT_BYTES: usize = 64 << 20;
 
 /// Hands the records of `out` from the `from`th on to `producer` (waiting while its queue is
 /// full), counting each in its destination's counter.
