@@ -72,7 +72,7 @@ fn an_aborted_batch_is_produced_again_without_a_restore(mode: Mode, seed: u64) {
         c.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_RECORD]);
     });
     assert!(report.aborts >= 1 && report.resent >= 1, "no batch aborted and produced again: {report:?}");
-    assert_eq!(report.restores, u64::from(super::harness::PARTITIONS as u32), "only the first restores: {report:?}");
+    assert_eq!(report.restores, super::harness::PARTITIONS as u64, "only the first restores: {report:?}");
 }
 
 #[test]

@@ -169,8 +169,13 @@ impl OrderedWorker {
     /// Asks for a reply once everything handed over so far is through and its records are
     /// with the producer: `Ok`, or the first failure since the last barrier.
     pub fn barrier(&self) -> Barrier {
+        self.ask(Job::Barrier)
+    }
+
+    /// Sends the job `job` makes of a reply channel; the reply comes through the [`Barrier`].
+    fn ask(&self, job: fn(SyncSender<Option<ServiceError>>) -> Job) -> Barrier {
         let (reply, done) = sync_channel(1);
-        self.send(Job::Barrier(reply));
+        self.send(job(reply));
         Barrier(done)
     }
 
@@ -189,9 +194,7 @@ impl OrderedWorker {
     /// for them all to be handed to the producer again (in the transaction now open), with a
     /// reply as [`OrderedWorker::barrier`]'s once they are.
     pub fn resend(&self) -> Barrier {
-        let (reply, done) = sync_channel(1);
-        self.send(Job::Resend(reply));
-        Barrier(done)
+        self.ask(Job::Resend)
     }
 
     /// Finishes the queued work and joins the thread.
