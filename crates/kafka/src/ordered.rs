@@ -249,6 +249,10 @@ impl Worker {
                     self.shards.remove(&p);
                     self.parked.remove(&p);
                     self.kept.remove(&p);
+                    if self.kept.is_empty() {
+                        // Every batch record is gone with its shard (a rewind): none is missing.
+                        self.kept_all.store(true, Ordering::Release);
+                    }
                 }
                 Job::Park(p) => {
                     // Between rounds: its records are committed.

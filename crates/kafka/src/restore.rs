@@ -319,22 +319,16 @@ impl ChangelogReader {
                     // a new leader whose high watermark has not caught up yet: the records up
                     // to the range's end are committed, so the reader waits for them (silence
                     // counted) rather than restoring without them.
-                    match position_of(reader, topic, shard) {
-                        Some(at) if at < high => {
-                            tracing::warn!(
-                                shard,
-                                at,
-                                high,
-                                "changelog end reported below the restore's range; waiting"
-                            );
-                            *silent += polled_at.elapsed();
-                            continue;
-                        }
-                        _ => {
-                            *next = high;
-                            break;
-                        }
+                    // No position yet: nothing came since the assignment, which fetched from
+                    // `next`.
+                    let at = position_of(reader, topic, shard).unwrap_or(*next);
+                    if at < high {
+                        tracing::warn!(shard, at, high, "changelog end reported below the restore's range; waiting");
+                        *silent += polled_at.elapsed();
+                        continue;
                     }
+                    *next = high;
+                    break;
                 }
                 Some(Err(e)) => return Err(e),
                 // Past the range (its last offsets were transaction markers, which are not

@@ -1262,10 +1262,13 @@ impl Service {
             self.metrics.transaction(false);
             self.report.aborts += 1;
             self.aborts_in_a_row = self.aborts_in_a_row.saturating_add(1);
-            self.pause_after_aborts();
             // A group that moved on takes no offsets from this generation: the shards may be
-            // another member's by now, which a poll of the group says.
-            if refused_as_too_large || group_moved || tries == most || !self.all_kept() {
+            // another member's by now, which a poll of the group says (without delay).
+            if group_moved {
+                return self.rewind();
+            }
+            self.pause_after_aborts();
+            if refused_as_too_large || tries == most || !self.all_kept() {
                 return self.rewind();
             }
             tries += 1;
@@ -1413,6 +1416,8 @@ fn is_fatal(e: &KafkaError) -> bool {
     match e {
         KafkaError::Transaction(t) => t.is_fatal(),
         KafkaError::MessageProduction(RDKafkaErrorCode::Fatal) => true,
+        // A static member another instance took the place of, or a client in a fatal state.
+        KafkaError::ConsumerCommit(RDKafkaErrorCode::Fatal | RDKafkaErrorCode::FencedInstanceId) => true,
         _ => false,
     }
 }
@@ -1420,13 +1425,13 @@ fn is_fatal(e: &KafkaError) -> bool {
 /// Whether `e` says this member's group generation is over (a rebalance began, or the group
 /// dropped it): offsets of the batch cannot be committed until the group is polled.
 fn has_left_group(e: &KafkaError) -> bool {
-    use RDKafkaErrorCode::{FencedInstanceId, IllegalGeneration, RebalanceInProgress, UnknownMemberId};
+    use RDKafkaErrorCode::{IllegalGeneration, RebalanceInProgress, UnknownMemberId};
     let code = match e {
         KafkaError::Transaction(t) => t.code(),
         KafkaError::ConsumerCommit(c) => *c,
         _ => return false,
     };
-    matches!(code, IllegalGeneration | UnknownMemberId | RebalanceInProgress | FencedInstanceId)
+    matches!(code, IllegalGeneration | UnknownMemberId | RebalanceInProgress)
 }
 
 #[cfg(test)]
@@ -1457,6 +1462,7 @@ mod tests {
         assert!(!has_left_group(&KafkaError::ConsumerCommit(RequestTimedOut)));
         assert!(!has_left_group(&KafkaError::MessageProduction(InvalidRecord)));
         assert!(is_fatal(&KafkaError::MessageProduction(Fatal)));
+        assert!(is_fatal(&KafkaError::ConsumerCommit(FencedInstanceId)));
         assert!(!is_fatal(&KafkaError::MessageProduction(InvalidRecord)));
     }
 }
