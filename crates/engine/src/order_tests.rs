@@ -66,17 +66,16 @@ fn traffic() -> impl Strategy<Value = Vec<Event>> {
     ];
     let one = (0u8..4, prop_oneof![0i64..600, 0i64..4 * 3600], kinds, 0u8..3, prop::option::of(0u8..2));
     // Customers 0 to 2 are always named the same way. Customer 3 is named by email for the
-    // first hour, by phone for the second, and by both from 2 h 5 min on: two profiles, merged
-    // by its first event naming both, with none of its events within five minutes before it,
-    // so no merge falls in a shuffled span (a merge takes effect when its event arrives, see
-    // docs/moments.md).
+    // first hour, by phone for the second, and by both from then on: two profiles, merged by
+    // its first event naming both, which the shuffle may move among its own and others'
+    // events (a merge takes effect at its event's time, see docs/moments.md).
     let names = |c: u8, secs: i64| match (c, secs) {
         (0, _) => (secs, Names::Email),
         (1, _) => (secs, Names::Phone),
         (2, _) => (secs, Names::Both),
         (_, s) if s < 3600 => (s, Names::Email),
         (_, s) if s < 7200 => (s, Names::Phone),
-        (_, s) => (s.max(7500), Names::Both),
+        (_, s) => (s, Names::Both),
     };
     prop::collection::vec(one, 1..50).prop_map(move |raw| {
         let mut events: Vec<Event> = raw
