@@ -105,10 +105,16 @@ pub struct OrderedWorker {
 impl OrderedWorker {
     /// Starts the thread.
     pub fn start(outputs: OrderedOutputs) -> std::io::Result<Self> {
+        Self::start_keeping(outputs, KEPT_BYTES)
+    }
+
+    /// Starts the thread, a shard's batch keeping up to `keep_bytes` of records.
+    fn start_keeping(outputs: OrderedOutputs, keep_bytes: usize) -> std::io::Result<Self> {
         let (jobs, rx) = channel();
         let kept_all = Arc::new(AtomicBool::new(true));
         let worker = Worker {
             kept_all: kept_all.clone(),
+            keep_bytes,
             shards: BTreeMap::new(),
             parked: BTreeMap::new(),
             writer: OutputWriter::new(outputs.schemas),
@@ -222,8 +228,10 @@ struct Worker {
     writer: OutputWriter,
     /// Per shard, the records made since the last commit.
     kept: BTreeMap<i32, Kept>,
-    /// Cleared when a shard's batch outgrows [`KEPT_BYTES`], set again at the commit.
+    /// Cleared when a shard's batch outgrows `keep_bytes`, set again at the commit.
     kept_all: Arc<AtomicBool>,
+    /// Most bytes of records a shard's batch keeps ([`KEPT_BYTES`]).
+    keep_bytes: usize,
     outputs: OrderedOutputs,
     /// The first failure to hand a record to the producer since the last barrier: records
     /// are made and kept on, but not sent, until they are all sent again.
@@ -312,7 +320,7 @@ impl Worker {
                 Err(e) => self.failed = Some(e),
             }
         }
-        if k.out.byte_len() > KEPT_BYTES {
+        if k.out.byte_len() > self.keep_bytes {
             // Past what a batch may keep: the batch is rewound if it fails.
             k.out.clear();
             k.sent = 0;
@@ -378,6 +386,11 @@ mod tests {
     /// A worker whose producer only queues (its broker never answers): records handed to it
     /// are counted per destination as they are sent.
     fn worker() -> (OrderedWorker, Arc<ServiceMetrics>, Vec<(String, IntCounter)>) {
+        worker_keeping(KEPT_BYTES)
+    }
+
+    /// [`worker`], a shard's batch keeping up to `keep_bytes` of records.
+    fn worker_keeping(keep_bytes: usize) -> (OrderedWorker, Arc<ServiceMetrics>, Vec<(String, IntCounter)>) {
         let producer = ClientConfig::new()
             .set("bootstrap.servers", "127.0.0.1:9")
             .create_with_context(DeliveryContext::default())
@@ -393,7 +406,17 @@ mod tests {
             schemas: OutputSchemas::bundled(&BundledIds::default()),
             metrics: metrics.clone(),
         };
-        (OrderedWorker::start(outputs).expect("thread"), metrics, destinations)
+        (OrderedWorker::start_keeping(outputs, keep_bytes).expect("thread"), metrics, destinations)
+    }
+
+    /// Waits for the reply of `barrier`.
+    fn answer(barrier: Barrier) -> Result<(), ServiceError> {
+        loop {
+            match barrier.poll() {
+                Some(reply) => break reply,
+                None => std::thread::yield_now(),
+            }
+        }
     }
 
     fn handed(engine: &mut Engine, id: &str, t: i64) -> Handed {
@@ -417,16 +440,45 @@ mod tests {
         worker.install(0, ordered.expect("ordered stages"));
         let events: Vec<Handed> = (0..3).map(|i| handed(&mut engine, &format!("e{i}"), i * 60_000)).collect();
         worker.events(0, events);
-        let barrier = worker.barrier();
-        let reply = loop {
-            match barrier.poll() {
-                Some(reply) => break reply,
-                None => std::thread::yield_now(),
-            }
-        };
+        let reply = answer(worker.barrier());
         assert!(reply.is_ok(), "{reply:?}");
         // Three timeline records, written by the ordered thread before it answered.
         assert_eq!(destinations[0].1.get(), 3);
+    }
+
+    #[test]
+    fn an_aborted_batch_s_records_are_sent_again_until_its_commit() {
+        let (worker, _, destinations) = worker();
+        let (mut engine, ordered) = Pipeline::new(&EngineConfig::default()).expect("pipeline").into_parts();
+        worker.install(0, ordered.expect("ordered stages"));
+        let events: Vec<Handed> = (0..3).map(|i| handed(&mut engine, &format!("e{i}"), i * 60_000)).collect();
+        worker.events(0, events);
+        answer(worker.barrier()).expect("sent");
+        assert!(worker.kept_all());
+        answer(worker.resend()).expect("sent again");
+        assert_eq!(destinations[0].1.get(), 6, "the three timeline records, twice");
+        worker.committed();
+        answer(worker.resend()).expect("nothing to send");
+        assert_eq!(destinations[0].1.get(), 6, "committed: forgotten");
+    }
+
+    #[test]
+    fn a_batch_past_what_it_may_keep_keeps_nothing_until_its_commit_or_its_shard_goes() {
+        let (worker, _, _) = worker_keeping(1);
+        let (mut engine, ordered) = Pipeline::new(&EngineConfig::default()).expect("pipeline").into_parts();
+        worker.install(0, ordered.expect("ordered stages"));
+        worker.events(0, vec![handed(&mut engine, "e0", 0)]);
+        answer(worker.barrier()).expect("sent");
+        assert!(!worker.kept_all(), "one record is more than a byte");
+        worker.committed();
+        answer(worker.barrier()).expect("nothing");
+        assert!(worker.kept_all());
+        worker.events(0, vec![handed(&mut engine, "e1", 60_000)]);
+        answer(worker.barrier()).expect("sent");
+        assert!(!worker.kept_all());
+        worker.remove(0);
+        answer(worker.barrier()).expect("nothing");
+        assert!(worker.kept_all(), "a rewind dropped the shard: nothing kept, nothing missing");
     }
 
     #[test]
