@@ -85,6 +85,20 @@ fn an_aborted_batch_is_produced_again_without_a_restore_at_least_once() {
     an_aborted_batch_is_produced_again_without_a_restore(Mode::AtLeastOnce, 39);
 }
 
+/// A transaction whose offsets the group refuses (this member's generation is over) cannot
+/// succeed with them: the batch is rewound at once, not produced again, and the group polled.
+#[test]
+fn a_batch_the_group_moved_on_from_is_rewound_not_produced_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup(150, 40, Mode::ExactlyOnce, dir.path());
+    let report = run_with(&s, |s| {
+        let c = s.cluster.cluster();
+        c.request_errors(RDKafkaApiKey::TxnOffsetCommit, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION]);
+    });
+    assert!(report.aborts >= 1 && report.resent == 0, "{report:?}");
+    assert!(report.restores > super::harness::PARTITIONS as u64, "rewound: {report:?}");
+}
+
 /// In `at_least_once`, outputs refused for good while the round runs (their reports come long
 /// before the commit) fail the commit: the batch is rewound and produced again, nothing lost.
 #[test]
