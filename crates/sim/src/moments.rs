@@ -736,11 +736,19 @@ pub(crate) fn derive(events: &[WireEvent], truth: &[TruthRecord], links: &Links)
             });
         }
         // Waits settled by an event the key event's profile could not hold yet when the timer
-        // fell due (plus the lateness the detector waits).
+        // fell due (plus the lateness the detector waits), nor reach otherwise: the contract
+        // settles a wait across profiles by the case id the response names and by the message
+        // it replies to, so those settle it in time whatever the identifiers.
         for w in walk.settled {
             let (key, by) = (&truth[evs[w.key].global], &truth[evs[w.by].global]);
             let seen_by = w.due.saturating_add(ALLOWED_LATENESS_MS);
             if links.linked_by(evs[w.by].global, evs[w.key].global, seen_by) {
+                continue;
+            }
+            let (waiting, response) = (&evs[w.key], &evs[w.by]);
+            let same_case = response.case.is_some() && response.case == case_id_of(&w.case_key);
+            let replies_to_it = response.keys[1].is_some() && response.keys[1] == waiting.keys[0];
+            if w.moment == FIRST_RESPONSE_SLA_BREACH && response.time <= w.due && (same_case || replies_to_it) {
                 continue;
             }
             out.push(MomentTruth {
@@ -1119,18 +1127,34 @@ mod tests {
         assert_eq!(only(&twice, ABANDONED_CONTACT), vec![(1, 34.0)]);
     }
 
+    /// Every moment and settled wait of one person's `list` (truth built from its identifiers).
+    fn rows(list: Vec<E>) -> Vec<MomentTruth> {
+        let events: Vec<WireEvent> = list.iter().enumerate().map(|(i, x)| x.wire(format!("ev-{i:04}"))).collect();
+        let persons = vec!["acme/p1"; events.len()];
+        let links = crate::truth::links(&events, &persons, &Default::default());
+        let truth = crate::truth::build(&events, &persons, &links);
+        derive(&events, &truth, &links)
+    }
+
+    /// A wait answered where no identifier links, by a response naming its case or replying to
+    /// its message: the contract settles it across profiles, so it is neither a moment nor a
+    /// wait out of reach (which would excuse a detector firing there).
+    #[test]
+    fn a_wait_answered_by_its_case_or_its_message_is_settled_within_reach() {
+        let mail = || e(Email, "m1", K::Message, Inbound, 0.0).case("C1");
+        let by_case = vec![mail(), e(Chat, "s9", K::Message, Outbound, 30.0).case("C1"), later(600.0)];
+        let by_reply = vec![mail(), e(Email, "m9", K::Message, Outbound, 30.0).reply_to("m1"), later(600.0)];
+        for list in [by_case, by_reply] {
+            let m = rows(list);
+            assert!(m.iter().all(|m| m.moment_type != FIRST_RESPONSE_SLA_BREACH), "{m:?}");
+        }
+    }
+
     /// An abandoned call the person made up for in a chat that nothing links to the call: no
     /// moment, but a wait settled out of reach (a streaming detector sees an abandon); made up
     /// for by a call from the same number, nothing at all.
     #[test]
     fn an_abandon_settled_by_an_unlinked_contact_is_recorded_as_out_of_reach() {
-        let rows = |list: Vec<E>| {
-            let events: Vec<WireEvent> = list.iter().enumerate().map(|(i, x)| x.wire(format!("ev-{i:04}"))).collect();
-            let persons = vec!["acme/p1"; events.len()];
-            let links = crate::truth::links(&events, &persons, &Default::default());
-            let truth = crate::truth::build(&events, &persons, &links);
-            derive(&events, &truth, &links)
-        };
         let abandoned = || {
             vec![e(Phone, "c1", K::CallStarted, Inbound, 0.0), e(Phone, "c1", K::CallAbandoned, Inbound, 4.0).wait(4.0)]
         };

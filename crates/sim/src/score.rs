@@ -14,7 +14,7 @@ use std::hash::BuildHasher;
 
 use serde::{Deserialize, Serialize};
 
-use crate::moments::{match_window_ms, MomentTruth, COOLDOWN_MS, HIGH_EFFORT_JOURNEY, MOMENT_TYPES, REPEAT_CONTACT};
+use crate::moments::{match_window_ms, MomentTruth, HIGH_EFFORT_JOURNEY, MOMENT_TYPES, REPEAT_CONTACT};
 use crate::truth::TruthRecord;
 
 /// The key of an event in clusterings and event maps: its tenant and event id (event ids are
@@ -216,7 +216,7 @@ pub struct DetectedMoment {
 pub enum MatchRule {
     /// The same key event.
     KeyEvent,
-    /// The same person and case id, within [`CASE_WINDOW_MS`].
+    /// The same person and case id, within the moment's own window.
     PersonAndCase,
     /// The same person and an event that defines both moments (see [`score_moments`]), within
     /// the moment's own window.
@@ -342,10 +342,6 @@ pub struct MomentScores {
     pub unmatched_examples: Vec<MomentExample>,
 }
 
-/// A detection matches a truth moment by person and case only this close in time: the
-/// contract's cool-down, within which a profile has one moment of a type per case.
-pub const CASE_WINDOW_MS: i64 = COOLDOWN_MS;
-
 /// The events that define a moment of type `moment` whose key event is `key` and evidence
 /// `evidence`: the counted conversations of a repeat contact and of a high-effort journey (the
 /// same count seen at another event is the same moment), else the key event alone (a hop's
@@ -364,12 +360,13 @@ fn defining<'a>(moment: &str, key: &'a str, evidence: &'a [String]) -> impl Iter
 /// each rule over all detections not yet matched before the next rule, a detection matches a
 /// truth moment of its tenant and type:
 /// 1. with the same key event;
-/// 2. failing that, the nearest in time within [`CASE_WINDOW_MS`] after it of the same person (the
-///    person of the detection's key event) and the same case id;
-/// 3. failing that, the nearest in time within the moment's own window after it (`channel_hop` 60 min,
-///    `repeat_contact` 7 days, `first_response_sla_breach` 4 h, the longest SLA,
+/// 2. failing that, the nearest in time within the moment's own window after it (`channel_hop`
+///    60 min, `repeat_contact` 7 days, `first_response_sla_breach` 4 h, the longest SLA,
 ///    `negative_sentiment_after_contact` 48 h, `abandoned_contact` 30 min, others the 24 h
-///    cool-down) of the same person, with an event that defines both: the detection's key
+///    cool-down) of the same person (the person of the detection's key event) and the same
+///    case id: a detection later than that reports the moment too late to act on it;
+/// 3. failing that, the nearest in time within the moment's own window after it of the same
+///    person, with an event that defines both: the detection's key
 ///    event or, for `repeat_contact` and `high_effort_journey`, any event it counted, among the
 ///    truth moment's (the same conversations counted, seen at another conversation because one
 ///    of them was not yet linked to the profile); only truth moments nothing matched yet.
@@ -451,7 +448,7 @@ pub fn match_moments<S: BuildHasher>(
         let (Some(person), Some(case)) = (person_of(d), &d.case_id) else { continue };
         let key = (d.tenant.as_str(), d.moment_type.as_str(), person.as_str(), case.as_str());
         let Some(candidates) = by_case.get(&key) else { continue };
-        if let Some(t) = nearest(d, &mut candidates.iter().copied(), CASE_WINDOW_MS, &matched) {
+        if let Some(t) = nearest(d, &mut candidates.iter().copied(), match_window_ms(&d.moment_type), &matched) {
             outcome[i] = Some(claim(t, MatchRule::PersonAndCase, &mut matched));
         }
     }
@@ -868,6 +865,20 @@ mod tests {
         let near = detection(FIRST_RESPONSE_SLA_BREACH, "e3", 10_500 + DAY, "e", Some("C1"));
         let s = &score_moments(&truth, &[detected, vec![near]].concat(), &persons())[FIRST_RESPONSE_SLA_BREACH];
         assert_eq!((s.matched, s.matched_by.person_and_case), (2, 1));
+    }
+
+    /// By person and case, a detection reports the moment only within the moment's own
+    /// window: a hop found hours later in the case is too late to hand off warm.
+    #[test]
+    fn the_case_fallback_reaches_as_far_as_the_moment_s_window() {
+        let truth = vec![truth_moment(CHANNEL_HOP, "p1", Some("C1"), "e1", 10_000, true)];
+        let late = vec![detection(CHANNEL_HOP, "e4", 10_000 + 2 * HOUR, "a", Some("C1"))];
+        assert_eq!(match_moments(&truth, &late, &persons()), [Outcome::Unmatched]);
+        let soon = vec![detection(CHANNEL_HOP, "e4", 10_000 + HOUR / 2, "a", Some("C1"))];
+        assert_eq!(
+            match_moments(&truth, &soon, &persons()),
+            [Outcome::Hit { truth: 0, rule: MatchRule::PersonAndCase }]
+        );
     }
 
     /// A detection made before the moment was true matches it by no rule, not even by its
