@@ -691,19 +691,6 @@ impl Detector {
         self.tenant(tenant).merge_profiles(tenant, survivor, absorbed, None)
     }
 
-    /// [`Detector::merge_profiles`] for a merge an event of time `at` caused (it may not be
-    /// released yet): a repeat contact the merge reveals is actionable from `at` at the
-    /// latest, not from the detector's clock, which lags the event by up to the lateness.
-    pub fn merge_profiles_at(
-        &mut self,
-        tenant: &Tenant,
-        survivor: ProfileId,
-        absorbed: ProfileId,
-        at: EventTime,
-    ) -> Vec<Intervention> {
-        self.tenant(tenant).merge_profiles(tenant, survivor, absorbed, Some(at))
-    }
-
     /// Predicted effort against CES answers, over every tenant.
     pub fn effort_agreement(&self) -> EffortAgreement {
         let mut all = AgreementSums::default();

@@ -1100,13 +1100,18 @@ fn a_merge_that_joins_a_burst_of_conversations_reveals_the_repeat_contact() {
     assert!(i.expires_at > EventTime(T0 + 5 * DAY), "found now, not already expired: {:?}", i.expires_at);
     assert_eq!(i.profile_id, pid(1).to_string());
     assert_eq!(i.intervention_id, Intervention::derive_id("acme", RepeatContact, "c"));
-    // Joined by an event far ahead of the detector's clock (not released yet): actionable from
-    // that event's time, not already expired by it.
+    // Joined by an event days later: actionable from that event's time, not already expired
+    // by it.
     let mut r = Run::new();
     r.feed(pid(2), ev("a", 0, Email, Inbound, Message).key("email:<a>"));
     r.feed(pid(1), ev("b", DAY, Chat, Inbound, ChatStarted).key("chat:B"));
     r.feed(pid(2), ev("c", 2 * DAY, Phone, Inbound, CallStarted).key("call:c"));
-    let found = r.d.merge_profiles_at(&Tenant::new("acme"), pid(1), pid(2), EventTime(T0 + 9 * DAY));
+    let joining = ev("j", 9 * DAY, Email, Internal, CaseOpened);
+    let found: Vec<Intervention> =
+        r.d.observe_merging(pid(1), &joining.event, &joining.thread_id(), &[(pid(1), pid(2))])
+            .into_iter()
+            .filter(|i| i.moment_type == RepeatContact)
+            .collect();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].expires_at, EventTime(T0 + 10 * DAY), "a day from the joining event");
     // A window made of one side's conversations only was that side's to detect: nothing new.
