@@ -26,7 +26,7 @@ use crate::metrics::ServiceMetrics;
 use crate::outputs::{OutBatch, OutputWriter};
 use crate::registry::OutputSchemas;
 use crate::service::ServiceError;
-use crate::shard::{send, KEPT_BYTES};
+use crate::shard::{KeptBatch, KEPT_BYTES};
 
 /// Applied events a shard hands over at once (fewer at a commit).
 pub const HANDOVER: usize = 64;
@@ -98,7 +98,7 @@ impl Barrier {
 pub struct OrderedWorker {
     jobs: Option<Sender<Job>>,
     thread: Option<JoinHandle<()>>,
-    /// Whether the thread keeps every record since the last commit (see [`Kept`]).
+    /// Whether the thread keeps every record since the last commit (see [`KeptBatch`]).
     kept_all: Arc<AtomicBool>,
 }
 
@@ -227,7 +227,7 @@ struct Worker {
     parked: BTreeMap<i32, Ordered>,
     writer: OutputWriter,
     /// Per shard, the records made since the last commit.
-    kept: BTreeMap<i32, Kept>,
+    kept: BTreeMap<i32, KeptBatch>,
     /// Cleared when a shard's batch outgrows `keep_bytes`, set again at the commit.
     kept_all: Arc<AtomicBool>,
     /// Most bytes of records a shard's batch keeps ([`KEPT_BYTES`]).
@@ -238,12 +238,9 @@ struct Worker {
     failed: Option<ServiceError>,
 }
 
-/// A shard's output records since the last commit, kept until it (an aborted transaction is
-/// produced again from them), and how many of them are with the producer.
-#[derive(Default)]
-struct Kept {
-    out: OutBatch,
-    sent: usize,
+/// Shard `p`'s batch of records in `kept`, started (keeping up to `limit` bytes) if new.
+fn kept_out(kept: &mut BTreeMap<i32, KeptBatch>, p: i32, limit: usize) -> &mut OutBatch {
+    &mut kept.entry(p).or_insert_with(|| KeptBatch::new(limit)).out
 }
 
 impl Worker {
@@ -288,22 +285,14 @@ impl Worker {
                     let _ = reply.send(self.failed.take());
                 }
                 Job::Committed => {
-                    for k in self.kept.values_mut() {
-                        k.out.clear();
-                        k.sent = 0;
-                    }
+                    self.kept.values_mut().for_each(KeptBatch::committed);
                     self.kept_all.store(true, Ordering::Release);
                 }
                 Job::Resend(reply) => {
                     self.failed = None;
-                    for k in self.kept.values_mut() {
-                        k.sent = 0;
-                    }
-                    let shards: Vec<i32> = self.kept.keys().copied().collect();
-                    for p in shards {
-                        self.send_new(p);
-                    }
-                    let _ = reply.send(self.failed.take());
+                    let (producer, destinations) = (&self.outputs.producer, &self.outputs.destinations);
+                    let sent = self.kept.values_mut().try_for_each(|k| k.send_again(producer, destinations));
+                    let _ = reply.send(sent.err());
                 }
                 Job::Gauges => self.gauges(),
             }
@@ -315,15 +304,11 @@ impl Worker {
     fn send_new(&mut self, p: i32) {
         let Some(k) = self.kept.get_mut(&p) else { return };
         if self.failed.is_none() {
-            match send(&k.out, k.sent, &self.outputs.producer, &self.outputs.destinations) {
-                Ok(()) => k.sent = k.out.len(),
-                Err(e) => self.failed = Some(e),
+            if let Err(e) = k.send_new(&self.outputs.producer, &self.outputs.destinations) {
+                self.failed = Some(e);
             }
         }
-        if k.out.byte_len() > self.keep_bytes {
-            // Past what a batch may keep: the batch is rewound if it fails.
-            k.out.clear();
-            k.sent = 0;
+        if !k.keep_within_limit() {
             self.kept_all.store(false, Ordering::Release);
         }
     }
@@ -331,7 +316,7 @@ impl Worker {
     /// Writes the records of `events` of shard `p` and runs them through its ordered stages,
     /// keeping every record.
     fn apply(&mut self, p: i32, events: Vec<Handed>) {
-        let out = &mut self.kept.entry(p).or_default().out;
+        let out = kept_out(&mut self.kept, p, self.keep_bytes);
         let mut ordered = self.shards.get_mut(&p);
         let metrics = &self.outputs.metrics;
         for Handed { event, applied } in events {
@@ -355,7 +340,7 @@ impl Worker {
         for i in &found {
             self.outputs.metrics.intervention(i.moment_type);
         }
-        self.writer.interventions(&found, &mut self.kept.entry(p).or_default().out);
+        self.writer.interventions(&found, kept_out(&mut self.kept, p, self.keep_bytes));
     }
 
     fn gauges(&self) {

@@ -142,14 +142,8 @@ pub struct Shard {
     changelog: ChangelogBatch,
     tenants: Tenants,
     writer: OutputWriter,
-    /// The output records since the last commit, kept until it: an aborted transaction is
-    /// produced again from them, without restoring the state that made them.
-    out: OutBatch,
-    /// How many of `out` are with the producer.
-    sent: usize,
-    /// Whether `out` holds every record since the last commit (not so once a batch outgrew
-    /// [`KEPT_BYTES`]).
-    kept_all: bool,
+    /// The output records since the last commit.
+    kept: KeptBatch,
     /// Input records counted since the last drain.
     tally: InputTally,
     /// Per tenant, where its event-time clock stands for `idle_clock_ms` (kept only when on).
@@ -234,9 +228,7 @@ impl Shard {
             changelog: ChangelogBatch::default(),
             tenants,
             writer: OutputWriter::new(outputs),
-            out: OutBatch::default(),
-            sent: 0,
-            kept_all: true,
+            kept: KeptBatch::new(KEPT_BYTES),
             tally: InputTally::default(),
         }
     }
@@ -330,7 +322,7 @@ impl Shard {
                 let why = Refusal { topic, partition: p, offset, code, reason: &reason, headers: &msg.headers };
                 let max =
                     shared.producer.context().limits().max_bytes(&config.topics.deadletter, config.max_message_bytes());
-                self.writer.dead_letter(msg.key.as_deref(), msg.payload.as_deref(), &why, max, &mut self.out);
+                self.writer.dead_letter(msg.key.as_deref(), msg.payload.as_deref(), &why, max, &mut self.kept.out);
                 self.tally.input(channel, Outcome::DeadLettered);
                 metrics.dead_letter(code);
             }
@@ -345,7 +337,7 @@ impl Shard {
                             self.note_clock(&event.tenant, event.time.0, shared.horizons);
                         }
                         if self.changelog.would_outgrow(datum.len(), BATCH_BYTES) {
-                            self.writer.changelog(p, &mut self.changelog, &mut self.out);
+                            self.writer.changelog(p, &mut self.changelog, &mut self.kept.out);
                         }
                         self.changelog.push(&ChangelogEntry {
                             channel,
@@ -354,7 +346,7 @@ impl Shard {
                             writer: None,
                         });
                         if self.changelog.is_full(BATCH_BYTES) {
-                            self.writer.changelog(p, &mut self.changelog, &mut self.out);
+                            self.writer.changelog(p, &mut self.changelog, &mut self.kept.out);
                         }
                         self.tally.input(channel, Outcome::Applied);
                         self.tally.identity(applied.merges.len(), applied.conflicts.len());
@@ -413,7 +405,7 @@ impl Shard {
         }
         let recorded = shared.config.mode == Mode::ExactlyOnce;
         if recorded {
-            self.writer.changelog(self.index, &mut self.changelog, &mut self.out);
+            self.writer.changelog(self.index, &mut self.changelog, &mut self.kept.out);
         }
         let position = [0, 1, 2, 3].map(|lane| self.next[lane].or(self.position[lane]));
         let mut moved = 0;
@@ -423,7 +415,7 @@ impl Shard {
             (c.since, c.owed_ms) = (now, 0);
             if recorded {
                 let entry = ClockEntry { tenant: tenant.as_str(), time: c.event_ms, position };
-                self.writer.clock(self.index, &entry, &mut self.out);
+                self.writer.clock(self.index, &entry, &mut self.kept.out);
             }
             shared.worker.advance_clock(self.index, tenant.clone(), EventTime(c.event_ms));
             moved += 1;
@@ -455,7 +447,7 @@ impl Shard {
     /// records to the producer: the last writes of a transaction (with the ordered thread's).
     pub fn write_batched(&mut self, shared: &Shared<'_>) -> Result<(), ServiceError> {
         shared.worker.events(self.index, std::mem::replace(&mut self.handed, Vec::with_capacity(HANDOVER)));
-        self.writer.changelog(self.index, &mut self.changelog, &mut self.out);
+        self.writer.changelog(self.index, &mut self.changelog, &mut self.kept.out);
         let mut written = HashSet::with_capacity(self.dirty.len());
         let identity = self.engine.identity();
         let max = shared
@@ -466,7 +458,8 @@ impl Shard {
         for (tenant, id) in self.dirty.drain(..) {
             // A profile merged away since resolves to its survivor (its tombstone is out).
             let (Some(graph), Some(p)) = (identity.graph(&tenant), identity.profile(&tenant, id)) else { continue };
-            if written.insert((tenant.clone(), p.id)) && self.writer.profile(&tenant, graph, p, max, &mut self.out) {
+            if written.insert((tenant.clone(), p.id)) && self.writer.profile(&tenant, graph, p, max, &mut self.kept.out)
+            {
                 shared.metrics.profile_records_cut.inc();
                 tracing::warn!(shard = self.index, profile = %p.id, "profile record cut to fit message.max.bytes");
             }
@@ -488,34 +481,90 @@ impl Shard {
         self.commit_by = None;
         self.dirty.clear();
         self.handed.clear();
-        self.out.clear();
-        self.sent = 0;
-        self.kept_all = true;
+        self.kept.committed();
     }
 
     /// Hands the output records not yet sent to the producer (waiting while its queue is full).
     fn send_all(&mut self, shared: &Shared<'_>) -> Result<(), ServiceError> {
-        send(&self.out, self.sent, shared.producer, shared.destinations)?;
-        self.sent = self.out.len();
-        if self.out.byte_len() > KEPT_BYTES {
-            // Past what a batch may keep: the batch is rewound if it fails.
-            self.out.clear();
-            self.sent = 0;
-            self.kept_all = false;
-        }
+        self.kept.send_new(shared.producer, shared.destinations)?;
+        self.kept.keep_within_limit();
         Ok(())
     }
 
     /// Whether every output record since the last commit is kept (to produce again).
     pub fn kept_all(&self) -> bool {
-        self.kept_all
+        self.kept.is_whole()
     }
 
     /// The transaction that held this batch's records was aborted: hands them all to the
     /// producer again (the state that made them is kept; see [`Shard::kept_all`]).
     pub fn resend(&mut self, shared: &Shared<'_>) -> Result<(), ServiceError> {
+        self.kept.send_again(shared.producer, shared.destinations)
+    }
+}
+
+/// A batch's output records, kept until its commit: an aborted transaction is produced again
+/// from them, without restoring the state that made them. One per shard on each thread.
+#[derive(Debug)]
+pub(crate) struct KeptBatch {
+    /// The records since the last commit.
+    pub(crate) out: OutBatch,
+    /// How many of `out` are with the producer.
+    sent: usize,
+    /// Whether `out` holds every record since the last commit (not so once it outgrew `limit`).
+    whole: bool,
+    /// Most bytes of records kept.
+    limit: usize,
+}
+
+impl KeptBatch {
+    /// An empty batch keeping up to `limit` bytes of records.
+    pub(crate) fn new(limit: usize) -> Self {
+        KeptBatch { out: OutBatch::default(), sent: 0, whole: true, limit }
+    }
+
+    /// Hands the records not yet sent to `producer`.
+    pub(crate) fn send_new(
+        &mut self,
+        producer: &ThreadedProducer<DeliveryContext>,
+        destinations: &[(String, IntCounter)],
+    ) -> Result<(), ServiceError> {
+        send(&self.out, self.sent, producer, destinations)?;
+        self.sent = self.out.len();
+        Ok(())
+    }
+
+    /// Hands every record kept to `producer` again (their transaction was aborted).
+    pub(crate) fn send_again(
+        &mut self,
+        producer: &ThreadedProducer<DeliveryContext>,
+        destinations: &[(String, IntCounter)],
+    ) -> Result<(), ServiceError> {
         self.sent = 0;
-        self.send_all(shared)
+        self.send_new(producer, destinations)
+    }
+
+    /// Past its limit, forgets its records (sent or not): the batch is no longer whole, and is
+    /// rewound if it fails. Returns whether it is whole.
+    pub(crate) fn keep_within_limit(&mut self) -> bool {
+        if self.out.byte_len() > self.limit {
+            self.out.clear();
+            self.sent = 0;
+            self.whole = false;
+        }
+        self.whole
+    }
+
+    /// Whether it holds every record since the last commit.
+    pub(crate) fn is_whole(&self) -> bool {
+        self.whole
+    }
+
+    /// The batch is committed: its records are forgotten.
+    pub(crate) fn committed(&mut self) {
+        self.out.clear();
+        self.sent = 0;
+        self.whole = true;
     }
 }
 

@@ -503,12 +503,14 @@ impl TenantState {
                 EventKind::Message | EventKind::SocialPost | EventKind::SocialDm | EventKind::ChatStarted
             );
         if let (true, true, Some(sla)) = (s.sla_enabled, waits, s.sla_ms(event.channel)) {
-            let awaiting = p.cases.get(&case_key.digest).filter(|c| c.awaiting);
-            if let (Some(k), Some(own)) = (awaiting.and_then(|c| c.sla.clone()), own) {
+            let case = p.cases.get(&case_key.digest);
+            if let Some(c) = case.filter(|c| c.awaiting) {
                 // A follow-up while the case waits: a reply to it (from any profile: a shared
                 // mailbox answering the latest message) answers the wait too.
-                self.shared.index_elsewhere(own, k);
-            } else if p.cases.get(&case_key.digest).is_some_and(|c| !c.awaiting) {
+                if let (Some(k), Some(own)) = (c.sla.clone(), own) {
+                    self.shared.index_elsewhere(own, k);
+                }
+            } else if case.is_some() {
                 let key = TimerKey {
                     due: t.plus_millis(sla),
                     moment: MomentType::FirstResponseSlaBreach,
