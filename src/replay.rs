@@ -83,7 +83,8 @@ pub fn replay(input: impl Iterator<Item = InputRecord>, mut pipeline: Pipeline, 
                 (source, position, code, reason, payload, None)
             }
             InputRecord::Event { source, position, event, raw } => {
-                let (tenant, time) = (event.tenant().trim(), omnistitch_model::EventTime(event.event_time()));
+                let (tenant, time) =
+                    (omnistitch_model::text::trim(event.tenant()), omnistitch_model::EventTime(event.event_time()));
                 // Checked on valid events only (an invalid one is dead-lettered for what is wrong).
                 if pipeline.engine().is_beyond_retention(tenant, time) && event.validate().is_ok() {
                     let reason = format!(

@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use icu_normalizer::ComposingNormalizerBorrowed;
 use icu_properties::props::GeneralCategory;
 use icu_properties::CodePointMapData;
+use omnistitch_model::text::trim;
 use omnistitch_model::CompactString;
 
 use crate::normalize::{has_bad_chars, NormalizeError};
@@ -25,7 +26,7 @@ use crate::normalize::{has_bad_chars, NormalizeError};
 /// link is not one address.
 pub(crate) fn normalize_email(value: &str) -> Result<CompactString, NormalizeError> {
     let value = compatibility_mapped(value);
-    let addr = strip_mailto(bracketed_address(&value)?.trim())?;
+    let addr = strip_mailto(trim(bracketed_address(&value)?))?;
     if has_bad_chars(addr) || has_format_chars(addr) {
         return Err(NormalizeError::InvalidEmail);
     }

@@ -1,6 +1,7 @@
 //! Identifier normalization: one canonical value per identifier, or a reason why not.
 
 use dashmap::DashMap;
+use omnistitch_model::text::trim;
 use omnistitch_model::{CompactString, Identifier, IdentifierKind, RawIdentifier};
 use phonenumber::country::Id as Region;
 use phonenumber::PhoneNumber;
@@ -121,7 +122,7 @@ impl Normalizer {
 
     /// The canonical form of `raw`.
     pub fn normalize(&self, raw: &RawIdentifier) -> Result<Identifier, NormalizeError> {
-        let value = raw.value.trim();
+        let value = trim(&raw.value);
         if value.is_empty() {
             return Err(NormalizeError::Empty);
         }
@@ -254,8 +255,8 @@ fn parse_phone(value: &str, dialing: &Dialing) -> Result<CompactString, Normaliz
 fn strip_tel(v: &str) -> &str {
     const SCHEME: &str = "tel:";
     match v.get(..SCHEME.len()) {
-        Some(scheme) if scheme.eq_ignore_ascii_case(SCHEME) => v[SCHEME.len()..].trim(),
-        _ => v.trim(),
+        Some(scheme) if scheme.eq_ignore_ascii_case(SCHEME) => trim(&v[SCHEME.len()..]),
+        _ => trim(v),
     }
 }
 
@@ -365,7 +366,7 @@ fn normalize_handle(value: &str) -> Result<CompactString, NormalizeError> {
 /// byte order mark, a bidirectional control) is refused: it would be another identifier that
 /// looks the same.
 pub(crate) fn canonical_handle(handle: &str) -> Result<String, NormalizeError> {
-    let handle = handle.trim();
+    let handle = trim(handle);
     let handle = handle.strip_prefix('@').unwrap_or(handle);
     if handle.is_empty() || has_bad_chars(handle) || has_format_chars(handle) {
         return Err(NormalizeError::InvalidHandle);

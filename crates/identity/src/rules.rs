@@ -5,6 +5,7 @@ use std::sync::LazyLock;
 
 use hashbrown::HashSet;
 
+use omnistitch_model::text::trim;
 use omnistitch_model::{Identifier, IdentifierKind, RawIdentifier};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -399,7 +400,7 @@ impl IdentityRules {
     pub fn is_placeholder_raw(&self, kind: IdentifierKind, raw: &str) -> bool {
         let v = match kind {
             IdentifierKind::SocialHandle => raw_handle(raw),
-            _ => raw.trim(),
+            _ => trim(raw),
         };
         self.builtin_placeholders && is_placeholder_word(v)
     }
@@ -462,7 +463,7 @@ fn is_placeholder_word(v: &str) -> bool {
 
 /// The handle of a raw `platform:handle` value, trimmed and without a leading `@`.
 fn raw_handle(raw: &str) -> &str {
-    let handle = raw.split_once(':').map_or(raw, |(_, h)| h).trim();
+    let handle = trim(raw.split_once(':').map_or(raw, |(_, h)| h));
     handle.strip_prefix('@').unwrap_or(handle)
 }
 

@@ -9,6 +9,7 @@ pub mod identifier;
 pub mod output;
 pub mod profile;
 pub mod short;
+pub mod text;
 pub mod wire;
 
 /// Inline text for event fields: values up to 24 bytes (most ids and identifiers) allocate nothing.

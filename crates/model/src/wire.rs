@@ -9,6 +9,7 @@ use thiserror::Error;
 
 use crate::event::{Channel, Details, Direction, Event, EventKind, EventTime, Survey, Tenant, ThreadRef};
 use crate::identifier::{IdentifierKind, RawIdentifier};
+use crate::text::trim;
 
 /// Earliest accepted event time: 2000-01-01T00:00:00Z.
 pub const MIN_EVENT_TIME_MS: i64 = 946_684_800_000;
@@ -320,7 +321,7 @@ fn key(parts: &[&str]) -> CompactString {
 /// posts, accounts) name the same thing however they are padded, for threading as for identity.
 fn non_empty(v: Option<CompactString>) -> Option<CompactString> {
     let v = v?;
-    let trimmed = v.trim();
+    let trimmed = trim(&v);
     match trimmed.len() {
         0 => None,
         n if n == v.len() => Some(v),
@@ -419,7 +420,7 @@ impl WireEvent {
                 check_opt_len("visitor_id", &e.visitor_id, MAX_ID_LEN)?;
                 check_opt_len("customer_email", &e.customer_email, MAX_ID_LEN)?;
                 check_opt_len("customer_phone", &e.customer_phone, MAX_ID_LEN)?;
-                if e.session_id.trim().is_empty() {
+                if trim(&e.session_id).is_empty() {
                     return Err(ValidationError::MissingField("session_id"));
                 }
                 common_of!(e)
@@ -429,7 +430,7 @@ impl WireEvent {
                 check_len("caller", &e.caller, MAX_ID_LEN)?;
                 check_len("callee", &e.callee, MAX_ID_LEN)?;
                 check_opt_len("customer_line_type", &e.customer_line_type, 32)?;
-                if e.call_id.trim().is_empty() {
+                if trim(&e.call_id).is_empty() {
                     return Err(ValidationError::MissingField("call_id"));
                 }
                 for (field, v) in [("queue_wait_ms", e.queue_wait_ms), ("duration_ms", e.duration_ms)] {
@@ -443,7 +444,7 @@ impl WireEvent {
                 check_len("handle", &e.handle, MAX_ID_LEN)?;
                 check_opt_len("post_id", &e.post_id, MAX_ID_LEN)?;
                 check_opt_len("in_reply_to_post", &e.in_reply_to_post, MAX_ID_LEN)?;
-                if e.platform.trim().is_empty() {
+                if trim(&e.platform).is_empty() {
                     return Err(ValidationError::MissingField("platform"));
                 }
                 common_of!(e)
@@ -487,8 +488,8 @@ impl WireEvent {
                 if let Some(v) = non_empty(e.customer_phone) {
                     ids.push(RawIdentifier::new(IdentifierKind::Phone, v));
                 }
-                thread.key = Some(key(&["chat:", e.session_id.trim()]));
-                ids.push(RawIdentifier::new(IdentifierKind::ChatSession, e.session_id.trim()));
+                thread.key = Some(key(&["chat:", trim(&e.session_id)]));
+                ids.push(RawIdentifier::new(IdentifierKind::ChatSession, trim(&e.session_id)));
                 common
             }
             WireEvent::Phone(mut e) => {
@@ -501,8 +502,8 @@ impl WireEvent {
                 if let Some(n) = non_empty(customer) {
                     ids.push(RawIdentifier::new(IdentifierKind::Phone, n).qualified(e.customer_line_type));
                 }
-                thread.key = Some(key(&["call:", e.call_id.trim()]));
-                ids.push(RawIdentifier::new(IdentifierKind::Call, e.call_id.trim()));
+                thread.key = Some(key(&["call:", trim(&e.call_id)]));
+                ids.push(RawIdentifier::new(IdentifierKind::Call, trim(&e.call_id)));
                 details.queue_wait_ms = e.queue_wait_ms;
                 details.duration_ms = e.duration_ms;
                 details.transfers = e.transfers;
@@ -510,10 +511,10 @@ impl WireEvent {
             }
             WireEvent::Social(mut e) => {
                 let common = e.take_common();
-                if !e.handle.trim().is_empty() {
+                if !trim(&e.handle).is_empty() {
                     ids.push(RawIdentifier::new(IdentifierKind::SocialHandle, key(&[&e.platform, ":", &e.handle])));
                 }
-                let mut platform = CompactString::from(e.platform.trim());
+                let mut platform = CompactString::from(trim(&e.platform));
                 platform.make_ascii_lowercase();
                 thread.key = non_empty(e.post_id).map(|p| key(&["social:", &platform, ":", &p]));
                 thread.parent = non_empty(e.in_reply_to_post).map(|p| key(&["social:", &platform, ":", &p]));
@@ -529,7 +530,7 @@ impl WireEvent {
             ids.push(RawIdentifier::new(IdentifierKind::Case, c.clone()));
         }
         Event {
-            tenant: tenant(common.tenant.trim()),
+            tenant: tenant(trim(&common.tenant)),
             event_id: common.event_id,
             time: EventTime(common.event_time),
             channel,
@@ -547,10 +548,10 @@ impl WireEvent {
     }
 
     fn validate_common(c: CommonRef<'_>, channel: Channel) -> Result<(), ValidationError> {
-        if c.tenant.trim().is_empty() {
+        if trim(&c.tenant).is_empty() {
             return Err(ValidationError::MissingField("tenant"));
         }
-        if c.event_id.trim().is_empty() {
+        if trim(&c.event_id).is_empty() {
             return Err(ValidationError::MissingField("event_id"));
         }
         check_len("tenant", c.tenant, 128)?;
