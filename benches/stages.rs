@@ -1,4 +1,5 @@
-//! Criterion benches of the engine stages: normalization, identity resolution, timeline append.
+//! Criterion benches of the engine stages: normalization, identity resolution, timeline append,
+//! and the reorder buffer of a busy tenant.
 
 // `criterion_group!` generates an undocumented public function.
 #![allow(missing_docs)]
@@ -11,6 +12,7 @@ use omnistitch_identity::{IdentityConfig, IdentityResolver, IdentityRules, Norma
 use omnistitch_model::{
     Channel, Direction, Event, EventKind, EventTime, IdentifierKind, ProfileId, RawIdentifier, Tenant, ThreadRef,
 };
+use omnistitch_moments::{MomentsConfig, ReorderBuffer};
 use omnistitch_timeline::{RetentionConfig, TimelineStore};
 
 /// `n` chat events of `people` customers: email in three formats, a phone, a session, a cookie.
@@ -118,5 +120,47 @@ fn timeline(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, normalization, identity, timeline);
+/// A busy tenant: an event every 10 ms of event time, each joining two profiles, so the buffer
+/// holds the 6,000 events (and merges) of the default minute of allowed lateness while it
+/// releases one event per event pushed.
+fn reorder(c: &mut Criterion) {
+    let tenant = Tenant::new("acme");
+    let thread: Arc<str> = Arc::from("chat:s");
+    let n = 30_000usize;
+    let evs: Vec<(ProfileId, Event, Vec<(ProfileId, ProfileId)>)> = (0..n)
+        .map(|i| {
+            let survivor = ProfileId::derive("acme", &format!("s{i}"));
+            let absorbed = ProfileId::derive("acme", &format!("a{i}"));
+            let event = Event::new(
+                tenant.clone(),
+                format!("e{i}"),
+                EventTime(1_767_571_200_000 + i as i64 * 10),
+                Channel::Chat,
+                Direction::Inbound,
+                EventKind::Message,
+            );
+            (survivor, event, vec![(survivor, absorbed)])
+        })
+        .collect();
+    let mut g = c.benchmark_group("reorder");
+    g.throughput(Throughput::Elements(n as u64));
+    g.sample_size(10);
+    g.bench_function("busy_tenant_30k_events_each_a_merge", |b| {
+        b.iter_batched(
+            || (ReorderBuffer::new(&MomentsConfig::default()).expect("default settings"), evs.clone()),
+            |(mut buffer, evs)| {
+                let mut out = Vec::new();
+                for (profile, event, merges) in evs {
+                    buffer.push_into(profile, event, &thread, merges, &mut out);
+                    out.clear();
+                }
+                buffer
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, normalization, identity, timeline, reorder);
 criterion_main!(benches);
