@@ -12,7 +12,7 @@ use omnistitch_identity::{IdentityConfig, IdentityResolver, IdentityRules, Norma
 use omnistitch_model::{
     Channel, Direction, Event, EventKind, EventTime, IdentifierKind, ProfileId, RawIdentifier, Tenant, ThreadRef,
 };
-use omnistitch_moments::{MomentsConfig, ReorderBuffer};
+use omnistitch_moments::{Merges, MomentsConfig, ReorderBuffer};
 use omnistitch_timeline::{RetentionConfig, TimelineStore};
 
 /// `n` chat events of `people` customers: email in three formats, a phone, a session, a cookie.
@@ -127,7 +127,7 @@ fn reorder(c: &mut Criterion) {
     let tenant = Tenant::new("acme");
     let thread: Arc<str> = Arc::from("chat:s");
     let n = 30_000usize;
-    let evs: Vec<(ProfileId, Event, Vec<(ProfileId, ProfileId)>)> = (0..n)
+    let evs: Vec<(ProfileId, Event, Merges)> = (0..n)
         .map(|i| {
             let survivor = ProfileId::derive("acme", &format!("s{i}"));
             let absorbed = ProfileId::derive("acme", &format!("a{i}"));

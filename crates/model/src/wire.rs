@@ -548,10 +548,10 @@ impl WireEvent {
     }
 
     fn validate_common(c: CommonRef<'_>, channel: Channel) -> Result<(), ValidationError> {
-        if trim(&c.tenant).is_empty() {
+        if trim(c.tenant).is_empty() {
             return Err(ValidationError::MissingField("tenant"));
         }
-        if trim(&c.event_id).is_empty() {
+        if trim(c.event_id).is_empty() {
             return Err(ValidationError::MissingField("event_id"));
         }
         check_len("tenant", c.tenant, 128)?;
