@@ -159,6 +159,32 @@ fn reorder(c: &mut Criterion) {
             BatchSize::LargeInput,
         )
     });
+    // Two lanes of the same tenant, one 10 s behind the other: half the events arrive after
+    // 500 they are released after.
+    let mut skewed = Vec::with_capacity(n);
+    let (ahead, behind): (Vec<_>, Vec<_>) = evs.iter().cloned().enumerate().partition(|(i, _)| i % 2 == 0);
+    let mut behind = behind.into_iter().peekable();
+    for (i, e) in ahead {
+        skewed.push(e);
+        while behind.peek().is_some_and(|(j, _)| *j + 1_000 <= i) {
+            skewed.extend(behind.next().map(|(_, e)| e));
+        }
+    }
+    skewed.extend(behind.map(|(_, e)| e));
+    g.bench_function("busy_tenant_30k_events_a_lane_10s_behind", |b| {
+        b.iter_batched(
+            || (ReorderBuffer::new(&MomentsConfig::default()).expect("default settings"), skewed.clone()),
+            |(mut buffer, evs)| {
+                let mut out = Vec::new();
+                for (profile, event, merges) in evs {
+                    buffer.push_into(profile, event, &thread, merges, &mut out);
+                    out.clear();
+                }
+                buffer
+            },
+            BatchSize::LargeInput,
+        )
+    });
     g.finish();
 }
 

@@ -1,6 +1,8 @@
 //! Event-time order from arrival order: a per-tenant buffer released by a watermark.
 
-use std::collections::VecDeque;
+use std::cmp::Ordering;
+use std::collections::binary_heap::PeekMut;
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 
 use omnistitch_model::{Event, EventTime, ProfileId, Tenant};
@@ -39,7 +41,7 @@ struct Waiting {
 impl Waiting {
     /// Release order: event time, then event id, then arrival (unique); the id is read only on
     /// a tie of times.
-    fn order(&self, other: &Waiting) -> std::cmp::Ordering {
+    fn order(&self, other: &Waiting) -> Ordering {
         self.time
             .cmp(&other.time)
             .then_with(|| self.event.event_id.cmp(&other.event.event_id))
@@ -58,6 +60,32 @@ impl Waiting {
     }
 }
 
+/// A waiting event that arrived after one it is released before, in a heap whose top is the
+/// first to release.
+#[derive(Debug)]
+struct OutOfOrder(Waiting);
+
+impl Ord for OutOfOrder {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // Reversed: the heap gives its greatest first.
+        other.0.order(&self.0)
+    }
+}
+
+impl PartialOrd for OutOfOrder {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for OutOfOrder {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for OutOfOrder {}
+
 #[derive(Debug, Default)]
 struct TenantBuffer {
     /// The tenant's allowed lateness.
@@ -65,9 +93,13 @@ struct TenantBuffer {
     max_seen: Option<EventTime>,
     /// The latest event time of its events (late ones too); not moved by clock advances.
     latest_event: Option<EventTime>,
-    /// Waiting events in release order. Arrivals are mostly in order, so an event mostly joins
-    /// at the back, and releases leave from the front.
-    pending: VecDeque<Waiting>,
+    /// Waiting events that arrived in release order (after every event that arrived before
+    /// them): most do, and join at the back; releases leave from the front.
+    in_order: VecDeque<Waiting>,
+    /// The others (a lane behind the rest, a producer's retry). An insert into the middle of
+    /// `in_order` would move every event after it: up to all a busy tenant holds within the
+    /// lateness.
+    out_of_order: BinaryHeap<OutOfOrder>,
     /// Merges reported whose event is not released yet.
     merges: PendingMerges,
 }
@@ -78,27 +110,53 @@ impl TenantBuffer {
     }
 
     fn insert(&mut self, waiting: Waiting) {
-        let at = match self.pending.back() {
-            Some(last) if last.order(&waiting).is_gt() => self.pending.partition_point(|w| w.order(&waiting).is_lt()),
-            _ => self.pending.len(),
-        };
-        self.pending.insert(at, waiting);
+        match self.in_order.back() {
+            Some(last) if last.order(&waiting).is_gt() => self.out_of_order.push(OutOfOrder(waiting)),
+            _ => self.in_order.push_back(waiting),
+        }
+    }
+
+    /// Whether the first waiting event in release order is in the heap (`None`: none waits).
+    fn first_out_of_order(&self) -> Option<bool> {
+        match (self.in_order.front(), self.out_of_order.peek()) {
+            (Some(front), Some(top)) => Some(top.0.order(front).is_lt()),
+            (None, Some(_)) => Some(true),
+            (Some(_), None) => Some(false),
+            (None, None) => None,
+        }
+    }
+
+    /// Takes out the first waiting event in release order, if its time is before `until`.
+    fn pop_before(&mut self, until: EventTime) -> Option<Waiting> {
+        if self.first_out_of_order()? {
+            self.out_of_order.peek_mut().filter(|top| top.0.time < until).map(|top| PeekMut::pop(top).0)
+        } else if self.in_order.front().is_some_and(|w| w.time < until) {
+            self.in_order.pop_front()
+        } else {
+            None
+        }
     }
 
     /// Takes every pending event before `until`, in order.
     fn release_before(&mut self, until: EventTime, out: &mut Vec<Released>) {
-        while self.pending.front().is_some_and(|w| w.time < until) {
-            if let Some(w) = self.pending.pop_front() {
-                out.push(w.release());
-            }
+        while let Some(w) = self.pop_before(until) {
+            out.push(w.release());
         }
         self.merges.forget_before(until);
     }
 
     /// Takes every pending event, in order.
     fn release_all(&mut self, out: &mut Vec<Released>) {
-        out.extend(self.pending.drain(..).map(Waiting::release));
+        while let Some(first_out_of_order) = self.first_out_of_order() {
+            let w = if first_out_of_order { self.out_of_order.pop().map(|w| w.0) } else { self.in_order.pop_front() };
+            out.extend(w.map(Waiting::release));
+        }
         self.merges.clear();
+    }
+
+    /// Events waiting.
+    fn len(&self) -> usize {
+        self.in_order.len() + self.out_of_order.len()
     }
 }
 
@@ -217,7 +275,7 @@ impl ReorderBuffer {
 
     /// Events waiting, over all tenants.
     pub fn pending(&self) -> usize {
-        self.tenants.values().map(|b| b.pending.len()).sum()
+        self.tenants.values().map(TenantBuffer::len).sum()
     }
 
     /// Events that arrived behind their tenant's watermark.
@@ -359,5 +417,49 @@ mod tests {
         b.push_into(p(1), ev("acme", "c", 14_000), &t(), Vec::new(), &mut out);
         assert_eq!(ids(&out), ["c"]);
         assert!(out[0].late);
+    }
+
+    /// Whatever the arrival order: every event is released once; those on time (all but the
+    /// late ones) in (event time, event id, arrival) order, each once the watermark passes it.
+    #[test]
+    fn any_arrival_order_releases_each_event_once_in_release_order() {
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config, TestRunner};
+
+        let arrivals = proptest::collection::vec((0i64..200, 0u8..6), 1..150);
+        let mut runner = TestRunner::new(Config { cases: 500, ..Config::default() });
+        runner
+            .run(&arrivals, |arrivals| {
+                let mut b = ReorderBuffer::new(&MomentsConfig::default()).unwrap();
+                let tenant = Tenant::new("acme");
+                let mut released = Vec::new();
+                for (n, &(secs, id)) in arrivals.iter().enumerate() {
+                    // Ids repeat across times (ties of time are broken by id, then arrival).
+                    let event = ev("acme", &format!("{id}"), secs * 1_000);
+                    for r in b.push(p(1), event, &t(), Vec::new()) {
+                        let w = b.watermark(&tenant).unwrap();
+                        prop_assert!(r.late || r.event.time < w, "released before the watermark passed it");
+                        released.push((r.late, r.event.time.0, r.event.event_id.to_string(), n));
+                    }
+                }
+                prop_assert_eq!(b.pending() + released.len(), arrivals.len());
+                for r in b.flush(&tenant) {
+                    released.push((r.late, r.event.time.0, r.event.event_id.to_string(), usize::MAX));
+                }
+                prop_assert_eq!(released.len(), arrivals.len());
+                let on_time: Vec<(i64, String)> =
+                    released.iter().filter(|r| !r.0).map(|r| (r.1, r.2.clone())).collect();
+                let mut sorted = on_time.clone();
+                sorted.sort();
+                prop_assert_eq!(on_time, sorted);
+                let mut all: Vec<(i64, String)> = released.iter().map(|r| (r.1, r.2.clone())).collect();
+                let mut expected: Vec<(i64, String)> =
+                    arrivals.iter().map(|&(secs, id)| (secs * 1_000, format!("{id}"))).collect();
+                all.sort();
+                expected.sort();
+                prop_assert_eq!(all, expected);
+                Ok(())
+            })
+            .unwrap();
     }
 }
