@@ -28,6 +28,13 @@ const MAX_CONVERSATIONS: usize = 512;
 const MAX_CASES: usize = 512;
 const MAX_KEYS: usize = 2_048;
 
+/// What a profile past one of those limits keeps of it: an eighth less, so that the full
+/// pruning pass a broken limit forces runs once per eighth of it new, not on every event of a
+/// profile at its limit (a shared mailbox).
+const fn trimmed(max: usize) -> usize {
+    max - max / 8
+}
+
 /// A namespace of digests: the seed its digests are taken with (the digest of its tag).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Namespace(u64);
@@ -476,17 +483,21 @@ impl Profile {
     /// first-response timer stay), then the least recently seen past the size limits.
     fn forget_before(&mut self, cutoff: EventTime) {
         self.conversations.retain(|_, c| c.last_seen >= cutoff);
-        keep_newest(&mut self.conversations, MAX_CONVERSATIONS, |c| (c.last_seen, None));
+        if self.conversations.len() > MAX_CONVERSATIONS {
+            keep_newest(&mut self.conversations, trimmed(MAX_CONVERSATIONS), |c| (c.last_seen, None));
+        }
         let conversations = &self.conversations;
         self.keys.retain(|_, (c, t)| *t >= cutoff && conversations.contains_key(c));
         if self.keys.len() > MAX_KEYS {
             let mut times: Vec<EventTime> = self.keys.values().map(|(_, t)| *t).collect();
             times.sort_unstable();
-            let floor = times[times.len() - MAX_KEYS];
+            let floor = times[times.len() - trimmed(MAX_KEYS)];
             self.keys.retain(|_, (_, t)| *t >= floor);
         }
         self.cases.retain(|_, c| c.last_seen >= cutoff || c.sla.is_some());
-        keep_newest(&mut self.cases, MAX_CASES, |c| (c.last_seen, Some(c.key.name.clone())));
+        if self.cases.len() > MAX_CASES {
+            keep_newest(&mut self.cases, trimmed(MAX_CASES), |c| (c.last_seen, Some(c.key.name.clone())));
+        }
         let conversations = self.conversations.values().map(|c| c.last_seen);
         let keys = self.keys.values().map(|(_, t)| *t);
         self.kept_since = conversations.chain(keys).chain(self.cases.values().map(|c| c.last_seen)).min();
@@ -578,5 +589,35 @@ mod tests {
         p.prune(EventTime(22 * DAY), &limits());
         assert!(!p.conversations.contains_key(&late));
         assert_eq!(p.kept_since, Some(EventTime(10 * DAY)));
+    }
+
+    /// A profile at its limits (a shared mailbox: a new conversation every few minutes) keeps
+    /// within them, and the full pass a broken limit forces runs once per eighth of a limit,
+    /// not on every event; the newest conversations are the ones kept.
+    #[test]
+    fn a_profile_at_its_limits_is_trimmed_by_an_eighth_at_a_time() {
+        let mut p = Profile::default();
+        let mut trims = 0;
+        for n in 0..2_000i64 {
+            // All within one day: the retention forgets none of them.
+            let t = EventTime(n * 40_000);
+            let before = p.conversations.len();
+            p.prune(t, &limits());
+            trims += usize::from(p.conversations.len() < before);
+            p.note_time(t);
+            let case = CaseKey::new(&format!("thread:{n}"));
+            let c = p.open_conversation(case.clone(), t);
+            p.keys.insert(digest(KEYS, &n.to_string()), (c, t));
+            p.case_mut(&case, t);
+            assert!(
+                p.conversations.len() <= MAX_CONVERSATIONS + 1
+                    && p.cases.len() <= MAX_CASES + 1
+                    && p.keys.len() <= MAX_KEYS + 1
+            );
+        }
+        assert!((1..=25).contains(&trims), "{trims} trims");
+        // The newest kept: the last conversation opened is there, the first long gone.
+        assert!(p.cases.contains_key(&CaseKey::new("thread:1999").digest));
+        assert!(!p.cases.contains_key(&CaseKey::new("thread:0").digest));
     }
 }
