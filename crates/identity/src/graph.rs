@@ -135,6 +135,16 @@ pub struct TenantGraph {
     free_entries: Vec<u32>,
     /// Identifiers forgotten so far: past a kind's `keep_newest`, or with their profile.
     forgotten: u64,
+    /// Heap bytes of the identifier values, kept as they come and go (summing them walked
+    /// every identifier: the service reads the figure every few seconds, between records).
+    string_bytes: usize,
+    /// Heap bytes of the live profiles' lists ([`profile_heap`]), kept the same way.
+    profile_bytes: usize,
+}
+
+/// Heap bytes of a profile's lists, from their capacities.
+fn profile_heap(p: &Profile) -> usize {
+    p.entries.capacity() * 4 + p.merged_from.capacity() * std::mem::size_of::<ProfileId>()
 }
 
 /// Heap bytes of a hashbrown table reporting `capacity`, with `slot`-byte slots: its buckets
@@ -182,16 +192,21 @@ impl TenantGraph {
     }
 
     /// Heap bytes held by the graph, from capacities (strings counted with 16 bytes of allocator
-    /// overhead each): what "bytes per identifier" budgets are checked against.
+    /// overhead each): what "bytes per identifier" budgets are checked against. Constant time.
     pub fn memory_bytes(&self) -> usize {
-        use std::mem::size_of;
+        self.memory_bytes_with(self.string_bytes, self.profile_bytes)
+    }
+
+    /// [`TenantGraph::memory_bytes`] counted afresh over every identifier and profile (what
+    /// the kept counts are checked against).
+    pub fn memory_bytes_walked(&self) -> usize {
         let strings: usize = self.entries.iter().map(|e| e.value.heap_bytes()).sum();
-        let profiles: usize = self
-            .profiles
-            .iter()
-            .flatten()
-            .map(|p| p.entries.capacity() * 4 + p.merged_from.capacity() * size_of::<ProfileId>())
-            .sum();
+        let profiles: usize = self.profiles.iter().flatten().map(profile_heap).sum();
+        self.memory_bytes_with(strings, profiles)
+    }
+
+    fn memory_bytes_with(&self, strings: usize, profiles: usize) -> usize {
+        use std::mem::size_of;
         let map = table_bytes;
         self.entries.capacity() * size_of::<Entry>()
             + strings
@@ -242,6 +257,7 @@ impl TenantGraph {
     /// `seen`.
     fn insert_hashed(&mut self, h: u64, id: &Identifier, profile: u32, seen: EventTime) -> u32 {
         let entry = Entry { value: ShortStr::new(&id.value), kind: id.kind, shared: false, profile, seen };
+        self.string_bytes += entry.value.heap_bytes();
         let idx = match self.free_entries.pop() {
             Some(free) => {
                 self.entries[free as usize] = entry;
@@ -259,8 +275,10 @@ impl TenantGraph {
         });
         if profile != NO_PROFILE {
             let p = self.profiles[profile as usize].as_mut().expect("live profile");
+            let before = profile_heap(p);
             p.entries.push(idx);
             p.counts[id.kind.index()] += 1;
+            self.profile_bytes = self.profile_bytes + profile_heap(p) - before;
         }
         idx
     }
@@ -323,6 +341,7 @@ impl TenantGraph {
         let mut absorbers = Vec::new();
         for &slot in &slots {
             let p = self.profiles[slot as usize].take().expect("live profile");
+            self.profile_bytes -= profile_heap(&p);
             for &e in &p.entries {
                 self.forget_entry(e);
             }
@@ -462,6 +481,7 @@ impl TenantGraph {
         // Physically move the smaller entry list into the larger.
         let (big, small) = if pa.entries.len() >= pb.entries.len() { (a, b) } else { (b, a) };
         let small_p = self.profiles[small as usize].take().expect("live profile");
+        let before = profile_heap(&small_p) + profile_heap(self.profile(big));
         self.free.push(small);
         for &e in &small_p.entries {
             self.entries[e as usize].profile = big;
@@ -486,6 +506,8 @@ impl TenantGraph {
         bp.first_seen = bp.first_seen.min(small_p.first_seen);
         bp.last_seen = bp.last_seen.max(small_p.last_seen);
         bp.event_count += small_p.event_count;
+        let after = profile_heap(bp);
+        self.profile_bytes = self.profile_bytes + after - before;
         self.by_id.remove(&absorbed_id);
         self.by_id.insert(survivor_id, big);
         self.redirects.insert(absorbed_id, (survivor_id, time));
@@ -691,6 +713,7 @@ impl TenantGraph {
     fn forget_entry(&mut self, idx: u32) {
         let e = &self.entries[idx as usize];
         let (kind, h) = (e.kind, hash_of(&self.hasher, e.kind, e.value.as_bytes()));
+        self.string_bytes -= e.value.heap_bytes();
         if let Ok(found) = self.index.find_entry(h, |&i| i == idx) {
             found.remove();
         }

@@ -204,6 +204,13 @@ fn shuffled_order(n: usize, seed: u64) -> Vec<usize> {
     order
 }
 
+/// The graph bytes each graph keeps count of equal what a walk over it counts.
+fn assert_bytes_kept(r: &IdentityResolver) {
+    for (tenant, g) in r.graphs() {
+        assert_eq!(g.memory_bytes(), g.memory_bytes_walked(), "graph bytes of {tenant:?}");
+    }
+}
+
 fn apply(r: &mut IdentityResolver, events: &[Vec<(IdentifierKind, String)>], order: &[usize]) {
     for &i in order {
         let ids: Vec<(IdentifierKind, &str)> = events[i].iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -250,6 +257,7 @@ proptest! {
             let g = r.graph(&Tenant::new("acme")).unwrap();
             let total: u64 = g.profiles().map(|p| p.event_count).sum();
             prop_assert_eq!(total, events.len() as u64);
+            assert_bytes_kept(&r);
             let ids: usize = g.profiles().map(|p| g.identifiers(p).len()).sum();
             prop_assert_eq!(ids, g.identifier_count());
             for p in g.profiles() {
@@ -317,6 +325,7 @@ proptest! {
                 }
             }
         }
+        assert_bytes_kept(&r);
         let again = run(&mut resolver());
         let ids = |v: &[omnistitch_identity::Resolution]| -> Vec<_> {
             v.iter().map(|r| (r.profile, r.merges.iter().map(|m| (m.survivor, m.absorbed)).collect::<Vec<_>>())).collect()
@@ -359,6 +368,7 @@ fn a_profile_keeps_its_newest_conversation_ids_and_forgets_the_oldest() {
     let g = r.graph(&Tenant::new("acme")).unwrap();
     let held: usize = g.profiles().map(|p| g.identifiers(p).len()).sum();
     assert_eq!(held, g.identifier_count());
+    assert_bytes_kept(&r);
 }
 
 #[test]
@@ -377,6 +387,31 @@ fn a_hub_lists_only_its_latest_merges() {
     assert_eq!(p.merged_from.last(), Some(&ProfileId::derive("acme", &format!("a{}", n - 1))));
     // Every absorbed id still leads to the hub.
     assert_eq!(r.profile(&acme, ProfileId::derive("acme", "a0")).map(|p| p.id), Some(hub));
+    assert_bytes_kept(&r);
+}
+
+/// Long values (kept on the heap), merges, conversation ids forgotten past their limit and
+/// profiles forgotten once old: the graph's kept byte counts follow each step.
+#[test]
+fn graph_bytes_are_kept_without_a_walk() {
+    let mut r = keeping("case", 2);
+    let acme = Tenant::new("acme");
+    let long = |i: u32| format!("a.rather.long.local.part.{i}@customer-mail.example.com");
+    for i in 0..40u32 {
+        let case = format!("CASE-WITH-A-LONG-REFERENCE-NUMBER-{i:08}");
+        let (a, b) = (long(i), long(i + 1));
+        r.resolve(&event("acme", &format!("e{i}"), i64::from(i), &[(Email, &a), (Case, &case)]));
+        if i % 3 == 0 {
+            // Joins this person to the next one's email.
+            r.resolve(&event("acme", &format!("j{i}"), i64::from(i), &[(Email, &a), (Email, &b)]));
+        }
+        assert_bytes_kept(&r);
+    }
+    r.resolve(&event("acme", "anon", 0, &[(Email, "noreply@shop.com")]));
+    r.forget_anonymous_before(&acme, EventTime(1_700_000_000_000 + 1_000));
+    r.forget_conversations_before(&acme, EventTime(1_700_000_000_000 + 30));
+    assert_bytes_kept(&r);
+    assert!(r.graph(&acme).unwrap().memory_bytes() > 0);
 }
 
 #[test]

@@ -1396,7 +1396,7 @@ impl Service {
                 identifiers += g.identifier_count();
                 bytes += g.memory_bytes();
             }
-            entries += engine.timelines().timelines().map(|(_, t)| t.len()).sum::<usize>();
+            entries += engine.timelines().entry_count();
             let now = evicted_and_forgotten(engine);
             evicted += now.0.saturating_sub(s.counted.0);
             forgotten += now.1.saturating_sub(s.counted.1);

@@ -169,6 +169,9 @@ pub struct TimelineStore {
     tenants: HashMap<Arc<str>, u32>,
     by_tenant: Vec<TenantTimelines>,
     evicted_total: u64,
+    /// Entries held, over every timeline (kept as they come and go: summing them walked every
+    /// profile).
+    entries: usize,
 }
 
 impl TimelineStore {
@@ -206,6 +209,7 @@ impl TimelineStore {
         let position = if entry.time < cutoff { None } else { timeline.insert(entry) };
         let evicted = timeline.evict(cutoff, max);
         self.evicted_total += evicted as u64;
+        self.entries = self.entries + usize::from(position.is_some()) - evicted;
         let position = position.and_then(|p| p.checked_sub(evicted));
         Appended { position, evicted, thread_id: threaded.thread, absorbed_thread: threaded.absorbed }
     }
@@ -219,6 +223,7 @@ impl TimelineStore {
         let cutoff = of.cutoff(self.retention.max_age_ms());
         let Some(from) = of.timelines.remove(&absorbed) else { return 0 };
         let into = of.timelines.entry(survivor).or_default();
+        let before = into.entries.len() + from.entries.len();
         let mut merged = Vec::with_capacity(into.entries.len() + from.entries.len());
         let (mut a, mut b) =
             (std::mem::take(&mut into.entries).into_iter().peekable(), from.entries.into_iter().peekable());
@@ -237,6 +242,7 @@ impl TimelineStore {
         into.entries = merged;
         let evicted = into.evict(cutoff, max);
         self.evicted_total += evicted as u64;
+        self.entries -= before - into.entries.len();
         evicted
     }
 
@@ -270,6 +276,7 @@ impl TimelineStore {
             of.threads.evict_before(cutoff);
         }
         self.evicted_total += n as u64;
+        self.entries -= n;
         n
     }
 
@@ -282,6 +289,11 @@ impl TimelineStore {
     /// Every timeline.
     pub fn timelines(&self) -> impl Iterator<Item = (&ProfileId, &Timeline)> {
         self.by_tenant.iter().flat_map(|of| of.timelines.iter())
+    }
+
+    /// Entries held over every timeline (constant time).
+    pub fn entry_count(&self) -> usize {
+        self.entries
     }
 
     /// Entries evicted by retention since the store was created.

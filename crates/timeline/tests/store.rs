@@ -235,3 +235,32 @@ proptest! {
         prop_assert_eq!(got, expected);
     }
 }
+
+proptest! {
+    /// The entry count the store keeps equals the entries its timelines hold, through appends
+    /// (redeliveries and events too old for retention among them), merges and evictions.
+    #[test]
+    fn the_entry_count_follows_every_change(
+        steps in prop::collection::vec((0u8..4, 0u8..6, 0u8..6, 0i64..40), 1..120),
+    ) {
+        let retention = RetentionConfig { max_events_per_profile: 5, max_age_days: 2 };
+        let mut s = TimelineStore::new(retention);
+        for (i, (op, a, b, day)) in steps.into_iter().enumerate() {
+            match op {
+                0 | 1 => {
+                    // Ids repeat (redeliveries at the same time), days jump past the retention.
+                    let id = format!("e{}", i % 9);
+                    s.append(p(a), &ev(&id, day * DAY / 4 + i64::from(a)));
+                }
+                2 if a != b => {
+                    s.merge("acme", p(a), p(b));
+                }
+                _ => {
+                    s.evict_expired();
+                }
+            }
+            let held: usize = s.timelines().map(|(_, t)| t.len()).sum();
+            prop_assert_eq!(s.entry_count(), held);
+        }
+    }
+}
