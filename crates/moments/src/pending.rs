@@ -34,8 +34,10 @@ pub(crate) struct PendingMerges {
     /// (number, absorbed profile) of each link, in the order noted, to drop them oldest first.
     link_order: VecDeque<(u64, ProfileId)>,
     /// Per profile, the numbers of the pending merges that lead to it (their survivor,
-    /// through `links`): most events' profiles have none.
-    roots: HashMap<ProfileId, Vec<u64>>,
+    /// through `links`): most events' profiles have none. Filed as each merge is noted: an
+    /// absorbed profile's id never comes back (ids derive from the event that created the
+    /// profile, applied once), so the links a pending merge leads through stay as they were.
+    roots: HashMap<ProfileId, BTreeSet<u64>>,
     next_seq: u64,
 }
 
@@ -62,10 +64,15 @@ impl PendingMerges {
             self.link_order.push_back((seq, absorbed));
             let root = self.resolve(survivor);
             // The pending merges that led to the absorbed profile lead to the survivor now.
-            let moved = self.roots.remove(&absorbed).unwrap_or_default();
+            let mut moved = self.roots.remove(&absorbed).unwrap_or_default();
             let led = self.roots.entry(root).or_default();
+            // The smaller set into the larger: a hub absorbing profile after profile does not
+            // copy its own each time.
+            if led.len() < moved.len() {
+                std::mem::swap(led, &mut moved);
+            }
             led.extend(moved);
-            led.push(seq);
+            led.insert(seq);
             self.pending.insert(seq, Pending { survivor, absorbed });
             self.by_time.insert((time, seq));
         }
@@ -84,7 +91,7 @@ impl PendingMerges {
             dropped = true;
             let root = self.resolve(m.survivor);
             if let Some(led) = self.roots.get_mut(&root) {
-                led.retain(|&s| s != seq);
+                led.remove(&seq);
                 if led.is_empty() {
                     self.roots.remove(&root);
                 }
@@ -121,9 +128,7 @@ impl PendingMerges {
     /// that the detector sees it on the joined profile however the two arrived.
     pub(crate) fn behind(&self, profile: ProfileId) -> Merges {
         let Some(led) = self.roots.get(&profile) else { return Vec::new() };
-        let mut seqs = led.clone();
-        seqs.sort_unstable();
-        seqs.iter().filter_map(|s| self.pending.get(s)).map(|m| (m.survivor, m.absorbed)).collect()
+        led.iter().filter_map(|s| self.pending.get(s)).map(|m| (m.survivor, m.absorbed)).collect()
     }
 
     /// Merges pending and links kept (memory is proportional to them).
