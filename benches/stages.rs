@@ -117,6 +117,20 @@ fn timeline(c: &mut Criterion) {
             BatchSize::LargeInput,
         )
     });
+    // One profile past its count limit (a shared mailbox): every append evicts the oldest.
+    let one = ProfileId::derive("acme", "mailbox");
+    g.bench_function("append_20k_events_to_one_full_timeline", |b| {
+        b.iter_batched(
+            || TimelineStore::new(RetentionConfig { max_events_per_profile: 2_000, ..RetentionConfig::default() }),
+            |mut store| {
+                for e in &evs {
+                    black_box(store.append(one, e));
+                }
+                store
+            },
+            BatchSize::LargeInput,
+        )
+    });
     g.finish();
 }
 

@@ -160,7 +160,7 @@ pub fn engine_assignments(engine: &Engine) -> HashMap<String, String> {
     let mut map = HashMap::new();
     for (tenant, graph) in engine.identity().graphs() {
         for p in graph.profiles() {
-            for e in engine.timelines().timeline(tenant.as_str(), p.id).map(|t| t.entries()).unwrap_or_default() {
+            for e in engine.timelines().timeline(tenant.as_str(), p.id).into_iter().flat_map(|t| t.entries()) {
                 map.insert(event_key(tenant.as_str(), &e.event_id), p.id.to_string());
             }
         }

@@ -1,6 +1,7 @@
 //! The timeline store: one ordered, deduplicated timeline per profile.
 
 use hashbrown::HashMap;
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use omnistitch_model::{Channel, Direction, Event, EventKind, EventTime, ProfileId};
@@ -81,12 +82,14 @@ impl TimelineEntry {
 /// One profile's events, ordered by (event time, event id).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Timeline {
-    entries: Vec<TimelineEntry>,
+    /// A ring: a full timeline drops its oldest entry for each new one without moving the
+    /// others.
+    entries: VecDeque<TimelineEntry>,
 }
 
 impl Timeline {
     /// The entries, oldest first.
-    pub fn entries(&self) -> &[TimelineEntry] {
+    pub fn entries(&self) -> &VecDeque<TimelineEntry> {
         &self.entries
     }
 
@@ -104,8 +107,8 @@ impl Timeline {
     fn insert(&mut self, entry: TimelineEntry) -> Option<usize> {
         // Events mostly arrive in order: after the last entry, no search (whose probes would
         // each read a cold part of the timeline).
-        if self.entries.last().is_none_or(|last| last.key() < entry.key()) {
-            self.entries.push(entry);
+        if self.entries.back().is_none_or(|last| last.key() < entry.key()) {
+            self.entries.push_back(entry);
             return Some(self.entries.len() - 1);
         }
         let pos = self.entries.partition_point(|e| e.key() < entry.key());
@@ -119,7 +122,7 @@ impl Timeline {
     /// Drops entries before `cutoff` and beyond `max` (oldest first); returns how many.
     fn evict(&mut self, cutoff: EventTime, max: usize) -> usize {
         // Nothing too old unless the oldest entry is: checked first, without a search.
-        let old = match self.entries.first() {
+        let old = match self.entries.front() {
             Some(first) if first.time < cutoff => self.entries.partition_point(|e| e.time < cutoff),
             _ => 0,
         };
@@ -239,7 +242,7 @@ impl TimelineStore {
                 merged.push(next);
             }
         }
-        into.entries = merged;
+        into.entries = merged.into();
         let evicted = into.evict(cutoff, max);
         self.evicted_total += evicted as u64;
         self.entries -= before - into.entries.len();
