@@ -7,7 +7,8 @@
 use std::hint::black_box;
 use std::sync::Arc;
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkGroup, Criterion, Throughput};
 use omnistitch_identity::{IdentityConfig, IdentityResolver, IdentityRules, Normalizer};
 use omnistitch_model::{
     Channel, Direction, Event, EventKind, EventTime, IdentifierKind, ProfileId, RawIdentifier, Tenant, ThreadRef,
@@ -139,7 +140,6 @@ fn timeline(c: &mut Criterion) {
 /// releases one event per event pushed.
 fn reorder(c: &mut Criterion) {
     let tenant = Tenant::new("acme");
-    let thread: Arc<str> = Arc::from("chat:s");
     let n = 30_000usize;
     let evs: Vec<(ProfileId, Event, Merges)> = (0..n)
         .map(|i| {
@@ -159,20 +159,7 @@ fn reorder(c: &mut Criterion) {
     let mut g = c.benchmark_group("reorder");
     g.throughput(Throughput::Elements(n as u64));
     g.sample_size(10);
-    g.bench_function("busy_tenant_30k_events_each_a_merge", |b| {
-        b.iter_batched(
-            || (ReorderBuffer::new(&MomentsConfig::default()).expect("default settings"), evs.clone()),
-            |(mut buffer, evs)| {
-                let mut out = Vec::new();
-                for (profile, event, merges) in evs {
-                    buffer.push_into(profile, event, &thread, merges, &mut out);
-                    out.clear();
-                }
-                buffer
-            },
-            BatchSize::LargeInput,
-        )
-    });
+    pushes(&mut g, "busy_tenant_30k_events_each_a_merge", &evs);
     // Two lanes of the same tenant, one 10 s behind the other: half the events arrive after
     // 500 they are released after.
     let mut skewed = Vec::with_capacity(n);
@@ -185,12 +172,19 @@ fn reorder(c: &mut Criterion) {
         }
     }
     skewed.extend(behind.map(|(_, e)| e));
-    g.bench_function("busy_tenant_30k_events_a_lane_10s_behind", |b| {
+    pushes(&mut g, "busy_tenant_30k_events_a_lane_10s_behind", &skewed);
+    g.finish();
+}
+
+/// Benches pushing `arrivals` (profile, event, merges), in that order, through a fresh buffer.
+fn pushes(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, arrivals: &[(ProfileId, Event, Merges)]) {
+    let thread: Arc<str> = Arc::from("chat:s");
+    g.bench_function(name, |b| {
         b.iter_batched(
-            || (ReorderBuffer::new(&MomentsConfig::default()).expect("default settings"), skewed.clone()),
-            |(mut buffer, evs)| {
+            || (ReorderBuffer::new(&MomentsConfig::default()).expect("default settings"), arrivals.to_vec()),
+            |(mut buffer, arrivals)| {
                 let mut out = Vec::new();
-                for (profile, event, merges) in evs {
+                for (profile, event, merges) in arrivals {
                     buffer.push_into(profile, event, &thread, merges, &mut out);
                     out.clear();
                 }
@@ -199,7 +193,6 @@ fn reorder(c: &mut Criterion) {
             BatchSize::LargeInput,
         )
     });
-    g.finish();
 }
 
 criterion_group!(benches, normalization, identity, timeline, reorder);
