@@ -418,13 +418,24 @@ mod tests {
         Handed { event, applied }
     }
 
+    /// Installs shard 0's ordered stages on `worker`; returns the engine that feeds them.
+    fn install_shard(worker: &OrderedWorker) -> Engine {
+        let (engine, ordered) = Pipeline::new(&EngineConfig::default()).expect("pipeline").into_parts();
+        worker.install(0, ordered.expect("ordered stages"));
+        engine
+    }
+
+    /// Hands shard 0 three events a minute apart (three timeline records).
+    fn hand_three(worker: &OrderedWorker, engine: &mut Engine) {
+        let events: Vec<Handed> = (0..3).map(|i| handed(engine, &format!("e{i}"), i * 60_000)).collect();
+        worker.events(0, events);
+    }
+
     #[test]
     fn a_barrier_answers_once_the_work_before_it_is_with_the_producer() {
         let (worker, _, destinations) = worker();
-        let (mut engine, ordered) = Pipeline::new(&EngineConfig::default()).expect("pipeline").into_parts();
-        worker.install(0, ordered.expect("ordered stages"));
-        let events: Vec<Handed> = (0..3).map(|i| handed(&mut engine, &format!("e{i}"), i * 60_000)).collect();
-        worker.events(0, events);
+        let mut engine = install_shard(&worker);
+        hand_three(&worker, &mut engine);
         let reply = answer(worker.barrier());
         assert!(reply.is_ok(), "{reply:?}");
         // Three timeline records, written by the ordered thread before it answered.
@@ -434,10 +445,8 @@ mod tests {
     #[test]
     fn an_aborted_batch_s_records_are_sent_again_until_its_commit() {
         let (worker, _, destinations) = worker();
-        let (mut engine, ordered) = Pipeline::new(&EngineConfig::default()).expect("pipeline").into_parts();
-        worker.install(0, ordered.expect("ordered stages"));
-        let events: Vec<Handed> = (0..3).map(|i| handed(&mut engine, &format!("e{i}"), i * 60_000)).collect();
-        worker.events(0, events);
+        let mut engine = install_shard(&worker);
+        hand_three(&worker, &mut engine);
         answer(worker.barrier()).expect("sent");
         assert!(worker.kept_all());
         answer(worker.resend()).expect("sent again");
@@ -450,8 +459,7 @@ mod tests {
     #[test]
     fn a_batch_past_what_it_may_keep_keeps_nothing_until_its_commit_or_its_shard_goes() {
         let (worker, _, _) = worker_keeping(1);
-        let (mut engine, ordered) = Pipeline::new(&EngineConfig::default()).expect("pipeline").into_parts();
-        worker.install(0, ordered.expect("ordered stages"));
+        let mut engine = install_shard(&worker);
         worker.events(0, vec![handed(&mut engine, "e0", 0)]);
         answer(worker.barrier()).expect("sent");
         assert!(!worker.kept_all(), "one record is more than a byte");
