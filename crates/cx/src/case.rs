@@ -39,7 +39,7 @@ pub(crate) fn is_inbound_contact(event: &Event) -> bool {
     event.direction == Direction::Inbound && event.kind.is_contact()
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct KeyEntry {
     hash: u64,
     conversation: u32,
@@ -55,7 +55,7 @@ pub(crate) enum Standing {
 }
 
 /// The state of one case.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Case {
     first_event: (EventTime, Channel),
     last_activity: EventTime,

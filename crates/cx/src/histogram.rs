@@ -13,7 +13,7 @@ const GAMMA: f64 = (1.0 + RELATIVE_ERROR) / (1.0 - RELATIVE_ERROR);
 const MAX_MS: i64 = 1 << 41;
 
 /// Counts of durations in milliseconds, by logarithmic bucket.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct LogHistogram {
     zeros: u64,
     buckets: Vec<u64>,

@@ -13,7 +13,7 @@ mod metrics;
 mod report;
 
 pub use config::{CxConfig, CxConfigError};
-pub use metrics::CxMetrics;
+pub use metrics::{CxMetrics, CxState};
 pub use report::{Ces, CxReport, CxRow, Nps, Resolution, Share, Timing};
 
 #[cfg(test)]

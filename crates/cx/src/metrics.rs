@@ -38,7 +38,7 @@ fn is_case_id(key: CaseKey) -> bool {
 }
 
 /// One tenant's cases and the aggregates of its closed ones.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct TenantState {
     /// The latest event time seen for the tenant: the clock of eviction.
     watermark: Option<EventTime>,
@@ -167,7 +167,23 @@ fn hash(key: &Option<CompactString>) -> Option<u64> {
     key.as_deref().map(|k| xxh3_64(k.as_bytes()))
 }
 
+/// CX state read back from a snapshot, for [`CxMetrics::with_state`].
+#[derive(Debug, serde::Deserialize)]
+pub struct CxState(BTreeMap<Tenant, TenantState>);
+
+/// Written as its tenants' cases and aggregates, without its limits (configuration).
+impl serde::Serialize for CxMetrics {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.tenants.serialize(s)
+    }
+}
+
 impl CxMetrics {
+    /// A stage of `config` holding `state` (from a snapshot).
+    pub fn with_state(config: CxConfig, state: CxState) -> Result<Self, CxConfigError> {
+        Ok(CxMetrics { limits: config.limits()?, tenants: state.0 })
+    }
+
     /// A stage with validated settings.
     pub fn new(config: CxConfig) -> Result<Self, CxConfigError> {
         Ok(CxMetrics { limits: config.limits()?, tenants: BTreeMap::new() })

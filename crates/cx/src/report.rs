@@ -11,7 +11,7 @@ use serde::{Serialize, Serializer};
 use crate::histogram::LogHistogram;
 
 /// Survey answers of a case or a row, as counts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct SurveyTally {
     pub(crate) csat_answers: u64,
     pub(crate) csat_satisfied: u64,
@@ -35,7 +35,7 @@ impl SurveyTally {
 }
 
 /// Everything one (tenant, channel) row is computed from.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Aggregate {
     pub(crate) contacts: u64,
     pub(crate) cases: u64,

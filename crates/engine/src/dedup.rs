@@ -8,7 +8,7 @@ use omnistitch_model::EventTime;
 use xxhash_rust::xxh3::{xxh3_128_with_seed, xxh3_64};
 
 /// One tenant's applied events, and its clock.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct TenantSeen {
     /// Digest (as two words, to keep entries 24 bytes) -> event time.
     seen: HashMap<[u64; 2], EventTime>,
@@ -35,7 +35,7 @@ pub enum Arrival {
 
 /// Remembers which (tenant, event id) pairs were applied, by 128-bit digest, per tenant: each
 /// tenant forgets by its own clock.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct SeenEvents {
     tenants: HashMap<Arc<str>, TenantSeen>,
 }

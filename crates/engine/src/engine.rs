@@ -8,6 +8,7 @@ use omnistitch_model::{Event, EventTime, ProfileId, Tenant};
 use omnistitch_timeline::{RetentionConfig, TimelineStore};
 
 use crate::dedup::{Arrival, SeenEvents};
+use crate::snapshot::{self, Holds, SnapshotError};
 use crate::stats::EngineStats;
 
 /// Full retention sweeps happen each time event time advances by this share of the max age:
@@ -89,7 +90,54 @@ fn matched(ids: Vec<ResolvedIdentifier>) -> Vec<MatchedIdentifier> {
         .collect()
 }
 
+/// What a snapshot holds of an engine (its settings are configuration).
+#[derive(serde::Serialize)]
+struct EngineRef<'a> {
+    graphs: &'a hashbrown::HashMap<Tenant, omnistitch_identity::TenantGraph>,
+    timelines: &'a TimelineStore,
+    seen: &'a SeenEvents,
+    stats: &'a EngineStats,
+}
+
+/// [`EngineRef`], read back.
+#[derive(serde::Deserialize)]
+struct EngineState {
+    graphs: hashbrown::HashMap<Tenant, omnistitch_identity::TenantGraph>,
+    timelines: TimelineStore,
+    seen: SeenEvents,
+    stats: EngineStats,
+}
+
 impl Engine {
+    /// The engine's state as a snapshot ([`crate::snapshot`]).
+    pub fn snapshot(&self) -> Vec<u8> {
+        let state = EngineRef {
+            graphs: self.identity.graph_map(),
+            timelines: &self.timelines,
+            seen: &self.seen,
+            stats: &self.stats,
+        };
+        snapshot::seal(Holds::Engine, &state)
+    }
+
+    /// An engine holding the state of `snapshot` (from [`Engine::snapshot`]), under these
+    /// settings.
+    pub fn from_snapshot(
+        snapshot: &[u8],
+        normalizer: Arc<Normalizer>,
+        rules: IdentityRules,
+        retention: RetentionConfig,
+    ) -> Result<Self, SnapshotError> {
+        let state: EngineState = snapshot::open(Holds::Engine, snapshot)?;
+        Ok(Engine {
+            identity: IdentityResolver::with_graphs(normalizer, rules, state.graphs),
+            timelines: state.timelines.with_retention(retention.clone()),
+            seen: state.seen,
+            retention,
+            stats: state.stats,
+        })
+    }
+
     /// An engine with no state.
     pub fn new(normalizer: Arc<Normalizer>, rules: IdentityRules, retention: RetentionConfig) -> Self {
         Engine {

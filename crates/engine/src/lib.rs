@@ -11,12 +11,16 @@ pub mod dedup;
 pub mod engine;
 pub mod pipeline;
 pub mod records;
+pub mod snapshot;
 pub mod stats;
 
 #[cfg(test)]
 mod order_tests;
+#[cfg(test)]
+mod snapshot_tests;
 
 pub use config::{ConfigError, EngineConfig};
 pub use engine::{Applied, Engine};
 pub use pipeline::{Ordered, Pipeline, Placed, Step};
+pub use snapshot::SnapshotError;
 pub use stats::EngineStats;

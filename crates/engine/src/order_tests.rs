@@ -8,7 +8,7 @@ use omnistitch_moments::{Intervention, MomentType};
 
 use crate::{EngineConfig, Pipeline};
 
-const T0: i64 = 1_767_571_200_000;
+pub(crate) const T0: i64 = 1_767_571_200_000;
 const SEC: i64 = 1_000;
 
 /// How an event names its customer: by email, by phone, or by both (which merges the two).
@@ -46,7 +46,7 @@ fn event(n: usize, (customer, secs, (channel, direction, kind), conversation, ca
 }
 
 /// Random traffic of three customers over minutes to hours, in event-time order.
-fn traffic() -> impl Strategy<Value = Vec<Event>> {
+pub(crate) fn traffic() -> impl Strategy<Value = Vec<Event>> {
     use Channel::*;
     use Direction::*;
     use EventKind::*;

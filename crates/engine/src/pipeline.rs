@@ -3,12 +3,13 @@
 
 use std::sync::Arc;
 
-use omnistitch_cx::{CxMetrics, CxReport};
+use omnistitch_cx::{CxMetrics, CxReport, CxState};
 use omnistitch_model::{Event, EventTime, ProfileId, Tenant};
-use omnistitch_moments::{Detector, Intervention, Released, ReorderBuffer};
+use omnistitch_moments::{Detector, DetectorState, Intervention, Released, ReorderBuffer, ReorderState};
 
 use crate::config::{ConfigError, EngineConfig};
 use crate::engine::{Applied, Engine};
+use crate::snapshot::{self, Holds, SnapshotError};
 
 /// What one event produced.
 #[derive(Debug)]
@@ -64,7 +65,51 @@ fn observe(cx: &mut CxMetrics, detector: &mut Detector, r: &Released, out: &mut 
     out.extend(detector.observe_merging(r.profile, &r.event, &r.thread_id, &r.merges));
 }
 
+/// What a snapshot holds of the ordered stages (their settings are configuration).
+#[derive(serde::Serialize)]
+struct OrderedRef<'a> {
+    buffer: &'a ReorderBuffer,
+    detector: &'a Detector,
+    cx: &'a CxMetrics,
+}
+
+/// [`OrderedRef`], read back.
+#[derive(serde::Deserialize)]
+struct OrderedState {
+    buffer: ReorderState,
+    detector: DetectorState,
+    cx: CxState,
+}
+
+impl OrderedState {
+    fn into_ordered(self, config: &EngineConfig) -> Result<Ordered, ConfigError> {
+        Ok(Ordered {
+            buffer: ReorderBuffer::with_state(&config.moments, self.buffer)?,
+            detector: Detector::with_state(config.moments.clone(), self.detector)?,
+            cx: CxMetrics::with_state(config.cx.clone(), self.cx)?,
+            released: Vec::new(),
+            tenant: None,
+        })
+    }
+}
+
 impl Ordered {
+    fn state(&self) -> OrderedRef<'_> {
+        OrderedRef { buffer: &self.buffer, detector: &self.detector, cx: &self.cx }
+    }
+
+    /// The stages' state as a snapshot ([`crate::snapshot`]).
+    pub fn snapshot(&self) -> Vec<u8> {
+        snapshot::seal(Holds::Ordered, &self.state())
+    }
+
+    /// Ordered stages holding the state of `snapshot` (from [`Ordered::snapshot`]), under
+    /// `config`.
+    pub fn from_snapshot(snapshot: &[u8], config: &EngineConfig) -> Result<Self, SnapshotError> {
+        let state: OrderedState = snapshot::open(Holds::Ordered, snapshot)?;
+        Ok(state.into_ordered(config)?)
+    }
+
     /// Takes one applied event; returns the interventions that became true.
     pub fn take(&mut self, placed: Placed) -> Vec<Intervention> {
         let mut interventions = Vec::new();
@@ -148,7 +193,39 @@ pub struct Pipeline {
     ordered: Option<Ordered>,
 }
 
+/// What a snapshot holds of a pipeline.
+#[derive(serde::Serialize)]
+struct PipelineRef<'a> {
+    engine: &'a [u8],
+    ordered: Option<OrderedRef<'a>>,
+}
+
+/// [`PipelineRef`], read back.
+#[derive(serde::Deserialize)]
+struct PipelineState {
+    engine: Vec<u8>,
+    ordered: Option<OrderedState>,
+}
+
 impl Pipeline {
+    /// The pipeline's state as a snapshot ([`crate::snapshot`]).
+    pub fn snapshot(&self) -> Vec<u8> {
+        let engine = self.engine.snapshot();
+        snapshot::seal(
+            Holds::Pipeline,
+            &PipelineRef { engine: &engine, ordered: self.ordered.as_ref().map(Ordered::state) },
+        )
+    }
+
+    /// A pipeline holding the state of `snapshot` (from [`Pipeline::snapshot`]), under `config`.
+    pub fn from_snapshot(snapshot: &[u8], config: &EngineConfig) -> Result<Self, SnapshotError> {
+        let state: PipelineState = snapshot::open(Holds::Pipeline, snapshot)?;
+        let (normalizer, rules) = config.validate()?;
+        let engine = Engine::from_snapshot(&state.engine, normalizer, rules, config.timeline.clone())?;
+        let ordered = state.ordered.map(|o| o.into_ordered(config)).transpose()?;
+        Ok(Pipeline { engine, ordered })
+    }
+
     /// The full flow, from validated configuration.
     pub fn new(config: &EngineConfig) -> Result<Self, ConfigError> {
         let (normalizer, rules) = config.validate()?;

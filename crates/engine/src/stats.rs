@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 /// Cumulative counts since the engine started.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct EngineStats {
     /// Events applied (first deliveries).
     pub events: u64,

@@ -10,6 +10,7 @@ use std::hash::BuildHasher;
 use hashbrown::{DefaultHashBuilder, HashMap, HashSet, HashTable};
 use omnistitch_model::output::MatchOutcome;
 use omnistitch_model::{EventTime, Identifier, IdentifierKind, ProfileId, ShortStr};
+use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
 use crate::rules::IdentityRules;
@@ -27,7 +28,7 @@ const NO_PROFILE: u32 = u32::MAX;
 const INLINE_VALUE: usize = 22;
 
 /// An identifier known to the graph.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Entry {
     value: ShortStr<INLINE_VALUE>,
     kind: IdentifierKind,
@@ -39,7 +40,7 @@ struct Entry {
 }
 
 /// A profile's state.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Profile {
     /// Its id.
     pub id: ProfileId,
@@ -721,6 +722,89 @@ impl TenantGraph {
             Entry { value: ShortStr::new(""), kind, shared: false, profile: NO_PROFILE, seen: EventTime(i64::MIN) };
         self.free_entries.push(idx);
         self.forgotten += 1;
+    }
+}
+
+/// What a snapshot keeps of a graph: everything but what is rebuilt from it (the hash index,
+/// the id map, the byte counts).
+#[derive(Serialize)]
+struct GraphRef<'a> {
+    entries: &'a [Entry],
+    profiles: &'a [Option<Profile>],
+    free: &'a [u32],
+    redirects: &'a HashMap<ProfileId, (ProfileId, EventTime)>,
+    free_entries: &'a [u32],
+    forgotten: u64,
+}
+
+/// [`GraphRef`], read back.
+#[derive(Deserialize)]
+struct GraphState {
+    entries: Vec<Entry>,
+    profiles: Vec<Option<Profile>>,
+    free: Vec<u32>,
+    redirects: HashMap<ProfileId, (ProfileId, EventTime)>,
+    free_entries: Vec<u32>,
+    forgotten: u64,
+}
+
+/// Written as its identifiers and profiles, in their slots (so that slots are reused in the
+/// same order after a restore).
+impl Serialize for TenantGraph {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        GraphRef {
+            entries: &self.entries,
+            profiles: &self.profiles,
+            free: &self.free,
+            redirects: &self.redirects,
+            free_entries: &self.free_entries,
+            forgotten: self.forgotten,
+        }
+        .serialize(s)
+    }
+}
+
+/// Read back, its index and counts rebuilt; slots that point outside the graph are refused.
+impl<'de> Deserialize<'de> for TenantGraph {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let GraphState { entries, profiles, free, redirects, free_entries, forgotten } = GraphState::deserialize(d)?;
+        let live_slot = |slot: u32| profiles.get(slot as usize).is_some_and(Option::is_some);
+        let entry_ok = |e: u32| (e as usize) < entries.len();
+        if free_entries.iter().any(|&e| !entry_ok(e))
+            || free.iter().any(|&p| p as usize >= profiles.len() || live_slot(p))
+            || profiles.iter().flatten().any(|p| p.entries.iter().any(|&e| !entry_ok(e)))
+        {
+            return Err(D::Error::custom("identity graph: a slot out of range"));
+        }
+        let freed: HashSet<u32> = free_entries.iter().copied().collect();
+        if entries
+            .iter()
+            .enumerate()
+            .any(|(i, e)| !freed.contains(&(i as u32)) && e.profile != NO_PROFILE && !live_slot(e.profile))
+        {
+            return Err(D::Error::custom("identity graph: an identifier of no live profile"));
+        }
+        let mut g =
+            TenantGraph { entries, profiles, free, redirects, free_entries, forgotten, ..TenantGraph::default() };
+        let (entries, hasher) = (&g.entries, &g.hasher);
+        for (i, e) in g.entries.iter().enumerate() {
+            if !freed.contains(&(i as u32)) {
+                let h = hash_of(hasher, e.kind, e.value.as_bytes());
+                g.index.insert_unique(h, i as u32, |&j| {
+                    let e = &entries[j as usize];
+                    hash_of(hasher, e.kind, e.value.as_bytes())
+                });
+            }
+        }
+        for (slot, p) in g.profiles.iter().enumerate() {
+            if let Some(p) = p {
+                g.by_id.insert(p.id, slot as u32);
+            }
+        }
+        g.string_bytes = g.entries.iter().map(|e| e.value.heap_bytes()).sum();
+        g.profile_bytes = g.profiles.iter().flatten().map(profile_heap).sum();
+        Ok(g)
     }
 }
 

@@ -54,6 +54,20 @@ impl IdentityResolver {
         IdentityResolver { normalizer, rules, tenants: HashMap::new() }
     }
 
+    /// A resolver holding `tenants`' graphs (read back from a snapshot).
+    pub fn with_graphs(
+        normalizer: Arc<Normalizer>,
+        rules: IdentityRules,
+        tenants: HashMap<Tenant, TenantGraph>,
+    ) -> Self {
+        IdentityResolver { normalizer, rules, tenants }
+    }
+
+    /// Every tenant's graph, as a map (what a snapshot writes).
+    pub fn graph_map(&self) -> &HashMap<Tenant, TenantGraph> {
+        &self.tenants
+    }
+
     /// Resolves `event` to a profile, creating or merging profiles as its identifiers require.
     pub fn resolve(&mut self, event: &Event) -> Resolution {
         // Events carry a handful of identifiers: the working lists stay on the stack.

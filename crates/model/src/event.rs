@@ -268,6 +268,14 @@ impl<'de> serde::de::Visitor<'de> for KindVisitor {
         Ok(EventKind::from_symbol(s))
     }
 
+    /// A variant index (binary formats): the symbols' order, an unknown index `UNKNOWN`.
+    fn visit_u64<E: serde::de::Error>(self, i: u64) -> Result<EventKind, E> {
+        Ok(usize::try_from(i)
+            .ok()
+            .and_then(|i| SYMBOLS.get(i))
+            .map_or(EventKind::Unknown, |s| EventKind::from_symbol(s)))
+    }
+
     fn visit_enum<A: serde::de::EnumAccess<'de>>(self, a: A) -> Result<EventKind, A::Error> {
         use serde::de::VariantAccess;
         let (KindSymbol(kind), variant) = a.variant()?;
@@ -276,27 +284,29 @@ impl<'de> serde::de::Visitor<'de> for KindVisitor {
     }
 }
 
+/// The kinds' symbols, in declaration order (the variant indices serde writes).
+const SYMBOLS: &[&str] = &[
+    "UNKNOWN",
+    "MESSAGE",
+    "CHAT_STARTED",
+    "CHAT_ENDED",
+    "CHAT_ABANDONED",
+    "CALL_STARTED",
+    "CALL_ANSWERED",
+    "CALL_ENDED",
+    "CALL_ABANDONED",
+    "CALLBACK_REQUESTED",
+    "SOCIAL_POST",
+    "SOCIAL_REPLY",
+    "SOCIAL_DM",
+    "REVIEW",
+    "CASE_OPENED",
+    "CASE_RESOLVED",
+    "SURVEY_RESPONSE",
+];
+
 impl<'de> Deserialize<'de> for EventKind {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        const SYMBOLS: &[&str] = &[
-            "UNKNOWN",
-            "MESSAGE",
-            "CHAT_STARTED",
-            "CHAT_ENDED",
-            "CHAT_ABANDONED",
-            "CALL_STARTED",
-            "CALL_ANSWERED",
-            "CALL_ENDED",
-            "CALL_ABANDONED",
-            "CALLBACK_REQUESTED",
-            "SOCIAL_POST",
-            "SOCIAL_REPLY",
-            "SOCIAL_DM",
-            "REVIEW",
-            "CASE_OPENED",
-            "CASE_RESOLVED",
-            "SURVEY_RESPONSE",
-        ];
         d.deserialize_enum("EventKind", SYMBOLS, KindVisitor)
     }
 }
@@ -338,7 +348,7 @@ pub struct Details {
 }
 
 /// A validated, channel-independent customer-service event.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// Tenant owning the event.
     pub tenant: Tenant,

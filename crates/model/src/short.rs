@@ -106,6 +106,21 @@ impl<const N: usize> Hash for ShortStr<N> {
     }
 }
 
+/// Serialized as its text.
+impl<const N: usize> serde::Serialize for ShortStr<N> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// Read back from its text (inline again when short).
+impl<'de, const N: usize> serde::Deserialize<'de> for ShortStr<N> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Ok(ShortStr::new(&s))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

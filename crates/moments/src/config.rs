@@ -264,7 +264,7 @@ pub enum MomentsConfigError {
 }
 
 /// Weights of predicted effort, validated.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub(crate) struct EffortWeights {
     pub(crate) threshold: f64,
     pub(crate) channel_switch: f64,
@@ -275,7 +275,7 @@ pub(crate) struct EffortWeights {
 }
 
 /// One tenant's validated settings, in milliseconds; `None` windows are disabled moments.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub(crate) struct Settings {
     pub(crate) lateness_ms: i64,
     pub(crate) cooldown_ms: i64,

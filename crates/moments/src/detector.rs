@@ -62,7 +62,7 @@ fn settle(shared: &mut Shared, p: &mut Profile, case: &CaseKey, key: &TimerKey) 
 }
 
 /// One tenant's detector state.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct TenantState {
     /// Profile -> (its last event time, its state): the time beside the state, so that a sweep
     /// for idle profiles reads the table alone, not every profile's state.
@@ -623,7 +623,30 @@ pub struct Detector {
     tenants: TenantMap<TenantState>,
 }
 
+/// A detector's state read back from a snapshot, for [`Detector::with_state`].
+#[derive(Debug, serde::Deserialize)]
+pub struct DetectorState(TenantMap<TenantState>);
+
+/// Written as its tenants' state, without its settings (configuration, not state).
+impl serde::Serialize for Detector {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.tenants.serialize(s)
+    }
+}
+
 impl Detector {
+    /// A detector of `config` holding `state` (from a snapshot); every tenant takes its
+    /// settings from `config`.
+    pub fn with_state(config: MomentsConfig, state: DetectorState) -> Result<Self, MomentsConfigError> {
+        let mut detector = Self::new(config)?;
+        detector.tenants = state.0;
+        let settings = &detector.settings;
+        for (tenant, of) in detector.tenants.iter_mut() {
+            of.shared.settings = settings.get(tenant.as_str());
+        }
+        Ok(detector)
+    }
+
     /// A detector with validated settings.
     pub fn new(config: MomentsConfig) -> Result<Self, MomentsConfigError> {
         Ok(Self::with_settings(config.resolve()?))

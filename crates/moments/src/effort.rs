@@ -49,7 +49,7 @@ pub struct EffortAgreement {
 }
 
 /// Running sums (Welford's co-moments, numerically stable) behind an [`EffortAgreement`].
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct AgreementSums {
     n: u64,
     abs_error: f64,

@@ -6,7 +6,7 @@ use hashbrown::HashMap;
 use crate::state::{TimerKey, Timers};
 
 /// The timers waiting on one name, in the order they were indexed.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Waiters {
     first: TimerKey,
     rest: Vec<TimerKey>,
@@ -31,13 +31,14 @@ impl Waiters {
 const FIRST_SWEEP: usize = 1024;
 
 /// Timer keys by a 64-bit name digest.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct ElsewhereIndex {
     by_name: HashMap<u64, Waiters>,
     /// Names held past which the next insert sweeps out those of timers gone (0: not swept yet).
     sweep_above: usize,
     /// Sweeps made.
     #[cfg(test)]
+    #[serde(skip)]
     sweeps: usize,
 }
 

@@ -119,6 +119,21 @@ impl KeyText {
     }
 }
 
+/// Written as its text.
+impl serde::Serialize for KeyText {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text())
+    }
+}
+
+/// Read back from its text, in the shape [`KeyText::new`] gives it.
+impl<'de> serde::Deserialize<'de> for KeyText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Ok(KeyText::new(&s))
+    }
+}
+
 impl PartialOrd for KeyText {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))

@@ -28,12 +28,12 @@ pub use config::{
     AbandonedContactConfig, ChannelHopConfig, DetractorSurveyConfig, FirstResponseSlaConfig, HighEffortConfig,
     MomentsConfig, MomentsConfigError, NegativeSentimentConfig, RepeatContactConfig, TimerHorizons,
 };
-pub use detector::Detector;
+pub use detector::{Detector, DetectorState};
 pub use effort::EffortAgreement;
 pub use intervention::{Action, Evidence, Intervention, MomentType, Priority};
 pub use pending::Merges;
 pub use pipeline::MomentsPipeline;
-pub use reorder::{Released, ReorderBuffer};
+pub use reorder::{Released, ReorderBuffer, ReorderState};
 pub use shared::{MomentCount, MomentCounters};
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use omnistitch_model::{EventTime, ProfileId};
 pub type Merges = Vec<(ProfileId, ProfileId)>;
 
 /// A merge whose event has not been released yet.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 struct Pending {
     survivor: ProfileId,
     absorbed: ProfileId,
@@ -21,7 +21,7 @@ struct Pending {
 ///
 /// Indexed so that no step walks every pending merge: a busy tenant holds the merges of all
 /// its events within the allowed lateness, and the buffer releases after every event.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct PendingMerges {
     /// By number, in arrival order.
     pending: BTreeMap<u64, Pending>,

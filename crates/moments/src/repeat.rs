@@ -15,14 +15,14 @@ use crate::state::{EventRef, Mark};
 pub(crate) const MAX_MARKS: usize = 128;
 
 /// A conversation start, and whether an emitted repeat contact already counted it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Start {
     pub(crate) mark: Mark,
     pub(crate) counted: bool,
 }
 
 /// Recent conversation starts and resolutions of one profile, each in (time, event id) order.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct RepeatHistory {
     starts: VecDeque<Start>,
     resolutions: VecDeque<Mark>,

@@ -16,7 +16,7 @@ const MINUTE_MS: i64 = 60_000;
 pub(crate) const HOUR_MS: i64 = 60 * MINUTE_MS;
 
 /// What happened to one moment type.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MomentCount {
     /// Interventions emitted.
     pub detected: u64,
@@ -30,7 +30,7 @@ pub struct MomentCount {
 }
 
 /// Counters of the detector; names and labels for telemetry: moment type and tenant.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MomentCounters {
     /// Events observed.
     pub events: u64,
@@ -152,8 +152,10 @@ pub(crate) struct Seen<'a> {
 }
 
 /// What a tenant's profiles share.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Shared {
+    /// Configuration, not state: not written to snapshots (set again when read back).
+    #[serde(skip)]
     pub(crate) settings: Settings,
     pub(crate) timers: Timers,
     pub(crate) counters: MomentCounters,

@@ -61,7 +61,7 @@ pub(crate) fn digest(ns: Namespace, text: &str) -> u64 {
 
 /// A case key (`case:<id>`, or a thread without a case id) with its digest: maps and
 /// comparisons use the digest (a collision only joins two cases), output the text.
-#[derive(Clone)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct CaseKey {
     /// `digest(CASES, name)`: also the case part of cool-down keys.
     pub(crate) digest: u64,
@@ -99,7 +99,7 @@ impl std::fmt::Debug for CaseKey {
 pub(crate) type EventRef = crate::keytext::KeyText;
 
 /// An event remembered as evidence: ordered by (time, event id).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Mark {
     pub(crate) time: EventTime,
     pub(crate) event_id: EventRef,
@@ -113,7 +113,7 @@ impl Mark {
 }
 
 /// A pending timer's place in the tenant's timer queue: due time first.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub(crate) struct TimerKey {
     pub(crate) due: EventTime,
     pub(crate) moment: MomentType,
@@ -121,7 +121,7 @@ pub(crate) struct TimerKey {
 }
 
 /// An absence moment waiting for its due time.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Timer {
     pub(crate) profile: ProfileId,
     pub(crate) case: CaseKey,
@@ -134,7 +134,7 @@ pub(crate) struct Timer {
 }
 
 /// Why a timer would fire, written out only if it does.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub(crate) enum TimerReason {
     /// An inbound event waits for a first response.
     Unanswered { channel: Channel, kind: omnistitch_model::EventKind, sla_ms: i64 },
@@ -145,7 +145,7 @@ pub(crate) enum TimerReason {
 /// The tenant's pending timers, by due time.
 pub(crate) type Timers = BTreeMap<TimerKey, Timer>;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Conversation {
     pub(crate) case: CaseKey,
     /// Its first inbound contact.
@@ -177,7 +177,7 @@ impl Conversation {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Case {
     /// Its key.
     pub(crate) key: CaseKey,
@@ -257,7 +257,7 @@ fn settle_sla(
 }
 
 /// One profile's state.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Profile {
     /// Conversation key digest -> (conversation, last used).
     pub(crate) keys: HashMap<u64, (u32, EventTime)>,

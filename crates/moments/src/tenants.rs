@@ -62,9 +62,32 @@ impl<V> TenantMap<V> {
         self.entries.iter().map(|(t, v)| (t, v))
     }
 
+    /// Tenants and their states, mutable, in tenant order.
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (&Tenant, &mut V)> {
+        self.entries.iter_mut().map(|(t, v)| (&*t, v))
+    }
+
     /// States, in tenant order.
     pub(crate) fn values(&self) -> impl Iterator<Item = &V> {
         self.entries.iter().map(|(_, v)| v)
+    }
+}
+
+/// Written as its (tenant, state) pairs, in tenant order.
+impl<V: serde::Serialize> serde::Serialize for TenantMap<V> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.entries.serialize(s)
+    }
+}
+
+/// Read back; pairs out of tenant order (which the search relies on) are refused.
+impl<'de, V: serde::Deserialize<'de>> serde::Deserialize<'de> for TenantMap<V> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let entries = Vec::<(Tenant, V)>::deserialize(d)?;
+        if entries.windows(2).any(|w| w[0].0 >= w[1].0) {
+            return Err(serde::de::Error::custom("tenants out of order"));
+        }
+        Ok(TenantMap { entries })
     }
 }
 

@@ -6,7 +6,7 @@
 use std::borrow::Borrow;
 
 /// An ordered map in a sorted vector; binary search to find, shifts to insert.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct VecMap<K, V> {
     entries: Vec<(K, V)>,
 }
@@ -143,7 +143,7 @@ impl<K, V> IntoIterator for VecMap<K, V> {
 }
 
 /// An ordered set in a sorted vector.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct VecSet<T> {
     items: Vec<T>,
 }

@@ -10,6 +10,8 @@ use thiserror::Error;
 
 use crate::threads::{ThreadHandle, ThreadIndex};
 
+mod snapshot;
+
 /// Retention settings as written in configuration (`[timeline]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -29,6 +29,64 @@ impl Thread {
     }
 }
 
+/// Numbers threads for a snapshot: each thread once (entries and keys share them, and a
+/// re-threading must reach all of them after a restore), the one that absorbed it first.
+#[derive(Default)]
+pub(crate) struct ThreadNumbers {
+    /// By address.
+    numbers: HashMap<usize, u32>,
+    /// Each thread's id and the number of the thread that absorbed it.
+    pub(crate) table: Vec<(Arc<str>, Option<u32>)>,
+}
+
+impl ThreadNumbers {
+    fn of(&mut self, t: &Arc<Thread>) -> u32 {
+        let at = Arc::as_ptr(t) as usize;
+        if let Some(&n) = self.numbers.get(&at) {
+            return n;
+        }
+        // Case threads absorb and are never absorbed: the recursion is one level deep.
+        let absorber = t.absorbed_by.get().map(|a| self.of(a));
+        let n = u32::try_from(self.table.len()).expect("fewer than 2^32 threads");
+        self.table.push((t.id.clone(), absorber));
+        self.numbers.insert(at, n);
+        n
+    }
+
+    /// The number of `handle`'s thread.
+    pub(crate) fn handle(&mut self, handle: &ThreadHandle) -> u32 {
+        self.of(&handle.0)
+    }
+}
+
+/// Threads read back from a snapshot's [`ThreadNumbers::table`].
+pub(crate) struct ThreadTable(Vec<Arc<Thread>>);
+
+impl ThreadTable {
+    /// Threads of `table`, each pointing at the (earlier) one that absorbed it.
+    pub(crate) fn new(table: Vec<(Arc<str>, Option<u32>)>) -> Result<Self, &'static str> {
+        let mut threads: Vec<Arc<Thread>> = Vec::with_capacity(table.len());
+        for (id, absorber) in table {
+            let t = Thread::new(id);
+            if let Some(a) = absorber {
+                let a = threads.get(a as usize).ok_or("a thread absorbed by an unknown thread")?;
+                let _ = t.absorbed_by.set(a.clone());
+            }
+            threads.push(t);
+        }
+        Ok(ThreadTable(threads))
+    }
+
+    fn thread(&self, n: u32) -> Result<&Arc<Thread>, &'static str> {
+        self.0.get(n as usize).ok_or("an unknown thread")
+    }
+
+    /// A handle to thread `n`.
+    pub(crate) fn handle(&self, n: u32) -> Result<ThreadHandle, &'static str> {
+        Ok(ThreadHandle(self.thread(n)?.clone()))
+    }
+}
+
 /// A conversation thread as a timeline entry holds it: its id is the thread the conversation
 /// is in now, so an entry of a conversation a case id re-threaded later, on any profile, reads
 /// the case's thread without being rewritten.
@@ -155,6 +213,20 @@ impl ThreadIndex {
                 self.keys.insert(key, (thread.clone(), t));
             }
         }
+    }
+
+    /// The keys, each with its thread's number in `numbers` (for a snapshot).
+    pub(crate) fn numbered_keys(&self, numbers: &mut ThreadNumbers) -> Vec<(u64, u32, EventTime)> {
+        self.keys.iter().map(|(&k, (t, last))| (k, numbers.of(t), *last)).collect()
+    }
+
+    /// An index of `keys` (as [`ThreadIndex::numbered_keys`] wrote them), threads from `table`.
+    pub(crate) fn from_numbered(keys: Vec<(u64, u32, EventTime)>, table: &ThreadTable) -> Result<Self, &'static str> {
+        let mut index = HashMap::with_capacity(keys.len());
+        for (k, n, last) in keys {
+            index.insert(k, (table.thread(n)?.clone(), last));
+        }
+        Ok(ThreadIndex { keys: index })
     }
 
     /// Forgets keys last used before `cutoff`; returns how many.
