@@ -212,11 +212,12 @@ fn start_child(s: &Setup, dir: &std::path::Path, log: &std::path::Path) -> Child
     let c = &s.config;
     writeln!(
         f,
-        "[kafka]\nbootstrap_servers = {:?}\ngroup_id = {:?}\nmode = {:?}\ncommit_interval_ms = {}\nmax_batch = 200\nmirror_offsets = true\nrequest_timeout_ms = 10000\npartitions = {}\nreplication = 1\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n[http]\nport = 0\nbind = \"127.0.0.1\"",
+        "[kafka]\nbootstrap_servers = {:?}\ngroup_id = {:?}\nmode = {:?}\ncommit_interval_ms = {}\nmax_batch = 200\nmirror_offsets = true\nrequest_timeout_ms = 10000\nsnapshot_bytes = {}\npartitions = {}\nreplication = 1\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n[http]\nport = 0\nbind = \"127.0.0.1\"",
         c.bootstrap_servers,
         c.group_id,
         c.mode.as_str(),
         c.commit_interval_ms,
+        c.snapshot_bytes,
         c.partitions
     )
     .unwrap();
@@ -271,6 +272,16 @@ fn killed_and_restarted(mode: Mode, seed: u64) {
         break;
     }
     assert_eq!(kills, 3, "the world must be big enough to kill the service mid-stream");
+    let logs: Vec<String> = (0..=kills)
+        .map(|r| std::fs::read_to_string(dir.path().join(format!("run-{r}.log"))).unwrap_or_default())
+        .collect();
+    let from_snapshot = logs
+        .iter()
+        .flat_map(|l| l.lines())
+        .filter(|l| l.contains("shard restored") && l.contains("snapshot_offset"))
+        .count();
+    eprintln!("{from_snapshot} shards restored from a snapshot");
+    assert!(from_snapshot > 0, "restarts read snapshots back");
     let duplicates = assert_outputs_match(&s);
     eprintln!("{kills} kills, {duplicates} duplicate timeline records (exact copies)");
 }

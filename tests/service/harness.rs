@@ -132,6 +132,9 @@ pub fn test_cluster(brokers: i32, base: KafkaConfig, group: &str) -> (EmbeddedCl
     let mut config = cluster.service_config(base);
     config.group_id = group.to_string();
     config.request_timeout_ms = 10_000;
+    // Snapshots as often as allowed: the tests' worlds are small, and every restore should
+    // have one to read back.
+    config.snapshot_bytes = 1 << 16;
     config.properties.insert("session.timeout.ms".into(), "6000".into());
     config.properties.insert("heartbeat.interval.ms".into(), "500".into());
     // librdkafka debug contexts for a failing test, e.g. `OMNISTITCH_TEST_KAFKA_DEBUG=cgrp` (with

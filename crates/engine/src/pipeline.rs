@@ -217,6 +217,14 @@ impl Pipeline {
         )
     }
 
+    /// A pipeline of an engine and ordered stages read back from their own snapshots
+    /// ([`Engine::snapshot`], [`Ordered::snapshot`]), under `config`.
+    pub fn from_stage_snapshots(engine: &[u8], ordered: &[u8], config: &EngineConfig) -> Result<Self, SnapshotError> {
+        let (normalizer, rules) = config.validate()?;
+        let engine = Engine::from_snapshot(engine, normalizer, rules, config.timeline.clone())?;
+        Ok(Pipeline { engine, ordered: Some(Ordered::from_snapshot(ordered, config)?) })
+    }
+
     /// A pipeline holding the state of `snapshot` (from [`Pipeline::snapshot`]), under `config`.
     pub fn from_snapshot(snapshot: &[u8], config: &EngineConfig) -> Result<Self, SnapshotError> {
         let state: PipelineState = snapshot::open(Holds::Pipeline, snapshot)?;

@@ -38,6 +38,14 @@ const VERSION_CLOCK: u8 = 3;
 /// (the fingerprints of the four bundled schemas, in [`Channel::ALL`] order, after the count):
 /// a later version, whose bundled schemas differ, still reads them.
 const VERSION_BATCH_SCHEMAS: u8 = 4;
+/// Format version of snapshot parts.
+const VERSION_SNAPSHOT: u8 = 5;
+/// version, id, four positions, stage, part, parts.
+const SNAPSHOT_HEADER: usize = 1 + 8 + 4 * 8 + 1 + 4 + 4;
+/// First key byte of snapshot parts.
+const SNAPSHOT_KEY: u8 = 0xfe;
+/// Most state bytes in one snapshot part (a record, well under the brokers' message limit).
+pub const SNAPSHOT_PART_BYTES: usize = BATCH_BYTES;
 /// version, count, four fingerprints.
 const BATCH_HEADER: usize = 1 + 4 + 4 * 8;
 /// version, time, four positions.
@@ -111,12 +119,85 @@ impl ClockEntry<'_> {
     /// Whether the group's `committed` offsets cover the records applied before the move: the
     /// move was part of a committed transaction (or of work the committed offsets went past).
     pub fn is_committed(&self, committed: &[Option<i64>; 4]) -> bool {
-        self.position.iter().zip(committed).all(|(p, c)| match (p, c) {
-            (None, _) => true,
-            (Some(p), Some(c)) => p <= c,
-            (Some(_), None) => false,
-        })
+        covered(&self.position, committed)
     }
+}
+
+/// Which thread's stages a snapshot part holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SnapshotStage {
+    /// The engine (identity graphs, timelines, deduplication), on the stitching thread.
+    Engine = 1,
+    /// The ordered stages (reorder buffer, moments, CX), on the ordered thread.
+    Ordered = 2,
+}
+
+/// A part of a shard's snapshot: its state (each thread's stages written in parts of at most
+/// [`SNAPSHOT_PART_BYTES`]) once it had applied every input record below `position`, written
+/// in the transaction that commits `position`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnapshotPart<'a> {
+    /// The snapshot's id (unique per attempt: parts of two attempts never mix).
+    pub id: u64,
+    /// Per merge lane, the next input offset: what the transaction commits (`None`: no record
+    /// applied yet on that lane).
+    pub position: [Option<i64>; 4],
+    /// Whose stages.
+    pub stage: SnapshotStage,
+    /// The part's index.
+    pub part: u32,
+    /// How many parts the stage's state takes.
+    pub parts: u32,
+    /// Its bytes of the state.
+    pub bytes: &'a [u8],
+}
+
+impl SnapshotPart<'_> {
+    /// The record key: id, stage and part (unique per part).
+    pub fn key(&self) -> [u8; 14] {
+        let mut key = [0u8; 14];
+        key[0] = SNAPSHOT_KEY;
+        key[1..9].copy_from_slice(&self.id.to_be_bytes());
+        key[9] = self.stage as u8;
+        key[10..14].copy_from_slice(&self.part.to_be_bytes());
+        key
+    }
+
+    /// Appends the record value to `out`.
+    pub fn write_value(&self, out: &mut Vec<u8>) {
+        out.reserve(SNAPSHOT_HEADER + self.bytes.len());
+        out.push(VERSION_SNAPSHOT);
+        out.extend_from_slice(&self.id.to_be_bytes());
+        for p in self.position {
+            out.extend_from_slice(&p.unwrap_or(i64::MIN).to_be_bytes());
+        }
+        out.push(self.stage as u8);
+        out.extend_from_slice(&self.part.to_be_bytes());
+        out.extend_from_slice(&self.parts.to_be_bytes());
+        out.extend_from_slice(self.bytes);
+    }
+
+    /// The parts of `state`, `stage`'s snapshot `id` at `position`.
+    pub fn split(id: u64, position: [Option<i64>; 4], stage: SnapshotStage, state: &[u8]) -> Vec<SnapshotPart<'_>> {
+        let chunks: Vec<&[u8]> =
+            if state.is_empty() { vec![state] } else { state.chunks(SNAPSHOT_PART_BYTES).collect() };
+        let parts = u32::try_from(chunks.len()).expect("a state under 2^32 parts");
+        chunks
+            .into_iter()
+            .enumerate()
+            .map(|(i, bytes)| SnapshotPart { id, position, stage, part: i as u32, parts, bytes })
+            .collect()
+    }
+}
+
+/// Whether the group's `committed` offsets cover `position` (every lane's records below it):
+/// what was written at `position` was part of committed work.
+pub fn covered(position: &[Option<i64>; 4], committed: &[Option<i64>; 4]) -> bool {
+    position.iter().zip(committed).all(|(p, c)| match (p, c) {
+        (None, _) => true,
+        (Some(p), Some(c)) => p <= c,
+        (Some(_), None) => false,
+    })
 }
 
 /// A changelog record, decoded.
@@ -126,6 +207,8 @@ pub enum Record<'a> {
     Events(Vec<ChangelogEntry<'a>>),
     /// A clock moved on.
     Clock(ClockEntry<'a>),
+    /// A part of a snapshot.
+    Snapshot(SnapshotPart<'a>),
 }
 
 /// The events a shard applied since its last batch was written, encoded as one record value.
@@ -277,8 +360,36 @@ fn take<'a>(value: &mut &'a [u8], n: usize) -> Result<&'a [u8], ChangelogError> 
     Ok(head)
 }
 
+/// Reads the 8 bytes at `at` of `value` (which holds them).
+fn long_at(value: &[u8], at: usize) -> i64 {
+    i64::from_be_bytes(value[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// Decodes a snapshot part's value.
+fn decode_snapshot(value: &[u8]) -> Result<SnapshotPart<'_>, ChangelogError> {
+    if value.len() < SNAPSHOT_HEADER {
+        return Err(ChangelogError::Malformed("shorter than its header"));
+    }
+    let id = long_at(value, 1) as u64;
+    let position = [0, 1, 2, 3].map(|i| Some(long_at(value, 9 + 8 * i)).filter(|&p| p != i64::MIN));
+    let stage = match value[41] {
+        1 => SnapshotStage::Engine,
+        2 => SnapshotStage::Ordered,
+        _ => return Err(ChangelogError::Malformed("unknown snapshot stage")),
+    };
+    let part = u32::from_be_bytes(value[42..46].try_into().expect("4 bytes"));
+    let parts = u32::from_be_bytes(value[46..50].try_into().expect("4 bytes"));
+    if part >= parts {
+        return Err(ChangelogError::Malformed("snapshot part beyond its count"));
+    }
+    Ok(SnapshotPart { id, position, stage, part, parts, bytes: &value[SNAPSHOT_HEADER..] })
+}
+
 /// Decodes a record value.
 pub fn decode(value: &[u8]) -> Result<Record<'_>, ChangelogError> {
+    if value.first() == Some(&VERSION_SNAPSHOT) {
+        return decode_snapshot(value).map(Record::Snapshot);
+    }
     if value.first() == Some(&VERSION_CLOCK) {
         if value.len() < CLOCK_HEADER {
             return Err(ChangelogError::Malformed("shorter than its header"));

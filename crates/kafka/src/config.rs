@@ -140,6 +140,12 @@ pub struct KafkaConfig {
     /// move is in the changelog). 0 turns it off (the default: then outputs depend on the input
     /// alone, as `replay`'s).
     pub idle_clock_ms: u64,
+    /// Changelog bytes (accepted events) after which a shard writes a snapshot of its state to
+    /// the changelog, in the transaction of its next commit: a restore reads the newest
+    /// snapshot the committed offsets cover and re-applies only the events after it. Never
+    /// before as many bytes as the last snapshot took (writing snapshots costs at most as much
+    /// as the changelog itself). 0: no snapshots (every restore re-applies the whole changelog).
+    pub snapshot_bytes: u64,
     /// Longest the loop restores shards before it serves the group again: the shards left, and
     /// the rest of a long restore, wait for the next round (their partitions unpolled). The group counts an instance that has
     /// not polled for `max.poll.interval.ms` as gone, so keep this well below it.
@@ -182,6 +188,7 @@ impl Default for KafkaConfig {
             max_ahead_ms: 300_000,
             restore_slice_ms: 30_000,
             idle_clock_ms: 0,
+            snapshot_bytes: 16 << 20,
             mirror_offsets: false,
             request_timeout_ms: 30_000,
             liveness_timeout_ms: 0,
@@ -398,6 +405,12 @@ impl KafkaConfig {
             "0 (off) or 100..=86400000",
             self.idle_clock_ms == 0 || (100..=86_400_000).contains(&self.idle_clock_ms),
             self.idle_clock_ms as i64,
+        )?;
+        range(
+            "snapshot_bytes",
+            "0 (off) or 65536..=17179869184",
+            self.snapshot_bytes == 0 || (1 << 16..=1 << 34).contains(&self.snapshot_bytes),
+            self.snapshot_bytes as i64,
         )?;
         // At most 450 s: the transaction timeout (twice this) must stay within the brokers'
         // default transaction.max.timeout.ms (900 s), and a restore's start (up to three request

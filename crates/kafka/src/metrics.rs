@@ -146,6 +146,15 @@ pub struct ServiceMetrics {
     pub restored_events: IntCounter,
     /// Clock moves of quiet tenants re-applied from the changelog during restores.
     pub restored_clock_advances: IntCounter,
+    /// Snapshots of shard state written to the changelog (engine part; committed or not).
+    pub snapshots_written: IntCounter,
+    /// Bytes of the engine part of the latest snapshot written.
+    pub snapshot_bytes: IntGauge,
+    /// Restores that read a snapshot back (and the changelog after it only).
+    pub restores_from_snapshot: IntCounter,
+    /// Snapshots restores found and could not use (incomplete, uncommitted, superseded,
+    /// unreadable).
+    pub snapshots_passed_over: IntCounter,
     /// Event-time clocks of quiet tenants moved on with the wall clock (`idle_clock_ms`).
     pub clock_advances: IntCounter,
     /// Shards given back by a rebalance whose state was kept, without a restore.
@@ -465,6 +474,26 @@ impl ServiceMetrics {
                 &r,
                 "omnistitch_restored_clock_advances_total",
                 "Clock moves of quiet tenants re-applied from the changelog while restoring shards.",
+            ),
+            snapshots_written: counter(
+                &r,
+                "omnistitch_snapshots_written_total",
+                "Snapshots of shard state written to the changelog (kafka.snapshot_bytes), in the transaction of a commit.",
+            ),
+            snapshot_bytes: gauge(
+                &r,
+                "omnistitch_snapshot_bytes",
+                "Bytes of the identity and timeline state in the latest snapshot written.",
+            ),
+            restores_from_snapshot: counter(
+                &r,
+                "omnistitch_restores_from_snapshot_total",
+                "Shard restores that read a snapshot back and re-applied only the changelog after it.",
+            ),
+            snapshots_passed_over: counter(
+                &r,
+                "omnistitch_snapshots_passed_over_total",
+                "Snapshots a restore found and could not use: parts missing, past the committed offsets, written by an attempt a later one superseded, or unreadable by this version.",
             ),
             clock_advances: counter(
                 &r,

@@ -7,6 +7,10 @@ use rdkafka::ClientConfig;
 
 use crate::config::KafkaConfig;
 
+/// Most changelog bytes between snapshots on the mock cluster, whose partitions keep about
+/// 5 MiB each (older records disappear).
+pub const MOCK_SNAPSHOT_BYTES: u64 = 1 << 20;
+
 /// A mock cluster with the service's topics; it lives as long as this value.
 pub struct EmbeddedCluster {
     /// The client whose handle owns the cluster (`test.mock.num.brokers`).
@@ -35,7 +39,7 @@ impl EmbeddedCluster {
         self.cluster().bootstrap_servers()
     }
 
-    /// A service configuration for this cluster: its brokers, offsets mirrored through the
+    /// A service configuration for this cluster (snapshots at least every [`MOCK_SNAPSHOT_BYTES`]): its brokers, offsets mirrored through the
     /// consumer (the mock accepts but does not store transactional offsets), and short fetch
     /// waits (a mock broker holds a fetch of an empty partition for the whole
     /// `fetch.wait.max.ms`, 500 ms by default, even when records arrive meanwhile; a real broker
@@ -44,6 +48,11 @@ impl EmbeddedCluster {
         config.bootstrap_servers = self.bootstrap_servers();
         config.mirror_offsets = true;
         config.replication = 1;
+        // A mock partition keeps about 5 MiB: a snapshot at least every MiB keeps the newest
+        // one and what came after it within that.
+        if config.snapshot_bytes > 0 {
+            config.snapshot_bytes = config.snapshot_bytes.min(MOCK_SNAPSHOT_BYTES);
+        }
         config.properties.entry("fetch.wait.max.ms".into()).or_insert_with(|| "5".into());
         config
     }

@@ -11,7 +11,7 @@ use omnistitch_moments::Intervention;
 use rdkafka::message::{Header, OwnedHeaders};
 use thiserror::Error;
 
-use crate::changelog::{ChangelogBatch, ClockEntry};
+use crate::changelog::{ChangelogBatch, ClockEntry, SnapshotPart};
 use crate::registry::OutputSchemas;
 use crate::wire::write_confluent;
 
@@ -230,6 +230,19 @@ impl OutputWriter {
             |b| b.extend_from_slice(&key),
             |b| {
                 batch.write_value(b);
+                true
+            },
+        );
+    }
+
+    /// The changelog record of a part of a snapshot of shard `shard`.
+    pub fn snapshot_part(&self, shard: i32, part: &SnapshotPart<'_>, out: &mut OutBatch) {
+        out.push(
+            Dest::Changelog,
+            Some(shard),
+            |b| b.extend_from_slice(&part.key()),
+            |b| {
+                part.write_value(b);
                 true
             },
         );

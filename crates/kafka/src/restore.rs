@@ -1,10 +1,10 @@
 //! Restoring a shard: re-applying its changelog up to the group's committed input offsets.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use omnistitch_engine::Pipeline;
+use omnistitch_engine::{EngineConfig, Pipeline};
 use omnistitch_model::{Channel, EventTime, Tenant, Tenants};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -22,6 +22,8 @@ pub struct Restored {
     pub read: u64,
     /// Events re-applied.
     pub applied: u64,
+    /// Bytes of their changelog datums (what counts towards the next snapshot).
+    pub applied_bytes: u64,
     /// Events past the committed offsets (from work that was not committed), left out.
     pub uncommitted: u64,
     /// Of those, events of an input partition with no committed offset at all: the first
@@ -42,14 +44,24 @@ pub struct Restored {
     /// restored state may miss their events. 0 when nothing was open.
     pub behind_open_transaction: i64,
     /// When each restored tenant's event-time clock was last set (an event applied, a move):
-    /// the timestamp of the changelog record that holds it, in ms, where the record has one.
+    /// the timestamp of the changelog record that holds it, in ms, where the record has one
+    /// (for a tenant last set before the snapshot restored, the snapshot's).
     pub clocks_set_at: HashMap<Tenant, i64>,
+    /// The changelog offset of the snapshot the state was read back from (its first part), if
+    /// any: the records before it were not read again.
+    pub snapshot_offset: Option<i64>,
+    /// Events after the snapshot that it already held (copies of its events), left out.
+    pub in_snapshot: u64,
+    /// Snapshots found that could not be used: their parts incomplete, past the committed
+    /// offsets, superseded by a later attempt, or unreadable by this version.
+    pub snapshots_passed_over: u64,
 }
 
 impl Restored {
-    /// Whether the changelog had lost its first records (the restored state is incomplete).
+    /// Whether the changelog had lost records the restore needed (the restored state is
+    /// incomplete): its first ones, when no snapshot after them was read back.
     pub fn truncated(&self) -> bool {
-        self.first_offset > 0
+        self.first_offset > 0 && self.snapshot_offset.is_none()
     }
 
     /// Whether the restore read only up to a transaction left open (it may miss events).
@@ -215,7 +227,9 @@ impl ChangelogReader {
             committed,
             range,
             next: range.0,
-            phase: Phase::Detect { seen: Default::default(), copies: HashMap::new() },
+            phase: Phase::Locate(Vec::new()),
+            snapshot: None,
+            loading: Loading::default(),
             done: Restored { first_offset: range.0, behind_open_transaction: behind, ..Restored::default() },
             read_before: 0,
             pipeline,
@@ -232,10 +246,10 @@ impl ChangelogReader {
         config: &KafkaConfig,
         shard: i32,
         committed: [Option<i64>; 4],
-        fresh: &dyn Fn() -> Pipeline,
+        stages: &EngineConfig,
     ) -> Result<(Restored, Pipeline, Tenants), KafkaError> {
-        let mut job = self.begin(config, shard, committed, fresh())?;
-        while !self.step(config, &mut job, Duration::MAX, fresh)? {}
+        let mut job = self.begin(config, shard, committed, fresh(stages))?;
+        while !self.step(config, &mut job, Duration::MAX, stages)? {}
         Ok(job.finish())
     }
 
@@ -247,26 +261,45 @@ impl ChangelogReader {
         config: &KafkaConfig,
         job: &mut RestoreJob,
         budget: Duration,
-        fresh: &dyn Fn() -> Pipeline,
+        stages: &EngineConfig,
     ) -> Result<bool, KafkaError> {
         let started = Instant::now();
         job.steps += 1;
         loop {
             let (low, high) = job.range;
-            if job.next >= high {
-                // The pass is over: done, unless it found copies to leave out on a second one.
-                let copies = match &mut job.phase {
-                    Phase::Detect { copies, .. } if !copies.is_empty() => std::mem::take(copies),
+            if job.loading.failed.is_some() || (job.next >= high && job.snapshot.is_some() && !job.loading.loaded) {
+                // The snapshot chosen could not be read back (or its parts were gone by the
+                // time they were read): the whole changelog is applied instead.
+                let why = job.loading.failed.take().unwrap_or_else(|| "its parts were not all there".into());
+                tracing::error!(shard = job.shard, reason = %why, "snapshot not read back; restoring from the changelog's start");
+                let passed_over = job.done.snapshots_passed_over + 1;
+                job.snapshot = None;
+                job.restart(low, stages, Phase::Detect { seen: Default::default(), copies: HashMap::new() });
+                job.done.snapshots_passed_over = passed_over;
+            } else if job.next >= high {
+                // The pass is over. After the first (locating the snapshot to start from), the
+                // state is read from there; after that, done, unless it found copies to leave
+                // out on another pass.
+                let phase = match &mut job.phase {
+                    Phase::Locate(found) => {
+                        let (chosen, unusable) = choose(std::mem::take(found), &job.committed);
+                        job.snapshot = chosen;
+                        job.done.snapshots_passed_over = unusable;
+                        Phase::Detect { seen: Default::default(), copies: HashMap::new() }
+                    }
+                    Phase::Detect { copies, .. } if !copies.is_empty() => Phase::LastCopies(std::mem::take(copies)),
                     _ => return Ok(true),
                 };
-                job.phase = Phase::LastCopies(copies);
-                job.pipeline = fresh();
-                job.tenants = Tenants::default();
-                job.read_before += job.done.read;
-                job.done = Restored { first_offset: low, ..Restored::default() };
-                job.next = low;
+                let from = job.snapshot.as_ref().map_or(low, |c| c.first);
+                let passed_over = job.done.snapshots_passed_over;
+                // The first pass only finds snapshots: what it read is not counted as read.
+                if !matches!(job.phase, Phase::Locate(_)) {
+                    job.read_before += job.done.read;
+                }
+                job.restart(from, stages, phase);
+                job.done.snapshots_passed_over = passed_over;
             }
-            self.read_for(config, job, started, budget)?;
+            self.read_for(config, stages, job, started, budget)?;
             if started.elapsed() >= budget && job.next < job.range.1 {
                 return Ok(false);
             }
@@ -279,6 +312,7 @@ impl ChangelogReader {
     fn read_for(
         &self,
         config: &KafkaConfig,
+        stages: &EngineConfig,
         job: &mut RestoreJob,
         started: Instant,
         budget: Duration,
@@ -297,7 +331,7 @@ impl ChangelogReader {
         // Silence for ten request timeouts fails the restore, however it is spread over steps
         // (time between steps, e.g. a rebalance, is not counted); a long changelog read
         // steadily does not (the count restarts with every record).
-        let RestoreJob { next, phase, done, pipeline, tenants, silent, .. } = job;
+        let RestoreJob { next, phase, done, pipeline, tenants, silent, snapshot, loading, .. } = job;
         while *next < high {
             self.health.beat();
             let polled_at = Instant::now();
@@ -342,7 +376,14 @@ impl ChangelogReader {
             *silent = Duration::ZERO;
             *next = msg.offset() + 1;
             done.read += 1;
-            apply_record(&msg, shard, committed, phase, done, pipeline, tenants, &decoder, &lane_of);
+            match (&mut *phase, snapshot.as_ref()) {
+                (Phase::Locate(found), _) => locate(&msg, found, &lane_of),
+                (_, Some(chosen)) if !loading.loaded => load(&msg, chosen, loading, stages, pipeline, done),
+                _ => {
+                    let before = snapshot.as_ref().map(|c| c.position);
+                    apply_record(&msg, shard, committed, before, phase, done, pipeline, tenants, &decoder, &lane_of);
+                }
+            }
             if started.elapsed() >= budget {
                 break;
             }
@@ -366,6 +407,7 @@ fn apply_record(
     msg: &rdkafka::message::BorrowedMessage<'_>,
     shard: i32,
     committed: [Option<i64>; 4],
+    in_snapshot: Option<[Option<i64>; 4]>,
     phase: &mut Phase,
     done: &mut Restored,
     pipeline: &mut Pipeline,
@@ -382,6 +424,8 @@ fn apply_record(
     };
     let entries = match changelog::decode(value) {
         Ok(Record::Events(e)) => e,
+        // Another snapshot (older, or not usable): its state is not read.
+        Ok(Record::Snapshot(_)) => return,
         Ok(Record::Clock(clock)) => {
             // Moved at the same point of the sequence as when it was written, if the
             // work before it was committed, and not by an attempt whose records are
@@ -409,6 +453,11 @@ fn apply_record(
     };
     for entry in entries {
         let lane = lane_of(entry.channel);
+        // Applied before the snapshot the state was read from: it holds the event already.
+        if in_snapshot.is_some_and(|at| at[lane].is_some_and(|p| entry.source_offset < p)) {
+            done.in_snapshot += 1;
+            continue;
+        }
         let limit = committed[lane].unwrap_or(i64::MIN);
         if entry.source_offset >= limit {
             done.uncommitted += 1;
@@ -434,6 +483,8 @@ fn apply_record(
                 }
                 None => {}
             },
+            // Never applies (read_for locates in that pass).
+            Phase::Locate(_) => return,
         }
         let wire = match decoder.decode(&entry) {
             Ok(w) => w,
@@ -451,6 +502,7 @@ fn apply_record(
                 }
                 pipeline.apply(event);
                 done.applied += 1;
+                done.applied_bytes += entry.datum.len() as u64;
             }
             Err(e) => {
                 tracing::warn!(shard, offset = msg.offset(), reason = e.code(), "changelog event invalid");
@@ -472,6 +524,8 @@ fn set_at(clocks_set_at: &mut HashMap<Tenant, i64>, tenant: &Tenant, at: i64) {
 
 /// What a pass over the changelog does about input records applied more than once.
 enum Phase {
+    /// The first pass: finds the snapshots (applies nothing).
+    Locate(Vec<Candidate>),
     /// Notes every (lane, input offset) in `seen`, and counts the copies of those seen more
     /// than once in `copies`.
     Detect { seen: [OffsetSet; 4], copies: HashMap<(usize, i64), u32> },
@@ -502,6 +556,10 @@ pub struct RestoreJob {
     read_before: u64,
     pipeline: Pipeline,
     tenants: Tenants,
+    /// The snapshot the state is read back from, once the first pass chose one.
+    snapshot: Option<Chosen>,
+    /// Its parts, as the current pass reads them.
+    loading: Loading,
     steps: u64,
     /// How long its polls have waited since the last changelog record: ten request timeouts,
     /// across steps, fail the restore.
@@ -509,6 +567,20 @@ pub struct RestoreJob {
 }
 
 impl RestoreJob {
+    /// Starts a pass from `from` with an empty state.
+    fn restart(&mut self, from: i64, stages: &EngineConfig, phase: Phase) {
+        self.phase = phase;
+        self.pipeline = fresh(stages);
+        self.tenants = Tenants::default();
+        self.loading = Loading::default();
+        self.done = Restored {
+            first_offset: self.range.0,
+            behind_open_transaction: self.done.behind_open_transaction,
+            ..Restored::default()
+        };
+        self.next = from;
+    }
+
     /// The shard restored.
     pub fn shard(&self) -> i32 {
         self.shard
@@ -529,6 +601,136 @@ impl RestoreJob {
         let mut done = self.done;
         done.read += self.read_before;
         (done, self.pipeline, self.tenants)
+    }
+}
+
+/// An empty pipeline of `stages` (validated when the service started).
+fn fresh(stages: &EngineConfig) -> Pipeline {
+    Pipeline::new(stages).expect("the configuration made a pipeline before")
+}
+
+/// A snapshot found by the first pass.
+#[derive(Debug)]
+struct Candidate {
+    id: u64,
+    position: [Option<i64>; 4],
+    /// Offset of its first part.
+    first: i64,
+    /// Per stage (engine, ordered): its part count, and the parts seen.
+    parts: [(u32, BTreeSet<u32>); 2],
+    /// Whether every part of both stages was seen.
+    complete: bool,
+    /// An event below its position came after it was complete: a later attempt applied its
+    /// events again (the attempt that wrote it was not the one committed).
+    superseded: bool,
+}
+
+/// The snapshot a restore reads back.
+#[derive(Debug)]
+struct Chosen {
+    id: u64,
+    position: [Option<i64>; 4],
+    first: i64,
+}
+
+/// A snapshot's parts, gathered until both stages are whole.
+#[derive(Debug, Default)]
+struct Loading {
+    /// Per stage (engine, ordered), its parts by index.
+    parts: [BTreeMap<u32, Vec<u8>>; 2],
+    /// Per stage, its part count.
+    counts: [u32; 2],
+    loaded: bool,
+    /// Why it could not be read back.
+    failed: Option<String>,
+}
+
+/// Notes what record `msg` says of the snapshots in `found` (first pass).
+fn locate(msg: &rdkafka::message::BorrowedMessage<'_>, found: &mut Vec<Candidate>, lane_of: &dyn Fn(Channel) -> usize) {
+    let Some(value) = msg.payload() else { return };
+    match changelog::decode(value) {
+        Ok(Record::Snapshot(part)) => {
+            let at = match found.iter().rposition(|c| c.id == part.id && c.position == part.position) {
+                Some(at) => at,
+                None => {
+                    found.push(Candidate {
+                        id: part.id,
+                        position: part.position,
+                        first: msg.offset(),
+                        parts: Default::default(),
+                        complete: false,
+                        superseded: false,
+                    });
+                    found.len() - 1
+                }
+            };
+            let c = &mut found[at];
+            let (count, seen) = &mut c.parts[part.stage as usize - 1];
+            if *count != 0 && *count != part.parts {
+                // Two counts for one stage: not one snapshot's parts.
+                c.superseded = true;
+            }
+            *count = part.parts;
+            seen.insert(part.part);
+            c.complete = c.parts.iter().all(|(n, seen)| *n > 0 && seen.len() == *n as usize);
+        }
+        Ok(Record::Events(entries)) => {
+            for c in found.iter_mut().filter(|c| c.complete && !c.superseded) {
+                c.superseded =
+                    entries.iter().any(|e| c.position[lane_of(e.channel)].is_some_and(|p| e.source_offset < p));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The newest whole snapshot the committed offsets cover and no later attempt superseded,
+/// and how many of those found are not usable so.
+fn choose(found: Vec<Candidate>, committed: &[Option<i64>; 4]) -> (Option<Chosen>, u64) {
+    let usable = |c: &Candidate| c.complete && !c.superseded && changelog::covered(&c.position, committed);
+    let unusable = found.iter().filter(|c| !usable(c)).count() as u64;
+    let chosen =
+        found.into_iter().rev().find(usable).map(|c| Chosen { id: c.id, position: c.position, first: c.first });
+    (chosen, unusable)
+}
+
+/// Takes record `msg` while the chosen snapshot's parts are read: its parts are gathered, and
+/// once both stages are whole, `pipeline` is read back from them. Other records there belong
+/// to the transaction that wrote the snapshot (events below its position, clock moves before
+/// it): it holds them.
+fn load(
+    msg: &rdkafka::message::BorrowedMessage<'_>,
+    chosen: &Chosen,
+    loading: &mut Loading,
+    stages: &EngineConfig,
+    pipeline: &mut Pipeline,
+    done: &mut Restored,
+) {
+    let Some(Ok(Record::Snapshot(part))) = msg.payload().map(changelog::decode) else { return };
+    if part.id != chosen.id || part.position != chosen.position {
+        return;
+    }
+    let stage = part.stage as usize - 1;
+    loading.counts[stage] = part.parts;
+    loading.parts[stage].insert(part.part, part.bytes.to_vec());
+    let whole = |i: usize| loading.counts[i] > 0 && loading.parts[i].len() == loading.counts[i] as usize;
+    if !(whole(0) && whole(1)) {
+        return;
+    }
+    let [engine, ordered] =
+        std::mem::take(&mut loading.parts).map(|parts| parts.into_values().flatten().collect::<Vec<u8>>());
+    match Pipeline::from_stage_snapshots(&engine, &ordered, stages) {
+        Ok(p) => {
+            *pipeline = p;
+            loading.loaded = true;
+            done.snapshot_offset = Some(chosen.first);
+            if let Some(at) = msg.timestamp().to_millis() {
+                for (tenant, _, _) in pipeline.clocks() {
+                    done.clocks_set_at.insert(tenant, at);
+                }
+            }
+        }
+        Err(e) => loading.failed = Some(e.to_string()),
     }
 }
 
@@ -573,6 +775,52 @@ mod tests {
         Clock(i64, [Option<i64>; 4]),
         /// A record without a value (the service writes none).
         Tombstone,
+        /// A snapshot of the state after the events of these entries (the channels'
+        /// samples), at `position` (next offset per channel): its stages' parts, the ordered
+        /// stages' left out when `whole` is false, the engine's damaged when `damaged`.
+        Snapshot { upto: &'a [(Channel, i64)], position: &'a [(Channel, i64)], whole: bool, damaged: bool },
+    }
+
+    /// Per merge lane, the offset given for its channel in `at`.
+    fn lanes(at: &[(Channel, i64)]) -> [Option<i64>; 4] {
+        let mut out = [None; 4];
+        for &(channel, offset) in at {
+            out[MERGE_ORDER.iter().position(|&c| c == channel).unwrap()] = Some(offset);
+        }
+        out
+    }
+
+    /// The parts (key, value) of a snapshot record of [`Rec::Snapshot`].
+    fn snapshot_parts(
+        upto: &[(Channel, i64)],
+        position: [Option<i64>; 4],
+        whole: bool,
+        damaged: bool,
+    ) -> Vec<(Vec<u8>, Vec<u8>)> {
+        use crate::changelog::{SnapshotPart, SnapshotStage};
+        let mut p = Pipeline::new(&EngineConfig::default()).unwrap();
+        let mut tenants = Tenants::default();
+        for &(channel, _) in upto {
+            p.apply(crate::registry::tests::sample(channel).into_event(|n| tenants.get(n)).unwrap());
+        }
+        let (engine, ordered) = p.into_parts();
+        let mut engine = engine.snapshot();
+        if damaged {
+            engine.truncate(engine.len() / 2);
+        }
+        let mut stages = vec![(SnapshotStage::Engine, engine)];
+        if whole {
+            stages.push((SnapshotStage::Ordered, ordered.unwrap().snapshot()));
+        }
+        let mut out = Vec::new();
+        for (stage, state) in &stages {
+            for part in SnapshotPart::split(7, position, *stage, state) {
+                let mut value = Vec::new();
+                part.write_value(&mut value);
+                out.push((part.key().to_vec(), value));
+            }
+        }
+        out
     }
 
     /// The timestamp of the first changelog record written; the `i`th has `WRITTEN_AT + i`.
@@ -608,6 +856,15 @@ mod tests {
                     clock.write_value(&mut value);
                 }
                 Rec::Tombstone => key.extend_from_slice(b"gone"),
+                Rec::Snapshot { .. } => {}
+            }
+            if let &Rec::Snapshot { upto, position, whole, damaged } = record {
+                for (key, value) in snapshot_parts(upto, lanes(position), whole, damaged) {
+                    let out = BaseRecord::<[u8], Vec<u8>>::to(topic).partition(0).key(&key[..]).payload(&value);
+                    producer.send(out.timestamp(WRITTEN_AT + i as i64)).unwrap();
+                }
+                producer.flush(Duration::from_secs(10)).unwrap();
+                continue;
             }
             let written_at = WRITTEN_AT + i as i64;
             let mut out = BaseRecord::<[u8], Vec<u8>>::to(topic).partition(0).key(&key[..]).timestamp(written_at);
@@ -617,13 +874,13 @@ mod tests {
             producer.send(out).unwrap();
             producer.flush(Duration::from_secs(10)).unwrap();
         }
-        let fresh = || Pipeline::new(&EngineConfig::default()).unwrap();
+        let stages = EngineConfig::default();
         let reader = ChangelogReader::new(&config, Arc::new(Health::default())).unwrap();
-        let (whole, pipeline, _) = reader.restore_shard(&config, 0, committed, &fresh).unwrap();
+        let (whole, pipeline, _) = reader.restore_shard(&config, 0, committed, &stages).unwrap();
         // The same restore in the least steps there are (a record each, or one poll's silence)
         // ends in the same state.
-        let mut job = reader.begin(&config, 0, committed, fresh()).unwrap();
-        while !reader.step(&config, &mut job, Duration::ZERO, &fresh).unwrap() {}
+        let mut job = reader.begin(&config, 0, committed, fresh(&stages)).unwrap();
+        while !reader.step(&config, &mut job, Duration::ZERO, &stages).unwrap() {}
         // A step per record (the last of a first pass and the first of a second share one).
         let steps = job.steps();
         assert!(steps + 1 >= whole.read, "{steps} steps for {} records", whole.read);
@@ -796,13 +1053,13 @@ mod tests {
             producer.send(BaseRecord::<[u8], [u8]>::to(topic).partition(0).payload(b"x")).unwrap();
         }
         producer.flush(Duration::from_secs(10)).unwrap();
-        let fresh = || Pipeline::new(&EngineConfig::default()).unwrap();
+        let stages = EngineConfig::default();
         let reader = ChangelogReader::new(&config, Arc::new(Health::default())).unwrap();
         // With 200 ms request timeouts a busy machine can time a first metadata fetch out: the
         // service retries the start of a restore, and so does this.
         let begun = Instant::now();
         let mut job = loop {
-            match reader.begin(&config, 0, [None; 4], fresh()) {
+            match reader.begin(&config, 0, [None; 4], fresh(&stages)) {
                 Ok(job) => break job,
                 Err(e) => assert!(begun.elapsed() < Duration::from_secs(30), "the restore never began: {e}"),
             }
@@ -813,7 +1070,7 @@ mod tests {
         let timed_out = KafkaError::MessageConsumption(rdkafka::types::RDKafkaErrorCode::OperationTimedOut);
         loop {
             assert!(started.elapsed() < Duration::from_secs(30), "the silent restore never failed");
-            match reader.step(&config, &mut job, Duration::from_millis(300), &fresh) {
+            match reader.step(&config, &mut job, Duration::from_millis(300), &stages) {
                 Ok(done) => assert!(!done, "nothing was read"),
                 Err(e) if e == timed_out => break,
                 // The client's own report of the broker away: the service retries the step.
@@ -841,8 +1098,8 @@ mod tests {
         let producer: ThreadedProducer<DefaultProducerContext> = config.client().create().unwrap();
         let restore = || {
             let reader = ChangelogReader::new(&config, Arc::new(Health::default())).unwrap();
-            let fresh = || Pipeline::new(&EngineConfig::default()).unwrap();
-            reader.restore_shard(&config, 0, [None; 4], &fresh).unwrap().0
+            let stages = EngineConfig::default();
+            reader.restore_shard(&config, 0, [None; 4], &stages).unwrap().0
         };
         // Records that are not changelog batches: read and counted as unreadable, nothing more.
         let mut noise = 0x9e37_79b9_7f4a_7c15u64;
@@ -868,5 +1125,51 @@ mod tests {
         let cut = restore();
         assert!(cut.truncated(), "{cut:?}");
         assert_eq!(cut.first_offset + cut.read as i64, 26, "read from the first offset left to the end");
+    }
+
+    /// A restore reads the newest usable snapshot back and re-applies only what came after it;
+    /// one that is not usable (past the committed offsets, superseded by a later attempt,
+    /// missing a part, unreadable) is passed over, and the state comes from the changelog.
+    #[test]
+    fn a_restore_starts_from_the_newest_snapshot_it_can_use() {
+        use Channel::{Chat, Email, Phone, Social};
+        let before: &[(Channel, i64)] = &[(Chat, 0), (Email, 0)];
+        let at: &[(Channel, i64)] = &[(Chat, 1), (Email, 1)];
+        let after: &[(Channel, i64)] = &[(Phone, 0), (Social, 0)];
+        let snapshot = |whole, damaged| Rec::Snapshot { upto: before, position: at, whole, damaged };
+        let all = lanes(&[(Chat, 1), (Email, 1), (Phone, 1), (Social, 1)]);
+        let stats = |p: &Pipeline| p.engine().stats().clone();
+
+        let (plain, plain_state) = restored(&[before, after], all);
+        assert_eq!((plain.applied, plain.snapshot_offset, plain.snapshots_passed_over), (4, None, 0));
+        let (r, state) = restored_records(&[Rec::Batch(before), snapshot(true, false), Rec::Batch(after)], all);
+        assert_eq!((r.applied, r.snapshot_offset, r.snapshots_passed_over), (2, Some(1), 0), "{r:?}");
+        assert_eq!(stats(&state), stats(&plain_state));
+        assert_eq!(state.engine().stats().events, 4);
+
+        // Copies of the snapshot's events after it (from the attempt that wrote it) are in it.
+        let (r, state) = restored_records(
+            &[Rec::Batch(before), snapshot(true, false), Rec::Batch(&[(Chat, 0)]), Rec::Batch(after)],
+            all,
+        );
+        assert_eq!((r.snapshot_offset, r.snapshots_passed_over), (None, 1), "a later attempt applied its events again");
+        assert_eq!(stats(&state), stats(&plain_state));
+
+        // Past the committed offsets: written by an attempt that was not committed.
+        let chat_only = lanes(&[(Chat, 1), (Email, 0), (Phone, 1), (Social, 1)]);
+        let (r, _) = restored_records(&[Rec::Batch(before), snapshot(true, false), Rec::Batch(after)], chat_only);
+        assert_eq!((r.snapshot_offset, r.snapshots_passed_over, r.applied, r.uncommitted), (None, 1, 3, 1));
+
+        // A part missing, or unreadable: the whole changelog is applied.
+        for damaged in [false, true] {
+            let records = [Rec::Batch(before), snapshot(damaged, damaged), Rec::Batch(after)];
+            let (r, state) = restored_records(&records, all);
+            assert_eq!((r.snapshot_offset, r.snapshots_passed_over, r.applied), (None, 1, 4), "{r:?}");
+            assert_eq!(stats(&state), stats(&plain_state));
+        }
+
+        // The changelog's first records gone before the snapshot: nothing is missing.
+        let (r, _) = restored_records(&[Rec::Batch(before), snapshot(true, false), Rec::Batch(after)], all);
+        assert!(!Restored { first_offset: 1, ..r }.truncated());
     }
 }

@@ -733,11 +733,8 @@ impl Service {
     /// installed and takes the records that waited for it.
     fn step_restore(&mut self, budget: Duration) -> Result<(), ServiceError> {
         let Some((mut job, started)) = self.restoring.take() else { return Ok(()) };
-        let done = self.retrying("restoring a shard", |s| {
-            let engine = &s.engine;
-            let fresh = || Pipeline::new(engine).expect("the configuration made a pipeline before");
-            Ok(s.changelog.step(&s.config, &mut job, budget, &fresh)?)
-        })?;
+        let done =
+            self.retrying("restoring a shard", |s| Ok(s.changelog.step(&s.config, &mut job, budget, &s.engine)?))?;
         self.report.restore_steps += 1;
         if !done {
             self.restoring = Some((job, started));
@@ -763,6 +760,8 @@ impl Service {
         // Its lag counts from the group's committed offsets until this instance commits.
         note_committed(self.consumer.context(), &self.config, p, &committed);
         self.metrics.restored_events.inc_by(r.applied);
+        self.metrics.restores_from_snapshot.inc_by(u64::from(r.snapshot_offset.is_some()));
+        self.metrics.snapshots_passed_over.inc_by(r.snapshots_passed_over);
         self.metrics.restored_clock_advances.inc_by(r.clocks);
         if r.without_commit > 0 {
             self.metrics.restore_without_commit.inc_by(r.without_commit);
@@ -800,6 +799,8 @@ impl Service {
         tracing::info!(
             shard = p,
             applied = r.applied,
+            snapshot_offset = r.snapshot_offset,
+            in_snapshot = r.in_snapshot,
             uncommitted = r.uncommitted,
             superseded = r.superseded,
             clocks = r.clocks,
@@ -814,6 +815,7 @@ impl Service {
             self.worker.install(p, ordered);
         }
         let mut shard = Shard::new(p, engine, tenants, self.outputs, committed, clocks, &self.horizons);
+        shard.set_since_snapshot(r.applied_bytes);
         for lane in 0..MERGE_ORDER.len() {
             if self.at_end.contains(&(lane, p)) {
                 shard.merge.end_of_partition(lane);

@@ -20,7 +20,7 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 
-use crate::changelog::{ChangelogBatch, ChangelogEntry, ClockEntry, BATCH_BYTES};
+use crate::changelog::{ChangelogBatch, ChangelogEntry, ClockEntry, SnapshotPart, SnapshotStage, BATCH_BYTES};
 use crate::clients::DeliveryContext;
 use crate::config::{KafkaConfig, Mode, MERGE_ORDER};
 use crate::merge::{ShardMerge, Timed};
@@ -148,6 +148,25 @@ pub struct Shard {
     tally: InputTally,
     /// Per tenant, where its event-time clock stands for `idle_clock_ms` (kept only when on).
     clocks: BTreeMap<Tenant, QuietClock>,
+    /// Changelog bytes of events written since the last committed snapshot.
+    since_snapshot: u64,
+    /// Bytes of the last committed snapshot (its engine part).
+    snapshot_bytes: u64,
+    /// The engine part's bytes of the snapshot written in the open batch, if any.
+    snapshot_written: Option<u64>,
+}
+
+/// A snapshot id no other attempt takes: the shard, the wall clock and a count, digested.
+fn snapshot_id(shard: i32) -> u64 {
+    static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let mut seed = [0u8; 32];
+    seed[..16].copy_from_slice(&nanos.to_be_bytes());
+    seed[16..24].copy_from_slice(&n.to_be_bytes());
+    seed[24..28].copy_from_slice(&shard.to_be_bytes());
+    seed[28..32].copy_from_slice(&std::process::id().to_be_bytes());
+    xxhash_rust::xxh3::xxh3_64(&seed)
 }
 
 /// A tenant's event-time clock as the stitching thread follows it: at `event_ms` at `since`
@@ -230,6 +249,9 @@ impl Shard {
             writer: OutputWriter::new(outputs),
             kept: KeptBatch::new(KEPT_BYTES),
             tally: InputTally::default(),
+            since_snapshot: 0,
+            snapshot_bytes: 0,
+            snapshot_written: None,
         }
     }
 
@@ -345,6 +367,7 @@ impl Shard {
                             datum: &datum,
                             writer: None,
                         });
+                        self.since_snapshot += datum.len() as u64;
                         if self.changelog.is_full(BATCH_BYTES) {
                             self.writer.changelog(p, &mut self.changelog, &mut self.kept.out);
                         }
@@ -448,6 +471,7 @@ impl Shard {
     pub fn write_batched(&mut self, shared: &Shared<'_>) -> Result<(), ServiceError> {
         shared.worker.events(self.index, std::mem::replace(&mut self.handed, Vec::with_capacity(HANDOVER)));
         self.writer.changelog(self.index, &mut self.changelog, &mut self.kept.out);
+        self.snapshot_if_due(shared);
         let mut written = HashSet::with_capacity(self.dirty.len());
         let identity = self.engine.identity();
         let max = shared
@@ -467,9 +491,46 @@ impl Shard {
         self.send_all(shared)
     }
 
+    /// Counts `bytes` of changelog as written since the last snapshot (what a restore
+    /// re-applied after the snapshot it read back, or all of it).
+    pub fn set_since_snapshot(&mut self, bytes: u64) {
+        self.since_snapshot = bytes;
+    }
+
+    /// Writes a snapshot of the shard's state into the batch (both threads' parts, the ordered
+    /// thread's after every event handed to it) once `kafka.snapshot_bytes` of changelog, and
+    /// as many as the last snapshot took, were written since the last committed one; only in
+    /// a batch that applied input (its position is then past the last commit's, which is what
+    /// tells a committed snapshot from one of an attempt that was not).
+    fn snapshot_if_due(&mut self, shared: &Shared<'_>) {
+        let every = shared.config.snapshot_bytes;
+        let moved = self.next.iter().any(Option::is_some);
+        if every == 0
+            || !moved
+            || self.snapshot_written.is_some()
+            || self.since_snapshot < every.max(self.snapshot_bytes)
+        {
+            return;
+        }
+        let position = [0, 1, 2, 3].map(|lane| self.next[lane].or(self.position[lane]));
+        let id = snapshot_id(self.index);
+        shared.worker.snapshot(self.index, id, position);
+        let state = self.engine.snapshot();
+        for part in SnapshotPart::split(id, position, SnapshotStage::Engine, &state) {
+            self.writer.snapshot_part(self.index, &part, &mut self.kept.out);
+        }
+        self.snapshot_written = Some(state.len() as u64);
+        shared.metrics.snapshots_written.inc();
+        shared.metrics.snapshot_bytes.set(state.len() as i64);
+        tracing::info!(shard = self.index, bytes = state.len(), "snapshot written");
+    }
+
     /// The batch since the last commit is committed: its offsets become the state's position,
     /// and the batch is forgotten.
     pub fn committed(&mut self) {
+        if let Some(bytes) = self.snapshot_written.take() {
+            (self.since_snapshot, self.snapshot_bytes) = (0, bytes);
+        }
         for (at, next) in self.position.iter_mut().zip(self.next) {
             if next.is_some() {
                 *at = next;
