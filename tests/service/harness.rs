@@ -211,6 +211,8 @@ pub struct Record {
     pub value: Option<Vec<u8>>,
     /// Headers.
     pub headers: Vec<(String, Vec<u8>)>,
+    /// Partition.
+    pub partition: i32,
 }
 
 /// Every record of `topic`, partition by partition in offset order, read committed.
@@ -244,6 +246,7 @@ pub fn read_topic(config: &KafkaConfig, topic: &str) -> Vec<Record> {
                     key: m.key().unwrap_or_default().to_vec(),
                     value: m.payload().map(<[u8]>::to_vec),
                     headers,
+                    partition: m.partition(),
                 });
             }
         }

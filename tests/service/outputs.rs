@@ -200,3 +200,84 @@ fn bad_input_is_dead_lettered_with_its_reason_and_never_stops_the_service() {
     // The good records around them were all processed, as the replay of them alone.
     assert_outputs_but_dead_letters_match(&s);
 }
+
+/// What Kafka's compaction leaves of records in offset order: the last record of each key,
+/// where it was, and no key whose last record is a tombstone.
+fn compacted(records: &[&super::harness::Record]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut last = std::collections::HashMap::new();
+    for (i, r) in records.iter().enumerate() {
+        last.insert(r.key.clone(), i);
+    }
+    records
+        .iter()
+        .enumerate()
+        .filter(|(i, r)| last[&r.key] == *i)
+        .filter_map(|(_, r)| Some((r.key.clone(), r.value.clone()?)))
+        .collect()
+}
+
+/// The service deletes the changelog records its committed snapshots made obsolete (a
+/// tombstone each): what compaction leaves of the changelog restores every shard to the state
+/// the whole changelog gives, from a snapshot, in fewer records.
+#[test]
+fn a_compacted_changelog_restores_the_state_the_whole_one_gives() {
+    use omnistitch_engine::EngineConfig;
+    use omnistitch_kafka::restore::{committed_offsets, ChangelogReader};
+
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup(800, 25, Mode::ExactlyOnce, dir.path());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (handle, _) = spawn_service(s.config.clone(), stop.clone());
+    wait_caught_up(&s.config, Duration::from_secs(120));
+    stop.store(true, Ordering::Release);
+    handle.join().unwrap().unwrap();
+
+    let changelog = read_topic(&s.config, &s.config.topics.changelog);
+    let tombstones = changelog.iter().filter(|r| r.value.is_none()).count();
+    assert!(tombstones > 0, "obsolete records deleted");
+    let mut compacted_config = s.config.clone();
+    compacted_config.topics.changelog = "changelog-compacted".into();
+    s.cluster.cluster().create_topic(&compacted_config.topics.changelog, s.config.partitions, 1).unwrap();
+    let producer: BaseProducer =
+        ClientConfig::new().set("bootstrap.servers", &s.config.bootstrap_servers).create().unwrap();
+    let mut kept = 0;
+    for p in 0..s.config.partitions {
+        let records: Vec<_> = changelog.iter().filter(|r| r.partition == p).collect();
+        for (key, value) in compacted(&records) {
+            let record = BaseRecord::to(&compacted_config.topics.changelog).partition(p).key(&key).payload(&value);
+            producer.send(record).map_err(|(e, _)| e).unwrap();
+            kept += 1;
+        }
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+    assert!(kept + tombstones < changelog.len(), "compaction drops records: {kept} of {}", changelog.len());
+
+    let consumer: rdkafka::consumer::BaseConsumer = s.config.consumer().create().unwrap();
+    let stages = EngineConfig::default();
+    let health = Arc::new(omnistitch_kafka::Health::default());
+    let mut restored = 0;
+    // (A partition the world's keys never reach has no changelog.)
+    for p in (0..s.config.partitions).filter(|&p| changelog.iter().any(|r| r.partition == p)) {
+        restored += 1;
+        let committed = committed_offsets(&consumer, &s.config, p, Duration::from_secs(10)).unwrap();
+        let restore = |config| {
+            let reader = ChangelogReader::new(config, health.clone()).unwrap();
+            let (r, pipeline, _) = reader.restore_shard(config, p, committed, &stages).unwrap();
+            let engine = pipeline.engine();
+            let mut profiles: Vec<String> = engine
+                .identity()
+                .graphs()
+                .flat_map(|(_, g)| g.profiles().map(|pr| format!("{pr:?} {:?}", g.identifiers(pr))))
+                .collect();
+            profiles.sort();
+            (r, format!("{:?} {:?} {:?}", engine.stats(), pipeline.cx_report(), pipeline.clocks()), profiles)
+        };
+        let (whole, whole_state, whole_profiles) = restore(&s.config);
+        let (compact, compact_state, compact_profiles) = restore(&compacted_config);
+        assert!(whole.snapshot_offset.is_some() && compact.snapshot_offset.is_some(), "shard {p}: {compact:?}");
+        assert_eq!(compact.applied, whole.applied, "shard {p}: the same events after the snapshot");
+        assert_eq!(compact_state, whole_state, "shard {p}");
+        assert_eq!(compact_profiles, whole_profiles, "shard {p}");
+    }
+    assert!(restored >= 2, "shards with a changelog: {restored}");
+}

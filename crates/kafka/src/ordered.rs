@@ -21,7 +21,6 @@ use omnistitch_moments::MomentCounters;
 use prometheus::IntCounter;
 use rdkafka::producer::ThreadedProducer;
 
-use crate::changelog::{SnapshotPart, SnapshotStage};
 use crate::clients::DeliveryContext;
 use crate::metrics::ServiceMetrics;
 use crate::outputs::{OutBatch, OutputWriter};
@@ -64,8 +63,9 @@ enum Job {
     Resend(SyncSender<Option<ServiceError>>),
     /// Publish the gauges of the ordered stages.
     Gauges,
-    /// (shard, snapshot id, position): write the shard's part of that snapshot.
-    Snapshot(i32, u64, [Option<i64>; 4]),
+    /// Reply with the shard's ordered stages as a snapshot (`None`: not here), after
+    /// everything before.
+    Snapshot(i32, SyncSender<Option<Vec<u8>>>),
 }
 
 /// What the ordered thread needs to write its records.
@@ -170,10 +170,12 @@ impl OrderedWorker {
         self.send(Job::Clock(shard, tenant, time));
     }
 
-    /// Has shard `p`'s ordered stages written as its part of snapshot `id` at `position`, after
-    /// the events handed before.
-    pub fn snapshot(&self, p: i32, id: u64, position: [Option<i64>; 4]) {
-        self.send(Job::Snapshot(p, id, position));
+    /// Shard `p`'s ordered stages as a snapshot, once every event handed before is through
+    /// them (`None`: the thread does not hold the shard, or stopped).
+    pub fn snapshot(&self, p: i32) -> Option<Vec<u8>> {
+        let (reply, answer) = sync_channel(1);
+        self.send(Job::Snapshot(p, reply));
+        answer.recv().ok().flatten()
     }
 
     /// Publishes the ordered stages' gauges (pending timers, CX metrics).
@@ -304,9 +306,8 @@ impl Worker {
                     let _ = reply.send(sent.err());
                 }
                 Job::Gauges => self.gauges(),
-                Job::Snapshot(p, id, position) => {
-                    self.snapshot(p, id, position);
-                    self.send_new(p);
+                Job::Snapshot(p, reply) => {
+                    let _ = reply.send(self.shards.get(&p).map(Ordered::snapshot));
                 }
             }
         }
@@ -342,17 +343,6 @@ impl Worker {
                 metrics.intervention(i.moment_type);
             }
             self.writer.interventions(&found, out);
-        }
-    }
-
-    /// Writes shard `p`'s ordered stages as its part of snapshot `id` (after every event
-    /// handed before it), into its batch.
-    fn snapshot(&mut self, p: i32, id: u64, position: [Option<i64>; 4]) {
-        let Some(ordered) = self.shards.get(&p) else { return };
-        let state = ordered.snapshot();
-        let out = kept_out(&mut self.kept, p, self.keep_bytes);
-        for part in SnapshotPart::split(id, position, SnapshotStage::Ordered, &state) {
-            self.writer.snapshot_part(p, &part, out);
         }
     }
 

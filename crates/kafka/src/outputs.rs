@@ -235,6 +235,12 @@ impl OutputWriter {
         );
     }
 
+    /// A tombstone for changelog record `key` of shard `shard` (obsolete: before a committed
+    /// snapshot).
+    pub fn changelog_tombstone(&self, shard: i32, key: &[u8], out: &mut OutBatch) {
+        out.push(Dest::Changelog, Some(shard), |b| b.extend_from_slice(key), |_| false);
+    }
+
     /// The changelog record of a part of a snapshot of shard `shard`.
     pub fn snapshot_part(&self, shard: i32, part: &SnapshotPart<'_>, out: &mut OutBatch) {
         out.push(

@@ -15,6 +15,18 @@ use crate::changelog::{self, EntryDecoder, Record};
 use crate::config::{KafkaConfig, MERGE_ORDER};
 use crate::health::Health;
 
+/// What a restore leaves a shard to know of its changelog, for the snapshots to come.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ChangelogKeys {
+    /// Keys of the records (event batches, clock moves) after the snapshot read back, or of
+    /// all when none was.
+    pub unsnapped: Vec<Box<[u8]>>,
+    /// Keys of the parts of the snapshot read back.
+    pub snapshot: Vec<Box<[u8]>>,
+    /// Keys of records before it, still there: obsolete, to be deleted.
+    pub obsolete: Vec<Box<[u8]>>,
+}
+
 /// What a restore did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Restored {
@@ -55,6 +67,8 @@ pub struct Restored {
     /// Snapshots found that could not be used: their parts incomplete, past the committed
     /// offsets, superseded by a later attempt, or unreadable by this version.
     pub snapshots_passed_over: u64,
+    /// Keys of the changelog's records, as the shard needs them for its next snapshots.
+    pub keys: ChangelogKeys,
 }
 
 impl Restored {
@@ -227,9 +241,10 @@ impl ChangelogReader {
             committed,
             range,
             next: range.0,
-            phase: Phase::Locate(Vec::new()),
+            phase: Phase::Locate(Vec::new(), Vec::new()),
             snapshot: None,
             loading: Loading::default(),
+            keys: ChangelogKeys::default(),
             done: Restored { first_offset: range.0, behind_open_transaction: behind, ..Restored::default() },
             read_before: 0,
             pipeline,
@@ -274,6 +289,9 @@ impl ChangelogReader {
                 tracing::error!(shard = job.shard, reason = %why, "snapshot not read back; restoring from the changelog's start");
                 let passed_over = job.done.snapshots_passed_over + 1;
                 job.snapshot = None;
+                // Nothing is obsolete without a snapshot read back.
+                let keys = std::mem::take(&mut job.keys);
+                job.keys.unsnapped = keys.obsolete.into_iter().chain(keys.unsnapped).collect();
                 job.restart(low, stages, Phase::Detect { seen: Default::default(), copies: HashMap::new() });
                 job.done.snapshots_passed_over = passed_over;
             } else if job.next >= high {
@@ -281,8 +299,9 @@ impl ChangelogReader {
                 // state is read from there; after that, done, unless it found copies to leave
                 // out on another pass.
                 let phase = match &mut job.phase {
-                    Phase::Locate(found) => {
+                    Phase::Locate(found, located) => {
                         let (chosen, unusable) = choose(std::mem::take(found), &job.committed);
+                        job.keys = sort_keys(std::mem::take(located), chosen.as_ref());
                         job.snapshot = chosen;
                         job.done.snapshots_passed_over = unusable;
                         Phase::Detect { seen: Default::default(), copies: HashMap::new() }
@@ -293,7 +312,7 @@ impl ChangelogReader {
                 let from = job.snapshot.as_ref().map_or(low, |c| c.first);
                 let passed_over = job.done.snapshots_passed_over;
                 // The first pass only finds snapshots: what it read is not counted as read.
-                if !matches!(job.phase, Phase::Locate(_)) {
+                if !matches!(job.phase, Phase::Locate(..)) {
                     job.read_before += job.done.read;
                 }
                 job.restart(from, stages, phase);
@@ -377,7 +396,7 @@ impl ChangelogReader {
             *next = msg.offset() + 1;
             done.read += 1;
             match (&mut *phase, snapshot.as_ref()) {
-                (Phase::Locate(found), _) => locate(&msg, found, &lane_of),
+                (Phase::Locate(found, located), _) => locate(&msg, found, located, &lane_of),
                 (_, Some(chosen)) if !loading.loaded => load(&msg, chosen, loading, stages, pipeline, done),
                 _ => {
                     let before = snapshot.as_ref().map(|c| c.position);
@@ -416,12 +435,8 @@ fn apply_record(
     lane_of: &dyn Fn(Channel) -> usize,
 ) {
     let written_at = msg.timestamp().to_millis();
-    let Some(value) = msg.payload() else {
-        // The service writes no tombstones there: someone else's record, counted.
-        tracing::warn!(shard, offset = msg.offset(), "changelog record without a value skipped");
-        done.unreadable += 1;
-        return;
-    };
+    // A tombstone: a record made obsolete by a snapshot (and deleted by compaction).
+    let Some(value) = msg.payload() else { return };
     let entries = match changelog::decode(value) {
         Ok(Record::Events(e)) => e,
         // Another snapshot (older, or not usable): its state is not read.
@@ -484,7 +499,7 @@ fn apply_record(
                 None => {}
             },
             // Never applies (read_for locates in that pass).
-            Phase::Locate(_) => return,
+            Phase::Locate(..) => return,
         }
         let wire = match decoder.decode(&entry) {
             Ok(w) => w,
@@ -524,8 +539,9 @@ fn set_at(clocks_set_at: &mut HashMap<Tenant, i64>, tenant: &Tenant, at: i64) {
 
 /// What a pass over the changelog does about input records applied more than once.
 enum Phase {
-    /// The first pass: finds the snapshots (applies nothing).
-    Locate(Vec<Candidate>),
+    /// The first pass: finds the snapshots, and every record's offset and key (with its
+    /// snapshot's id for a part); applies nothing.
+    Locate(Vec<Candidate>, Vec<Located>),
     /// Notes every (lane, input offset) in `seen`, and counts the copies of those seen more
     /// than once in `copies`.
     Detect { seen: [OffsetSet; 4], copies: HashMap<(usize, i64), u32> },
@@ -560,6 +576,8 @@ pub struct RestoreJob {
     snapshot: Option<Chosen>,
     /// Its parts, as the current pass reads them.
     loading: Loading,
+    /// The records' keys, sorted by the first pass.
+    keys: ChangelogKeys,
     steps: u64,
     /// How long its polls have waited since the last changelog record: ten request timeouts,
     /// across steps, fail the restore.
@@ -600,6 +618,7 @@ impl RestoreJob {
     pub fn finish(self) -> (Restored, Pipeline, Tenants) {
         let mut done = self.done;
         done.read += self.read_before;
+        done.keys = self.keys;
         (done, self.pipeline, self.tenants)
     }
 }
@@ -645,10 +664,47 @@ struct Loading {
     failed: Option<String>,
 }
 
-/// Notes what record `msg` says of the snapshots in `found` (first pass).
-fn locate(msg: &rdkafka::message::BorrowedMessage<'_>, found: &mut Vec<Candidate>, lane_of: &dyn Fn(Channel) -> usize) {
+/// A changelog record's offset and key, with the id of the snapshot it is a part of.
+type Located = (i64, Box<[u8]>, Option<u64>);
+
+/// Sorts the keys of `located` for the shard: records before the snapshot `chosen` are
+/// obsolete (its state holds them), the event batches and clock moves after it will be at the
+/// next snapshot, its parts at the one after. Without a snapshot, every batch and move counts
+/// as after one.
+fn sort_keys(located: Vec<Located>, chosen: Option<&Chosen>) -> ChangelogKeys {
+    let mut keys = ChangelogKeys::default();
+    let first = chosen.map_or(i64::MIN, |c| c.first);
+    for (offset, key, part_of) in located {
+        match part_of {
+            Some(id) if chosen.is_some_and(|c| c.id == id) => keys.snapshot.push(key),
+            _ if offset < first => keys.obsolete.push(key),
+            // Parts of snapshots after the one chosen (not usable) are left alone.
+            Some(_) => {}
+            None => keys.unsnapped.push(key),
+        }
+    }
+    keys
+}
+
+/// Notes what record `msg` says of the snapshots in `found`, and its key in `located` (first
+/// pass).
+fn locate(
+    msg: &rdkafka::message::BorrowedMessage<'_>,
+    found: &mut Vec<Candidate>,
+    located: &mut Vec<Located>,
+    lane_of: &dyn Fn(Channel) -> usize,
+) {
+    // A tombstone (of a record made obsolete by a snapshot) says nothing.
     let Some(value) = msg.payload() else { return };
-    match changelog::decode(value) {
+    let decoded = changelog::decode(value);
+    if let Ok(record) = &decoded {
+        let part_of = match record {
+            Record::Snapshot(part) => Some(part.id),
+            _ => None,
+        };
+        located.push((msg.offset(), msg.key().unwrap_or_default().into(), part_of));
+    }
+    match decoded {
         Ok(Record::Snapshot(part)) => {
             let at = match found.iter().rposition(|c| c.id == part.id && c.position == part.position) {
                 Some(at) => at,
@@ -936,16 +992,16 @@ mod tests {
         assert_eq!(r.clocks_set_at.get(&Tenant::new("acme")), Some(&(WRITTEN_AT + 2)), "set by the event applied last");
     }
 
-    /// A record without a value (no writer of ours makes one) is skipped and counted, not
-    /// passed over in silence.
+    /// A record without a value (the tombstone of a record a snapshot made obsolete) is read
+    /// past.
     #[test]
-    fn a_changelog_record_without_a_value_is_counted_unreadable() {
+    fn a_changelog_tombstone_is_read_past() {
         let lane = MERGE_ORDER.iter().position(|&c| c == Channel::Chat).unwrap();
         let mut committed = [None; 4];
         committed[lane] = Some(1);
         let records = [Rec::Batch(&[(Channel::Chat, 0)]), Rec::Tombstone];
         let (r, _) = restored_records(&records, committed);
-        assert_eq!((r.read, r.applied, r.unreadable), (2, 1, 1));
+        assert_eq!((r.read, r.applied, r.unreadable), (2, 1, 0));
     }
 
     /// Records an uncommitted attempt applied (email first) and the committed attempt applied
@@ -1146,6 +1202,17 @@ mod tests {
         assert_eq!((r.applied, r.snapshot_offset, r.snapshots_passed_over), (2, Some(1), 0), "{r:?}");
         assert_eq!(stats(&state), stats(&plain_state));
         assert_eq!(state.engine().stats().events, 4);
+        // The batch before the snapshot is obsolete; the one after waits for the next.
+        let key = |b: &[(Channel, i64)]| -> Box<[u8]> {
+            let mut batch = crate::changelog::ChangelogBatch::default();
+            for &(channel, source_offset) in b {
+                batch.push(&crate::changelog::ChangelogEntry { channel, source_offset, datum: b"", writer: None });
+            }
+            Box::from(&batch.key().unwrap()[..])
+        };
+        assert_eq!((r.keys.obsolete.clone(), r.keys.unsnapped.clone()), (vec![key(before)], vec![key(after)]));
+        assert_eq!(r.keys.snapshot.len(), 2, "one part per stage");
+        assert_eq!((plain.keys.obsolete.len(), plain.keys.unsnapped.len()), (0, 2), "without a snapshot");
 
         // Copies of the snapshot's events after it (from the attempt that wrote it) are in it.
         let (r, state) = restored_records(

@@ -815,7 +815,7 @@ impl Service {
             self.worker.install(p, ordered);
         }
         let mut shard = Shard::new(p, engine, tenants, self.outputs, committed, clocks, &self.horizons);
-        shard.set_since_snapshot(r.applied_bytes);
+        shard.restored_changelog(r.applied_bytes, r.keys);
         for lane in 0..MERGE_ORDER.len() {
             if self.at_end.contains(&(lane, p)) {
                 shard.merge.end_of_partition(lane);

@@ -28,6 +28,7 @@ use crate::metrics::{InputTally, Outcome, ServiceMetrics};
 use crate::ordered::{Handed, OrderedWorker, HANDOVER};
 use crate::outputs::{Dest, OutBatch, OutputWriter, RecordHeader, Refusal};
 use crate::registry::{DecodedInput, OutputSchemas};
+use crate::restore::ChangelogKeys;
 use crate::service::ServiceError;
 use crate::wire::{split_frame, WireError};
 
@@ -152,9 +153,23 @@ pub struct Shard {
     since_snapshot: u64,
     /// Bytes of the last committed snapshot (its engine part).
     snapshot_bytes: u64,
-    /// The engine part's bytes of the snapshot written in the open batch, if any.
+    /// The snapshot written in the open batch, if any: its engine part's bytes.
     snapshot_written: Option<u64>,
+    /// Keys of the changelog records (event batches, clock moves) this shard wrote since the
+    /// last snapshot it wrote.
+    unsnapped: Vec<Box<[u8]>>,
+    /// Keys of the last committed snapshot's parts.
+    snapshot_keys: Vec<Box<[u8]>>,
+    /// With a snapshot in the open batch: the keys its commit makes obsolete (the records
+    /// before it, the previous snapshot's parts), and its own parts' keys.
+    obsoleted: Option<(Keys, Keys)>,
+    /// Keys of changelog records a committed snapshot made obsolete, to be deleted (a
+    /// tombstone each, for compaction) in the next batch.
+    to_delete: Vec<Box<[u8]>>,
 }
+
+/// Keys of changelog records.
+type Keys = Vec<Box<[u8]>>;
 
 /// A snapshot id no other attempt takes: the shard, the wall clock and a count, digested.
 fn snapshot_id(shard: i32) -> u64 {
@@ -252,6 +267,18 @@ impl Shard {
             since_snapshot: 0,
             snapshot_bytes: 0,
             snapshot_written: None,
+            unsnapped: Vec::new(),
+            snapshot_keys: Vec::new(),
+            obsoleted: None,
+            to_delete: Vec::new(),
+        }
+    }
+
+    /// Writes the events applied since the last batch (if any) to the changelog.
+    fn write_changelog_batch(&mut self) {
+        if let Some(key) = self.changelog.key() {
+            self.unsnapped.push(key.as_slice().into());
+            self.writer.changelog(self.index, &mut self.changelog, &mut self.kept.out);
         }
     }
 
@@ -359,7 +386,7 @@ impl Shard {
                             self.note_clock(&event.tenant, event.time.0, shared.horizons);
                         }
                         if self.changelog.would_outgrow(datum.len(), BATCH_BYTES) {
-                            self.writer.changelog(p, &mut self.changelog, &mut self.kept.out);
+                            self.write_changelog_batch();
                         }
                         self.changelog.push(&ChangelogEntry {
                             channel,
@@ -369,7 +396,7 @@ impl Shard {
                         });
                         self.since_snapshot += datum.len() as u64;
                         if self.changelog.is_full(BATCH_BYTES) {
-                            self.writer.changelog(p, &mut self.changelog, &mut self.kept.out);
+                            self.write_changelog_batch();
                         }
                         self.tally.input(channel, Outcome::Applied);
                         self.tally.identity(applied.merges.len(), applied.conflicts.len());
@@ -428,7 +455,7 @@ impl Shard {
         }
         let recorded = shared.config.mode == Mode::ExactlyOnce;
         if recorded {
-            self.writer.changelog(self.index, &mut self.changelog, &mut self.kept.out);
+            self.write_changelog_batch();
         }
         let position = [0, 1, 2, 3].map(|lane| self.next[lane].or(self.position[lane]));
         let mut moved = 0;
@@ -439,6 +466,7 @@ impl Shard {
             if recorded {
                 let entry = ClockEntry { tenant: tenant.as_str(), time: c.event_ms, position };
                 self.writer.clock(self.index, &entry, &mut self.kept.out);
+                self.unsnapped.push(entry.key().into());
             }
             shared.worker.advance_clock(self.index, tenant.clone(), EventTime(c.event_ms));
             moved += 1;
@@ -470,8 +498,9 @@ impl Shard {
     /// records to the producer: the last writes of a transaction (with the ordered thread's).
     pub fn write_batched(&mut self, shared: &Shared<'_>) -> Result<(), ServiceError> {
         shared.worker.events(self.index, std::mem::replace(&mut self.handed, Vec::with_capacity(HANDOVER)));
-        self.writer.changelog(self.index, &mut self.changelog, &mut self.kept.out);
+        self.write_changelog_batch();
         self.snapshot_if_due(shared);
+        self.delete_obsolete();
         let mut written = HashSet::with_capacity(self.dirty.len());
         let identity = self.engine.identity();
         let max = shared
@@ -491,10 +520,13 @@ impl Shard {
         self.send_all(shared)
     }
 
-    /// Counts `bytes` of changelog as written since the last snapshot (what a restore
-    /// re-applied after the snapshot it read back, or all of it).
-    pub fn set_since_snapshot(&mut self, bytes: u64) {
+    /// Takes over what a restore found of the changelog: `bytes` of events re-applied after
+    /// the snapshot read back (or all of it), and the records' keys.
+    pub fn restored_changelog(&mut self, bytes: u64, keys: ChangelogKeys) {
         self.since_snapshot = bytes;
+        self.unsnapped = keys.unsnapped;
+        self.snapshot_keys = keys.snapshot;
+        self.to_delete = keys.obsolete;
     }
 
     /// Writes a snapshot of the shard's state into the batch (both threads' parts, the ordered
@@ -505,24 +537,37 @@ impl Shard {
     fn snapshot_if_due(&mut self, shared: &Shared<'_>) {
         let every = shared.config.snapshot_bytes;
         let moved = self.next.iter().any(Option::is_some);
-        if every == 0
-            || !moved
-            || self.snapshot_written.is_some()
-            || self.since_snapshot < every.max(self.snapshot_bytes)
-        {
+        if every == 0 || !moved || self.obsoleted.is_some() || self.since_snapshot < every.max(self.snapshot_bytes) {
             return;
         }
+        // After every event handed over (the commit waits for the ordered thread anyway).
+        let Some(ordered) = shared.worker.snapshot(self.index) else { return };
         let position = [0, 1, 2, 3].map(|lane| self.next[lane].or(self.position[lane]));
         let id = snapshot_id(self.index);
-        shared.worker.snapshot(self.index, id, position);
-        let state = self.engine.snapshot();
-        for part in SnapshotPart::split(id, position, SnapshotStage::Engine, &state) {
-            self.writer.snapshot_part(self.index, &part, &mut self.kept.out);
+        let engine = self.engine.snapshot();
+        let mut keys = Vec::new();
+        for (stage, state) in [(SnapshotStage::Engine, &engine), (SnapshotStage::Ordered, &ordered)] {
+            for part in SnapshotPart::split(id, position, stage, state) {
+                keys.push(Box::from(&part.key()[..]));
+                self.writer.snapshot_part(self.index, &part, &mut self.kept.out);
+            }
         }
-        self.snapshot_written = Some(state.len() as u64);
+        let mut obsolete = std::mem::take(&mut self.unsnapped);
+        obsolete.extend(self.snapshot_keys.iter().cloned());
+        self.obsoleted = Some((obsolete, keys));
+        self.snapshot_written = Some(engine.len() as u64);
         shared.metrics.snapshots_written.inc();
-        shared.metrics.snapshot_bytes.set(state.len() as i64);
-        tracing::info!(shard = self.index, bytes = state.len(), "snapshot written");
+        shared.metrics.snapshot_bytes.set((engine.len() + ordered.len()) as i64);
+        tracing::info!(shard = self.index, engine = engine.len(), ordered = ordered.len(), "snapshot written");
+    }
+
+    /// Deletes the changelog records a committed snapshot made obsolete: a tombstone each
+    /// (compaction then drops them and the tombstone). Written only once the snapshot is
+    /// committed: in `at_least_once` a snapshot's batch may fail after its records are out.
+    fn delete_obsolete(&mut self) {
+        for key in self.to_delete.drain(..) {
+            self.writer.changelog_tombstone(self.index, &key, &mut self.kept.out);
+        }
     }
 
     /// The batch since the last commit is committed: its offsets become the state's position,
@@ -530,6 +575,10 @@ impl Shard {
     pub fn committed(&mut self) {
         if let Some(bytes) = self.snapshot_written.take() {
             (self.since_snapshot, self.snapshot_bytes) = (0, bytes);
+        }
+        if let Some((obsolete, keys)) = self.obsoleted.take() {
+            self.to_delete.extend(obsolete);
+            self.snapshot_keys = keys;
         }
         for (at, next) in self.position.iter_mut().zip(self.next) {
             if next.is_some() {
