@@ -175,6 +175,20 @@ fn child(dir: &Path) {
         (full_s / total_s - 1.0) * 100.0
     );
     println!("peak RSS (both)    {:.1} MiB", peak_rss_bytes() as f64 / (1 << 20) as f64);
+    // What a restore from a snapshot of that state costs, against re-applying the events.
+    let started = Instant::now();
+    let snapshot = full.pipeline.snapshot();
+    let write_s = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let back = Pipeline::from_snapshot(&snapshot, &cfg).expect("the snapshot reads back");
+    let read_s = started.elapsed().as_secs_f64();
+    assert_eq!(back.engine().stats(), full.pipeline.engine().stats());
+    println!(
+        "snapshot           {:.1} MiB ({:.0} bytes/event), written in {write_s:.2} s, read back in {read_s:.2} s (the events took {full_s:.2} s)",
+        snapshot.len() as f64 / (1 << 20) as f64,
+        snapshot.len() as f64 / full.records as f64
+    );
+    drop((back, snapshot));
     drop(full);
 
     // Each ordered stage behind the core, the same events handed over as the pipeline does;

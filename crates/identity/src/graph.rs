@@ -748,6 +748,81 @@ struct GraphState {
     forgotten: u64,
 }
 
+impl GraphState {
+    /// Checks that the state is one a graph could be in (every index in range, identifiers
+    /// and profiles listing each other, counts right, redirects without a loop), so that no
+    /// later step panics or loops on it; returns the freed identifier slots.
+    fn check(&self) -> Result<HashSet<u32>, &'static str> {
+        let (entries, profiles) = (&self.entries, &self.profiles);
+        let live_slot = |slot: u32| profiles.get(slot as usize).is_some_and(Option::is_some);
+        let freed: HashSet<u32> = self.free_entries.iter().copied().collect();
+        if freed.len() != self.free_entries.len() || freed.iter().any(|&e| e as usize >= entries.len()) {
+            return Err("a freed identifier slot twice or out of range");
+        }
+        let free: HashSet<u32> = self.free.iter().copied().collect();
+        if free.len() != self.free.len() || free.iter().any(|&p| p as usize >= profiles.len() || live_slot(p)) {
+            return Err("a free profile slot twice, out of range or live");
+        }
+        // Every live identifier once, of a live profile that lists it (or of none).
+        let mut listed = vec![false; entries.len()];
+        let mut ids = HashSet::new();
+        for (slot, p) in profiles.iter().enumerate() {
+            let Some(p) = p else { continue };
+            if !ids.insert(p.id) {
+                return Err("a profile id in two slots");
+            }
+            let mut counts = [0u32; KINDS];
+            for &e in &p.entries {
+                let entry = entries.get(e as usize).ok_or("an identifier slot out of range")?;
+                if freed.contains(&e)
+                    || entry.profile != slot as u32
+                    || std::mem::replace(&mut listed[e as usize], true)
+                {
+                    return Err("a profile listing an identifier that is not its own");
+                }
+                counts[entry.kind.index()] += 1;
+            }
+            if counts != p.counts {
+                return Err("a profile's counts not those of its identifiers");
+            }
+        }
+        let mut values = HashSet::new();
+        for (i, e) in entries.iter().enumerate() {
+            if freed.contains(&(i as u32)) {
+                continue;
+            }
+            if e.profile != NO_PROFILE && !listed[i] {
+                return Err("an identifier its profile does not list");
+            }
+            if !values.insert((e.kind, e.value.as_str())) {
+                return Err("an identifier twice");
+            }
+        }
+        // Redirects end (at a live profile or one forgotten), without a loop: each chain is
+        // walked once, up to a profile known to end.
+        let mut ends: HashSet<ProfileId> = HashSet::with_capacity(self.redirects.len());
+        for &from in self.redirects.keys() {
+            if ids.contains(&from) {
+                return Err("a live profile redirected");
+            }
+            let mut path = vec![from];
+            let mut at = from;
+            while let Some(&(next, _)) = self.redirects.get(&at) {
+                if ends.contains(&next) {
+                    break;
+                }
+                if path.len() > self.redirects.len() {
+                    return Err("redirects in a loop");
+                }
+                path.push(next);
+                at = next;
+            }
+            ends.extend(path);
+        }
+        Ok(freed)
+    }
+}
+
 /// Written as its identifiers and profiles, in their slots (so that slots are reused in the
 /// same order after a restore).
 impl Serialize for TenantGraph {
@@ -768,23 +843,9 @@ impl Serialize for TenantGraph {
 impl<'de> Deserialize<'de> for TenantGraph {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error;
-        let GraphState { entries, profiles, free, redirects, free_entries, forgotten } = GraphState::deserialize(d)?;
-        let live_slot = |slot: u32| profiles.get(slot as usize).is_some_and(Option::is_some);
-        let entry_ok = |e: u32| (e as usize) < entries.len();
-        if free_entries.iter().any(|&e| !entry_ok(e))
-            || free.iter().any(|&p| p as usize >= profiles.len() || live_slot(p))
-            || profiles.iter().flatten().any(|p| p.entries.iter().any(|&e| !entry_ok(e)))
-        {
-            return Err(D::Error::custom("identity graph: a slot out of range"));
-        }
-        let freed: HashSet<u32> = free_entries.iter().copied().collect();
-        if entries
-            .iter()
-            .enumerate()
-            .any(|(i, e)| !freed.contains(&(i as u32)) && e.profile != NO_PROFILE && !live_slot(e.profile))
-        {
-            return Err(D::Error::custom("identity graph: an identifier of no live profile"));
-        }
+        let state = GraphState::deserialize(d)?;
+        let freed = state.check().map_err(|e| D::Error::custom(format!("identity graph: {e}")))?;
+        let GraphState { entries, profiles, free, redirects, free_entries, forgotten } = state;
         let mut g =
             TenantGraph { entries, profiles, free, redirects, free_entries, forgotten, ..TenantGraph::default() };
         let (entries, hasher) = (&g.entries, &g.hasher);
@@ -947,5 +1008,57 @@ mod tests {
         assert_eq!(table_bytes(t.capacity(), 4), 2_048 * 5 + 16);
         assert_eq!(table_bytes(7, 4), 8 * 5 + 16);
         assert_eq!(table_bytes(3, 4), 4 * 5 + 16);
+    }
+
+    /// A graph read back links as the original; a state no graph could be in (which would
+    /// panic or loop later) is refused.
+    #[test]
+    fn a_graph_read_back_links_as_before_and_impossible_states_are_refused() {
+        let rules = rules();
+        let mut g = TenantGraph::new();
+        link(&mut g, &rules, "a", 1, &[id(Email, "a@x.io")]);
+        link(&mut g, &rules, "b", 2, &[id(ChatVisitor, "v-1")]);
+        link(&mut g, &rules, "c", 3, &[id(Email, "a@x.io"), id(ChatVisitor, "v-1")]);
+        link(&mut g, &rules, "d", 4, &[id(Email, "a-rather-long-address@example.com")]);
+        g.forget_conversations_before(EventTime(0), &rules);
+        let bytes = postcard::to_allocvec(&g).unwrap();
+        let mut back: TenantGraph = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!((back.memory_bytes(), back.identifier_count()), (back.memory_bytes_walked(), g.identifier_count()));
+        let next = |g: &mut TenantGraph| {
+            let p = link(g, &rules, "e", 5, &[id(ChatVisitor, "v-1"), id(Call, "call-9")]);
+            (p, g.profile_count(), g.identifier_count(), g.identifiers(g.get(p).unwrap()))
+        };
+        assert_eq!(next(&mut g), next(&mut back));
+        let refused = |tamper: &dyn Fn(&mut GraphState)| {
+            let mut st: GraphState = postcard::from_bytes(&bytes).unwrap();
+            tamper(&mut st);
+            let again = GraphRef {
+                entries: &st.entries,
+                profiles: &st.profiles,
+                free: &st.free,
+                redirects: &st.redirects,
+                free_entries: &st.free_entries,
+                forgotten: st.forgotten,
+            };
+            postcard::from_bytes::<TenantGraph>(&postcard::to_allocvec(&again).unwrap()).is_err()
+        };
+        assert!(!refused(&|_| {}));
+        let live = |st: &GraphState| st.profiles.iter().flatten().map(|p| p.id).collect::<Vec<_>>();
+        assert!(refused(&|st| {
+            let (a, b) = (live(st)[0], ProfileId::derive("acme", "x"));
+            st.redirects.insert(a, (b, EventTime(0)));
+        }));
+        assert!(refused(&|st| {
+            let (x, y) = (ProfileId::derive("acme", "x"), ProfileId::derive("acme", "y"));
+            st.redirects.insert(x, (y, EventTime(0)));
+            st.redirects.insert(y, (x, EventTime(0)));
+        }));
+        assert!(refused(&|st| st.profiles.iter_mut().flatten().next().unwrap().counts[Email.index()] += 1));
+        assert!(refused(&|st| {
+            let e = st.profiles.iter().flatten().next().unwrap().entries[0];
+            st.free_entries.push(e);
+        }));
+        assert!(refused(&|st| st.entries[0].profile = 7));
+        assert!(refused(&|st| st.free.push(u32::MAX)));
     }
 }

@@ -69,13 +69,18 @@ pub struct Restored {
     pub snapshots_passed_over: u64,
     /// Keys of the changelog's records, as the shard needs them for its next snapshots.
     pub keys: ChangelogKeys,
+    /// Whether records of the changelog were deleted after a snapshot (tombstones found, or
+    /// a changelog that begins with a snapshot): restored without a snapshot, the state then
+    /// misses their events.
+    pub history_deleted: bool,
 }
 
 impl Restored {
     /// Whether the changelog had lost records the restore needed (the restored state is
-    /// incomplete): its first ones, when no snapshot after them was read back.
+    /// incomplete): its first ones, or those a snapshot made obsolete, when no snapshot after
+    /// them was read back.
     pub fn truncated(&self) -> bool {
-        self.first_offset > 0 && self.snapshot_offset.is_none()
+        (self.first_offset > 0 || self.history_deleted) && self.snapshot_offset.is_none()
     }
 
     /// Whether the restore read only up to a transaction left open (it may miss events).
@@ -241,10 +246,12 @@ impl ChangelogReader {
             committed,
             range,
             next: range.0,
-            phase: Phase::Locate(Vec::new(), Vec::new()),
+            phase: Phase::Locate(Box::default()),
             snapshot: None,
             loading: Loading::default(),
-            keys: ChangelogKeys::default(),
+            fallbacks: Vec::new(),
+            located: Vec::new(),
+            history_deleted: false,
             done: Restored { first_offset: range.0, behind_open_transaction: behind, ..Restored::default() },
             read_before: 0,
             pipeline,
@@ -284,25 +291,33 @@ impl ChangelogReader {
             let (low, high) = job.range;
             if job.loading.failed.is_some() || (job.next >= high && job.snapshot.is_some() && !job.loading.loaded) {
                 // The snapshot chosen could not be read back (or its parts were gone by the
-                // time they were read): the whole changelog is applied instead.
+                // time they were read): the next older one is, or else the whole changelog.
                 let why = job.loading.failed.take().unwrap_or_else(|| "its parts were not all there".into());
-                tracing::error!(shard = job.shard, reason = %why, "snapshot not read back; restoring from the changelog's start");
                 let passed_over = job.done.snapshots_passed_over + 1;
-                job.snapshot = None;
-                // Nothing is obsolete without a snapshot read back.
-                let keys = std::mem::take(&mut job.keys);
-                job.keys.unsnapped = keys.obsolete.into_iter().chain(keys.unsnapped).collect();
-                job.restart(low, stages, Phase::Detect { seen: Default::default(), copies: HashMap::new() });
+                job.snapshot = job.fallbacks.pop();
+                let from = job.snapshot.as_ref().map_or(low, |c| c.first);
+                tracing::error!(
+                    shard = job.shard,
+                    reason = %why,
+                    from,
+                    older_snapshot = job.snapshot.is_some(),
+                    "snapshot not read back; restoring from an older one or the changelog's start"
+                );
+                job.restart(from, stages, Phase::Detect { seen: Default::default(), copies: HashMap::new() });
                 job.done.snapshots_passed_over = passed_over;
             } else if job.next >= high {
                 // The pass is over. After the first (locating the snapshot to start from), the
                 // state is read from there; after that, done, unless it found copies to leave
                 // out on another pass.
                 let phase = match &mut job.phase {
-                    Phase::Locate(found, located) => {
-                        let (chosen, unusable) = choose(std::mem::take(found), &job.committed);
-                        job.keys = sort_keys(std::mem::take(located), chosen.as_ref());
-                        job.snapshot = chosen;
+                    Phase::Locate(locating) => {
+                        let found = std::mem::take(&mut locating.found);
+                        let (mut usable, unusable) = choose(found, &job.committed, locating.deleted);
+                        job.history_deleted = locating.deleted;
+                        job.located = std::mem::take(&mut locating.located);
+                        // Newest last: popped first.
+                        job.snapshot = usable.pop();
+                        job.fallbacks = usable;
                         job.done.snapshots_passed_over = unusable;
                         Phase::Detect { seen: Default::default(), copies: HashMap::new() }
                     }
@@ -396,8 +411,8 @@ impl ChangelogReader {
             *next = msg.offset() + 1;
             done.read += 1;
             match (&mut *phase, snapshot.as_ref()) {
-                (Phase::Locate(found, located), _) => locate(&msg, found, located, &lane_of),
-                (_, Some(chosen)) if !loading.loaded => load(&msg, chosen, loading, stages, pipeline, done),
+                (Phase::Locate(locating), _) => locate(&msg, locating, &lane_of),
+                (_, Some(chosen)) if !loading.loaded => load(&msg, chosen, loading, stages, pipeline, done, &lane_of),
                 _ => {
                     let before = snapshot.as_ref().map(|c| c.position);
                     apply_record(&msg, shard, committed, before, phase, done, pipeline, tenants, &decoder, &lane_of);
@@ -539,9 +554,8 @@ fn set_at(clocks_set_at: &mut HashMap<Tenant, i64>, tenant: &Tenant, at: i64) {
 
 /// What a pass over the changelog does about input records applied more than once.
 enum Phase {
-    /// The first pass: finds the snapshots, and every record's offset and key (with its
-    /// snapshot's id for a part); applies nothing.
-    Locate(Vec<Candidate>, Vec<Located>),
+    /// The first pass: finds the snapshots and every record's key; applies nothing.
+    Locate(Box<Locating>),
     /// Notes every (lane, input offset) in `seen`, and counts the copies of those seen more
     /// than once in `copies`.
     Detect { seen: [OffsetSet; 4], copies: HashMap<(usize, i64), u32> },
@@ -576,8 +590,13 @@ pub struct RestoreJob {
     snapshot: Option<Chosen>,
     /// Its parts, as the current pass reads them.
     loading: Loading,
-    /// The records' keys, sorted by the first pass.
-    keys: ChangelogKeys,
+    /// Older usable snapshots, newest last: read back when the chosen one cannot be.
+    fallbacks: Vec<Chosen>,
+    /// Every record's offset and key, as the first pass found them.
+    located: Vec<Located>,
+    /// Whether the first pass found signs that records were deleted (tombstones, or a log that
+    /// begins with a snapshot's parts).
+    history_deleted: bool,
     steps: u64,
     /// How long its polls have waited since the last changelog record: ten request timeouts,
     /// across steps, fail the restore.
@@ -618,7 +637,8 @@ impl RestoreJob {
     pub fn finish(self) -> (Restored, Pipeline, Tenants) {
         let mut done = self.done;
         done.read += self.read_before;
-        done.keys = self.keys;
+        done.keys = sort_keys(self.located, self.snapshot.as_ref());
+        done.history_deleted = self.history_deleted;
         (done, self.pipeline, self.tenants)
     }
 }
@@ -667,43 +687,61 @@ struct Loading {
 /// A changelog record's offset and key, with the id of the snapshot it is a part of.
 type Located = (i64, Box<[u8]>, Option<u64>);
 
+/// What the first pass gathers.
+#[derive(Debug, Default)]
+struct Locating {
+    found: Vec<Candidate>,
+    located: Vec<Located>,
+    /// Whether a record was seen yet.
+    seen_any: bool,
+    /// Tombstones seen, or a log beginning with a snapshot part: records were deleted.
+    deleted: bool,
+}
+
 /// Sorts the keys of `located` for the shard: records before the snapshot `chosen` are
 /// obsolete (its state holds them), the event batches and clock moves after it will be at the
 /// next snapshot, its parts at the one after. Without a snapshot, every batch and move counts
-/// as after one.
+/// as after one. A key also written after the snapshot (a batch reprocessed with the same
+/// bounds) is not obsolete: its tombstone would delete the later record too.
 fn sort_keys(located: Vec<Located>, chosen: Option<&Chosen>) -> ChangelogKeys {
     let mut keys = ChangelogKeys::default();
     let first = chosen.map_or(i64::MIN, |c| c.first);
+    let mut before = Vec::new();
     for (offset, key, part_of) in located {
         match part_of {
             Some(id) if chosen.is_some_and(|c| c.id == id) => keys.snapshot.push(key),
-            _ if offset < first => keys.obsolete.push(key),
+            _ if offset < first => before.push(key),
             // Parts of snapshots after the one chosen (not usable) are left alone.
             Some(_) => {}
             None => keys.unsnapped.push(key),
         }
     }
+    let kept: std::collections::HashSet<&[u8]> = keys.unsnapped.iter().chain(&keys.snapshot).map(|k| &k[..]).collect();
+    let obsolete: Vec<Box<[u8]>> = before.into_iter().filter(|k| !kept.contains(&k[..])).collect();
+    keys.obsolete = obsolete;
     keys
 }
 
-/// Notes what record `msg` says of the snapshots in `found`, and its key in `located` (first
-/// pass).
-fn locate(
-    msg: &rdkafka::message::BorrowedMessage<'_>,
-    found: &mut Vec<Candidate>,
-    located: &mut Vec<Located>,
-    lane_of: &dyn Fn(Channel) -> usize,
-) {
-    // A tombstone (of a record made obsolete by a snapshot) says nothing.
-    let Some(value) = msg.payload() else { return };
+/// Notes what record `msg` says of the snapshots, and its key (first pass).
+fn locate(msg: &rdkafka::message::BorrowedMessage<'_>, locating: &mut Locating, lane_of: &dyn Fn(Channel) -> usize) {
+    let Some(value) = msg.payload() else {
+        // A tombstone: records a snapshot made obsolete were deleted.
+        locating.deleted = true;
+        return;
+    };
     let decoded = changelog::decode(value);
+    let first = !std::mem::replace(&mut locating.seen_any, true);
     if let Ok(record) = &decoded {
         let part_of = match record {
             Record::Snapshot(part) => Some(part.id),
             _ => None,
         };
-        located.push((msg.offset(), msg.key().unwrap_or_default().into(), part_of));
+        // A changelog's first records are events: one that begins with a snapshot lost
+        // what came before it.
+        locating.deleted |= first && part_of.is_some();
+        locating.located.push((msg.offset(), msg.key().unwrap_or_default().into(), part_of));
     }
+    let found = &mut locating.found;
     match decoded {
         Ok(Record::Snapshot(part)) => {
             let at = match found.iter().rposition(|c| c.id == part.id && c.position == part.position) {
@@ -740,13 +778,23 @@ fn locate(
     }
 }
 
-/// The newest whole snapshot the committed offsets cover and no later attempt superseded,
-/// and how many of those found are not usable so.
-fn choose(found: Vec<Candidate>, committed: &[Option<i64>; 4]) -> (Option<Chosen>, u64) {
-    let usable = |c: &Candidate| c.complete && !c.superseded && changelog::covered(&c.position, committed);
+/// The whole snapshots the committed offsets cover and no later attempt superseded, oldest
+/// first, and how many of those found are not usable so. When records were deleted and none
+/// is left so, the superseded ones too (a later attempt re-did its events, but what came
+/// before it is gone: it is the best state there is).
+fn choose(found: Vec<Candidate>, committed: &[Option<i64>; 4], deleted: bool) -> (Vec<Chosen>, u64) {
+    let covered = |c: &Candidate| c.complete && changelog::covered(&c.position, committed);
+    let usable = |c: &Candidate| covered(c) && !c.superseded;
     let unusable = found.iter().filter(|c| !usable(c)).count() as u64;
-    let chosen =
-        found.into_iter().rev().find(usable).map(|c| Chosen { id: c.id, position: c.position, first: c.first });
+    let mut chosen: Vec<Chosen> =
+        found.iter().filter(|c| usable(c)).map(|c| Chosen { id: c.id, position: c.position, first: c.first }).collect();
+    if chosen.is_empty() && deleted {
+        chosen = found
+            .iter()
+            .filter(|c| covered(c))
+            .map(|c| Chosen { id: c.id, position: c.position, first: c.first })
+            .collect();
+    }
     (chosen, unusable)
 }
 
@@ -761,8 +809,31 @@ fn load(
     stages: &EngineConfig,
     pipeline: &mut Pipeline,
     done: &mut Restored,
+    lane_of: &dyn Fn(Channel) -> usize,
 ) {
-    let Some(Ok(Record::Snapshot(part))) = msg.payload().map(changelog::decode) else { return };
+    let part = match msg.payload().map(changelog::decode) {
+        Some(Ok(Record::Snapshot(part))) => part,
+        Some(Ok(Record::Events(entries))) => {
+            // Events of the snapshot's own transaction are below its position. Others (a
+            // second writer on the partition) cannot be applied before the state they
+            // follow: counted, not passed over in silence.
+            let beyond = entries
+                .iter()
+                .filter(|e| chosen.position[lane_of(e.channel)].is_none_or(|p| e.source_offset >= p))
+                .count();
+            if beyond > 0 {
+                tracing::error!(
+                    shard = msg.partition(),
+                    offset = msg.offset(),
+                    beyond,
+                    "events past a snapshot's position among its parts, skipped"
+                );
+                done.unreadable += beyond as u64;
+            }
+            return;
+        }
+        _ => return,
+    };
     if part.id != chosen.id || part.position != chosen.position {
         return;
     }
@@ -1238,5 +1309,42 @@ mod tests {
         // The changelog's first records gone before the snapshot: nothing is missing.
         let (r, _) = restored_records(&[Rec::Batch(before), snapshot(true, false), Rec::Batch(after)], all);
         assert!(!Restored { first_offset: 1, ..r }.truncated());
+    }
+
+    /// A snapshot that cannot be read back gives way to the next older one; without any, a
+    /// changelog whose obsolete records were deleted (tombstones, or one that begins with a
+    /// snapshot) restores incomplete, and says so.
+    #[test]
+    fn an_unreadable_snapshot_gives_way_to_an_older_one_and_deleted_history_is_reported() {
+        use Channel::{Chat, Email, Phone, Social};
+        let b1: &[(Channel, i64)] = &[(Chat, 0)];
+        let b2: &[(Channel, i64)] = &[(Email, 0)];
+        let b3: &[(Channel, i64)] = &[(Phone, 0), (Social, 0)];
+        let all = lanes(&[(Chat, 1), (Email, 1), (Phone, 1), (Social, 1)]);
+        let older = Rec::Snapshot { upto: b1, position: &[(Chat, 1)], whole: true, damaged: false };
+        let newer = Rec::Snapshot {
+            upto: &[(Chat, 0), (Email, 0)],
+            position: &[(Chat, 1), (Email, 1)],
+            whole: true,
+            damaged: true,
+        };
+        let records = [Rec::Batch(b1), older, Rec::Batch(b2), newer, Rec::Batch(b3)];
+        let (r, state) = restored_records(&records, all);
+        assert_eq!((r.snapshot_offset, r.snapshots_passed_over, r.applied), (Some(1), 1, 3), "{r:?}");
+        assert_eq!(state.engine().stats().events, 4);
+        assert!(!r.truncated());
+
+        // Only a snapshot the offsets do not cover, after a tombstone: what it replaced is gone.
+        let uncommitted = Rec::Snapshot { upto: b1, position: &[(Chat, 1)], whole: true, damaged: false };
+        let none = lanes(&[(Chat, 0)]);
+        let (r, _) = restored_records(&[Rec::Batch(b1), Rec::Tombstone, uncommitted], none);
+        assert!(r.history_deleted && r.truncated(), "{r:?}");
+        // A changelog that begins with a snapshot lost what came before it.
+        let first = Rec::Snapshot { upto: b1, position: &[(Chat, 1)], whole: true, damaged: false };
+        let (r, _) = restored_records(&[first, Rec::Batch(b2)], none);
+        assert!(r.history_deleted && r.truncated(), "{r:?}");
+        // Without either, a restore with no snapshot is whole.
+        let (r, _) = restored_records(&[Rec::Batch(b1), Rec::Batch(b2)], all);
+        assert!(!r.history_deleted && !r.truncated());
     }
 }

@@ -171,6 +171,13 @@ pub struct Shard {
 /// Keys of changelog records.
 type Keys = Vec<Box<[u8]>>;
 
+/// Most tombstones a shard writes in one batch.
+const TOMBSTONES_PER_BATCH: usize = 10_000;
+
+/// About what a clock move's record takes in the changelog (counted towards the next
+/// snapshot: a quiet shard's moves pile up too).
+const CLOCK_RECORD_BYTES: u64 = 64;
+
 /// A snapshot id no other attempt takes: the shard, the wall clock and a count, digested.
 fn snapshot_id(shard: i32) -> u64 {
     static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -467,6 +474,7 @@ impl Shard {
                 let entry = ClockEntry { tenant: tenant.as_str(), time: c.event_ms, position };
                 self.writer.clock(self.index, &entry, &mut self.kept.out);
                 self.unsnapped.push(entry.key().into());
+                self.since_snapshot += CLOCK_RECORD_BYTES;
             }
             shared.worker.advance_clock(self.index, tenant.clone(), EventTime(c.event_ms));
             moved += 1;
@@ -499,6 +507,10 @@ impl Shard {
     pub fn write_batched(&mut self, shared: &Shared<'_>) -> Result<(), ServiceError> {
         shared.worker.events(self.index, std::mem::replace(&mut self.handed, Vec::with_capacity(HANDOVER)));
         self.write_changelog_batch();
+        if shared.config.snapshot_bytes == 0 {
+            // No snapshot will make them obsolete.
+            self.unsnapped.clear();
+        }
         self.snapshot_if_due(shared);
         self.delete_obsolete();
         let mut written = HashSet::with_capacity(self.dirty.len());
@@ -565,7 +577,10 @@ impl Shard {
     /// (compaction then drops them and the tombstone). Written only once the snapshot is
     /// committed: in `at_least_once` a snapshot's batch may fail after its records are out.
     fn delete_obsolete(&mut self) {
-        for key in self.to_delete.drain(..) {
+        // At most so many a batch: the first snapshot over a long history deletes it over
+        // several commits, not in one transaction.
+        let n = self.to_delete.len().min(TOMBSTONES_PER_BATCH);
+        for key in self.to_delete.drain(..n) {
             self.writer.changelog_tombstone(self.index, &key, &mut self.kept.out);
         }
     }
