@@ -97,6 +97,16 @@ impl Barrier {
     }
 }
 
+/// The reply to [`OrderedWorker::snapshot`].
+pub struct SnapshotReply(Receiver<Option<Vec<u8>>>);
+
+impl SnapshotReply {
+    /// The snapshot, once written (`None`: the thread does not hold the shard, or stopped).
+    pub fn wait(self) -> Option<Vec<u8>> {
+        self.0.recv().ok().flatten()
+    }
+}
+
 /// The handle of the ordered thread; dropping it finishes the queued work and joins the thread.
 pub struct OrderedWorker {
     jobs: Option<Sender<Job>>,
@@ -170,12 +180,12 @@ impl OrderedWorker {
         self.send(Job::Clock(shard, tenant, time));
     }
 
-    /// Shard `p`'s ordered stages as a snapshot, once every event handed before is through
-    /// them (`None`: the thread does not hold the shard, or stopped).
-    pub fn snapshot(&self, p: i32) -> Option<Vec<u8>> {
+    /// Asks for shard `p`'s ordered stages as a snapshot, once every event handed before is
+    /// through them; the thread writes it while the caller does its own part.
+    pub fn snapshot(&self, p: i32) -> SnapshotReply {
         let (reply, answer) = sync_channel(1);
         self.send(Job::Snapshot(p, reply));
-        answer.recv().ok().flatten()
+        SnapshotReply(answer)
     }
 
     /// Publishes the ordered stages' gauges (pending timers, CX metrics).

@@ -552,11 +552,13 @@ impl Shard {
         if every == 0 || !moved || self.obsoleted.is_some() || self.since_snapshot < every.max(self.snapshot_bytes) {
             return;
         }
-        // After every event handed over (the commit waits for the ordered thread anyway).
-        let Some(ordered) = shared.worker.snapshot(self.index) else { return };
+        // The ordered thread writes its part after every event handed over, while this one
+        // writes the engine's (the commit waits for the ordered thread anyway).
+        let reply = shared.worker.snapshot(self.index);
+        let engine = self.engine.snapshot();
+        let Some(ordered) = reply.wait() else { return };
         let position = [0, 1, 2, 3].map(|lane| self.next[lane].or(self.position[lane]));
         let id = snapshot_id(self.index);
-        let engine = self.engine.snapshot();
         let mut keys = Vec::new();
         for (stage, state) in [(SnapshotStage::Engine, &engine), (SnapshotStage::Ordered, &ordered)] {
             for part in SnapshotPart::split(id, position, stage, state) {
