@@ -73,6 +73,9 @@ pub struct Restored {
     /// a changelog that begins with a snapshot): restored without a snapshot, the state then
     /// misses their events.
     pub history_deleted: bool,
+    /// The snapshot read back was written by an attempt a later one re-did (records were
+    /// deleted, and no other was left): the best state there was, not the committed one.
+    pub best_effort_snapshot: bool,
 }
 
 impl Restored {
@@ -80,7 +83,7 @@ impl Restored {
     /// incomplete): its first ones, or those a snapshot made obsolete, when no snapshot after
     /// them was read back.
     pub fn truncated(&self) -> bool {
-        (self.first_offset > 0 || self.history_deleted) && self.snapshot_offset.is_none()
+        ((self.first_offset > 0 || self.history_deleted) && self.snapshot_offset.is_none()) || self.best_effort_snapshot
     }
 
     /// Whether the restore read only up to a transaction left open (it may miss events).
@@ -252,6 +255,7 @@ impl ChangelogReader {
             fallbacks: Vec::new(),
             located: Vec::new(),
             history_deleted: false,
+            best_effort: false,
             done: Restored { first_offset: range.0, behind_open_transaction: behind, ..Restored::default() },
             read_before: 0,
             pipeline,
@@ -312,7 +316,8 @@ impl ChangelogReader {
                 let phase = match &mut job.phase {
                     Phase::Locate(locating) => {
                         let found = std::mem::take(&mut locating.found);
-                        let (mut usable, unusable) = choose(found, &job.committed, locating.deleted);
+                        let (mut usable, unusable, best_effort) = choose(found, &job.committed, locating.deleted);
+                        job.best_effort = best_effort;
                         job.history_deleted = locating.deleted;
                         job.located = std::mem::take(&mut locating.located);
                         // Newest last: popped first.
@@ -417,6 +422,10 @@ impl ChangelogReader {
                     let before = snapshot.as_ref().map(|c| c.position);
                     apply_record(&msg, shard, committed, before, phase, done, pipeline, tenants, &decoder, &lane_of);
                 }
+            }
+            if loading.failed.is_some() {
+                // The snapshot could not be read back: the step starts over from another.
+                break;
             }
             if started.elapsed() >= budget {
                 break;
@@ -597,6 +606,8 @@ pub struct RestoreJob {
     /// Whether the first pass found signs that records were deleted (tombstones, or a log that
     /// begins with a snapshot's parts).
     history_deleted: bool,
+    /// Whether the snapshot chosen is one a later attempt superseded (the best state left).
+    best_effort: bool,
     steps: u64,
     /// How long its polls have waited since the last changelog record: ten request timeouts,
     /// across steps, fail the restore.
@@ -639,6 +650,7 @@ impl RestoreJob {
         done.read += self.read_before;
         done.keys = sort_keys(self.located, self.snapshot.as_ref());
         done.history_deleted = self.history_deleted;
+        done.best_effort_snapshot = self.best_effort && done.snapshot_offset.is_some();
         (done, self.pipeline, self.tenants)
     }
 }
@@ -662,6 +674,8 @@ struct Candidate {
     /// An event below its position came after it was complete: a later attempt applied its
     /// events again (the attempt that wrote it was not the one committed).
     superseded: bool,
+    /// A tombstone came after it: once committed, it made the records before it obsolete.
+    tombstone_after: bool,
 }
 
 /// The snapshot a restore reads back.
@@ -692,9 +706,12 @@ type Located = (i64, Box<[u8]>, Option<u64>);
 struct Locating {
     found: Vec<Candidate>,
     located: Vec<Located>,
+    /// Keys of the records seen so far (with a value).
+    keys: std::collections::HashSet<Box<[u8]>>,
     /// Whether a record was seen yet.
     seen_any: bool,
-    /// Tombstones seen, or a log beginning with a snapshot part: records were deleted.
+    /// Records were deleted: a tombstone whose record is not there before it (compaction
+    /// removed it), or a log that begins with a snapshot part.
     deleted: bool,
 }
 
@@ -725,8 +742,13 @@ fn sort_keys(located: Vec<Located>, chosen: Option<&Chosen>) -> ChangelogKeys {
 /// Notes what record `msg` says of the snapshots, and its key (first pass).
 fn locate(msg: &rdkafka::message::BorrowedMessage<'_>, locating: &mut Locating, lane_of: &dyn Fn(Channel) -> usize) {
     let Some(value) = msg.payload() else {
-        // A tombstone: records a snapshot made obsolete were deleted.
-        locating.deleted = true;
+        // A tombstone of a record a snapshot made obsolete. Its record gone from before it
+        // means compaction ran: what came before the snapshots after it is gone. And the
+        // snapshots before it may have lost what came after them.
+        locating.deleted |= !locating.keys.contains(msg.key().unwrap_or_default());
+        for c in &mut locating.found {
+            c.tombstone_after = true;
+        }
         return;
     };
     let decoded = changelog::decode(value);
@@ -739,7 +761,9 @@ fn locate(msg: &rdkafka::message::BorrowedMessage<'_>, locating: &mut Locating, 
         // A changelog's first records are events: one that begins with a snapshot lost
         // what came before it.
         locating.deleted |= first && part_of.is_some();
-        locating.located.push((msg.offset(), msg.key().unwrap_or_default().into(), part_of));
+        let key: Box<[u8]> = msg.key().unwrap_or_default().into();
+        locating.keys.insert(key.clone());
+        locating.located.push((msg.offset(), key, part_of));
     }
     let found = &mut locating.found;
     match decoded {
@@ -754,6 +778,7 @@ fn locate(msg: &rdkafka::message::BorrowedMessage<'_>, locating: &mut Locating, 
                         parts: Default::default(),
                         complete: false,
                         superseded: false,
+                        tombstone_after: false,
                     });
                     found.len() - 1
                 }
@@ -778,24 +803,31 @@ fn locate(msg: &rdkafka::message::BorrowedMessage<'_>, locating: &mut Locating, 
     }
 }
 
-/// The whole snapshots the committed offsets cover and no later attempt superseded, oldest
-/// first, and how many of those found are not usable so. When records were deleted and none
-/// is left so, the superseded ones too (a later attempt re-did its events, but what came
-/// before it is gone: it is the best state there is).
-fn choose(found: Vec<Candidate>, committed: &[Option<i64>; 4], deleted: bool) -> (Vec<Chosen>, u64) {
+/// The snapshots a restore may read back, oldest first: whole, covered by the committed
+/// offsets and not superseded by a later attempt; once records were deleted, none older than
+/// the newest committed snapshot followed by tombstones (those deleted what came before it,
+/// which the older ones need after them). When records were deleted and none is left so, the
+/// newest superseded one after that point is the best state there is: returned, flagged.
+/// Also how many of those found are not used so.
+fn choose(found: Vec<Candidate>, committed: &[Option<i64>; 4], deleted: bool) -> (Vec<Chosen>, u64, bool) {
     let covered = |c: &Candidate| c.complete && changelog::covered(&c.position, committed);
-    let usable = |c: &Candidate| covered(c) && !c.superseded;
-    let unusable = found.iter().filter(|c| !usable(c)).count() as u64;
-    let mut chosen: Vec<Chosen> =
-        found.iter().filter(|c| usable(c)).map(|c| Chosen { id: c.id, position: c.position, first: c.first }).collect();
-    if chosen.is_empty() && deleted {
-        chosen = found
-            .iter()
-            .filter(|c| covered(c))
-            .map(|c| Chosen { id: c.id, position: c.position, first: c.first })
-            .collect();
+    let after = if deleted {
+        found.iter().filter(|c| covered(c) && c.tombstone_after).map(|c| c.first).max().unwrap_or(i64::MIN)
+    } else {
+        i64::MIN
+    };
+    let usable = |c: &Candidate| covered(c) && !c.superseded && c.first >= after;
+    let chosen = |c: &Candidate| Chosen { id: c.id, position: c.position, first: c.first };
+    let mut out: Vec<Chosen> = found.iter().filter(|c| usable(c)).map(chosen).collect();
+    let mut best_effort = false;
+    if out.is_empty() && deleted {
+        if let Some(c) = found.iter().rev().find(|c| covered(c) && c.first >= after) {
+            out.push(chosen(c));
+            best_effort = true;
+        }
     }
-    (chosen, unusable)
+    let unusable = (found.len() - out.len()) as u64;
+    (out, unusable, best_effort)
 }
 
 /// Takes record `msg` while the chosen snapshot's parts are read: its parts are gathered, and
@@ -900,8 +932,10 @@ mod tests {
         Batch(&'a [(Channel, i64)]),
         /// A clock move of tenant `acme` to (time, after positions).
         Clock(i64, [Option<i64>; 4]),
-        /// A record without a value (the service writes none).
+        /// A record without a value, of a key no record has.
         Tombstone,
+        /// The tombstone of the batch of these entries.
+        TombstoneOf(&'a [(Channel, i64)]),
         /// A snapshot of the state after the events of these entries (the channels'
         /// samples), at `position` (next offset per channel): its stages' parts, the ordered
         /// stages' left out when `whole` is false, the engine's damaged when `damaged`.
@@ -983,6 +1017,13 @@ mod tests {
                     clock.write_value(&mut value);
                 }
                 Rec::Tombstone => key.extend_from_slice(b"gone"),
+                Rec::TombstoneOf(entries) => {
+                    let mut batch = ChangelogBatch::default();
+                    for &(channel, source_offset) in *entries {
+                        batch.push(&ChangelogEntry { channel, source_offset, datum: b"", writer: None });
+                    }
+                    key.extend_from_slice(&batch.key().unwrap());
+                }
                 Rec::Snapshot { .. } => {}
             }
             if let &Rec::Snapshot { upto, position, whole, damaged } = record {
@@ -995,7 +1036,7 @@ mod tests {
             }
             let written_at = WRITTEN_AT + i as i64;
             let mut out = BaseRecord::<[u8], Vec<u8>>::to(topic).partition(0).key(&key[..]).timestamp(written_at);
-            if !matches!(record, Rec::Tombstone) {
+            if !matches!(record, Rec::Tombstone | Rec::TombstoneOf(_)) {
                 out = out.payload(&value);
             }
             producer.send(out).unwrap();
@@ -1346,5 +1387,37 @@ mod tests {
         // Without either, a restore with no snapshot is whole.
         let (r, _) = restored_records(&[Rec::Batch(b1), Rec::Batch(b2)], all);
         assert!(!r.history_deleted && !r.truncated());
+    }
+
+    /// A tombstone whose record is still there (the mock cluster, a segment not compacted yet)
+    /// deletes nothing: a restore from the start is whole. Once records are gone, no snapshot
+    /// older than the newest committed one followed by tombstones is read back, and one a
+    /// later attempt superseded is read back only as the best state left, reported.
+    #[test]
+    fn deleted_history_bounds_the_snapshots_a_restore_may_fall_back_to() {
+        use Channel::{Chat, Email, Phone, Social};
+        let b1: &[(Channel, i64)] = &[(Chat, 0)];
+        let b2: &[(Channel, i64)] = &[(Email, 0)];
+        let b3: &[(Channel, i64)] = &[(Phone, 0), (Social, 0)];
+        let all = lanes(&[(Chat, 1), (Email, 1), (Phone, 1), (Social, 1)]);
+        let damaged = Rec::Snapshot { upto: b1, position: &[(Chat, 1)], whole: true, damaged: true };
+        let (r, _) = restored_records(&[Rec::Batch(b1), damaged, Rec::TombstoneOf(b1), Rec::Batch(b2)], all);
+        assert_eq!((r.snapshot_offset, r.applied, r.history_deleted, r.truncated()), (None, 2, false, false), "{r:?}");
+
+        let older = Rec::Snapshot { upto: b1, position: &[(Chat, 1)], whole: true, damaged: false };
+        let newer = Rec::Snapshot {
+            upto: &[(Chat, 0), (Email, 0)],
+            position: &[(Chat, 1), (Email, 1)],
+            whole: true,
+            damaged: true,
+        };
+        let records = [Rec::Batch(b1), older, Rec::Batch(b2), newer, Rec::Tombstone, Rec::Batch(b3)];
+        let (r, _) = restored_records(&records, all);
+        assert_eq!((r.snapshot_offset, r.history_deleted, r.truncated()), (None, true, true), "{r:?}");
+
+        let only = Rec::Snapshot { upto: b1, position: &[(Chat, 1)], whole: true, damaged: false };
+        let records = [Rec::Batch(b1), only, Rec::Batch(b1), Rec::Tombstone];
+        let (r, _) = restored_records(&records, lanes(&[(Chat, 1)]));
+        assert_eq!((r.snapshot_offset, r.best_effort_snapshot, r.truncated()), (Some(1), true, true), "{r:?}");
     }
 }

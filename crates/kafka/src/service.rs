@@ -790,8 +790,11 @@ impl Service {
             tracing::error!(
                 shard = p,
                 first_offset = r.first_offset,
-                "the changelog lost its first records (retention or a size limit on the topic): \
-                 the restored state misses their events; the changelog topic must keep everything"
+                history_deleted = r.history_deleted,
+                best_effort_snapshot = r.best_effort_snapshot,
+                "the changelog lost records this restore needed (retention or a size limit on the \
+                 topic, or records a snapshot made obsolete, deleted, and that snapshot not read \
+                 back): the restored state misses their events",
             );
         }
         self.metrics.restore_seconds.observe(started.elapsed().as_secs_f64());
