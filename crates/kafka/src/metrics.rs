@@ -152,6 +152,8 @@ pub struct ServiceMetrics {
     pub snapshot_bytes: IntGauge,
     /// Restores that read a snapshot back (and the changelog after it only).
     pub restores_from_snapshot: IntCounter,
+    /// Snapshots written that did not read back (their obsolete records kept).
+    pub snapshot_checks_failed: IntCounter,
     /// Snapshots restores found and could not use (incomplete, uncommitted, superseded,
     /// unreadable).
     pub snapshots_passed_over: IntCounter,
@@ -484,6 +486,11 @@ impl ServiceMetrics {
                 &r,
                 "omnistitch_snapshot_bytes",
                 "Bytes of the identity and timeline state in the latest snapshot written.",
+            ),
+            snapshot_checks_failed: counter(
+                &r,
+                "omnistitch_snapshot_checks_failed_total",
+                "Snapshots written that did not read back when checked: the records they made obsolete are kept (a bug to report).",
             ),
             restores_from_snapshot: counter(
                 &r,

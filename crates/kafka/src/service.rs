@@ -970,6 +970,7 @@ impl Service {
             destinations: &self.destinations,
             in_transaction: &in_transaction,
             horizons: &self.horizons,
+            stages: &self.engine,
         };
         let r = f(&mut self.shards, &shared);
         self.in_transaction = in_transaction.get();

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use hashbrown::HashSet;
 use omnistitch_codec::datum::encode_input;
-use omnistitch_engine::Engine;
+use omnistitch_engine::{Engine, EngineConfig};
 use omnistitch_model::{EventTime, ProfileId, Tenant, Tenants};
 use omnistitch_moments::TimerHorizons;
 use prometheus::IntCounter;
@@ -104,6 +104,8 @@ pub struct Shared<'a> {
     pub in_transaction: &'a Cell<bool>,
     /// How far past its latest event a quiet tenant's clock can still fire a timer.
     pub horizons: &'a TimerHorizons,
+    /// The stages' configuration (a snapshot is read back under it to check it).
+    pub stages: &'a EngineConfig,
 }
 
 impl Shared<'_> {
@@ -162,7 +164,10 @@ pub struct Shard {
     snapshot_keys: Vec<Box<[u8]>>,
     /// With a snapshot in the open batch: the keys its commit makes obsolete (the records
     /// before it, the previous snapshot's parts), and its own parts' keys.
-    obsoleted: Option<(Keys, Keys)>,
+    obsoleted: Option<(Keys, Keys, SnapshotCheck)>,
+    /// A committed snapshot being read back (on a thread of its own) before the records it
+    /// made obsolete are deleted: those records, and the check.
+    checking: Option<(Keys, SnapshotCheck)>,
     /// Keys of changelog records a committed snapshot made obsolete, to be deleted (a
     /// tombstone each, for compaction) in the next batch.
     to_delete: Vec<Box<[u8]>>,
@@ -170,6 +175,19 @@ pub struct Shard {
 
 /// Keys of changelog records.
 type Keys = Vec<Box<[u8]>>;
+
+/// A snapshot being read back on a thread of its own: `Err` says why it cannot be.
+type SnapshotCheck = std::thread::JoinHandle<Result<(), String>>;
+
+/// Reads `engine` and `ordered` back under `stages` on a thread of its own.
+fn check_snapshot(engine: Vec<u8>, ordered: Vec<u8>, stages: &EngineConfig) -> SnapshotCheck {
+    let stages = stages.clone();
+    std::thread::spawn(move || {
+        omnistitch_engine::Pipeline::from_stage_snapshots(&engine, &ordered, &stages)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    })
+}
 
 /// Most tombstones a shard writes in one batch.
 const TOMBSTONES_PER_BATCH: usize = 10_000;
@@ -277,6 +295,7 @@ impl Shard {
             unsnapped: Vec::new(),
             snapshot_keys: Vec::new(),
             obsoleted: None,
+            checking: None,
             to_delete: Vec::new(),
         }
     }
@@ -512,7 +531,7 @@ impl Shard {
             self.unsnapped.clear();
         }
         self.snapshot_if_due(shared);
-        self.delete_obsolete();
+        self.delete_obsolete(shared);
         let mut written = HashSet::with_capacity(self.dirty.len());
         let identity = self.engine.identity();
         let max = shared
@@ -549,7 +568,8 @@ impl Shard {
     fn snapshot_if_due(&mut self, shared: &Shared<'_>) {
         let every = shared.config.snapshot_bytes;
         let moved = self.next.iter().any(Option::is_some);
-        if every == 0 || !moved || self.obsoleted.is_some() || self.since_snapshot < every.max(self.snapshot_bytes) {
+        let busy = self.obsoleted.is_some() || self.checking.is_some();
+        if every == 0 || !moved || busy || self.since_snapshot < every.max(self.snapshot_bytes) {
             return;
         }
         // The ordered thread writes its part after every event handed over, while this one
@@ -568,17 +588,30 @@ impl Shard {
         }
         let mut obsolete = std::mem::take(&mut self.unsnapped);
         obsolete.extend(self.snapshot_keys.iter().cloned());
-        self.obsoleted = Some((obsolete, keys));
-        self.snapshot_written = Some(engine.len() as u64);
+        let (engine_bytes, ordered_bytes) = (engine.len(), ordered.len());
+        self.obsoleted = Some((obsolete, keys, check_snapshot(engine, ordered, shared.stages)));
+        self.snapshot_written = Some(engine_bytes as u64);
         shared.metrics.snapshots_written.inc();
-        shared.metrics.snapshot_bytes.set((engine.len() + ordered.len()) as i64);
-        tracing::info!(shard = self.index, engine = engine.len(), ordered = ordered.len(), "snapshot written");
+        shared.metrics.snapshot_bytes.set((engine_bytes + ordered_bytes) as i64);
+        tracing::info!(shard = self.index, engine = engine_bytes, ordered = ordered_bytes, "snapshot written");
     }
 
     /// Deletes the changelog records a committed snapshot made obsolete: a tombstone each
     /// (compaction then drops them and the tombstone). Written only once the snapshot is
     /// committed: in `at_least_once` a snapshot's batch may fail after its records are out.
-    fn delete_obsolete(&mut self) {
+    fn delete_obsolete(&mut self, shared: &Shared<'_>) {
+        if self.checking.as_ref().is_some_and(|(_, check)| check.is_finished()) {
+            let (obsolete, check) = self.checking.take().expect("checked above");
+            match check.join().unwrap_or_else(|_| Err("the check panicked".into())) {
+                Ok(()) => self.to_delete.extend(obsolete),
+                Err(why) => {
+                    // Nothing it made obsolete is deleted: a later snapshot that reads back will.
+                    shared.metrics.snapshot_checks_failed.inc();
+                    tracing::error!(shard = self.index, reason = %why, "a snapshot written does not read back; its records are kept");
+                    self.unsnapped.extend(obsolete);
+                }
+            }
+        }
         // At most so many a batch: the first snapshot over a long history deletes it over
         // several commits, not in one transaction.
         let n = self.to_delete.len().min(TOMBSTONES_PER_BATCH);
@@ -593,8 +626,9 @@ impl Shard {
         if let Some(bytes) = self.snapshot_written.take() {
             (self.since_snapshot, self.snapshot_bytes) = (0, bytes);
         }
-        if let Some((obsolete, keys)) = self.obsoleted.take() {
-            self.to_delete.extend(obsolete);
+        if let Some((obsolete, keys, check)) = self.obsoleted.take() {
+            // Deleted once the check read it back.
+            self.checking = Some((obsolete, check));
             self.snapshot_keys = keys;
         }
         for (at, next) in self.position.iter_mut().zip(self.next) {
@@ -797,6 +831,23 @@ mod tests {
 
     /// A shard built over a restored engine counts from that engine's evictions on: what the
     /// restore's replay evicted again was counted when it first happened.
+    /// A snapshot is read back before what it made obsolete is deleted: one that does not
+    /// read back says why.
+    #[test]
+    fn a_snapshot_is_checked_by_reading_it_back() {
+        let stages = EngineConfig::default();
+        let (engine, ordered) = omnistitch_engine::Pipeline::new(&stages).unwrap().into_parts();
+        let (engine, ordered) = (engine.snapshot(), ordered.unwrap().snapshot());
+        assert_eq!(check_snapshot(engine.clone(), ordered.clone(), &stages).join().unwrap(), Ok(()));
+        let cut = engine[..engine.len() - 1].to_vec();
+        assert!(check_snapshot(cut, ordered.clone(), &stages).join().unwrap().is_err());
+        assert!(check_snapshot(ordered.clone(), engine, &stages)
+            .join()
+            .unwrap()
+            .unwrap_err()
+            .contains("another stage"));
+    }
+
     #[test]
     fn a_restored_shard_counts_evictions_from_its_restored_state_on() {
         let mut cfg = EngineConfig::default();
