@@ -48,6 +48,15 @@ fn at_least_once_outputs_equal_replay() {
     clean_run(Mode::AtLeastOnce, 22);
 }
 
+/// Runs the service over the setup's input until it caught up, then stops it.
+fn run_through(s: &super::harness::Setup) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (handle, _) = spawn_service(s.config.clone(), stop.clone());
+    wait_caught_up(&s.config, Duration::from_secs(120));
+    stop.store(true, Ordering::Release);
+    handle.join().unwrap().unwrap();
+}
+
 /// A restart restores each shard's whole changelog in steps spread over rounds (the group is
 /// served between them: the harness gives restores no slice, so each round takes one step),
 /// then goes on where the first run stopped: nothing is consumed or written again.
@@ -55,11 +64,7 @@ fn at_least_once_outputs_equal_replay() {
 fn a_restart_restores_in_steps_over_rounds_and_writes_nothing_again() {
     let dir = tempfile::tempdir().unwrap();
     let s = setup(1000, 24, Mode::ExactlyOnce, dir.path());
-    let stop = Arc::new(AtomicBool::new(false));
-    let (handle, _) = spawn_service(s.config.clone(), stop.clone());
-    wait_caught_up(&s.config, Duration::from_secs(120));
-    stop.store(true, Ordering::Release);
-    handle.join().unwrap().unwrap();
+    run_through(&s);
     let t = &s.config.topics;
     let outputs = [&t.timeline, &t.profiles, &t.merges, &t.interventions, &t.deadletter];
     let written = || outputs.map(|topic| read_topic(&s.config, topic).len());
@@ -226,11 +231,7 @@ fn a_compacted_changelog_restores_the_state_the_whole_one_gives() {
 
     let dir = tempfile::tempdir().unwrap();
     let s = setup(800, 25, Mode::ExactlyOnce, dir.path());
-    let stop = Arc::new(AtomicBool::new(false));
-    let (handle, _) = spawn_service(s.config.clone(), stop.clone());
-    wait_caught_up(&s.config, Duration::from_secs(120));
-    stop.store(true, Ordering::Release);
-    handle.join().unwrap().unwrap();
+    run_through(&s);
 
     let changelog = read_topic(&s.config, &s.config.topics.changelog);
     let tombstones = changelog.iter().filter(|r| r.value.is_none()).count();

@@ -1352,40 +1352,47 @@ mod tests {
         assert!(!Restored { first_offset: 1, ..r }.truncated());
     }
 
+    /// One chat event, one email event, a phone and a social event: three batches.
+    const B1: &[(Channel, i64)] = &[(Channel::Chat, 0)];
+    const B2: &[(Channel, i64)] = &[(Channel::Email, 0)];
+    const B3: &[(Channel, i64)] = &[(Channel::Phone, 0), (Channel::Social, 0)];
+
+    /// Every lane committed past its first record.
+    fn all_committed() -> [Option<i64>; 4] {
+        lanes(&[(Channel::Chat, 1), (Channel::Email, 1), (Channel::Phone, 1), (Channel::Social, 1)])
+    }
+
+    /// A snapshot after [`B1`].
+    fn after_b1(damaged: bool) -> Rec<'static> {
+        Rec::Snapshot { upto: B1, position: &[(Channel::Chat, 1)], whole: true, damaged }
+    }
+
+    /// A snapshot after [`B1`] and [`B2`].
+    fn after_b2(damaged: bool) -> Rec<'static> {
+        let upto = &[(Channel::Chat, 0), (Channel::Email, 0)];
+        Rec::Snapshot { upto, position: &[(Channel::Chat, 1), (Channel::Email, 1)], whole: true, damaged }
+    }
+
     /// A snapshot that cannot be read back gives way to the next older one; without any, a
     /// changelog whose obsolete records were deleted (tombstones, or one that begins with a
     /// snapshot) restores incomplete, and says so.
     #[test]
     fn an_unreadable_snapshot_gives_way_to_an_older_one_and_deleted_history_is_reported() {
-        use Channel::{Chat, Email, Phone, Social};
-        let b1: &[(Channel, i64)] = &[(Chat, 0)];
-        let b2: &[(Channel, i64)] = &[(Email, 0)];
-        let b3: &[(Channel, i64)] = &[(Phone, 0), (Social, 0)];
-        let all = lanes(&[(Chat, 1), (Email, 1), (Phone, 1), (Social, 1)]);
-        let older = Rec::Snapshot { upto: b1, position: &[(Chat, 1)], whole: true, damaged: false };
-        let newer = Rec::Snapshot {
-            upto: &[(Chat, 0), (Email, 0)],
-            position: &[(Chat, 1), (Email, 1)],
-            whole: true,
-            damaged: true,
-        };
-        let records = [Rec::Batch(b1), older, Rec::Batch(b2), newer, Rec::Batch(b3)];
-        let (r, state) = restored_records(&records, all);
+        let records = [Rec::Batch(B1), after_b1(false), Rec::Batch(B2), after_b2(true), Rec::Batch(B3)];
+        let (r, state) = restored_records(&records, all_committed());
         assert_eq!((r.snapshot_offset, r.snapshots_passed_over, r.applied), (Some(1), 1, 3), "{r:?}");
         assert_eq!(state.engine().stats().events, 4);
         assert!(!r.truncated());
 
         // Only a snapshot the offsets do not cover, after a tombstone: what it replaced is gone.
-        let uncommitted = Rec::Snapshot { upto: b1, position: &[(Chat, 1)], whole: true, damaged: false };
-        let none = lanes(&[(Chat, 0)]);
-        let (r, _) = restored_records(&[Rec::Batch(b1), Rec::Tombstone, uncommitted], none);
+        let none = lanes(&[(Channel::Chat, 0)]);
+        let (r, _) = restored_records(&[Rec::Batch(B1), Rec::Tombstone, after_b1(false)], none);
         assert!(r.history_deleted && r.truncated(), "{r:?}");
         // A changelog that begins with a snapshot lost what came before it.
-        let first = Rec::Snapshot { upto: b1, position: &[(Chat, 1)], whole: true, damaged: false };
-        let (r, _) = restored_records(&[first, Rec::Batch(b2)], none);
+        let (r, _) = restored_records(&[after_b1(false), Rec::Batch(B2)], none);
         assert!(r.history_deleted && r.truncated(), "{r:?}");
         // Without either, a restore with no snapshot is whole.
-        let (r, _) = restored_records(&[Rec::Batch(b1), Rec::Batch(b2)], all);
+        let (r, _) = restored_records(&[Rec::Batch(B1), Rec::Batch(B2)], all_committed());
         assert!(!r.history_deleted && !r.truncated());
     }
 
@@ -1395,29 +1402,16 @@ mod tests {
     /// later attempt superseded is read back only as the best state left, reported.
     #[test]
     fn deleted_history_bounds_the_snapshots_a_restore_may_fall_back_to() {
-        use Channel::{Chat, Email, Phone, Social};
-        let b1: &[(Channel, i64)] = &[(Chat, 0)];
-        let b2: &[(Channel, i64)] = &[(Email, 0)];
-        let b3: &[(Channel, i64)] = &[(Phone, 0), (Social, 0)];
-        let all = lanes(&[(Chat, 1), (Email, 1), (Phone, 1), (Social, 1)]);
-        let damaged = Rec::Snapshot { upto: b1, position: &[(Chat, 1)], whole: true, damaged: true };
-        let (r, _) = restored_records(&[Rec::Batch(b1), damaged, Rec::TombstoneOf(b1), Rec::Batch(b2)], all);
+        let records = [Rec::Batch(B1), after_b1(true), Rec::TombstoneOf(B1), Rec::Batch(B2)];
+        let (r, _) = restored_records(&records, all_committed());
         assert_eq!((r.snapshot_offset, r.applied, r.history_deleted, r.truncated()), (None, 2, false, false), "{r:?}");
 
-        let older = Rec::Snapshot { upto: b1, position: &[(Chat, 1)], whole: true, damaged: false };
-        let newer = Rec::Snapshot {
-            upto: &[(Chat, 0), (Email, 0)],
-            position: &[(Chat, 1), (Email, 1)],
-            whole: true,
-            damaged: true,
-        };
-        let records = [Rec::Batch(b1), older, Rec::Batch(b2), newer, Rec::Tombstone, Rec::Batch(b3)];
-        let (r, _) = restored_records(&records, all);
+        let records = [Rec::Batch(B1), after_b1(false), Rec::Batch(B2), after_b2(true), Rec::Tombstone, Rec::Batch(B3)];
+        let (r, _) = restored_records(&records, all_committed());
         assert_eq!((r.snapshot_offset, r.history_deleted, r.truncated()), (None, true, true), "{r:?}");
 
-        let only = Rec::Snapshot { upto: b1, position: &[(Chat, 1)], whole: true, damaged: false };
-        let records = [Rec::Batch(b1), only, Rec::Batch(b1), Rec::Tombstone];
-        let (r, _) = restored_records(&records, lanes(&[(Chat, 1)]));
+        let records = [Rec::Batch(B1), after_b1(false), Rec::Batch(B1), Rec::Tombstone];
+        let (r, _) = restored_records(&records, lanes(&[(Channel::Chat, 1)]));
         assert_eq!((r.snapshot_offset, r.best_effort_snapshot, r.truncated()), (Some(1), true, true), "{r:?}");
     }
 }
