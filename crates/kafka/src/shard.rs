@@ -155,16 +155,13 @@ pub struct Shard {
     since_snapshot: u64,
     /// Bytes of the last committed snapshot (its engine part).
     snapshot_bytes: u64,
-    /// The snapshot written in the open batch, if any: its engine part's bytes.
-    snapshot_written: Option<u64>,
     /// Keys of the changelog records (event batches, clock moves) this shard wrote since the
     /// last snapshot it wrote.
     unsnapped: Vec<Box<[u8]>>,
     /// Keys of the last committed snapshot's parts.
     snapshot_keys: Vec<Box<[u8]>>,
-    /// With a snapshot in the open batch: the keys its commit makes obsolete (the records
-    /// before it, the previous snapshot's parts), and its own parts' keys.
-    obsoleted: Option<(Keys, Keys, SnapshotCheck)>,
+    /// The snapshot written in the open batch, if any.
+    written: Option<Written>,
     /// A committed snapshot being read back (on a thread of its own) before the records it
     /// made obsolete are deleted: those records, and the check.
     checking: Option<(Keys, SnapshotCheck)>,
@@ -175,6 +172,20 @@ pub struct Shard {
 
 /// Keys of changelog records.
 type Keys = Vec<Box<[u8]>>;
+
+/// A snapshot written in the open batch, until the batch commits.
+#[derive(Debug)]
+struct Written {
+    /// Bytes of its engine part (the next snapshot waits for as many bytes of changelog).
+    engine_bytes: u64,
+    /// Keys of the records its commit makes obsolete: those before it, the previous
+    /// snapshot's parts.
+    obsolete: Keys,
+    /// Keys of its own parts.
+    parts: Keys,
+    /// Its read-back, running.
+    check: SnapshotCheck,
+}
 
 /// A snapshot being read back on a thread of its own: `Err` says why it cannot be.
 type SnapshotCheck = std::thread::JoinHandle<Result<(), String>>;
@@ -291,10 +302,9 @@ impl Shard {
             tally: InputTally::default(),
             since_snapshot: 0,
             snapshot_bytes: 0,
-            snapshot_written: None,
             unsnapped: Vec::new(),
             snapshot_keys: Vec::new(),
-            obsoleted: None,
+            written: None,
             checking: None,
             to_delete: Vec::new(),
         }
@@ -568,7 +578,7 @@ impl Shard {
     fn snapshot_if_due(&mut self, shared: &Shared<'_>) {
         let every = shared.config.snapshot_bytes;
         let moved = self.next.iter().any(Option::is_some);
-        let busy = self.obsoleted.is_some() || self.checking.is_some();
+        let busy = self.written.is_some() || self.checking.is_some();
         if every == 0 || !moved || busy || self.since_snapshot < every.max(self.snapshot_bytes) {
             return;
         }
@@ -579,18 +589,18 @@ impl Shard {
         let Some(ordered) = reply.wait() else { return };
         let position = [0, 1, 2, 3].map(|lane| self.next[lane].or(self.position[lane]));
         let id = snapshot_id(self.index);
-        let mut keys = Vec::new();
+        let mut parts = Vec::new();
         for (stage, state) in [(SnapshotStage::Engine, &engine), (SnapshotStage::Ordered, &ordered)] {
             for part in SnapshotPart::split(id, position, stage, state) {
-                keys.push(Box::from(&part.key()[..]));
+                parts.push(Box::from(&part.key()[..]));
                 self.writer.snapshot_part(self.index, &part, &mut self.kept.out);
             }
         }
         let mut obsolete = std::mem::take(&mut self.unsnapped);
         obsolete.extend(self.snapshot_keys.iter().cloned());
         let (engine_bytes, ordered_bytes) = (engine.len(), ordered.len());
-        self.obsoleted = Some((obsolete, keys, check_snapshot(engine, ordered, shared.stages)));
-        self.snapshot_written = Some(engine_bytes as u64);
+        let check = check_snapshot(engine, ordered, shared.stages);
+        self.written = Some(Written { engine_bytes: engine_bytes as u64, obsolete, parts, check });
         shared.metrics.snapshots_written.inc();
         shared.metrics.snapshot_bytes.set((engine_bytes + ordered_bytes) as i64);
         tracing::info!(shard = self.index, engine = engine_bytes, ordered = ordered_bytes, "snapshot written");
@@ -623,13 +633,11 @@ impl Shard {
     /// The batch since the last commit is committed: its offsets become the state's position,
     /// and the batch is forgotten.
     pub fn committed(&mut self) {
-        if let Some(bytes) = self.snapshot_written.take() {
-            (self.since_snapshot, self.snapshot_bytes) = (0, bytes);
-        }
-        if let Some((obsolete, keys, check)) = self.obsoleted.take() {
-            // Deleted once the check read it back.
-            self.checking = Some((obsolete, check));
-            self.snapshot_keys = keys;
+        if let Some(w) = self.written.take() {
+            (self.since_snapshot, self.snapshot_bytes) = (0, w.engine_bytes);
+            // What it made obsolete is deleted once the check read it back.
+            self.checking = Some((w.obsolete, w.check));
+            self.snapshot_keys = w.parts;
         }
         for (at, next) in self.position.iter_mut().zip(self.next) {
             if next.is_some() {
