@@ -1,5 +1,5 @@
 //! Criterion benches of the engine stages: normalization, identity resolution, timeline append,
-//! and the reorder buffer of a busy tenant.
+//! the reorder buffer of a busy tenant, and snapshots of a pipeline's state.
 
 // `criterion_group!` generates an undocumented public function.
 #![allow(missing_docs)]
@@ -195,5 +195,31 @@ fn pushes(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, arrivals: &[(Profile
     });
 }
 
-criterion_group!(benches, normalization, identity, timeline, reorder);
+/// A pipeline's state written as a snapshot and read back: the state after a simulated world
+/// of 5,000 customers (identity, timelines, moments, CX), in bytes per second.
+fn snapshot(c: &mut Criterion) {
+    use omnistitch_engine::{EngineConfig, Pipeline};
+    let world =
+        omnistitch_sim::generate(&omnistitch_sim::SimConfig { customers: 5_000, seed: 7, ..Default::default() })
+            .expect("world");
+    let config = EngineConfig::default();
+    let mut pipeline = Pipeline::new(&config).expect("pipeline");
+    let mut tenants = omnistitch_model::Tenants::default();
+    for wire in world.events {
+        if let Ok(event) = wire.into_event(|name| tenants.get(name)) {
+            pipeline.apply(event);
+        }
+    }
+    let bytes = pipeline.snapshot();
+    let mut g = c.benchmark_group("snapshot");
+    g.throughput(Throughput::Bytes(bytes.len() as u64));
+    g.sample_size(10);
+    g.bench_function("write_the_state_of_5k_customers", |b| b.iter(|| black_box(pipeline.snapshot())));
+    g.bench_function("read_back_the_state_of_5k_customers", |b| {
+        b.iter(|| black_box(Pipeline::from_snapshot(&bytes, &config).expect("reads back")))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, normalization, identity, timeline, reorder, snapshot);
 criterion_main!(benches);

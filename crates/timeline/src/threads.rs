@@ -35,6 +35,9 @@ impl Thread {
 pub(crate) struct ThreadNumbers {
     /// By address.
     numbers: HashMap<usize, u32>,
+    /// The last thread numbered (address, number): a timeline's entries mostly follow one
+    /// thread after another.
+    last: Option<(usize, u32)>,
     /// Each thread's id and the number of the thread that absorbed it.
     pub(crate) table: Vec<(Arc<str>, Option<u32>)>,
 }
@@ -42,7 +45,11 @@ pub(crate) struct ThreadNumbers {
 impl ThreadNumbers {
     fn of(&mut self, t: &Arc<Thread>) -> u32 {
         let at = Arc::as_ptr(t) as usize;
+        if let Some((_, n)) = self.last.filter(|&(last, _)| last == at) {
+            return n;
+        }
         if let Some(&n) = self.numbers.get(&at) {
+            self.last = Some((at, n));
             return n;
         }
         // Case threads absorb and are never absorbed: the recursion is one level deep.
@@ -50,6 +57,7 @@ impl ThreadNumbers {
         let n = u32::try_from(self.table.len()).expect("fewer than 2^32 threads");
         self.table.push((t.id.clone(), absorber));
         self.numbers.insert(at, n);
+        self.last = Some((at, n));
         n
     }
 
