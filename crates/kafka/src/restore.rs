@@ -1,4 +1,5 @@
-//! Restoring a shard: re-applying its changelog up to the group's committed input offsets.
+//! Restoring a shard: reading back its newest usable snapshot, then re-applying the changelog
+//! after it up to the group's committed input offsets.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -575,12 +576,14 @@ enum Phase {
 /// A shard's restore, read in steps ([`ChangelogReader::step`]) so that the loop serves the
 /// group (and other shards) between them however long the changelog.
 ///
-/// It re-applies every entry whose input offset is below the committed offset of its
-/// partition, in changelog order, and of an input record applied more than once (an attempt
-/// that was not committed, then the attempt that was) only its last copy: the attempts may
-/// have applied the same records in other orders, and the committed outputs came from the
-/// last. When the changelog holds such copies, the first pass's state is dropped (for an empty
-/// pipeline) and the changelog read again with the earlier copies left out.
+/// A first pass finds the snapshots and every record's key. The next reads back the snapshot
+/// chosen (the newest usable one; see `choose`), then re-applies every entry after it whose
+/// input offset is below the committed offset of its partition and not in the snapshot, in
+/// changelog order, and of an input record applied more than once (an attempt that was not
+/// committed, then the attempt that was) only its last copy: the attempts may have applied
+/// the same records in other orders, and the committed outputs came from the last. When the
+/// changelog holds such copies, that pass's state is dropped and the changelog read again from
+/// the snapshot with the earlier copies left out.
 pub struct RestoreJob {
     shard: i32,
     committed: [Option<i64>; 4],
