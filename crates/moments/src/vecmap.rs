@@ -5,10 +5,29 @@
 
 use std::borrow::Borrow;
 
-/// An ordered map in a sorted vector; binary search to find, shifts to insert.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// An ordered map in a sorted vector; binary search to find, shifts to insert. Read back
+/// (from a snapshot) only in strictly increasing key order, which the searches rely on.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(try_from = "Vec<(K, V)>", bound(deserialize = "K: Ord + serde::Deserialize<'de>, V: serde::Deserialize<'de>"))]
 pub(crate) struct VecMap<K, V> {
     entries: Vec<(K, V)>,
+}
+
+/// Written as its entries, in key order.
+impl<K: serde::Serialize, V: serde::Serialize> serde::Serialize for VecMap<K, V> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.entries.serialize(s)
+    }
+}
+
+impl<K: Ord, V> TryFrom<Vec<(K, V)>> for VecMap<K, V> {
+    type Error = &'static str;
+    fn try_from(entries: Vec<(K, V)>) -> Result<Self, Self::Error> {
+        match entries.windows(2).all(|w| w[0].0 < w[1].0) {
+            true => Ok(VecMap { entries }),
+            false => Err("map keys out of order"),
+        }
+    }
 }
 
 impl<K, V> Default for VecMap<K, V> {
@@ -142,10 +161,28 @@ impl<K, V> IntoIterator for VecMap<K, V> {
     }
 }
 
-/// An ordered set in a sorted vector.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// An ordered set in a sorted vector. Read back only in strictly increasing order.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(try_from = "Vec<T>", bound(deserialize = "T: Ord + serde::Deserialize<'de>"))]
 pub(crate) struct VecSet<T> {
     items: Vec<T>,
+}
+
+/// Written as its items, in order.
+impl<T: serde::Serialize> serde::Serialize for VecSet<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.items.serialize(s)
+    }
+}
+
+impl<T: Ord> TryFrom<Vec<T>> for VecSet<T> {
+    type Error = &'static str;
+    fn try_from(items: Vec<T>) -> Result<Self, Self::Error> {
+        match items.windows(2).all(|w| w[0] < w[1]) {
+            true => Ok(VecSet { items }),
+            false => Err("set items out of order"),
+        }
+    }
 }
 
 impl<T> Default for VecSet<T> {
@@ -228,5 +265,22 @@ mod tests {
         assert_eq!(a.iter().copied().collect::<Vec<_>>(), [1, 2, 3]);
         assert!(a.remove(&2) && !a.remove(&2));
         assert_eq!(b.iter().count(), 0);
+    }
+
+    /// Read back, maps and sets keep their order; out of order (a damaged snapshot), they are
+    /// refused rather than searched wrong.
+    #[test]
+    fn maps_and_sets_read_back_only_in_order() {
+        let mut m = VecMap::default();
+        for k in [3u32, 1, 2] {
+            m.insert(k, k * 10);
+        }
+        let back: VecMap<u32, u32> = postcard::from_bytes(&postcard::to_allocvec(&m).unwrap()).unwrap();
+        assert_eq!(back.get(&2), Some(&20));
+        let unordered = postcard::to_allocvec(&vec![(2u32, 0u32), (1, 0)]).unwrap();
+        assert!(postcard::from_bytes::<VecMap<u32, u32>>(&unordered).is_err());
+        let twice = postcard::to_allocvec(&vec![1u32, 1]).unwrap();
+        assert!(postcard::from_bytes::<VecSet<u32>>(&twice).is_err());
+        assert!(postcard::from_bytes::<VecSet<u32>>(&postcard::to_allocvec(&vec![1u32, 2]).unwrap()).is_ok());
     }
 }
