@@ -193,6 +193,12 @@ pub struct Pipeline {
     ordered: Option<Ordered>,
 }
 
+/// An engine holding the state of `snapshot` ([`Engine::snapshot`]), under `config`.
+fn engine_from_snapshot(snapshot: &[u8], config: &EngineConfig) -> Result<Engine, SnapshotError> {
+    let (normalizer, rules) = config.validate()?;
+    Engine::from_snapshot(snapshot, normalizer, rules, config.timeline.clone())
+}
+
 /// What a snapshot holds of a pipeline.
 #[derive(serde::Serialize)]
 struct PipelineRef<'a> {
@@ -220,16 +226,14 @@ impl Pipeline {
     /// A pipeline of an engine and ordered stages read back from their own snapshots
     /// ([`Engine::snapshot`], [`Ordered::snapshot`]), under `config`.
     pub fn from_stage_snapshots(engine: &[u8], ordered: &[u8], config: &EngineConfig) -> Result<Self, SnapshotError> {
-        let (normalizer, rules) = config.validate()?;
-        let engine = Engine::from_snapshot(engine, normalizer, rules, config.timeline.clone())?;
+        let engine = engine_from_snapshot(engine, config)?;
         Ok(Pipeline { engine, ordered: Some(Ordered::from_snapshot(ordered, config)?) })
     }
 
     /// A pipeline holding the state of `snapshot` (from [`Pipeline::snapshot`]), under `config`.
     pub fn from_snapshot(snapshot: &[u8], config: &EngineConfig) -> Result<Self, SnapshotError> {
         let state: PipelineState = snapshot::open(Holds::Pipeline, snapshot)?;
-        let (normalizer, rules) = config.validate()?;
-        let engine = Engine::from_snapshot(&state.engine, normalizer, rules, config.timeline.clone())?;
+        let engine = engine_from_snapshot(&state.engine, config)?;
         let ordered = state.ordered.map(|o| o.into_ordered(config)).transpose()?;
         Ok(Pipeline { engine, ordered })
     }

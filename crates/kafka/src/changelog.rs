@@ -110,9 +110,7 @@ impl ClockEntry<'_> {
     pub fn write_value(&self, out: &mut Vec<u8>) {
         out.push(VERSION_CLOCK);
         out.extend_from_slice(&self.time.to_be_bytes());
-        for p in self.position {
-            out.extend_from_slice(&p.unwrap_or(i64::MIN).to_be_bytes());
-        }
+        write_position(&self.position, out);
         out.extend_from_slice(self.tenant.as_bytes());
     }
 
@@ -168,9 +166,7 @@ impl SnapshotPart<'_> {
         out.reserve(SNAPSHOT_HEADER + self.bytes.len());
         out.push(VERSION_SNAPSHOT);
         out.extend_from_slice(&self.id.to_be_bytes());
-        for p in self.position {
-            out.extend_from_slice(&p.unwrap_or(i64::MIN).to_be_bytes());
-        }
+        write_position(&self.position, out);
         out.push(self.stage as u8);
         out.extend_from_slice(&self.part.to_be_bytes());
         out.extend_from_slice(&self.parts.to_be_bytes());
@@ -365,13 +361,25 @@ fn long_at(value: &[u8], at: usize) -> i64 {
     i64::from_be_bytes(value[at..at + 8].try_into().expect("8 bytes"))
 }
 
+/// Appends a position: per lane its offset, `i64::MIN` for none.
+fn write_position(position: &[Option<i64>; 4], out: &mut Vec<u8>) {
+    for p in position {
+        out.extend_from_slice(&p.unwrap_or(i64::MIN).to_be_bytes());
+    }
+}
+
+/// Reads the position [`write_position`] wrote at `at` of `value` (which holds it).
+fn position_at(value: &[u8], at: usize) -> [Option<i64>; 4] {
+    [0, 1, 2, 3].map(|i| Some(long_at(value, at + 8 * i)).filter(|&p| p != i64::MIN))
+}
+
 /// Decodes a snapshot part's value.
 fn decode_snapshot(value: &[u8]) -> Result<SnapshotPart<'_>, ChangelogError> {
     if value.len() < SNAPSHOT_HEADER {
         return Err(ChangelogError::Malformed("shorter than its header"));
     }
     let id = long_at(value, 1) as u64;
-    let position = [0, 1, 2, 3].map(|i| Some(long_at(value, 9 + 8 * i)).filter(|&p| p != i64::MIN));
+    let position = position_at(value, 9);
     let stage = match value[41] {
         1 => SnapshotStage::Engine,
         2 => SnapshotStage::Ordered,
@@ -394,8 +402,7 @@ pub fn decode(value: &[u8]) -> Result<Record<'_>, ChangelogError> {
         if value.len() < CLOCK_HEADER {
             return Err(ChangelogError::Malformed("shorter than its header"));
         }
-        let long = |at: usize| i64::from_be_bytes(value[at..at + 8].try_into().expect("8 bytes"));
-        let position = [0, 1, 2, 3].map(|i| Some(long(9 + 8 * i)).filter(|&p| p != i64::MIN));
+        let position = position_at(value, 9);
         let tenant =
             std::str::from_utf8(&value[CLOCK_HEADER..]).map_err(|_| ChangelogError::Malformed("tenant not UTF-8"))?;
         // What the service accepts of an event: a move to another time, or of a tenant no
@@ -403,7 +410,7 @@ pub fn decode(value: &[u8]) -> Result<Record<'_>, ChangelogError> {
         if tenant.trim().is_empty() || tenant.len() > MAX_ID_LEN {
             return Err(ChangelogError::Malformed("clock move of an impossible tenant"));
         }
-        let time = long(1);
+        let time = long_at(value, 1);
         if !accepted_event_time(time) {
             return Err(ChangelogError::Malformed("clock move to a time outside the accepted range"));
         }
