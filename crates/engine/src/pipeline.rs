@@ -202,6 +202,7 @@ fn engine_from_snapshot(snapshot: &[u8], config: &EngineConfig) -> Result<Engine
 /// What a snapshot holds of a pipeline.
 #[derive(serde::Serialize)]
 struct PipelineRef<'a> {
+    #[serde(with = "snapshot::nested")]
     engine: &'a [u8],
     ordered: Option<OrderedRef<'a>>,
 }
@@ -209,6 +210,7 @@ struct PipelineRef<'a> {
 /// [`PipelineRef`], read back.
 #[derive(serde::Deserialize)]
 struct PipelineState {
+    #[serde(with = "snapshot::nested")]
     engine: Vec<u8>,
     ordered: Option<OrderedState>,
 }

@@ -62,6 +62,28 @@ pub enum SnapshotError {
     Config(#[from] ConfigError),
 }
 
+/// Postcard's output into a vector, a slice copied at once (postcard's own vector output
+/// extends it a byte at a time).
+struct Output(Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Output {
+    type Output = Vec<u8>;
+
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.0.push(byte);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<Vec<u8>> {
+        Ok(self.0)
+    }
+}
+
 /// `value` as a snapshot holding `holds`.
 pub(crate) fn seal<T: Serialize + ?Sized>(holds: Holds, value: &T) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER + 4096);
@@ -69,7 +91,39 @@ pub(crate) fn seal<T: Serialize + ?Sized>(holds: Holds, value: &T) -> Vec<u8> {
     out.extend_from_slice(&FORMAT.to_be_bytes());
     out.push(holds as u8);
     // Writing to a vector fails only on a value serde cannot write (none of the state's types).
-    postcard::to_extend(value, out).expect("the state serializes")
+    postcard::serialize_with_flavor(value, Output(out)).expect("the state serializes")
+}
+
+/// A snapshot inside another one, as bytes (written at once, where serde's default for a
+/// slice writes a sequence of single bytes: the same bytes in postcard).
+pub(crate) mod nested {
+    use serde::{de, Deserializer, Serializer};
+
+    /// Writes `bytes`.
+    pub(crate) fn serialize<S: Serializer>(bytes: &&[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(bytes)
+    }
+
+    /// Reads bytes written by [`serialize`].
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct Bytes;
+        impl<'de> de::Visitor<'de> for Bytes {
+            type Value = Vec<u8>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a snapshot's bytes")
+            }
+
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+
+            fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+        }
+        d.deserialize_byte_buf(Bytes)
+    }
 }
 
 /// The value of a snapshot sealed with `holds`.
@@ -88,5 +142,46 @@ pub(crate) fn open<T: DeserializeOwned>(holds: Holds, bytes: &[u8]) -> Result<T,
         Ok((value, [])) => Ok(value),
         Ok((_, rest)) => Err(SnapshotError::Body(format!("{} bytes after the state", rest.len()))),
         Err(e) => Err(SnapshotError::Body(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Serialize)]
+    struct AsSequence<'a> {
+        engine: &'a [u8],
+        n: u32,
+        name: &'a str,
+    }
+
+    #[derive(serde::Serialize)]
+    struct AsBytes<'a> {
+        #[serde(with = "nested")]
+        engine: &'a [u8],
+        n: u32,
+        name: &'a str,
+    }
+
+    #[derive(serde::Deserialize)]
+    struct Back {
+        #[serde(with = "nested")]
+        engine: Vec<u8>,
+        n: u32,
+        name: String,
+    }
+
+    #[test]
+    fn the_bytes_are_postcards_and_a_nested_snapshot_reads_as_before() {
+        let inner: Vec<u8> = (0..=255).chain(0..40).collect();
+        let name = "x".repeat(300);
+        let sequence = AsSequence { engine: &inner, n: 70_000, name: &name };
+        let written = seal(Holds::Pipeline, &sequence);
+        assert_eq!(&written[HEADER..], postcard::to_stdvec(&sequence).unwrap(), "postcard's own bytes");
+        let bytes = seal(Holds::Pipeline, &AsBytes { engine: &inner, n: 70_000, name: &name });
+        assert_eq!(bytes, written, "written at once, the same bytes as a sequence");
+        let back: Back = open(Holds::Pipeline, &written).unwrap();
+        assert_eq!((back.engine, back.n, back.name), (inner, 70_000, name));
     }
 }
