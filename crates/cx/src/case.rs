@@ -63,6 +63,7 @@ pub(crate) struct Case {
     /// The first response at or after `first_inbound`.
     first_response: Option<EventTime>,
     /// Responses before `first_inbound` (all of them while there is none), latest kept, ascending.
+    #[serde(deserialize_with = "ascending")]
     early_responses: Vec<EventTime>,
     opened: Option<EventTime>,
     resolved: Option<EventTime>,
@@ -74,6 +75,15 @@ pub(crate) struct Case {
     pub(crate) deadline: i64,
     /// The deadline its deadline-index entry is filed under (never later than `deadline`).
     pub(crate) indexed: Option<i64>,
+}
+
+/// Times read back from a snapshot, refused unless ascending (searches rely on it).
+fn ascending<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<EventTime>, D::Error> {
+    let times = <Vec<EventTime> as serde::Deserialize>::deserialize(d)?;
+    match times.windows(2).all(|w| w[0] <= w[1]) {
+        true => Ok(times),
+        false => Err(serde::de::Error::custom("response times out of order")),
+    }
 }
 
 fn min_opt(a: Option<EventTime>, b: Option<EventTime>) -> Option<EventTime> {
@@ -293,5 +303,29 @@ impl SurveyTally {
             self.ces_answers += 1;
             self.ces_sum += c as u64;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use omnistitch_model::Tenant;
+
+    #[test]
+    fn a_case_read_back_with_responses_out_of_order_is_refused() {
+        let event = Event::new(
+            Tenant::new("acme"),
+            "e1",
+            EventTime(10),
+            Channel::Chat,
+            Direction::Outbound,
+            EventKind::Message,
+        );
+        let mut case = Case::new(&event);
+        case.early_responses = vec![EventTime(10), EventTime(10), EventTime(20)];
+        let read = |c: &Case| postcard::from_bytes::<Case>(&postcard::to_stdvec(c).unwrap());
+        assert!(read(&case).is_ok_and(|back| back.early_responses.len() == 3));
+        case.early_responses.swap(1, 2);
+        assert!(read(&case).is_err());
     }
 }

@@ -71,6 +71,20 @@ impl TenantState {
         Some(case)
     }
 
+    /// Files every case again at its deadline (for state read back: the index is rebuilt, not
+    /// trusted). Cases close in the order they would have: an entry filed before its case's
+    /// deadline moved later is filed again at the deadline when it comes up, never closing it.
+    fn index_deadlines(&mut self) {
+        self.deadlines = self
+            .cases
+            .iter_mut()
+            .map(|(&key, case)| {
+                case.indexed = Some(case.deadline);
+                (case.deadline, key)
+            })
+            .collect();
+    }
+
     /// Gives `case` its fresh deadline, filing it again only when the deadline moved earlier.
     fn refresh(deadlines: &mut BTreeSet<(i64, CaseKey)>, key: CaseKey, case: &mut Case, limits: &Limits) {
         let wait = if case.is_resolved() { limits.survey_window_ms } else { limits.idle_ms };
@@ -181,7 +195,11 @@ impl serde::Serialize for CxMetrics {
 impl CxMetrics {
     /// A stage of `config` holding `state` (from a snapshot).
     pub fn with_state(config: CxConfig, state: CxState) -> Result<Self, CxConfigError> {
-        Ok(CxMetrics { limits: config.limits()?, tenants: state.0 })
+        let mut tenants = state.0;
+        for tenant in tenants.values_mut() {
+            tenant.index_deadlines();
+        }
+        Ok(CxMetrics { limits: config.limits()?, tenants })
     }
 
     /// A stage with validated settings.
@@ -279,5 +297,51 @@ impl CxMetrics {
             rows.push(all.row(tenant, None));
         }
         CxReport { rows }
+    }
+}
+
+#[cfg(test)]
+mod snapshot_tests {
+    use super::*;
+    use omnistitch_model::{Direction, EventKind};
+
+    const DAY: i64 = 86_400_000;
+
+    fn event(id: &str, t: i64, case: &str, direction: Direction) -> Event {
+        let mut e = Event::new(Tenant::new("acme"), id, EventTime(t), Channel::Email, direction, EventKind::Message);
+        e.case_id = Some(case.into());
+        e.agent_id = (direction == Direction::Outbound).then(|| "agent-7".into());
+        e
+    }
+
+    /// The deadline index is rebuilt on read-back: one that lost its entries (a damaged
+    /// snapshot) would keep its cases open for ever.
+    #[test]
+    fn the_deadline_index_is_rebuilt_from_the_cases_read_back() {
+        let mut metrics = CxMetrics::new(CxConfig::default()).unwrap();
+        for (i, case) in ["c1", "c2", "c3"].into_iter().enumerate() {
+            let t = i as i64 * DAY;
+            metrics.observe(&event(&format!("{case}-in"), t, case, Direction::Inbound), &format!("case:{case}"));
+            metrics
+                .observe(&event(&format!("{case}-out"), t + 1_000, case, Direction::Outbound), &format!("case:{case}"));
+        }
+        let bytes = postcard::to_stdvec(&metrics).unwrap();
+        let mut state: CxState = postcard::from_bytes(&bytes).unwrap();
+        for tenant in state.0.values_mut() {
+            tenant.deadlines.clear();
+        }
+        let mut back = CxMetrics::with_state(CxConfig::default(), state).unwrap();
+        let tenant = back.tenants.values().next().unwrap();
+        assert_eq!(tenant.deadlines.len(), 3);
+        assert!(tenant
+            .cases
+            .iter()
+            .all(|(key, c)| c.indexed == Some(c.deadline) && tenant.deadlines.contains(&(c.deadline, *key))));
+        let acme = Tenant::new("acme");
+        for m in [&mut metrics, &mut back] {
+            m.advance_clock(&acme, EventTime(400 * DAY));
+        }
+        assert_eq!((back.held_cases(), metrics.held_cases()), (0, 0), "every case closes");
+        assert_eq!(back.report(), metrics.report());
     }
 }

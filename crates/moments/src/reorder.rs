@@ -95,13 +95,43 @@ struct TenantBuffer {
     latest_event: Option<EventTime>,
     /// Waiting events that arrived in release order (after every event that arrived before
     /// them): most do, and join at the back; releases leave from the front.
+    #[serde(deserialize_with = "in_release_order")]
     in_order: VecDeque<Waiting>,
     /// The others (a lane behind the rest, a producer's retry). An insert into the middle of
     /// `in_order` would move every event after it: up to all a busy tenant holds within the
     /// lateness.
+    #[serde(deserialize_with = "each_at_its_time")]
     out_of_order: BinaryHeap<OutOfOrder>,
     /// Merges reported whose event is not released yet.
     merges: PendingMerges,
+}
+
+/// Whether a waiting event read back is filed at its event's time (releases go by the first,
+/// the detector by the second).
+fn at_its_time(w: &Waiting) -> bool {
+    w.time == w.event.time
+}
+
+/// Events read back from a snapshot in release order, refused otherwise (releases take them
+/// from the front).
+fn in_release_order<'de, D: serde::Deserializer<'de>>(d: D) -> Result<VecDeque<Waiting>, D::Error> {
+    let waiting = <VecDeque<Waiting> as serde::Deserialize>::deserialize(d)?;
+    if !waiting.iter().all(at_its_time) {
+        return Err(serde::de::Error::custom("a waiting event filed at another time than its own"));
+    }
+    match waiting.iter().zip(waiting.iter().skip(1)).all(|(a, b)| a.order(b).is_lt()) {
+        true => Ok(waiting),
+        false => Err(serde::de::Error::custom("waiting events out of release order")),
+    }
+}
+
+/// Events read back from a snapshot into the heap, each filed at its event's time.
+fn each_at_its_time<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BinaryHeap<OutOfOrder>, D::Error> {
+    let waiting = <BinaryHeap<OutOfOrder> as serde::Deserialize>::deserialize(d)?;
+    match waiting.iter().all(|w| at_its_time(&w.0)) {
+        true => Ok(waiting),
+        false => Err(serde::de::Error::custom("a waiting event filed at another time than its own")),
+    }
 }
 
 impl TenantBuffer {
@@ -329,6 +359,38 @@ mod tests {
 
     fn ev(tenant: &str, id: &str, t: i64) -> Event {
         Event::new(Tenant::new(tenant), id, EventTime(t), Channel::Chat, Direction::Inbound, EventKind::Message)
+    }
+
+    fn waiting(id: &str, time: i64, arrival: u64) -> Waiting {
+        Waiting {
+            time: EventTime(time),
+            arrival,
+            profile: p(1),
+            event: Box::new(ev("acme", id, time)),
+            thread_id: t(),
+            merges: Merges::default(),
+        }
+    }
+
+    fn read(buffer: &TenantBuffer) -> Result<TenantBuffer, postcard::Error> {
+        postcard::from_bytes(&postcard::to_stdvec(buffer).unwrap())
+    }
+
+    #[test]
+    fn waiting_events_read_back_out_of_release_order_or_off_their_time_are_refused() {
+        let mut b = TenantBuffer::default();
+        for w in [waiting("a", 10, 0), waiting("b", 20, 1), waiting("c", 15, 2)] {
+            b.insert(w);
+        }
+        assert!(read(&b).is_ok_and(|back| (back.in_order.len(), back.out_of_order.len()) == (2, 1)));
+        b.in_order.swap(0, 1);
+        assert!(read(&b).is_err(), "out of release order");
+        b.in_order.swap(0, 1);
+        b.in_order[1].time = EventTime(25);
+        assert!(read(&b).is_err(), "filed at another time than its event's");
+        b.in_order[1].time = EventTime(20);
+        b.out_of_order.push(OutOfOrder(Waiting { time: EventTime(12), ..waiting("d", 13, 3) }));
+        assert!(read(&b).is_err(), "in the heap at another time than its event's");
     }
 
     fn ids(r: &[Released]) -> Vec<&str> {

@@ -24,8 +24,33 @@ pub(crate) struct Start {
 /// Recent conversation starts and resolutions of one profile, each in (time, event id) order.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct RepeatHistory {
+    #[serde(deserialize_with = "starts_in_order")]
     starts: VecDeque<Start>,
+    #[serde(deserialize_with = "resolutions_in_order")]
     resolutions: VecDeque<Mark>,
+}
+
+/// Whether each item is before the next one.
+fn increasing<'a>(marks: impl Iterator<Item = &'a Mark> + Clone) -> bool {
+    marks.clone().zip(marks.skip(1)).all(|(a, b)| a < b)
+}
+
+/// Starts read back from a snapshot, refused out of order (the searches rely on it).
+fn starts_in_order<'de, D: serde::Deserializer<'de>>(d: D) -> Result<VecDeque<Start>, D::Error> {
+    let starts = <VecDeque<Start> as serde::Deserialize>::deserialize(d)?;
+    match increasing(starts.iter().map(|s| &s.mark)) {
+        true => Ok(starts),
+        false => Err(serde::de::Error::custom("conversation starts out of order")),
+    }
+}
+
+/// Resolutions read back from a snapshot, refused out of order.
+fn resolutions_in_order<'de, D: serde::Deserializer<'de>>(d: D) -> Result<VecDeque<Mark>, D::Error> {
+    let resolutions = <VecDeque<Mark> as serde::Deserialize>::deserialize(d)?;
+    match increasing(resolutions.iter()) {
+        true => Ok(resolutions),
+        false => Err(serde::de::Error::custom("case resolutions out of order")),
+    }
 }
 
 /// Inserts `item` in order unless an equal one is there; keeps the newest `MAX_MARKS`.
@@ -162,6 +187,23 @@ mod tests {
 
     fn ids(h: &RepeatHistory, r: std::ops::Range<usize>) -> Vec<String> {
         h.marks(r).iter().map(|m| m.event_id.to_string()).collect()
+    }
+
+    #[test]
+    fn a_history_read_back_out_of_order_is_refused() {
+        let mut h = RepeatHistory::default();
+        h.push_start(mark(1.0, "a"));
+        h.push_start(mark(2.0, "b"));
+        h.push_resolution(mark(1.5, "r"));
+        h.push_resolution(mark(3.0, "s"));
+        let read = |h: &RepeatHistory| postcard::from_bytes::<RepeatHistory>(&postcard::to_stdvec(h).unwrap());
+        assert!(read(&h).is_ok_and(|back| back.starts().count() == 2));
+        let mut starts = h.clone();
+        starts.starts.swap(0, 1);
+        assert!(read(&starts).is_err(), "starts out of order");
+        let mut resolutions = h.clone();
+        resolutions.resolutions.swap(0, 1);
+        assert!(read(&resolutions).is_err(), "resolutions out of order");
     }
 
     #[test]

@@ -71,13 +71,18 @@ impl ThreadNumbers {
 pub(crate) struct ThreadTable(Vec<Arc<Thread>>);
 
 impl ThreadTable {
-    /// Threads of `table`, each pointing at the (earlier) one that absorbed it.
+    /// Threads of `table`, each pointing at the (earlier) one that absorbed it. Only case
+    /// threads absorb, and they are never absorbed: a thread absorbed by an absorbed one is
+    /// refused (a chain would make numbering and dropping the threads recurse along it).
     pub(crate) fn new(table: Vec<(Arc<str>, Option<u32>)>) -> Result<Self, &'static str> {
         let mut threads: Vec<Arc<Thread>> = Vec::with_capacity(table.len());
         for (id, absorber) in table {
             let t = Thread::new(id);
             if let Some(a) = absorber {
                 let a = threads.get(a as usize).ok_or("a thread absorbed by an unknown thread")?;
+                if a.absorbed_by.get().is_some() {
+                    return Err("a thread absorbed by an absorbed thread");
+                }
                 let _ = t.absorbed_by.set(a.clone());
             }
             threads.push(t);
@@ -242,5 +247,20 @@ impl ThreadIndex {
         let before = self.keys.len();
         self.keys.retain(|_, (_, last)| *last >= cutoff);
         before - self.keys.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_table_read_back_refuses_threads_absorbed_along_a_chain() {
+        let id = |s: &str| Arc::<str>::from(s);
+        let table = ThreadTable::new(vec![(id("case:1"), None), (id("m1"), Some(0)), (id("m2"), Some(0))]);
+        assert!(table.is_ok_and(|t| t.handle(2).is_ok_and(|h| &**h.id() == "case:1")));
+        let chain = ThreadTable::new(vec![(id("case:1"), None), (id("m1"), Some(0)), (id("m2"), Some(1))]);
+        assert_eq!(chain.err(), Some("a thread absorbed by an absorbed thread"));
+        assert_eq!(ThreadTable::new(vec![(id("m1"), Some(0))]).err(), Some("a thread absorbed by an unknown thread"));
     }
 }

@@ -104,7 +104,9 @@ impl<'de> Deserialize<'de> for TimelineStore {
                     ring.push_back(entry);
                 }
                 store.entries += ring.len();
-                timelines.insert(id, Timeline { entries: ring });
+                if timelines.insert(id, Timeline { entries: ring }).is_some() {
+                    return Err(D::Error::custom("a profile's timeline twice"));
+                }
             }
             let threads = ThreadIndex::from_numbered(tenant.keys, &table).map_err(D::Error::custom)?;
             let i = u32::try_from(store.by_tenant.len()).map_err(D::Error::custom)?;
@@ -121,5 +123,37 @@ impl TimelineStore {
     /// The store with `retention` in force (for one read back from a snapshot).
     pub fn with_retention(self, retention: RetentionConfig) -> Self {
         TimelineStore { retention, ..self }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(time: i64, id: &str) -> EntryState<&str> {
+        EntryState {
+            time: EventTime(time),
+            event_id: id,
+            thread: 0,
+            channel: Channel::Chat,
+            direction: Direction::Inbound,
+            kind: EventKind::Message,
+        }
+    }
+
+    fn read(timelines: Vec<(ProfileId, Vec<EntryState<&str>>)>) -> Result<TimelineStore, postcard::Error> {
+        let tenant = TenantState { name: Arc::from("acme"), watermark: EventTime(10), timelines, keys: vec![] };
+        let state = StoreState { threads: vec![(Arc::from("t"), None)], tenants: vec![tenant], evicted_total: 0 };
+        postcard::from_bytes(&postcard::to_stdvec(&state).unwrap())
+    }
+
+    #[test]
+    fn a_store_read_back_refuses_a_timeline_twice_or_out_of_order() {
+        let (p, q) = (ProfileId::derive("acme", "a"), ProfileId::derive("acme", "c"));
+        let store = read(vec![(p, vec![entry(1, "a"), entry(2, "b")]), (q, vec![entry(1, "c")])]).unwrap();
+        assert_eq!(store.entry_count(), 3);
+        let twice = read(vec![(p, vec![entry(1, "a")]), (p, vec![entry(2, "b")])]);
+        assert!(twice.is_err(), "a profile's timeline twice");
+        assert!(read(vec![(p, vec![entry(2, "b"), entry(1, "a")])]).is_err());
     }
 }
