@@ -677,6 +677,8 @@ struct Candidate {
     /// An event below its position came after it was complete: a later attempt applied its
     /// events again (the attempt that wrote it was not the one committed).
     superseded: bool,
+    /// Two part counts for one stage: not one snapshot's parts.
+    miscounted: bool,
     /// A tombstone came after it: once committed, it made the records before it obsolete.
     tombstone_after: bool,
 }
@@ -781,15 +783,21 @@ fn locate(msg: &rdkafka::message::BorrowedMessage<'_>, locating: &mut Locating, 
                         parts: Default::default(),
                         complete: false,
                         superseded: false,
+                        miscounted: false,
                         tombstone_after: false,
                     });
                     found.len() - 1
                 }
             };
             let c = &mut found[at];
+            if c.complete {
+                // Its parts again: the batch that wrote it was sent again whole (at_least_once
+                // after a failed delivery), the events it holds first: those do not supersede it.
+                c.superseded = c.miscounted;
+            }
             let (count, seen) = &mut c.parts[part.stage as usize - 1];
             if *count != 0 && *count != part.parts {
-                // Two counts for one stage: not one snapshot's parts.
+                c.miscounted = true;
                 c.superseded = true;
             }
             *count = part.parts;
@@ -1335,6 +1343,12 @@ mod tests {
             all,
         );
         assert_eq!((r.snapshot_offset, r.snapshots_passed_over), (None, 1), "a later attempt applied its events again");
+        assert_eq!(stats(&state), stats(&plain_state));
+        // The batch that wrote it sent again whole (its events, then its parts): still usable.
+        let again =
+            [Rec::Batch(before), snapshot(true, false), Rec::Batch(before), snapshot(true, false), Rec::Batch(after)];
+        let (r, state) = restored_records(&again, all);
+        assert_eq!((r.applied, r.snapshot_offset, r.snapshots_passed_over), (2, Some(1), 0), "{r:?}");
         assert_eq!(stats(&state), stats(&plain_state));
 
         // Past the committed offsets: written by an attempt that was not committed.

@@ -207,6 +207,23 @@ const TOMBSTONES_PER_BATCH: usize = 10_000;
 /// snapshot: a quiet shard's moves pile up too).
 const CLOCK_RECORD_BYTES: u64 = 64;
 
+/// The next keys of `to_delete` to tombstone, at most `most` (the first snapshot over a long
+/// history deletes it over several commits, not in one transaction). A key written again since
+/// the snapshot (in `since`: a batch re-applied with the same bounds after a rewind, a clock
+/// moved to the same time) is left out and forgotten: its tombstone, after the record written
+/// again, would delete that record too.
+fn take_tombstones(to_delete: &mut Keys, since: &[Box<[u8]>], most: usize) -> Keys {
+    if to_delete.is_empty() {
+        return Vec::new();
+    }
+    if !since.is_empty() {
+        let again: HashSet<&[u8]> = since.iter().map(|k| &k[..]).collect();
+        to_delete.retain(|k| !again.contains(&k[..]));
+    }
+    let n = to_delete.len().min(most);
+    to_delete.drain(..n).collect()
+}
+
 /// A snapshot id no other attempt takes: the shard, the wall clock and a count, digested.
 fn snapshot_id(shard: i32) -> u64 {
     static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -578,7 +595,9 @@ impl Shard {
     fn snapshot_if_due(&mut self, shared: &Shared<'_>) {
         let every = shared.config.snapshot_bytes;
         let moved = self.next.iter().any(Option::is_some);
-        let busy = self.written.is_some() || self.checking.is_some();
+        // Not before the last one's obsolete records are deleted: those are told from records
+        // written again since by the keys written since it.
+        let busy = self.written.is_some() || self.checking.is_some() || !self.to_delete.is_empty();
         if every == 0 || !moved || busy || self.since_snapshot < every.max(self.snapshot_bytes) {
             return;
         }
@@ -622,10 +641,7 @@ impl Shard {
                 }
             }
         }
-        // At most so many a batch: the first snapshot over a long history deletes it over
-        // several commits, not in one transaction.
-        let n = self.to_delete.len().min(TOMBSTONES_PER_BATCH);
-        for key in self.to_delete.drain(..n) {
+        for key in take_tombstones(&mut self.to_delete, &self.unsnapped, TOMBSTONES_PER_BATCH) {
             self.writer.changelog_tombstone(self.index, &key, &mut self.kept.out);
         }
     }
@@ -841,6 +857,20 @@ mod tests {
     /// restore's replay evicted again was counted when it first happened.
     /// A snapshot is read back before what it made obsolete is deleted: one that does not
     /// read back says why.
+    /// Tombstones go out a bounded number at a time, and never for a key written again since
+    /// the snapshot that made it obsolete.
+    #[test]
+    fn obsolete_records_written_again_since_are_not_deleted() {
+        let key = |n: u8| -> Box<[u8]> { Box::from(&[n, n][..]) };
+        let mut to_delete: Keys = (1..=5).map(key).collect();
+        let since = vec![key(2), key(9), key(4)];
+        assert_eq!(take_tombstones(&mut to_delete, &since, 2), vec![key(1), key(3)]);
+        assert_eq!(take_tombstones(&mut to_delete, &since, 2), vec![key(5)]);
+        assert!(to_delete.is_empty() && take_tombstones(&mut to_delete, &since, 2).is_empty());
+        let mut to_delete: Keys = vec![key(1), key(2)];
+        assert_eq!(take_tombstones(&mut to_delete, &[], 10), vec![key(1), key(2)]);
+    }
+
     #[test]
     fn a_snapshot_is_checked_by_reading_it_back() {
         let stages = EngineConfig::default();
