@@ -84,6 +84,25 @@ pub fn create_on_mock(
     Ok(())
 }
 
+/// Segments of the changelog roll at this size or age at the latest: compaction never cleans
+/// the segment being written, so this bounds what a restore reads beyond the newest snapshot
+/// and what came after it (with the broker's defaults, a gibibyte or a week).
+const CHANGELOG_SEGMENT_BYTES: &str = "67108864";
+const CHANGELOG_SEGMENT_MS: &str = "3600000";
+
+/// The settings a topic the service creates gets: compaction where the contract says so, and
+/// for the changelog segments that roll soon enough for compaction to keep it short.
+fn topic_settings(config: &KafkaConfig, name: &str) -> Vec<(&'static str, &'static str)> {
+    let mut settings = Vec::new();
+    if config.topics.is_compacted(name) {
+        settings.push(("cleanup.policy", "compact"));
+    }
+    if name == config.topics.changelog {
+        settings.extend([("segment.bytes", CHANGELOG_SEGMENT_BYTES), ("segment.ms", CHANGELOG_SEGMENT_MS)]);
+    }
+    settings
+}
+
 /// Creates the topics that are missing through the admin API (compacted where the contract
 /// says so), waiting up to the request timeout.
 pub fn create_missing(config: &KafkaConfig) -> Result<Vec<String>, KafkaError> {
@@ -102,11 +121,7 @@ pub fn create_missing(config: &KafkaConfig) -> Result<Vec<String>, KafkaError> {
         .iter()
         .map(|(name, partitions)| {
             let t = NewTopic::new(name, *partitions, TopicReplication::Fixed(config.replication));
-            if config.topics.is_compacted(name) {
-                t.set("cleanup.policy", "compact")
-            } else {
-                t
-            }
+            topic_settings(config, name).into_iter().fold(t, |t, (key, value)| t.set(key, value))
         })
         .collect();
     let opts = AdminOptions::new().request_timeout(Some(timeout)).operation_timeout(Some(timeout));
@@ -164,6 +179,20 @@ mod tests {
         });
         std::thread::spawn(move || tx.send(7).unwrap());
         assert_eq!(block_on(fut), 7);
+    }
+
+    #[test]
+    fn created_topics_are_compacted_as_the_contract_says_and_the_changelog_rolls_soon() {
+        let c = KafkaConfig::default();
+        let changelog = topic_settings(&c, &c.topics.changelog);
+        assert_eq!(
+            changelog,
+            [("cleanup.policy", "compact"), ("segment.bytes", "67108864"), ("segment.ms", "3600000")]
+        );
+        assert_eq!(topic_settings(&c, &c.topics.profiles), [("cleanup.policy", "compact")]);
+        for (name, _) in wanted(&c).iter().filter(|(n, _)| !c.topics.is_compacted(n)) {
+            assert!(topic_settings(&c, name).is_empty(), "{name}");
+        }
     }
 
     #[test]
