@@ -3,15 +3,20 @@
 
 use std::collections::HashMap;
 
-use apache_avro::schema::{InnerDecimalSchema, Name};
+use apache_avro::schema::{InnerDecimalSchema, Name, UuidSchema};
 use apache_avro::Schema;
 
 use crate::error::DecodeError;
 
+/// Largest `fixed` accepted in a writer schema: apache-avro allocates a fixed's size for every
+/// datum before reading it, so a size of 2^40 would abort the process on each record.
+const MAX_FIXED_BYTES: usize = 64 * 1024;
+
 /// Refuses a writer schema with a recursive type (a datum could nest as deep as it is long and
-/// overflow the stack) or an array of items that take no bytes (a block could claim 2^62 of
-/// them in a few bytes and hold the decoder for good). Neither can be a version of an input
-/// record, whose fields are flat.
+/// overflow the stack), an array of items that take no bytes (a block could claim 2^62 of
+/// them in a few bytes and hold the decoder for good) or a `fixed` larger than
+/// [`MAX_FIXED_BYTES`]. None can be a version of an input record, whose fields are flat and
+/// short.
 pub(crate) fn check(schema: &Schema) -> Result<(), DecodeError> {
     let mut zero = HashMap::new();
     walk(schema, &mut Vec::new(), &mut zero).map_err(DecodeError::UnknownSchema)
@@ -40,9 +45,15 @@ fn walk<'a>(s: &'a Schema, path: &mut Vec<&'a Name>, zero: &mut HashMap<&'a Name
             Ok(())
         }
         Schema::Fixed(f) => {
+            fixed_size(f.size)?;
             zero.insert(&f.name, f.size == 0);
             Ok(())
         }
+        Schema::Decimal(d) => match &d.inner {
+            InnerDecimalSchema::Fixed(f) => fixed_size(f.size),
+            _ => Ok(()),
+        },
+        Schema::Uuid(UuidSchema::Fixed(f)) | Schema::Duration(f) => fixed_size(f.size),
         Schema::Array(a) => {
             walk(&a.items, path, zero)?;
             if takes_no_bytes(&a.items, zero) {
@@ -53,6 +64,14 @@ fn walk<'a>(s: &'a Schema, path: &mut Vec<&'a Name>, zero: &mut HashMap<&'a Name
         Schema::Map(m) => walk(&m.types, path, zero),
         Schema::Union(u) => u.variants().iter().try_for_each(|v| walk(v, path, zero)),
         _ => Ok(()),
+    }
+}
+
+/// Refuses a `fixed` of `size` bytes past [`MAX_FIXED_BYTES`].
+fn fixed_size(size: usize) -> Result<(), String> {
+    match size <= MAX_FIXED_BYTES {
+        true => Ok(()),
+        false => Err(format!("writer schema refused: a fixed of {size} bytes (at most {MAX_FIXED_BYTES})")),
     }
 }
 

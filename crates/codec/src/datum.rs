@@ -67,18 +67,50 @@ fn no_trailing_bytes(rest: &[u8]) -> Result<(), DecodeError> {
     }
 }
 
+/// Input that notes whether a read found it used up: apache-avro reads a union's index or a
+/// string cut off by the end of the input as a null, so a truncated datum would read as one
+/// whose last fields are missing.
+struct Exhaustible<'a, 'b> {
+    bytes: &'a mut &'b [u8],
+    exhausted: bool,
+}
+
+impl std::io::Read for Exhaustible<'_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.bytes.read(buf)?;
+        self.exhausted |= n < buf.len();
+        Ok(n)
+    }
+}
+
+impl Exhaustible<'_, '_> {
+    /// `read` over the input, refused if it ran out of bytes on the way.
+    fn whole<T>(
+        bytes: &mut &[u8],
+        read: impl FnOnce(&mut Exhaustible<'_, '_>) -> Result<T, apache_avro::Error>,
+    ) -> Result<T, DecodeError> {
+        let mut input = Exhaustible { bytes, exhausted: false };
+        let value = read(&mut input).map_err(|e| DecodeError::avro(&e))?;
+        match input.exhausted {
+            false => Ok(value),
+            true => Err(DecodeError::Avro("truncated record: the input ends inside it".into())),
+        }
+    }
+}
+
 /// Reads one datum of `channel` written with `reader`'s schema, through apache-avro's serde.
 pub(crate) fn read_generic(
     reader: &GenericDatumReader<'_>,
     channel: Channel,
     bytes: &mut &[u8],
 ) -> Result<WireEvent, DecodeError> {
-    let err = |e: apache_avro::Error| DecodeError::avro(&e);
-    Ok(match channel {
-        Channel::Email => WireEvent::Email(reader.read_deser::<EmailEvent>(bytes).map_err(err)?),
-        Channel::Chat => WireEvent::Chat(reader.read_deser::<ChatEvent>(bytes).map_err(err)?),
-        Channel::Phone => WireEvent::Phone(reader.read_deser::<PhoneEvent>(bytes).map_err(err)?),
-        Channel::Social => WireEvent::Social(reader.read_deser::<SocialEvent>(bytes).map_err(err)?),
+    Exhaustible::whole(bytes, |input| {
+        Ok(match channel {
+            Channel::Email => WireEvent::Email(reader.read_deser::<EmailEvent>(input)?),
+            Channel::Chat => WireEvent::Chat(reader.read_deser::<ChatEvent>(input)?),
+            Channel::Phone => WireEvent::Phone(reader.read_deser::<PhoneEvent>(input)?),
+            Channel::Social => WireEvent::Social(reader.read_deser::<SocialEvent>(input)?),
+        })
     })
 }
 
@@ -90,7 +122,7 @@ fn read_resolved(
     bytes: &mut &[u8],
 ) -> Result<WireEvent, DecodeError> {
     let err = |e: apache_avro::Error| DecodeError::avro(&e);
-    let value = reader.read_value(bytes).map_err(err)?;
+    let value = Exhaustible::whole(bytes, |input| reader.read_value(input))?;
     Ok(match channel {
         Channel::Email => WireEvent::Email(apache_avro::from_value(&value).map_err(err)?),
         Channel::Chat => WireEvent::Chat(apache_avro::from_value(&value).map_err(err)?),

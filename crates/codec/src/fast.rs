@@ -103,13 +103,18 @@ impl Cursor<'_, '_> {
             if count > self.buf.len() {
                 return Err(err("array longer than the record"));
             }
-            out.reserve(count);
+            // Room for a few: a count as large as the record is long would otherwise reserve
+            // a string's size per byte of input.
+            out.reserve(count.min(RESERVE_AT_MOST));
             for _ in 0..count {
                 out.push(self.string()?);
             }
         }
     }
 }
+
+/// Most items of an array reserved for at once (more grow the vector as they are read).
+const RESERVE_AT_MOST: usize = 16;
 
 const DIRECTIONS: [Direction; 3] = [Direction::Inbound, Direction::Outbound, Direction::Internal];
 

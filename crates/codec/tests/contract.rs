@@ -711,3 +711,83 @@ fn records_resolve_across_versions() {
     assert_eq!(p.customer_line_type, None);
     assert_eq!(p.call_id, "K-1");
 }
+
+/// A datum of another schema version cut anywhere is refused, never read as one whose last
+/// fields are missing (apache-avro reads a union index or a string cut off by the end of the
+/// input as a null); the whole datum reads.
+#[test]
+fn every_cut_of_a_datum_of_another_version_is_refused() {
+    // The first phone schema (without its last field), and a chat schema with a field more
+    // (a nullable string, last: cut before it, its union index is what is missing).
+    let (_, first_phone, _) = first_and_current().into_iter().find(|(n, ..)| *n == "phone_event").unwrap();
+    let mut chat: serde_json::Value = serde_json::from_str(omnistitch_codec::contract::CHAT_EVENT_AVSC).unwrap();
+    chat["fields"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"name": "x", "type": ["null", "string"], "default": null}));
+    let chat = Schema::parse_str(&chat.to_string()).unwrap();
+    for (writer, channel, kind) in
+        [(first_phone, Channel::Phone, EventKind::CallStarted), (chat, Channel::Chat, EventKind::Message)]
+    {
+        let name = channel.to_string();
+        let value = match sample(channel, kind, 1) {
+            WireEvent::Phone(e) => apache_avro::to_value(&e),
+            WireEvent::Chat(e) => apache_avro::to_value(&e),
+            WireEvent::Email(e) => apache_avro::to_value(&e),
+            WireEvent::Social(e) => apache_avro::to_value(&e),
+        };
+        let Value::Record(mut fields) = value.unwrap() else { panic!("a record") };
+        let known: Vec<String> = match &writer {
+            Schema::Record(r) => r.fields.iter().map(|f| f.name.clone()).collect(),
+            _ => panic!("a record schema"),
+        };
+        fields.retain(|(k, _)| known.contains(k));
+        if known.iter().any(|k| k == "x") {
+            fields.push(("x".into(), Value::Union(0, Box::new(Value::Null))));
+        }
+        let bytes = GenericDatumWriter::builder(&writer)
+            .build()
+            .unwrap()
+            .write_value_to_vec(Value::Record(fields).resolve(&writer).unwrap())
+            .unwrap();
+        let d = omnistitch_codec::SchemaDecoder::new(channel, omnistitch_codec::contract::intern(writer)).unwrap();
+        assert!(!d.is_bundled());
+        assert!(d.decode(&bytes).is_ok(), "{name}: the whole datum");
+        for cut in 0..bytes.len() {
+            let err = d.decode(&bytes[..cut]).err();
+            assert!(err.is_some(), "{name}: cut at {cut} of {} read as a record", bytes.len());
+        }
+    }
+    // The generic reader of the bundled schema refuses every cut too.
+    let bytes = encode_input(&sample(Channel::Chat, EventKind::Message, 1)).unwrap();
+    assert!(omnistitch_codec::datum::decode_generic(Channel::Chat, &bytes).is_ok());
+    for cut in 0..bytes.len() {
+        assert!(omnistitch_codec::datum::decode_generic(Channel::Chat, &bytes[..cut]).is_err(), "cut at {cut}");
+    }
+}
+
+/// A writer schema with a `fixed` too large to allocate for every datum is refused as a
+/// schema (its records dead-lettered), not read until an allocation aborts the process.
+#[test]
+fn a_writer_schema_with_a_huge_fixed_is_refused() {
+    let mut schema: serde_json::Value = serde_json::from_str(omnistitch_codec::contract::CHAT_EVENT_AVSC).unwrap();
+    for (i, pad) in [
+        serde_json::json!({"type": "fixed", "name": "Pad", "size": 1u64 << 40}),
+        serde_json::json!({"type": "fixed", "name": "Dec", "size": 1u64 << 20, "logicalType": "decimal", "precision": 4}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        schema["fields"].as_array_mut().unwrap().push(serde_json::json!({"name": format!("pad{i}"), "type": pad}));
+        let writer = omnistitch_codec::contract::intern(Schema::parse_str(&schema.to_string()).unwrap());
+        let err = omnistitch_codec::SchemaDecoder::new(Channel::Chat, writer).expect_err("refused");
+        assert_eq!(err.code(), "unknown_schema");
+        assert!(err.to_string().contains("a fixed of"), "{err}");
+        schema["fields"].as_array_mut().unwrap().pop();
+    }
+    // A small one is a field like any other.
+    schema["fields"].as_array_mut().unwrap().push(serde_json::json!({"name": "pad", "default": "0123",
+        "type": {"type": "fixed", "name": "Pad", "size": 4}}));
+    let writer = omnistitch_codec::contract::intern(Schema::parse_str(&schema.to_string()).unwrap());
+    assert!(omnistitch_codec::SchemaDecoder::new(Channel::Chat, writer).is_ok());
+}

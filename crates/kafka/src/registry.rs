@@ -623,6 +623,16 @@ impl KnownSchemas {
     /// instance happened to see before (another instance, or this one restarted, would
     /// dead-letter the same bytes). Single-object records decode with the bundled schemas.
     fn resolve(&self, id: u32, text: &str) -> Resolved {
+        // A schema whose parsing panics (third-party code) is one that cannot be used, not a
+        // registry that cannot answer: asked again, it would panic again, and hold its records
+        // up for good instead of dead-lettering them.
+        let resolved = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.parse(id, text)));
+        resolved
+            .unwrap_or_else(|_| Resolved::Invalid { id, reason: "reading it failed (a panic in the parser)".into() })
+    }
+
+    /// [`KnownSchemas::resolve`], panics let through.
+    fn parse(&self, id: u32, text: &str) -> Resolved {
         let schema = match Schema::parse_str(text) {
             Ok(s) => s,
             Err(e) => return Resolved::Invalid { id, reason: format!("does not parse: {e}").into() },
