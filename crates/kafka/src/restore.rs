@@ -758,6 +758,7 @@ fn locate(msg: &rdkafka::message::BorrowedMessage<'_>, locating: &mut Locating, 
     };
     let decoded = changelog::decode(value);
     let first = !std::mem::replace(&mut locating.seen_any, true);
+    let key: Box<[u8]> = msg.key().unwrap_or_default().into();
     if let Ok(record) = &decoded {
         let part_of = match record {
             Record::Snapshot(part) => Some(part.id),
@@ -766,10 +767,11 @@ fn locate(msg: &rdkafka::message::BorrowedMessage<'_>, locating: &mut Locating, 
         // A changelog's first records are events: one that begins with a snapshot lost
         // what came before it.
         locating.deleted |= first && part_of.is_some();
-        let key: Box<[u8]> = msg.key().unwrap_or_default().into();
-        locating.keys.insert(key.clone());
-        locating.located.push((msg.offset(), key, part_of));
+        locating.located.push((msg.offset(), key.clone(), part_of));
     }
+    // An unreadable record's too: its tombstone, with the record still there, deletes nothing.
+    // (Unreadable records are never deleted: a later version may read them.)
+    locating.keys.insert(key);
     let found = &mut locating.found;
     match decoded {
         Ok(Record::Snapshot(part)) => {
@@ -945,6 +947,10 @@ mod tests {
         Clock(i64, [Option<i64>; 4]),
         /// A record without a value, of a key no record has.
         Tombstone,
+        /// A record this version cannot read (of a later one), key `later`.
+        Unreadable,
+        /// The tombstone of [`Rec::Unreadable`]'s key.
+        TombstoneOfUnreadable,
         /// The tombstone of the batch of these entries.
         TombstoneOf(&'a [(Channel, i64)]),
         /// A snapshot of the state after the events of these entries (the channels'
@@ -1028,6 +1034,11 @@ mod tests {
                     clock.write_value(&mut value);
                 }
                 Rec::Tombstone => key.extend_from_slice(b"gone"),
+                Rec::Unreadable => {
+                    key.extend_from_slice(b"later");
+                    value.extend_from_slice(b"\xff\xff a format of a later version");
+                }
+                Rec::TombstoneOfUnreadable => key.extend_from_slice(b"later"),
                 Rec::TombstoneOf(entries) => {
                     let mut batch = ChangelogBatch::default();
                     for &(channel, source_offset) in *entries {
@@ -1047,7 +1058,7 @@ mod tests {
             }
             let written_at = WRITTEN_AT + i as i64;
             let mut out = BaseRecord::<[u8], Vec<u8>>::to(topic).partition(0).key(&key[..]).timestamp(written_at);
-            if !matches!(record, Rec::Tombstone | Rec::TombstoneOf(_)) {
+            if !matches!(record, Rec::Tombstone | Rec::TombstoneOf(_) | Rec::TombstoneOfUnreadable) {
                 out = out.payload(&value);
             }
             producer.send(out).unwrap();
@@ -1422,6 +1433,10 @@ mod tests {
         let records = [Rec::Batch(B1), after_b1(true), Rec::TombstoneOf(B1), Rec::Batch(B2)];
         let (r, _) = restored_records(&records, all_committed());
         assert_eq!((r.snapshot_offset, r.applied, r.history_deleted, r.truncated()), (None, 2, false, false), "{r:?}");
+        // Nor one of a record this version cannot read.
+        let records = [Rec::Unreadable, Rec::Batch(B1), Rec::TombstoneOfUnreadable, Rec::Batch(B2)];
+        let (r, _) = restored_records(&records, all_committed());
+        assert_eq!((r.applied, r.history_deleted, r.truncated()), (2, false, false), "{r:?}");
 
         let records = [Rec::Batch(B1), after_b1(false), Rec::Batch(B2), after_b2(true), Rec::Tombstone, Rec::Batch(B3)];
         let (r, _) = restored_records(&records, all_committed());
