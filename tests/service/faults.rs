@@ -381,3 +381,29 @@ fn rebalances_move_shards(idle_clock_ms: u64) {
     assert!(metrics_a.shards_kept.get() == report_a.kept && metrics_b.shards_kept.get() == report_b.kept);
     assert_outputs_match(&s);
 }
+
+/// A static member (`group.instance.id`) whose place another instance took is failed for
+/// good: the service stops with the error (for its supervisor to see) instead of polling a
+/// dead consumer, and rewinding its batches, for ever.
+#[test]
+fn a_fenced_static_member_stops_the_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = setup(60, 41, Mode::ExactlyOnce, dir.path());
+    s.config.properties.insert("group.instance.id".into(), "omnistitch-a".into());
+    s.config.properties.insert("heartbeat.interval.ms".into(), "200".into());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (handle, _metrics) = spawn_service(s.config.clone(), stop.clone());
+    assert!(caught_up_within(&s.config, Duration::from_secs(120)), "the service catches up first");
+    let c = s.cluster.cluster();
+    c.request_errors(RDKafkaApiKey::Heartbeat, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID; 20]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !handle.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let finished = handle.is_finished();
+    stop.store(true, Ordering::Release);
+    let result = handle.join().unwrap();
+    assert!(finished, "the service went on with a fenced consumer: {result:?}");
+    let err = result.expect_err("stopped with the error");
+    assert!(err.to_lowercase().contains("fenced") || err.contains("Fatal"), "{err}");
+}

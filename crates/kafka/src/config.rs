@@ -553,6 +553,10 @@ impl KafkaConfig {
             .set("statistics.interval.ms", "5000");
         set_default(&mut c, &self.properties, "auto.offset.reset", "earliest");
         set_default(&mut c, &self.properties, "fetch.queue.backoff.ms", "10");
+        // Every partition has a queue of its own, and librdkafka then prefetches up to this
+        // much into each (its default is 64 MiB): a member with 32 shards waiting for their
+        // restores would hold 8 GiB of records fetched ahead.
+        set_default(&mut c, &self.properties, "queued.max.messages.kbytes", "8192");
         c
     }
 
@@ -829,6 +833,7 @@ mod tests {
         assert_eq!(c.producer().get("transactional.id"), None);
         assert_eq!(c.consumer().get("isolation.level"), Some("read_committed"));
         assert_eq!(c.consumer().get("auto.offset.reset"), Some("earliest"));
+        assert_eq!(c.consumer().get("queued.max.messages.kbytes"), Some("8192"), "8 MiB ahead per partition");
     }
 
     /// One properties table serves every client: each gets the ones of its type and the shared

@@ -123,6 +123,9 @@ pub fn committed_offsets_of<C: rdkafka::consumer::ConsumerContext>(
         let mut of = [None; 4];
         for (lane, (_, topic)) in config.topics.inputs().iter().enumerate() {
             if let Some(e) = committed.find_partition(topic, shard) {
+                // A partition's own error (an offset not stable yet, no authorization) is not
+                // "nothing committed": read so, a restore would leave out its history.
+                e.error()?;
                 if let Offset::Offset(o) = e.offset() {
                     of[lane] = Some(o);
                 }

@@ -67,6 +67,15 @@ pub enum ServiceError {
     /// batch is aborted and rewound, the service goes on.
     #[error("producing an output: {0}")]
     Produce(KafkaError),
+    /// A partition assigned could not be given a queue of its own: its records would come
+    /// mixed with the group's events, where a rewind cannot find them again.
+    #[error("partition {topic}/{partition} assigned without a queue of its own")]
+    Assignment {
+        /// Its topic.
+        topic: String,
+        /// Its partition.
+        partition: i32,
+    },
 }
 
 /// Totals of a run.
@@ -403,6 +412,14 @@ impl Service {
 
     fn shutdown(&mut self) {
         self.worker.stop();
+        if self.in_transaction && self.config.mode == Mode::ExactlyOnce {
+            // Left open by an error: aborted now, or read_committed readers of the outputs and
+            // the changelog (a restore elsewhere) would wait for it to time out.
+            if let Err(e) = self.producer.abort_transaction(self.timeout()) {
+                tracing::warn!(error = %e, "aborting the transaction left open at shutdown");
+            }
+            self.in_transaction = false;
+        }
         self.queues.clear();
         for e in self.consumer.context().take_events() {
             drop(e);
@@ -472,6 +489,12 @@ impl Service {
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "consumer error");
                     self.metrics.consumer_error(&e);
+                    // A consumer in a fatal state (a static member another instance took the
+                    // place of) cannot go on: polled again, it would only report it again.
+                    if let Some((code, reason)) = self.consumer.client().fatal_error() {
+                        tracing::error!(?code, %reason, "the consumer failed for good");
+                        return Err(ServiceError::Kafka(KafkaError::MessageConsumptionFatal(code)));
+                    }
                 }
                 None if self.consumer.context().served() == served => break,
                 None => {}
@@ -510,7 +533,9 @@ impl Service {
                             Some(q) => {
                                 self.queues.insert((lane, p), q);
                             }
-                            None => tracing::error!(topic, partition = p, "could not split the partition queue"),
+                            // Stopped, for a restart: going on would lose the records fetched
+                            // through the group's queue when the batch is rewound.
+                            None => return Err(ServiceError::Assignment { topic, partition: p }),
                         }
                     }
                 }
@@ -1420,7 +1445,9 @@ impl Service {
 
 fn is_fatal(e: &KafkaError) -> bool {
     match e {
-        KafkaError::Transaction(t) => t.is_fatal(),
+        // Fenced as a static member: the consumer is failed for good, though the transaction
+        // would only need an abort.
+        KafkaError::Transaction(t) => t.is_fatal() || t.code() == RDKafkaErrorCode::FencedInstanceId,
         KafkaError::MessageProduction(RDKafkaErrorCode::Fatal) => true,
         // A static member another instance took the place of, or a client in a fatal state.
         KafkaError::ConsumerCommit(RDKafkaErrorCode::Fatal | RDKafkaErrorCode::FencedInstanceId) => true,
