@@ -73,6 +73,18 @@ impl GroupContext {
         self.metrics.forget_lag(topic, partition);
     }
 
+    /// Forgets the lag of every partition whose lag is reported that `held` says is no longer
+    /// this instance's (its shard's restore was pending or running when it was revoked, say).
+    pub fn forget_unheld(&self, held: impl Fn(&str, i32) -> bool) {
+        let gone: Vec<(String, i32)> = {
+            let committed = self.committed.lock().unwrap_or_else(|p| p.into_inner());
+            committed.keys().filter(|(topic, p)| !held(topic, *p)).cloned().collect()
+        };
+        for (topic, p) in gone {
+            self.forget_partition(&topic, p);
+        }
+    }
+
     /// Lets the context split partition queues of `consumer` when partitions are assigned.
     pub fn attach(&self, consumer: &Arc<BaseConsumer<GroupContext>>) {
         let _ = self.consumer.set(Arc::downgrade(consumer));
@@ -343,6 +355,24 @@ impl ProducerContext for DeliveryContext {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Partitions no longer held lose their lag series and their committed offsets, however
+    /// they were lost.
+    #[test]
+    fn the_lag_of_partitions_no_longer_held_is_forgotten() {
+        let metrics = Arc::new(ServiceMetrics::new());
+        let context = GroupContext::new(metrics.clone());
+        for p in 0..3 {
+            context.note_committed("cx.chat.v1", p, 10);
+            metrics.lag("cx.chat.v1", p, 5);
+        }
+        context.forget_unheld(|topic, p| topic == "cx.chat.v1" && p == 1);
+        let text = metrics.render();
+        assert!(text.contains(r#"omnistitch_consumer_lag_records{partition="1",topic="cx.chat.v1"} 5"#), "{text}");
+        assert!(!text.contains(r#"partition="0",topic="cx.chat.v1""#) && !text.contains(r#"partition="2""#));
+        let committed = context.committed.lock().unwrap();
+        assert_eq!(committed.keys().collect::<Vec<_>>(), [&("cx.chat.v1".to_string(), 1)]);
+    }
 
     #[test]
     fn a_topic_refusing_a_record_halves_what_is_sent_there_down_to_a_floor() {

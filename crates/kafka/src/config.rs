@@ -398,6 +398,15 @@ impl KafkaConfig {
             self.commit_interval_ms as i64,
         )?;
         range("max_batch", "1..=1000000", (1..=1_000_000).contains(&self.max_batch), self.max_batch as i64)?;
+        // At 0 a partition just assigned, with nothing fetched yet, would be passed over at
+        // once (the order would depend on fetch timing); past an hour a partition without a
+        // leader would hold its shard up for that long.
+        range(
+            "merge_max_wait_ms",
+            "100..=3600000",
+            (100..=3_600_000).contains(&self.merge_max_wait_ms),
+            i64::try_from(self.merge_max_wait_ms).unwrap_or(i64::MAX),
+        )?;
         const MONTH_MS: u64 = 31 * 24 * 3_600_000;
         range("max_ahead_ms", "1..=2678400000", (1..=MONTH_MS).contains(&self.max_ahead_ms), self.max_ahead_ms as i64)?;
         range(
@@ -785,6 +794,11 @@ mod tests {
         let mut c = KafkaConfig { request_timeout_ms: 100_000, liveness_timeout_ms: 0, ..Default::default() };
         c.properties.insert("max.poll.interval.ms".into(), "900000".into());
         c.validate().unwrap();
+        for ms in [0, 99, 3_600_001] {
+            let c = KafkaConfig { merge_max_wait_ms: ms, ..Default::default() };
+            assert!(c.validate().unwrap_err().to_string().contains("merge_max_wait_ms"), "{ms}");
+        }
+        assert!(KafkaConfig { merge_max_wait_ms: 3_600_000, ..Default::default() }.validate().is_ok());
     }
 
     #[test]

@@ -510,6 +510,8 @@ impl Service {
         for e in events {
             match e {
                 RebalanceEvent::Revoked(parts) => {
+                    // Not ready again before the assignment that ends the rebalance.
+                    self.joined = false;
                     for (topic, p) in parts {
                         if let Some(&lane) = self.lanes.get(&topic) {
                             self.assigned.remove(&(lane, p));
@@ -574,6 +576,12 @@ impl Service {
             for p in gone {
                 self.forget(p);
             }
+            // A partition no longer assigned loses its lag series, whatever became of its shard
+            // (a restore pending or running when it was revoked held none).
+            let (lanes, assigned) = (&self.lanes, &self.assigned);
+            self.consumer
+                .context()
+                .forget_unheld(|topic, p| lanes.get(topic).is_some_and(|&lane| assigned.contains(&(lane, p))));
         }
         for p in &touched {
             let partial = !complete.contains(p) && (0..4).any(|lane| self.assigned.contains(&(lane, *p)));
