@@ -133,7 +133,7 @@ impl PendingMerges {
 
     /// Merges pending and links kept (memory is proportional to them).
     #[cfg(test)]
-    fn held(&self) -> (usize, usize) {
+    pub(crate) fn held(&self) -> (usize, usize) {
         (self.pending.len(), self.links.len())
     }
 }

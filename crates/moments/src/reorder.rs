@@ -277,16 +277,21 @@ impl ReorderBuffer {
         });
         let time = event.time;
         buffer.latest_event = Some(buffer.latest_event.map_or(time, |t| t.max(time)));
+        let late = buffer.watermark().is_some_and(|w| time < w);
         // Merges already applied by the time the event is released change nothing again.
         let mut behind = buffer.merges.behind(profile);
-        buffer.merges.note(time, &merges);
+        // A late event is released at once, its merges with it: none is left pending (in a
+        // backfill, where every event is late, nothing would ever release them).
+        if !late {
+            buffer.merges.note(time, &merges);
+        }
         let merges = if behind.is_empty() {
             merges
         } else {
             behind.extend(merges);
             behind
         };
-        if buffer.watermark().is_some_and(|w| time < w) {
+        if late {
             self.late += 1;
             out.push(Released { profile, event: Box::new(event), thread_id: thread_id.clone(), merges, late: true });
             return;
@@ -391,6 +396,24 @@ mod tests {
         b.in_order[1].time = EventTime(20);
         b.out_of_order.push(OutOfOrder(Waiting { time: EventTime(12), ..waiting("d", 13, 3) }));
         assert!(read(&b).is_err(), "in the heap at another time than its event's");
+    }
+
+    /// A backfill behind the watermark (every event late, none on time to release anything)
+    /// leaves no merge pending: each late event took its merges along at once.
+    #[test]
+    fn late_events_leave_no_merges_pending() {
+        let config = MomentsConfig::default();
+        let mut buffer = ReorderBuffer::new(&config).unwrap();
+        let mut out = Vec::new();
+        buffer.push_into(p(1), ev("acme", "live", 10 * 86_400_000), &t(), vec![], &mut out);
+        for i in 0..50u8 {
+            let merges = vec![(p(1), p(i.wrapping_add(2)))];
+            buffer.push_into(p(1), ev("acme", &format!("old{i}"), i64::from(i) * 1_000), &t(), merges, &mut out);
+        }
+        assert_eq!(out.iter().filter(|r| r.late).count(), 50);
+        assert!(out.iter().filter(|r| r.late).all(|r| r.merges.len() == 1), "each its own merge, once");
+        let acme = buffer.tenants.get(&Tenant::new("acme")).unwrap();
+        assert_eq!(acme.merges.held(), (0, 0));
     }
 
     fn ids(r: &[Released]) -> Vec<&str> {
