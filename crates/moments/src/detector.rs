@@ -360,6 +360,13 @@ impl TenantState {
                     if let Some(conv) = p.conversations.get_mut(&c) {
                         conv.case = case_key.clone();
                     }
+                    // A case left without conversations (its ticket was merged into this one):
+                    // its wait goes along, and a reply in this case answers it.
+                    if !p.conversations.values().any(|conv| conv.case == old) {
+                        if let Some(k) = p.move_wait(&old, &case_key, t, &mut self.shared.timers) {
+                            self.shared.index_elsewhere(case_key.digest, k);
+                        }
+                    }
                 } else {
                     // The conversation was threaded on its own until the case id showed up.
                     p.absorb_case(&old, &case_key, &mut self.shared.timers);

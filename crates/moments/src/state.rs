@@ -377,6 +377,33 @@ impl Profile {
         }
     }
 
+    /// Moves case `from`'s wait, if it waits, into case `into` (its ticket was merged there:
+    /// its conversations moved), the earlier of the two waits kept; returns the wait moved.
+    pub(crate) fn move_wait(
+        &mut self,
+        from: &CaseKey,
+        into: &CaseKey,
+        t: EventTime,
+        timers: &mut Timers,
+    ) -> Option<TimerKey> {
+        let sla = match self.cases.get_mut(&from.digest) {
+            Some(c) if c.awaiting => {
+                c.awaiting = false;
+                c.sla.take()
+            }
+            _ => return None,
+        };
+        let target_sla = self.case_mut(into, t).sla.take();
+        let sla = settle_sla(sla, target_sla, timers, &mut self.timers);
+        if let Some(timer) = sla.as_ref().and_then(|k| timers.get_mut(k)) {
+            timer.case = into.clone();
+        }
+        let target = self.case_mut(into, t);
+        target.sla = sla.clone();
+        target.awaiting = true;
+        sla
+    }
+
     /// Takes in `other` (a profile merged into this one); timers must already name this profile.
     pub(crate) fn absorb(&mut self, mut other: Profile, timers: &mut Timers) {
         // Conversations that share a key are one conversation seen from both sides.

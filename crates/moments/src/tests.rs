@@ -392,6 +392,26 @@ fn a_reply_to_the_waiting_message_counts_under_another_case_id() {
 }
 
 #[test]
+fn a_wait_moves_with_its_thread_into_the_case_its_ticket_was_merged_into() {
+    // The customer's follow-up names C2 (the ticket was merged); the agent answers it there.
+    let thread = |r: &mut Run| {
+        r.feed(pid(1), ev("m1", 0, Email, Inbound, Message).key("email:<m1>").case("C1"));
+        r.feed(pid(1), ev("m2", HOUR, Email, Inbound, Message).key("email:<m2>").parent("email:<m1>").case("C2"));
+    };
+    let mut r = Run::new();
+    thread(&mut r);
+    r.feed(pid(1), ev("r", 2 * HOUR, Email, Outbound, Message).key("email:<r>").parent("email:<m2>").case("C2"));
+    r.wm(DAY);
+    r.none(FirstResponseSlaBreach);
+    // Unanswered: one breach, from the first message, not one per case id.
+    let mut r = Run::new();
+    thread(&mut r);
+    r.wm(DAY);
+    let i = r.one(FirstResponseSlaBreach);
+    assert_eq!((evidence(i), i.case_id.as_deref()), (vec!["m1"], Some("C2")));
+}
+
+#[test]
 fn a_customer_still_waiting_after_a_breach_does_not_breach_again() {
     let mut config = MomentsConfig { cooldown_hours: 0, ..MomentsConfig::default() };
     config.first_response_sla.chat_seconds = 60;
