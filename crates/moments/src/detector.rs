@@ -247,7 +247,13 @@ impl TenantState {
             }
             _ => Vec::new(),
         };
-        p.absorb(*other, &mut self.shared.timers);
+        for case in p.absorb(*other, &mut self.shared.timers) {
+            // A wait that joined a case is answered by a reply naming the case (from any
+            // profile), as when one profile sees the case id arrive.
+            if let Some(k) = p.cases.get(&case.digest).and_then(|c| c.sla.clone()) {
+                self.shared.index_elsewhere(case.digest, k);
+            }
+        }
         // An abandon on one side followed by a successful contact on the other was rescued:
         // pending timers are due after every event applied, so the contact is in its window.
         if let Some(settled) = p.settled_at {

@@ -405,7 +405,8 @@ impl Profile {
     }
 
     /// Takes in `other` (a profile merged into this one); timers must already name this profile.
-    pub(crate) fn absorb(&mut self, mut other: Profile, timers: &mut Timers) {
+    /// Returns the cases that took in a conversation's own thread (their waits are theirs now).
+    pub(crate) fn absorb(&mut self, mut other: Profile, timers: &mut Timers) -> Vec<CaseKey> {
         // Conversations that share a key are one conversation seen from both sides.
         let mut other_keys: Vec<(u64, (u32, EventTime))> = other.keys.drain().collect();
         other_keys.sort_unstable();
@@ -480,6 +481,7 @@ impl Profile {
         }
         self.last_seen = self.last_seen.max(other.last_seen);
         self.settled_at = self.settled_at.max(other.settled_at);
+        joined.into_iter().map(|(_, into)| into).collect()
     }
 
     /// Forgets what no window can use any more at `now`; runs at most once per `every_ms` of

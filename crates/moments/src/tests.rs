@@ -1210,6 +1210,27 @@ fn times_at_the_ends_of_the_clock_do_not_overflow() {
     let _ = r.d.advance_watermark(&tenant, EventTime(i64::MAX));
 }
 
+/// A wait that a merge moves into a case (its conversation was under a case id on the other
+/// profile) is answered by a reply naming that case alone, from any profile, as when one
+/// profile sees the case id arrive.
+#[test]
+fn a_wait_a_merge_moves_into_a_case_is_answered_by_a_reply_naming_the_case() {
+    for merged in [false, true] {
+        let mut r = Run::new();
+        let first = if merged { pid(2) } else { pid(1) };
+        r.feed(first, ev("m1", 0, Chat, Inbound, Message).key("chat:S"));
+        r.feed(pid(1), ev("n", MIN, Chat, Internal, Message).key("chat:S").case("c1"));
+        if merged {
+            let found = r.d.merge_profiles(&Tenant::new("acme"), pid(1), pid(2));
+            r.out.extend(found);
+        }
+        // The agent answers from the case, on a profile of its own (a shared mailbox).
+        r.feed(pid(3), ev("a", 2 * MIN, Chat, Outbound, Message).key("chat:other").case("c1"));
+        r.wm(HOUR);
+        r.none(FirstResponseSlaBreach);
+    }
+}
+
 /// A conversation threaded on its own on one profile and under a case id on another is one
 /// conversation once the profiles merge: its own thread's case (cool-downs, waits) joins the
 /// case, as when one profile sees the case id arrive. So a breach already acted on in the
