@@ -47,13 +47,16 @@ pub(crate) fn normalize_email(value: &str) -> Result<CompactString, NormalizeErr
     Ok(out)
 }
 
-/// The address of `Display Name <addr>` (inside the last pair of angle brackets), or the whole
-/// value when it has none. Brackets must pair up, one level deep: `Jo <jo@x.com>>` is refused.
+/// The address of `Display Name <addr>` (inside its pair of angle brackets), or the whole
+/// value when it has none. Brackets must pair up, one level deep: `Jo <jo@x.com>>` is refused,
+/// and so is a second pair (`Jo <jo@x.com>, Ann <ann@y.com>`: a list of addresses, whose last
+/// one taken as the value would put one person's identifiers on another's profile).
 fn bracketed_address(value: &str) -> Result<&str, NormalizeError> {
     let mut open = None;
     let mut last = None;
     for (i, c) in value.char_indices() {
         match (c, open) {
+            ('<', None) if last.is_some() => return Err(NormalizeError::InvalidEmail),
             ('<', None) => open = Some(i),
             ('>', Some(l)) => (open, last) = (None, Some((l, i))),
             ('<' | '>', _) => return Err(NormalizeError::InvalidEmail),
@@ -170,6 +173,9 @@ mod tests {
             "Jo <<jo@x.com>",
             "Jo > <jo@x.com>",
             "Jo <jo@x.com",
+            // A list of addresses in one value: not one person's.
+            "Jo <jo@x.com>, Ann <ann@y.com>",
+            "<jo@x.com> <ann@y.com>",
             "mailto:jo@x.com?subject=hi",
             "MAILTO:jo@x.com?cc=ann@y.com",
             "jo@[127.0.0.1]",

@@ -135,7 +135,9 @@ impl Normalizer {
             | IdentifierKind::Case
             | IdentifierKind::ChatSession
             | IdentifierKind::Call => {
-                if value.chars().any(char::is_control) {
+                // Invisible format characters (a zero-width space, a byte-order mark) would make
+                // a blank or placeholder value look like an id, and one id two.
+                if value.chars().any(char::is_control) || crate::email::has_format_chars(value) {
                     return Err(NormalizeError::BadCharacters);
                 }
                 value.into()
@@ -481,6 +483,17 @@ mod tests {
         // A prefix followed by 0 is not one (no country code starts with 0).
         assert_eq!(Dialing::new(Region::AU).international_prefix_len("0011044"), None);
         assert_eq!(Dialing::new(Region::AU).international_prefix_len("001144"), Some(4));
+    }
+
+    #[test]
+    fn opaque_ids_with_invisible_characters_are_reported() {
+        for kind in [IdentifierKind::AccountId, IdentifierKind::ChatVisitor, IdentifierKind::Case] {
+            for v in ["\u{200b}", "\u{feff}0000000000", "unknown\u{200b}", "\u{feff}AC-001", "AC\u{2060}-001"] {
+                assert_eq!(norm(kind, v), Err(NormalizeError::BadCharacters), "{kind:?} {v:?}");
+            }
+            assert_eq!(norm(kind, " AC-001 ").unwrap(), "AC-001");
+            assert_eq!(norm(kind, "Zoë-7").unwrap(), "Zoë-7", "other non-ASCII letters are fine");
+        }
     }
 
     #[test]

@@ -422,6 +422,12 @@ impl IdentityRules {
             IdentifierKind::Phone => id.value.split_once(';').is_some_and(|(number, _)| {
                 !self.blocked.is_empty() && self.blocked.contains(&Identifier::new(IdentifierKind::Phone, number))
             }),
+            // A blocked mailbox with every `+tag` (a relay's or team mailbox's tagged copies).
+            IdentifierKind::Email => {
+                !self.blocked.is_empty()
+                    && untagged(&id.value)
+                        .is_some_and(|v| self.blocked.contains(&Identifier::new(IdentifierKind::Email, &v)))
+            }
             _ => false,
         }
     }
@@ -472,6 +478,13 @@ fn handle_part(v: &str) -> &str {
     v.split_once(':').map_or(v, |(_, h)| h)
 }
 
+/// `v` (an address) without the `+tag` of its local part, if it has one.
+fn untagged(v: &str) -> Option<String> {
+    let (local, domain) = v.rsplit_once('@')?;
+    let (untagged, _) = local.split_once('+')?;
+    Some(format!("{untagged}@{domain}"))
+}
+
 /// The local part of a canonical email address without its `+tag`.
 fn untagged_local_part(v: &str) -> &str {
     let local = v.rsplit_once('@').map_or(v, |(l, _)| l);
@@ -500,6 +513,7 @@ fn is_placeholder_email(v: &str) -> bool {
     let domain = v.rsplit_once('@').map_or("", |(_, d)| d);
     let domain_name = domain.split('.').next().unwrap_or(domain);
     lists.placeholder_emails.contains(v)
+        || untagged(v).is_some_and(|v| lists.placeholder_emails.contains(v.as_str()))
         || lists.automated_local_parts.contains(local)
         || lists.placeholder_local_parts.contains(local)
         || is_reserved_domain(domain)
@@ -617,6 +631,12 @@ mod tests {
         assert!(r.is_blocked(&id(IdentifierKind::Email, "noreply@shop.com")));
         assert!(r.is_blocked(&id(IdentifierKind::Email, "test@test.com")));
         assert!(r.is_blocked(&id(IdentifierKind::Email, "frontdesk@hotel.com")), "operator list is normalized");
+        // A blocked mailbox's tagged copies are blocked too; an address that only shares its
+        // start is not.
+        assert!(r.is_blocked(&id(IdentifierKind::Email, "frontdesk+8812@hotel.com")));
+        assert!(r.is_blocked(&id(IdentifierKind::Email, "test+1@test.com")));
+        assert!(!r.is_blocked(&id(IdentifierKind::Email, "frontdesk2@hotel.com")));
+        assert!(!r.is_blocked(&id(IdentifierKind::Email, "frontdesk+1@hotel.org")));
         assert!(r.is_blocked(&id(IdentifierKind::Phone, "+15555555555")));
         assert!(r.is_blocked(&id(IdentifierKind::Phone, "+11234567890")));
         assert!(r.is_blocked(&id(IdentifierKind::AccountId, "UNKNOWN")));
