@@ -176,7 +176,10 @@ impl Case {
             // A conversation without keys is one event: always a new contact.
             let new_contact = conversation.is_none_or(|c| !self.contacted(c));
             if new_contact {
-                self.contacts[slot(event.channel)] += 1;
+                // Saturating, as the sums below: a catch-all case id on every contact must not
+                // wrap (or panic in a debug build) after 2^32 of them.
+                let n = &mut self.contacts[slot(event.channel)];
+                *n = n.saturating_add(1);
                 if let Some(c) = conversation {
                     self.keys.iter_mut().filter(|k| k.conversation == c).for_each(|k| k.contacted = true);
                 }
@@ -267,7 +270,7 @@ impl Case {
         }
         let home = self.first_inbound.map_or(self.first_event.1, |(_, c)| c);
         let agg = &mut to[slot(home)];
-        let total: u32 = self.contacts.iter().sum();
+        let total: u32 = self.contacts.iter().fold(0, |a, &b| a.saturating_add(b));
         if total > 0 {
             agg.cases += 1;
             agg.repeat_cases += u64::from(total >= 2);

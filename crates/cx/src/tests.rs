@@ -128,6 +128,21 @@ fn first_response_per_channel_and_overall() {
 }
 
 #[test]
+fn an_internal_call_leg_answers_nobody() {
+    // A consult between agents while the customer waits, then the agent takes the call.
+    let mut m = metrics();
+    feed(
+        &mut m,
+        &[
+            (ev(0, Phone, Inbound, CallStarted).key("call:c1").case("7"), "case:7"),
+            (ev(30 * SEC, Phone, Internal, CallAnswered).key("call:c2").case("7"), "case:7"),
+            (ev(2 * MIN, Phone, Inbound, CallAnswered).key("call:c1").case("7"), "case:7"),
+        ],
+    );
+    assert_eq!(row(&m.report(), Some(Phone)).first_response.mean_seconds, Some(120.0));
+}
+
+#[test]
 fn outreach_before_the_customer_writes_is_not_a_response() {
     let mut m = metrics();
     feed(

@@ -409,13 +409,14 @@ impl Event {
         }
     }
 
-    /// Whether the event answers the customer: an answered call (either direction: an agent
-    /// took the call, or the customer took the callback), or an outbound message, social reply
-    /// or DM written by an agent. An outbound message without an agent id is automated (an
-    /// auto-acknowledgement, a bot's greeting): it answers nobody, so it neither stops a
-    /// first-response clock nor settles a first-response SLA.
+    /// Whether the event answers the customer: an answered call (inbound: an agent took the
+    /// call; outbound: the customer took the callback; an internal leg, a consult between
+    /// agents, answers nobody), or an outbound message, social reply or DM written by an agent.
+    /// An outbound message without an agent id is automated (an auto-acknowledgement, a bot's
+    /// greeting): it answers nobody, so it neither stops a first-response clock nor settles a
+    /// first-response SLA.
     pub fn answers_customer(&self) -> bool {
-        self.kind == EventKind::CallAnswered
+        (self.kind == EventKind::CallAnswered && self.direction != Direction::Internal)
             || (self.direction == Direction::Outbound
                 && self.agent_id.is_some()
                 && matches!(self.kind, EventKind::Message | EventKind::SocialReply | EventKind::SocialDm))

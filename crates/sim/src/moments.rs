@@ -236,7 +236,7 @@ impl<'a> Ev<'a> {
     /// As the contract's `Event::answers_customer`: an automated message (no agent) answers
     /// nobody.
     fn is_response(&self) -> bool {
-        self.kind == EventKind::CallAnswered
+        (self.kind == EventKind::CallAnswered && self.direction != Direction::Internal)
             || (self.direction == Direction::Outbound
                 && self.agent
                 && matches!(self.kind, EventKind::Message | EventKind::SocialReply | EventKind::SocialDm))
