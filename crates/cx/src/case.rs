@@ -159,7 +159,7 @@ impl Case {
         let known = own.and_then(|h| self.conversation_of(h)).or_else(|| parent.and_then(|h| self.conversation_of(h)));
         let conversation = known.or_else(|| {
             (own.is_some() || parent.is_some()).then(|| {
-                self.next_conversation += 1;
+                self.next_conversation = self.next_conversation.wrapping_add(1);
                 self.next_conversation - 1
             })
         });
@@ -235,13 +235,17 @@ impl Case {
         self.opened = min_opt(self.opened, other.opened);
         self.resolved = min_opt(self.resolved, other.resolved);
         for (mine, theirs) in self.contacts.iter_mut().zip(other.contacts) {
-            *mine += theirs;
+            *mine = mine.saturating_add(theirs);
         }
         self.survey.add(&other.survey);
 
         let offset = self.next_conversation;
-        self.next_conversation += other.next_conversation;
-        self.keys.extend(other.keys.into_iter().map(|k| KeyEntry { conversation: k.conversation + offset, ..k }));
+        // Conversation numbers are ids: after 2^32 of them in one case they wrap (as the
+        // detector's), and only tell conversations apart less well.
+        self.next_conversation = self.next_conversation.wrapping_add(other.next_conversation);
+        self.keys.extend(
+            other.keys.into_iter().map(|k| KeyEntry { conversation: k.conversation.wrapping_add(offset), ..k }),
+        );
 
         // Every response either side kept, replayed against the merged first contact.
         let mut responses = std::mem::take(&mut self.early_responses);
