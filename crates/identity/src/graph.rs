@@ -240,10 +240,15 @@ impl TenantGraph {
     }
 
     /// Marks an identifier as used by several people: it stays on the profiles that hold it but
-    /// links nothing from now on. Unknown identifiers are remembered without a profile.
+    /// links nothing from now on. Unknown identifiers are remembered without a profile, but
+    /// emails (role mailboxes, shared by their value alone).
     pub fn mark_shared(&mut self, id: &Identifier) {
         let idx = match self.find(id) {
             Some(i) => i,
+            // A role mailbox is shared by its value alone, which every event says again: kept
+            // only where the graph holds it already (named before the rule was set), so that
+            // ever new tagged or random role addresses do not grow the graph.
+            None if id.kind == IdentifierKind::Email => return,
             None => self.insert_hashed(
                 hash_of(&self.hasher, id.kind, id.value.as_bytes()),
                 id,

@@ -507,3 +507,17 @@ fn landlines_and_role_mailboxes_are_recorded_but_never_link() {
     assert_ne!(a, b);
     assert_eq!(r.resolve(&event("acme", "e7", 6, &[(Email, "dana@corp.com"), (AccountId, "A-1")])).profile, a);
 }
+
+/// Role mailboxes are shared by their value alone: ever new ones (tagged, or at ever new
+/// domains) are not kept in the graph, which would otherwise grow for good.
+#[test]
+fn role_mailboxes_do_not_grow_the_graph() {
+    let mut r = resolver();
+    for i in 0..100 {
+        let e = event("acme", &format!("e{i}"), i, &[(Email, &format!("support+{i}@corp{i}.com"))]);
+        let got = r.resolve(&e);
+        assert!(got.identifiers.iter().all(|i| i.outcome == MatchOutcome::Shared));
+    }
+    let graph = r.graph(&Tenant::new("acme")).unwrap();
+    assert_eq!(graph.identifier_count(), 0, "no role mailbox kept");
+}
