@@ -111,7 +111,7 @@ fn ascii_domain(domain: &str) -> Result<Cow<'_, str>, NormalizeError> {
 
 /// `value` in Unicode NFKC: compatibility characters (fullwidth and halfwidth forms,
 /// ligatures, circled and styled letters) become the characters they stand for.
-fn compatibility_mapped(value: &str) -> Cow<'_, str> {
+pub(crate) fn compatibility_mapped(value: &str) -> Cow<'_, str> {
     if value.is_ascii() {
         return value.into();
     }

@@ -352,7 +352,10 @@ fn canonical_phone(n: &PhoneNumber) -> Result<CompactString, NormalizeError> {
 fn normalize_handle(value: &str) -> Result<CompactString, NormalizeError> {
     let (platform, handle) = value.split_once(':').ok_or(NormalizeError::InvalidHandle)?;
     let platform = canonical_platform(platform);
-    if platform.is_empty() || has_bad_chars(&platform) || has_format_chars(&platform) {
+    // A platform is a plain name (`x`, `instagram`, `tiktok`): anything else (`https`, from a
+    // profile URL) is not guessed at.
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if platform.is_empty() || !platform.chars().all(plain) {
         return Err(NormalizeError::InvalidHandle);
     }
     let handle = canonical_handle(handle)?;
@@ -364,16 +367,22 @@ fn normalize_handle(value: &str) -> Result<CompactString, NormalizeError> {
 }
 
 /// The canonical form of a handle alone (the part after `platform:`): trimmed, without a
-/// leading `@`, lowercased. A handle with an invisible format character (a zero-width space, a
-/// byte order mark, a bidirectional control) is refused: it would be another identifier that
-/// looks the same.
+/// leading `@`, in Unicode compatibility form (NFKC: fullwidth letters are letters, composed
+/// and decomposed accents one spelling), lowercased. A handle with an invisible format
+/// character (a zero-width space, a byte order mark, a bidirectional control) is refused: it
+/// would be another identifier that looks the same; so is one with a `/` (a URL, not a name).
 pub(crate) fn canonical_handle(handle: &str) -> Result<String, NormalizeError> {
     let handle = trim(handle);
     let handle = handle.strip_prefix('@').unwrap_or(handle);
-    if handle.is_empty() || has_bad_chars(handle) || has_format_chars(handle) {
+    if handle.is_empty() || has_bad_chars(handle) || has_format_chars(handle) || handle.contains('/') {
         return Err(NormalizeError::InvalidHandle);
     }
-    Ok(handle.to_lowercase())
+    if handle.is_ascii() {
+        return Ok(handle.to_ascii_lowercase());
+    }
+    // Lowercasing can undo the form: mapped again after it.
+    let lower = crate::email::compatibility_mapped(handle).to_lowercase();
+    Ok(crate::email::compatibility_mapped(&lower).into_owned())
 }
 
 #[cfg(test)]
@@ -483,6 +492,19 @@ mod tests {
         // A prefix followed by 0 is not one (no country code starts with 0).
         assert_eq!(Dialing::new(Region::AU).international_prefix_len("0011044"), None);
         assert_eq!(Dialing::new(Region::AU).international_prefix_len("001144"), Some(4));
+    }
+
+    #[test]
+    fn handles_in_compatibility_form_and_plain_platforms() {
+        let h = |v| norm(IdentifierKind::SocialHandle, v);
+        // Fullwidth letters, composed and decomposed accents: one handle each.
+        assert_eq!(h("x:\u{ff2a}\u{ff4f}").unwrap(), "x:jo");
+        assert_eq!(h("x:jo\u{308}rg").unwrap(), h("x:J\u{f6}rg").unwrap());
+        assert_eq!(h("x:J\u{f6}rg").unwrap(), "x:j\u{f6}rg");
+        // A profile URL is not a platform and a handle.
+        assert_eq!(h("https://x.com/jo"), Err(NormalizeError::InvalidHandle));
+        assert_eq!(h("x:jo/posts"), Err(NormalizeError::InvalidHandle));
+        assert_eq!(h("tiktok:@Jo.Smith").unwrap(), "tiktok:jo.smith");
     }
 
     #[test]

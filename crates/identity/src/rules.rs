@@ -682,9 +682,11 @@ mod tests {
     fn placeholder_handles_are_blocked_on_every_platform() {
         let r = rules();
         use IdentifierKind::SocialHandle;
-        for raw in ["x:unknown", "x:@Unknown", "twitter:anonymous", "instagram:N/A", "facebook:null", "x:guest"] {
+        for raw in ["x:unknown", "x:@Unknown", "twitter:anonymous", "facebook:null", "x:guest", "x:\u{ff35}NKNOWN"] {
             assert!(r.is_blocked(&normalized(SocialHandle, raw)), "{raw}");
         }
+        // `N/A` is no handle (a `/`), and a placeholder before it is normalized.
+        assert!(r.is_placeholder_raw(SocialHandle, "instagram:N/A"));
         assert!(r.is_placeholder_raw(SocialHandle, "x: not provided"));
         assert!(r.is_placeholder_raw(SocialHandle, "x:@unknown"));
         assert!(!r.is_placeholder_raw(SocialHandle, "x:josmith"));
