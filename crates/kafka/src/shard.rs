@@ -216,12 +216,21 @@ fn take_tombstones(to_delete: &mut Keys, since: &[Box<[u8]>], most: usize) -> Ke
     if to_delete.is_empty() {
         return Vec::new();
     }
-    if !since.is_empty() {
-        let again: HashSet<&[u8]> = since.iter().map(|k| &k[..]).collect();
-        to_delete.retain(|k| !again.contains(&k[..]));
+    let again: HashSet<&[u8]> = since.iter().map(|k| &k[..]).collect();
+    // Only as far into the list as this batch takes: a long history's list is taken over
+    // many batches.
+    let (mut taken, mut consumed) = (Vec::with_capacity(most.min(to_delete.len())), 0);
+    for key in to_delete.iter() {
+        if taken.len() == most {
+            break;
+        }
+        consumed += 1;
+        if !again.contains(&key[..]) {
+            taken.push(key.clone());
+        }
     }
-    let n = to_delete.len().min(most);
-    to_delete.drain(..n).collect()
+    to_delete.drain(..consumed);
+    taken
 }
 
 /// A snapshot id no other attempt takes: the shard, the wall clock and a count, digested.
