@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use omnistitch_kafka::registry::{InputSchemas, OutputSchemas, RegistryClient};
+use omnistitch_kafka::registry::{InputSchemas, OutputSchemas, RegistryClient, Waiting};
 use omnistitch_kafka::{topics, EmbeddedCluster, Health, Service, ServiceMetrics};
 
 use settings::Settings;
@@ -37,6 +37,7 @@ fn schemas(
     settings: &Settings,
     kafka: &omnistitch_kafka::KafkaConfig,
     health: &Health,
+    stop: &AtomicBool,
 ) -> anyhow::Result<(InputSchemas, OutputSchemas)> {
     let s = &settings.schemas;
     match &s.registry_url {
@@ -52,8 +53,12 @@ fn schemas(
             let t = &kafka.topics;
             let subjects = omnistitch_kafka::registry::output_subjects(t);
             let outputs = OutputSchemas::register_within(&client, &subjects, kafka.liveness_timeout(), |e| {
+                if stop.load(Ordering::Acquire) {
+                    return Waiting::GiveUp;
+                }
                 tracing::warn!(error = %e, "schema registry unavailable; registering the output schemas again");
                 health.beat();
+                Waiting::TryAgain
             })
             .context("registering output schemas")?;
             let inputs = InputSchemas::in_background(Some(client), s.bundled_ids.clone())
@@ -119,7 +124,15 @@ pub fn run(config: Option<&Path>, args: &RunArgs) -> anyhow::Result<()> {
             stop.store(true, Ordering::Release);
         });
     }
-    let (inputs, outputs) = schemas(&settings, &kafka, &health)?;
+    let (inputs, outputs) = match schemas(&settings, &kafka, &health, &stop) {
+        Ok(schemas) => schemas,
+        // Stopped while the registry could not be reached: nothing was consumed yet.
+        Err(e) if stop.load(Ordering::Acquire) => {
+            tracing::info!(error = %format!("{e:#}"), "stopped while starting, before consuming anything");
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
     let started = Instant::now();
     let service = Service::new(kafka, settings.engine(), inputs, outputs, metrics.clone(), health)?;
     let report = service.run(&stop)?;

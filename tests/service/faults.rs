@@ -407,3 +407,44 @@ fn a_fenced_static_member_stops_the_service() {
     let err = result.expect_err("stopped with the error");
     assert!(err.to_lowercase().contains("fenced") || err.contains("Fatal"), "{err}");
 }
+
+/// SIGTERM while start-up waits for an unreachable schema registry: the service stops at once
+/// and exits 0 (nothing was consumed), instead of waiting out the registry for its liveness
+/// timeout (40 s here) and failing.
+#[test]
+fn sigterm_while_the_registry_is_unreachable_at_start_exits_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("service.toml");
+    std::fs::write(
+        &config,
+        "[kafka]\nbootstrap_servers = \"127.0.0.1:1\"\nrequest_timeout_ms = 10000\n[schemas]\nregistry_url = \"http://127.0.0.1:1\"\n[http]\nport = 0\nbind = \"127.0.0.1\"\n",
+    )
+    .unwrap();
+    let log = dir.path().join("run.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_omnistitch"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let waiting = Instant::now();
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("registering the output schemas again") {
+        assert!(waiting.elapsed() < Duration::from_secs(30), "the service never waited for the registry");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let stopping = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if stopping.elapsed() > Duration::from_secs(15) {
+            child.kill().unwrap();
+            panic!("still waiting for the registry 15 s after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "SIGTERM at start-up: exit 0, got {status}");
+}

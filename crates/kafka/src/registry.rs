@@ -647,6 +647,15 @@ impl KnownSchemas {
     }
 }
 
+/// What a caller of [`OutputSchemas::register_within`] says after a failed try.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waiting {
+    /// Try again after a pause.
+    TryAgain,
+    /// Stop trying (the service is stopping): the last error is returned.
+    GiveUp,
+}
+
 /// The outputs framed with a schema id: every kind but dead letters, which carry the input's
 /// original bytes (`schemas/dead_letter.avsc` is the record `replay` writes).
 pub const FRAMED_OUTPUTS: [OutputKind; 4] =
@@ -700,14 +709,16 @@ impl OutputSchemas {
         client: &RegistryClient,
         subjects: &[(OutputKind, String)],
         within: Duration,
-        mut waiting: impl FnMut(&WireError),
+        mut waiting: impl FnMut(&WireError) -> Waiting,
     ) -> Result<Self, WireError> {
         let started = Instant::now();
         let mut pause = Duration::from_millis(200);
         loop {
             match Self::register(client, subjects) {
                 Err(e) if e.is_retriable() && started.elapsed() + pause < within => {
-                    waiting(&e);
+                    if waiting(&e) == Waiting::GiveUp {
+                        return Err(e);
+                    }
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_secs(5));
                 }
@@ -1276,23 +1287,37 @@ pub(crate) mod tests {
         let starting = client(&server);
         let subjects = output_subjects(&Topics::default());
         let mut waits = 0;
-        let out =
-            OutputSchemas::register_within(&starting, &subjects, Duration::from_secs(30), |_| waits += 1).unwrap();
+        let out = OutputSchemas::register_within(&starting, &subjects, Duration::from_secs(30), |_| {
+            waits += 1;
+            Waiting::TryAgain
+        })
+        .unwrap();
         assert_eq!(waits, 2, "two answers of 503, then registered");
         assert_eq!(out.id(OutputKind::TimelineEntry), 2);
         let rejected = [(OutputKind::Profile, "rejected-value".to_string())];
         let mut subjects = subjects;
         subjects[1] = rejected[0].clone();
         let started = Instant::now();
-        let e = OutputSchemas::register_within(&starting, &subjects, Duration::from_secs(30), |_| {}).unwrap_err();
+        let e = OutputSchemas::register_within(&starting, &subjects, Duration::from_secs(30), |_| Waiting::TryAgain)
+            .unwrap_err();
         assert_eq!(e.code(), "registry_rejected");
         assert!(started.elapsed() < Duration::from_secs(5), "a refusal is not waited on");
         // A registry that never comes: given up within the limit.
         let down = serve(|_| (503, "{}".into()));
         let started = Instant::now();
-        let e = OutputSchemas::register_within(&client(&down), &subjects, Duration::from_secs(1), |_| {}).unwrap_err();
+        let e =
+            OutputSchemas::register_within(&client(&down), &subjects, Duration::from_secs(1), |_| Waiting::TryAgain)
+                .unwrap_err();
         assert!(e.is_retriable(), "{e}");
         assert!(started.elapsed() < Duration::from_secs(2));
+        // A stopping service gives up at once, with the registry's error.
+        let (started, mut tries) = (Instant::now(), 0);
+        let e = OutputSchemas::register_within(&client(&down), &subjects, Duration::from_secs(60), |_| {
+            tries += 1;
+            Waiting::GiveUp
+        })
+        .unwrap_err();
+        assert!(e.is_retriable() && tries == 1 && started.elapsed() < Duration::from_secs(10), "{e}");
     }
 
     #[test]
