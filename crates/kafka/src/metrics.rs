@@ -695,16 +695,22 @@ impl ServiceMetrics {
     /// row as channel="all"); the series of tenants no longer held (a revoked shard) go.
     pub fn cx(&self, reports: &[CxReport]) {
         let mut exported = self.cx_tenants.lock().unwrap_or_else(|p| p.into_inner());
-        let mut now: BTreeSet<String> = BTreeSet::new();
-        let mut unfit: BTreeSet<&str> = BTreeSet::new();
-        for row in reports.iter().flat_map(|r| &r.rows) {
-            let tenant = row.tenant.as_str();
-            let room = now.contains(tenant) || now.len() < MAX_CX_TENANTS;
-            if !(room && label_safe(tenant)) {
-                unfit.insert(tenant);
-                continue;
+        let present: BTreeSet<&str> = reports.iter().flat_map(|r| &r.rows).map(|row| row.tenant.as_str()).collect();
+        // Tenants exported already keep their place (a new one must not blank another's
+        // dashboards); new ones take the places left, in name order.
+        let mut now: BTreeSet<String> = exported.iter().filter(|t| present.contains(t.as_str())).cloned().collect();
+        for tenant in present.iter().filter(|t| label_safe(t)) {
+            if now.len() >= MAX_CX_TENANTS {
+                break;
             }
             now.insert(tenant.to_string());
+        }
+        let unfit = present.iter().filter(|t| !now.contains(**t)).count();
+        for row in reports.iter().flat_map(|r| &r.rows) {
+            let tenant = row.tenant.as_str();
+            if !now.contains(tenant) {
+                continue;
+            }
             let channel = row.channel.map_or("all", |c| c.as_str());
             let l = [tenant, channel];
             // A statistic with nothing to show drops its series (a case moved to another
@@ -743,7 +749,7 @@ impl ServiceMetrics {
             }
         }
         *exported = now;
-        self.cx_unexported_tenants.set(unfit.len() as i64);
+        self.cx_unexported_tenants.set(unfit as i64);
         let mut rows: Vec<_> = reports.iter().flat_map(|r| r.rows.iter().cloned()).collect();
         rows.sort_by(|a, b| (&a.tenant, a.channel.is_none()).cmp(&(&b.tenant, b.channel.is_none())));
         *self.cx_latest.lock().unwrap_or_else(|p| p.into_inner()) = CxReport { rows };
@@ -984,6 +990,28 @@ mod tests {
         assert!(!text.contains("tenant=\"acme\""), "{text}");
         assert!(text.contains("omnistitch_cx_contacts{channel=\"all\",tenant=\"globex\"} 1"), "{text}");
         assert!(text.contains("omnistitch_cx_unexported_tenants 0"), "{text}");
+    }
+
+    /// Past the cap, tenants exported already keep their place: a new one does not take it.
+    #[test]
+    fn cx_tenants_exported_keep_their_place_past_the_cap() {
+        let m = ServiceMetrics::new();
+        let names: Vec<String> = (0..MAX_CX_TENANTS).map(|i| format!("t{i:03}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        m.cx(&[cx_report(&refs)]);
+        let mut more = refs.clone();
+        more.push("a-new-one");
+        m.cx(&[cx_report(&more)]);
+        let text = m.render();
+        assert!(text.contains(r#"omnistitch_cx_contacts{channel="all",tenant="t255"} 1"#));
+        assert!(!text.contains("a-new-one"), "no place left");
+        assert!(text.contains("omnistitch_cx_unexported_tenants 1"), "{text}");
+        // A tenant no longer held frees its place.
+        more.remove(0);
+        m.cx(&[cx_report(&more)]);
+        let text = m.render();
+        assert!(text.contains(r#"omnistitch_cx_contacts{channel="all",tenant="a-new-one"} 1"#));
+        assert!(!text.contains(r#"tenant="t000""#));
     }
 
     #[test]
