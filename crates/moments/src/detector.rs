@@ -425,7 +425,9 @@ impl TenantState {
                 self.settle_elsewhere(id, &mut p, k, None);
             }
         }
-        if response || matches!(event.kind, EventKind::CallAnswered | EventKind::ChatEnded) {
+        // A successful contact: a response (an answered call among them; an internal leg
+        // between agents answers nobody) or a completed chat.
+        if response || event.kind == EventKind::ChatEnded {
             p.settled_at = p.settled_at.max(Some(t));
             self.shared.cancel_abandons_before(&mut p, t);
             if let Some(number) = phone_number_key(event) {

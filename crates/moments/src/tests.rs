@@ -547,12 +547,14 @@ fn an_answered_call_a_response_or_a_completed_chat_cancels_the_abandon() {
     r.feed(pid(1), ev("ab", 0, Phone, Inbound, CallAbandoned).key("call:1"));
     r.feed(pid(1), ev("ok", 31 * MIN, Phone, Outbound, CallAnswered).key("call:2"));
     r.one(AbandonedContact);
-    // A callback request is not a successful contact.
-    let mut r = Run::new();
-    r.feed(pid(1), ev("ab", 0, Phone, Inbound, CallAbandoned).key("call:1"));
-    r.feed(pid(1), ev("cb", MIN, Phone, Inbound, CallbackRequested).key("call:2"));
-    r.wm(DAY);
-    r.one(AbandonedContact);
+    // A callback request is not a successful contact, nor a call answered between agents.
+    for (kind, direction) in [(CallbackRequested, Inbound), (CallAnswered, Internal)] {
+        let mut r = Run::new();
+        r.feed(pid(1), ev("ab", 0, Phone, Inbound, CallAbandoned).key("call:1"));
+        r.feed(pid(1), ev("cb", MIN, Phone, direction, kind).key("call:2"));
+        r.wm(DAY);
+        r.one(AbandonedContact);
+    }
 }
 
 // ---------------------------------------------------------------- detractor_survey

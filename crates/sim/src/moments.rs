@@ -561,7 +561,7 @@ impl<'a, 'e> Walk<'a, 'e> {
                 self.settle(k, |t| t.moment == FIRST_RESPONSE_SLA_BREACH && t.key == run);
             }
         }
-        if e.is_response() || matches!(e.kind, EventKind::CallAnswered | EventKind::ChatEnded) {
+        if e.is_response() || e.kind == EventKind::ChatEnded {
             self.settle(k, |t| t.moment == ABANDONED_CONTACT);
         }
 
