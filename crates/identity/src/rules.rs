@@ -481,8 +481,8 @@ fn handle_part(v: &str) -> &str {
 /// `v` (an address) without the `+tag` of its local part, if it has one.
 fn untagged(v: &str) -> Option<String> {
     let (local, domain) = v.rsplit_once('@')?;
-    let (untagged, _) = local.split_once('+')?;
-    Some(format!("{untagged}@{domain}"))
+    let untagged = untagged_local_part(v);
+    (untagged.len() < local.len()).then(|| format!("{untagged}@{domain}"))
 }
 
 /// The local part of a canonical email address without its `+tag`.

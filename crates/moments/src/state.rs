@@ -354,11 +354,8 @@ impl Profile {
         }
         if let Some(mut old) = self.cases.remove(&from.digest) {
             let t = old.last_seen;
-            let target_sla = self.case_mut(into, t).sla.take();
-            let sla = settle_sla(old.sla.take(), target_sla, timers, &mut self.timers);
-            let target = self.case_mut(into, t);
-            target.merge(old);
-            target.sla = sla;
+            self.settle_wait_into(old.sla.take(), into, t, timers);
+            self.case_mut(into, t).merge(old);
         }
         for k in &self.timers {
             if let Some(timer) = timers.get_mut(k) {
@@ -393,14 +390,26 @@ impl Profile {
             }
             _ => return None,
         };
-        let target_sla = self.case_mut(into, t).sla.take();
-        let sla = settle_sla(sla, target_sla, timers, &mut self.timers);
+        let sla = self.settle_wait_into(sla, into, t, timers);
         if let Some(timer) = sla.as_ref().and_then(|k| timers.get_mut(k)) {
             timer.case = into.clone();
         }
-        let target = self.case_mut(into, t);
-        target.sla = sla.clone();
-        target.awaiting = true;
+        self.case_mut(into, t).awaiting = true;
+        sla
+    }
+
+    /// Makes `sla` (a wait moving in) and case `into`'s own wait one: the earlier is kept, as
+    /// `into`'s, the other dropped; returns the one kept.
+    fn settle_wait_into(
+        &mut self,
+        sla: Option<TimerKey>,
+        into: &CaseKey,
+        t: EventTime,
+        timers: &mut Timers,
+    ) -> Option<TimerKey> {
+        let target_sla = self.case_mut(into, t).sla.take();
+        let sla = settle_sla(sla, target_sla, timers, &mut self.timers);
+        self.case_mut(into, t).sla = sla.clone();
         sla
     }
 
