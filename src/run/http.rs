@@ -21,6 +21,7 @@ struct AppState {
 
 async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
     s.metrics.loop_silence_seconds.set(s.health.silent_for(Instant::now()).as_secs_f64());
+    s.metrics.loop_silence_limit_seconds.set(s.health.stall_limit().as_secs_f64());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], s.metrics.render())
 }
 
@@ -131,6 +132,7 @@ mod tests {
         // Scrapes show the silence too, for alerts before the orchestrator acts.
         runtime.block_on(metrics_text(State(state.clone())));
         assert!(state.metrics.loop_silence_seconds.get() >= 1.2);
+        assert_eq!(state.metrics.loop_silence_limit_seconds.get(), 1.0);
         health.beat();
         assert_eq!(runtime.block_on(healthz(State(state))).0, StatusCode::OK);
     }

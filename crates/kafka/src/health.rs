@@ -49,6 +49,11 @@ impl Health {
         now.saturating_duration_since(beat)
     }
 
+    /// The longest silence of the loop counted as alive.
+    pub fn stall_limit(&self) -> Duration {
+        Duration::from_millis(self.stall_limit_ms.load(Ordering::Acquire))
+    }
+
     /// How long the loop has been silent at `now`, if longer than the stall limit.
     pub fn stalled_for(&self, now: Instant) -> Option<Duration> {
         let silent = self.silent_for(now);

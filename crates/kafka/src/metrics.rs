@@ -193,6 +193,8 @@ pub struct ServiceMetrics {
     pub ready: IntGauge,
     /// Seconds since the processing loop last moved, as of the scrape (set by the scraper).
     pub loop_silence_seconds: Gauge,
+    /// The silence past which `/healthz` fails (`kafka.liveness_timeout_ms`).
+    pub loop_silence_limit_seconds: Gauge,
     /// Output records produced.
     pub produced: IntCounterVec,
     cx: CxGauges,
@@ -586,6 +588,11 @@ impl ServiceMetrics {
                 &r,
                 "omnistitch_loop_silence_seconds",
                 "Seconds since the processing loop last moved, at scrape time; past kafka.liveness_timeout_ms /healthz fails.",
+            ),
+            loop_silence_limit_seconds: float_gauge(
+                &r,
+                "omnistitch_loop_silence_limit_seconds",
+                "The loop silence past which /healthz fails (kafka.liveness_timeout_ms).",
             ),
             produced: counter_vec(
                 &r,
