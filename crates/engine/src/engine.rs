@@ -25,7 +25,8 @@ pub struct Applied {
     pub profile: Option<ProfileId>,
     /// Whether the event created its profile.
     pub created: bool,
-    /// Position in the profile's timeline (`None`: duplicate or older than retention).
+    /// Position in the profile's timeline (`None`: a duplicate, older than retention, or
+    /// older than every entry of a timeline at its count limit, so evicted at once).
     pub position: Option<usize>,
     /// Conversation thread (empty for a redelivery).
     pub thread_id: Arc<str>,

@@ -40,7 +40,8 @@ pub struct Input {
     pub partition: i32,
     /// Offset in its partition.
     pub offset: i64,
-    /// Producer timestamp, ms.
+    /// The record's timestamp, ms; a record without one (or with one before 1970) has the
+    /// time it was read instead, so that the future-time check always has a clock to go by.
     pub timestamp: Option<i64>,
     /// Key bytes.
     pub key: Option<Box<[u8]>>,
@@ -56,12 +57,19 @@ impl Input {
         Input {
             partition: m.partition(),
             offset: m.offset(),
-            timestamp: m.timestamp().to_millis(),
+            timestamp: Some(record_time(m.timestamp().to_millis(), crate::service::now_ms())),
             key: m.key().map(Box::from),
             payload: m.payload().map(Box::from),
             headers: crate::headers::copy(m),
         }
     }
+}
+
+/// A record's timestamp `ts`, or `now` when it has none worth the name (not positive): an
+/// event time judged against no clock at all could move its tenant's clock to any year, and
+/// the tenant's retention with it.
+fn record_time(ts: Option<i64>, now: i64) -> i64 {
+    ts.filter(|&t| t > 0).unwrap_or(now)
 }
 
 /// An input record waiting for the merge.
@@ -878,6 +886,21 @@ mod tests {
         assert!(to_delete.is_empty() && take_tombstones(&mut to_delete, &since, 2).is_empty());
         let mut to_delete: Keys = vec![key(1), key(2)];
         assert_eq!(take_tombstones(&mut to_delete, &[], 10), vec![key(1), key(2)]);
+    }
+
+    /// A record without a timestamp is judged by the time it was read: an event a year ahead of
+    /// it is refused, not applied (it would carry its tenant's clock a year ahead).
+    #[test]
+    fn a_record_without_a_timestamp_is_judged_by_the_time_it_was_read() {
+        let now = 1_800_000_000_000;
+        assert_eq!(record_time(Some(1_700_000_000_000), now), 1_700_000_000_000);
+        for missing in [None, Some(0), Some(-1)] {
+            assert_eq!(record_time(missing, now), now);
+        }
+        let config = KafkaConfig::default();
+        let year = 365 * 86_400_000;
+        assert!(config.too_far_ahead(now + year, Some(record_time(None, now))));
+        assert!(!config.too_far_ahead(now - year, Some(record_time(Some(-1), now))));
     }
 
     #[test]

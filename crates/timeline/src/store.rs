@@ -138,7 +138,8 @@ impl Timeline {
 /// What an append did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Appended {
-    /// Index of the event in its timeline, `None` if it was already there.
+    /// Index of the event in its timeline, `None` if it was already there, older than
+    /// retention, or evicted at once (older than every entry of a full timeline).
     pub position: Option<usize>,
     /// Entries evicted by retention.
     pub evicted: usize,
