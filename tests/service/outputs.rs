@@ -80,6 +80,7 @@ fn a_restart_restores_in_steps_over_rounds_and_writes_nothing_again() {
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::Release);
     let report = handle.join().unwrap().unwrap();
+    assert_eq!(metrics.ready.get(), 0, "a stopped instance shows not ready");
     assert_eq!(report.restores, 3, "{report:?}");
     assert!(report.restore_steps > report.restores, "restores took a step each: {report:?}");
     assert_eq!(report.records, 0, "{report:?}");

@@ -416,7 +416,7 @@ impl ServiceMetrics {
             consumer_lag: int_gauge_vec(
                 &r,
                 "omnistitch_consumer_lag_records",
-                "Records behind the end of each input partition.",
+                "Records of each held input partition behind its end (last stable offset) from the offset this instance committed.",
                 &["topic", "partition"],
             ),
             transactions: counter_vec(

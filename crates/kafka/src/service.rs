@@ -405,6 +405,8 @@ impl Service {
             }
         };
         self.health.set_stopping();
+        // Not ready from here on, on the dashboard as on `/readyz`.
+        self.metrics.ready.set(0);
         self.update_gauges();
         self.shutdown();
         result.map(|()| self.report.clone())
