@@ -192,7 +192,7 @@ fn start_service(
     let (m, s) = (metrics.clone(), stop.clone());
     let handle = std::thread::Builder::new()
         .name("stitch".into())
-        .spawn(move || Service::bundled(config, m).unwrap().run(&s).unwrap())
+        .spawn(move || Service::bundled(config, m).unwrap().run(s).unwrap())
         .unwrap();
     (handle, stop, metrics)
 }

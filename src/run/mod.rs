@@ -135,7 +135,7 @@ pub fn run(config: Option<&Path>, args: &RunArgs) -> anyhow::Result<()> {
     };
     let started = Instant::now();
     let service = Service::new(kafka, settings.engine(), inputs, outputs, metrics.clone(), health)?;
-    let report = service.run(&stop)?;
+    let report = service.run(stop.clone())?;
     stop.store(true, Ordering::Release);
     if let Some(t) = traffic {
         match t.join() {
@@ -156,6 +156,9 @@ pub fn run(config: Option<&Path>, args: &RunArgs) -> anyhow::Result<()> {
         report.resent,
         report.restores
     );
+    if report.left_uncommitted {
+        println!("stopped while the cluster could not be reached: the last batch was left uncommitted (processed again on the next start)");
+    }
     if let (Some(p50), Some(p99)) = (metrics.latency_exact.quantile_ms(0.5), metrics.latency_exact.quantile_ms(0.99)) {
         println!("ingest-to-output latency: p50 {p50} ms, p99 {p99} ms");
     }

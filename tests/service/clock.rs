@@ -44,7 +44,7 @@ fn run(
         let ids = BundledIds::default();
         let (inputs, outputs) = (InputSchemas::new(None, ids.clone()), OutputSchemas::bundled(&ids));
         let service = Service::new(config, engine(sla_s), inputs, outputs, m, Arc::new(Health::default())).unwrap();
-        service.run(&stop).unwrap()
+        service.run(stop.clone()).unwrap()
     });
     (handle, metrics)
 }

@@ -48,6 +48,43 @@ fn request_errors_lose_nothing() {
     });
 }
 
+/// A stop while every commit fails (the coordinator answers that it is loading) ends the run
+/// within a few request timeouts, where retrying the commit, the abort and then the rewind
+/// took ten each: the batch is left uncommitted. A restart once the coordinator answers
+/// again processes it: nothing lost, duplicates only as exact copies.
+#[test]
+fn a_stop_while_commits_fail_ends_the_run_promptly_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = setup(60, 38, Mode::ExactlyOnce, dir.path());
+    let timeout = Duration::from_secs(2);
+    s.config.request_timeout_ms = timeout.as_millis() as u64;
+    let c = s.cluster.cluster();
+    // librdkafka retries the EndTxn about every 100 ms: enough refusals for a minute.
+    c.request_errors(
+        RDKafkaApiKey::EndTxn,
+        &vec![RDKafkaRespErr::RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS; 3_000],
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let (handle, metrics) = spawn_service(s.config.clone(), stop.clone());
+    // Consuming, and stuck in its first commit.
+    let started = Instant::now();
+    while metrics.render().lines().all(|l| !l.starts_with("omnistitch_input_records_total{") || l.ends_with(" 0")) {
+        assert!(started.elapsed() < Duration::from_secs(60), "nothing consumed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(timeout * 2);
+    assert!(!handle.is_finished());
+    let asked = Instant::now();
+    stop.store(true, Ordering::Release);
+    let report = handle.join().unwrap().expect("a stop is not a failure");
+    let took = asked.elapsed();
+    assert!(report.left_uncommitted, "{report:?}");
+    assert_eq!(report.commits, 0, "{report:?}");
+    assert!(took < timeout * 5, "stopped {took:?} after the request, with request timeouts of {timeout:?}");
+    c.clear_request_errors(RDKafkaApiKey::EndTxn);
+    run_with(&s, |_| {});
+}
+
 /// A produce refused for good fails the transaction (abortable): the producer then refuses
 /// every output until it is aborted. The batch is aborted and rewound; the service goes on.
 #[test]

@@ -157,7 +157,7 @@ pub fn spawn_service(
     let m = metrics.clone();
     let handle = std::thread::spawn(move || {
         let service = Service::bundled(config, m).map_err(|e| e.to_string())?;
-        service.run(&stop).map_err(|e| e.to_string())
+        service.run(stop.clone()).map_err(|e| e.to_string())
     });
     (handle, metrics)
 }

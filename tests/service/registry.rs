@@ -90,7 +90,7 @@ fn spawn_with_registry_timeout(
         let outputs = OutputSchemas::bundled(&ids);
         let service = Service::new(config, EngineConfig::default(), inputs, outputs, m, Arc::new(Health::default()))
             .map_err(|e| e.to_string())?;
-        service.run(&stop).map_err(|e| e.to_string())
+        service.run(stop.clone()).map_err(|e| e.to_string())
     });
     (handle, metrics)
 }

@@ -5,8 +5,13 @@
 //! wedged (a call that never returns, the ordered thread stuck) and `/healthz` says so, so
 //! that the orchestrator restarts it. Waiting on a cluster that is away is not a stall: the
 //! retries beat.
+//!
+//! It also carries the run's stop request to the loops that wait on the cluster (retries,
+//! restores), so that a SIGTERM during an outage stops the service within a request timeout
+//! or two instead of after every retry.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Stall limit until the service sets its own: four of the default request timeouts.
@@ -23,6 +28,8 @@ pub struct Health {
     stall_limit_ms: AtomicU64,
     ready: AtomicBool,
     stopping: AtomicBool,
+    /// The stop flag of the run under way.
+    stop: Mutex<Option<Arc<AtomicBool>>>,
 }
 
 impl Default for Health {
@@ -33,6 +40,7 @@ impl Default for Health {
             stall_limit_ms: AtomicU64::new(DEFAULT_STALL_LIMIT.as_millis() as u64),
             ready: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
+            stop: Mutex::new(None),
         }
     }
 }
@@ -76,6 +84,16 @@ impl Health {
         self.ready.store(ready, Ordering::Release);
     }
 
+    /// Watches `stop`, the run's stop flag, for [`Health::stop_requested`].
+    pub(crate) fn watch_stop(&self, stop: Arc<AtomicBool>) {
+        *self.stop.lock().unwrap_or_else(|e| e.into_inner()) = Some(stop);
+    }
+
+    /// Whether the run was asked to stop: a loop waiting on the cluster gives up.
+    pub fn stop_requested(&self) -> bool {
+        self.stop.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(|s| s.load(Ordering::Acquire))
+    }
+
     pub(crate) fn set_stopping(&self) {
         self.stopping.store(true, Ordering::Release);
     }
@@ -109,5 +127,18 @@ mod tests {
         h.set_stopping();
         assert!(!h.is_ready(), "a stopping instance takes no traffic");
         assert_eq!(h.stalled_for(Instant::now()), None, "but it is alive while it finishes");
+    }
+
+    #[test]
+    fn a_stop_is_heard_through_the_flag_watched() {
+        let h = Health::default();
+        assert!(!h.stop_requested(), "no run, no stop");
+        let stop = Arc::new(AtomicBool::new(false));
+        h.watch_stop(stop.clone());
+        assert!(!h.stop_requested());
+        stop.store(true, Ordering::Release);
+        assert!(h.stop_requested());
+        h.watch_stop(Arc::new(AtomicBool::new(false)));
+        assert!(!h.stop_requested(), "a new run watches its own flag");
     }
 }

@@ -207,6 +207,11 @@ impl ChangelogReader {
         let topic = config.topics.changelog.as_str();
         // Waiting for a dead instance's transaction to be aborted is progress, not a stall.
         let ends = || {
+            // Asked to stop: the restore has produced nothing yet, and is begun again by
+            // whoever holds the shard next.
+            if self.health.stop_requested() {
+                return Err(KafkaError::Canceled);
+            }
             let (low, stable) = watermarks(&self.consumer, topic, shard, timeout, &self.health)?;
             let (_, end) = watermarks(&self.uncommitted, topic, shard, timeout, &self.health)?;
             Ok((low, stable, end))
@@ -381,6 +386,10 @@ impl ChangelogReader {
             let msg = match reader.poll(Duration::from_millis(200)) {
                 None => {
                     *silent += polled_at.elapsed();
+                    // Asked to stop: the job goes on later, if at all (nothing was produced).
+                    if self.health.stop_requested() {
+                        return Ok(());
+                    }
                     if *silent > timeout * 10 {
                         return Err(KafkaError::MessageConsumption(
                             rdkafka::types::RDKafkaErrorCode::OperationTimedOut,

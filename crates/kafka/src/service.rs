@@ -76,6 +76,10 @@ pub enum ServiceError {
         /// Its partition.
         partition: i32,
     },
+    /// Asked to stop while waiting on the cluster: the batch in flight is left uncommitted
+    /// (its records are processed again by the next owner, as after a crash).
+    #[error("stopped before the batch in flight could be committed")]
+    Stopped,
 }
 
 /// Totals of a run.
@@ -96,6 +100,9 @@ pub struct RunReport {
     /// Shards assigned again after a rebalance whose state was kept (no restore): nobody
     /// committed them in between.
     pub kept: u64,
+    /// Whether the stop came while the cluster could not be reached, so the batch in flight
+    /// was left uncommitted instead of committed.
+    pub left_uncommitted: bool,
 }
 
 /// The running service.
@@ -382,8 +389,12 @@ impl Service {
         Ok(())
     }
 
-    /// Runs until `stop` is set, then finishes the round, commits and leaves the group.
-    pub fn run(mut self, stop: &AtomicBool) -> Result<RunReport, ServiceError> {
+    /// Runs until `stop` is set, then finishes the round, commits and leaves the group. A stop
+    /// while the cluster cannot be reached (retrying a commit, a restore, a rewind) leaves the
+    /// batch in flight uncommitted and stops too ([`RunReport::left_uncommitted`]).
+    pub fn run(mut self, stop: Arc<AtomicBool>) -> Result<RunReport, ServiceError> {
+        self.health.watch_stop(stop.clone());
+        let stop = &*stop;
         if self.config.mode == Mode::ExactlyOnce {
             self.producer.init_transactions(self.timeout())?;
         }
@@ -396,8 +407,17 @@ impl Service {
             if stop.load(Ordering::Acquire) {
                 break Ok(());
             }
-            if let Err(e) = self.round(stop) {
-                break Err(e);
+            match self.round(stop) {
+                Ok(()) => {}
+                Err(ServiceError::Stopped) => {
+                    tracing::warn!(
+                        "stopped while the cluster could not be reached: the batch in flight is left \
+                         uncommitted and will be processed again by the next owner"
+                    );
+                    self.report.left_uncommitted = true;
+                    break Ok(());
+                }
+                Err(e) => break Err(e),
             }
             if last_gauges.elapsed() >= Duration::from_secs(2) {
                 self.update_gauges();
@@ -414,7 +434,8 @@ impl Service {
 
     fn shutdown(&mut self) {
         self.worker.stop();
-        if self.in_transaction && self.config.mode == Mode::ExactlyOnce {
+        let unresolved = self.in_transaction || self.report.left_uncommitted;
+        if unresolved && self.config.mode == Mode::ExactlyOnce {
             // Left open by an error: aborted now, or read_committed readers of the outputs and
             // the changelog (a restore elsewhere) would wait for it to time out.
             if let Err(e) = self.producer.abort_transaction(self.timeout()) {
@@ -427,8 +448,12 @@ impl Service {
             drop(e);
         }
         self.consumer.unsubscribe();
-        if let Err(e) = self.producer.flush(self.timeout()) {
-            tracing::warn!(error = %e, "flushing the producer at shutdown");
+        // Outputs of a batch left uncommitted are worth nothing (aborted, or their offsets not
+        // committed): no flush to wait for.
+        if !self.report.left_uncommitted {
+            if let Err(e) = self.producer.flush(self.timeout()) {
+                tracing::warn!(error = %e, "flushing the producer at shutdown");
+            }
         }
     }
 
@@ -625,6 +650,9 @@ impl Service {
         // No restore begins while one waits for a rebalance to end.
         while self.parked_restore.is_none() {
             if self.restoring.is_none() {
+                if stop.load(Ordering::Acquire) {
+                    break;
+                }
                 let Some(p) = self.pending_restores.pop_first() else { break };
                 self.begin_restore(p)?;
             }
@@ -1145,7 +1173,10 @@ impl Service {
             self.health.beat();
             match call() {
                 Err(KafkaError::Transaction(e))
-                    if e.is_retriable() && !e.txn_requires_abort() && Instant::now() < limit =>
+                    if e.is_retriable()
+                        && !e.txn_requires_abort()
+                        && Instant::now() < limit
+                        && !self.health.stop_requested() =>
                 {
                     tracing::warn!(error = %e, what, "transaction call may be resumed; calling again");
                     std::thread::sleep(Duration::from_millis(500));
@@ -1277,6 +1308,7 @@ impl Service {
         loop {
             self.health.beat();
             match attempt(self) {
+                Err(_) if self.health.stop_requested() => return Err(ServiceError::Stopped),
                 Err(ServiceError::Kafka(e)) if !is_fatal(&e) && started.elapsed() < limit => {
                     tracing::warn!(error = %e, what, "cluster error; retrying");
                     std::thread::sleep(Duration::from_millis(500));
@@ -1303,6 +1335,10 @@ impl Service {
             self.metrics.transaction(false);
             self.report.aborts += 1;
             self.aborts_in_a_row = self.aborts_in_a_row.saturating_add(1);
+            // Asked to stop: neither produced again nor rewound; the next owner redoes it.
+            if self.health.stop_requested() {
+                return Err(ServiceError::Stopped);
+            }
             // A group that moved on takes no offsets from this generation: the shards may be
             // another member's by now, which a poll of the group says (without delay).
             if group_moved {
@@ -1343,7 +1379,7 @@ impl Service {
         );
         // In steps, beating: waiting out a failing cluster is not a stalled loop.
         let until = Instant::now() + pause;
-        while Instant::now() < until {
+        while Instant::now() < until && !self.health.stop_requested() {
             self.health.beat();
             std::thread::sleep(Duration::from_millis(100).min(until.saturating_duration_since(Instant::now())));
         }
