@@ -174,6 +174,12 @@ fn until_stable(
     }
 }
 
+/// The error of a restore the changelog sent nothing for ten request timeouts (final: a step
+/// again fails at once).
+pub(crate) fn silence() -> KafkaError {
+    KafkaError::MessageConsumption(rdkafka::types::RDKafkaErrorCode::OperationTimedOut)
+}
+
 /// Reads shards' changelogs back; one long-lived client, so a restore costs no connection
 /// setup.
 pub struct ChangelogReader {
@@ -391,9 +397,7 @@ impl ChangelogReader {
                         return Ok(());
                     }
                     if *silent > timeout * 10 {
-                        return Err(KafkaError::MessageConsumption(
-                            rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
-                        ));
+                        return Err(silence());
                     }
                     if started.elapsed() >= budget {
                         return Ok(());
@@ -1269,7 +1273,7 @@ mod tests {
         cluster.cluster().broker_down(2).unwrap();
         let started = Instant::now();
         let mut steps = 0;
-        let timed_out = KafkaError::MessageConsumption(rdkafka::types::RDKafkaErrorCode::OperationTimedOut);
+        let timed_out = silence();
         loop {
             assert!(started.elapsed() < Duration::from_secs(30), "the silent restore never failed");
             match reader.step(&config, &mut job, Duration::from_millis(300), &stages) {

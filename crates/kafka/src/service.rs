@@ -76,6 +76,10 @@ pub enum ServiceError {
         /// Its partition.
         partition: i32,
     },
+    /// A shard's changelog sent nothing for ten request timeouts while it was restored (its
+    /// records below the range's end may be gone): a restart computes the range anew.
+    #[error("the changelog of shard {0} sent nothing for ten request timeouts during its restore")]
+    ChangelogSilent(i32),
     /// Asked to stop while waiting on the cluster: the batch in flight is left uncommitted
     /// (its records are processed again by the next owner, as after a crash).
     #[error("stopped before the batch in flight could be committed")]
@@ -797,7 +801,12 @@ impl Service {
     fn step_restore(&mut self, budget: Duration) -> Result<(), ServiceError> {
         let Some((mut job, started)) = self.restoring.take() else { return Ok(()) };
         let done =
-            self.retrying("restoring a shard", |s| Ok(s.changelog.step(&s.config, &mut job, budget, &s.engine)?))?;
+            self.retrying("restoring a shard", |s| match s.changelog.step(&s.config, &mut job, budget, &s.engine) {
+                Ok(done) => Ok(done),
+                // Silent for ten request timeouts already: a step again would fail at once.
+                Err(e) if e == crate::restore::silence() => Err(ServiceError::ChangelogSilent(job.shard())),
+                Err(e) => Err(e.into()),
+            })?;
         self.report.restore_steps += 1;
         if !done {
             self.restoring = Some((job, started));
