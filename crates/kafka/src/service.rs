@@ -767,6 +767,7 @@ impl Service {
         self.shards.remove(&p);
         self.parked.remove(&p);
         self.worker.remove(p);
+        self.metrics.shards.set(self.shards.len() as i64);
     }
 
     /// Drops shard `p`'s state on both threads, active or parked, and its partitions' lag (it
