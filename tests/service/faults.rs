@@ -81,6 +81,12 @@ fn a_stop_while_commits_fail_ends_the_run_promptly_and_loses_nothing() {
     assert!(report.left_uncommitted, "{report:?}");
     assert_eq!(report.commits, 0, "{report:?}");
     assert!(took < timeout * 5, "stopped {took:?} after the request, with request timeouts of {timeout:?}");
+    let retried = |call: &str| {
+        let prefix = format!("omnistitch_cluster_retries_total{{call=\"{call}\"}} ");
+        metrics.render().lines().find_map(|l| l.strip_prefix(&prefix).map(|v| v.parse::<u64>().unwrap()))
+    };
+    assert!(retried("commit") >= Some(1), "the commit was tried again, and counted");
+    assert_eq!(retried("seek"), Some(0), "every call is counted from zero");
     c.clear_request_errors(RDKafkaApiKey::EndTxn);
     run_with(&s, |_| {});
 }

@@ -12,6 +12,10 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+/// The cluster calls the service tries again when they fail (the `call` label of
+/// `omnistitch_cluster_retries_total`).
+pub const RETRIED_CALLS: [&str; 6] = ["commit", "abort", "restore_start", "restore_read", "committed_offsets", "seek"];
+
 /// Outcome of an input record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -179,6 +183,8 @@ pub struct ServiceMetrics {
     pub registry_retries: IntCounter,
     /// Errors the Kafka clients reported while consuming, by librdkafka error code.
     consumer_errors: IntCounterVec,
+    /// Cluster calls tried again, by call (one of [`RETRIED_CALLS`]).
+    pub cluster_retries: IntCounterVec,
     /// Committed transactions whose offsets could not be mirrored through the consumer
     /// (`kafka.mirror_offsets`; a rebalance had begun): the next owner of those partitions
     /// re-emits the batch as exact copies, and this instance restores rather than keeps them.
@@ -555,6 +561,12 @@ impl ServiceMetrics {
                 "omnistitch_schema_registry_retries_total",
                 "Schema registry lookups that failed (retried; the records needing them wait, with their partitions).",
             ),
+            cluster_retries: counter_vec(
+                &r,
+                "omnistitch_cluster_retries_total",
+                "Cluster calls that failed and were tried again, by call (commit, abort, restore_start, restore_read, committed_offsets, seek).",
+                &["call"],
+            ),
             consumer_errors: counter_vec(
                 &r,
                 "omnistitch_consumer_errors_total",
@@ -623,6 +635,9 @@ impl ServiceMetrics {
         }
         for k in ["assign", "revoke"] {
             m.rebalances.with_label_values(&[k]);
+        }
+        for c in RETRIED_CALLS {
+            m.cluster_retries.with_label_values(&[c]);
         }
         m
     }

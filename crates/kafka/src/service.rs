@@ -787,7 +787,7 @@ impl Service {
 
     /// Starts restoring shard `p` from the changelog, up to the group's committed offsets.
     fn begin_restore(&mut self, p: i32) -> Result<(), ServiceError> {
-        let job = self.retrying("restoring a shard", |s| {
+        let job = self.retrying("restore_start", |s| {
             let committed = committed_offsets(&s.consumer, &s.config, p, s.timeout())?;
             Ok(s.changelog.begin(&s.config, p, committed, Pipeline::new(&s.engine)?)?)
         })?;
@@ -802,7 +802,7 @@ impl Service {
     fn step_restore(&mut self, budget: Duration) -> Result<(), ServiceError> {
         let Some((mut job, started)) = self.restoring.take() else { return Ok(()) };
         let done =
-            self.retrying("restoring a shard", |s| match s.changelog.step(&s.config, &mut job, budget, &s.engine) {
+            self.retrying("restore_read", |s| match s.changelog.step(&s.config, &mut job, budget, &s.engine) {
                 Ok(done) => Ok(done),
                 // Silent for ten request timeouts already: a step again would fail at once.
                 Err(e) if e == crate::restore::silence() => Err(ServiceError::ChangelogSilent(job.shard())),
@@ -1176,8 +1176,8 @@ impl Service {
 
     /// Repeats a transaction-ending call while the client says it may be resumed (a timeout
     /// leaves the call in progress, and every other transactional call would conflict with
-    /// it), for up to ten request timeouts.
-    fn resuming(&self, what: &str, call: impl Fn() -> Result<(), KafkaError>) -> Result<(), KafkaError> {
+    /// it), for up to ten request timeouts. `what` is one of [`crate::metrics::RETRIED_CALLS`].
+    fn resuming(&self, what: &'static str, call: impl Fn() -> Result<(), KafkaError>) -> Result<(), KafkaError> {
         let limit = Instant::now() + self.timeout() * 10;
         loop {
             self.health.beat();
@@ -1189,6 +1189,7 @@ impl Service {
                         && !self.health.stop_requested() =>
                 {
                     tracing::warn!(error = %e, what, "transaction call may be resumed; calling again");
+                    self.metrics.cluster_retries.with_label_values(&[what]).inc();
                     std::thread::sleep(Duration::from_millis(500));
                 }
                 r => return r,
@@ -1307,10 +1308,10 @@ impl Service {
 
     /// Runs `attempt` until it succeeds, again after a pause while it fails with a cluster error
     /// that is not fatal (a broker away, a partition without a leader for a moment), for up to
-    /// ten request timeouts.
+    /// ten request timeouts. `what` is one of [`crate::metrics::RETRIED_CALLS`].
     fn retrying<T>(
         &mut self,
-        what: &str,
+        what: &'static str,
         mut attempt: impl FnMut(&mut Self) -> Result<T, ServiceError>,
     ) -> Result<T, ServiceError> {
         let limit = self.timeout() * 10;
@@ -1321,6 +1322,7 @@ impl Service {
                 Err(_) if self.health.stop_requested() => return Err(ServiceError::Stopped),
                 Err(ServiceError::Kafka(e)) if !is_fatal(&e) && started.elapsed() < limit => {
                     tracing::warn!(error = %e, what, "cluster error; retrying");
+                    self.metrics.cluster_retries.with_label_values(&[what]).inc();
                     std::thread::sleep(Duration::from_millis(500));
                 }
                 other => return other,
@@ -1426,9 +1428,8 @@ impl Service {
             // partitions are not polled until then; their lag goes on being reported.
             self.drop_state(p);
             self.pending_restores.insert(p);
-            let committed = self.retrying("reading committed offsets", |s| {
-                Ok(committed_offsets(&s.consumer, &s.config, p, s.timeout())?)
-            })?;
+            let committed =
+                self.retrying("committed_offsets", |s| Ok(committed_offsets(&s.consumer, &s.config, p, s.timeout())?))?;
             note_committed(self.consumer.context(), &self.config, p, &committed);
             // A seek that did not happen would consume on past what the restored state holds:
             // the records in between would be lost, so it is retried.
@@ -1436,7 +1437,7 @@ impl Service {
                 let Some(offset) = rewind_to(*c, self.first_fetched.get(&(lane, p)).copied()) else { continue };
                 // Its end is reported again once fetching gets there.
                 self.at_end.remove(&(lane, p));
-                self.retrying("seeking back to the committed offset", |s| {
+                self.retrying("seek", |s| {
                     let topic = s.config.topics.input(MERGE_ORDER[lane]);
                     Ok(s.consumer.seek(topic, p, offset, s.timeout())?)
                 })?;
