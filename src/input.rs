@@ -63,9 +63,13 @@ pub struct InputStream {
 
 fn event_time(r: &InputRecord) -> i64 {
     match r {
-        InputRecord::Event { event, .. } => event.event_time(),
+        // A time validation refuses goes out at once too, to its dead letter, as in the
+        // service: at its written time, one from year 50,000 would hold its file back.
+        InputRecord::Event { event, .. } if omnistitch_model::wire::accepted_event_time(event.event_time()) => {
+            event.event_time()
+        }
         // Bad records carry no trustworthy time: let them out at once.
-        InputRecord::Bad { .. } => i64::MIN,
+        _ => i64::MIN,
     }
 }
 

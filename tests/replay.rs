@@ -115,6 +115,39 @@ fn bad_records_are_dead_lettered_with_reasons_and_the_run_goes_on() {
     assert_eq!(lines(&out.join("profiles.jsonl")).len(), 1);
 }
 
+/// A record whose time validation refuses leaves its file at once (to its dead letter), as in
+/// the service: at its written time it would hold back every record after it in its file.
+#[test]
+fn a_record_with_an_absurd_time_does_not_hold_its_file_back() {
+    use omnistitch::input::InputRecord;
+    let dir = tempfile::tempdir().unwrap();
+    let line = |id: &str, time: i64| {
+        format!(
+            r#"{{"tenant":"acme","event_id":"{id}","event_time":{time},"direction":"INBOUND","kind":"MESSAGE","session_id":"S{id}"}}"#
+        )
+    };
+    let t0 = 1_767_571_200_000;
+    std::fs::write(dir.path().join("chat.jsonl"), format!("{}\n{}\n", line("far", 99_999_999_999_999), line("c1", t0)))
+        .unwrap();
+    let email = format!(
+        r#"{{"tenant":"acme","event_id":"e1","event_time":{},"direction":"INBOUND","kind":"MESSAGE","from":"jo@x.com"}}"#,
+        t0 + 60_000
+    );
+    std::fs::write(dir.path().join("email.jsonl"), format!("{email}\n")).unwrap();
+    let order: Vec<String> = InputStream::open(dir.path())
+        .unwrap()
+        .map(|r| match r {
+            InputRecord::Event { event, .. } => event.event_time().to_string(),
+            InputRecord::Bad { position, .. } => format!("bad {position}"),
+        })
+        .collect();
+    let expected = [99_999_999_999_999, t0, t0 + 60_000].map(|t| t.to_string());
+    assert_eq!(order, expected, "in event-time order once the absurd one is out");
+    let run = replay(InputStream::open(dir.path()).unwrap(), engine(), true);
+    assert_eq!(run.dead_letters.len(), 1);
+    assert_eq!(run.dead_letters[0].reason_code, "invalid_time");
+}
+
 /// A directory named like an input file, or a link to nothing, is no input: the run goes on
 /// with the other files and ends (a JSON Lines file whose reads fail ends at its first failure,
 /// reported once: see the codec's reader).
