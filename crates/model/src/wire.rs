@@ -54,6 +54,10 @@ pub enum ValidationError {
         /// The channel.
         channel: Channel,
     },
+    /// A control character in a field that names (a tenant, an event id): ids derived from
+    /// them join their parts with one.
+    #[error("field `{0}` holds a control character")]
+    ControlCharacter(&'static str),
     /// A score is outside its scale.
     #[error("{field} = {value} is outside {min}..={max}")]
     OutOfRange {
@@ -77,6 +81,7 @@ impl ValidationError {
             ValidationError::Oversized { .. } => "oversized_field",
             ValidationError::KindMismatch { .. } => "kind_mismatch",
             ValidationError::OutOfRange { .. } => "out_of_range",
+            ValidationError::ControlCharacter(_) => "control_character",
         }
     }
 }
@@ -336,6 +341,15 @@ fn check_len(field: &'static str, v: &str, max: usize) -> Result<(), ValidationE
     Ok(())
 }
 
+/// Refuses ASCII control characters (derived ids join a tenant and an event id with 0x1f:
+/// one inside either could make two events' ids one).
+fn check_no_control(field: &'static str, v: &str) -> Result<(), ValidationError> {
+    if v.bytes().any(|b| b < 0x20 || b == 0x7f) {
+        return Err(ValidationError::ControlCharacter(field));
+    }
+    Ok(())
+}
+
 fn check_opt_len(field: &'static str, v: &Option<CompactString>, max: usize) -> Result<(), ValidationError> {
     v.as_deref().map_or(Ok(()), |s| check_len(field, s, max))
 }
@@ -556,6 +570,8 @@ impl WireEvent {
         }
         check_len("tenant", c.tenant, 128)?;
         check_len("event_id", c.event_id, MAX_ID_LEN)?;
+        check_no_control("tenant", c.tenant)?;
+        check_no_control("event_id", c.event_id)?;
         check_opt_len("case_id", c.case_id, MAX_ID_LEN)?;
         check_opt_len("agent_id", c.agent_id, MAX_ID_LEN)?;
         check_opt_len("account_id", c.account_id, MAX_ID_LEN)?;
@@ -633,6 +649,28 @@ mod tests {
             e.kind = EventKind::CallAbandoned;
         }
         assert_eq!(w.into_event(Tenant::new).unwrap_err().code(), "kind_mismatch");
+    }
+
+    /// Tenant `a` with event `b\x1fc`, and tenant `a\x1fb` with event `c`, would derive one
+    /// profile id (the parts are joined with 0x1f): a control character in either is refused.
+    #[test]
+    fn control_characters_in_a_tenant_or_an_event_id_are_rejected() {
+        for (tenant, event_id, field) in
+            [("a", "b\u{1f}c", "event_id"), ("a\u{1f}b", "c", "tenant"), ("a\tb", "c", "tenant")]
+        {
+            let mut w = email(Direction::Inbound);
+            if let WireEvent::Email(e) = &mut w {
+                e.tenant = tenant.into();
+                e.event_id = event_id.into();
+            }
+            let err = w.into_event(Tenant::new).unwrap_err();
+            assert_eq!((err.code(), err), ("control_character", ValidationError::ControlCharacter(field)));
+        }
+        let mut w = email(Direction::Inbound);
+        if let WireEvent::Email(e) = &mut w {
+            e.event_id = "é-ü 1".into();
+        }
+        assert!(w.into_event(Tenant::new).is_ok(), "other characters are fine");
     }
 
     #[test]
