@@ -133,6 +133,9 @@ impl<T: Timed> ShardMerge<T> {
     /// is passed over.
     pub fn pop(&mut self, now: Instant, max_wait: Duration) -> Option<(usize, T)> {
         let mut best: Option<(i64, usize)> = None;
+        // Every lane is looked at, so that lanes silent at once are waited for at once (one
+        // wait, not one after another).
+        let mut wait = false;
         for (i, l) in self.lanes.iter_mut().enumerate() {
             match l.items.front() {
                 Some(head) => {
@@ -141,12 +144,13 @@ impl<T: Timed> ShardMerge<T> {
                         best = Some((t, i));
                     }
                 }
-                None if l.stalled => return None,
+                None if l.stalled => wait = true,
                 None if l.at_end => {}
                 None => {
                     let since = *l.blocked_since.get_or_insert(now);
                     if now.duration_since(since) < max_wait {
-                        return None;
+                        wait = true;
+                        continue;
                     }
                     if !l.passed_over {
                         l.passed_over = true;
@@ -154,6 +158,9 @@ impl<T: Timed> ShardMerge<T> {
                     }
                 }
             }
+        }
+        if wait {
+            return None;
         }
         let (_, i) = best?;
         let l = &mut self.lanes[i];
@@ -202,6 +209,17 @@ mod tests {
 
     fn drain(m: &mut ShardMerge<(i64, u32)>) -> Vec<(usize, (i64, u32))> {
         std::iter::from_fn(|| m.pop(Instant::now(), Duration::from_secs(3600))).collect()
+    }
+
+    /// Three lanes silent at once are passed over after one wait, not three in a row.
+    #[test]
+    fn lanes_silent_at_once_are_waited_for_at_once() {
+        let mut m = ShardMerge::default();
+        m.push(0, (1, 0));
+        let (start, wait) = (Instant::now(), Duration::from_secs(10));
+        assert_eq!(m.pop(start, wait), None, "lanes 1 to 3 are waited for");
+        assert_eq!(m.pop(start + wait, wait), Some((0, (1, 0))), "all three passed over after one wait");
+        assert_eq!(m.take_skipped_waits(), 3);
     }
 
     #[test]
