@@ -111,8 +111,18 @@ fn read_long<R: Read>(r: &mut R) -> io::Result<Option<i64>> {
     }
 }
 
+/// A read error of the framing: a file cut short, or a varint too long, is a damaged
+/// container (`container_corrupt`); only a failing read is `io`.
+fn framing(e: io::Error) -> DecodeError {
+    match e.kind() {
+        io::ErrorKind::UnexpectedEof => DecodeError::Container("the file ends inside a block or its header".into()),
+        io::ErrorKind::InvalidData => DecodeError::Container(format!("unreadable framing: {e}")),
+        _ => DecodeError::Io(e),
+    }
+}
+
 fn need_long<R: Read>(r: &mut R) -> Result<i64, DecodeError> {
-    read_long(r)?.ok_or_else(|| DecodeError::Container("unexpected end of file".into()))
+    read_long(r).map_err(framing)?.ok_or_else(|| DecodeError::Container("unexpected end of file".into()))
 }
 
 fn read_bytes<R: Read>(r: &mut R, len: i64) -> Result<Vec<u8>, DecodeError> {
@@ -120,7 +130,7 @@ fn read_bytes<R: Read>(r: &mut R, len: i64) -> Result<Vec<u8>, DecodeError> {
         return Err(DecodeError::Container(format!("implausible length {len}")));
     }
     let mut buf = vec![0u8; len as usize];
-    r.read_exact(&mut buf)?;
+    r.read_exact(&mut buf).map_err(framing)?;
     Ok(buf)
 }
 
@@ -128,7 +138,7 @@ impl<R: Read> ContainerReader<R> {
     /// Reads the header; fails if it is not a container of one of the input schemas.
     pub fn new(mut source: R) -> Result<Self, DecodeError> {
         let mut magic = [0u8; 4];
-        source.read_exact(&mut magic)?;
+        source.read_exact(&mut magic).map_err(framing)?;
         if &magic != b"Obj\x01" {
             return Err(DecodeError::Container("not an Avro object container file".into()));
         }
@@ -156,7 +166,7 @@ impl<R: Read> ContainerReader<R> {
             }
         }
         let mut sync = [0u8; 16];
-        source.read_exact(&mut sync)?;
+        source.read_exact(&mut sync).map_err(framing)?;
         let schema_json = schema_json.ok_or_else(|| DecodeError::Container("header has no avro.schema".into()))?;
         let schema_text =
             std::str::from_utf8(&schema_json).map_err(|_| DecodeError::Container("avro.schema is not UTF-8".into()))?;
@@ -217,14 +227,14 @@ impl<R: Read> ContainerReader<R> {
     /// match is [`Block::Bad`], reading resuming after the next marker; so is a block framed
     /// well whose data is bad (it does not decompress, or it claims more records than bytes).
     fn next_block(&mut self) -> Result<Option<Block>, DecodeError> {
-        let Some(count) = read_long(&mut self.source)? else { return Ok(None) };
+        let Some(count) = read_long(&mut self.source).map_err(framing)? else { return Ok(None) };
         let size = need_long(&mut self.source)?;
         if count < 0 {
             return Err(DecodeError::Container(format!("negative record count {count}")));
         }
         let mut data = read_bytes(&mut self.source, size)?;
         let mut sync = [0u8; 16];
-        self.source.read_exact(&mut sync)?;
+        self.source.read_exact(&mut sync).map_err(framing)?;
         if sync != self.sync {
             // The frame is lost: what follows is read from the next sync marker on, if any.
             data.extend_from_slice(&sync);
@@ -263,6 +273,8 @@ impl<R: Read> Iterator for ContainerReader<R> {
             let payload = self.block[self.pos..].to_vec();
             let error = DecodeError::Container(format!("{} bytes after the block's last record", payload.len()));
             self.pos = self.block.len();
+            // They take a record's place: the next block's first record comes after.
+            self.index = self.index.saturating_add(1);
             return Some(Err(BadRecord { index, error, payload }));
         }
         while !self.done && self.left_in_block == 0 {

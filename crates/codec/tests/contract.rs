@@ -470,7 +470,13 @@ fn a_bad_block_costs_itself_and_reading_goes_on() {
     assert_eq!((got.len(), got[0], got[2]), (4, Ok(0), Err("avro_decode")));
     assert_eq!(got[3], Ok(64), "the third block's record, after the 63 the second claimed");
     // Two records in a block that claims one: the second is reported, not dropped.
-    let mut w = Writer::new(Contract::get().input(Channel::Email), Vec::new()).unwrap();
+    let marker: [u8; 16] = bytes[bytes.len() - 16..].try_into().unwrap();
+    let mut w = Writer::builder()
+        .schema(Contract::get().input(Channel::Email))
+        .writer(Vec::new())
+        .marker(marker)
+        .build()
+        .unwrap();
     for n in 0..2 {
         if let WireEvent::Email(e) = sample(Channel::Email, EventKind::Message, n) {
             w.append_ser(e).unwrap();
@@ -482,6 +488,16 @@ fn a_bad_block_costs_itself_and_reading_goes_on() {
     assert_eq!(two[count], 4, "two records: zigzag 2");
     two[count] = 2;
     assert_eq!(outcome(&two), [Ok(0), Err("container_corrupt")]);
+    // The bad bytes take a position: a block after them starts at the next.
+    let mut then = two.clone();
+    then.extend_from_slice(&bytes[counts[2]..]);
+    let items: Vec<_> =
+        ContainerReader::new(&then[..]).unwrap().map(|i| i.map(|(n, _)| n).map_err(|b| b.index)).collect();
+    assert_eq!(items, [Ok(0), Err(1), Ok(2)]);
+    // A file cut short is a damaged container, not a read error.
+    let cut = &bytes[..bytes.len() - 100];
+    assert_eq!(outcome(cut).last(), Some(&Err("container_corrupt")));
+    assert_eq!(ContainerReader::new(&b""[..]).err().map(|e| e.code()), Some("container_corrupt"));
     // A size that lies (the block read runs into the next): its marker is found inside what was
     // read, the block is lost, and reading resumes right after the marker.
     let mut size = bytes.clone();
