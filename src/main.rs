@@ -68,8 +68,9 @@ enum Command {
         /// TOML configuration (`[identity]`, `[timeline]`); defaults when omitted.
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Split inputs by tenant into this many partitions, as the service's input topics are
-        /// (to reproduce a service run exactly); 1 to 10,000.
+        /// Split inputs by tenant into this many partitions, as the embedded service's traffic
+        /// is (to reproduce an embedded run exactly; other producers partition with their own
+        /// hash); 1 to 10,000.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=10_000))]
         partitions: u16,
     },

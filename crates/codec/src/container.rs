@@ -24,6 +24,9 @@ use crate::error::DecodeError;
 /// Largest block accepted, compressed or not.
 const MAX_BLOCK_BYTES: i64 = 256 * 1024 * 1024;
 
+/// Bytes a file's resyncs may copy back in all (a few damaged blocks' worth).
+const MAX_REREAD_BYTES: usize = 2 * MAX_BLOCK_BYTES as usize;
+
 /// A record that could not be read, with what is known of its bytes.
 #[derive(Debug)]
 pub struct BadRecord {
@@ -31,7 +34,7 @@ pub struct BadRecord {
     pub index: u64,
     /// Why.
     pub error: DecodeError,
-    /// The unreadable bytes (the rest of the block).
+    /// The unreadable bytes (the rest of the block; its first 64 KiB).
     pub payload: Vec<u8>,
 }
 
@@ -50,6 +53,10 @@ struct Source<R> {
     pending: Vec<u8>,
     at: usize,
     inner: R,
+    /// Bytes `unread` may still copy: each resync gives back what follows a marker, and blocks
+    /// whose sizes all claim the rest of the file would otherwise have it copied again per
+    /// block (quadratic in the file's size).
+    reread_budget: usize,
 }
 
 impl<R: Read> Read for Source<R> {
@@ -65,15 +72,21 @@ impl<R: Read> Read for Source<R> {
 }
 
 impl<R: Read> Source<R> {
-    /// Gives `bytes` back: they are read again before the rest.
-    fn unread(&mut self, bytes: &[u8]) {
+    /// Gives `bytes` back: they are read again before the rest. `false` (nothing given back)
+    /// once the copies would pass the budget.
+    fn unread(&mut self, bytes: &[u8]) -> bool {
+        let copied = bytes.len() + (self.pending.len() - self.at);
+        let Some(left) = self.reread_budget.checked_sub(copied) else { return false };
+        self.reread_budget = left;
         let mut pending = bytes.to_vec();
         pending.extend_from_slice(&self.pending[self.at..]);
         (self.pending, self.at) = (pending, 0);
+        true
     }
 }
 
-/// Bytes of a block lost to a sync-marker mismatch kept in its dead letter, at most.
+/// Bytes of a bad record or block kept in its dead letter, at most (a block holds up to
+/// 256 MiB; the file keeps them all).
 const MAX_LOST_PAYLOAD: usize = 64 * 1024;
 
 /// Reads the input records of one container file.
@@ -180,7 +193,7 @@ impl<R: Read> ContainerReader<R> {
         };
         let reader = WireReader::new(channel, intern(schema))?;
         Ok(ContainerReader {
-            source: Source { pending: Vec::new(), at: 0, inner: source },
+            source: Source { pending: Vec::new(), at: 0, inner: source, reread_budget: MAX_REREAD_BYTES },
             channel,
             reader,
             codec,
@@ -204,7 +217,11 @@ impl<R: Read> ContainerReader<R> {
     /// or `None` when no marker comes before the end of the file (or within a block's size).
     fn resync(&mut self, mut read: Vec<u8>) -> Result<Option<Vec<u8>>, DecodeError> {
         if let Some(k) = read.windows(16).position(|w| w == self.sync) {
-            self.source.unread(&read[k + 16..]);
+            if !self.source.unread(&read[k + 16..]) {
+                return Err(DecodeError::Container(
+                    "sync marker mismatches re-read too much of the file: the rest is passed over".into(),
+                ));
+            }
             read.truncate(k);
             return Ok(Some(read));
         }
@@ -250,12 +267,14 @@ impl<R: Read> ContainerReader<R> {
             return Ok(Some(Block::Bad { count, error, payload }));
         }
         if let Err(e) = self.codec.decompress(&mut data) {
+            data.truncate(MAX_LOST_PAYLOAD);
             return Ok(Some(Block::Bad { count, error: DecodeError::Container(e.to_string()), payload: data }));
         }
         // Every input record takes at least a byte (its tenant's length), and a block's bytes
         // are its records'.
         if usize::try_from(count).map_or(true, |c| c > data.len()) || (count == 0 && !data.is_empty()) {
             let error = DecodeError::Container(format!("a block of {} bytes claims {count} records", data.len()));
+            data.truncate(MAX_LOST_PAYLOAD);
             return Ok(Some(Block::Bad { count, error, payload: data }));
         }
         self.block = data;
@@ -270,8 +289,9 @@ impl<R: Read> Iterator for ContainerReader<R> {
 
     fn next(&mut self) -> Option<ContainerItem> {
         if let Some(index) = self.trailing.take() {
-            let payload = self.block[self.pos..].to_vec();
-            let error = DecodeError::Container(format!("{} bytes after the block's last record", payload.len()));
+            let rest = &self.block[self.pos..];
+            let error = DecodeError::Container(format!("{} bytes after the block's last record", rest.len()));
+            let payload = rest[..rest.len().min(MAX_LOST_PAYLOAD)].to_vec();
             self.pos = self.block.len();
             // They take a record's place: the next block's first record comes after.
             self.index = self.index.saturating_add(1);
@@ -313,7 +333,7 @@ impl<R: Read> Iterator for ContainerReader<R> {
                 Some(Ok((index, ev)))
             }
             Err(error) => {
-                let payload = self.block[self.pos..].to_vec();
+                let payload = self.block[self.pos..].iter().take(MAX_LOST_PAYLOAD).copied().collect();
                 self.index = self.index.saturating_add(self.left_in_block.unsigned_abs());
                 self.left_in_block = 0;
                 Some(Err(BadRecord { index, error, payload }))
@@ -364,5 +384,42 @@ impl<W: Write> ContainerWriter<W> {
     /// Flushes the last block and returns the sink.
     pub fn finish(self) -> Result<W, apache_avro::Error> {
         self.writer.into_inner()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Blocks whose sizes all claim the rest of the file, each with a marker right after a
+    /// few bytes: every resync would give the rest of the file back. The copies are bounded:
+    /// past the budget the rest of the file is one bad record.
+    #[test]
+    fn resyncs_copy_a_bounded_number_of_bytes() {
+        let marker = [7u8; 16];
+        let mut file =
+            ContainerWriter::with_marker(Channel::Chat, Vec::new(), false, marker).unwrap().finish().unwrap();
+        let blocks = 500;
+        let end = file.len() + 32 * blocks + 16;
+        for _ in 0..blocks {
+            file.push(2); // one record
+                          // The size in a fixed five-byte varint: the rest of the file but its last 16 bytes.
+            let size = (end - (file.len() + 5) - 16) as u64 * 2;
+            for k in 0..5 {
+                let byte = (size >> (7 * k)) as u8 & 0x7f;
+                file.push(if k < 4 { byte | 0x80 } else { byte });
+            }
+            file.extend_from_slice(&[1; 10]);
+            file.extend_from_slice(&marker);
+        }
+        file.extend_from_slice(&[9; 16]);
+        assert_eq!(file.len(), end);
+        let mut reader = ContainerReader::new(&file[..]).unwrap();
+        reader.source.reread_budget = 1 << 20;
+        let items: Vec<_> = reader.collect();
+        let last = items.last().unwrap().as_ref().unwrap_err();
+        assert!(last.error.to_string().contains("re-read too much"), "{}", last.error);
+        assert!(items.len() < blocks, "{} items", items.len());
+        assert!(items.iter().all(|i| i.as_ref().is_err_and(|b| b.error.code() == "container_corrupt")));
     }
 }

@@ -494,6 +494,25 @@ fn a_bad_block_costs_itself_and_reading_goes_on() {
     let items: Vec<_> =
         ContainerReader::new(&then[..]).unwrap().map(|i| i.map(|(n, _)| n).map_err(|b| b.index)).collect();
     assert_eq!(items, [Ok(0), Err(1), Ok(2)]);
+    // A bad block's dead letter keeps its first 64 KiB, not up to 256 MiB.
+    let mut w = Writer::builder()
+        .schema(Contract::get().input(Channel::Email))
+        .writer(Vec::new())
+        .block_size(1 << 20)
+        .build()
+        .unwrap();
+    for n in 0..2_000 {
+        if let WireEvent::Email(e) = sample(Channel::Email, EventKind::Message, n) {
+            w.append_ser(e).unwrap();
+        }
+    }
+    let mut big = w.into_inner().unwrap();
+    // The first record's tenant length made negative: the rest of the block is one bad record.
+    let at = big.windows(5).position(|w| w == b"EVT-0").unwrap();
+    big[at - 1 - 5] = 0x01;
+    let bad: Vec<_> = ContainerReader::new(&big[..]).unwrap().filter_map(Result::err).collect();
+    assert_eq!(bad.len(), 1);
+    assert_eq!(bad[0].payload.len(), 64 << 10, "of a block of {} bytes", big.len());
     // A file cut short is a damaged container, not a read error.
     let cut = &bytes[..bytes.len() - 100];
     assert_eq!(outcome(cut).last(), Some(&Err("container_corrupt")));
