@@ -231,6 +231,11 @@ impl DeliveryContext {
         }
     }
 
+    /// Whether the run was asked to stop (a thread waiting for room gives up).
+    pub fn stop_requested(&self) -> bool {
+        self.health.as_ref().is_some_and(|h| h.stop_requested())
+    }
+
     /// Deliveries that failed since the start.
     pub fn failures(&self) -> u64 {
         self.failures.load(Ordering::Acquire)

@@ -821,6 +821,11 @@ fn send_counted(
             match producer.send(record) {
                 Ok(()) => break,
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    // Asked to stop while the cluster takes nothing: the batch is left
+                    // uncommitted rather than waited for until its records time out.
+                    if producer.context().stop_requested() {
+                        return Err(ServiceError::Stopped);
+                    }
                     record = back;
                     producer.context().waiting_for_room();
                     std::thread::sleep(Duration::from_millis(1));
