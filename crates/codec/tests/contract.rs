@@ -452,6 +452,23 @@ fn three_blocks(codec: apache_avro::Codec) -> (Vec<u8>, Vec<usize>) {
     (bytes, counts[..3].to_vec())
 }
 
+/// A file of one block of `records` email records (up to a mebibyte), with sync `marker`.
+fn one_block_of(records: usize, marker: [u8; 16]) -> Vec<u8> {
+    let mut w = Writer::builder()
+        .schema(Contract::get().input(Channel::Email))
+        .writer(Vec::new())
+        .marker(marker)
+        .block_size(1 << 20)
+        .build()
+        .unwrap();
+    for n in 0..records {
+        if let WireEvent::Email(e) = sample(Channel::Email, EventKind::Message, n) {
+            w.append_ser(e).unwrap();
+        }
+    }
+    w.into_inner().unwrap()
+}
+
 /// A block whose count lies (no records in a block of bytes, more records than bytes), or whose
 /// data does not decompress, is one bad record; the blocks after it are read.
 #[test]
@@ -471,18 +488,7 @@ fn a_bad_block_costs_itself_and_reading_goes_on() {
     assert_eq!(got[3], Ok(64), "the third block's record, after the 63 the second claimed");
     // Two records in a block that claims one: the second is reported, not dropped.
     let marker: [u8; 16] = bytes[bytes.len() - 16..].try_into().unwrap();
-    let mut w = Writer::builder()
-        .schema(Contract::get().input(Channel::Email))
-        .writer(Vec::new())
-        .marker(marker)
-        .build()
-        .unwrap();
-    for n in 0..2 {
-        if let WireEvent::Email(e) = sample(Channel::Email, EventKind::Message, n) {
-            w.append_ser(e).unwrap();
-        }
-    }
-    let mut two = w.into_inner().unwrap();
+    let mut two = one_block_of(2, marker);
     let sync = two[two.len() - 16..].to_vec();
     let count = two.windows(16).position(|w| w == &sync[..]).unwrap() + 16;
     assert_eq!(two[count], 4, "two records: zigzag 2");
@@ -495,18 +501,7 @@ fn a_bad_block_costs_itself_and_reading_goes_on() {
         ContainerReader::new(&then[..]).unwrap().map(|i| i.map(|(n, _)| n).map_err(|b| b.index)).collect();
     assert_eq!(items, [Ok(0), Err(1), Ok(2)]);
     // A bad block's dead letter keeps its first 64 KiB, not up to 256 MiB.
-    let mut w = Writer::builder()
-        .schema(Contract::get().input(Channel::Email))
-        .writer(Vec::new())
-        .block_size(1 << 20)
-        .build()
-        .unwrap();
-    for n in 0..2_000 {
-        if let WireEvent::Email(e) = sample(Channel::Email, EventKind::Message, n) {
-            w.append_ser(e).unwrap();
-        }
-    }
-    let mut big = w.into_inner().unwrap();
+    let mut big = one_block_of(2_000, marker);
     // The first record's tenant length made negative: the rest of the block is one bad record.
     let at = big.windows(5).position(|w| w == b"EVT-0").unwrap();
     big[at - 1 - 5] = 0x01;
