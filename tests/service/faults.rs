@@ -91,6 +91,41 @@ fn a_stop_while_commits_fail_ends_the_run_promptly_and_loses_nothing() {
     run_with(&s, |_| {});
 }
 
+/// A stop while the producer's queue is full (a queue of two records here, and brokers that
+/// answer in 1.5 s) ends the run at once, rather than after every record of the round has
+/// waited for room; a restart loses nothing.
+#[test]
+fn a_stop_while_the_producer_queue_is_full_ends_the_run_promptly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = setup(60, 39, Mode::ExactlyOnce, dir.path());
+    s.config.request_timeout_ms = 2_000;
+    let mut slow = s.config.clone();
+    slow.properties.insert("queue.buffering.max.messages".into(), "2".into());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (handle, metrics) = spawn_service(slow, stop.clone());
+    let started = Instant::now();
+    while metrics.render().lines().all(|l| !l.starts_with("omnistitch_input_records_total{") || l.ends_with(" 0")) {
+        assert!(started.elapsed() < Duration::from_secs(60), "nothing consumed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let c = s.cluster.cluster();
+    for b in 1..=3 {
+        c.broker_round_trip_time(b, Duration::from_millis(1_500)).unwrap();
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!handle.is_finished());
+    let asked = Instant::now();
+    stop.store(true, Ordering::Release);
+    let report = handle.join().unwrap().expect("a stop is not a failure");
+    let took = asked.elapsed();
+    assert!(report.left_uncommitted, "{report:?}");
+    assert!(took < Duration::from_secs(6), "stopped {took:?} after the request");
+    for b in 1..=3 {
+        c.broker_round_trip_time(b, Duration::ZERO).unwrap();
+    }
+    run_with(&s, |_| {});
+}
+
 /// A produce refused for good fails the transaction (abortable): the producer then refuses
 /// every output until it is aborted. The batch is aborted and rewound; the service goes on.
 #[test]
