@@ -6,9 +6,10 @@ use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use omnistitch_kafka::{Mode, RunReport};
+use omnistitch_kafka::{Mode, RunReport, ServiceMetrics};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
 use super::harness::{
@@ -48,6 +49,23 @@ fn request_errors_lose_nothing() {
     });
 }
 
+/// Waits until the service has consumed records.
+fn wait_consuming(metrics: &ServiceMetrics) {
+    let started = Instant::now();
+    while metrics.render().lines().all(|l| !l.starts_with("omnistitch_input_records_total{") || l.ends_with(" 0")) {
+        assert!(started.elapsed() < Duration::from_secs(60), "nothing consumed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Asks the service to stop; its report, and how long it took to stop.
+fn stop_and_time(handle: JoinHandle<Result<RunReport, String>>, stop: &AtomicBool) -> (RunReport, Duration) {
+    let asked = Instant::now();
+    stop.store(true, Ordering::Release);
+    let report = handle.join().unwrap().expect("a stop is not a failure");
+    (report, asked.elapsed())
+}
+
 /// A stop while every commit fails (the coordinator answers that it is loading) ends the run
 /// within a few request timeouts, where retrying the commit, the abort and then the rewind
 /// took ten each: the batch is left uncommitted. A restart once the coordinator answers
@@ -67,17 +85,10 @@ fn a_stop_while_commits_fail_ends_the_run_promptly_and_loses_nothing() {
     let stop = Arc::new(AtomicBool::new(false));
     let (handle, metrics) = spawn_service(s.config.clone(), stop.clone());
     // Consuming, and stuck in its first commit.
-    let started = Instant::now();
-    while metrics.render().lines().all(|l| !l.starts_with("omnistitch_input_records_total{") || l.ends_with(" 0")) {
-        assert!(started.elapsed() < Duration::from_secs(60), "nothing consumed");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_consuming(&metrics);
     std::thread::sleep(timeout * 2);
     assert!(!handle.is_finished());
-    let asked = Instant::now();
-    stop.store(true, Ordering::Release);
-    let report = handle.join().unwrap().expect("a stop is not a failure");
-    let took = asked.elapsed();
+    let (report, took) = stop_and_time(handle, &stop);
     assert!(report.left_uncommitted, "{report:?}");
     assert_eq!(report.commits, 0, "{report:?}");
     assert!(took < timeout * 5, "stopped {took:?} after the request, with request timeouts of {timeout:?}");
@@ -103,21 +114,14 @@ fn a_stop_while_the_producer_queue_is_full_ends_the_run_promptly() {
     slow.properties.insert("queue.buffering.max.messages".into(), "2".into());
     let stop = Arc::new(AtomicBool::new(false));
     let (handle, metrics) = spawn_service(slow, stop.clone());
-    let started = Instant::now();
-    while metrics.render().lines().all(|l| !l.starts_with("omnistitch_input_records_total{") || l.ends_with(" 0")) {
-        assert!(started.elapsed() < Duration::from_secs(60), "nothing consumed");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_consuming(&metrics);
     let c = s.cluster.cluster();
     for b in 1..=3 {
         c.broker_round_trip_time(b, Duration::from_millis(1_500)).unwrap();
     }
     std::thread::sleep(Duration::from_secs(3));
     assert!(!handle.is_finished());
-    let asked = Instant::now();
-    stop.store(true, Ordering::Release);
-    let report = handle.join().unwrap().expect("a stop is not a failure");
-    let took = asked.elapsed();
+    let (report, took) = stop_and_time(handle, &stop);
     assert!(report.left_uncommitted, "{report:?}");
     assert!(took < Duration::from_secs(6), "stopped {took:?} after the request");
     for b in 1..=3 {
