@@ -134,7 +134,15 @@ pub fn run(config: Option<&Path>, args: &RunArgs) -> anyhow::Result<()> {
         Err(e) => return Err(e),
     };
     let started = Instant::now();
-    let service = Service::new(kafka, settings.engine(), inputs, outputs, metrics.clone(), health)?;
+    let service = match Service::new(kafka, settings.engine(), inputs, outputs, metrics.clone(), health) {
+        Ok(s) => s,
+        // Stopped while the cluster could not be reached at start: nothing was consumed yet.
+        Err(e) if stop.load(Ordering::Acquire) => {
+            tracing::info!(error = %format!("{e:#}"), "stopped while starting, before consuming anything");
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
     let report = service.run(stop.clone())?;
     stop.store(true, Ordering::Release);
     if let Some(t) = traffic {

@@ -25,7 +25,7 @@ use crate::error::DecodeError;
 const MAX_BLOCK_BYTES: i64 = 256 * 1024 * 1024;
 
 /// Bytes a file's resyncs may copy back in all (a few damaged blocks' worth).
-const MAX_REREAD_BYTES: usize = 2 * MAX_BLOCK_BYTES as usize;
+const MAX_REREAD_BYTES: usize = 4 * MAX_BLOCK_BYTES as usize;
 
 /// A record that could not be read, with what is known of its bytes.
 #[derive(Debug)]

@@ -19,7 +19,8 @@ pub fn decode_line(channel: Channel, line: &[u8]) -> Result<WireEvent, DecodeErr
     })
 }
 
-/// Longest line read as a record, in bytes: far more than the largest valid record (its text
+/// Longest line read as a record, in bytes, its newline included: far more than the largest
+/// valid record (its text
 /// is at most 64 KiB, six times that escaped), and a bound on what one line costs in memory.
 pub const MAX_LINE_BYTES: usize = 4 << 20;
 

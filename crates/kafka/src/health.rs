@@ -48,7 +48,7 @@ impl Default for Health {
 impl Health {
     /// Ready: joined the group and every assigned shard restored.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire) && !self.stopping.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire) && !self.stopping.load(Ordering::Acquire) && !self.stop_requested()
     }
 
     /// How long the loop has been silent at `now`.
@@ -135,9 +135,11 @@ mod tests {
         assert!(!h.stop_requested(), "no run, no stop");
         let stop = Arc::new(AtomicBool::new(false));
         h.watch_stop(stop.clone());
-        assert!(!h.stop_requested());
+        h.set_ready(true);
+        assert!(!h.stop_requested() && h.is_ready());
         stop.store(true, Ordering::Release);
         assert!(h.stop_requested());
+        assert!(!h.is_ready(), "not ready from the request on, before the loop hears it");
         h.watch_stop(Arc::new(AtomicBool::new(false)));
         assert!(!h.stop_requested(), "a new run watches its own flag");
     }

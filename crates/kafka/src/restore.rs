@@ -151,6 +151,10 @@ fn watermarks(
     health.beat();
     reader.fetch_watermarks(topic, shard, timeout).inspect_err(|_| {
         health.beat();
+        // Stopping: no time for a refresh nobody will use.
+        if health.stop_requested() {
+            return;
+        }
         if let Err(e) = reader.fetch_metadata(Some(topic), timeout) {
             tracing::warn!(error = %e, topic, "refreshing metadata");
         }
@@ -212,13 +216,13 @@ impl ChangelogReader {
         let timeout = Duration::from_millis(config.request_timeout_ms);
         let topic = config.topics.changelog.as_str();
         // Waiting for a dead instance's transaction to be aborted is progress, not a stall.
+        // Asked to stop: the restore has produced nothing yet, and is begun again by whoever
+        // holds the shard next.
+        let stopped = || if self.health.stop_requested() { Err(KafkaError::Canceled) } else { Ok(()) };
         let ends = || {
-            // Asked to stop: the restore has produced nothing yet, and is begun again by
-            // whoever holds the shard next.
-            if self.health.stop_requested() {
-                return Err(KafkaError::Canceled);
-            }
+            stopped()?;
             let (low, stable) = watermarks(&self.consumer, topic, shard, timeout, &self.health)?;
+            stopped()?;
             let (_, end) = watermarks(&self.uncommitted, topic, shard, timeout, &self.health)?;
             Ok((low, stable, end))
         };
@@ -354,7 +358,8 @@ impl ChangelogReader {
                 job.done.snapshots_passed_over = passed_over;
             }
             self.read_for(config, stages, job, started, budget)?;
-            if started.elapsed() >= budget && job.next < job.range.1 {
+            // Asked to stop: the job stays where it is (read_for gave up early).
+            if (started.elapsed() >= budget || self.health.stop_requested()) && job.next < job.range.1 {
                 return Ok(false);
             }
         }
@@ -551,7 +556,7 @@ fn apply_record(
                 continue;
             }
         };
-        match wire.into_event(|name| tenants.get(name)) {
+        match wire.into_restored_event(|name| tenants.get(name)) {
             Ok(event) => {
                 if let Some(at) = written_at {
                     set_at(&mut done.clocks_set_at, &event.tenant, at);

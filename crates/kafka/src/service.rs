@@ -400,7 +400,15 @@ impl Service {
         self.health.watch_stop(stop.clone());
         let stop = &*stop;
         if self.config.mode == Mode::ExactlyOnce {
-            self.producer.init_transactions(self.timeout())?;
+            match self.producer.init_transactions(self.timeout()) {
+                Ok(()) => {}
+                // Stopped while the cluster could not be reached: nothing was consumed yet.
+                Err(e) if stop.load(Ordering::Acquire) => {
+                    tracing::info!(error = %e, "stopped before consuming anything");
+                    return Ok(self.report.clone());
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         let topics: Vec<&str> = self.config.topics.inputs().iter().map(|(_, t)| *t).collect();
         self.consumer.subscribe(&topics)?;
@@ -414,11 +422,17 @@ impl Service {
             match self.round(stop) {
                 Ok(()) => {}
                 Err(ServiceError::Stopped) => {
-                    tracing::warn!(
-                        "stopped while the cluster could not be reached: the batch in flight is left \
-                         uncommitted and will be processed again by the next owner"
-                    );
-                    self.report.left_uncommitted = true;
+                    // Uncommitted: a transaction open or failed, or records applied since the
+                    // last commit (the condition a round commits on).
+                    let uncommitted =
+                        self.in_transaction || self.shards.values().any(|s| s.next.iter().any(Option::is_some));
+                    if uncommitted {
+                        tracing::warn!(
+                            "stopped while the cluster could not be reached: the batch in flight is left \
+                             uncommitted and will be processed again by the next owner"
+                        );
+                    }
+                    self.report.left_uncommitted = uncommitted;
                     break Ok(());
                 }
                 Err(e) => break Err(e),
@@ -720,7 +734,7 @@ impl Service {
     /// and whoever asks has a safe answer to a failure (restore from scratch).
     fn committed_after_rebalance(&self, shards: &[i32]) -> Result<HashMap<i32, [Option<i64>; 4]>, KafkaError> {
         let committed = committed_offsets_of(&self.consumer, &self.config, shards, self.timeout());
-        if committed.is_ok() {
+        if committed.is_ok() || self.health.stop_requested() {
             return committed;
         }
         self.health.beat();
@@ -1319,7 +1333,12 @@ impl Service {
         loop {
             self.health.beat();
             match attempt(self) {
-                Err(_) if self.health.stop_requested() => return Err(ServiceError::Stopped),
+                // Stopping: a cluster error is not retried (a fatal one, or any other, still is
+                // the run's error).
+                Err(ServiceError::Kafka(e)) if !is_fatal(&e) && self.health.stop_requested() => {
+                    tracing::info!(error = %e, what, "cluster error while stopping: not retried");
+                    return Err(ServiceError::Stopped);
+                }
                 Err(ServiceError::Kafka(e)) if !is_fatal(&e) && started.elapsed() < limit => {
                     tracing::warn!(error = %e, what, "cluster error; retrying");
                     self.metrics.cluster_retries.with_label_values(&[what]).inc();
