@@ -422,10 +422,7 @@ impl Service {
             match self.round(stop) {
                 Ok(()) => {}
                 Err(ServiceError::Stopped) => {
-                    // Uncommitted: a transaction open or failed, or records applied since the
-                    // last commit (the condition a round commits on).
-                    let uncommitted =
-                        self.in_transaction || self.shards.values().any(|s| s.next.iter().any(Option::is_some));
+                    let uncommitted = self.has_uncommitted();
                     if uncommitted {
                         tracing::warn!(
                             "stopped while the cluster could not be reached: the batch in flight is left \
@@ -448,6 +445,12 @@ impl Service {
         self.update_gauges();
         self.shutdown();
         result.map(|()| self.report.clone())
+    }
+
+    /// Whether there is work since the last commit: a transaction open (or failed), or records
+    /// applied (the condition a round commits on).
+    fn has_uncommitted(&self) -> bool {
+        self.in_transaction || self.shards.values().any(|s| s.next.iter().any(Option::is_some))
     }
 
     fn shutdown(&mut self) {
@@ -511,7 +514,7 @@ impl Service {
             }
         }
         self.pause_full_lanes()?;
-        if self.in_transaction || self.shards.values().any(|s| s.next.iter().any(Option::is_some)) {
+        if self.has_uncommitted() {
             self.commit()?;
         }
         Ok(())
