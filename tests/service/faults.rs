@@ -92,14 +92,89 @@ fn a_stop_while_commits_fail_ends_the_run_promptly_and_loses_nothing() {
     assert!(report.left_uncommitted, "{report:?}");
     assert_eq!(report.commits, 0, "{report:?}");
     assert!(took < timeout * 5, "stopped {took:?} after the request, with request timeouts of {timeout:?}");
-    let retried = |call: &str| {
-        let prefix = format!("omnistitch_cluster_retries_total{{call=\"{call}\"}} ");
-        metrics.render().lines().find_map(|l| l.strip_prefix(&prefix).map(|v| v.parse::<u64>().unwrap()))
-    };
-    assert!(retried("commit") >= Some(1), "the commit was tried again, and counted");
-    assert_eq!(retried("seek"), Some(0), "every call is counted from zero");
+    assert!(retries(&metrics, "commit") >= 1, "the commit was tried again, and counted");
+    assert!(
+        metrics.render().contains("omnistitch_cluster_retries_total{call=\"seek\"} 0"),
+        "every call is counted from zero"
+    );
     c.clear_request_errors(RDKafkaApiKey::EndTxn);
     run_with(&s, |_| {});
+}
+
+/// How many times the service has retried `call` (a transaction-ending call resumed).
+fn retries(metrics: &ServiceMetrics, call: &str) -> u64 {
+    let prefix = format!("omnistitch_cluster_retries_total{{call=\"{call}\"}} ");
+    metrics.render().lines().find_map(|l| l.strip_prefix(&prefix).map(|v| v.parse().unwrap())).unwrap_or(0)
+}
+
+/// Waits until the service has retried `call` once; when.
+fn wait_retried(metrics: &ServiceMetrics, call: &str) -> Instant {
+    let started = Instant::now();
+    while retries(metrics, call) == 0 {
+        assert!(started.elapsed() < Duration::from_secs(60), "no {call} retried");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Instant::now()
+}
+
+/// A commit the coordinator leaves unanswered past the retry budget (ten request timeouts)
+/// may still land, so the run ends with an error at once, for a restart to settle it. It used
+/// to try an abort, which the client refuses while the commit is in progress, for ten more
+/// timeouts, then fail the next transaction's start. The restart loses nothing.
+#[test]
+fn a_commit_left_unanswered_ends_the_run_for_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = setup(60, 40, Mode::ExactlyOnce, dir.path());
+    let timeout = Duration::from_secs(1);
+    s.config.request_timeout_ms = timeout.as_millis() as u64;
+    let c = s.cluster.cluster();
+    c.request_errors(
+        RDKafkaApiKey::EndTxn,
+        &vec![RDKafkaRespErr::RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS; 3_000],
+    );
+    let (handle, metrics) = spawn_service(s.config.clone(), Arc::new(AtomicBool::new(false)));
+    let retried = wait_retried(&metrics, "commit");
+    while !handle.is_finished() {
+        assert!(retried.elapsed() < timeout * 40, "the service still runs");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let took = retried.elapsed();
+    let error = handle.join().unwrap().expect_err("an unanswered commit ends the run");
+    assert!(error.contains("commit was not answered"), "{error}");
+    assert!(took < timeout * 14, "ended {took:?} after the commit's first retry");
+    assert_eq!(retries(&metrics, "abort"), 0, "no abort tried while the commit is in progress");
+    c.clear_request_errors(RDKafkaApiKey::EndTxn);
+    run_with(&s, |_| {});
+}
+
+/// An abort the coordinator leaves unanswered past the retry budget is finished before the
+/// next transaction begins (the client refuses every other transactional call until then),
+/// instead of that start failing and the service stopping. Here a produce refused for good
+/// aborts the first batch while the coordinator answers "loading" for longer than the budget.
+#[test]
+fn an_abort_left_unanswered_is_finished_before_the_next_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = setup(60, 41, Mode::ExactlyOnce, dir.path());
+    let timeout = Duration::from_secs(1);
+    s.config.request_timeout_ms = timeout.as_millis() as u64;
+    let c = s.cluster.cluster();
+    c.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_RECORD]);
+    c.request_errors(
+        RDKafkaApiKey::EndTxn,
+        &vec![RDKafkaRespErr::RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS; 3_000],
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let (handle, metrics) = spawn_service(s.config.clone(), stop.clone());
+    // The abort's budget ends about ten timeouts after its first retry; the coordinator
+    // answers again three timeouts later, within the budget of finishing it.
+    let retried = wait_retried(&metrics, "abort");
+    std::thread::sleep((timeout * 13).saturating_sub(retried.elapsed()));
+    assert!(!handle.is_finished(), "the service stopped: {:?}", handle.join());
+    c.clear_request_errors(RDKafkaApiKey::EndTxn);
+    assert!(caught_up_within(&s.config, Duration::from_secs(120)), "finished: {}", handle.is_finished());
+    let (report, _) = stop_and_time(handle, &stop);
+    assert!(report.aborts >= 1, "{report:?}");
+    assert_outputs_match(&s);
 }
 
 /// A stop while the producer's queue is full (a queue of two records here, and brokers that

@@ -84,6 +84,29 @@ pub enum ServiceError {
     /// (its records are processed again by the next owner, as after a crash).
     #[error("stopped before the batch in flight could be committed")]
     Stopped,
+    /// A commit the coordinator did not answer within ten request timeouts: it may still land,
+    /// so the batch can be neither produced again nor rewound. A restart settles it (the new
+    /// producer's `init_transactions` completes or aborts it) and processes from the offsets
+    /// then committed.
+    #[error("the transaction's commit was not answered within ten request timeouts: {0}")]
+    CommitInDoubt(KafkaError),
+}
+
+/// A transaction-ending call the client can resume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TxnCall {
+    Commit,
+    Abort,
+}
+
+impl TxnCall {
+    /// Its name in [`crate::metrics::RETRIED_CALLS`] and the logs.
+    fn name(self) -> &'static str {
+        match self {
+            TxnCall::Commit => "commit",
+            TxnCall::Abort => "abort",
+        }
+    }
 }
 
 /// Totals of a run.
@@ -167,6 +190,9 @@ pub struct Service {
     /// Topic and produced-records counter per [`Dest`].
     destinations: Vec<(String, IntCounter)>,
     in_transaction: bool,
+    /// The transactional call the client left in progress (it gave a retriable error past its
+    /// retry budget): nothing else can be called until it is called again and ends.
+    owed: Cell<Option<TxnCall>>,
     /// Failed deliveries already answered (by a rewind): `at_least_once` commits offsets only
     /// while the producer's count of failures still equals it.
     settled_failures: u64,
@@ -335,6 +361,7 @@ impl Service {
             lanes,
             destinations,
             in_transaction: false,
+            owed: Cell::new(None),
             settled_failures: 0,
             report: RunReport::default(),
         };
@@ -455,8 +482,12 @@ impl Service {
 
     fn shutdown(&mut self) {
         self.worker.stop();
-        let unresolved = self.in_transaction || self.report.left_uncommitted;
-        if unresolved && self.config.mode == Mode::ExactlyOnce {
+        let unresolved = self.in_transaction || self.report.left_uncommitted || self.owed.get().is_some();
+        if self.owed.get() == Some(TxnCall::Commit) {
+            // Refused while the commit is in progress; the next producer of this
+            // transactional id settles it.
+            tracing::warn!("leaving with the commit's outcome open");
+        } else if unresolved && self.config.mode == Mode::ExactlyOnce {
             // Left open by an error: aborted now, or read_committed readers of the outputs and
             // the changelog (a restore elsewhere) would wait for it to time out.
             if let Err(e) = self.producer.abort_transaction(self.timeout()) {
@@ -488,6 +519,8 @@ impl Service {
     }
 
     fn round_or_refused(&mut self, stop: &AtomicBool) -> Result<(), ServiceError> {
+        // Before a rebalance's revocation or the round's first record calls the client.
+        self.settle_owed_abort()?;
         self.poll_group(stop)?;
         let started = Instant::now();
         let interval = Duration::from_millis(self.config.commit_interval_ms);
@@ -1121,6 +1154,14 @@ impl Service {
         match self.try_commit()? {
             Ok(()) => Ok(()),
             Err(e) if is_fatal(&e) => Err(e.into()),
+            Err(e) if self.owed.get() == Some(TxnCall::Commit) => {
+                if self.health.stop_requested() {
+                    tracing::warn!(error = %e, "stopped while the commit was not answered: its outcome is open");
+                    return Err(ServiceError::Stopped);
+                }
+                tracing::error!(error = %e, "the commit was not answered: its outcome is open, a restart settles it");
+                Err(ServiceError::CommitInDoubt(e))
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "commit failed; aborting the batch");
                 self.count_abort_and_recover(&e)
@@ -1181,7 +1222,9 @@ impl Service {
                 tracing::warn!(error = %e, "mirroring committed offsets through the consumer");
             }
         }
-        if result.is_err() {
+        // A commit left in progress may still land: an abort would be refused (the client
+        // takes no other call until the commit ends).
+        if result.is_err() && self.owed.get().is_none() {
             self.health.beat();
             if let Err(e) = self.abort_open_transaction() {
                 tracing::warn!(error = %e, "aborting the transaction");
@@ -1194,30 +1237,44 @@ impl Service {
     /// Repeats a transaction-ending call while the client says it may be resumed (a timeout
     /// leaves the call in progress, and every other transactional call would conflict with
     /// it), for up to ten request timeouts. `what` is one of [`crate::metrics::RETRIED_CALLS`].
-    fn resuming(&self, what: &'static str, call: impl Fn() -> Result<(), KafkaError>) -> Result<(), KafkaError> {
+    /// A call given up on while it may still be resumed is left owed ([`Self::owed`]).
+    fn resuming(&self, what: TxnCall, call: impl Fn() -> Result<(), KafkaError>) -> Result<(), KafkaError> {
         let limit = Instant::now() + self.timeout() * 10;
         loop {
             self.health.beat();
-            match call() {
-                Err(KafkaError::Transaction(e))
-                    if e.is_retriable()
-                        && !e.txn_requires_abort()
-                        && Instant::now() < limit
-                        && !self.health.stop_requested() =>
-                {
-                    tracing::warn!(error = %e, what, "transaction call may be resumed; calling again");
-                    self.metrics.cluster_retries.with_label_values(&[what]).inc();
-                    std::thread::sleep(Duration::from_millis(500));
-                }
-                r => return r,
+            let r = call();
+            let resumable =
+                matches!(&r, Err(KafkaError::Transaction(e)) if e.is_retriable() && !e.txn_requires_abort());
+            if resumable && Instant::now() < limit && !self.health.stop_requested() {
+                tracing::warn!(error = ?r.as_ref().err(), what = what.name(), "transaction call may be resumed; calling again");
+                self.metrics.cluster_retries.with_label_values(&[what.name()]).inc();
+                std::thread::sleep(Duration::from_millis(500));
+                continue;
             }
+            self.owed.set(resumable.then_some(what));
+            return r;
         }
     }
 
-    /// Aborts the open transaction (resumed while the client allows it).
+    /// Aborts the open transaction (resumed while the client allows it), or finishes the abort
+    /// left in progress.
     fn abort_open_transaction(&self) -> Result<(), KafkaError> {
         let producer = self.producer.clone();
-        self.resuming("abort", || producer.abort_transaction(self.timeout()))
+        self.resuming(TxnCall::Abort, || producer.abort_transaction(self.timeout()))
+    }
+
+    /// Finishes an abort a retry budget gave up on (the client refuses every other
+    /// transactional call until then), before the next transaction begins.
+    fn settle_owed_abort(&mut self) -> Result<(), ServiceError> {
+        if self.owed.get() != Some(TxnCall::Abort) {
+            return Ok(());
+        }
+        tracing::info!("finishing the abort left in progress");
+        match self.abort_open_transaction() {
+            Ok(()) => Ok(()),
+            Err(e) if !is_fatal(&e) && self.health.stop_requested() => Err(ServiceError::Stopped),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The transaction's last steps: the input offsets into it, the outputs drained, the commit.
@@ -1230,7 +1287,7 @@ impl Service {
         // flight; draining here first makes its flush a no-op.
         self.drain_producer()?;
         let producer = self.producer.clone();
-        self.resuming("commit", || producer.commit_transaction(self.timeout()))
+        self.resuming(TxnCall::Commit, || producer.commit_transaction(self.timeout()))
     }
 
     /// Waits until every output is acknowledged (or failed), looking every [`DRAIN_STEP`] (the
@@ -1298,7 +1355,8 @@ impl Service {
         if let Err(e) = self.await_ordered() {
             tracing::warn!(error = %e, "the ordered thread's part of the aborted batch");
         }
-        if self.in_transaction && self.config.mode == Mode::ExactlyOnce {
+        let owed_abort = self.owed.get() == Some(TxnCall::Abort);
+        if (self.in_transaction || owed_abort) && self.config.mode == Mode::ExactlyOnce {
             if let Err(e) = self.abort_open_transaction() {
                 if is_fatal(&e) {
                     return Err(e.into());
@@ -1424,6 +1482,7 @@ impl Service {
     /// restore.
     fn resend_and_commit(&mut self) -> Result<(), ServiceError> {
         tracing::info!("producing the aborted batch again from its kept records");
+        self.settle_owed_abort()?;
         self.with_shards(|shards, shared| {
             shared.begin()?;
             shards.values_mut().try_for_each(|s| s.resend(shared))
