@@ -499,12 +499,13 @@ impl TenantGraph {
             self.entries[e as usize].profile = big;
         }
         let bp = self.profile_mut(big);
-        // History: the survivor's own, then the absorbed profile and everything it had absorbed.
+        // History in merge order: the survivor's own, what the absorbed profile had absorbed,
+        // then the absorbed profile (the latest merge: the last the cap below would drop).
         let big_history = std::mem::take(&mut bp.merged_from);
         let (mut history, absorbed_history) =
             if bp.id == survivor_id { (big_history, small_p.merged_from) } else { (small_p.merged_from, big_history) };
-        history.push(absorbed_id);
         history.extend(absorbed_history);
+        history.push(absorbed_id);
         // A hub that absorbs without end must not grow its profile record past what a broker
         // takes: the earliest entries go (redirects still lead every absorbed id here).
         if history.len() > MAX_MERGED_FROM {
@@ -567,9 +568,21 @@ impl TenantGraph {
         let mut pending: SmallVec<[(usize, u64); 4]> = SmallVec::new();
         let mut pending_counts = [0u32; KINDS];
 
-        for (i, id) in ids.iter().enumerate() {
-            let h = hash_of(&self.hasher, id.kind, id.value.as_bytes());
-            let entry = self.find_hashed(h, id);
+        // Within a rank, identifiers the graph holds come before new ones: where an event lands,
+        // and which identifier a limit blames, must not depend on how its identifiers spell
+        // (a new email sorting before the customer's known one would otherwise start a profile
+        // and mark the known one shared).
+        let found: SmallVec<[(u64, Option<u32>); 4]> = ids
+            .iter()
+            .map(|id| {
+                let h = hash_of(&self.hasher, id.kind, id.value.as_bytes());
+                (h, self.find_hashed(h, id))
+            })
+            .collect();
+        let mut order: SmallVec<[usize; 4]> = (0..ids.len()).collect();
+        order.sort_by_key(|&i| (rules.rank(ids[i].kind), found[i].1.is_none()));
+        for i in order {
+            let (id, (h, entry)) = (&ids[i], found[i]);
             if let Some(e) = entry {
                 let seen = &mut self.entries[e as usize].seen;
                 *seen = (*seen).max(time);
@@ -881,6 +894,54 @@ mod tests {
     /// Applies event `name` at `t` naming `ids` (strongest first); the profile it lands on.
     fn link(g: &mut TenantGraph, rules: &IdentityRules, name: &str, t: i64, ids: &[Identifier]) -> ProfileId {
         g.link(ids, rules, || ProfileId::derive("acme", name), EventTime(t)).profile
+    }
+
+    /// A hub that absorbed as many profiles as a record lists, absorbed in turn by an older
+    /// profile: the list keeps the latest merge (the hub itself), dropping the earliest.
+    #[test]
+    fn the_merge_list_cap_keeps_the_latest_merge() {
+        let r = rules();
+        let mut g = TenantGraph::new();
+        let older = link(&mut g, &r, "e0", 0, &[id(Call, "CA-old")]);
+        let hub = link(&mut g, &r, "e1", 1, &[id(Case, "C-hub")]);
+        for n in 0..MAX_MERGED_FROM {
+            let other = format!("CA-{n}");
+            link(&mut g, &r, &format!("x{n}"), 2, &[id(Call, &other)]);
+            link(&mut g, &r, &format!("m{n}"), 3, &[id(Case, "C-hub"), id(Call, &other)]);
+        }
+        assert_eq!(g.get(hub).map(|p| p.merged_from.len()), Some(MAX_MERGED_FROM));
+        link(&mut g, &r, "join", 4, &[id(Case, "C-hub"), id(Call, "CA-old")]);
+        let merged = &g.get(older).expect("the older profile survives").merged_from;
+        assert_eq!(merged.len(), MAX_MERGED_FROM);
+        assert_eq!(merged.last(), Some(&hub));
+    }
+
+    /// A profile at its limit of emails (or its one account id), then an event naming one it
+    /// holds and a new one: the event lands on the profile and the new one is the conflict,
+    /// whether the new one sorts before or after the known one.
+    #[test]
+    fn which_identifier_a_limit_blames_does_not_depend_on_spelling() {
+        use IdentifierKind::AccountId;
+        let r = rules();
+        for (kind, held, new) in [
+            (Email, &["b@x.com", "c@x.com", "d@x.com", "e@x.com", "f@x.com"][..], ["a@x.com", "g@x.com"]),
+            (AccountId, &["a-2"][..], ["a-1", "a-3"]),
+        ] {
+            for new in new {
+                let mut g = TenantGraph::new();
+                let ids: Vec<Identifier> = held.iter().map(|v| id(kind, v)).collect();
+                let p = link(&mut g, &r, "e1", 10, &ids);
+                let known = id(kind, held[0]);
+                let mut event = [known.clone(), id(kind, new)];
+                event.sort();
+                let linked = g.link(&event, &r, || ProfileId::derive("acme", "e2"), EventTime(20));
+                assert_eq!(linked.profile, p, "{new}");
+                assert!(!linked.created && !g.is_shared(&known), "{new}");
+                assert_eq!(linked.conflicts.len(), 1, "{new}");
+                assert_eq!(linked.conflicts[0].identifier, id(kind, new));
+                assert_eq!(g.profile_of(&id(kind, new)), None);
+            }
+        }
     }
 
     #[test]

@@ -88,15 +88,21 @@ impl std::fmt::Debug for Normalizer {
     }
 }
 
-/// Social platforms known under several names.
+/// Social platforms known under several names: a short name, or a site's host name (with or
+/// without `www.` or the mobile site's `m.`).
 fn canonical_platform(p: &str) -> String {
     let p = p.trim().to_ascii_lowercase();
-    match p.as_str() {
-        "twitter" | "x.com" | "twitter.com" => "x".to_string(),
-        "fb" | "facebook.com" => "facebook".to_string(),
-        "ig" | "instagram.com" => "instagram".to_string(),
-        _ => p,
-    }
+    let host = p.strip_prefix("www.").or_else(|| p.strip_prefix("m.")).unwrap_or(&p);
+    let known = match host {
+        "twitter" | "x.com" | "twitter.com" | "mobile.twitter.com" => "x",
+        "fb" | "facebook.com" | "fb.com" => "facebook",
+        "ig" | "instagram.com" => "instagram",
+        "tiktok.com" => "tiktok",
+        "linkedin.com" => "linkedin",
+        "youtube.com" => "youtube",
+        _ => return p,
+    };
+    known.to_string()
 }
 
 /// Whether `s` holds whitespace or a control character (no identifier does).
@@ -366,23 +372,31 @@ fn normalize_handle(value: &str) -> Result<CompactString, NormalizeError> {
     Ok(out)
 }
 
-/// The canonical form of a handle alone (the part after `platform:`): trimmed, without a
-/// leading `@`, in Unicode compatibility form (NFKC: fullwidth letters are letters, composed
-/// and decomposed accents one spelling), lowercased. A handle with an invisible format
-/// character (a zero-width space, a byte order mark, a bidirectional control) is refused: it
-/// would be another identifier that looks the same; so is one with a `/` (a URL, not a name).
+/// The canonical form of a handle alone (the part after `platform:`): in Unicode compatibility
+/// form (NFKC: fullwidth letters are letters, composed and decomposed accents one spelling),
+/// lowercased, trimmed, without leading `@`s. A handle with an invisible format character (a
+/// zero-width space, a byte order mark, a bidirectional control) is refused: it would be
+/// another identifier that looks the same; so is one with a `/` (a URL, not a name). The
+/// checks come after the mapping, which makes a fullwidth `@`, `/` or space the one it looks
+/// like.
 pub(crate) fn canonical_handle(handle: &str) -> Result<String, NormalizeError> {
-    let handle = trim(handle);
-    let handle = handle.strip_prefix('@').unwrap_or(handle);
+    let mapped;
+    let handle = if handle.is_ascii() {
+        handle
+    } else {
+        if has_format_chars(handle) {
+            return Err(NormalizeError::InvalidHandle);
+        }
+        // Lowercasing can undo the form: mapped again after it.
+        let lower = crate::email::compatibility_mapped(handle).to_lowercase();
+        mapped = crate::email::compatibility_mapped(&lower).into_owned();
+        &mapped
+    };
+    let handle = trim(handle).trim_start_matches('@');
     if handle.is_empty() || has_bad_chars(handle) || has_format_chars(handle) || handle.contains('/') {
         return Err(NormalizeError::InvalidHandle);
     }
-    if handle.is_ascii() {
-        return Ok(handle.to_ascii_lowercase());
-    }
-    // Lowercasing can undo the form: mapped again after it.
-    let lower = crate::email::compatibility_mapped(handle).to_lowercase();
-    Ok(crate::email::compatibility_mapped(&lower).into_owned())
+    Ok(handle.to_ascii_lowercase())
 }
 
 #[cfg(test)]
@@ -505,6 +519,33 @@ mod tests {
         assert_eq!(h("https://x.com/jo"), Err(NormalizeError::InvalidHandle));
         assert_eq!(h("x:jo/posts"), Err(NormalizeError::InvalidHandle));
         assert_eq!(h("tiktok:@Jo.Smith").unwrap(), "tiktok:jo.smith");
+        // Checked once mapped: a fullwidth `@` is stripped, a fullwidth `/` refused, a
+        // character that maps to a space refused.
+        assert_eq!(h("x:\u{ff20}Jo").unwrap(), "x:jo");
+        assert_eq!(h("x:\u{ff20}unknown").unwrap(), "x:unknown");
+        assert_eq!(h("x:jo\u{ff0f}posts"), Err(NormalizeError::InvalidHandle));
+        assert_eq!(h("x:jo\u{a8}"), Err(NormalizeError::InvalidHandle));
+        assert_eq!(h("x:@@jo").unwrap(), "x:jo");
+        // A site's host names its platform.
+        for v in ["www.instagram.com:jo", "m.instagram.com:jo", "ig:jo", "Instagram:jo"] {
+            assert_eq!(h(v).unwrap(), "instagram:jo", "{v}");
+        }
+        assert_eq!(h("www.tiktok.com:jo").unwrap(), "tiktok:jo");
+        assert_eq!(h("m.facebook.com:jo").unwrap(), "facebook:jo");
+    }
+
+    #[test]
+    fn every_code_point_in_a_handle_normalizes_to_a_fixed_point() {
+        let mut checked = 0;
+        for c in (0..=0x10_ffffu32).filter_map(char::from_u32).filter(|c| !c.is_ascii()) {
+            for v in [format!("a{c}b"), format!("{c}jo")] {
+                if let Ok(once) = canonical_handle(&v) {
+                    assert_eq!(canonical_handle(&once).as_ref(), Ok(&once), "U+{:04X}", c as u32);
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 200_000, "{checked}");
     }
 
     #[test]

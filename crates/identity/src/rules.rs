@@ -113,6 +113,22 @@ pub enum RulesError {
         /// Why it has no canonical form (a normalization reason code).
         reason: &'static str,
     },
+    /// A role mailbox entry that is not a bare local part (`frontdesk`, not
+    /// `frontdesk@hotel.com` or `frontdesk+tag`): it could never match.
+    #[error("identity.role_mailboxes[{index}]: not a local part alone (no `@`, `+` or spaces)")]
+    UnusableRoleMailbox {
+        /// Where the entry is in the list, from 0.
+        index: usize,
+    },
+}
+
+/// A role mailbox entry as the local parts of normalized addresses spell it (compatibility
+/// form, lower case), if it is a local part alone.
+fn role_local_part(entry: &str) -> Option<String> {
+    let lower = crate::email::compatibility_mapped(entry.trim()).to_lowercase();
+    let part = crate::email::compatibility_mapped(&lower).into_owned();
+    let bare = !part.is_empty() && !part.contains(['@', '+']) && !crate::normalize::has_bad_chars(&part);
+    bare.then_some(part)
 }
 
 /// The built-in email lists as hash sets: every email identifier is checked against them.
@@ -302,6 +318,13 @@ impl IdentityRules {
         for name in &config.weak_kinds {
             weak[kind("weak_kinds", name)?.index()] = true;
         }
+        let mut roles: HashSet<String> = HashSet::new();
+        if !config.role_mailboxes_link {
+            roles.extend(ROLE_LOCAL_PARTS.iter().map(|s| s.to_string()));
+            for (index, entry) in config.role_mailboxes.iter().enumerate() {
+                roles.insert(role_local_part(entry).ok_or(RulesError::UnusableRoleMailbox { index })?);
+            }
+        }
         Ok(IdentityRules {
             rank,
             limits,
@@ -314,15 +337,7 @@ impl IdentityRules {
             personal,
             weak,
             shared_line_types: config.shared_line_types.iter().map(|t| line_type(t)).collect(),
-            role_mailboxes: if config.role_mailboxes_link {
-                HashSet::new()
-            } else {
-                ROLE_LOCAL_PARTS
-                    .iter()
-                    .map(|s| s.to_string())
-                    .chain(config.role_mailboxes.iter().map(|s| s.trim().to_lowercase()))
-                    .collect()
-            },
+            role_mailboxes: roles,
         })
     }
 
@@ -568,6 +583,30 @@ fn filler(v: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Role mailbox entries are local parts alone, spelled as normalized addresses spell them;
+    /// one written as an address or with a tag could never match, and is refused.
+    #[test]
+    fn role_mailbox_entries_must_be_local_parts() {
+        let n = Normalizer::new("US").unwrap();
+        let with = |roles: &[&str]| {
+            let config =
+                IdentityConfig { role_mailboxes: roles.iter().map(|r| r.to_string()).collect(), ..Default::default() };
+            IdentityRules::from_config(&config, &n)
+        };
+        for bad in ["frontdesk@hotel.com", "frontdesk+vip", "front desk", " "] {
+            assert!(matches!(with(&["concierge", bad]), Err(RulesError::UnusableRoleMailbox { index: 1 })), "{bad:?}");
+        }
+        let r = with(&[" FrontDesk ", "\u{ff42}ar"]).unwrap();
+        for address in ["frontdesk@hotel.com", "frontdesk+vip@hotel.com", "bar@hotel.com"] {
+            assert!(r.is_shared_by_nature(&id(IdentifierKind::Email, address), None), "{address}");
+        }
+        // With role mailboxes linking, the list is not used.
+        let config = IdentityConfig { role_mailboxes_link: true, ..Default::default() };
+        assert!(!IdentityRules::from_config(&config, &n)
+            .unwrap()
+            .is_shared_by_nature(&id(IdentifierKind::Email, "support@x.com"), None));
+    }
 
     #[test]
     fn filler_ids_are_blocked_for_every_opaque_kind() {
