@@ -63,6 +63,9 @@ pub struct Restored {
     /// The changelog offset of the snapshot the state was read back from (its first part), if
     /// any: the records before it were not read again.
     pub snapshot_offset: Option<i64>,
+    /// The size of that snapshot's engine part, bytes (0 without one): the next snapshot is
+    /// not due before as many bytes of changelog again.
+    pub snapshot_engine_bytes: u64,
     /// Events after the snapshot that it already held (copies of its events), left out.
     pub in_snapshot: u64,
     /// Snapshots found that could not be used: their parts incomplete, past the committed
@@ -917,6 +920,7 @@ fn load(
             *pipeline = p;
             loading.loaded = true;
             done.snapshot_offset = Some(chosen.first);
+            done.snapshot_engine_bytes = engine.len() as u64;
             if let Some(at) = msg.timestamp().to_millis() {
                 for (tenant, _, _) in pipeline.clocks() {
                     done.clocks_set_at.insert(tenant, at);
@@ -1355,6 +1359,8 @@ mod tests {
         assert_eq!((plain.applied, plain.snapshot_offset, plain.snapshots_passed_over), (4, None, 0));
         let (r, state) = restored_records(&[Rec::Batch(before), snapshot(true, false), Rec::Batch(after)], all);
         assert_eq!((r.applied, r.snapshot_offset, r.snapshots_passed_over), (2, Some(1), 0), "{r:?}");
+        assert_eq!(plain.snapshot_engine_bytes, 0);
+        assert!(r.snapshot_engine_bytes > 0, "the snapshot's size is known");
         assert_eq!(stats(&state), stats(&plain_state));
         assert_eq!(state.engine().stats().events, 4);
         // The batch before the snapshot is obsolete; the one after waits for the next.

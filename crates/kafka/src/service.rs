@@ -941,7 +941,7 @@ impl Service {
             self.worker.install(p, ordered);
         }
         let mut shard = Shard::new(p, engine, tenants, self.outputs, committed, clocks, &self.horizons);
-        shard.restored_changelog(r.applied_bytes, r.keys);
+        shard.restored_changelog(r.applied_bytes, r.snapshot_engine_bytes, r.keys);
         for lane in 0..MERGE_ORDER.len() {
             if self.at_end.contains(&(lane, p)) {
                 shard.merge.end_of_partition(lane);

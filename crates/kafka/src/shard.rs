@@ -570,12 +570,14 @@ impl Shard {
     pub fn write_batched(&mut self, shared: &Shared<'_>) -> Result<(), ServiceError> {
         shared.worker.events(self.index, std::mem::replace(&mut self.handed, Vec::with_capacity(HANDOVER)));
         self.write_changelog_batch();
-        if shared.config.snapshot_bytes == 0 {
-            // No snapshot will make them obsolete.
-            self.unsnapped.clear();
-        }
         self.snapshot_if_due(shared);
         self.delete_obsolete(shared);
+        if shared.config.snapshot_bytes == 0 && self.to_delete.is_empty() {
+            // No snapshot will make them obsolete, and no key obsolete before (a snapshot
+            // restored from, written while snapshots were on) waits for a tombstone that a key
+            // written again since must be kept from.
+            self.unsnapped.clear();
+        }
         let mut written = HashSet::with_capacity(self.dirty.len());
         let identity = self.engine.identity();
         let max = shared
@@ -596,9 +598,11 @@ impl Shard {
     }
 
     /// Takes over what a restore found of the changelog: `bytes` of events re-applied after
-    /// the snapshot read back (or all of it), and the records' keys.
-    pub fn restored_changelog(&mut self, bytes: u64, keys: ChangelogKeys) {
+    /// the snapshot read back (or all of it), that snapshot's engine part size (the next is not
+    /// due before as many bytes again), and the records' keys.
+    pub fn restored_changelog(&mut self, bytes: u64, snapshot_bytes: u64, keys: ChangelogKeys) {
         self.since_snapshot = bytes;
+        self.snapshot_bytes = snapshot_bytes;
         self.unsnapped = keys.unsnapped;
         self.snapshot_keys = keys.snapshot;
         self.to_delete = keys.obsolete;

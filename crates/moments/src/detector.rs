@@ -9,8 +9,8 @@ use crate::effort::{AgreementSums, EffortAgreement};
 use crate::intervention::{Intervention, MomentType, Priority};
 use crate::shared::{ordinal, span, Draft, MomentCounters, Seen, Shared, HOUR_MS};
 use crate::state::{
-    digest, CaseKey, EventRef, Mark, Profile, PruneLimits, Timer, TimerKey, TimerReason, CASE_PREFIX, KEYS, PHONES,
-    THREADS,
+    digest, forward_key, CaseKey, EventRef, Mark, Profile, PruneLimits, Timer, TimerKey, TimerReason, CASE_PREFIX,
+    KEYS, PHONES, THREADS,
 };
 use crate::tenants::TenantMap;
 
@@ -159,17 +159,38 @@ impl TenantState {
 
     /// Fires every timer due before `before`, in due order.
     fn fire_due(&mut self, tenant: &Tenant, before: EventTime, out: &mut Vec<Intervention>) {
+        let forward_ms = self.shared.settings.retention_ms;
         while self.shared.timers.first_key_value().is_some_and(|(k, _)| k.due < before) {
             let Some((key, timer)) = self.shared.timers.pop_first() else { break };
+            if matches!(timer.reason, TimerReason::Superseded { .. }) {
+                continue; // word of a wait joined to another, kept its time: nothing to do
+            }
             let id = self.resolve(timer.profile);
             let mut p = self.take_profile(id);
+            let fires = timer.reason.fires();
             if let Some(p) = p.as_mut() {
                 p.timers.remove(&key);
                 if let Some(case) = p.cases.get_mut(&timer.case.digest) {
                     if case.sla.as_ref() == Some(&key) {
                         case.sla = None;
+                        // A breached wait its case still waits on: word of it stays, so that a
+                        // response from another profile (a shared mailbox) naming it ends it.
+                        if fires && case.awaiting {
+                            let word = forward_key(&key, forward_ms);
+                            let marker = Timer { reason: TimerReason::Breached, ..timer.clone() };
+                            self.shared.timers.insert(word.clone(), marker);
+                            p.timers.insert(word.clone());
+                            case.sla = Some(word);
+                        }
                     }
                 }
+            }
+            if !fires {
+                // Word of a breached wait, kept its time: the wait is forgotten.
+                if let Some(p) = p {
+                    self.put_profile(id, p);
+                }
+                continue;
             }
             let draft = Draft {
                 moment: key.moment,
@@ -197,10 +218,12 @@ impl TenantState {
     fn settle_elsewhere(&mut self, responder: ProfileId, mine: &mut Profile, at: u64, not_after: Option<EventTime>) {
         let Some(keys) = self.shared.settled_elsewhere.take(at) else { return };
         let mut waiting = Vec::new();
-        for key in keys {
+        for filed in keys {
+            // A wait joined to another, or breached, answers as what it became.
+            let Some(key) = self.shared.live(&filed) else { continue };
             let Some(timer) = self.shared.timers.get(&key) else { continue };
             if not_after.is_some_and(|t| timer.key.time > t) {
-                waiting.push(key);
+                waiting.push(filed);
                 continue;
             }
             let (owner, case) = (self.resolve(timer.profile), timer.case.clone());
@@ -247,7 +270,7 @@ impl TenantState {
             }
             _ => Vec::new(),
         };
-        for case in p.absorb(*other, &mut self.shared.timers) {
+        for case in p.absorb(*other, &mut self.shared.timers, self.shared.settings.retention_ms) {
             // A wait that joined a case is answered by a reply naming the case (from any
             // profile), as when one profile sees the case id arrive.
             if let Some(k) = p.cases.get(&case.digest).and_then(|c| c.sla.clone()) {
@@ -369,13 +392,14 @@ impl TenantState {
                     // A case left without conversations (its ticket was merged into this one):
                     // its wait goes along, and a reply in this case answers it.
                     if !p.conversations.values().any(|conv| conv.case == old) {
-                        if let Some(k) = p.move_wait(&old, &case_key, t, &mut self.shared.timers) {
+                        let forward_ms = self.shared.settings.retention_ms;
+                        if let Some(k) = p.move_wait(&old, &case_key, t, &mut self.shared.timers, forward_ms) {
                             self.shared.index_elsewhere(case_key.digest, k);
                         }
                     }
                 } else {
                     // The conversation was threaded on its own until the case id showed up.
-                    p.absorb_case(&old, &case_key, &mut self.shared.timers);
+                    p.absorb_case(&old, &case_key, &mut self.shared.timers, self.shared.settings.retention_ms);
                     // Its wait is the case's now: a reply naming the case (from any profile)
                     // answers it.
                     if let Some(k) = p.cases.get(&case_key.digest).and_then(|c| c.sla.clone()) {
@@ -766,6 +790,6 @@ impl Detector {
 
     /// Timers waiting, over all tenants.
     pub fn pending_timers(&self) -> usize {
-        self.tenants.values().map(|s| s.shared.timers.len()).sum()
+        self.tenants.values().map(|s| s.shared.timers.values().filter(|t| t.reason.fires()).count()).sum()
     }
 }

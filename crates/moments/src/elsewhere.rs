@@ -3,7 +3,7 @@
 
 use hashbrown::HashMap;
 
-use crate::state::{TimerKey, Timers};
+use crate::state::TimerKey;
 
 /// The timers waiting on one name, in the order they were indexed.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -43,19 +43,14 @@ pub(crate) struct ElsewhereIndex {
 }
 
 impl ElsewhereIndex {
-    /// Files `key` under `at`; entries of timers gone from `timers` are dropped once the index
-    /// outgrows them.
-    pub(crate) fn insert(&mut self, at: u64, key: TimerKey, timers: &Timers) {
-        self.insert_with(at, key, timers.len(), |k| timers.contains_key(k));
-    }
-
-    /// [`ElsewhereIndex::insert`], with `live` timers of which `is_live` says which are.
+    /// Files `key` under `at`; entries of timers gone (of the `live` timers, `is_live` says
+    /// which stand for one) are dropped once the index outgrows them.
     ///
     /// A timer may be filed under several names (its case, its message, a follow-up, a phone
     /// number), so the names of live timers alone can outnumber them by any factor: the next
     /// sweep waits until the index has doubled since the last one left it, and the sweeps cost
     /// the inserts a constant each, however many names the live timers hold.
-    fn insert_with(&mut self, at: u64, key: TimerKey, live: usize, is_live: impl Fn(&TimerKey) -> bool) {
+    pub(crate) fn insert(&mut self, at: u64, key: TimerKey, live: usize, is_live: impl Fn(&TimerKey) -> bool) {
         match self.by_name.get_mut(&at) {
             Some(w) => w.rest.push(key),
             None => {
@@ -115,7 +110,7 @@ mod tests {
         for t in 0..n {
             live.insert(t);
             for name in 0..3 {
-                index.insert_with(t * 3 + name, key(t), live.len(), |k| live.contains(&(k.due.0 as u64)));
+                index.insert(t * 3 + name, key(t), live.len(), |k| live.contains(&(k.due.0 as u64)));
             }
             // One timer in four fires (or is cancelled) soon after it is armed.
             if t % 4 == 0 && t >= 8 {

@@ -10,7 +10,7 @@ use crate::effort::AgreementSums;
 use crate::elsewhere::ElsewhereIndex;
 use crate::intervention::{Evidence, Intervention, MomentType, Priority};
 use crate::sentiment;
-use crate::state::{CaseKey, Mark, Profile, Timer, TimerKey, TimerReason, Timers, CASE_PREFIX};
+use crate::state::{live_timer, CaseKey, Mark, Profile, Timer, TimerKey, TimerReason, Timers, CASE_PREFIX};
 
 const MINUTE_MS: i64 = 60_000;
 pub(crate) const HOUR_MS: i64 = 60 * MINUTE_MS;
@@ -115,8 +115,8 @@ pub(crate) fn ordinal(n: usize) -> String {
 
 impl TimerReason {
     /// The intervention's reason, written when the timer fires (most are cancelled first).
-    pub(crate) fn text(self) -> String {
-        match self {
+    pub(crate) fn text(&self) -> String {
+        match *self {
             TimerReason::Unanswered { channel, kind, sla_ms } => format!(
                 "no response to an inbound {channel} {} within the {} first-response SLA",
                 kind.symbol(),
@@ -127,6 +127,7 @@ impl TimerReason {
                 if call { "call" } else { "chat" },
                 span(window_ms)
             ),
+            TimerReason::Breached | TimerReason::Superseded { .. } => String::new(),
         }
     }
 }
@@ -257,12 +258,19 @@ impl Shared {
     /// Lets events of other profiles naming `at` settle the pending timer `key`; entries of
     /// timers gone are dropped once the index outgrows the timers.
     pub(crate) fn index_elsewhere(&mut self, at: u64, key: TimerKey) {
-        self.settled_elsewhere.insert(at, key, &self.timers);
+        let (timers, forward_ms) = (&self.timers, self.settings.retention_ms);
+        self.settled_elsewhere.insert(at, key, timers.len(), |k| live_timer(timers, k, forward_ms).is_some());
     }
 
+    /// The live timer (or word of a breached wait) `key` stands for ([`live_timer`]).
+    pub(crate) fn live(&self, key: &TimerKey) -> Option<TimerKey> {
+        live_timer(&self.timers, key, self.settings.retention_ms)
+    }
+
+    /// Removes pending timer `key` (or word of a breached wait) of `p`.
     pub(crate) fn cancel(&mut self, p: &mut Profile, key: &TimerKey) {
         p.timers.remove(key);
-        if self.timers.remove(key).is_some() {
+        if self.timers.remove(key).is_some_and(|t| t.reason.fires()) {
             if let Some(c) = self.counters.slot(key.moment) {
                 c.cancelled += 1;
             }

@@ -133,13 +133,55 @@ pub(crate) struct Timer {
     pub(crate) late: bool,
 }
 
-/// Why a timer would fire, written out only if it does.
-#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+/// Why a timer would fire, written out only if it does; or, for the last two, word of what
+/// became of a first-response wait that is gone (filed at [`forward_key`], never fired).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) enum TimerReason {
     /// An inbound event waits for a first response.
     Unanswered { channel: Channel, kind: omnistitch_model::EventKind, sla_ms: i64 },
     /// An abandoned call (or chat) waits for a successful contact.
     Abandoned { call: bool, window_ms: i64 },
+    /// The wait breached and its case still waits: a response from another profile naming it
+    /// ends the wait (its profile then starts new ones again).
+    Breached,
+    /// The wait joined wait `by` (two waits of one case made one): what names it settles `by`.
+    Superseded { by: TimerKey },
+}
+
+impl TimerReason {
+    /// Whether it stands for a timer that fires (not word of a wait gone).
+    pub(crate) fn fires(&self) -> bool {
+        matches!(self, TimerReason::Unanswered { .. } | TimerReason::Abandoned { .. })
+    }
+}
+
+/// Where first-response wait `key`, once gone (breached, or joined to another), leaves word of
+/// it: `forward_ms` (the retention) after its due time, so the word lasts as long as the
+/// state it is about.
+pub(crate) fn forward_key(key: &TimerKey, forward_ms: i64) -> TimerKey {
+    TimerKey { due: key.due.plus_millis(forward_ms), moment: key.moment, event_id: key.event_id.clone() }
+}
+
+/// The live timer (or word of a breached wait) that `key` now stands for, following word of
+/// waits gone: `None` when it ended.
+pub(crate) fn live_timer(timers: &Timers, key: &TimerKey, forward_ms: i64) -> Option<TimerKey> {
+    let mut key = key.clone();
+    // Each hop is a wait joined to another or breached; a chain longer than this is not kept.
+    for _ in 0..16 {
+        match timers.get(&key).map(|t| &t.reason) {
+            Some(TimerReason::Superseded { by }) => key = by.clone(),
+            Some(_) => return Some(key),
+            None if key.moment == MomentType::FirstResponseSlaBreach => {
+                let forward = forward_key(&key, forward_ms);
+                if !timers.contains_key(&forward) {
+                    return None;
+                }
+                key = forward;
+            }
+            None => return None,
+        }
+    }
+    None
 }
 
 /// The tenant's pending timers, by due time.
@@ -237,18 +279,23 @@ impl Case {
     }
 }
 
-/// Keeps the earlier-keyed of two first-response timers of one case, drops the other.
+/// Keeps the earlier-keyed of two first-response timers of one case, drops the other,
+/// leaving word that it joined the one kept (a reply naming its message answers the case).
 fn settle_sla(
     a: Option<TimerKey>,
     b: Option<TimerKey>,
     timers: &mut Timers,
     owned: &mut VecSet<TimerKey>,
+    forward_ms: i64,
 ) -> Option<TimerKey> {
     match (a, b) {
         (Some(a), Some(b)) => {
             let mark = |k: &TimerKey| timers.get(k).map(|t| t.key.clone());
             let (keep, drop) = if mark(&a) <= mark(&b) { (a, b) } else { (b, a) };
-            timers.remove(&drop);
+            if let Some(mut gone) = timers.remove(&drop) {
+                gone.reason = TimerReason::Superseded { by: keep.clone() };
+                timers.insert(forward_key(&drop, forward_ms), gone);
+            }
             owned.remove(&drop);
             Some(keep)
         }
@@ -345,7 +392,7 @@ impl Profile {
     }
 
     /// Moves thread case `from` into case `into`: its conversations, state, timers, cool-downs.
-    pub(crate) fn absorb_case(&mut self, from: &CaseKey, into: &CaseKey, timers: &mut Timers) {
+    pub(crate) fn absorb_case(&mut self, from: &CaseKey, into: &CaseKey, timers: &mut Timers, forward_ms: i64) {
         if from == into {
             return;
         }
@@ -354,7 +401,7 @@ impl Profile {
         }
         if let Some(mut old) = self.cases.remove(&from.digest) {
             let t = old.last_seen;
-            self.settle_wait_into(old.sla.take(), into, t, timers);
+            self.settle_wait_into(old.sla.take(), into, t, timers, forward_ms);
             self.case_mut(into, t).merge(old);
         }
         for k in &self.timers {
@@ -382,6 +429,7 @@ impl Profile {
         into: &CaseKey,
         t: EventTime,
         timers: &mut Timers,
+        forward_ms: i64,
     ) -> Option<TimerKey> {
         let sla = match self.cases.get_mut(&from.digest) {
             Some(c) if c.awaiting => {
@@ -390,7 +438,7 @@ impl Profile {
             }
             _ => return None,
         };
-        let sla = self.settle_wait_into(sla, into, t, timers);
+        let sla = self.settle_wait_into(sla, into, t, timers, forward_ms);
         if let Some(timer) = sla.as_ref().and_then(|k| timers.get_mut(k)) {
             timer.case = into.clone();
         }
@@ -406,16 +454,17 @@ impl Profile {
         into: &CaseKey,
         t: EventTime,
         timers: &mut Timers,
+        forward_ms: i64,
     ) -> Option<TimerKey> {
         let target_sla = self.case_mut(into, t).sla.take();
-        let sla = settle_sla(sla, target_sla, timers, &mut self.timers);
+        let sla = settle_sla(sla, target_sla, timers, &mut self.timers, forward_ms);
         self.case_mut(into, t).sla = sla.clone();
         sla
     }
 
     /// Takes in `other` (a profile merged into this one); timers must already name this profile.
     /// Returns the cases that took in a conversation's own thread (their waits are theirs now).
-    pub(crate) fn absorb(&mut self, mut other: Profile, timers: &mut Timers) -> Vec<CaseKey> {
+    pub(crate) fn absorb(&mut self, mut other: Profile, timers: &mut Timers, forward_ms: i64) -> Vec<CaseKey> {
         // Conversations that share a key are one conversation seen from both sides.
         let mut other_keys: Vec<(u64, (u32, EventTime))> = other.keys.drain().collect();
         other_keys.sort_unstable();
@@ -461,7 +510,7 @@ impl Profile {
         for (key, mut case) in std::mem::take(&mut other.cases) {
             match self.cases.get_mut(&key) {
                 Some(mine) => {
-                    let sla = settle_sla(mine.sla.take(), case.sla.take(), timers, &mut self.timers);
+                    let sla = settle_sla(mine.sla.take(), case.sla.take(), timers, &mut self.timers, forward_ms);
                     mine.merge(case);
                     mine.sla = sla;
                 }
@@ -477,7 +526,7 @@ impl Profile {
         }
         // Once both sides' cases, timers and cool-downs are here.
         for (from, into) in &joined {
-            self.absorb_case(from, into, timers);
+            self.absorb_case(from, into, timers, forward_ms);
         }
         self.repeat.absorb(std::mem::take(&mut other.repeat));
         for start in &second_starts {
@@ -512,7 +561,9 @@ impl Profile {
         self.cooldowns.retain(|_, t| now.0.saturating_sub(t.0) < kept);
         // Two windows: a merge can reveal a window that closed a while ago.
         self.repeat.prune(now.0.saturating_sub(limits.repeat_window_ms.saturating_mul(2)));
-        if self.support.as_ref().is_some_and(|m| m.time.0 < now.0.saturating_sub(limits.sentiment_window_ms)) {
+        // A late event is still detected on up to its time to live behind the clock.
+        let support_kept = limits.sentiment_window_ms.saturating_add(limits.ttl_ms);
+        if self.support.as_ref().is_some_and(|m| m.time.0 < now.0.saturating_sub(support_kept)) {
             self.support = None;
         }
     }

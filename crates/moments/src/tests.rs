@@ -1104,6 +1104,77 @@ fn a_reply_on_another_profile_to_a_follow_up_or_naming_the_case_answers_the_wait
     r.none(FirstResponseSlaBreach);
 }
 
+/// A negative message that arrives behind the clock, within its time to live, still finds the
+/// support contact before it: the profile's state is not pruned by the clock alone.
+#[test]
+fn a_late_negative_message_still_finds_the_contact_before_it() {
+    let mut r = Run::new();
+    r.feed(pid(1), ev("call", 0, Phone, Inbound, CallEnded).key("call:c"));
+    // Other customers move the tenant's clock past the 48 h window after the call.
+    r.feed(pid(2), ev("other", 48 * HOUR + 2 * MIN, Chat, Inbound, ChatStarted).key("chat:o"));
+    r.feed(pid(1), ev("angry", 47 * HOUR + 59 * MIN, Email, Inbound, Message).key("email:<a>").sentiment(-0.9));
+    assert_eq!(r.one(NegativeSentimentAfterContact).key_event_id, "angry");
+}
+
+/// Two waits of one case made one (a thread absorbed into the case, or a ticket merged): a
+/// reply from another profile to the message whose wait was dropped answers the one kept.
+#[test]
+fn a_reply_to_a_message_whose_wait_joined_another_answers_the_case() {
+    // A thread absorbed into case C, which had a later wait of its own.
+    let mut r = Run::new();
+    r.feed(pid(1), ev("m1", 0, Email, Inbound, Message).key("email:<m1>"));
+    r.feed(pid(1), ev("m2", 5 * MIN, Email, Inbound, Message).key("email:<m2>").case("C"));
+    r.feed(pid(1), ev("n", 6 * MIN, Email, Internal, CaseOpened).key("email:<m1>").case("C"));
+    r.feed(pid(2), ev("re", HOUR, Email, Outbound, Message).key("email:<r>").parent("email:<m2>"));
+    r.wm(DAY);
+    r.none(FirstResponseSlaBreach);
+    assert_eq!(r.d.pending_timers(), 0);
+    // Case C1's conversation moves to C2 (a ticket merge): C1's wait joins C2's.
+    let mut r = Run::new();
+    r.feed(pid(1), ev("a", 0, Email, Inbound, Message).key("email:<a>").case("C2"));
+    r.feed(pid(1), ev("b", 5 * MIN, Email, Inbound, Message).key("email:<b>").case("C1"));
+    r.feed(pid(1), ev("move", 6 * MIN, Email, Internal, CaseOpened).key("email:<b>").case("C2"));
+    r.feed(pid(2), ev("re", HOUR, Email, Outbound, Message).key("email:<r>").parent("email:<b>"));
+    r.wm(DAY);
+    r.none(FirstResponseSlaBreach);
+    // Two profiles waiting in one case, merged: a reply to the later message answers the case.
+    let mut r = Run::new();
+    r.feed(pid(1), ev("x", 0, Email, Inbound, Message).key("email:<x>").case("C"));
+    r.feed(pid(3), ev("y", 5 * MIN, Email, Inbound, Message).key("email:<y>").case("C"));
+    r.d.merge_profiles(&Tenant::new("acme"), pid(1), pid(3));
+    r.feed(pid(2), ev("re", HOUR, Email, Outbound, Message).key("email:<r>").parent("email:<y>"));
+    r.wm(DAY);
+    r.none(FirstResponseSlaBreach);
+}
+
+/// A wait that breached is still ended by a response from another profile (a shared mailbox)
+/// naming its case or its message: the customer's next message then starts a wait of its own.
+#[test]
+fn a_breached_wait_is_ended_by_a_response_from_another_profile() {
+    for reply in [
+        ev("re", 5 * HOUR, Email, Outbound, Message).key("email:<r>").case("C"),
+        ev("re", 5 * HOUR, Email, Outbound, Message).key("email:<r>").parent("email:<m1>"),
+    ] {
+        let mut r = Run::new();
+        r.feed(pid(1), ev("m1", 0, Email, Inbound, Message).key("email:<m1>").case("C"));
+        r.wm(5 * HOUR);
+        assert_eq!(r.one(FirstResponseSlaBreach).key_event_id, "m1");
+        r.feed(pid(2), reply);
+        r.feed(pid(1), ev("m2", 2 * DAY, Email, Inbound, Message).key("email:<m2>").case("C"));
+        r.wm(3 * DAY);
+        let keys: Vec<&str> = r.of(FirstResponseSlaBreach).iter().map(|i| i.key_event_id.as_str()).collect();
+        assert_eq!(keys, ["m1", "m2"]);
+    }
+    // Unanswered, the follow-up is the same wait: no second breach.
+    let mut r = Run::new();
+    r.feed(pid(1), ev("m1", 0, Email, Inbound, Message).key("email:<m1>").case("C"));
+    r.wm(5 * HOUR);
+    r.feed(pid(1), ev("m2", 2 * DAY, Email, Inbound, Message).key("email:<m2>").case("C"));
+    r.wm(3 * DAY);
+    assert_eq!(r.one(FirstResponseSlaBreach).key_event_id, "m1");
+    assert_eq!(r.d.pending_timers(), 0, "word of a breached wait is no pending timer");
+}
+
 #[test]
 fn a_merge_that_joins_a_burst_of_conversations_reveals_the_repeat_contact() {
     // Three conversations of one customer, seen as two profiles until identity links them.
