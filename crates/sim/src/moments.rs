@@ -447,6 +447,29 @@ impl<'a, 'e> Walk<'a, 'e> {
         }
     }
 
+    /// Case `from`'s wait, if it waits, becomes case `into`'s: of two pending first-response
+    /// timers, the earlier inbound event's stays.
+    fn move_wait(&mut self, from: &str, into: &str) {
+        let Some(old) = self.cases.get_mut(from).filter(|c| c.awaiting) else { return };
+        old.awaiting = false;
+        let sla = old.sla.take();
+        let target = self.case(into);
+        let (keep, drop) = match (sla, target.sla) {
+            (Some(a), Some(b)) => (Some(a.min(b)), Some(a.max(b))),
+            (a, b) => (a.or(b), None),
+        };
+        target.sla = keep;
+        target.awaiting = true;
+        if let Some(d) = drop {
+            self.timers.retain(|t| !(t.moment == FIRST_RESPONSE_SLA_BREACH && t.key == d));
+        }
+        for t in &mut self.timers {
+            if t.moment == FIRST_RESPONSE_SLA_BREACH && Some(t.key) == keep {
+                t.case_key = into.to_string();
+            }
+        }
+    }
+
     /// The conversation of event `k`: the one of its own or replied-to key, or a new one if it
     /// is a contact.
     fn conversation(&mut self, k: usize) -> Option<usize> {
@@ -476,10 +499,14 @@ impl<'a, 'e> Walk<'a, 'e> {
 
     /// Conversation `c` shows up with case key `into`: a conversation threaded on its own joins
     /// the case with its state, timers and cool-downs (as the engine re-threads it); one of
-    /// another case moves alone.
+    /// another case moves alone, taking that case's wait along when it leaves it without
+    /// conversations (its ticket was merged).
     fn absorb(&mut self, c: usize, into: &str) {
         let from = std::mem::replace(&mut self.convs[c].case_key, into.to_string());
         if case_id_of(&from).is_some() {
+            if !self.convs.iter().any(|conv| conv.case_key == from) {
+                self.move_wait(&from, into);
+            }
             return;
         }
         for conv in &mut self.convs {
@@ -1042,6 +1069,15 @@ mod tests {
             e(Email, "m2", K::Message, Outbound, 300.0).reply_to("m1").case("C1"),
         ];
         assert_eq!(only(&acked, FIRST_RESPONSE_SLA_BREACH), vec![(0, 240.0)]);
+        // A ticket merge: m1's conversation moves from case C1 to C2, leaving C1 without
+        // conversations; its wait goes along, and a reply in C2 answers it.
+        let merged = vec![
+            e(Email, "m1", K::Message, Inbound, 0.0).case("C1"),
+            e(Email, "n1", K::CaseOpened, Internal, 10.0).reply_to("m1").case("C2"),
+            e(Email, "r1", K::Message, Outbound, 60.0).case("C2"),
+            later(600.0),
+        ];
+        assert!(only(&merged, FIRST_RESPONSE_SLA_BREACH).is_empty());
         // An answer elsewhere in the case counts: the mail quotes the case the call is about.
         let elsewhere = [
             vec![e(Email, "m1", K::Message, Inbound, 0.0).case("C1")],
