@@ -159,8 +159,9 @@ impl Case {
         let known = own.and_then(|h| self.conversation_of(h)).or_else(|| parent.and_then(|h| self.conversation_of(h)));
         let conversation = known.or_else(|| {
             (own.is_some() || parent.is_some()).then(|| {
-                self.next_conversation = self.next_conversation.wrapping_add(1);
-                self.next_conversation - 1
+                let c = self.next_conversation;
+                self.next_conversation = c.wrapping_add(1);
+                c
             })
         });
         if let Some(c) = conversation {
@@ -209,8 +210,11 @@ impl Case {
             _ => {
                 let at = self.early_responses.partition_point(|&r| r <= t);
                 self.early_responses.insert(at, t);
-                let over = self.early_responses.len().saturating_sub(MAX_EARLY_RESPONSES);
-                self.early_responses.drain(..over);
+                // The earliest two and the latest two are kept: a thread that joins with an
+                // earlier first contact is answered by the earliest after it, mostly the first.
+                if self.early_responses.len() > MAX_EARLY_RESPONSES {
+                    self.early_responses.remove(MAX_EARLY_RESPONSES / 2);
+                }
             }
         }
     }
@@ -317,6 +321,29 @@ impl SurveyTally {
 mod tests {
     use super::*;
     use omnistitch_model::Tenant;
+
+    /// Conversation numbers wrap after 2^32 (a case read back at the last one goes on).
+    #[test]
+    fn conversation_numbers_wrap() {
+        let event = |id: &str, key: &str| {
+            let mut e = Event::new(
+                Tenant::new("acme"),
+                id,
+                EventTime(10),
+                Channel::Chat,
+                Direction::Inbound,
+                EventKind::ChatStarted,
+            );
+            e.thread.key = Some(key.into());
+            e
+        };
+        let mut case = Case::new(&event("e0", "chat:s0"));
+        case.next_conversation = u32::MAX;
+        case.apply(&event("e1", "chat:s1"), Some(1), None);
+        case.apply(&event("e2", "chat:s2"), Some(2), None);
+        assert_eq!(case.next_conversation, 1);
+        assert_eq!(case.contacts.iter().sum::<u32>(), 2);
+    }
 
     #[test]
     fn a_case_read_back_with_responses_out_of_order_is_refused() {

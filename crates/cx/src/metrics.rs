@@ -228,7 +228,21 @@ impl CxMetrics {
         let key = match &event.case_id {
             // `case:<id>`, whether or not the thread already is that case.
             Some(id) => case_id_key(id),
-            None => case_key(thread_id),
+            // From the event and the tenant's earlier events alone, not from the thread the
+            // engine gave the event at its arrival: that may carry the case id of a younger
+            // event that arrived first, so it depends on arrival order. The case of the
+            // conversation it continues (its own key's, else its parent's), else a thread of its
+            // own key (a reply whose message is not known: its parent's), as the engine threads
+            // a conversation it meets first; an event without keys is threaded by the engine
+            // on itself alone.
+            None => {
+                [own, parent].into_iter().flatten().find_map(|h| tenant.conversations.get(&h).copied()).unwrap_or_else(
+                    || match event.thread.key.as_deref().or(event.thread.parent.as_deref()) {
+                        Some(k) => case_key(k),
+                        None => case_key(thread_id),
+                    },
+                )
+            }
         };
         if is_case_id(key) {
             // The conversation was threaded on its own until the case id showed up: its earlier

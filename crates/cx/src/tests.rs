@@ -179,6 +179,50 @@ fn a_response_made_under_the_case_id_before_the_thread_joined_the_case_still_cou
     assert_eq!(m.held_cases(), 1);
 }
 
+/// A chat's second message arrives before its first (which carries the case id), within the
+/// lateness: the engine gave it the chat's own thread on arrival, but released in event order
+/// it continues the chat of case X, as when the first arrives first. One contact, one case.
+#[test]
+fn the_thread_given_on_arrival_does_not_split_a_conversation() {
+    let start = || ev(0, Chat, Inbound, ChatStarted).key("chat:s1").case("X");
+    let second = || ev(20 * SEC, Chat, Inbound, Message).key("chat:s1");
+    let reply = || ev(MIN, Chat, Outbound, Message).key("chat:s1").case("X");
+    let mut reports = Vec::new();
+    for thread in ["chat:s1", "case:X"] {
+        let mut m = metrics();
+        m.observe(&start().0, "case:X");
+        m.observe(&second().0, thread);
+        m.observe(&reply().0, "case:X");
+        let r = m.report();
+        let chat = row(&r, Some(Chat)).clone();
+        assert_eq!((chat.contacts, chat.cases, chat.repeat_contact.matching), (1, 1, 0), "{thread}: {chat:?}");
+        assert_eq!(m.held_cases(), 1, "{thread}");
+        reports.push(r);
+    }
+    assert_eq!(reports[0], reports[1]);
+}
+
+/// Early responses kept are the earliest and the latest: a thread joining with an earlier first
+/// contact is answered by the earliest response after it.
+#[test]
+fn a_case_with_many_early_responses_keeps_the_earliest() {
+    let mut m = metrics();
+    let mut events = vec![(ev(0, Email, Inbound, Message).key("email:a"), "email:a")];
+    for h in 1..=5 {
+        events.push((
+            ev(h * HOUR, Email, Outbound, Message)
+                .key(["email:r1", "email:r2", "email:r3", "email:r4", "email:r5"][h as usize - 1])
+                .case("4"),
+            "",
+        ));
+    }
+    events.push((ev(6 * HOUR, Email, Outbound, Message).key("email:c").parent("email:a").case("4"), ""));
+    feed(&mut m, &events);
+    let r = m.report();
+    let email = row(&r, Some(Email));
+    assert_eq!((email.first_response.count, email.first_response.mean_seconds), (1, Some(3_600.0)));
+}
+
 #[test]
 fn resolution_starts_at_the_earlier_of_opening_and_first_contact() {
     let mut m = metrics();

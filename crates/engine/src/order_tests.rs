@@ -91,14 +91,16 @@ pub(crate) fn traffic() -> impl Strategy<Value = Vec<Event>> {
     })
 }
 
-fn run(events: &[Event]) -> Vec<Intervention> {
+/// The interventions, and the CX metrics once every event is in.
+fn run_with_cx(events: &[Event]) -> (Vec<Intervention>, omnistitch_cx::CxReport) {
     let mut p = Pipeline::new(&EngineConfig::default()).unwrap();
     let mut out = Vec::new();
     for e in events {
         out.extend(p.apply(e.clone()).interventions);
     }
     out.extend(p.flush());
-    out
+    let cx = p.cx_report().expect("the ordered stages run");
+    (out, cx)
 }
 
 /// What downstream sees of an intervention that does not depend on which event created its
@@ -123,7 +125,7 @@ proptest! {
         events in traffic(),
         jitter in prop::collection::vec(0i64..60_000, 50),
     ) {
-        let in_order = run(&events);
+        let (in_order, in_order_cx) = run_with_cx(&events);
         let mut arrival: Vec<(i64, usize)> =
             events.iter().enumerate().map(|(i, e)| (e.time.0 + jitter[i % jitter.len()], i)).collect();
         arrival.sort();
@@ -145,6 +147,9 @@ proptest! {
                 })
                 .collect()
         };
-        prop_assert_eq!(key(&in_order), key(&run(&shuffled)), "in order {:#?} arrival {:#?}", brief(&events), brief(&shuffled));
+        let (got, got_cx) = run_with_cx(&shuffled);
+        prop_assert_eq!(key(&in_order), key(&got), "in order {:#?} arrival {:#?}", brief(&events), brief(&shuffled));
+        // The CX metrics too: a conversation is not split by the thread an event got on arrival.
+        prop_assert_eq!(&in_order_cx, &got_cx, "in order {:#?} arrival {:#?}", brief(&events), brief(&shuffled));
     }
 }
