@@ -177,6 +177,35 @@ fn an_abort_left_unanswered_is_finished_before_the_next_transaction() {
     assert_outputs_match(&s);
 }
 
+/// An abort the coordinator leaves unanswered for the budget and ten more ends the run (for a
+/// restart, whose `init_transactions` ends it), instead of trying the batch again for budget
+/// after budget. The restart loses nothing.
+#[test]
+fn an_abort_never_answered_ends_the_run_for_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = setup(60, 42, Mode::ExactlyOnce, dir.path());
+    let timeout = Duration::from_secs(1);
+    s.config.request_timeout_ms = timeout.as_millis() as u64;
+    let c = s.cluster.cluster();
+    c.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_RECORD]);
+    c.request_errors(
+        RDKafkaApiKey::EndTxn,
+        &vec![RDKafkaRespErr::RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS; 5_000],
+    );
+    let (handle, metrics) = spawn_service(s.config.clone(), Arc::new(AtomicBool::new(false)));
+    let retried = wait_retried(&metrics, "abort");
+    while !handle.is_finished() {
+        assert!(retried.elapsed() < timeout * 60, "the service still runs");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let took = retried.elapsed();
+    let error = handle.join().unwrap().expect_err("an abort never answered ends the run");
+    assert!(error.contains("abort was not answered"), "{error}");
+    assert!(took < timeout * 25, "ended {took:?} after the abort's first retry");
+    c.clear_request_errors(RDKafkaApiKey::EndTxn);
+    run_with(&s, |_| {});
+}
+
 /// A stop while the producer's queue is full (a queue of two records here, and brokers that
 /// answer in 1.5 s) ends the run at once, rather than after every record of the round has
 /// waited for room; a restart loses nothing.

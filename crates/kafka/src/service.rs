@@ -90,6 +90,11 @@ pub enum ServiceError {
     /// then committed.
     #[error("the transaction's commit was not answered within ten request timeouts: {0}")]
     CommitInDoubt(KafkaError),
+    /// An abort the coordinator did not answer within ten request timeouts, nor within ten
+    /// more before the next transaction: no transaction can begin until it ends. A restart's
+    /// `init_transactions` ends it.
+    #[error("the transaction's abort was not answered within twenty request timeouts: {0}")]
+    AbortUnanswered(KafkaError),
 }
 
 /// A transaction-ending call the client can resume.
@@ -1154,14 +1159,6 @@ impl Service {
         match self.try_commit()? {
             Ok(()) => Ok(()),
             Err(e) if is_fatal(&e) => Err(e.into()),
-            Err(e) if self.owed.get() == Some(TxnCall::Commit) => {
-                if self.health.stop_requested() {
-                    tracing::warn!(error = %e, "stopped while the commit was not answered: its outcome is open");
-                    return Err(ServiceError::Stopped);
-                }
-                tracing::error!(error = %e, "the commit was not answered: its outcome is open, a restart settles it");
-                Err(ServiceError::CommitInDoubt(e))
-            }
             Err(e) => {
                 tracing::warn!(error = %e, "commit failed; aborting the batch");
                 self.count_abort_and_recover(&e)
@@ -1184,6 +1181,16 @@ impl Service {
         };
         self.in_transaction = false;
         match result {
+            // Left in progress: it may still land, so the batch can be neither produced again
+            // nor rewound (whichever path committed it, a round or a resend).
+            Err(e) if self.owed.get() == Some(TxnCall::Commit) => {
+                if self.health.stop_requested() {
+                    tracing::warn!(error = %e, "stopped while the commit was not answered: its outcome is open");
+                    return Err(ServiceError::Stopped);
+                }
+                tracing::error!(error = %e, "the commit was not answered: its outcome is open, a restart settles it");
+                Err(ServiceError::CommitInDoubt(e))
+            }
             Ok(()) => {
                 let now = now_ms();
                 for (&p, s) in self.shards.iter_mut() {
@@ -1272,8 +1279,10 @@ impl Service {
         tracing::info!("finishing the abort left in progress");
         match self.abort_open_transaction() {
             Ok(()) => Ok(()),
-            Err(e) if !is_fatal(&e) && self.health.stop_requested() => Err(ServiceError::Stopped),
-            Err(e) => Err(e.into()),
+            Err(e) if is_fatal(&e) => Err(e.into()),
+            Err(_) if self.health.stop_requested() => Err(ServiceError::Stopped),
+            // Not a failed try at the batch, to be tried again: the run ends.
+            Err(e) => Err(ServiceError::AbortUnanswered(e)),
         }
     }
 

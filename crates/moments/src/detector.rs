@@ -159,7 +159,6 @@ impl TenantState {
 
     /// Fires every timer due before `before`, in due order.
     fn fire_due(&mut self, tenant: &Tenant, before: EventTime, out: &mut Vec<Intervention>) {
-        let forward_ms = self.shared.settings.retention_ms;
         while self.shared.timers.first_key_value().is_some_and(|(k, _)| k.due < before) {
             let Some((key, timer)) = self.shared.timers.pop_first() else { break };
             if matches!(timer.reason, TimerReason::Superseded { .. }) {
@@ -176,7 +175,7 @@ impl TenantState {
                         // A breached wait its case still waits on: word of it stays, so that a
                         // response from another profile (a shared mailbox) naming it ends it.
                         if fires && case.awaiting {
-                            let word = forward_key(&key, forward_ms);
+                            let word = forward_key(&key);
                             let marker = Timer { reason: TimerReason::Breached, ..timer.clone() };
                             self.shared.timers.insert(word.clone(), marker);
                             p.timers.insert(word.clone());
@@ -270,7 +269,7 @@ impl TenantState {
             }
             _ => Vec::new(),
         };
-        for case in p.absorb(*other, &mut self.shared.timers, self.shared.settings.retention_ms) {
+        for case in p.absorb(*other, &mut self.shared.timers) {
             // A wait that joined a case is answered by a reply naming the case (from any
             // profile), as when one profile sees the case id arrive.
             if let Some(k) = p.cases.get(&case.digest).and_then(|c| c.sla.clone()) {
@@ -392,14 +391,13 @@ impl TenantState {
                     // A case left without conversations (its ticket was merged into this one):
                     // its wait goes along, and a reply in this case answers it.
                     if !p.conversations.values().any(|conv| conv.case == old) {
-                        let forward_ms = self.shared.settings.retention_ms;
-                        if let Some(k) = p.move_wait(&old, &case_key, t, &mut self.shared.timers, forward_ms) {
+                        if let Some(k) = p.move_wait(&old, &case_key, t, &mut self.shared.timers) {
                             self.shared.index_elsewhere(case_key.digest, k);
                         }
                     }
                 } else {
                     // The conversation was threaded on its own until the case id showed up.
-                    p.absorb_case(&old, &case_key, &mut self.shared.timers, self.shared.settings.retention_ms);
+                    p.absorb_case(&old, &case_key, &mut self.shared.timers);
                     // Its wait is the case's now: a reply naming the case (from any profile)
                     // answers it.
                     if let Some(k) = p.cases.get(&case_key.digest).and_then(|c| c.sla.clone()) {

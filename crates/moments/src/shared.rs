@@ -258,13 +258,13 @@ impl Shared {
     /// Lets events of other profiles naming `at` settle the pending timer `key`; entries of
     /// timers gone are dropped once the index outgrows the timers.
     pub(crate) fn index_elsewhere(&mut self, at: u64, key: TimerKey) {
-        let (timers, forward_ms) = (&self.timers, self.settings.retention_ms);
-        self.settled_elsewhere.insert(at, key, timers.len(), |k| live_timer(timers, k, forward_ms).is_some());
+        let timers = &self.timers;
+        self.settled_elsewhere.insert(at, key, timers.len(), |k| live_timer(timers, k).is_some());
     }
 
     /// The live timer (or word of a breached wait) `key` stands for ([`live_timer`]).
     pub(crate) fn live(&self, key: &TimerKey) -> Option<TimerKey> {
-        live_timer(&self.timers, key, self.settings.retention_ms)
+        live_timer(&self.timers, key)
     }
 
     /// Removes pending timer `key` (or word of a breached wait) of `p`.

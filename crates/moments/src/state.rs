@@ -155,16 +155,20 @@ impl TimerReason {
     }
 }
 
+/// How long after its due time word of a first-response wait gone is kept: the default
+/// retention of a profile's state. A constant, not the configured retention: word is found by
+/// the key it is filed at, which a changed configuration must not move.
+pub(crate) const WORD_KEPT_MS: i64 = 14 * 24 * 60 * 60 * 1_000;
+
 /// Where first-response wait `key`, once gone (breached, or joined to another), leaves word of
-/// it: `forward_ms` (the retention) after its due time, so the word lasts as long as the
-/// state it is about.
-pub(crate) fn forward_key(key: &TimerKey, forward_ms: i64) -> TimerKey {
-    TimerKey { due: key.due.plus_millis(forward_ms), moment: key.moment, event_id: key.event_id.clone() }
+/// it: [`WORD_KEPT_MS`] after its due time.
+pub(crate) fn forward_key(key: &TimerKey) -> TimerKey {
+    TimerKey { due: key.due.plus_millis(WORD_KEPT_MS), moment: key.moment, event_id: key.event_id.clone() }
 }
 
 /// The live timer (or word of a breached wait) that `key` now stands for, following word of
 /// waits gone: `None` when it ended.
-pub(crate) fn live_timer(timers: &Timers, key: &TimerKey, forward_ms: i64) -> Option<TimerKey> {
+pub(crate) fn live_timer(timers: &Timers, key: &TimerKey) -> Option<TimerKey> {
     let mut key = key.clone();
     // Each hop is a wait joined to another or breached; a chain longer than this is not kept.
     for _ in 0..16 {
@@ -172,7 +176,7 @@ pub(crate) fn live_timer(timers: &Timers, key: &TimerKey, forward_ms: i64) -> Op
             Some(TimerReason::Superseded { by }) => key = by.clone(),
             Some(_) => return Some(key),
             None if key.moment == MomentType::FirstResponseSlaBreach => {
-                let forward = forward_key(&key, forward_ms);
+                let forward = forward_key(&key);
                 if !timers.contains_key(&forward) {
                     return None;
                 }
@@ -280,21 +284,23 @@ impl Case {
 }
 
 /// Keeps the earlier-keyed of two first-response timers of one case, drops the other,
-/// leaving word that it joined the one kept (a reply naming its message answers the case).
+/// leaving word that it joined the one kept (a reply naming its message answers the case):
+/// at its forward key, or in its place when it is word already (of a breached wait, found
+/// from the wait's own key through its place).
 fn settle_sla(
     a: Option<TimerKey>,
     b: Option<TimerKey>,
     timers: &mut Timers,
     owned: &mut VecSet<TimerKey>,
-    forward_ms: i64,
 ) -> Option<TimerKey> {
     match (a, b) {
         (Some(a), Some(b)) => {
             let mark = |k: &TimerKey| timers.get(k).map(|t| t.key.clone());
             let (keep, drop) = if mark(&a) <= mark(&b) { (a, b) } else { (b, a) };
             if let Some(mut gone) = timers.remove(&drop) {
+                let at = if gone.reason.fires() { forward_key(&drop) } else { drop.clone() };
                 gone.reason = TimerReason::Superseded { by: keep.clone() };
-                timers.insert(forward_key(&drop, forward_ms), gone);
+                timers.insert(at, gone);
             }
             owned.remove(&drop);
             Some(keep)
@@ -392,7 +398,7 @@ impl Profile {
     }
 
     /// Moves thread case `from` into case `into`: its conversations, state, timers, cool-downs.
-    pub(crate) fn absorb_case(&mut self, from: &CaseKey, into: &CaseKey, timers: &mut Timers, forward_ms: i64) {
+    pub(crate) fn absorb_case(&mut self, from: &CaseKey, into: &CaseKey, timers: &mut Timers) {
         if from == into {
             return;
         }
@@ -401,7 +407,7 @@ impl Profile {
         }
         if let Some(mut old) = self.cases.remove(&from.digest) {
             let t = old.last_seen;
-            self.settle_wait_into(old.sla.take(), into, t, timers, forward_ms);
+            self.settle_wait_into(old.sla.take(), into, t, timers);
             self.case_mut(into, t).merge(old);
         }
         for k in &self.timers {
@@ -429,7 +435,6 @@ impl Profile {
         into: &CaseKey,
         t: EventTime,
         timers: &mut Timers,
-        forward_ms: i64,
     ) -> Option<TimerKey> {
         let sla = match self.cases.get_mut(&from.digest) {
             Some(c) if c.awaiting => {
@@ -438,7 +443,7 @@ impl Profile {
             }
             _ => return None,
         };
-        let sla = self.settle_wait_into(sla, into, t, timers, forward_ms);
+        let sla = self.settle_wait_into(sla, into, t, timers);
         if let Some(timer) = sla.as_ref().and_then(|k| timers.get_mut(k)) {
             timer.case = into.clone();
         }
@@ -454,17 +459,16 @@ impl Profile {
         into: &CaseKey,
         t: EventTime,
         timers: &mut Timers,
-        forward_ms: i64,
     ) -> Option<TimerKey> {
         let target_sla = self.case_mut(into, t).sla.take();
-        let sla = settle_sla(sla, target_sla, timers, &mut self.timers, forward_ms);
+        let sla = settle_sla(sla, target_sla, timers, &mut self.timers);
         self.case_mut(into, t).sla = sla.clone();
         sla
     }
 
     /// Takes in `other` (a profile merged into this one); timers must already name this profile.
     /// Returns the cases that took in a conversation's own thread (their waits are theirs now).
-    pub(crate) fn absorb(&mut self, mut other: Profile, timers: &mut Timers, forward_ms: i64) -> Vec<CaseKey> {
+    pub(crate) fn absorb(&mut self, mut other: Profile, timers: &mut Timers) -> Vec<CaseKey> {
         // Conversations that share a key are one conversation seen from both sides.
         let mut other_keys: Vec<(u64, (u32, EventTime))> = other.keys.drain().collect();
         other_keys.sort_unstable();
@@ -510,7 +514,7 @@ impl Profile {
         for (key, mut case) in std::mem::take(&mut other.cases) {
             match self.cases.get_mut(&key) {
                 Some(mine) => {
-                    let sla = settle_sla(mine.sla.take(), case.sla.take(), timers, &mut self.timers, forward_ms);
+                    let sla = settle_sla(mine.sla.take(), case.sla.take(), timers, &mut self.timers);
                     mine.merge(case);
                     mine.sla = sla;
                 }
@@ -526,7 +530,7 @@ impl Profile {
         }
         // Once both sides' cases, timers and cool-downs are here.
         for (from, into) in &joined {
-            self.absorb_case(from, into, timers, forward_ms);
+            self.absorb_case(from, into, timers);
         }
         self.repeat.absorb(std::mem::take(&mut other.repeat));
         for start in &second_starts {

@@ -1147,6 +1147,28 @@ fn a_reply_to_a_message_whose_wait_joined_another_answers_the_case() {
     r.none(FirstResponseSlaBreach);
 }
 
+/// A breached wait joined to an earlier one still pending (two profiles merged, both waiting
+/// in one case): a reply to the breached message answers the pending one, whether the merge
+/// came before or after the breach.
+#[test]
+fn a_reply_to_a_breached_message_answers_the_wait_it_joined() {
+    for merge_at in [90 * SEC, 10 * MIN] {
+        let mut r = Run::new();
+        r.feed(pid(3), ev("e", 0, Email, Inbound, Message).key("email:<e>").case("C"));
+        r.feed(pid(1), ev("m", MIN, Chat, Inbound, ChatStarted).key("chat:m").case("C"));
+        r.wm(merge_at);
+        r.out.extend(r.d.merge_profiles(&Tenant::new("acme"), pid(1), pid(3)));
+        r.feed(pid(2), ev("re", 20 * MIN, Chat, Outbound, Message).key("chat:m"));
+        // e's wait is answered (its breach would be held back by m's cool-down: looked at
+        // directly).
+        assert_eq!(r.d.pending_timers(), 0, "merged at {merge_at} ms");
+        r.wm(DAY);
+        let keys: Vec<&str> = r.of(FirstResponseSlaBreach).iter().map(|i| i.key_event_id.as_str()).collect();
+        let expected: &[&str] = if merge_at > 3 * MIN { &["m"] } else { &[] };
+        assert_eq!(keys, expected, "merged at {merge_at} ms");
+    }
+}
+
 /// A wait that breached is still ended by a response from another profile (a shared mailbox)
 /// naming its case or its message: the customer's next message then starts a wait of its own.
 #[test]
