@@ -15,7 +15,8 @@ pub(crate) const MAX_KEYS_PER_CASE: usize = 64;
 /// Conversation keys a case holds without a heap block: most cases have a few, and the case
 /// is read for every event of its thread (a separate block was a second cache miss).
 const INLINE_KEYS: usize = 4;
-/// Responses kept from before a case's first inbound contact (the latest ones), for merging cases.
+/// Responses kept from before a case's first inbound contact (the two earliest and the two
+/// latest), for merging cases.
 const MAX_EARLY_RESPONSES: usize = 4;
 
 /// Index of a channel in per-channel arrays.
@@ -62,7 +63,8 @@ pub(crate) struct Case {
     first_inbound: Option<(EventTime, Channel)>,
     /// The first response at or after `first_inbound`.
     first_response: Option<EventTime>,
-    /// Responses before `first_inbound` (all of them while there is none), latest kept, ascending.
+    /// Responses before `first_inbound` (all of them while there is none), the two earliest and
+    /// the two latest kept, ascending.
     #[serde(deserialize_with = "ascending")]
     early_responses: Vec<EventTime>,
     opened: Option<EventTime>,

@@ -180,6 +180,10 @@ impl TenantState {
                             self.shared.timers.insert(word.clone(), marker);
                             p.timers.insert(word.clone());
                             case.sla = Some(word);
+                        } else if !fires {
+                            // Word of the breached wait expired: the wait is forgotten, and the
+                            // case's next inbound message starts one.
+                            case.awaiting = false;
                         }
                     }
                 }
@@ -349,7 +353,7 @@ impl TenantState {
         let limits = self.limits();
         let (id, mut p) = self.take_current(profile);
         p.last_seen = p.last_seen.max(t);
-        p.prune(self.shared.clock.unwrap_or(t).max(t), &limits);
+        p.prune(self.shared.clock.unwrap_or(t).max(t), &limits, &self.shared.timers);
         p.note_time(t);
         let mark = Mark::of(event);
 

@@ -155,10 +155,11 @@ impl TimerReason {
     }
 }
 
-/// How long after its due time word of a first-response wait gone is kept: the default
-/// retention of a profile's state. A constant, not the configured retention: word is found by
-/// the key it is filed at, which a changed configuration must not move.
-pub(crate) const WORD_KEPT_MS: i64 = 14 * 24 * 60 * 60 * 1_000;
+/// How long after its due time word of a first-response wait gone is kept: the longest SLA, so
+/// that word of a wait dropped for another outlives the other's wait. A constant, not
+/// configured: word is found by the key it is filed at, which a changed configuration must
+/// not move. (A case is forgotten at the retention all the same, its word then a no-op.)
+pub(crate) const WORD_KEPT_MS: i64 = 30 * 24 * 60 * 60 * 1_000;
 
 /// Where first-response wait `key`, once gone (breached, or joined to another), leaves word of
 /// it: [`WORD_KEPT_MS`] after its due time.
@@ -170,8 +171,9 @@ pub(crate) fn forward_key(key: &TimerKey) -> TimerKey {
 /// waits gone: `None` when it ended.
 pub(crate) fn live_timer(timers: &Timers, key: &TimerKey) -> Option<TimerKey> {
     let mut key = key.clone();
-    // Each hop is a wait joined to another or breached; a chain longer than this is not kept.
-    for _ in 0..16 {
+    // Sixteen waits joined one into the next at most (a step to word, then one to the wait it
+    // joined, for each); a longer chain is not followed.
+    for _ in 0..33 {
         match timers.get(&key).map(|t| &t.reason) {
             Some(TimerReason::Superseded { by }) => key = by.clone(),
             Some(_) => return Some(key),
@@ -548,7 +550,7 @@ impl Profile {
 
     /// Forgets what no window can use any more at `now`; runs at most once per `every_ms` of
     /// event time unless a size limit is broken.
-    pub(crate) fn prune(&mut self, now: EventTime, limits: &PruneLimits) {
+    pub(crate) fn prune(&mut self, now: EventTime, limits: &PruneLimits, timers: &Timers) {
         let over =
             self.conversations.len() > MAX_CONVERSATIONS || self.cases.len() > MAX_CASES || self.keys.len() > MAX_KEYS;
         if !over && self.pruned_at.is_some_and(|p| now.0.saturating_sub(p.0) < limits.every_ms) {
@@ -557,7 +559,7 @@ impl Profile {
         self.pruned_at = Some(now);
         let cutoff = EventTime(now.0.saturating_sub(limits.retention_ms));
         if over || self.kept_since.is_some_and(|k| k < cutoff) {
-            self.forget_before(cutoff);
+            self.forget_before(cutoff, timers);
         }
         // A late detection is still emitted up to its time to live behind the clock, and it is
         // held back by one within the cool-down of it: kept that long.
@@ -573,8 +575,8 @@ impl Profile {
     }
 
     /// Forgets conversations, keys and cases last seen before `cutoff` (cases with a pending
-    /// first-response timer stay), then the least recently seen past the size limits.
-    fn forget_before(&mut self, cutoff: EventTime) {
+    /// first-response timer in `timers` stay), then the least recently seen past the size limits.
+    fn forget_before(&mut self, cutoff: EventTime, timers: &Timers) {
         self.conversations.retain(|_, c| c.last_seen >= cutoff);
         if self.conversations.len() > MAX_CONVERSATIONS {
             keep_newest(&mut self.conversations, trimmed(MAX_CONVERSATIONS), |c| (c.last_seen, None));
@@ -587,7 +589,9 @@ impl Profile {
             let floor = times[times.len() - trimmed(MAX_KEYS)];
             self.keys.retain(|_, (_, t)| *t >= floor);
         }
-        self.cases.retain(|_, c| c.last_seen >= cutoff || c.sla.is_some());
+        // A case whose wait is pending stays; one holding word of a breached wait does not.
+        let pending = |k: &TimerKey| timers.get(k).is_some_and(|t| t.reason.fires());
+        self.cases.retain(|_, c| c.last_seen >= cutoff || c.sla.as_ref().is_some_and(pending));
         if self.cases.len() > MAX_CASES {
             keep_newest(&mut self.cases, trimmed(MAX_CASES), |c| (c.last_seen, Some(c.key.name.clone())));
         }
@@ -646,7 +650,7 @@ mod tests {
     /// A conversation with one key, as an event at `day` leaves it.
     fn converse(p: &mut Profile, key: &str, day: i64) -> u32 {
         let t = EventTime(day * DAY);
-        p.prune(t, &limits());
+        p.prune(t, &limits(), &Timers::new());
         p.note_time(t);
         let case = CaseKey::new(&format!("thread:{key}"));
         let c = p.open_conversation(case.clone(), t);
@@ -662,10 +666,10 @@ mod tests {
         let new = converse(&mut p, "b", 10);
         assert_eq!(p.kept_since, Some(EventTime(0)));
         // Day 13: nothing is older than the retention yet.
-        p.prune(EventTime(13 * DAY), &limits());
+        p.prune(EventTime(13 * DAY), &limits(), &Timers::new());
         assert_eq!((p.conversations.len(), p.keys.len(), p.cases.len()), (2, 2, 2));
         // Day 15: the day-0 conversation, its key and its case go; the lower bound follows.
-        p.prune(EventTime(15 * DAY), &limits());
+        p.prune(EventTime(15 * DAY), &limits(), &Timers::new());
         assert!(!p.conversations.contains_key(&old) && p.conversations.contains_key(&new));
         assert_eq!((p.keys.len(), p.cases.len()), (1, 1));
         assert_eq!(p.kept_since, Some(EventTime(10 * DAY)));
@@ -675,11 +679,11 @@ mod tests {
     fn an_older_event_lowers_the_bound_so_its_state_is_still_forgotten() {
         let mut p = Profile::default();
         converse(&mut p, "b", 10);
-        p.prune(EventTime(20 * DAY), &limits());
+        p.prune(EventTime(20 * DAY), &limits(), &Timers::new());
         // A late event from day 5 (the profile is pruned, the bound is day 10).
         let late = converse(&mut p, "a", 5);
         assert_eq!(p.kept_since, Some(EventTime(5 * DAY)));
-        p.prune(EventTime(22 * DAY), &limits());
+        p.prune(EventTime(22 * DAY), &limits(), &Timers::new());
         assert!(!p.conversations.contains_key(&late));
         assert_eq!(p.kept_since, Some(EventTime(10 * DAY)));
     }
@@ -695,7 +699,7 @@ mod tests {
             // All within one day: the retention forgets none of them.
             let t = EventTime(n * 40_000);
             let before = p.conversations.len();
-            p.prune(t, &limits());
+            p.prune(t, &limits(), &Timers::new());
             trims += usize::from(p.conversations.len() < before);
             p.note_time(t);
             let case = CaseKey::new(&format!("thread:{n}"));

@@ -1169,6 +1169,60 @@ fn a_reply_to_a_breached_message_answers_the_wait_it_joined() {
     }
 }
 
+/// Word of a breached wait expires (30 days after it was due): the wait is forgotten, and the
+/// case's next message is timed again, even for a customer who kept the case alive meanwhile.
+#[test]
+fn a_breached_wait_is_forgotten_once_its_word_expires() {
+    let mut r = Run::new();
+    r.feed(pid(1), ev("m1", 0, Email, Inbound, Message).key("email:<m1>").case("C"));
+    for (n, day) in [10, 20, 29].into_iter().enumerate() {
+        r.feed(
+            pid(1),
+            ev(&format!("f{n}"), day * DAY, Email, Inbound, Message).key(&format!("email:<f{n}>")).case("C"),
+        );
+    }
+    r.feed(pid(1), ev("m2", 31 * DAY, Email, Inbound, Message).key("email:<m2>").case("C"));
+    r.wm(32 * DAY);
+    let keys: Vec<&str> = r.of(FirstResponseSlaBreach).iter().map(|i| i.key_event_id.as_str()).collect();
+    assert_eq!(keys, ["m1", "m2"]);
+}
+
+/// A case whose wait breached is forgotten at the retention like any other (its word does not
+/// keep it): the customer's message in it weeks later is timed.
+#[test]
+fn a_breached_case_is_forgotten_at_the_retention() {
+    let mut r = Run::new();
+    r.feed(pid(1), ev("m1", 0, Email, Inbound, Message).key("email:<m1>").case("C"));
+    // Another case keeps the profile itself from eviction.
+    r.feed(pid(1), ev("d", 13 * DAY, Chat, Inbound, ChatStarted).key("chat:d").case("D"));
+    r.feed(pid(1), ev("d-re", 13 * DAY + MIN, Chat, Outbound, Message).key("chat:d").case("D"));
+    r.feed(pid(1), ev("m2", 16 * DAY, Email, Inbound, Message).key("email:<m2>").case("C"));
+    r.wm(17 * DAY);
+    let keys: Vec<&str> = r.of(FirstResponseSlaBreach).iter().map(|i| i.key_event_id.as_str()).collect();
+    assert_eq!(keys, ["m1", "m2"]);
+}
+
+/// Waits joined one into the next, nine times over (threads of one customer filed under one
+/// case in turn): a reply to the first message still answers the one wait kept.
+#[test]
+fn a_long_chain_of_joined_waits_is_followed() {
+    let mut r = Run::new();
+    for n in (1..=9).rev() {
+        r.feed(pid(1), ev(&format!("m{n}"), (9 - n) * MIN, Email, Inbound, Message).key(&format!("email:<m{n}>")));
+    }
+    for n in 1..=9 {
+        r.feed(
+            pid(1),
+            ev(&format!("open{n}"), 10 * MIN + n * SEC, Email, Internal, CaseOpened)
+                .key(&format!("email:<m{n}>"))
+                .case("C"),
+        );
+    }
+    r.feed(pid(2), ev("re", HOUR, Email, Outbound, Message).key("email:<r>").parent("email:<m1>"));
+    r.wm(DAY);
+    r.none(FirstResponseSlaBreach);
+}
+
 /// A wait that breached is still ended by a response from another profile (a shared mailbox)
 /// naming its case or its message: the customer's next message then starts a wait of its own.
 #[test]
