@@ -373,6 +373,55 @@ impl KafkaConfig {
                 });
             }
         }
+        self.validate_producer_properties()
+    }
+
+    /// Producer properties the idempotent producer and the compacted outputs rely on: checked
+    /// here, so that start fails naming them rather than with the client's words.
+    fn validate_producer_properties(&self) -> Result<(), KafkaConfigError> {
+        type Check = (&'static str, fn(&str) -> bool, &'static str, &'static str);
+        const CHECKS: [Check; 4] = [
+            (
+                "partitioner",
+                |v| {
+                    matches!(
+                        v.trim(),
+                        "consistent" | "consistent_random" | "murmur2" | "murmur2_random" | "fnv1a" | "fnv1a_random"
+                    )
+                },
+                "a partitioner hashing the key (consistent_random, murmur2_random, fnv1a_random ...)",
+                "a profile's records and tombstones must land in one partition of the compacted profiles topic",
+            ),
+            (
+                "acks",
+                |v| matches!(v.trim(), "all" | "-1"),
+                "all",
+                "the idempotent producer needs every in-sync replica's acknowledgement",
+            ),
+            (
+                "max.in.flight",
+                |v| v.trim().parse::<i64>().is_ok_and(|n| (1..=5).contains(&n)),
+                "1..=5",
+                "the idempotent producer keeps order with at most five requests in flight",
+            ),
+            (
+                "retries",
+                |v| v.trim().parse::<i64>().is_ok_and(|n| n > 0),
+                "at least 1",
+                "the idempotent producer retries what it could not deliver",
+            ),
+        ];
+        for (name, ok, expected, why) in CHECKS {
+            if let Some((key, value)) = self.property(name) {
+                if !ok(value) {
+                    return Err(KafkaConfigError::Conflict {
+                        key: key.to_string(),
+                        expected: expected.to_string(),
+                        why,
+                    });
+                }
+            }
+        }
         Ok(())
     }
 
@@ -776,6 +825,28 @@ mod tests {
         c.properties.insert("delivery.timeout.ms".into(), "30000".into());
         c.mode = Mode::ExactlyOnce;
         c.validate().unwrap();
+    }
+
+    /// Producer properties that would break the idempotent producer or scatter a profile's
+    /// records over partitions are refused at start, under any of their names.
+    #[test]
+    fn producer_properties_that_break_the_outputs_are_refused() {
+        for (key, bad, good) in [
+            ("partitioner", "random", "murmur2_random"),
+            ("acks", "1", "all"),
+            ("request.required.acks", "0", "-1"),
+            ("max.in.flight", "6", "5"),
+            ("max.in.flight.requests.per.connection", "100", "1"),
+            ("retries", "0", "10"),
+            ("message.send.max.retries", "0", "3"),
+        ] {
+            let mut c = KafkaConfig::default();
+            c.properties.insert(key.into(), bad.into());
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.starts_with(&format!("kafka.properties.{key} must be ")), "{err}");
+            c.properties.insert(key.into(), good.into());
+            c.validate().unwrap();
+        }
     }
 
     /// A blank transactional id is refused at start (not by the first transaction), and a

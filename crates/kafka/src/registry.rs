@@ -243,7 +243,10 @@ impl RegistryClient {
         roots: Option<&[u8]>,
     ) -> Result<Self, WireError> {
         let base = Self::check_url(url)?;
-        let mut config = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(timeout));
+        // Redirects are not followed: one turns a POST into a GET and drops the credentials, so
+        // the registry would answer for someone else. A 3xx is reported with where it leads.
+        let mut config =
+            ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(timeout)).max_redirects(0);
         if let Some(pem) = roots {
             let tls =
                 ureq::tls::TlsConfig::builder().root_certs(ureq::tls::RootCerts::from(certificates(pem)?)).build();
@@ -273,7 +276,9 @@ impl RegistryClient {
             ));
         }
         if host.is_none_or(|h| h.is_empty() || h.starts_with('/') || h.contains(char::is_whitespace)) {
-            return Err(WireError::RegistryConfig(format!("registry url `{url}` is not http(s)://host[:port][/path]")));
+            // Not quoted when it may hold credentials (`user:password@host` without a scheme).
+            let quoted = if url.contains('@') { String::new() } else { format!(" `{url}`") };
+            return Err(WireError::RegistryConfig(format!("registry url{quoted} is not http(s)://host[:port][/path]")));
         }
         Ok(base)
     }
@@ -300,6 +305,14 @@ impl RegistryClient {
         let unavailable = |e: ureq::Error| WireError::RegistryUnavailable(format!("{what}: {e}"));
         let mut response = sent.map_err(unavailable)?;
         let status = response.status().as_u16();
+        if (300..400).contains(&status) {
+            let to = response.headers().get("location").and_then(|l| l.to_str().ok()).unwrap_or("nowhere said");
+            // Where it leads is kept out of the message when it may hold credentials.
+            let to = if to.contains('@') { "a url with credentials" } else { to };
+            return Err(WireError::RegistryUnavailable(format!(
+                "{what}: redirected (HTTP {status}) to {to}: set schemas.registry_url to where it leads"
+            )));
+        }
         let body = response.body_mut().with_config().limit(MAX_REPLY_BYTES).read_to_string().map_err(unavailable)?;
         Ok((status, body))
     }
@@ -382,7 +395,11 @@ impl RegistryClient {
             let registry_answer = serde_json::from_str::<ErrorReply>(&body).is_ok_and(|e| e.error_code.is_some());
             match status {
                 200 => {}
-                400..=499 if registry_answer => {
+                // Only the registry's answer that the reference is not there, or cannot be
+                // looked up as named, is final: a refusal of the credentials (401, 403), a
+                // timeout (408) or a rate limit (429) passes, and must not make the schema
+                // unusable for the life of the process.
+                400 | 404 | 422 if registry_answer => {
                     let message = reply_message(&body);
                     return Err(invalid(format!(
                         "reference {} ({} version {}): HTTP {status}: {message}",
@@ -1098,6 +1115,7 @@ pub(crate) mod tests {
     /// A registry knowing a few schemas, failing once on id 50 and always on 51 to 53.
     fn registry() -> Server {
         let flaky = AtomicUsize::new(0);
+        let limited = AtomicUsize::new(0);
         serve(move |r| match (r.method.as_str(), r.path.as_str()) {
             ("GET", "/schemas/ids/42") => schema_reply(&old_phone_schema()),
             ("GET", "/schemas/ids/43") => schema_reply(EMAIL_EVENT_AVSC),
@@ -1119,6 +1137,11 @@ pub(crate) mod tests {
             ("GET", "/schemas/ids/55") => (400, "<html>The plain HTTP request was sent to HTTPS port</html>".into()),
             ("GET", "/schemas/ids/56") => referencing_reply("direction"),
             ("GET", "/schemas/ids/57") => referencing_reply("gone"),
+            ("GET", "/schemas/ids/58") => referencing_reply("limited"),
+            ("GET", "/subjects/limited/versions/1") if limited.fetch_add(1, Ordering::SeqCst) == 0 => {
+                (429, r#"{"error_code":42901,"message":"Too many requests"}"#.into())
+            }
+            ("GET", "/subjects/limited/versions/1") => schema_reply(&referencing_chat_schema().1),
             ("GET", "/subjects/direction/versions/1") => schema_reply(&referencing_chat_schema().1),
             ("GET", "/subjects/gone/versions/1") => {
                 (404, r#"{"error_code":40401,"message":"Subject 'gone' not found."}"#.into())
@@ -1165,6 +1188,37 @@ pub(crate) mod tests {
         assert_eq!(schema.canonical_form(), Schema::parse_str(CHAT_EVENT_AVSC).unwrap().canonical_form());
         assert_eq!(server.count("GET", "/subjects/direction/versions/1"), 1);
         assert_eq!(code(client.schema(57)), "invalid_schema");
+        // A reference the registry cannot give now (a rate limit) is no answer about it.
+        let limited = client.schema(58).unwrap_err();
+        assert!(limited.is_retriable(), "{limited}");
+        assert_eq!(client.schema(58).unwrap().as_ref(), text.as_ref(), "not remembered as unusable");
+    }
+
+    /// A redirect is not followed (it would drop the credentials, and turn a registration
+    /// into a lookup): it is reported with where it leads, and tried again.
+    #[test]
+    fn a_redirect_is_reported_not_followed() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                if read_request(&stream).is_none() {
+                    continue;
+                }
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 301 Moved\r\nLocation: https://registry.example/\r\nContent-Length: 0\r\n\
+                     Connection: close\r\n\r\n"
+                );
+            }
+        });
+        let auth = Some(("user".to_string(), "pass".to_string()));
+        let client = RegistryClient::with_timeout(&url, auth, Duration::from_secs(5)).unwrap();
+        for e in [client.schema(1).unwrap_err(), client.register("cx.timeline.v1-value", "\"string\"").unwrap_err()] {
+            assert!(e.is_retriable(), "{e}");
+            assert!(e.to_string().contains("redirected (HTTP 301) to https://registry.example/"), "{e}");
+        }
     }
 
     fn client(server: &Server) -> RegistryClient {
@@ -1236,6 +1290,11 @@ pub(crate) mod tests {
             let Err(err) = RegistryClient::new(secret, None) else { panic!("refused") };
             let err = err.to_string();
             assert!(err.contains("carries credentials") && !err.contains("REGSECRET"), "{err}");
+        }
+        // Without a scheme, or a misspelt one: refused without repeating the secret.
+        for secret in ["svc:REGSECRET@registry:8081", "htps://svc:REGSECRET@registry", "HTTPS://svc:REGSECRET@r"] {
+            let Err(err) = RegistryClient::new(secret, None) else { panic!("refused") };
+            assert!(!err.to_string().contains("REGSECRET"), "{err}");
         }
         for good in ["http://registry:8081", " https://registry.example/api/ccompat/ ", "http://registry/a@b"] {
             assert!(RegistryClient::new(good, None).is_ok(), "{good:?}");
