@@ -471,17 +471,18 @@ impl MomentsConfig {
             abandon: c.num("high_effort_journey.abandon_weight", e.abandon_weight, 0.0, 7.0)?,
         };
 
-        // Every window of an enabled moment that looks back, plus the timers that look ahead,
-        // fits in the retention (a disabled moment's settings keep nothing); repeat contacts
-        // keep two windows of starts, which a merge recounts.
+        // Every window of an enabled moment that looks back, plus the timers that look ahead
+        // and the cool-down of what they fire (it starts at their due time, after the profile's
+        // last event), fits in the retention (a disabled moment's settings keep nothing);
+        // repeat contacts keep two windows of starts, which a merge recounts.
         let retention_ms = [
             Some(state_ms),
             Some(cooldown_ms),
             h.enabled.then_some(hop_window),
             r.enabled.then_some(repeat_window.saturating_mul(2)),
             n.enabled.then_some(sentiment_window),
-            a.enabled.then_some(abandon_window),
-            s.enabled.then_some(sla_chat_ms.max(sla_email_ms).max(sla_social_ms)),
+            a.enabled.then_some(abandon_window.saturating_add(cooldown_ms)),
+            s.enabled.then_some(sla_chat_ms.max(sla_email_ms).max(sla_social_ms).saturating_add(cooldown_ms)),
         ]
         .into_iter()
         .flatten()
@@ -606,6 +607,11 @@ mod tests {
         let mut on = MomentsConfig::default();
         on.repeat_contact.window_days = 10;
         assert_eq!(settings(on).retention_ms, 20 * DAY_MS);
+        // A timer's cool-down runs from its due time: an SLA near the retention keeps its
+        // breach's cool-down past it.
+        let mut long = MomentsConfig::default();
+        long.first_response_sla.email_seconds = 30 * 86_400;
+        assert_eq!(settings(long).retention_ms, 31 * DAY_MS);
     }
 
     #[test]
