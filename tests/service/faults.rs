@@ -117,6 +117,40 @@ fn wait_retried(metrics: &ServiceMetrics, call: &str) -> Instant {
     Instant::now()
 }
 
+/// A world whose coordinator answers every EndTxn "loading" for minutes, with request
+/// timeouts of 1 s (returned); `refuse_produce` also refuses the first produce for good, so
+/// that the first transaction call is an abort.
+fn coordinator_loading(seed: u64, refuse_produce: bool, dir: &std::path::Path) -> (Setup, Duration) {
+    let mut s = setup(60, seed, Mode::ExactlyOnce, dir);
+    let timeout = Duration::from_secs(1);
+    s.config.request_timeout_ms = timeout.as_millis() as u64;
+    {
+        let c = s.cluster.cluster();
+        if refuse_produce {
+            c.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_RECORD]);
+        }
+        c.request_errors(
+            RDKafkaApiKey::EndTxn,
+            &vec![RDKafkaRespErr::RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS; 5_000],
+        );
+    }
+    (s, timeout)
+}
+
+/// Runs the service until it ends on its own, failing the test if that takes `limit` after
+/// its first retry of `call`: its error, how long after that retry it ended, its metrics.
+fn run_until_it_fails(s: &Setup, call: &str, limit: Duration) -> (String, Duration, Arc<ServiceMetrics>) {
+    let (handle, metrics) = spawn_service(s.config.clone(), Arc::new(AtomicBool::new(false)));
+    let retried = wait_retried(&metrics, call);
+    while !handle.is_finished() {
+        assert!(retried.elapsed() < limit, "the service still runs");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let took = retried.elapsed();
+    let error = handle.join().unwrap().expect_err("the run ends with an error");
+    (error, took, metrics)
+}
+
 /// A commit the coordinator leaves unanswered past the retry budget (ten request timeouts)
 /// may still land, so the run ends with an error at once, for a restart to settle it. It used
 /// to try an abort, which the client refuses while the commit is in progress, for ten more
@@ -124,26 +158,12 @@ fn wait_retried(metrics: &ServiceMetrics, call: &str) -> Instant {
 #[test]
 fn a_commit_left_unanswered_ends_the_run_for_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = setup(60, 40, Mode::ExactlyOnce, dir.path());
-    let timeout = Duration::from_secs(1);
-    s.config.request_timeout_ms = timeout.as_millis() as u64;
-    let c = s.cluster.cluster();
-    c.request_errors(
-        RDKafkaApiKey::EndTxn,
-        &vec![RDKafkaRespErr::RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS; 3_000],
-    );
-    let (handle, metrics) = spawn_service(s.config.clone(), Arc::new(AtomicBool::new(false)));
-    let retried = wait_retried(&metrics, "commit");
-    while !handle.is_finished() {
-        assert!(retried.elapsed() < timeout * 40, "the service still runs");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let took = retried.elapsed();
-    let error = handle.join().unwrap().expect_err("an unanswered commit ends the run");
+    let (s, timeout) = coordinator_loading(40, false, dir.path());
+    let (error, took, metrics) = run_until_it_fails(&s, "commit", timeout * 40);
     assert!(error.contains("commit was not answered"), "{error}");
     assert!(took < timeout * 14, "ended {took:?} after the commit's first retry");
     assert_eq!(retries(&metrics, "abort"), 0, "no abort tried while the commit is in progress");
-    c.clear_request_errors(RDKafkaApiKey::EndTxn);
+    s.cluster.cluster().clear_request_errors(RDKafkaApiKey::EndTxn);
     run_with(&s, |_| {});
 }
 
@@ -154,15 +174,7 @@ fn a_commit_left_unanswered_ends_the_run_for_a_restart() {
 #[test]
 fn an_abort_left_unanswered_is_finished_before_the_next_transaction() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = setup(60, 41, Mode::ExactlyOnce, dir.path());
-    let timeout = Duration::from_secs(1);
-    s.config.request_timeout_ms = timeout.as_millis() as u64;
-    let c = s.cluster.cluster();
-    c.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_RECORD]);
-    c.request_errors(
-        RDKafkaApiKey::EndTxn,
-        &vec![RDKafkaRespErr::RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS; 3_000],
-    );
+    let (s, timeout) = coordinator_loading(41, true, dir.path());
     let stop = Arc::new(AtomicBool::new(false));
     let (handle, metrics) = spawn_service(s.config.clone(), stop.clone());
     // The abort's budget ends about ten timeouts after its first retry; the coordinator
@@ -170,7 +182,7 @@ fn an_abort_left_unanswered_is_finished_before_the_next_transaction() {
     let retried = wait_retried(&metrics, "abort");
     std::thread::sleep((timeout * 13).saturating_sub(retried.elapsed()));
     assert!(!handle.is_finished(), "the service stopped: {:?}", handle.join());
-    c.clear_request_errors(RDKafkaApiKey::EndTxn);
+    s.cluster.cluster().clear_request_errors(RDKafkaApiKey::EndTxn);
     assert!(caught_up_within(&s.config, Duration::from_secs(120)), "finished: {}", handle.is_finished());
     let (report, _) = stop_and_time(handle, &stop);
     assert!(report.aborts >= 1, "{report:?}");
@@ -183,26 +195,11 @@ fn an_abort_left_unanswered_is_finished_before_the_next_transaction() {
 #[test]
 fn an_abort_never_answered_ends_the_run_for_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = setup(60, 42, Mode::ExactlyOnce, dir.path());
-    let timeout = Duration::from_secs(1);
-    s.config.request_timeout_ms = timeout.as_millis() as u64;
-    let c = s.cluster.cluster();
-    c.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_RECORD]);
-    c.request_errors(
-        RDKafkaApiKey::EndTxn,
-        &vec![RDKafkaRespErr::RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS; 5_000],
-    );
-    let (handle, metrics) = spawn_service(s.config.clone(), Arc::new(AtomicBool::new(false)));
-    let retried = wait_retried(&metrics, "abort");
-    while !handle.is_finished() {
-        assert!(retried.elapsed() < timeout * 60, "the service still runs");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let took = retried.elapsed();
-    let error = handle.join().unwrap().expect_err("an abort never answered ends the run");
+    let (s, timeout) = coordinator_loading(42, true, dir.path());
+    let (error, took, _) = run_until_it_fails(&s, "abort", timeout * 60);
     assert!(error.contains("abort was not answered"), "{error}");
     assert!(took < timeout * 25, "ended {took:?} after the abort's first retry");
-    c.clear_request_errors(RDKafkaApiKey::EndTxn);
+    s.cluster.cluster().clear_request_errors(RDKafkaApiKey::EndTxn);
     run_with(&s, |_| {});
 }
 

@@ -394,19 +394,20 @@ impl KafkaConfig {
             ),
             (
                 "acks",
-                |v| matches!(v.trim(), "all" | "-1"),
+                |v| v.trim().eq_ignore_ascii_case("all") || v.trim() == "-1",
                 "all",
                 "the idempotent producer needs every in-sync replica's acknowledgement",
             ),
             (
                 "max.in.flight",
-                |v| v.trim().parse::<i64>().is_ok_and(|n| (1..=5).contains(&n)),
+                |v| v.trim().parse::<i32>().is_ok_and(|n| (1..=5).contains(&n)),
                 "1..=5",
                 "the idempotent producer keeps order with at most five requests in flight",
             ),
             (
                 "retries",
-                |v| v.trim().parse::<i64>().is_ok_and(|n| n > 0),
+                // The client reads a 32-bit number: a larger one would wrap.
+                |v| v.trim().parse::<i32>().is_ok_and(|n| n > 0),
                 "at least 1",
                 "the idempotent producer retries what it could not deliver",
             ),
@@ -834,6 +835,8 @@ mod tests {
         for (key, bad, good) in [
             ("partitioner", "random", "murmur2_random"),
             ("acks", "1", "all"),
+            ("acks", "0", "ALL"),
+            ("retries", "4294967296", "2147483647"),
             ("request.required.acks", "0", "-1"),
             ("max.in.flight", "6", "5"),
             ("max.in.flight.requests.per.connection", "100", "1"),

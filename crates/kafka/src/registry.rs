@@ -243,10 +243,14 @@ impl RegistryClient {
         roots: Option<&[u8]>,
     ) -> Result<Self, WireError> {
         let base = Self::check_url(url)?;
-        // Redirects are not followed: one turns a POST into a GET and drops the credentials, so
-        // the registry would answer for someone else. A 3xx is reported with where it leads.
-        let mut config =
-            ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(timeout)).max_redirects(0);
+        // With credentials, redirects are not followed: the client drops them on the way, so
+        // the registry would answer a stranger (and a registration turns into a lookup). A 3xx
+        // is reported with where it leads. An anonymous registry's are followed.
+        let redirects = if auth.is_some() { 0 } else { 5 };
+        let mut config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(timeout))
+            .max_redirects(redirects);
         if let Some(pem) = roots {
             let tls =
                 ureq::tls::TlsConfig::builder().root_certs(ureq::tls::RootCerts::from(certificates(pem)?)).build();
@@ -267,8 +271,18 @@ impl RegistryClient {
     pub fn check_url(url: &str) -> Result<&str, WireError> {
         let base = url.trim().trim_end_matches('/');
         let host = base.strip_prefix("http://").or_else(|| base.strip_prefix("https://"));
-        // Credentials in the URL would be in every error message and log line naming a request.
-        if host.is_some_and(|h| h.split('/').next().is_some_and(|authority| authority.contains('@'))) {
+        // Credentials in the URL would be in every error message and log line naming a request:
+        // `user:password@` in the authority, or before an `@` further on when the password
+        // holds a `/` (what follows its `:` is then no port).
+        let userinfo = |h: &str| {
+            let port = |rest: &str| {
+                rest.split('/').next().is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            };
+            h.split('/').next().is_some_and(|authority| authority.contains('@'))
+                || h.split_once('@')
+                    .is_some_and(|(before, _)| before.split_once(':').is_some_and(|(_, rest)| !port(rest)))
+        };
+        if host.is_some_and(userinfo) {
             return Err(WireError::RegistryConfig(
                 "the registry url carries credentials (user:password@host): set schemas.registry_username and \
                  schemas.registry_password instead"
@@ -1194,31 +1208,34 @@ pub(crate) mod tests {
         assert_eq!(client.schema(58).unwrap().as_ref(), text.as_ref(), "not remembered as unusable");
     }
 
-    /// A redirect is not followed (it would drop the credentials, and turn a registration
-    /// into a lookup): it is reported with where it leads, and tried again.
+    /// With credentials, a redirect is not followed (the client would drop them, and turn a
+    /// registration into a lookup): it is reported with where it leads, and tried again. An
+    /// anonymous client follows it.
     #[test]
-    fn a_redirect_is_reported_not_followed() {
+    fn a_redirect_is_reported_with_credentials_and_followed_without() {
+        let target = registry();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
+        let to = target.url.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
-                if read_request(&stream).is_none() {
-                    continue;
-                }
+                let Some(request) = read_request(&stream) else { continue };
                 let _ = write!(
                     stream,
-                    "HTTP/1.1 301 Moved\r\nLocation: https://registry.example/\r\nContent-Length: 0\r\n\
-                     Connection: close\r\n\r\n"
+                    "HTTP/1.1 301 Moved\r\nLocation: {to}{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    request.path
                 );
             }
         });
         let auth = Some(("user".to_string(), "pass".to_string()));
         let client = RegistryClient::with_timeout(&url, auth, Duration::from_secs(5)).unwrap();
-        for e in [client.schema(1).unwrap_err(), client.register("cx.timeline.v1-value", "\"string\"").unwrap_err()] {
+        for e in [client.schema(43).unwrap_err(), client.register("cx.timeline.v1-value", "\"string\"").unwrap_err()] {
             assert!(e.is_retriable(), "{e}");
-            assert!(e.to_string().contains("redirected (HTTP 301) to https://registry.example/"), "{e}");
+            assert!(e.to_string().contains(&format!("redirected (HTTP 301) to {}/", target.url)), "{e}");
         }
+        let anonymous = RegistryClient::with_timeout(&url, None, Duration::from_secs(5)).unwrap();
+        assert_eq!(&*anonymous.schema(43).unwrap(), EMAIL_EVENT_AVSC);
     }
 
     fn client(server: &Server) -> RegistryClient {
@@ -1286,7 +1303,11 @@ pub(crate) mod tests {
         for bad in ["", "localhost:8081", "ftp://registry", "http://", "http:///path", "http://a b"] {
             assert_eq!(code(RegistryClient::new(bad, None)), "registry_config", "{bad:?}");
         }
-        for secret in ["http://svc:REGSECRET@registry:8081", "https://REGSECRET@registry/path@x"] {
+        for secret in [
+            "http://svc:REGSECRET@registry:8081",
+            "https://REGSECRET@registry/path@x",
+            "http://svc:REGSECRET/x@registry",
+        ] {
             let Err(err) = RegistryClient::new(secret, None) else { panic!("refused") };
             let err = err.to_string();
             assert!(err.contains("carries credentials") && !err.contains("REGSECRET"), "{err}");
@@ -1296,7 +1317,12 @@ pub(crate) mod tests {
             let Err(err) = RegistryClient::new(secret, None) else { panic!("refused") };
             assert!(!err.to_string().contains("REGSECRET"), "{err}");
         }
-        for good in ["http://registry:8081", " https://registry.example/api/ccompat/ ", "http://registry/a@b"] {
+        for good in [
+            "http://registry:8081",
+            " https://registry.example/api/ccompat/ ",
+            "http://registry/a@b",
+            "http://registry:8081/a@b",
+        ] {
             assert!(RegistryClient::new(good, None).is_ok(), "{good:?}");
         }
     }

@@ -473,16 +473,20 @@ impl MomentsConfig {
 
         // Every window of an enabled moment that looks back, plus the timers that look ahead
         // and the cool-down of what they fire (it starts at their due time, after the profile's
-        // last event), fits in the retention (a disabled moment's settings keep nothing);
+        // last event, and a late detection meets it up to its time to live later), fits in the
+        // retention (a disabled moment's settings keep nothing);
         // repeat contacts keep two windows of starts, which a merge recounts.
+        // What a timer fires is held back by the cool-down, for as long as a late detection can
+        // still come (its time to live behind the clock): kept that long past its due time.
+        let fired_kept = cooldown_ms.saturating_add(ttl_ms);
         let retention_ms = [
             Some(state_ms),
             Some(cooldown_ms),
             h.enabled.then_some(hop_window),
             r.enabled.then_some(repeat_window.saturating_mul(2)),
             n.enabled.then_some(sentiment_window),
-            a.enabled.then_some(abandon_window.saturating_add(cooldown_ms)),
-            s.enabled.then_some(sla_chat_ms.max(sla_email_ms).max(sla_social_ms).saturating_add(cooldown_ms)),
+            a.enabled.then_some(abandon_window.saturating_add(fired_kept)),
+            s.enabled.then_some(sla_chat_ms.max(sla_email_ms).max(sla_social_ms).saturating_add(fired_kept)),
         ]
         .into_iter()
         .flatten()
@@ -611,7 +615,7 @@ mod tests {
         // breach's cool-down past it.
         let mut long = MomentsConfig::default();
         long.first_response_sla.email_seconds = 30 * 86_400;
-        assert_eq!(settings(long).retention_ms, 31 * DAY_MS);
+        assert_eq!(settings(long).retention_ms, 32 * DAY_MS);
     }
 
     #[test]

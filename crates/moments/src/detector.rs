@@ -353,7 +353,9 @@ impl TenantState {
         let limits = self.limits();
         let (id, mut p) = self.take_current(profile);
         p.last_seen = p.last_seen.max(t);
-        p.prune(self.shared.clock.unwrap_or(t).max(t), &limits, &self.shared.timers);
+        for word in p.prune(self.shared.clock.unwrap_or(t).max(t), &limits, &self.shared.timers) {
+            self.shared.timers.remove(&word);
+        }
         p.note_time(t);
         let mark = Mark::of(event);
 
@@ -788,6 +790,12 @@ impl Detector {
     /// Profiles with state, over all tenants (memory is proportional to it).
     pub fn held_profiles(&self) -> usize {
         self.tenants.values().map(|s| s.profiles.len()).sum()
+    }
+
+    /// Entries of the tenants' timer maps, word of waits gone included.
+    #[cfg(test)]
+    pub(crate) fn timer_entries(&self) -> usize {
+        self.tenants.values().map(|s| s.shared.timers.len()).sum()
     }
 
     /// Timers waiting, over all tenants.

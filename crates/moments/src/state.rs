@@ -549,17 +549,20 @@ impl Profile {
     }
 
     /// Forgets what no window can use any more at `now`; runs at most once per `every_ms` of
-    /// event time unless a size limit is broken.
-    pub(crate) fn prune(&mut self, now: EventTime, limits: &PruneLimits, timers: &Timers) {
+    /// event time unless a size limit is broken. Returns word of breached waits whose cases it
+    /// forgot, for the caller to take out of `timers`.
+    pub(crate) fn prune(&mut self, now: EventTime, limits: &PruneLimits, timers: &Timers) -> Vec<TimerKey> {
         let over =
             self.conversations.len() > MAX_CONVERSATIONS || self.cases.len() > MAX_CASES || self.keys.len() > MAX_KEYS;
         if !over && self.pruned_at.is_some_and(|p| now.0.saturating_sub(p.0) < limits.every_ms) {
-            return;
+            return Vec::new();
         }
         self.pruned_at = Some(now);
         let cutoff = EventTime(now.0.saturating_sub(limits.retention_ms));
+        let mut orphaned = Vec::new();
         if over || self.kept_since.is_some_and(|k| k < cutoff) {
             self.forget_before(cutoff, timers);
+            orphaned = self.orphaned_words(timers);
         }
         // A late detection is still emitted up to its time to live behind the clock, and it is
         // held back by one within the cool-down of it: kept that long.
@@ -572,6 +575,28 @@ impl Profile {
         if self.support.as_ref().is_some_and(|m| m.time.0 < now.0.saturating_sub(support_kept)) {
             self.support = None;
         }
+        orphaned
+    }
+
+    /// Word of breached waits (in `timers`) whose case no longer names it: taken out of the
+    /// profile's timers and returned.
+    fn orphaned_words(&mut self, timers: &Timers) -> Vec<TimerKey> {
+        let cases = &self.cases;
+        let orphaned: Vec<TimerKey> = self
+            .timers
+            .iter()
+            .filter(|k| {
+                timers.get(*k).is_some_and(|t| {
+                    matches!(t.reason, TimerReason::Breached)
+                        && cases.get(&t.case.digest).is_none_or(|c| c.sla.as_ref() != Some(*k))
+                })
+            })
+            .cloned()
+            .collect();
+        for k in &orphaned {
+            self.timers.remove(k);
+        }
+        orphaned
     }
 
     /// Forgets conversations, keys and cases last seen before `cutoff` (cases with a pending

@@ -1200,6 +1200,8 @@ fn a_breached_case_is_forgotten_at_the_retention() {
     r.wm(17 * DAY);
     let keys: Vec<&str> = r.of(FirstResponseSlaBreach).iter().map(|i| i.key_event_id.as_str()).collect();
     assert_eq!(keys, ["m1", "m2"]);
+    // Word of m1's wait went with its case: only m2's is held.
+    assert_eq!(r.d.timer_entries(), 1);
 }
 
 /// Waits joined one into the next, nine times over (threads of one customer filed under one
