@@ -290,9 +290,9 @@ impl RegistryClient {
             ));
         }
         if host.is_none_or(|h| h.is_empty() || h.starts_with('/') || h.contains(char::is_whitespace)) {
-            // Not quoted when it may hold credentials (`user:password@host` without a scheme).
-            let quoted = if url.contains('@') { String::new() } else { format!(" `{url}`") };
-            return Err(WireError::RegistryConfig(format!("registry url{quoted} is not http(s)://host[:port][/path]")));
+            // Not quoted: it may hold credentials (`user:password@host` without a scheme) or a
+            // token.
+            return Err(WireError::RegistryConfig("schemas.registry_url is not http(s)://host[:port][/path]".into()));
         }
         Ok(base)
     }

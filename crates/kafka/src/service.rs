@@ -1364,8 +1364,9 @@ impl Service {
         if let Err(e) = self.await_ordered() {
             tracing::warn!(error = %e, "the ordered thread's part of the aborted batch");
         }
-        let owed_abort = self.owed.get() == Some(TxnCall::Abort);
-        if (self.in_transaction || owed_abort) && self.config.mode == Mode::ExactlyOnce {
+        // An abort left in progress is finished once, before the next transaction begins
+        // (`settle_owed_abort`), not here too.
+        if self.in_transaction && self.config.mode == Mode::ExactlyOnce {
             if let Err(e) = self.abort_open_transaction() {
                 if is_fatal(&e) {
                     return Err(e.into());
