@@ -311,9 +311,12 @@ impl RegistryClient {
         }
     }
 
-    /// Status and body of a reply; failing to get one means the registry is unavailable.
+    /// Status and body of a reply; failing to get one means the registry is unavailable,
+    /// except a schema `id`'s successful reply too large to take: an answer about that id (it
+    /// cannot be used), or its partition would wait on it for good.
     fn reply(
         what: &str,
+        id: Option<u32>,
         sent: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> Result<(u16, String), WireError> {
         let unavailable = |e: ureq::Error| WireError::RegistryUnavailable(format!("{what}: {e}"));
@@ -327,8 +330,15 @@ impl RegistryClient {
                 "{what}: redirected (HTTP {status}) to {to}: set schemas.registry_url to where it leads"
             )));
         }
-        let body = response.body_mut().with_config().limit(MAX_REPLY_BYTES).read_to_string().map_err(unavailable)?;
-        Ok((status, body))
+        let body = response.body_mut().with_config().limit(MAX_REPLY_BYTES).read_to_string();
+        match (body, id) {
+            (Ok(body), _) => Ok((status, body)),
+            (Err(ureq::Error::BodyExceedsLimit(_)), Some(id)) if status == 200 => Err(WireError::InvalidSchema {
+                id,
+                reason: format!("the registry's reply is over {} MiB", MAX_REPLY_BYTES >> 20),
+            }),
+            (Err(e), _) => Err(unavailable(e)),
+        }
     }
 
     /// The schema (JSON text) with id `id`: [`WireError::UnknownSchemaId`] when the registry
@@ -345,7 +355,7 @@ impl RegistryClient {
         }
         let url = format!("{}/schemas/ids/{id}", self.base);
         let what = format!("GET {url}");
-        let (status, body) = Self::reply(&what, self.prepare(self.agent.get(url)).call())?;
+        let (status, body) = Self::reply(&what, Some(id), self.prepare(self.agent.get(url)).call())?;
         match status {
             200 => {
                 let reply: SchemaReply = serde_json::from_str(&body)
@@ -405,7 +415,7 @@ impl RegistryClient {
             }
             let url = format!("{}/subjects/{}/versions/{}", self.base, path_segment(&r.subject), r.version);
             let what = format!("GET {url}");
-            let (status, body) = Self::reply(&what, self.prepare(self.agent.get(url)).call())?;
+            let (status, body) = Self::reply(&what, Some(id), self.prepare(self.agent.get(url)).call())?;
             let registry_answer = serde_json::from_str::<ErrorReply>(&body).is_ok_and(|e| e.error_code.is_some());
             match status {
                 200 => {}
@@ -442,7 +452,7 @@ impl RegistryClient {
         let what = format!("POST {url}");
         let body = serde_json::json!({ "schema": schema }).to_string();
         let request = self.prepare(self.agent.post(url)).header("Content-Type", REGISTRY_CONTENT_TYPE);
-        let (status, reply) = Self::reply(&what, request.send(body))?;
+        let (status, reply) = Self::reply(&what, None, request.send(body))?;
         match status {
             200..=299 => {
                 let IdReply { id } = serde_json::from_str(&reply)
@@ -1152,6 +1162,7 @@ pub(crate) mod tests {
             ("GET", "/schemas/ids/56") => referencing_reply("direction"),
             ("GET", "/schemas/ids/57") => referencing_reply("gone"),
             ("GET", "/schemas/ids/58") => referencing_reply("limited"),
+            ("GET", "/schemas/ids/59") => schema_reply(&"x".repeat(9 << 20)),
             ("GET", "/subjects/limited/versions/1") if limited.fetch_add(1, Ordering::SeqCst) == 0 => {
                 (429, r#"{"error_code":42901,"message":"Too many requests"}"#.into())
             }
@@ -1267,6 +1278,9 @@ pub(crate) mod tests {
         assert_eq!((refused.code(), refused.is_retriable()), ("invalid_schema", false), "{refused}");
         assert_eq!(code(client.schema(0x8000_0000)), "unknown_schema_id");
         assert_eq!(server.count("GET", "/schemas/ids/2147483648"), 0, "not asked");
+        // A schema too large to take is an answer about its id, not an outage.
+        let huge = client.schema(59).unwrap_err();
+        assert_eq!((huge.code(), huge.is_retriable()), ("invalid_schema", false), "{huge}");
         for unavailable in [50, 51, 52, 53, 55] {
             let e = client.schema(unavailable).unwrap_err();
             assert!(e.is_retriable(), "{unavailable}: {e}");
