@@ -30,7 +30,7 @@ enum Command {
         #[arg(long)]
         http_port: Option<u16>,
         /// Simulated records per second in embedded mode.
-        #[arg(long)]
+        #[arg(long, requires = "embedded")]
         rate: Option<u64>,
         /// Stop after this many seconds (otherwise SIGTERM or Ctrl-C stops it).
         #[arg(long)]

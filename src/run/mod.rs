@@ -117,17 +117,22 @@ pub fn run(config: Option<&Path>, args: &RunArgs) -> anyhow::Result<()> {
             tracing::info!(?created, "topics created");
         }
     }
+    // Set when `--seconds` ran out: a start that failed by then still failed (a smoke test
+    // reads the exit code), where one a signal interrupted stops cleanly.
+    let timed_out = Arc::new(AtomicBool::new(false));
     if let Some(d) = args.duration {
-        let stop = stop.clone();
+        let (stop, timed_out) = (stop.clone(), timed_out.clone());
         std::thread::spawn(move || {
             std::thread::sleep(d);
+            timed_out.store(true, Ordering::Release);
             stop.store(true, Ordering::Release);
         });
     }
+    let asked_to_stop = || stop.load(Ordering::Acquire) && !timed_out.load(Ordering::Acquire);
     let (inputs, outputs) = match schemas(&settings, &kafka, &health, &stop) {
         Ok(schemas) => schemas,
         // Stopped while the registry could not be reached: nothing was consumed yet.
-        Err(e) if stop.load(Ordering::Acquire) => {
+        Err(e) if asked_to_stop() => {
             tracing::info!(error = %format!("{e:#}"), "stopped while starting, before consuming anything");
             return Ok(());
         }
@@ -137,7 +142,7 @@ pub fn run(config: Option<&Path>, args: &RunArgs) -> anyhow::Result<()> {
     let service = match Service::new(kafka, settings.engine(), inputs, outputs, metrics.clone(), health) {
         Ok(s) => s,
         // Stopped while the cluster could not be reached at start: nothing was consumed yet.
-        Err(e) if stop.load(Ordering::Acquire) => {
+        Err(e) if asked_to_stop() => {
             tracing::info!(error = %format!("{e:#}"), "stopped while starting, before consuming anything");
             return Ok(());
         }
@@ -145,11 +150,13 @@ pub fn run(config: Option<&Path>, args: &RunArgs) -> anyhow::Result<()> {
     };
     let report = service.run(stop.clone())?;
     stop.store(true, Ordering::Release);
+    // The feeder logged its failure and stopped the run when it failed: the run fails too.
+    let mut traffic_failed = None;
     if let Some(t) = traffic {
         match t.join() {
             Ok(Ok(sent)) => tracing::info!(sent, "simulated traffic stopped"),
-            Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "simulated traffic failed"),
-            Err(_) => tracing::error!("simulated traffic panicked"),
+            Ok(Err(e)) => traffic_failed = Some(e.context("simulated traffic failed")),
+            Err(_) => traffic_failed = Some(anyhow::anyhow!("simulated traffic panicked")),
         }
     }
     drop(embedded);
@@ -171,7 +178,7 @@ pub fn run(config: Option<&Path>, args: &RunArgs) -> anyhow::Result<()> {
         println!("ingest-to-output latency: p50 {p50} ms, p99 {p99} ms");
     }
     print!("{}", summary(&metrics));
-    Ok(())
+    traffic_failed.map_or(Ok(()), Err)
 }
 
 /// What the run found, for its end: interventions per moment type and the CX table of the

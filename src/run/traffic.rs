@@ -153,7 +153,15 @@ pub fn spawn(
     traffic: Traffic,
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<anyhow::Result<u64>> {
-    std::thread::spawn(move || produce(&config, &ids, &traffic, &stop))
+    std::thread::spawn(move || {
+        let sent = produce(&config, &ids, &traffic, &stop);
+        if let Err(e) = &sent {
+            // Said at once, and the run stopped: a service idling on no input would look healthy.
+            tracing::error!(error = %format!("{e:#}"), "simulated traffic failed; stopping");
+            stop.store(true, std::sync::atomic::Ordering::Release);
+        }
+        sent
+    })
 }
 
 #[cfg(test)]

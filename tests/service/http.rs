@@ -59,6 +59,28 @@ fn embedded_run_logging(stdout: Stdio, stderr: Stdio) -> (u16, std::process::Chi
     (port, child)
 }
 
+/// `--rate` without `--embedded` is a usage error, not a flag quietly ignored.
+#[test]
+fn the_rate_needs_the_embedded_mode() {
+    let out = Command::new(env!("CARGO_BIN_EXE_omnistitch")).args(["run", "--rate", "5"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A start that fails (no cluster at the address) fails the run, also when `--seconds` ran out
+/// meanwhile: only a signal makes an interrupted start a clean stop.
+#[test]
+fn a_start_that_fails_under_a_time_limit_exits_non_zero() {
+    let out = Command::new(env!("CARGO_BIN_EXE_omnistitch"))
+        .args(["run", "--seconds", "1"])
+        .env("OMNISTITCH_HTTP_PORT", free_port().to_string())
+        .env("OMNISTITCH__KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:1")
+        .env("OMNISTITCH__KAFKA__REQUEST_TIMEOUT_MS", "2000")
+        .env("OMNISTITCH__KAFKA__TRANSACTIONAL_ID", "omnistitch-test")
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 fn metric(text: &str, prefix: &str) -> f64 {
     text.lines().filter(|l| l.starts_with(prefix)).map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap()).sum()
 }

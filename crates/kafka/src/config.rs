@@ -546,8 +546,9 @@ impl KafkaConfig {
     }
 
     /// The transactional id of this instance: `transactional_id`, else `<group_id>-<host>`
-    /// with the host from `HOSTNAME` or the kernel's host name; `None` without either (two
-    /// instances sharing a made-up id would fence each other).
+    /// with the host from `HOSTNAME`, the kernel's host name, or the `hostname` command
+    /// (systems without `/proc`); `None` without any (two instances sharing a made-up id
+    /// would fence each other).
     pub fn transactional_id(&self) -> Option<String> {
         if let Some(id) = &self.transactional_id {
             return Some(id.clone());
@@ -556,7 +557,11 @@ impl KafkaConfig {
         let host = std::env::var("HOSTNAME")
             .ok()
             .and_then(named)
-            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok().and_then(named))?;
+            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok().and_then(named))
+            .or_else(|| {
+                let out = std::process::Command::new("hostname").output().ok().filter(|o| o.status.success())?;
+                String::from_utf8(out.stdout).ok().and_then(named)
+            })?;
         Some(format!("{}-{}", self.group_id, host))
     }
 

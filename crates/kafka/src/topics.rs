@@ -130,6 +130,10 @@ pub fn create_missing(config: &KafkaConfig) -> Result<Vec<String>, KafkaError> {
     for r in results {
         match r {
             Ok(name) => created.push(name),
+            // Created meanwhile (another replica starting at the same time): it exists.
+            Err((name, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {
+                tracing::info!(topic = name, "topic created meanwhile by another instance");
+            }
             Err((name, code)) => {
                 return Err(KafkaError::AdminOp(code))
                     .inspect_err(|_| tracing::error!(topic = name, "topic creation failed"))
