@@ -1252,8 +1252,8 @@ impl Service {
             let r = call();
             let resumable =
                 matches!(&r, Err(KafkaError::Transaction(e)) if e.is_retriable() && !e.txn_requires_abort());
-            if resumable && Instant::now() < limit && !self.health.stop_requested() {
-                tracing::warn!(error = ?r.as_ref().err(), what = what.name(), "transaction call may be resumed; calling again");
+            if let (true, Err(e)) = (resumable && Instant::now() < limit && !self.health.stop_requested(), &r) {
+                tracing::warn!(error = %e, what = what.name(), "transaction call may be resumed; calling again");
                 self.metrics.cluster_retries.with_label_values(&[what.name()]).inc();
                 std::thread::sleep(Duration::from_millis(500));
                 continue;
